@@ -1,0 +1,133 @@
+"""The registry entries: every implementation the suite measures, declared once.
+
+Recurrent backends (families ``rnn`` = Elman tanh RNN, ``lstm``) are checked against the float64
+NumPy BPTT on CPU and against ``torch.nn`` in float64 on the GPU (itself tested against NumPy).
+The encoders are checked against themselves in float64 on CPU.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from baselines.bow import BagOfWordsEncoder
+from baselines.cnn import CNNEncoder
+from baselines.eager import EagerLSTM, EagerRNN
+from harness.registry import Backend, register
+from harness.workloads import NumpyRecurrentWorkload, TorchEncoderWorkload, TorchRecurrentWorkload
+
+ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
+TORCH_CLASSES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM}
+EAGER_CLASSES = {"rnn": EagerRNN, "lstm": EagerLSTM}
+
+
+def _recurrent_factory(classes):
+    def factory(problem, dtype, device):
+        return TorchRecurrentWorkload(problem, dtype, device, classes[problem.family])
+
+    return factory
+
+
+def _encoder_factory(module_factory):
+    def factory(problem, dtype, device):
+        return TorchEncoderWorkload(problem, dtype, device, module_factory)
+
+    return factory
+
+
+register(Backend(
+    name="numpy",
+    families=("rnn", "lstm"),
+    devices=("cpu",),
+    dtypes=("float64", "float32"),
+    factory=lambda problem, dtype, device: NumpyRecurrentWorkload(problem, dtype),
+    reference="numpy",
+    description="NumPy forward and hand-written BPTT (the float64 ground truth)",
+))
+
+register(Backend(
+    name="eager",
+    families=("rnn", "lstm"),
+    devices=("cpu", "cuda"),
+    dtypes=ALL_DTYPES,
+    factory=_recurrent_factory(EAGER_CLASSES),
+    reference="numpy",
+    cuda_reference="torch",
+    description="eager PyTorch: a Python loop over time of plain torch ops",
+))
+
+register(Backend(
+    name="torch",
+    families=("rnn", "lstm"),
+    devices=("cpu", "cuda"),
+    dtypes=ALL_DTYPES,
+    factory=_recurrent_factory(TORCH_CLASSES),
+    reference="numpy",
+    cuda_reference="torch",
+    description="torch.nn.RNN / torch.nn.LSTM (cuDNN on CUDA, ATen's CPU kernels on CPU)",
+))
+
+register(Backend(
+    name="bow",
+    families=("bow",),
+    devices=("cpu", "cuda"),
+    dtypes=ALL_DTYPES,
+    factory=_encoder_factory(partial(BagOfWordsEncoder, pooling="mean")),
+    reference="bow",
+    description="bag-of-words encoder: per-step linear projection, mean over time (order-free)",
+))
+
+register(Backend(
+    name="cnn",
+    families=("cnn",),
+    devices=("cpu", "cuda"),
+    dtypes=ALL_DTYPES,
+    factory=_encoder_factory(partial(CNNEncoder, num_layers=2, kernel_size=3, dilation_base=2)),
+    reference="cnn",
+    description="1-D CNN encoder: 2 dilated conv layers (kernel 3, dilation 1, 2), global max-pool",
+    # the max-pool's gradient goes to the arg-max time step; 16-bit rounding of near ties moves it
+    # to another step, which is not an error of the implementation, so 16-bit checks the forward only
+    gradient_check_dtypes=("float64", "float32"),
+))
+
+
+def _triton_requirement(device: str, dtype: str) -> str | None:
+    """The kernels run on CUDA, or on CPU only inside the Triton interpreter (which has no bf16 dot)."""
+    try:
+        from kernels.launch import interpreter_active
+    except ImportError as error:
+        return f"Triton is not importable: {error}"
+    if device == "cpu" and not interpreter_active():
+        return "Triton kernels need CUDA; on CPU they run only in the interpreter (TRITON_INTERPRET=1 before import)"
+    if device == "cuda" and interpreter_active():
+        return "TRITON_INTERPRET=1 is set: the kernels would run in the interpreter, not on the GPU"
+    if device == "cpu" and dtype == "bfloat16":
+        return "the Triton interpreter cannot multiply bfloat16 (tl.dot); bf16 is checked on the GPU"
+    return None
+
+
+def _triton_factory(path: str):
+    def factory(problem, dtype, device):
+        from kernels import TritonLSTM, TritonRNN
+
+        classes = {"rnn": partial(TritonRNN, path=path), "lstm": partial(TritonLSTM, path=path)}
+        return TorchRecurrentWorkload(problem, dtype, device, classes[problem.family])
+
+    return factory
+
+
+for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "forced persistent path"),
+                     ("cooperative", "forced cooperative path"), ("stepwise", "forced stepwise path")):
+    register(Backend(
+        name="triton" if _path == "auto" else f"triton-{_path}",
+        families=("rnn", "lstm"),
+        devices=("cpu", "cuda"),
+        dtypes=("float32", "float16", "bfloat16"),
+        factory=_triton_factory(_path),
+        reference="numpy",
+        cuda_reference="torch",
+        timed_devices=("cuda",),
+        requirement=_triton_requirement,
+        description=f"fused Triton kernels ({_what}); on CPU numerics only, in the interpreter",
+    ))

@@ -1,0 +1,111 @@
+"""The backend registry: one small declarative entry per implementation.
+
+A :class:`Backend` says what an implementation is (families it computes, devices and dtypes it
+supports, the backend whose float64 outputs it is checked against) and how to build it (a factory
+returning a workload, see :mod:`harness.workloads`). Entries are declared in
+:mod:`harness.backends`. Backends that cannot run on this machine stay listed; :meth:`Backend.skip_reason`
+says why, and the runner records the case as ``skipped`` with that reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from harness.errors import UsageError
+from harness.problems import FAMILIES
+
+DEVICES = ("cpu", "cuda")
+
+
+def device_skip_reason(device: str) -> str | None:
+    """Why ``device`` cannot be used on this machine, or None if it can."""
+    if device == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available on this machine (torch.cuda.is_available() is False)"
+    return None
+
+
+def _always_available(device: str, dtype: str) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation the suite can measure.
+
+    ``factory(problem, dtype, device)`` returns a workload. ``reference`` names the backend whose
+    float64 outputs on CPU are the ground truth for this one; on CUDA ``cuda_reference`` (if set) is
+    used instead, in float64 on the GPU, so that large GPU shapes are not checked by a CPU loop.
+    ``timed_devices`` lists the devices where speed and memory are meaningful (the Triton
+    interpreter on CPU runs numerics only). ``requirement(device, dtype)`` returns a reason the
+    backend cannot run here (a missing package, a missing environment variable, a dtype the
+    interpreter cannot multiply), or None.
+    """
+
+    name: str
+    families: tuple[str, ...]
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    factory: Callable
+    reference: str
+    description: str
+    cuda_reference: str | None = None
+    timed_devices: tuple[str, ...] | None = None
+    requirement: Callable[[str, str], str | None] = _always_available
+    #: dtypes whose gradients are part of the correctness check (None: all); see the CNN's entry
+    gradient_check_dtypes: tuple[str, ...] | None = None
+
+    def checks_gradients(self, dtype: str) -> bool:
+        return self.gradient_check_dtypes is None or dtype in self.gradient_check_dtypes
+
+    def __post_init__(self):
+        unknown = set(self.families) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"backend {self.name!r}: unknown families {sorted(unknown)}; expected some of {FAMILIES}")
+
+    def reference_for(self, device: str) -> tuple[str, str]:
+        """``(backend name, device)`` of the float64 reference used on ``device``."""
+        if device == "cuda" and self.cuda_reference:
+            return self.cuda_reference, "cuda"
+        return self.reference, "cpu"
+
+    def skip_reason(self, family: str, device: str, dtype: str, experiment: str) -> str | None:
+        """Why this backend cannot run the described case here, or None if it can."""
+        if family not in self.families:
+            return f"backend {self.name!r} does not implement family {family!r} (it implements {', '.join(self.families)})"
+        if device not in self.devices:
+            return f"backend {self.name!r} does not run on {device} (it runs on {', '.join(self.devices)})"
+        timed = self.timed_devices if self.timed_devices is not None else self.devices
+        if experiment != "numerics" and device not in timed:
+            return f"backend {self.name!r} is only checked for numerics on {device}; {experiment} is measured on {', '.join(timed)}"
+        if dtype not in self.dtypes:
+            return f"backend {self.name!r} does not support dtype {dtype} (it supports {', '.join(self.dtypes)})"
+        return device_skip_reason(device) or self.requirement(device, dtype)
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    if backend.name in _REGISTRY:
+        raise ValueError(f"backend {backend.name!r} is registered twice")
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def all_backends() -> list[Backend]:
+    _load_entries()
+    return list(_REGISTRY.values())
+
+
+def get_backend(name: str) -> Backend:
+    _load_entries()
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown backend {name!r}; expected one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def _load_entries() -> None:
+    import harness.backends  # noqa: F401  (declares the entries on import)

@@ -1,0 +1,171 @@
+"""Ahead-of-time compilation of every shipped kernel configuration, without a GPU.
+
+A *configuration* is what the size heuristic (:mod:`kernels.plan`) can launch: a kernel (RNN or
+LSTM, forward for inference, forward for training, backward) x path x dtype x hidden-size bucket
+(``H_PAD``, a power of two); the batch only changes the grid, not the compiled kernel. Each is compiled with ``triton.compile`` for a target
+such as ``sm_90`` and its resources read back: shared memory from the compiled metadata, registers
+and spill (stack) bytes per thread from ``cuobjdump --dump-resource-usage`` (shipped in the Triton
+wheel). A configuration *fits* when its shared memory is within the target's per-block limit, its
+registers fit the register file for one program per SM, and it spills nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import torch
+
+from kernels.plan import GATES, PATHS, REGISTER_FILE, fits_persistent, plan_recurrence
+from kernels.primitives import MODE_NAMES
+
+#: per-block shared memory limit (bytes, opt-in maximum) of each supported target
+SHARED_MEMORY_LIMIT = {80: 166912, 90: 232448}
+HIDDEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+TRITON_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+DIRECTIONS = ("fwd", "fwd_train", "bwd")
+
+#: pointer arguments of each kernel and their element type ("data": the storage dtype)
+KERNEL_POINTERS = {
+    ("lstm", "fwd"): (("xg_ptr", "data"), ("w_hh_ptr", "data"), ("h0_ptr", "data"), ("c0_ptr", "data"),
+                      ("y_ptr", "data"), ("c_all_ptr", "fp32"), ("c_n_ptr", "fp32"), ("exchange_ptr", "data"), ("sync_ptr", "i32")),
+    ("lstm", "bwd"): (("xg_ptr", "data"), ("w_hh_ptr", "data"), ("c_all_ptr", "fp32"), ("c0_ptr", "data"),
+                      ("dy_ptr", "data"), ("dh_n_ptr", "data"), ("dc_n_ptr", "data"), ("dh0_ptr", "fp32"),
+                      ("dc0_ptr", "fp32"), ("exchange_ptr", "data"), ("sync_ptr", "i32")),
+    ("rnn", "fwd"): (("xw_ptr", "data"), ("w_hh_ptr", "data"), ("h0_ptr", "data"), ("y_ptr", "data"), ("exchange_ptr", "data"),
+                    ("sync_ptr", "i32")),
+    ("rnn", "bwd"): (("y_ptr", "data"), ("w_hh_ptr", "data"), ("dy_ptr", "data"), ("dh_n_ptr", "data"),
+                     ("dz_ptr", "data"), ("dh0_ptr", "fp32"), ("exchange_ptr", "data"), ("sync_ptr", "i32")),
+}
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """One compiled kernel specialisation."""
+
+    kernel: str
+    cell: str
+    path: str
+    dtype: str
+    hidden_size: int
+    direction: str
+    block_b: int
+    block_h: int
+    k_split: int
+    num_warps: int
+    precision: str = "tf32"
+
+
+@dataclass(frozen=True)
+class KernelResources:
+    """Resources of one configuration compiled for one target."""
+
+    kernel: str
+    cell: str
+    path: str
+    dtype: str
+    hidden_size: int
+    direction: str
+    block_b: int
+    block_h: int
+    k_split: int
+    num_warps: int
+    precision: str
+    target: str
+    shared_bytes: int
+    registers: int
+    spill_bytes: int
+    fits: bool
+
+
+def shipped_configs() -> list[KernelConfig]:
+    """Every configuration the heuristic can launch, for every bucket, path, dtype and batch block."""
+    configs = []
+    for cell in GATES:
+        for dtype_name, dtype in DTYPES.items():
+            for hidden in HIDDEN_BUCKETS:
+                # fp32 multiplies in TF32 or in full fp32 ("ieee"), following cudnn.allow_tf32
+                for precision in ("tf32", "ieee") if dtype == torch.float32 else ("tf32",):
+                    exact = precision == "ieee"
+                    for path in PATHS:
+                        if path == "persistent" and not fits_persistent(cell, hidden, dtype, exact):
+                            continue
+                        plan = plan_recurrence(cell, hidden, 1, dtype, path, exact_fp32=exact)
+                        layout = (plan.block_b, plan.block_h, plan.k_split, plan.num_warps)
+                        for direction in DIRECTIONS:
+                            if cell == "rnn" and direction == "fwd_train":
+                                continue  # the RNN forward has no training variant
+                            kernel = f"{cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
+                            configs.append(KernelConfig(kernel, cell, path, dtype_name, hidden, direction, *layout, precision))
+    return configs
+
+
+def compile_config(config: KernelConfig, arch: int) -> KernelResources:
+    """Compile ``config`` for ``sm_<arch>`` and read back its resources."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = _kernel_function(config.kernel)
+    direction = "bwd" if config.direction == "bwd" else "fwd"
+    data = TRITON_TYPES[config.dtype]
+    signature = {name: "*" + (data if kind == "data" else kind) for name, kind in KERNEL_POINTERS[(config.cell, direction)]}
+    signature.update({name: "i32" for name in ("T", "B", "H", "phase")})
+    constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.hidden_size,
+                  "K_SPLIT": config.k_split, "MODE": MODE_NAMES[config.path], "DOT_PRECISION": config.precision}
+    if config.cell == "lstm" and direction == "fwd":
+        constexprs["TRAINING"] = config.direction == "fwd_train"
+    if config.cell == "rnn":
+        constexprs["RELU"] = False
+    signature.update({name: "constexpr" for name in constexprs})
+    max_registers = min(255, REGISTER_FILE // (32 * config.num_warps))
+    options = {"num_warps": config.num_warps, "maxnreg": max_registers}
+    if config.path == "cooperative":
+        options["launch_cooperative_grid"] = True
+    # at run time Triton specialises pointers that are 16-byte aligned (every buffer the layers pass);
+    # H is left unspecialised, the worst case for hidden sizes that are not multiples of 16
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items() if kind.startswith("*")}
+    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32), options=options)
+    registers, spill = _cubin_resources(compiled.asm["cubin"])
+    shared = int(compiled.metadata.shared)
+    fits = shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
+    return KernelResources(**asdict(config), target=f"sm_{arch}", shared_bytes=shared, registers=registers,
+                           spill_bytes=spill, fits=fits)
+
+
+def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None) -> list[KernelResources]:
+    """Compile ``configs`` (default: every shipped one) in parallel processes, in order."""
+    if arch not in SHARED_MEMORY_LIMIT:
+        raise ValueError(f"target must be one of {', '.join(f'sm_{a}' for a in SHARED_MEMORY_LIMIT)}, got sm_{arch}")
+    configs = shipped_configs() if configs is None else configs
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(compile_config, configs, [arch] * len(configs)))
+
+
+def _kernel_function(name: str):
+    from kernels import lstm_kernels, rnn_kernels
+
+    module = lstm_kernels if name.startswith("lstm") else rnn_kernels
+    return getattr(module, name)
+
+
+def _cubin_resources(cubin: bytes) -> tuple[int, int]:
+    """``(registers per thread, stack bytes per thread)`` of the single kernel in ``cubin``."""
+    import triton
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
+        handle.write(cubin)
+        handle.flush()
+        report = subprocess.run([tool, "--dump-resource-usage", handle.name], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"REG:(\d+)\s+STACK:(\d+)", report)
+    if match is None:
+        raise RuntimeError(f"cuobjdump reported no resource usage:\n{report}")
+    return int(match.group(1)), int(match.group(2))

@@ -1,0 +1,111 @@
+"""Host side of a recurrent kernel launch: the path's launch pattern, and checks before launching.
+
+Every recurrent kernel takes ``(..., sync, T, B, H, phase)`` followed by the constexprs
+``BLOCK_B, BLOCK_H, H_PAD, MODE`` and kernel-specific ones. :func:`run_phases` launches it the way
+the plan's path requires: once with the time loop inside (``persistent``, ``cooperative``), or once
+per phase (``stepwise``, and ``cooperative`` on the interpreter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+
+from kernels.plan import Plan, plan_recurrence
+from kernels.primitives import MODE_NAMES
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_poison = False
+
+
+@contextlib.contextmanager
+def poisoned_outputs():
+    """Fill every buffer a kernel must write with NaN first (tests: an unwritten element shows)."""
+    global _poison
+    previous, _poison = _poison, True
+    try:
+        yield
+    finally:
+        _poison = previous
+
+
+def output_buffer(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """An uninitialised buffer that a kernel fills completely (NaN-filled under :func:`poisoned_outputs`)."""
+    if _poison:
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def interpreter_active() -> bool:
+    """True when Triton kernels run in the interpreter (``TRITON_INTERPRET=1`` before import)."""
+    from kernels.lstm_kernels import lstm_forward_kernel
+
+    return not isinstance(lstm_forward_kernel, triton.runtime.JITFunction)
+
+
+def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
+    """Refuse what the kernels cannot run, naming the value and the way out."""
+    interpreter = interpreter_active()
+    if tensor.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name} supports dtypes float32, float16 and bfloat16, got {tensor.dtype}")
+    if tensor.device.type == "cpu" and not interpreter:
+        raise ValueError(
+            f"{name} got a CPU tensor, but its Triton kernels run on CUDA: move the module and inputs to a CUDA "
+            "device, or set TRITON_INTERPRET=1 before importing kernels to run them in the (slow) Triton interpreter"
+        )
+    if tensor.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} runs on CUDA (or the interpreter on CPU), got a tensor on {tensor.device}")
+    if interpreter and tensor.dtype == torch.bfloat16:
+        raise TypeError(
+            f"{name}: the Triton interpreter cannot multiply bfloat16 (tl.dot on bf16 is unsupported there); "
+            "run bfloat16 on a GPU, or use float32/float16 under TRITON_INTERPRET=1"
+        )
+
+
+def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str) -> Plan:
+    interpreter = interpreter_active()
+    multiprocessors = None
+    if like.device.type == "cuda" and not interpreter:
+        multiprocessors = torch.cuda.get_device_properties(like.device).multi_processor_count
+    exact_fp32 = dot_precision(like.dtype) == "ieee" and like.dtype == torch.float32
+    return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, exact_fp32)
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """``tl.dot`` input precision matching cuDNN: TF32 for fp32 when ``cudnn.allow_tf32`` is set.
+
+    (16-bit inputs are multiplied exactly with fp32 accumulation whatever this says.)
+    """
+    if dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def exchange_buffer(plan: Plan, row_width: int, dtype: torch.dtype, device, first: torch.Tensor | None = None) -> torch.Tensor:
+    """Zeroed ``(2, B_pad, row_width)`` buffer for state rows shared between programs (see
+    :func:`kernels.primitives.exchange_offsets`); ``first (B, H)`` goes into slot 1, read by step 0."""
+    buffer = torch.zeros(2, plan.grid[1] * plan.block_b, row_width, dtype=dtype, device=device)
+    if first is not None:
+        buffer[1, : first.shape[0], : first.shape[1]] = first
+    return buffer
+
+
+def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int, int, int], device, **constexprs) -> None:
+    """Launch ``kernel(*tensors, sync, T, B, H, phase, ...)`` over ``phases`` phases following ``plan``."""
+    interpreter = interpreter_active()
+    # the interpreter runs programs one after another: a barrier with more than one participant per
+    # batch block would wait forever, so the cooperative path's math runs one launch per step there
+    stepwise = plan.path == "stepwise" or (plan.path == "cooperative" and interpreter and plan.grid[0] > 1)
+    sync = torch.zeros(plan.grid[1] if plan.path == "cooperative" else 1, dtype=torch.int32, device=device)
+    common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
+                  num_warps=plan.num_warps, maxnreg=plan.max_registers, **constexprs)
+    if stepwise:
+        for phase in range(phases):
+            kernel[plan.grid](*tensors, sync, *sizes, phase, MODE=MODE_NAMES["stepwise"], **common)
+        return
+    if plan.path == "cooperative" and not interpreter:
+        # the driver refuses a cooperative grid that cannot be co-resident instead of letting it spin forever
+        common["launch_cooperative_grid"] = True
+    kernel[plan.grid](*tensors, sync, *sizes, 0, MODE=MODE_NAMES[plan.path], **common)

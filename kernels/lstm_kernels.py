@@ -1,0 +1,220 @@
+"""Triton kernels of the fused LSTM recurrence (forward and reverse-time backward).
+
+The input projection ``W_ih x_t + b_ih + b_hh`` for all steps is one GEMM done before the forward
+kernel (:mod:`kernels.lstm`); the kernels only do what must be sequential. Layouts, row-major:
+
+* ``xg``   ``(T, B, 4H)`` gate pre-activations from the input, gate order i, f, g, o (torch's).
+  In training the forward kernel overwrites it, in place, with the activated gates; the backward
+  kernel then overwrites those, in place, with the gradients of the pre-activations (``dgates``).
+* ``w_hh`` ``(4H, H)``; ``h0, c0, dh_n, dc_n, dh0, dc0`` ``(B, H)``; ``y, dy`` ``(T, B, H)``;
+  ``c_all`` ``(T, B, H)`` float32 cell states c_1..c_T (training only).
+* ``exchange``: forward ``(2, B_pad, H_PAD)`` hidden states, backward ``(2, B_pad, 4*H_PAD)`` gate
+  gradients (gate blocks ``H_PAD`` apart), zero-filled, storage dtype; see
+  :func:`kernels.primitives.exchange_offsets`. The forward expects ``h0`` copied into slot 1.
+
+Program (pid_h, pid_b) owns hidden units ``pid_h*BLOCK_H + [0, BLOCK_H)`` of batch rows
+``pid_b*BLOCK_B + [0, BLOCK_B)``. Its slice of ``W_hh``, four split-K gate tiles (see
+:mod:`kernels.primitives`), is loaded once per launch and stays on chip. The four gate matmuls of a
+step share one state operand and run back to back in the same kernel, as four dots rather than one
+dot over a concatenated ``4*BLOCK_H``-wide tile: splitting that tile's accumulator into gates needs
+two layout conversions, and compiled for sm_90 (Triton 3.9, bf16, H=128, 16-row batch block) the
+single dot spilled 440-712 bytes per thread where the four dots spilled none.
+Cell state, accumulation and all elementwise math are float32; ``h`` enters the dot in the storage
+dtype (fp32, fp16 or bf16).
+"""
+
+import triton
+import triton.language as tl
+
+from kernels.primitives import (
+    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, split_k_dot, step_barrier, tanh,
+    to_chunks, weight_chunks,
+)
+
+
+@triton.jit
+def _forward_step(
+    xg_ptr, y_ptr, c_all_ptr, t, B, H, w_i, w_f, w_g, w_o, h_prev, c, gate_offsets, state_offsets, state_mask,
+    TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """One LSTM step for this program's units: returns ``(h_t, c_t)`` (float32) and stores h_t.
+
+    ``h_prev`` is the split-K view of the whole previous state row in the storage dtype.
+    """
+    step = tl.cast(t, tl.int64) * B
+    xg = xg_ptr + step * 4 * H + gate_offsets
+    i = tl.sigmoid(split_k_dot(h_prev, w_i, DOT_PRECISION) + tl.load(xg, mask=state_mask, other=0.0).to(tl.float32))
+    f = tl.sigmoid(split_k_dot(h_prev, w_f, DOT_PRECISION) + tl.load(xg + H, mask=state_mask, other=0.0).to(tl.float32))
+    g = tanh(split_k_dot(h_prev, w_g, DOT_PRECISION) + tl.load(xg + 2 * H, mask=state_mask, other=0.0).to(tl.float32))
+    o = tl.sigmoid(split_k_dot(h_prev, w_o, DOT_PRECISION) + tl.load(xg + 3 * H, mask=state_mask, other=0.0).to(tl.float32))
+    c = f * c + i * g
+    h = o * tanh(c)
+    tl.store(y_ptr + step * H + state_offsets, h.to(y_ptr.dtype.element_ty), mask=state_mask)
+    if TRAINING:
+        out = xg_ptr.dtype.element_ty
+        tl.store(xg, i.to(out), mask=state_mask)
+        tl.store(xg + H, f.to(out), mask=state_mask)
+        tl.store(xg + 2 * H, g.to(out), mask=state_mask)
+        tl.store(xg + 3 * H, o.to(out), mask=state_mask)
+        tl.store(c_all_ptr + step * H + state_offsets, c, mask=state_mask)
+    return h, c
+
+
+@triton.jit(do_not_specialize=["T", "B", "phase"])
+def lstm_forward_kernel(
+    xg_ptr, w_hh_ptr, h0_ptr, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, sync_ptr,
+    T, B, H, phase,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr,
+    MODE: tl.constexpr, TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Forward recurrence (see the module docstring for layouts).
+
+    ``c_n`` (float32) receives the final cell state; in ``STEPWISE`` mode it also carries the cell
+    state from one launch to the next. ``phase`` is the time step of a ``STEPWISE`` launch.
+    """
+    BK: tl.constexpr = H_PAD // K_SPLIT
+    pid_h = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    state_offsets = rows[:, None] * H + cols[None, :]
+    state_mask = (rows < B)[:, None] & (cols < H)[None, :]
+    gate_offsets = rows[:, None] * 4 * H + cols[None, :]
+    read, write = exchange_offsets(rows, cols, H_PAD, K_SPLIT, BK)
+    w_i = weight_chunks(w_hh_ptr, 0 * H, H, cols, True, K_SPLIT, BK)
+    w_f = weight_chunks(w_hh_ptr, 1 * H, H, cols, True, K_SPLIT, BK)
+    w_g = weight_chunks(w_hh_ptr, 2 * H, H, cols, True, K_SPLIT, BK)
+    w_o = weight_chunks(w_hh_ptr, 3 * H, H, cols, True, K_SPLIT, BK)
+
+    if MODE == STEPWISE:
+        h_prev = tl.load(exchange_slot(exchange_ptr, phase + 1, H_PAD, BLOCK_B) + read, cache_modifier=".cg")
+        if phase == 0:
+            c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
+        else:
+            c = tl.load(c_n_ptr + state_offsets, mask=state_mask, other=0.0)
+        h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, phase, B, H, w_i, w_f, w_g, w_o, h_prev, c,
+                             gate_offsets, state_offsets, state_mask, TRAINING, DOT_PRECISION)
+        tl.store(exchange_slot(exchange_ptr, phase, H_PAD, BLOCK_B) + write, h.to(w_i.dtype))
+    else:
+        offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)
+        h_prev = tl.load(h0_ptr + offsets, mask=mask, other=0.0).to(w_i.dtype)
+        c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
+        n_programs_h = tl.num_programs(0)
+        for t in range(0, T):
+            if MODE == COOPERATIVE:
+                h_prev = tl.load(exchange_slot(exchange_ptr, t + 1, H_PAD, BLOCK_B) + read, cache_modifier=".cg")
+            h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, w_i, w_f, w_g, w_o, h_prev, c,
+                                 gate_offsets, state_offsets, state_mask, TRAINING, DOT_PRECISION)
+            if MODE == PERSISTENT:
+                # one program owns every unit: the next step's state stays in registers
+                h_prev = to_chunks(h.to(w_i.dtype), BLOCK_B, K_SPLIT, BK)
+            else:
+                tl.store(exchange_slot(exchange_ptr, t, H_PAD, BLOCK_B) + write, h.to(w_i.dtype))
+                step_barrier(sync_ptr + pid_b, n_programs_h * (t + 1), MODE)
+    tl.store(c_n_ptr + state_offsets, c, mask=state_mask)
+
+
+@triton.jit
+def _backward_phase(
+    xg_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr,
+    t, T, B, H, dc_carry, read, write, gate_offsets, state_offsets, state_mask,
+    BLOCK_B: tl.constexpr, H_PAD: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Backward phase for step ``t`` (``t = -1``: emit dh0, dc0). Returns the new ``dc`` carry.
+
+    ``dh_t = dy_t + sum_gate dgates_{t+1}[gate] @ W_hh[gate rows, units]`` (``dh_n`` instead of the
+    matmuls at t = T-1); ``dc_t = dc_carry + dh_t * o * (1 - tanh(c_t)^2)`` with
+    ``dc_carry = dc_{t+1} * f_{t+1}``.
+    """
+    if t == T - 1:
+        dh = tl.load(dh_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
+    else:
+        later = exchange_slot(exchange_ptr, t + 1, 4 * H_PAD, BLOCK_B) + read
+        dh = split_k_dot(tl.load(later, cache_modifier=".cg"), w_i, DOT_PRECISION)
+        dh += split_k_dot(tl.load(later + H_PAD, cache_modifier=".cg"), w_f, DOT_PRECISION)
+        dh += split_k_dot(tl.load(later + 2 * H_PAD, cache_modifier=".cg"), w_g, DOT_PRECISION)
+        dh += split_k_dot(tl.load(later + 3 * H_PAD, cache_modifier=".cg"), w_o, DOT_PRECISION)
+    if t < 0:
+        tl.store(dh0_ptr + state_offsets, dh, mask=state_mask)
+        tl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
+    else:
+        step = tl.cast(t, tl.int64) * B
+        dh += tl.load(dy_ptr + step * H + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
+        gates = xg_ptr + step * 4 * H + gate_offsets
+        i = tl.load(gates, mask=state_mask, other=0.0).to(tl.float32)
+        f = tl.load(gates + H, mask=state_mask, other=0.0).to(tl.float32)
+        g = tl.load(gates + 2 * H, mask=state_mask, other=0.0).to(tl.float32)
+        o = tl.load(gates + 3 * H, mask=state_mask, other=0.0).to(tl.float32)
+        c = tl.load(c_all_ptr + step * H + state_offsets, mask=state_mask, other=0.0)
+        if t == 0:
+            c_prev = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
+        else:
+            c_prev = tl.load(c_all_ptr + tl.cast(t - 1, tl.int64) * B * H + state_offsets, mask=state_mask, other=0.0)
+        tanh_c = tanh(c)
+        dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
+        out = xg_ptr.dtype.element_ty
+        di = (dc * g * i * (1.0 - i)).to(out)
+        df = (dc * c_prev * f * (1.0 - f)).to(out)
+        dg = (dc * i * (1.0 - g * g)).to(out)
+        do = (dh * tanh_c * o * (1.0 - o)).to(out)
+        tl.store(gates, di, mask=state_mask)
+        tl.store(gates + H, df, mask=state_mask)
+        tl.store(gates + 2 * H, dg, mask=state_mask)
+        tl.store(gates + 3 * H, do, mask=state_mask)
+        shared = exchange_slot(exchange_ptr, t, 4 * H_PAD, BLOCK_B) + write
+        tl.store(shared, di)
+        tl.store(shared + H_PAD, df)
+        tl.store(shared + 2 * H_PAD, dg)
+        tl.store(shared + 3 * H_PAD, do)
+        dc_carry = dc * f
+    return dc_carry
+
+
+@triton.jit(do_not_specialize=["T", "B", "phase"])
+def lstm_backward_kernel(
+    xg_ptr, w_hh_ptr, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, sync_ptr,
+    T, B, H, phase,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr,
+    MODE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Reverse-time recurrence: turns the saved gates in ``xg`` into ``dgates`` in place.
+
+    Runs phases ``t = T-1, ..., 0, -1``; phase -1 writes ``dh0`` and ``dc0`` (float32). In
+    ``STEPWISE`` mode ``phase`` counts launches (t = T-1-phase) and ``dc0`` carries the cell
+    gradient from one launch to the next. Every unit's gradient needs all 4H gate gradients of its
+    batch row from the step after, so those go through the exchange buffer in every mode.
+    """
+    BK: tl.constexpr = H_PAD // K_SPLIT
+    pid_h = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    state_offsets = rows[:, None] * H + cols[None, :]
+    state_mask = (rows < B)[:, None] & (cols < H)[None, :]
+    gate_offsets = rows[:, None] * 4 * H + cols[None, :]
+    read, write = exchange_offsets(rows, cols, 4 * H_PAD, K_SPLIT, BK)
+    w_i = weight_chunks(w_hh_ptr, 0 * H, H, cols, False, K_SPLIT, BK)
+    w_f = weight_chunks(w_hh_ptr, 1 * H, H, cols, False, K_SPLIT, BK)
+    w_g = weight_chunks(w_hh_ptr, 2 * H, H, cols, False, K_SPLIT, BK)
+    w_o = weight_chunks(w_hh_ptr, 3 * H, H, cols, False, K_SPLIT, BK)
+
+    if MODE == STEPWISE:
+        t = T - 1 - phase
+        if phase == 0:
+            dc_carry = tl.load(dc_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
+        else:
+            dc_carry = tl.load(dc0_ptr + state_offsets, mask=state_mask, other=0.0)
+        dc_carry = _backward_phase(xg_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr, dc0_ptr,
+                                   exchange_ptr, t, T, B, H, dc_carry, read, write, gate_offsets, state_offsets,
+                                   state_mask, BLOCK_B, H_PAD, DOT_PRECISION)
+        if t >= 0:
+            tl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
+    else:
+        dc_carry = tl.load(dc_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
+        n_programs_h = tl.num_programs(0)
+        for p in range(0, T + 1):
+            t = T - 1 - p
+            dc_carry = _backward_phase(xg_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr,
+                                       dc0_ptr, exchange_ptr, t, T, B, H, dc_carry, read, write, gate_offsets,
+                                       state_offsets, state_mask, BLOCK_B, H_PAD, DOT_PRECISION)
+            step_barrier(sync_ptr + pid_b, n_programs_h * (p + 1), MODE)

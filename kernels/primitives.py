@@ -1,0 +1,141 @@
+"""Triton building blocks shared by the RNN and LSTM kernels.
+
+**Execution modes** (the ``MODE`` constexpr of every recurrent kernel, chosen by :mod:`kernels.plan`):
+
+* ``PERSISTENT``: one program per batch block owns every hidden unit and all of ``W_hh``; the kernel
+  loops over time itself and the state stays in registers from one step to the next.
+* ``COOPERATIVE``: the hidden units are split across programs; the kernel loops over time itself and
+  separates steps with a grid barrier among the programs of a batch block (software barrier on an
+  atomic counter; the grid is launched cooperatively so the driver refuses a grid that cannot be
+  co-resident instead of letting it deadlock).
+* ``STEPWISE``: the same split, but one launch per time step; the kernel boundary is the barrier.
+  Needs nothing co-resident, so it works for every size, and it is how the interpreter (which runs
+  programs one after another and cannot spin on a barrier) executes the cooperative path's math.
+
+In every mode but ``PERSISTENT`` the full previous state row (all hidden units of a batch block) is
+read from global memory at each step, because other programs wrote parts of it. That exchange goes
+through a small padded buffer ``(2, B_pad, H_PAD)`` rather than through the output itself: its
+compile-time strides make the loads maskless and vectorised whatever H is (see
+:func:`exchange_offsets`), and two slots alternate between steps (:func:`exchange_slot`).
+
+**Split-K recurrent matmul.** The reduction dimension ``H_PAD`` is split into ``K_SPLIT`` chunks of
+``BK = H_PAD / K_SPLIT``: the state is a ``(K_SPLIT, BLOCK_B, BK)`` tile, each weight tile
+``(K_SPLIT, BK, BLOCK_H)``, and ``tl.dot`` on these 3-D tiles puts one warp (or more) on each chunk,
+so no warp holds the whole state row or the whole weight slice; ``tl.sum`` over the chunks finishes
+the product. With a plain 2-D dot and a 16-row batch block every warp would hold the whole
+``(16, H_PAD)`` state: compiled for sm_90 that spilled registers from H = 128 on.
+"""
+
+import triton
+import triton.language as tl
+
+PERSISTENT: tl.constexpr = tl.constexpr(0)
+COOPERATIVE: tl.constexpr = tl.constexpr(1)
+STEPWISE: tl.constexpr = tl.constexpr(2)
+MODE_NAMES = {"persistent": 0, "cooperative": 1, "stepwise": 2}
+
+
+@triton.jit
+def tanh(x):
+    """tanh through the sigmoid (Triton has no portable tanh that also runs in the interpreter).
+
+    Absolute error is a few ulp of 1 in fp32; exp overflow is harmless (sigmoid saturates to 0 or 1).
+    """
+    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def grid_barrier(counter_ptr, expected):
+    """Wait until ``expected`` arrivals are counted at ``counter_ptr`` (this program's included).
+
+    The counter only grows (one arrival per program per step, expected = programs x steps done), so
+    no reset is needed between steps. The CTA barrier before the release makes every thread's stores
+    of this step visible before the arrival; the acquire makes the other programs' stores visible
+    after it, and loads that follow use ``.cg`` (L2) so no stale L1 line is read.
+    """
+    tl.debug_barrier()
+    tl.atomic_add(counter_ptr, 1, sem="release", scope="gpu")
+    arrived = tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu")
+    while arrived < expected:
+        arrived = tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu")
+    tl.debug_barrier()
+
+
+@triton.jit
+def step_barrier(counter_ptr, expected, MODE: tl.constexpr):
+    """The barrier between two in-kernel time steps for ``MODE`` (nothing to do for ``STEPWISE``)."""
+    if MODE == COOPERATIVE:
+        grid_barrier(counter_ptr, expected)
+    elif MODE == PERSISTENT:
+        tl.debug_barrier()
+
+
+@triton.jit
+def chunk_offsets(rows, B, row_stride, width, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """Offsets and mask of the ``(K_SPLIT, BLOCK_B, BK)`` split-K view of rows ``rows`` of a matrix.
+
+    Element ``[s, b, kk]`` is column ``s*BK + kk`` of row ``rows[b]`` (rows ``row_stride`` apart);
+    rows >= B and columns >= ``width`` are masked.
+    """
+    s = tl.arange(0, K_SPLIT)
+    kk = tl.arange(0, BK)
+    column = s[:, None, None] * BK + kk[None, None, :]
+    return rows[None, :, None] * row_stride + column, (column < width) & (rows < B)[None, :, None]
+
+
+@triton.jit
+def to_chunks(state, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """``(BLOCK_B, K_SPLIT*BK)`` -> the ``(K_SPLIT, BLOCK_B, BK)`` split-K view, in registers."""
+    return tl.permute(tl.reshape(state, (BLOCK_B, K_SPLIT, BK)), (1, 0, 2))
+
+
+@triton.jit
+def exchange_offsets(rows, cols, ROW_WIDTH: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """Offsets into one slot of an exchange buffer ``(2, B_pad, ROW_WIDTH)``.
+
+    Returns ``(read, write)``: ``read`` is the ``(K_SPLIT, BLOCK_B, BK)`` split-K view of the first
+    ``H_PAD`` columns of rows ``rows``; ``write`` the ``(BLOCK_B, BLOCK_H)`` tile of this program's
+    units. Strides are compile-time constants and the buffer is padded (rows to whole batch blocks,
+    columns to ``H_PAD``, padding kept zero), so neither needs a mask and loads vectorise for every H.
+    """
+    s = tl.arange(0, K_SPLIT)
+    kk = tl.arange(0, BK)
+    read = rows[None, :, None] * ROW_WIDTH + s[:, None, None] * BK + kk[None, None, :]
+    write = rows[:, None] * ROW_WIDTH + cols[None, :]
+    return read, write
+
+
+@triton.jit
+def exchange_slot(exchange_ptr, t, ROW_WIDTH: tl.constexpr, BLOCK_B: tl.constexpr):
+    """Slot ``t % 2`` of an exchange buffer: step t writes its slot, step t+1 reads it.
+
+    Two slots suffice because the barrier after step t also orders every read of slot ``(t-1) % 2``
+    (done during step t) before any write of that slot in step t+1.
+    """
+    return exchange_ptr + (t % 2) * (tl.num_programs(1) * BLOCK_B * ROW_WIDTH)
+
+
+@triton.jit
+def weight_chunks(w_ptr, row_base, H, units, TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """``(K_SPLIT, BK, BLOCK_H)`` weight tile ``w[s, kk, j]`` of a row-major ``(G*H, H)`` matrix.
+
+    ``TRANSPOSED`` (forward): ``W[row_base + units[j], s*BK + kk]``, so ``h @ w`` is ``h W^T``.
+    Otherwise (backward): ``W[row_base + s*BK + kk, units[j]]``, so ``d @ w`` is ``d W``.
+    Zero outside ``H`` so padded columns contribute nothing.
+    """
+    s = tl.arange(0, K_SPLIT)
+    kk = tl.arange(0, BK)
+    k = s[:, None, None] * BK + kk[None, :, None]
+    j = units[None, None, :]
+    mask = (k < H) & (j < H)
+    if TRANSPOSED:
+        tile = tl.load(w_ptr + (row_base + j) * H + k, mask=mask, other=0.0)
+    else:
+        tile = tl.load(w_ptr + (row_base + k) * H + j, mask=mask, other=0.0)
+    return tile
+
+
+@triton.jit
+def split_k_dot(a, w, DOT_PRECISION: tl.constexpr):
+    """``(K_SPLIT, BLOCK_B, BK) x (K_SPLIT, BK, BLOCK_H) -> (BLOCK_B, BLOCK_H)`` float32."""
+    return tl.sum(tl.dot(a, w, input_precision=DOT_PRECISION), axis=0)

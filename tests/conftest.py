@@ -1,0 +1,28 @@
+"""Test-session setup shared by every test module.
+
+Without a GPU, the Triton kernels run in the interpreter: ``TRITON_INTERPRET=1`` must be set before
+``triton.jit`` decorates them, i.e. before anything imports ``kernels``, so it is set here.
+Tests marked ``cuda`` are skipped on such machines with the reason.
+"""
+
+import os
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+
+#: where kernel tests run: the GPU if there is one, else CPU tensors in the Triton interpreter
+KERNEL_DEVICE = "cuda" if HAS_CUDA else "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

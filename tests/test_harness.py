@@ -1,0 +1,282 @@
+"""The harness end to end: suites, runner, resume, failure rows, bad input, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import registry
+from harness.cli import main
+from harness.correctness import compare
+from harness.registry import Backend
+from harness.results import COLUMNS, ResultRow, read_results
+from harness.runner import run_suite
+from harness.suites import load_suite, parse_suite
+from harness.timing import Timing
+from harness.workloads import TorchRecurrentWorkload
+
+TINY = """
+description = "tiny"
+[defaults]
+device = "cpu"
+dtypes = ["float32"]
+modes = ["fwd", "fwd_bwd"]
+[timing]
+warmup = 0
+min_reps = 2
+max_reps = 3
+budget_s = 0.01
+[[cases]]
+experiments = ["speed", "numerics"]
+backends = ["numpy", "eager", "torch", "bow", "cnn"]
+seq_len = [5]
+batch = [2]
+hidden_size = [6]
+input_size = [3]
+"""
+
+
+def _suite_file(tmp_path, text=TINY, name="tiny.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def _run(tmp_path, *extra):
+    out = tmp_path / "out"
+    code = main(["run", _suite_file(tmp_path), "--out", str(out), "--no-progress", *extra])
+    return code, out
+
+
+def test_run_writes_tidy_rows_env_and_report(tmp_path):
+    code, out = _run(tmp_path)
+    assert code == 0
+    frame = read_results(out)
+    assert tuple(frame.columns) == COLUMNS
+    speed = frame[(frame.experiment == "speed") & (frame.metric == "latency")]
+    # 3 recurrent backends x 2 families x 2 modes + 2 encoders x 2 modes
+    assert len(speed) == 16
+    assert (speed.status == "ok").all() and (speed.value > 0).all()
+    assert (speed.q25 <= speed.value).all() and (speed.value <= speed.q75).all()
+    numerics = frame[frame.experiment == "numerics"]
+    assert (numerics.status == "ok").all() and (numerics.value < 1e-3).all()
+    env = json.loads((out / "env.json").read_text())["runs"]
+    assert env[0]["torch"] and env[0]["device"] == "cpu"
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "## Speed" in report and "µs/step" in report and "torch" in report
+
+
+def test_numerics_rows_are_shared_by_speed_gate_and_numerics_cases(tmp_path):
+    _, out = _run(tmp_path)
+    frame = read_results(out)
+    keys = frame[frame.experiment == "numerics"].drop(columns=["run_id", "value", "q25", "q75", "note"])
+    assert not keys.duplicated().any()
+
+
+def test_resume_skips_finished_cases_and_finishes_the_rest(tmp_path):
+    code, out = _run(tmp_path)
+    assert code == 0
+    lines = (out / "results.csv").read_text().splitlines()
+    (out / "results.csv").write_text("\n".join(lines[:-6]) + "\n")  # lose the last cases
+    suite = load_suite(_suite_file(tmp_path))
+    summary = run_suite(suite, out, resume=True, progress=False)
+    assert 0 < sum(summary.statuses.values()) < len(suite.cases)
+    assert summary.skipped_as_finished > 0
+    frame = read_results(out)
+    assert len(frame[(frame.experiment == "speed") & (frame.metric == "latency")]) == 16
+    assert len(json.loads((out / "env.json").read_text())["runs"]) == 2
+
+
+def test_existing_results_need_resume(tmp_path, capsys):
+    _run(tmp_path)
+    code, _ = _run(tmp_path)
+    assert code == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_interrupt_keeps_measured_cases(tmp_path, monkeypatch):
+    import harness.runner
+
+    real = harness.runner.measure_case
+    calls = {"n": 0}
+
+    def interrupted(case, run_id):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(case, run_id)
+
+    monkeypatch.setattr(harness.runner, "measure_case", interrupted)
+    code, out = _run(tmp_path)
+    assert code == 130
+    frame = read_results(out)
+    assert frame.groupby(["experiment", "backend", "family", "mode"]).ngroups >= 3
+    monkeypatch.setattr(harness.runner, "measure_case", real)
+    code, _ = _run(tmp_path, "--resume")
+    assert code == 0
+    assert len(read_results(out).query("experiment == 'speed'")) == 16
+
+
+def _register(monkeypatch, name, factory):
+    backend = Backend(name=name, families=("rnn",), devices=("cpu",), dtypes=("float32",), factory=factory,
+                      reference="numpy", description="test double")
+    monkeypatch.setitem(registry._REGISTRY, name, backend)
+
+
+ONE_BACKEND = """
+[defaults]
+device = "cpu"
+modes = ["fwd"]
+[timing]
+warmup = 0
+min_reps = 1
+budget_s = 0.01
+[[cases]]
+experiments = ["speed"]
+backends = ["{name}", "torch"]
+families = ["rnn"]
+seq_len = [4]
+batch = [2]
+hidden_size = [5]
+"""
+
+
+def test_a_failing_backend_becomes_an_error_row_and_the_run_goes_on(tmp_path, monkeypatch):
+    def broken(problem, dtype, device):
+        raise RuntimeError("kernel exploded")
+
+    _register(monkeypatch, "broken", broken)
+    out = tmp_path / "out"
+    assert main(["run", _suite_file(tmp_path, ONE_BACKEND.format(name="broken")), "--out", str(out), "--no-progress"]) == 0
+    frame = read_results(out)
+    failed = frame[frame.backend == "broken"]
+    assert list(failed.status) == ["error"] and "kernel exploded" in failed.note.iloc[0]
+    assert math.isnan(failed.value.iloc[0])
+    assert (frame[frame.backend == "torch"].status == "ok").all()
+
+
+def test_a_wrong_backend_is_not_timed(tmp_path, monkeypatch):
+    class Wrong(TorchRecurrentWorkload):
+        def outputs(self, mode):
+            results = super().outputs(mode)
+            results["y"] = results["y"] + 0.1
+            return results
+
+    _register(monkeypatch, "wrong", lambda problem, dtype, device: Wrong(problem, dtype, device, torch_rnn()))
+    out = tmp_path / "out"
+    main(["run", _suite_file(tmp_path, ONE_BACKEND.format(name="wrong")), "--out", str(out), "--no-progress"])
+    rows = read_results(out).query("backend == 'wrong'")
+    gate = rows[rows.experiment == "numerics"]
+    speed = rows[rows.experiment == "speed"]
+    assert list(gate.status) == ["incorrect"] and gate.value.iloc[0] == pytest.approx(0.1, rel=1e-3)
+    assert list(speed.status) == ["incorrect"] and math.isnan(speed.value.iloc[0])
+
+
+def torch_rnn():
+    import torch
+
+    return torch.nn.RNN
+
+
+@pytest.mark.parametrize("suite_text, message", [
+    ("[[cases]]\nexperiments=['speed']\nbackends=['nope']\nseq_len=[1]\nbatch=[1]\nhidden_size=[4]", "unknown backend 'nope'"),
+    ("[[cases]]\nexperiments=['speed']\nbackends=['torch']\nseq_len=[1]\nbatch=[1]\nhidden_size=[4]\ndtypes=['fp8']", "unknown dtype 'fp8'"),
+    ("[[cases]]\nexperiments=['sped']\nbackends=['torch']\nseq_len=[1]\nbatch=[1]\nhidden_size=[4]", "unknown experiment 'sped'"),
+    ("[[cases]]\nexperiments=['speed']\nbackends=['torch']\nseq_len=[0]\nbatch=[1]\nhidden_size=[4]", "seq_len must be a positive integer, got 0"),
+    ("[[cases]]\nexperiments=['speed']\nbackends=['torch']\nseq_len=[1]\nbatch=[1]", "missing required key 'hidden_size'"),
+    ("[[cases]]\nexperiments=['speed']\nbackends=['torch']\nseq_len=[1]\nbatch=[1]\nhidden_size=[4]\nhidden=[3]", "unknown key 'hidden'"),
+    ("[timing]\nbudget_s = -1\n[[cases]]\nexperiments=['speed']\nbackends=['torch']\nseq_len=[1]\nbatch=[1]\nhidden_size=[4]", "budget_s must be a positive"),
+    ("[[cases]\nbroken", "is not valid TOML"),
+    ("description = 'no cases'", "at least one [[cases]] block"),
+])
+def test_malformed_suites_exit_2_with_the_reason(tmp_path, capsys, suite_text, message):
+    code = main(["run", _suite_file(tmp_path, suite_text, "bad.toml"), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_suite_name_lists_the_known_ones(tmp_path, capsys):
+    assert main(["run", "nosuchsuite", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert "unknown suite 'nosuchsuite'" in error and "smoke" in error
+
+
+def test_unknown_device(tmp_path, capsys):
+    assert main(["run", "smoke", "--out", str(tmp_path / "o"), "--device", "tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_report_of_a_missing_directory(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "no results.csv" in capsys.readouterr().err
+
+
+def test_cuda_cases_are_skipped_with_the_reason_on_a_cpu_machine(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the skip path is for CPU-only machines")
+    suite = parse_suite("t", {"cases": [{"experiments": ["speed"], "backends": ["torch", "triton"], "families": ["lstm"],
+                                        "seq_len": [3], "batch": [1], "hidden_size": [4], "device": "cuda"}]})
+    summary = run_suite(suite, tmp_path / "out", progress=False)
+    assert summary.statuses == {"skipped": len(suite.cases)}
+    assert read_results(tmp_path / "out").note.str.contains("CUDA is not available").all()
+
+
+def test_list_shows_every_backend_and_why_it_cannot_run(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name in ("numpy", "eager", "torch", "bow", "cnn", "triton", "triton-stepwise"):
+        assert f"| {name} |" in text
+    assert "smoke" in text and "gpu" in text
+
+
+def test_shipped_suites_parse():
+    for name in ("smoke", "cpu", "gpu"):
+        suite = load_suite(name, device_override="cpu")
+        assert suite.cases, name
+    smoke_backends = {case.backend for case in load_suite("smoke").cases}
+    assert {"numpy", "eager", "torch", "bow", "cnn", "triton"} <= smoke_backends
+    gpu = load_suite("gpu", device_override="cuda")
+    assert {"triton", "torch"} <= {case.backend for case in gpu.cases}
+
+
+def test_compare_uses_per_dtype_tolerance_relative_to_scale():
+    reference = {"y": np.array([100.0, -50.0])}
+    assert compare({"y": np.array([100.05, -50.0])}, reference, "float32").passed  # 0.05 <= 1e-3 + 1e-3 * 100
+    assert not compare({"y": np.array([100.5, -50.0])}, reference, "float32").passed
+    assert not compare({"y": np.array([np.nan, -50.0])}, reference, "float64").passed
+    assert not compare({}, reference, "float64").passed
+    assert not compare({"y": np.zeros(3)}, reference, "float64").passed
+
+
+def test_timing_summary_is_median_and_interquartile_range():
+    timing = Timing.from_samples_ms([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert timing.median_ms == 3.0 and timing.q25_ms == 2.0 and timing.q75_ms == 4.0 and timing.n == 5
+
+
+def test_result_rows_without_a_number_must_say_nan():
+    with pytest.raises(ValueError, match="must have value NaN"):
+        ResultRow("r", "speed", "random", "b", "rnn", "cpu", "float32", 1, 1, 1, 1, "fwd", "latency", 1.0, "ms", 1.0, 1.0, 1, 0, "error")
+    with pytest.raises(ValueError, match="status must be one of"):
+        ResultRow("r", "speed", "random", "b", "rnn", "cpu", "float32", 1, 1, 1, 1, "fwd", "latency", 1.0, "ms", 1.0, 1.0, 1, 0, "fine")
+
+
+def test_cpu_peak_memory_grows_with_the_sequence(tmp_path):
+    from harness.cases import Case
+    from harness.memory import cpu_peak_memory_mib, cpu_peak_memory_supported
+
+    if cpu_peak_memory_supported() is not None:
+        pytest.skip(cpu_peak_memory_supported())
+    case = lambda T: Case("memory", "random", "numpy", "lstm", "cpu", "float64", 8, T, 64, 64, "fwd_bwd", 0)  # noqa: E731
+    short, long = cpu_peak_memory_mib(case(16)), cpu_peak_memory_mib(case(512))
+    # the LSTM keeps 6 (T, B, H) float64 arrays for BPTT: 512*8*64*8 B = 2 MiB each
+    assert long - short > 6.0
+    assert short >= 0.0
+    assert pd.notna(long)

@@ -1,0 +1,49 @@
+"""Every shipped kernel configuration compiles for sm_90 and sm_80 and fits: shared memory within
+the target's per-block limit, registers within the register file, zero spill bytes.
+
+Compiling ~340 configurations takes a couple of minutes per target on 2 cores; no GPU is needed.
+"""
+
+import io
+
+import pandas as pd
+import pytest
+
+from harness.cli import KERNEL_COLUMNS, main
+from kernels.aot import compile_all, shipped_configs
+
+
+def test_shipped_configurations_cover_every_path_cell_dtype_and_direction():
+    configs = pd.DataFrame([vars(c) for c in shipped_configs()])
+    assert set(configs.path) == {"persistent", "cooperative", "stepwise"}
+    assert set(configs.cell) == {"lstm", "rnn"}
+    assert set(configs.dtype) == {"float32", "float16", "bfloat16"}
+    assert set(configs.direction) == {"fwd", "fwd_train", "bwd"}
+    assert set(configs.hidden_size) == {16, 32, 64, 128, 256, 512, 1024}
+    assert set(configs[configs.dtype == "float32"].precision) == {"tf32", "ieee"}
+
+
+def test_sm90_cli_table_every_configuration_fits(capsys):
+    code = main(["kernels", "--target", "sm_90", "--csv"])
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(table.columns) == KERNEL_COLUMNS
+    misfits = table[~table.fits]
+    assert misfits.empty, misfits.to_string()
+    assert (table.spill_bytes == 0).all() and (table.shared_bytes <= 232448).all()
+    assert code == 0
+
+
+def test_sm80_every_configuration_fits():
+    misfits = [r for r in compile_all(80) if not r.fits]
+    assert not misfits, "\n".join(map(str, misfits))
+
+
+def test_unknown_target_is_refused(capsys):
+    assert main(["kernels", "--target", "sm_75"]) == 2
+    assert "unknown target 'sm_75'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_bad_job_count(capsys, jobs):
+    assert main(["kernels", "--jobs", jobs]) == 2
+    assert "--jobs must be a positive integer" in capsys.readouterr().err

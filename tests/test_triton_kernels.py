@@ -1,0 +1,283 @@
+"""TritonRNN / TritonLSTM against torch.nn.RNN / torch.nn.LSTM with the same weights.
+
+On a machine without a GPU these run in the Triton interpreter on CPU tensors (see conftest.py),
+so shapes stay small. Every comparison covers the output, the final states and the gradients of the
+input, the initial states and every parameter, for random upstream gradients on the output and on
+the final states; output buffers are NaN-poisoned so an element a kernel forgets to write fails.
+
+Tolerances: float32 forward 1e-5, gradients 1e-4 (absolute and relative), with TF32 off on both
+sides so the GPU run compares true fp32 arithmetic (the interpreter is exact fp32 anyway).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import KERNEL_DEVICE
+from kernels import TritonLSTM, TritonRNN
+from kernels.launch import poisoned_outputs
+from kernels.plan import fits_persistent
+
+FWD_TOL = dict(atol=1e-5, rtol=1e-5)
+GRAD_TOL = dict(atol=1e-4, rtol=1e-4)
+CELLS = {
+    "lstm": (TritonLSTM, torch.nn.LSTM, {}),
+    "rnn_tanh": (TritonRNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (TritonRNN, torch.nn.RNN, {"nonlinearity": "relu"}),
+}
+#: (T, B, I, H): T = 1, non-power-of-two H, batch 1, I != H, H needing padding to 128
+SHAPES = [(1, 1, 5, 20), (7, 3, 5, 48), (33, 3, 20, 100), (7, 1, 48, 20)]
+PATHS = ("auto", "persistent", "cooperative", "stepwise")
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32():
+    """TF32 off in cuDNN so fp32 results are comparable at 1e-5 (restored afterwards)."""
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = previous
+
+
+def _pair(cell: str, input_size: int, hidden_size: int, dtype=torch.float32, path="auto", **options):
+    triton_class, torch_class, cell_options = CELLS[cell]
+    torch.manual_seed(0)
+    reference = torch_class(input_size, hidden_size, **cell_options, **options).to(KERNEL_DEVICE, dtype)
+    candidate = triton_class(input_size, hidden_size, path=path, **cell_options, **options).to(KERNEL_DEVICE, dtype)
+    candidate.load_state_dict(reference.state_dict())
+    return candidate, reference
+
+
+def _run(module, x, hx, upstream):
+    """Outputs and gradients ``[output, *final states, dx, *d initial states, *d parameters]``."""
+    x = x.detach().clone().requires_grad_()
+    states = [state.detach().clone().requires_grad_() for state in hx]
+    output, final = module(x, tuple(states) if len(states) == 2 else states[0])
+    outputs = [output, *(final if isinstance(final, tuple) else (final,))]
+    grads = torch.autograd.grad(outputs, [x, *states, *module.parameters()], upstream)
+    return outputs, list(grads)
+
+
+def _inputs(cell, T, B, I, H, layers=1, batch_first=False, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(1)
+    shape = (B, T, I) if batch_first else (T, B, I)
+    x = torch.randn(shape, generator=generator)
+    hx = [0.5 * torch.randn(layers, B, H, generator=generator) for _ in range(2 if cell == "lstm" else 1)]
+    out_shape = (B, T, H) if batch_first else (T, B, H)
+    upstream = [torch.randn(out_shape, generator=generator)] + [torch.randn(layers, B, H, generator=generator) for _ in hx]
+    move = lambda t: t.to(KERNEL_DEVICE, dtype)  # noqa: E731
+    return move(x), [move(h) for h in hx], [move(u) for u in upstream]
+
+
+def _assert_same(candidate, reference, x, hx, upstream, fwd_tol=FWD_TOL, grad_tol=GRAD_TOL):
+    with poisoned_outputs():
+        outputs, grads = _run(candidate, x, hx, upstream)
+    expected_outputs, expected_grads = _run(reference, x, hx, upstream)
+    names = ["output", "h_n", "c_n"][: len(outputs)]
+    for name, actual, expected in zip(names, outputs, expected_outputs):
+        torch.testing.assert_close(actual, expected, **fwd_tol, msg=lambda m: f"{name}: {m}")
+    grad_names = ["dx"] + [f"d{n}" for n in ("h0", "c0")[: len(hx)]] + [f"d{n}" for n, _ in reference.named_parameters()]
+    for name, actual, expected in zip(grad_names, grads, expected_grads):
+        torch.testing.assert_close(actual, expected, **grad_tol, msg=lambda m: f"{name}: {m}")
+
+
+def _valid(cell, path, H, dtype=torch.float32):
+    return path != "persistent" or fits_persistent("lstm" if cell == "lstm" else "rnn", H, dtype)
+
+
+CASES = [
+    pytest.param(cell, path, shape, id=f"{cell}-{path}-T{shape[0]}B{shape[1]}I{shape[2]}H{shape[3]}")
+    for cell in CELLS for path in PATHS for shape in SHAPES if _valid(cell, path, shape[3])
+]
+
+
+@pytest.mark.parametrize("cell, path, shape", CASES)
+def test_matches_torch_nn(cell, path, shape):
+    T, B, I, H = shape
+    candidate, reference = _pair(cell, I, H, path=path)
+    x, hx, upstream = _inputs(cell, T, B, I, H)
+    _assert_same(candidate, reference, x, hx, upstream)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_two_layers_batch_first(cell):
+    candidate, reference = _pair(cell, 6, 24, num_layers=2, batch_first=True)
+    x, hx, upstream = _inputs(cell, 5, 3, 6, 24, layers=2, batch_first=True)
+    _assert_same(candidate, reference, x, hx, upstream)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_grid_barrier_path(cell):
+    """A cooperative launch with a single hidden block runs the in-kernel loop and its grid barrier
+    even in the interpreter (one participant per barrier cannot deadlock); two batch blocks."""
+    candidate, reference = _pair(cell, 3, 16, path="cooperative")
+    x, hx, upstream = _inputs(cell, 4, 17, 3, 16)
+    _assert_same(candidate, reference, x, hx, upstream)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_defaults_without_bias_or_initial_state(cell):
+    candidate, reference = _pair(cell, 4, 12, bias=False)
+    x = torch.randn(6, 2, 4).to(KERNEL_DEVICE)
+    with poisoned_outputs():
+        output, final = candidate(x)
+    expected_output, expected_final = reference(x)
+    torch.testing.assert_close(output, expected_output, **FWD_TOL)
+    for actual, expected in zip(final if isinstance(final, tuple) else (final,), expected_final if isinstance(expected_final, tuple) else (expected_final,)):
+        torch.testing.assert_close(actual, expected, **FWD_TOL)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_unbatched_input(cell):
+    candidate, reference = _pair(cell, 4, 12)
+    x = torch.randn(5, 4).to(KERNEL_DEVICE)
+    output, _ = candidate(x)
+    expected, _ = reference(x)
+    assert output.shape == (5, 12)
+    torch.testing.assert_close(output, expected, **FWD_TOL)
+
+
+# ---- fp16 against the float64 NumPy reference -------------------------------------------------
+
+#: fp16 stores 11 significant bits (unit roundoff 4.9e-4): inputs are rounded to fp16 first and the
+#: reference is computed in float64 from those rounded values, so the bound below measures the
+#: kernels' own rounding (states, gates and products stored in fp16 each step, fp32 accumulation),
+#: relative to the largest reference magnitude of each tensor.
+FP16_FWD_TOL = 4e-3
+FP16_GRAD_TOL = 1e-2
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
+@pytest.mark.parametrize("path", ["auto", "stepwise"])
+def test_float16_against_numpy_float64(cell, path):
+    import numpy as np
+
+    from baselines import numpy_rnn
+
+    T, B, I, H = 9, 3, 7, 40
+    candidate, _ = _pair(cell, I, H, dtype=torch.float16, path=path)
+    x, hx, upstream = _inputs(cell, T, B, I, H, dtype=torch.float16)
+    with poisoned_outputs():
+        outputs, grads = _run(candidate, x, hx, upstream)
+    as64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+    weights = [as64(p) for p in candidate.parameters()]
+    if cell == "lstm":
+        y, h_n, c_n, cache = numpy_rnn.lstm_forward(as64(x), as64(hx[0][0]), as64(hx[1][0]), *weights)
+        expected = [y, h_n, c_n]
+        back = numpy_rnn.lstm_backward(as64(upstream[0]), as64(upstream[1][0]), as64(upstream[2][0]), cache)
+        expected_grads = [back[k] for k in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")]
+    else:
+        y, h_n, cache = numpy_rnn.rnn_forward(as64(x), as64(hx[0][0]), *weights)
+        expected = [y, h_n]
+        back = numpy_rnn.rnn_backward(as64(upstream[0]), as64(upstream[1][0]), cache)
+        expected_grads = [back[k] for k in ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh")]
+    squeeze = lambda t, ref: as64(t).reshape(ref.shape)  # noqa: E731  (states carry a layer axis)
+    for actual, ref in zip(outputs, expected):
+        assert np.max(np.abs(squeeze(actual, ref) - ref)) <= FP16_FWD_TOL * max(1.0, np.max(np.abs(ref)))
+    for actual, ref in zip(grads, expected_grads):
+        assert np.max(np.abs(squeeze(actual, ref) - ref)) <= FP16_GRAD_TOL * max(1.0, np.max(np.abs(ref)))
+
+
+# ---- a short training run ---------------------------------------------------------------------
+
+def _copy_task_losses(lstm_class, steps=30):
+    """Losses of 30 Adam steps on a lag-2 copy task (T=10, 4 symbols), from fixed initial weights."""
+    generator = torch.Generator().manual_seed(3)
+    symbols = torch.randint(0, 4, (10, 8), generator=generator)
+    x = torch.nn.functional.one_hot(symbols, 4).float().to(KERNEL_DEVICE)
+    target = torch.cat([torch.zeros(2, 8, dtype=torch.long), symbols[:-2]]).to(KERNEL_DEVICE)
+    torch.manual_seed(4)
+    reference = torch.nn.LSTM(4, 16).to(KERNEL_DEVICE)
+    readout = torch.nn.Linear(16, 4).to(KERNEL_DEVICE)
+    lstm = lstm_class(4, 16).to(KERNEL_DEVICE)
+    lstm.load_state_dict(reference.state_dict())
+    optimizer = torch.optim.Adam([*lstm.parameters(), *readout.parameters()], lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        output, _ = lstm(x)
+        loss = torch.nn.functional.cross_entropy(readout(output).reshape(-1, 4), target.reshape(-1))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_training_loss_curve_matches_torch_lstm():
+    triton_losses = _copy_task_losses(TritonLSTM)
+    torch_losses = _copy_task_losses(torch.nn.LSTM)
+    assert triton_losses[-1] < triton_losses[0] - 0.05, "the copy task did not train at all"
+    assert max(abs(a - b) for a, b in zip(triton_losses, torch_losses)) <= 1e-4
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+def test_wrong_input_width_names_the_value():
+    module, _ = _pair("lstm", 4, 8)
+    with pytest.raises(ValueError, match="input_size=4, got 5"):
+        module(torch.randn(3, 2, 5).to(KERNEL_DEVICE))
+
+
+def test_wrong_rank():
+    module, _ = _pair("rnn_tanh", 4, 8)
+    with pytest.raises(ValueError, match=r"3 dimensions .* got shape \(4,\)"):
+        module(torch.randn(4).to(KERNEL_DEVICE))
+
+
+def test_state_dtype_mismatch():
+    module, _ = _pair("lstm", 4, 8)
+    x = torch.randn(3, 2, 4).to(KERNEL_DEVICE)
+    h0 = torch.zeros(1, 2, 8, dtype=torch.float16, device=KERNEL_DEVICE)
+    with pytest.raises(TypeError, match="h_0 must have dtype torch.float32"):
+        module(x, (h0, torch.zeros(1, 2, 8, device=KERNEL_DEVICE)))
+
+
+def test_state_device_mismatch():
+    module, _ = _pair("rnn_tanh", 4, 8)
+    x = torch.randn(3, 2, 4).to(KERNEL_DEVICE)
+    with pytest.raises(ValueError, match="h_0 is on device meta"):
+        module(x, torch.zeros(1, 2, 8, device="meta"))
+
+
+def test_state_shape_mismatch():
+    module, _ = _pair("lstm", 4, 8)
+    x = torch.randn(3, 2, 4).to(KERNEL_DEVICE)
+    h = torch.zeros(1, 3, 8, device=KERNEL_DEVICE)
+    with pytest.raises(ValueError, match=r"h_0 must have shape \(1, 2, 8\), got \(1, 3, 8\)"):
+        module(x, (h, h))
+
+
+def test_float64_is_refused():
+    module, _ = _pair("lstm", 4, 8, dtype=torch.float64)
+    with pytest.raises(TypeError, match="float32, float16 and bfloat16, got torch.float64"):
+        module(torch.randn(3, 2, 4, dtype=torch.float64).to(KERNEL_DEVICE))
+
+
+def test_cpu_tensor_without_interpreter_tells_how(monkeypatch):
+    import kernels.launch
+
+    monkeypatch.setattr(kernels.launch, "interpreter_active", lambda: False)
+    module = TritonRNN(4, 8)
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        module(torch.randn(3, 2, 4))
+
+
+def test_unknown_path():
+    with pytest.raises(ValueError, match="path must be 'auto' or one of"):
+        TritonLSTM(4, 8, path="fastest")
+
+
+def test_persistent_refused_when_weights_do_not_fit():
+    module, _ = _pair("lstm", 4, 200, path="persistent")
+    with pytest.raises(ValueError, match="path='persistent' needs all of W_hh"):
+        module(torch.randn(2, 1, 4).to(KERNEL_DEVICE))
+
+
+def test_second_backward_raises_instead_of_wrong_gradients():
+    module, _ = _pair("lstm", 4, 8)
+    output, _ = module(torch.randn(3, 2, 4).to(KERNEL_DEVICE))
+    loss = output.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward can run once per forward"):
+        loss.backward()
