@@ -11,6 +11,7 @@ registers fit the register file for one program per SM, and it spills nothing.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import subprocess
@@ -145,8 +146,16 @@ def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: i
         raise ValueError(f"target must be one of {', '.join(f'sm_{a}' for a in SHARED_MEMORY_LIMIT)}, got sm_{arch}")
     configs = shipped_configs() if configs is None else configs
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(compile_config, configs, [arch] * len(configs)))
+    # fresh worker processes that see no TRITON_INTERPRET, so their kernels are compilable JIT
+    # functions even when this process (a test session on a CPU machine) runs the interpreter
+    saved = os.environ.pop("TRITON_INTERPRET", None)
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            return list(pool.map(compile_config, configs, [arch] * len(configs)))
+    finally:
+        if saved is not None:
+            os.environ["TRITON_INTERPRET"] = saved
 
 
 def _kernel_function(name: str):
