@@ -113,7 +113,7 @@ def _report(args) -> int:
 
 
 KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "hidden_size", "direction", "block_b", "block_h",
-                  "k_split", "num_warps", "shared_bytes", "registers", "spill_bytes", "fits"]
+                  "k_split", "k_chunks", "num_warps", "shared_bytes", "registers", "spill_bytes", "fits"]
 
 
 def _kernels(args) -> int:

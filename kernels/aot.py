@@ -21,12 +21,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from kernels.plan import GATES, PATHS, REGISTER_FILE, fits_persistent, plan_recurrence
+from kernels.plan import GATES, PATHS, REGISTER_FILE, fits_on_chip, fits_persistent, plan_recurrence
+from kernels.launch import NUM_STAGES
 from kernels.primitives import MODE_NAMES
 
 #: per-block shared memory limit (bytes, opt-in maximum) of each supported target
 SHARED_MEMORY_LIMIT = {80: 166912, 90: 232448}
-HIDDEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024)
+HIDDEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 TRITON_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DIRECTIONS = ("fwd", "fwd_train", "bwd")
@@ -60,6 +61,7 @@ class KernelConfig:
     k_split: int
     num_warps: int
     precision: str = "tf32"
+    k_chunks: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class KernelResources:
     k_split: int
     num_warps: int
     precision: str
+    k_chunks: int
     target: str
     shared_bytes: int
     registers: int
@@ -96,13 +99,16 @@ def shipped_configs() -> list[KernelConfig]:
                     for path in PATHS:
                         if path == "persistent" and not fits_persistent(cell, hidden, dtype, exact):
                             continue
+                        if path == "cooperative" and not fits_on_chip(cell, hidden, dtype, exact):
+                            continue
                         plan = plan_recurrence(cell, hidden, 1, dtype, path, exact_fp32=exact)
                         layout = (plan.block_b, plan.block_h, plan.k_split, plan.num_warps)
                         for direction in DIRECTIONS:
                             if cell == "rnn" and direction == "fwd_train":
                                 continue  # the RNN forward has no training variant
                             kernel = f"{cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
-                            configs.append(KernelConfig(kernel, cell, path, dtype_name, hidden, direction, *layout, precision))
+                            configs.append(KernelConfig(kernel, cell, path, dtype_name, hidden, direction, *layout,
+                                                        precision, plan.k_chunks))
     return configs
 
 
@@ -118,14 +124,14 @@ def compile_config(config: KernelConfig, arch: int) -> KernelResources:
     signature = {name: "*" + (data if kind == "data" else kind) for name, kind in KERNEL_POINTERS[(config.cell, direction)]}
     signature.update({name: "i32" for name in ("T", "B", "H", "phase")})
     constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.hidden_size,
-                  "K_SPLIT": config.k_split, "MODE": MODE_NAMES[config.path], "DOT_PRECISION": config.precision}
+                  "K_SPLIT": config.k_split, "K_CHUNKS": config.k_chunks, "MODE": MODE_NAMES[config.path], "DOT_PRECISION": config.precision}
     if config.cell == "lstm" and direction == "fwd":
         constexprs["TRAINING"] = config.direction == "fwd_train"
     if config.cell == "rnn":
         constexprs["RELU"] = False
     signature.update({name: "constexpr" for name in constexprs})
     max_registers = min(255, REGISTER_FILE // (32 * config.num_warps))
-    options = {"num_warps": config.num_warps, "maxnreg": max_registers}
+    options = {"num_warps": config.num_warps, "num_stages": NUM_STAGES, "maxnreg": max_registers}
     if config.path == "cooperative":
         options["launch_cooperative_grid"] = True
     # at run time Triton specialises pointers that are 16-byte aligned (every buffer the layers pass);

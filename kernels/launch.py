@@ -1,7 +1,7 @@
 """Host side of a recurrent kernel launch: the path's launch pattern, and checks before launching.
 
 Every recurrent kernel takes ``(..., sync, T, B, H, phase)`` followed by the constexprs
-``BLOCK_B, BLOCK_H, H_PAD, MODE`` and kernel-specific ones. :func:`run_phases` launches it the way
+``BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, K_CHUNKS, MODE`` and kernel-specific ones. :func:`run_phases` launches it the way
 the plan's path requires: once with the time loop inside (``persistent``, ``cooperative``), or once
 per phase (``stepwise``, and ``cooperative`` on the interpreter).
 """
@@ -17,6 +17,9 @@ from kernels.plan import Plan, plan_recurrence
 from kernels.primitives import MODE_NAMES
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+#: no software pipelining of the kernels' loops: the pipeliner would issue the next step's loads of
+#: the exchanged state before the barrier that makes that state valid (it does not see the barrier)
+NUM_STAGES = 1
 _poison = False
 
 
@@ -83,10 +86,14 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee"
 
 
-def exchange_buffer(plan: Plan, row_width: int, dtype: torch.dtype, device, first: torch.Tensor | None = None) -> torch.Tensor:
-    """Zeroed ``(2, B_pad, row_width)`` buffer for state rows shared between programs (see
-    :func:`kernels.primitives.exchange_offsets`); ``first (B, H)`` goes into slot 1, read by step 0."""
-    buffer = torch.zeros(2, plan.grid[1] * plan.block_b, row_width, dtype=dtype, device=device)
+def exchange_buffer(plan: Plan, gates: int, like: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+    """Zeroed ``(2, B_pad, gates*H_PAD)`` buffer for state rows shared between programs (see
+    :func:`kernels.primitives.exchange_offsets`); ``first (B, H)`` goes into slot 1, read by step 0.
+
+    A persistent forward keeps its state in registers and gets a one-element placeholder."""
+    if first is not None and plan.path == "persistent":
+        return like.new_zeros(1)
+    buffer = like.new_zeros(2, plan.grid[1] * plan.block_b, gates * plan.h_pad)
     if first is not None:
         buffer[1, : first.shape[0], : first.shape[1]] = first
     return buffer
@@ -100,7 +107,8 @@ def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int
     stepwise = plan.path == "stepwise" or (plan.path == "cooperative" and interpreter and plan.grid[0] > 1)
     sync = torch.zeros(plan.grid[1] if plan.path == "cooperative" else 1, dtype=torch.int32, device=device)
     common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
-                  num_warps=plan.num_warps, maxnreg=plan.max_registers, **constexprs)
+                  K_CHUNKS=plan.k_chunks, num_warps=plan.num_warps, num_stages=NUM_STAGES,
+                  maxnreg=plan.max_registers, **constexprs)
     if stepwise:
         for phase in range(phases):
             kernel[plan.grid](*tensors, sync, *sizes, phase, MODE=MODE_NAMES["stepwise"], **common)

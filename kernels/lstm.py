@@ -36,7 +36,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         y = output_buffer((T, B, H), x.dtype, x.device)
         c_all = output_buffer((T, B, H), torch.float32, x.device) if training else y
         c_n = output_buffer((B, H), torch.float32, x.device)
-        exchange = exchange_buffer(plan, plan.h_pad, x.dtype, x.device, first=h0)
+        exchange = exchange_buffer(plan, 1, x, first=h0)
         run_phases(lstm_forward_kernel, plan, T, (gates, w_hh, h0, c0, y, c_all, c_n, exchange), (T, B, H), x.device,
                    TRAINING=training, DOT_PRECISION=dot_precision(x.dtype))
         if training:
@@ -60,7 +60,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         dc_n = torch.zeros_like(c0) if dc_n is None else dc_n.contiguous()
         dh0 = output_buffer((B, H), torch.float32, x.device)
         dc0 = output_buffer((B, H), torch.float32, x.device)
-        exchange = exchange_buffer(plan, 4 * plan.h_pad, x.dtype, x.device)
+        exchange = exchange_buffer(plan, 4, x)
         run_phases(lstm_backward_kernel, plan, T + 1, (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange),
                    (T, B, H), x.device, DOT_PRECISION=dot_precision(x.dtype))
         dgates = gates

@@ -14,7 +14,9 @@ kernel (:mod:`kernels.lstm`); the kernels only do what must be sequential. Layou
 
 Program (pid_h, pid_b) owns hidden units ``pid_h*BLOCK_H + [0, BLOCK_H)`` of batch rows
 ``pid_b*BLOCK_B + [0, BLOCK_B)``. Its slice of ``W_hh``, four split-K gate tiles (see
-:mod:`kernels.primitives`), is loaded once per launch and stays on chip. The four gate matmuls of a
+:mod:`kernels.primitives`), is loaded once per launch and stays on chip (``K_CHUNKS = 1``); layers
+too large for that run ``STEPWISE`` and stream the slice in ``K_CHUNKS`` chunks each step. The four
+gate matmuls of a
 step share one state operand and run back to back in the same kernel, as four dots rather than one
 dot over a concatenated ``4*BLOCK_H``-wide tile: splitting that tile's accumulator into gates needs
 two layout conversions, and compiled for sm_90 (Triton 3.9, bf16, H=128, 16-row batch block) the
@@ -27,26 +29,33 @@ import triton
 import triton.language as tl
 
 from kernels.primitives import (
-    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, split_k_dot, step_barrier, tanh,
-    to_chunks, weight_chunks,
+    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, split_k_dot, step_barrier,
+    streamed_dot, tanh, to_chunks, weight_chunks,
 )
 
 
 @triton.jit
-def _forward_step(
-    xg_ptr, y_ptr, c_all_ptr, t, B, H, w_i, w_f, w_g, w_o, h_prev, c, gate_offsets, state_offsets, state_mask,
-    TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr,
-):
-    """One LSTM step for this program's units: returns ``(h_t, c_t)`` (float32) and stores h_t.
+def _gate_tiles(w_hh_ptr, H, cols, TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """The four on-chip gate tiles (i, f, g, o) of this program's ``W_hh`` slice."""
+    return (weight_chunks(w_hh_ptr, 0 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK),
+            weight_chunks(w_hh_ptr, 1 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK),
+            weight_chunks(w_hh_ptr, 2 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK),
+            weight_chunks(w_hh_ptr, 3 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK))
 
-    ``h_prev`` is the split-K view of the whole previous state row in the storage dtype.
-    """
+
+@triton.jit
+def _forward_step(
+    xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c, gate_offsets, state_offsets, state_mask,
+    TRAINING: tl.constexpr,
+):
+    """One LSTM step for this program's units from the recurrent products ``r_* = h_{t-1} W_*^T``:
+    returns ``(h_t, c_t)`` (float32) and stores h_t (and in training the gates and c_t)."""
     step = tl.cast(t, tl.int64) * B
     xg = xg_ptr + step * 4 * H + gate_offsets
-    i = tl.sigmoid(split_k_dot(h_prev, w_i, DOT_PRECISION) + tl.load(xg, mask=state_mask, other=0.0).to(tl.float32))
-    f = tl.sigmoid(split_k_dot(h_prev, w_f, DOT_PRECISION) + tl.load(xg + H, mask=state_mask, other=0.0).to(tl.float32))
-    g = tanh(split_k_dot(h_prev, w_g, DOT_PRECISION) + tl.load(xg + 2 * H, mask=state_mask, other=0.0).to(tl.float32))
-    o = tl.sigmoid(split_k_dot(h_prev, w_o, DOT_PRECISION) + tl.load(xg + 3 * H, mask=state_mask, other=0.0).to(tl.float32))
+    i = tl.sigmoid(r_i + tl.load(xg, mask=state_mask, other=0.0).to(tl.float32))
+    f = tl.sigmoid(r_f + tl.load(xg + H, mask=state_mask, other=0.0).to(tl.float32))
+    g = tanh(r_g + tl.load(xg + 2 * H, mask=state_mask, other=0.0).to(tl.float32))
+    o = tl.sigmoid(r_o + tl.load(xg + 3 * H, mask=state_mask, other=0.0).to(tl.float32))
     c = f * c + i * g
     h = o * tanh(c)
     tl.store(y_ptr + step * H + state_offsets, h.to(y_ptr.dtype.element_ty), mask=state_mask)
@@ -64,7 +73,7 @@ def _forward_step(
 def lstm_forward_kernel(
     xg_ptr, w_hh_ptr, h0_ptr, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, sync_ptr,
     T, B, H, phase,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Forward recurrence (see the module docstring for layouts).
@@ -72,7 +81,7 @@ def lstm_forward_kernel(
     ``c_n`` (float32) receives the final cell state; in ``STEPWISE`` mode it also carries the cell
     state from one launch to the next. ``phase`` is the time step of a ``STEPWISE`` launch.
     """
-    BK: tl.constexpr = H_PAD // K_SPLIT
+    BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1)
     rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -81,59 +90,80 @@ def lstm_forward_kernel(
     state_mask = (rows < B)[:, None] & (cols < H)[None, :]
     gate_offsets = rows[:, None] * 4 * H + cols[None, :]
     read, write = exchange_offsets(rows, cols, H_PAD, K_SPLIT, BK)
-    w_i = weight_chunks(w_hh_ptr, 0 * H, H, cols, True, K_SPLIT, BK)
-    w_f = weight_chunks(w_hh_ptr, 1 * H, H, cols, True, K_SPLIT, BK)
-    w_g = weight_chunks(w_hh_ptr, 2 * H, H, cols, True, K_SPLIT, BK)
-    w_o = weight_chunks(w_hh_ptr, 3 * H, H, cols, True, K_SPLIT, BK)
+    dtype = y_ptr.dtype.element_ty
 
     if MODE == STEPWISE:
-        h_prev = tl.load(exchange_slot(exchange_ptr, phase + 1, H_PAD, BLOCK_B) + read, cache_modifier=".cg")
+        previous = exchange_slot(exchange_ptr, phase + 1, H_PAD, BLOCK_B)
+        if K_CHUNKS == 1:
+            w_i, w_f, w_g, w_o = _gate_tiles(w_hh_ptr, H, cols, True, K_SPLIT, BK)
+            h_prev = tl.load(previous + read, cache_modifier=".cg")
+            r_i = split_k_dot(h_prev, w_i, DOT_PRECISION)
+            r_f = split_k_dot(h_prev, w_f, DOT_PRECISION)
+            r_g = split_k_dot(h_prev, w_g, DOT_PRECISION)
+            r_o = split_k_dot(h_prev, w_o, DOT_PRECISION)
+        else:
+            r_i = streamed_dot(previous, read, w_hh_ptr, 0 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+            r_f = streamed_dot(previous, read, w_hh_ptr, 1 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+            r_g = streamed_dot(previous, read, w_hh_ptr, 2 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+            r_o = streamed_dot(previous, read, w_hh_ptr, 3 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
         if phase == 0:
             c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         else:
             c = tl.load(c_n_ptr + state_offsets, mask=state_mask, other=0.0)
-        h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, phase, B, H, w_i, w_f, w_g, w_o, h_prev, c,
-                             gate_offsets, state_offsets, state_mask, TRAINING, DOT_PRECISION)
-        tl.store(exchange_slot(exchange_ptr, phase, H_PAD, BLOCK_B) + write, h.to(w_i.dtype))
+        h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, phase, B, H, r_i, r_f, r_g, r_o, c,
+                             gate_offsets, state_offsets, state_mask, TRAINING)
+        tl.store(exchange_slot(exchange_ptr, phase, H_PAD, BLOCK_B) + write, h.to(dtype))
     else:
+        w_i, w_f, w_g, w_o = _gate_tiles(w_hh_ptr, H, cols, True, K_SPLIT, BK)
         offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)
-        h_prev = tl.load(h0_ptr + offsets, mask=mask, other=0.0).to(w_i.dtype)
+        h_prev = tl.load(h0_ptr + offsets, mask=mask, other=0.0).to(dtype)
         c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         n_programs_h = tl.num_programs(0)
         for t in range(0, T):
             if MODE == COOPERATIVE:
                 h_prev = tl.load(exchange_slot(exchange_ptr, t + 1, H_PAD, BLOCK_B) + read, cache_modifier=".cg")
-            h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, w_i, w_f, w_g, w_o, h_prev, c,
-                                 gate_offsets, state_offsets, state_mask, TRAINING, DOT_PRECISION)
+            r_i = split_k_dot(h_prev, w_i, DOT_PRECISION)
+            r_f = split_k_dot(h_prev, w_f, DOT_PRECISION)
+            r_g = split_k_dot(h_prev, w_g, DOT_PRECISION)
+            r_o = split_k_dot(h_prev, w_o, DOT_PRECISION)
+            h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c,
+                                 gate_offsets, state_offsets, state_mask, TRAINING)
             if MODE == PERSISTENT:
                 # one program owns every unit: the next step's state stays in registers
-                h_prev = to_chunks(h.to(w_i.dtype), BLOCK_B, K_SPLIT, BK)
+                h_prev = to_chunks(h.to(dtype), BLOCK_B, K_SPLIT, BK)
             else:
-                tl.store(exchange_slot(exchange_ptr, t, H_PAD, BLOCK_B) + write, h.to(w_i.dtype))
+                tl.store(exchange_slot(exchange_ptr, t, H_PAD, BLOCK_B) + write, h.to(dtype))
                 step_barrier(sync_ptr + pid_b, n_programs_h * (t + 1), MODE)
     tl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
 
 @triton.jit
 def _backward_phase(
-    xg_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr,
-    t, T, B, H, dc_carry, read, write, gate_offsets, state_offsets, state_mask,
-    BLOCK_B: tl.constexpr, H_PAD: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    xg_ptr, w_hh_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr,
+    t, T, B, H, dc_carry, cols, read, write, gate_offsets, state_offsets, state_mask,
+    BLOCK_B: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, K_CHUNKS: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Backward phase for step ``t`` (``t = -1``: emit dh0, dc0). Returns the new ``dc`` carry.
 
     ``dh_t = dy_t + sum_gate dgates_{t+1}[gate] @ W_hh[gate rows, units]`` (``dh_n`` instead of the
     matmuls at t = T-1); ``dc_t = dc_carry + dh_t * o * (1 - tanh(c_t)^2)`` with
-    ``dc_carry = dc_{t+1} * f_{t+1}``.
+    ``dc_carry = dc_{t+1} * f_{t+1}``. ``w_*`` are the on-chip tiles when ``K_CHUNKS == 1``.
     """
     if t == T - 1:
         dh = tl.load(dh_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
     else:
-        later = exchange_slot(exchange_ptr, t + 1, 4 * H_PAD, BLOCK_B) + read
-        dh = split_k_dot(tl.load(later, cache_modifier=".cg"), w_i, DOT_PRECISION)
-        dh += split_k_dot(tl.load(later + H_PAD, cache_modifier=".cg"), w_f, DOT_PRECISION)
-        dh += split_k_dot(tl.load(later + 2 * H_PAD, cache_modifier=".cg"), w_g, DOT_PRECISION)
-        dh += split_k_dot(tl.load(later + 3 * H_PAD, cache_modifier=".cg"), w_o, DOT_PRECISION)
+        later = exchange_slot(exchange_ptr, t + 1, 4 * H_PAD, BLOCK_B)
+        if K_CHUNKS == 1:
+            dh = split_k_dot(tl.load(later + read, cache_modifier=".cg"), w_i, DOT_PRECISION)
+            dh += split_k_dot(tl.load(later + H_PAD + read, cache_modifier=".cg"), w_f, DOT_PRECISION)
+            dh += split_k_dot(tl.load(later + 2 * H_PAD + read, cache_modifier=".cg"), w_g, DOT_PRECISION)
+            dh += split_k_dot(tl.load(later + 3 * H_PAD + read, cache_modifier=".cg"), w_o, DOT_PRECISION)
+        else:
+            dh = streamed_dot(later, read, w_hh_ptr, 0 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+            dh += streamed_dot(later + H_PAD, read, w_hh_ptr, 1 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+            dh += streamed_dot(later + 2 * H_PAD, read, w_hh_ptr, 2 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+            dh += streamed_dot(later + 3 * H_PAD, read, w_hh_ptr, 3 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
     if t < 0:
         tl.store(dh0_ptr + state_offsets, dh, mask=state_mask)
         tl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
@@ -174,7 +204,7 @@ def _backward_phase(
 def lstm_backward_kernel(
     xg_ptr, w_hh_ptr, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, sync_ptr,
     T, B, H, phase,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Reverse-time recurrence: turns the saved gates in ``xg`` into ``dgates`` in place.
@@ -184,7 +214,7 @@ def lstm_backward_kernel(
     gradient from one launch to the next. Every unit's gradient needs all 4H gate gradients of its
     batch row from the step after, so those go through the exchange buffer in every mode.
     """
-    BK: tl.constexpr = H_PAD // K_SPLIT
+    BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1)
     rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -193,10 +223,10 @@ def lstm_backward_kernel(
     state_mask = (rows < B)[:, None] & (cols < H)[None, :]
     gate_offsets = rows[:, None] * 4 * H + cols[None, :]
     read, write = exchange_offsets(rows, cols, 4 * H_PAD, K_SPLIT, BK)
-    w_i = weight_chunks(w_hh_ptr, 0 * H, H, cols, False, K_SPLIT, BK)
-    w_f = weight_chunks(w_hh_ptr, 1 * H, H, cols, False, K_SPLIT, BK)
-    w_g = weight_chunks(w_hh_ptr, 2 * H, H, cols, False, K_SPLIT, BK)
-    w_o = weight_chunks(w_hh_ptr, 3 * H, H, cols, False, K_SPLIT, BK)
+    if K_CHUNKS == 1:
+        w_i, w_f, w_g, w_o = _gate_tiles(w_hh_ptr, H, cols, False, K_SPLIT, BK)
+    else:  # streamed: the phase loads its weight chunks itself
+        w_i, w_f, w_g, w_o = w_hh_ptr, w_hh_ptr, w_hh_ptr, w_hh_ptr
 
     if MODE == STEPWISE:
         t = T - 1 - phase
@@ -204,9 +234,9 @@ def lstm_backward_kernel(
             dc_carry = tl.load(dc_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         else:
             dc_carry = tl.load(dc0_ptr + state_offsets, mask=state_mask, other=0.0)
-        dc_carry = _backward_phase(xg_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr, dc0_ptr,
-                                   exchange_ptr, t, T, B, H, dc_carry, read, write, gate_offsets, state_offsets,
-                                   state_mask, BLOCK_B, H_PAD, DOT_PRECISION)
+        dc_carry = _backward_phase(xg_ptr, w_hh_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr,
+                                   dc0_ptr, exchange_ptr, t, T, B, H, dc_carry, cols, read, write, gate_offsets,
+                                   state_offsets, state_mask, BLOCK_B, H_PAD, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
         if t >= 0:
             tl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
     else:
@@ -214,7 +244,8 @@ def lstm_backward_kernel(
         n_programs_h = tl.num_programs(0)
         for p in range(0, T + 1):
             t = T - 1 - p
-            dc_carry = _backward_phase(xg_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr,
-                                       dc0_ptr, exchange_ptr, t, T, B, H, dc_carry, read, write, gate_offsets,
-                                       state_offsets, state_mask, BLOCK_B, H_PAD, DOT_PRECISION)
+            dc_carry = _backward_phase(xg_ptr, w_hh_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr,
+                                       dh0_ptr, dc0_ptr, exchange_ptr, t, T, B, H, dc_carry, cols, read, write,
+                                       gate_offsets, state_offsets, state_mask, BLOCK_B, H_PAD, K_SPLIT, BK, K_CHUNKS,
+                                       DOT_PRECISION)
             step_barrier(sync_ptr + pid_b, n_programs_h * (p + 1), MODE)

@@ -11,7 +11,10 @@ Three paths (see :mod:`kernels.primitives` for how each runs):
   grid barrier per step. Chosen when the grid has at most one program per multiprocessor (each
   program uses most of an SM's registers), so it can be co-resident.
 * ``stepwise``: the same split, one launch per step, for grids too large to be co-resident, and on
-  the interpreter (which runs programs one after another and cannot wait on a barrier).
+  the interpreter (which runs programs one after another and cannot wait on a barrier). When even
+  the narrowest slice or the state row does not fit (H > 2048 in 16-bit, H > 1024 in fp32),
+  a stepwise launch streams its slice in ``K_CHUNKS`` chunks of :data:`STREAM_CHUNK` columns
+  instead of holding it, so every hidden size runs.
 
 **Slice budget.** Triton keeps a loop-invariant dot operand in registers, so ``W_hh`` lives in the
 register file (256 KiB per SM), not in shared memory. A slice gets :data:`W_SLICE_BYTES` when its
@@ -50,6 +53,10 @@ WIDE_SLICE_BYTES = 32 * 1024
 NARROW_COLUMNS = 64
 #: slices up to this size get 4 warps instead of 8
 SMALL_SLICE_BYTES = 8 * 1024
+#: bytes of the (BLOCK_B, H_PAD) state tile a step multiplies, spread over the warps' registers
+STATE_TILE_BYTES = 64 * 1024
+#: reduction columns per chunk when a slice is streamed rather than held
+STREAM_CHUNK = 512
 #: batch rows per program: the MMA tile height; larger blocks spilled registers at every size tried
 BLOCK_B = 16
 MIN_BLOCK = 16
@@ -69,6 +76,8 @@ class Plan:
     k_split: int
     num_warps: int
     grid: tuple[int, int]
+    #: 1 when the W_hh slice stays on chip; otherwise the number of chunks streamed per step
+    k_chunks: int = 1
 
     @property
     def programs(self) -> int:
@@ -95,9 +104,10 @@ def padded_hidden(hidden_size: int) -> int:
     return max(MIN_BLOCK, next_power_of_two(hidden_size))
 
 
-def slice_fits(gates: int, h_pad: int, block_h: int, size: int, exact_fp32: bool = False) -> bool:
-    """Whether a ``(G*block_h, H_PAD)`` slice of W_hh fits one program's register budget."""
-    budget = W_SLICE_BYTES if gates * block_h <= NARROW_COLUMNS else WIDE_SLICE_BYTES
+def slice_fits(gates: int, h_pad: int, block_h: int, size: int, exact_fp32: bool = False, streamed: bool = False) -> bool:
+    """Whether a ``(G*block_h, H_PAD)`` slice of W_hh fits one program's register budget (for a
+    streamed slice, ``h_pad`` is the chunk depth and the budget is that of a wide slice)."""
+    budget = W_SLICE_BYTES if gates * block_h <= NARROW_COLUMNS and not streamed else WIDE_SLICE_BYTES
     if exact_fp32:
         budget //= 2
     return gates * h_pad * block_h * size <= budget
@@ -106,6 +116,19 @@ def slice_fits(gates: int, h_pad: int, block_h: int, size: int, exact_fp32: bool
 def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bool = False) -> bool:
     h_pad = padded_hidden(hidden_size)
     return slice_fits(GATES[cell], h_pad, h_pad, element_size(dtype), exact_fp32)
+
+
+def narrowest_block(gates: int, exact_fp32: bool) -> int:
+    """Tensor-core dots keep at least 16 gate columns; exact-fp32 (FMA) dots can go down to one."""
+    return 1 if exact_fp32 else MIN_BLOCK // gates
+
+
+def fits_on_chip(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bool = False) -> bool:
+    """Whether some split of W_hh, and the whole ``(BLOCK_B, H_PAD)`` state it multiplies, fit the
+    programs' registers (else both are streamed in chunks)."""
+    gates, h_pad, size = GATES[cell], padded_hidden(hidden_size), element_size(dtype)
+    state_fits = BLOCK_B * h_pad * size <= STATE_TILE_BYTES
+    return state_fits and slice_fits(gates, h_pad, narrowest_block(gates, exact_fp32), size, exact_fp32)
 
 
 def plan_recurrence(
@@ -134,28 +157,35 @@ def plan_recurrence(
             f"path='persistent' needs all of W_hh in one program, but {gates}*{h_pad}^2*{size} bytes exceed the "
             f"register budget for {cell} hidden_size={hidden_size} in {dtype}; use path='cooperative' or 'stepwise'"
         )
+    streamed = not fits_on_chip(cell, hidden_size, dtype, exact_fp32)
+    if streamed and path in ("persistent", "cooperative"):
+        raise ValueError(
+            f"path={path!r} needs W_hh on chip, but {cell} hidden_size={hidden_size} in {dtype} is too large even "
+            "split across programs; use path='stepwise' (it streams the weights)"
+        )
     persistent = path == "persistent" or (path == "auto" and persistent_ok)
-    block_h = h_pad if persistent else _hidden_block(gates, h_pad, size, exact_fp32)
-    num_warps = 4 if gates * h_pad * block_h * size <= SMALL_SLICE_BYTES else 8
-    k_split = 1 if persistent else min(num_warps, h_pad // MIN_BLOCK)
+    reduction = STREAM_CHUNK if streamed else h_pad
+    block_h = h_pad if persistent else _hidden_block(gates, h_pad, reduction, size, exact_fp32, streamed)
+    num_warps = 4 if gates * reduction * block_h * size <= SMALL_SLICE_BYTES else 8
+    k_split = 1 if persistent else min(num_warps, reduction // MIN_BLOCK)
     grid = (-(-hidden_size // block_h), -(-batch // BLOCK_B))
     co_resident = multiprocessors is not None and not interpreter and grid[0] * grid[1] <= multiprocessors
     chosen = path
     if path == "auto":
-        chosen = "persistent" if persistent else "cooperative" if co_resident else "stepwise"
+        chosen = "persistent" if persistent else "cooperative" if co_resident and not streamed else "stepwise"
     if chosen == "cooperative" and multiprocessors is not None and not interpreter and not co_resident:
         raise ValueError(
             f"path='cooperative' needs {grid[0] * grid[1]} co-resident programs ({grid[0]} hidden blocks x {grid[1]} "
             f"batch blocks) but the GPU has {multiprocessors} multiprocessors; use path='stepwise' or a smaller batch"
         )
-    return Plan(cell, chosen, BLOCK_B, block_h, h_pad, k_split, num_warps, grid)
+    return Plan(cell, chosen, BLOCK_B, block_h, h_pad, k_split, num_warps, grid, h_pad // reduction)
 
 
-def _hidden_block(gates: int, h_pad: int, size: int, exact_fp32: bool) -> int:
-    """Largest power-of-two block of hidden units whose slice fits; below H_PAD even when all of
-    W_hh would fit, so a forced split of a small layer still exchanges state between programs.
-    Tensor-core dots keep at least 16 gate columns; exact-fp32 (FMA) dots can go narrower."""
+def _hidden_block(gates: int, h_pad: int, reduction: int, size: int, exact_fp32: bool, streamed: bool) -> int:
+    """Largest power-of-two block of hidden units whose slice (``reduction`` columns deep: all of
+    H_PAD, or one streamed chunk) fits; below H_PAD even when all of W_hh would fit, so a forced
+    split of a small layer still exchanges state between programs."""
     block = h_pad // 2
-    while block > 1 and not slice_fits(gates, h_pad, block, size, exact_fp32):
+    while block > narrowest_block(gates, exact_fp32) and not slice_fits(gates, reduction, block, size, exact_fp32, streamed):
         block //= 2
-    return block if exact_fp32 else max(block, MIN_BLOCK // gates)
+    return max(block, narrowest_block(gates, exact_fp32))

@@ -94,8 +94,8 @@ def exchange_offsets(rows, cols, ROW_WIDTH: tl.constexpr, K_SPLIT: tl.constexpr,
     """Offsets into one slot of an exchange buffer ``(2, B_pad, ROW_WIDTH)``.
 
     Returns ``(read, write)``: ``read`` is the ``(K_SPLIT, BLOCK_B, BK)`` split-K view of the first
-    ``H_PAD`` columns of rows ``rows``; ``write`` the ``(BLOCK_B, BLOCK_H)`` tile of this program's
-    units. Strides are compile-time constants and the buffer is padded (rows to whole batch blocks,
+    ``K_SPLIT*BK`` columns of rows ``rows`` (add ``c*K_SPLIT*BK`` for chunk c); ``write`` the
+    ``(BLOCK_B, BLOCK_H)`` tile of this program's units. Strides are compile-time constants and the buffer is padded (rows to whole batch blocks,
     columns to ``H_PAD``, padding kept zero), so neither needs a mask and loads vectorise for every H.
     """
     s = tl.arange(0, K_SPLIT)
@@ -116,16 +116,17 @@ def exchange_slot(exchange_ptr, t, ROW_WIDTH: tl.constexpr, BLOCK_B: tl.constexp
 
 
 @triton.jit
-def weight_chunks(w_ptr, row_base, H, units, TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
-    """``(K_SPLIT, BK, BLOCK_H)`` weight tile ``w[s, kk, j]`` of a row-major ``(G*H, H)`` matrix.
+def weight_chunks(w_ptr, row_base, k_base, H, units, TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """``(K_SPLIT, BK, BLOCK_H)`` weight tile ``w[s, kk, j]`` of a row-major ``(G*H, H)`` matrix,
+    reduction index ``k = k_base + s*BK + kk``.
 
-    ``TRANSPOSED`` (forward): ``W[row_base + units[j], s*BK + kk]``, so ``h @ w`` is ``h W^T``.
-    Otherwise (backward): ``W[row_base + s*BK + kk, units[j]]``, so ``d @ w`` is ``d W``.
+    ``TRANSPOSED`` (forward): ``W[row_base + units[j], k]``, so ``h @ w`` is ``h W^T``.
+    Otherwise (backward): ``W[row_base + k, units[j]]``, so ``d @ w`` is ``d W``.
     Zero outside ``H`` so padded columns contribute nothing.
     """
     s = tl.arange(0, K_SPLIT)
     kk = tl.arange(0, BK)
-    k = s[:, None, None] * BK + kk[None, :, None]
+    k = k_base + s[:, None, None] * BK + kk[None, :, None]
     j = units[None, None, :]
     mask = (k < H) & (j < H)
     if TRANSPOSED:
@@ -139,3 +140,24 @@ def weight_chunks(w_ptr, row_base, H, units, TRANSPOSED: tl.constexpr, K_SPLIT: 
 def split_k_dot(a, w, DOT_PRECISION: tl.constexpr):
     """``(K_SPLIT, BLOCK_B, BK) x (K_SPLIT, BK, BLOCK_H) -> (BLOCK_B, BLOCK_H)`` float32."""
     return tl.sum(tl.dot(a, w, input_precision=DOT_PRECISION), axis=0)
+
+
+@triton.jit
+def streamed_dot(
+    a_ptr, read, w_ptr, row_base, H, units,
+    TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, K_CHUNKS: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """The recurrent product for layers too large to keep a weight slice on chip (``STEPWISE`` only).
+
+    Walks the reduction in ``K_CHUNKS`` chunks of ``K_SPLIT*BK`` columns, loading for each the
+    chunk of the state rows (from an exchange slot ``a_ptr``, offsets ``read``) and of the weights,
+    so registers hold one chunk whatever H is. Returns ``(BLOCK_B, BLOCK_H)`` float32.
+    """
+    CHUNK: tl.constexpr = K_SPLIT * BK
+    a = tl.load(a_ptr + read, cache_modifier=".cg")
+    total = split_k_dot(a, weight_chunks(w_ptr, row_base, 0, H, units, TRANSPOSED, K_SPLIT, BK), DOT_PRECISION)
+    for chunk in range(1, K_CHUNKS):
+        a = tl.load(a_ptr + chunk * CHUNK + read, cache_modifier=".cg")
+        w = weight_chunks(w_ptr, row_base, chunk * CHUNK, H, units, TRANSPOSED, K_SPLIT, BK)
+        total += split_k_dot(a, w, DOT_PRECISION)
+    return total

@@ -28,7 +28,7 @@ class RNNLayerFunction(torch.autograd.Function):
         relu = nonlinearity == "relu"
         projected = project_inputs(x, w_ih, b_ih, b_hh)
         y = output_buffer((T, B, H), x.dtype, x.device)
-        exchange = exchange_buffer(plan, plan.h_pad, x.dtype, x.device, first=h0)
+        exchange = exchange_buffer(plan, 1, x, first=h0)
         run_phases(rnn_forward_kernel, plan, T, (projected, w_hh, h0, y, exchange), (T, B, H), x.device,
                    RELU=relu, DOT_PRECISION=dot_precision(x.dtype))
         ctx.save_for_backward(x, h0, w_ih, w_hh, y)
@@ -43,7 +43,7 @@ class RNNLayerFunction(torch.autograd.Function):
         dh_n = torch.zeros_like(h0) if dh_n is None else dh_n.contiguous()
         dz = output_buffer((T, B, H), y.dtype, y.device)
         dh0 = output_buffer((B, H), torch.float32, x.device)
-        exchange = exchange_buffer(ctx.plan, ctx.plan.h_pad, y.dtype, y.device)
+        exchange = exchange_buffer(ctx.plan, 1, y)
         run_phases(rnn_backward_kernel, ctx.plan, T + 1, (y, w_hh, dy, dh_n, dz, dh0, exchange), (T, B, H), x.device,
                    RELU=ctx.relu, DOT_PRECISION=dot_precision(x.dtype))
         need = ctx.needs_input_grad

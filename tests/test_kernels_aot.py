@@ -19,7 +19,8 @@ def test_shipped_configurations_cover_every_path_cell_dtype_and_direction():
     assert set(configs.cell) == {"lstm", "rnn"}
     assert set(configs.dtype) == {"float32", "float16", "bfloat16"}
     assert set(configs.direction) == {"fwd", "fwd_train", "bwd"}
-    assert set(configs.hidden_size) == {16, 32, 64, 128, 256, 512, 1024}
+    assert set(configs.hidden_size) == {16, 32, 64, 128, 256, 512, 1024, 2048, 4096}
+    assert (configs.k_chunks > 1).any() and set(configs[configs.k_chunks > 1].path) == {"stepwise"}
     assert set(configs[configs.dtype == "float32"].precision) == {"tf32", "ieee"}
 
 

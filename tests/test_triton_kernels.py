@@ -281,3 +281,23 @@ def test_second_backward_raises_instead_of_wrong_gradients():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward can run once per forward"):
         loss.backward()
+
+
+# ---- very large layers: the weight slice is streamed in chunks ---------------------------------
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
+def test_streamed_weights_for_a_layer_too_large_to_hold(cell, monkeypatch):
+    """Layers whose W_hh cannot be held even when split (LSTM H > 2048 in 16-bit) stream it in chunks
+    every step. The budgets are shrunk here so a small layer takes that path in the interpreter:
+    H=40 (H_PAD=64) in four chunks of 16 columns."""
+    import kernels.plan
+
+    budget = 1024 if cell == "lstm" else 256  # bytes: below the narrowest slice of either cell
+    monkeypatch.setattr(kernels.plan, "W_SLICE_BYTES", budget)
+    monkeypatch.setattr(kernels.plan, "WIDE_SLICE_BYTES", budget)
+    monkeypatch.setattr(kernels.plan, "STREAM_CHUNK", 16)
+    plan = kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32, exact_fp32=True)
+    assert plan.k_chunks == 4 and plan.path == "stepwise"
+    candidate, reference = _pair(cell, 5, 40)
+    x, hx, upstream = _inputs(cell, 3, 2, 5, 40)
+    _assert_same(candidate, reference, x, hx, upstream)
