@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results/smoke-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup smoke cpu test kernels-sm90 kernels-sm80 clean-venv
+.PHONY: setup smoke cpu test kernels-sm90 kernels-sm80 clean-venv gpu-validate
 
 setup: $(STAMP)
 
@@ -34,3 +34,14 @@ kernels-sm80: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# GPU validation on a lent GPU machine (torch, triton, pandas preinstalled; no network, no venv):
+#   make gpu-validate DEVICE=h100 [SUITE=gpu-core]
+# Run it in pieces under the device's per-command limit; --resume continues where it stopped.
+DEVICE ?= gpu
+SUITE ?= gpu-core
+GPU_PY ?= python3
+gpu-validate:
+	PYTHONPATH=. $(GPU_PY) -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py tests/test_plan.py
+	PYTHONPATH=. $(GPU_PY) -m harness run $(SUITE) --device cuda --out reports/$(DEVICE)/$(SUITE) --resume --no-progress
+	PYTHONPATH=. $(GPU_PY) -m harness report reports/$(DEVICE)/$(SUITE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.drop_in import _require_positive_int
+from baselines.drop_in import require_positive_int
 
 POOLINGS = ("sum", "mean")
 
@@ -28,9 +28,9 @@ class StepEmbedding(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, vocab_size: int | None = None):
         super().__init__()
-        self.input_size = _require_positive_int("input_size", input_size)
-        self.hidden_size = _require_positive_int("hidden_size", hidden_size)
-        self.vocab_size = None if vocab_size is None else _require_positive_int("vocab_size", vocab_size)
+        self.input_size = require_positive_int("input_size", input_size)
+        self.hidden_size = require_positive_int("hidden_size", hidden_size)
+        self.vocab_size = None if vocab_size is None else require_positive_int("vocab_size", vocab_size)
         if vocab_size is None:
             self.project = nn.Linear(input_size, hidden_size)
         else:

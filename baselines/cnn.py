@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.bow import StepEmbedding
-from baselines.drop_in import _require_positive_int
+from baselines.drop_in import require_positive_int
 
 
 class CNNEncoder(nn.Module):
@@ -35,9 +35,9 @@ class CNNEncoder(nn.Module):
         vocab_size: int | None = None,
     ):
         super().__init__()
-        self.num_layers = _require_positive_int("num_layers", num_layers)
-        self.kernel_size = _require_positive_int("kernel_size", kernel_size)
-        self.dilation_base = _require_positive_int("dilation_base", dilation_base)
+        self.num_layers = require_positive_int("num_layers", num_layers)
+        self.kernel_size = require_positive_int("kernel_size", kernel_size)
+        self.dilation_base = require_positive_int("dilation_base", dilation_base)
         if dilation_base > kernel_size:
             # taps of a layer would then skip steps that no lower layer covers (the "gridding"
             # gaps), so receptive_field would overstate the steps that can influence an output

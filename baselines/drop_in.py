@@ -29,7 +29,7 @@ from torch import nn
 NONLINEARITIES = ("tanh", "relu")
 
 
-def _require_positive_int(name: str, value) -> int:
+def require_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
@@ -57,9 +57,9 @@ class RecurrentDropIn(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        self.input_size = _require_positive_int("input_size", input_size)
-        self.hidden_size = _require_positive_int("hidden_size", hidden_size)
-        self.num_layers = _require_positive_int("num_layers", num_layers)
+        self.input_size = require_positive_int("input_size", input_size)
+        self.hidden_size = require_positive_int("hidden_size", hidden_size)
+        self.num_layers = require_positive_int("num_layers", num_layers)
         if dropout != 0.0:
             raise ValueError(f"dropout between layers is not supported, got dropout={dropout!r}; expected 0.0")
         if bidirectional:
@@ -208,11 +208,25 @@ class RNNDropIn(RecurrentDropIn):
     gates = 1
     has_cell_state = False
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh", *args, **kwargs):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ):
+        # torch.nn.RNN's positional order (no proj_size)
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, *args, **kwargs)
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
+                         bidirectional=bidirectional, device=device, dtype=dtype)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

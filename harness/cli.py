@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 import sys
-from dataclasses import asdict
 
 from harness.errors import UsageError
 
@@ -128,7 +127,7 @@ def _kernels(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
     rows = compile_all(int(match.group(1)), workers=args.jobs)
-    table = pd.DataFrame([asdict(row) for row in rows])[KERNEL_COLUMNS]
+    table = pd.DataFrame([row.as_row() for row in rows])[KERNEL_COLUMNS]
     print(table.to_csv(index=False) if args.csv else markdown_table(table), end="" if args.csv else "\n")
     misfits = int((~table["fits"]).sum())
     print(f"{len(table)} configurations compiled for {args.target}; {misfits} do not fit", file=sys.stderr)

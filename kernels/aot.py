@@ -68,23 +68,18 @@ class KernelConfig:
 class KernelResources:
     """Resources of one configuration compiled for one target."""
 
-    kernel: str
-    cell: str
-    path: str
-    dtype: str
-    hidden_size: int
-    direction: str
-    block_b: int
-    block_h: int
-    k_split: int
-    num_warps: int
-    precision: str
-    k_chunks: int
+    config: KernelConfig
     target: str
     shared_bytes: int
     registers: int
     spill_bytes: int
     fits: bool
+
+    def as_row(self) -> dict:
+        """The configuration's fields followed by the resources, as one flat table row."""
+        row = asdict(self.config)
+        row.update({name: getattr(self, name) for name in ("target", "shared_bytes", "registers", "spill_bytes", "fits")})
+        return row
 
 
 def shipped_configs() -> list[KernelConfig]:
@@ -142,8 +137,7 @@ def compile_config(config: KernelConfig, arch: int) -> KernelResources:
     registers, spill = _cubin_resources(compiled.asm["cubin"])
     shared = int(compiled.metadata.shared)
     fits = shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
-    return KernelResources(**asdict(config), target=f"sm_{arch}", shared_bytes=shared, registers=registers,
-                           spill_bytes=spill, fits=fits)
+    return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits)
 
 
 def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None) -> list[KernelResources]:

@@ -29,8 +29,8 @@ import triton
 import triton.language as tl
 
 from kernels.primitives import (
-    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, split_k_dot, step_barrier,
-    streamed_dot, tanh, to_chunks, weight_chunks,
+    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, program_tile, split_k_dot,
+    step_barrier, streamed_dot, tanh, to_chunks, weight_chunks,
 )
 
 
@@ -82,12 +82,7 @@ def lstm_forward_kernel(
     state from one launch to the next. ``phase`` is the time step of a ``STEPWISE`` launch.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
-    pid_h = tl.program_id(0)
-    pid_b = tl.program_id(1)
-    rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    state_offsets = rows[:, None] * H + cols[None, :]
-    state_mask = (rows < B)[:, None] & (cols < H)[None, :]
+    pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
     gate_offsets = rows[:, None] * 4 * H + cols[None, :]
     read, write = exchange_offsets(rows, cols, H_PAD, K_SPLIT, BK)
     dtype = y_ptr.dtype.element_ty
@@ -215,12 +210,7 @@ def lstm_backward_kernel(
     batch row from the step after, so those go through the exchange buffer in every mode.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
-    pid_h = tl.program_id(0)
-    pid_b = tl.program_id(1)
-    rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    state_offsets = rows[:, None] * H + cols[None, :]
-    state_mask = (rows < B)[:, None] & (cols < H)[None, :]
+    pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
     gate_offsets = rows[:, None] * 4 * H + cols[None, :]
     read, write = exchange_offsets(rows, cols, 4 * H_PAD, K_SPLIT, BK)
     if K_CHUNKS == 1:

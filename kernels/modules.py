@@ -19,30 +19,26 @@ from kernels.plan import PATHS
 from kernels.rnn import rnn_layer
 
 
-def _checked_path(path: str) -> str:
-    if path != "auto" and path not in PATHS:
-        raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
-    return path
-
-
-class TritonLSTM(LSTMDropIn):
-    """Drop-in ``torch.nn.LSTM`` on fused Triton kernels (see the module docstring)."""
+class _KernelPath:
+    """The ``path=`` keyword shared by both modules (validated, then kept as ``self.path``)."""
 
     def __init__(self, *args, path: str = "auto", **kwargs):
+        if path != "auto" and path not in PATHS:
+            raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
         super().__init__(*args, **kwargs)
-        self.path = _checked_path(path)
+        self.path = path
+
+
+class TritonLSTM(_KernelPath, LSTMDropIn):
+    """Drop-in ``torch.nn.LSTM`` on fused Triton kernels (see the module docstring)."""
 
     def _layer(self, layer, x, h0, c0):
         check_device_and_dtype(type(self).__name__, x)
         return lstm_layer(x, h0, c0, *self.layer_parameters(layer), path=self.path)
 
 
-class TritonRNN(RNNDropIn):
+class TritonRNN(_KernelPath, RNNDropIn):
     """Drop-in ``torch.nn.RNN`` (tanh or relu) on fused Triton kernels (see the module docstring)."""
-
-    def __init__(self, *args, path: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.path = _checked_path(path)
 
     def _layer(self, layer, x, h0, c0):
         check_device_and_dtype(type(self).__name__, x)

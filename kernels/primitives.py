@@ -71,6 +71,16 @@ def step_barrier(counter_ptr, expected, MODE: tl.constexpr):
 
 
 @triton.jit
+def program_tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """This program's tile: ``(pid_b, rows, cols, offsets, mask)`` for its ``(BLOCK_B, BLOCK_H)``
+    block of a row-major ``(B, H)`` state (program axis 0: hidden block, axis 1: batch block)."""
+    pid_b = tl.program_id(1)
+    rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
+    return pid_b, rows, cols, rows[:, None] * H + cols[None, :], (rows < B)[:, None] & (cols < H)[None, :]
+
+
+@triton.jit
 def chunk_offsets(rows, B, row_stride, width, K_SPLIT: tl.constexpr, BK: tl.constexpr):
     """Offsets and mask of the ``(K_SPLIT, BLOCK_B, BK)`` split-K view of rows ``rows`` of a matrix.
 

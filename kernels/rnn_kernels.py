@@ -15,8 +15,8 @@ import triton
 import triton.language as tl
 
 from kernels.primitives import (
-    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, split_k_dot, step_barrier,
-    streamed_dot, tanh, to_chunks, weight_chunks,
+    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, program_tile, split_k_dot,
+    step_barrier, streamed_dot, tanh, to_chunks, weight_chunks,
 )
 
 
@@ -42,12 +42,7 @@ def rnn_forward_kernel(
 ):
     """Forward recurrence; ``phase`` is the time step of a ``STEPWISE`` launch. h_T is ``y[T-1]``."""
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
-    pid_h = tl.program_id(0)
-    pid_b = tl.program_id(1)
-    rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    state_offsets = rows[:, None] * H + cols[None, :]
-    state_mask = (rows < B)[:, None] & (cols < H)[None, :]
+    pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
     read, write = exchange_offsets(rows, cols, H_PAD, K_SPLIT, BK)
     dtype = y_ptr.dtype.element_ty
 
@@ -120,12 +115,7 @@ def rnn_backward_kernel(
     In ``STEPWISE`` mode ``phase`` counts launches (t = T-1-phase).
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
-    pid_h = tl.program_id(0)
-    pid_b = tl.program_id(1)
-    rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    state_offsets = rows[:, None] * H + cols[None, :]
-    state_mask = (rows < B)[:, None] & (cols < H)[None, :]
+    pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
     read, write = exchange_offsets(rows, cols, H_PAD, K_SPLIT, BK)
     if K_CHUNKS == 1:
         w = weight_chunks(w_hh_ptr, 0, 0, H, cols, False, K_SPLIT, BK)

@@ -238,7 +238,7 @@ def test_list_shows_every_backend_and_why_it_cannot_run(capsys):
 
 
 def test_shipped_suites_parse():
-    for name in ("smoke", "cpu", "gpu"):
+    for name in ("smoke", "cpu", "gpu", "gpu-core"):
         suite = load_suite(name, device_override="cpu")
         assert suite.cases, name
     smoke_backends = {case.backend for case in load_suite("smoke").cases}
