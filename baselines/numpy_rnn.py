@@ -51,11 +51,6 @@ class LSTMCache:
     has_bias: bool
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    # the tanh form never overflows, unlike 1 / (1 + exp(-z)) for large negative z
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 def _check(name: str, array: np.ndarray, shape: tuple, meaning: str) -> None:
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape} = {meaning}, got shape {array.shape}")
@@ -149,8 +144,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", dt
     projected = _project(x, w_ih, bias)
     y = np.empty(projected.shape, dtype=x.dtype)
     h = h0
+    w_hh_t = np.ascontiguousarray(w_hh.T)
     for t in range(x.shape[0]):
-        z = projected[t] + h @ w_hh.T
+        z = projected[t] + h @ w_hh_t
         h = np.tanh(z) if nonlinearity == "tanh" else np.maximum(z, 0.0)
         y[t] = h
     return y, h.copy(), RNNCache(x, h0, w_ih, w_hh, y, nonlinearity, bias is not None)
@@ -177,20 +173,31 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, dtype=np.float64):
     states ``(T, B, H)`` for the backward pass.
     """
     x, h0, c0, w_ih, w_hh, bias = _prepare(4, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dtype)
-    projected = _project(x, w_ih, bias)
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    gates = np.empty((T, B, 4 * H), dtype=x.dtype)
+    # sigmoid(z) = (1 + tanh(z/2)) / 2, so one tanh over all four gates does it once the i, f, o
+    # pre-activations are halved, which is folded into the projection and W_hh; the step loop then
+    # works in place, since at small H it is bound by these elementwise passes, not by the matmul
+    scale = np.full(4 * H, 0.5, dtype=x.dtype)
+    scale[2 * H:3 * H] = 1.0
+    gates = _project(x, w_ih, bias)  # becomes the activated gates, step by step, in place
+    gates *= scale
+    w_hh_t = np.ascontiguousarray(w_hh.T) * scale
     cells = np.empty((T, B, H), dtype=x.dtype)
     y = np.empty((T, B, H), dtype=x.dtype)
     h, c = h0, c0
     for t in range(T):
-        pre = projected[t] + h @ w_hh.T
-        i, f, g, o = _sigmoid(pre[:, :H]), _sigmoid(pre[:, H:2 * H]), np.tanh(pre[:, 2 * H:3 * H]), _sigmoid(pre[:, 3 * H:])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        gates[t] = np.concatenate([i, f, g, o], axis=1)
-        cells[t], y[t] = c, h
+        pre = gates[t]
+        pre += h @ w_hh_t
+        np.tanh(pre, out=pre)
+        for block in (pre[:, :2 * H], pre[:, 3 * H:]):
+            block += 1.0
+            block *= 0.5
+        i, f, g, o = pre[:, :H], pre[:, H:2 * H], pre[:, 2 * H:3 * H], pre[:, 3 * H:]
+        c = np.multiply(f, c, out=cells[t])
+        c += i * g
+        h = np.tanh(c, out=y[t])
+        h *= o
     return y, h.copy(), c.copy(), LSTMCache(x, h0, c0, w_ih, w_hh, y, gates, cells, bias is not None)
 
 

@@ -13,7 +13,7 @@ import math
 
 from harness import memory, timing
 from harness.cases import Case
-from harness.correctness import compare, reference_outputs
+from harness.correctness import Comparison, compare, reference_outputs
 from harness.problems import Problem
 from harness.registry import get_backend
 from harness.results import ResultRow
@@ -48,15 +48,10 @@ def measure_case(case: Case, run_id: str) -> list[ResultRow]:
     rows: list[ResultRow] = []
     try:
         workload = build_workload(case)
-        reference_name, reference_device = backend.reference_for(case.device)
-        gradients = backend.checks_gradients(case.dtype)
-        reference = reference_outputs(problem_for(case), reference_name, reference_device, case.mode, case.dtype, gradients)
-        check = compare(workload.outputs(case.mode), reference, case.dtype)
-        scope = "" if gradients or case.mode == "fwd" else "forward outputs only; "
+        check, note = check_correctness(case, workload)
         rows.append(case.row(
             run_id, "max_abs_err", check.max_abs_err, "", experiment="numerics",
-            status="ok" if check.passed else "incorrect",
-            note=f"vs {reference_name} float64 on {reference_device}; {scope}{check.note}",
+            status="ok" if check.passed else "incorrect", note=note,
         ))
         if case.experiment == "numerics":
             return rows
@@ -70,6 +65,20 @@ def measure_case(case: Case, run_id: str) -> list[ResultRow]:
         status = "oom" if _is_cuda_oom(error) else "error"
         rows.append(case.failed_row(run_id, status, f"{type(error).__name__}: {error}".strip()[:500]))
     return rows
+
+
+def check_correctness(case: Case, workload) -> tuple[Comparison, str]:
+    """The correctness gate of ``case``: ``workload``'s outputs (and gradients, where the backend's
+    entry checks them in this dtype) against the float64 reference at the same shape.
+
+    Returns the comparison and a note naming the reference and the worst tensor."""
+    backend = get_backend(case.backend)
+    reference_name, reference_device = backend.reference_for(case.device)
+    gradients = backend.checks_gradients(case.dtype)
+    reference = reference_outputs(problem_for(case), reference_name, reference_device, case.mode, case.dtype, gradients)
+    check = compare(workload.outputs(case.mode), reference, case.dtype)
+    scope = "" if gradients or case.mode == "fwd" else "forward outputs only; "
+    return check, f"vs {reference_name} float64 on {reference_device}; {scope}{check.note}"
 
 
 def _measure_metric(case: Case, workload, run_id: str) -> list[ResultRow]:
