@@ -67,7 +67,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db = parameter_and_input_grads(dgates, x, h0, y, w_ih, need[0], ctx.has_bias)
         return (dx, dh0.to(x.dtype) if need[1] else None, dc0.to(x.dtype) if need[2] else None,
-                dw_ih, dw_hh, db, db, None)
+                dw_ih, dw_hh, db, None if db is None else db.clone(), None)
 
 
 def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, path: str = "auto"):

@@ -48,7 +48,8 @@ class RNNLayerFunction(torch.autograd.Function):
                    RELU=ctx.relu, DOT_PRECISION=dot_precision(x.dtype))
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db = parameter_and_input_grads(dz, x, h0, y, w_ih, need[0], ctx.has_bias)
-        return dx, dh0.to(x.dtype) if need[1] else None, dw_ih, dw_hh, db, db, None, None
+        # separate tensors for the two bias gradients: autograd may keep them as .grad
+        return dx, dh0.to(x.dtype) if need[1] else None, dw_ih, dw_hh, db, None if db is None else db.clone(), None, None
 
 
 def rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity: str = "tanh", path: str = "auto"):
