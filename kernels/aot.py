@@ -83,7 +83,7 @@ class KernelResources:
 
 
 def shipped_configs() -> list[KernelConfig]:
-    """Every configuration the heuristic can launch, for every bucket, path, dtype and batch block."""
+    """Every configuration the heuristic can launch: each cell, dtype, fp32 precision, hidden bucket, path, direction."""
     configs = []
     for cell in GATES:
         for dtype_name, dtype in DTYPES.items():
