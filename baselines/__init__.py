@@ -5,11 +5,11 @@ torch ops; ``bow`` and ``cnn``: order-free and fixed-window encoders. ``torch.nn
 (cuDNN on CUDA) is used directly. ``drop_in`` is the shared base of drop-in recurrent modules.
 """
 
-from baselines.bow import BagOfWordsEncoder
-from baselines.cnn import CNNEncoder
-from baselines.drop_in import LSTMDropIn, RNNDropIn
-from baselines.eager import EagerLSTM, EagerRNN
-from baselines.numpy_rnn import lstm_backward, lstm_forward, rnn_backward, rnn_forward
+from rnnbench.baselines.bow import BagOfWordsEncoder
+from rnnbench.baselines.cnn import CNNEncoder
+from rnnbench.baselines.drop_in import LSTMDropIn, RNNDropIn
+from rnnbench.baselines.eager import EagerLSTM, EagerRNN
+from rnnbench.baselines.numpy_rnn import lstm_backward, lstm_forward, rnn_backward, rnn_forward
 
 __all__ = [
     "BagOfWordsEncoder",

@@ -2,7 +2,7 @@
 
 It sees which inputs occur but not in which order, so it is the order-free baseline a recurrence
 must beat on tasks whose answer depends on order (temporal order, copy memory, parity).
-:class:`StepEmbedding`, the per-step input layer, is shared with :class:`baselines.cnn.CNNEncoder`.
+:class:`StepEmbedding`, the per-step input layer, is shared with :class:`rnnbench.baselines.cnn.CNNEncoder`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.drop_in import require_positive_int
+from rnnbench.baselines.drop_in import require_positive_int
 
 POOLINGS = ("sum", "mean")
 

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.bow import StepEmbedding
-from baselines.drop_in import require_positive_int
+from rnnbench.baselines.bow import StepEmbedding
+from rnnbench.baselines.drop_in import require_positive_int
 
 
 class CNNEncoder(nn.Module):
-    """:class:`~baselines.bow.StepEmbedding` per step, then ``num_layers`` dilated causal convolutions.
+    """:class:`~rnnbench.baselines.bow.StepEmbedding` per step, then ``num_layers`` dilated causal convolutions.
 
     Input: dense ``x (T, B, input_size)`` or, with ``vocab_size``, token ids ``x (T, B)``.
     Layer ``l`` (from 0) is a ``Conv1d(hidden_size, hidden_size, kernel_size)`` with dilation

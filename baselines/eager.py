@@ -1,7 +1,7 @@
 """The "eager PyTorch" baseline: a Python loop over time of plain torch ops.
 
 ``EagerRNN`` and ``EagerLSTM`` are drop-in replacements of ``torch.nn.RNN``/``torch.nn.LSTM`` (see
-:mod:`baselines.drop_in`). Each layer computes the input projection of all T steps as one matmul,
+:mod:`rnnbench.baselines.drop_in`). Each layer computes the input projection of all T steps as one matmul,
 then per step one ``(B, H) @ (H, G*H)`` matmul with ``W_hh`` and the elementwise cell, each op a
 separate kernel launch; autograd provides the backward pass. This is what a recurrence costs without
 fused kernels, on any device and dtype torch supports.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from baselines.drop_in import LSTMDropIn, RNNDropIn
+from rnnbench.baselines.drop_in import LSTMDropIn, RNNDropIn
 
 
 def _project_inputs(module, layer: int, x: torch.Tensor):

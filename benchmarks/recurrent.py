@@ -1,8 +1,8 @@
 """asv benchmarks of the recurrent backends, for regression tracking across commits.
 
-Thin wrappers over the harness: workloads come from :func:`harness.measure.build_workload`, which
-backends can run from :meth:`harness.registry.Backend.skip_reason`, and GPU timing from
-:func:`harness.timing.cuda_latency`. The parameter grids are the same on every machine; a
+Thin wrappers over the harness: workloads come from :func:`rnnbench.harness.measure.build_workload`, which
+backends can run from :meth:`rnnbench.harness.registry.Backend.skip_reason`, and GPU timing from
+:func:`rnnbench.harness.timing.cuda_latency`. The parameter grids are the same on every machine; a
 combination that cannot run here (Triton on CPU, anything on CUDA without a GPU) raises
 ``SkipNotImplemented`` and shows as ``n/a``. No correctness gate runs here: the tests and the
 harness's ``rnnbench`` runs check numerics.
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from asv_runner.benchmarks.mark import SkipNotImplemented
 
-from harness.cases import Case, TimingOptions
-from harness.measure import apply_thread_limit, build_workload
-from harness.registry import get_backend
-from harness.timing import cuda_latency
+from rnnbench.harness.cases import Case, TimingOptions
+from rnnbench.harness.measure import apply_thread_limit, build_workload
+from rnnbench.harness.registry import get_backend
+from rnnbench.harness.timing import cuda_latency
 
 FAMILIES = ("rnn", "lstm")
 MODES = ("fwd", "fwd_bwd")
@@ -75,7 +75,7 @@ class RecurrentCPU:
 class RecurrentCUDA:
     """GPU latency of one call on CUDA, bfloat16, T=1024, B=16, I=H=256, in milliseconds.
 
-    Median of :func:`harness.timing.cuda_latency` samples with default :class:`TimingOptions`:
+    Median of :func:`rnnbench.harness.timing.cuda_latency` samples with default :class:`TimingOptions`:
     CUDA events around each call, L2 flushed before every sample, host launch overhead included
     where the GPU waits for the host. First-call work (Triton compilation, cuDNN plan selection) is
     excluded. Skipped when CUDA is not available.

@@ -11,11 +11,11 @@ from functools import partial
 
 import torch
 
-from baselines.bow import BagOfWordsEncoder
-from baselines.cnn import CNNEncoder
-from baselines.eager import EagerLSTM, EagerRNN
-from harness.registry import Backend, register
-from harness.workloads import NumpyRecurrentWorkload, TorchEncoderWorkload, TorchRecurrentWorkload
+from rnnbench.baselines.bow import BagOfWordsEncoder
+from rnnbench.baselines.cnn import CNNEncoder
+from rnnbench.baselines.eager import EagerLSTM, EagerRNN
+from rnnbench.harness.registry import Backend, register
+from rnnbench.harness.workloads import NumpyRecurrentWorkload, TorchEncoderWorkload, TorchRecurrentWorkload
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 TORCH_CLASSES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM}
@@ -95,7 +95,7 @@ register(Backend(
 def _triton_requirement(device: str, dtype: str) -> str | None:
     """The kernels run on CUDA, or on CPU only inside the Triton interpreter (which has no bf16 dot)."""
     try:
-        from kernels.launch import interpreter_active
+        from rnnbench.kernels.launch import interpreter_active
     except ImportError as error:
         return f"Triton is not importable: {error}"
     if device == "cpu" and not interpreter_active():
@@ -109,7 +109,7 @@ def _triton_requirement(device: str, dtype: str) -> str | None:
 
 def _triton_factory(path: str):
     def factory(problem, dtype, device):
-        from kernels import TritonLSTM, TritonRNN
+        from rnnbench.kernels import TritonLSTM, TritonRNN
 
         classes = {"rnn": partial(TritonRNN, path=path), "lstm": partial(TritonLSTM, path=path)}
         return TorchRecurrentWorkload(problem, dtype, device, classes[problem.family])

@@ -1,6 +1,6 @@
 """A case: one picklable description of one measurement, and the rows it turns into.
 
-Measuring a case is a function from case to rows (:func:`harness.measure.measure_case`); keeping the
+Measuring a case is a function from case to rows (:func:`rnnbench.harness.measure.measure_case`); keeping the
 case a small frozen dataclass is what lets ``--resume`` skip finished cases and a failed case become
 an ``error`` row instead of a lost run.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from harness.results import ResultRow
+from rnnbench.harness.results import ResultRow
 
 EXPERIMENTS = ("speed", "memory", "numerics")
 MODES = ("fwd", "fwd_bwd")
@@ -20,7 +20,7 @@ PRIMARY_METRIC = {"speed": ("latency", "ms"), "memory": ("peak_memory", "MiB"), 
 
 @dataclass(frozen=True)
 class TimingOptions:
-    """How latency is sampled (see :mod:`harness.timing`).
+    """How latency is sampled (see :mod:`rnnbench.harness.timing`).
 
     ``warmup`` calls are made before sampling; then samples are drawn until ``min_reps`` samples
     exist and either ``budget_s`` seconds of sampling have passed or ``max_reps`` samples exist.

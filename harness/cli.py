@@ -1,5 +1,6 @@
-"""The ``rnnbench`` command (also ``python -m harness``).
+"""The ``rnnbench`` command (also ``python -m rnnbench``).
 
+    rnnbench --version                              the installed version
     rnnbench list                                   backends (with why any cannot run here) and suites
     rnnbench run SUITE --out DIR [--device cpu|cuda|auto] [--resume]
     rnnbench report DIR                             DIR/report.md from DIR/results.csv
@@ -18,11 +19,13 @@ import os
 import re
 import sys
 
-from harness.errors import UsageError
+from rnnbench import __version__
+from rnnbench.harness.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnbench", description="Benchmark recurrent kernels: speed, memory and numerical error.")
+    parser.add_argument("--version", action="version", version=f"rnnbench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("list", help="list backends (and why any cannot run here) and suites")
@@ -54,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _list(args) -> int:
-    from harness.registry import DEVICES, all_backends
-    from harness.report import markdown_table
-    from harness.suites import available_suites
+    from rnnbench.harness.registry import DEVICES, all_backends
+    from rnnbench.harness.report import markdown_table
+    from rnnbench.harness.suites import available_suites
 
     import pandas as pd
 
@@ -81,8 +84,8 @@ def _list(args) -> int:
 
 
 def _run(args) -> int:
-    from harness.runner import run_suite
-    from harness.suites import load_suite
+    from rnnbench.harness.runner import run_suite
+    from rnnbench.harness.suites import load_suite
 
     suite = load_suite(args.suite, device_override=args.device)
     if suite.cases and suite.cases[0].device == "cpu":
@@ -101,7 +104,7 @@ def _run(args) -> int:
 
 
 def _report(args) -> int:
-    from harness.report import write_report
+    from rnnbench.harness.report import write_report
 
     try:
         path = write_report(args.directory)
@@ -118,8 +121,8 @@ KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "hidden_size",
 def _kernels(args) -> int:
     import pandas as pd
 
-    from harness.report import markdown_table
-    from kernels.aot import SHARED_MEMORY_LIMIT, compile_all
+    from rnnbench.harness.report import markdown_table
+    from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, compile_all
 
     match = re.fullmatch(r"sm_(\d+)", args.target)
     if match is None or int(match.group(1)) not in SHARED_MEMORY_LIMIT:

@@ -18,8 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from harness.problems import FORWARD_OUTPUTS, Problem
-from harness.registry import get_backend
+from rnnbench.harness.problems import FORWARD_OUTPUTS, Problem
+from rnnbench.harness.registry import get_backend
 
 #: (atol, rtol) per dtype. float32 allows for TF32 (cuDNN's default for fp32 RNNs on Ampere and
 #: later: torch.backends.cudnn.allow_tf32 is True) and for error growth along T=1024 sequences;

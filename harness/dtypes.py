@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.errors import UsageError
+from rnnbench.harness.errors import UsageError
 
 CANONICAL = ("float64", "float32", "float16", "bfloat16")
 ALIASES = {"fp64": "float64", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16"}

@@ -1,4 +1,4 @@
-"""Measuring one case: from a :class:`~harness.cases.Case` to its result rows.
+"""Measuring one case: from a :class:`~rnnbench.harness.cases.Case` to its result rows.
 
 Order of work for every case: check the backend can run here (else one ``skipped`` row); build the
 workload; run the correctness gate against the float64 reference at the same shape and record the
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 
-from harness import memory, timing
-from harness.cases import Case
-from harness.correctness import Comparison, compare, reference_outputs
-from harness.problems import Problem
-from harness.registry import get_backend
-from harness.results import ResultRow
+from rnnbench.harness import memory, timing
+from rnnbench.harness.cases import Case
+from rnnbench.harness.correctness import Comparison, compare, reference_outputs
+from rnnbench.harness.problems import Problem
+from rnnbench.harness.registry import get_backend
+from rnnbench.harness.results import ResultRow
 
 
 def problem_for(case: Case) -> Problem:

@@ -58,7 +58,7 @@ def cpu_peak_memory_mib(case) -> float:
 
 
 def _child_peak_memory_mib(case) -> float:
-    from harness.measure import build_workload, apply_thread_limit
+    from rnnbench.harness.measure import build_workload, apply_thread_limit
 
     apply_thread_limit(case.timing.threads)
     fn = build_workload(case).callable(case.mode)

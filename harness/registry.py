@@ -2,8 +2,8 @@
 
 A :class:`Backend` says what an implementation is (families it computes, devices and dtypes it
 supports, the backend whose float64 outputs it is checked against) and how to build it (a factory
-returning a workload, see :mod:`harness.workloads`). Entries are declared in
-:mod:`harness.backends`. Backends that cannot run on this machine stay listed; :meth:`Backend.skip_reason`
+returning a workload, see :mod:`rnnbench.harness.workloads`). Entries are declared in
+:mod:`rnnbench.harness.backends`. Backends that cannot run on this machine stay listed; :meth:`Backend.skip_reason`
 says why, and the runner records the case as ``skipped`` with that reason.
 """
 
@@ -14,8 +14,8 @@ from typing import Callable
 
 import torch
 
-from harness.errors import UsageError
-from harness.problems import FAMILIES
+from rnnbench.harness.errors import UsageError
+from rnnbench.harness.problems import FAMILIES
 
 DEVICES = ("cpu", "cuda")
 
@@ -108,4 +108,4 @@ def get_backend(name: str) -> Backend:
 
 
 def _load_entries() -> None:
-    import harness.backends  # noqa: F401  (declares the entries on import)
+    import rnnbench.harness.backends  # noqa: F401  (declares the entries on import)

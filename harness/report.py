@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.results import read_results
+from rnnbench.harness.results import read_results
 
 SHAPE = ["seq_len", "batch", "input_size", "hidden_size"]
 SHAPE_HEADERS = {"seq_len": "T", "batch": "B", "input_size": "I", "hidden_size": "H"}

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from harness.env import collect_env
-from harness.errors import UsageError
-from harness.measure import apply_thread_limit, measure_case
-from harness.results import ResultsFile, row_key
-from harness.suites import Suite
+from rnnbench.harness.env import collect_env
+from rnnbench.harness.errors import UsageError
+from rnnbench.harness.measure import apply_thread_limit, measure_case
+from rnnbench.harness.results import ResultsFile, row_key
+from rnnbench.harness.suites import Suite
 
 
 @dataclass

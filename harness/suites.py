@@ -10,7 +10,7 @@ A suite is ``harness/suites/<name>.toml`` (or any ``.toml`` path)::
     modes = ["fwd", "fwd_bwd"]
     seeds = [0]
 
-    [timing]                   # optional, see harness.cases.TimingOptions
+    [timing]                   # optional, see rnnbench.harness.cases.TimingOptions
     budget_s = 0.5
 
     [[cases]]                  # one or more blocks; each expands to the cartesian product of its lists
@@ -33,11 +33,11 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from harness.cases import EXPERIMENTS, MODES, Case, TimingOptions
-from harness.dtypes import canonical_dtype
-from harness.errors import UsageError
-from harness.problems import FAMILIES
-from harness.registry import DEVICES, get_backend
+from rnnbench.harness.cases import EXPERIMENTS, MODES, Case, TimingOptions
+from rnnbench.harness.dtypes import canonical_dtype
+from rnnbench.harness.errors import UsageError
+from rnnbench.harness.problems import FAMILIES
+from rnnbench.harness.registry import DEVICES, get_backend
 
 SUITE_DIR = Path(__file__).parent / "suites"
 TOP_LEVEL_KEYS = {"description", "defaults", "timing", "cases"}

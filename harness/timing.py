@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.cases import TimingOptions
+from rnnbench.harness.cases import TimingOptions
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Every backend factory in the registry returns an object with two methods:
 * ``outputs(mode)``: runs once and returns float64 NumPy arrays by name (``y, h_n[, c_n]`` and for
   ``fwd_bwd`` also ``dx, dh0[, dc0], dw_ih, dw_hh, db_ih, db_hh``), for the correctness check.
 
-Calls are asynchronous on CUDA; timing code synchronises (see :mod:`harness.timing`).
+Calls are asynchronous on CUDA; timing code synchronises (see :mod:`rnnbench.harness.timing`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from baselines import numpy_rnn
-from harness.dtypes import NUMPY_DTYPES, torch_dtype
-from harness.problems import FORWARD_OUTPUTS, RECURRENT_GRADIENTS, Problem
+from rnnbench.baselines import numpy_rnn
+from rnnbench.harness.dtypes import NUMPY_DTYPES, torch_dtype
+from rnnbench.harness.problems import FORWARD_OUTPUTS, RECURRENT_GRADIENTS, Problem
 
 #: torch.nn parameter names of a one-layer module -> names of the problem's weight arrays
 _PARAMETER_ARRAYS = {"weight_ih_l0": "w_ih", "weight_hh_l0": "w_hh", "bias_ih_l0": "b_ih", "bias_hh_l0": "b_hh"}
@@ -32,7 +32,7 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 class NumpyRecurrentWorkload:
-    """The NumPy forward + hand-written BPTT (``baselines.numpy_rnn``) in float64 or float32."""
+    """The NumPy forward + hand-written BPTT (``rnnbench.baselines.numpy_rnn``) in float64 or float32."""
 
     def __init__(self, problem: Problem, dtype: str):
         self.problem = problem

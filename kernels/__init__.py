@@ -4,7 +4,7 @@
 shows which kernel path and block sizes a shape gets. This package does not import the harness.
 """
 
-from kernels.modules import TritonLSTM, TritonRNN
-from kernels.plan import PATHS, Plan, plan_recurrence
+from rnnbench.kernels.modules import TritonLSTM, TritonRNN
+from rnnbench.kernels.plan import PATHS, Plan, plan_recurrence
 
 __all__ = ["TritonLSTM", "TritonRNN", "PATHS", "Plan", "plan_recurrence"]

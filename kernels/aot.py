@@ -1,6 +1,6 @@
 """Ahead-of-time compilation of every shipped kernel configuration, without a GPU.
 
-A *configuration* is what the size heuristic (:mod:`kernels.plan`) can launch: a kernel (RNN or
+A *configuration* is what the size heuristic (:mod:`rnnbench.kernels.plan`) can launch: a kernel (RNN or
 LSTM, forward for inference, forward for training, backward) x path x dtype x hidden-size bucket
 (``H_PAD``, a power of two); the batch only changes the grid, not the compiled kernel. Each is compiled with ``triton.compile`` for a target
 such as ``sm_90`` and its resources read back: shared memory from the compiled metadata, registers
@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from kernels.plan import GATES, PATHS, REGISTER_FILE, fits_on_chip, fits_persistent, plan_recurrence
-from kernels.launch import NUM_STAGES
-from kernels.primitives import MODE_NAMES
+from rnnbench.kernels.plan import GATES, PATHS, REGISTER_FILE, fits_on_chip, fits_persistent, plan_recurrence
+from rnnbench.kernels.launch import NUM_STAGES
+from rnnbench.kernels.primitives import MODE_NAMES
 
 #: per-block shared memory limit (bytes, opt-in maximum) of each supported target
 SHARED_MEMORY_LIMIT = {80: 166912, 90: 232448}
@@ -159,7 +159,7 @@ def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: i
 
 
 def _kernel_function(name: str):
-    from kernels import lstm_kernels, rnn_kernels
+    from rnnbench.kernels import lstm_kernels, rnn_kernels
 
     module = lstm_kernels if name.startswith("lstm") else rnn_kernels
     return getattr(module, name)

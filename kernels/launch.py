@@ -13,8 +13,8 @@ import contextlib
 import torch
 import triton
 
-from kernels.plan import Plan, plan_recurrence
-from kernels.primitives import MODE_NAMES
+from rnnbench.kernels.plan import Plan, plan_recurrence
+from rnnbench.kernels.primitives import MODE_NAMES
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 #: no software pipelining of the kernels' loops: the pipeliner would issue the next step's loads of
@@ -43,7 +43,7 @@ def output_buffer(shape, dtype: torch.dtype, device) -> torch.Tensor:
 
 def interpreter_active() -> bool:
     """True when Triton kernels run in the interpreter (``TRITON_INTERPRET=1`` before import)."""
-    from kernels.lstm_kernels import lstm_forward_kernel
+    from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
 
     return not isinstance(lstm_forward_kernel, triton.runtime.JITFunction)
 
@@ -88,7 +88,7 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 def exchange_buffer(plan: Plan, gates: int, like: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
     """Zeroed ``(2, B_pad, gates*H_PAD)`` buffer for state rows shared between programs (see
-    :func:`kernels.primitives.exchange_offsets`); ``first (B, H)`` goes into slot 1, read by step 0.
+    :func:`rnnbench.kernels.primitives.exchange_offsets`); ``first (B, H)`` goes into slot 1, read by step 0.
 
     A persistent forward keeps its state in registers and gets a one-element placeholder."""
     if first is not None and plan.path == "persistent":

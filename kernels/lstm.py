@@ -1,6 +1,6 @@
 """One LSTM layer on the Triton kernels, as a ``torch.autograd.Function``.
 
-Forward: one GEMM for the input projection of all steps (:mod:`kernels.projections`), then the
+Forward: one GEMM for the input projection of all steps (:mod:`rnnbench.kernels.projections`), then the
 recurrent kernel. In training the kernel overwrites the projection buffer with the activated gates
 and stores the float32 cell states; nothing is recomputed in the backward. That costs
 ``T*B*(4H*s + 4H)`` bytes besides the output (s = bytes per element) and needs no extra buffer
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels.launch import dot_precision, exchange_buffer, make_plan, output_buffer, run_phases
-from kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
-from kernels.projections import parameter_and_input_grads, project_inputs
+from rnnbench.kernels.launch import dot_precision, exchange_buffer, make_plan, output_buffer, run_phases
+from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
+from rnnbench.kernels.projections import parameter_and_input_grads, project_inputs
 
 
 class LSTMLayerFunction(torch.autograd.Function):
@@ -71,5 +71,5 @@ class LSTMLayerFunction(torch.autograd.Function):
 
 
 def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, path: str = "auto"):
-    """``(y, h_n, c_n)`` of one LSTM layer; shapes as in :mod:`kernels.lstm_kernels`."""
+    """``(y, h_n, c_n)`` of one LSTM layer; shapes as in :mod:`rnnbench.kernels.lstm_kernels`."""
     return LSTMLayerFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, path)

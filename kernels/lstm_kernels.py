@@ -1,7 +1,7 @@
 """Triton kernels of the fused LSTM recurrence (forward and reverse-time backward).
 
 The input projection ``W_ih x_t + b_ih + b_hh`` for all steps is one GEMM done before the forward
-kernel (:mod:`kernels.lstm`); the kernels only do what must be sequential. Layouts, row-major:
+kernel (:mod:`rnnbench.kernels.lstm`); the kernels only do what must be sequential. Layouts, row-major:
 
 * ``xg``   ``(T, B, 4H)`` gate pre-activations from the input, gate order i, f, g, o (torch's).
   In training the forward kernel overwrites it, in place, with the activated gates; the backward
@@ -10,11 +10,11 @@ kernel (:mod:`kernels.lstm`); the kernels only do what must be sequential. Layou
   ``c_all`` ``(T, B, H)`` float32 cell states c_1..c_T (training only).
 * ``exchange``: forward ``(2, B_pad, H_PAD)`` hidden states, backward ``(2, B_pad, 4*H_PAD)`` gate
   gradients (gate blocks ``H_PAD`` apart), zero-filled, storage dtype; see
-  :func:`kernels.primitives.exchange_offsets`. The forward expects ``h0`` copied into slot 1.
+  :func:`rnnbench.kernels.primitives.exchange_offsets`. The forward expects ``h0`` copied into slot 1.
 
 Program (pid_h, pid_b) owns hidden units ``pid_h*BLOCK_H + [0, BLOCK_H)`` of batch rows
 ``pid_b*BLOCK_B + [0, BLOCK_B)``. Its slice of ``W_hh``, four split-K gate tiles (see
-:mod:`kernels.primitives`), is loaded once per launch and stays on chip (``K_CHUNKS = 1``); layers
+:mod:`rnnbench.kernels.primitives`), is loaded once per launch and stays on chip (``K_CHUNKS = 1``); layers
 too large for that run ``STEPWISE`` and stream the slice in ``K_CHUNKS`` chunks each step. The four
 gate matmuls of a
 step share one state operand and run back to back in the same kernel, as four dots rather than one
@@ -28,7 +28,7 @@ dtype (fp32, fp16 or bf16).
 import triton
 import triton.language as tl
 
-from kernels.primitives import (
+from rnnbench.kernels.primitives import (
     COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, program_tile, split_k_dot,
     step_barrier, streamed_dot, tanh, to_chunks, weight_chunks,
 )

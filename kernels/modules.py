@@ -4,7 +4,7 @@ Same constructor arguments (``input_size, hidden_size, num_layers, bias, batch_f
 ``nonlinearity`` for the RNN), parameter names, shapes and initialisation, so ``load_state_dict``
 works in both directions; same call signature and return values. One extra keyword, ``path``
 (``"auto"``, ``"persistent"``, ``"cooperative"``, ``"stepwise"``), forces a kernel path (see
-:mod:`kernels.plan`). Supported dtypes: float32 (TF32 in the recurrence exactly when
+:mod:`rnnbench.kernels.plan`). Supported dtypes: float32 (TF32 in the recurrence exactly when
 ``torch.backends.cudnn.allow_tf32`` is set, as cuDNN does), float16, bfloat16 (16-bit storage,
 float32 accumulation and cell state). Runs on CUDA, or on CPU tensors in the Triton interpreter
 when ``TRITON_INTERPRET=1`` was set before ``kernels`` was imported.
@@ -12,11 +12,11 @@ when ``TRITON_INTERPRET=1`` was set before ``kernels`` was imported.
 
 from __future__ import annotations
 
-from baselines.drop_in import LSTMDropIn, RNNDropIn
-from kernels.launch import check_device_and_dtype
-from kernels.lstm import lstm_layer
-from kernels.plan import PATHS
-from kernels.rnn import rnn_layer
+from rnnbench.baselines.drop_in import LSTMDropIn, RNNDropIn
+from rnnbench.kernels.launch import check_device_and_dtype
+from rnnbench.kernels.lstm import lstm_layer
+from rnnbench.kernels.plan import PATHS
+from rnnbench.kernels.rnn import rnn_layer
 
 
 class _KernelPath:

@@ -1,6 +1,6 @@
 """How a recurrence is laid out on the GPU: path, block sizes, warps (the size heuristic).
 
-Three paths (see :mod:`kernels.primitives` for how each runs):
+Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
 
 * ``persistent``: one program per batch block holds all of ``W_hh`` (``G * H_PAD^2 * s`` bytes;
   G = 4 gates for the LSTM, 1 for the RNN; s = bytes per element; H_PAD = H rounded up to a power
@@ -24,7 +24,7 @@ multiplied exactly (``cudnn.allow_tf32`` off), where the dot runs on FMA units w
 register layout. Warps: 8, or 4 when the slice is at most :data:`SMALL_SLICE_BYTES`. Batch rows per
 program: :data:`BLOCK_B` = 16, the MMA tile height; more rows become more programs. The reduction
 of a split slice is spread over ``K_SPLIT = min(warps, H_PAD / 16)`` chunks, one or more warps each
-(see :mod:`kernels.primitives`), so no warp holds a whole state row; a persistent program, whose
+(see :mod:`rnnbench.kernels.primitives`), so no warp holds a whole state row; a persistent program, whose
 block is as wide as the layer, keeps ``K_SPLIT = 1`` and spreads its warps over the columns, since
 every chunk needs its own copy of the wide accumulators.
 

@@ -1,6 +1,6 @@
 """Triton building blocks shared by the RNN and LSTM kernels.
 
-**Execution modes** (the ``MODE`` constexpr of every recurrent kernel, chosen by :mod:`kernels.plan`):
+**Execution modes** (the ``MODE`` constexpr of every recurrent kernel, chosen by :mod:`rnnbench.kernels.plan`):
 
 * ``PERSISTENT``: one program per batch block owns every hidden unit and all of ``W_hh``; the kernel
   loops over time itself and the state stays in registers from one step to the next.

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels.launch import dot_precision, exchange_buffer, make_plan, output_buffer, run_phases
-from kernels.projections import parameter_and_input_grads, project_inputs
-from kernels.rnn_kernels import rnn_backward_kernel, rnn_forward_kernel
+from rnnbench.kernels.launch import dot_precision, exchange_buffer, make_plan, output_buffer, run_phases
+from rnnbench.kernels.projections import parameter_and_input_grads, project_inputs
+from rnnbench.kernels.rnn_kernels import rnn_backward_kernel, rnn_forward_kernel
 
 
 class RNNLayerFunction(torch.autograd.Function):
@@ -53,5 +53,5 @@ class RNNLayerFunction(torch.autograd.Function):
 
 
 def rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity: str = "tanh", path: str = "auto"):
-    """``(y, h_n)`` of one Elman layer; shapes as in :mod:`kernels.rnn_kernels`."""
+    """``(y, h_n)`` of one Elman layer; shapes as in :mod:`rnnbench.kernels.rnn_kernels`."""
     return RNNLayerFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, path)

@@ -1,20 +1,20 @@
 """Triton kernels of the Elman RNN recurrence ``h_t = act(xw_t + W_hh h_{t-1})`` (act = tanh or relu).
 
 ``xw (T, B, H)`` holds ``W_ih x_t + b_ih + b_hh`` for all steps, computed by one GEMM beforehand
-(:mod:`kernels.rnn`). ``w_hh (H, H)``; ``h0, dh_n, dh0 (B, H)``; ``y, dy, dz (T, B, H)`` where
+(:mod:`rnnbench.kernels.rnn`). ``w_hh (H, H)``; ``h0, dh_n, dh0 (B, H)``; ``y, dy, dz (T, B, H)`` where
 ``dz`` is the gradient of the pre-activation; ``exchange (2, B_pad, H_PAD)`` carries hidden states
 (forward, ``h0`` copied into slot 1 beforehand) or ``dz`` rows (backward) between programs, see
-:func:`kernels.primitives.exchange_offsets`. Program (pid_h, pid_b) owns hidden units
+:func:`rnnbench.kernels.primitives.exchange_offsets`. Program (pid_h, pid_b) owns hidden units
 ``pid_h*BLOCK_H + [0, BLOCK_H)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)`` and keeps its
 split-K ``W_hh`` tile on chip for the whole launch (``K_CHUNKS = 1``; layers too large for that run
 ``STEPWISE`` and stream it in chunks); accumulation and the nonlinearity are float32.
-Execution modes and the split-K matmul are described in :mod:`kernels.primitives`.
+Execution modes and the split-K matmul are described in :mod:`rnnbench.kernels.primitives`.
 """
 
 import triton
 import triton.language as tl
 
-from kernels.primitives import (
+from rnnbench.kernels.primitives import (
     COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, exchange_offsets, exchange_slot, program_tile, split_k_dot,
     step_barrier, streamed_dot, tanh, to_chunks, weight_chunks,
 )

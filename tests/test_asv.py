@@ -16,8 +16,8 @@ from asv_runner.benchmarks.mark import SkipNotImplemented
 from threadpoolctl import threadpool_limits
 
 from benchmarks import recurrent
-from harness.problems import RECURRENT_FAMILIES
-from harness.registry import get_backend
+from rnnbench.harness.problems import RECURRENT_FAMILIES
+from rnnbench.harness.registry import get_backend
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASV = Path(sys.executable).parent / "asv"

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baselines.bow import BagOfWordsEncoder
-from baselines.cnn import CNNEncoder
+from rnnbench.baselines.bow import BagOfWordsEncoder
+from rnnbench.baselines.cnn import CNNEncoder
 
 INPUT_SIZE, HIDDEN, VOCAB = 6, 16, 11
 

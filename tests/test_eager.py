@@ -7,7 +7,7 @@ states and every gradient (input, initial states, all parameters) agree to ~1e-1
 import pytest
 import torch
 
-from baselines.eager import EagerLSTM, EagerRNN
+from rnnbench.baselines.eager import EagerLSTM, EagerRNN
 
 FLOAT64_ATOL = 1e-12
 

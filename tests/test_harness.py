@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import registry
-from harness.cli import main
-from harness.correctness import compare
-from harness.registry import Backend
-from harness.results import COLUMNS, ResultRow, read_results
-from harness.runner import run_suite
-from harness.suites import load_suite, parse_suite
-from harness.timing import Timing
-from harness.workloads import TorchRecurrentWorkload
+from rnnbench.harness import registry
+from rnnbench.harness.cli import main
+from rnnbench.harness.correctness import compare
+from rnnbench.harness.registry import Backend
+from rnnbench.harness.results import COLUMNS, ResultRow, read_results
+from rnnbench.harness.runner import run_suite
+from rnnbench.harness.suites import load_suite, parse_suite
+from rnnbench.harness.timing import Timing
+from rnnbench.harness.workloads import TorchRecurrentWorkload
 
 TINY = """
 description = "tiny"
@@ -101,9 +101,9 @@ def test_existing_results_need_resume(tmp_path, capsys):
 
 
 def test_interrupt_keeps_measured_cases(tmp_path, monkeypatch):
-    import harness.runner
+    import rnnbench.harness.runner
 
-    real = harness.runner.measure_case
+    real = rnnbench.harness.runner.measure_case
     calls = {"n": 0}
 
     def interrupted(case, run_id):
@@ -112,12 +112,12 @@ def test_interrupt_keeps_measured_cases(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(case, run_id)
 
-    monkeypatch.setattr(harness.runner, "measure_case", interrupted)
+    monkeypatch.setattr(rnnbench.harness.runner, "measure_case", interrupted)
     code, out = _run(tmp_path)
     assert code == 130
     frame = read_results(out)
     assert frame.groupby(["experiment", "backend", "family", "mode"]).ngroups >= 3
-    monkeypatch.setattr(harness.runner, "measure_case", real)
+    monkeypatch.setattr(rnnbench.harness.runner, "measure_case", real)
     code, _ = _run(tmp_path, "--resume")
     assert code == 0
     assert len(read_results(out).query("experiment == 'speed'")) == 16
@@ -269,8 +269,8 @@ def test_result_rows_without_a_number_must_say_nan():
 
 
 def test_cpu_peak_memory_grows_with_the_sequence(tmp_path):
-    from harness.cases import Case
-    from harness.memory import cpu_peak_memory_mib, cpu_peak_memory_supported
+    from rnnbench.harness.cases import Case
+    from rnnbench.harness.memory import cpu_peak_memory_mib, cpu_peak_memory_supported
 
     if cpu_peak_memory_supported() is not None:
         pytest.skip(cpu_peak_memory_supported())

@@ -9,8 +9,8 @@ import io
 import pandas as pd
 import pytest
 
-from harness.cli import KERNEL_COLUMNS, main
-from kernels.aot import compile_all, shipped_configs
+from rnnbench.harness.cli import KERNEL_COLUMNS, main
+from rnnbench.kernels.aot import compile_all, shipped_configs
 
 
 def test_shipped_configurations_cover_every_path_cell_dtype_and_direction():

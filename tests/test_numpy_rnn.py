@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines import numpy_rnn
+from rnnbench.baselines import numpy_rnn
 
 #: the two float64 computations differ only in summation order: ~1e-15 relative per op
 FLOAT64_ATOL = 1e-10
@@ -41,7 +41,7 @@ def _problem(family, steps, batch, input_size, hidden, bias=True, seed=0):
 
 
 def _numpy_result(family, nonlinearity, a, dtype=np.float64):
-    """Forward outputs and gradients by name, from baselines.numpy_rnn."""
+    """Forward outputs and gradients by name, from rnnbench.baselines.numpy_rnn."""
     weights = (a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"])
     if family == "lstm":
         y, h_T, c_T, cache = numpy_rnn.lstm_forward(a["x"], a["h0"], a["c0"], *weights, dtype=dtype)

@@ -1,9 +1,9 @@
-"""The size heuristic that picks a kernel path and block sizes (kernels.plan)."""
+"""The size heuristic that picks a kernel path and block sizes (rnnbench.kernels.plan)."""
 
 import pytest
 import torch
 
-from kernels.plan import W_SLICE_BYTES, plan_recurrence, slice_fits
+from rnnbench.kernels.plan import W_SLICE_BYTES, plan_recurrence, slice_fits
 
 H100_SMS = 132
 

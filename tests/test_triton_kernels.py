@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from conftest import KERNEL_DEVICE
-from kernels import TritonLSTM, TritonRNN
-from kernels.launch import poisoned_outputs
-from kernels.plan import fits_persistent
+from rnnbench.kernels import TritonLSTM, TritonRNN
+from rnnbench.kernels.launch import poisoned_outputs
+from rnnbench.kernels.plan import fits_persistent
 
 FWD_TOL = dict(atol=1e-5, rtol=1e-5)
 GRAD_TOL = dict(atol=1e-4, rtol=1e-4)
@@ -153,7 +153,7 @@ FP16_GRAD_TOL = 1e-2
 def test_float16_against_numpy_float64(cell, path):
     import numpy as np
 
-    from baselines import numpy_rnn
+    from rnnbench.baselines import numpy_rnn
 
     T, B, I, H = 9, 3, 7, 40
     candidate, _ = _pair(cell, I, H, dtype=torch.float16, path=path)
@@ -255,9 +255,9 @@ def test_float64_is_refused():
 
 
 def test_cpu_tensor_without_interpreter_tells_how(monkeypatch):
-    import kernels.launch
+    import rnnbench.kernels.launch
 
-    monkeypatch.setattr(kernels.launch, "interpreter_active", lambda: False)
+    monkeypatch.setattr(rnnbench.kernels.launch, "interpreter_active", lambda: False)
     module = TritonRNN(4, 8)
     with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
         module(torch.randn(3, 2, 4))
@@ -290,13 +290,13 @@ def test_streamed_weights_for_a_layer_too_large_to_hold(cell, monkeypatch):
     """Layers whose W_hh cannot be held even when split (LSTM H > 2048 in 16-bit) stream it in chunks
     every step. The budgets are shrunk here so a small layer takes that path in the interpreter:
     H=40 (H_PAD=64) in four chunks of 16 columns."""
-    import kernels.plan
+    import rnnbench.kernels.plan
 
     budget = 1024 if cell == "lstm" else 256  # bytes: below the narrowest slice of either cell
-    monkeypatch.setattr(kernels.plan, "W_SLICE_BYTES", budget)
-    monkeypatch.setattr(kernels.plan, "WIDE_SLICE_BYTES", budget)
-    monkeypatch.setattr(kernels.plan, "STREAM_CHUNK", 16)
-    plan = kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32, exact_fp32=True)
+    monkeypatch.setattr(rnnbench.kernels.plan, "W_SLICE_BYTES", budget)
+    monkeypatch.setattr(rnnbench.kernels.plan, "WIDE_SLICE_BYTES", budget)
+    monkeypatch.setattr(rnnbench.kernels.plan, "STREAM_CHUNK", 16)
+    plan = rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32, exact_fp32=True)
     assert plan.k_chunks == 4 and plan.path == "stepwise"
     candidate, reference = _pair(cell, 5, 40)
     x, hx, upstream = _inputs(cell, 3, 2, 5, 40)
