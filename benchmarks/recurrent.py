@@ -1,6 +1,6 @@
 """asv benchmarks of the recurrent backends, for regression tracking across commits.
 
-Thin wrappers over the harness: workloads come from :func:`rnnbench.harness.measure.build_workload`, which
+Thin wrappers over the harness: workloads come from :func:`rnnbench.harness.backends.build_workload`, which
 backends can run from :meth:`rnnbench.harness.registry.Backend.skip_reason`, and GPU timing from
 :func:`rnnbench.harness.timing.cuda_latency`. The parameter grids are the same on every machine; a
 combination that cannot run here (Triton on CPU, anything on CUDA without a GPU) raises
@@ -18,8 +18,8 @@ from __future__ import annotations
 from asv_runner.benchmarks.mark import SkipNotImplemented
 
 from rnnbench.harness.cases import Case, TimingOptions
-from rnnbench.harness.measure import apply_thread_limit, build_workload
-from rnnbench.harness.registry import get_backend
+from rnnbench.harness.backends import build_workload, get_backend
+from rnnbench.harness.process import apply_thread_limit
 from rnnbench.harness.timing import cuda_latency
 
 FAMILIES = ("rnn", "lstm")
@@ -45,7 +45,7 @@ def runnable_call(backend: str, family: str, mode: str, device: str, dtype: str,
     with the registry's reason when the backend cannot run it on this machine."""
     case = Case(experiment="speed", task="random", backend=backend, family=family, device=device,
                 dtype=dtype, mode=mode, seed=0, **shape)
-    reason = get_backend(backend).skip_reason(family, device, dtype, case.experiment)
+    reason = get_backend(backend).skip_reason(family, device, dtype, timed=True)
     if reason is not None:
         raise SkipNotImplemented(reason)
     return build_workload(case).callable(mode)

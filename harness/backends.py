@@ -1,4 +1,8 @@
-"""The registry entries: every implementation the suite measures, declared once.
+"""The catalogue of backends: every implementation the suite measures, declared once, and the lookups.
+
+A new backend is one ``register(Backend(...))`` entry here (see :class:`rnnbench.harness.registry.Backend`).
+:data:`SPEEDUP_BASELINE` is the backend every other one's speed is compared with; it is recorded
+in each run's ``env.json`` so that reports, which never import this module, use the same one.
 
 Recurrent backends (families ``rnn`` = Elman tanh RNN, ``lstm``) are checked against the float64
 NumPy BPTT on CPU and against ``torch.nn`` in float64 on the GPU (itself tested against NumPy).
@@ -14,10 +18,43 @@ import torch
 from rnnbench.baselines.bow import BagOfWordsEncoder
 from rnnbench.baselines.cnn import CNNEncoder
 from rnnbench.baselines.eager import EagerLSTM, EagerRNN
-from rnnbench.harness.registry import Backend, register
+from rnnbench.harness.errors import UsageError
+from rnnbench.harness.problems import Problem
+from rnnbench.harness.registry import Backend
 from rnnbench.harness.workloads import NumpyRecurrentWorkload, TorchEncoderWorkload, TorchRecurrentWorkload
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
+#: speedups in reports are this backend's median latency over another backend's, same shape and run
+SPEEDUP_BASELINE = "torch"
+
+_CATALOGUE: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    if backend.name in _CATALOGUE:
+        raise ValueError(f"backend {backend.name!r} is registered twice")
+    _CATALOGUE[backend.name] = backend
+    return backend
+
+
+def all_backends() -> list[Backend]:
+    return list(_CATALOGUE.values())
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _CATALOGUE:
+        raise UsageError(f"unknown backend {name!r}; expected one of {', '.join(_CATALOGUE)}")
+    return _CATALOGUE[name]
+
+
+def problem_for(case) -> Problem:
+    """The seeded random problem of a speed, memory or numerics case (see :class:`Problem`)."""
+    return Problem(case.family, case.seq_len, case.batch, case.input_size, case.hidden_size, case.seed)
+
+
+def build_workload(case):
+    """``case``'s backend bound to its problem, dtype and device (see :mod:`rnnbench.harness.workloads`)."""
+    return get_backend(case.backend).factory(problem_for(case), case.dtype, case.device)
 TORCH_CLASSES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM}
 EAGER_CLASSES = {"rnn": EagerRNN, "lstm": EagerLSTM}
 

@@ -1,21 +1,22 @@
-"""A case: one picklable description of one measurement, and the rows it turns into.
+"""A case: one picklable description of one measurement, and the identity every result row shares.
 
-Measuring a case is a function from case to rows (:func:`rnnbench.harness.measure.measure_case`); keeping the
-case a small frozen dataclass is what lets ``--resume`` skip finished cases and a failed case become
-an ``error`` row instead of a lost run.
+Measuring a case is a function from case to rows (:func:`rnnbench.harness.measure.measure_case`);
+keeping the case a small frozen dataclass is what lets ``--resume`` skip finished cases and a failed
+case become an ``error`` row instead of a lost run. The fields of :class:`Case` that take part in
+equality are, in order, the identity columns of ``results.csv`` (:data:`IDENTITY_FIELDS`): a row's
+identity is spelled out here and nowhere else.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
-from rnnbench.harness.results import ResultRow
-
-EXPERIMENTS = ("speed", "memory", "numerics")
 MODES = ("fwd", "fwd_bwd")
-#: the metric whose row marks a case as finished, and its unit
-PRIMARY_METRIC = {"speed": ("latency", "ms"), "memory": ("peak_memory", "MiB"), "numerics": ("max_abs_err", "")}
+#: the ``task`` of speed, memory and numerics cases: seeded random inputs and weights
+#: (:class:`rnnbench.harness.problems.Problem`), not a learning task
+RANDOM_TASK = "random"
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,19 @@ class TimingOptions:
     threads: int | None = None
 
 
+#: a JSON scalar: what a task or training parameter may be, so it fits one column of the results table
+ParamValue = bool | int | float | str
+
+
 @dataclass(frozen=True)
 class Case:
-    """One (experiment x backend x family x shape x dtype x mode x seed) measurement.
+    """One (experiment x backend x family x task x shape x dtype x mode x seed) measurement.
 
     Shapes follow the recurrent layout: a sequence of ``seq_len`` steps, ``batch`` sequences,
-    ``input_size`` features per step, ``hidden_size`` state width.
+    ``input_size`` features per step, ``hidden_size`` state width. ``params`` holds what else
+    identifies the case (a task's delay or vocabulary size, a training budget) as sorted
+    ``(name, value)`` pairs of JSON scalars; in ``results.csv`` it is one canonical JSON column, so
+    rows of different tasks share one table.
     """
 
     experiment: str
@@ -55,64 +63,66 @@ class Case:
     hidden_size: int
     mode: str
     seed: int
+    params: tuple[tuple[str, ParamValue], ...] = ()
     timing: TimingOptions = field(default_factory=TimingOptions, compare=False)
 
+    def __post_init__(self):
+        object.__setattr__(self, "params", freeze_params(self.params))
+
     @property
-    def primary_metric(self) -> tuple[str, str]:
-        return PRIMARY_METRIC[self.experiment]
+    def param_dict(self) -> dict[str, ParamValue]:
+        return dict(self.params)
+
+    def with_experiment(self, experiment: str) -> "Case":
+        """The same case under another experiment (the correctness gate's row is a numerics row)."""
+        return replace(self, experiment=experiment)
+
+    def identity(self) -> dict[str, object]:
+        """The identity columns of this case's rows, ``params`` rendered as canonical JSON."""
+        values = {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        values["params"] = encode_params(self.params)
+        return values
 
     @property
     def label(self) -> str:
+        extra = f" {encode_params(self.params)}" if self.params else ""
         return (
-            f"{self.experiment} {self.backend}/{self.family} {self.dtype} {self.device} "
-            f"T={self.seq_len} B={self.batch} I={self.input_size} H={self.hidden_size} {self.mode}"
+            f"{self.experiment} {self.backend}/{self.family} {self.task} {self.dtype} {self.device} "
+            f"T={self.seq_len} B={self.batch} I={self.input_size} H={self.hidden_size} {self.mode}{extra}"
         )
 
-    def row(
-        self,
-        run_id: str,
-        metric: str,
-        value: float,
-        unit: str,
-        *,
-        status: str = "ok",
-        q25: float | None = None,
-        q75: float | None = None,
-        n: int = 1,
-        note: str = "",
-        experiment: str | None = None,
-    ) -> ResultRow:
-        """A result row for this case; ``experiment`` overrides the case's (gate rows are numerics)."""
-        value = float(value)
-        return ResultRow(
-            run_id=run_id,
-            experiment=experiment or self.experiment,
-            task=self.task,
-            backend=self.backend,
-            family=self.family,
-            device=self.device,
-            dtype=self.dtype,
-            batch=self.batch,
-            seq_len=self.seq_len,
-            input_size=self.input_size,
-            hidden_size=self.hidden_size,
-            mode=self.mode,
-            metric=metric,
-            value=value,
-            unit=unit,
-            q25=value if q25 is None else float(q25),
-            q75=value if q75 is None else float(q75),
-            n=n,
-            seed=self.seed,
-            status=status,
-            note=note,
-        )
 
-    def failed_row(self, run_id: str, status: str, note: str) -> ResultRow:
-        """The primary-metric row of a case that produced no number (skipped, incorrect, oom, error)."""
-        metric, unit = self.primary_metric
-        return self.row(run_id, metric, math.nan, unit, status=status, n=0, note=note)
+#: the columns that identify a case, in ``results.csv`` order
+IDENTITY_FIELDS = tuple(f.name for f in fields(Case) if f.compare)
 
-    def primary_key_row(self) -> ResultRow:
-        """A placeholder primary row, used only for its key when checking what is already finished."""
-        return self.failed_row("", "skipped", "")
+
+def freeze_params(params) -> tuple[tuple[str, ParamValue], ...]:
+    """``params`` (a mapping or ``(name, value)`` pairs) as sorted pairs of JSON scalars."""
+    pairs = params.items() if isinstance(params, dict) else params
+    frozen = []
+    for name, value in pairs:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"parameter names must be non-empty strings, got {name!r}")
+        if not isinstance(value, (bool, int, float, str)) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"parameter {name!r} must be a finite number, a string or a boolean, got {value!r}")
+        frozen.append((name, value))
+    names = [name for name, _ in frozen]
+    if len(set(names)) != len(names):
+        raise ValueError(f"parameter names must be unique, got {names}")
+    return tuple(sorted(frozen))
+
+
+def encode_params(params) -> str:
+    """Canonical JSON of ``params`` (sorted keys, no spaces); the empty string when there are none."""
+    frozen = freeze_params(params)
+    return json.dumps(dict(frozen), sort_keys=True, separators=(",", ":")) if frozen else ""
+
+
+def decode_params(text: str) -> dict[str, ParamValue]:
+    """The inverse of :func:`encode_params`."""
+    if not text:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"params must be a JSON object, got {text!r}")
+    return dict(freeze_params(value))

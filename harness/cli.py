@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _list(args) -> int:
-    from rnnbench.harness.registry import DEVICES, all_backends
+    from rnnbench.harness.backends import all_backends
+    from rnnbench.harness.registry import DEVICES
     from rnnbench.harness.report import markdown_table
     from rnnbench.harness.suites import available_suites
 
@@ -67,7 +68,7 @@ def _list(args) -> int:
     for backend in all_backends():
         status = {}
         for device in backend.devices:
-            reason = backend.skip_reason(backend.families[0], device, backend.dtypes[0], "numerics")
+            reason = backend.skip_reason(backend.families[0], device, backend.dtypes[0])
             status[device] = "ok" if reason is None else f"skipped: {reason}"
         rows.append({
             "backend": backend.name,

@@ -19,7 +19,8 @@ from functools import lru_cache
 import numpy as np
 
 from rnnbench.harness.problems import FORWARD_OUTPUTS, Problem
-from rnnbench.harness.registry import get_backend
+from rnnbench.harness.backends import get_backend, problem_for
+from rnnbench.harness.cases import Case
 
 #: (atol, rtol) per dtype. float32 allows for TF32 (cuDNN's default for fp32 RNNs on Ampere and
 #: later: torch.backends.cudnn.allow_tf32 is True) and for error growth along T=1024 sequences;
@@ -63,6 +64,20 @@ def compare(results: dict[str, np.ndarray], reference: dict[str, np.ndarray], dt
     passed = worst_ratio <= 1.0
     note = f"worst {worst_name}: {worst_ratio:.3g} of tolerance (atol={atol:g}, rtol={rtol:g})"
     return Comparison(max_abs_err, worst_name, passed, note)
+
+
+def check_correctness(case: Case, workload) -> tuple[Comparison, str]:
+    """The correctness gate of ``case``: ``workload``'s outputs (and gradients, where the backend's
+    entry checks them in this dtype) against the float64 reference at the same shape.
+
+    Returns the comparison and a note naming the reference and the worst tensor."""
+    backend = get_backend(case.backend)
+    reference_name, reference_device = backend.reference_for(case.device)
+    gradients = backend.checks_gradients(case.dtype)
+    reference = reference_outputs(problem_for(case), reference_name, reference_device, case.mode, case.dtype, gradients)
+    check = compare(workload.outputs(case.mode), reference, case.dtype)
+    scope = "" if gradients or case.mode == "fwd" else "forward outputs only; "
+    return check, f"vs {reference_name} float64 on {reference_device}; {scope}{check.note}"
 
 
 def reference_outputs(problem: Problem, reference_backend: str, device: str, mode: str, dtype: str,

@@ -28,7 +28,7 @@ def collect_env(run_id: str, suite: str, device: str) -> dict:
         "torch": torch.__version__,
         "triton": _triton_version(),
         "numpy": numpy.__version__,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
@@ -67,7 +67,7 @@ def _triton_version() -> str | None:
     return triton.__version__
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:

@@ -1,109 +1,87 @@
 """Measuring one case: from a :class:`~rnnbench.harness.cases.Case` to its result rows.
 
-Order of work for every case: check the backend can run here (else one ``skipped`` row); build the
-workload; run the correctness gate against the float64 reference at the same shape and record the
-error as an ``experiment=numerics`` row; then, only if the gate passed, measure the experiment's
-metric. Exceptions become ``error`` rows and out-of-memory conditions ``oom`` rows, keeping any row
-already measured for the case.
+Order of work for every case: check the backend and the experiment can run here (else one
+``skipped`` row); build the workload if the experiment uses one; if the experiment is gated, run the
+correctness gate against the float64 reference at the same shape and record the error as an
+``experiment=numerics`` row, stopping with an ``incorrect`` primary row if it fails; then let the
+experiment measure. Exceptions become ``error`` rows and out-of-memory conditions ``oom`` rows,
+keeping any row already measured for the case. Every row is stamped with the host and the device's
+name.
 """
 
 from __future__ import annotations
 
-import math
+import platform
+from dataclasses import replace
+from functools import lru_cache
 
-from rnnbench.harness import memory, timing
+from rnnbench.harness.backends import build_workload, get_backend
 from rnnbench.harness.cases import Case
-from rnnbench.harness.correctness import Comparison, compare, reference_outputs
-from rnnbench.harness.problems import Problem
-from rnnbench.harness.registry import get_backend
-from rnnbench.harness.results import ResultRow
-
-
-def problem_for(case: Case) -> Problem:
-    return Problem(case.family, case.seq_len, case.batch, case.input_size, case.hidden_size, case.seed)
-
-
-def build_workload(case: Case):
-    return get_backend(case.backend).factory(problem_for(case), case.dtype, case.device)
-
-
-def apply_thread_limit(threads: int | None) -> None:
-    """Pin torch's intra-op threads and the BLAS threads behind NumPy to ``threads`` (None: defaults)."""
-    if threads is None:
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    threadpool_limits(limits=threads)
+from rnnbench.harness.correctness import check_correctness
+from rnnbench.harness.experiments import get_experiment
+from rnnbench.harness.results import ResultRow, case_key
 
 
 def measure_case(case: Case, run_id: str) -> list[ResultRow]:
+    """Every row of ``case`` (see the module docstring); never raises for a failing backend."""
+    rows = _measure(case, run_id)
+    where = {"host": platform.node(), "device_name": device_name(case.device)}
+    return [replace(row, **where) for row in rows]
+
+
+def primary_key(case: Case) -> tuple[str, ...]:
+    """The key of the row that marks ``case`` finished: its own experiment's primary metric."""
+    return case_key(case, get_experiment(case.experiment).metric)
+
+
+def case_status(case: Case, rows: list[ResultRow]) -> str:
+    """The status of ``case``: that of its primary row (``error`` if it produced none)."""
+    key = primary_key(case)
+    statuses = [row.status for row in rows if row.key == key]
+    return statuses[-1] if statuses else "error"
+
+
+def _measure(case: Case, run_id: str) -> list[ResultRow]:
+    experiment = get_experiment(case.experiment)
+
+    def primary(status: str, note: str) -> ResultRow:
+        return ResultRow.missing(case, run_id, experiment.metric, experiment.unit, status, note)
+
     backend = get_backend(case.backend)
-    reason = backend.skip_reason(case.family, case.device, case.dtype, case.experiment)
-    if reason is None and case.experiment == "memory" and case.device == "cpu":
-        reason = memory.cpu_peak_memory_supported()
+    reason = backend.skip_reason(case.family, case.device, case.dtype, timed=experiment.timed) or experiment.requirement(case)
     if reason is not None:
-        return [case.failed_row(run_id, "skipped", reason)]
+        return [primary("skipped", reason)]
     rows: list[ResultRow] = []
     try:
-        workload = build_workload(case)
-        check, note = check_correctness(case, workload)
-        rows.append(case.row(
-            run_id, "max_abs_err", check.max_abs_err, "", experiment="numerics",
-            status="ok" if check.passed else "incorrect", note=note,
-        ))
-        if case.experiment == "numerics":
-            return rows
-        if not check.passed:
-            rows.append(case.failed_row(run_id, "incorrect", f"not measured: correctness check failed ({check.note})"))
-            return rows
-        rows.extend(_measure_metric(case, workload, run_id))
+        workload = build_workload(case) if experiment.uses_workload else None
+        if experiment.gated:
+            check, note = check_correctness(case, workload)
+            rows.append(ResultRow.measured(case.with_experiment("numerics"), run_id, "max_abs_err", check.max_abs_err, "",
+                                           status="ok" if check.passed else "incorrect", note=note))
+            if not check.passed:
+                if case.experiment != "numerics":
+                    rows.append(primary("incorrect", f"not measured: correctness check failed ({check.note})"))
+                return rows
+        rows.extend(experiment.measure(case, workload, run_id))
     except MemoryError as error:
-        rows.append(case.failed_row(run_id, "oom", f"out of memory: {error}"))
+        rows.append(primary("oom", f"out of memory: {error}"))
     except Exception as error:  # a failing backend must not stop the run
         status = "oom" if _is_cuda_oom(error) else "error"
-        rows.append(case.failed_row(run_id, status, f"{type(error).__name__}: {error}".strip()[:500]))
+        rows.append(primary(status, f"{type(error).__name__}: {error}".strip()[:500]))
     return rows
 
 
-def check_correctness(case: Case, workload) -> tuple[Comparison, str]:
-    """The correctness gate of ``case``: ``workload``'s outputs (and gradients, where the backend's
-    entry checks them in this dtype) against the float64 reference at the same shape.
+@lru_cache(maxsize=None)
+def device_name(device: str) -> str:
+    """The GPU's name for ``cuda``, the CPU model otherwise."""
+    if device == "cuda":
+        import torch
 
-    Returns the comparison and a note naming the reference and the worst tensor."""
-    backend = get_backend(case.backend)
-    reference_name, reference_device = backend.reference_for(case.device)
-    gradients = backend.checks_gradients(case.dtype)
-    reference = reference_outputs(problem_for(case), reference_name, reference_device, case.mode, case.dtype, gradients)
-    check = compare(workload.outputs(case.mode), reference, case.dtype)
-    scope = "" if gradients or case.mode == "fwd" else "forward outputs only; "
-    return check, f"vs {reference_name} float64 on {reference_device}; {scope}{check.note}"
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    from rnnbench.harness.env import cpu_model
 
-
-def _measure_metric(case: Case, workload, run_id: str) -> list[ResultRow]:
-    fn = workload.callable(case.mode)
-    if case.experiment == "memory":
-        if case.device == "cuda":
-            peak = memory.cuda_peak_memory_mib(fn)
-        else:
-            del fn, workload  # the child process builds its own copy
-            peak = memory.cpu_peak_memory_mib(case)
-        return [case.row(run_id, "peak_memory", peak, "MiB", note=f"{case.device} peak beyond pre-call allocation")]
-    if case.device == "cuda":
-        rows = [_timing_row(case, run_id, "latency", timing.cuda_latency(fn, case.timing), "do_bench, CUDA events, L2 flushed")]
-        try:
-            graphed = timing.cuda_graph_latency(fn, case.timing)
-            rows.append(_timing_row(case, run_id, "latency_cudagraph", graphed, "CUDA graph replay, warm L2"))
-        except Exception as error:  # some backends cannot be captured; the event timing stands
-            rows.append(case.row(run_id, "latency_cudagraph", math.nan, "ms", status="error", n=0,
-                                 note=f"graph capture failed: {type(error).__name__}: {error}"[:500]))
-        return rows
-    return [_timing_row(case, run_id, "latency", timing.cpu_latency(fn, case.timing), "perf_counter per call")]
-
-
-def _timing_row(case: Case, run_id: str, metric: str, result: timing.Timing, how: str) -> ResultRow:
-    return case.row(run_id, metric, result.median_ms, "ms", q25=result.q25_ms, q75=result.q75_ms, n=result.n, note=how)
+    return cpu_model()
 
 
 def _is_cuda_oom(error: Exception) -> bool:

@@ -22,6 +22,9 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
+from rnnbench.harness.backends import build_workload
+from rnnbench.harness.process import apply_thread_limit
+
 MIB = 2**20
 
 
@@ -58,8 +61,6 @@ def cpu_peak_memory_mib(case) -> float:
 
 
 def _child_peak_memory_mib(case) -> float:
-    from rnnbench.harness.measure import build_workload, apply_thread_limit
-
     apply_thread_limit(case.timing.threads)
     fn = build_workload(case).callable(case.mode)
     fn()

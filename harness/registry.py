@@ -1,10 +1,11 @@
-"""The backend registry: one small declarative entry per implementation.
+"""What a backend entry is: one small declarative description per implementation.
 
 A :class:`Backend` says what an implementation is (families it computes, devices and dtypes it
 supports, the backend whose float64 outputs it is checked against) and how to build it (a factory
-returning a workload, see :mod:`rnnbench.harness.workloads`). Entries are declared in
-:mod:`rnnbench.harness.backends`. Backends that cannot run on this machine stay listed; :meth:`Backend.skip_reason`
-says why, and the runner records the case as ``skipped`` with that reason.
+returning a workload, see :mod:`rnnbench.harness.workloads`). The entries themselves, and the
+lookups, are the catalogue in :mod:`rnnbench.harness.backends`. Backends that cannot run on this
+machine stay listed; :meth:`Backend.skip_reason` says why, and the runner records the case as
+``skipped`` with that reason.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Callable
 
 import torch
 
-from rnnbench.harness.errors import UsageError
 from rnnbench.harness.problems import FAMILIES
 
 DEVICES = ("cpu", "cuda")
@@ -71,41 +71,17 @@ class Backend:
             return self.cuda_reference, "cuda"
         return self.reference, "cpu"
 
-    def skip_reason(self, family: str, device: str, dtype: str, experiment: str) -> str | None:
-        """Why this backend cannot run the described case here, or None if it can."""
+    def skip_reason(self, family: str, device: str, dtype: str, timed: bool = False) -> str | None:
+        """Why this backend cannot run the described case here, or None if it can; ``timed`` says
+        the experiment needs a device where this backend's speed means something."""
         if family not in self.families:
             return f"backend {self.name!r} does not implement family {family!r} (it implements {', '.join(self.families)})"
         if device not in self.devices:
             return f"backend {self.name!r} does not run on {device} (it runs on {', '.join(self.devices)})"
-        timed = self.timed_devices if self.timed_devices is not None else self.devices
-        if experiment != "numerics" and device not in timed:
-            return f"backend {self.name!r} is only checked for numerics on {device}; {experiment} is measured on {', '.join(timed)}"
+        timed_devices = self.timed_devices if self.timed_devices is not None else self.devices
+        if timed and device not in timed_devices:
+            return (f"backend {self.name!r} is only checked for numerics on {device}; "
+                    f"it is measured on {', '.join(timed_devices)}")
         if dtype not in self.dtypes:
             return f"backend {self.name!r} does not support dtype {dtype} (it supports {', '.join(self.dtypes)})"
         return device_skip_reason(device) or self.requirement(device, dtype)
-
-
-_REGISTRY: dict[str, Backend] = {}
-
-
-def register(backend: Backend) -> Backend:
-    if backend.name in _REGISTRY:
-        raise ValueError(f"backend {backend.name!r} is registered twice")
-    _REGISTRY[backend.name] = backend
-    return backend
-
-
-def all_backends() -> list[Backend]:
-    _load_entries()
-    return list(_REGISTRY.values())
-
-
-def get_backend(name: str) -> Backend:
-    _load_entries()
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown backend {name!r}; expected one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def _load_entries() -> None:
-    import rnnbench.harness.backends  # noqa: F401  (declares the entries on import)

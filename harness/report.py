@@ -17,7 +17,8 @@ from rnnbench.harness.results import read_results
 
 SHAPE = ["seq_len", "batch", "input_size", "hidden_size"]
 SHAPE_HEADERS = {"seq_len": "T", "batch": "B", "input_size": "I", "hidden_size": "H"}
-SPEEDUP_BASELINE = "torch"
+#: the speedup baseline of results whose env.json predates recording it
+DEFAULT_SPEEDUP_BASELINE = "torch"
 
 
 def write_report(directory: str | Path) -> Path:
@@ -35,7 +36,8 @@ def render_report(directory: str | Path) -> str:
     parts = [f"# rnnbench report: {', '.join(sorted({r.get('suite', '?') for r in runs})) or directory.name}", ""]
     parts += _environment_section(runs)
     ok = frame[frame.status == "ok"]
-    parts += _speed_section(ok[(ok.experiment == "speed")])
+    baseline = next((run["speedup_baseline"] for run in runs if run.get("speedup_baseline")), DEFAULT_SPEEDUP_BASELINE)
+    parts += _speed_section(ok[(ok.experiment == "speed")], baseline)
     parts += _memory_section(ok[(ok.experiment == "memory") & (ok.metric == "peak_memory")])
     parts += _numerics_section(frame[frame.experiment == "numerics"])
     parts += _problems_section(frame[frame.status != "ok"])
@@ -64,7 +66,7 @@ def _environment_section(runs: list[dict]) -> list[str]:
     return lines + [markdown_table(table), ""]
 
 
-def _speed_section(speed: pd.DataFrame) -> list[str]:
+def _speed_section(speed: pd.DataFrame, baseline: str) -> list[str]:
     lines = ["## Speed", ""]
     if speed.empty:
         return lines + ["No speed results.", ""]
@@ -72,16 +74,16 @@ def _speed_section(speed: pd.DataFrame) -> list[str]:
         "Median latency of one call in ms with its interquartile range in brackets, then µs per time step "
         "(median / T). `fwd` is an inference forward pass; `fwd_bwd` adds the backward pass for upstream "
         "gradients on the output and final states (all input, state and weight gradients). Both include the "
-        f"input projection. Speedup is `{SPEEDUP_BASELINE}` median / backend median from the same run.",
+        f"input projection. Speedup is `{baseline}` median / backend median from the same run.",
         "",
     ]
     for (metric, family, device, dtype, mode), group in speed.groupby(["metric", "family", "device", "dtype", "mode"], sort=True):
         lines += [f"### {family} {mode}, {dtype} on {device} ({metric})", ""]
-        lines += [markdown_table(_speed_table(group)), ""]
+        lines += [markdown_table(_speed_table(group, baseline)), ""]
     return lines
 
 
-def _speed_table(group: pd.DataFrame) -> pd.DataFrame:
+def _speed_table(group: pd.DataFrame, baseline_backend: str) -> pd.DataFrame:
     rows = []
     for shape, by_shape in group.groupby(SHAPE, sort=True):
         row = {SHAPE_HEADERS[key]: value for key, value in zip(SHAPE, shape)}
@@ -91,8 +93,8 @@ def _speed_table(group: pd.DataFrame) -> pd.DataFrame:
             per_step_us = record.value * 1e3 / record.seq_len
             row[record.backend] = f"{record.value:.4g} [{record.q25:.4g}–{record.q75:.4g}] ({per_step_us:.3g} µs/step)"
         for record in by_shape.itertuples():
-            baseline = medians.get((SPEEDUP_BASELINE, record.run_id))
-            if baseline and record.backend != SPEEDUP_BASELINE:
+            baseline = medians.get((baseline_backend, record.run_id))
+            if baseline and record.backend != baseline_backend:
                 row[f"{record.backend} speedup"] = f"{baseline / record.value:.2f}x"
         rows.append(row)
     return pd.DataFrame(rows).fillna("-")

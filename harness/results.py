@@ -1,14 +1,17 @@
 """Tidy results: one row per (case, metric), appended to ``results.csv`` as soon as a case ends.
 
-The column order is the field order of :class:`ResultRow`. A case's rows are rendered to one string
-and written with a single ``write`` + ``flush`` + ``fsync``, so an interrupted run leaves only whole
-rows behind, and :func:`read_results` drops a torn last line if a crash ever produced one.
+Columns: ``run_id``, the case's identity (:data:`rnnbench.harness.cases.IDENTITY_FIELDS`), then
+the measurement (:data:`MEASUREMENT_COLUMNS`). A row's key, what makes two rows measurements of the
+same thing, is the identity plus the metric (:data:`KEY_COLUMNS`).
+
+A case's rows are rendered to one string and written with a single ``write`` + ``flush`` +
+``fsync``, so an interrupted run leaves only whole rows behind, and :func:`read_results` drops a
+torn last line if a crash ever produced one.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import math
 import os
@@ -17,57 +20,80 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnbench.harness.cases import IDENTITY_FIELDS, Case
+
 STATUSES = ("ok", "skipped", "incorrect", "oom", "error")
+#: statuses of a row that carries no number
+NO_VALUE_STATUSES = ("skipped", "oom", "error")
+MEASUREMENT_COLUMNS = ("metric", "value", "unit", "q25", "q75", "n", "status", "note", "host", "device_name")
+COLUMNS = ("run_id", *IDENTITY_FIELDS, *MEASUREMENT_COLUMNS)
+KEY_COLUMNS = (*IDENTITY_FIELDS, "metric")
+INTEGER_COLUMNS = ("batch", "seq_len", "input_size", "hidden_size", "seed", "n")
+FLOAT_COLUMNS = ("value", "q25", "q75")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ResultRow:
-    """One measured number (or the reason there is none).
+    """One measured number of one case (or the reason there is none).
 
     ``value`` is the median for timings, with ``q25``/``q75`` its interquartile range and ``n`` the
     number of samples; for single numbers (an error, a peak) ``q25 = q75 = value`` and ``n = 1``.
     ``value`` is NaN for ``skipped``, ``oom`` and ``error`` rows, whose ``note`` says why; an
     ``incorrect`` numerics row keeps the error it measured, an ``incorrect`` speed or memory row is
-    NaN (a configuration that failed its correctness check is never timed).
+    NaN (a configuration that failed its correctness check is never timed). ``host`` and
+    ``device_name`` (GPU or CPU model) say where it was measured.
     """
 
     run_id: str
-    experiment: str
-    task: str
-    backend: str
-    family: str
-    device: str
-    dtype: str
-    batch: int
-    seq_len: int
-    input_size: int
-    hidden_size: int
-    mode: str
+    case: Case
     metric: str
     value: float
     unit: str
     q25: float
     q75: float
     n: int
-    seed: int
     status: str
     note: str = ""
+    host: str = ""
+    device_name: str = ""
 
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-        if self.status in ("skipped", "oom", "error") and not math.isnan(self.value):
+        if self.status in NO_VALUE_STATUSES and not math.isnan(self.value):
             raise ValueError(f"a row with status {self.status!r} must have value NaN, got {self.value!r}")
 
+    @classmethod
+    def measured(cls, case: Case, run_id: str, metric: str, value: float, unit: str, *, q25: float | None = None,
+                 q75: float | None = None, n: int = 1, status: str = "ok", note: str = "") -> "ResultRow":
+        """A row holding a number; the interquartile range defaults to the value itself."""
+        value = float(value)
+        return cls(run_id, case, metric, value, unit, value if q25 is None else float(q25),
+                   value if q75 is None else float(q75), n, status, note)
 
-COLUMNS = tuple(field.name for field in dataclasses.fields(ResultRow))
-#: the columns that identify a measurement; two rows with equal keys measured the same thing
-KEY_COLUMNS = tuple(c for c in COLUMNS if c not in ("run_id", "value", "unit", "q25", "q75", "n", "status", "note"))
+    @classmethod
+    def missing(cls, case: Case, run_id: str, metric: str, unit: str, status: str, note: str) -> "ResultRow":
+        """A row of a metric that produced no number (skipped, incorrect, oom, error), with the reason."""
+        return cls(run_id, case, metric, math.nan, unit, math.nan, math.nan, 0, status, note)
+
+    def record(self) -> dict[str, object]:
+        """The row as ``results.csv`` columns."""
+        measurement = {name: getattr(self, name) for name in MEASUREMENT_COLUMNS}
+        return {"run_id": self.run_id, **self.case.identity(), **measurement}
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return row_key(self.record())
 
 
-def row_key(row: ResultRow | dict) -> tuple:
-    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
-    return tuple(str(get(column)) for column in KEY_COLUMNS)
+def case_key(case: Case, metric: str) -> tuple[str, ...]:
+    """The key of ``case``'s row of ``metric``, as :func:`row_key` computes it from a stored row."""
+    return row_key({**case.identity(), "metric": metric})
+
+
+def row_key(record: dict) -> tuple[str, ...]:
+    """The key of a stored row (a ``results.csv`` record), as strings."""
+    return tuple(str(record[column]) for column in KEY_COLUMNS)
 
 
 class ResultsFile:
@@ -88,7 +114,8 @@ class ResultsFile:
         if new_file:
             writer.writerow(COLUMNS)
         for row in rows:
-            writer.writerow([_render(getattr(row, column)) for column in COLUMNS])
+            record = row.record()
+            writer.writerow([_render(record[column]) for column in COLUMNS])
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(buffer.getvalue())
             handle.flush()
@@ -121,9 +148,10 @@ def read_results(directory: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path} has columns {header}; expected {list(COLUMNS)}")
     whole = [record for record in body if len(record) == len(COLUMNS)]
     frame = pd.DataFrame(whole, columns=COLUMNS)
-    for column in ("value", "q25", "q75"):
+    for column in FLOAT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    for column in ("batch", "seq_len", "input_size", "hidden_size", "n", "seed"):
+    for column in INTEGER_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("int64")
-    frame["note"] = frame["note"].fillna("")
+    for column in ("note", "params", "host", "device_name"):
+        frame[column] = frame[column].fillna("")
     return frame

@@ -1,7 +1,8 @@
 """Running a suite: cases -> rows in ``DIR/results.csv`` (+ the run's environment in ``DIR/env.json``).
 
 Rows of a case are appended the moment the case ends, so Ctrl-C or a crash loses at most the case in
-flight; ``resume=True`` skips every case whose primary row is already in the file. Each invocation
+flight; ``resume=True`` skips every case whose primary row (its experiment's primary metric) is
+already in the file. Each invocation
 gets its own ``run_id``; ``env.json`` keeps the environment of every run that wrote to the directory.
 """
 
@@ -16,10 +17,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rnnbench.harness.backends import SPEEDUP_BASELINE
 from rnnbench.harness.env import collect_env
 from rnnbench.harness.errors import UsageError
-from rnnbench.harness.measure import apply_thread_limit, measure_case
-from rnnbench.harness.results import ResultsFile, row_key
+from rnnbench.harness.measure import case_status, measure_case, primary_key
+from rnnbench.harness.process import apply_thread_limit
+from rnnbench.harness.results import ResultsFile
 from rnnbench.harness.suites import Suite
 
 
@@ -40,22 +43,23 @@ def run_suite(suite: Suite, out_dir: str | Path, resume: bool = False, progress:
     if results.path.exists() and results.path.stat().st_size > 0 and not resume:
         raise UsageError(f"{results.path} already exists; pass --resume to continue that run or choose another --out")
     finished = results.finished_keys() if resume else set()
-    pending = [case for case in suite.cases if row_key(case.primary_key_row()) not in finished]
+    pending = [case for case in suite.cases if primary_key(case) not in finished]
     summary = RunSummary(new_run_id(), len(suite.cases), len(suite.cases) - len(pending))
     if not suite.cases:
         return summary
-    _record_env(Path(out_dir), collect_env(summary.run_id, suite.name, suite.cases[0].device))
+    env = collect_env(summary.run_id, suite.name, suite.cases[0].device)
+    _record_env(Path(out_dir), {**env, "speedup_baseline": SPEEDUP_BASELINE})
     apply_thread_limit(suite.cases[0].timing.threads)
     bar = tqdm(pending, desc=suite.name, unit="case", disable=not progress, dynamic_ncols=True)
     for case in bar:
-        if row_key(case.primary_key_row()) in finished:  # measured earlier in this run by another case's gate
+        if primary_key(case) in finished:  # measured earlier in this run by another case's gate
             summary.skipped_as_finished += 1
             continue
         bar.set_postfix_str(case.label, refresh=False)
         rows = measure_case(case, summary.run_id)
         results.append(rows)
-        finished.update(row_key(row) for row in rows)
-        summary.statuses[rows[-1].status] += 1
+        finished.update(row.key for row in rows)
+        summary.statuses[case_status(case, rows)] += 1
     return summary
 
 

@@ -21,6 +21,10 @@ A suite is ``harness/suites/<name>.toml`` (or any ``.toml`` path)::
     batch = [1, 16]
     hidden_size = [64]
     input_size = [64]          # optional: default equal to hidden_size
+    task = "random"            # optional: seeded random problems (speed, memory, numerics)
+
+    [cases.params]             # optional: task and experiment parameters; lists expand like the rest
+    delay = [10, 20]
 
 Expansion order puts the shape outermost and the backend innermost, so every backend of a shape
 runs back to back and the float64 reference of that shape is computed once.
@@ -33,18 +37,20 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from rnnbench.harness.cases import EXPERIMENTS, MODES, Case, TimingOptions
+from rnnbench.harness.backends import get_backend
+from rnnbench.harness.cases import MODES, RANDOM_TASK, Case, TimingOptions, freeze_params
 from rnnbench.harness.dtypes import canonical_dtype
 from rnnbench.harness.errors import UsageError
+from rnnbench.harness.experiments import EXPERIMENTS
 from rnnbench.harness.problems import FAMILIES
-from rnnbench.harness.registry import DEVICES, get_backend
+from rnnbench.harness.registry import DEVICES
 
 SUITE_DIR = Path(__file__).parent / "suites"
 TOP_LEVEL_KEYS = {"description", "defaults", "timing", "cases"}
 LIST_KEYS = {"experiments", "backends", "families", "dtypes", "modes", "seeds", "seq_len", "batch", "hidden_size", "input_size"}
-BLOCK_KEYS = LIST_KEYS | {"device", "task"}
+BLOCK_KEYS = LIST_KEYS | {"device", "task", "params"}
 REQUIRED_KEYS = ("experiments", "backends", "seq_len", "batch", "hidden_size")
-DEFAULTS = {"device": "cpu", "dtypes": ["float32"], "modes": list(MODES), "seeds": [0], "task": "random"}
+DEFAULTS = {"device": "cpu", "dtypes": ["float32"], "modes": list(MODES), "seeds": [0], "task": RANDOM_TASK, "params": {}}
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ def _expand(settings: dict, device_override: str | None, timing: TimingOptions, 
             raise UsageError(f"{where}: missing required key {key!r}")
     lists = {key: _as_list(settings[key], key, where) for key in LIST_KEYS if key in settings}
     device = resolve_device(device_override or settings["device"])
-    experiments = [_choice(value, EXPERIMENTS, "experiment", where) for value in lists["experiments"]]
+    experiments = [_choice(value, tuple(EXPERIMENTS), "experiment", where) for value in lists["experiments"]]
     modes = [_choice(value, MODES, "mode", where) for value in lists["modes"]]
     dtypes = [_dtype(value, where) for value in lists["dtypes"]]
     backends = [_backend(value, where) for value in lists["backends"]]
@@ -125,22 +131,45 @@ def _expand(settings: dict, device_override: str | None, timing: TimingOptions, 
     sizes = {key: [_positive_int(value, key, where) for value in lists[key]] for key in ("seq_len", "batch", "hidden_size")}
     inputs = [_positive_int(value, "input_size", where) for value in lists["input_size"]] if "input_size" in lists else [None]
     seeds = [_seed(value, where) for value in lists["seeds"]]
+    task = settings["task"]
+    if not isinstance(task, str) or not task:
+        raise UsageError(f"{where}: task must be a non-empty string, got {task!r}")
     cases = []
     for family in families:
         members = [backend for backend in backends if family in backend.families]
-        for seq_len, batch, hidden, input_size, seed, dtype, mode, experiment in itertools.product(
-            sizes["seq_len"], sizes["batch"], sizes["hidden_size"], inputs, seeds, dtypes, modes, experiments
+        for seq_len, batch, hidden, input_size, seed, dtype, mode, experiment, params in itertools.product(
+            sizes["seq_len"], sizes["batch"], sizes["hidden_size"], inputs, seeds, dtypes, modes, experiments,
+            _params_grid(settings["params"], where),
         ):
             for backend in members:
                 cases.append(Case(
-                    experiment=experiment, task=str(settings["task"]), backend=backend.name, family=family,
+                    experiment=experiment, task=task, backend=backend.name, family=family,
                     device=device, dtype=dtype, batch=batch, seq_len=seq_len,
                     input_size=hidden if input_size is None else input_size, hidden_size=hidden,
-                    mode=mode, seed=seed, timing=timing,
+                    mode=mode, seed=seed, params=params, timing=timing,
                 ))
     if not cases:
         raise UsageError(f"{where}: no backend in {lists['backends']} implements any family in {families}")
+    for case in cases:
+        problem = EXPERIMENTS[case.experiment].check_case(case)
+        if problem is not None:
+            raise UsageError(f"{where}: experiment {case.experiment!r} {problem}")
     return cases
+
+
+def _params_grid(table, where: str) -> list[dict]:
+    """Every combination of a ``params`` table whose values are JSON scalars or lists of them."""
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: params must be a table of name = value (or list of values), got {table!r}")
+    names = sorted(table)
+    choices = [_as_list(table[name], f"params.{name}", where) for name in names]
+    grid = [dict(zip(names, combination)) for combination in itertools.product(*choices)]
+    for params in grid:
+        try:
+            freeze_params(params)
+        except ValueError as error:
+            raise UsageError(f"{where}: {error}") from None
+    return grid
 
 
 def _timing_options(table, origin: str) -> TimingOptions:

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks import recurrent
 from rnnbench.harness.problems import RECURRENT_FAMILIES
-from rnnbench.harness.registry import get_backend
+from rnnbench.harness.backends import get_backend
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASV = Path(sys.executable).parent / "asv"

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnbench.harness import registry
+from rnnbench.harness import backends
+from rnnbench.harness.cases import Case
 from rnnbench.harness.cli import main
 from rnnbench.harness.correctness import compare
 from rnnbench.harness.registry import Backend
@@ -126,7 +127,7 @@ def test_interrupt_keeps_measured_cases(tmp_path, monkeypatch):
 def _register(monkeypatch, name, factory):
     backend = Backend(name=name, families=("rnn",), devices=("cpu",), dtypes=("float32",), factory=factory,
                       reference="numpy", description="test double")
-    monkeypatch.setitem(registry._REGISTRY, name, backend)
+    monkeypatch.setitem(backends._CATALOGUE, name, backend)
 
 
 ONE_BACKEND = """
@@ -262,14 +263,14 @@ def test_timing_summary_is_median_and_interquartile_range():
 
 
 def test_result_rows_without_a_number_must_say_nan():
+    case = Case("speed", "random", "b", "rnn", "cpu", "float32", 1, 1, 1, 1, "fwd", 0)
     with pytest.raises(ValueError, match="must have value NaN"):
-        ResultRow("r", "speed", "random", "b", "rnn", "cpu", "float32", 1, 1, 1, 1, "fwd", "latency", 1.0, "ms", 1.0, 1.0, 1, 0, "error")
+        ResultRow.measured(case, "r", "latency", 1.0, "ms", status="error")
     with pytest.raises(ValueError, match="status must be one of"):
-        ResultRow("r", "speed", "random", "b", "rnn", "cpu", "float32", 1, 1, 1, 1, "fwd", "latency", 1.0, "ms", 1.0, 1.0, 1, 0, "fine")
+        ResultRow.measured(case, "r", "latency", 1.0, "ms", status="fine")
 
 
 def test_cpu_peak_memory_grows_with_the_sequence(tmp_path):
-    from rnnbench.harness.cases import Case
     from rnnbench.harness.memory import cpu_peak_memory_mib, cpu_peak_memory_supported
 
     if cpu_peak_memory_supported() is not None:
