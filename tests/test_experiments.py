@@ -158,5 +158,42 @@ def test_every_registered_experiment_declares_a_primary_metric_and_unit():
         assert experiment.name == name and experiment.metric and experiment.description
         assert isinstance(experiment.unit, str)
     suite = parse_suite("t", {"cases": [{"experiments": list(experiments.EXPERIMENTS), "backends": ["torch"],
-                                         "families": ["rnn"], "seq_len": [2], "batch": [1], "hidden_size": [3]}]})
+                                         "families": ["rnn"], "modes": ["fwd"], "seq_len": [2], "batch": [1],
+                                         "hidden_size": [3]}]})
     assert {case.experiment for case in suite.cases} == set(experiments.EXPERIMENTS)
+
+
+def test_error_over_time_against_the_reference_at_geometric_steps(tmp_path):
+    from rnnbench.harness.experiments.numerics_over_time import sampled_steps
+
+    assert sampled_steps(1) == [1] and sampled_steps(5) == [1, 2, 3, 4, 5]
+    steps = sampled_steps(1000)
+    assert steps[0] == 1 and steps[-1] == 1000 and len(steps) <= 25 and steps == sorted(set(steps))
+    suite = parse_suite("t", {"cases": [{"experiments": ["numerics_over_time"], "backends": ["torch", "eager"],
+                                         "families": ["lstm"], "modes": ["fwd"], "dtypes": ["float32", "bfloat16"],
+                                         "seq_len": [40], "batch": [3], "hidden_size": [6]}]})
+    run_suite(suite, tmp_path / "out", progress=False)
+    frame = read_results(tmp_path / "out")
+    assert (frame.status == "ok").all()
+    per_step = frame[frame.params != ""]
+    assert set(per_step.metric) == {"err_p50", "err_p99", "err_max"}
+    overall = frame[frame.params == ""].set_index(["backend", "dtype"]).value
+    for (backend, dtype), worst in overall.items():
+        steps = per_step[(per_step.backend == backend) & (per_step.dtype == dtype) & (per_step.metric == "err_max")]
+        assert worst == steps.value.max()
+    # bf16 rounds every step's state to 8 significant bits; fp32 stays near its epsilon
+    assert overall["torch", "bfloat16"] > 1e-4 > 1e-5 > overall["torch", "float32"]
+
+
+def test_error_over_time_refuses_encoders_and_backward_mode(tmp_path, capsys):
+    for block, message in (("families=['lstm']\nmodes=['fwd_bwd']", "mode must be 'fwd'"),):
+        path = tmp_path / "bad.toml"
+        path.write_text("[[cases]]\nexperiments=['numerics_over_time']\nbackends=['torch']\nseq_len=[3]\nbatch=[1]\n"
+                        "hidden_size=[4]\n" + block + "\n")
+        assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+    path = tmp_path / "enc.toml"
+    path.write_text("[[cases]]\nexperiments=['numerics_over_time']\nbackends=['bow']\nmodes=['fwd']\nseq_len=[3]\n"
+                    "batch=[1]\nhidden_size=[4]\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out2"), "--no-progress"]) == 2
+    assert "needs a recurrent family" in capsys.readouterr().err
