@@ -6,7 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -450,3 +454,20 @@ def test_metrics_of_known_outputs():
     assert lm.evaluate(uniform, np.ones((2, 16), dtype=np.int64))["bpc"] == pytest.approx(math.log2(lm.target.num_classes))
     with pytest.raises(ValueError, match=r"\(4, 3\)"):
         spec.evaluate(np.zeros((4, 3)), targets)
+
+
+def test_the_tasks_package_imports_neither_torch_nor_scikit_learn():
+    code = "import sys, rnnbench.harness.tasks; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parent.parent  # python -c puts the working directory first on the path
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_specs_are_read_only_and_pickle(name):
+    seq_len, params = CONFIGS[name]
+    spec = describe(name, seq_len, **params)
+    restored = pickle.loads(pickle.dumps(spec))
+    assert restored == spec and restored.params_json == spec.params_json
+    with pytest.raises(TypeError):
+        spec.params["seq_len"] = 1

@@ -13,12 +13,19 @@ Array conventions (what ``generate`` returns for a spec):
   ``"step_class"``: int64 ``(n, S)``, a class per step (the output after reading input step ``t``).
 * Variable-length token sequences are right-padded with ``InputSpec.pad_id`` to the longest sequence
   in the array; the pad id occurs nowhere else, so ``TaskSpec.lengths(inputs)`` recovers the lengths.
+  A minibatch may be cut to its own longest sequence (``inputs[:, :lengths.max()]``).
+
+The loss follows the target kind: regression, the squared error of the output after the last step;
+class, the cross-entropy of the output after step ``lengths - 1``; step_class, the mean
+cross-entropy over every step. The arrays are batch-major; the recurrent backends and the NumPy
+reference take time-major ``(S, n, I)``, so a training loop transposes.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Mapping
 
@@ -32,6 +39,7 @@ Scalar = int | float | str | bool
 SPLITS = ("train", "test")
 INPUT_KINDS = ("tokens", "features")
 TARGET_KINDS = ("regression", "class", "step_class")
+_MAPPINGS = ("params", "split_sizes", "data")
 
 
 @dataclass(frozen=True)
@@ -142,10 +150,16 @@ class TaskSpec:
     data: Mapping[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self):
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
-        object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
+        for name in _MAPPINGS:  # read-only, so a spec cannot drift from the configuration it describes
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         if self.variable_length and self.inputs.pad_id is None:
             raise ValueError("a variable-length task needs a pad_id")
+
+    def __reduce__(self):
+        # a mappingproxy does not pickle; rebuild from plain dicts (a spec may travel to a worker process)
+        values = (getattr(self, f.name) for f in fields(self))
+        return type(self), tuple(dict(v) if isinstance(v, MappingProxyType) else v for v in values)
 
     @property
     def params_json(self) -> str:
@@ -168,9 +182,22 @@ class TaskSpec:
         raise ValueError(f"no baseline {name!r} of {metric!r} for task {self.name}; expected one of {there}")
 
     def evaluate(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        """Every metric in ``metrics`` of a model's ``outputs`` against ``targets``.
+        """``{metric: value}`` for every metric in ``metrics`` of a model's ``outputs`` against ``targets``.
 
         ``outputs``: regression: predictions ``(n,)``; class: logits ``(n, num_classes)``;
         step_class: logits ``(n, S, num_classes)`` (unnormalised; a log-softmax is taken).
         """
-        return metrics.evaluate(self, outputs, targets)
+        outputs, targets = np.asarray(outputs), np.asarray(targets)
+        expected = targets.shape + ((self.target.num_classes,) if self.target.kind != "regression" else ())
+        if outputs.shape != expected:
+            raise ValueError(f"outputs have shape {outputs.shape}; {self.name} expects {expected} for targets of shape {targets.shape}")
+        # accuracy counts the accuracy_steps only (copy: the recalled symbols); the rest count every target
+        steps = (slice(None), slice(*self.target.accuracy_steps)) if self.target.accuracy_steps else ...
+        compute = {
+            "mse": lambda: metrics.mse(outputs, targets),
+            "solved_fraction": lambda: metrics.solved_fraction(outputs, targets),
+            "accuracy": lambda: metrics.accuracy(outputs[steps], targets[steps]),
+            "cross_entropy": lambda: metrics.cross_entropy(outputs, targets),
+            "bpc": lambda: metrics.cross_entropy(outputs, targets) / math.log(2),
+        }
+        return {name: compute[name]() for name in self.metrics}
