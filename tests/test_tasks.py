@@ -108,6 +108,7 @@ BAD_CALLS = [
     (("temporal_order", 50, 4, 0), {"n_relevant": 4}, "got 4"),
     (("negation", 5, 4, 0), {"gap": 3}, "got 5"),
     (("negation", 20, 4, 0), {"negated_fraction": 1.5}, "got 1.5"),
+    (("negation", 20, 4, 0), {"negated_fraction": float("nan")}, "got nan"),
     (("parity", 3, 4, 0), {"min_len": 5}, "got 3"),
     (("listops", 3, 4, 0), {}, "got 3"),
     (("listops", 20, 4, 0), {"min_len": 30}, "got 30"),

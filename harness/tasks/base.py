@@ -9,6 +9,7 @@ only what is particular to the task.
 
 from __future__ import annotations
 
+import math
 import numbers
 import zlib
 from abc import ABC, abstractmethod
@@ -42,11 +43,12 @@ class Param:
         elif kind is int:
             ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
         elif kind is float:
-            ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
         else:
             ok = isinstance(value, str)
         if not ok:
-            raise UsageError(f"{task} parameter {self.name} must be {kind.__name__}, got {value!r}")
+            expected = "a finite float" if kind is float else kind.__name__
+            raise UsageError(f"{task} parameter {self.name} must be {expected}, got {value!r}")
         value = kind(value)
         if self.choices is not None and value not in self.choices:
             raise UsageError(f"{task} parameter {self.name} must be one of {list(self.choices)}, got {value!r}")

@@ -34,7 +34,10 @@ PERMUTATION_SEED = 8_888
 @lru_cache(maxsize=1)
 def splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{split: (pixels float32 (m, 64) in [0, 1], labels int64 (m,))}``."""
-    from sklearn.datasets import load_digits  # scikit-learn is imported only when the digits are needed
+    try:  # scikit-learn is imported only when the digits are needed
+        from sklearn.datasets import load_digits
+    except ImportError as error:
+        raise UsageError(f"the digits task needs scikit-learn (pip install scikit-learn): {error}") from error
 
     digits = load_digits()
     pixels, labels = (digits.data / MAX_PIXEL).astype(np.float32), digits.target.astype(np.int64)
