@@ -120,7 +120,8 @@ def comparison(table, measured):
         estimate["mode"] = mode
         parts.append(estimate)
     joined = measured.merge(pd.concat(parts), on=SHAPE_COLUMNS + ["mode"], how="inner")
-    joined = joined[np.isfinite(joined["raw_us_per_step"])]
+    usable = np.isfinite(joined["raw_us_per_step"]) & np.isfinite(joined["measured_us_per_step"]) & (joined["measured_us_per_step"] > 0)
+    joined = joined[usable]
     paths = planned.drop_duplicates(SHAPE_COLUMNS)[SHAPE_COLUMNS + ["path"]]
     return joined.merge(paths, on=SHAPE_COLUMNS, how="left")
 

@@ -253,7 +253,7 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
     iterations = 3 if path.in_loop else 1
     ends = []
     terms: dict[str, float] = {}
-    for iteration in range(iterations):
+    for _ in range(iterations):
         terms = dict.fromkeys(TERMS, 0.0)
         for position, (ins, kind) in enumerate(zip(path.instructions, classes)):
             earliest = last_issue + interval
@@ -280,9 +280,7 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
             gate, gate_class = issue, "issue"
             if kind in ("bar", "membar", "fence"):
                 gate, gate_class = issue + {"bar": lat.bar, "membar": lat.membar, "fence": lat.fence}[kind], kind
-            elif kind == "branch" and position + 1 < len(path.instructions) and path.instructions[position + 1].address != ins.address + 16:
-                gate, gate_class = issue + lat.branch, kind
-            elif kind == "branch" and position + 1 == len(path.instructions) and path.in_loop:
+            elif kind == "branch" and _taken(path, position):
                 gate, gate_class = issue + lat.branch, kind
         # a loop step ends when its back-edge issues (the branch's own delay opens the next step);
         # a launch ends when its last stores are acknowledged
@@ -293,6 +291,13 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
         ends.append(end)
     cycles = ends[-1] - ends[-2] if len(ends) > 1 else ends[-1] + interval
     return cycles, terms
+
+
+def _taken(path: StepPath, position: int) -> bool:
+    """Whether the branch at ``position`` jumps (the path does not continue at the next address)."""
+    if position + 1 == len(path.instructions):
+        return path.in_loop
+    return path.instructions[position + 1].address != path.instructions[position].address + 16
 
 
 def _complete(ins: Instruction, kind: str, issue: float, context: WarpContext, free: dict[str, float]) -> float:
