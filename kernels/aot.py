@@ -7,6 +7,9 @@ such as ``sm_90`` and its resources read back: shared memory from the compiled m
 and spill (stack) bytes per thread from ``cuobjdump --dump-resource-usage`` (shipped in the Triton
 wheel). A configuration *fits* when its shared memory is within the target's per-block limit, its
 registers fit the register file for one program per SM, and it spills nothing.
+
+:func:`compile_sass` compiles a configuration as it runs (``H`` specialised as divisible by 16) and
+returns its SASS too, for the per-step cost model (:mod:`rnnbench.kernels.cost`).
 """
 
 from __future__ import annotations

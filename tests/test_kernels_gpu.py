@@ -107,7 +107,9 @@ def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path):
     one unit roundoff per step that these contractive layers do not accumulate. Bounds: forward
     relative error (Frobenius) <= 1e-2 overall and in the last 128 steps (no growth along T), and
     max |error| <= 5e-2 (about 12 bf16 ulps at 1); gradients relative error <= 5e-2 (stored bf16
-    gate gradients feed dW_hh, a sum over T*B terms)."""
+    gate gradients feed dW_hh, a sum over T*B terms). A gradient that vanished over the 1024 steps
+    (``dh0``, ``dc0`` of a contractive layer, RMS below 1e-6) has no relative error to speak of:
+    it must stay below 1e-3 RMS instead."""
     T, B, I = 1024, 16, hidden_size
     candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, path)
     x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
@@ -121,7 +123,12 @@ def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path):
     assert errors["forward"] <= 1e-2 and errors["last 128 steps"] <= 1e-2, errors
     assert float((y.double() - expected_y).abs().max()) <= 5e-2, errors
     for index, (actual, expected) in enumerate(zip(grads, expected_grads)):
-        assert _relative_error(actual, expected) <= 5e-2, f"gradient {index}: {_relative_error(actual, expected):.3g} ({errors})"
+        rms = lambda t: float(t.double().norm()) / t.numel() ** 0.5  # noqa: E731
+        if rms(expected) < 1e-6:
+            assert rms(actual) <= 1e-3, f"gradient {index} vanished in float64 but not here: RMS {rms(actual):.3g}"
+        else:
+            error = _relative_error(actual, expected)
+            assert error <= 5e-2, f"gradient {index}: relative error {error:.3g} ({errors})"
 
 
 # ---- CUDA graphs --------------------------------------------------------------------------------
