@@ -177,7 +177,7 @@ def _cost(args, arch: int) -> int:
         print(f"calibration of {fitted.rows} shapes written to {file}; median |error| {fitted.median_rel_error_raw:.0%} "
               f"raw -> {fitted.median_rel_error_calibrated:.0%} calibrated; comparison in {out}", file=sys.stderr)
         return 0
-    print(table.to_csv(index=False) if args.csv else markdown_table(table[SUMMARY_COLUMNS].round(3)), end="" if args.csv else "\n")
+    print(table.round(4).to_csv(index=False) if args.csv else markdown_table(table[SUMMARY_COLUMNS].round(3)), end="" if args.csv else "\n")
     state = f"calibrated by {file}" if applied else "uncalibrated"
     print(f"{len(table)} shape x path rows estimated for {args.target} ({state})", file=sys.stderr)
     return 0
