@@ -62,6 +62,17 @@ def test_a_kernel_without_a_time_loop_is_one_step_to_its_exit():
     assert path.instructions[0].address == 0 and path.instructions[-1].base == "EXIT"
 
 
+def test_missing_disassembler_is_reported_with_where_it_was_looked_for(monkeypatch):
+    import os
+
+    import triton
+
+    monkeypatch.setattr(triton.knobs, "nvidia", object())  # no tool knobs: fall back to the wheel's folder
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(sass.SassUnavailable, match=r"nvdisasm not found at .*backends/nvidia/bin/nvdisasm.*TRITON_NVDISASM_PATH"):
+        sass.nvidia_tool("nvdisasm")
+
+
 def test_parse_refuses_text_without_instructions():
     with pytest.raises(ValueError, match="no SASS instructions"):
         sass.parse("not a disassembly")

@@ -18,19 +18,11 @@ import torch
 
 from rnnbench.kernels import TritonLSTM, TritonRNN
 from rnnbench.kernels.launch import make_plan, poisoned_outputs
+from test_triton_kernels import exact_fp32  # noqa: F401  (autouse: fp32 dots exact, TF32 off, restored after)
 
 pytestmark = pytest.mark.cuda
 
 CELLS = {"lstm": (TritonLSTM, torch.nn.LSTM, {}), "rnn_tanh": (TritonRNN, torch.nn.RNN, {"nonlinearity": "tanh"})}
-
-
-@pytest.fixture(autouse=True)
-def exact_fp32():
-    """fp32 dots in full precision (cuDNN's TF32 switch off), restored afterwards."""
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = previous
 
 
 def _modules(cell: str, input_size: int, hidden_size: int, dtype: torch.dtype, path: str, seed: int = 0):
