@@ -6,6 +6,8 @@
     rnnbench report DIR                             DIR/report.md from DIR/results.csv
     rnnbench kernels --target sm_90 [--csv]         compile every shipped Triton kernel configuration
                                                     ahead of time; resources per configuration
+    rnnbench kernels --cost [--calibrate CSV]       per-step cost estimate of every goal shape and path
+                                                    from the SASS (see rnnbench.kernels.cost)
 
 Exit status: 0 on success, 1 when ``kernels`` finds a configuration that does not fit, 2 on bad input (unknown suite, backend or device, malformed suite file,
 an existing results directory without --resume), 130 when interrupted (results measured so far are
@@ -44,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--target", default="sm_90", help="sm_80 or sm_90 (default sm_90)")
     kernels.add_argument("--csv", action="store_true", help="CSV instead of a Markdown table")
     kernels.add_argument("--jobs", type=int, default=None, help="parallel compiler processes (default: CPU count)")
+    kernels.add_argument("--cost", action="store_true", help="estimated µs per step of every goal shape and path")
+    kernels.add_argument("--dtypes", default="bfloat16,float16,float32", help="with --cost: comma-separated dtypes")
+    kernels.add_argument("--calibrate", metavar="RESULTS_CSV", help="with --cost: fit the estimate to a gpu-core results.csv")
+    kernels.add_argument("--calibration", metavar="FILE", help="with --cost: calibration to apply, or to write with "
+                         "--calibrate (default reports/aot/cost-calibration-TARGET.json; 'none': the raw estimate)")
     return parser
 
 
@@ -130,12 +137,50 @@ def _kernels(args) -> int:
         raise UsageError(f"unknown target {args.target!r}; expected one of {', '.join(f'sm_{a}' for a in SHARED_MEMORY_LIMIT)}")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
+    if args.cost:
+        return _cost(args, int(match.group(1)))
     rows = compile_all(int(match.group(1)), workers=args.jobs)
     table = pd.DataFrame([row.as_row() for row in rows])[KERNEL_COLUMNS]
     print(table.to_csv(index=False) if args.csv else markdown_table(table), end="" if args.csv else "\n")
     misfits = int((~table["fits"]).sum())
     print(f"{len(table)} configurations compiled for {args.target}; {misfits} do not fit", file=sys.stderr)
     return 1 if misfits else 0
+
+
+def _cost(args, arch: int) -> int:
+    from pathlib import Path
+
+    from rnnbench.harness.report import markdown_table
+    from rnnbench.kernels import calibration
+    from rnnbench.kernels.cost import SUMMARY_COLUMNS, cost_table, torch_dtype
+    from rnnbench.kernels.sass import SassUnavailable
+
+    dtypes = tuple(name.strip() for name in args.dtypes.split(",") if name.strip())
+    try:
+        for name in dtypes:
+            torch_dtype(name)
+        file = calibration.default_path(args.target) if args.calibration in (None, "none") else Path(args.calibration)
+        applied = None
+        if not args.calibrate and args.calibration != "none" and file.is_file():
+            applied = calibration.Calibration.load(file)
+        table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied)
+        if args.calibrate:
+            fitted, compared = calibration.fit(table, args.calibrate, args.target)
+    except (ValueError, FileNotFoundError, SassUnavailable) as error:
+        raise UsageError(str(error)) from None
+    if args.calibrate:
+        fitted.save(file)
+        out = Path(args.calibrate).with_name("cost-vs-measured.csv")
+        compared.to_csv(out, index=False)
+        print(markdown_table(compared[["cell", "dtype", "hidden_size", "batch", "mode", "path", "measured_us_per_step",
+                                       "raw_us_per_step", "calibrated_us_per_step"]].round(3)))
+        print(f"calibration of {fitted.rows} shapes written to {file}; median |error| {fitted.median_rel_error_raw:.0%} "
+              f"raw -> {fitted.median_rel_error_calibrated:.0%} calibrated; comparison in {out}", file=sys.stderr)
+        return 0
+    print(table.round(4).to_csv(index=False) if args.csv else markdown_table(table[SUMMARY_COLUMNS].round(3)), end="" if args.csv else "\n")
+    state = f"calibrated by {file}" if applied else "uncalibrated"
+    print(f"{len(table)} shape x path rows estimated for {args.target} ({state})", file=sys.stderr)
+    return 0
 
 
 COMMANDS = {"list": _list, "run": _run, "report": _report, "kernels": _kernels}

@@ -7,6 +7,9 @@ such as ``sm_90`` and its resources read back: shared memory from the compiled m
 and spill (stack) bytes per thread from ``cuobjdump --dump-resource-usage`` (shipped in the Triton
 wheel). A configuration *fits* when its shared memory is within the target's per-block limit, its
 registers fit the register file for one program per SM, and it spills nothing.
+
+:func:`compile_sass` compiles a configuration as it runs (``H`` specialised as divisible by 16) and
+returns its SASS too, for the per-step cost model (:mod:`rnnbench.kernels.cost`).
 """
 
 from __future__ import annotations
@@ -109,6 +112,22 @@ def shipped_configs() -> list[KernelConfig]:
 
 def compile_config(config: KernelConfig, arch: int) -> KernelResources:
     """Compile ``config`` for ``sm_<arch>`` and read back its resources."""
+    return _resources(config, arch, compile_kernel(config, arch))
+
+
+def compile_sass(config: KernelConfig, arch: int) -> tuple[KernelResources, str]:
+    """Resources and SASS text of ``config`` compiled as it runs for a hidden size divisible by 16
+    (every goal shape of the benchmark): Triton specialises such an ``H`` at run time, which
+    changes registers and vectorises loads (see :mod:`rnnbench.kernels.cost`)."""
+    from rnnbench.kernels.sass import disassemble
+
+    compiled = compile_kernel(config, arch, hidden_divisible=True)
+    return _resources(config, arch, compiled), disassemble(compiled.asm["cubin"])
+
+
+def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = False):
+    """The ``triton.compile`` result of ``config`` for ``sm_<arch>``; ``hidden_divisible`` specialises
+    ``H`` as divisible by 16, as Triton does at run time for such sizes."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -129,19 +148,26 @@ def compile_config(config: KernelConfig, arch: int) -> KernelResources:
     options = {"num_warps": config.num_warps, "num_stages": NUM_STAGES, "maxnreg": max_registers}
     if config.path == "cooperative":
         options["launch_cooperative_grid"] = True
-    # at run time Triton specialises pointers that are 16-byte aligned (every buffer the layers pass);
-    # H is left unspecialised, the worst case for hidden sizes that are not multiples of 16
+    # at run time Triton specialises pointers that are 16-byte aligned (every buffer the layers pass)
+    # and an H divisible by 16; the resource table leaves H unspecialised, the worst case for other sizes
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items() if kind.startswith("*")}
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs),
-                              target=GPUTarget("cuda", arch, 32), options=options)
+    if hidden_divisible:
+        attrs[(fn.arg_names.index("H"),)] = [["tt.divisibility", 16]]
+    return triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs),
+                          target=GPUTarget("cuda", arch, 32), options=options)
+
+
+def _resources(config: KernelConfig, arch: int, compiled) -> KernelResources:
     registers, spill = _cubin_resources(compiled.asm["cubin"])
     shared = int(compiled.metadata.shared)
     fits = shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
     return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits)
 
 
-def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None) -> list[KernelResources]:
-    """Compile ``configs`` (default: every shipped one) in parallel processes, in order."""
+def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None,
+                job=compile_config) -> list:
+    """``job(config, arch)`` (default :func:`compile_config`) for ``configs`` (default: every shipped
+    one) in parallel processes, in order."""
     if arch not in SHARED_MEMORY_LIMIT:
         raise ValueError(f"target must be one of {', '.join(f'sm_{a}' for a in SHARED_MEMORY_LIMIT)}, got sm_{arch}")
     configs = shipped_configs() if configs is None else configs
@@ -152,7 +178,7 @@ def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: i
     try:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            return list(pool.map(compile_config, configs, [arch] * len(configs)))
+            return list(pool.map(job, configs, [arch] * len(configs)))
     finally:
         if saved is not None:
             os.environ["TRITON_INTERPRET"] = saved
@@ -167,9 +193,9 @@ def _kernel_function(name: str):
 
 def _cubin_resources(cubin: bytes) -> tuple[int, int]:
     """``(registers per thread, stack bytes per thread)`` of the single kernel in ``cubin``."""
-    import triton
+    from rnnbench.kernels.sass import nvidia_tool
 
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    tool = nvidia_tool("cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
         handle.write(cubin)
         handle.flush()

@@ -1,0 +1,131 @@
+"""Grid-barrier micro-benchmark: microseconds per grid synchronisation against the number of programs.
+
+A tiny kernel runs ``N`` grid barriers back to back with the primitive the cooperative path uses
+(:func:`rnnbench.kernels.primitives.grid_barrier`: CTA barrier, release add on one counter, acquire
+poll, CTA barrier), launched cooperatively with ``num_stages=1`` as the recurrent kernels are. The
+time per barrier is the slope between ``N`` and ``2N`` barriers, so the launch and the first
+barrier's wait for all programs to start cancel out; each point is the median of CUDA-event timings
+after a warm-up. Program 0 writes the counter's final value, which must be ``programs x N``.
+
+    PYTHONPATH=. python3 -m rnnbench.kernels.barrier_bench --out reports/h100/barrier.csv
+
+CSV columns: ``device_name, programs, num_warps, barriers, us_per_barrier, q25_us, q75_us``
+(quartiles of the per-repeat slopes). The cost model charges a barrier its in-warp path (fence,
+release add, one poll round trip, CTA barriers) plus ``barrier_arrival`` cycles per program
+(:mod:`rnnbench.kernels.cost`); this measures both at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+
+import torch
+import triton
+import triton.language as tl
+
+from rnnbench.kernels.primitives import grid_barrier
+
+PROGRAMS = (1, 2, 4, 8, 16, 32, 64, 96, 128, 132, 264)
+WARPS = (4, 8)
+
+
+@triton.jit(do_not_specialize=["N", "MISSING"])
+def barrier_loop_kernel(counter_ptr, out_ptr, N, MISSING):
+    """``N`` grid barriers among all programs, each expecting ``MISSING`` arrivals more than the grid has."""
+    for i in range(N):
+        grid_barrier(counter_ptr, (tl.num_programs(0) + MISSING) * (i + 1))
+    if tl.program_id(0) == 0:
+        tl.store(out_ptr, tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu"))
+
+
+def run_barriers(programs: int, barriers: int, num_warps: int = 8, missing: int = 0) -> int:
+    """Launch the benchmark kernel once; returns the counter's final value (``programs x barriers``).
+
+    ``missing > 0`` makes every barrier wait for programs that do not exist, which only a barrier
+    with a timeout survives; the primitive has none yet (issue 8, part 2, item 4), so it is refused
+    here rather than hanging the GPU."""
+    if programs < 1 or barriers < 0:
+        raise ValueError(f"programs must be >= 1 and barriers >= 0, got programs={programs}, barriers={barriers}")
+    if missing:
+        raise ValueError(f"missing={missing} would hang the GPU: the grid barrier has no timeout yet")
+    counter = torch.zeros(1, dtype=torch.int32, device="cuda")
+    out = torch.full((1,), -1, dtype=torch.int32, device="cuda")
+    barrier_loop_kernel[(programs,)](counter, out, barriers, missing, num_warps=num_warps, num_stages=1,
+                                     launch_cooperative_grid=True)
+    return int(out.item())
+
+
+def time_barrier(programs: int, barriers: int = 1000, num_warps: int = 8, repeats: int = 15) -> tuple[float, float, float]:
+    """``(median, q25, q75)`` microseconds per barrier for ``programs`` programs (see the module docstring)."""
+    for count in (barriers, 2 * barriers):
+        final = run_barriers(programs, count, num_warps)
+        if final != programs * count:
+            raise RuntimeError(f"barrier counter ended at {final}, expected {programs} programs x {count} barriers")
+    slopes = []
+    for _ in range(repeats):
+        times = []
+        for count in (barriers, 2 * barriers):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            counter = torch.zeros(1, dtype=torch.int32, device="cuda")
+            out = torch.empty(1, dtype=torch.int32, device="cuda")
+            start.record()
+            barrier_loop_kernel[(programs,)](counter, out, count, 0, num_warps=num_warps, num_stages=1,
+                                             launch_cooperative_grid=True)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        slopes.append((times[1] - times[0]) * 1000.0 / barriers)
+    q25, median, q75 = statistics.quantiles(slopes, n=4)
+    return median, q25, q75
+
+
+def barrier_sass(num_warps: int, arch: int) -> str:
+    """SASS of the benchmark kernel compiled for ``sm_<arch>`` as it is launched (no GPU needed)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from rnnbench.kernels.sass import disassemble
+
+    source = ASTSource(fn=barrier_loop_kernel, signature={"counter_ptr": "*i32", "out_ptr": "*i32", "N": "i32", "MISSING": "i32"},
+                       attrs={(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]]})
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": num_warps, "num_stages": 1, "launch_cooperative_grid": True})
+    return disassemble(compiled.asm["cubin"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnnbench.kernels.barrier_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="CSV file to write")
+    parser.add_argument("--programs", default=",".join(map(str, PROGRAMS)), help="comma-separated program counts")
+    parser.add_argument("--warps", default=",".join(map(str, WARPS)), help="comma-separated warps per program")
+    parser.add_argument("--barriers", type=int, default=1000, help="barriers per launch (N; the slope uses N and 2N)")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("barrier_bench: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
+    device = torch.cuda.get_device_name()
+    rows = []
+    for num_warps in (int(w) for w in args.warps.split(",")):
+        for programs in (int(p) for p in args.programs.split(",")):
+            try:
+                median, q25, q75 = time_barrier(programs, args.barriers, num_warps)
+            except Exception as error:  # e.g. a grid too large to be co-resident: the driver refuses it
+                print(f"programs={programs} num_warps={num_warps}: {type(error).__name__}: {error}", file=sys.stderr)
+                continue
+            rows.append({"device_name": device, "programs": programs, "num_warps": num_warps, "barriers": args.barriers,
+                         "us_per_barrier": round(median, 4), "q25_us": round(q25, 4), "q75_us": round(q75, 4)})
+            print(f"{programs:4d} programs x {num_warps} warps: {median:.3f} us per barrier")
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["device_name", "programs", "num_warps", "barriers", "us_per_barrier",
+                                                    "q25_us", "q75_us"])
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

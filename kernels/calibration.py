@@ -1,0 +1,159 @@
+"""Calibrating the per-step cost model (:mod:`rnnbench.kernels.cost`) against measured µs per step.
+
+**Measured.** A ``results.csv`` of the ``gpu-core`` suite (or any suite timing the ``triton``
+backend on CUDA): its rows ``experiment=speed, metric=latency, backend=triton, status=ok`` give
+milliseconds per call of a ``seq_len``-step sequence, so ``µs/step = value * 1000 / seq_len``.
+Mode ``fwd`` is compared with the ``fwd`` estimate, ``fwd_bwd`` with ``fwd_train + bwd``; the path
+is the one the planner picks (``planned``), as the suite runs ``path="auto"``.
+
+**Fit.** The estimate is a sum of terms (:data:`rnnbench.kernels.cost.TERMS`); calibration finds
+one factor per term, ``est = sum_k s_k * t_k``, minimising
+
+    sum_i ((m_i - sum_k s_k t_ik) / m_i)^2  +  RIDGE * sum_k (s_k - 1)^2
+
+(relative errors, so every shape counts alike; the ridge keeps a term the measurements cannot
+separate from the others at its prior factor 1), factors clipped to :data:`FACTOR_RANGE`. The single
+overall factor (median of measured / raw) and the median relative error before and after are
+recorded too, so a reader sees how much the per-term fit adds.
+
+**File.** The calibration is JSON (:meth:`Calibration.save`), committed as
+``reports/aot/cost-calibration-<target>.json`` (:func:`default_path`); ``rnnbench kernels --cost``
+applies it when it exists (``est_us_per_step``; ``raw_us_per_step`` stays the prior).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnnbench.kernels.cost import TERMS
+
+RIDGE = 0.01
+FACTOR_RANGE = (0.1, 10.0)
+#: measured mode -> the estimated directions whose sum it is
+MODE_DIRECTIONS = {"fwd": ("fwd",), "fwd_bwd": ("fwd_train", "bwd")}
+SHAPE_COLUMNS = ["cell", "dtype", "hidden_size", "batch"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-term factors fitted on one device, and how well they fit."""
+
+    target: str
+    device_name: str
+    scales: dict[str, float]
+    overall: float
+    rows: int
+    median_rel_error_raw: float
+    median_rel_error_calibrated: float
+    source: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, table):
+        """``table`` (a cost table) with ``est_us_per_step`` = the calibrated sum of its ``t_*`` terms."""
+        table = table.copy()
+        factors = np.array([self.scales.get(term, 1.0) for term in TERMS])
+        terms = table[[f"t_{term}" for term in TERMS]].to_numpy(dtype=float)
+        table["est_us_per_step"] = terms @ factors
+        return table
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        data = json.loads(Path(path).read_text())
+        unknown = set(data.get("scales", {})) - set(TERMS)
+        if unknown:
+            raise ValueError(f"calibration {path} has factors for unknown terms {sorted(unknown)}; known: {TERMS}")
+        return cls(**data)
+
+
+def default_path(target: str) -> Path:
+    """``reports/aot/cost-calibration-<target>.json`` of the checkout this module runs from."""
+    return Path(__file__).resolve().parent.parent / "reports" / "aot" / f"cost-calibration-{target}.json"
+
+
+def load_default(target: str) -> Calibration | None:
+    path = default_path(target)
+    return Calibration.load(path) if path.is_file() else None
+
+
+def measured_us_per_step(results_csv: str | Path):
+    """Measured µs/step of the Triton backend: columns ``cell, dtype, hidden_size, batch, mode,
+    measured_us_per_step, device_name`` (one row per shape and mode, the median when repeated)."""
+    import pandas as pd
+
+    results = pd.read_csv(results_csv)
+    required = {"experiment", "metric", "backend", "status", "family", "dtype", "hidden_size", "batch", "seq_len", "mode", "value"}
+    missing = required - set(results.columns)
+    if missing:
+        raise ValueError(f"{results_csv} is not a results.csv: it lacks columns {sorted(missing)}")
+    rows = results[(results.experiment == "speed") & (results.metric == "latency") & (results.backend == "triton")
+                   & (results.status == "ok")].copy()
+    if rows.empty:
+        raise ValueError(f"{results_csv} has no ok speed/latency rows of the triton backend to calibrate against")
+    rows["measured_us_per_step"] = rows["value"] * 1000.0 / rows["seq_len"]
+    rows = rows.rename(columns={"family": "cell"})
+    if "device_name" not in rows:
+        rows["device_name"] = ""
+    grouped = rows.groupby(SHAPE_COLUMNS + ["mode"], as_index=False).agg(
+        measured_us_per_step=("measured_us_per_step", "median"), device_name=("device_name", "first"))
+    return grouped
+
+
+def comparison(table, measured):
+    """Measured rows joined with the planned path's estimate terms (summed over the directions a mode runs)."""
+    import pandas as pd
+
+    planned = table[table.planned]
+    term_columns = [f"t_{term}" for term in TERMS]
+    parts = []
+    for mode, directions in MODE_DIRECTIONS.items():
+        estimate = (planned[planned.direction.isin(directions)]
+                    .groupby(SHAPE_COLUMNS, as_index=False)[term_columns + ["raw_us_per_step", "est_us_per_step"]].sum(min_count=1))
+        estimate["mode"] = mode
+        parts.append(estimate)
+    joined = measured.merge(pd.concat(parts), on=SHAPE_COLUMNS + ["mode"], how="inner")
+    usable = np.isfinite(joined["raw_us_per_step"]) & np.isfinite(joined["measured_us_per_step"]) & (joined["measured_us_per_step"] > 0)
+    joined = joined[usable]
+    paths = planned.drop_duplicates(SHAPE_COLUMNS)[SHAPE_COLUMNS + ["path"]]
+    return joined.merge(paths, on=SHAPE_COLUMNS, how="left")
+
+
+def fit(table, results_csv: str | Path, target: str) -> tuple[Calibration, object]:
+    """Fit per-term factors of ``table`` (a raw cost table) to the measurements in ``results_csv``;
+    returns the calibration and the per-shape comparison (measured, raw, calibrated, relative errors)."""
+    joined = comparison(table, measured_us_per_step(results_csv))
+    if joined.empty:
+        raise ValueError(f"no measured shape of {results_csv} matches a planned shape of the cost table")
+    x = joined[[f"t_{term}" for term in TERMS]].to_numpy(dtype=float)
+    y = joined["measured_us_per_step"].to_numpy(dtype=float)
+    weighted = x / y[:, None]
+    design = np.vstack([weighted, math.sqrt(RIDGE) * np.eye(len(TERMS))])
+    target_values = np.concatenate([np.ones(len(y)), math.sqrt(RIDGE) * np.ones(len(TERMS))])
+    scales, *_ = np.linalg.lstsq(design, target_values, rcond=None)
+    scales = np.clip(scales, *FACTOR_RANGE)
+    raw = joined["raw_us_per_step"].to_numpy(dtype=float)
+    calibrated = x @ scales
+    joined = joined.assign(calibrated_us_per_step=calibrated, rel_error_raw=raw / y - 1, rel_error_calibrated=calibrated / y - 1)
+    import triton
+    import torch
+
+    calibration = Calibration(
+        target=target,
+        device_name=str(joined["device_name"].iloc[0]),
+        scales={term: round(float(s), 4) for term, s in zip(TERMS, scales)},
+        overall=round(float(np.median(y / raw)), 4),
+        rows=int(len(y)),
+        median_rel_error_raw=round(float(np.median(np.abs(raw / y - 1))), 4),
+        median_rel_error_calibrated=round(float(np.median(np.abs(calibrated / y - 1))), 4),
+        source=str(results_csv),
+        versions={"triton": triton.__version__, "torch": torch.__version__},
+    )
+    return calibration, joined

@@ -1,0 +1,523 @@
+"""Per-step cost of the recurrent kernels, estimated from their compiled SASS without a GPU.
+
+For each goal shape (cell, dtype, hidden size H, batch B), direction (``fwd``: inference forward,
+``fwd_train``: forward that saves gates, ``bwd``: reverse-time backward) and path the planner can
+take, the kernel is compiled as it runs (:func:`rnnbench.kernels.aot.compile_sass`: pointers and an
+``H`` divisible by 16 specialised), the instructions one time step executes are found in its SASS
+(:func:`rnnbench.kernels.sass.step_path`: the time loop's body, or the whole kernel for the
+``stepwise`` path's one launch per step) and counted (:func:`rnnbench.kernels.sass.count`), and
+their time is estimated by :func:`simulate`:
+
+* **One warp, in order.** The step's instructions issue in program order; each waits until the
+  registers it reads are written (its producers' latency, below), the warps sharing its scheduler
+  get their turn (one instruction per cycle per scheduler, 4 schedulers per SM; the warps of a
+  program run the same code, so a warp issues every ``ceil(warps per SM / 4)`` cycles), and
+  ``BAR.SYNC`` / ``MEMBAR`` / taken branches hold the next instruction for their latency
+  (``BAR`` also until this warp's shared-memory stores have landed, ``MEMBAR.GPU`` until its global
+  stores are acknowledged).
+* **Shared units.** Tensor cores and special-function units per scheduler, the shuffle unit, shared
+  memory (128 B/clock) and the SM's share of L2 bandwidth per SM, are *channels*: a warp's
+  instruction is served after the same instruction of every warp that shares the unit (the warps
+  are symmetric), so e.g. 24 ``LDSM.x4`` of 8 warps occupy shared memory for 24 x 8 x 4 cycles.
+* **Loop steady state.** Three iterations are simulated; the step is the third minus the second,
+  so values carried across steps (prefetches) are accounted for.
+* **Grid barrier.** The poll loop's body is on the path once (one round trip); added outside the
+  warp: the arrivals of all programs on one counter serialise at L2 (``barrier_arrival`` cycles
+  each) and a waiting program notices the last arrival half a poll period late on average.
+* **Stepwise path.** One launch per step: ``max(host launch, launch gap + waves x kernel)``.
+* **Around the recurrence**, per step of a ``seq_len``-step call: the input-projection GEMM (and for
+  ``bwd`` the GEMMs for ``dx``, ``dW_ih``, ``dW_hh``) at ``gemm_tflops``, and a fixed per-call
+  overhead (launches, allocation, autograd) over ``seq_len`` steps, so the estimate is comparable
+  with the measured latency of one call divided by T.
+
+Every cycle of the step is attributed to one term (:data:`TERMS`): the issue slot, or the kind of
+instruction (or unit) the warp waited for. The estimate is their sum, optionally multiplied by
+per-term factors fitted to measurements (:mod:`rnnbench.kernels.calibration`).
+
+**Latency table** (cycles at the SM clock; H100 SXM = sm_90, 1.755 GHz as in the static review;
+the SXM's maximum boost is 1.98 GHz, which calibration absorbs; A100 SXM = sm_80 at 1.41 GHz):
+
+====================  ======  ======  ===============================================================
+what                  sm_90   sm_80   source / reasoning
+====================  ======  ======  ===============================================================
+FP32/INT ALU          4       4       dependent-issue latency; [AB22] measured 4 on A100, [LU24] same
+                                      on Hopper
+MUFU (ex2, rcp)       18      18      [AB22]; 16 results/clock/SM ([CG] throughput table): a warp
+                                      instruction holds its scheduler's SFUs 8 cycles
+SHFL                  24      24      [AB22], [JI18]; 32 results/clock/SM ([CG])
+LDS / LDSM            30 / 32 30 / 32 shared-memory load latency [LU24], [AB22]; 128 B/clock/SM
+STS (until visible)   20      20      assumption (ordered before the next BAR)
+BAR.SYNC              20      20      all warps already arrived; [JI18]
+HMMA.16816 (16-bit)   33      33      dependent mma.sync latency [SU22], [AB22]; review: a chain of 8
+                                      ~270 cycles
+  tensor-pipe cycles  6       8       per HMMA.16816 per scheduler: A100 1024 dense 16-bit FMA/clock/
+                                      SM; Hopper mma.sync ~2/3 of its 2048 (wgmma) [LU24]; TF32 half
+L2 hit (coherent)     280     250     [CC23] (H100 ~260-290 near, more for the far partition); review
+HBM (first touch)     600     550     review ("xg HBM miss ~600"); [LU24] ~480-650
+store acknowledged    280     250     = L2 round trip (what MEMBAR.GPU waits for)
+atomic (ATOM / RED)   300     270     L2 atomic round trip [LU24]
+MEMBAR.GPU            100     100     beyond waiting for the stores: assumption
+CCTL.IVALL / ERRBAR   20      20      assumption
+barrier arrival       4       4       per program, same-address atomics serialised at L2: assumption
+                                      (the review's 96-way contention ~400 cycles)
+L2 bandwidth          4.0 KB  3.4 KB  bytes/clock for the whole GPU (~7 TB/s, ~4.8 TB/s [CC23]);
+                                      at most 64 B/clock into one SM
+HBM bandwidth         1.7 KB  1.1 KB  bytes/clock (3.0 TB/s measured on the lent H100; 1.55 TB/s)
+host launch           8 us    8 us    one Triton launch from Python: assumption, first to calibrate
+launch gap            1 us    1 us    back-to-back kernels on one stream: assumption
+per call              40 us   40 us   launches, allocation, autograd around one layer: assumption
+GEMM rate             600/50  250/19  TFLOP/s, 16-bit / fp32 (the lent H100 ran 798 at 8192^3)
+====================  ======  ======  ===============================================================
+
+Sources: [LU24] Luo et al., "Benchmarking and Dissecting the Nvidia Hopper GPU Architecture",
+arXiv:2402.13499 (2024) and arXiv:2501.12084; [AB22] Abdelkhalik et al., "Demystifying the Nvidia
+Ampere Architecture through Microbenchmarking and Instruction-level Analysis", arXiv:2208.11174;
+[SU22] Sun et al., "Dissecting Tensor Cores via Microbenchmarks", arXiv:2206.02874; [JI18] Jia et
+al., "Dissecting the NVIDIA Volta GPU Architecture via Microbenchmarking", arXiv:1804.06826;
+[CC23] Chips and Cheese, "Nvidia's H100: Funny L2, and Tons of Bandwidth" (2023); [CG] CUDA C++
+Programming Guide, arithmetic-instruction throughput table; review = ../shared/research/
+kernels-review.md. The values are round numbers inside the ranges these report, not one paper's
+figures; they are the prior that calibration against measured µs/step replaces.
+
+What it leaves out: instruction-cache misses, bank conflicts, the skew between programs, clock
+changes under load, and memory-level effects beyond one SM's share of bandwidth. Weak global loads
+are taken as HBM misses (the streamed ``xg``, ``dy``, ``c``; in the stepwise path ``W_hh`` is an L2
+hit in fact, which the launch floor hides). Co-residency: programs per SM from the compiled
+registers (allocated per warp in units of 256), shared memory (+1 KiB reserved per block),
+warps (64) and blocks (32) per SM; a cooperative grid is co-resident when ``programs <= SMs x
+programs per SM`` (the planner today allows one program per SM).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from rnnbench.kernels.plan import BLOCK_B, GATES, PATHS, Plan, plan_recurrence
+from rnnbench.kernels.sass import (
+    GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, Instruction, StepPath, count, load_sources, parse, reads, step_path, writes,
+)
+
+#: the estimate's terms, in the order they appear in tables
+TERMS = ("issue", "alu", "mma", "smem", "shfl", "bar", "mufu", "l2_load", "dram_load", "store", "grid_sync",
+         "launch", "gemm", "per_call")
+#: goal shapes of the benchmark (gpu-core suite) plus B=256 where the plan allows
+GOAL_HIDDEN = (64, 128, 256, 512, 768, 1024)
+GOAL_BATCH = (1, 16, 64, 256)
+DIRECTIONS = {"lstm": ("fwd", "fwd_train", "bwd"), "rnn": ("fwd", "bwd")}
+#: the sequence length a per-call cost is spread over (the suites time T=1024)
+SEQ_LEN = 1024
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the model needs to know about one GPU (sizes per SM; bandwidths in bytes per SM clock)."""
+
+    name: str
+    sms: int
+    clock_ghz: float
+    shared_per_sm: int
+    registers_per_sm: int = 65536
+    max_warps_per_sm: int = 64
+    max_programs_per_sm: int = 32
+    shared_reserved_per_program: int = 1024
+    l2_bytes_per_clock: float = 4000.0
+    sm_l2_bytes_per_clock: float = 64.0
+    hbm_bytes_per_clock: float = 1700.0
+    #: dense fused multiply-adds per clock per scheduler of mma.sync with 16-bit operands (TF32: half)
+    mma_fma_per_clock: float = 2048 / 6
+    gemm_tflops_16bit: float = 600.0
+    gemm_tflops_fp32: float = 50.0
+    host_launch_us: float = 8.0
+    launch_gap_us: float = 1.0
+    call_overhead_us: float = 40.0
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """Cycles from issue to the result (see the module docstring's table)."""
+
+    alu: float = 4
+    mufu: float = 18
+    shfl: float = 24
+    lds: float = 30
+    ldsm: float = 32
+    sts: float = 20
+    bar: float = 20
+    mma: float = 33
+    hgmma: float = 128
+    l2: float = 280
+    dram: float = 600
+    store: float = 280
+    atomic: float = 300
+    membar: float = 100
+    fence: float = 20
+    const: float = 14
+    special: float = 20
+    branch: float = 4
+    barrier_arrival: float = 4
+    #: cycles a warp instruction holds its unit: SFU per scheduler, shuffle per SM; shared memory bytes per clock per SM
+    mufu_issue: float = 8
+    shfl_issue: float = 1
+    smem_bytes_per_clock: float = 128
+
+
+DEVICES = {
+    90: Device("H100 SXM", sms=132, clock_ghz=1.755, shared_per_sm=233472),
+    80: Device("A100 SXM", sms=108, clock_ghz=1.41, shared_per_sm=167936, l2_bytes_per_clock=3400.0,
+               hbm_bytes_per_clock=1100.0, mma_fma_per_clock=2048 / 8, gemm_tflops_16bit=250.0, gemm_tflops_fp32=19.0),
+}
+LATENCIES = {
+    90: Latencies(),
+    80: Latencies(l2=250, dram=550, store=250, atomic=270),
+}
+
+
+# ---- one warp's step -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WarpContext:
+    """Who shares the units with the simulated warp."""
+
+    warps_per_scheduler: int
+    warps_per_sm: int
+    #: this SM's share of L2 -> SM bandwidth, and of HBM bandwidth, in bytes per clock
+    l2_bytes_per_clock: float
+    hbm_bytes_per_clock: float
+    mma_fma_per_clock: float
+    latencies: Latencies
+
+
+def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), cached_loads: frozenset[int] = frozenset()) -> str:
+    """The kind of ``ins`` for the latency table. A coherent load of a grid-barrier counter (an
+    address an atomic on the path also uses) is ``sync_load``, not state traffic; a plain load is an
+    HBM miss (``dram_load``) unless its address is in ``cached_loads`` (arrays that stay in L2
+    from one step to the next)."""
+    base = ins.base
+    if ins.never_runs:
+        return "nop"
+    if ins.is_mma:
+        return "mma"
+    if base in ("LDSM", "LDS", "STS", "STSM"):
+        return {"LDSM": "ldsm", "LDS": "lds"}.get(base, "sts")
+    if base in GLOBAL_LOADS:
+        if ins.strong and any(operand in counter_addresses for operand in ins.operands):
+            return "sync_load"
+        return "l2_load" if ins.strong or ins.address in cached_loads else "dram_load"
+    if base in GLOBAL_STORES:
+        return "store"
+    if base in GLOBAL_ATOMICS:
+        return "atomic"
+    simple = {"SHFL": "shfl", "BAR": "bar", "MUFU": "mufu", "MEMBAR": "membar", "CCTL": "fence", "ERRBAR": "fence",
+              "CGAERRBAR": "fence", "LDC": "const", "ULDC": "const", "S2R": "special", "S2UR": "special",
+              "BRA": "branch"}
+    return simple.get(base, "alu")
+
+
+#: the term each kind of instruction's waiting time is charged to
+TERM_OF = {"nop": "issue", "alu": "alu", "const": "alu", "special": "alu", "branch": "alu", "mma": "mma",
+           "ldsm": "smem", "lds": "smem", "sts": "smem", "shfl": "shfl", "bar": "bar", "mufu": "mufu",
+           "l2_load": "l2_load", "dram_load": "dram_load", "store": "store", "sync_load": "grid_sync",
+           "atomic": "grid_sync", "membar": "grid_sync", "fence": "grid_sync"}
+
+
+#: execution units whose turns hold a warp's issue (memory requests queue instead)
+ISSUE_BLOCKING_UNITS = {"mma": "tensor", "mufu": "sfu", "shfl": "shfl"}
+
+
+def _mma_cycles(ins: Instruction, fma_per_clock: float) -> float:
+    """Cycles one warp's matrix instruction holds its scheduler's tensor core."""
+    shape = next((m for m in ins.modifiers if m.isdigit() and len(m) in (4, 5)), "16816")
+    m, n, k = int(shape[:2]), int(shape[2]), int(shape[3:])
+    if ins.base == "HGMMA":
+        dims = next((mod for mod in ins.modifiers if "x" in mod), "64x16x16").split("x")
+        m, n, k = int(dims[0]) // 4, int(dims[1]), int(dims[2])
+    rate = fma_per_clock / (2 if "TF32" in ins.modifiers else 1)
+    return m * n * k / rate
+
+
+def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] = frozenset()) -> tuple[float, dict[str, float]]:
+    """Cycles of one step of ``path`` and their attribution to :data:`TERMS` (see the module
+    docstring); ``cached_loads`` as in :func:`op_class`."""
+    lat = context.latencies
+    counter_addresses = frozenset(operand for ins in path.instructions if ins.base in GLOBAL_ATOMICS
+                                  for operand in ins.operands if "[" in operand)
+    classes = [op_class(ins, counter_addresses, cached_loads) for ins in path.instructions]
+    interval = context.warps_per_scheduler
+    ready: dict[str, tuple[float, str]] = {}
+    free: dict[str, float] = {}
+    last_issue, gate, gate_class = -interval, 0.0, "issue"
+    stores_done, sts_done = 0.0, 0.0
+    iterations = 3 if path.in_loop else 1
+    ends = []
+    terms: dict[str, float] = {}
+    for _ in range(iterations):
+        terms = dict.fromkeys(TERMS, 0.0)
+        for position, (ins, kind) in enumerate(zip(path.instructions, classes)):
+            earliest = last_issue + interval
+            waits = [(earliest, "issue"), (gate, TERM_OF.get(gate_class, gate_class))]
+            waits += [(ready[r][0], TERM_OF[ready[r][1]]) for r in reads(ins) if r in ready]
+            if kind in ISSUE_BLOCKING_UNITS:  # an execution unit still busy with earlier turns holds the issue
+                waits.append((free.get(ISSUE_BLOCKING_UNITS[kind], 0.0), TERM_OF[kind]))
+            if kind == "bar":
+                waits.append((sts_done, "smem"))
+            elif kind == "membar":
+                waits.append((stores_done, "grid_sync"))
+            issue, binding = max(waits, key=lambda wait: wait[0])
+            terms["issue"] += min(interval, issue - last_issue)
+            if issue - last_issue > interval:
+                terms[binding] += issue - last_issue - interval
+            last_issue = issue
+            done = _complete(ins, kind, issue, context, free)
+            for register in writes(ins):
+                ready[register] = (done, kind)
+            if kind == "sts":
+                sts_done = max(sts_done, done)
+            elif kind in ("store", "atomic"):
+                stores_done = max(stores_done, issue + lat.store)
+            gate, gate_class = issue, "issue"
+            if kind in ("bar", "membar", "fence"):
+                gate, gate_class = issue + {"bar": lat.bar, "membar": lat.membar, "fence": lat.fence}[kind], kind
+            elif kind == "branch" and _taken(path, position):
+                gate, gate_class = issue + lat.branch, kind
+        # a loop step ends when its back-edge issues (the branch's own delay opens the next step);
+        # a launch ends when its last stores are acknowledged
+        end = last_issue
+        if not path.in_loop and stores_done > end:
+            terms["store"] += stores_done - end
+            end = stores_done
+        ends.append(end)
+    cycles = ends[-1] - ends[-2] if len(ends) > 1 else ends[-1] + interval
+    return cycles, terms
+
+
+def _taken(path: StepPath, position: int) -> bool:
+    """Whether the branch at ``position`` jumps (the path does not continue at the next address)."""
+    if position + 1 == len(path.instructions):
+        return path.in_loop
+    return path.instructions[position + 1].address != path.instructions[position].address + 16
+
+
+def _complete(ins: Instruction, kind: str, issue: float, context: WarpContext, free: dict[str, float]) -> float:
+    """When the result of ``ins`` (issued at ``issue``) is available to this warp."""
+    lat = context.latencies
+    per_scheduler, per_sm = context.warps_per_scheduler, context.warps_per_sm
+    if kind == "mma":
+        own = _mma_cycles(ins, context.mma_fma_per_clock)
+        latency = lat.hgmma if ins.base == "HGMMA" else lat.mma
+        return _through(free, "tensor", issue, 0.0, own, per_scheduler, latency - own)
+    if kind == "mufu":
+        return _through(free, "sfu", issue, 0.0, lat.mufu_issue, per_scheduler, lat.mufu - lat.mufu_issue)
+    if kind == "shfl":
+        return _through(free, "shfl", issue, 0.0, lat.shfl_issue, per_sm, lat.shfl - lat.shfl_issue)
+    if kind in ("lds", "ldsm", "sts"):
+        own = max(1.0, 4 * 32 * _registers_moved(ins) / lat.smem_bytes_per_clock)
+        latency = {"lds": lat.lds, "ldsm": lat.ldsm, "sts": lat.sts}[kind]
+        return _through(free, "smem", issue, 0.0, own, per_sm, max(0.0, latency - own))
+    if kind in ("l2_load", "dram_load"):
+        rate = context.l2_bytes_per_clock if kind == "l2_load" else min(context.l2_bytes_per_clock, context.hbm_bytes_per_clock)
+        own = 32 * ins.access_bytes() / rate
+        return _through(free, "l2", issue, lat.l2 if kind == "l2_load" else lat.dram, own, per_sm, 0.0)
+    latency = {"nop": 0, "alu": lat.alu, "const": lat.const, "special": lat.special, "branch": lat.branch,
+               "sync_load": lat.l2, "atomic": lat.atomic, "store": 0, "bar": 0, "membar": 0, "fence": 0}[kind]
+    return issue + latency
+
+
+def _registers_moved(ins: Instruction) -> int:
+    if ins.base == "LDSM":
+        return int(ins.modifiers[-1]) if ins.modifiers[-1].isdigit() else 1
+    return max(1, ins.access_bytes() // 4) if ins.access_bytes() >= 4 else 1
+
+
+def _through(free: dict[str, float], unit: str, issue: float, head: float, own: float, sharers: int, tail: float) -> float:
+    """Serve one warp instruction on ``unit`` behind the same instruction of its ``sharers`` warps:
+    it enters ``head`` cycles after issue (when the unit is free), holds it ``own`` cycles per warp,
+    and its result follows ``tail`` cycles after the last warp's turn."""
+    begin = max(issue + head, free.get(unit, 0.0))
+    free[unit] = begin + own * sharers
+    return free[unit] + tail
+
+
+# ---- one shape -------------------------------------------------------------------------------
+
+def occupancy(registers: int, shared_bytes: int, num_warps: int, device: Device) -> tuple[int, str]:
+    """``(programs per SM, the resource that limits it)`` for one compiled kernel."""
+    per_warp = math.ceil(registers * 32 / 256) * 256
+    limits = {
+        "registers": device.registers_per_sm // (per_warp * num_warps) if registers else device.max_programs_per_sm,
+        "shared": device.shared_per_sm // (shared_bytes + device.shared_reserved_per_program),
+        "warps": device.max_warps_per_sm // num_warps,
+        "blocks": device.max_programs_per_sm,
+    }
+    limit = min(limits, key=limits.get)
+    return limits[limit], limit
+
+
+def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int, *, dtype: torch.dtype, hidden_size: int,
+                  batch: int, direction: str, arch: int = 90, seq_len: int = SEQ_LEN) -> dict[str, object]:
+    """Counts, co-residency and the per-term estimate (µs per step, ``t_*``, summed in
+    ``raw_us_per_step``) of one shape on ``plan``'s path, from the SASS of the kernel that runs it
+    and its compiled ``registers`` (per thread) and ``shared_bytes``. ``latency_path_us`` is the
+    recurrence's step for one warp alone on its SM (no sharing of issue slots or units), the sum of
+    latencies a stage-by-stage reading of the SASS adds up."""
+    device, lat = DEVICES[arch], LATENCIES[arch]
+    instructions = parse(sass_text)
+    steps = step_path(instructions)
+    counts = count(steps)
+    programs = plan.programs
+    per_sm, limit = occupancy(registers, shared_bytes, plan.num_warps, device)
+    waves = math.ceil(programs / (device.sms * per_sm)) if per_sm else math.inf
+    row: dict[str, object] = {
+        "programs": programs, "programs_per_sm": per_sm, "occupancy_limit": limit, "coresident": waves == 1,
+        **counts.as_row(),
+        "global_load_bytes_per_program": counts.global_load_bytes * 32 * plan.num_warps,
+        "global_load_l2_bytes_per_program": counts.global_load_l2_bytes * 32 * plan.num_warps,
+    }
+    if per_sm == 0 or (plan.path != "stepwise" and waves > 1):  # the driver refuses such a cooperative launch
+        return row | {f"t_{term}": math.nan for term in TERMS} | {"latency_path_us": math.nan, "raw_us_per_step": math.nan}
+    resident = min(per_sm, math.ceil(programs / device.sms))
+    active = min(programs, device.sms)
+    context = WarpContext(
+        warps_per_scheduler=math.ceil(resident * plan.num_warps / 4),
+        warps_per_sm=resident * plan.num_warps,
+        l2_bytes_per_clock=min(device.sm_l2_bytes_per_clock, device.l2_bytes_per_clock / active),
+        hbm_bytes_per_clock=device.hbm_bytes_per_clock / active,
+        mma_fma_per_clock=device.mma_fma_per_clock,
+        latencies=lat,
+    )
+    cached = _cached_loads(instructions, plan.cell, direction, arch)
+    cycles, terms = simulate(steps, context, cached)
+    alone, _ = simulate(steps, replace(context, warps_per_scheduler=1, warps_per_sm=1), cached)
+    to_us = 1e-3 / device.clock_ghz
+    terms_us = {term: value * to_us for term, value in terms.items()}
+    if counts.poll_loops:
+        arrivals = programs * lat.barrier_arrival
+        discovery = 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
+        terms_us["grid_sync"] += (arrivals + discovery) * to_us
+    if plan.path == "stepwise":
+        kernel_us = sum(terms_us.values()) * waves
+        terms_us = {term: value * waves for term, value in terms_us.items()}
+        terms_us["launch"] = device.launch_gap_us + max(0.0, device.host_launch_us - device.launch_gap_us - kernel_us)
+    terms_us["gemm"] = _gemm_flops(plan.cell, hidden_size, batch, direction) / (_gemm_tflops(dtype, device) * 1e6)
+    terms_us["per_call"] = device.call_overhead_us / seq_len
+    return (row | {f"t_{term}": value for term, value in terms_us.items()}
+            | {"latency_path_us": alone * to_us, "raw_us_per_step": sum(terms_us.values())})
+
+
+#: the kernel argument whose array stays in L2 from one step to the next (``W_hh``, re-read by
+#: every step of the stepwise path); every other array a step reads is streamed from HBM
+CACHED_ARGUMENTS = ("w_hh_ptr",)
+#: constant-bank offset of a kernel's first argument
+ARGUMENT_BASE = {80: 0x160, 90: 0x210}
+
+
+def _cached_loads(instructions, cell: str, direction: str, arch: int) -> frozenset[int]:
+    """Addresses of the plain global loads that read only :data:`CACHED_ARGUMENTS` arrays (pointer
+    arguments come first, 8 bytes each, from :data:`ARGUMENT_BASE`)."""
+    from rnnbench.kernels.aot import KERNEL_POINTERS
+
+    names = [name for name, _ in KERNEL_POINTERS[(cell, "bwd" if direction == "bwd" else "fwd")]]
+    offsets = {name: ARGUMENT_BASE[arch] + 8 * i for i, name in enumerate(names)}
+    pointers = frozenset(offsets.values())
+    cached = frozenset(offsets[name] for name in CACHED_ARGUMENTS)
+    return frozenset(address for address, sources in load_sources(instructions).items()
+                     if sources & pointers and sources & pointers <= cached)
+
+
+def _gemm_flops(cell: str, hidden_size: int, batch: int, direction: str) -> float:
+    """FLOPs per step of the GEMMs around the recurrence, input size = hidden size: the input
+    projection forward; ``dx``, ``dW_ih`` and ``dW_hh`` backward."""
+    rows = GATES[cell] * hidden_size
+    return 2 * batch * rows * hidden_size * (3 if direction == "bwd" else 1)
+
+
+def _gemm_tflops(dtype: torch.dtype, device: Device) -> float:
+    return device.gemm_tflops_fp32 if dtype == torch.float32 else device.gemm_tflops_16bit
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDEN, batches=GOAL_BATCH, arch: int = 90):
+    """Every (cell, dtype, H, B, direction, path) to estimate, with the plan it launches:
+    dicts with the shape, ``plan`` (None when the planner refuses that path), ``planned`` (the
+    path ``auto`` picks on this GPU) and ``config`` (the compiled kernel)."""
+    from rnnbench.kernels.aot import DTYPES, KernelConfig
+
+    device = DEVICES[arch]
+    rows = []
+    for cell in cells:
+        for dtype_name in dtypes:
+            dtype = DTYPES[dtype_name]
+            for hidden in hidden_sizes:
+                for batch in batches:
+                    auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms)
+                    for path in PATHS:
+                        try:
+                            plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms)
+                            allowed = True
+                        except ValueError:
+                            if path != "cooperative":
+                                continue
+                            try:  # the planner's one-program-per-SM rule refused it; the resources may not
+                                plan = plan_recurrence(cell, hidden, batch, dtype, path, None)
+                            except ValueError:
+                                continue
+                            allowed = False
+                        for direction in DIRECTIONS[cell]:
+                            kernel = f"{cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
+                            config = KernelConfig(kernel, cell, path, dtype_name, plan.h_pad, direction, plan.block_b,
+                                                  plan.block_h, plan.k_split, plan.num_warps, "tf32", plan.k_chunks)
+                            rows.append({"cell": cell, "dtype": dtype_name, "hidden_size": hidden, "batch": batch,
+                                         "direction": direction, "path": path, "planned": auto.path == path,
+                                         "plan_allows": allowed, "plan": plan, "config": config})
+    return rows
+
+
+def cost_table(arch: int = 90, dtypes=("bfloat16",), cells=tuple(GATES), hidden_sizes=GOAL_HIDDEN, batches=GOAL_BATCH,
+               workers: int | None = None, calibration=None):
+    """One row per shape and path (see :func:`shape_rows`) with counts, co-residency, per-term µs
+    per step (``t_*``), ``raw_us_per_step`` and ``est_us_per_step`` (calibrated when a
+    :class:`~rnnbench.kernels.calibration.Calibration` is given, else the raw estimate)."""
+    import pandas as pd
+
+    from rnnbench.kernels.aot import compile_all, compile_sass
+
+    if arch not in DEVICES:
+        raise ValueError(f"the cost model knows {', '.join(f'sm_{a}' for a in DEVICES)}, got sm_{arch}")
+    shapes = shape_rows(cells, dtypes, hidden_sizes, batches, arch)
+    configs = list(dict.fromkeys(row["config"] for row in shapes))
+    compiled = dict(zip(configs, compile_all(arch, configs, workers, job=compile_sass)))
+    rows = []
+    for shape in shapes:
+        resources, text = compiled[shape["config"]]
+        plan = shape["plan"]
+        estimate = step_estimate(text, plan, resources.registers, resources.shared_bytes, dtype=torch_dtype(shape["dtype"]),
+                                 hidden_size=shape["hidden_size"], batch=shape["batch"], direction=shape["direction"], arch=arch)
+        rows.append({key: shape[key] for key in ("cell", "dtype", "hidden_size", "batch", "direction", "path", "planned",
+                                                 "plan_allows")}
+                    | {"h_pad": plan.h_pad, "block_h": plan.block_h, "block_b": BLOCK_B, "num_warps": plan.num_warps,
+                       "registers": resources.registers, "shared_bytes": resources.shared_bytes,
+                       "spill_bytes": resources.spill_bytes} | estimate)
+    table = pd.DataFrame(rows)
+    table.insert(0, "target", f"sm_{arch}")
+    table = calibration.apply(table) if calibration is not None else table.assign(est_us_per_step=table["raw_us_per_step"])
+    first = ["target", "cell", "dtype", "hidden_size", "batch", "direction", "path", "planned", "plan_allows", "coresident",
+             "est_us_per_step", "raw_us_per_step", "latency_path_us"]
+    return table[first + [column for column in table.columns if column not in first]]
+
+
+#: the columns of the Markdown summary (the CSV has every column)
+SUMMARY_COLUMNS = ["cell", "dtype", "hidden_size", "batch", "direction", "path", "planned", "coresident", "programs",
+                   "programs_per_sm", "registers", "instructions", "mma", "mma_chain", "ldsm", "bar", "shfl",
+                   "global_load_bytes_per_program", "est_us_per_step"]
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    from rnnbench.kernels.aot import DTYPES
+
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
