@@ -9,6 +9,12 @@
   resets the process's peak resident set size (writing 5 to ``/proc/self/clear_refs``) and reports
   ``VmHWM`` after the measured call minus ``VmRSS`` before it. Linux only.
 
+  The child is forked from a zygote that imported the measuring code (torch, NumPy, the
+  backends) and never built or ran a workload (:func:`rnnbench.harness.process.fresh_process_pool`), so no other
+  case ever ran in the process whose peak is read: the peak is the case's own, as with a freshly
+  started interpreter, without paying for a Python start-up and a torch import per case. The
+  child dies with the process that asked for it.
+
 Outputs of the measured call are alive at the peak, so they are included (for ``fwd_bwd``: the
 output, final states and every gradient; inputs and parameters are not).
 """
@@ -17,13 +23,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 from rnnbench.harness.backends import build_workload
-from rnnbench.harness.process import apply_thread_limit
+from rnnbench.harness.process import apply_thread_limit, fresh_process_pool
 
 MIB = 2**20
 
@@ -55,8 +59,7 @@ def cpu_peak_memory_supported() -> str | None:
 
 def cpu_peak_memory_mib(case) -> float:
     """Run ``case`` in a fresh process and return its incremental peak RSS in MiB."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    with fresh_process_pool() as pool:
         return pool.submit(_child_peak_memory_mib, case).result()
 
 

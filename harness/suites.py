@@ -80,7 +80,9 @@ def suite_path(name_or_path: str) -> Path:
 def load_suite(name_or_path: str, device_override: str | None = None) -> Suite:
     path = suite_path(name_or_path)
     try:
-        document = tomllib.loads(path.read_text())
+        document = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise UsageError(f"suite file {path} is not UTF-8 text: byte {error.object[error.start]:#04x} at offset {error.start}") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"suite file {path} is not valid TOML: {error}") from None
     return parse_suite(path.stem, document, device_override, origin=str(path))
@@ -90,6 +92,8 @@ def parse_suite(name: str, document: dict, device_override: str | None = None, o
     _reject_unknown(document, TOP_LEVEL_KEYS, origin)
     timing = _timing_options(document.get("timing", {}), origin)
     defaults = document.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise UsageError(f"{origin}: defaults must be a table ([defaults]), got {defaults!r}")
     _reject_unknown(defaults, BLOCK_KEYS, f"{origin} [defaults]")
     blocks = document.get("cases")
     if not isinstance(blocks, list) or not blocks:
@@ -199,9 +203,13 @@ def _reject_unknown(table: dict, allowed: set, where: str) -> None:
 
 
 def _as_list(value, key: str, where: str) -> list:
+    """``value`` as a list of scalars (a single scalar is a list of one)."""
     values = value if isinstance(value, list) else [value]
     if not values:
         raise UsageError(f"{where}: {key} must not be empty")
+    for item in values:
+        if isinstance(item, (dict, list)):
+            raise UsageError(f"{where}: {key} must be a value or a list of values, got {value!r}")
     return values
 
 
