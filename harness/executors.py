@@ -10,8 +10,9 @@ its node lost) becomes an ``error`` (or ``oom``) row whose note names what happe
   :mod:`rnnbench.harness.process`) is measured in a child process prepared for it.
 * ``ray`` runs them on a Ray cluster (``pip install 'rnnbench[ray]'``): one Ray actor per GPU
   (holding the GPU and one core) measures the CUDA cases one after another, so a GPU case holds a
-  whole GPU and its worker keeps its CUDA context and compiled kernels from case to case; an actor
-  is released when no CUDA case is left for it. CPU cases are Ray tasks; a timing case holds every
+  whole GPU and its worker keeps its CUDA context and compiled kernels from case to case; the cases
+  a report compares with each other go to one actor (:func:`comparison_groups`), and an actor is
+  released when no CUDA case is left for it. CPU cases are Ray tasks; a timing case holds every
   core it pins (:func:`ray_resources`), so CPU timings never overlap each other or a GPU case's
   host thread on that node, while numerics cases pack one per core.
 
@@ -21,6 +22,7 @@ closes the iterator; every row already yielded has been written.
 
 from __future__ import annotations
 
+import logging
 import platform
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
@@ -32,11 +34,16 @@ from rnnbench.harness.cases import Case
 from rnnbench.harness.errors import UsageError
 from rnnbench.harness.experiments import get_experiment
 from rnnbench.harness.measure import failure_rows, measure_case
-from rnnbench.harness.process import INTERPRET_VARIABLE, can_prepare, fresh_process_pool, prepare_process, process_env
+from rnnbench.harness.children import prepared_child
+from rnnbench.harness.process import INTERPRET_VARIABLE, can_prepare, prepare_process, process_env
 from rnnbench.harness.registry import device_skip_reason
 from rnnbench.harness.results import ResultRow
 
 EXECUTORS = ("serial", "ray")
+#: CPU tasks queued in Ray at once, per core of the cluster (and at least the minimum): enough to keep
+#: every core busy between two rounds of results, few enough that Ctrl-C has little to cancel
+CPU_WINDOW_PER_CORE = 4
+CPU_WINDOW_MIN = 16
 RAY_MISSING = ("--executor ray needs Ray, an optional extra: pip install 'rnnbench[ray]' "
                "(CI pins ray==2.60.0 in constraints.txt); or run with --executor serial")
 
@@ -102,7 +109,7 @@ class SerialExecutor:
         environment = process_env(case)
         key = tuple(sorted(environment.items()))
         if key not in self._children:
-            self._children[key] = fresh_process_pool(environment)
+            self._children[key] = prepared_child(environment)
         try:
             return self._children[key].submit(measure_prepared, case, run_id).result()
         except BrokenProcessPool as error:
@@ -118,6 +125,7 @@ class Cluster:
     """What the scheduling needs to know about a Ray cluster."""
 
     largest_node_cpus: int
+    cpus: int
     gpus: int
     nodes: int
 
@@ -134,6 +142,18 @@ def ray_resources(case: Case, cluster: Cluster) -> dict:
                              f"{cluster.largest_node_cpus} CPUs")
         return {"num_cpus": cores, "num_gpus": 0}
     return {"num_cpus": 1, "num_gpus": 0}
+
+
+def comparison_groups(cases: list[Case]) -> list[deque]:
+    """``cases`` grouped by everything but backend and experiment, in order of first appearance:
+    the cases a report compares with each other (a speedup is one backend's latency over
+    another's at the same shape, dtype and mode), which one GPU actor measures back to back so
+    that they share a GPU, and its float64 reference is computed once."""
+    groups: dict[tuple, deque] = {}
+    for case in cases:
+        key = tuple(value for name, value in case.identity().items() if name not in ("backend", "experiment"))
+        groups.setdefault(key, deque()).append(case)
+    return list(groups.values())
 
 
 def _runtime_env(environment: dict[str, str]) -> dict:
@@ -160,10 +180,12 @@ class RayExecutor:
         self._ray = ray
         self.address = address
         self._started_here = False
-        self.cluster = Cluster(0, 0, 0)
+        self.cluster = Cluster(0, 0, 0, 0)
         self._task = ray.remote(max_retries=0)(measure_prepared)
         self._gpu_worker = ray.remote(num_gpus=1, num_cpus=1, max_restarts=0, max_task_retries=0)(GpuWorker)
         self._actors: list = []
+        #: what each GPU actor has left of the comparison group it is measuring
+        self._gpu_work: dict = {}
         self._in_flight: dict = {}
 
     def start(self) -> None:
@@ -171,13 +193,14 @@ class RayExecutor:
         ray = self._ray
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise UsageError(f"cannot connect to the Ray cluster at {self.address!r}: {error}") from None
             self._started_here = True
         nodes = [node for node in ray.nodes() if node.get("Alive")]
         self.cluster = Cluster(
             largest_node_cpus=max((int(node["Resources"].get("CPU", 0)) for node in nodes), default=0),
+            cpus=int(sum(node["Resources"].get("CPU", 0) for node in nodes)),
             gpus=int(sum(node["Resources"].get("GPU", 0) for node in nodes)),
             nodes=len(nodes),
         )
@@ -196,36 +219,51 @@ class RayExecutor:
 
     def describe(self) -> dict:
         return {"executor": self.name, "ray": {"address": self.address, "version": self._ray.__version__,
-                                               "nodes": self.cluster.nodes, "largest_node_cpus": self.cluster.largest_node_cpus,
+                                               "nodes": self.cluster.nodes, "cpus": self.cluster.cpus,
                                                "gpus": self.cluster.gpus}}
 
     def map(self, cases: Iterable[Case], run_id: str) -> Finished:
         ray = self._ray
-        gpu_cases = deque(case for case in cases if self._on_gpu(case))
+        cases = list(cases)
+        groups = deque(comparison_groups([case for case in cases if self._on_gpu(case)]))
         cpu_cases = deque(case for case in cases if not self._on_gpu(case))
-        idle = [self._new_gpu_actor() for _ in range(min(self.cluster.gpus, len(gpu_cases)))]
-        window = max(4, 2 * self.cluster.largest_node_cpus * self.cluster.nodes)
+        window = max(CPU_WINDOW_MIN, CPU_WINDOW_PER_CORE * self.cluster.cpus)
+        cpu_in_flight = 0
         try:
-            while gpu_cases or cpu_cases or self._in_flight:
-                while gpu_cases and idle:
-                    actor, case = idle.pop(), gpu_cases.popleft()
-                    self._in_flight[actor.measure.remote(case, run_id)] = (case, actor)
-                while cpu_cases and len(self._in_flight) < window:
+            for _ in range(min(self.cluster.gpus, len(groups))):
+                self._dispatch_gpu(self._new_gpu_actor(), groups, run_id)
+            while cpu_cases or self._in_flight:
+                while cpu_cases and cpu_in_flight < window:
                     case = cpu_cases.popleft()
                     resources = ray_resources(case, self.cluster)
                     environment = process_env(case, cuda_available=self.cluster.gpus > 0)
                     task = self._task.options(**resources, runtime_env=_runtime_env(environment))
                     self._in_flight[task.remote(case, run_id, resources["num_cpus"])] = (case, None)
-                [done], _ = ray.wait(list(self._in_flight), num_returns=1)
-                case, actor = self._in_flight.pop(done)
-                rows, worker_died = self._collect(done, case, run_id)
-                if actor is not None and gpu_cases:
-                    idle.append(self._replace_actor(actor) if worker_died else actor)
-                elif actor is not None:
-                    self._release_actor(actor)  # its CPU may be what a CPU timing case waits for
-                yield case, rows
+                    cpu_in_flight += 1
+                ray.wait(list(self._in_flight), num_returns=1)
+                ready, _ = ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=0)
+                for done in ready:
+                    case, actor = self._in_flight.pop(done)
+                    rows, worker_died = self._collect(done, case, run_id)
+                    if actor is None:
+                        cpu_in_flight -= 1
+                    else:
+                        self._dispatch_gpu(self._replace_actor(actor) if worker_died else actor, groups, run_id)
+                    yield case, rows
         finally:
             self._cancel()
+
+    def _dispatch_gpu(self, actor, groups: deque, run_id: str) -> None:
+        """Give ``actor`` the next case of its group, or the next group; release it if none is left
+        (its CPU may be what a CPU timing case waits for)."""
+        work = self._gpu_work.get(actor)
+        if not work and groups:
+            work = self._gpu_work[actor] = groups.popleft()
+        if not work:
+            self._release_actor(actor)
+            return
+        case = work.popleft()
+        self._in_flight[actor.measure.remote(case, run_id)] = (case, actor)
 
     def close(self) -> None:
         self._cancel()
@@ -243,10 +281,15 @@ class RayExecutor:
         return actor
 
     def _replace_actor(self, actor):
+        """A new actor in place of a dead one, taking over the rest of its group."""
+        work = self._gpu_work.pop(actor, deque())
         self._release_actor(actor)
-        return self._new_gpu_actor()
+        replacement = self._new_gpu_actor()
+        self._gpu_work[replacement] = work
+        return replacement
 
     def _release_actor(self, actor) -> None:
+        self._gpu_work.pop(actor, None)
         self._actors.remove(actor)
         self._ray.kill(actor)
 
@@ -272,6 +315,7 @@ class RayExecutor:
         for actor in self._actors:
             self._ray.kill(actor)
         self._actors.clear()
+        self._gpu_work.clear()
 
 
 class GpuWorker:

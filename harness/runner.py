@@ -68,7 +68,7 @@ def run_suite(suite: Suite, out_dir: str | Path, resume: bool = False, progress:
         if results.path.exists() and results.path.stat().st_size > 0 and not resume:
             raise UsageError(f"{results.path} already exists; pass --resume to continue that run or choose another --out")
         asked = fingerprint(suite)
-        if resume:
+        if resume and results.path.exists() and results.path.stat().st_size > 0:
             _check_fingerprint(directory, asked, force)
         finished = _finished_keys(results) if resume else set()
         pending = [case for case in suite.cases if primary_key(case) not in finished]

@@ -125,7 +125,7 @@ def _expand(settings: dict, device_override: str | None, timing: TimingOptions, 
     for key in REQUIRED_KEYS:
         if key not in settings:
             raise UsageError(f"{where}: missing required key {key!r}")
-    lists = {key: _as_list(settings[key], key, where) for key in LIST_KEYS if key in settings}
+    lists = {key: _as_list_of_values(settings[key], key, where) for key in LIST_KEYS if key in settings}
     device = resolve_device(device_override or settings["device"])
     experiments = [_choice(value, tuple(EXPERIMENTS), "experiment", where) for value in lists["experiments"]]
     modes = [_choice(value, MODES, "mode", where) for value in lists["modes"]]
@@ -203,13 +203,17 @@ def _reject_unknown(table: dict, allowed: set, where: str) -> None:
 
 
 def _as_list(value, key: str, where: str) -> list:
-    """``value`` as a list of scalars (a single scalar is a list of one)."""
     values = value if isinstance(value, list) else [value]
     if not values:
         raise UsageError(f"{where}: {key} must not be empty")
-    for item in values:
-        if isinstance(item, (dict, list)):
-            raise UsageError(f"{where}: {key} must be a value or a list of values, got {value!r}")
+    return values
+
+
+def _as_list_of_values(value, key: str, where: str) -> list:
+    """A list key of a [[cases]] block: a name or number, or a list of them (no tables, no lists of lists)."""
+    values = _as_list(value, key, where)
+    if any(isinstance(item, (dict, list)) for item in values):
+        raise UsageError(f"{where}: {key} must be a value or a list of values, got {value!r}")
     return values
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from rnnbench.harness.cases import Case, TimingOptions
 from rnnbench.harness.errors import UsageError
-from rnnbench.harness.executors import Cluster, RayExecutor, ray_resources
+from rnnbench.harness.executors import Cluster, RayExecutor, comparison_groups, ray_resources
 from rnnbench.harness.results import KEY_COLUMNS, ResultsFile, latest_attempts, read_results
 from rnnbench.harness.runner import run_suite
 from rnnbench.harness.suites import load_suite
@@ -243,10 +243,21 @@ def _case(experiment="speed", device="cpu", threads=None):
 
 
 def test_a_cpu_timing_case_holds_the_cores_it_pins_and_numerics_pack():
-    cluster = Cluster(largest_node_cpus=8, gpus=0, nodes=2)
+    cluster = Cluster(largest_node_cpus=8, cpus=12, gpus=0, nodes=2)
     assert ray_resources(_case("speed"), cluster) == {"num_cpus": 8, "num_gpus": 0}
     assert ray_resources(_case("memory"), cluster) == {"num_cpus": 8, "num_gpus": 0}
     assert ray_resources(_case("speed", threads=2), cluster) == {"num_cpus": 2, "num_gpus": 0}
     assert ray_resources(_case("numerics"), cluster) == {"num_cpus": 1, "num_gpus": 0}
     with pytest.raises(UsageError, match="timing.threads = 16, but the largest node of the Ray cluster has 8 CPUs"):
         ray_resources(_case("speed", threads=16), cluster)
+
+
+def test_cases_compared_with_each_other_are_one_group_for_one_gpu():
+    suite = load_suite("gpu-core")
+    groups = comparison_groups(list(suite.cases))
+    assert sum(len(group) for group in groups) == len(suite.cases)
+    for group in groups:
+        shapes = {(case.family, case.dtype, case.seq_len, case.batch, case.hidden_size, case.mode) for case in group}
+        assert len(shapes) == 1
+    # every backend and experiment of a shape: torch and triton, speed and memory
+    assert max(len(group) for group in groups) == 4

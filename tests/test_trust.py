@@ -74,6 +74,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        return int(next(line.split()[1] for line in handle if line.startswith("PPid:")))
+
+
 HOLD_LOCK = """
     import sys, time
     from rnnbench.harness.lock import locked_results_dir
@@ -311,19 +316,20 @@ def test_the_memory_child_dies_with_its_parent(tmp_path):
     parent = _python(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from rnnbench.harness.process import fresh_process_pool
+        from rnnbench.harness.children import run_in_fresh_process
         import sleeper
         if __name__ == "__main__":
-            fresh_process_pool().submit(sleeper.sleep, {str(pid_file)!r}).result()
+            run_in_fresh_process(sleeper.sleep, {str(pid_file)!r})
     """)
     try:
         assert _wait_for(pid_file.exists, 120), "the child never started"
         child = int(pid_file.read_text())
-        assert _alive(child)
+        zygote = _parent_of(child)
+        assert _alive(child) and _parent_of(zygote) == parent.pid
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-    assert _wait_for(lambda: not _alive(child), 10), f"child {child} outlived its killed parent"
+    assert _wait_for(lambda: not _alive(child) and not _alive(zygote), 10), "the children outlived their killed parent"
 
 
 def test_each_cpu_memory_peak_is_the_cases_own(tmp_path):
