@@ -4,8 +4,8 @@ case to the executor, collecting its rows and appending them (one write and fsyn
 The cases do nothing: NumPy on ``cuda`` is skipped the moment it is looked at, on every machine
 (recorded with ``record_skips``, since a machine without CUDA would otherwise refuse the run). The
 cost per case is the difference between a long and a short run divided by the difference in cases,
-which cancels what is paid once per run (the lock, the fingerprint, env.json, Ray's workers
-starting).
+which cancels what is paid once per run (the lock, the fingerprint, env.json); a first, untimed run
+starts the executor's workers, and Ray's cluster is started once for both runs.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def run_seconds(executor_name: str, cases: int) -> float:
 
 
 def overhead_per_case_ms(executor_name: str, short: int = SHORT_RUN, long: int = LONG_RUN) -> float:
-    """The runner's cost per case in ms: (long run - short run) / (long - short)."""
+    """The runner's cost per case in ms: (long run - short run) / (long - short), after a warm-up run."""
+    run_seconds(executor_name, short)
     return (run_seconds(executor_name, long) - run_seconds(executor_name, short)) * 1e3 / (long - short)
 
 
@@ -58,9 +59,16 @@ class DriverOverhead:
     def setup(self, executor):
         if executor == "ray":
             try:
-                import ray  # noqa: F401
+                import ray
             except ImportError:
                 raise SkipNotImplemented("the ray executor needs Ray: pip install 'rnnbench[ray]'") from None
+            ray.init(include_dashboard=False, log_to_driver=False)
+
+    def teardown(self, executor):
+        if executor == "ray":
+            import ray
+
+            ray.shutdown()
 
     def track_overhead_per_case_ms(self, executor):
         return overhead_per_case_ms(executor)

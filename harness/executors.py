@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from rnnbench.harness.cases import Case
+from rnnbench.harness.children import prepared_child
 from rnnbench.harness.errors import UsageError
 from rnnbench.harness.experiments import get_experiment
 from rnnbench.harness.measure import failure_rows, measure_case
-from rnnbench.harness.children import prepared_child
 from rnnbench.harness.process import INTERPRET_VARIABLE, can_prepare, prepare_process, process_env
 from rnnbench.harness.registry import device_skip_reason
 from rnnbench.harness.results import ResultRow
