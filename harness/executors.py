@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import socket
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -192,6 +193,7 @@ class RayExecutor:
         """Connect to the cluster (or start a local one) and see what it holds."""
         ray = self._ray
         if not ray.is_initialized():
+            _refuse_unreachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
             except (ConnectionError, ValueError, RuntimeError) as error:
@@ -323,6 +325,21 @@ class GpuWorker:
 
     def measure(self, case: Case, run_id: str) -> list[ResultRow]:
         return measure_prepared(case, run_id, threads=1)
+
+
+#: seconds to wait for a TCP connection to a cluster's address before calling it unreachable
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _refuse_unreachable(address: str | None) -> None:
+    """Refuse a ``HOST:PORT`` address nothing answers on (Ray itself retries for minutes)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {error.strerror or error}") from None
 
 
 def _first_line(error: BaseException) -> str:

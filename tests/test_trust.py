@@ -249,6 +249,12 @@ def test_ray_missing_says_how_to_get_it(tmp_path, capsys, monkeypatch):
     assert "pip install 'rnnbench[ray]'" in capsys.readouterr().err
 
 
+def test_an_unreachable_ray_cluster_exits_2(tmp_path, capsys):
+    pytest.importorskip("ray")
+    assert _run(tmp_path, "--executor", "ray", "--ray-address", "127.0.0.1:1") == 2
+    assert "cannot connect to the Ray cluster at '127.0.0.1:1'" in capsys.readouterr().err
+
+
 def test_unknown_executor_and_a_stray_ray_address(tmp_path, capsys):
     assert _run(tmp_path, "--executor", "dask") == 2
     assert "unknown executor 'dask'; expected one of serial, ray" in capsys.readouterr().err
