@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
 smoke: setup

@@ -166,5 +166,6 @@ for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "fo
         cuda_reference="torch",
         timed_devices=("cuda",),
         requirement=_triton_requirement,
+        uses_triton=True,
         description=f"fused Triton kernels ({_what}); on CPU numerics only, in the interpreter",
     ))

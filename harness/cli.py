@@ -2,22 +2,25 @@
 
     rnnbench --version                              the installed version
     rnnbench list                                   backends (with why any cannot run here) and suites
-    rnnbench run SUITE --out DIR [--device cpu|cuda|auto] [--resume]
+    rnnbench run SUITE --out DIR [--device cpu|cuda|auto] [--resume [--force]] [--record-skips]
+                 [--executor serial|ray [--ray-address ADDR]]
     rnnbench report DIR                             DIR/report.md from DIR/results.csv
     rnnbench kernels --target sm_90 [--csv]         compile every shipped Triton kernel configuration
                                                     ahead of time; resources per configuration
     rnnbench kernels --cost [--calibrate CSV]       per-step cost estimate of every goal shape and path
                                                     from the SASS (see rnnbench.kernels.cost)
 
-Exit status: 0 on success, 1 when ``kernels`` finds a configuration that does not fit, 2 on bad input (unknown suite, backend or device, malformed suite file,
-an existing results directory without --resume), 130 when interrupted (results measured so far are
-kept; rerun with --resume).
+Exit status: 0 on success, 1 when ``kernels`` finds a configuration that does not fit, 2 on bad
+input (unknown suite, backend or device, malformed suite file, an unusable --out, an existing
+results directory without --resume, a results directory in use by another run, a --resume that
+asks for another suite, commit, timing or device without --force, a suite none of whose cases can
+run here without --record-skips, --executor ray without Ray), 130 when interrupted (results
+measured so far are kept; rerun with --resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 
@@ -36,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="suite name (see `rnnbench list`) or path to a .toml suite file")
     run.add_argument("--out", required=True, help="results directory")
     run.add_argument("--device", help="cpu, cuda or auto (overrides the suite's device)")
-    run.add_argument("--resume", action="store_true", help="skip cases already in DIR/results.csv")
+    run.add_argument("--resume", action="store_true",
+                     help="continue DIR: measure every case whose primary row is not yet ok or incorrect")
+    run.add_argument("--force", action="store_true",
+                     help="with --resume: continue even if the suite, commit, timing or devices differ from DIR's")
+    run.add_argument("--record-skips", action="store_true",
+                     help="run even if no case can run here, recording every case as skipped")
+    run.add_argument("--executor", default="serial", help="serial (default: one case after another here) or ray")
+    run.add_argument("--ray-address", help="with --executor ray: the cluster's address (default: RAY_ADDRESS or a new local cluster)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     report = commands.add_parser("report", help="write DIR/report.md from DIR/results.csv")
@@ -92,16 +102,17 @@ def _list(args) -> int:
 
 
 def _run(args) -> int:
+    from rnnbench.harness.executors import make_executor
     from rnnbench.harness.runner import run_suite
     from rnnbench.harness.suites import load_suite
 
     suite = load_suite(args.suite, device_override=args.device)
-    if suite.cases and suite.cases[0].device == "cpu":
-        # on CPU the Triton kernels can only run in the interpreter (numerics only); it must be
-        # switched on before the kernels module is first imported
-        os.environ.setdefault("TRITON_INTERPRET", "1")
+    if args.force and not args.resume:
+        raise UsageError("--force only applies to --resume")
+    executor = make_executor(args.executor, args.ray_address)
     try:
-        summary = run_suite(suite, args.out, resume=args.resume, progress=not args.no_progress)
+        summary = run_suite(suite, args.out, resume=args.resume, progress=not args.no_progress, executor=executor,
+                            force=args.force, record_skips=args.record_skips)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cases are in {args.out}/results.csv; rerun with --resume to continue", file=sys.stderr)
         return 130

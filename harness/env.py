@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -12,7 +13,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def collect_env(run_id: str, suite: str, device: str) -> dict:
-    """Versions, hardware and source revision, as plain JSON-serialisable values."""
+    """Versions, hardware and source revision, as plain JSON-serialisable values; ``device`` is
+    the run's device, or its devices joined by commas (GPU details when ``cuda`` is one)."""
     import numpy
     import torch
 
@@ -21,8 +23,7 @@ def collect_env(run_id: str, suite: str, device: str) -> dict:
         "suite": suite,
         "device": device,
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_sha": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        **source_revision(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
@@ -39,7 +40,7 @@ def collect_env(run_id: str, suite: str, device: str) -> dict:
             "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         },
     }
-    if device == "cuda" and torch.cuda.is_available():
+    if "cuda" in device.split(",") and torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         info["gpu"] = {
             "name": properties.name,
@@ -51,6 +52,11 @@ def collect_env(run_id: str, suite: str, device: str) -> dict:
     return info
 
 
+def source_revision() -> dict:
+    """The checkout's commit and whether tracked files differ from it (None, False outside git)."""
+    return {"git_sha": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def _git(*args: str) -> str | None:
     try:
         done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -60,11 +66,12 @@ def _git(*args: str) -> str | None:
 
 
 def _triton_version() -> str | None:
+    # read from the installed metadata: importing triton would fix whether its functions run in
+    # the interpreter before a case could choose (see rnnbench.harness.process)
     try:
-        import triton
-    except ImportError:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    return triton.__version__
 
 
 def cpu_model() -> str:

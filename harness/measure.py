@@ -34,6 +34,19 @@ def primary_key(case: Case) -> tuple[str, ...]:
     return case_key(case, get_experiment(case.experiment).metric)
 
 
+def gate_key(case: Case) -> tuple[str, ...] | None:
+    """The key of the correctness-gate row that measuring ``case`` writes, if its experiment is
+    gated: the primary key of the ``numerics`` case of the same identity."""
+    return primary_key(_gate_case(case)) if get_experiment(case.experiment).gated else None
+
+
+def failure_rows(case: Case, run_id: str, note: str, status: str = "error") -> list[ResultRow]:
+    """The row recorded for ``case`` when it could not be measured at all (its worker died or it
+    raised outside the experiment): its primary metric, ``status``, and ``note`` saying why."""
+    experiment = get_experiment(case.experiment)
+    return [ResultRow.missing(case, run_id, experiment.metric, experiment.unit, status, note)]
+
+
 def case_status(case: Case, rows: list[ResultRow]) -> str:
     """The status of ``case``: that of its primary row (``error`` if it produced none)."""
     key = primary_key(case)
@@ -45,7 +58,7 @@ def _measure(case: Case, run_id: str) -> list[ResultRow]:
     experiment = get_experiment(case.experiment)
 
     def primary(status: str, note: str) -> ResultRow:
-        return ResultRow.missing(case, run_id, experiment.metric, experiment.unit, status, note)
+        return failure_rows(case, run_id, note, status)[0]
 
     backend = get_backend(case.backend)
     reason = backend.skip_reason(case.family, case.device, case.dtype, timed=experiment.timed) or experiment.requirement(case)
@@ -56,7 +69,8 @@ def _measure(case: Case, run_id: str) -> list[ResultRow]:
         workload = build_workload(case) if experiment.uses_workload else None
         if experiment.gated:
             check, note = check_correctness(case, workload)
-            rows.append(ResultRow.measured(case.with_experiment("numerics"), run_id, "max_abs_err", check.max_abs_err, "",
+            gate = _gate_case(case)
+            rows.append(ResultRow.measured(gate, run_id, get_experiment(gate.experiment).metric, check.max_abs_err, "",
                                            status="ok" if check.passed else "incorrect", note=note))
             if not check.passed:
                 if case.experiment != "numerics":
@@ -69,6 +83,10 @@ def _measure(case: Case, run_id: str) -> list[ResultRow]:
         status = "oom" if _is_cuda_oom(error) else "error"
         rows.append(primary(status, f"{type(error).__name__}: {error}".strip()[:500]))
     return rows
+
+
+def _gate_case(case: Case) -> Case:
+    return case.with_experiment("numerics")
 
 
 @lru_cache(maxsize=None)

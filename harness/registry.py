@@ -41,7 +41,9 @@ class Backend:
     ``timed_devices`` lists the devices where speed and memory are meaningful (the Triton
     interpreter on CPU runs numerics only). ``requirement(device, dtype)`` returns a reason the
     backend cannot run here (a missing package, a missing environment variable, a dtype the
-    interpreter cannot multiply), or None.
+    interpreter cannot multiply), or None. ``uses_triton`` says its kernels are Triton's, so the
+    process measuring it must choose the interpreter (CPU) or not (CUDA) before importing them
+    (:func:`rnnbench.harness.process.process_env`).
     """
 
     name: str
@@ -56,6 +58,7 @@ class Backend:
     requirement: Callable[[str, str], str | None] = _always_available
     #: dtypes whose gradients are part of the correctness check (None: all); see the CNN's entry
     gradient_check_dtypes: tuple[str, ...] | None = None
+    uses_triton: bool = False
 
     def checks_gradients(self, dtype: str) -> bool:
         return self.gradient_check_dtypes is None or dtype in self.gradient_check_dtypes

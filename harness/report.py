@@ -3,7 +3,8 @@
 Sections: the environment of every run; speed (median latency per call and per time step, the
 interquartile range, and speedup over ``torch.nn``); peak memory; numerical error against the float64
 reference; and every row that is not ``ok`` with its reason. Only ``ok`` rows enter the tables, so a
-configuration that failed its correctness check never shows a speed.
+configuration that failed its correctness check never shows a speed. A measurement repeated by a
+resume shows its latest attempt only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.harness.results import read_results
+from rnnbench.harness.results import latest_attempts, read_results
 
 SHAPE = ["seq_len", "batch", "input_size", "hidden_size"]
 SHAPE_HEADERS = {"seq_len": "T", "batch": "B", "input_size": "I", "hidden_size": "H"}
@@ -31,7 +32,7 @@ def write_report(directory: str | Path) -> Path:
 
 def render_report(directory: str | Path) -> str:
     directory = Path(directory)
-    frame = read_results(directory)
+    frame = latest_attempts(read_results(directory))
     runs = _runs(directory)
     parts = [f"# rnnbench report: {', '.join(sorted({r.get('suite', '?') for r in runs})) or directory.name}", ""]
     parts += _environment_section(runs)

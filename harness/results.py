@@ -20,9 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.harness.cases import IDENTITY_FIELDS, Case
+from rnnbench.harness.cases import IDENTITY_FIELDS, Case, decode_params
+from rnnbench.harness.errors import UsageError
 
 STATUSES = ("ok", "skipped", "incorrect", "oom", "error")
+#: statuses that settle a row: ``--resume`` measures a case again unless its primary row's latest
+#: attempt has one of them (a skipped, failed or out-of-memory case may succeed elsewhere or later)
+FINAL_STATUSES = ("ok", "incorrect")
 #: statuses of a row that carries no number
 NO_VALUE_STATUSES = ("skipped", "oom", "error")
 MEASUREMENT_COLUMNS = ("metric", "value", "unit", "q25", "q75", "n", "status", "note", "host", "device_name")
@@ -104,15 +108,18 @@ class ResultsFile:
         self.path = self.directory / "results.csv"
 
     def append(self, rows: list[ResultRow]) -> None:
-        """Append whole rows durably (header first if the file is new or empty)."""
+        """Append whole rows durably (header first if the file is new or empty; a torn last line
+        left by a crash is ended first, so it stays one unreadable line instead of spoiling a row)."""
         if not rows:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        new_file = not self.path.exists() or self.path.stat().st_size == 0
-        if new_file:
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size == 0:
             writer.writerow(COLUMNS)
+        elif not _ends_with_newline(self.path):
+            buffer.write("\n")
         for row in rows:
             record = row.record()
             writer.writerow([_render(record[column]) for column in COLUMNS])
@@ -121,11 +128,63 @@ class ResultsFile:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def finished_keys(self) -> set[tuple]:
-        """Keys of every row already in the file (used by ``--resume``)."""
-        if not self.path.exists():
-            return set()
-        return {row_key(record) for record in read_results(self.directory).to_dict("records")}
+    def finished_keys(self) -> tuple[set[tuple], list[str]]:
+        """For ``--resume``: the keys whose latest readable row has a final status
+        (:data:`FINAL_STATUSES`), and one line per row that could not be read (it counts as not
+        finished, so its case is measured again).
+
+        Keys are compared as the strings stored, so this never depends on parsing a number."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return set(), []
+        with open(self.path, encoding="utf-8", errors="replace", newline="") as handle:
+            records = list(csv.reader(handle))
+        if tuple(records[0]) != COLUMNS:
+            raise UsageError(f"{self.path} has columns {records[0]}; expected {list(COLUMNS)}: it was not written by "
+                             "this version of rnnbench, so it cannot be resumed (choose another --out)")
+        latest: dict[tuple, str] = {}
+        unreadable = []
+        for line, values in enumerate(records[1:], start=2):
+            problem = _record_problem(values)
+            if problem is not None:
+                unreadable.append(f"line {line}: {problem}")
+                continue
+            record = dict(zip(COLUMNS, values))
+            latest[row_key(record)] = record["status"]
+        return {key for key, status in latest.items() if status in FINAL_STATUSES}, unreadable
+
+
+def latest_attempts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The last row (in file order) of every key: a case measured again after a resume or a
+    repeated gate shows its latest attempt."""
+    return frame.drop_duplicates(subset=list(KEY_COLUMNS), keep="last")
+
+
+def _record_problem(values: list[str]) -> str | None:
+    """Why a stored row cannot be trusted (a wrong field count, an unknown status, a number that
+    does not parse), or None."""
+    if len(values) != len(COLUMNS):
+        return f"{len(values)} fields, expected {len(COLUMNS)}"
+    record = dict(zip(COLUMNS, values))
+    if record["status"] not in STATUSES:
+        return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
+    for column in (*FLOAT_COLUMNS, *INTEGER_COLUMNS):
+        try:
+            number = float(record[column]) if column in FLOAT_COLUMNS else int(record[column])
+        except ValueError:
+            return f"{column} {record[column]!r} is not a number"
+        if column == "value" and record["status"] == "ok" and math.isnan(number):
+            return "an ok row has no value"
+    try:
+        decode_params(record["params"])
+    except ValueError as error:
+        return f"params {record['params']!r}: {error}"
+    return None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _render(value) -> str:

@@ -80,7 +80,9 @@ def suite_path(name_or_path: str) -> Path:
 def load_suite(name_or_path: str, device_override: str | None = None) -> Suite:
     path = suite_path(name_or_path)
     try:
-        document = tomllib.loads(path.read_text())
+        document = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise UsageError(f"suite file {path} is not UTF-8 text: byte {error.object[error.start]:#04x} at offset {error.start}") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"suite file {path} is not valid TOML: {error}") from None
     return parse_suite(path.stem, document, device_override, origin=str(path))
@@ -90,6 +92,8 @@ def parse_suite(name: str, document: dict, device_override: str | None = None, o
     _reject_unknown(document, TOP_LEVEL_KEYS, origin)
     timing = _timing_options(document.get("timing", {}), origin)
     defaults = document.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise UsageError(f"{origin}: defaults must be a table ([defaults]), got {defaults!r}")
     _reject_unknown(defaults, BLOCK_KEYS, f"{origin} [defaults]")
     blocks = document.get("cases")
     if not isinstance(blocks, list) or not blocks:
@@ -121,7 +125,7 @@ def _expand(settings: dict, device_override: str | None, timing: TimingOptions, 
     for key in REQUIRED_KEYS:
         if key not in settings:
             raise UsageError(f"{where}: missing required key {key!r}")
-    lists = {key: _as_list(settings[key], key, where) for key in LIST_KEYS if key in settings}
+    lists = {key: _as_list_of_values(settings[key], key, where) for key in LIST_KEYS if key in settings}
     device = resolve_device(device_override or settings["device"])
     experiments = [_choice(value, tuple(EXPERIMENTS), "experiment", where) for value in lists["experiments"]]
     modes = [_choice(value, MODES, "mode", where) for value in lists["modes"]]
@@ -202,6 +206,14 @@ def _as_list(value, key: str, where: str) -> list:
     values = value if isinstance(value, list) else [value]
     if not values:
         raise UsageError(f"{where}: {key} must not be empty")
+    return values
+
+
+def _as_list_of_values(value, key: str, where: str) -> list:
+    """A list key of a [[cases]] block: a name or number, or a list of them (no tables, no lists of lists)."""
+    values = _as_list(value, key, where)
+    if any(isinstance(item, (dict, list)) for item in values):
+        raise UsageError(f"{where}: {key} must be a value or a list of values, got {value!r}")
     return values
 
 

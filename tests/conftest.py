@@ -2,7 +2,8 @@
 
 Without a GPU, the Triton kernels run in the interpreter: ``TRITON_INTERPRET=1`` must be set before
 ``triton.jit`` decorates them, i.e. before anything imports ``kernels``, so it is set here.
-Tests marked ``cuda`` are skipped on such machines with the reason.
+Tests marked ``cuda`` are skipped on such machines with the reason. Tests marked ``slow`` run only
+with ``--slow`` (each feature they check is also covered by a quicker test in the default run).
 """
 
 import os
@@ -19,10 +20,15 @@ os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 KERNEL_DEVICE = "cuda" if HAS_CUDA else "cpu"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow")
+
+
 def pytest_collection_modifyitems(config, items):
-    if HAS_CUDA:
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    skip_slow = pytest.mark.skip(reason="slow: run with --slow")
     for item in items:
-        if item.get_closest_marker("cuda") is not None:
-            item.add_marker(skip)
+        if not HAS_CUDA and item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip_cuda)
+        if not config.getoption("--slow") and item.get_closest_marker("slow") is not None:
+            item.add_marker(skip_slow)

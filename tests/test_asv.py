@@ -78,3 +78,11 @@ def test_cuda_benchmark_tracks_a_latency():
     benchmark.setup("torch", "rnn", "fwd")
     latency = benchmark.track_cuda_latency_ms("torch", "rnn", "fwd")
     assert math.isfinite(latency) and latency > 0
+
+
+def test_driver_overhead_benchmark_measures_the_serial_runner():
+    from benchmarks import driver
+
+    assert len(driver.no_op_suite(7).cases) == 7
+    per_case = driver.overhead_per_case_ms("serial", short=5, long=25)
+    assert math.isfinite(per_case) and per_case < 1000

@@ -102,9 +102,9 @@ def test_existing_results_need_resume(tmp_path, capsys):
 
 
 def test_interrupt_keeps_measured_cases(tmp_path, monkeypatch):
-    import rnnbench.harness.runner
+    import rnnbench.harness.executors
 
-    real = rnnbench.harness.runner.measure_case
+    real = rnnbench.harness.executors.measure_case
     calls = {"n": 0}
 
     def interrupted(case, run_id):
@@ -113,12 +113,12 @@ def test_interrupt_keeps_measured_cases(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(case, run_id)
 
-    monkeypatch.setattr(rnnbench.harness.runner, "measure_case", interrupted)
+    monkeypatch.setattr(rnnbench.harness.executors, "measure_case", interrupted)
     code, out = _run(tmp_path)
     assert code == 130
     frame = read_results(out)
     assert frame.groupby(["experiment", "backend", "family", "mode"]).ngroups >= 3
-    monkeypatch.setattr(rnnbench.harness.runner, "measure_case", real)
+    monkeypatch.setattr(rnnbench.harness.executors, "measure_case", real)
     code, _ = _run(tmp_path, "--resume")
     assert code == 0
     assert len(read_results(out).query("experiment == 'speed'")) == 16
@@ -218,14 +218,14 @@ def test_report_of_a_missing_directory(tmp_path, capsys):
     assert "no results.csv" in capsys.readouterr().err
 
 
-def test_cuda_cases_are_skipped_with_the_reason_on_a_cpu_machine(tmp_path):
+def test_cuda_cases_are_skipped_with_the_reason_on_a_cpu_machine_when_asked(tmp_path):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; the skip path is for CPU-only machines")
     suite = parse_suite("t", {"cases": [{"experiments": ["speed"], "backends": ["torch", "triton"], "families": ["lstm"],
                                         "seq_len": [3], "batch": [1], "hidden_size": [4], "device": "cuda"}]})
-    summary = run_suite(suite, tmp_path / "out", progress=False)
+    summary = run_suite(suite, tmp_path / "out", progress=False, record_skips=True)
     assert summary.statuses == {"skipped": len(suite.cases)}
     assert read_results(tmp_path / "out").note.str.contains("CUDA is not available").all()
 
