@@ -40,7 +40,7 @@ asv: setup
 
 # re-render every committed results directory (reports/<machine>/<suite>/) with the current report
 reports: setup
-	for dir in reports/*/*/; do [ -f "$$dir/results.csv" ] && $(BIN)/rnnbench report "$$dir" || exit 1; done
+	for dir in reports/*/*/; do if [ -f "$$dir/results.csv" ]; then $(BIN)/rnnbench report "$$dir" || exit 1; fi; done
 
 kernels-sm90: setup
 	$(BIN)/rnnbench kernels --target sm_90

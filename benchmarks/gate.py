@@ -180,7 +180,8 @@ def export_revision(ref: str, into: Path) -> tuple[Path, str]:
     return into, sha
 
 
-def run_gate(base_tree: Path, base_label: str, threshold: float, plant: float, out: Path, quiet: bool = False) -> tuple[int, str]:
+def run_gate(base_tree: Path, base_label: str, threshold: float, plant: float, out: Path, rounds: int = ROUNDS,
+             quiet: bool = False) -> tuple[int, str]:
     """Measure, re-measure the suspects, judge; returns (exit status, one-line summary)."""
     say = (lambda *a: None) if quiet else print
     base, new = Worker(base_tree, 1.0), Worker(ROOT, plant)
@@ -191,14 +192,14 @@ def run_gate(base_tree: Path, base_label: str, threshold: float, plant: float, o
         error = base.setup()
         if error:
             raise Skip(f"the base revision {base_label} cannot build the gate's benchmarks (it predates them?): {error}")
-        first = measure(base, new, list(range(len(BENCHMARKS))), ROUNDS)
+        first = measure(base, new, list(range(len(BENCHMARKS))), rounds)
         comparison = judge(write_side(out / "base", first.base, "base", base_label),
                            write_side(out / "new", first.new, "new", "working tree"), threshold)
         suspects = [i for i, b in enumerate(BENCHMARKS) if _verdict(comparison, b) == "regression"]
         final = first
         if suspects:
             say(f"perf gate: {len(suspects)} suspected regression(s); measuring them again")
-            again = measure(base, new, suspects, ROUNDS)
+            again = measure(base, new, suspects, rounds)
             final = Measurement({**first.base, **again.base}, {**first.new, **again.new})
     finally:
         base.close()
@@ -245,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help=f"default {THRESHOLD}")
     parser.add_argument("--plant", type=float, default=1.0,
                         help="make every call of this checkout's side this many times slower (gate self-test)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved rounds per measurement (default {ROUNDS})")
     parser.add_argument("--trials", type=int, default=1, help="run the whole gate this many times and count failures")
     parser.add_argument("--out", help="keep the measurements and the comparison here (default: a temporary folder)")
     args = parser.parse_args(argv)
-    if not (0 < args.threshold < 10) or args.plant < 1 or args.trials < 1:
-        parser.error("--threshold must be in (0, 10), --plant >= 1 and --trials >= 1")
+    if not (0 < args.threshold < 10) or args.plant < 1 or args.trials < 1 or args.rounds < 4:
+        parser.error("--threshold must be in (0, 10), --plant >= 1, --trials >= 1 and --rounds >= 4")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rnnbench-gate-") as scratch:
         scratch = Path(scratch)
@@ -262,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 base_label = f"{args.base} ({sha[:10]})"
             failures = 0
             for trial in range(args.trials):
-                status, summary = run_gate(base_tree, base_label, args.threshold, args.plant, out, quiet=args.trials > 1)
+                status, summary = run_gate(base_tree, base_label, args.threshold, args.plant, out, args.rounds,
+                                           quiet=args.trials > 1)
                 failures += status
                 if args.trials > 1:
                     print(f"trial {trial + 1}/{args.trials}: {'FAIL' if status else 'pass'}: {summary}", flush=True)

@@ -27,12 +27,15 @@ from rnnbench.harness.results import COLUMNS, ResultRow, ResultsFile, load_resul
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "<img src=x onerror=alert(1)>"
+#: Markdown, HTML-entity and matplotlib mathtext syntax in one name
+MARKUP = r"$\frac{$ *x* _y_ [z](u) | &amp; `q`"
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """The complete fixture with a hostile suite, backend, task and note, rendered once."""
-    directory = write_fixture(tmp_path_factory.mktemp("report") / "results", suite=HOSTILE, extra=hostile_rows(HOSTILE))
+    directory = write_fixture(tmp_path_factory.mktemp("report") / "results", suite=HOSTILE,
+                              extra=hostile_rows(HOSTILE) + hostile_rows(MARKUP))
     assert main(["report", str(directory)]) == 0
     return directory
 
@@ -80,6 +83,8 @@ def test_hostile_names_render_as_text(rendered):
         assert "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "<script" not in html and "onerror=" not in html.replace("&lt;img src=x onerror=alert(1)&gt;", "")
     assert "Content-Security-Policy" in html
+    assert r"$\\frac\{$ \*x\* \_y\_ \[z\](u) \| &amp;amp; \`q\`" in markdown
+    assert "$\\frac{$ *x* _y_ [z](u) | &amp;amp; `q`" in html
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="no Chromium on PATH (.ci/run installs Debian's chromium)")
@@ -88,7 +93,7 @@ def test_report_html_in_headless_chromium(rendered):
     assert len(page["images"]) == len(FIGURES)
     assert all(image["decoded"] and image["width"] > 100 and image["height"] > 100 for image in page["images"]), page["images"]
     assert page["scripts"] == 0 and page["handlers"] == 0 and page["script_events"] == []
-    assert HOSTILE in page["text"]
+    assert HOSTILE in page["text"] and MARKUP in page["text"]
 
 
 def test_csv_cells_cannot_act_as_formulas(tmp_path):

@@ -55,7 +55,9 @@ TIME_STEP_PARAM = "t"
 ERROR_METRICS = ("err_p50", "err_p99", "err_max")
 
 FAMILY_STYLES = {"rnn": ("-", "o"), "lstm": ("--", "s"), "bow": (":", "^"), "cnn": ("-.", "D")}
-THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.75)}
+#: seaborn's look; ``text.parse_math`` off so that text from the results (a backend called ``$\frac{$``)
+#: is drawn as it is instead of being parsed as mathtext
+THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.75), "text.parse_math": False}
 DPI = 100
 
 
@@ -457,10 +459,10 @@ def error_vs_time_step(data: ReportData) -> Drawing | None:
     styles = dict(zip(ERROR_METRICS, ("-", "--", ":")))
     for ax, ((family, dtype, device, mode), panel) in zip(axes, panels):
         for (backend, metric), group in panel.groupby(["backend", "metric"], sort=True):
-            _line(ax, _over_seeds(group, ["t"]), "t", backend, colors[backend], styles[metric], "")
+            _line(ax, _over_seeds(group, ["t"]), "t", "_nolegend_", colors[backend], styles[metric], "")
         _log_axis(ax, "y", panel.value, always=True)
         ax.set(title=_panel_title(family, dtype, device, mode), xlabel="time step t", ylabel="|error| (unitless)")
-    handles = [Line2D([], [], color="gray", linestyle=style, label=metric) for metric, style in styles.items()]
-    _legend(fig, axes)
-    fig.legend(handles=handles, loc="outside right lower", frameon=False)
+    handles = [Line2D([], [], color=color, label=backend) for backend, color in colors.items()]
+    handles += [Line2D([], [], color="gray", linestyle=style, label=metric) for metric, style in styles.items()]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
     return Drawing(fig)
