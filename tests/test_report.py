@@ -10,15 +10,18 @@ import base64
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from chromium import find_chromium, inspect_page
-from report_fixture import RUN_ID, _case, _row, env_run, hostile_rows, write_env, write_fixture, write_rows
+from report_fixture import (RUN_ID, _case, _row, env_run, hostile_rows, speed_and_memory_rows, write_fixture,
+                            write_rows)
 from rnnbench.harness.cli import main
 from rnnbench.harness.report import load
 from rnnbench.harness.report.costmodel import device_peaks, step_lower_bound_us
@@ -68,10 +71,13 @@ def test_report_sections_units_and_counts(rendered):
     assert "not in this fixture" in markdown and "graph capture failed" in markdown  # skipped and error reasons
 
 
-def test_report_does_not_import_torch(rendered):
-    code = ("import sys; from rnnbench.harness.report import write_report; write_report(sys.argv[1]); "
-            "assert 'torch' not in sys.modules, 'the report imported torch'")
-    done = subprocess.run([sys.executable, "-c", code, str(rendered)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+def test_report_does_not_import_torch(tmp_path):
+    # a small directory: every figure module is imported whatever is drawn
+    write_rows(tmp_path, [_row(_case("speed", backend, "lstm", seq_len=t), "latency", t * 1e-3, "ms")
+                          for backend in ("torch", "eager") for t in (64, 256)])
+    code = ("import sys; from rnnbench.harness.report import write_report; from rnnbench.harness.report import compare; "
+            "write_report(sys.argv[1]); assert 'torch' not in sys.modules, 'the report imported torch'")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
 
@@ -257,7 +263,12 @@ def test_cost_model_lower_bound():
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
-    return write_fixture(root / "base"), write_fixture(root / "same"), write_fixture(root / "slow", slowdown=1.5)
+
+    def speed(name: str, slowdown: float = 1.0) -> Path:
+        rows = speed_and_memory_rows(np.random.default_rng(0), backends=("torch", "triton"), slowdown=slowdown)
+        return write_rows(root / name, rows)
+
+    return speed("base"), speed("same"), speed("slow", slowdown=1.5)
 
 
 def test_compare_identical_results_exits_0(pair, capsys):
@@ -282,7 +293,8 @@ def test_compare_planted_slowdown_exits_1(pair, capsys, tmp_path):
 
 def test_compare_refuses_different_devices_unless_forced(pair, tmp_path, capsys):
     base, _, _ = pair
-    other = write_fixture(tmp_path / "a100", gpu_name="NVIDIA A100-SXM4-80GB")
+    other = tmp_path / "a100"
+    shutil.copytree(base, other)
     rows = pd.read_csv(other / "results.csv", keep_default_na=False, dtype=str)
     rows["device_name"] = "NVIDIA A100-SXM4-80GB"
     rows.to_csv(other / "results.csv", index=False)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
 
 from rnnbench.harness.report import tables
-from rnnbench.harness.report.document import Code, Document, Figure, Heading, Table, bullets, para
+from rnnbench.harness.report.document import Block, Code, Document, Figure, Heading, Inline, Table, bullets, para
 from rnnbench.harness.report.figures import ERROR_METRICS, FIGURES, GRADIENT_METRICS, draw
 from rnnbench.harness.report.load import ReportData
 from rnnbench.harness.report.metrics import TASK_METRICS
@@ -30,31 +33,65 @@ class Section:
     #: the metrics whose rows (any status) mean this section's experiment is in the results
     metrics: tuple[str, ...]
     description: str
+    #: what the section's numbers are (a paragraph before its figures)
+    method: tuple[Inline, ...]
+    #: its tables (after the figures)
+    tables: Callable[[ReportData], list[Block]]
+
+
+def _titled(tables_of: Callable[[ReportData], list[tuple[str, pd.DataFrame]]], empty: str):
+    def blocks(data: ReportData) -> list[Block]:
+        found = [block for title, table in tables_of(data) for block in (Heading(3, title), Table(table))]
+        return found or [para(empty)]
+
+    return blocks
+
+
+def _numerics_tables(data: ReportData) -> list[Block]:
+    blocks: list[Block] = []
+    summary = tables.numerics_summary(data)
+    if not summary.empty:
+        blocks += [Heading(3, "Correctness checks per backend"), Table(summary)]
+    failed = tables.failed_checks(data)
+    return blocks + [Heading(3, "Failed correctness checks"),
+                     Table(failed) if not failed.empty else para("Every correctness check passed.")]
+
+
+def _summary_table(metrics: tuple[str, ...], by: list[str], empty: str):
+    def blocks(data: ReportData) -> list[Block]:
+        table = tables.metric_summary(data, metrics, by)
+        return [Table(table)] if not table.empty else [para(empty)]
+
+    return blocks
 
 
 SECTIONS = (
-    Section("speed", "Speed", ("latency", "latency_cudagraph"), "speed experiment"),
-    Section("memory", "Peak memory", ("peak_memory",), "memory experiment"),
-    Section("numerics", "Correctness and numerical error", ("max_abs_err", *ERROR_METRICS), "numerics experiment and correctness gate"),
-    Section("accuracy", "Tasks and training", (*TASK_METRICS, *TRAINING_METRICS), "accuracy experiment (task metrics and training)"),
-    Section("gradient", "Gradients", GRADIENT_METRICS, "gradient experiment"),
-)
-
-SPEED_METHOD = (
-    "Median latency of one call with its interquartile range, then µs per time step (median / T). "
-    "fwd is an inference forward pass; fwd_bwd adds the backward pass for upstream gradients on the "
-    "output and final states (all input, state and weight gradients). Both include the input "
-    "projection. A speed is only measured after the case passed its correctness check. Speedup is "
-    "the baseline's median / the backend's median for the same case."
-)
-MEMORY_METHOD = (
-    "Peak memory of one call in MiB beyond what was allocated before it (outputs and gradients "
-    "included; CPU: incremental peak RSS of a fresh process; CUDA: torch.cuda.max_memory_allocated)."
-)
-NUMERICS_METHOD = (
-    "max |backend − reference| over outputs and (fwd_bwd) every gradient, against the float64 "
-    "reference; a shape passes when every tensor is within its dtype's tolerance. Each shape's check "
-    "is counted once, however many experiments ran it."
+    Section("speed", "Speed", ("latency", "latency_cudagraph"), "speed experiment", (
+        "Median latency of one call with its interquartile range, then µs per time step (median / T). "
+        "fwd is an inference forward pass; fwd_bwd adds the backward pass for upstream gradients on the "
+        "output and final states (all input, state and weight gradients). Both include the input "
+        "projection. A speed is only measured after the case passed its correctness check. Speedup is "
+        "the baseline's median / the backend's median for the same case.",),
+        _titled(tables.speed_tables, "No valid speed rows.")),
+    Section("memory", "Peak memory", ("peak_memory",), "memory experiment", (
+        "Peak memory of one call in MiB beyond what was allocated before it (outputs and gradients "
+        "included; CPU: incremental peak RSS of a fresh process; CUDA: torch.cuda.max_memory_allocated).",),
+        _titled(tables.memory_tables, "No valid peak_memory rows.")),
+    Section("numerics", "Correctness and numerical error", ("max_abs_err", *ERROR_METRICS),
+            "numerics experiment and correctness gate", (
+        "max |backend − reference| over outputs and (fwd_bwd) every gradient, against the float64 "
+        "reference; a shape passes when every tensor is within its dtype's tolerance. Each shape's check "
+        "is counted once, however many experiments ran it.",), _numerics_tables),
+    Section("accuracy", "Tasks and training", (*TASK_METRICS, *TRAINING_METRICS),
+            "accuracy experiment (task metrics and training)", (
+        "Task metrics after training, per encoder, task and dependency distance; the chance or trivial "
+        "baseline is backend ", Code("baseline"), " or metric ", Code("chance_<metric>"), "."),
+        _summary_table((*TASK_METRICS, "train_throughput", "train_wall_time"), ["task", "backend", "family", "seq_len", "params"],
+                       "No valid task or training rows.")),
+    Section("gradient", "Gradients", GRADIENT_METRICS, "gradient experiment", (
+        "Norm of the gradient of the loss with respect to the hidden (and cell) state k steps before "
+        "the end, by distance T − k, before and after training.",),
+        _summary_table(GRADIENT_METRICS, ["task", "backend", "family", "params"], "No valid gradient rows.")),
 )
 
 
@@ -77,8 +114,9 @@ def _figures(data: ReportData) -> tuple[dict[str, list[Figure]], list[str]]:
     for spec in FIGURES:
         result = draw(spec, data) if valid_metrics & set(spec.needs) else None
         if result is None:
-            not_drawn.append(f"{spec.name} ({spec.title.lower()}): needs valid rows of "
-                             f"{' or '.join(spec.needs)}")
+            needs = "rows present, nothing to pair or draw" if valid_metrics & set(spec.needs) else \
+                f"needs {' or '.join(spec.needs)}"
+            not_drawn.append(f"{spec.name} ({needs})")
             continue
         drawing, png = result
         caption = f"{spec.caption} {drawing.note}".strip()
@@ -130,78 +168,11 @@ def _summary(data: ReportData, not_drawn: list[str]) -> list:
     return blocks
 
 
-def _section(data: ReportData, section: Section, figures: list[Figure]) -> list:
-    blocks: list = [Heading(2, section.heading)]
+def _section(data: ReportData, section: Section, figures: list[Figure]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, section.heading)]
     if not set(section.metrics) & set(data.frame.metric):
         return blocks + [para(f"No {section.description} results.")]
-    blocks += _SECTION_TEXT[section.key](data)
-    blocks += figures
-    blocks += _SECTION_TABLES[section.key](data)
-    return blocks
-
-
-def _speed_text(data: ReportData) -> list:
-    return [para(SPEED_METHOD)]
-
-
-def _speed_tables(data: ReportData) -> list:
-    blocks = []
-    for title, table in tables.speed_tables(data):
-        blocks += [Heading(3, title), Table(table)]
-    return blocks or [para("No valid speed rows.")]
-
-
-def _memory_text(data: ReportData) -> list:
-    return [para(MEMORY_METHOD)]
-
-
-def _memory_tables(data: ReportData) -> list:
-    blocks = []
-    for title, table in tables.memory_tables(data):
-        blocks += [Heading(3, title), Table(table)]
-    return blocks or [para("No valid peak_memory rows.")]
-
-
-def _numerics_text(data: ReportData) -> list:
-    return [para(NUMERICS_METHOD)]
-
-
-def _numerics_tables(data: ReportData) -> list:
-    blocks = []
-    summary = tables.numerics_summary(data)
-    if not summary.empty:
-        blocks += [Heading(3, "Correctness checks per backend"), Table(summary)]
-    failed = tables.failed_checks(data)
-    blocks += [Heading(3, "Failed correctness checks"),
-               Table(failed) if not failed.empty else para("Every correctness check passed.")]
-    return blocks
-
-
-def _accuracy_text(data: ReportData) -> list:
-    return [para("Task metrics after training, per encoder, task and dependency distance; the chance or "
-                 "trivial baseline is backend ", Code("baseline"), " or metric ", Code("chance_<metric>"), ".")]
-
-
-def _accuracy_tables(data: ReportData) -> list:
-    table = tables.metric_summary(data, (*TASK_METRICS, "train_throughput", "train_wall_time"),
-                                  ["task", "backend", "family", "seq_len", "params"])
-    return [Table(table)] if not table.empty else [para("No valid task or training rows.")]
-
-
-def _gradient_text(data: ReportData) -> list:
-    return [para("Norm of the gradient of the loss with respect to the hidden (and cell) state k steps before "
-                 "the end, by distance T − k, before and after training.")]
-
-
-def _gradient_tables(data: ReportData) -> list:
-    table = tables.metric_summary(data, GRADIENT_METRICS, ["task", "backend", "family", "params"])
-    return [Table(table)] if not table.empty else [para("No valid gradient rows.")]
-
-
-_SECTION_TEXT = {"speed": _speed_text, "memory": _memory_text, "numerics": _numerics_text,
-                 "accuracy": _accuracy_text, "gradient": _gradient_text}
-_SECTION_TABLES = {"speed": _speed_tables, "memory": _memory_tables, "numerics": _numerics_tables,
-                   "accuracy": _accuracy_tables, "gradient": _gradient_tables}
+    return blocks + [para(*section.method), *figures, *section.tables(data)]
 
 
 def _tail(data: ReportData) -> list:

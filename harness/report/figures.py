@@ -164,6 +164,19 @@ def _log_axis(ax, axis: str, values: pd.Series, always: bool = False) -> None:
         ax.yaxis.set_minor_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
 
 
+def _with_series(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with a ``series`` column naming each row's backend and family for legends."""
+    return rows.assign(series=[series_label(b, f) for b, f in zip(rows.backend, rows.family)])
+
+
+def _rows_with_param(data: ReportData, metrics, name: str, column: str, positive: bool = False) -> pd.DataFrame:
+    """Valid rows of ``metrics`` with the number in their ``params[name]`` as ``column`` (rows without
+    it are left out); only positive values when ``positive`` (for log axes)."""
+    valid = data.valid
+    rows = valid[valid.metric.isin(metrics) & ((valid.value > 0) if positive else True)]
+    return rows.assign(**{column: pd.to_numeric(param(rows, name), errors="coerce")}).dropna(subset=[column])
+
+
 def _style(family: str) -> tuple[str, str]:
     return FAMILY_STYLES.get(family, ("-", "o"))
 
@@ -309,7 +322,7 @@ def peak_memory_vs_seq_len(data: ReportData) -> Drawing | None:
     panels = list(rows.groupby(["dtype", "device", "mode"], sort=True))
     fig, axes = _grid(len(panels), rows["mode"].nunique())
     for ax, ((dtype, device, mode), panel) in zip(axes, panels):
-        panel = panel.assign(series=[series_label(b, f) for b, f in zip(panel.backend, panel.family)])
+        panel = _with_series(panel)
         sns.barplot(panel, x="series", y="value", hue="backend", palette=_colors(rows.backend), ax=ax, legend=False)
         ax.set(title=_panel_title(mode, dtype, device), xlabel="backend", ylabel=axis_label("peak_memory"))
         ax.tick_params(axis="x", rotation=30)
@@ -348,12 +361,11 @@ def task_metric_vs_distance(data: ReportData) -> Drawing | None:
     rows = _task_rows(data)
     if rows.empty:
         return None
+    rows = _with_series(rows)
     panels = list(rows.groupby(["task", "metric"], sort=True))
     fig, axes = _grid(len(panels), 3)
-    rows = rows.assign(series=[series_label(b, f) for b, f in zip(rows.backend, rows.family)])
     colors = _colors(rows.series)
     for ax, ((task, metric), panel) in zip(axes, panels):
-        panel = panel.assign(series=[series_label(b, f) for b, f in zip(panel.backend, panel.family)])
         for (series, family), group in panel.groupby(["series", "family"], sort=True):
             _line(ax, _over_seeds(group, ["distance"]), "distance", series, colors[series], *_style(family), "low", "high")
         chance = _chance(data, task, metric)
@@ -375,7 +387,7 @@ def task_metric_vs_throughput(data: ReportData) -> Drawing | None:
     paired = _task_rows(data).merge(throughput[identity + ["value"]].rename(columns={"value": "throughput"}), on=identity)
     if paired.empty:
         return None
-    paired = paired.assign(series=[series_label(b, f) for b, f in zip(paired.backend, paired.family)])
+    paired = _with_series(paired)
     panels = list(paired.groupby(["task", "metric"], sort=True))
     fig, axes = _grid(len(panels), 3)
     colors = _colors(paired.series)
@@ -393,13 +405,10 @@ def task_metric_vs_throughput(data: ReportData) -> Drawing | None:
         "Training loss against step per encoder (mean over seeds, min–max shaded), a panel per task "
         "at its longest dependency distance.")
 def training_loss(data: ReportData) -> Drawing | None:
-    valid = data.valid
-    rows = valid[valid.metric == "train_loss"]
-    rows = _with_distance(rows.assign(step=pd.to_numeric(param(rows, STEP_PARAM))).dropna(subset=["step"]))
+    rows = _with_distance(_rows_with_param(data, ("train_loss",), STEP_PARAM, "step"))
     if rows.empty:
         return None
-    rows = rows[rows.distance == rows.groupby("task").distance.transform("max")]
-    rows = rows.assign(series=[series_label(b, f) for b, f in zip(rows.backend, rows.family)])
+    rows = _with_series(rows[rows.distance == rows.groupby("task").distance.transform("max")])
     panels = list(rows.groupby("task", sort=True))
     fig, axes = _grid(len(panels), 3)
     colors = _colors(rows.series)
@@ -421,19 +430,15 @@ def training_loss(data: ReportData) -> Drawing | None:
         "Norm of the loss gradient with respect to the state k steps before the end, against the "
         "distance T − k (log y; mean over seeds, min–max shaded): solid after training, dashed before.")
 def gradient_norm_vs_distance(data: ReportData) -> Drawing | None:
-    valid = data.valid
-    rows = valid[valid.metric.isin(GRADIENT_METRICS) & (valid.value > 0)]
-    rows = rows.assign(distance=pd.to_numeric(param(rows, GRADIENT_DISTANCE_PARAM)),
-                       trained=param(rows, TRAINED_PARAM).map(lambda v: bool(v) if isinstance(v, bool) else None))
-    rows = rows.dropna(subset=["distance"])
+    rows = _rows_with_param(data, GRADIENT_METRICS, GRADIENT_DISTANCE_PARAM, "distance", positive=True)
     if rows.empty:
         return None
-    rows = rows.assign(series=[series_label(b, f) for b, f in zip(rows.backend, rows.family)])
+    rows = _with_series(rows.assign(trained=param(rows, TRAINED_PARAM)))
     panels = list(rows.groupby(["task", "metric"], sort=True))
     fig, axes = _grid(len(panels), 2)
     colors = _colors(rows.series)
     for ax, ((task, metric), panel) in zip(axes, panels):
-        for (series, trained), group in panel.groupby(["series", panel.trained.map(str)], sort=True):
+        for (series, trained), group in panel.groupby(["series", panel.trained.map(repr)], sort=True):
             style = {"True": "-", "False": "--"}.get(trained, ":")
             state = {"True": "trained", "False": "untrained"}.get(trained, "training unknown")
             _line(ax, _over_seeds(group, ["distance"]), "distance", f"{series}, {state}", colors[series], style, "o", "low", "high")
@@ -448,9 +453,7 @@ def gradient_norm_vs_distance(data: ReportData) -> Drawing | None:
         "Error of each backend's output against the float64 reference at each time step t (log y), a "
         "panel per family and dtype; line style: statistic over the batch and features.")
 def error_vs_time_step(data: ReportData) -> Drawing | None:
-    valid = data.valid
-    rows = valid[valid.metric.isin(ERROR_METRICS) & (valid.value > 0)]
-    rows = rows.assign(t=pd.to_numeric(param(rows, TIME_STEP_PARAM))).dropna(subset=["t"])
+    rows = _rows_with_param(data, ERROR_METRICS, TIME_STEP_PARAM, "t", positive=True)
     if rows.empty:
         return None
     panels = list(rows.groupby(["family", "dtype", "device", "mode"], sort=True))
