@@ -159,12 +159,20 @@ def _compare(args) -> int:
     paths = write_document(build_comparison(comparison, base, new, device_note), out, "comparison")
     counts = comparison.pairs.verdict.value_counts()
     print(f"{len(comparison.pairs)} matched pairs: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items()))
-    regressions = comparison_table(comparison, ("regression",))
+    # every pair when few, else every pair that changed (the written comparison has them all)
+    shown = comparison_table(comparison) if len(comparison.pairs) <= COMPARE_PRINT_ALL else \
+        comparison_table(comparison, ("regression", "improvement", "fixed", "not comparable"))
+    if not shown.empty:
+        print("\n" + markdown_table(shown.drop(columns=["why"])))
+    regressions = comparison.regressions
     if not regressions.empty:
-        print(f"\n{len(regressions)} regression(s) beyond {args.threshold:.0%} with non-overlapping IQRs:\n")
-        print(markdown_table(regressions))
+        print(f"\n{len(regressions)} regression(s) beyond {args.threshold:.0%} with non-overlapping IQRs")
     print(f"\nwrote {', '.join(str(path) for path in paths if path.suffix != '.png')}")
     return 1 if not regressions.empty else 0
+
+
+#: ``compare`` prints every matched pair up to this many, else only the pairs that changed
+COMPARE_PRINT_ALL = 60
 
 
 KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "hidden_size", "direction", "block_b", "block_h",

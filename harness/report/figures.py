@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -260,8 +261,10 @@ def speedup_heatmap(data: ReportData) -> Drawing | None:
     limit = max(limit, 0.1)
     for ax, ((backend, family, mode, dtype, device), seq_len, grid) in zip(axes, panels):
         labels = grid.map(lambda v: f"{v:.2g}×" if np.isfinite(v) else "")
-        sns.heatmap(np.log2(grid), annot=labels, fmt="", cmap="RdBu", center=0, vmin=-limit, vmax=limit,
-                    cbar=False, ax=ax, linewidths=0.5)
+        with warnings.catch_warnings():  # seaborn 0.13 calls a colormap method matplotlib 3.11 deprecates
+            warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="seaborn")
+            sns.heatmap(np.log2(grid), annot=labels, fmt="", cmap="RdBu", center=0, vmin=-limit, vmax=limit,
+                        cbar=False, ax=ax, linewidths=0.5)
         ax.set(title=_panel_title(series_label(backend, family), mode, dtype, device, f"T={seq_len}"),
                xlabel=SHAPE_HEADERS["hidden_size"], ylabel=SHAPE_HEADERS["batch"])
     fig.suptitle(f"speedup over {data.speedup_baseline} (×)")
