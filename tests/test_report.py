@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import json
 import math
 import shutil
 import subprocess
@@ -20,13 +19,13 @@ import pandas as pd
 import pytest
 
 from chromium import find_chromium, inspect_page
-from report_fixture import (RUN_ID, _case, _row, env_run, hostile_rows, speed_and_memory_rows, write_fixture,
+from report_fixture import (RUN_ID, make_case, make_row, env_run, hostile_rows, speed_and_memory_rows, write_fixture,
                             write_rows)
 from rnnbench.harness.cli import main
 from rnnbench.harness.report import load
 from rnnbench.harness.report.costmodel import device_peaks, step_lower_bound_us
 from rnnbench.harness.report.figures import FIGURES
-from rnnbench.harness.results import COLUMNS, ResultRow, ResultsFile, load_results, read_results
+from rnnbench.harness.results import COLUMNS, ResultRow, load_results, read_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -73,7 +72,7 @@ def test_report_sections_units_and_counts(rendered):
 
 def test_report_does_not_import_torch(tmp_path):
     # a small directory: every figure module is imported whatever is drawn
-    write_rows(tmp_path, [_row(_case("speed", backend, "lstm", seq_len=t), "latency", t * 1e-3, "ms")
+    write_rows(tmp_path, [make_row(make_case("speed", backend, "lstm", seq_len=t), "latency", t * 1e-3, "ms")
                           for backend in ("torch", "eager") for t in (64, 256)])
     code = ("import sys; from rnnbench.harness.report import write_report; from rnnbench.harness.report import compare; "
             "write_report(sys.argv[1]); assert 'torch' not in sys.modules, 'the report imported torch'")
@@ -104,7 +103,7 @@ def test_report_html_in_headless_chromium(rendered):
 
 def test_csv_cells_cannot_act_as_formulas(tmp_path):
     formulas = ["=1+2", "+cmd", "-2+3", "@SUM(A1)", "'quoted", "\tTAB"]
-    rows = [_row(_case("speed", name, "lstm"), "latency", -0.5 if i == 0 else 1.0, "ms", note=name)
+    rows = [make_row(make_case("speed", name, "lstm"), "latency", -0.5 if i == 0 else 1.0, "ms", note=name)
             for i, name in enumerate(formulas)]
     write_rows(tmp_path, rows)
     with open(tmp_path / "results.csv", newline="") as handle:
@@ -125,7 +124,7 @@ def _only(directory: Path, rows: list[ResultRow]) -> str:
 
 
 def test_partial_results_say_what_is_missing(tmp_path):
-    rows = [_row(_case("speed", backend, "lstm", seq_len=t), "latency", t * cost, "ms", spread=0.02, n=9)
+    rows = [make_row(make_case("speed", backend, "lstm", seq_len=t), "latency", t * cost, "ms", spread=0.02, n=9)
             for backend, cost in (("torch", 1.0), ("eager", 3.0)) for t in (64, 256)]
     markdown = _only(tmp_path, rows)
     assert "Not in these results: memory experiment" in markdown and "gradient experiment" in markdown
@@ -145,7 +144,7 @@ def test_empty_results(tmp_path):
 
 
 def test_only_skipped_rows(tmp_path):
-    rows = [ResultRow.missing(_case("speed", backend, "lstm"), RUN_ID, "latency", "ms", "skipped", f"{backend} needs CUDA")
+    rows = [ResultRow.missing(make_case("speed", backend, "lstm"), RUN_ID, "latency", "ms", "skipped", f"{backend} needs CUDA")
             for backend in ("triton", "torch")]
     markdown = _only(tmp_path, rows)
     assert "No case produced a number: every row is skipped" in markdown
@@ -154,10 +153,10 @@ def test_only_skipped_rows(tmp_path):
 
 def test_zero_negative_nan_and_infinite_values_are_flagged_not_divided(tmp_path):
     bad = {64: 0.0, 128: -1.0, 256: math.nan, 512: math.inf}
-    rows = [_row(_case("speed", "torch", "lstm", seq_len=t), "latency", 1.0, "ms") for t in bad]
-    rows += [_row(_case("speed", "eager", "lstm", seq_len=t), "latency", value, "ms") for t, value in bad.items()]
-    rows += [_row(_case("speed", "eager", "lstm", seq_len=1024), "latency", 2.0, "ms"),
-             _row(_case("speed", "torch", "lstm", seq_len=1024), "latency", 0.0, "ms")]
+    rows = [make_row(make_case("speed", "torch", "lstm", seq_len=t), "latency", 1.0, "ms") for t in bad]
+    rows += [make_row(make_case("speed", "eager", "lstm", seq_len=t), "latency", value, "ms") for t, value in bad.items()]
+    rows += [make_row(make_case("speed", "eager", "lstm", seq_len=1024), "latency", 2.0, "ms"),
+             make_row(make_case("speed", "torch", "lstm", seq_len=1024), "latency", 0.0, "ms")]
     markdown = _only(tmp_path, rows)
     data = load(tmp_path)
     assert sorted(data.flagged.flag) == ["NaN latency", "infinite latency", "negative latency", "zero latency", "zero latency"]
@@ -167,7 +166,7 @@ def test_zero_negative_nan_and_infinite_values_are_flagged_not_divided(tmp_path)
 
 
 def test_malformed_rows_are_dropped_and_counted(tmp_path, capsys):
-    write_rows(tmp_path, [_row(_case("speed", "torch", "lstm", seq_len=t), "latency", 1.0, "ms") for t in (64, 256, 1024)])
+    write_rows(tmp_path, [make_row(make_case("speed", "torch", "lstm", seq_len=t), "latency", 1.0, "ms") for t in (64, 256, 1024)])
     lines = (tmp_path / "results.csv").read_text().splitlines()
     lines[1] = lines[1].replace(",64,64,64,", ",sixty-four,64,64,", 1)  # seq_len is not a number
     lines[2] = lines[2].replace(",ok,", ",fine,")  # unknown status
@@ -203,7 +202,7 @@ def test_bad_header_is_an_error_naming_file_and_line(tmp_path, capsys, header, p
     ("\xff\xfe", "not UTF-8"),
 ])
 def test_bad_env_json_is_an_error(tmp_path, capsys, text, problem):
-    write_rows(tmp_path, [_row(_case("speed", "torch", "lstm"), "latency", 1.0, "ms")])
+    write_rows(tmp_path, [make_row(make_case("speed", "torch", "lstm"), "latency", 1.0, "ms")])
     (tmp_path / "env.json").write_bytes(text.encode("latin-1"))
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -219,7 +218,7 @@ def test_binary_results_csv_is_an_error(tmp_path, capsys):
 def test_reports_are_written_atomically_and_never_through_symlinks(tmp_path, capsys):
     outside = tmp_path / "outside.html"
     outside.write_text("keep me")
-    directory = write_rows(tmp_path / "results", [_row(_case("speed", "torch", "lstm", seq_len=t), "latency", 1.0 * t, "ms")
+    directory = write_rows(tmp_path / "results", [make_row(make_case("speed", "torch", "lstm", seq_len=t), "latency", 1.0 * t, "ms")
                                                   for t in (64, 256)])
     (directory / "report.html").symlink_to(outside)
     assert main(["report", str(directory)]) == 0
@@ -240,7 +239,7 @@ def test_reports_are_written_atomically_and_never_through_symlinks(tmp_path, cap
 def test_missing_speedup_baseline_is_said_not_guessed(tmp_path):
     run = env_run()
     del run["speedup_baseline"]
-    write_rows(tmp_path, [_row(_case("speed", backend, "lstm"), "latency", 1.0, "ms") for backend in ("torch", "eager")], [run])
+    write_rows(tmp_path, [make_row(make_case("speed", backend, "lstm"), "latency", 1.0, "ms") for backend in ("torch", "eager")], [run])
     assert main(["report", str(tmp_path)]) == 0
     markdown = (tmp_path / "report.md").read_text()
     assert "declares no speedup baseline" in markdown and "speedup (×)" not in markdown
@@ -304,15 +303,15 @@ def test_compare_refuses_different_devices_unless_forced(pair, tmp_path, capsys)
 
 
 def test_compare_counts_a_newly_failing_case_as_a_regression(tmp_path):
-    case = _case("speed", "torch", "lstm")
-    base = write_rows(tmp_path / "base", [_row(case, "latency", 1.0, "ms")])
+    case = make_case("speed", "torch", "lstm")
+    base = write_rows(tmp_path / "base", [make_row(case, "latency", 1.0, "ms")])
     new = write_rows(tmp_path / "new", [ResultRow.missing(case, RUN_ID, "latency", "ms", "error", "RuntimeError: boom")])
     assert main(["compare", str(base), str(new)]) == 1
 
 
 def test_compare_bad_input(tmp_path, pair, capsys):
     base, _, _ = pair
-    unrelated = write_rows(tmp_path / "other", [_row(_case("speed", "numpy", "rnn", seq_len=7), "latency", 1.0, "ms")])
+    unrelated = write_rows(tmp_path / "other", [make_row(make_case("speed", "numpy", "rnn", seq_len=7), "latency", 1.0, "ms")])
     assert main(["compare", str(base), str(unrelated)]) == 2
     assert "nothing to compare" in capsys.readouterr().err
     assert main(["compare", str(base), str(base), "--threshold", "-1"]) == 2
