@@ -17,19 +17,21 @@ import math
 from dataclasses import dataclass
 
 import matplotlib as mpl
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure as MplFigure
 
 from rnnbench.harness.report.document import Document, Figure, Heading, Table, bullets, para
-from rnnbench.harness.report.figures import THEME, Drawing, render_png
+from rnnbench.harness.report.figures import THEME, Drawing, log_axis, render_png
 from rnnbench.harness.report.load import ReportData
 from rnnbench.harness.report.metrics import metric_info
 from rnnbench.harness.report.tables import SHAPE, SHAPE_HEADERS, fmt, series_label
 from rnnbench.harness.results import KEY_COLUMNS
 
 FAILED_STATUSES = ("incorrect", "error", "oom")
+RATIO_TICKS = (0.1, 0.2, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 5, 10)
 VERDICTS = ("regression", "improvement", "unchanged", "not comparable", "fixed", "no direction")
 
 
@@ -136,9 +138,9 @@ def _with_iqr(value: float, low: float, high: float) -> str:
 
 
 def ratio_figure(comparison: Comparison) -> bytes | None:
-    """NEW/BASE ratio of every judged pair (log x), a row per backend, family and mode; the dotted
-    lines are the threshold."""
-    pairs = comparison.pairs[np.isfinite(comparison.pairs.ratio)]
+    """NEW/BASE ratio of every pair of a metric with a direction (log x), a row per backend, family,
+    mode and metric; the dotted lines are the threshold."""
+    pairs = comparison.pairs[np.isfinite(comparison.pairs.ratio) & (comparison.pairs.verdict != "no direction")]
     if pairs.empty:
         return None
     pairs = pairs.assign(group=[f"{series_label(b, f)} {m} {metric}" for b, f, m, metric
@@ -146,9 +148,12 @@ def ratio_figure(comparison: Comparison) -> bytes | None:
     with mpl.rc_context(THEME):
         fig = MplFigure(figsize=(8, 1.2 + 0.35 * pairs.group.nunique()), layout="constrained")
         ax = fig.subplots()
-        palette = {"regression": "tab:red", "improvement": "tab:blue", "unchanged": "tab:gray", "no direction": "tab:olive"}
+        palette = {"regression": "tab:red", "improvement": "tab:blue", "unchanged": "tab:gray"}
         sns.stripplot(pairs.sort_values("group"), x="ratio", y="group", hue="verdict", palette=palette,
-                      ax=ax, jitter=0.25, size=4, log_scale=True)
+                      ax=ax, jitter=0.25, size=4)
+        log_axis(ax, "x", pd.concat([pairs.ratio, pd.Series([0.8, 1.25])]), always=True, ticks_at_values=False)
+        ax.xaxis.set_major_locator(mticker.FixedLocator(RATIO_TICKS))  # only those in view are drawn
+        ax.xaxis.set_minor_locator(mticker.NullLocator())
         ax.axvline(1, color="black", linewidth=1)
         for bound in (1 + comparison.threshold, 1 / (1 + comparison.threshold)):
             ax.axvline(bound, color="black", linestyle=":", linewidth=1)

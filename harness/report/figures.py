@@ -147,22 +147,23 @@ def _over_seeds(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return grouped.agg(value="mean", low="min", high="max").reset_index()
 
 
-def _log_axis(ax, axis: str, values: pd.Series, always: bool = False) -> None:
-    """Log scale (plain tick labels) when ``values`` (all positive) span more than a factor of 8;
-    on x, ticks at the measured values."""
+def log_axis(ax, axis: str, values, always: bool = False, ticks_at_values: bool | None = None) -> None:
+    """Log scale with plain tick labels when ``values`` (all positive) span more than a factor of 8
+    (or ``always``). With ``ticks_at_values`` (the default on x) the ticks are the measured values,
+    base 2; otherwise base 10 with the 2s and 5s labelled too. Every log axis goes through here:
+    mathtext is off (``THEME``), so matplotlib's default ``10^k`` labels would show as markup."""
     values = pd.Series(values).dropna()
     if not len(values) or values.min() <= 0 or not (always or values.max() / values.min() > 8):
         return
-    plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")
-    if axis == "x":
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted(values.unique()))
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_locator(mticker.NullLocator())
+    at_values = axis == "x" if ticks_at_values is None else ticks_at_values
+    scale, target = (ax.set_xscale, ax.xaxis) if axis == "x" else (ax.set_yscale, ax.yaxis)
+    scale("log", base=2 if at_values else 10)
+    target.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    if at_values:
+        target.set_major_locator(mticker.FixedLocator(sorted(values.unique())))
+        target.set_minor_locator(mticker.NullLocator())
     else:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        target.set_minor_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
 
 
 def _with_series(rows: pd.DataFrame) -> pd.DataFrame:
@@ -218,8 +219,8 @@ def _against_seq_len(rows: pd.DataFrame, ylabel: str) -> Drawing | None:
         for (backend, family), series in panel.groupby(["backend", "family"], sort=True):
             style, marker = _style(family)
             _line(ax, series, "seq_len", series_label(backend, family), colors[backend], style, marker, "q25", "q75")
-        _log_axis(ax, "x", panel.seq_len, always=True)
-        _log_axis(ax, "y", panel.value, always=True)
+        log_axis(ax, "x", panel.seq_len, always=True)
+        log_axis(ax, "y", panel.value, always=True)
         ax.set(title=_panel_title(mode, dtype, device), xlabel=SHAPE_HEADERS["seq_len"], ylabel=ylabel)
     _legend(fig, axes)
     fig.suptitle(_shape_text(shape))
@@ -298,8 +299,8 @@ def step_time_vs_bound(data: ReportData) -> Drawing | None:
                 unknown.add(name)
                 continue
             ax.plot(hidden, bounds, "k--", linewidth=1, label=f"lower bound ({peaks.name})")
-        _log_axis(ax, "x", panel.hidden_size, always=True)
-        _log_axis(ax, "y", panel.value, always=True)
+        log_axis(ax, "x", panel.hidden_size, always=True)
+        log_axis(ax, "y", panel.value, always=True)
         ax.set(title=_panel_title(family, dtype, device, f"B={batch}"), xlabel=SHAPE_HEADERS["hidden_size"],
                ylabel="time per step (µs)")
     _legend(fig, axes)
@@ -374,7 +375,7 @@ def task_metric_vs_distance(data: ReportData) -> Drawing | None:
         chance = _chance(data, task, metric)
         if not chance.empty:
             _line(ax, chance, "distance", "chance / trivial baseline", "black", "--", "")
-        _log_axis(ax, "x", panel.distance)
+        log_axis(ax, "x", panel.distance)
         ax.set(title=task, xlabel="dependency distance (steps)", ylabel=axis_label(metric, panel.unit.iloc[0]))
     _legend(fig, axes)
     return Drawing(fig)
@@ -398,7 +399,7 @@ def task_metric_vs_throughput(data: ReportData) -> Drawing | None:
         points = panel.groupby(["series", "family", "distance"], as_index=False)[["value", "throughput"]].mean()
         for (series, family), group in points.groupby(["series", "family"], sort=True):
             ax.scatter(group.throughput, group.value, color=colors[series], marker=_style(family)[1], label=series)
-        ax.set_xscale("log")
+        log_axis(ax, "x", points.throughput, always=True, ticks_at_values=False)
         ax.set(title=task, xlabel=axis_label("train_throughput"), ylabel=axis_label(metric, panel.unit.iloc[0]))
     _legend(fig, axes)
     return Drawing(fig)
@@ -419,7 +420,7 @@ def training_loss(data: ReportData) -> Drawing | None:
         for (series, family), group in panel.groupby(["series", "family"], sort=True):
             style, _ = _style(family)
             _line(ax, _over_seeds(group, ["step"]), "step", series, colors[series], style, "", "low", "high")
-        _log_axis(ax, "y", panel.value[panel.value > 0])
+        log_axis(ax, "y", panel.value[panel.value > 0])
         ax.set(title=_panel_title(task, f"distance {panel.distance.iloc[0]:g}"), xlabel="training step",
                ylabel=axis_label("train_loss", panel.unit.iloc[0]))
     _legend(fig, axes)
@@ -445,8 +446,8 @@ def gradient_norm_vs_distance(data: ReportData) -> Drawing | None:
             style = {"True": "-", "False": "--"}.get(trained, ":")
             state = {"True": "trained", "False": "untrained"}.get(trained, "training unknown")
             _line(ax, _over_seeds(group, ["distance"]), "distance", f"{series}, {state}", colors[series], style, "o", "low", "high")
-        _log_axis(ax, "y", panel.value, always=True)
-        _log_axis(ax, "x", panel.distance)
+        log_axis(ax, "y", panel.value, always=True)
+        log_axis(ax, "x", panel.distance)
         ax.set(title=_panel_title(task, metric), xlabel="distance T − k (steps)", ylabel=axis_label(metric))
     _legend(fig, axes)
     return Drawing(fig)
@@ -466,7 +467,7 @@ def error_vs_time_step(data: ReportData) -> Drawing | None:
     for ax, ((family, dtype, device, mode), panel) in zip(axes, panels):
         for (backend, metric), group in panel.groupby(["backend", "metric"], sort=True):
             _line(ax, _over_seeds(group, ["t"]), "t", "_nolegend_", colors[backend], styles[metric], "")
-        _log_axis(ax, "y", panel.value, always=True)
+        log_axis(ax, "y", panel.value, always=True)
         ax.set(title=_panel_title(family, dtype, device, mode), xlabel="time step t", ylabel="|error| (unitless)")
     handles = [Line2D([], [], color=color, label=backend) for backend, color in colors.items()]
     handles += [Line2D([], [], color="gray", linestyle=style, label=metric) for metric, style in styles.items()]
