@@ -316,3 +316,18 @@ def test_compare_bad_input(tmp_path, pair, capsys):
     assert "nothing to compare" in capsys.readouterr().err
     assert main(["compare", str(base), str(base), "--threshold", "-1"]) == 2
     assert main(["compare", str(base), str(tmp_path / "missing")]) == 2
+
+
+def test_a_failing_figure_is_reported_not_fatal(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import rnnbench.harness.report.assemble as assemble
+
+    def broken(data):
+        raise TypeError("odd rows")
+
+    monkeypatch.setattr(assemble, "FIGURES", [replace(spec, draw=broken) if spec.name == "latency_vs_seq_len" else spec
+                                              for spec in FIGURES])
+    markdown = _only(tmp_path, [make_row(make_case("speed", "torch", "lstm", seq_len=t), "latency", t * 1e-3, "ms")
+                                for t in (64, 256)])
+    assert "latency_vs_seq_len (failed: TypeError: odd rows)" in markdown

@@ -112,7 +112,11 @@ def _figures(data: ReportData) -> tuple[dict[str, list[Figure]], list[str]]:
     drawn: dict[str, list[Figure]] = {}
     not_drawn = []
     for spec in FIGURES:
-        result = draw(spec, data) if valid_metrics & set(spec.needs) else None
+        try:
+            result = draw(spec, data) if valid_metrics & set(spec.needs) else None
+        except Exception as error:  # one figure that cannot cope with odd rows must not cost the whole report
+            not_drawn.append(f"{spec.name} (failed: {type(error).__name__}: {error})")
+            continue
         if result is None:
             needs = "rows present, nothing to pair or draw" if valid_metrics & set(spec.needs) else \
                 f"needs {' or '.join(spec.needs)}"
