@@ -29,6 +29,7 @@ import argparse
 import io
 import json
 import platform
+import select
 import subprocess
 import sys
 import tarfile
@@ -83,6 +84,10 @@ class Worker:
     def request(self, message: dict) -> dict:
         self.process.stdin.write(json.dumps(message) + "\n")
         self.process.stdin.flush()
+        # one reply line per request, so nothing waits in the pipe's buffer between requests
+        if not select.select([self.process.stdout], [], [], REPLY_TIMEOUT_S)[0]:
+            self.process.kill()
+            raise RuntimeError(f"the gate worker for {self.tree} did not answer within {REPLY_TIMEOUT_S} s")
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError(f"the gate worker for {self.tree} exited with status {self.process.wait()}")
@@ -160,7 +165,10 @@ def judge(base_dir: Path, new_dir: Path, threshold: float):
 
 
 def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    try:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    except OSError as error:
+        raise Skip(f"git cannot run here: {error}") from None
     if done.returncode != 0:
         raise Skip(f"git {' '.join(args)} failed: {done.stderr.strip() or done.returncode}")
     return done.stdout.strip()
