@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results/smoke-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup smoke cpu test kernels-sm90 kernels-sm80 cost-sm90 clean-venv gpu-validate gpu-calibrate
+.PHONY: setup smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 cost-sm90 clean-venv gpu-validate gpu-calibrate
 
 setup: $(STAMP)
 
@@ -25,6 +25,22 @@ cpu: setup
 
 test: setup
 	$(BIN)/pytest -q
+
+# CI's performance-regression gate (benchmarks/gate.py): this checkout against its parent commit,
+# interleaved on this machine; fails on a confirmed slowdown beyond 25 %. About a minute.
+perf-gate: setup
+	$(BIN)/python -m benchmarks.gate
+
+# asv: run the benchmarks in this environment, record them under this commit, publish the HTML
+# (.asv/html/index.html; `$(BIN)/asv preview` serves it). GPU benchmarks show n/a without CUDA.
+asv: setup
+	$(BIN)/asv machine --yes
+	$(BIN)/asv run --python=same --set-commit-hash $$(git rev-parse HEAD) --show-stderr
+	$(BIN)/asv publish
+
+# re-render every committed results directory (reports/<machine>/<suite>/) with the current report
+reports: setup
+	for dir in reports/*/*/; do if [ -f "$$dir/results.csv" ]; then $(BIN)/rnnbench report "$$dir" || exit 1; fi; done
 
 kernels-sm90: setup
 	$(BIN)/rnnbench kernels --target sm_90

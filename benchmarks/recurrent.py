@@ -4,8 +4,12 @@ Thin wrappers over the harness: workloads come from :func:`rnnbench.harness.back
 backends can run from :meth:`rnnbench.harness.registry.Backend.skip_reason`, and GPU timing from
 :func:`rnnbench.harness.timing.cuda_latency`. The parameter grids are the same on every machine; a
 combination that cannot run here (Triton on CPU, anything on CUDA without a GPU) raises
-``SkipNotImplemented`` and shows as ``n/a``. No correctness gate runs here: the tests and the
-harness's ``rnnbench`` runs check numerics.
+``SkipNotImplemented`` and shows as ``n/a``. Every workload passes the harness's correctness gate
+(:func:`rnnbench.harness.correctness.check_correctness`) before it is timed; one that fails raises
+in ``setup``, so asv reports the benchmark as failed instead of timing a wrong answer.
+
+Names: CPU host timings are ``time_*`` (asv's own timer), GPU latencies ``track_*`` in ms (CUDA
+events); both grids exist on every machine, so results from any machine line up by name.
 
 Every timed call is one whole ``workload.callable(mode)()``: ``fwd`` is an inference forward pass
 (no autograd graph), ``fwd_bwd`` a forward pass with autograd plus the backward pass producing the
@@ -19,6 +23,7 @@ from asv_runner.benchmarks.mark import SkipNotImplemented
 
 from rnnbench.harness.cases import Case, TimingOptions
 from rnnbench.harness.backends import build_workload, get_backend
+from rnnbench.harness.correctness import check_correctness
 from rnnbench.harness.process import apply_thread_limit
 from rnnbench.harness.timing import cuda_latency
 
@@ -40,15 +45,24 @@ CUDA_DTYPE = "bfloat16"
 CUDA_BACKENDS = ("torch", "triton", "eager")
 
 
+class IncorrectWorkload(AssertionError):
+    """The workload failed the correctness gate, so it is not timed."""
+
+
 def runnable_call(backend: str, family: str, mode: str, device: str, dtype: str, shape: dict[str, int]):
-    """The zero-argument function the harness would time for this case, or ``SkipNotImplemented``
-    with the registry's reason when the backend cannot run it on this machine."""
+    """The zero-argument function the harness would time for this case, after the case passed the
+    harness's correctness gate; ``SkipNotImplemented`` with the registry's reason when the backend
+    cannot run it on this machine, :class:`IncorrectWorkload` when it fails the gate."""
     case = Case(experiment="speed", task="random", backend=backend, family=family, device=device,
                 dtype=dtype, mode=mode, seed=0, **shape)
     reason = get_backend(backend).skip_reason(family, device, dtype, timed=True)
     if reason is not None:
         raise SkipNotImplemented(reason)
-    return build_workload(case).callable(mode)
+    workload = build_workload(case)
+    check, note = check_correctness(case, workload)
+    if not check.passed:
+        raise IncorrectWorkload(f"{case.label}: failed the correctness gate, not timed ({note})")
+    return workload.callable(mode)
 
 
 class RecurrentCPU:

@@ -4,18 +4,23 @@
     rnnbench list                                   backends (with why any cannot run here) and suites
     rnnbench run SUITE --out DIR [--device cpu|cuda|auto] [--resume [--force]] [--record-skips]
                  [--executor serial|ray [--ray-address ADDR]]
-    rnnbench report DIR                             DIR/report.md from DIR/results.csv
+    rnnbench report DIR                             DIR/report.md, DIR/report.html, DIR/figures/*.png
+                                                    from DIR/results.csv and DIR/env.json
+    rnnbench compare BASE NEW [--threshold 0.10] [--force] [--out DIR]
+                                                    match the cases of two results directories;
+                                                    writes DIR/comparison.{md,html} (DIR: NEW)
     rnnbench kernels --target sm_90 [--csv]         compile every shipped Triton kernel configuration
                                                     ahead of time; resources per configuration
     rnnbench kernels --cost [--calibrate CSV]       per-step cost estimate of every goal shape and path
                                                     from the SASS (see rnnbench.kernels.cost)
 
-Exit status: 0 on success, 1 when ``kernels`` finds a configuration that does not fit, 2 on bad
-input (unknown suite, backend or device, malformed suite file, an unusable --out, an existing
-results directory without --resume, a results directory in use by another run, a --resume that
-asks for another suite, commit, timing or device without --force, a suite none of whose cases can
-run here without --record-skips, --executor ray without Ray), 130 when interrupted (results
-measured so far are kept; rerun with --resume).
+Exit status: 0 on success, 1 when ``kernels`` finds a configuration that does not fit or
+``compare`` finds a regression, 2 on bad input (unknown suite, backend or device, malformed suite
+file, an unusable --out, an existing results directory without --resume, a results directory in use
+by another run, a --resume that asks for another suite, commit, timing or device without --force, a
+suite none of whose cases can run here without --record-skips, --executor ray without Ray, a
+malformed results.csv or env.json, results from different devices given to ``compare`` without
+--force), 130 when interrupted (results measured so far are kept; rerun with --resume).
 """
 
 from __future__ import annotations
@@ -49,8 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="with --executor ray: the cluster's address (default: RAY_ADDRESS or a new local cluster)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    report = commands.add_parser("report", help="write DIR/report.md from DIR/results.csv")
+    report = commands.add_parser("report", help="write DIR/report.md, DIR/report.html and DIR/figures/ from DIR/results.csv")
     report.add_argument("directory")
+
+    compare = commands.add_parser("compare", help="compare two results directories case by case; exit 1 on a regression")
+    compare.add_argument("base", help="results directory of the reference run")
+    compare.add_argument("new", help="results directory of the run to judge")
+    compare.add_argument("--threshold", type=float, default=0.10,
+                         help="relative change that counts when the IQRs do not overlap (default 0.10 = 10%%)")
+    compare.add_argument("--force", action="store_true", help="compare results from different devices")
+    compare.add_argument("--out", help="where to write comparison.md, comparison.html and figures/ (default: NEW)")
 
     kernels = commands.add_parser("kernels", help="compile every shipped Triton kernel configuration for a GPU target")
     kernels.add_argument("--target", default="sm_90", help="sm_80 or sm_90 (default sm_90)")
@@ -125,12 +138,58 @@ def _run(args) -> int:
 def _report(args) -> int:
     from rnnbench.harness.report import write_report
 
-    try:
-        path = write_report(args.directory)
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
-    print(f"wrote {path}")
+    data, paths = write_report(args.directory)
+    _warn_dropped(data)
+    print(f"wrote {', '.join(str(path) for path in paths if path.suffix != '.png')} and "
+          f"{sum(path.suffix == '.png' for path in paths)} figure(s)")
     return 0
+
+
+def _warn_dropped(data) -> None:
+    """Dropped malformed rows go to stderr too (the report lists them as well)."""
+    if data.dropped:
+        print(f"rnnbench: warning: {data.directory}/results.csv: dropped {len(data.dropped)} malformed row(s)", file=sys.stderr)
+        for message in data.dropped[:10]:
+            print(f"  {message}", file=sys.stderr)
+
+
+def _compare(args) -> int:
+    from pathlib import Path
+
+    from rnnbench.harness.report import load, markdown_table
+    from rnnbench.harness.report.compare import build_comparison, check_same_device, compare, comparison_table
+    from rnnbench.harness.report.files import write_document
+
+    if not (args.threshold > 0 and args.threshold < float("inf")):
+        raise UsageError(f"--threshold must be a positive number, got {args.threshold}")
+    base, new = load(args.base), load(args.new)
+    for data in (base, new):
+        _warn_dropped(data)
+    device_note = check_same_device(base, new)
+    if device_note and not args.force:
+        raise UsageError(device_note)
+    comparison = compare(base, new, args.threshold)
+    if comparison.pairs.empty:
+        raise UsageError(f"no case of {args.new} matches a case of {args.base}: nothing to compare")
+    out = Path(args.out) if args.out else new.directory
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_document(build_comparison(comparison, base, new, device_note), out, "comparison")
+    counts = comparison.pairs.verdict.value_counts()
+    print(f"{len(comparison.pairs)} matched pairs: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items()))
+    # every pair when few, else every pair that changed (the written comparison has them all)
+    shown = comparison_table(comparison) if len(comparison.pairs) <= COMPARE_PRINT_ALL else \
+        comparison_table(comparison, ("regression", "improvement", "fixed", "not comparable"))
+    if not shown.empty:
+        print("\n" + markdown_table(shown.drop(columns=["why"])))
+    regressions = comparison.regressions
+    if not regressions.empty:
+        print(f"\n{len(regressions)} regression(s) beyond {args.threshold:.0%} with non-overlapping IQRs")
+    print(f"\nwrote {', '.join(str(path) for path in paths if path.suffix != '.png')}")
+    return 1 if not regressions.empty else 0
+
+
+#: ``compare`` prints every matched pair up to this many, else only the pairs that changed
+COMPARE_PRINT_ALL = 60
 
 
 KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "hidden_size", "direction", "block_b", "block_h",
@@ -194,4 +253,4 @@ def _cost(args, arch: int) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "run": _run, "report": _report, "kernels": _kernels}
+COMMANDS = {"list": _list, "run": _run, "report": _report, "compare": _compare, "kernels": _kernels}

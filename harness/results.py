@@ -5,8 +5,19 @@ the measurement (:data:`MEASUREMENT_COLUMNS`). A row's key, what makes two rows 
 same thing, is the identity plus the metric (:data:`KEY_COLUMNS`).
 
 A case's rows are rendered to one string and written with a single ``write`` + ``flush`` +
-``fsync``, so an interrupted run leaves only whole rows behind, and :func:`read_results` drops a
-torn last line if a crash ever produced one.
+``fsync``, so an interrupted run leaves only whole rows behind.
+
+Reading is strict about the file's shape and forgiving about single rows: a header with missing,
+extra or reordered columns, a file that is not UTF-8 text or not CSV raises :class:`ResultsFormatError`
+naming the file, the line and the problem; a row with the wrong number of cells (a torn last line), a
+cell that is not a number where one is expected, an unknown status or malformed ``params`` is
+dropped, and :func:`load_results` returns one message per dropped row (``results.csv line 7: ...``)
+so callers can count and show them.
+
+Text cells are written so that no spreadsheet takes them for a formula: a text cell starting with
+``=``, ``+``, ``-``, ``@``, a tab, a carriage return or ``'`` gets a leading ``'`` (OWASP's CSV
+injection advice), which :func:`load_results` removes again. Number columns are written as numbers
+(``-0.5`` stays ``-0.5``).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import csv
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +46,13 @@ COLUMNS = ("run_id", *IDENTITY_FIELDS, *MEASUREMENT_COLUMNS)
 KEY_COLUMNS = (*IDENTITY_FIELDS, "metric")
 INTEGER_COLUMNS = ("batch", "seq_len", "input_size", "hidden_size", "seed", "n")
 FLOAT_COLUMNS = ("value", "q25", "q75")
+TEXT_COLUMNS = tuple(column for column in COLUMNS if column not in INTEGER_COLUMNS + FLOAT_COLUMNS)
+#: first characters that make a spreadsheet evaluate a cell (and the escape character itself)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+class ResultsFormatError(UsageError):
+    """``results.csv`` cannot be read as a results table (the message names the file and line)."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +152,7 @@ class ResultsFile:
         (:data:`FINAL_STATUSES`), and one line per row that could not be read (it counts as not
         finished, so its case is measured again).
 
-        Keys are compared as the strings stored, so this never depends on parsing a number."""
+        Keys are built from the parsed row (formula escapes undone), as :func:`case_key` builds them."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return set(), []
         with open(self.path, encoding="utf-8", errors="replace", newline="") as handle:
@@ -144,11 +163,14 @@ class ResultsFile:
         latest: dict[tuple, str] = {}
         unreadable = []
         for line, values in enumerate(records[1:], start=2):
-            problem = _record_problem(values)
-            if problem is not None:
-                unreadable.append(f"line {line}: {problem}")
+            try:
+                record = dict(zip(COLUMNS, _parse_row(values)))
+            except ValueError as error:
+                unreadable.append(f"line {line}: {error}")
                 continue
-            record = dict(zip(COLUMNS, values))
+            if record["status"] == "ok" and math.isnan(record["value"]):
+                unreadable.append(f"line {line}: an ok row has no value")
+                continue
             latest[row_key(record)] = record["status"]
         return {key for key, status in latest.items() if status in FINAL_STATUSES}, unreadable
 
@@ -157,28 +179,6 @@ def latest_attempts(frame: pd.DataFrame) -> pd.DataFrame:
     """The last row (in file order) of every key: a case measured again after a resume or a
     repeated gate shows its latest attempt."""
     return frame.drop_duplicates(subset=list(KEY_COLUMNS), keep="last")
-
-
-def _record_problem(values: list[str]) -> str | None:
-    """Why a stored row cannot be trusted (a wrong field count, an unknown status, a number that
-    does not parse), or None."""
-    if len(values) != len(COLUMNS):
-        return f"{len(values)} fields, expected {len(COLUMNS)}"
-    record = dict(zip(COLUMNS, values))
-    if record["status"] not in STATUSES:
-        return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
-    for column in (*FLOAT_COLUMNS, *INTEGER_COLUMNS):
-        try:
-            number = float(record[column]) if column in FLOAT_COLUMNS else int(record[column])
-        except ValueError:
-            return f"{column} {record[column]!r} is not a number"
-        if column == "value" and record["status"] == "ok" and math.isnan(number):
-            return "an ok row has no value"
-    try:
-        decode_params(record["params"])
-    except ValueError as error:
-        return f"params {record['params']!r}: {error}"
-    return None
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -190,27 +190,104 @@ def _ends_with_newline(path: Path) -> bool:
 def _render(value) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else repr(value)
+    if isinstance(value, str):
+        return escape_formula(value)
     return str(value)
 
 
+def escape_formula(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet evaluates: a leading ``'`` before a formula start."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def unescape_formula(text: str) -> str:
+    """The inverse of :func:`escape_formula`."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
 def read_results(directory: str | os.PathLike) -> pd.DataFrame:
-    """Read ``results.csv`` of a results directory into a DataFrame with the documented columns."""
+    """``results.csv`` of a results directory as a DataFrame with the documented columns; dropped
+    rows (see :func:`load_results`) are reported as one :class:`UserWarning` that counts them."""
+    frame, dropped = load_results(directory)
+    if dropped:
+        warnings.warn(f"dropped {len(dropped)} malformed row(s): {'; '.join(dropped[:3])}"
+                      f"{' ...' if len(dropped) > 3 else ''}", stacklevel=2)
+    return frame
+
+
+def load_results(directory: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """``results.csv`` of ``directory`` and one message per row dropped as malformed.
+
+    Raises ``FileNotFoundError`` when there is no ``results.csv`` and :class:`ResultsFormatError`
+    when the file as a whole cannot be read (see the module docstring)."""
     path = Path(directory) / "results.csv"
     if not path.exists():
         raise FileNotFoundError(f"no results.csv in {directory}")
-    with open(path, encoding="utf-8", newline="") as handle:
-        records = list(csv.reader(handle))
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            records = [(reader.line_num, record) for record in reader]
+    except UnicodeDecodeError as error:
+        raise ResultsFormatError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except csv.Error as error:
+        raise ResultsFormatError(f"{path} line {reader.line_num}: not CSV: {error}") from None
     if not records:
-        return pd.DataFrame(columns=COLUMNS)
-    header, body = records[0], records[1:]
-    if tuple(header) != COLUMNS:
-        raise ValueError(f"{path} has columns {header}; expected {list(COLUMNS)}")
-    whole = [record for record in body if len(record) == len(COLUMNS)]
-    frame = pd.DataFrame(whole, columns=COLUMNS)
-    for column in FLOAT_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    for column in INTEGER_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("int64")
-    for column in ("note", "params", "host", "device_name"):
-        frame[column] = frame[column].fillna("")
-    return frame
+        return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in COLUMNS}), []
+    _check_header(path, records[0][1])
+    rows, dropped = [], []
+    for line, record in records[1:]:
+        try:
+            rows.append(_parse_row(record))
+        except ValueError as error:
+            dropped.append(f"{path.name} line {line}: {error}")
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.astype({column: _dtype(column) for column in COLUMNS}), dropped
+
+
+def _dtype(column: str) -> str:
+    return "int64" if column in INTEGER_COLUMNS else "float64" if column in FLOAT_COLUMNS else "str"
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if tuple(header) == COLUMNS:
+        return
+    missing = [column for column in COLUMNS if column not in header]
+    extra = [column for column in header if column not in COLUMNS]
+    problems = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + \
+               ([f"unexpected column(s) {', '.join(repr(c) for c in extra)}"] if extra else [])
+    if not problems:
+        problems = ["columns are duplicated or out of order"]
+    raise ResultsFormatError(f"{path} line 1: {'; '.join(problems)}; expected the columns {', '.join(COLUMNS)}")
+
+
+def _parse_row(record: list[str]) -> list[object]:
+    """The typed cells of one data row; ``ValueError`` names the first bad cell."""
+    if len(record) != len(COLUMNS):
+        raise ValueError(f"{len(record)} cells, expected {len(COLUMNS)} (a torn or hand-edited line)")
+    cells: list[object] = []
+    for column, text in zip(COLUMNS, record):
+        if column in FLOAT_COLUMNS:
+            cells.append(_number(column, text, float))
+        elif column in INTEGER_COLUMNS:
+            cells.append(_number(column, text, int))
+        else:
+            cells.append(unescape_formula(text))
+    row = dict(zip(COLUMNS, cells))
+    if row["status"] not in STATUSES:
+        raise ValueError(f"status {row['status']!r} is not one of {', '.join(STATUSES)}")
+
+    for column in ("experiment", "backend", "metric"):
+        if not row[column]:
+            raise ValueError(f"empty {column}")
+    try:
+        decode_params(row["params"])
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"params {row['params']!r} is not a JSON object of scalars ({error})") from None
+    return cells
+
+
+def _number(column: str, text: str, kind: type) -> float | int:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{column} {text!r} is not {'an integer' if kind is int else 'a number'}") from None

@@ -60,6 +60,21 @@ def test_cpu_benchmark_builds_and_runs_a_workload(mode, restored_thread_limits):
     benchmark.time_workload("numpy", "lstm", mode)
 
 
+def test_benchmarks_go_through_the_correctness_gate(monkeypatch, restored_thread_limits):
+    from rnnbench.harness.correctness import Comparison
+
+    checked = []
+
+    def failing_gate(case, workload):
+        checked.append(case)
+        return Comparison(1.0, "y", False, "worst y: 100 of tolerance"), "vs numpy float64 on cpu; worst y"
+
+    monkeypatch.setattr(recurrent, "check_correctness", failing_gate)
+    with pytest.raises(recurrent.IncorrectWorkload, match="failed the correctness gate"):
+        recurrent.RecurrentCPU().setup("numpy", "rnn", "fwd")
+    assert checked and checked[0].backend == "numpy" and checked[0].experiment == "speed"
+
+
 def test_cpu_benchmark_skips_triton(restored_thread_limits):
     with pytest.raises(SkipNotImplemented, match="triton"):
         recurrent.RecurrentCPU().setup("triton", "rnn", "fwd")
