@@ -227,7 +227,8 @@ class RecurrentDropIn(nn.Module):
         h0, c0 = (None if s is None else self._check_state(name, s, shape, x)
                   for name, s, shape in zip(("h_0", "c_0"), (h0, c0), self._state_shapes(x.shape[1])))
         if x.shape[0] == 0:
-            raise RuntimeError(f"input must have at least one time step, got shape {tuple(input.shape)}")
+            raise RuntimeError(f"{self.kind}: input must have at least one time step, got {x.shape[0]} steps of "
+                               f"shape {tuple(x.shape[1:])}")
         lengths = None
         if layout is not None:
             h0, c0 = layout.to_sorted(h0), None if c0 is None else layout.to_sorted(c0)

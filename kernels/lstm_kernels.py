@@ -34,9 +34,9 @@ import triton
 import triton.language as tl
 
 from rnnbench.kernels.primitives import (
-    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, direction_slice, exchange_offsets, exchange_slot, program_tile,
-    publish_state, row_lengths, running_rows, split_k_dot, step_barrier, step_position, streamed_dot, tanh, to_chunks,
-    weight_chunks,
+    COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
+    final_state_gradient, program_tile, publish_state, row_lengths, running_rows, split_k_dot, step_barrier,
+    step_position, store_final_state, streamed_dot, tanh, weight_chunks,
 )
 
 
@@ -156,20 +156,10 @@ def lstm_forward_kernel(
             r_o = split_k_dot(h_prev, w_o, DOT_PRECISION)
             h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c, gate_offsets,
                                  state_offsets, y_offsets, state_mask, running, TRAINING, DIRECTIONS, HAS_LENGTHS)
-            if MODE == PERSISTENT:
-                # one program owns every unit: the next step's state stays in registers
-                h_next = to_chunks(h.to(dtype), BLOCK_B, K_SPLIT, BK)
-                if HAS_LENGTHS:
-                    h_next = tl.where((s < length)[None, :, None], h_next, h_prev)
-                h_prev = h_next
-            else:
-                publish_state(exchange_ptr, s, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
-                step_barrier(sync_ptr + pid_b, n_programs_h * (s + 1), MODE)
-        if MODE == PERSISTENT:
-            tl.store(h_n_ptr + offsets, h_prev, mask=mask)
-        else:
-            tl.store(h_n_ptr + state_offsets, tl.load(exchange_slot(exchange_ptr, T - 1, H_PAD, BLOCK_B) + write),
-                     mask=state_mask)
+            h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, sync_ptr + pid_b,
+                                 n_programs_h * (s + 1), MODE, BLOCK_B, K_SPLIT, BK, H_PAD, HAS_LENGTHS)
+        store_final_state(h_n_ptr, h_prev, offsets, mask, exchange_ptr, T, write, state_offsets, state_mask, MODE,
+                          H_PAD, BLOCK_B)
     tl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
 
@@ -188,12 +178,8 @@ def _backward_phase(
     (``dc_n`` until a row's last step). Rows that have ended get zero gate gradients.
     ``w_*`` are the on-chip tiles when ``K_CHUNKS == 1``.
     """
-    if HAS_LENGTHS:
-        ends = state_mask & (s == length - 1)[:, None]
-    else:
-        ends = state_mask
     if s == T - 1:
-        dh = tl.load(dh_n_ptr + state_offsets, mask=ends, other=0.0).to(tl.float32)
+        dh = final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
     else:
         later = exchange_slot(exchange_ptr, s + 1, 4 * H_PAD, BLOCK_B)
         if K_CHUNKS == 1:
@@ -207,7 +193,7 @@ def _backward_phase(
             dh += streamed_dot(later + 2 * H_PAD, read, w_hh_ptr, 2 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
             dh += streamed_dot(later + 3 * H_PAD, read, w_hh_ptr, 3 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
         if HAS_LENGTHS:
-            dh += tl.load(dh_n_ptr + state_offsets, mask=ends, other=0.0).to(tl.float32)
+            dh += final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
     if s < 0:
         tl.store(dh0_ptr + state_offsets, dh, mask=state_mask)
         tl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)

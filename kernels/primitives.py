@@ -238,3 +238,46 @@ def publish_state(exchange_ptr, s, h, write, running, ROW_WIDTH: tl.constexpr, B
         h = tl.where(running, h, tl.load(exchange_slot(exchange_ptr, s + 1, ROW_WIDTH, BLOCK_B) + write))
     tl.store(exchange_slot(exchange_ptr, s, ROW_WIDTH, BLOCK_B) + write, h)
     return h
+
+
+@triton.jit
+def carry_state(h, h_prev, s, length, exchange_ptr, write, running, sync_ptr, expected, MODE: tl.constexpr,
+                BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, H_PAD: tl.constexpr,
+                HAS_LENGTHS: tl.constexpr):
+    """Hand the state ``h`` after step ``s`` (``(BLOCK_B, BLOCK_H)``, storage dtype) to the next
+    step of an in-kernel time loop. ``PERSISTENT``: returns it as the next split-K state operand,
+    kept in registers (rows that have ended keep ``h_prev``). ``COOPERATIVE``: publishes it through
+    the exchange buffer, waits at the grid barrier (``expected`` arrivals) and returns ``h_prev``
+    (the next step loads the state row from the exchange)."""
+    if MODE == PERSISTENT:
+        h_next = to_chunks(h, BLOCK_B, K_SPLIT, BK)
+        if HAS_LENGTHS:
+            h_next = tl.where((s < length)[None, :, None], h_next, h_prev)
+        return h_next
+    else:
+        publish_state(exchange_ptr, s, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
+        step_barrier(sync_ptr, expected, MODE)
+        return h_prev
+
+
+@triton.jit
+def store_final_state(h_n_ptr, h_prev, chunk_offsets, chunk_mask, exchange_ptr, T, write, state_offsets, state_mask,
+                      MODE: tl.constexpr, H_PAD: tl.constexpr, BLOCK_B: tl.constexpr):
+    """After an in-kernel time loop, store each row's final state: from the registers
+    (``PERSISTENT``, the split-K operand ``h_prev`` at ``chunk_offsets``), or this program's units
+    from the exchange slot of the last step."""
+    if MODE == PERSISTENT:
+        tl.store(h_n_ptr + chunk_offsets, h_prev, mask=chunk_mask)
+    else:
+        tl.store(h_n_ptr + state_offsets, tl.load(exchange_slot(exchange_ptr, T - 1, H_PAD, BLOCK_B) + write),
+                 mask=state_mask)
+
+
+@triton.jit
+def final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS: tl.constexpr):
+    """``dh_n`` (float32) for the rows whose last step is ``s``, zero for the others (without
+    lengths every row ends at step T-1, the only step that asks)."""
+    mask = state_mask
+    if HAS_LENGTHS:
+        mask = state_mask & (s == length - 1)[:, None]
+    return tl.load(dh_n_ptr + state_offsets, mask=mask, other=0.0).to(tl.float32)

@@ -18,9 +18,9 @@ import triton
 import triton.language as tl
 
 from rnnbench.kernels.primitives import (
-    COOPERATIVE, PERSISTENT, STEPWISE, chunk_offsets, direction_slice, exchange_offsets, exchange_slot, program_tile,
-    publish_state, row_lengths, running_rows, split_k_dot, step_barrier, step_position, streamed_dot, tanh, to_chunks,
-    weight_chunks,
+    COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
+    final_state_gradient, program_tile, publish_state, row_lengths, running_rows, split_k_dot, step_barrier,
+    step_position, store_final_state, streamed_dot, tanh, weight_chunks,
 )
 
 
@@ -94,19 +94,10 @@ def rnn_forward_kernel(
                 h_prev = tl.load(exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B) + read, cache_modifier=".cg")
             h = _forward_step(xw_ptr, y_ptr, t, B, H, split_k_dot(h_prev, w, DOT_PRECISION), state_offsets, y_offsets,
                               state_mask, running, RELU, DIRECTIONS, HAS_LENGTHS)
-            if MODE == PERSISTENT:
-                h_next = to_chunks(h.to(dtype), BLOCK_B, K_SPLIT, BK)
-                if HAS_LENGTHS:
-                    h_next = tl.where((s < length)[None, :, None], h_next, h_prev)
-                h_prev = h_next
-            else:
-                publish_state(exchange_ptr, s, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
-                step_barrier(sync_ptr + pid_b, n_programs_h * (s + 1), MODE)
-        if MODE == PERSISTENT:
-            tl.store(h_n_ptr + offsets, h_prev, mask=mask)
-        else:
-            tl.store(h_n_ptr + state_offsets, tl.load(exchange_slot(exchange_ptr, T - 1, H_PAD, BLOCK_B) + write),
-                     mask=state_mask)
+            h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, sync_ptr + pid_b,
+                                 n_programs_h * (s + 1), MODE, BLOCK_B, K_SPLIT, BK, H_PAD, HAS_LENGTHS)
+        store_final_state(h_n_ptr, h_prev, offsets, mask, exchange_ptr, T, write, state_offsets, state_mask, MODE,
+                          H_PAD, BLOCK_B)
 
 
 @triton.jit
@@ -120,12 +111,8 @@ def _backward_phase(
     ``dh_n`` at each row's last step; ``dz_s = dh_s * act'``, zero for rows that have ended.
 
     ``w`` is the on-chip tile when ``K_CHUNKS == 1``."""
-    if HAS_LENGTHS:
-        ends = state_mask & (s == length - 1)[:, None]
-    else:
-        ends = state_mask
     if s == T - 1:
-        dh = tl.load(dh_n_ptr + state_offsets, mask=ends, other=0.0).to(tl.float32)
+        dh = final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
     else:
         later = exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B)
         if K_CHUNKS == 1:
@@ -133,7 +120,7 @@ def _backward_phase(
         else:
             dh = streamed_dot(later, read, w_hh_ptr, 0, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
         if HAS_LENGTHS:
-            dh += tl.load(dh_n_ptr + state_offsets, mask=ends, other=0.0).to(tl.float32)
+            dh += final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
     if s < 0:
         tl.store(dh0_ptr + state_offsets, dh, mask=state_mask)
     else:

@@ -22,6 +22,9 @@ def test_shipped_configurations_cover_every_path_cell_dtype_and_direction():
     assert set(configs.hidden_size) == {16, 32, 64, 128, 256, 512, 1024, 2048, 4096}
     assert (configs.k_chunks > 1).any() and set(configs[configs.k_chunks > 1].path) == {"stepwise"}
     assert set(configs[configs.dtype == "float32"].precision) == {"tf32", "ieee"}
+    # every configuration also in the variant with both directions in one launch and per-row lengths
+    variants = configs.groupby(["kernel", "path", "dtype", "precision", "hidden_size", "direction"])
+    assert all(sorted(zip(group.directions, group.lengths)) == [(1, False), (2, True)] for _, group in variants)
 
 
 def test_sm90_cli_table_every_configuration_fits(capsys):

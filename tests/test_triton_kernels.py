@@ -31,13 +31,7 @@ SHAPES = [(1, 1, 5, 20), (7, 3, 5, 48), (33, 3, 20, 100), (7, 1, 48, 20)]
 PATHS = ("auto", "persistent", "cooperative", "stepwise")
 
 
-@pytest.fixture(autouse=True)
-def exact_fp32():
-    """TF32 off in cuDNN so fp32 results are comparable at 1e-5 (restored afterwards)."""
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = previous
+pytestmark = pytest.mark.usefixtures("exact_fp32")
 
 
 def _pair(cell: str, input_size: int, hidden_size: int, dtype=torch.float32, path="auto", **options):

@@ -18,28 +18,15 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from conftest import KERNEL_DEVICE
-from rnnbench.kernels import TritonLSTM, TritonRNN
 from rnnbench.kernels.launch import poisoned_outputs
 from rnnbench.kernels.lstm import lstm_layer
 from rnnbench.kernels.plan import plan_recurrence
 from rnnbench.kernels.rnn import rnn_layer
-
-FWD_TOL = dict(atol=1e-5, rtol=1e-5)
-GRAD_TOL = dict(atol=1e-4, rtol=1e-4)
-CELLS = {
-    "lstm": (TritonLSTM, torch.nn.LSTM, {}),
-    "rnn_tanh": (TritonRNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
-    "rnn_relu": (TritonRNN, torch.nn.RNN, {"nonlinearity": "relu"}),
-}
+from test_triton_kernels import CELLS, FWD_TOL, GRAD_TOL
 
 
-@pytest.fixture(autouse=True)
-def exact_fp32():
-    """TF32 off in cuDNN so fp32 results are comparable at 1e-5 (restored afterwards)."""
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = previous
+
+pytestmark = pytest.mark.usefixtures("exact_fp32")
 
 
 @dataclasses.dataclass
@@ -313,7 +300,8 @@ def test_bfloat16_bidirectional_and_packed_on_gpu(cell, options, hidden, batch, 
         output = output.data if packed else output
         outputs = [output, *(final if isinstance(final, tuple) else (final,))]
         generator = torch.Generator(device="cuda").manual_seed(2)
-        upstream = [torch.randn(o.shape, device="cuda", generator=generator).to(dtype) for o in outputs]
+        upstream = [torch.randn(o.shape, device="cuda", generator=generator).to(torch.bfloat16).to(dtype)
+                    for o in outputs]
         grads = torch.autograd.grad(outputs, [leaf, *module.parameters()], upstream)
         return [o.double() for o in (*outputs, *grads)]
 
