@@ -41,13 +41,13 @@ VARIANTS = ((1, False), (2, True))
 #: pointer arguments of each kernel and their element type ("data": the storage dtype)
 KERNEL_POINTERS = {
     ("lstm", "fwd"): (("xg_ptr", "data"), ("w_hh_ptr", "data"), ("h0_ptr", "data"), ("c0_ptr", "data"),
-                      ("y_ptr", "data"), ("h_n_ptr", "data"), ("c_all_ptr", "fp32"), ("c_n_ptr", "fp32"),
-                      ("exchange_ptr", "data"), ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
+                      ("y_ptr", "data"), ("c_all_ptr", "fp32"), ("c_n_ptr", "fp32"), ("exchange_ptr", "data"),
+                      ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
     ("lstm", "bwd"): (("xg_ptr", "data"), ("w_hh_ptr", "data"), ("c_all_ptr", "fp32"), ("c0_ptr", "data"),
                       ("dy_ptr", "data"), ("dh_n_ptr", "data"), ("dc_n_ptr", "data"), ("dh0_ptr", "fp32"),
                       ("dc0_ptr", "fp32"), ("exchange_ptr", "data"), ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
-    ("rnn", "fwd"): (("xw_ptr", "data"), ("w_hh_ptr", "data"), ("h0_ptr", "data"), ("y_ptr", "data"), ("h_n_ptr", "data"),
-                    ("exchange_ptr", "data"), ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
+    ("rnn", "fwd"): (("xw_ptr", "data"), ("w_hh_ptr", "data"), ("h0_ptr", "data"), ("y_ptr", "data"), ("exchange_ptr", "data"),
+                    ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
     ("rnn", "bwd"): (("y_ptr", "data"), ("w_hh_ptr", "data"), ("dy_ptr", "data"), ("dh_n_ptr", "data"),
                      ("dz_ptr", "data"), ("dh0_ptr", "fp32"), ("exchange_ptr", "data"), ("lengths_ptr", "i32"),
                      ("sync_ptr", "i32")),

@@ -24,7 +24,7 @@ from rnnbench.kernels.launch import (
     dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
 )
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
-from rnnbench.kernels.projections import first_steps, parameter_and_input_grads, project_inputs
+from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
 
 
 class LSTMLayerFunction(torch.autograd.Function):
@@ -49,18 +49,17 @@ class LSTMLayerFunction(torch.autograd.Function):
             gates[first_steps(gates, lengths)] += first
         lengths_arg, has_lengths = lengths_argument(lengths, x)
         y = output_buffer((T, B, directions * H), x.dtype, x.device)
-        h_n = output_buffer((directions, B, H), x.dtype, x.device)
         c_all = output_buffer((directions, T, B, H), torch.float32, x.device) if training else y
         c_n = output_buffer((directions, B, H), torch.float32, x.device)
         exchange = exchange_buffer(plan, 1, x, first=h0)
-        run_phases(lstm_forward_kernel, plan, T, (gates, w_hh, h0, c0, y, h_n, c_all, c_n, exchange, lengths_arg),
+        run_phases(lstm_forward_kernel, plan, T, (gates, w_hh, h0, c0, y, c_all, c_n, exchange, lengths_arg),
                    (T, B, H), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),
                    HAS_LENGTHS=has_lengths)
         if training:
             ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, lengths_arg)
             ctx.gates, ctx.c_all, ctx.plan = gates, c_all, plan
             ctx.has_bias, ctx.has_lengths = b_ih is not None, has_lengths
-        return y, h_n, c_n.to(x.dtype)
+        return y, final_states(y, lengths, directions), c_n.to(x.dtype)
 
     @staticmethod
     def backward(ctx, dy, dh_n, dc_n):

@@ -6,7 +6,7 @@ kernel (:mod:`rnnbench.kernels.lstm`); the kernels only do what must be sequenti
 * ``xg``   ``(T, B, 4H)`` gate pre-activations from the input, gate order i, f, g, o (torch's).
   In training the forward kernel overwrites it, in place, with the activated gates; the backward
   kernel then overwrites those, in place, with the gradients of the pre-activations (``dgates``).
-* ``w_hh`` ``(4H, H)``; ``h0, c0, h_n, c_n, dh_n, dc_n, dh0, dc0`` ``(B, H)``; ``y, dy``
+* ``w_hh`` ``(4H, H)``; ``h0, c0, c_n, dh_n, dc_n, dh0, dc0`` ``(B, H)``; ``y, dy``
   ``(T, B, D*H)``, direction d in columns ``[d*H, (d+1)*H)``; ``c_all`` ``(T, B, H)`` float32 cell
   states c_1..c_T (training only); ``lengths`` ``(B,)`` int32 (``HAS_LENGTHS`` only).
 * ``exchange``: forward ``(2, B_pad, H_PAD)`` hidden states, backward ``(2, B_pad, 4*H_PAD)`` gate
@@ -36,7 +36,7 @@ import triton.language as tl
 from rnnbench.kernels.primitives import (
     COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
     final_state_gradient, program_tile, publish_state, row_lengths, running_rows, split_k_dot, step_barrier,
-    step_position, store_final_state, streamed_dot, tanh, weight_chunks,
+    step_position, streamed_dot, tanh, weight_chunks,
 )
 
 
@@ -83,7 +83,7 @@ def _forward_step(
 
 @triton.jit(do_not_specialize=["T", "B", "phase", "first_direction"])
 def lstm_forward_kernel(
-    xg_ptr, w_hh_ptr, h0_ptr, c0_ptr, y_ptr, h_n_ptr, c_all_ptr, c_n_ptr, exchange_ptr, lengths_ptr, sync_ptr,
+    xg_ptr, w_hh_ptr, h0_ptr, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, lengths_ptr, sync_ptr,
     T, B, H, phase, first_direction,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
@@ -91,9 +91,9 @@ def lstm_forward_kernel(
 ):
     """Forward recurrence (see the module docstring for layouts).
 
-    ``h_n`` (storage dtype) and ``c_n`` (float32) receive each row's final states; in ``STEPWISE``
-    mode ``c_n`` also carries the cell state from one launch to the next. ``phase`` is the
-    processing step of a ``STEPWISE`` launch.
+    ``c_n`` (float32) receives each row's final cell state (its final ``h`` is in ``y``: at its
+    last step going forwards, at time 0 going backwards); in ``STEPWISE`` mode ``c_n`` also carries
+    the cell state from one launch to the next. ``phase`` is the processing step of a ``STEPWISE`` launch.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
@@ -107,7 +107,6 @@ def lstm_forward_kernel(
     w_hh_ptr = direction_slice(w_hh_ptr, 4 * H, H, direction, DIRECTIONS)
     h0_ptr = direction_slice(h0_ptr, B, H, direction, DIRECTIONS)
     c0_ptr = direction_slice(c0_ptr, B, H, direction, DIRECTIONS)
-    h_n_ptr = direction_slice(h_n_ptr, B, H, direction, DIRECTIONS)
     c_n_ptr = direction_slice(c_n_ptr, B, H, direction, DIRECTIONS)
     c_all_ptr = direction_slice(c_all_ptr, T * B, H, direction, DIRECTIONS)
     y_ptr = direction_slice(y_ptr, 1, H, direction, DIRECTIONS)
@@ -136,9 +135,8 @@ def lstm_forward_kernel(
             c = tl.load(c_n_ptr + state_offsets, mask=state_mask, other=0.0)
         h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c, gate_offsets, state_offsets,
                              y_offsets, state_mask, running, TRAINING, DIRECTIONS, HAS_LENGTHS)
-        h = publish_state(exchange_ptr, phase, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
-        if phase == T - 1:
-            tl.store(h_n_ptr + state_offsets, h, mask=state_mask)
+        h = h.to(dtype)
+        publish_state(exchange_ptr, phase, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
     else:
         w_i, w_f, w_g, w_o = _gate_tiles(w_hh_ptr, H, cols, True, K_SPLIT, BK)
         offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)
@@ -156,10 +154,9 @@ def lstm_forward_kernel(
             r_o = split_k_dot(h_prev, w_o, DOT_PRECISION)
             h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c, gate_offsets,
                                  state_offsets, y_offsets, state_mask, running, TRAINING, DIRECTIONS, HAS_LENGTHS)
-            h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, sync_ptr + pid_b,
+            h = h.to(dtype)
+            h_prev = carry_state(h, h_prev, s, length, exchange_ptr, write, running, sync_ptr + pid_b,
                                  n_programs_h * (s + 1), MODE, BLOCK_B, K_SPLIT, BK, H_PAD, HAS_LENGTHS)
-        store_final_state(h_n_ptr, h_prev, offsets, mask, exchange_ptr, T, write, state_offsets, state_mask, MODE,
-                          H_PAD, BLOCK_B)
     tl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
 

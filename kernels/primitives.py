@@ -232,12 +232,10 @@ def running_rows(s, length, state_mask, HAS_LENGTHS: tl.constexpr):
 def publish_state(exchange_ptr, s, h, write, running, ROW_WIDTH: tl.constexpr, BLOCK_B: tl.constexpr,
                   HAS_LENGTHS: tl.constexpr):
     """Store this program's units of the state after step ``s`` (storage dtype) in slot ``s``;
-    rows that have ended keep the state of the step before (read back from the other slot).
-    Returns what was stored."""
+    rows that have ended keep the state of the step before (read back from the other slot)."""
     if HAS_LENGTHS:
         h = tl.where(running, h, tl.load(exchange_slot(exchange_ptr, s + 1, ROW_WIDTH, BLOCK_B) + write))
     tl.store(exchange_slot(exchange_ptr, s, ROW_WIDTH, BLOCK_B) + write, h)
-    return h
 
 
 @triton.jit
@@ -258,19 +256,6 @@ def carry_state(h, h_prev, s, length, exchange_ptr, write, running, sync_ptr, ex
         publish_state(exchange_ptr, s, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
         step_barrier(sync_ptr, expected, MODE)
         return h_prev
-
-
-@triton.jit
-def store_final_state(h_n_ptr, h_prev, chunk_offsets, chunk_mask, exchange_ptr, T, write, state_offsets, state_mask,
-                      MODE: tl.constexpr, H_PAD: tl.constexpr, BLOCK_B: tl.constexpr):
-    """After an in-kernel time loop, store each row's final state: from the registers
-    (``PERSISTENT``, the split-K operand ``h_prev`` at ``chunk_offsets``), or this program's units
-    from the exchange slot of the last step."""
-    if MODE == PERSISTENT:
-        tl.store(h_n_ptr + chunk_offsets, h_prev, mask=chunk_mask)
-    else:
-        tl.store(h_n_ptr + state_offsets, tl.load(exchange_slot(exchange_ptr, T - 1, H_PAD, BLOCK_B) + write),
-                 mask=state_mask)
 
 
 @triton.jit

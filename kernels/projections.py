@@ -37,6 +37,18 @@ def first_steps(buffer: torch.Tensor, lengths: torch.Tensor | None) -> tuple[tor
     return torch.arange(directions, device=device)[:, None], times, torch.arange(B, device=device)[None, :]
 
 
+def final_states(y: torch.Tensor, lengths: torch.Tensor | None, directions: int) -> torch.Tensor:
+    """Each row's state after its last step, ``(D, B, R)``, from a layer's output ``y (T, B, D*R)``:
+    at time ``lengths[b] - 1`` (T-1 without lengths) going forwards, at time 0 going backwards."""
+    T, B, width = y.shape
+    R = width // directions
+    if lengths is None:
+        forwards = y[T - 1, :, :R]
+    else:
+        forwards = y[lengths.long() - 1, torch.arange(B, device=y.device), :R]
+    return torch.stack([forwards, y[0, :, R:]][:directions])
+
+
 def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool, lengths=None):
     """Gradients from ``dpre (D, T, B, G*H)``, the gradient of the gate pre-activations (zero past
     each row's end), given ``x (T, B, I)``, ``h0 (D, B, R)``, ``y (T, B, D*R)``, ``w_ih (D, G*H, I)``.

@@ -14,7 +14,7 @@ import torch
 from rnnbench.kernels.launch import (
     dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
 )
-from rnnbench.kernels.projections import parameter_and_input_grads, project_inputs
+from rnnbench.kernels.projections import final_states, parameter_and_input_grads, project_inputs
 from rnnbench.kernels.rnn_kernels import rnn_backward_kernel, rnn_forward_kernel
 
 
@@ -36,13 +36,12 @@ class RNNLayerFunction(torch.autograd.Function):
         projected = project_inputs(x, w_ih, b_ih, b_hh)
         lengths_arg, has_lengths = lengths_argument(lengths, x)
         y = output_buffer((T, B, directions * H), x.dtype, x.device)
-        h_n = output_buffer((directions, B, H), x.dtype, x.device)
         exchange = exchange_buffer(plan, 1, x, first=h0)
-        run_phases(rnn_forward_kernel, plan, T, (projected, w_hh, h0, y, h_n, exchange, lengths_arg), (T, B, H),
+        run_phases(rnn_forward_kernel, plan, T, (projected, w_hh, h0, y, exchange, lengths_arg), (T, B, H),
                    x.device, RELU=relu, DOT_PRECISION=dot_precision(x.dtype), HAS_LENGTHS=has_lengths)
         ctx.save_for_backward(x, h0, w_ih, w_hh, y, lengths_arg)
         ctx.plan, ctx.relu, ctx.has_bias, ctx.has_lengths = plan, relu, b_ih is not None, has_lengths
-        return y, h_n
+        return y, final_states(y, lengths, directions)
 
     @staticmethod
     def backward(ctx, dy, dh_n):

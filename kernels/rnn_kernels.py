@@ -1,7 +1,7 @@
 """Triton kernels of the Elman RNN recurrence ``h_t = act(xw_t + W_hh h_{t-1})`` (act = tanh or relu).
 
 ``xw (T, B, H)`` holds ``W_ih x_t + b_ih + b_hh`` for all steps, computed by one GEMM beforehand
-(:mod:`rnnbench.kernels.rnn`). ``w_hh (H, H)``; ``h0, h_n, dh_n, dh0 (B, H)``; ``y, dy (T, B, D*H)``
+(:mod:`rnnbench.kernels.rnn`). ``w_hh (H, H)``; ``h0, dh_n, dh0 (B, H)``; ``y, dy (T, B, D*H)``
 (direction d in columns ``[d*H, (d+1)*H)``); ``dz (T, B, H)``, the gradient of the pre-activation;
 ``lengths (B,)`` int32 (``HAS_LENGTHS`` only); ``exchange (2, B_pad, H_PAD)`` carries hidden states
 (forward, ``h0`` copied into slot 1 beforehand) or ``dz`` rows (backward) between programs, see
@@ -20,7 +20,7 @@ import triton.language as tl
 from rnnbench.kernels.primitives import (
     COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
     final_state_gradient, program_tile, publish_state, row_lengths, running_rows, split_k_dot, step_barrier,
-    step_position, store_final_state, streamed_dot, tanh, weight_chunks,
+    step_position, streamed_dot, tanh, weight_chunks,
 )
 
 
@@ -45,14 +45,14 @@ def _forward_step(xw_ptr, y_ptr, t, B, H, recurrent, state_offsets, y_offsets, s
 
 @triton.jit(do_not_specialize=["T", "B", "phase", "first_direction"])
 def rnn_forward_kernel(
-    xw_ptr, w_hh_ptr, h0_ptr, y_ptr, h_n_ptr, exchange_ptr, lengths_ptr, sync_ptr,
+    xw_ptr, w_hh_ptr, h0_ptr, y_ptr, exchange_ptr, lengths_ptr, sync_ptr,
     T, B, H, phase, first_direction,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, RELU: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
 ):
-    """Forward recurrence; ``phase`` is the processing step of a ``STEPWISE`` launch. ``h_n``
-    (storage dtype) receives each row's final state."""
+    """Forward recurrence; ``phase`` is the processing step of a ``STEPWISE`` launch. Each row's
+    final state is in ``y`` (at its last step going forwards, at time 0 going backwards)."""
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
     y_offsets = rows[:, None] * DIRECTIONS * H + cols[None, :]
@@ -63,7 +63,6 @@ def rnn_forward_kernel(
     xw_ptr = direction_slice(xw_ptr, T * B, H, direction, DIRECTIONS)
     w_hh_ptr = direction_slice(w_hh_ptr, H, H, direction, DIRECTIONS)
     h0_ptr = direction_slice(h0_ptr, B, H, direction, DIRECTIONS)
-    h_n_ptr = direction_slice(h_n_ptr, B, H, direction, DIRECTIONS)
     y_ptr = direction_slice(y_ptr, 1, H, direction, DIRECTIONS)
     exchange_ptr = direction_slice(exchange_ptr, 2 * tl.num_programs(1) * BLOCK_B, H_PAD, direction, DIRECTIONS)
     sync_ptr = direction_slice(sync_ptr, tl.num_programs(1), 1, direction, DIRECTIONS)
@@ -79,9 +78,8 @@ def rnn_forward_kernel(
             recurrent = streamed_dot(previous, read, w_hh_ptr, 0, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
         h = _forward_step(xw_ptr, y_ptr, t, B, H, recurrent, state_offsets, y_offsets, state_mask, running, RELU,
                           DIRECTIONS, HAS_LENGTHS)
-        h = publish_state(exchange_ptr, phase, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
-        if phase == T - 1:
-            tl.store(h_n_ptr + state_offsets, h, mask=state_mask)
+        h = h.to(dtype)
+        publish_state(exchange_ptr, phase, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
     else:
         w = weight_chunks(w_hh_ptr, 0, 0, H, cols, True, K_SPLIT, BK)
         offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)
@@ -93,11 +91,9 @@ def rnn_forward_kernel(
             if MODE == COOPERATIVE:
                 h_prev = tl.load(exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B) + read, cache_modifier=".cg")
             h = _forward_step(xw_ptr, y_ptr, t, B, H, split_k_dot(h_prev, w, DOT_PRECISION), state_offsets, y_offsets,
-                              state_mask, running, RELU, DIRECTIONS, HAS_LENGTHS)
-            h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, sync_ptr + pid_b,
+                              state_mask, running, RELU, DIRECTIONS, HAS_LENGTHS).to(dtype)
+            h_prev = carry_state(h, h_prev, s, length, exchange_ptr, write, running, sync_ptr + pid_b,
                                  n_programs_h * (s + 1), MODE, BLOCK_B, K_SPLIT, BK, H_PAD, HAS_LENGTHS)
-        store_final_state(h_n_ptr, h_prev, offsets, mask, exchange_ptr, T, write, state_offsets, state_mask, MODE,
-                          H_PAD, BLOCK_B)
 
 
 @triton.jit
