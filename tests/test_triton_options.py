@@ -149,7 +149,7 @@ def test_options_on_every_path_match_torch_nn(case):
 
 SHAPE_CASES = {
     "one_step_one_row_two_layers": dict(T=1, B=1, I=4, H=9, lengths=(1,), options=dict(num_layers=2, bidirectional=True)),
-    "one_row_packed_i_ne_h": dict(T=5, B=1, I=11, H=6, lengths=(5,), options=dict(bidirectional=True)),
+    "one_row_packed_i_ne_h_no_bias": dict(T=5, B=1, I=11, H=6, lengths=(5,), options=dict(bidirectional=True, bias=False)),
     "sorted_packed_batch_first_two_layers": dict(T=5, B=4, I=3, H=10, lengths=(5, 4, 2, 1), enforce_sorted=True,
                                                  options=dict(num_layers=2, batch_first=True, bidirectional=True)),
     "packed_all_full_length": dict(T=4, B=2, lengths=(4, 4), options=dict(bidirectional=True)),
