@@ -62,7 +62,7 @@ DEVICE ?= gpu
 SUITE ?= gpu-core
 GPU_PY ?= python3
 gpu-validate:
-	PYTHONPATH=. $(GPU_PY) -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py tests/test_plan.py
+	PYTHONPATH=. $(GPU_PY) -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py tests/test_triton_options.py tests/test_plan.py
 	PYTHONPATH=. $(GPU_PY) -m rnnbench run $(SUITE) --device cuda --out reports/$(DEVICE)/$(SUITE) --resume --no-progress
 	PYTHONPATH=. $(GPU_PY) -m rnnbench report reports/$(DEVICE)/$(SUITE)
 

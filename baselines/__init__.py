@@ -2,7 +2,8 @@
 
 ``numpy_rnn``: NumPy forward + BPTT (the float64 ground truth); ``eager``: a Python step loop of
 torch ops; ``bow`` and ``cnn``: order-free and fixed-window encoders. ``torch.nn.RNN``/``LSTM``
-(cuDNN on CUDA) is used directly. ``drop_in`` is the shared base of drop-in recurrent modules.
+(cuDNN on CUDA) is used directly. ``drop_in`` is the shared base of drop-in recurrent modules and
+``packing`` turns a ``PackedSequence`` into the padded batch with per-row lengths they run on.
 """
 
 from rnnbench.baselines.bow import BagOfWordsEncoder

@@ -192,8 +192,9 @@ def _compare(args) -> int:
 COMPARE_PRINT_ALL = 60
 
 
-KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "hidden_size", "direction", "block_b", "block_h",
-                  "k_split", "k_chunks", "num_warps", "shared_bytes", "registers", "spill_bytes", "fits"]
+KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "hidden_size", "direction", "directions", "lengths",
+                  "block_b", "block_h", "k_split", "k_chunks", "num_warps", "shared_bytes", "registers", "spill_bytes",
+                  "fits"]
 
 
 def _kernels(args) -> int:

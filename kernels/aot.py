@@ -2,7 +2,11 @@
 
 A *configuration* is what the size heuristic (:mod:`rnnbench.kernels.plan`) can launch: a kernel (RNN or
 LSTM, forward for inference, forward for training, backward) x path x dtype x hidden-size bucket
-(``H_PAD``, a power of two); the batch only changes the grid, not the compiled kernel. Each is compiled with ``triton.compile`` for a target
+(``H_PAD``, a power of two) x variant; the batch only changes the grid, not the compiled kernel.
+Variants: the plain kernel (``directions=1``, no ``lengths``) and the one that carries every
+option of the drop-in modules (``directions=2``: both directions of a bidirectional layer in one
+launch; ``lengths``: per-row sequence lengths of a packed batch). The two single-option variants
+run a subset of the latter's code (one direction's time index, or rows that all have length T). Each is compiled with ``triton.compile`` for a target
 such as ``sm_90`` and its resources read back: shared memory from the compiled metadata, registers
 and spill (stack) bytes per thread from ``cuobjdump --dump-resource-usage`` (shipped in the Triton
 wheel). A configuration *fits* when its shared memory is within the target's per-block limit, its
@@ -34,18 +38,22 @@ HIDDEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 TRITON_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DIRECTIONS = ("fwd", "fwd_train", "bwd")
+#: (directions, lengths) of each compiled variant: plain, and bidirectional with per-row lengths
+VARIANTS = ((1, False), (2, True))
 
 #: pointer arguments of each kernel and their element type ("data": the storage dtype)
 KERNEL_POINTERS = {
     ("lstm", "fwd"): (("xg_ptr", "data"), ("w_hh_ptr", "data"), ("h0_ptr", "data"), ("c0_ptr", "data"),
-                      ("y_ptr", "data"), ("c_all_ptr", "fp32"), ("c_n_ptr", "fp32"), ("exchange_ptr", "data"), ("sync_ptr", "i32")),
+                      ("y_ptr", "data"), ("c_all_ptr", "fp32"), ("c_n_ptr", "fp32"), ("exchange_ptr", "data"),
+                      ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
     ("lstm", "bwd"): (("xg_ptr", "data"), ("w_hh_ptr", "data"), ("c_all_ptr", "fp32"), ("c0_ptr", "data"),
                       ("dy_ptr", "data"), ("dh_n_ptr", "data"), ("dc_n_ptr", "data"), ("dh0_ptr", "fp32"),
-                      ("dc0_ptr", "fp32"), ("exchange_ptr", "data"), ("sync_ptr", "i32")),
+                      ("dc0_ptr", "fp32"), ("exchange_ptr", "data"), ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
     ("rnn", "fwd"): (("xw_ptr", "data"), ("w_hh_ptr", "data"), ("h0_ptr", "data"), ("y_ptr", "data"), ("exchange_ptr", "data"),
-                    ("sync_ptr", "i32")),
+                    ("lengths_ptr", "i32"), ("sync_ptr", "i32")),
     ("rnn", "bwd"): (("y_ptr", "data"), ("w_hh_ptr", "data"), ("dy_ptr", "data"), ("dh_n_ptr", "data"),
-                     ("dz_ptr", "data"), ("dh0_ptr", "fp32"), ("exchange_ptr", "data"), ("sync_ptr", "i32")),
+                     ("dz_ptr", "data"), ("dh0_ptr", "fp32"), ("exchange_ptr", "data"), ("lengths_ptr", "i32"),
+                     ("sync_ptr", "i32")),
 }
 
 
@@ -65,6 +73,10 @@ class KernelConfig:
     num_warps: int
     precision: str = "tf32"
     k_chunks: int = 1
+    #: 2: both directions of a bidirectional layer in one launch
+    directions: int = 1
+    #: whether rows carry their own sequence lengths (packed input)
+    lengths: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,8 @@ class KernelResources:
 
 
 def shipped_configs() -> list[KernelConfig]:
-    """Every configuration the heuristic can launch: each cell, dtype, fp32 precision, hidden bucket, path, direction."""
+    """Every configuration the heuristic can launch: each cell, dtype, fp32 precision, hidden bucket, path,
+    direction and variant (:data:`VARIANTS`)."""
     configs = []
     for cell in GATES:
         for dtype_name, dtype in DTYPES.items():
@@ -105,8 +118,9 @@ def shipped_configs() -> list[KernelConfig]:
                             if cell == "rnn" and direction == "fwd_train":
                                 continue  # the RNN forward has no training variant
                             kernel = f"{cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
-                            configs.append(KernelConfig(kernel, cell, path, dtype_name, hidden, direction, *layout,
-                                                        precision, plan.k_chunks))
+                            configs.extend(KernelConfig(kernel, cell, path, dtype_name, hidden, direction, *layout,
+                                                        precision, plan.k_chunks, directions, lengths)
+                                           for directions, lengths in VARIANTS)
     return configs
 
 
@@ -136,9 +150,10 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
     direction = "bwd" if config.direction == "bwd" else "fwd"
     data = TRITON_TYPES[config.dtype]
     signature = {name: "*" + (data if kind == "data" else kind) for name, kind in KERNEL_POINTERS[(config.cell, direction)]}
-    signature.update({name: "i32" for name in ("T", "B", "H", "phase")})
+    signature.update({name: "i32" for name in ("T", "B", "H", "phase", "first_direction")})
     constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.hidden_size,
-                  "K_SPLIT": config.k_split, "K_CHUNKS": config.k_chunks, "MODE": MODE_NAMES[config.path], "DOT_PRECISION": config.precision}
+                  "K_SPLIT": config.k_split, "K_CHUNKS": config.k_chunks, "MODE": MODE_NAMES[config.path],
+                  "DOT_PRECISION": config.precision, "DIRECTIONS": config.directions, "HAS_LENGTHS": config.lengths}
     if config.cell == "lstm" and direction == "fwd":
         constexprs["TRAINING"] = config.direction == "fwd_train"
     if config.cell == "rnn":

@@ -1,7 +1,8 @@
 """Host side of a recurrent kernel launch: the path's launch pattern, and checks before launching.
 
-Every recurrent kernel takes ``(..., sync, T, B, H, phase)`` followed by the constexprs
-``BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, K_CHUNKS, MODE`` and kernel-specific ones. :func:`run_phases` launches it the way
+Every recurrent kernel takes ``(..., lengths, sync, T, B, H, phase, first_direction)`` followed by the constexprs
+``BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, K_CHUNKS, MODE``, kernel-specific ones, ``DIRECTIONS`` and
+``HAS_LENGTHS``. :func:`run_phases` launches it the way
 the plan's path requires: once with the time loop inside (``persistent``, ``cooperative``), or once
 per phase (``stepwise``, and ``cooperative`` on the interpreter).
 """
@@ -67,13 +68,14 @@ def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
         )
 
 
-def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str) -> Plan:
+def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str, directions: int = 1) -> Plan:
     interpreter = interpreter_active()
     multiprocessors = None
     if like.device.type == "cuda" and not interpreter:
         multiprocessors = torch.cuda.get_device_properties(like.device).multi_processor_count
     exact_fp32 = dot_precision(like.dtype) == "ieee" and like.dtype == torch.float32
-    return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, exact_fp32)
+    return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, exact_fp32,
+                           directions)
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -87,33 +89,44 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 def exchange_buffer(plan: Plan, gates: int, like: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
-    """Zeroed ``(2, B_pad, gates*H_PAD)`` buffer for state rows shared between programs (see
-    :func:`rnnbench.kernels.primitives.exchange_offsets`); ``first (B, H)`` goes into slot 1, read by step 0.
+    """Zeroed ``(D, 2, B_pad, gates*H_PAD)`` buffer for state rows shared between programs (see
+    :func:`rnnbench.kernels.primitives.exchange_offsets`); ``first (D, B, H)`` goes into slot 1, read by step 0.
 
     A persistent forward keeps its state in registers and gets a one-element placeholder."""
     if first is not None and plan.path == "persistent":
         return like.new_zeros(1)
-    buffer = like.new_zeros(2, plan.grid[1] * plan.block_b, gates * plan.h_pad)
+    buffer = like.new_zeros(plan.directions, 2, plan.grid[1] * plan.block_b, gates * plan.h_pad)
     if first is not None:
-        buffer[1, : first.shape[0], : first.shape[1]] = first
+        buffer[:, 1, : first.shape[1], : first.shape[2]] = first
     return buffer
 
 
+def lengths_argument(lengths: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """The kernels' ``(lengths, HAS_LENGTHS)``: int32 lengths, or a placeholder when every row runs all steps."""
+    if lengths is None:
+        return like.new_zeros(1, dtype=torch.int32), False
+    return lengths.to(device=like.device, dtype=torch.int32), True
+
+
 def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int, int, int], device, **constexprs) -> None:
-    """Launch ``kernel(*tensors, sync, T, B, H, phase, ...)`` over ``phases`` phases following ``plan``."""
+    """Launch ``kernel(*tensors, sync, T, B, H, phase, ...)`` over ``phases`` phases following ``plan``
+    (``tensors`` ends with the lengths argument; ``constexprs`` includes ``HAS_LENGTHS``)."""
     interpreter = interpreter_active()
     # the interpreter runs programs one after another: a barrier with more than one participant per
     # batch block would wait forever, so the cooperative path's math runs one launch per step there
     stepwise = plan.path == "stepwise" or (plan.path == "cooperative" and interpreter and plan.grid[0] > 1)
-    sync = torch.zeros(plan.grid[1] if plan.path == "cooperative" else 1, dtype=torch.int32, device=device)
+    counters = plan.grid[1] * plan.directions if plan.path == "cooperative" else 1
+    sync = torch.zeros(counters, dtype=torch.int32, device=device)
     common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
-                  K_CHUNKS=plan.k_chunks, num_warps=plan.num_warps, num_stages=NUM_STAGES,
-                  maxnreg=plan.max_registers, **constexprs)
+                  K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, num_warps=plan.num_warps,
+                  num_stages=NUM_STAGES, maxnreg=plan.max_registers, **constexprs)
     if stepwise:
+        grid = (*plan.grid, plan.directions)
         for phase in range(phases):
-            kernel[plan.grid](*tensors, sync, *sizes, phase, MODE=MODE_NAMES["stepwise"], **common)
+            kernel[grid](*tensors, sync, *sizes, phase, 0, MODE=MODE_NAMES["stepwise"], **common)
         return
     if plan.path == "cooperative" and not interpreter:
         # the driver refuses a cooperative grid that cannot be co-resident instead of letting it spin forever
         common["launch_cooperative_grid"] = True
-    kernel[plan.grid](*tensors, sync, *sizes, 0, MODE=MODE_NAMES[plan.path], **common)
+    for first_direction in range(0, plan.directions, plan.launch_directions):
+        kernel[plan.launch_grid](*tensors, sync, *sizes, 0, first_direction, MODE=MODE_NAMES[plan.path], **common)

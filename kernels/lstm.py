@@ -1,48 +1,65 @@
-"""One LSTM layer on the Triton kernels, as a ``torch.autograd.Function``.
+"""One LSTM layer, every direction, on the Triton kernels, as a ``torch.autograd.Function``.
 
-Forward: one GEMM for the input projection of all steps (:mod:`rnnbench.kernels.projections`), then the
-recurrent kernel. In training the kernel overwrites the projection buffer with the activated gates
-and stores the float32 cell states; nothing is recomputed in the backward. That costs
-``T*B*(4H*s + 4H)`` bytes besides the output (s = bytes per element) and needs no extra buffer
-for the gates, since the projection buffer is reused.
+Forward: one GEMM per direction for the input projection of all steps
+(:mod:`rnnbench.kernels.projections`), then one launch of the recurrent kernel for all directions.
+In training the kernel overwrites the projection buffer with the activated gates and stores the
+float32 cell states; nothing is recomputed in the backward. That costs ``D*T*B*(4H*s + 4H)`` bytes
+besides the output (s = bytes per element) and needs no extra buffer for the gates, since the
+projection buffer is reused.
 
 Backward: the reverse-time kernel turns the saved gates, in place again, into the gradients of the
 gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. Because the saved
 gates are consumed, a graph through this layer can be backpropagated once (no
 ``retain_graph=True`` second pass): a second pass raises instead of returning wrong gradients.
+
+An LSTM with projection (:func:`projected_lstm_layer`) runs the same kernels on the unprojected
+state, with the projection folded into the recurrent matrix.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rnnbench.kernels.launch import dot_precision, exchange_buffer, make_plan, output_buffer, run_phases
+from rnnbench.kernels.launch import (
+    dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
+)
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
-from rnnbench.kernels.projections import parameter_and_input_grads, project_inputs
+from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
 
 
 class LSTMLayerFunction(torch.autograd.Function):
-    """``(x, h0, c0, w_ih, w_hh, b_ih, b_hh, path) -> (y, h_n, c_n)``; time-major ``x (T, B, I)``."""
+    """``(x, lengths, h0, c0, first, w_ih, w_hh, b_ih, b_hh, path) -> (y, h_n, c_n)``.
+
+    Time-major ``x (T, B, I)``; ``lengths (B,)`` or None (row b runs steps ``[0, lengths[b])``);
+    ``h0, c0 (D, B, H)``; ``first (D, B, 4H)`` or None, added to the pre-activation of each row's
+    first step; ``w_ih (D, 4H, I)``, ``w_hh (D, 4H, H)``, biases ``(D, 4H)`` or None. Returns
+    ``y (T, B, D*H)`` (zero past each row's end), ``h_n, c_n (D, B, H)`` (each row's last step).
+    """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, path):
+    def forward(ctx, x, lengths, h0, c0, first, w_ih, w_hh, b_ih, b_hh, path):
         T, B, _ = x.shape
-        H = w_hh.shape[1]
-        training = any(ctx.needs_input_grad[:7])
-        plan = make_plan("lstm", H, B, x, path)
+        directions, _, H = w_hh.shape
+        training = any(ctx.needs_input_grad)
+        plan = make_plan("lstm", H, B, x, path, directions)
         x = x.contiguous()
         h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
         gates = project_inputs(x, w_ih, b_ih, b_hh)
-        y = output_buffer((T, B, H), x.dtype, x.device)
-        c_all = output_buffer((T, B, H), torch.float32, x.device) if training else y
-        c_n = output_buffer((B, H), torch.float32, x.device)
+        if first is not None:
+            gates[first_steps(gates, lengths)] += first
+        lengths_arg, has_lengths = lengths_argument(lengths, x)
+        y = output_buffer((T, B, directions * H), x.dtype, x.device)
+        c_all = output_buffer((directions, T, B, H), torch.float32, x.device) if training else y
+        c_n = output_buffer((directions, B, H), torch.float32, x.device)
         exchange = exchange_buffer(plan, 1, x, first=h0)
-        run_phases(lstm_forward_kernel, plan, T, (gates, w_hh, h0, c0, y, c_all, c_n, exchange), (T, B, H), x.device,
-                   TRAINING=training, DOT_PRECISION=dot_precision(x.dtype))
+        run_phases(lstm_forward_kernel, plan, T, (gates, w_hh, h0, c0, y, c_all, c_n, exchange, lengths_arg),
+                   (T, B, H), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),
+                   HAS_LENGTHS=has_lengths)
         if training:
-            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y)
-            ctx.gates, ctx.c_all, ctx.plan, ctx.has_bias = gates, c_all, plan, b_ih is not None
-        return y, y[-1].clone(), c_n.to(x.dtype)
+            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, lengths_arg)
+            ctx.gates, ctx.c_all, ctx.plan = gates, c_all, plan
+            ctx.has_bias, ctx.has_lengths = b_ih is not None, has_lengths
+        return y, final_states(y, lengths, directions), c_n.to(x.dtype)
 
     @staticmethod
     def backward(ctx, dy, dh_n, dc_n):
@@ -51,25 +68,52 @@ class LSTMLayerFunction(torch.autograd.Function):
                 "TritonLSTM's backward can run once per forward: its saved gates are overwritten in place "
                 "(retain_graph=True and a second backward are not supported)"
             )
-        x, h0, c0, w_ih, w_hh, y = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, y, lengths_arg = ctx.saved_tensors
         gates, c_all, plan = ctx.gates, ctx.c_all, ctx.plan
         ctx.gates = ctx.c_all = None
-        T, B, H = y.shape
+        directions, T, B, _ = gates.shape
         dy = torch.zeros_like(y) if dy is None else dy.contiguous()
         dh_n = torch.zeros_like(h0) if dh_n is None else dh_n.contiguous()
         dc_n = torch.zeros_like(c0) if dc_n is None else dc_n.contiguous()
-        dh0 = output_buffer((B, H), torch.float32, x.device)
-        dc0 = output_buffer((B, H), torch.float32, x.device)
+        dh0 = output_buffer(h0.shape, torch.float32, x.device)
+        dc0 = output_buffer(c0.shape, torch.float32, x.device)
         exchange = exchange_buffer(plan, 4, x)
-        run_phases(lstm_backward_kernel, plan, T + 1, (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange),
-                   (T, B, H), x.device, DOT_PRECISION=dot_precision(x.dtype))
+        run_phases(lstm_backward_kernel, plan, T + 1,
+                   (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg),
+                   (T, B, w_hh.shape[2]), x.device, DOT_PRECISION=dot_precision(x.dtype), HAS_LENGTHS=ctx.has_lengths)
         dgates = gates
         need = ctx.needs_input_grad
-        dx, dw_ih, dw_hh, db = parameter_and_input_grads(dgates, x, h0, y, w_ih, need[0], ctx.has_bias)
-        return (dx, dh0.to(x.dtype) if need[1] else None, dc0.to(x.dtype) if need[2] else None,
+        lengths = lengths_arg if ctx.has_lengths else None
+        dfirst = dgates[first_steps(dgates, lengths)] if need[4] else None
+        dx, dw_ih, dw_hh, db = parameter_and_input_grads(dgates, x, h0, y, w_ih, need[0], ctx.has_bias, lengths)
+        # separate tensors for the two bias gradients: autograd may keep them as .grad
+        return (dx, None, dh0.to(x.dtype) if need[2] else None, dc0.to(x.dtype) if need[3] else None, dfirst,
                 dw_ih, dw_hh, db, None if db is None else db.clone(), None)
 
 
-def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, path: str = "auto"):
-    """``(y, h_n, c_n)`` of one LSTM layer; shapes as in :mod:`rnnbench.kernels.lstm_kernels`."""
-    return LSTMLayerFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, path)
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, path: str = "auto"):
+    """``(y, h_n, c_n)`` of one LSTM layer, all D directions in one launch; shapes as in
+    :class:`LSTMLayerFunction` (weights and states stacked over directions)."""
+    return LSTMLayerFunction.apply(x, lengths, h0, c0, None, w_ih, w_hh, b_ih, b_hh, path)
+
+
+def projected_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths=None, path: str = "auto"):
+    """One LSTM layer with projection (torch's ``proj_size = P``): ``h_t = W_hr (o_t * tanh(c_t))``.
+
+    ``h0 (D, B, P)``, ``c0 (D, B, H)``, ``w_hh (D, 4H, P)``, ``w_hr (D, P, H)``; returns
+    ``y (T, B, D*P)``, ``h_n (D, B, P)``, ``c_n (D, B, H)``.
+
+    The kernels run the recurrence on the unprojected ``m_t = o_t * tanh(c_t)``: since
+    ``h_{t-1} W_hh^T = m_{t-1} (W_hh W_hr)^T``, the recurrent matrix is ``W_hh W_hr (4H, H)`` and
+    ``h0 W_hh^T`` is added to each row's first step; ``y = m W_hr^T`` is one GEMM after the loop.
+    The function is torch's exactly (only the rounding differs), autograd through these torch ops
+    gives ``dW_hh`` and ``dW_hr``; the recurrence costs what an unprojected layer of size H costs.
+    """
+    T, B, _ = x.shape
+    directions, H = c0.shape[0], c0.shape[2]
+    folded = w_hh @ w_hr
+    first = h0 @ w_hh.transpose(1, 2)
+    m, m_n, c_n = LSTMLayerFunction.apply(x, lengths, h0.new_zeros(directions, B, H), c0, first, w_ih, folded,
+                                          b_ih, b_hh, path)
+    y = torch.einsum("tbdh,dph->tbdp", m.view(T, B, directions, H), w_hr).reshape(T, B, -1)
+    return y, torch.einsum("dbh,dph->dbp", m_n, w_hr), c_n

@@ -1,26 +1,41 @@
 """``TritonRNN`` and ``TritonLSTM``: drop-in replacements for ``torch.nn.RNN`` / ``torch.nn.LSTM``.
 
-Same constructor arguments (``input_size, hidden_size, num_layers, bias, batch_first`` and
-``nonlinearity`` for the RNN), parameter names, shapes and initialisation, so ``load_state_dict``
-works in both directions; same call signature and return values. One extra keyword, ``path``
-(``"auto"``, ``"persistent"``, ``"cooperative"``, ``"stepwise"``), forces a kernel path (see
-:mod:`rnnbench.kernels.plan`). Supported dtypes: float32 (TF32 in the recurrence exactly when
-``torch.backends.cudnn.allow_tf32`` is set, as cuDNN does), float16, bfloat16 (16-bit storage,
-float32 accumulation and cell state). Runs on CUDA, or on CPU tensors in the Triton interpreter
-when ``TRITON_INTERPRET=1`` was set before ``kernels`` was imported.
+Every constructor argument of the torch modules (``input_size, hidden_size, num_layers, bias,
+batch_first, dropout, bidirectional``, ``proj_size`` for the LSTM, ``nonlinearity`` for the RNN),
+the same parameter names, shapes and initialisation, so ``load_state_dict`` works in both
+directions; the same call signature, input forms (batched, unbatched, ``PackedSequence``) and
+return values; see :mod:`rnnbench.baselines.drop_in`. One extra keyword, ``path`` (``"auto"``,
+``"persistent"``, ``"cooperative"``, ``"stepwise"``), forces a kernel path (see
+:mod:`rnnbench.kernels.plan`).
+
+Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
+lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``
+runs the same kernels with the projection folded into the recurrent matrix
+(:func:`rnnbench.kernels.lstm.projected_lstm_layer`).
+
+Kernel dtypes: float32 (TF32 in the recurrence exactly when ``torch.backends.cudnn.allow_tf32`` is
+set, as cuDNN does), float16, bfloat16 (16-bit storage, float32 accumulation and cell state). There
+is no float64 kernel: float64 modules, and empty batches (B = 0, nothing to launch), run the eager
+step loop :func:`rnnbench.baselines.eager.eager_layer`, the readable reference of the same math.
+The kernels run on CUDA, or on CPU tensors in the Triton interpreter when ``TRITON_INTERPRET=1`` was
+set before ``kernels`` was imported.
 """
 
 from __future__ import annotations
 
-from rnnbench.baselines.drop_in import LSTMDropIn, RNNDropIn
+import torch
+
+from rnnbench.baselines.drop_in import LayerWeights, LSTMDropIn, RNNDropIn
+from rnnbench.baselines.eager import eager_layer
 from rnnbench.kernels.launch import check_device_and_dtype
-from rnnbench.kernels.lstm import lstm_layer
+from rnnbench.kernels.lstm import lstm_layer, projected_lstm_layer
 from rnnbench.kernels.plan import PATHS
 from rnnbench.kernels.rnn import rnn_layer
 
 
 class _KernelPath:
-    """The ``path=`` keyword shared by both modules (validated, then kept as ``self.path``)."""
+    """The ``path=`` keyword shared by both modules (validated, then kept as ``self.path``), and the
+    choice between the kernels and the reference step loop."""
 
     def __init__(self, *args, path: str = "auto", **kwargs):
         if path != "auto" and path not in PATHS:
@@ -28,19 +43,45 @@ class _KernelPath:
         super().__init__(*args, **kwargs)
         self.path = path
 
+    def _runs_kernels(self, x: torch.Tensor) -> bool:
+        """False for what has no kernel (float64, an empty batch): those run :func:`eager_layer`."""
+        if x.dtype == torch.float64 or x.shape[1] == 0:
+            return False
+        check_device_and_dtype(type(self).__name__, x)
+        return True
+
+    def _stacked_weights(self, layer: int) -> LayerWeights:
+        """The layer's parameters stacked over directions (a leading axis of D; a view when D = 1)."""
+        per_direction = [self.direction_weights(layer, d) for d in range(self.num_directions)]
+
+        def stack(tensors):
+            if tensors[0] is None:
+                return None
+            return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+        return LayerWeights(*(stack(list(tensors)) for tensors in zip(*per_direction)))
+
 
 class TritonLSTM(_KernelPath, LSTMDropIn):
     """Drop-in ``torch.nn.LSTM`` on fused Triton kernels (see the module docstring)."""
 
-    def _layer(self, layer, x, h0, c0):
-        check_device_and_dtype(type(self).__name__, x)
-        return lstm_layer(x, h0, c0, *self.layer_parameters(layer), path=self.path)
+    def _layer(self, layer, x, lengths, h0, c0):
+        if not self._runs_kernels(x):
+            return eager_layer(self, layer, x, lengths, h0, c0)
+        w = self._stacked_weights(layer)
+        if w.weight_hr is None:
+            return lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, lengths, self.path)
+        return projected_lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr, lengths,
+                                    self.path)
 
 
 class TritonRNN(_KernelPath, RNNDropIn):
     """Drop-in ``torch.nn.RNN`` (tanh or relu) on fused Triton kernels (see the module docstring)."""
 
-    def _layer(self, layer, x, h0, c0):
-        check_device_and_dtype(type(self).__name__, x)
-        y, h_n = rnn_layer(x, h0, *self.layer_parameters(layer), nonlinearity=self.nonlinearity, path=self.path)
+    def _layer(self, layer, x, lengths, h0, c0):
+        if not self._runs_kernels(x):
+            return eager_layer(self, layer, x, lengths, h0, c0)
+        w = self._stacked_weights(layer)
+        y, h_n = rnn_layer(x, h0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, self.nonlinearity, lengths,
+                           self.path)
         return y, h_n, None

@@ -9,7 +9,9 @@ Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
 * ``cooperative``: otherwise the hidden units are split into blocks of ``BLOCK_H`` whose slice
   ``G * H_PAD * BLOCK_H * s`` fits the budget; one program per (hidden block, batch block) and a
   grid barrier per step. Chosen when the grid has at most one program per multiprocessor (each
-  program uses most of an SM's registers), so it can be co-resident.
+  program uses most of an SM's registers), so it can be co-resident. A bidirectional layer runs
+  both directions in the same launch (a third grid axis) when twice the programs are still
+  co-resident, else one direction after the other (two launches).
 * ``stepwise``: the same split, one launch per step, for grids too large to be co-resident, and on
   the interpreter (which runs programs one after another and cannot wait on a barrier). When even
   the narrowest slice or the state row does not fit (H > 2048 in 16-bit, H > 1024 in fp32),
@@ -66,7 +68,8 @@ REGISTER_FILE = 65536
 
 @dataclass(frozen=True)
 class Plan:
-    """Launch layout of one recurrence. ``grid = (hidden blocks, batch blocks)``."""
+    """Launch layout of one recurrence. ``grid = (hidden blocks, batch blocks)`` per direction;
+    :attr:`launch_grid` adds the directions one launch runs as a third axis."""
 
     cell: str
     path: str
@@ -78,10 +81,20 @@ class Plan:
     grid: tuple[int, int]
     #: 1 when the W_hh slice stays on chip; otherwise the number of chunks streamed per step
     k_chunks: int = 1
+    #: 2 for a bidirectional layer
+    directions: int = 1
+    #: directions one launch runs: all of them, or 1 when a cooperative layer's two directions
+    #: would not be co-resident together and run one after the other
+    launch_directions: int = 1
+
+    @property
+    def launch_grid(self) -> tuple[int, int, int]:
+        return (*self.grid, self.launch_directions)
 
     @property
     def programs(self) -> int:
-        return self.grid[0] * self.grid[1]
+        """Programs of one launch (those that must be co-resident on the cooperative path)."""
+        return self.grid[0] * self.grid[1] * self.launch_directions
 
     @property
     def max_registers(self) -> int:
@@ -140,14 +153,18 @@ def plan_recurrence(
     multiprocessors: int | None = None,
     interpreter: bool = False,
     exact_fp32: bool = False,
+    directions: int = 1,
 ) -> Plan:
     """Choose path and block sizes for a ``cell`` (``"lstm"``/``"rnn"``) recurrence.
 
     ``multiprocessors`` is the GPU's SM count (None on the interpreter, where ``cooperative`` is
-    never chosen automatically); ``exact_fp32`` says fp32 dots run in full precision, not TF32.
+    never chosen automatically); ``exact_fp32`` says fp32 dots run in full precision, not TF32;
+    ``directions`` is 2 for a bidirectional layer (both directions in one launch where they fit).
     """
     if cell not in GATES:
         raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+    if directions not in (1, 2):
+        raise ValueError(f"directions must be 1 or 2, got {directions!r}")
     if path != "auto" and path not in PATHS:
         raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
     gates, size, h_pad = GATES[cell], element_size(dtype), padded_hidden(hidden_size)
@@ -169,16 +186,19 @@ def plan_recurrence(
     num_warps = 4 if gates * reduction * block_h * size <= SMALL_SLICE_BYTES else 8
     k_split = 1 if persistent else min(num_warps, reduction // MIN_BLOCK)
     grid = (-(-hidden_size // block_h), -(-batch // BLOCK_B))
-    co_resident = multiprocessors is not None and not interpreter and grid[0] * grid[1] <= multiprocessors
+    on_gpu = multiprocessors is not None and not interpreter
+    co_resident = on_gpu and grid[0] * grid[1] <= multiprocessors
     chosen = path
     if path == "auto":
         chosen = "persistent" if persistent else "cooperative" if co_resident and not streamed else "stepwise"
-    if chosen == "cooperative" and multiprocessors is not None and not interpreter and not co_resident:
+    if chosen == "cooperative" and on_gpu and not co_resident:
         raise ValueError(
             f"path='cooperative' needs {grid[0] * grid[1]} co-resident programs ({grid[0]} hidden blocks x {grid[1]} "
             f"batch blocks) but the GPU has {multiprocessors} multiprocessors; use path='stepwise' or a smaller batch"
         )
-    return Plan(cell, chosen, BLOCK_B, block_h, h_pad, k_split, num_warps, grid, h_pad // reduction)
+    together = not (chosen == "cooperative" and on_gpu and grid[0] * grid[1] * directions > multiprocessors)
+    return Plan(cell, chosen, BLOCK_B, block_h, h_pad, k_split, num_warps, grid, h_pad // reduction, directions,
+                directions if together else 1)
 
 
 def _hidden_block(gates: int, h_pad: int, reduction: int, size: int, exact_fp32: bool, streamed: bool) -> int:

@@ -18,6 +18,15 @@ through a small padded buffer ``(2, B_pad, H_PAD)`` rather than through the outp
 compile-time strides make the loads maskless and vectorised whatever H is (see
 :func:`exchange_offsets`), and two slots alternate between steps (:func:`exchange_slot`).
 
+**Directions and lengths** (the ``DIRECTIONS`` and ``HAS_LENGTHS`` constexprs). The grid of a
+bidirectional layer has a third axis: a program's direction is ``program_id(2) + first_direction``
+(both directions in one launch, or one launch per direction with ``first_direction`` 0 then 1 when
+the two would not be co-resident). The direction picks the program's slice of every buffer stacked
+over directions (:func:`direction_slice`), and direction 1 walks time backwards
+(:func:`step_position`). With per-row ``lengths``, row b runs steps ``[0, lengths[b])``
+and its state is frozen after them (:func:`running_rows`, :func:`publish_state`), so a batch of
+mixed lengths is still one launch. With one direction and no lengths both switches compile away.
+
 **Split-K recurrent matmul.** The reduction dimension ``H_PAD`` is split into ``K_SPLIT`` chunks of
 ``BK = H_PAD / K_SPLIT``: the state is a ``(K_SPLIT, BLOCK_B, BK)`` tile, each weight tile
 ``(K_SPLIT, BK, BLOCK_H)``, and ``tl.dot`` on these 3-D tiles puts one warp (or more) on each chunk,
@@ -171,3 +180,89 @@ def streamed_dot(
         w = weight_chunks(w_ptr, row_base, chunk * CHUNK, H, units, TRANSPOSED, K_SPLIT, BK)
         total += split_k_dot(a, w, DOT_PRECISION)
     return total
+
+
+@triton.jit
+def direction_slice(ptr, count, size, direction, DIRECTIONS: tl.constexpr):
+    """``ptr`` advanced to ``direction`` in a buffer stacked over directions, each direction
+    ``count * size`` elements (two factors so the product is taken in int64)."""
+    if DIRECTIONS == 1:
+        return ptr
+    else:
+        return ptr + direction.to(tl.int64) * count * size
+
+
+@triton.jit
+def row_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS: tl.constexpr):
+    """Number of steps of each of this program's rows: ``(BLOCK_B,)`` loaded from ``lengths``
+    (int32), or the scalar ``T`` when every row runs all steps."""
+    if HAS_LENGTHS:
+        return tl.load(lengths_ptr + rows, mask=rows < B, other=0)
+    else:
+        return T
+
+
+@triton.jit
+def step_position(s, T, length, direction, DIRECTIONS: tl.constexpr, HAS_LENGTHS: tl.constexpr):
+    """The time index at which processing step ``s`` reads and writes each row.
+
+    ``s`` going forwards. Going backwards (``direction`` 1): ``length - 1 - s`` while the row
+    runs, then ``s`` itself, a padded position that the step fills with zeros, so every position is
+    written exactly once. A scalar, or ``(BLOCK_B, 1)`` when rows of different lengths run backwards.
+    """
+    if DIRECTIONS == 1:
+        return s
+    elif HAS_LENGTHS:
+        backwards = (direction == 1) & (s < length)
+        return tl.where(backwards, length - 1 - s, s)[:, None]
+    else:
+        return tl.where(direction == 1, T - 1 - s, s)
+
+
+@triton.jit
+def running_rows(s, length, state_mask, HAS_LENGTHS: tl.constexpr):
+    """``state_mask`` restricted to the rows whose sequence includes processing step ``s``."""
+    if HAS_LENGTHS:
+        return state_mask & (s < length)[:, None]
+    else:
+        return state_mask
+
+
+@triton.jit
+def publish_state(exchange_ptr, s, h, write, running, ROW_WIDTH: tl.constexpr, BLOCK_B: tl.constexpr,
+                  HAS_LENGTHS: tl.constexpr):
+    """Store this program's units of the state after step ``s`` (storage dtype) in slot ``s``;
+    rows that have ended keep the state of the step before (read back from the other slot)."""
+    if HAS_LENGTHS:
+        h = tl.where(running, h, tl.load(exchange_slot(exchange_ptr, s + 1, ROW_WIDTH, BLOCK_B) + write))
+    tl.store(exchange_slot(exchange_ptr, s, ROW_WIDTH, BLOCK_B) + write, h)
+
+
+@triton.jit
+def carry_state(h, h_prev, s, length, exchange_ptr, write, running, sync_ptr, expected, MODE: tl.constexpr,
+                BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, H_PAD: tl.constexpr,
+                HAS_LENGTHS: tl.constexpr):
+    """Hand the state ``h`` after step ``s`` (``(BLOCK_B, BLOCK_H)``, storage dtype) to the next
+    step of an in-kernel time loop. ``PERSISTENT``: returns it as the next split-K state operand,
+    kept in registers (rows that have ended keep ``h_prev``). ``COOPERATIVE``: publishes it through
+    the exchange buffer, waits at the grid barrier (``expected`` arrivals) and returns ``h_prev``
+    (the next step loads the state row from the exchange)."""
+    if MODE == PERSISTENT:
+        h_next = to_chunks(h, BLOCK_B, K_SPLIT, BK)
+        if HAS_LENGTHS:
+            h_next = tl.where((s < length)[None, :, None], h_next, h_prev)
+        return h_next
+    else:
+        publish_state(exchange_ptr, s, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
+        step_barrier(sync_ptr, expected, MODE)
+        return h_prev
+
+
+@triton.jit
+def final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS: tl.constexpr):
+    """``dh_n`` (float32) for the rows whose last step is ``s``, zero for the others (without
+    lengths every row ends at step T-1, the only step that asks)."""
+    mask = state_mask
+    if HAS_LENGTHS:
+        mask = state_mask & (s == length - 1)[:, None]
+    return tl.load(dh_n_ptr + state_offsets, mask=mask, other=0.0).to(tl.float32)

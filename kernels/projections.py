@@ -1,8 +1,9 @@
 """The non-sequential parts of a recurrent layer, as GEMMs over all time steps at once.
 
-Shared by the RNN and LSTM layers; ``G*H`` is the width of the stacked gates (4H for the LSTM).
-These are torch matmuls: on CUDA they follow ``torch.backends.cuda.matmul.allow_tf32`` (default
-off, so fp32 GEMMs are full fp32); 16-bit GEMMs accumulate in fp32.
+Shared by the RNN and LSTM layers; ``G*H`` is the width of the stacked gates (4H for the LSTM) and
+D the number of directions (weights and per-direction buffers carry a leading axis of D). These are
+torch matmuls: on CUDA they follow ``torch.backends.cuda.matmul.allow_tf32`` (default off, so fp32
+GEMMs are full fp32); 16-bit GEMMs accumulate in fp32.
 """
 
 from __future__ import annotations
@@ -11,30 +12,71 @@ import torch
 
 
 def project_inputs(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> torch.Tensor:
-    """``W_ih x_t + b_ih + b_hh`` for all steps: ``x (T, B, I)`` -> new contiguous ``(T, B, G*H)``."""
+    """``W_ih x_t + b_ih + b_hh`` for all steps and directions: ``x (T, B, I)``, ``w_ih (D, G*H, I)``,
+    biases ``(D, G*H)`` or None -> new contiguous ``(D, T, B, G*H)``."""
     T, B, I = x.shape
+    directions, width, _ = w_ih.shape
     x2d = x.reshape(T * B, I)
-    if b_ih is None:
-        out = x2d @ w_ih.t()
+    out = x.new_empty(directions, T * B, width)
+    for d in range(directions):
+        if b_ih is None:
+            torch.mm(x2d, w_ih[d].t(), out=out[d])
+        else:
+            torch.addmm(b_ih[d] + b_hh[d], x2d, w_ih[d].t(), out=out[d])
+    return out.view(directions, T, B, width)
+
+
+def first_steps(buffer: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Index ``(direction, time, row)`` of each row's first processing step in a ``(D, T, B, ...)``
+    buffer: time 0 going forwards, the row's last step (``lengths[b] - 1``, or T-1) going backwards.
+    ``buffer[first_steps(buffer, lengths)]`` is ``(D, B, ...)``."""
+    directions, T, B = buffer.shape[:3]
+    device = buffer.device
+    last = torch.full((B,), T - 1, device=device) if lengths is None else lengths.long() - 1
+    times = torch.stack([torch.zeros_like(last), last])[:directions]
+    return torch.arange(directions, device=device)[:, None], times, torch.arange(B, device=device)[None, :]
+
+
+def final_states(y: torch.Tensor, lengths: torch.Tensor | None, directions: int) -> torch.Tensor:
+    """Each row's state after its last step, ``(D, B, R)``, from a layer's output ``y (T, B, D*R)``:
+    at time ``lengths[b] - 1`` (T-1 without lengths) going forwards, at time 0 going backwards."""
+    T, B, width = y.shape
+    R = width // directions
+    if lengths is None:
+        forwards = y[T - 1, :, :R]
     else:
-        out = torch.addmm(b_ih + b_hh, x2d, w_ih.t())
-    return out.view(T, B, w_ih.shape[0])
+        forwards = y[lengths.long() - 1, torch.arange(B, device=y.device), :R]
+    return torch.stack([forwards, y[0, :, R:]][:directions])
 
 
-def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool):
-    """Gradients from ``dpre (T, B, G*H)``, the gradient of the gate pre-activations.
+def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool, lengths=None):
+    """Gradients from ``dpre (D, T, B, G*H)``, the gradient of the gate pre-activations (zero past
+    each row's end), given ``x (T, B, I)``, ``h0 (D, B, R)``, ``y (T, B, D*R)``, ``w_ih (D, G*H, I)``.
 
-    ``dx = dpre W_ih``; ``dW_ih = sum_t dpre_t^T x_t``; ``dW_hh = sum_t dpre_t^T h_{t-1}`` with
-    ``h_{-1} = h0`` and ``h_t = y_t`` (split in two GEMMs so no shifted copy of ``y`` is made);
-    ``db_ih = db_hh = sum over t and b of dpre``. Returns ``(dx, dw_ih, dw_hh, db)`` (None when not needed).
+    ``dx = sum_d dpre_d W_ih_d``; ``dW_ih = sum_t dpre_t^T x_t``; ``dW_hh = sum_t dpre_t^T h_prev_t``,
+    where the state before time t is ``y[t-1]`` going forwards and ``y[t+1]`` going backwards, and
+    ``h0`` at each row's first step (split in GEMMs over shifted views of ``y``, which is zero past a
+    row's end, so no shifted copy is made); ``db_ih = db_hh = sum over t and b of dpre``.
+    Returns ``(dx (T, B, I), dw_ih (D, G*H, I), dw_hh (D, G*H, R), db (D, G*H))`` (None when not needed).
     """
     T, B, I = x.shape
-    width = dpre.shape[-1]
-    flat = dpre.reshape(T * B, width)
-    dx = (flat @ w_ih).view(T, B, I) if need_dx else None
-    dw_ih = flat.t() @ x.reshape(T * B, I)
-    dw_hh = dpre[0].t() @ h0
-    if T > 1:
-        dw_hh = torch.addmm(dw_hh, dpre[1:].reshape(-1, width).t(), y[:-1].reshape(-1, y.shape[-1]))
-    db = flat.sum(0) if need_bias else None
+    directions, _, _, width = dpre.shape
+    R = h0.shape[-1]
+    flat = dpre.reshape(directions, T * B, width)
+    dx = None
+    if need_dx:
+        dx = flat[0] @ w_ih[0]
+        for d in range(1, directions):
+            dx.addmm_(flat[d], w_ih[d])
+        dx = dx.view(T, B, I)
+    dw_ih = flat.transpose(1, 2) @ x.reshape(T * B, I)
+    dw_hh = dpre.new_empty(directions, width, R)
+    for d, first in enumerate(dpre[first_steps(dpre, lengths)]):
+        torch.mm(first.t(), h0[d], out=dw_hh[d])
+        if T > 1:
+            states = y[..., d * R:(d + 1) * R]
+            later, earlier = dpre[d, 1:], dpre[d, :-1]
+            pre, state = (later, states[:-1]) if d == 0 else (earlier, states[1:])
+            dw_hh[d].addmm_(pre.reshape(-1, width).t(), state.reshape(-1, R))
+    db = flat.sum(1) if need_bias else None
     return dx, dw_ih, dw_hh, db

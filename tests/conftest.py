@@ -32,3 +32,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_cuda)
         if not config.getoption("--slow") and item.get_closest_marker("slow") is not None:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def exact_fp32():
+    """TF32 off in cuDNN (so also in the Triton kernels) for fp32 results comparable at 1e-5; restored afterwards."""
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = previous

@@ -1,4 +1,6 @@
-"""EagerRNN/EagerLSTM against torch.nn.RNN/LSTM holding the same state dict.
+"""EagerRNN/EagerLSTM against torch.nn.RNN/LSTM holding the same state dict, with every option and
+input form: layers, batch_first, unbatched, initial states, bias=False, bidirectional, proj_size,
+dropout in training, PackedSequence (sorted or not).
 
 Float64 on CPU: both sides run the same math in a different summation order, so outputs, final
 states and every gradient (input, initial states, all parameters) agree to ~1e-15 relative.
@@ -6,6 +8,7 @@ states and every gradient (input, initial states, all parameters) agree to ~1e-1
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnbench.baselines.eager import EagerLSTM, EagerRNN
 
@@ -17,15 +20,30 @@ CELLS = {
     "rnn_relu": (torch.nn.RNN, EagerRNN, {"nonlinearity": "relu"}),
 }
 
-#: variant -> (constructor options, input shape as a function of (T, B, I), pass initial states?)
+#: variant -> (constructor options, input shape as a function of (T, B, I), pass initial states?,
+#: packing: None, or the lengths of a PackedSequence built from the input and whether they are sorted)
 VARIANTS = {
-    "one_layer": ({}, lambda T, B, I: (T, B, I), False),
-    "two_layers": ({"num_layers": 2}, lambda T, B, I: (T, B, I), False),
-    "batch_first": ({"batch_first": True, "num_layers": 2}, lambda T, B, I: (B, T, I), True),
-    "unbatched": ({"num_layers": 2}, lambda T, B, I: (T, I), True),
-    "initial_states": ({"num_layers": 2}, lambda T, B, I: (T, B, I), True),
-    "no_bias": ({"bias": False}, lambda T, B, I: (T, B, I), True),
+    "one_layer": ({}, lambda T, B, I: (T, B, I), False, None),
+    "two_layers": ({"num_layers": 2}, lambda T, B, I: (T, B, I), False, None),
+    "batch_first": ({"batch_first": True, "num_layers": 2}, lambda T, B, I: (B, T, I), True, None),
+    "unbatched": ({"num_layers": 2}, lambda T, B, I: (T, I), True, None),
+    "initial_states": ({"num_layers": 2}, lambda T, B, I: (T, B, I), True, None),
+    "no_bias": ({"bias": False}, lambda T, B, I: (T, B, I), True, None),
+    "bidirectional": ({"bidirectional": True, "num_layers": 2}, lambda T, B, I: (T, B, I), True, None),
+    "bidirectional_unbatched": ({"bidirectional": True}, lambda T, B, I: (T, I), True, None),
+    "projection": ({"proj_size": 7, "num_layers": 2, "bidirectional": True, "batch_first": True},
+                   lambda T, B, I: (B, T, I), True, None),
+    "dropout_training": ({"dropout": 0.5, "num_layers": 3, "bidirectional": True}, lambda T, B, I: (T, B, I), True, None),
+    "packed_sorted": ({"num_layers": 2}, lambda T, B, I: (T, B, I), True, ([9, 4, 1], True)),
+    "packed_unsorted": ({"num_layers": 2, "bidirectional": True}, lambda T, B, I: (T, B, I), True, ([3, 9, 5], False)),
+    "packed_unsorted_batch_first": ({"batch_first": True, "bidirectional": True, "proj_size": 4, "dropout": 0.3,
+                                     "num_layers": 2}, lambda T, B, I: (B, T, I), True, ([3, 9, 5], False)),
+    "packed_full_length": ({"bidirectional": True}, lambda T, B, I: (T, B, I), False, ([9, 9, 9], False)),
 }
+CASES = [
+    pytest.param(cell, variant, id=f"{cell}-{variant}")
+    for cell in CELLS for variant, (options, *_) in VARIANTS.items() if cell == "lstm" or "proj_size" not in options
+]
 
 
 def _pair(cell, dtype=torch.float64, **options):
@@ -39,41 +57,66 @@ def _pair(cell, dtype=torch.float64, **options):
 
 
 def _initial_states(cell, module, batched, batch):
-    """Random ``[h_0]`` or ``[h_0, c_0]`` of shape ``(L, B, H)``, or ``(L, H)`` for unbatched input."""
-    shape = (module.num_layers, batch, module.hidden_size) if batched else (module.num_layers, module.hidden_size)
-    return [torch.randn(shape, dtype=torch.float64) for _ in range(2 if cell == "lstm" else 1)]
+    """Random ``[h_0]`` or ``[h_0, c_0]`` of shape ``(L*D, B, R)``, or ``(L*D, R)`` for unbatched input."""
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    shapes = [(layers, batch, module.proj_size or module.hidden_size), (layers, batch, module.hidden_size)]
+    shapes = shapes if batched else [(s[0], s[2]) for s in shapes]
+    return [torch.randn(shape, dtype=torch.float64) for shape in shapes[: 2 if cell == "lstm" else 1]]
 
 
-def _forward(module, cell, x, states):
-    """Fresh leaf copies of ``x`` and the states, and the outputs ``[output, h_n(, c_n)]`` on them."""
+def _forward(module, cell, x, states, packing=None):
+    """Fresh leaf copies of ``x`` and the states, and the outputs ``[output, h_n(, c_n)]`` on them
+    (the packed output's data for packed input); the dropout RNG is seeded before the call."""
     leaves = [t.detach().requires_grad_() for t in (x, *states)]
     x, *states = leaves
     hx = None if not states else (tuple(states) if cell == "lstm" else states[0])
+    if packing is not None:
+        lengths, sorted_ = packing
+        x = pack_padded_sequence(x, torch.tensor(lengths), batch_first=module.batch_first, enforce_sorted=sorted_)
+    torch.manual_seed(7)
     output, final = module(x, hx)
+    if packing is not None:
+        output = output.data
     return leaves, [output, *final] if cell == "lstm" else [output, final]
 
 
-def _outputs_and_gradients(module, cell, x, states, upstream):
+def _outputs_and_gradients(module, cell, x, states, upstream, packing=None):
     """Outputs, then gradients of x, of the given states and of every parameter, as one list."""
-    leaves, outputs = _forward(module, cell, x, states)
+    leaves, outputs = _forward(module, cell, x, states, packing)
     return outputs + list(torch.autograd.grad(outputs, [*leaves, *module.parameters()], upstream))
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell, variant", CASES)
 def test_matches_torch_nn_forward_and_gradients(cell, variant):
-    options, input_shape, give_states = VARIANTS[variant]
+    """Every option of torch.nn at once where it combines: dropout in training draws the same
+    elements as torch.nn (same seed, on the packed data for packed input)."""
+    options, input_shape, give_states, packing = VARIANTS[variant]
     reference, candidate = _pair(cell, **options)
     assert [name for name, _ in candidate.named_parameters()] == [name for name, _ in reference.named_parameters()]
     torch.manual_seed(1)
     x = torch.randn(input_shape(9, 3, 5), dtype=torch.float64)
     states = _initial_states(cell, reference, x.dim() == 3, 3) if give_states else []
-    upstream = [torch.randn_like(output) for output in _forward(reference, cell, x, states)[1]]
-    expected = _outputs_and_gradients(reference, cell, x, states, upstream)
-    actual = _outputs_and_gradients(candidate, cell, x, states, upstream)
+    upstream = [torch.randn_like(output) for output in _forward(reference, cell, x, states, packing)[1]]
+    expected = _outputs_and_gradients(reference, cell, x, states, upstream, packing)
+    actual = _outputs_and_gradients(candidate, cell, x, states, upstream, packing)
     assert len(actual) == len(expected) == 1 + len(upstream) + len(states) + len(list(reference.parameters()))
     for index, (a, e) in enumerate(zip(actual, expected)):
         torch.testing.assert_close(a, e, rtol=0, atol=FLOAT64_ATOL, msg=lambda m: f"item {index}: {m}")
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_dropout_only_in_training_and_not_after_the_last_layer(cell):
+    reference, candidate = _pair(cell, num_layers=2, dropout=1.0)
+    x = torch.randn(4, 2, 5, dtype=torch.float64)
+    candidate.eval()
+    torch.testing.assert_close(candidate(x)[0], reference.eval()(x)[0], rtol=0, atol=FLOAT64_ATOL)
+    candidate.train()
+    _, eager_class, cell_options = CELLS[cell]
+    single = eager_class(12, 12, dtype=torch.float64, **cell_options)
+    single.load_state_dict({name.replace("_l1", "_l0"): p for name, p in candidate.state_dict().items() if "_l1" in name})
+    # p = 1 zeroes all of layer 0's output, so layer 1 sees zeros, and its own output is not dropped
+    torch.testing.assert_close(candidate(x)[0], single(torch.zeros(4, 2, 12, dtype=torch.float64))[0],
+                               rtol=0, atol=FLOAT64_ATOL)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -95,58 +138,5 @@ def test_state_dict_loads_back_into_torch_nn():
     torch.testing.assert_close(candidate(x), reference(x), rtol=0, atol=FLOAT64_ATOL)
 
 
-# ---- validation (errors name the bad value and what was expected) ------------------------------
-
-
-@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
-@pytest.mark.parametrize(
-    "make_input, error, message",
-    [
-        (lambda: torch.randn(4, 2, 6, dtype=torch.float64), ValueError, r"input.size\(-1\) must be equal to input_size=5, got 6"),
-        (lambda: torch.randn(4, 2, 1, 5, dtype=torch.float64), ValueError, r"input must have 3 dimensions .*got shape \(4, 2, 1, 5\)"),
-        (lambda: torch.randn(4, 2, 5, dtype=torch.float32), TypeError, r"input must have dtype torch.float64 .*got torch.float32"),
-    ],
-    ids=["width", "rank", "dtype"],
-)
-def test_rejects_bad_input(cell, make_input, error, message):
-    _, candidate = _pair(cell)
-    with pytest.raises(error, match=message):
-        candidate(make_input())
-
-
-@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
-def test_rejects_initial_state_of_wrong_shape(cell):
-    _, candidate = _pair(cell, num_layers=2)
-    states = [torch.zeros(1, 2, 12, dtype=torch.float64)] * (2 if cell == "lstm" else 1)
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(2, 2, 12\), got \(1, 2, 12\)"):
-        candidate(torch.zeros(4, 2, 5, dtype=torch.float64), tuple(states) if cell == "lstm" else states[0])
-
-
-def test_rejects_cell_state_of_other_dtype():
-    _, candidate = _pair("lstm")
-    h0 = torch.zeros(1, 2, 12, dtype=torch.float64)
-    with pytest.raises(TypeError, match=r"c_0 must have dtype torch.float64 like the input, got torch.float32"):
-        candidate(torch.zeros(4, 2, 5, dtype=torch.float64), (h0, h0.float()))
-
-
-def test_lstm_rejects_single_tensor_state():
-    _, candidate = _pair("lstm")
-    with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\)"):
-        candidate(torch.zeros(4, 2, 5, dtype=torch.float64), torch.zeros(1, 2, 12, dtype=torch.float64))
-
-
-@pytest.mark.parametrize(
-    "eager_class, options, message",
-    [
-        (EagerLSTM, {"dropout": 0.2}, r"dropout between layers is not supported, got dropout=0.2"),
-        (EagerRNN, {"dropout": 0.5}, r"dropout between layers is not supported, got dropout=0.5"),
-        (EagerLSTM, {"bidirectional": True}, r"bidirectional=True is not supported"),
-        (EagerLSTM, {"proj_size": 4}, r"proj_size is not supported, got proj_size=4"),
-        (EagerRNN, {"nonlinearity": "gelu"}, r"nonlinearity must be one of \('tanh', 'relu'\), got 'gelu'"),
-        (EagerLSTM, {"hidden_size": 0}, r"hidden_size must be a positive integer, got 0"),
-    ],
-)
-def test_rejects_unsupported_constructor_arguments(eager_class, options, message):
-    arguments = {"input_size": 5, "hidden_size": 12, "num_layers": 2, **options}
-    with pytest.raises(ValueError, match=message):
-        eager_class(**arguments)
+# Validation, empty batches and the API beside forward (all_weights, flatten_parameters) are shared
+# with the Triton modules and tested against torch.nn for both in test_drop_in.py.

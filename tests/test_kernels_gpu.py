@@ -18,9 +18,9 @@ import torch
 
 from rnnbench.kernels import TritonLSTM, TritonRNN
 from rnnbench.kernels.launch import make_plan, poisoned_outputs
-from test_triton_kernels import exact_fp32  # noqa: F401  (autouse: fp32 dots exact, TF32 off, restored after)
 
-pytestmark = pytest.mark.cuda
+# fp32 dots exact (TF32 off in cuDNN and so in the kernels), restored after each test
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("exact_fp32")]
 
 CELLS = {"lstm": (TritonLSTM, torch.nn.LSTM, {}), "rnn_tanh": (TritonRNN, torch.nn.RNN, {"nonlinearity": "tanh"})}
 

@@ -17,7 +17,7 @@ import torch
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels import TritonLSTM, TritonRNN
 from rnnbench.kernels.launch import poisoned_outputs
-from rnnbench.kernels.plan import fits_persistent
+from rnnbench.kernels.plan import fits_persistent, plan_recurrence
 
 FWD_TOL = dict(atol=1e-5, rtol=1e-5)
 GRAD_TOL = dict(atol=1e-4, rtol=1e-4)
@@ -31,13 +31,7 @@ SHAPES = [(1, 1, 5, 20), (7, 3, 5, 48), (33, 3, 20, 100), (7, 1, 48, 20)]
 PATHS = ("auto", "persistent", "cooperative", "stepwise")
 
 
-@pytest.fixture(autouse=True)
-def exact_fp32():
-    """TF32 off in cuDNN so fp32 results are comparable at 1e-5 (restored afterwards)."""
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = previous
+pytestmark = pytest.mark.usefixtures("exact_fp32")
 
 
 def _pair(cell: str, input_size: int, hidden_size: int, dtype=torch.float32, path="auto", **options):
@@ -109,10 +103,12 @@ def test_two_layers_batch_first(cell):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_grid_barrier_path(cell):
-    """A cooperative launch with a single hidden block runs the in-kernel loop and its grid barrier
-    even in the interpreter (one participant per barrier cannot deadlock); two batch blocks."""
-    candidate, reference = _pair(cell, 3, 16, path="cooperative")
-    x, hx, upstream = _inputs(cell, 4, 17, 3, 16)
+    """A cooperative launch with a single hidden block (H=8) runs the in-kernel loop and its grid
+    barrier even in the interpreter (one participant per barrier cannot deadlock); two batch blocks."""
+    assert plan_recurrence("lstm" if cell == "lstm" else "rnn", 8, 17, torch.float32, "cooperative",
+                           exact_fp32=True).grid == (1, 2)
+    candidate, reference = _pair(cell, 3, 8, path="cooperative")
+    x, hx, upstream = _inputs(cell, 4, 17, 3, 8)
     _assert_same(candidate, reference, x, hx, upstream)
 
 
@@ -213,46 +209,8 @@ def test_training_loss_curve_matches_torch_lstm():
 
 # ---- bad input -----------------------------------------------------------------------------------
 
-def test_wrong_input_width_names_the_value():
-    module, _ = _pair("lstm", 4, 8)
-    with pytest.raises(ValueError, match="input_size=4, got 5"):
-        module(torch.randn(3, 2, 5).to(KERNEL_DEVICE))
-
-
-def test_wrong_rank():
-    module, _ = _pair("rnn_tanh", 4, 8)
-    with pytest.raises(ValueError, match=r"3 dimensions .* got shape \(4,\)"):
-        module(torch.randn(4).to(KERNEL_DEVICE))
-
-
-def test_state_dtype_mismatch():
-    module, _ = _pair("lstm", 4, 8)
-    x = torch.randn(3, 2, 4).to(KERNEL_DEVICE)
-    h0 = torch.zeros(1, 2, 8, dtype=torch.float16, device=KERNEL_DEVICE)
-    with pytest.raises(TypeError, match="h_0 must have dtype torch.float32"):
-        module(x, (h0, torch.zeros(1, 2, 8, device=KERNEL_DEVICE)))
-
-
-def test_state_device_mismatch():
-    module, _ = _pair("rnn_tanh", 4, 8)
-    x = torch.randn(3, 2, 4).to(KERNEL_DEVICE)
-    with pytest.raises(ValueError, match="h_0 is on device meta"):
-        module(x, torch.zeros(1, 2, 8, device="meta"))
-
-
-def test_state_shape_mismatch():
-    module, _ = _pair("lstm", 4, 8)
-    x = torch.randn(3, 2, 4).to(KERNEL_DEVICE)
-    h = torch.zeros(1, 3, 8, device=KERNEL_DEVICE)
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(1, 2, 8\), got \(1, 3, 8\)"):
-        module(x, (h, h))
-
-
-def test_float64_is_refused():
-    module, _ = _pair("lstm", 4, 8, dtype=torch.float64)
-    with pytest.raises(TypeError, match="float32, float16 and bfloat16, got torch.float64"):
-        module(torch.randn(3, 2, 4, dtype=torch.float64).to(KERNEL_DEVICE))
-
+# Bad inputs shared with torch.nn (shapes, dtypes, devices of the input and states) are tested for
+# both drop-in families in test_drop_in.py; these are the Triton modules' own.
 
 def test_cpu_tensor_without_interpreter_tells_how(monkeypatch):
     import rnnbench.kernels.launch
