@@ -1,8 +1,9 @@
 """Ahead-of-time compilation of every shipped kernel configuration, without a GPU.
 
 A *configuration* is what the size heuristic (:mod:`rnnbench.kernels.plan`) can launch: a kernel (RNN or
-LSTM, forward for inference, forward for training, backward) x path x dtype x hidden-size bucket
-(``H_PAD``, a power of two) x variant; the batch only changes the grid, not the compiled kernel.
+LSTM, forward for inference, forward for training, backward) x path x dtype x layout (the padded
+hidden size ``H_PAD`` and the block sizes the planner picks for the hidden sizes
+:data:`HIDDEN_SIZES` and batch blocks of 16 and 64 rows) x variant.
 Variants: the plain kernel (``directions=1``, no ``lengths``) and the one that carries every
 option of the drop-in modules (``directions=2``: both directions of a bidirectional layer in one
 launch; ``lengths``: per-row sequence lengths of a packed batch). The two single-option variants
@@ -10,7 +11,9 @@ run a subset of the latter's code (one direction's time index, or rows that all 
 such as ``sm_90`` and its resources read back: shared memory from the compiled metadata, registers
 and spill (stack) bytes per thread from ``cuobjdump --dump-resource-usage`` (shipped in the Triton
 wheel). A configuration *fits* when its shared memory is within the target's per-block limit, its
-registers fit the register file for one program per SM, and it spills nothing.
+registers fit the register file for one program per SM, and it spills nothing; and the planner's
+resource model (:func:`rnnbench.kernels.plan.kernel_resources`) is checked against what was compiled
+(``tests/test_kernels_aot.py``).
 
 :func:`compile_sass` compiles a configuration as it runs (``H`` specialised as divisible by 16) and
 returns its SASS too, for the per-step cost model (:mod:`rnnbench.kernels.cost`).
@@ -28,13 +31,20 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from rnnbench.kernels.plan import GATES, PATHS, REGISTER_FILE, fits_on_chip, fits_persistent, plan_recurrence
+from rnnbench.kernels.plan import (
+    GATES, LIMITS, PATHS, REGISTER_FILE, Plan, fits_persistent, kernel_resources, plan_recurrence,
+    programs_per_multiprocessor,
+)
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES
 
 #: per-block shared memory limit (bytes, opt-in maximum) of each supported target
 SHARED_MEMORY_LIMIT = {80: 166912, 90: 232448}
-HIDDEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+#: hidden sizes whose layouts are compiled: every padded size up to 256, the goal shapes above, and
+#: the largest sizes (the stepwise path's streamed blocks)
+HIDDEN_SIZES = (16, 32, 64, 128, 256, 512, 768, 1024, 2048, 4096)
+#: batches whose batch blocks are compiled: 16 rows (any B <= 16) and 64 rows
+BATCHES = (1, 64)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 TRITON_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DIRECTIONS = ("fwd", "fwd_train", "bwd")
@@ -65,7 +75,7 @@ class KernelConfig:
     cell: str
     path: str
     dtype: str
-    hidden_size: int
+    h_pad: int
     direction: str
     block_b: int
     block_h: int
@@ -73,15 +83,33 @@ class KernelConfig:
     num_warps: int
     precision: str = "tf32"
     k_chunks: int = 1
+    #: flags the grid barrier polls (the plan's hidden blocks, rounded up to a power of two)
+    poll: int = 1
     #: 2: both directions of a bidirectional layer in one launch
     directions: int = 1
     #: whether rows carry their own sequence lengths (packed input)
     lengths: bool = False
 
+    @classmethod
+    def from_plan(cls, plan: Plan, dtype: str, direction: str, precision: str = "tf32", directions: int = 1,
+                  lengths: bool = False) -> KernelConfig:
+        """The kernel ``plan`` launches for ``direction`` (``fwd``, ``fwd_train`` or ``bwd``)."""
+        kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
+        return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
+                   plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths)
+
+    @property
+    def plan(self) -> Plan:
+        """A plan with this configuration's layout (one hidden block per poll flag)."""
+        return Plan(self.cell, self.path, self.block_b, self.block_h, self.h_pad, self.k_split, self.num_warps,
+                    (self.poll, 1), self.k_chunks, self.directions, self.directions)
+
 
 @dataclass(frozen=True)
 class KernelResources:
-    """Resources of one configuration compiled for one target."""
+    """Resources of one configuration compiled for one target, and what the planner's model
+    (:func:`rnnbench.kernels.plan.kernel_resources`) says it needs. ``fits``: within the target's
+    limits, no spills, and the model not below what was compiled."""
 
     config: KernelConfig
     target: str
@@ -89,39 +117,46 @@ class KernelResources:
     registers: int
     spill_bytes: int
     fits: bool
+    model_shared_bytes: int = 0
+    model_registers: int = 0
 
     def as_row(self) -> dict:
         """The configuration's fields followed by the resources, as one flat table row."""
         row = asdict(self.config)
-        row.update({name: getattr(self, name) for name in ("target", "shared_bytes", "registers", "spill_bytes", "fits")})
+        row.update({name: getattr(self, name) for name in ("target", "shared_bytes", "registers", "spill_bytes", "fits",
+                                                            "model_shared_bytes", "model_registers")})
         return row
 
 
 def shipped_configs() -> list[KernelConfig]:
-    """Every configuration the heuristic can launch: each cell, dtype, fp32 precision, hidden bucket, path,
-    direction and variant (:data:`VARIANTS`)."""
+    """Every configuration the heuristic can launch: each cell, dtype, fp32 precision, layout (hidden
+    size and batch block), path, direction and variant (:data:`VARIANTS`), without repeats."""
     configs = []
     for cell in GATES:
         for dtype_name, dtype in DTYPES.items():
-            for hidden in HIDDEN_BUCKETS:
-                # fp32 multiplies in TF32 or in full fp32 ("ieee"), following cudnn.allow_tf32
-                for precision in ("tf32", "ieee") if dtype == torch.float32 else ("tf32",):
-                    exact = precision == "ieee"
-                    for path in PATHS:
-                        if path == "persistent" and not fits_persistent(cell, hidden, dtype, exact):
-                            continue
-                        if path == "cooperative" and not fits_on_chip(cell, hidden, dtype, exact):
-                            continue
-                        plan = plan_recurrence(cell, hidden, 1, dtype, path, exact_fp32=exact)
-                        layout = (plan.block_b, plan.block_h, plan.k_split, plan.num_warps)
-                        for direction in DIRECTIONS:
-                            if cell == "rnn" and direction == "fwd_train":
-                                continue  # the RNN forward has no training variant
-                            kernel = f"{cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
-                            configs.extend(KernelConfig(kernel, cell, path, dtype_name, hidden, direction, *layout,
-                                                        precision, plan.k_chunks, directions, lengths)
-                                           for directions, lengths in VARIANTS)
-    return configs
+            # fp32 multiplies in TF32 or in full fp32 ("ieee"), following cudnn.allow_tf32
+            for precision in ("tf32", "ieee") if dtype == torch.float32 else ("tf32",):
+                exact = precision == "ieee"
+                for hidden in HIDDEN_SIZES:
+                    for batch in BATCHES:
+                        for path in PATHS:
+                            if path == "persistent" and not fits_persistent(cell, hidden, dtype, exact):
+                                continue
+                            plan = plan_recurrence(cell, hidden, batch, dtype, path, exact_fp32=exact)
+                            if path == "cooperative" and not holds_weights(plan, dtype, exact):
+                                continue
+                            for direction in DIRECTIONS:
+                                if cell == "rnn" and direction == "fwd_train":
+                                    continue  # the RNN forward has no training variant
+                                configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision, directions,
+                                                                      lengths) for directions, lengths in VARIANTS)
+    return list(dict.fromkeys(configs))
+
+
+def holds_weights(plan: Plan, dtype: torch.dtype, exact_fp32: bool) -> bool:
+    """Whether a program of ``plan`` can hold its weight slice (else only ``stepwise``, which streams it, runs)."""
+    resources = kernel_resources(plan.cell, plan, dtype, exact_fp32)
+    return programs_per_multiprocessor(resources, plan.num_warps, LIMITS[min(LIMITS)])[0] >= 1
 
 
 def compile_config(config: KernelConfig, arch: int) -> KernelResources:
@@ -150,10 +185,11 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
     direction = "bwd" if config.direction == "bwd" else "fwd"
     data = TRITON_TYPES[config.dtype]
     signature = {name: "*" + (data if kind == "data" else kind) for name, kind in KERNEL_POINTERS[(config.cell, direction)]}
-    signature.update({name: "i32" for name in ("T", "B", "H", "phase", "first_direction")})
-    constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.hidden_size,
+    signature.update({name: "i32" for name in ("T", "B", "H", "w_stride", "phase", "first_direction")})
+    constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.h_pad,
                   "K_SPLIT": config.k_split, "K_CHUNKS": config.k_chunks, "MODE": MODE_NAMES[config.path],
-                  "DOT_PRECISION": config.precision, "DIRECTIONS": config.directions, "HAS_LENGTHS": config.lengths}
+                  "DOT_PRECISION": config.precision, "DIRECTIONS": config.directions, "HAS_LENGTHS": config.lengths,
+                  "POLL": config.poll}
     if config.cell == "lstm" and direction == "fwd":
         constexprs["TRAINING"] = config.direction == "fwd_train"
     if config.cell == "rnn":
@@ -163,9 +199,11 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
     options = {"num_warps": config.num_warps, "num_stages": NUM_STAGES, "maxnreg": max_registers}
     if config.path == "cooperative":
         options["launch_cooperative_grid"] = True
-    # at run time Triton specialises pointers that are 16-byte aligned (every buffer the layers pass)
-    # and an H divisible by 16; the resource table leaves H unspecialised, the worst case for other sizes
-    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items() if kind.startswith("*")}
+    # at run time Triton specialises pointers that are 16-byte aligned (every buffer the layers pass),
+    # the weight row stride (always a multiple of 16: launch.aligned_weight_rows) and an H divisible
+    # by 16; the resource table leaves H unspecialised, the worst case for other sizes
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
+             if kind.startswith("*") or name == "w_stride"}
     if hidden_divisible:
         attrs[(fn.arg_names.index("H"),)] = [["tt.divisibility", 16]]
     return triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs),
@@ -175,8 +213,10 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
 def _resources(config: KernelConfig, arch: int, compiled) -> KernelResources:
     registers, spill = _cubin_resources(compiled.asm["cubin"])
     shared = int(compiled.metadata.shared)
-    fits = shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
-    return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits)
+    model = kernel_resources(config.cell, config.plan, DTYPES[config.dtype], config.precision == "ieee")
+    fits = (shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
+            and model.shared_bytes >= shared and model.registers >= registers)
+    return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits, model.shared_bytes, model.registers)
 
 
 def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None,

@@ -1,11 +1,12 @@
 """Grid-barrier micro-benchmark: microseconds per grid synchronisation against the number of programs.
 
 A tiny kernel runs ``N`` grid barriers back to back with the primitive the cooperative path uses
-(:func:`rnnbench.kernels.primitives.grid_barrier`: CTA barrier, release add on one counter, acquire
-poll, CTA barrier), launched cooperatively with ``num_stages=1`` as the recurrent kernels are. The
-time per barrier is the slope between ``N`` and ``2N`` barriers, so the launch and the first
-barrier's wait for all programs to start cancel out; each point is the median of CUDA-event timings
-after a warm-up. Program 0 writes the counter's final value, which must be ``programs x N``.
+(:func:`rnnbench.kernels.primitives.grid_barrier`: CTA barrier, release add on the program's own
+flag, acquire poll of every program's flag, CTA barrier), launched cooperatively with
+``num_stages=1`` as the recurrent kernels are. The time per barrier is the slope between ``N`` and
+``2N`` barriers, so the launch and the first barrier's wait for all programs to start cancel out;
+each point is the median of CUDA-event timings after a warm-up. Program 0 writes the sum of the
+flags at the end, which must be ``programs x N``, and the status word, which must be 0.
 
     PYTHONPATH=. python3 -m rnnbench.kernels.barrier_bench --out reports/h100/barrier.csv
 
@@ -13,6 +14,10 @@ CSV columns: ``device_name, programs, num_warps, barriers, us_per_barrier, q25_u
 (quartiles of the per-repeat slopes). The cost model charges a barrier its in-warp path (fence,
 release add, one poll round trip, CTA barriers) plus ``barrier_arrival`` cycles per program
 (:mod:`rnnbench.kernels.cost`); this measures both at once.
+
+``run_barriers(..., missing=k)`` makes every barrier wait for ``k`` programs that do not exist: the
+barrier times out, the kernel finishes, and :class:`rnnbench.kernels.launch.BarrierTimeout` is
+raised (the GPU test of the timeout).
 """
 
 from __future__ import annotations
@@ -26,36 +31,49 @@ import torch
 import triton
 import triton.language as tl
 
-from rnnbench.kernels.primitives import grid_barrier
+from rnnbench.kernels.launch import BarrierTimeout, barrier_status_message
+from rnnbench.kernels.plan import next_power_of_two
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, grid_barrier
 
 PROGRAMS = (1, 2, 4, 8, 16, 32, 64, 96, 128, 132, 264)
 WARPS = (4, 8)
 
 
-@triton.jit(do_not_specialize=["N", "MISSING"])
-def barrier_loop_kernel(counter_ptr, out_ptr, N, MISSING):
-    """``N`` grid barriers among all programs, each expecting ``MISSING`` arrivals more than the grid has."""
+@triton.jit(do_not_specialize=["N", "MISSING", "timeout_ns"])
+def barrier_loop_kernel(flags_ptr, out_ptr, N, MISSING, timeout_ns, POLL: tl.constexpr):
+    """``N`` grid barriers among all programs, each expecting ``MISSING`` programs more than the
+    grid has; program 0 then stores the sum of the flags and the status word into ``out[0:2]``."""
     for i in range(N):
-        grid_barrier(counter_ptr, (tl.num_programs(0) + MISSING) * (i + 1))
+        grid_barrier(flags_ptr, tl.program_id(0), tl.num_programs(0) + MISSING, i + 1, timeout_ns, POLL)
     if tl.program_id(0) == 0:
-        tl.store(out_ptr, tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu"))
+        index = tl.arange(0, POLL)
+        flags = tl.load(flags_ptr + index, mask=index < tl.num_programs(0), other=0, volatile=True)
+        tl.store(out_ptr, tl.sum(flags))
+        tl.store(out_ptr + 1, tl.load(flags_ptr + FLAG_SLOTS, volatile=True))
 
 
-def run_barriers(programs: int, barriers: int, num_warps: int = 8, missing: int = 0) -> int:
-    """Launch the benchmark kernel once; returns the counter's final value (``programs x barriers``).
+def _launch(programs: int, barriers: int, num_warps: int, missing: int, timeout_ns: int) -> torch.Tensor:
+    flags = torch.zeros(int(FLAG_SLOTS.value) + 1, dtype=torch.int32, device="cuda")
+    out = torch.full((2,), -1, dtype=torch.int32, device="cuda")
+    barrier_loop_kernel[(programs,)](flags, out, barriers, missing, timeout_ns, POLL=next_power_of_two(programs + missing),
+                                     num_warps=num_warps, num_stages=1, launch_cooperative_grid=True)
+    return out
 
-    ``missing > 0`` makes every barrier wait for programs that do not exist, which only a barrier
-    with a timeout survives; the primitive has none yet (issue 8, part 2, item 4), so it is refused
-    here rather than hanging the GPU."""
-    if programs < 1 or barriers < 0:
-        raise ValueError(f"programs must be >= 1 and barriers >= 0, got programs={programs}, barriers={barriers}")
-    if missing:
-        raise ValueError(f"missing={missing} would hang the GPU: the grid barrier has no timeout yet")
-    counter = torch.zeros(1, dtype=torch.int32, device="cuda")
-    out = torch.full((1,), -1, dtype=torch.int32, device="cuda")
-    barrier_loop_kernel[(programs,)](counter, out, barriers, missing, num_warps=num_warps, num_stages=1,
-                                     launch_cooperative_grid=True)
-    return int(out.item())
+
+def run_barriers(programs: int, barriers: int, num_warps: int = 8, missing: int = 0,
+                 timeout_ns: int = int(BARRIER_TIMEOUT_NS.value)) -> int:
+    """Launch the benchmark kernel once; returns the sum of the flags (``programs x barriers``), or
+    raises :class:`~rnnbench.kernels.launch.BarrierTimeout` when a barrier timed out."""
+    if programs < 1 or barriers < 0 or missing < 0:
+        raise ValueError(f"programs must be >= 1 and barriers, missing >= 0, got programs={programs}, "
+                         f"barriers={barriers}, missing={missing}")
+    if programs + missing > FLAG_SLOTS.value:
+        raise ValueError(f"programs + missing must be at most {FLAG_SLOTS.value} (one flag each), got {programs + missing}")
+    total, status = _launch(programs, barriers, num_warps, missing, timeout_ns).tolist()
+    message = barrier_status_message(torch.tensor([status]), f"barrier_loop_kernel ({programs} programs)", timeout_ns)
+    if message is not None:
+        raise BarrierTimeout(message)
+    return total
 
 
 def time_barrier(programs: int, barriers: int = 1000, num_warps: int = 8, repeats: int = 15) -> tuple[float, float, float]:
@@ -63,17 +81,14 @@ def time_barrier(programs: int, barriers: int = 1000, num_warps: int = 8, repeat
     for count in (barriers, 2 * barriers):
         final = run_barriers(programs, count, num_warps)
         if final != programs * count:
-            raise RuntimeError(f"barrier counter ended at {final}, expected {programs} programs x {count} barriers")
+            raise RuntimeError(f"barrier flags summed to {final}, expected {programs} programs x {count} barriers")
     slopes = []
     for _ in range(repeats):
         times = []
         for count in (barriers, 2 * barriers):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            counter = torch.zeros(1, dtype=torch.int32, device="cuda")
-            out = torch.empty(1, dtype=torch.int32, device="cuda")
             start.record()
-            barrier_loop_kernel[(programs,)](counter, out, count, 0, num_warps=num_warps, num_stages=1,
-                                             launch_cooperative_grid=True)
+            _launch(programs, count, num_warps, 0, int(BARRIER_TIMEOUT_NS.value))
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end))
@@ -89,8 +104,9 @@ def barrier_sass(num_warps: int, arch: int) -> str:
 
     from rnnbench.kernels.sass import disassemble
 
-    source = ASTSource(fn=barrier_loop_kernel, signature={"counter_ptr": "*i32", "out_ptr": "*i32", "N": "i32", "MISSING": "i32"},
-                       attrs={(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]]})
+    source = ASTSource(fn=barrier_loop_kernel, signature={"flags_ptr": "*i32", "out_ptr": "*i32", "N": "i32", "MISSING": "i32",
+                                                          "timeout_ns": "i32", "POLL": "constexpr"},
+                       constexprs={"POLL": 128}, attrs={(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]]})
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": num_warps, "num_stages": 1, "launch_cooperative_grid": True})
     return disassemble(compiled.asm["cubin"])

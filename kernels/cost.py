@@ -83,9 +83,9 @@ What it leaves out: instruction-cache misses, bank conflicts, the skew between p
 changes under load, and memory-level effects beyond one SM's share of bandwidth. Weak global loads
 are taken as HBM misses (the streamed ``xg``, ``dy``, ``c``; in the stepwise path ``W_hh`` is an L2
 hit in fact, which the launch floor hides). Co-residency: programs per SM from the compiled
-registers (allocated per warp in units of 256), shared memory (+1 KiB reserved per block),
-warps (64) and blocks (32) per SM; a cooperative grid is co-resident when ``programs <= SMs x
-programs per SM`` (the planner today allows one program per SM).
+registers and shared memory (:func:`rnnbench.kernels.plan.programs_per_multiprocessor`, the rule the
+planner applies to its resource model); a cooperative grid is co-resident when ``programs <= SMs x
+programs per SM``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from rnnbench.kernels.plan import BLOCK_B, GATES, PATHS, Plan, plan_recurrence
+from rnnbench.kernels.plan import GATES, LIMITS, PATHS, Plan, Resources, plan_recurrence, programs_per_multiprocessor
 from rnnbench.kernels.sass import (
     GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, Instruction, StepPath, count, load_sources, parse, reads, step_path, writes,
 )
@@ -118,11 +118,6 @@ class Device:
     name: str
     sms: int
     clock_ghz: float
-    shared_per_sm: int
-    registers_per_sm: int = 65536
-    max_warps_per_sm: int = 64
-    max_programs_per_sm: int = 32
-    shared_reserved_per_program: int = 1024
     l2_bytes_per_clock: float = 4000.0
     sm_l2_bytes_per_clock: float = 64.0
     hbm_bytes_per_clock: float = 1700.0
@@ -165,8 +160,8 @@ class Latencies:
 
 
 DEVICES = {
-    90: Device("H100 SXM", sms=132, clock_ghz=1.755, shared_per_sm=233472),
-    80: Device("A100 SXM", sms=108, clock_ghz=1.41, shared_per_sm=167936, l2_bytes_per_clock=3400.0,
+    90: Device("H100 SXM", sms=132, clock_ghz=1.755),
+    80: Device("A100 SXM", sms=108, clock_ghz=1.41, l2_bytes_per_clock=3400.0,
                hbm_bytes_per_clock=1100.0, mma_fma_per_clock=2048 / 8, gemm_tflops_16bit=250.0, gemm_tflops_fp32=19.0),
 }
 LATENCIES = {
@@ -342,19 +337,6 @@ def _through(free: dict[str, float], unit: str, issue: float, head: float, own: 
 
 # ---- one shape -------------------------------------------------------------------------------
 
-def occupancy(registers: int, shared_bytes: int, num_warps: int, device: Device) -> tuple[int, str]:
-    """``(programs per SM, the resource that limits it)`` for one compiled kernel."""
-    per_warp = math.ceil(registers * 32 / 256) * 256
-    limits = {
-        "registers": device.registers_per_sm // (per_warp * num_warps) if registers else device.max_programs_per_sm,
-        "shared": device.shared_per_sm // (shared_bytes + device.shared_reserved_per_program),
-        "warps": device.max_warps_per_sm // num_warps,
-        "blocks": device.max_programs_per_sm,
-    }
-    limit = min(limits, key=limits.get)
-    return limits[limit], limit
-
-
 def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int, *, dtype: torch.dtype, hidden_size: int,
                   batch: int, direction: str, arch: int = 90, seq_len: int = SEQ_LEN) -> dict[str, object]:
     """Counts, co-residency and the per-term estimate (µs per step, ``t_*``, summed in
@@ -367,7 +349,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     steps = step_path(instructions)
     counts = count(steps)
     programs = plan.programs
-    per_sm, limit = occupancy(registers, shared_bytes, plan.num_warps, device)
+    per_sm, limit = programs_per_multiprocessor(Resources(shared_bytes, registers), plan.num_warps, LIMITS[arch])
     waves = math.ceil(programs / (device.sms * per_sm)) if per_sm else math.inf
     row: dict[str, object] = {
         "programs": programs, "programs_per_sm": per_sm, "occupancy_limit": limit, "coresident": waves == 1,
@@ -452,23 +434,21 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
             dtype = DTYPES[dtype_name]
             for hidden in hidden_sizes:
                 for batch in batches:
-                    auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms)
+                    auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms, arch=arch)
                     for path in PATHS:
                         try:
-                            plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms)
+                            plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms, arch=arch)
                             allowed = True
                         except ValueError:
                             if path != "cooperative":
                                 continue
                             try:  # the planner's one-program-per-SM rule refused it; the resources may not
-                                plan = plan_recurrence(cell, hidden, batch, dtype, path, None)
+                                plan = plan_recurrence(cell, hidden, batch, dtype, path, None, arch=arch)
                             except ValueError:
                                 continue
                             allowed = False
                         for direction in DIRECTIONS[cell]:
-                            kernel = f"{cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
-                            config = KernelConfig(kernel, cell, path, dtype_name, plan.h_pad, direction, plan.block_b,
-                                                  plan.block_h, plan.k_split, plan.num_warps, "tf32", plan.k_chunks)
+                            config = KernelConfig.from_plan(plan, dtype_name, direction)
                             rows.append({"cell": cell, "dtype": dtype_name, "hidden_size": hidden, "batch": batch,
                                          "direction": direction, "path": path, "planned": auto.path == path,
                                          "plan_allows": allowed, "plan": plan, "config": config})
@@ -497,7 +477,7 @@ def cost_table(arch: int = 90, dtypes=("bfloat16",), cells=tuple(GATES), hidden_
                                  hidden_size=shape["hidden_size"], batch=shape["batch"], direction=shape["direction"], arch=arch)
         rows.append({key: shape[key] for key in ("cell", "dtype", "hidden_size", "batch", "direction", "path", "planned",
                                                  "plan_allows")}
-                    | {"h_pad": plan.h_pad, "block_h": plan.block_h, "block_b": BLOCK_B, "num_warps": plan.num_warps,
+                    | {"h_pad": plan.h_pad, "block_h": plan.block_h, "block_b": plan.block_b, "num_warps": plan.num_warps,
                        "registers": resources.registers, "shared_bytes": resources.shared_bytes,
                        "spill_bytes": resources.spill_bytes} | estimate)
     table = pd.DataFrame(rows)

@@ -1,10 +1,19 @@
-"""Host side of a recurrent kernel launch: the path's launch pattern, and checks before launching.
+"""Host side of a recurrent kernel launch: the path's launch pattern, checks before launching, and
+the report of a grid barrier that timed out.
 
-Every recurrent kernel takes ``(..., lengths, sync, T, B, H, phase, first_direction)`` followed by the constexprs
-``BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, K_CHUNKS, MODE``, kernel-specific ones, ``DIRECTIONS`` and
-``HAS_LENGTHS``. :func:`run_phases` launches it the way
+Every recurrent kernel takes ``(..., lengths, sync, T, B, H, w_stride, phase, first_direction)`` followed by the constexprs
+``BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, K_CHUNKS, MODE``, kernel-specific ones, ``DIRECTIONS``,
+``HAS_LENGTHS`` and ``POLL``. :func:`run_phases` launches it the way
 the plan's path requires: once with the time loop inside (``persistent``, ``cooperative``), or once
 per phase (``stepwise``, and ``cooperative`` on the interpreter).
+
+**Barrier timeouts.** A cooperative kernel's grid barrier gives up after
+:data:`~rnnbench.kernels.primitives.BARRIER_TIMEOUT_NS` and writes the step it was waiting for into
+its status word (:func:`~rnnbench.kernels.primitives.grid_barrier`); the kernel then finishes
+without waiting, its results garbage. Reading that word at once would stall the host after every
+launch, so :func:`run_phases` copies it to pinned host memory behind an event and
+:func:`check_barriers` raises :class:`BarrierTimeout` for every finished launch whose status is
+set: it runs before each launch (without waiting) and can be called to wait for all of them.
 """
 
 from __future__ import annotations
@@ -14,14 +23,66 @@ import contextlib
 import torch
 import triton
 
-from rnnbench.kernels.plan import Plan, plan_recurrence
-from rnnbench.kernels.primitives import MODE_NAMES
+from rnnbench.kernels.plan import DEFAULT_ARCH, LIMITS, Plan, plan_recurrence
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 #: no software pipelining of the kernels' loops: the pipeliner would issue the next step's loads of
 #: the exchanged state before the barrier that makes that state valid (it does not see the barrier)
 NUM_STAGES = 1
 _poison = False
+#: cooperative launches whose barrier status is still to be read: (event, pinned status, what was launched)
+_pending: list[tuple[object, torch.Tensor, str]] = []
+
+
+class BarrierTimeout(RuntimeError):
+    """A cooperative kernel's grid barrier waited longer than its timeout (a program never arrived)."""
+
+
+def barrier_status_message(status: torch.Tensor, what: str, timeout_ns: int = int(BARRIER_TIMEOUT_NS.value)) -> str | None:
+    """Why ``what`` failed, from the status words of its synchronisation buffer (``status``, one per
+    (direction, batch block); the step a barrier gave up at, 0 when none did), or None."""
+    failed = [(index, int(step)) for index, step in enumerate(status.flatten().tolist()) if step]
+    if not failed:
+        return None
+    blocks = ", ".join(f"block {index} at step {step}" for index, step in failed)
+    return (f"grid barrier of {what} timed out after {timeout_ns / 1e9:g} s ({blocks}): a program never arrived, so its "
+            "results are garbage; the GPU may be shared with a kernel that keeps its multiprocessors busy")
+
+
+def check_barriers(wait: bool = False) -> None:
+    """Raise :class:`BarrierTimeout` for every finished cooperative launch whose barrier timed out
+    (``wait``: wait for all pending launches first; otherwise unfinished ones stay pending)."""
+    global _pending
+    still, failures = [], []
+    for event, status, what in _pending:
+        if wait:
+            event.synchronize()
+        if not event.query():
+            still.append((event, status, what))
+        elif (message := barrier_status_message(status, what)) is not None:
+            failures.append(message)
+    _pending = still
+    if failures:
+        raise BarrierTimeout("; ".join(failures))
+
+
+def sync_buffer(plan: Plan, device) -> torch.Tensor:
+    """Zeroed int32 ``(D, batch blocks, FLAG_SLOTS + 1)``: each (direction, batch block)'s barrier
+    flags, one per hidden block, and its status word (see :func:`rnnbench.kernels.primitives.grid_barrier`)."""
+    return torch.zeros(plan.directions, plan.grid[1], int(FLAG_SLOTS.value) + 1, dtype=torch.int32, device=device)
+
+
+def _watch_barriers(sync: torch.Tensor, what: str) -> None:
+    """Queue the status words of ``sync`` for :func:`check_barriers`. Not inside a CUDA graph
+    capture: the copy would replay without anyone reading it, and a graph's barriers go unchecked."""
+    if torch.cuda.is_current_stream_capturing():
+        return
+    status = torch.empty(sync.shape[:-1], dtype=sync.dtype, pin_memory=True)
+    status.copy_(sync[..., -1], non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    _pending.append((event, status, what))
 
 
 @contextlib.contextmanager
@@ -70,12 +131,14 @@ def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
 
 def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str, directions: int = 1) -> Plan:
     interpreter = interpreter_active()
-    multiprocessors = None
+    multiprocessors, arch = None, DEFAULT_ARCH
     if like.device.type == "cuda" and not interpreter:
         multiprocessors = torch.cuda.get_device_properties(like.device).multi_processor_count
+        major, minor = torch.cuda.get_device_capability(like.device)
+        arch = max((a for a in LIMITS if a <= 10 * major + minor), default=min(LIMITS))
     exact_fp32 = dot_precision(like.dtype) == "ieee" and like.dtype == torch.float32
     return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, exact_fp32,
-                           directions)
+                           directions, arch)
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -101,6 +164,25 @@ def exchange_buffer(plan: Plan, gates: int, like: torch.Tensor, first: torch.Ten
     return buffer
 
 
+#: row stride, in elements, the kernels' weight rows are aligned to
+WEIGHT_ROW_ALIGNMENT = 16
+
+
+def aligned_weight_rows(w_hh: torch.Tensor) -> torch.Tensor:
+    """``w_hh (D, G*H, H)`` with a row stride that is a multiple of :data:`WEIGHT_ROW_ALIGNMENT`
+    elements (its kernel argument ``w_stride``): itself when H is one, else a zero-padded copy.
+
+    Triton specialises a stride divisible by 16, so the kernels load their weight slice with
+    16-byte vectors whatever H is; with an odd stride every element is its own load and the
+    compiled kernels need ~100 more registers per thread (seen with Triton 3.9, sm_90)."""
+    width = w_hh.shape[-1]
+    if width % WEIGHT_ROW_ALIGNMENT == 0:
+        return w_hh.contiguous()
+    padded = w_hh.new_zeros(*w_hh.shape[:-1], -(-width // WEIGHT_ROW_ALIGNMENT) * WEIGHT_ROW_ALIGNMENT)
+    padded[..., :width] = w_hh
+    return padded
+
+
 def lengths_argument(lengths: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """The kernels' ``(lengths, HAS_LENGTHS)``: int32 lengths, or a placeholder when every row runs all steps."""
     if lengths is None:
@@ -108,17 +190,19 @@ def lengths_argument(lengths: torch.Tensor | None, like: torch.Tensor) -> tuple[
     return lengths.to(device=like.device, dtype=torch.int32), True
 
 
-def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int, int, int], device, **constexprs) -> None:
-    """Launch ``kernel(*tensors, sync, T, B, H, phase, ...)`` over ``phases`` phases following ``plan``
-    (``tensors`` ends with the lengths argument; ``constexprs`` includes ``HAS_LENGTHS``)."""
+def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int, int, int, int], device,
+               **constexprs) -> None:
+    """Launch ``kernel(*tensors, sync, T, B, H, w_stride, phase, ...)`` over ``phases`` phases following
+    ``plan`` (``tensors`` ends with the lengths argument; ``constexprs`` includes ``HAS_LENGTHS``)."""
     interpreter = interpreter_active()
     # the interpreter runs programs one after another: a barrier with more than one participant per
     # batch block would wait forever, so the cooperative path's math runs one launch per step there
     stepwise = plan.path == "stepwise" or (plan.path == "cooperative" and interpreter and plan.grid[0] > 1)
-    counters = plan.grid[1] * plan.directions if plan.path == "cooperative" else 1
-    sync = torch.zeros(counters, dtype=torch.int32, device=device)
+    if not interpreter and not torch.cuda.is_current_stream_capturing():
+        check_barriers()
+    sync = sync_buffer(plan, device) if plan.path == "cooperative" else torch.zeros(1, dtype=torch.int32, device=device)
     common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
-                  K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, num_warps=plan.num_warps,
+                  K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, POLL=plan.poll, num_warps=plan.num_warps,
                   num_stages=NUM_STAGES, maxnreg=plan.max_registers, **constexprs)
     if stepwise:
         grid = (*plan.grid, plan.directions)
@@ -130,3 +214,5 @@ def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int
         common["launch_cooperative_grid"] = True
     for first_direction in range(0, plan.directions, plan.launch_directions):
         kernel[plan.launch_grid](*tensors, sync, *sizes, 0, first_direction, MODE=MODE_NAMES[plan.path], **common)
+    if plan.path == "cooperative" and not interpreter:
+        _watch_barriers(sync, f"{kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from rnnbench.kernels.launch import (
-    dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
+    aligned_weight_rows, dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
 )
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
 from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
@@ -52,8 +52,9 @@ class LSTMLayerFunction(torch.autograd.Function):
         c_all = output_buffer((directions, T, B, H), torch.float32, x.device) if training else y
         c_n = output_buffer((directions, B, H), torch.float32, x.device)
         exchange = exchange_buffer(plan, 1, x, first=h0)
-        run_phases(lstm_forward_kernel, plan, T, (gates, w_hh, h0, c0, y, c_all, c_n, exchange, lengths_arg),
-                   (T, B, H), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),
+        rows = aligned_weight_rows(w_hh)
+        run_phases(lstm_forward_kernel, plan, T, (gates, rows, h0, c0, y, c_all, c_n, exchange, lengths_arg),
+                   (T, B, H, rows.stride(-2)), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),
                    HAS_LENGTHS=has_lengths)
         if training:
             ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, lengths_arg)
@@ -78,9 +79,11 @@ class LSTMLayerFunction(torch.autograd.Function):
         dh0 = output_buffer(h0.shape, torch.float32, x.device)
         dc0 = output_buffer(c0.shape, torch.float32, x.device)
         exchange = exchange_buffer(plan, 4, x)
+        rows = aligned_weight_rows(w_hh)
         run_phases(lstm_backward_kernel, plan, T + 1,
-                   (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg),
-                   (T, B, w_hh.shape[2]), x.device, DOT_PRECISION=dot_precision(x.dtype), HAS_LENGTHS=ctx.has_lengths)
+                   (gates, rows, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg),
+                   (T, B, w_hh.shape[2], rows.stride(-2)), x.device, DOT_PRECISION=dot_precision(x.dtype),
+                   HAS_LENGTHS=ctx.has_lengths)
         dgates = gates
         need = ctx.needs_input_grad
         lengths = lengths_arg if ctx.has_lengths else None

@@ -12,22 +12,24 @@ kernel (:mod:`rnnbench.kernels.lstm`); the kernels only do what must be sequenti
 * ``exchange``: forward ``(2, B_pad, H_PAD)`` hidden states, backward ``(2, B_pad, 4*H_PAD)`` gate
   gradients (gate blocks ``H_PAD`` apart), zero-filled, storage dtype; see
   :func:`rnnbench.kernels.primitives.exchange_offsets`. The forward expects ``h0`` copied into slot 1.
+* ``sync``: int32 zeros, ``(D, batch blocks, FLAG_SLOTS + 1)``: the grid barrier's flags and status
+  (:func:`rnnbench.kernels.primitives.grid_barrier`).
 * With ``DIRECTIONS = 2`` every buffer but ``y``, ``dy`` and ``lengths`` is stacked over the two
   directions (a leading axis of 2) and the grid's third axis is the direction; see
   :mod:`rnnbench.kernels.primitives` for how direction 1 and per-row lengths are run. Past a row's
   end ``y`` and the gate gradients are zero and the states keep their last value.
 
 Program (pid_h, pid_b) owns hidden units ``pid_h*BLOCK_H + [0, BLOCK_H)`` of batch rows
-``pid_b*BLOCK_B + [0, BLOCK_B)``. Its slice of ``W_hh``, four split-K gate tiles (see
-:mod:`rnnbench.kernels.primitives`), is loaded once per launch and stays on chip (``K_CHUNKS = 1``); layers
-too large for that run ``STEPWISE`` and stream the slice in ``K_CHUNKS`` chunks each step. The four
-gate matmuls of a
-step share one state operand and run back to back in the same kernel, as four dots rather than one
-dot over a concatenated ``4*BLOCK_H``-wide tile: splitting that tile's accumulator into gates needs
-two layout conversions, and compiled for sm_90 (Triton 3.9, bf16, H=128, 16-row batch block) the
-single dot spilled 440-712 bytes per thread where the four dots spilled none.
-Cell state, accumulation and all elementwise math are float32; ``h`` enters the dot in the storage
-dtype (fp32, fp16 or bf16).
+``pid_b*BLOCK_B + [0, BLOCK_B)``; its tiles are unit-major ``(BLOCK_H, BLOCK_B)`` (see
+:mod:`rnnbench.kernels.primitives`). Forward, its slice of ``W_hh`` is the ``4*BLOCK_H`` gate rows of
+its units, one ``(4*BLOCK_H, H_PAD)`` operand whose product with the state rows gives all four
+gates at once, split by :func:`~rnnbench.kernels.primitives.split_gates` without moving data;
+backward, it is the ``(BLOCK_H, 4*H_PAD)`` transpose of its units' columns, multiplied with all
+gate gradients of the step after. The slice is loaded once per launch in the in-kernel loops and
+streamed in blocks by a ``STEPWISE`` launch. In the loops the step's inputs from global memory
+(``xg`` forward; ``dy``, the saved gates and cell states backward) are loaded for the next step
+before the grid barrier, so their latency overlaps the wait. Cell state, accumulation and all
+elementwise math are float32; ``h`` enters the dot in the storage dtype (fp32, fp16 or bf16).
 """
 
 import triton
@@ -35,36 +37,40 @@ import triton.language as tl
 
 from rnnbench.kernels.primitives import (
     COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
-    final_state_gradient, program_tile, publish_state, row_lengths, running_rows, split_k_dot, step_barrier,
-    step_position, streamed_dot, tanh, weight_chunks,
+    final_state_gradient, gate_rows, held_product, held_weights, program_tile, publish_state, row_lengths,
+    running_rows, split_gates, step_barrier, step_position, streamed_product, sync_slice, tanh,
 )
 
 
 @triton.jit
-def _gate_tiles(w_hh_ptr, H, cols, TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
-    """The four on-chip gate tiles (i, f, g, o) of this program's ``W_hh`` slice."""
-    return (weight_chunks(w_hh_ptr, 0 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK),
-            weight_chunks(w_hh_ptr, 1 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK),
-            weight_chunks(w_hh_ptr, 2 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK),
-            weight_chunks(w_hh_ptr, 3 * H, 0, H, cols, TRANSPOSED, K_SPLIT, BK))
+def _gate_inputs(xg_ptr, t, B, H, gate_offsets, mask):
+    """The four ``(BLOCK_H, BLOCK_B)`` blocks (i, f, g, o) of ``xg`` at time index ``t``, float32,
+    zero where ``mask`` is false."""
+    xg = xg_ptr + tl.cast(t, tl.int64) * B * 4 * H + gate_offsets
+    return (tl.load(xg, mask=mask, other=0.0).to(tl.float32), tl.load(xg + H, mask=mask, other=0.0).to(tl.float32),
+            tl.load(xg + 2 * H, mask=mask, other=0.0).to(tl.float32),
+            tl.load(xg + 3 * H, mask=mask, other=0.0).to(tl.float32))
 
 
 @triton.jit
 def _forward_step(
-    xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c, gate_offsets, state_offsets, y_offsets, state_mask, running,
-    TRAINING: tl.constexpr, DIRECTIONS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
+    xg_ptr, y_ptr, c_all_ptr, t, B, H, pre, inputs, c, gate_offsets, state_offsets, y_offsets, state_mask, running,
+    BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr, TRAINING: tl.constexpr, DIRECTIONS: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
 ):
-    """One LSTM step at time index ``t`` for this program's units from the recurrent products
-    ``r_* = h_{t-1} W_*^T``: returns ``(h_t, c_t)`` (float32) and stores h_t (and in training the
-    gates and c_t). Rows outside ``running`` keep ``c`` and get a zero output."""
-    step = tl.cast(t, tl.int64) * B
-    xg = xg_ptr + step * 4 * H + gate_offsets
-    i = tl.sigmoid(r_i + tl.load(xg, mask=running, other=0.0).to(tl.float32))
-    f = tl.sigmoid(r_f + tl.load(xg + H, mask=running, other=0.0).to(tl.float32))
-    g = tanh(r_g + tl.load(xg + 2 * H, mask=running, other=0.0).to(tl.float32))
-    o = tl.sigmoid(r_o + tl.load(xg + 3 * H, mask=running, other=0.0).to(tl.float32))
+    """One LSTM step at time index ``t`` for this program's units from the recurrent product
+    ``pre`` (``(4*BLOCK_H, BLOCK_B)``, rows as :func:`gate_rows` orders them) and ``inputs`` (the
+    step's :func:`_gate_inputs`): returns ``(h_t, c_t)`` (float32) and stores h_t (and in training
+    the gates and c_t). Rows outside ``running`` keep ``c`` and get a zero output."""
+    r_i, r_f, r_g, r_o = split_gates(pre, BLOCK_H, BLOCK_B)
+    x_i, x_f, x_g, x_o = inputs
+    i = tl.sigmoid(r_i + x_i)
+    f = tl.sigmoid(r_f + x_f)
+    g = tanh(r_g + x_g)
+    o = tl.sigmoid(r_o + x_o)
     c_t = f * c + i * g
     h = o * tanh(c_t)
+    step = tl.cast(t, tl.int64) * B
     y = y_ptr + step * DIRECTIONS * H + y_offsets
     if HAS_LENGTHS:
         tl.store(y, tl.where(running, h, 0.0).to(y_ptr.dtype.element_ty), mask=state_mask)
@@ -73,6 +79,7 @@ def _forward_step(
         tl.store(y, h.to(y_ptr.dtype.element_ty), mask=state_mask)
     if TRAINING:
         out = xg_ptr.dtype.element_ty
+        xg = xg_ptr + step * 4 * H + gate_offsets
         tl.store(xg, i.to(out), mask=running)
         tl.store(xg + H, f.to(out), mask=running)
         tl.store(xg + 2 * H, g.to(out), mask=running)
@@ -84,111 +91,125 @@ def _forward_step(
 @triton.jit(do_not_specialize=["T", "B", "phase", "first_direction"])
 def lstm_forward_kernel(
     xg_ptr, w_hh_ptr, h0_ptr, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, lengths_ptr, sync_ptr,
-    T, B, H, phase, first_direction,
+    T, B, H, w_stride, phase, first_direction,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
-    HAS_LENGTHS: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr,
 ):
-    """Forward recurrence (see the module docstring for layouts).
+    """Forward recurrence (see the module docstring for layouts); computes
+    :func:`rnnbench.baselines.numpy_rnn.lstm_forward` without the input projection.
 
     ``c_n`` (float32) receives each row's final cell state (its final ``h`` is in ``y``: at its
     last step going forwards, at time 0 going backwards); in ``STEPWISE`` mode ``c_n`` also carries
     the cell state from one launch to the next. ``phase`` is the processing step of a ``STEPWISE`` launch.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
-    pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
-    gate_offsets = rows[:, None] * 4 * H + cols[None, :]
-    y_offsets = rows[:, None] * DIRECTIONS * H + cols[None, :]
-    read, write = exchange_offsets(rows, cols, H_PAD, K_SPLIT, BK)
+    M: tl.constexpr = 4 * BLOCK_H
+    pid_b, rows, units, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
+    gate_offsets = rows[None, :] * 4 * H + units[:, None]
+    y_offsets = rows[None, :] * DIRECTIONS * H + units[:, None]
+    read, write = exchange_offsets(rows, units, H_PAD, K_SPLIT, BK)
+    w_rows, w_valid = gate_rows(H, w_stride, 4, BLOCK_H)
     dtype = y_ptr.dtype.element_ty
     length = row_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     direction = tl.program_id(2) + first_direction
     xg_ptr = direction_slice(xg_ptr, T * B, 4 * H, direction, DIRECTIONS)
-    w_hh_ptr = direction_slice(w_hh_ptr, 4 * H, H, direction, DIRECTIONS)
+    w_hh_ptr = direction_slice(w_hh_ptr, 4 * H, w_stride, direction, DIRECTIONS)
     h0_ptr = direction_slice(h0_ptr, B, H, direction, DIRECTIONS)
     c0_ptr = direction_slice(c0_ptr, B, H, direction, DIRECTIONS)
     c_n_ptr = direction_slice(c_n_ptr, B, H, direction, DIRECTIONS)
     c_all_ptr = direction_slice(c_all_ptr, T * B, H, direction, DIRECTIONS)
     y_ptr = direction_slice(y_ptr, 1, H, direction, DIRECTIONS)
     exchange_ptr = direction_slice(exchange_ptr, 2 * tl.num_programs(1) * BLOCK_B, H_PAD, direction, DIRECTIONS)
-    sync_ptr = direction_slice(sync_ptr, tl.num_programs(1), 1, direction, DIRECTIONS)
+    flags_ptr = sync_slice(sync_ptr, direction, DIRECTIONS)
 
     if MODE == STEPWISE:
         t = step_position(phase, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(phase, length, state_mask, HAS_LENGTHS)
         previous = exchange_slot(exchange_ptr, phase + 1, H_PAD, BLOCK_B)
-        if K_CHUNKS == 1:
-            w_i, w_f, w_g, w_o = _gate_tiles(w_hh_ptr, H, cols, True, K_SPLIT, BK)
-            h_prev = tl.load(previous + read, cache_modifier=".cg")
-            r_i = split_k_dot(h_prev, w_i, DOT_PRECISION)
-            r_f = split_k_dot(h_prev, w_f, DOT_PRECISION)
-            r_g = split_k_dot(h_prev, w_g, DOT_PRECISION)
-            r_o = split_k_dot(h_prev, w_o, DOT_PRECISION)
-        else:
-            r_i = streamed_dot(previous, read, w_hh_ptr, 0 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
-            r_f = streamed_dot(previous, read, w_hh_ptr, 1 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
-            r_g = streamed_dot(previous, read, w_hh_ptr, 2 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
-            r_o = streamed_dot(previous, read, w_hh_ptr, 3 * H, H, cols, True, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+        pre = streamed_product(w_hh_ptr, w_rows, w_valid, 0, w_stride, 1, previous, read, M, BLOCK_B, K_CHUNKS, K_CHUNKS,
+                               K_SPLIT, BK, DOT_PRECISION)
         if phase == 0:
             c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         else:
             c = tl.load(c_n_ptr + state_offsets, mask=state_mask, other=0.0)
-        h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c, gate_offsets, state_offsets,
-                             y_offsets, state_mask, running, TRAINING, DIRECTIONS, HAS_LENGTHS)
-        h = h.to(dtype)
-        publish_state(exchange_ptr, phase, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
+        inputs = _gate_inputs(xg_ptr, t, B, H, gate_offsets, running)
+        h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, pre, inputs, c, gate_offsets, state_offsets,
+                             y_offsets, state_mask, running, BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS, HAS_LENGTHS)
+        publish_state(exchange_ptr, phase, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
     else:
-        w_i, w_f, w_g, w_o = _gate_tiles(w_hh_ptr, H, cols, True, K_SPLIT, BK)
-        offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)
+        blocks = held_weights(w_hh_ptr, w_rows, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+        offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)  # the persistent state operand (one block)
         h_prev = tl.load(h0_ptr + offsets, mask=mask, other=0.0).to(dtype)
         c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
-        n_programs_h = tl.num_programs(0)
+        inputs = _gate_inputs(xg_ptr, step_position(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                              gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
         for s in range(0, T):
             t = step_position(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
             running = running_rows(s, length, state_mask, HAS_LENGTHS)
             if MODE == COOPERATIVE:
-                h_prev = tl.load(exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B) + read, cache_modifier=".cg")
-            r_i = split_k_dot(h_prev, w_i, DOT_PRECISION)
-            r_f = split_k_dot(h_prev, w_f, DOT_PRECISION)
-            r_g = split_k_dot(h_prev, w_g, DOT_PRECISION)
-            r_o = split_k_dot(h_prev, w_o, DOT_PRECISION)
-            h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, r_i, r_f, r_g, r_o, c, gate_offsets,
-                                 state_offsets, y_offsets, state_mask, running, TRAINING, DIRECTIONS, HAS_LENGTHS)
-            h = h.to(dtype)
-            h_prev = carry_state(h, h_prev, s, length, exchange_ptr, write, running, sync_ptr + pid_b,
-                                 n_programs_h * (s + 1), MODE, BLOCK_B, K_SPLIT, BK, H_PAD, HAS_LENGTHS)
+                pre = held_product(blocks, exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B), read, M, BLOCK_B,
+                                   K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
+            else:
+                pre = tl.sum(tl.dot(blocks[0], h_prev, input_precision=DOT_PRECISION), axis=0)
+            h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, pre, inputs, c, gate_offsets, state_offsets,
+                                 y_offsets, state_mask, running, BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS, HAS_LENGTHS)
+            upcoming = tl.minimum(s + 1, T - 1)  # the last step loads its own inputs again, unused
+            inputs = _gate_inputs(xg_ptr, step_position(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                                  gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
+            h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE, BLOCK_B,
+                                 K_SPLIT, BK, H_PAD, HAS_LENGTHS, POLL)
     tl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
 
 @triton.jit
+def _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, s, T, B, H, length, direction, gate_offsets, state_offsets,
+                     y_offsets, state_mask, DIRECTIONS: tl.constexpr, HAS_LENGTHS: tl.constexpr):
+    """What phase ``s >= 0`` reads besides the exchange, float32 ``(BLOCK_H, BLOCK_B)`` tiles
+    ``(dy, i, f, g, o, c_s, c_{s-1})``, zero for rows not running at ``s``."""
+    t = step_position(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
+    running = running_rows(s, length, state_mask, HAS_LENGTHS)
+    step = tl.cast(t, tl.int64) * B
+    dy = tl.load(dy_ptr + step * DIRECTIONS * H + y_offsets, mask=running, other=0.0).to(tl.float32)
+    gates = xg_ptr + step * 4 * H + gate_offsets
+    i = tl.load(gates, mask=running, other=0.0).to(tl.float32)
+    f = tl.load(gates + H, mask=running, other=0.0).to(tl.float32)
+    g = tl.load(gates + 2 * H, mask=running, other=0.0).to(tl.float32)
+    o = tl.load(gates + 3 * H, mask=running, other=0.0).to(tl.float32)
+    c = tl.load(c_all_ptr + step * H + state_offsets, mask=running, other=0.0)
+    if s == 0:
+        c_prev = tl.load(c0_ptr + state_offsets, mask=running, other=0.0).to(tl.float32)
+    else:
+        before = tl.cast(step_position(s - 1, T, length, direction, DIRECTIONS, HAS_LENGTHS), tl.int64) * B * H
+        c_prev = tl.load(c_all_ptr + before + state_offsets, mask=running, other=0.0)
+    return dy, i, f, g, o, c, c_prev
+
+
+@triton.jit
 def _backward_phase(
-    xg_ptr, w_hh_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr,
-    s, T, B, H, length, direction, dc_carry, cols, read, write, gate_offsets, state_offsets, y_offsets, state_mask,
-    BLOCK_B: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, K_CHUNKS: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
+    xg_ptr, w_hh_ptr, blocks, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, s, T, B, H, w_stride, length, direction, dc_carry,
+    inputs, units, read, write, gate_offsets, state_offsets, state_mask,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr,
+    K_CHUNKS: tl.constexpr, MODE: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
 ):
     """Backward phase for processing step ``s`` (``s = -1``: emit dh0, dc0). Returns the new ``dc`` carry.
 
     ``dh_s = dy_s + sum_gate dgates_{s+1}[gate] @ W_hh[gate rows, units]``, plus ``dh_n`` at each
     row's last step (at s = T-1 without lengths, where there are no matmuls);
     ``dc_s = dc_carry + dh_s * o * (1 - tanh(c_s)^2)`` with ``dc_carry = dc_{s+1} * f_{s+1}``
-    (``dc_n`` until a row's last step). Rows that have ended get zero gate gradients.
-    ``w_*`` are the on-chip tiles when ``K_CHUNKS == 1``.
+    (``dc_n`` until a row's last step). Rows that have ended get zero gate gradients. ``inputs``
+    are the phase's :func:`_backward_inputs`; ``blocks`` the held weight blocks (not ``STEPWISE``).
     """
     if s == T - 1:
         dh = final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
     else:
         later = exchange_slot(exchange_ptr, s + 1, 4 * H_PAD, BLOCK_B)
-        if K_CHUNKS == 1:
-            dh = split_k_dot(tl.load(later + read, cache_modifier=".cg"), w_i, DOT_PRECISION)
-            dh += split_k_dot(tl.load(later + H_PAD + read, cache_modifier=".cg"), w_f, DOT_PRECISION)
-            dh += split_k_dot(tl.load(later + 2 * H_PAD + read, cache_modifier=".cg"), w_g, DOT_PRECISION)
-            dh += split_k_dot(tl.load(later + 3 * H_PAD + read, cache_modifier=".cg"), w_o, DOT_PRECISION)
+        if MODE == STEPWISE:
+            dh = streamed_product(w_hh_ptr, units, units < w_stride, H * w_stride, H, w_stride, later, read, BLOCK_H, BLOCK_B, 4 * K_CHUNKS,
+                                  K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
         else:
-            dh = streamed_dot(later, read, w_hh_ptr, 0 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
-            dh += streamed_dot(later + H_PAD, read, w_hh_ptr, 1 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
-            dh += streamed_dot(later + 2 * H_PAD, read, w_hh_ptr, 2 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
-            dh += streamed_dot(later + 3 * H_PAD, read, w_hh_ptr, 3 * H, H, cols, False, K_SPLIT, BK, K_CHUNKS, DOT_PRECISION)
+            dh = held_product(blocks, later, read, BLOCK_H, BLOCK_B, 4 * K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
         if HAS_LENGTHS:
             dh += final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
     if s < 0:
@@ -197,19 +218,8 @@ def _backward_phase(
     else:
         t = step_position(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(s, length, state_mask, HAS_LENGTHS)
-        step = tl.cast(t, tl.int64) * B
-        dh += tl.load(dy_ptr + step * DIRECTIONS * H + y_offsets, mask=running, other=0.0).to(tl.float32)
-        gates = xg_ptr + step * 4 * H + gate_offsets
-        i = tl.load(gates, mask=running, other=0.0).to(tl.float32)
-        f = tl.load(gates + H, mask=running, other=0.0).to(tl.float32)
-        g = tl.load(gates + 2 * H, mask=running, other=0.0).to(tl.float32)
-        o = tl.load(gates + 3 * H, mask=running, other=0.0).to(tl.float32)
-        c = tl.load(c_all_ptr + step * H + state_offsets, mask=running, other=0.0)
-        if s == 0:
-            c_prev = tl.load(c0_ptr + state_offsets, mask=running, other=0.0).to(tl.float32)
-        else:
-            before = tl.cast(step_position(s - 1, T, length, direction, DIRECTIONS, HAS_LENGTHS), tl.int64) * B * H
-            c_prev = tl.load(c_all_ptr + before + state_offsets, mask=running, other=0.0)
+        dy, i, f, g, o, c, c_prev = inputs
+        dh += dy
         # rows that have ended load zero gates, so all four gate gradients below are zero
         tanh_c = tanh(c)
         dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
@@ -218,6 +228,7 @@ def _backward_phase(
         df = (dc * c_prev * f * (1.0 - f)).to(out)
         dg = (dc * i * (1.0 - g * g)).to(out)
         do = (dh * tanh_c * o * (1.0 - o)).to(out)
+        gates = xg_ptr + tl.cast(t, tl.int64) * B * 4 * H + gate_offsets
         tl.store(gates, di, mask=state_mask)
         tl.store(gates + H, df, mask=state_mask)
         tl.store(gates + 2 * H, dg, mask=state_mask)
@@ -237,11 +248,13 @@ def _backward_phase(
 @triton.jit(do_not_specialize=["T", "B", "phase", "first_direction"])
 def lstm_backward_kernel(
     xg_ptr, w_hh_ptr, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, lengths_ptr,
-    sync_ptr, T, B, H, phase, first_direction,
+    sync_ptr, T, B, H, w_stride, phase, first_direction,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
+    POLL: tl.constexpr,
 ):
-    """Reverse-time recurrence: turns the saved gates in ``xg`` into ``dgates`` in place.
+    """Reverse-time recurrence: turns the saved gates in ``xg`` into ``dgates`` in place; computes
+    the recurrent part of :func:`rnnbench.baselines.numpy_rnn.lstm_backward`.
 
     Runs processing steps ``s = T-1, ..., 0, -1``; step -1 writes ``dh0`` and ``dc0`` (float32). In
     ``STEPWISE`` mode ``phase`` counts launches (s = T-1-phase) and ``dc0`` carries the cell
@@ -249,14 +262,14 @@ def lstm_backward_kernel(
     batch row from the step after, so those go through the exchange buffer in every mode.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
-    pid_b, rows, cols, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
-    gate_offsets = rows[:, None] * 4 * H + cols[None, :]
-    y_offsets = rows[:, None] * DIRECTIONS * H + cols[None, :]
-    read, write = exchange_offsets(rows, cols, 4 * H_PAD, K_SPLIT, BK)
+    pid_b, rows, units, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
+    gate_offsets = rows[None, :] * 4 * H + units[:, None]
+    y_offsets = rows[None, :] * DIRECTIONS * H + units[:, None]
+    read, write = exchange_offsets(rows, units, 4 * H_PAD, K_SPLIT, BK)
     length = row_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     direction = tl.program_id(2) + first_direction
     xg_ptr = direction_slice(xg_ptr, T * B, 4 * H, direction, DIRECTIONS)
-    w_hh_ptr = direction_slice(w_hh_ptr, 4 * H, H, direction, DIRECTIONS)
+    w_hh_ptr = direction_slice(w_hh_ptr, 4 * H, w_stride, direction, DIRECTIONS)
     c_all_ptr = direction_slice(c_all_ptr, T * B, H, direction, DIRECTIONS)
     c0_ptr = direction_slice(c0_ptr, B, H, direction, DIRECTIONS)
     dh_n_ptr = direction_slice(dh_n_ptr, B, H, direction, DIRECTIONS)
@@ -265,11 +278,7 @@ def lstm_backward_kernel(
     dc0_ptr = direction_slice(dc0_ptr, B, H, direction, DIRECTIONS)
     dy_ptr = direction_slice(dy_ptr, 1, H, direction, DIRECTIONS)
     exchange_ptr = direction_slice(exchange_ptr, 2 * tl.num_programs(1) * BLOCK_B, 4 * H_PAD, direction, DIRECTIONS)
-    sync_ptr = direction_slice(sync_ptr, tl.num_programs(1), 1, direction, DIRECTIONS)
-    if K_CHUNKS == 1:
-        w_i, w_f, w_g, w_o = _gate_tiles(w_hh_ptr, H, cols, False, K_SPLIT, BK)
-    else:  # streamed: the phase loads its weight chunks itself
-        w_i, w_f, w_g, w_o = w_hh_ptr, w_hh_ptr, w_hh_ptr, w_hh_ptr
+    flags_ptr = sync_slice(sync_ptr, direction, DIRECTIONS)
 
     if MODE == STEPWISE:
         s = T - 1 - phase
@@ -277,19 +286,27 @@ def lstm_backward_kernel(
             dc_carry = tl.load(dc_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         else:
             dc_carry = tl.load(dc0_ptr + state_offsets, mask=state_mask, other=0.0)
-        dc_carry = _backward_phase(xg_ptr, w_hh_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dh0_ptr,
-                                   dc0_ptr, exchange_ptr, s, T, B, H, length, direction, dc_carry, cols, read, write,
-                                   gate_offsets, state_offsets, y_offsets, state_mask, BLOCK_B, H_PAD, K_SPLIT, BK,
-                                   K_CHUNKS, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
+        inputs = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, tl.maximum(s, 0), T, B, H, length, direction,
+                                  gate_offsets, state_offsets, y_offsets, state_mask, DIRECTIONS, HAS_LENGTHS)
+        dc_carry = _backward_phase(xg_ptr, w_hh_ptr, w_hh_ptr, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, s, T, B, H,
+                                   w_stride, length, direction, dc_carry, inputs, units, read, write, gate_offsets, state_offsets,
+                                   state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, BK, K_CHUNKS, MODE, DOT_PRECISION,
+                                   DIRECTIONS, HAS_LENGTHS)
         if s >= 0:
             tl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
     else:
+        blocks = held_weights(w_hh_ptr, units, units < w_stride, H * w_stride, H, w_stride, 4 * K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
         dc_carry = tl.load(dc_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
-        n_programs_h = tl.num_programs(0)
+        inputs = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, T - 1, T, B, H, length, direction, gate_offsets,
+                                  state_offsets, y_offsets, state_mask, DIRECTIONS, HAS_LENGTHS)
         for p in range(0, T + 1):
             s = T - 1 - p
-            dc_carry = _backward_phase(xg_ptr, w_hh_ptr, w_i, w_f, w_g, w_o, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr,
-                                       dh0_ptr, dc0_ptr, exchange_ptr, s, T, B, H, length, direction, dc_carry, cols,
-                                       read, write, gate_offsets, state_offsets, y_offsets, state_mask, BLOCK_B, H_PAD,
-                                       K_SPLIT, BK, K_CHUNKS, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
-            step_barrier(sync_ptr + pid_b, n_programs_h * (p + 1), MODE)
+            dc_carry = _backward_phase(xg_ptr, w_hh_ptr, blocks, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, s, T, B, H,
+                                       w_stride, length, direction, dc_carry, inputs, units, read, write, gate_offsets,
+                                       state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, BK, K_CHUNKS, MODE,
+                                       DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
+            # phase -1 reads nothing: the last two phases load step 0's inputs
+            inputs = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, tl.maximum(s - 1, 0), T, B, H, length,
+                                      direction, gate_offsets, state_offsets, y_offsets, state_mask, DIRECTIONS,
+                                      HAS_LENGTHS)
+            step_barrier(flags_ptr, p + 1, MODE, POLL)

@@ -1,69 +1,85 @@
-"""How a recurrence is laid out on the GPU: path, block sizes, warps (the size heuristic).
+"""How a recurrence is laid out on the GPU: path, block sizes, warps, and whether its programs fit.
 
 Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
 
-* ``persistent``: one program per batch block holds all of ``W_hh`` (``G * H_PAD^2 * s`` bytes;
-  G = 4 gates for the LSTM, 1 for the RNN; s = bytes per element; H_PAD = H rounded up to a power
-  of two, at least 16) when that fits the slice budget below: LSTM H <= 64 and Elman H <= 128 in
-  fp16/bf16, LSTM H <= 32 and Elman H <= 64 in fp32.
-* ``cooperative``: otherwise the hidden units are split into blocks of ``BLOCK_H`` whose slice
-  ``G * H_PAD * BLOCK_H * s`` fits the budget; one program per (hidden block, batch block) and a
-  grid barrier per step. Chosen when the grid has at most one program per multiprocessor (each
-  program uses most of an SM's registers), so it can be co-resident. A bidirectional layer runs
-  both directions in the same launch (a third grid axis) when twice the programs are still
-  co-resident, else one direction after the other (two launches).
-* ``stepwise``: the same split, one launch per step, for grids too large to be co-resident, and on
-  the interpreter (which runs programs one after another and cannot wait on a barrier). When even
-  the narrowest slice or the state row does not fit (H > 2048 in 16-bit, H > 1024 in fp32),
-  a stepwise launch streams its slice in ``K_CHUNKS`` chunks of :data:`STREAM_CHUNK` columns
-  instead of holding it, so every hidden size runs.
+* ``persistent``: one program per batch block of :data:`PERSISTENT_BLOCK_B` rows holds all of
+  ``W_hh`` (one reduction chunk, ``K_SPLIT = 1``: its warps split the gate rows instead) and
+  loops over time without a grid barrier. Chosen when that program fits one multiprocessor
+  (:func:`kernel_resources`): LSTM H <= 128 and Elman H <= 256 in 16-bit, half that in fp32.
+* ``cooperative``: the hidden units are split into blocks of ``BLOCK_H`` (LSTM :data:`GATE_ROWS`
+  / 4 units, i.e. 32 gate rows, the MMA's M; Elman 16); one program per (hidden block, batch
+  block) and a grid barrier per step. Chosen when every program of the grid can be resident at
+  once (:func:`programs_per_multiprocessor` from :func:`kernel_resources`); a bidirectional layer
+  runs both directions in one launch (a third grid axis) when twice the programs still are, else
+  one direction after the other (two launches).
+* ``stepwise``: the same split, one launch per step, streaming the weight slice block by block:
+  for grids that cannot be co-resident and on the interpreter (which runs programs one after
+  another and cannot wait on a barrier). Every hidden size runs.
 
-**Slice budget.** Triton keeps a loop-invariant dot operand in registers, so ``W_hh`` lives in the
-register file (256 KiB per SM), not in shared memory. A slice gets :data:`W_SLICE_BYTES` when its
-``G * BLOCK_H`` gate columns are at most :data:`NARROW_COLUMNS`, else :data:`WIDE_SLICE_BYTES`
-(wide blocks also hold wide accumulators and gate temporaries); both are halved when fp32 is
-multiplied exactly (``cudnn.allow_tf32`` off), where the dot runs on FMA units with a larger
-register layout. Warps: 8, or 4 when the slice is at most :data:`SMALL_SLICE_BYTES`. Batch rows per
-program: :data:`BLOCK_B` = 16, the MMA tile height; more rows become more programs. The reduction
-of a split slice is spread over ``K_SPLIT = min(warps, H_PAD / 16)`` chunks, one or more warps each
-(see :mod:`rnnbench.kernels.primitives`), so no warp holds a whole state row; a persistent program, whose
-block is as wide as the layer, keeps ``K_SPLIT = 1`` and spreads its warps over the columns, since
-every chunk needs its own copy of the wide accumulators.
+**Blocks.** The batch block ``BLOCK_B`` is the MMA's N: the batch rounded up to a power of two
+between :data:`MIN_BLOCK_B` and :data:`MAX_BLOCK_B` (one copy of a weight slice serves all its
+rows, so B=64 is one block and H=768 or 1024 stay co-resident); more rows become more programs.
+The reduction runs in chunks of ``CHUNK = K_SPLIT * BK`` columns: H rounded up to a power of two,
+between 16 and :data:`MAX_CHUNK`, with ``K_SPLIT = min(4, CHUNK / 16)`` warps each reducing ``BK``
+columns, and ``H_PAD`` the smallest multiple of ``CHUNK`` that holds H (768 = 3 x 256: no
+padding). Four warps per program; :data:`WIDE_NUM_WARPS` for a persistent program and a 64-row
+batch block.
 
-These numbers come from compiling every configuration for sm_80 and sm_90 with Triton 3.6 and 3.9
-(``rnnbench kernels``) and keeping the rules under which none spills: a 128 KiB slice (LSTM H = 128
-in bf16, one program) spilled 56-1176 bytes per thread on sm_90, and 64 KiB slices 64 gate columns
-wide spilled 8-40 bytes on sm_80.
+**Resources.** :func:`kernel_resources` is a model of what the compiler allocates per program:
+shared memory (Triton 3.6 and 3.9 keep a held weight operand in shared memory and re-read it each
+step, so the weight slice is the bulk of it) and registers per thread. Its constants are fitted
+to the compiled kernels: ``tests/test_kernels_aot.py`` compiles every configuration the planner
+can launch (:func:`rnnbench.kernels.aot.shipped_configs`) and checks that the model is never below
+what was compiled, so the planner cannot promise a co-residency the compiled kernel does not have.
 
 A ``path=`` override forces a path (the harness times each one); ``persistent`` is refused when
-``W_hh`` does not fit, ``cooperative`` when the grid cannot be co-resident on the GPU. On the
-interpreter a cooperative grid of several hidden blocks runs its math step by step.
+``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU. On
+the interpreter a cooperative grid of several hidden blocks runs its math step by step.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 PATHS = ("persistent", "cooperative", "stepwise")
 GATES = {"lstm": 4, "rnn": 1}
-#: W_hh bytes one program keeps in registers when its slice is narrow (<= NARROW_COLUMNS columns)
-W_SLICE_BYTES = 64 * 1024
-#: ... and when it is wider
-WIDE_SLICE_BYTES = 32 * 1024
-NARROW_COLUMNS = 64
-#: slices up to this size get 4 warps instead of 8
-SMALL_SLICE_BYTES = 8 * 1024
-#: bytes of the (BLOCK_B, H_PAD) state tile a step multiplies, spread over the warps' registers
-STATE_TILE_BYTES = 64 * 1024
-#: reduction columns per chunk when a slice is streamed rather than held
-STREAM_CHUNK = 512
-#: batch rows per program: the MMA tile height; larger blocks spilled registers at every size tried
-BLOCK_B = 16
-MIN_BLOCK = 16
-#: 32-bit registers of one multiprocessor, shared by the threads of the one resident program
+#: gate rows (the MMA's M) of one cooperative program: LSTM 4 gates x 8 units, Elman 16 units
+GATE_ROWS = {"lstm": 32, "rnn": 16}
+NUM_WARPS = 4
+#: warps of a persistent program (up to 512 gate rows) and of a 64-row batch block: with four, the
+#: accumulator and the operand fragments of those tiles spilled registers (Triton 3.9, sm_90)
+WIDE_NUM_WARPS = 8
+#: batch rows per program (the MMA's N) of the split paths: the batch, rounded up to a power of two, within
+MIN_BLOCK_B, MAX_BLOCK_B = 16, 64
+PERSISTENT_BLOCK_B = 16
+#: the widest reduction chunk: 4 warps x 64 columns
+MAX_CHUNK = 256
+#: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
+MAX_HIDDEN_BLOCKS = 256
+#: 32-bit registers of one multiprocessor
 REGISTER_FILE = 65536
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-multiprocessor limits of a GPU architecture (bytes; registers are 32-bit)."""
+
+    shared_per_block: int
+    shared_per_sm: int
+    registers_per_sm: int = REGISTER_FILE
+    max_warps_per_sm: int = 64
+    max_programs_per_sm: int = 32
+    #: shared memory the driver reserves per resident block
+    shared_reserved_per_program: int = 1024
+
+
+#: compute capability (major * 10 + minor) -> limits; shared memory per block is the opt-in maximum
+LIMITS = {80: Limits(shared_per_block=166912, shared_per_sm=167936), 90: Limits(shared_per_block=232448, shared_per_sm=233472)}
+#: what the planner assumes where it cannot ask a GPU (the interpreter, ahead-of-time tables)
+DEFAULT_ARCH = 90
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,7 @@ class Plan:
     k_split: int
     num_warps: int
     grid: tuple[int, int]
-    #: 1 when the W_hh slice stays on chip; otherwise the number of chunks streamed per step
+    #: reduction chunks of ``h_pad / k_chunks`` columns
     k_chunks: int = 1
     #: 2 for a bidirectional layer
     directions: int = 1
@@ -97,12 +113,25 @@ class Plan:
         return self.grid[0] * self.grid[1] * self.launch_directions
 
     @property
+    def poll(self) -> int:
+        """Flags the grid barrier polls (the kernels' ``POLL``): hidden blocks, rounded up to a power of two."""
+        return next_power_of_two(self.grid[0])
+
+    @property
     def max_registers(self) -> int:
         """Register cap for ptxas: the most a thread can have with one program per SM.
 
         Passed explicitly because ptxas otherwise capped some of these kernels at 128 registers
         and spilled (seen with the ptxas of Triton 3.6 and 3.9)."""
         return min(255, REGISTER_FILE // (32 * self.num_warps))
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one program of a kernel needs: shared memory (bytes) and registers per thread."""
+
+    shared_bytes: int
+    registers: int
 
 
 def next_power_of_two(value: int) -> int:
@@ -113,35 +142,74 @@ def element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def padded_hidden(hidden_size: int) -> int:
-    return max(MIN_BLOCK, next_power_of_two(hidden_size))
+def reduction_layout(hidden_size: int, persistent: bool) -> tuple[int, int, int]:
+    """``(h_pad, k_split, k_chunks)`` of the reduction over ``hidden_size`` (see the module docstring)."""
+    if persistent:
+        return max(16, next_power_of_two(hidden_size)), 1, 1
+    chunk = min(MAX_CHUNK, max(16, next_power_of_two(hidden_size)))
+    chunks = -(-hidden_size // chunk)
+    return chunks * chunk, min(NUM_WARPS, chunk // 16), chunks
 
 
-def slice_fits(gates: int, h_pad: int, block_h: int, size: int, exact_fp32: bool = False, streamed: bool = False) -> bool:
-    """Whether a ``(G*block_h, H_PAD)`` slice of W_hh fits one program's register budget (for a
-    streamed slice, ``h_pad`` is the chunk depth and the budget is that of a wide slice)."""
-    budget = W_SLICE_BYTES if gates * block_h <= NARROW_COLUMNS and not streamed else WIDE_SLICE_BYTES
-    if exact_fp32:
-        budget //= 2
-    return gates * h_pad * block_h * size <= budget
+def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype, exact_fp32: bool = False) -> Resources:
+    """Shared memory and registers one program of ``plan`` needs (forward and backward alike: the
+    model takes the larger of the two). See the module docstring for how it is kept honest.
+
+    Shared memory: the held weight slice (``G * block_h * h_pad`` elements; nothing on the
+    stepwise path, which streams it) plus one staged state block and the reduction scratch.
+    Registers: the accumulator's share per thread plus a fixed part."""
+    size = element_size(dtype)
+    gates = GATES[cell]
+    rows = gates * plan.block_h
+    chunk = plan.h_pad // plan.k_chunks
+    held = 0 if plan.path == "stepwise" else rows * plan.h_pad * size
+    staged = chunk * plan.block_b * size
+    scratch = plan.k_split * rows * plan.block_b * 4
+    shared = held + max(staged, scratch) + SHARED_FIXED
+    accumulator = plan.k_split * rows * plan.block_b // (32 * plan.num_warps)
+    registers = min(255, REGISTERS_FIXED + REGISTERS_PER_ACCUMULATOR * accumulator * (2 if exact_fp32 else 1))
+    return Resources(shared, registers)
 
 
-def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bool = False) -> bool:
-    h_pad = padded_hidden(hidden_size)
-    return slice_fits(GATES[cell], h_pad, h_pad, element_size(dtype), exact_fp32)
+#: fitted to the compiled kernels (see the module docstring)
+SHARED_FIXED = 1024
+REGISTERS_FIXED = 96
+REGISTERS_PER_ACCUMULATOR = 2
 
 
-def narrowest_block(gates: int, exact_fp32: bool) -> int:
-    """Tensor-core dots keep at least 16 gate columns; exact-fp32 (FMA) dots can go down to one."""
-    return 1 if exact_fp32 else MIN_BLOCK // gates
+def programs_per_multiprocessor(resources: Resources, num_warps: int, limits: Limits) -> tuple[int, str]:
+    """``(programs per SM, the resource that limits it)`` for programs needing ``resources``
+    (registers are allocated per warp in units of 256)."""
+    per_warp = math.ceil(resources.registers * 32 / 256) * 256
+    fits = {
+        "registers": limits.registers_per_sm // (per_warp * num_warps) if resources.registers else limits.max_programs_per_sm,
+        "shared": limits.shared_per_sm // (resources.shared_bytes + limits.shared_reserved_per_program),
+        "warps": limits.max_warps_per_sm // num_warps,
+        "blocks": limits.max_programs_per_sm,
+    }
+    if resources.shared_bytes > limits.shared_per_block:
+        fits["shared"] = 0
+    limit = min(fits, key=fits.get)
+    return fits[limit], limit
 
 
-def fits_on_chip(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bool = False) -> bool:
-    """Whether some split of W_hh, and the whole ``(BLOCK_B, H_PAD)`` state it multiplies, fit the
-    programs' registers (else both are streamed in chunks)."""
-    gates, h_pad, size = GATES[cell], padded_hidden(hidden_size), element_size(dtype)
-    state_fits = BLOCK_B * h_pad * size <= STATE_TILE_BYTES
-    return state_fits and slice_fits(gates, h_pad, narrowest_block(gates, exact_fp32), size, exact_fp32)
+def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bool = False, arch: int = DEFAULT_ARCH) -> bool:
+    """Whether one program can hold all of ``W_hh`` (the persistent path)."""
+    plan = _layout(cell, "persistent", hidden_size, 1)
+    return programs_per_multiprocessor(kernel_resources(cell, plan, dtype, exact_fp32), plan.num_warps, LIMITS[arch])[0] >= 1
+
+
+def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1) -> Plan:
+    persistent = path == "persistent"
+    h_pad, k_split, k_chunks = reduction_layout(hidden_size, persistent)
+    if persistent:
+        block_b, block_h = PERSISTENT_BLOCK_B, h_pad
+    else:
+        block_b = min(MAX_BLOCK_B, max(MIN_BLOCK_B, next_power_of_two(batch)))
+        block_h = GATE_ROWS[cell] // GATES[cell]
+    grid = (-(-hidden_size // block_h), -(-batch // block_b))
+    num_warps = WIDE_NUM_WARPS if persistent or block_b == MAX_BLOCK_B else NUM_WARPS
+    return Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
 
 
 def plan_recurrence(
@@ -154,11 +222,13 @@ def plan_recurrence(
     interpreter: bool = False,
     exact_fp32: bool = False,
     directions: int = 1,
+    arch: int = DEFAULT_ARCH,
 ) -> Plan:
     """Choose path and block sizes for a ``cell`` (``"lstm"``/``"rnn"``) recurrence.
 
     ``multiprocessors`` is the GPU's SM count (None on the interpreter, where ``cooperative`` is
-    never chosen automatically); ``exact_fp32`` says fp32 dots run in full precision, not TF32;
+    never chosen automatically) and ``arch`` its compute capability (``90`` for sm_90), whose
+    :data:`LIMITS` decide what fits; ``exact_fp32`` says fp32 dots run in full precision, not TF32;
     ``directions`` is 2 for a bidirectional layer (both directions in one launch where they fit).
     """
     if cell not in GATES:
@@ -167,45 +237,39 @@ def plan_recurrence(
         raise ValueError(f"directions must be 1 or 2, got {directions!r}")
     if path != "auto" and path not in PATHS:
         raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
-    gates, size, h_pad = GATES[cell], element_size(dtype), padded_hidden(hidden_size)
-    persistent_ok = fits_persistent(cell, hidden_size, dtype, exact_fp32)
+    if arch not in LIMITS:
+        raise ValueError(f"arch must be one of {tuple(LIMITS)}, got {arch!r}")
+    limits = LIMITS[arch]
+    persistent_ok = fits_persistent(cell, hidden_size, dtype, exact_fp32, arch)
     if path == "persistent" and not persistent_ok:
+        plan = _layout(cell, "persistent", hidden_size, batch)
+        needed = kernel_resources(cell, plan, dtype, exact_fp32)
         raise ValueError(
-            f"path='persistent' needs all of W_hh in one program, but {gates}*{h_pad}^2*{size} bytes exceed the "
-            f"register budget for {cell} hidden_size={hidden_size} in {dtype}; use path='cooperative' or 'stepwise'"
+            f"path='persistent' needs all of W_hh in one program, but {cell} hidden_size={hidden_size} in {dtype} needs "
+            f"{needed.shared_bytes} bytes of shared memory and {needed.registers} registers per thread, more than one "
+            f"sm_{arch} multiprocessor has; use path='cooperative' or 'stepwise'"
         )
-    streamed = not fits_on_chip(cell, hidden_size, dtype, exact_fp32)
-    if streamed and path in ("persistent", "cooperative"):
-        raise ValueError(
-            f"path={path!r} needs W_hh on chip, but {cell} hidden_size={hidden_size} in {dtype} is too large even "
-            "split across programs; use path='stepwise' (it streams the weights)"
-        )
-    persistent = path == "persistent" or (path == "auto" and persistent_ok)
-    reduction = STREAM_CHUNK if streamed else h_pad
-    block_h = h_pad if persistent else _hidden_block(gates, h_pad, reduction, size, exact_fp32, streamed)
-    num_warps = 4 if gates * reduction * block_h * size <= SMALL_SLICE_BYTES else 8
-    k_split = 1 if persistent else min(num_warps, reduction // MIN_BLOCK)
-    grid = (-(-hidden_size // block_h), -(-batch // BLOCK_B))
-    on_gpu = multiprocessors is not None and not interpreter
-    co_resident = on_gpu and grid[0] * grid[1] <= multiprocessors
-    chosen = path
     if path == "auto":
-        chosen = "persistent" if persistent else "cooperative" if co_resident and not streamed else "stepwise"
+        chosen = "persistent" if persistent_ok else "cooperative"
+    else:
+        chosen = path
+    plan = _layout(cell, chosen, hidden_size, batch, directions)
+    if chosen == "persistent":
+        return plan
+    on_gpu = multiprocessors is not None and not interpreter
+    resident = programs_per_multiprocessor(kernel_resources(cell, _layout(cell, "cooperative", hidden_size, batch), dtype,
+                                                            exact_fp32), plan.num_warps, limits)[0]
+    capacity = resident * multiprocessors if on_gpu else 0
+    one_launch = plan.grid[0] * plan.grid[1]
+    co_resident = on_gpu and one_launch <= capacity and plan.grid[0] <= MAX_HIDDEN_BLOCKS
+    if path == "auto":
+        chosen = "cooperative" if co_resident else "stepwise"
     if chosen == "cooperative" and on_gpu and not co_resident:
         raise ValueError(
-            f"path='cooperative' needs {grid[0] * grid[1]} co-resident programs ({grid[0]} hidden blocks x {grid[1]} "
-            f"batch blocks) but the GPU has {multiprocessors} multiprocessors; use path='stepwise' or a smaller batch"
+            f"path='cooperative' needs {one_launch} co-resident programs ({plan.grid[0]} hidden blocks x {plan.grid[1]} "
+            f"batch blocks) but {multiprocessors} multiprocessors hold {resident} each ({capacity}); use path='stepwise' or "
+            "a smaller batch"
         )
-    together = not (chosen == "cooperative" and on_gpu and grid[0] * grid[1] * directions > multiprocessors)
-    return Plan(cell, chosen, BLOCK_B, block_h, h_pad, k_split, num_warps, grid, h_pad // reduction, directions,
-                directions if together else 1)
-
-
-def _hidden_block(gates: int, h_pad: int, reduction: int, size: int, exact_fp32: bool, streamed: bool) -> int:
-    """Largest power-of-two block of hidden units whose slice (``reduction`` columns deep: all of
-    H_PAD, or one streamed chunk) fits; below H_PAD even when all of W_hh would fit, so a forced
-    split of a small layer still exchanges state between programs."""
-    block = h_pad // 2
-    while block > narrowest_block(gates, exact_fp32) and not slice_fits(gates, reduction, block, size, exact_fp32, streamed):
-        block //= 2
-    return max(block, narrowest_block(gates, exact_fp32))
+    together = not (chosen == "cooperative" and on_gpu and one_launch * directions > capacity)
+    return Plan(cell, chosen, plan.block_b, plan.block_h, plan.h_pad, plan.k_split, plan.num_warps, plan.grid,
+                plan.k_chunks, directions, directions if together else 1)

@@ -5,16 +5,16 @@
 * ``PERSISTENT``: one program per batch block owns every hidden unit and all of ``W_hh``; the kernel
   loops over time itself and the state stays in registers from one step to the next.
 * ``COOPERATIVE``: the hidden units are split across programs; the kernel loops over time itself and
-  separates steps with a grid barrier among the programs of a batch block (software barrier on an
-  atomic counter; the grid is launched cooperatively so the driver refuses a grid that cannot be
-  co-resident instead of letting it deadlock).
+  separates steps with a grid barrier among the programs of a batch block (:func:`grid_barrier`;
+  the grid is launched cooperatively so the driver refuses a grid that cannot be co-resident
+  instead of letting it deadlock).
 * ``STEPWISE``: the same split, but one launch per time step; the kernel boundary is the barrier.
   Needs nothing co-resident, so it works for every size, and it is how the interpreter (which runs
   programs one after another and cannot spin on a barrier) executes the cooperative path's math.
 
 In every mode but ``PERSISTENT`` the full previous state row (all hidden units of a batch block) is
 read from global memory at each step, because other programs wrote parts of it. That exchange goes
-through a small padded buffer ``(2, B_pad, H_PAD)`` rather than through the output itself: its
+through a small padded buffer ``(2, B_pad, ROW_WIDTH)`` rather than through the output itself: its
 compile-time strides make the loads maskless and vectorised whatever H is (see
 :func:`exchange_offsets`), and two slots alternate between steps (:func:`exchange_slot`).
 
@@ -27,21 +27,36 @@ over directions (:func:`direction_slice`), and direction 1 walks time backwards
 and its state is frozen after them (:func:`running_rows`, :func:`publish_state`), so a batch of
 mixed lengths is still one launch. With one direction and no lengths both switches compile away.
 
-**Split-K recurrent matmul.** The reduction dimension ``H_PAD`` is split into ``K_SPLIT`` chunks of
-``BK = H_PAD / K_SPLIT``: the state is a ``(K_SPLIT, BLOCK_B, BK)`` tile, each weight tile
-``(K_SPLIT, BK, BLOCK_H)``, and ``tl.dot`` on these 3-D tiles puts one warp (or more) on each chunk,
-so no warp holds the whole state row or the whole weight slice; ``tl.sum`` over the chunks finishes
-the product. With a plain 2-D dot and a 16-row batch block every warp would hold the whole
-``(16, H_PAD)`` state: compiled for sm_90 that spilled registers from H = 128 on.
+**Tiles are unit-major.** A program's state tile is ``(BLOCK_H, BLOCK_B)``: element ``[j, b]`` is
+hidden unit ``units[j]`` of batch row ``rows[b]`` (:func:`program_tile`). The recurrent product is
+computed transposed, ``W_slice (M, K) @ state^T (K, BLOCK_B)``, so the MMA's M dimension is the
+program's rows of ``W_hh`` (gate rows forward) and N is the batch: one copy of the weight slice
+serves every batch row of the program, and a wide batch block costs MMA columns, not weight copies.
+
+**Split-K reduction in chunks.** The reduction dimension is cut into blocks of ``CHUNK = K_SPLIT *
+BK`` columns (``H_PAD = K_CHUNKS * CHUNK``, the smallest multiple of the chunk that holds H: 768 is
+3 chunks of 256, not padded to 1024). A block's weight tile is ``(K_SPLIT, M, BK)`` and its state
+tile ``(K_SPLIT, BK, BLOCK_B)``; ``tl.dot`` on these 3-D tiles puts one warp on each of the
+``K_SPLIT`` slices, every block accumulates into the same ``(K_SPLIT, M, BLOCK_B)`` float32
+accumulator, and one ``tl.sum`` over the slices finishes the product: one cross-warp reduction per
+step for all gates (:func:`held_product`, :func:`streamed_product`). The in-kernel loops hold the
+weight blocks as a tuple loaded before the loop (:func:`held_weights`; Triton keeps them in shared
+memory); a ``STEPWISE`` launch streams them block by block, so every hidden size runs.
 """
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import globaltimer
 
 PERSISTENT: tl.constexpr = tl.constexpr(0)
 COOPERATIVE: tl.constexpr = tl.constexpr(1)
 STEPWISE: tl.constexpr = tl.constexpr(2)
 MODE_NAMES = {"persistent": 0, "cooperative": 1, "stepwise": 2}
+#: a grid barrier that waits longer than this gives up and reports it (:class:`rnnbench.kernels.launch.BarrierTimeout`)
+BARRIER_TIMEOUT_NS: tl.constexpr = tl.constexpr(2_000_000_000)
+#: layout of the grid-synchronisation buffer of one (direction, batch block): a release flag per
+#: hidden block (the steps it has finished), padded to a cache line, then the status word
+FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
 
 
 @triton.jit
@@ -53,74 +68,216 @@ def tanh(x):
     return 2.0 * tl.sigmoid(2.0 * x) - 1.0
 
 
-@triton.jit
-def grid_barrier(counter_ptr, expected):
-    """Wait until ``expected`` arrivals are counted at ``counter_ptr`` (this program's included).
+# ---- grid synchronisation ------------------------------------------------------------------------
 
-    The counter only grows (one arrival per program per step, expected = programs x steps done), so
-    no reset is needed between steps. The CTA barrier before the release makes every thread's stores
-    of this step visible before the arrival; the acquire makes the other programs' stores visible
-    after it, and loads that follow use ``.cg`` (L2) so no stale L1 line is read.
+@triton.jit
+def _load_acquire(pointers):
+    """``ld.acquire.gpu`` of each int32 (Triton 3.6 has no acquire load; an atomic read would
+    serialise every poller on the flag's address)."""
+    return tl.inline_asm_elementwise("ld.global.acquire.gpu.b32 $0, [$1];", "=r,l", [pointers], dtype=tl.int32,
+                                     is_pure=False, pack=1)
+
+
+@triton.jit
+def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr):
+    """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
+
+    ``flags_ptr`` holds one int32 release flag per producer (the steps it has finished) followed,
+    at ``FLAG_SLOTS``, by a status word. Arrival: a CTA barrier (every thread's stores of the step
+    issued), then one thread's release add to its own flag, so arrivals never contend for an
+    address. Wait: every warp polls the flags of all producers (``POLL >= producers``, a power of
+    two) with acquire loads, and a CTA barrier after the poll extends what those loads acquired to
+    the whole program; the exchange loads that follow use ``.cg`` (L2), so no stale L1 line is read.
+    ``>=`` tolerates producers that have already run ahead.
+
+    A wait longer than ``timeout_ns`` (``%globaltimer``) stores ``step`` into the status word,
+    and a program that sees a nonzero status stops waiting: every program then finishes its loop
+    without synchronisation (its results are garbage) instead of hanging the GPU, and the host
+    raises :class:`rnnbench.kernels.launch.BarrierTimeout`. One producer (a grid of one hidden
+    block, which the interpreter runs too) has nothing to wait for.
     """
     tl.debug_barrier()
-    tl.atomic_add(counter_ptr, 1, sem="release", scope="gpu")
-    arrived = tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu")
-    while arrived < expected:
-        arrived = tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu")
-    tl.debug_barrier()
+    tl.atomic_add(flags_ptr + producer, 1, sem="release", scope="gpu")
+    if producers > 1:
+        index = tl.arange(0, POLL)
+        polled = index < producers
+        pointers = flags_ptr + tl.where(polled, index, 0)
+        start = globaltimer()
+        slowest = step - 1
+        status = 0
+        while (slowest < step) & (status == 0):
+            # the status load first, so both round trips overlap
+            status = _load_acquire(flags_ptr + FLAG_SLOTS)
+            slowest = tl.min(tl.where(polled, _load_acquire(pointers), step))
+            if (slowest < step) & (status == 0) & (globaltimer() - start > timeout_ns):
+                tl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
+                status = step
+        tl.debug_barrier()
 
 
 @triton.jit
-def step_barrier(counter_ptr, expected, MODE: tl.constexpr):
-    """The barrier between two in-kernel time steps for ``MODE`` (nothing to do for ``STEPWISE``)."""
+def step_barrier(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr):
+    """The barrier after ``step`` in-kernel time steps for ``MODE`` (nothing to do for ``STEPWISE``)."""
     if MODE == COOPERATIVE:
-        grid_barrier(counter_ptr, expected)
+        grid_barrier(flags_ptr, tl.program_id(0), tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL)
     elif MODE == PERSISTENT:
         tl.debug_barrier()
 
 
 @triton.jit
+def sync_slice(sync_ptr, direction, DIRECTIONS: tl.constexpr):
+    """This program's flags in the ``(D, batch blocks, FLAG_SLOTS + 1)`` synchronisation buffer."""
+    block = tl.program_id(1)
+    if DIRECTIONS > 1:
+        block += direction * tl.num_programs(1)
+    return sync_ptr + block * (FLAG_SLOTS + 1)
+
+
+# ---- tiles ---------------------------------------------------------------------------------------
+
+@triton.jit
 def program_tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """This program's tile: ``(pid_b, rows, cols, offsets, mask)`` for its ``(BLOCK_B, BLOCK_H)``
-    block of a row-major ``(B, H)`` state (program axis 0: hidden block, axis 1: batch block)."""
+    """This program's tile of a row-major ``(B, H)`` state: ``(pid_b, rows, units, offsets, mask)``,
+    offsets and mask ``(BLOCK_H, BLOCK_B)``, element ``[j, b]`` at unit ``units[j]`` of row
+    ``rows[b]`` (program axis 0: hidden block, axis 1: batch block)."""
     pid_b = tl.program_id(1)
     rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
-    return pid_b, rows, cols, rows[:, None] * H + cols[None, :], (rows < B)[:, None] & (cols < H)[None, :]
+    units = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
+    return pid_b, rows, units, rows[None, :] * H + units[:, None], (units < H)[:, None] & (rows < B)[None, :]
+
+
+@triton.jit
+def gate_rows(H, w_stride, GATES: tl.constexpr, BLOCK_H: tl.constexpr):
+    """Row offsets (``row * w_stride``) into ``W_hh (GATES*H, H)`` (rows ``w_stride`` apart) and
+    validity of the ``GATES * BLOCK_H`` rows of this program's forward weight tile.
+
+    Tile row ``r`` holds gate ``g`` of unit ``j`` at ``r = (j // GROUP) * GATES * GROUP + g * GROUP
+    + j % GROUP`` with ``GROUP = min(BLOCK_H, 8)``: in the MMA accumulator the 8-row groups of one
+    unit block's gates are register repeats of the same threads, so :func:`split_gates` needs no
+    data movement.
+    """
+    GROUP: tl.constexpr = min(BLOCK_H, 8)
+    r = tl.arange(0, GATES * BLOCK_H)
+    j = (r // (GATES * GROUP)) * GROUP + r % GROUP
+    unit = tl.program_id(0) * BLOCK_H + j
+    return ((r // GROUP) % GATES * H + unit) * w_stride, unit < H
+
+
+@triton.jit
+def split_gates(pre, BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr):
+    """The four ``(BLOCK_H, BLOCK_B)`` gate blocks (i, f, g, o) of a ``(4*BLOCK_H, BLOCK_B)`` product
+    whose rows are ordered as :func:`gate_rows` orders them."""
+    GROUP: tl.constexpr = min(BLOCK_H, 8)
+    grouped = tl.reshape(pre, (BLOCK_H // GROUP, 2, 2, GROUP, BLOCK_B))  # (unit group, g // 2, g % 2, unit, row)
+    grouped = tl.reshape(tl.permute(grouped, (0, 3, 4, 1, 2)), (BLOCK_H, BLOCK_B, 2, 2))
+    even, odd = tl.split(grouped)
+    i, g = tl.split(even)
+    f, o = tl.split(odd)
+    return i, f, g, o
+
+
+@triton.jit
+def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS: tl.constexpr,
+                 K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """Reduction block ``q`` of a weight slice: the ``(K_SPLIT, M, BK)`` tile
+    ``w[s, m, kk] = w_ptr[(q // K_CHUNKS) * gate_stride + m_offsets[m] + k * k_stride]`` with
+    ``k = (q % K_CHUNKS) * K_SPLIT * BK + s * BK + kk``, zero where ``m_mask`` is false or
+    ``k >= k_limit`` (so padded units and columns contribute nothing).
+
+    Forward: M = gate rows (``m_offsets`` from :func:`gate_rows`), k = column of ``W_hh``, one gate
+    stride. Backward: M = units (``m_offsets`` = the units), k = row within gate ``q // K_CHUNKS``.
+    A mask along the contiguous dimension (forward ``k_limit``, backward ``m_mask``) should be a
+    bound divisible by 16, the row stride (the columns past H are zero there), or the loads cannot
+    be vectorised.
+    """
+    s = tl.arange(0, K_SPLIT)
+    kk = tl.arange(0, BK)
+    k = (q % K_CHUNKS) * (K_SPLIT * BK) + s[:, None, None] * BK + kk[None, None, :]
+    pointers = w_ptr + (q // K_CHUNKS) * gate_stride + m_offsets[None, :, None] + k * k_stride
+    return tl.load(pointers, mask=m_mask[None, :, None] & (k < k_limit), other=0.0)
+
+
+@triton.jit
+def held_weights(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, BLOCKS: tl.constexpr,
+                 K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+    """The tuple of all ``BLOCKS`` weight blocks (:func:`weight_block`), loaded once per launch."""
+    blocks = ()
+    for q in tl.static_range(BLOCKS):
+        blocks = blocks + (weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS,
+                                        K_SPLIT, BK),)
+    return blocks
+
+
+#: state blocks a held product loads ahead of the one it multiplies: enough in flight to cover the
+#: L2 latency (~280 cycles at ~40 B/clock per SM is ~11 KiB, a 16-row block of 256 columns is 8 KiB),
+#: few enough that the loaded blocks stay in registers
+LOOKAHEAD: tl.constexpr = tl.constexpr(2)
+
+
+@triton.jit
+def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
+                 K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """``(M, BLOCK_B)`` float32 product of the held weight ``blocks`` with the state rows in an
+    exchange slot ``a_ptr`` (block ``q`` at columns ``q * K_SPLIT * BK``; ``read`` from
+    :func:`exchange_offsets`): all blocks accumulate per warp, then one reduction over the warps.
+    The loads of block ``q + LOOKAHEAD`` are issued before block ``q`` is multiplied, so the
+    blocks' L2 round trips overlap instead of adding up."""
+    states = ()
+    for q in tl.static_range(min(LOOKAHEAD, BLOCKS)):
+        states = states + (tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg"),)
+    acc = tl.zeros((K_SPLIT, M, BLOCK_B), tl.float32)
+    for q in tl.static_range(BLOCKS):
+        if q + LOOKAHEAD < BLOCKS:
+            states = states + (tl.load(a_ptr + (q + LOOKAHEAD) * (K_SPLIT * BK) + read, cache_modifier=".cg"),)
+        acc = tl.dot(blocks[q], states[q], acc, input_precision=DOT_PRECISION)
+    return tl.sum(acc, axis=0)
+
+
+@triton.jit
+def streamed_product(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, a_ptr, read, M: tl.constexpr,
+                     BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr, K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr,
+                     BK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """:func:`held_product` loading each weight block when it is used (``STEPWISE``: one launch per
+    step, so nothing is reused and registers hold one block whatever H is)."""
+    acc = tl.zeros((K_SPLIT, M, BLOCK_B), tl.float32)
+    for q in range(BLOCKS):
+        w = weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS, K_SPLIT, BK)
+        a = tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg")
+        acc = tl.dot(w, a, acc, input_precision=DOT_PRECISION)
+    return tl.sum(acc, axis=0)
 
 
 @triton.jit
 def chunk_offsets(rows, B, row_stride, width, K_SPLIT: tl.constexpr, BK: tl.constexpr):
-    """Offsets and mask of the ``(K_SPLIT, BLOCK_B, BK)`` split-K view of rows ``rows`` of a matrix.
-
-    Element ``[s, b, kk]`` is column ``s*BK + kk`` of row ``rows[b]`` (rows ``row_stride`` apart);
-    rows >= B and columns >= ``width`` are masked.
-    """
+    """Offsets and mask of the ``(K_SPLIT, BK, BLOCK_B)`` split-K view of rows ``rows`` of a matrix:
+    element ``[s, kk, b]`` is column ``s*BK + kk`` of row ``rows[b]`` (rows ``row_stride`` apart);
+    rows >= B and columns >= ``width`` are masked."""
     s = tl.arange(0, K_SPLIT)
     kk = tl.arange(0, BK)
-    column = s[:, None, None] * BK + kk[None, None, :]
-    return rows[None, :, None] * row_stride + column, (column < width) & (rows < B)[None, :, None]
+    column = s[:, None, None] * BK + kk[None, :, None]
+    return rows[None, None, :] * row_stride + column, (column < width) & (rows < B)[None, None, :]
 
 
 @triton.jit
 def to_chunks(state, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
-    """``(BLOCK_B, K_SPLIT*BK)`` -> the ``(K_SPLIT, BLOCK_B, BK)`` split-K view, in registers."""
-    return tl.permute(tl.reshape(state, (BLOCK_B, K_SPLIT, BK)), (1, 0, 2))
+    """``(K_SPLIT*BK, BLOCK_B)`` -> the ``(K_SPLIT, BK, BLOCK_B)`` split-K view, in registers."""
+    return tl.reshape(state, (K_SPLIT, BK, BLOCK_B))
 
 
 @triton.jit
-def exchange_offsets(rows, cols, ROW_WIDTH: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+def exchange_offsets(rows, units, ROW_WIDTH: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
     """Offsets into one slot of an exchange buffer ``(2, B_pad, ROW_WIDTH)``.
 
-    Returns ``(read, write)``: ``read`` is the ``(K_SPLIT, BLOCK_B, BK)`` split-K view of the first
-    ``K_SPLIT*BK`` columns of rows ``rows`` (add ``c*K_SPLIT*BK`` for chunk c); ``write`` the
-    ``(BLOCK_B, BLOCK_H)`` tile of this program's units. Strides are compile-time constants and the buffer is padded (rows to whole batch blocks,
-    columns to ``H_PAD``, padding kept zero), so neither needs a mask and loads vectorise for every H.
+    Returns ``(read, write)``: ``read`` is the ``(K_SPLIT, BK, BLOCK_B)`` split-K view of the first
+    ``K_SPLIT*BK`` columns of rows ``rows`` (add ``q*K_SPLIT*BK`` for block q); ``write`` the
+    ``(BLOCK_H, BLOCK_B)`` tile of this program's units. Strides are compile-time constants and the
+    buffer is padded (rows to whole batch blocks, columns to ``H_PAD``, padding kept zero), so
+    neither needs a mask and loads vectorise for every H.
     """
     s = tl.arange(0, K_SPLIT)
     kk = tl.arange(0, BK)
-    read = rows[None, :, None] * ROW_WIDTH + s[:, None, None] * BK + kk[None, None, :]
-    write = rows[:, None] * ROW_WIDTH + cols[None, :]
+    read = rows[None, None, :] * ROW_WIDTH + s[:, None, None] * BK + kk[None, :, None]
+    write = rows[None, :] * ROW_WIDTH + units[:, None]
     return read, write
 
 
@@ -134,53 +291,7 @@ def exchange_slot(exchange_ptr, t, ROW_WIDTH: tl.constexpr, BLOCK_B: tl.constexp
     return exchange_ptr + (t % 2) * (tl.num_programs(1) * BLOCK_B * ROW_WIDTH)
 
 
-@triton.jit
-def weight_chunks(w_ptr, row_base, k_base, H, units, TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
-    """``(K_SPLIT, BK, BLOCK_H)`` weight tile ``w[s, kk, j]`` of a row-major ``(G*H, H)`` matrix,
-    reduction index ``k = k_base + s*BK + kk``.
-
-    ``TRANSPOSED`` (forward): ``W[row_base + units[j], k]``, so ``h @ w`` is ``h W^T``.
-    Otherwise (backward): ``W[row_base + k, units[j]]``, so ``d @ w`` is ``d W``.
-    Zero outside ``H`` so padded columns contribute nothing.
-    """
-    s = tl.arange(0, K_SPLIT)
-    kk = tl.arange(0, BK)
-    k = k_base + s[:, None, None] * BK + kk[None, :, None]
-    j = units[None, None, :]
-    mask = (k < H) & (j < H)
-    if TRANSPOSED:
-        tile = tl.load(w_ptr + (row_base + j) * H + k, mask=mask, other=0.0)
-    else:
-        tile = tl.load(w_ptr + (row_base + k) * H + j, mask=mask, other=0.0)
-    return tile
-
-
-@triton.jit
-def split_k_dot(a, w, DOT_PRECISION: tl.constexpr):
-    """``(K_SPLIT, BLOCK_B, BK) x (K_SPLIT, BK, BLOCK_H) -> (BLOCK_B, BLOCK_H)`` float32."""
-    return tl.sum(tl.dot(a, w, input_precision=DOT_PRECISION), axis=0)
-
-
-@triton.jit
-def streamed_dot(
-    a_ptr, read, w_ptr, row_base, H, units,
-    TRANSPOSED: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, K_CHUNKS: tl.constexpr, DOT_PRECISION: tl.constexpr,
-):
-    """The recurrent product for layers too large to keep a weight slice on chip (``STEPWISE`` only).
-
-    Walks the reduction in ``K_CHUNKS`` chunks of ``K_SPLIT*BK`` columns, loading for each the
-    chunk of the state rows (from an exchange slot ``a_ptr``, offsets ``read``) and of the weights,
-    so registers hold one chunk whatever H is. Returns ``(BLOCK_B, BLOCK_H)`` float32.
-    """
-    CHUNK: tl.constexpr = K_SPLIT * BK
-    a = tl.load(a_ptr + read, cache_modifier=".cg")
-    total = split_k_dot(a, weight_chunks(w_ptr, row_base, 0, H, units, TRANSPOSED, K_SPLIT, BK), DOT_PRECISION)
-    for chunk in range(1, K_CHUNKS):
-        a = tl.load(a_ptr + chunk * CHUNK + read, cache_modifier=".cg")
-        w = weight_chunks(w_ptr, row_base, chunk * CHUNK, H, units, TRANSPOSED, K_SPLIT, BK)
-        total += split_k_dot(a, w, DOT_PRECISION)
-    return total
-
+# ---- directions, lengths and the state between steps ---------------------------------------------
 
 @triton.jit
 def direction_slice(ptr, count, size, direction, DIRECTIONS: tl.constexpr):
@@ -208,13 +319,13 @@ def step_position(s, T, length, direction, DIRECTIONS: tl.constexpr, HAS_LENGTHS
 
     ``s`` going forwards. Going backwards (``direction`` 1): ``length - 1 - s`` while the row
     runs, then ``s`` itself, a padded position that the step fills with zeros, so every position is
-    written exactly once. A scalar, or ``(BLOCK_B, 1)`` when rows of different lengths run backwards.
+    written exactly once. A scalar, or ``(1, BLOCK_B)`` when rows of different lengths run backwards.
     """
     if DIRECTIONS == 1:
         return s
     elif HAS_LENGTHS:
         backwards = (direction == 1) & (s < length)
-        return tl.where(backwards, length - 1 - s, s)[:, None]
+        return tl.where(backwards, length - 1 - s, s)[None, :]
     else:
         return tl.where(direction == 1, T - 1 - s, s)
 
@@ -223,7 +334,7 @@ def step_position(s, T, length, direction, DIRECTIONS: tl.constexpr, HAS_LENGTHS
 def running_rows(s, length, state_mask, HAS_LENGTHS: tl.constexpr):
     """``state_mask`` restricted to the rows whose sequence includes processing step ``s``."""
     if HAS_LENGTHS:
-        return state_mask & (s < length)[:, None]
+        return state_mask & (s < length)[None, :]
     else:
         return state_mask
 
@@ -239,22 +350,22 @@ def publish_state(exchange_ptr, s, h, write, running, ROW_WIDTH: tl.constexpr, B
 
 
 @triton.jit
-def carry_state(h, h_prev, s, length, exchange_ptr, write, running, sync_ptr, expected, MODE: tl.constexpr,
+def carry_state(h, h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE: tl.constexpr,
                 BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, H_PAD: tl.constexpr,
-                HAS_LENGTHS: tl.constexpr):
-    """Hand the state ``h`` after step ``s`` (``(BLOCK_B, BLOCK_H)``, storage dtype) to the next
+                HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr):
+    """Hand the state ``h`` after step ``s`` (``(BLOCK_H, BLOCK_B)``, storage dtype) to the next
     step of an in-kernel time loop. ``PERSISTENT``: returns it as the next split-K state operand,
     kept in registers (rows that have ended keep ``h_prev``). ``COOPERATIVE``: publishes it through
-    the exchange buffer, waits at the grid barrier (``expected`` arrivals) and returns ``h_prev``
-    (the next step loads the state row from the exchange)."""
+    the exchange buffer, waits at the grid barrier and returns ``h_prev`` (the next step loads the
+    state rows from the exchange)."""
     if MODE == PERSISTENT:
         h_next = to_chunks(h, BLOCK_B, K_SPLIT, BK)
         if HAS_LENGTHS:
-            h_next = tl.where((s < length)[None, :, None], h_next, h_prev)
+            h_next = tl.where((s < length)[None, None, :], h_next, h_prev)
         return h_next
     else:
         publish_state(exchange_ptr, s, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
-        step_barrier(sync_ptr, expected, MODE)
+        step_barrier(flags_ptr, s + 1, MODE, POLL)
         return h_prev
 
 
@@ -264,5 +375,5 @@ def final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LEN
     lengths every row ends at step T-1, the only step that asks)."""
     mask = state_mask
     if HAS_LENGTHS:
-        mask = state_mask & (s == length - 1)[:, None]
+        mask = state_mask & (s == length - 1)[None, :]
     return tl.load(dh_n_ptr + state_offsets, mask=mask, other=0.0).to(tl.float32)

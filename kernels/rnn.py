@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from rnnbench.kernels.launch import (
-    dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
+    aligned_weight_rows, dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
 )
 from rnnbench.kernels.projections import final_states, parameter_and_input_grads, project_inputs
 from rnnbench.kernels.rnn_kernels import rnn_backward_kernel, rnn_forward_kernel
@@ -37,8 +37,10 @@ class RNNLayerFunction(torch.autograd.Function):
         lengths_arg, has_lengths = lengths_argument(lengths, x)
         y = output_buffer((T, B, directions * H), x.dtype, x.device)
         exchange = exchange_buffer(plan, 1, x, first=h0)
-        run_phases(rnn_forward_kernel, plan, T, (projected, w_hh, h0, y, exchange, lengths_arg), (T, B, H),
-                   x.device, RELU=relu, DOT_PRECISION=dot_precision(x.dtype), HAS_LENGTHS=has_lengths)
+        rows = aligned_weight_rows(w_hh)
+        run_phases(rnn_forward_kernel, plan, T, (projected, rows, h0, y, exchange, lengths_arg),
+                   (T, B, H, rows.stride(-2)), x.device, RELU=relu, DOT_PRECISION=dot_precision(x.dtype),
+                   HAS_LENGTHS=has_lengths)
         ctx.save_for_backward(x, h0, w_ih, w_hh, y, lengths_arg)
         ctx.plan, ctx.relu, ctx.has_bias, ctx.has_lengths = plan, relu, b_ih is not None, has_lengths
         return y, final_states(y, lengths, directions)
@@ -53,8 +55,9 @@ class RNNLayerFunction(torch.autograd.Function):
         dz = output_buffer((directions, T, B, H), y.dtype, y.device)
         dh0 = output_buffer(h0.shape, torch.float32, x.device)
         exchange = exchange_buffer(ctx.plan, 1, y)
-        run_phases(rnn_backward_kernel, ctx.plan, T + 1, (y, w_hh, dy, dh_n, dz, dh0, exchange, lengths_arg),
-                   (T, B, H), x.device, RELU=ctx.relu, DOT_PRECISION=dot_precision(x.dtype),
+        rows = aligned_weight_rows(w_hh)
+        run_phases(rnn_backward_kernel, ctx.plan, T + 1, (y, rows, dy, dh_n, dz, dh0, exchange, lengths_arg),
+                   (T, B, H, rows.stride(-2)), x.device, RELU=ctx.relu, DOT_PRECISION=dot_precision(x.dtype),
                    HAS_LENGTHS=ctx.has_lengths)
         need = ctx.needs_input_grad
         lengths = lengths_arg if ctx.has_lengths else None

@@ -104,11 +104,12 @@ def test_two_layers_batch_first(cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_grid_barrier_path(cell):
     """A cooperative launch with a single hidden block (H=8) runs the in-kernel loop and its grid
-    barrier even in the interpreter (one participant per barrier cannot deadlock); two batch blocks."""
-    assert plan_recurrence("lstm" if cell == "lstm" else "rnn", 8, 17, torch.float32, "cooperative",
+    barrier's arrival even in the interpreter (one participant per barrier has nothing to wait
+    for); two batch blocks of 64 rows."""
+    assert plan_recurrence("lstm" if cell == "lstm" else "rnn", 8, 70, torch.float32, "cooperative",
                            exact_fp32=True).grid == (1, 2)
     candidate, reference = _pair(cell, 3, 8, path="cooperative")
-    x, hx, upstream = _inputs(cell, 4, 17, 3, 8)
+    x, hx, upstream = _inputs(cell, 3, 70, 3, 8)
     _assert_same(candidate, reference, x, hx, upstream)
 
 
@@ -241,21 +242,28 @@ def test_second_backward_raises_instead_of_wrong_gradients():
         loss.backward()
 
 
-# ---- very large layers: the weight slice is streamed in chunks ---------------------------------
+# ---- a reduction in several chunks ---------------------------------------------------------------
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
-def test_streamed_weights_for_a_layer_too_large_to_hold(cell, monkeypatch):
-    """Layers whose W_hh cannot be held even when split (LSTM H > 2048 in 16-bit) stream it in chunks
-    every step. The budgets are shrunk here so a small layer takes that path in the interpreter:
-    H=40 (H_PAD=64) in four chunks of 16 columns."""
+def several_chunks(monkeypatch, cell: str, one_hidden_block: bool) -> None:
+    """Shrink the reduction chunk to 32 columns (two warps of 16), so H=40 reduces over two chunks
+    (H_PAD=64); with ``one_hidden_block`` also widen the hidden block to 64 units, so a cooperative
+    launch has a single hidden block and runs its in-kernel loop (the held weight blocks) in the
+    interpreter instead of one launch per step (the streamed blocks)."""
     import rnnbench.kernels.plan
 
-    budget = 1024 if cell == "lstm" else 256  # bytes: below the narrowest slice of either cell
-    monkeypatch.setattr(rnnbench.kernels.plan, "W_SLICE_BYTES", budget)
-    monkeypatch.setattr(rnnbench.kernels.plan, "WIDE_SLICE_BYTES", budget)
-    monkeypatch.setattr(rnnbench.kernels.plan, "STREAM_CHUNK", 16)
-    plan = rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32, exact_fp32=True)
-    assert plan.k_chunks == 4 and plan.path == "stepwise"
-    candidate, reference = _pair(cell, 5, 40)
+    monkeypatch.setattr(rnnbench.kernels.plan, "MAX_CHUNK", 32)
+    if one_hidden_block:
+        monkeypatch.setitem(rnnbench.kernels.plan.GATE_ROWS, "lstm" if cell == "lstm" else "rnn",
+                            64 * rnnbench.kernels.plan.GATES["lstm" if cell == "lstm" else "rnn"])
+    plan = rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32, "cooperative",
+                                                 exact_fp32=True)
+    assert (plan.h_pad, plan.k_split, plan.k_chunks, plan.grid[0] == 1) == (64, 2, 2, one_hidden_block)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
+@pytest.mark.parametrize("held", [True, False], ids=["held", "streamed"])
+def test_reduction_in_several_chunks(cell, held, monkeypatch):
+    several_chunks(monkeypatch, cell, one_hidden_block=held)
+    candidate, reference = _pair(cell, 5, 40, path="cooperative")
     x, hx, upstream = _inputs(cell, 3, 2, 5, 40)
     _assert_same(candidate, reference, x, hx, upstream)

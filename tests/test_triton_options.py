@@ -22,7 +22,7 @@ from rnnbench.kernels.launch import poisoned_outputs
 from rnnbench.kernels.lstm import lstm_layer
 from rnnbench.kernels.plan import plan_recurrence
 from rnnbench.kernels.rnn import rnn_layer
-from test_triton_kernels import CELLS, FWD_TOL, GRAD_TOL
+from test_triton_kernels import CELLS, FWD_TOL, GRAD_TOL, several_chunks
 
 
 
@@ -240,30 +240,23 @@ def test_directions_one_after_the_other_when_both_would_not_be_co_resident(cell,
 
 def test_plan_runs_directions_together_only_where_both_fit():
     together = plan_recurrence("lstm", 256, 16, torch.bfloat16, multiprocessors=132, directions=2)
-    assert together.path == "cooperative" and together.launch_directions == 2 and together.programs <= 132
-    apart = plan_recurrence("lstm", 768, 16, torch.bfloat16, multiprocessors=132, directions=2)
-    assert apart.path == "cooperative" and apart.launch_directions == 1
-    assert apart.grid[0] * apart.grid[1] * 2 > 132 >= apart.programs
+    assert together.path == "cooperative" and together.launch_directions == 2 and together.programs == 64
+    apart = plan_recurrence("lstm", 1024, 16, torch.bfloat16, multiprocessors=66, directions=2)  # 128 fit, not 256
+    assert apart.path == "cooperative" and apart.launch_directions == 1 and apart.programs == 128
     persistent = plan_recurrence("lstm", 64, 256, torch.bfloat16, multiprocessors=132, directions=2)
     assert persistent.path == "persistent" and persistent.launch_grid == (1, 16, 2)
     with pytest.raises(ValueError, match="directions must be 1 or 2, got 3"):
         plan_recurrence("lstm", 64, 4, torch.float32, directions=3)
 
 
-# ---- very large layers: streamed weights, with both options ------------------------------------
+# ---- a reduction in several chunks, with both options -------------------------------------------
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
-def test_streamed_weights_bidirectional_packed(cell, monkeypatch):
-    """The stepwise path that streams W_hh in chunks (budgets shrunk as in test_triton_kernels.py)."""
-    import rnnbench.kernels.plan
-
-    budget = 1024 if cell == "lstm" else 256
-    monkeypatch.setattr(rnnbench.kernels.plan, "W_SLICE_BYTES", budget)
-    monkeypatch.setattr(rnnbench.kernels.plan, "WIDE_SLICE_BYTES", budget)
-    monkeypatch.setattr(rnnbench.kernels.plan, "STREAM_CHUNK", 16)
-    assert rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 3, torch.float32,
-                                                 exact_fp32=True).k_chunks == 4
-    _assert_matches_torch(Case(cell, T=3, B=2, H=40, lengths=(3, 1), options=dict(bidirectional=True)))
+@pytest.mark.parametrize("held", [True, False], ids=["held", "streamed"])
+def test_several_chunks_bidirectional_packed(cell, held, monkeypatch):
+    """The reduction in two chunks (see test_triton_kernels.several_chunks), held or streamed."""
+    several_chunks(monkeypatch, cell, one_hidden_block=held)
+    _assert_matches_torch(Case(cell, T=3, B=2, H=40, path="cooperative", lengths=(3, 1), options=dict(bidirectional=True)))
 
 
 # ---- bf16 on a GPU ------------------------------------------------------------------------------
