@@ -19,6 +19,9 @@ their time is estimated by :func:`simulate`:
   memory (128 B/clock) and the SM's share of L2 bandwidth per SM, are *channels*: a warp's
   instruction is served after the same instruction of every warp that shares the unit (the warps
   are symmetric), so e.g. 24 ``LDSM.x4`` of 8 warps occupy shared memory for 24 x 8 x 4 cycles.
+  Global loads return in order within their latency class: L2 hits and HBM misses are two channels
+  sharing the SM's bandwidth, so an L2 hit issued after an HBM miss is not held behind the miss's
+  latency (the L2 serves hits while misses are outstanding).
 * **Loop steady state.** Three iterations are simulated; the step is the third minus the second,
   so values carried across steps (prefetches) are accounted for.
 * **Grid barrier.** The poll loop's body is on the path once (one round trip); added outside the
@@ -314,7 +317,8 @@ def _complete(ins: Instruction, kind: str, issue: float, context: WarpContext, f
     if kind in ("l2_load", "dram_load"):
         rate = context.l2_bytes_per_clock if kind == "l2_load" else min(context.l2_bytes_per_clock, context.hbm_bytes_per_clock)
         own = 32 * ins.access_bytes() / rate
-        return _through(free, "l2", issue, lat.l2 if kind == "l2_load" else lat.dram, own, per_sm, 0.0)
+        channel = "l2" if kind == "l2_load" else "dram"
+        return _through(free, channel, issue, lat.l2 if kind == "l2_load" else lat.dram, own, per_sm, 0.0)
     latency = {"nop": 0, "alu": lat.alu, "const": lat.const, "special": lat.special, "branch": lat.branch,
                "sync_load": lat.l2, "atomic": lat.atomic, "store": 0, "bar": 0, "membar": 0, "fence": 0}[kind]
     return issue + latency

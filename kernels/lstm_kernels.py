@@ -38,36 +38,34 @@ import triton.language as tl
 from rnnbench.kernels.primitives import (
     COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
     final_state_gradient, gate_rows, held_product, held_weights, program_tile, publish_state, row_lengths,
-    running_rows, split_gates, step_barrier, step_position, streamed_product, sync_slice, tanh,
+    running_rows, split_gates, step_arrive, step_position, step_wait, streamed_product, sum_slices, sync_slice, tanh,
 )
 
 
 @triton.jit
 def _gate_inputs(xg_ptr, t, B, H, gate_offsets, mask):
-    """The four ``(BLOCK_H, BLOCK_B)`` blocks (i, f, g, o) of ``xg`` at time index ``t``, float32,
-    zero where ``mask`` is false."""
-    xg = xg_ptr + tl.cast(t, tl.int64) * B * 4 * H + gate_offsets
-    return (tl.load(xg, mask=mask, other=0.0).to(tl.float32), tl.load(xg + H, mask=mask, other=0.0).to(tl.float32),
-            tl.load(xg + 2 * H, mask=mask, other=0.0).to(tl.float32),
-            tl.load(xg + 3 * H, mask=mask, other=0.0).to(tl.float32))
+    """The ``(4*BLOCK_H, BLOCK_B)`` gate pre-activations from ``xg`` at time index ``t`` (rows as
+    :func:`gate_rows` orders them), zero where ``mask`` is false, in the storage dtype: a load for
+    the next step stays in flight across the grid barrier until :func:`_forward_step` converts it."""
+    return tl.load(xg_ptr + tl.cast(t, tl.int64) * B * 4 * H + gate_offsets, mask=mask, other=0.0)
 
 
 @triton.jit
 def _forward_step(
     xg_ptr, y_ptr, c_all_ptr, t, B, H, pre, inputs, c, gate_offsets, state_offsets, y_offsets, state_mask, running,
-    BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr, TRAINING: tl.constexpr, DIRECTIONS: tl.constexpr,
+    gate_running, BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr, TRAINING: tl.constexpr, DIRECTIONS: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
 ):
     """One LSTM step at time index ``t`` for this program's units from the recurrent product
-    ``pre`` (``(4*BLOCK_H, BLOCK_B)``, rows as :func:`gate_rows` orders them) and ``inputs`` (the
-    step's :func:`_gate_inputs`): returns ``(h_t, c_t)`` (float32) and stores h_t (and in training
-    the gates and c_t). Rows outside ``running`` keep ``c`` and get a zero output."""
-    r_i, r_f, r_g, r_o = split_gates(pre, BLOCK_H, BLOCK_B)
-    x_i, x_f, x_g, x_o = inputs
-    i = tl.sigmoid(r_i + x_i)
-    f = tl.sigmoid(r_f + x_f)
-    g = tanh(r_g + x_g)
-    o = tl.sigmoid(r_o + x_o)
+    ``pre`` and ``inputs`` (the step's :func:`_gate_inputs`), both ``(4*BLOCK_H, BLOCK_B)`` with
+    rows as :func:`gate_rows` orders them: returns ``(h_t, c_t)`` (float32) and stores h_t (and in
+    training the gates and c_t). Rows outside ``running`` keep ``c`` and get a zero output."""
+    GROUP: tl.constexpr = min(BLOCK_H, 8)
+    z = pre + inputs.to(tl.float32)
+    cell_gate = ((tl.arange(0, 4 * BLOCK_H) // GROUP) % 4 == 2)[:, None]  # g: tanh; i, f, o: sigmoid
+    activated = tl.sigmoid(tl.where(cell_gate, 2.0 * z, z))
+    activated = tl.where(cell_gate, 2.0 * activated - 1.0, activated)
+    i, f, g, o = split_gates(activated, BLOCK_H, BLOCK_B)
     c_t = f * c + i * g
     h = o * tanh(c_t)
     step = tl.cast(t, tl.int64) * B
@@ -78,12 +76,7 @@ def _forward_step(
     else:
         tl.store(y, h.to(y_ptr.dtype.element_ty), mask=state_mask)
     if TRAINING:
-        out = xg_ptr.dtype.element_ty
-        xg = xg_ptr + step * 4 * H + gate_offsets
-        tl.store(xg, i.to(out), mask=running)
-        tl.store(xg + H, f.to(out), mask=running)
-        tl.store(xg + 2 * H, g.to(out), mask=running)
-        tl.store(xg + 3 * H, o.to(out), mask=running)
+        tl.store(xg_ptr + step * 4 * H + gate_offsets, activated.to(xg_ptr.dtype.element_ty), mask=gate_running)
         tl.store(c_all_ptr + step * H + state_offsets, c_t, mask=running)
     return h, c_t
 
@@ -106,10 +99,11 @@ def lstm_forward_kernel(
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     M: tl.constexpr = 4 * BLOCK_H
     pid_b, rows, units, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
-    gate_offsets = rows[None, :] * 4 * H + units[:, None]
+    w_rows, w_valid = gate_rows(H, 4, BLOCK_H)
+    gate_offsets = rows[None, :] * 4 * H + w_rows[:, None]
+    gate_mask = w_valid[:, None] & (rows < B)[None, :]
     y_offsets = rows[None, :] * DIRECTIONS * H + units[:, None]
     read, write = exchange_offsets(rows, units, H_PAD, K_SPLIT, BK)
-    w_rows, w_valid = gate_rows(H, w_stride, 4, BLOCK_H)
     dtype = y_ptr.dtype.element_ty
     length = row_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     direction = tl.program_id(2) + first_direction
@@ -127,38 +121,44 @@ def lstm_forward_kernel(
         t = step_position(phase, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(phase, length, state_mask, HAS_LENGTHS)
         previous = exchange_slot(exchange_ptr, phase + 1, H_PAD, BLOCK_B)
-        pre = streamed_product(w_hh_ptr, w_rows, w_valid, 0, w_stride, 1, previous, read, M, BLOCK_B, K_CHUNKS, K_CHUNKS,
+        pre = streamed_product(w_hh_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, previous, read, M, BLOCK_B, K_CHUNKS, K_CHUNKS,
                                K_SPLIT, BK, DOT_PRECISION)
         if phase == 0:
             c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         else:
             c = tl.load(c_n_ptr + state_offsets, mask=state_mask, other=0.0)
-        inputs = _gate_inputs(xg_ptr, t, B, H, gate_offsets, running)
+        gate_running = running_rows(phase, length, gate_mask, HAS_LENGTHS)
+        inputs = _gate_inputs(xg_ptr, t, B, H, gate_offsets, gate_running)
         h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, pre, inputs, c, gate_offsets, state_offsets,
-                             y_offsets, state_mask, running, BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS, HAS_LENGTHS)
+                             y_offsets, state_mask, running, gate_running, BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS,
+                             HAS_LENGTHS)
         publish_state(exchange_ptr, phase, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
     else:
-        blocks = held_weights(w_hh_ptr, w_rows, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+        blocks = held_weights(w_hh_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
         offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)  # the persistent state operand (one block)
         h_prev = tl.load(h0_ptr + offsets, mask=mask, other=0.0).to(dtype)
         c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         inputs = _gate_inputs(xg_ptr, step_position(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                              gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
+                              gate_offsets, running_rows(0, length, gate_mask, HAS_LENGTHS))
         for s in range(0, T):
+            # the next step's inputs, loaded a whole step ahead (the last step loads its own again)
+            upcoming = tl.minimum(s + 1, T - 1)
+            following = _gate_inputs(xg_ptr, step_position(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B,
+                                     H, gate_offsets, running_rows(upcoming, length, gate_mask, HAS_LENGTHS))
             t = step_position(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
             running = running_rows(s, length, state_mask, HAS_LENGTHS)
             if MODE == COOPERATIVE:
                 pre = held_product(blocks, exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B), read, M, BLOCK_B,
                                    K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
             else:
-                pre = tl.sum(tl.dot(blocks[0], h_prev, input_precision=DOT_PRECISION), axis=0)
+                pre = sum_slices(tl.dot(blocks[0], h_prev, input_precision=DOT_PRECISION), M, BLOCK_B, K_SPLIT)
             h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, pre, inputs, c, gate_offsets, state_offsets,
-                                 y_offsets, state_mask, running, BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS, HAS_LENGTHS)
-            upcoming = tl.minimum(s + 1, T - 1)  # the last step loads its own inputs again, unused
-            inputs = _gate_inputs(xg_ptr, step_position(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                                  gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
+                                 y_offsets, state_mask, running, running_rows(s, length, gate_mask, HAS_LENGTHS),
+                                 BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS, HAS_LENGTHS)
             h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE, BLOCK_B,
-                                 K_SPLIT, BK, H_PAD, HAS_LENGTHS, POLL)
+                                 K_SPLIT, BK, H_PAD, HAS_LENGTHS)
+            step_wait(flags_ptr, s + 1, MODE, POLL)
+            inputs = following
     tl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
 
@@ -301,12 +301,15 @@ def lstm_backward_kernel(
                                   state_offsets, y_offsets, state_mask, DIRECTIONS, HAS_LENGTHS)
         for p in range(0, T + 1):
             s = T - 1 - p
+            # the next phase's inputs, loaded a whole phase ahead (phase -1 reads nothing: the last
+            # two phases load step 0's)
+            following = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, tl.maximum(s - 1, 0), T, B, H, length,
+                                         direction, gate_offsets, state_offsets, y_offsets, state_mask, DIRECTIONS,
+                                         HAS_LENGTHS)
             dc_carry = _backward_phase(xg_ptr, w_hh_ptr, blocks, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, s, T, B, H,
                                        w_stride, length, direction, dc_carry, inputs, units, read, write, gate_offsets,
                                        state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, BK, K_CHUNKS, MODE,
                                        DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
-            # phase -1 reads nothing: the last two phases load step 0's inputs
-            inputs = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, tl.maximum(s - 1, 0), T, B, H, length,
-                                      direction, gate_offsets, state_offsets, y_offsets, state_mask, DIRECTIONS,
-                                      HAS_LENGTHS)
-            step_barrier(flags_ptr, p + 1, MODE, POLL)
+            step_arrive(flags_ptr, MODE)
+            step_wait(flags_ptr, p + 1, MODE, POLL)
+            inputs = following

@@ -114,8 +114,9 @@ class Plan:
 
     @property
     def poll(self) -> int:
-        """Flags the grid barrier polls (the kernels' ``POLL``): hidden blocks, rounded up to a power of two."""
-        return next_power_of_two(self.grid[0])
+        """Flags the grid barrier polls (the kernels' ``POLL``): the hidden blocks, rounded up to a
+        power of two below 32 and to a multiple of 32 above (it polls 32 at a time)."""
+        return next_power_of_two(self.grid[0]) if self.grid[0] <= 32 else -(-self.grid[0] // 32) * 32
 
     @property
     def max_registers(self) -> int:

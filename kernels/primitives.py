@@ -38,10 +38,10 @@ BK`` columns (``H_PAD = K_CHUNKS * CHUNK``, the smallest multiple of the chunk t
 3 chunks of 256, not padded to 1024). A block's weight tile is ``(K_SPLIT, M, BK)`` and its state
 tile ``(K_SPLIT, BK, BLOCK_B)``; ``tl.dot`` on these 3-D tiles puts one warp on each of the
 ``K_SPLIT`` slices, every block accumulates into the same ``(K_SPLIT, M, BLOCK_B)`` float32
-accumulator, and one ``tl.sum`` over the slices finishes the product: one cross-warp reduction per
-step for all gates (:func:`held_product`, :func:`streamed_product`). The in-kernel loops hold the
-weight blocks as a tuple loaded before the loop (:func:`held_weights`; Triton keeps them in shared
-memory); a ``STEPWISE`` launch streams them block by block, so every hidden size runs.
+accumulator, and one sum over the slices finishes the product: one cross-warp reduction per step
+for all gates (:func:`held_product`, :func:`streamed_product`, :func:`sum_slices`). The in-kernel
+loops hold the weight blocks as a tuple loaded before the loop (:func:`held_weights`; Triton keeps
+them in shared memory); a ``STEPWISE`` launch streams them block by block, so every hidden size runs.
 """
 
 import triton
@@ -79,36 +79,33 @@ def _load_acquire(pointers):
 
 
 @triton.jit
-def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr):
-    """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
-
-    ``flags_ptr`` holds one int32 release flag per producer (the steps it has finished) followed,
-    at ``FLAG_SLOTS``, by a status word. Arrival: a CTA barrier (every thread's stores of the step
-    issued), then one thread's release add to its own flag, so arrivals never contend for an
-    address. Wait: every warp polls the flags of all producers (``POLL >= producers``, a power of
-    two) with acquire loads, and a CTA barrier after the poll extends what those loads acquired to
-    the whole program; the exchange loads that follow use ``.cg`` (L2), so no stale L1 line is read.
-    ``>=`` tolerates producers that have already run ahead.
-
-    A wait longer than ``timeout_ns`` (``%globaltimer``) stores ``step`` into the status word,
-    and a program that sees a nonzero status stops waiting: every program then finishes its loop
-    without synchronisation (its results are garbage) instead of hanging the GPU, and the host
-    raises :class:`rnnbench.kernels.launch.BarrierTimeout`. One producer (a grid of one hidden
-    block, which the interpreter runs too) has nothing to wait for.
-    """
+def barrier_arrive(flags_ptr, producer):
+    """Arrival at a grid barrier (see :func:`grid_barrier`): a CTA barrier, so every thread's
+    stores of the step are issued, then one thread's release add to this producer's flag."""
     tl.debug_barrier()
     tl.atomic_add(flags_ptr + producer, 1, sem="release", scope="gpu")
+
+
+@triton.jit
+def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr):
+    """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``."""
     if producers > 1:
-        index = tl.arange(0, POLL)
-        polled = index < producers
-        pointers = flags_ptr + tl.where(polled, index, 0)
+        # 32 flags at a time: a 32-element tensor is replicated in every warp, so each warp polls
+        # all flags and reduces them with warp shuffles, and the poll loop has no CTA barrier
+        WIDTH: tl.constexpr = min(POLL, 32)
+        lane = tl.arange(0, WIDTH)
         start = globaltimer()
         slowest = step - 1
         status = 0
         while (slowest < step) & (status == 0):
-            # the status load first, so both round trips overlap
+            # the status load first, so all round trips overlap
             status = _load_acquire(flags_ptr + FLAG_SLOTS)
-            slowest = tl.min(tl.where(polled, _load_acquire(pointers), step))
+            slowest = step
+            for chunk in tl.static_range(POLL // WIDTH):
+                index = chunk * WIDTH + lane
+                polled = index < producers
+                flags = _load_acquire(flags_ptr + tl.where(polled, index, 0))
+                slowest = tl.minimum(slowest, tl.min(tl.where(polled, flags, step)))
             if (slowest < step) & (status == 0) & (globaltimer() - start > timeout_ns):
                 tl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
                 status = step
@@ -116,10 +113,41 @@ def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.cons
 
 
 @triton.jit
-def step_barrier(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr):
-    """The barrier after ``step`` in-kernel time steps for ``MODE`` (nothing to do for ``STEPWISE``)."""
+def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr):
+    """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
+
+    ``flags_ptr`` holds one int32 release flag per producer (the steps it has finished) followed,
+    at ``FLAG_SLOTS``, by a status word. Arrival (:func:`barrier_arrive`): a CTA barrier (every
+    thread's stores of the step issued), then one thread's release add to its own flag, so arrivals
+    never contend for an address. Wait (:func:`barrier_wait`): the flags of all producers (``POLL >=
+    producers``, a power of two up to 32, else a multiple of 32) are polled with acquire loads, and a CTA barrier after the poll
+    extends what those loads acquired to the whole program; the exchange loads that follow use
+    ``.cg`` (L2), so no stale L1 line is read. ``>=`` tolerates producers that have already run
+    ahead. Work that needs no synchronisation (the next step's input loads) goes between the two.
+
+    A wait longer than ``timeout_ns`` (``%globaltimer``) stores ``step`` into the status word,
+    and a program that sees a nonzero status stops waiting: every program then finishes its loop
+    without synchronisation (its results are garbage) instead of hanging the GPU, and the host
+    raises :class:`rnnbench.kernels.launch.BarrierTimeout`. One producer (a grid of one hidden
+    block, which the interpreter runs too) has nothing to wait for.
+    """
+    barrier_arrive(flags_ptr, producer)
+    barrier_wait(flags_ptr, producers, step, timeout_ns, POLL)
+
+
+@triton.jit
+def step_arrive(flags_ptr, MODE: tl.constexpr):
+    """Arrival at the barrier after an in-kernel time step (only ``COOPERATIVE`` has a grid barrier)."""
     if MODE == COOPERATIVE:
-        grid_barrier(flags_ptr, tl.program_id(0), tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL)
+        barrier_arrive(flags_ptr, tl.program_id(0))
+
+
+@triton.jit
+def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr):
+    """Wait at the barrier after ``step`` in-kernel time steps: the grid barrier's wait for
+    ``COOPERATIVE``, a CTA barrier for ``PERSISTENT`` (nothing for ``STEPWISE``)."""
+    if MODE == COOPERATIVE:
+        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL)
     elif MODE == PERSISTENT:
         tl.debug_barrier()
 
@@ -147,9 +175,9 @@ def program_tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
-def gate_rows(H, w_stride, GATES: tl.constexpr, BLOCK_H: tl.constexpr):
-    """Row offsets (``row * w_stride``) into ``W_hh (GATES*H, H)`` (rows ``w_stride`` apart) and
-    validity of the ``GATES * BLOCK_H`` rows of this program's forward weight tile.
+def gate_rows(H, GATES: tl.constexpr, BLOCK_H: tl.constexpr):
+    """Row indices into ``W_hh (GATES*H, H)`` (equally, column indices into a row of gate
+    pre-activations) and validity of the ``GATES * BLOCK_H`` rows of this program's forward tiles.
 
     Tile row ``r`` holds gate ``g`` of unit ``j`` at ``r = (j // GROUP) * GATES * GROUP + g * GROUP
     + j % GROUP`` with ``GROUP = min(BLOCK_H, 8)``: in the MMA accumulator the 8-row groups of one
@@ -160,7 +188,7 @@ def gate_rows(H, w_stride, GATES: tl.constexpr, BLOCK_H: tl.constexpr):
     r = tl.arange(0, GATES * BLOCK_H)
     j = (r // (GATES * GROUP)) * GROUP + r % GROUP
     unit = tl.program_id(0) * BLOCK_H + j
-    return ((r // GROUP) % GATES * H + unit) * w_stride, unit < H
+    return (r // GROUP) % GATES * H + unit, unit < H
 
 
 @triton.jit
@@ -215,6 +243,26 @@ LOOKAHEAD: tl.constexpr = tl.constexpr(2)
 
 
 @triton.jit
+def sum_slices(acc, M: tl.constexpr, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr):
+    """``acc.sum(axis=0)`` of a ``(K_SPLIT, M, BLOCK_B)`` split-K accumulator (``K_SPLIT`` 1, 2 or 4).
+
+    Through ``tl.split`` rather than ``tl.sum``: to split, Triton moves the slices (one per warp)
+    into the same thread with one layout conversion through shared memory and the sum is then in
+    registers, where ``tl.sum`` over the warps took a dozen shared-memory round trips, one per
+    16x8 accumulator tile and phase (25 BAR.SYNC per step at H=768, B=16; Triton 3.9, sm_90)."""
+    if K_SPLIT == 1:
+        return tl.reshape(acc, (M, BLOCK_B))
+    elif K_SPLIT == 2:
+        first, second = tl.split(tl.permute(acc, (1, 2, 0)))
+        return first + second
+    else:
+        even, odd = tl.split(tl.reshape(tl.permute(acc, (1, 2, 0)), (M, BLOCK_B, 2, 2)))
+        s0, s2 = tl.split(even)
+        s1, s3 = tl.split(odd)
+        return (s0 + s1) + (s2 + s3)
+
+
+@triton.jit
 def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
                  K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """``(M, BLOCK_B)`` float32 product of the held weight ``blocks`` with the state rows in an
@@ -230,7 +278,7 @@ def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BL
         if q + LOOKAHEAD < BLOCKS:
             states = states + (tl.load(a_ptr + (q + LOOKAHEAD) * (K_SPLIT * BK) + read, cache_modifier=".cg"),)
         acc = tl.dot(blocks[q], states[q], acc, input_precision=DOT_PRECISION)
-    return tl.sum(acc, axis=0)
+    return sum_slices(acc, M, BLOCK_B, K_SPLIT)
 
 
 @triton.jit
@@ -244,7 +292,7 @@ def streamed_product(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, a
         w = weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS, K_SPLIT, BK)
         a = tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg")
         acc = tl.dot(w, a, acc, input_precision=DOT_PRECISION)
-    return tl.sum(acc, axis=0)
+    return sum_slices(acc, M, BLOCK_B, K_SPLIT)
 
 
 @triton.jit
@@ -352,12 +400,13 @@ def publish_state(exchange_ptr, s, h, write, running, ROW_WIDTH: tl.constexpr, B
 @triton.jit
 def carry_state(h, h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE: tl.constexpr,
                 BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, H_PAD: tl.constexpr,
-                HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr):
+                HAS_LENGTHS: tl.constexpr):
     """Hand the state ``h`` after step ``s`` (``(BLOCK_H, BLOCK_B)``, storage dtype) to the next
     step of an in-kernel time loop. ``PERSISTENT``: returns it as the next split-K state operand,
     kept in registers (rows that have ended keep ``h_prev``). ``COOPERATIVE``: publishes it through
-    the exchange buffer, waits at the grid barrier and returns ``h_prev`` (the next step loads the
-    state rows from the exchange)."""
+    the exchange buffer, arrives at the grid barrier (the caller waits, :func:`step_wait`, once it
+    has issued the next step's input loads) and returns ``h_prev`` (the next step loads the state
+    rows from the exchange)."""
     if MODE == PERSISTENT:
         h_next = to_chunks(h, BLOCK_B, K_SPLIT, BK)
         if HAS_LENGTHS:
@@ -365,7 +414,7 @@ def carry_state(h, h_prev, s, length, exchange_ptr, write, running, flags_ptr, M
         return h_next
     else:
         publish_state(exchange_ptr, s, h, write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
-        step_barrier(flags_ptr, s + 1, MODE, POLL)
+        step_arrive(flags_ptr, MODE)
         return h_prev
 
 

@@ -23,14 +23,16 @@ import triton.language as tl
 from rnnbench.kernels.primitives import (
     COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
     final_state_gradient, gate_rows, held_product, held_weights, program_tile, publish_state, row_lengths,
-    running_rows, step_barrier, step_position, streamed_product, sync_slice, tanh,
+    running_rows, step_arrive, step_position, step_wait, streamed_product, sum_slices, sync_slice, tanh,
 )
 
 
 @triton.jit
 def _step_input(xw_ptr, t, B, H, state_offsets, mask):
-    """``xw`` at time index ``t`` for this program's ``(BLOCK_H, BLOCK_B)`` tile, float32, zero where ``mask`` is false."""
-    return tl.load(xw_ptr + tl.cast(t, tl.int64) * B * H + state_offsets, mask=mask, other=0.0).to(tl.float32)
+    """``xw`` at time index ``t`` for this program's ``(BLOCK_H, BLOCK_B)`` tile, zero where ``mask``
+    is false, in the storage dtype (converted where it is used, so a load for the next step stays
+    in flight across the grid barrier)."""
+    return tl.load(xw_ptr + tl.cast(t, tl.int64) * B * H + state_offsets, mask=mask, other=0.0)
 
 
 @triton.jit
@@ -38,7 +40,7 @@ def _forward_step(y_ptr, t, B, H, recurrent, x_in, y_offsets, state_mask, runnin
                   DIRECTIONS: tl.constexpr, HAS_LENGTHS: tl.constexpr):
     """``h_t = act(xw_t + recurrent)`` at time index ``t`` for this program's units (``x_in``: the
     step's :func:`_step_input`), stored (zero for rows outside ``running``) and returned (float32)."""
-    pre = recurrent + x_in
+    pre = recurrent + x_in.to(tl.float32)
     if RELU:
         h = tl.maximum(pre, 0.0)
     else:
@@ -66,7 +68,7 @@ def rnn_forward_kernel(
     pid_b, rows, units, state_offsets, state_mask = program_tile(B, H, BLOCK_B, BLOCK_H)
     y_offsets = rows[None, :] * DIRECTIONS * H + units[:, None]
     read, write = exchange_offsets(rows, units, H_PAD, K_SPLIT, BK)
-    w_rows, w_valid = gate_rows(H, w_stride, 1, BLOCK_H)
+    w_rows, w_valid = gate_rows(H, 1, BLOCK_H)
     dtype = y_ptr.dtype.element_ty
     length = row_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     direction = tl.program_id(2) + first_direction
@@ -81,32 +83,36 @@ def rnn_forward_kernel(
         t = step_position(phase, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(phase, length, state_mask, HAS_LENGTHS)
         previous = exchange_slot(exchange_ptr, phase + 1, H_PAD, BLOCK_B)
-        recurrent = streamed_product(w_hh_ptr, w_rows, w_valid, 0, w_stride, 1, previous, read, BLOCK_H, BLOCK_B, K_CHUNKS,
+        recurrent = streamed_product(w_hh_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, previous, read, BLOCK_H, BLOCK_B, K_CHUNKS,
                                      K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
         h = _forward_step(y_ptr, t, B, H, recurrent, _step_input(xw_ptr, t, B, H, state_offsets, running), y_offsets,
                           state_mask, running, RELU, DIRECTIONS, HAS_LENGTHS)
         publish_state(exchange_ptr, phase, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
     else:
-        blocks = held_weights(w_hh_ptr, w_rows, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+        blocks = held_weights(w_hh_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
         offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)  # the persistent state operand (one block)
         h_prev = tl.load(h0_ptr + offsets, mask=mask, other=0.0).to(dtype)
         x_in = _step_input(xw_ptr, step_position(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                            state_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
         for s in range(0, T):
+            # the next step's input, loaded a whole step ahead (the last step loads its own again)
+            upcoming = tl.minimum(s + 1, T - 1)
+            following = _step_input(xw_ptr, step_position(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B,
+                                    H, state_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
             t = step_position(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
             running = running_rows(s, length, state_mask, HAS_LENGTHS)
             if MODE == COOPERATIVE:
                 recurrent = held_product(blocks, exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B), read, BLOCK_H,
                                          BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
             else:
-                recurrent = tl.sum(tl.dot(blocks[0], h_prev, input_precision=DOT_PRECISION), axis=0)
+                recurrent = sum_slices(tl.dot(blocks[0], h_prev, input_precision=DOT_PRECISION), BLOCK_H, BLOCK_B,
+                                       K_SPLIT)
             h = _forward_step(y_ptr, t, B, H, recurrent, x_in, y_offsets, state_mask, running, RELU, DIRECTIONS,
                               HAS_LENGTHS)
-            upcoming = tl.minimum(s + 1, T - 1)  # the last step loads its own input again, unused
-            x_in = _step_input(xw_ptr, step_position(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                               state_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
             h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE, BLOCK_B,
-                                 K_SPLIT, BK, H_PAD, HAS_LENGTHS, POLL)
+                                 K_SPLIT, BK, H_PAD, HAS_LENGTHS)
+            step_wait(flags_ptr, s + 1, MODE, POLL)
+            x_in = following
 
 
 @triton.jit
@@ -191,19 +197,22 @@ def rnn_backward_kernel(
         s = T - 1 - phase
         inputs = _backward_inputs(y_ptr, dy_ptr, tl.maximum(s, 0), T, B, H, length, direction, y_offsets, state_mask,
                                   DIRECTIONS, HAS_LENGTHS)
-        _backward_phase(w_hh_ptr, w_hh_ptr, dh_n_ptr, dz_ptr, dh0_ptr, exchange_ptr, s, T, B, H, w_stride, length, direction,
-                        inputs, units, read, write, state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, BK,
-                        K_CHUNKS, MODE, RELU, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
+        _backward_phase(w_hh_ptr, w_hh_ptr, dh_n_ptr, dz_ptr, dh0_ptr, exchange_ptr, s, T, B, H, w_stride, length,
+                        direction, inputs, units, read, write, state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT,
+                        BK, K_CHUNKS, MODE, RELU, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
     else:
         blocks = held_weights(w_hh_ptr, units, units < w_stride, 0, H, w_stride, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
         inputs = _backward_inputs(y_ptr, dy_ptr, T - 1, T, B, H, length, direction, y_offsets, state_mask, DIRECTIONS,
                                   HAS_LENGTHS)
         for p in range(0, T + 1):
             s = T - 1 - p
-            _backward_phase(w_hh_ptr, blocks, dh_n_ptr, dz_ptr, dh0_ptr, exchange_ptr, s, T, B, H, w_stride, length, direction,
-                            inputs, units, read, write, state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, BK,
-                            K_CHUNKS, MODE, RELU, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
-            # phase -1 reads nothing: the last two phases load step 0's inputs
-            inputs = _backward_inputs(y_ptr, dy_ptr, tl.maximum(s - 1, 0), T, B, H, length, direction, y_offsets,
-                                      state_mask, DIRECTIONS, HAS_LENGTHS)
-            step_barrier(flags_ptr, p + 1, MODE, POLL)
+            # the next phase's inputs, loaded a whole phase ahead (phase -1 reads nothing: the last
+            # two phases load step 0's)
+            following = _backward_inputs(y_ptr, dy_ptr, tl.maximum(s - 1, 0), T, B, H, length, direction, y_offsets,
+                                         state_mask, DIRECTIONS, HAS_LENGTHS)
+            _backward_phase(w_hh_ptr, blocks, dh_n_ptr, dz_ptr, dh0_ptr, exchange_ptr, s, T, B, H, w_stride, length,
+                            direction, inputs, units, read, write, state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD,
+                            K_SPLIT, BK, K_CHUNKS, MODE, RELU, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
+            step_arrive(flags_ptr, MODE)
+            step_wait(flags_ptr, p + 1, MODE, POLL)
+            inputs = following
