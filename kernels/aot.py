@@ -142,12 +142,13 @@ def shipped_configs() -> list[KernelConfig]:
                         for path in PATHS:
                             if path == "persistent" and not fits_persistent(cell, hidden, dtype, exact):
                                 continue
-                            plan = plan_recurrence(cell, hidden, batch, dtype, path, exact_fp32=exact)
-                            if path == "cooperative" and not holds_weights(plan, dtype, exact):
-                                continue
                             for direction in DIRECTIONS:
                                 if cell == "rnn" and direction == "fwd_train":
                                     continue  # the RNN forward has no training variant
+                                plan = plan_recurrence(cell, hidden, batch, dtype, path, exact_fp32=exact,
+                                                       backward=direction == "bwd")
+                                if path == "cooperative" and not holds_weights(plan, dtype, exact):
+                                    continue
                                 configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision, directions,
                                                                       lengths) for directions, lengths in VARIANTS)
     return list(dict.fromkeys(configs))

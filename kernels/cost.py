@@ -438,24 +438,27 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
             dtype = DTYPES[dtype_name]
             for hidden in hidden_sizes:
                 for batch in batches:
-                    auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms, arch=arch)
-                    for path in PATHS:
-                        try:
-                            plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms, arch=arch)
-                            allowed = True
-                        except ValueError:
-                            if path != "cooperative":
-                                continue
-                            try:  # the planner's one-program-per-SM rule refused it; the resources may not
-                                plan = plan_recurrence(cell, hidden, batch, dtype, path, None, arch=arch)
+                    for direction in DIRECTIONS[cell]:
+                        backward = direction == "bwd"
+                        auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms, arch=arch, backward=backward)
+                        for path in PATHS:
+                            try:
+                                plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms, arch=arch,
+                                                       backward=backward)
+                                allowed = True
                             except ValueError:
-                                continue
-                            allowed = False
-                        for direction in DIRECTIONS[cell]:
-                            config = KernelConfig.from_plan(plan, dtype_name, direction)
+                                if path != "cooperative":
+                                    continue
+                                try:  # the planner's resource model refused it; the compiled resources may not
+                                    plan = plan_recurrence(cell, hidden, batch, dtype, path, None, arch=arch,
+                                                           backward=backward)
+                                except ValueError:
+                                    continue
+                                allowed = False
                             rows.append({"cell": cell, "dtype": dtype_name, "hidden_size": hidden, "batch": batch,
                                          "direction": direction, "path": path, "planned": auto.path == path,
-                                         "plan_allows": allowed, "plan": plan, "config": config})
+                                         "plan_allows": allowed, "plan": plan,
+                                         "config": KernelConfig.from_plan(plan, dtype_name, direction)})
     return rows
 
 

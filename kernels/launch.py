@@ -129,7 +129,8 @@ def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
         )
 
 
-def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str, directions: int = 1) -> Plan:
+def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str, directions: int = 1,
+              backward: bool = False) -> Plan:
     interpreter = interpreter_active()
     multiprocessors, arch = None, DEFAULT_ARCH
     if like.device.type == "cuda" and not interpreter:
@@ -138,7 +139,7 @@ def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path:
         arch = max((a for a in LIMITS if a <= 10 * major + minor), default=min(LIMITS))
     exact_fp32 = dot_precision(like.dtype) == "ieee" and like.dtype == torch.float32
     return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, exact_fp32,
-                           directions, arch)
+                           directions, arch, backward)
 
 
 def dot_precision(dtype: torch.dtype) -> str:

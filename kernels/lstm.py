@@ -58,7 +58,7 @@ class LSTMLayerFunction(torch.autograd.Function):
                    HAS_LENGTHS=has_lengths)
         if training:
             ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, lengths_arg)
-            ctx.gates, ctx.c_all, ctx.plan = gates, c_all, plan
+            ctx.gates, ctx.c_all, ctx.path = gates, c_all, path
             ctx.has_bias, ctx.has_lengths = b_ih is not None, has_lengths
         return y, final_states(y, lengths, directions), c_n.to(x.dtype)
 
@@ -70,9 +70,10 @@ class LSTMLayerFunction(torch.autograd.Function):
                 "(retain_graph=True and a second backward are not supported)"
             )
         x, h0, c0, w_ih, w_hh, y, lengths_arg = ctx.saved_tensors
-        gates, c_all, plan = ctx.gates, ctx.c_all, ctx.plan
+        gates, c_all = ctx.gates, ctx.c_all
         ctx.gates = ctx.c_all = None
         directions, T, B, _ = gates.shape
+        plan = make_plan("lstm", w_hh.shape[2], B, x, ctx.path, directions, backward=True)
         dy = torch.zeros_like(y) if dy is None else dy.contiguous()
         dh_n = torch.zeros_like(h0) if dh_n is None else dh_n.contiguous()
         dc_n = torch.zeros_like(c0) if dc_n is None else dc_n.contiguous()

@@ -6,9 +6,10 @@ Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
   ``W_hh`` (one reduction chunk, ``K_SPLIT = 1``: its warps split the gate rows instead) and
   loops over time without a grid barrier. Chosen when that program fits one multiprocessor
   (:func:`kernel_resources`): LSTM H <= 128 and Elman H <= 256 in 16-bit, half that in fp32.
-* ``cooperative``: the hidden units are split into blocks of ``BLOCK_H`` (LSTM :data:`GATE_ROWS`
-  / 4 units, i.e. 32 gate rows, the MMA's M; Elman 16); one program per (hidden block, batch
-  block) and a grid barrier per step. Chosen when every program of the grid can be resident at
+* ``cooperative``: the hidden units are split into blocks of ``BLOCK_H`` (forward, LSTM
+  :data:`GATE_ROWS` / 4 units, i.e. 32 gate rows, the MMA's M; Elman 16; backward with 16-row
+  batch blocks :data:`BACKWARD_UNITS`, whose gradient rows are the M); one program per (hidden
+  block, batch block) and a grid barrier per step. Chosen when every program of the grid can be resident at
   once (:func:`programs_per_multiprocessor` from :func:`kernel_resources`); a bidirectional layer
   runs both directions in one launch (a third grid axis) when twice the programs still are, else
   one direction after the other (two launches).
@@ -46,8 +47,12 @@ import torch
 
 PATHS = ("persistent", "cooperative", "stepwise")
 GATES = {"lstm": 4, "rnn": 1}
-#: gate rows (the MMA's M) of one cooperative program: LSTM 4 gates x 8 units, Elman 16 units
+#: gate rows (the MMA's M) of one cooperative program forward: LSTM 4 gates x 8 units, Elman 16 units
 GATE_ROWS = {"lstm": 32, "rnn": 16}
+#: units (the MMA's M) of one cooperative program backward: a full 16-row MMA tile (8 LSTM units
+#: would pad it) and half the programs, each reading all gate gradients of its rows every step
+#: (16-row batch blocks only: with wider ones the backward kernel spilled registers at H >= 512)
+BACKWARD_UNITS = 16
 NUM_WARPS = 4
 #: warps of a persistent program (up to 512 gate rows) and of a 64-row batch block: with four, the
 #: accumulator and the operand fragments of those tiles spilled registers (Triton 3.9, sm_90)
@@ -195,19 +200,19 @@ def programs_per_multiprocessor(resources: Resources, num_warps: int, limits: Li
 
 
 def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bool = False, arch: int = DEFAULT_ARCH) -> bool:
-    """Whether one program can hold all of ``W_hh`` (the persistent path)."""
+    """Whether one program can hold all of ``W_hh`` (the persistent path, forward and backward alike)."""
     plan = _layout(cell, "persistent", hidden_size, 1)
     return programs_per_multiprocessor(kernel_resources(cell, plan, dtype, exact_fp32), plan.num_warps, LIMITS[arch])[0] >= 1
 
 
-def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1) -> Plan:
+def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False) -> Plan:
     persistent = path == "persistent"
     h_pad, k_split, k_chunks = reduction_layout(hidden_size, persistent)
     if persistent:
         block_b, block_h = PERSISTENT_BLOCK_B, h_pad
     else:
         block_b = min(MAX_BLOCK_B, max(MIN_BLOCK_B, next_power_of_two(batch)))
-        block_h = GATE_ROWS[cell] // GATES[cell]
+        block_h = BACKWARD_UNITS if backward and block_b == MIN_BLOCK_B else GATE_ROWS[cell] // GATES[cell]
     grid = (-(-hidden_size // block_h), -(-batch // block_b))
     num_warps = WIDE_NUM_WARPS if persistent or block_b == MAX_BLOCK_B else NUM_WARPS
     return Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
@@ -224,8 +229,10 @@ def plan_recurrence(
     exact_fp32: bool = False,
     directions: int = 1,
     arch: int = DEFAULT_ARCH,
+    backward: bool = False,
 ) -> Plan:
-    """Choose path and block sizes for a ``cell`` (``"lstm"``/``"rnn"``) recurrence.
+    """Choose path and block sizes for a ``cell`` (``"lstm"``/``"rnn"``) recurrence, forward or
+    (``backward``) the reverse-time kernel.
 
     ``multiprocessors`` is the GPU's SM count (None on the interpreter, where ``cooperative`` is
     never chosen automatically) and ``arch`` its compute capability (``90`` for sm_90), whose
@@ -254,12 +261,13 @@ def plan_recurrence(
         chosen = "persistent" if persistent_ok else "cooperative"
     else:
         chosen = path
-    plan = _layout(cell, chosen, hidden_size, batch, directions)
+    plan = _layout(cell, chosen, hidden_size, batch, directions, backward)
     if chosen == "persistent":
         return plan
     on_gpu = multiprocessors is not None and not interpreter
-    resident = programs_per_multiprocessor(kernel_resources(cell, _layout(cell, "cooperative", hidden_size, batch), dtype,
-                                                            exact_fp32), plan.num_warps, limits)[0]
+    resident = programs_per_multiprocessor(kernel_resources(cell, _layout(cell, "cooperative", hidden_size, batch,
+                                                                          backward=backward), dtype, exact_fp32),
+                                           plan.num_warps, limits)[0]
     capacity = resident * multiprocessors if on_gpu else 0
     one_launch = plan.grid[0] * plan.grid[1]
     co_resident = on_gpu and one_launch <= capacity and plan.grid[0] <= MAX_HIDDEN_BLOCKS

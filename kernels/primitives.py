@@ -236,10 +236,11 @@ def held_weights(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, BLOCK
     return blocks
 
 
-#: state blocks a held product loads ahead of the one it multiplies: enough in flight to cover the
-#: L2 latency (~280 cycles at ~40 B/clock per SM is ~11 KiB, a 16-row block of 256 columns is 8 KiB),
-#: few enough that the loaded blocks stay in registers
-LOOKAHEAD: tl.constexpr = tl.constexpr(2)
+#: bytes of state blocks a held product loads ahead of the one it multiplies: enough in flight to
+#: cover the L2 latency (~280 cycles at ~40 B/clock per SM is ~11 KiB; a 16-row block of 256
+#: columns is 8 KiB), few enough that the loaded blocks stay in registers (two 64-row blocks ahead
+#: spilled registers in the backward kernel)
+LOOKAHEAD_BYTES: tl.constexpr = tl.constexpr(16384)
 
 
 @triton.jit
@@ -268,8 +269,9 @@ def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BL
     """``(M, BLOCK_B)`` float32 product of the held weight ``blocks`` with the state rows in an
     exchange slot ``a_ptr`` (block ``q`` at columns ``q * K_SPLIT * BK``; ``read`` from
     :func:`exchange_offsets`): all blocks accumulate per warp, then one reduction over the warps.
-    The loads of block ``q + LOOKAHEAD`` are issued before block ``q`` is multiplied, so the
-    blocks' L2 round trips overlap instead of adding up."""
+    The loads of the next ``LOOKAHEAD_BYTES`` of blocks are issued before block ``q`` is
+    multiplied, so the blocks' L2 round trips overlap instead of adding up."""
+    LOOKAHEAD: tl.constexpr = max(1, LOOKAHEAD_BYTES // (K_SPLIT * BK * BLOCK_B * a_ptr.dtype.element_ty.primitive_bitwidth // 8))
     states = ()
     for q in tl.static_range(min(LOOKAHEAD, BLOCKS)):
         states = states + (tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg"),)

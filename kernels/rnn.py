@@ -42,7 +42,7 @@ class RNNLayerFunction(torch.autograd.Function):
                    (T, B, H, rows.stride(-2)), x.device, RELU=relu, DOT_PRECISION=dot_precision(x.dtype),
                    HAS_LENGTHS=has_lengths)
         ctx.save_for_backward(x, h0, w_ih, w_hh, y, lengths_arg)
-        ctx.plan, ctx.relu, ctx.has_bias, ctx.has_lengths = plan, relu, b_ih is not None, has_lengths
+        ctx.path, ctx.relu, ctx.has_bias, ctx.has_lengths = path, relu, b_ih is not None, has_lengths
         return y, final_states(y, lengths, directions)
 
     @staticmethod
@@ -54,9 +54,10 @@ class RNNLayerFunction(torch.autograd.Function):
         dh_n = torch.zeros_like(h0) if dh_n is None else dh_n.contiguous()
         dz = output_buffer((directions, T, B, H), y.dtype, y.device)
         dh0 = output_buffer(h0.shape, torch.float32, x.device)
-        exchange = exchange_buffer(ctx.plan, 1, y)
+        plan = make_plan("rnn", H, B, x, ctx.path, directions, backward=True)
+        exchange = exchange_buffer(plan, 1, y)
         rows = aligned_weight_rows(w_hh)
-        run_phases(rnn_backward_kernel, ctx.plan, T + 1, (y, rows, dy, dh_n, dz, dh0, exchange, lengths_arg),
+        run_phases(rnn_backward_kernel, plan, T + 1, (y, rows, dy, dh_n, dz, dh0, exchange, lengths_arg),
                    (T, B, H, rows.stride(-2)), x.device, RELU=ctx.relu, DOT_PRECISION=dot_precision(x.dtype),
                    HAS_LENGTHS=ctx.has_lengths)
         need = ctx.needs_input_grad

@@ -255,9 +255,11 @@ def several_chunks(monkeypatch, cell: str, one_hidden_block: bool) -> None:
     if one_hidden_block:
         monkeypatch.setitem(rnnbench.kernels.plan.GATE_ROWS, "lstm" if cell == "lstm" else "rnn",
                             64 * rnnbench.kernels.plan.GATES["lstm" if cell == "lstm" else "rnn"])
-    plan = rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32, "cooperative",
-                                                 exact_fp32=True)
-    assert (plan.h_pad, plan.k_split, plan.k_chunks, plan.grid[0] == 1) == (64, 2, 2, one_hidden_block)
+        monkeypatch.setattr(rnnbench.kernels.plan, "BACKWARD_UNITS", 64)
+    for backward in (False, True):
+        plan = rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32,
+                                                     "cooperative", exact_fp32=True, backward=backward)
+        assert (plan.h_pad, plan.k_split, plan.k_chunks, plan.grid[0] == 1) == (64, 2, 2, one_hidden_block)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
