@@ -31,10 +31,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from rnnbench.kernels.plan import (
-    GATES, LIMITS, PATHS, REGISTER_FILE, Plan, fits_persistent, kernel_resources, plan_recurrence,
-    programs_per_multiprocessor,
-)
+from rnnbench.kernels.plan import GATES, PATHS, REGISTER_FILE, Plan, kernel_resources, plan_recurrence
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES
 
@@ -45,6 +42,9 @@ SHARED_MEMORY_LIMIT = {80: 166912, 90: 232448}
 HIDDEN_SIZES = (16, 32, 64, 128, 256, 512, 768, 1024, 2048, 4096)
 #: batches whose batch blocks are compiled: 16 rows (any B <= 16) and 64 rows
 BATCHES = (1, 64)
+#: multiprocessors of the largest GPU the tables cover (H100 and H200: 132): a cooperative layout
+#: whose grid is not co-resident on that many multiprocessors of the target is never launched there
+COOPERATIVE_SMS = 132
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 TRITON_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DIRECTIONS = ("fwd", "fwd_train", "bwd")
@@ -128,9 +128,11 @@ class KernelResources:
         return row
 
 
-def shipped_configs() -> list[KernelConfig]:
-    """Every configuration the heuristic can launch: each cell, dtype, fp32 precision, layout (hidden
-    size and batch block), path, direction and variant (:data:`VARIANTS`), without repeats."""
+def shipped_configs(arch: int) -> list[KernelConfig]:
+    """Every configuration the heuristic can launch on an ``sm_<arch>`` GPU of up to
+    :data:`COOPERATIVE_SMS` multiprocessors: each cell, dtype, fp32 precision, layout (hidden size
+    and batch block), path, direction and variant (:data:`VARIANTS`), without repeats. Cooperative
+    layouts depend on the target (sm_90 holds larger weight slices per program than sm_80)."""
     configs = []
     for cell in GATES:
         for dtype_name, dtype in DTYPES.items():
@@ -140,24 +142,17 @@ def shipped_configs() -> list[KernelConfig]:
                 for hidden in HIDDEN_SIZES:
                     for batch in BATCHES:
                         for path in PATHS:
-                            if path == "persistent" and not fits_persistent(cell, hidden, dtype, exact):
-                                continue
                             for direction in DIRECTIONS:
                                 if cell == "rnn" and direction == "fwd_train":
                                     continue  # the RNN forward has no training variant
-                                plan = plan_recurrence(cell, hidden, batch, dtype, path, exact_fp32=exact,
-                                                       backward=direction == "bwd")
-                                if path == "cooperative" and not holds_weights(plan, dtype, exact):
-                                    continue
+                                try:
+                                    plan = plan_recurrence(cell, hidden, batch, dtype, path, COOPERATIVE_SMS,
+                                                           exact_fp32=exact, arch=arch, backward=direction == "bwd")
+                                except ValueError:  # W_hh does not fit a persistent program, or a cooperative
+                                    continue        # grid is never co-resident on sm_<arch>
                                 configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision, directions,
                                                                       lengths) for directions, lengths in VARIANTS)
     return list(dict.fromkeys(configs))
-
-
-def holds_weights(plan: Plan, dtype: torch.dtype, exact_fp32: bool) -> bool:
-    """Whether a program of ``plan`` can hold its weight slice (else only ``stepwise``, which streams it, runs)."""
-    resources = kernel_resources(plan.cell, plan, dtype, exact_fp32)
-    return programs_per_multiprocessor(resources, plan.num_warps, LIMITS[min(LIMITS)])[0] >= 1
 
 
 def compile_config(config: KernelConfig, arch: int) -> KernelResources:
@@ -222,11 +217,11 @@ def _resources(config: KernelConfig, arch: int, compiled) -> KernelResources:
 
 def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None,
                 job=compile_config) -> list:
-    """``job(config, arch)`` (default :func:`compile_config`) for ``configs`` (default: every shipped
-    one) in parallel processes, in order."""
+    """``job(config, arch)`` (default :func:`compile_config`) for ``configs`` (default: every one
+    shipped for ``sm_<arch>``) in parallel processes, in order."""
     if arch not in SHARED_MEMORY_LIMIT:
         raise ValueError(f"target must be one of {', '.join(f'sm_{a}' for a in SHARED_MEMORY_LIMIT)}, got sm_{arch}")
-    configs = shipped_configs() if configs is None else configs
+    configs = shipped_configs(arch) if configs is None else configs
     workers = workers or os.cpu_count() or 1
     # fresh worker processes that see no TRITON_INTERPRET, so their kernels are compilable JIT
     # functions even when this process (a test session on a CPU machine) runs the interpreter

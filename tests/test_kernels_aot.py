@@ -16,8 +16,9 @@ from rnnbench.harness.cli import KERNEL_COLUMNS, main
 from rnnbench.kernels.aot import compile_all, shipped_configs
 
 
-def test_shipped_configurations_cover_every_path_cell_dtype_and_direction():
-    configs = pd.DataFrame([vars(c) for c in shipped_configs()])
+@pytest.mark.parametrize("arch", [90, 80])
+def test_shipped_configurations_cover_every_path_cell_dtype_and_direction(arch):
+    configs = pd.DataFrame([vars(c) for c in shipped_configs(arch)])
     assert set(configs.path) == {"persistent", "cooperative", "stepwise"}
     assert set(configs.cell) == {"lstm", "rnn"}
     assert set(configs.dtype) == {"float32", "float16", "bfloat16"}
@@ -45,7 +46,7 @@ def test_sm90_cli_table_every_configuration_fits(capsys):
     1, pytest.param(2, marks=pytest.mark.slow, id="2"),  # the sm_90 table above already covers the variants
 ])
 def test_sm80_every_configuration_fits(directions):
-    configs = [config for config in shipped_configs() if config.directions == directions]
+    configs = [config for config in shipped_configs(80) if config.directions == directions]
     misfits = [r for r in compile_all(80, configs) if not r.fits]
     assert configs and not misfits, "\n".join(map(str, misfits))
 
