@@ -19,7 +19,7 @@ from rnnbench.baselines.bow import BagOfWordsEncoder
 from rnnbench.baselines.cnn import CNNEncoder
 from rnnbench.baselines.eager import EagerLSTM, EagerRNN
 from rnnbench.harness.errors import UsageError
-from rnnbench.harness.problems import Problem
+from rnnbench.harness.problems import PROBLEM_OPTIONS, Problem
 from rnnbench.harness.registry import Backend
 from rnnbench.harness.workloads import NumpyRecurrentWorkload, TorchEncoderWorkload, TorchRecurrentWorkload
 
@@ -49,7 +49,8 @@ def get_backend(name: str) -> Backend:
 
 def problem_for(case) -> Problem:
     """The seeded random problem of a speed, memory or numerics case (see :class:`Problem`)."""
-    return Problem(case.family, case.seq_len, case.batch, case.input_size, case.hidden_size, case.seed)
+    options = {name: bool(case.param_dict.get(name, False)) for name in PROBLEM_OPTIONS}
+    return Problem(case.family, case.seq_len, case.batch, case.input_size, case.hidden_size, case.seed, **options)
 
 
 def build_workload(case):
@@ -91,6 +92,8 @@ register(Backend(
     factory=_recurrent_factory(EAGER_CLASSES),
     reference="numpy",
     cuda_reference="torch",
+    options=PROBLEM_OPTIONS,
+    options_reference="torch",
     description="eager PyTorch: a Python loop over time of plain torch ops",
 ))
 
@@ -102,6 +105,8 @@ register(Backend(
     factory=_recurrent_factory(TORCH_CLASSES),
     reference="numpy",
     cuda_reference="torch",
+    options=PROBLEM_OPTIONS,
+    options_reference="torch",
     description="torch.nn.RNN / torch.nn.LSTM (cuDNN on CUDA, ATen's CPU kernels on CPU)",
 ))
 
@@ -164,6 +169,8 @@ for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "fo
         factory=_triton_factory(_path),
         reference="numpy",
         cuda_reference="torch",
+        options=PROBLEM_OPTIONS,
+        options_reference="torch",
         timed_devices=("cuda",),
         requirement=_triton_requirement,
         uses_triton=True,

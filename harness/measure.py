@@ -19,6 +19,7 @@ from rnnbench.harness.backends import build_workload, get_backend
 from rnnbench.harness.cases import Case
 from rnnbench.harness.correctness import check_correctness
 from rnnbench.harness.experiments import get_experiment
+from rnnbench.harness.experiments.base import problem_options
 from rnnbench.harness.results import ResultRow, case_key
 
 
@@ -61,7 +62,8 @@ def _measure(case: Case, run_id: str) -> list[ResultRow]:
         return failure_rows(case, run_id, note, status)[0]
 
     backend = get_backend(case.backend)
-    reason = backend.skip_reason(case.family, case.device, case.dtype, timed=experiment.timed) or experiment.requirement(case)
+    reason = backend.skip_reason(case.family, case.device, case.dtype, timed=experiment.timed,
+                                 options=problem_options(case)) or experiment.requirement(case)
     if reason is not None:
         return [primary("skipped", reason)]
     rows: list[ResultRow] = []

@@ -43,7 +43,10 @@ class Backend:
     backend cannot run here (a missing package, a missing environment variable, a dtype the
     interpreter cannot multiply), or None. ``uses_triton`` says its kernels are Triton's, so the
     process measuring it must choose the interpreter (CPU) or not (CUDA) before importing them
-    (:func:`rnnbench.harness.process.process_env`).
+    (:func:`rnnbench.harness.process.process_env`). ``options`` lists the problem options
+    (:data:`rnnbench.harness.problems.PROBLEM_OPTIONS`: ``bidirectional``, ``packed``) the backend
+    implements; a problem using any of them is checked on CPU against ``options_reference`` in
+    float64 instead of ``reference`` (NumPy's BPTT has neither directions nor lengths).
     """
 
     name: str
@@ -59,6 +62,8 @@ class Backend:
     #: dtypes whose gradients are part of the correctness check (None: all); see the CNN's entry
     gradient_check_dtypes: tuple[str, ...] | None = None
     uses_triton: bool = False
+    options: tuple[str, ...] = ()
+    options_reference: str | None = None
 
     def checks_gradients(self, dtype: str) -> bool:
         return self.gradient_check_dtypes is None or dtype in self.gradient_check_dtypes
@@ -68,17 +73,26 @@ class Backend:
         if unknown:
             raise ValueError(f"backend {self.name!r}: unknown families {sorted(unknown)}; expected some of {FAMILIES}")
 
-    def reference_for(self, device: str) -> tuple[str, str]:
-        """``(backend name, device)`` of the float64 reference used on ``device``."""
+    def reference_for(self, device: str, options: tuple[str, ...] = ()) -> tuple[str, str]:
+        """``(backend name, device)`` of the float64 reference used on ``device`` for a problem
+        with ``options``."""
         if device == "cuda" and self.cuda_reference:
             return self.cuda_reference, "cuda"
+        if options:
+            return self.options_reference or self.reference, "cpu"
         return self.reference, "cpu"
 
-    def skip_reason(self, family: str, device: str, dtype: str, timed: bool = False) -> str | None:
+    def skip_reason(self, family: str, device: str, dtype: str, timed: bool = False,
+                    options: tuple[str, ...] = ()) -> str | None:
         """Why this backend cannot run the described case here, or None if it can; ``timed`` says
-        the experiment needs a device where this backend's speed means something."""
+        the experiment needs a device where this backend's speed means something, ``options`` the
+        problem options the case asks for."""
         if family not in self.families:
             return f"backend {self.name!r} does not implement family {family!r} (it implements {', '.join(self.families)})"
+        missing = [option for option in options if option not in self.options]
+        if missing:
+            supported = ", ".join(self.options) or "none"
+            return f"backend {self.name!r} does not implement {', '.join(missing)} (its options: {supported})"
         if device not in self.devices:
             return f"backend {self.name!r} does not run on {device} (it runs on {', '.join(self.devices)})"
         timed_devices = self.timed_devices if self.timed_devices is not None else self.devices

@@ -140,7 +140,7 @@ def test_suite_params_expand_and_round_trip_through_results_csv(probe_experiment
 
 
 @pytest.mark.parametrize("block, message", [
-    ("params = {delay = 3}", "experiment 'speed' takes no parameters, got delay"),
+    ("params = {delay = 3}", "experiment 'speed' takes no parameters but the problem options bidirectional, packed; got delay"),
     ("task = 'adding'", "experiment 'speed' task must be 'random'"),
     ("params = {delay = []}", "params.delay must not be empty"),
     ("params = 5", "params must be a table"),

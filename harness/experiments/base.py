@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from rnnbench.harness.cases import RANDOM_TASK, Case
+from rnnbench.harness.problems import PROBLEM_OPTIONS, RECURRENT_FAMILIES
 from rnnbench.harness.results import ResultRow
 
 #: ``measure(case, workload, run_id) -> rows``; ``workload`` is None when ``uses_workload`` is False
@@ -21,12 +22,24 @@ Measure = Callable[[Case, object, str], list[ResultRow]]
 
 
 def accepts_random_problems_only(case: Case) -> str | None:
-    """The case check of experiments that run on seeded random problems and take no parameters."""
+    """The case check of experiments that run on seeded random problems: their only parameters are
+    the recurrent problem options (``bidirectional = true``, ``packed = true``; omitted otherwise)."""
     if case.task != RANDOM_TASK:
         return f"task must be {RANDOM_TASK!r} (seeded random inputs and weights), got {case.task!r}"
-    if case.params:
-        return f"takes no parameters, got {', '.join(name for name, _ in case.params)}"
+    unknown = [name for name, _ in case.params if name not in PROBLEM_OPTIONS]
+    if unknown:
+        return f"takes no parameters but the problem options {', '.join(PROBLEM_OPTIONS)}; got {', '.join(unknown)}"
+    for name, value in case.params:
+        if value is not True:
+            return f"problem option {name} must be true when given (leave it out otherwise), got {value!r}"
+    if case.params and case.family not in RECURRENT_FAMILIES:
+        return f"problem options apply to the recurrent families {', '.join(RECURRENT_FAMILIES)}, not {case.family!r}"
     return None
+
+
+def problem_options(case: Case) -> tuple[str, ...]:
+    """The problem options a case asks for (see :func:`accepts_random_problems_only`)."""
+    return tuple(name for name in PROBLEM_OPTIONS if case.param_dict.get(name) is True)
 
 
 def always_runnable(case: Case) -> str | None:
