@@ -14,6 +14,17 @@ from rnnbench.baselines.bow import StepEmbedding
 from rnnbench.baselines.drop_in import require_positive_int
 
 
+def layers_to_cover(steps: int, kernel_size: int = 3, dilation_base: int = 2) -> int:
+    """The fewest layers whose receptive field (see :attr:`CNNEncoder.receptive_field`) is at least
+    ``steps``, so the last position of a ``steps``-long sequence sees its first step."""
+    require_positive_int("steps", steps)
+    layers, field = 1, kernel_size
+    while field < steps:
+        field += (kernel_size - 1) * dilation_base**layers
+        layers += 1
+    return layers
+
+
 class CNNEncoder(nn.Module):
     """:class:`~rnnbench.baselines.bow.StepEmbedding` per step, then ``num_layers`` dilated causal convolutions.
 
@@ -68,6 +79,12 @@ class CNNEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features ``(B, hidden_size)``: :meth:`features` max-pooled over all T positions."""
         return self.features(x).amax(dim=0)
+
+    def step_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features of every prefix, ``(T, B, hidden_size)``: row t is ``forward(x[:t + 1])``
+        (a running max-pool of the causal :meth:`features`), so a sequence right-padded after step
+        t reads its own row t."""
+        return torch.cummax(self.features(x), dim=0).values
 
     def extra_repr(self) -> str:
         return f"receptive_field={self.receptive_field}"
