@@ -97,7 +97,8 @@ class BagOfWordsEncoder(nn.Module):
     def step_features(self, x: torch.Tensor) -> torch.Tensor:
         """The features of every prefix, ``(T, B, hidden_size)``: row t is ``forward(x[:t + 1])``
         (a running sum or mean), so a sequence right-padded after step t reads its own row t."""
-        totals = self.embed(x).cumsum(dim=0)
+        # a running sum along the last, contiguous axis is several times faster on CPU than along time-major axis 0
+        totals = self.embed(x).movedim(0, -1).cumsum(dim=-1).movedim(-1, 0)
         if self.pooling == "sum":
             return totals
         counts = torch.arange(1, x.shape[0] + 1, device=totals.device, dtype=totals.dtype)

@@ -69,12 +69,16 @@ class CNNEncoder(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-position features ``(T, B, hidden_size)`` before pooling; position t depends on steps <= t."""
-        h = self.embed(x).permute(1, 2, 0)  # Conv1d wants (B, channels, T)
+        return self._convolve(x).permute(2, 0, 1)
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` in Conv1d's layout ``(B, hidden_size, T)``."""
+        h = self.embed(x).permute(1, 2, 0)
         for layer, conv in enumerate(self.convs):
             if layer > 0:
                 h = torch.relu(h)
             h = conv(F.pad(h, ((self.kernel_size - 1) * conv.dilation[0], 0)))
-        return h.permute(2, 0, 1)
+        return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features ``(B, hidden_size)``: :meth:`features` max-pooled over all T positions."""
@@ -84,7 +88,8 @@ class CNNEncoder(nn.Module):
         """The features of every prefix, ``(T, B, hidden_size)``: row t is ``forward(x[:t + 1])``
         (a running max-pool of the causal :meth:`features`), so a sequence right-padded after step
         t reads its own row t."""
-        return torch.cummax(self.features(x), dim=0).values
+        # the running max along the last, contiguous axis is several times faster on CPU than along axis 0
+        return torch.cummax(self._convolve(x), dim=-1).values.permute(2, 0, 1)
 
     def extra_repr(self) -> str:
         return f"receptive_field={self.receptive_field}"

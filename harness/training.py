@@ -1,19 +1,8 @@
 """The training loop shared by every encoder: one model, one budget, any backend's encoder.
 
-Model (:class:`SequenceModel`) for a task's :class:`~rnnbench.harness.tasks.TaskSpec`:
-
-* input layer: ``nn.Embedding(vocabulary, input_size)`` for token tasks, ``nn.Linear(features,
-  input_size)`` for feature tasks;
-* encoder: the backend's trainable encoder (``Backend.encoder``, see
-  :class:`~rnnbench.harness.registry.Backend`): time-major ``(T, B, input_size) -> (T, B,
-  hidden_size)``, output t depending on steps ``<= t`` only, plus a state to carry;
-* head: ``Linear(H, H) -> ReLU -> Linear(H, out)``, out = 1 (regression) or the number of classes.
-
-Readout: class and regression targets read each sequence's output at its own last step
-(``TaskSpec.lengths - 1``). A recurrence's output there is unaffected by the padding after it; the
-bag-of-words and CNN encoders pool over the prefix up to it, so their pads are never pooled either.
-Per-step targets (``step_class``) read every step. Loss: squared error (regression), cross-entropy
-(class; per-step targets: the mean over every step).
+The model is a :class:`~rnnbench.harness.sequence_model.SequenceModel` (input layer -> the
+backend's trainable encoder -> head), built by :func:`build_model` for a :class:`TrainingSetup`;
+the trained model is scored by :mod:`rnnbench.harness.evaluation`.
 
 Budget (:class:`TrainingConfig`, whose every field is a case parameter, :data:`PARAMS`): ``steps``
 Adam updates on batches of ``batch`` sequences at learning rate ``lr``; the gradient clipped to a
@@ -50,27 +39,21 @@ from typing import Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from rnnbench.harness.backends import get_backend
 from rnnbench.harness.dtypes import torch_dtype
 from rnnbench.harness.registry import EncoderSpec
-from rnnbench.harness.tasks import TaskSpec, describe, generate, metrics
+from rnnbench.harness.sequence_model import SequenceModel, as_tensors, cut_to_longest, detach_state, initialise
+from rnnbench.harness.tasks import TaskSpec, describe, generate
 from rnnbench.harness.tasks.base import Param
-from rnnbench.harness.tasks.vocabulary import decode
 
 #: batches of fresh training data generated per call of the task's generator
 BLOCK = 32
 #: the seed of every test set (the test split's stream is independent of every training stream)
 TEST_SEED = 0
-#: sequences per forward pass when scoring held-out data
-EVAL_BATCH = 500
 #: at most this many points of the training curve are kept (each the mean over its window of steps)
 CURVE_POINTS = 50
-#: longest text sampled from a language model, in tokens
-SAMPLE_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -157,67 +140,6 @@ class TrainingResult:
     diverged_at: int | None
 
 
-class SequenceModel(nn.Module):
-    """Input layer -> encoder -> head (see the module docstring). Inputs are batch-major as the
-    tasks generate them; the encoder runs time-major."""
-
-    def __init__(self, spec: TaskSpec, encoder: nn.Module, input_size: int, hidden_size: int):
-        super().__init__()
-        self.target = spec.target
-        if spec.inputs.kind == "tokens":
-            self.input = nn.Embedding(spec.inputs.size, input_size)
-        else:
-            self.input = nn.Linear(spec.inputs.size, input_size)
-        self.encoder = encoder
-        outputs = 1 if spec.target.kind == "regression" else spec.target.num_classes
-        self.head = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, outputs))
-
-    def encode(self, x: torch.Tensor, state=None, bptt: int = 0):
-        """Encoder outputs ``(S, B, H)`` of batch-major ``x`` and the state after the last step.
-
-        With ``bptt`` the sequence runs in chunks of that many steps, aligned to its end (the first
-        chunk takes the remainder), and gradients stop between chunks: the loss at the last step
-        reaches exactly ``bptt`` steps back."""
-        steps = self.input(x.transpose(0, 1))
-        if not bptt:
-            return self.encoder(steps, state)
-        count = steps.shape[0]
-        sizes = ([count % bptt] if count % bptt else []) + [bptt] * (count // bptt)
-        outputs = []
-        for chunk in steps.split(sizes):
-            output, state = self.encoder(chunk, state)
-            outputs.append(output)
-            state = detach_state(state)
-        return torch.cat(outputs), state
-
-    def readout(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Predictions from encoder outputs ``(S, B, H)``: per-step logits ``(B, S, C)``, or at each
-        sequence's last step ``lengths - 1``: logits ``(B, C)`` or regression values ``(B,)``."""
-        if self.target.kind == "step_class":
-            return self.head(outputs).transpose(0, 1)
-        last = outputs[lengths - 1, torch.arange(outputs.shape[1], device=outputs.device)]
-        predictions = self.head(last)
-        return predictions.squeeze(-1) if self.target.kind == "regression" else predictions
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, state=None, bptt: int = 0):
-        outputs, state = self.encode(x, state, bptt)
-        return self.readout(outputs, lengths), state
-
-    def loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.target.kind == "regression":
-            return F.mse_loss(predictions, targets)
-        return F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), targets.reshape(-1))
-
-
-def detach_state(state):
-    """``state`` (None, a tensor or a tuple of tensors) cut from the autograd graph."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    return tuple(detach_state(part) for part in state)
-
-
 def build_model(setup: TrainingSetup, spec: TaskSpec | None = None) -> SequenceModel:
     """The seeded, initialised model of ``setup`` on its device and dtype."""
     spec = spec or setup.spec
@@ -229,25 +151,8 @@ def build_model(setup: TrainingSetup, spec: TaskSpec | None = None) -> SequenceM
         torch.manual_seed(setup.seed)
         encoder = backend.encoder(EncoderSpec(setup.family, setup.input_size, setup.hidden_size, spec.max_steps))
         model = SequenceModel(spec, encoder, setup.input_size, setup.hidden_size)
-        _initialise(model.encoder, setup.family, setup.config)
+        initialise(model.encoder, setup.family, setup.config.forget_bias, setup.config.spectral_radius)
     return model.to(device=setup.device, dtype=torch_dtype(setup.dtype))
-
-
-def _initialise(encoder: nn.Module, family: str, config: TrainingConfig) -> None:
-    """The LSTM forget-gate bias and the Elman RNN's spectral radius, on torch's parameter names
-    (``bias_ih_l0``, ``weight_hh_l0``, ...; gate order i, f, g, o), which every recurrent backend shares."""
-    parameters = dict(encoder.named_parameters())
-    with torch.no_grad():
-        if family == "lstm":
-            for name, bias in parameters.items():
-                if name.startswith(("bias_ih_l", "bias_hh_l")):
-                    hidden = bias.shape[0] // 4
-                    bias[hidden:2 * hidden] = config.forget_bias if name.startswith("bias_ih") else 0.0
-        if family == "rnn" and config.spectral_radius > 0:
-            for name, weight in parameters.items():
-                if name.startswith("weight_hh_l"):
-                    radius = torch.linalg.eigvals(weight.double()).abs().max().item()
-                    weight.mul_(config.spectral_radius / radius)
 
 
 @dataclass(frozen=True)
@@ -284,32 +189,12 @@ def training_batches(setup: TrainingSetup, spec: TaskSpec) -> Iterator[Batch]:
             order = rng.permutation(len(targets))
             for start in range(0, len(order) - batch + 1, batch):
                 rows = order[start:start + batch]
-                yield _cut(spec, inputs[rows], targets[rows])
+                yield Batch(cut_to_longest(spec, inputs[rows]), targets[rows])
     else:
         for block in itertools.count():
             inputs, targets = draw(batch * BLOCK, block_seed(setup.seed, block))
             for start in range(0, len(inputs), batch):
-                yield _cut(spec, inputs[start:start + batch], targets[start:start + batch])
-
-
-def _cut(spec: TaskSpec, inputs: np.ndarray, targets: np.ndarray) -> Batch:
-    """The batch without the padding columns beyond its own longest sequence."""
-    if spec.variable_length:
-        inputs = inputs[:, :spec.lengths(inputs).max()]
-    return Batch(inputs, targets)
-
-
-def as_tensors(model: SequenceModel, spec: TaskSpec, inputs: np.ndarray, targets: np.ndarray | None = None):
-    """``(x, lengths[, y])`` as tensors on the model's device; float arrays in the model's dtype."""
-    weight = next(model.parameters())
-    x = torch.from_numpy(inputs).to(weight.device)
-    if x.is_floating_point():
-        x = x.to(weight.dtype)
-    lengths = torch.from_numpy(spec.lengths(inputs)).to(weight.device)
-    if targets is None:
-        return x, lengths
-    y = torch.from_numpy(targets).to(weight.device)
-    return x, lengths, (y.to(weight.dtype) if y.is_floating_point() else y)
+                yield Batch(cut_to_longest(spec, inputs[start:start + batch]), targets[start:start + batch])
 
 
 @contextmanager
@@ -376,68 +261,4 @@ def held_out_data(setup: TrainingSetup) -> tuple[np.ndarray, np.ndarray]:
     return generate(setup.task, setup.seq_len, n=setup.config.test_size, seed=TEST_SEED, split="test",
                     **setup.task_params)
 
-
-@torch.no_grad()
-def predict(model: SequenceModel, spec: TaskSpec, inputs: np.ndarray) -> np.ndarray:
-    """The model's outputs on held-out ``inputs``, as ``TaskSpec.evaluate`` takes them (float64).
-
-    Stateful tasks run every row as one stream, chunk after chunk of ``spec.seq_len`` steps with the
-    state carried; other tasks run in batches of :data:`EVAL_BATCH`, each cut to its longest sequence.
-    """
-    model.eval()
-    parts = []
-    if spec.stateful:
-        state = None
-        for start in range(0, inputs.shape[1], spec.seq_len):
-            x, lengths = as_tensors(model, spec, inputs[:, start:start + spec.seq_len])
-            predictions, state = model(x, lengths, state)
-            parts.append(predictions)
-        return torch.cat(parts, dim=1).double().cpu().numpy()
-    for start in range(0, len(inputs), EVAL_BATCH):
-        batch = _cut(spec, inputs[start:start + EVAL_BATCH], np.empty(0))
-        predictions, _ = model(*as_tensors(model, spec, batch.inputs))
-        parts.append(predictions.double().cpu().numpy())
-    return np.concatenate(parts, axis=0)
-
-
-def evaluate(model: SequenceModel, spec: TaskSpec, inputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Every metric of ``spec`` on held-out data, plus ``test_loss``: the training loss's measure
-    (squared error or cross-entropy in nats) on the same data."""
-    outputs = predict(model, spec, inputs)
-    scores = spec.evaluate(outputs, targets)
-    if spec.target.kind == "regression":
-        scores["test_loss"] = metrics.mse(outputs, targets)
-    else:
-        scores["test_loss"] = metrics.cross_entropy(outputs, targets)
-    return scores
-
-
-def generates_text(spec: TaskSpec) -> bool:
-    """Whether the task is next-token prediction over a vocabulary with ``<bos>``/``<eos>``, so a
-    trained model can write a sample."""
-    vocabulary = spec.inputs.vocabulary or ()
-    return (spec.target.kind == "step_class" and spec.target.num_classes == spec.inputs.size
-            and "<bos>" in vocabulary and "<eos>" in vocabulary)
-
-
-@torch.no_grad()
-def sample_text(model: SequenceModel, spec: TaskSpec, seed: int, limit: int = SAMPLE_LIMIT) -> str:
-    """Text drawn from the model from ``<bos>`` until ``<eos>`` or ``limit`` tokens, each token from
-    the softmax of the model's prediction given the whole prefix (so it works for every encoder)."""
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    tokens = [spec.inputs.token_id("<bos>")]
-    end = spec.inputs.token_id("<eos>")
-    while len(tokens) <= limit and tokens[-1] != end:
-        x, lengths = as_tensors(model, spec, np.array([tokens], dtype=np.int64))
-        logits, _ = model(x, lengths)
-        probabilities = torch.softmax(logits[0, -1].double().cpu(), dim=-1)
-        tokens.append(int(torch.multinomial(probabilities, 1, generator=generator)))
-    return decode(tokens, spec.inputs.vocabulary)
-
-
-def config_from_params(params: Mapping[str, object]) -> TrainingConfig:
-    """The :class:`TrainingConfig` of the training parameters in ``params`` (others are ignored)."""
-    chosen = {name: value for name, value in params.items() if name in PARAM_NAMES}
-    return TrainingConfig(**chosen)
 

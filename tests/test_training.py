@@ -13,8 +13,9 @@ from rnnbench.baselines.bow import BagOfWordsEncoder
 from rnnbench.baselines.cnn import CNNEncoder, layers_to_cover
 from rnnbench.harness.backends import covering_cnn
 from rnnbench.harness.tasks import TASKS, describe, generate
-from rnnbench.harness.training import (PARAM_NAMES, PARAMS, TrainingConfig, TrainingSetup, build_model, evaluate,
-                                       generates_text, held_out_data, predict, sample_text, train, training_batches)
+from rnnbench.harness.evaluation import evaluate, generates_text, predict, sample_text
+from rnnbench.harness.training import (PARAM_NAMES, PARAMS, TrainingConfig, TrainingSetup, build_model, held_out_data,
+                                       train, training_batches)
 
 TRAINABLE_ON_CPU = [("torch", "rnn"), ("torch", "lstm"), ("eager", "lstm"), ("bow", "bow"), ("cnn", "cnn"),
                     ("cnn-dilated", "cnn")]
@@ -138,17 +139,17 @@ def test_a_language_model_writes_a_sample_from_bos_to_eos_or_the_limit():
 
 
 def test_a_diverging_loss_stops_training(monkeypatch):
-    from rnnbench.harness import training
+    from rnnbench.harness.sequence_model import SequenceModel
 
     calls = []
-    real = training.SequenceModel.loss
+    real = SequenceModel.loss
 
     def poisoned(self, predictions, targets):
         calls.append(1)
         loss = real(self, predictions, targets)
         return loss * float("nan") if len(calls) >= 4 else loss
 
-    monkeypatch.setattr(training.SequenceModel, "loss", poisoned)
+    monkeypatch.setattr(SequenceModel, "loss", poisoned)
     result = train(_setup(steps=20), progress=False)
     assert result.diverged_at == 4 and result.steps_done == 4 and result.curve[-1].step == 4
 

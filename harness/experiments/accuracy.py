@@ -22,8 +22,9 @@ and ``params`` map to one). Its rows, all with the case's identity unless said o
   ``seq_len`` tokens per second) of the training loop, data generation included;
 * ``grad_norm_max`` (the largest pre-clipping global gradient norm) and, with clipping on,
   ``clipped_fraction`` (the fraction of steps that were clipped);
-* language-model tasks: ``sample_length`` (tokens) with the sampled text in the note, written from
-  ``<bos>`` to ``<eos>`` or the length limit, escaped (``\\n`` for a newline).
+* language-model tasks: ``sample_length`` (characters) with the sampled text in the note, written
+  from ``<bos>`` to ``<eos>`` or :data:`~rnnbench.harness.evaluation.SAMPLE_LIMIT` tokens, escaped
+  with Python's ``unicode_escape`` (``\\n`` for a newline).
 
 If the training loss became non-finite, training stops: ``test_loss`` and the metric rows are
 ``error`` rows saying at which step, while the curve and gradient rows are kept.
@@ -34,12 +35,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rnnbench.harness.cases import Case
+from rnnbench.harness.evaluation import evaluate, generates_text, sample_text
 from rnnbench.harness.experiments.base import Experiment
 from rnnbench.harness.experiments.training_case import (check_training_case, interpreted, prepare_training_case,
                                                         setup_for, training_requirement)
 from rnnbench.harness.results import ResultRow
 from rnnbench.harness.tasks import METRICS, TaskSpec
-from rnnbench.harness.training import TrainingResult, evaluate, generates_text, held_out_data, sample_text, train
+from rnnbench.harness.training import TrainingResult, held_out_data, train
 
 
 def loss_unit(spec: TaskSpec) -> str:
@@ -71,7 +73,7 @@ def measure_accuracy(case: Case, workload, run_id: str) -> list[ResultRow]:
              for metric in spec.metrics]
     if generates_text(spec):
         text = sample_text(result.model, spec, seed=case.seed)
-        rows.append(ResultRow.measured(case, run_id, "sample_length", len(text), "tokens",
+        rows.append(ResultRow.measured(case, run_id, "sample_length", len(text), "characters",
                                        note=text.encode("unicode_escape").decode("ascii")))
     data = "; ".join(f"{name}={value}" for name, value in spec.data.items())
     rows.append(ResultRow.measured(case, run_id, "test_loss", scores["test_loss"], loss_unit(spec),

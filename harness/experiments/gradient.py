@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rnnbench.harness.cases import Case
+from rnnbench.harness.evaluation import evaluate
 from rnnbench.harness.experiments.accuracy import at, loss_unit
 from rnnbench.harness.experiments.base import Experiment
 from rnnbench.harness.experiments.training_case import (check_training_case, prepare_training_case, setup_for,
                                                         split_params, training_requirement)
 from rnnbench.harness.problems import RECURRENT_FAMILIES
 from rnnbench.harness.results import ResultRow
+from rnnbench.harness.sequence_model import SequenceModel, as_tensors
 from rnnbench.harness.tasks import TaskSpec, describe, generate
-from rnnbench.harness.training import TEST_SEED, SequenceModel, as_tensors, build_model, evaluate, held_out_data, train
+from rnnbench.harness.training import TEST_SEED, build_model, held_out_data, train
 
 #: the states each family carries, in the order its modules return them
 STATE_NAMES = {"rnn": ("h",), "lstm": ("h", "c")}
@@ -57,12 +58,11 @@ def state_gradient_norms(model: SequenceModel, spec: TaskSpec, inputs: np.ndarra
     for k in range(steps.shape[0]):
         _, state = model.encoder(steps[k:k + 1], state)
         carried.append(state if isinstance(state, tuple) else (state,))
-    last_h = carried[-1][0][-1]  # (B, H): one-layer outputs equal the carried h, which feeds nothing after T
-    prediction = model.head(last_h)
-    if spec.target.kind == "regression":
-        loss = F.mse_loss(prediction.squeeze(-1), y, reduction="sum")
-    else:
-        loss = F.cross_entropy(prediction, y[:, -1] if spec.target.kind == "step_class" else y, reduction="sum")
+    # read out from the carried h_T (a one-layer encoder's last output equals it), so that h_T is
+    # the state the loss depends on; per-step targets: the last step's
+    last_h = carried[-1][0][-1:]
+    predictions = model.readout(last_h, torch.ones(len(inputs), dtype=torch.int64, device=last_h.device))
+    loss = model.loss(predictions, y[:, -1:] if spec.target.kind == "step_class" else y, reduction="sum")
     names = STATE_NAMES[family]
     wanted = [parts[i] for parts in carried for i in range(len(names))]
     grads = torch.autograd.grad(loss, wanted, allow_unused=True)
