@@ -87,15 +87,6 @@ def detach_state(state):
     return tuple(detach_state(part) for part in state)
 
 
-def detach_state(state):
-    """``state`` (None, a tensor or a tuple of tensors) cut from the autograd graph."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    return tuple(detach_state(part) for part in state)
-
-
 def initialise(encoder: nn.Module, family: str, forget_bias: float, spectral_radius: float) -> None:
     """Sets the LSTM forget gate's total bias (``b_ih + b_hh``) to ``forget_bias`` and, if
     ``spectral_radius`` > 0, rescales the Elman RNN's ``W_hh`` to that spectral radius; by torch's
