@@ -4,10 +4,13 @@ A case is a training run of a recurrent encoder (``rnn``/``lstm``) on a fixed-le
 :mod:`rnnbench.harness.experiments.training_case`). On ``batch`` held-out sequences, each sequence's
 loss ``L`` at its last step (the readout of class and regression targets; the last step's target
 of per-step ones) is differentiated with respect to every state the encoder carried: ``h_k`` (and
-the LSTM's cell state ``c_k``) after step ``k = 1..T``. The encoder is run one step at a time through
-the backend's own module, so these are the total derivatives through the recurrence that the
-backend's backward pass computes (:func:`state_gradient_norms`); they are measured at
-initialisation and again after ``steps`` training steps.
+the LSTM's cell state ``c_k``) after step ``k = 1..T``, as passed to step ``k + 1`` (torch's modules
+pass the state as the pair ``(h, c)``; each derivative holds the other part fixed, so ``∂L/∂c_k``
+is the error carried along the cell state, and ``∂L/∂c_T`` is 0 because only ``h_T`` is read out).
+The encoder is run one step at a time through the backend's own module, so these are the total
+derivatives through the recurrence that the backend's backward pass computes
+(:func:`state_gradient_norms`); they are measured at initialisation and again after ``steps``
+training steps.
 
 Rows (``distance`` = ``T − k``; ``trained`` false at initialisation, true after training):
 
@@ -97,17 +100,16 @@ def measure_gradient_flow(case: Case, workload, run_id: str) -> list[ResultRow]:
     spec = setup.spec
     inputs, targets = generate(case.task, case.seq_len, n=case.batch, seed=TEST_SEED, split="test", **setup.task_params)
     model = build_model(setup, spec)
-    rows, initial = [], None
+    rows, decays = [], {}
     for trained in (False, True):
         if trained:
             train(setup, model=model)
         norms = state_gradient_norms(model, spec, inputs, targets, case.family)
         for name, by_step in norms.items():
             by_distance = by_step[::-1]  # row d: distance d = T - k
-            decay = decay_per_step(by_distance.mean(axis=1))
-            initial = decay if (name, trained) == ("h", False) else initial
-            rows.append(ResultRow.measured(at(case, trained=trained), run_id, f"grad_decay_{name}", decay, "per step",
-                                           note=f"exp(slope of log mean ‖∂L/∂{name}_k‖ over distance 1..T-1)"))
+            decays[name, trained] = decay_per_step(by_distance.mean(axis=1))
+            rows.append(ResultRow.measured(at(case, trained=trained), run_id, f"grad_decay_{name}", decays[name, trained],
+                                           "per step", note=f"exp(slope of log mean ‖∂L/∂{name}_k‖ over distance 1..T-1)"))
             for d in sampled_distances(case.seq_len):
                 values = by_distance[d]
                 rows.append(ResultRow.measured(at(case, distance=d, trained=trained), run_id, f"grad_norm_{name}",
@@ -118,7 +120,7 @@ def measure_gradient_flow(case: Case, workload, run_id: str) -> list[ResultRow]:
     loss = evaluate(model, spec, test_inputs, test_targets)["test_loss"]
     rows.append(ResultRow.measured(at(case, trained=True), run_id, "test_loss", loss, loss_unit(spec),
                                    note=f"after {setup.config.steps} steps, {len(test_targets)} held-out sequences"))
-    rows.append(ResultRow.measured(case, run_id, "grad_decay_h", initial, "per step", note="at initialisation"))
+    rows.append(ResultRow.measured(case, run_id, "grad_decay_h", decays["h", False], "per step", note="at initialisation"))
     return rows
 
 
