@@ -13,7 +13,11 @@ import json
 import math
 from dataclasses import dataclass, field, fields, replace
 
-MODES = ("fwd", "fwd_bwd")
+#: ``fwd``/``fwd_bwd``: one timed call (inference forward; forward and backward); ``train``: a
+#: training case (forward, backward and an optimizer step per batch; accuracy, gradient)
+MODES = ("fwd", "fwd_bwd", "train")
+#: the modes a suite expands when it names none
+DEFAULT_MODES = ("fwd", "fwd_bwd")
 #: the ``task`` of speed, memory and numerics cases: seeded random inputs and weights
 #: (:class:`rnnbench.harness.problems.Problem`), not a learning task
 RANDOM_TASK = "random"

@@ -2,7 +2,8 @@
 
 A :class:`Backend` says what an implementation is (families it computes, devices and dtypes it
 supports, the backend whose float64 outputs it is checked against) and how to build it (a factory
-returning a workload, see :mod:`rnnbench.harness.workloads`). The entries themselves, and the
+returning a workload, see :mod:`rnnbench.harness.workloads`, and, for training, a builder of its
+trainable encoder module from an :class:`EncoderSpec`). The entries themselves, and the
 lookups, are the catalogue in :mod:`rnnbench.harness.backends`. Backends that cannot run on this
 machine stay listed; :meth:`Backend.skip_reason` says why, and the runner records the case as
 ``skipped`` with that reason.
@@ -32,6 +33,18 @@ def _always_available(device: str, dtype: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class EncoderSpec:
+    """What a trainable encoder is built for: its ``family``, ``input_size`` features per step in,
+    ``hidden_size`` features per step out, and ``max_steps``, the longest sequence (or chunk) it
+    will see (an encoder with a finite window sizes it to cover this many steps)."""
+
+    family: str
+    input_size: int
+    hidden_size: int
+    max_steps: int
+
+
+@dataclass(frozen=True)
 class Backend:
     """One implementation the suite can measure.
 
@@ -47,6 +60,13 @@ class Backend:
     (:data:`rnnbench.harness.problems.PROBLEM_OPTIONS`: ``bidirectional``, ``packed``) the backend
     implements; a problem using any of them is checked on CPU against ``options_reference`` in
     float64 instead of ``reference`` (NumPy's BPTT has neither directions nor lengths).
+
+    ``encoder(spec: EncoderSpec)`` builds the backend's trainable encoder (None: it has none, e.g.
+    NumPy, which has no autograd): a float32 CPU ``torch.nn.Module`` called like ``torch.nn.LSTM``,
+    ``outputs, state = module(x, state)``, with time-major ``x (T, B, input_size)``, ``outputs
+    (T, B, hidden_size)`` where output t depends on steps ``<= t`` only, and ``state`` what to pass
+    to the next call to continue the sequence (None to start afresh; encoders that carry nothing
+    return None). See :mod:`rnnbench.harness.training`.
     """
 
     name: str
@@ -64,6 +84,7 @@ class Backend:
     uses_triton: bool = False
     options: tuple[str, ...] = ()
     options_reference: str | None = None
+    encoder: Callable[[EncoderSpec], torch.nn.Module] | None = None
 
     def checks_gradients(self, dtype: str) -> bool:
         return self.gradient_check_dtypes is None or dtype in self.gradient_check_dtypes
@@ -72,6 +93,12 @@ class Backend:
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"backend {self.name!r}: unknown families {sorted(unknown)}; expected some of {FAMILIES}")
+
+    def training_skip_reason(self) -> str | None:
+        """Why this backend cannot be trained, or None if it declares a trainable encoder."""
+        if self.encoder is None:
+            return f"backend {self.name!r} ({self.description}) has no trainable encoder: no autograd module to optimise"
+        return None
 
     def reference_for(self, device: str, options: tuple[str, ...] = ()) -> tuple[str, str]:
         """``(backend name, device)`` of the float64 reference used on ``device`` for a problem
