@@ -81,7 +81,8 @@ XDIST = $(shell $(GPU_PY) -c 'import xdist' 2>/dev/null && echo "-n 8")
 gpu-calibrate:
 	mkdir -p reports/$(DEVICE)
 	-PYTHONPATH=. timeout -s INT -k 20 $(GPU_TEST_LIMIT) $(GPU_PY) -m pytest -q -p no:cacheprovider $(XDIST) \
-		--junitxml=reports/$(DEVICE)/gpu-tests.xml tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_plan.py
+		--junitxml=reports/$(DEVICE)/gpu-tests.xml tests/test_kernels_gpu.py tests/test_triton_kernels.py \
+		tests/test_triton_options.py tests/test_plan.py
 	-PYTHONPATH=. timeout -s INT -k 10 $(BARRIER_LIMIT) $(GPU_PY) -m rnnbench.kernels.barrier_bench --out reports/$(DEVICE)/barrier.csv
 	-PYTHONPATH=. timeout -s INT -k 20 $(SUITE_LIMIT) $(GPU_PY) -m rnnbench run gpu-core --device cuda \
 		--out reports/$(DEVICE)/gpu-core --resume --no-progress
