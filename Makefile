@@ -42,15 +42,18 @@ asv: setup
 reports: setup
 	for dir in reports/*/*/; do if [ -f "$$dir/results.csv" ]; then $(BIN)/rnnbench report "$$dir" || exit 1; fi; done
 
+# the committed resource tables (every shipped configuration; many minutes on 2 cores with a cold
+# Triton cache); tests/test_kernels_aot.py recompiles a sample and fails when they are stale
+TRITON_MINOR = $$($(BIN)/python -c 'import triton; print(triton.__version__.rsplit(".", 1)[0])')
 kernels-sm90: setup
-	$(BIN)/rnnbench kernels --target sm_90
+	$(BIN)/rnnbench kernels --target sm_90 --csv > reports/aot/kernels-sm_90-triton$(TRITON_MINOR).csv
 
 kernels-sm80: setup
-	$(BIN)/rnnbench kernels --target sm_80
+	$(BIN)/rnnbench kernels --target sm_80 --csv > reports/aot/kernels-sm_80-triton$(TRITON_MINOR).csv
 
 # the committed per-step cost table (every goal shape and path, bf16/fp16/fp32; minutes on 2 cores)
 cost-sm90: setup
-	$(BIN)/rnnbench kernels --cost --target sm_90 --csv > reports/aot/cost-sm_90-triton$$($(BIN)/python -c 'import triton; print(triton.__version__.rsplit(".", 1)[0])').csv
+	$(BIN)/rnnbench kernels --cost --target sm_90 --csv > reports/aot/cost-sm_90-triton$(TRITON_MINOR).csv
 
 clean-venv:
 	rm -rf $(VENV)
