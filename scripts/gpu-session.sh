@@ -4,12 +4,13 @@
 #
 #   scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]      e.g. scripts/gpu-session.sh h200 540
 #   STAGES=suite scripts/gpu-session.sh h200 540 gpu     continue a long suite only (it resumes)
+#   TESTS="tests/test_triton_options.py" scripts/...      another set of test files
 #
 # Writes reports/DEVICE/:
 #   machine.txt          nvidia-smi, torch/triton/CUDA versions, CPU count
 #   gpu-tests.xml/.log   the Triton kernels against torch.nn (cuDNN) and float64 on CUDA
-#                        (tests/test_kernels_gpu.py, test_triton_kernels.py, test_triton_options.py,
-#                        test_drop_in.py, test_plan.py)
+#                        (default TESTS: tests/test_kernels_gpu.py, test_triton_kernels.py,
+#                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py)
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
@@ -25,6 +26,7 @@ BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
 STAGES=${STAGES:-tests barrier suite}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
 wants() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 DIR=reports/$DEVICE
 START=$(date +%s)
@@ -61,9 +63,8 @@ XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
 stage precompile 200 "$PY" -m rnnbench precompile "$SUITE" --device cuda --jobs 8 > "$DIR/precompile.log" 2>&1 &
 PRECOMPILE=$!
 if wants tests; then
-    stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py \
-        tests/test_plan.py > "$DIR/gpu-tests.log" 2>&1
+    stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" $TESTS \
+        > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
 fi
 wait $PRECOMPILE

@@ -77,10 +77,10 @@ def test_cooperative_grid_of_several_hidden_and_batch_blocks_matches_float64(cel
         outputs, grads = _run(candidate, x, states, upstream)
     expected_outputs, expected_grads = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
     for actual, expected in zip(outputs, expected_outputs):
-        scale = expected.abs().max()
+        scale = float(expected.abs().max())
         torch.testing.assert_close(actual.double(), expected, atol=1e-5 * scale, rtol=0)
     for actual, expected in zip(grads, expected_grads):
-        scale = expected.abs().max()
+        scale = float(expected.abs().max())
         torch.testing.assert_close(actual.double(), expected, atol=1e-4 * scale, rtol=0)
 
 
