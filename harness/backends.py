@@ -24,7 +24,7 @@ import torch
 from rnnbench.baselines.bow import BagOfWordsEncoder
 from rnnbench.baselines.cnn import CNNEncoder, layers_to_cover
 from rnnbench.baselines.eager import EagerLSTM, EagerRNN
-from rnnbench.harness.errors import UsageError
+from rnnbench.harness.errors import Unsupported, UsageError
 from rnnbench.baselines.step_encoder import StepEncoder
 from rnnbench.harness.problems import PROBLEM_OPTIONS, Problem
 from rnnbench.harness.registry import Backend, EncoderSpec
@@ -204,9 +204,23 @@ def _triton_requirement(device: str, dtype: str) -> str | None:
 
 def _triton_factory(path: str):
     def factory(problem, dtype, device):
+        if path != "auto":
+            _check_path_fits(problem, dtype, device, path)
         return TorchRecurrentWorkload(problem, dtype, device, _triton_classes(path)[problem.family])
 
     return factory
+
+
+def _check_path_fits(problem, dtype: str, device: str, path: str) -> None:
+    """Raise :class:`Unsupported` when the forced ``path`` cannot run the problem's shape here."""
+    from rnnbench.kernels.launch import make_plan
+    from rnnbench.kernels.plan import PathUnavailable
+
+    like = torch.empty(0, dtype=getattr(torch, dtype), device=device)
+    try:
+        make_plan(problem.family, problem.hidden_size, problem.batch, like, path, problem.directions)
+    except PathUnavailable as error:
+        raise Unsupported(str(error)) from None
 
 
 def _triton_classes(path: str) -> dict:

@@ -29,7 +29,8 @@ class TimingOptions:
 
     ``warmup`` calls are made before sampling; then samples are drawn until ``min_reps`` samples
     exist and either ``budget_s`` seconds of sampling have passed or ``max_reps`` samples exist.
-    On CUDA, ``budget_s`` is the time budget handed to ``triton.testing.do_bench``.
+    On CUDA, ``budget_s`` is the time budget handed to ``triton.testing.do_bench``, stretched or
+    shrunk so that ``min_reps`` to ``max_reps`` calls fit in it (by an estimate of one call).
     """
 
     warmup: int = 1

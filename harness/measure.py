@@ -19,6 +19,7 @@ from rnnbench.harness.backends import build_workload, get_backend
 from rnnbench.harness.cases import Case
 from rnnbench.harness.correctness import check_correctness
 from rnnbench.harness.experiments import get_experiment
+from rnnbench.harness.errors import Unsupported
 from rnnbench.harness.experiments.base import problem_options
 from rnnbench.harness.results import ResultRow, case_key
 
@@ -79,6 +80,8 @@ def _measure(case: Case, run_id: str) -> list[ResultRow]:
                     rows.append(primary("incorrect", f"not measured: correctness check failed ({check.note})"))
                 return rows
         rows.extend(experiment.measure(case, workload, run_id))
+    except Unsupported as error:
+        rows.append(primary("skipped", str(error)))
     except MemoryError as error:
         rows.append(primary("oom", f"out of memory: {error}"))
     except Exception as error:  # a failing backend must not stop the run

@@ -144,6 +144,11 @@ def fits_on_chip(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bo
     return state_fits and slice_fits(gates, h_pad, narrowest_block(gates, exact_fp32), size, exact_fp32)
 
 
+class PathUnavailable(ValueError):
+    """A forced path cannot run this shape (on this GPU): a limit of its design, not a bug. The
+    message says why and which path would."""
+
+
 def plan_recurrence(
     cell: str,
     hidden_size: int,
@@ -170,13 +175,13 @@ def plan_recurrence(
     gates, size, h_pad = GATES[cell], element_size(dtype), padded_hidden(hidden_size)
     persistent_ok = fits_persistent(cell, hidden_size, dtype, exact_fp32)
     if path == "persistent" and not persistent_ok:
-        raise ValueError(
+        raise PathUnavailable(
             f"path='persistent' needs all of W_hh in one program, but {gates}*{h_pad}^2*{size} bytes exceed the "
             f"register budget for {cell} hidden_size={hidden_size} in {dtype}; use path='cooperative' or 'stepwise'"
         )
     streamed = not fits_on_chip(cell, hidden_size, dtype, exact_fp32)
     if streamed and path in ("persistent", "cooperative"):
-        raise ValueError(
+        raise PathUnavailable(
             f"path={path!r} needs W_hh on chip, but {cell} hidden_size={hidden_size} in {dtype} is too large even "
             "split across programs; use path='stepwise' (it streams the weights)"
         )
@@ -192,7 +197,7 @@ def plan_recurrence(
     if path == "auto":
         chosen = "persistent" if persistent else "cooperative" if co_resident and not streamed else "stepwise"
     if chosen == "cooperative" and on_gpu and not co_resident:
-        raise ValueError(
+        raise PathUnavailable(
             f"path='cooperative' needs {grid[0] * grid[1]} co-resident programs ({grid[0]} hidden blocks x {grid[1]} "
             f"batch blocks) but the GPU has {multiprocessors} multiprocessors; use path='stepwise' or a smaller batch"
         )

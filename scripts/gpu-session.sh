@@ -19,7 +19,8 @@
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
 # The report and the cost-model calibration need no GPU: render them afterwards on any machine
 # (make gpu-report DEVICE=...). Each stage has its own limit, and the suite gets what is left of
-# BUDGET_S, stopped with SIGINT so it keeps every finished case.
+# BUDGET_S, stopped with SIGINT so it keeps every finished case. To resume on a fresh machine, the
+# partial results must be in the working tree that travels (unpack the previous tarball first).
 set -u
 DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
@@ -60,15 +61,20 @@ trap package EXIT
 note "machine: $(grep -m1 -E 'H100|H200|A100|NVIDIA' "$DIR/machine.txt" | head -c 200)"
 
 XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
-stage precompile 200 "$PY" -m rnnbench precompile "$SUITE" --device cuda --jobs 8 > "$DIR/precompile.log" 2>&1 &
-PRECOMPILE=$!
+PRECOMPILE=
+if wants suite; then
+    stage precompile 200 "$PY" -m rnnbench precompile "$SUITE" --device cuda --jobs 8 > "$DIR/precompile.log" 2>&1 &
+    PRECOMPILE=$!
+fi
 if wants tests; then
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
 fi
-wait $PRECOMPILE
-tail -n 3 "$DIR/precompile.log"
+if [ -n "$PRECOMPILE" ]; then
+    wait $PRECOMPILE
+    tail -n 3 "$DIR/precompile.log"
+fi
 
 if wants barrier; then
     stage barrier 40 "$PY" -m rnnbench.kernels.barrier_bench --out "$DIR/barrier.csv" > "$DIR/barrier.log" 2>&1

@@ -27,12 +27,19 @@ class Metric:
     rule: str = "finite"
     #: "lower" or "higher" is better; None: no direction (not gated by ``compare``)
     better: str | None = None
+    #: the value is the median of repeated noisy samples (``n`` of them, IQR ``q25``-``q75``);
+    #: ``compare`` judges it only with at least :data:`MIN_SAMPLES` samples on each side
+    sampled: bool = False
+
+
+#: fewer samples than this have no interquartile range worth the name
+MIN_SAMPLES = 3
 
 
 METRICS: dict[str, Metric] = {
     # speed, memory, numerics (harness/experiments/)
-    "latency": Metric("latency", "ms", "positive", "lower"),
-    "latency_cudagraph": Metric("latency, CUDA-graph replay", "ms", "positive", "lower"),
+    "latency": Metric("latency", "ms", "positive", "lower", sampled=True),
+    "latency_cudagraph": Metric("latency, CUDA-graph replay", "ms", "positive", "lower", sampled=True),
     "peak_memory": Metric("peak memory", "MiB", "positive", "lower"),
     "max_abs_err": Metric("max |error| vs float64 reference", "unitless", "nonnegative"),
     # numerical error along the sequence (params {"t": step})
