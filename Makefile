@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results/smoke-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 cost-sm90 clean-venv gpu-session gpu-report
+.PHONY: setup smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 cost-sm90 clean-venv gpu-session gpu-validate gpu-report
 
 setup: $(STAMP)
 
@@ -70,6 +70,8 @@ STAGES ?= tests barrier suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)
+
+gpu-validate: gpu-session  # the earlier name
 
 gpu-report: setup
 	$(BIN)/rnnbench report reports/$(DEVICE)/$(SUITE)
