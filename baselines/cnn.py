@@ -14,6 +14,17 @@ from rnnbench.baselines.bow import StepEmbedding
 from rnnbench.baselines.drop_in import require_positive_int
 
 
+def layers_to_cover(steps: int, kernel_size: int = 3, dilation_base: int = 2) -> int:
+    """The fewest layers whose receptive field (see :attr:`CNNEncoder.receptive_field`) is at least
+    ``steps``, so the last position of a ``steps``-long sequence sees its first step."""
+    require_positive_int("steps", steps)
+    layers, field = 1, kernel_size
+    while field < steps:
+        field += (kernel_size - 1) * dilation_base**layers
+        layers += 1
+    return layers
+
+
 class CNNEncoder(nn.Module):
     """:class:`~rnnbench.baselines.bow.StepEmbedding` per step, then ``num_layers`` dilated causal convolutions.
 
@@ -58,16 +69,27 @@ class CNNEncoder(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-position features ``(T, B, hidden_size)`` before pooling; position t depends on steps <= t."""
-        h = self.embed(x).permute(1, 2, 0)  # Conv1d wants (B, channels, T)
+        return self._convolve(x).permute(2, 0, 1)
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` in Conv1d's layout ``(B, hidden_size, T)``."""
+        h = self.embed(x).permute(1, 2, 0)
         for layer, conv in enumerate(self.convs):
             if layer > 0:
                 h = torch.relu(h)
             h = conv(F.pad(h, ((self.kernel_size - 1) * conv.dilation[0], 0)))
-        return h.permute(2, 0, 1)
+        return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features ``(B, hidden_size)``: :meth:`features` max-pooled over all T positions."""
         return self.features(x).amax(dim=0)
+
+    def step_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features of every prefix, ``(T, B, hidden_size)``: row t is ``forward(x[:t + 1])``
+        (a running max-pool of the causal :meth:`features`), so a sequence right-padded after step
+        t reads its own row t."""
+        # the running max along the last, contiguous axis is several times faster on CPU than along axis 0
+        return torch.cummax(self._convolve(x), dim=-1).values.permute(2, 0, 1)
 
     def extra_repr(self) -> str:
         return f"receptive_field={self.receptive_field}"

@@ -7,6 +7,12 @@ in each run's ``env.json`` so that reports, which never import this module, use 
 Recurrent backends (families ``rnn`` = Elman tanh RNN, ``lstm``) are checked against the float64
 NumPy BPTT on CPU and against ``torch.nn`` in float64 on the GPU (itself tested against NumPy).
 The encoders are checked against themselves in float64 on CPU.
+
+Each entry also says how its trainable encoder is built (``Backend.encoder``): the recurrent
+modules themselves, and the bag-of-words and CNN encoders behind
+:class:`~rnnbench.baselines.step_encoder.StepEncoder` (features of every prefix). ``cnn`` has a
+fixed receptive field of 7 steps; ``cnn-dilated`` adds layers until its receptive field covers the
+whole sequence (the problem's ``seq_len`` when timed, the task's ``max_steps`` when trained).
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from functools import partial
 import torch
 
 from rnnbench.baselines.bow import BagOfWordsEncoder
-from rnnbench.baselines.cnn import CNNEncoder
+from rnnbench.baselines.cnn import CNNEncoder, layers_to_cover
 from rnnbench.baselines.eager import EagerLSTM, EagerRNN
-from rnnbench.harness.errors import UsageError
-from rnnbench.harness.problems import Problem
-from rnnbench.harness.registry import Backend
+from rnnbench.harness.errors import Unsupported, UsageError
+from rnnbench.baselines.step_encoder import StepEncoder
+from rnnbench.harness.problems import PROBLEM_OPTIONS, Problem
+from rnnbench.harness.registry import Backend, EncoderSpec
 from rnnbench.harness.workloads import NumpyRecurrentWorkload, TorchEncoderWorkload, TorchRecurrentWorkload
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -49,7 +56,8 @@ def get_backend(name: str) -> Backend:
 
 def problem_for(case) -> Problem:
     """The seeded random problem of a speed, memory or numerics case (see :class:`Problem`)."""
-    return Problem(case.family, case.seq_len, case.batch, case.input_size, case.hidden_size, case.seed)
+    options = {name: bool(case.param_dict.get(name, False)) for name in PROBLEM_OPTIONS}
+    return Problem(case.family, case.seq_len, case.batch, case.input_size, case.hidden_size, case.seed, **options)
 
 
 def build_workload(case):
@@ -73,6 +81,34 @@ def _encoder_factory(module_factory):
     return factory
 
 
+def _trainable_recurrent(classes):
+    """``Backend.encoder`` of a recurrent backend: ``classes()`` maps a family to a module class
+    called like ``torch.nn.RNN``/``LSTM`` (a function, so the Triton classes are imported when used)."""
+
+    def build(spec: EncoderSpec):
+        return classes()[spec.family](spec.input_size, spec.hidden_size)
+
+    return build
+
+
+def _trainable_step_encoder(module_factory):
+    def build(spec: EncoderSpec):
+        return StepEncoder(module_factory(spec.input_size, spec.hidden_size))
+
+    return build
+
+
+#: the CNN's shape: kernel 3, dilations 1, 2, 4, ... (no gaps), so L layers see 2^(L+1) - 1 steps
+CNN_KERNEL, CNN_DILATION_BASE = 3, 2
+short_cnn = partial(CNNEncoder, num_layers=2, kernel_size=CNN_KERNEL, dilation_base=CNN_DILATION_BASE)
+
+
+def covering_cnn(input_size: int, hidden_size: int, steps: int) -> CNNEncoder:
+    """A dilated CNN whose receptive field covers ``steps`` steps."""
+    layers = layers_to_cover(steps, CNN_KERNEL, CNN_DILATION_BASE)
+    return CNNEncoder(input_size, hidden_size, num_layers=layers, kernel_size=CNN_KERNEL, dilation_base=CNN_DILATION_BASE)
+
+
 register(Backend(
     name="numpy",
     families=("rnn", "lstm"),
@@ -91,7 +127,10 @@ register(Backend(
     factory=_recurrent_factory(EAGER_CLASSES),
     reference="numpy",
     cuda_reference="torch",
+    options=PROBLEM_OPTIONS,
+    options_reference="torch",
     description="eager PyTorch: a Python loop over time of plain torch ops",
+    encoder=_trainable_recurrent(lambda: EAGER_CLASSES),
 ))
 
 register(Backend(
@@ -102,7 +141,10 @@ register(Backend(
     factory=_recurrent_factory(TORCH_CLASSES),
     reference="numpy",
     cuda_reference="torch",
+    options=PROBLEM_OPTIONS,
+    options_reference="torch",
     description="torch.nn.RNN / torch.nn.LSTM (cuDNN on CUDA, ATen's CPU kernels on CPU)",
+    encoder=_trainable_recurrent(lambda: TORCH_CLASSES),
 ))
 
 register(Backend(
@@ -113,6 +155,7 @@ register(Backend(
     factory=_encoder_factory(partial(BagOfWordsEncoder, pooling="mean")),
     reference="bow",
     description="bag-of-words encoder: per-step linear projection, mean over time (order-free)",
+    encoder=_trainable_step_encoder(partial(BagOfWordsEncoder, pooling="mean")),
 ))
 
 register(Backend(
@@ -120,12 +163,27 @@ register(Backend(
     families=("cnn",),
     devices=("cpu", "cuda"),
     dtypes=ALL_DTYPES,
-    factory=_encoder_factory(partial(CNNEncoder, num_layers=2, kernel_size=3, dilation_base=2)),
+    factory=_encoder_factory(short_cnn),
     reference="cnn",
-    description="1-D CNN encoder: 2 dilated conv layers (kernel 3, dilation 1, 2), global max-pool",
+    description="1-D CNN encoder: 2 dilated conv layers (kernel 3, dilation 1, 2; receptive field 7), global max-pool",
     # the max-pool's gradient goes to the arg-max time step; 16-bit rounding of near ties moves it
     # to another step, which is not an error of the implementation, so 16-bit checks the forward only
     gradient_check_dtypes=("float64", "float32"),
+    encoder=_trainable_step_encoder(short_cnn),
+))
+
+register(Backend(
+    name="cnn-dilated",
+    families=("cnn",),
+    devices=("cpu", "cuda"),
+    dtypes=ALL_DTYPES,
+    factory=lambda problem, dtype, device: TorchEncoderWorkload(
+        problem, dtype, device, partial(covering_cnn, steps=problem.seq_len)),
+    reference="cnn-dilated",
+    description="1-D CNN encoder: dilated conv layers (kernel 3, dilation 1, 2, 4, ...) until the receptive field "
+                "covers the sequence, global max-pool",
+    gradient_check_dtypes=("float64", "float32"),  # as the cnn's: arg-max ties in 16 bits
+    encoder=lambda spec: StepEncoder(covering_cnn(spec.input_size, spec.hidden_size, spec.max_steps)),
 ))
 
 
@@ -146,12 +204,29 @@ def _triton_requirement(device: str, dtype: str) -> str | None:
 
 def _triton_factory(path: str):
     def factory(problem, dtype, device):
-        from rnnbench.kernels import TritonLSTM, TritonRNN
-
-        classes = {"rnn": partial(TritonRNN, path=path), "lstm": partial(TritonLSTM, path=path)}
-        return TorchRecurrentWorkload(problem, dtype, device, classes[problem.family])
+        if path != "auto":
+            _check_path_fits(problem, dtype, device, path)
+        return TorchRecurrentWorkload(problem, dtype, device, _triton_classes(path)[problem.family])
 
     return factory
+
+
+def _check_path_fits(problem, dtype: str, device: str, path: str) -> None:
+    """Raise :class:`Unsupported` when the forced ``path`` cannot run the problem's shape here."""
+    from rnnbench.kernels.launch import make_plan
+    from rnnbench.kernels.plan import PathUnavailable
+
+    like = torch.empty(0, dtype=getattr(torch, dtype), device=device)
+    try:
+        make_plan(problem.family, problem.hidden_size, problem.batch, like, path, problem.directions)
+    except PathUnavailable as error:
+        raise Unsupported(str(error)) from None
+
+
+def _triton_classes(path: str) -> dict:
+    from rnnbench.kernels import TritonLSTM, TritonRNN  # imported when used: TRITON_INTERPRET is read at import
+
+    return {"rnn": partial(TritonRNN, path=path), "lstm": partial(TritonLSTM, path=path)}
 
 
 for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "forced persistent path"),
@@ -164,8 +239,11 @@ for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "fo
         factory=_triton_factory(_path),
         reference="numpy",
         cuda_reference="torch",
+        options=PROBLEM_OPTIONS,
+        options_reference="torch",
         timed_devices=("cuda",),
         requirement=_triton_requirement,
         uses_triton=True,
         description=f"fused Triton kernels ({_what}); on CPU numerics only, in the interpreter",
+        encoder=_trainable_recurrent(partial(_triton_classes, _path)),
     ))

@@ -13,7 +13,11 @@ import json
 import math
 from dataclasses import dataclass, field, fields, replace
 
-MODES = ("fwd", "fwd_bwd")
+#: ``fwd``/``fwd_bwd``: one timed call (inference forward; forward and backward); ``train``: a
+#: training case (forward, backward and an optimizer step per batch; accuracy, gradient)
+MODES = ("fwd", "fwd_bwd", "train")
+#: the modes a suite expands when it names none
+DEFAULT_MODES = ("fwd", "fwd_bwd")
 #: the ``task`` of speed, memory and numerics cases: seeded random inputs and weights
 #: (:class:`rnnbench.harness.problems.Problem`), not a learning task
 RANDOM_TASK = "random"
@@ -25,7 +29,8 @@ class TimingOptions:
 
     ``warmup`` calls are made before sampling; then samples are drawn until ``min_reps`` samples
     exist and either ``budget_s`` seconds of sampling have passed or ``max_reps`` samples exist.
-    On CUDA, ``budget_s`` is the time budget handed to ``triton.testing.do_bench``.
+    On CUDA, ``budget_s`` is the time budget handed to ``triton.testing.do_bench``, stretched or
+    shrunk so that ``min_reps`` to ``max_reps`` calls fit in it (by an estimate of one call).
     """
 
     warmup: int = 1

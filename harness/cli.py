@@ -4,6 +4,9 @@
     rnnbench list                                   backends (with why any cannot run here) and suites
     rnnbench run SUITE --out DIR [--device cpu|cuda|auto] [--resume [--force]] [--record-skips]
                  [--executor serial|ray [--ray-address ADDR]]
+    rnnbench precompile SUITE [--device cuda] [--jobs N]
+                                                    compile the suite's Triton kernels in N parallel
+                                                    processes into Triton's cache (before a GPU run)
     rnnbench report DIR                             DIR/report.md, DIR/report.html, DIR/figures/*.png
                                                     from DIR/results.csv and DIR/env.json
     rnnbench compare BASE NEW [--threshold 0.10] [--force] [--out DIR]
@@ -53,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="serial", help="serial (default: one case after another here) or ray")
     run.add_argument("--ray-address", help="with --executor ray: the cluster's address (default: RAY_ADDRESS or a new local cluster)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    precompile = commands.add_parser("precompile", help="compile a suite's Triton kernels in parallel, before it is run")
+    precompile.add_argument("suite", help="suite name (see `rnnbench list`) or path to a .toml suite file")
+    precompile.add_argument("--device", help="cpu, cuda or auto (overrides the suite's device)")
+    precompile.add_argument("--jobs", type=int, default=None, help="parallel processes (default: CPU count, at most 16)")
 
     report = commands.add_parser("report", help="write DIR/report.md, DIR/report.html and DIR/figures/ from DIR/results.csv")
     report.add_argument("directory")
@@ -132,6 +140,31 @@ def _run(args) -> int:
     counts = ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items())) or "nothing to do"
     print(f"run {summary.run_id}: {sum(summary.statuses.values())} cases measured ({counts}); "
           f"{summary.skipped_as_finished} already finished; results in {args.out}/results.csv")
+    return 0
+
+
+def _precompile(args) -> int:
+    import os
+
+    from rnnbench.harness.precompile import cases_to_compile, precompile
+    from rnnbench.harness.suites import load_suite
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
+    suite = load_suite(args.suite, device_override=args.device)
+    if not cases_to_compile(suite.cases):
+        print(f"nothing to compile: suite {args.suite!r} has no Triton case on cuda (on CPU the interpreter compiles nothing)")
+        return 0
+    import torch
+
+    if not torch.cuda.is_available():
+        print("nothing to compile: no CUDA GPU here (the suite records its CUDA cases as skipped)")
+        return 0
+    jobs = args.jobs or min(os.cpu_count() or 1, 16)
+    results = precompile(suite.cases, jobs, report=lambda line: print(line, flush=True))
+    failed = [result for result in results if result.error is not None]
+    print(f"{len(results) - len(failed)} of {len(results)} Triton cases compiled in {jobs} processes; "
+          f"{len(failed)} failed (the suite records their errors)")
     return 0
 
 
@@ -254,4 +287,4 @@ def _cost(args, arch: int) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "run": _run, "report": _report, "compare": _compare, "kernels": _kernels}
+COMMANDS = {"list": _list, "run": _run, "precompile": _precompile, "report": _report, "compare": _compare, "kernels": _kernels}

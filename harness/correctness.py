@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from rnnbench.harness.problems import FORWARD_OUTPUTS, Problem
+from rnnbench.harness.problems import Problem
 from rnnbench.harness.backends import get_backend, problem_for
 from rnnbench.harness.cases import Case
 
@@ -72,9 +72,10 @@ def check_correctness(case: Case, workload) -> tuple[Comparison, str]:
 
     Returns the comparison and a note naming the reference and the worst tensor."""
     backend = get_backend(case.backend)
-    reference_name, reference_device = backend.reference_for(case.device)
+    problem = problem_for(case)
+    reference_name, reference_device = backend.reference_for(case.device, problem.options)
     gradients = backend.checks_gradients(case.dtype)
-    reference = reference_outputs(problem_for(case), reference_name, reference_device, case.mode, case.dtype, gradients)
+    reference = reference_outputs(problem, reference_name, reference_device, case.mode, case.dtype, gradients)
     check = compare(workload.outputs(case.mode), reference, case.dtype)
     scope = "" if gradients or case.mode == "fwd" else "forward outputs only; "
     return check, f"vs {reference_name} float64 on {reference_device}; {scope}{check.note}"
@@ -91,7 +92,7 @@ def reference_outputs(problem: Problem, reference_backend: str, device: str, mod
     results = _reference_fwd_bwd(problem.rounded(dtype), reference_backend, device)
     if mode == "fwd_bwd" and gradients:
         return results
-    return {name: results[name] for name in FORWARD_OUTPUTS[problem.family]}
+    return {name: results[name] for name in problem.forward_outputs}
 
 
 @lru_cache(maxsize=6)

@@ -19,6 +19,8 @@ from rnnbench.harness.backends import build_workload, get_backend
 from rnnbench.harness.cases import Case
 from rnnbench.harness.correctness import check_correctness
 from rnnbench.harness.experiments import get_experiment
+from rnnbench.harness.errors import Unsupported
+from rnnbench.harness.experiments.base import problem_options
 from rnnbench.harness.results import ResultRow, case_key
 
 
@@ -61,7 +63,8 @@ def _measure(case: Case, run_id: str) -> list[ResultRow]:
         return failure_rows(case, run_id, note, status)[0]
 
     backend = get_backend(case.backend)
-    reason = backend.skip_reason(case.family, case.device, case.dtype, timed=experiment.timed) or experiment.requirement(case)
+    reason = backend.skip_reason(case.family, case.device, case.dtype, timed=experiment.timed,
+                                 options=problem_options(case)) or experiment.requirement(case)
     if reason is not None:
         return [primary("skipped", reason)]
     rows: list[ResultRow] = []
@@ -77,6 +80,8 @@ def _measure(case: Case, run_id: str) -> list[ResultRow]:
                     rows.append(primary("incorrect", f"not measured: correctness check failed ({check.note})"))
                 return rows
         rows.extend(experiment.measure(case, workload, run_id))
+    except Unsupported as error:
+        rows.append(primary("skipped", str(error)))
     except MemoryError as error:
         rows.append(primary("oom", f"out of memory: {error}"))
     except Exception as error:  # a failing backend must not stop the run

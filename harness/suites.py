@@ -7,7 +7,7 @@ A suite is ``harness/suites/<name>.toml`` (or any ``.toml`` path)::
     [defaults]                 # optional; every key may also be given per [[cases]] block
     device = "cpu"             # cpu | cuda | auto (cuda if available); the CLI's --device overrides
     dtypes = ["float32"]       # float64 float32 float16 bfloat16 (aliases fp32, fp16, bf16)
-    modes = ["fwd", "fwd_bwd"]
+    modes = ["fwd", "fwd_bwd"]  # the default; training experiments need ["train"]
     seeds = [0]
 
     [timing]                   # optional, see rnnbench.harness.cases.TimingOptions
@@ -28,6 +28,10 @@ A suite is ``harness/suites/<name>.toml`` (or any ``.toml`` path)::
 
 Expansion order puts the shape outermost and the backend innermost, so every backend of a shape
 runs back to back and the float64 reference of that shape is computed once.
+
+Each case is checked by its experiment (``Experiment.check_case``: a bad case fails the load with
+the reason) and then completed by it (``Experiment.prepare_case``: every default parameter written
+into ``params``, so a case's identity does not depend on defaults that may change).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from rnnbench.harness.backends import get_backend
-from rnnbench.harness.cases import MODES, RANDOM_TASK, Case, TimingOptions, freeze_params
+from rnnbench.harness.cases import DEFAULT_MODES, MODES, RANDOM_TASK, Case, TimingOptions, freeze_params
 from rnnbench.harness.dtypes import canonical_dtype
 from rnnbench.harness.errors import UsageError
 from rnnbench.harness.experiments import EXPERIMENTS
@@ -50,7 +54,7 @@ TOP_LEVEL_KEYS = {"description", "defaults", "timing", "cases"}
 LIST_KEYS = {"experiments", "backends", "families", "dtypes", "modes", "seeds", "seq_len", "batch", "hidden_size", "input_size"}
 BLOCK_KEYS = LIST_KEYS | {"device", "task", "params"}
 REQUIRED_KEYS = ("experiments", "backends", "seq_len", "batch", "hidden_size")
-DEFAULTS = {"device": "cpu", "dtypes": ["float32"], "modes": list(MODES), "seeds": [0], "task": RANDOM_TASK, "params": {}}
+DEFAULTS = {"device": "cpu", "dtypes": ["float32"], "modes": list(DEFAULT_MODES), "seeds": [0], "task": RANDOM_TASK, "params": {}}
 
 
 @dataclass(frozen=True)
@@ -154,11 +158,14 @@ def _expand(settings: dict, device_override: str | None, timing: TimingOptions, 
                 ))
     if not cases:
         raise UsageError(f"{where}: no backend in {lists['backends']} implements any family in {families}")
+    prepared = []
     for case in cases:
-        problem = EXPERIMENTS[case.experiment].check_case(case)
+        experiment = EXPERIMENTS[case.experiment]
+        problem = experiment.check_case(case)
         if problem is not None:
             raise UsageError(f"{where}: experiment {case.experiment!r} {problem}")
-    return cases
+        prepared.append(experiment.prepare_case(case))
+    return prepared
 
 
 def _params_grid(table, where: str) -> list[dict]:

@@ -65,8 +65,26 @@ def cuda_latency(fn: Callable[[], object], options: TimingOptions) -> Timing:
     fn()
     torch.cuda.synchronize()
     budget_ms = options.budget_s * 1e3
-    samples = triton.testing.do_bench(fn, warmup=max(25.0, budget_ms / 4), rep=budget_ms, return_mode="all")
+    # do_bench takes as many samples as fit in ``rep`` ms by its own estimate of one call, which is
+    # a single sample (no spread) for calls longer than the budget: ``rep`` is stretched so that
+    # at least min_reps fit, and shrunk so that at most max_reps do
+    call_ms = _estimate_call_ms(fn)
+    rep_ms = min(max(budget_ms, (options.min_reps + 0.5) * call_ms), (options.max_reps + 0.5) * call_ms)
+    samples = triton.testing.do_bench(fn, warmup=max(25.0, budget_ms / 4), rep=rep_ms, return_mode="all")
     return Timing.from_samples_ms(list(samples))
+
+
+def _estimate_call_ms(fn: Callable[[], object], calls: int = 3) -> float:
+    """Mean milliseconds of one call of ``fn`` on the current CUDA stream (CUDA events, warm)."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return max(start.elapsed_time(end) / calls, 1e-3)
 
 
 def cuda_graph_latency(fn: Callable[[], object], options: TimingOptions) -> Timing:

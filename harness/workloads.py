@@ -18,13 +18,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnbench.baselines import numpy_rnn
 from rnnbench.harness.dtypes import NUMPY_DTYPES, torch_dtype
-from rnnbench.harness.problems import FORWARD_OUTPUTS, RECURRENT_GRADIENTS, Problem
+from rnnbench.harness.problems import REVERSE_SUFFIX, Problem
 
-#: torch.nn parameter names of a one-layer module -> names of the problem's weight arrays
-_PARAMETER_ARRAYS = {"weight_ih_l0": "w_ih", "weight_hh_l0": "w_hh", "bias_ih_l0": "b_ih", "bias_hh_l0": "b_hh"}
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -70,51 +69,65 @@ class NumpyRecurrentWorkload:
 class TorchRecurrentWorkload:
     """A one-layer ``torch.nn.RNN``/``torch.nn.LSTM`` or a drop-in replacement of it.
 
-    ``module_class`` is called like the torch.nn class (``input_size, hidden_size`` and, for the RNN,
-    ``nonlinearity="tanh"``); the problem's weights are loaded through ``load_state_dict``.
+    ``module_class`` is called like the torch.nn class (``input_size, hidden_size``, ``bidirectional``
+    and, for the RNN, ``nonlinearity="tanh"``); the problem's weights are loaded through
+    ``load_state_dict`` (``w_ih`` -> ``weight_ih_l0``, ``w_ih_reverse`` -> ``weight_ih_l0_reverse``).
+    A packed problem's batch is packed with ``pack_padded_sequence(enforce_sorted=False)`` and the
+    output padded back inside the timed call, as a user of packed sequences pays for both.
     """
 
     def __init__(self, problem: Problem, dtype: str, device: str, module_class):
         self.problem = problem
         self.has_cell_state = problem.family == "lstm"
         factory = {"device": device, "dtype": torch_dtype(dtype)}
-        self.module = module_class(problem.input_size, problem.hidden_size, **factory)
+        options = {"bidirectional": True} if problem.bidirectional else {}
+        self.module = module_class(problem.input_size, problem.hidden_size, **options, **factory)
         arrays = problem.arrays
-        state = {name: torch.from_numpy(arrays[key]) for name, key in _PARAMETER_ARRAYS.items()}
-        self.module.load_state_dict(state)
-        self.parameters = [parameter for _, parameter in self.module.named_parameters()]
-        self.tensors = {name: torch.from_numpy(array).to(**factory) for name, array in arrays.items() if name not in _PARAMETER_ARRAYS.values()}
+        names = {name: _array_name(name) for name in self.module.state_dict()}
+        self.module.load_state_dict({name: torch.from_numpy(arrays[key]) for name, key in names.items()})
+        self.named_parameters = list(self.module.named_parameters())
+        self.tensors = {name: torch.from_numpy(array).to(**factory) for name, array in arrays.items()
+                        if name not in names.values() and name != "lengths"}
+        self.lengths = torch.from_numpy(arrays["lengths"]) if problem.packed else None
+
+    def _stacked(self, name: str) -> torch.Tensor:
+        """A state array over directions, ``(D, B, H)``."""
+        directions = [self.tensors[name]] + ([self.tensors[name + REVERSE_SUFFIX]] if self.problem.bidirectional else [])
+        return torch.stack(directions)
 
     def _forward(self, x, h0, c0):
+        """``(y (T, B, D*H), h_n (D, B, H), c_n (D, B, H) or None)``."""
         hx = (h0, c0) if self.has_cell_state else h0
-        y, state = self.module(x, hx)
+        if self.lengths is None:
+            y, state = self.module(x, hx)
+        else:
+            packed = pack_padded_sequence(x, self.lengths, enforce_sorted=False)
+            y, state = self.module(packed, hx)
+            y = pad_packed_sequence(y, total_length=x.shape[0])[0]
         if self.has_cell_state:
-            return y, state[0][0], state[1][0]
-        return y, state[0], None
+            return y, state[0], state[1]
+        return y, state, None
 
     def _inputs(self, requires_grad: bool):
-        t = self.tensors
-        x = t["x"].detach().requires_grad_(requires_grad)
-        h0 = t["h0"].unsqueeze(0).detach().requires_grad_(requires_grad)
-        c0 = t["c0"].unsqueeze(0).detach().requires_grad_(requires_grad) if self.has_cell_state else None
+        x = self.tensors["x"].detach().requires_grad_(requires_grad)
+        h0 = self._stacked("h0").detach().requires_grad_(requires_grad)
+        c0 = self._stacked("c0").detach().requires_grad_(requires_grad) if self.has_cell_state else None
         return x, h0, c0
 
     def _fwd(self, x, h0, c0):
         with torch.no_grad():
-            return self._forward(x, h0, c0)
+            return self._forward(x, h0, c0), {}
 
     def _fwd_bwd(self, x, h0, c0):
         y, h_n, c_n = self._forward(x, h0, c0)
-        t = self.tensors
-        outputs, upstream, inputs = [y, h_n], [t["dy"], t["dh_n"]], [x, h0]
+        outputs, upstream, inputs = [y, h_n], [self.tensors["dy"], self._stacked("dh_n")], {"dx": x, "dh0": h0}
         if self.has_cell_state:
             outputs.append(c_n)
-            upstream.append(t["dc_n"])
-            inputs.append(c0)
-        grads = torch.autograd.grad(outputs, inputs + self.parameters, upstream)
-        dx, state_grads, parameter_grads = grads[0], grads[1 : len(inputs)], grads[len(inputs) :]
-        # initial states were passed as (1, B, H); report their gradients as (B, H)
-        return (y, h_n, c_n), [dx, *(grad[0] for grad in state_grads), *parameter_grads]
+            upstream.append(self._stacked("dc_n"))
+            inputs["dc0"] = c0
+        parameters = {"d" + _array_name(name): parameter for name, parameter in self.named_parameters}
+        grads = torch.autograd.grad(outputs, [*inputs.values(), *parameters.values()], upstream)
+        return (y, h_n, c_n), dict(zip([*inputs, *parameters], grads))
 
     def callable(self, mode: str) -> Callable[[], object]:
         x, h0, c0 = self._inputs(requires_grad=mode == "fwd_bwd")
@@ -122,17 +135,28 @@ class TorchRecurrentWorkload:
         return lambda: step(x, h0, c0)
 
     def outputs(self, mode: str) -> dict[str, np.ndarray]:
+        """Float64 arrays named as :attr:`Problem.forward_outputs` (and :attr:`Problem.gradients`);
+        states and their gradients one ``(B, H)`` array per direction."""
         x, h0, c0 = self._inputs(requires_grad=mode == "fwd_bwd")
-        if mode == "fwd":
-            forward = self._fwd(x, h0, c0)
-        else:
-            forward, grads = self._fwd_bwd(x, h0, c0)
-        names = FORWARD_OUTPUTS[self.problem.family]
-        results = {name: _to_numpy(value) for name, value in zip(names, forward)}
-        if mode == "fwd_bwd":
-            names = RECURRENT_GRADIENTS[self.problem.family]
-            results.update({name: _to_numpy(grad) for name, grad in zip(names, grads)})
+        (y, h_n, c_n), grads = (self._fwd if mode == "fwd" else self._fwd_bwd)(x, h0, c0)
+        results = {"y": _to_numpy(y), **self._per_direction("h_n", h_n)}
+        if self.has_cell_state:
+            results.update(self._per_direction("c_n", c_n))
+        for name, grad in grads.items():
+            results.update(self._per_direction(name, grad) if name in ("dh0", "dc0") else {name: _to_numpy(grad)})
         return results
+
+    def _per_direction(self, name: str, stacked: torch.Tensor) -> dict[str, np.ndarray]:
+        suffixes = ("", REVERSE_SUFFIX)[: self.problem.directions]
+        return {name + suffix: _to_numpy(stacked[index]) for index, suffix in enumerate(suffixes)}
+
+
+def _array_name(parameter: str) -> str:
+    """The problem's array of a one-layer torch.nn parameter: ``weight_hh_l0_reverse`` -> ``w_hh_reverse``."""
+    kind, which, layer, *rest = parameter.split("_")
+    if layer != "l0" or kind not in ("weight", "bias") or rest not in ([], ["reverse"]):
+        raise ValueError(f"unexpected parameter {parameter!r} of a one-layer recurrent module")
+    return f"{kind[0]}_{which}" + (REVERSE_SUFFIX if rest else "")
 
 
 class TorchEncoderWorkload:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from rnnbench.kernels.plan import GATES, PATHS, REGISTER_FILE, Plan, kernel_resources, plan_recurrence
+from rnnbench.kernels.plan import GATES, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_recurrence
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES
 
@@ -148,8 +148,8 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
                                 try:
                                     plan = plan_recurrence(cell, hidden, batch, dtype, path, COOPERATIVE_SMS,
                                                            exact_fp32=exact, arch=arch, backward=direction == "bwd")
-                                except ValueError:  # W_hh does not fit a persistent program, or a cooperative
-                                    continue        # grid is never co-resident on sm_<arch>
+                                except PathUnavailable:  # W_hh does not fit a persistent program, or a cooperative
+                                    continue              # grid is never co-resident on sm_<arch>
                                 configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision, directions,
                                                                       lengths) for directions, lengths in VARIANTS)
     return list(dict.fromkeys(configs))

@@ -34,8 +34,9 @@ can launch (:func:`rnnbench.kernels.aot.shipped_configs`) and checks that the mo
 what was compiled, so the planner cannot promise a co-residency the compiled kernel does not have.
 
 A ``path=`` override forces a path (the harness times each one); ``persistent`` is refused when
-``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU. On
-the interpreter a cooperative grid of several hidden blocks runs its math step by step.
+``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU
+(both with :class:`PathUnavailable`, which the harness records as a skipped case). On the
+interpreter a cooperative grid of several hidden blocks runs its math step by step.
 """
 
 from __future__ import annotations
@@ -205,6 +206,11 @@ def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32:
     return programs_per_multiprocessor(kernel_resources(cell, plan, dtype, exact_fp32), plan.num_warps, LIMITS[arch])[0] >= 1
 
 
+class PathUnavailable(ValueError):
+    """A forced path cannot run this shape (on this GPU): a limit of its design, not a bug. The
+    message says why and which path would."""
+
+
 def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False) -> Plan:
     persistent = path == "persistent"
     h_pad, k_split, k_chunks = reduction_layout(hidden_size, persistent)
@@ -252,7 +258,7 @@ def plan_recurrence(
     if path == "persistent" and not persistent_ok:
         plan = _layout(cell, "persistent", hidden_size, batch)
         needed = kernel_resources(cell, plan, dtype, exact_fp32)
-        raise ValueError(
+        raise PathUnavailable(
             f"path='persistent' needs all of W_hh in one program, but {cell} hidden_size={hidden_size} in {dtype} needs "
             f"{needed.shared_bytes} bytes of shared memory and {needed.registers} registers per thread, more than one "
             f"sm_{arch} multiprocessor has; use path='cooperative' or 'stepwise'"
@@ -274,7 +280,7 @@ def plan_recurrence(
     if path == "auto":
         chosen = "cooperative" if co_resident else "stepwise"
     if chosen == "cooperative" and on_gpu and not co_resident:
-        raise ValueError(
+        raise PathUnavailable(
             f"path='cooperative' needs {one_launch} co-resident programs ({plan.grid[0]} hidden blocks x {plan.grid[1]} "
             f"batch blocks) but {multiprocessors} multiprocessors hold {resident} each ({capacity}); use path='stepwise' or "
             "a smaller batch"

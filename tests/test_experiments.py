@@ -140,7 +140,7 @@ def test_suite_params_expand_and_round_trip_through_results_csv(probe_experiment
 
 
 @pytest.mark.parametrize("block, message", [
-    ("params = {delay = 3}", "experiment 'speed' takes no parameters, got delay"),
+    ("params = {delay = 3}", "experiment 'speed' takes no parameters but the problem options bidirectional, packed; got delay"),
     ("task = 'adding'", "experiment 'speed' task must be 'random'"),
     ("params = {delay = []}", "params.delay must not be empty"),
     ("params = 5", "params must be a table"),
@@ -157,9 +157,12 @@ def test_every_registered_experiment_declares_a_primary_metric_and_unit():
     for name, experiment in experiments.EXPERIMENTS.items():
         assert experiment.name == name and experiment.metric and experiment.description
         assert isinstance(experiment.unit, str)
-    suite = parse_suite("t", {"cases": [{"experiments": list(experiments.EXPERIMENTS), "backends": ["torch"],
-                                         "families": ["rnn"], "modes": ["fwd"], "seq_len": [2], "batch": [1],
-                                         "hidden_size": [3]}]})
+    training = {"accuracy", "gradient"}  # they train on a task; the others time one call on a random problem
+    shape = {"backends": ["torch"], "families": ["rnn"], "seq_len": [2], "batch": [1], "hidden_size": [3]}
+    suite = parse_suite("t", {"cases": [
+        {"experiments": sorted(set(experiments.EXPERIMENTS) - training), "modes": ["fwd"], **shape},
+        {"experiments": sorted(training), "modes": ["train"], "task": "adding", **shape},
+    ]})
     assert {case.experiment for case in suite.cases} == set(experiments.EXPERIMENTS)
 
 

@@ -262,6 +262,43 @@ def test_timing_summary_is_median_and_interquartile_range():
     assert timing.median_ms == 3.0 and timing.q25_ms == 2.0 and timing.q75_ms == 4.0 and timing.n == 5
 
 
+@pytest.mark.parametrize("call_ms, expected_rep_ms", [
+    (1.0, 30.0),    # the budget holds 30 calls, between min_reps and max_reps
+    (20.0, 110.0),  # calls longer than budget / min_reps: stretched to (5 + 0.5) calls
+    (0.01, 2.005),  # the budget would hold 3000 calls: shrunk to (200 + 0.5) calls
+])
+def test_cuda_latency_asks_do_bench_for_min_reps_to_max_reps_calls(monkeypatch, call_ms, expected_rep_ms):
+    import triton.testing
+
+    from rnnbench.harness import timing
+    from rnnbench.harness.cases import TimingOptions
+
+    asked = {}
+
+    def do_bench(fn, warmup, rep, return_mode):
+        asked.update(rep=rep, return_mode=return_mode)
+        return [1.0, 2.0, 3.0]
+
+    monkeypatch.setattr(triton.testing, "do_bench", do_bench)
+    monkeypatch.setattr("torch.cuda.synchronize", lambda: None)
+    monkeypatch.setattr(timing, "_estimate_call_ms", lambda fn: call_ms)
+    result = timing.cuda_latency(lambda: None, TimingOptions(min_reps=5, max_reps=200, budget_s=0.03))
+    assert asked == {"rep": pytest.approx(expected_rep_ms), "return_mode": "all"}
+    assert result.n == 3 and result.median_ms == 2.0
+
+
+@pytest.mark.cuda
+def test_cuda_latency_takes_min_reps_samples_of_calls_longer_than_the_budget():
+    import torch
+
+    from rnnbench.harness.cases import TimingOptions
+    from rnnbench.harness.timing import cuda_latency
+
+    torch.cuda._sleep(1000)  # initialise the context
+    result = cuda_latency(lambda: torch.cuda._sleep(50_000_000), TimingOptions(min_reps=5, budget_s=0.005))
+    assert result.n >= 5 and result.q25_ms <= result.median_ms <= result.q75_ms
+
+
 def test_result_rows_without_a_number_must_say_nan():
     case = Case("speed", "random", "b", "rnn", "cpu", "float32", 1, 1, 1, 1, "fwd", 0)
     with pytest.raises(ValueError, match="must have value NaN"):
@@ -281,3 +318,16 @@ def test_cpu_peak_memory_grows_with_the_sequence(tmp_path):
     assert long - short > 6.0
     assert short >= 0.0
     assert pd.notna(long)
+
+
+def test_a_forced_path_that_cannot_run_the_shape_is_skipped_with_the_reason():
+    """triton-persistent holds all of W_hh in one program: at H=100 it cannot, which is a limit of
+    the design (recorded ``skipped`` with the planner's reason), not an error."""
+    from rnnbench.harness.measure import measure_case
+
+    case = Case("numerics", "random", "triton-persistent", "lstm", "cpu", "float32", 2, 3, 4, 100, "fwd", 0)
+    rows = measure_case(case, "r")
+    assert [row.status for row in rows] == ["skipped"]
+    assert "path='persistent' needs all of W_hh in one program" in rows[0].note
+    fitting = Case("numerics", "random", "triton-persistent", "lstm", "cpu", "float32", 2, 3, 4, 20, "fwd", 0)
+    assert [row.status for row in measure_case(fitting, "r")] == ["ok"]

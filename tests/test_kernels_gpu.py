@@ -13,6 +13,12 @@ Tolerances are stated where they are used, with the reasoning.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -78,10 +84,10 @@ def test_cooperative_grid_of_several_hidden_and_batch_blocks_matches_float64(cel
     check_barriers(wait=True)
     expected_outputs, expected_grads = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
     for actual, expected in zip(outputs, expected_outputs):
-        scale = expected.abs().max()
+        scale = float(expected.abs().max())
         torch.testing.assert_close(actual.double(), expected, atol=1e-5 * scale, rtol=0)
     for actual, expected in zip(grads, expected_grads):
-        scale = expected.abs().max()
+        scale = float(expected.abs().max())
         torch.testing.assert_close(actual.double(), expected, atol=1e-4 * scale, rtol=0)
 
 
@@ -174,12 +180,38 @@ def test_barrier_benchmark_counts_every_arrival(programs):
     assert 0 < q25 <= median <= q75 < 100  # microseconds per barrier
 
 
+#: the barrier test's child script: warm up (compile), then a grid whose every barrier waits for a
+#: program that does not exist, then a healthy grid; prints what happened for the parent to judge
+_TIMEOUT_SCRIPT = """
+import time
+from rnnbench.kernels.barrier_bench import run_barriers
+from rnnbench.kernels.launch import BarrierTimeout
+run_barriers(programs=4, barriers=1)
+start = time.perf_counter()
+try:
+    run_barriers(programs=4, barriers=3, missing=1, timeout_ns=50_000_000)
+    print("returned")
+except BarrierTimeout as error:
+    print(f"raised after {time.perf_counter() - start:.3f} s: {error}")
+print("healthy grid:", run_barriers(programs=4, barriers=3))
+"""
+
+
 def test_a_barrier_that_cannot_complete_raises_instead_of_hanging():
     """Every barrier waits for a program that does not exist: it times out (50 ms here), the kernel
-    finishes, and the launcher raises BarrierTimeout naming the step; the GPU stays usable."""
-    from rnnbench.kernels import launch
-    from rnnbench.kernels.barrier_bench import run_barriers
+    finishes, and the launcher raises BarrierTimeout naming the step; the GPU stays usable.
 
-    with pytest.raises(launch.BarrierTimeout, match="grid barrier of barrier_loop_kernel .* timed out .*step 1"):
-        run_barriers(programs=4, barriers=3, missing=1, timeout_ns=50_000_000)
-    assert run_barriers(programs=4, barriers=3) == 12
+    Runs in a child process with a deadline, so a timeout that does not work fails this test (the
+    child, and with it the hung kernel, is killed) instead of hanging the session."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    try:
+        child = subprocess.run([sys.executable, "-c", _TIMEOUT_SCRIPT], cwd=root, env=env, capture_output=True,
+                               text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a grid barrier waiting for a missing program hung (no timeout within 300 s)")
+    assert child.returncode == 0, child.stderr[-4000:]
+    raised = re.search(r"raised after ([0-9.]+) s: grid barrier of barrier_loop_kernel .* timed out .*step 1", child.stdout)
+    assert raised, f"no BarrierTimeout naming step 1:\n{child.stdout}"
+    assert float(raised.group(1)) < 10  # three barriers of 50 ms each, not the default timeout
+    assert "healthy grid: 12" in child.stdout

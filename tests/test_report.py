@@ -309,6 +309,22 @@ def test_compare_counts_a_newly_failing_case_as_a_regression(tmp_path):
     assert main(["compare", str(base), str(new)]) == 1
 
 
+@pytest.mark.parametrize("samples, exit_status", [(1, 0), (2, 0), (3, 1)])
+def test_compare_judges_a_timing_only_with_three_samples_a_side(tmp_path, capsys, samples, exit_status):
+    """A median of one or two samples has no spread: its 2x change is "not comparable", not a
+    regression; peak memory (one deterministic sample) is judged whatever its n."""
+    case = make_case("speed", "torch", "lstm")
+    base = write_rows(tmp_path / "base", [make_row(case, "latency", 1.0, "ms", n=samples)])
+    new = write_rows(tmp_path / "new", [make_row(case, "latency", 2.0, "ms", n=samples)])
+    assert main(["compare", str(base), str(new)]) == exit_status
+    comparison = (new / "comparison.md").read_text()
+    assert ("no spread to judge" in comparison) == (samples < 3)
+    memory = make_case("memory", "torch", "lstm")
+    base = write_rows(tmp_path / "mbase", [make_row(memory, "peak_memory", 100.0, "MiB", n=1)])
+    new = write_rows(tmp_path / "mnew", [make_row(memory, "peak_memory", 200.0, "MiB", n=1)])
+    assert main(["compare", str(base), str(new)]) == 1
+
+
 def test_compare_bad_input(tmp_path, pair, capsys):
     base, _, _ = pair
     unrelated = write_rows(tmp_path / "other", [make_row(make_case("speed", "numpy", "rnn", seq_len=7), "latency", 1.0, "ms")])

@@ -4,7 +4,7 @@ declares an :class:`~rnnbench.harness.experiments.base.Experiment` plus one line
 from __future__ import annotations
 
 from rnnbench.harness.errors import UsageError
-from rnnbench.harness.experiments import memory, numerics, numerics_over_time, speed
+from rnnbench.harness.experiments import accuracy, gradient, memory, numerics, numerics_over_time, speed
 from rnnbench.harness.experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -14,6 +14,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         memory.EXPERIMENT,
         numerics.EXPERIMENT,
         numerics_over_time.EXPERIMENT,
+        accuracy.EXPERIMENT,
+        gradient.EXPERIMENT,
     )
 }
 

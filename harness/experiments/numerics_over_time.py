@@ -20,9 +20,9 @@ from dataclasses import replace
 import numpy as np
 
 from rnnbench.harness.backends import get_backend, problem_for
-from rnnbench.harness.cases import RANDOM_TASK, Case
+from rnnbench.harness.cases import Case
 from rnnbench.harness.correctness import reference_outputs
-from rnnbench.harness.experiments.base import Experiment
+from rnnbench.harness.experiments.base import Experiment, accepts_random_problems_only
 from rnnbench.harness.problems import RECURRENT_FAMILIES
 from rnnbench.harness.results import ResultRow
 
@@ -49,9 +49,9 @@ def error_by_step(outputs: np.ndarray, reference: np.ndarray, steps: list[int]) 
 
 
 def measure_error_over_time(case: Case, workload, run_id: str) -> list[ResultRow]:
-    backend = get_backend(case.backend)
-    reference_name, reference_device = backend.reference_for(case.device)
-    reference = reference_outputs(problem_for(case), reference_name, reference_device, "fwd", case.dtype)["y"]
+    problem = problem_for(case)
+    reference_name, reference_device = get_backend(case.backend).reference_for(case.device, problem.options)
+    reference = reference_outputs(problem, reference_name, reference_device, "fwd", case.dtype)["y"]
     outputs = workload.outputs("fwd")["y"]
     if outputs.shape != reference.shape:
         raise ValueError(f"backend output y has shape {outputs.shape}, expected {reference.shape}")
@@ -61,7 +61,7 @@ def measure_error_over_time(case: Case, workload, run_id: str) -> list[ResultRow
     how = f"|h_t - {reference_name} float64 on {reference_device}| over B x H"
     rows = []
     for t, summary in by_step.items():
-        at_step = replace(case, params=(*case.params, ("t", t)))
+        at_step = replace(case, params=(*case.params, ("t", t)))  # re-sorted by Case
         rows += [ResultRow.measured(at_step, run_id, metric, value, "", note=how) for metric, value in summary.items()]
     worst = max(summary["err_max"] for summary in by_step.values())
     rows.append(ResultRow.measured(case, run_id, "err_max", worst, "", note=f"largest {how} at any sampled step"))
@@ -69,8 +69,9 @@ def measure_error_over_time(case: Case, workload, run_id: str) -> list[ResultRow
 
 
 def _check_case(case: Case) -> str | None:
-    if case.task != RANDOM_TASK or case.params:
-        return f"runs on seeded random problems without parameters, got task {case.task!r} {dict(case.params)}"
+    problem = accepts_random_problems_only(case)
+    if problem is not None:
+        return problem
     if case.family not in RECURRENT_FAMILIES:
         return f"needs a recurrent family ({', '.join(RECURRENT_FAMILIES)}), got {case.family!r}"
     if case.mode != "fwd":

@@ -6,7 +6,9 @@ valid value on both sides, the ratio NEW / BASE is reported with whether the two
 ranges overlap. A **regression** is a change for the worse beyond ``threshold`` (NEW worse by more
 than ``1 + threshold`` times) whose IQRs do not overlap, or a case that was ``ok`` in BASE and is
 ``incorrect``, ``error`` or ``oom`` in NEW. Flagged values (zero, negative, NaN, infinite) are never
-divided: their pair is "not comparable".
+divided: their pair is "not comparable", and so is a timing (a median of repeated samples) with
+fewer than ``MIN_SAMPLES`` samples on either side, whose one or two samples give no spread to judge
+a change by.
 
 Results from different devices are not comparable; :func:`check_same_device` says why.
 """
@@ -26,7 +28,7 @@ from matplotlib.figure import Figure as MplFigure
 from rnnbench.harness.report.document import Document, Figure, Heading, Table, bullets, para
 from rnnbench.harness.report.figures import THEME, Drawing, log_axis, render_png
 from rnnbench.harness.report.load import ReportData
-from rnnbench.harness.report.metrics import metric_info
+from rnnbench.harness.report.metrics import MIN_SAMPLES, metric_info
 from rnnbench.harness.report.tables import SHAPE, SHAPE_HEADERS, fmt, series_label
 from rnnbench.harness.results import KEY_COLUMNS
 
@@ -61,7 +63,7 @@ def compare(base: ReportData, new: ReportData, threshold: float) -> Comparison:
     """Match BASE and NEW row by row and judge each pair (see the module docstring)."""
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
-    columns = ["value", "q25", "q75", "status", "flag", "unit"]
+    columns = ["value", "q25", "q75", "n", "status", "flag", "unit"]
     keys = list(KEY_COLUMNS)
     merged = base.frame[keys + columns].merge(new.frame[keys + columns], on=keys, how="outer",
                                               suffixes=("_base", "_new"), indicator=True)
@@ -91,7 +93,12 @@ def _judge(row: dict, threshold: float) -> tuple[float, bool | None, str, str]:
         return math.nan, None, "not comparable", "a value is zero: no ratio"
     ratio = new / base
     overlap = _overlap(row)
-    better = metric_info(row["metric"]).better
+    metric = metric_info(row["metric"])
+    better = metric.better
+    fewest = min(row["n_base"], row["n_new"])
+    if metric.sampled and better is not None and not fewest >= MIN_SAMPLES:
+        return ratio, overlap, "not comparable", (f"{fmt(row['n_base'])} → {fmt(row['n_new'])} samples: fewer than "
+                                                  f"{MIN_SAMPLES}, no spread to judge a change by")
     if better is None:
         return ratio, overlap, "no direction", ""
     worse_by = ratio if better == "lower" else 1 / ratio
@@ -140,7 +147,8 @@ def _with_iqr(value: float, low: float, high: float) -> str:
 def ratio_figure(comparison: Comparison) -> bytes | None:
     """NEW/BASE ratio of every pair of a metric with a direction (log x), a row per backend, family,
     mode and metric; the dotted lines are the threshold."""
-    pairs = comparison.pairs[np.isfinite(comparison.pairs.ratio) & (comparison.pairs.verdict != "no direction")]
+    judged = ~comparison.pairs.verdict.isin(("no direction", "not comparable"))
+    pairs = comparison.pairs[np.isfinite(comparison.pairs.ratio) & judged]
     if pairs.empty:
         return None
     pairs = pairs.assign(group=[f"{series_label(b, f)} {m} {metric}" for b, f, m, metric

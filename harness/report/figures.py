@@ -38,10 +38,10 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from rnnbench.harness.cases import IDENTITY_FIELDS
+from rnnbench.harness.cases import IDENTITY_FIELDS, decode_params
 from rnnbench.harness.report.costmodel import device_peaks, step_lower_bound_us
 from rnnbench.harness.report.load import ReportData, param
-from rnnbench.harness.report.metrics import BASELINE_BACKEND, CHANCE_PREFIX, TASK_METRICS, axis_label
+from rnnbench.harness.report.metrics import TASK_METRICS, axis_label, baseline_metric
 from rnnbench.harness.report.tables import SHAPE_HEADERS, geomean, series_label, speed_rows, speedups
 
 #: ``params`` keys holding a task's dependency distance, in order of preference (else ``seq_len``)
@@ -55,6 +55,8 @@ GRADIENT_METRICS = ("grad_norm_h", "grad_norm_c")
 TIME_STEP_PARAM = "t"
 ERROR_METRICS = ("err_p50", "err_p99", "err_max")
 
+#: line styles of a panel's baselines (chance, bag-of-words ceiling, ...), in name order
+BASELINE_STYLES = ("--", ":", "-.", (0, (1, 4)), (0, (5, 5)), (0, (3, 1, 1, 1)))
 FAMILY_STYLES = {"rnn": ("-", "o"), "lstm": ("--", "s"), "bow": (":", "^"), "cnn": ("-.", "D")}
 #: seaborn's look; ``text.parse_math`` off so that text from the results (a backend called ``$\frac{$``)
 #: is drawn as it is instead of being parsed as mathtext
@@ -338,24 +340,64 @@ def peak_memory_vs_seq_len(data: ReportData) -> Drawing | None:
 # ---------------------------------------------------------------- accuracy (tasks and training)
 
 
-def _with_distance(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with a ``distance`` column: the first :data:`DISTANCE_PARAMS` key present, else T."""
-    distance = pd.Series(np.nan, index=rows.index)
+#: params a row adds to its case's (a loss-curve step, a gradient's distance): left out when rows
+#: are matched with their case
+ROW_PARAMS = (STEP_PARAM, GRADIENT_DISTANCE_PARAM, TRAINED_PARAM, TIME_STEP_PARAM)
+
+
+def _case_of(rows: pd.DataFrame) -> pd.Series:
+    """Each row's case as a hashable key: its identity with the :data:`ROW_PARAMS` dropped."""
+    params = rows.params.map(lambda text: tuple(sorted((k, v) for k, v in decode_params(text).items() if k not in ROW_PARAMS)))
+    identity = [column for column in IDENTITY_FIELDS if column not in ("experiment", "params")]
+    return pd.Series(list(zip(*(rows[column] for column in identity), params)), index=rows.index, dtype=object)
+
+
+def _with_distance(rows: pd.DataFrame, data: ReportData) -> pd.DataFrame:
+    """``rows`` with a ``distance`` column: the ``distance`` row of the row's case (the accuracy
+    experiment records it), else the first :data:`DISTANCE_PARAMS` key present, else T."""
+    valid = data.valid
+    recorded = valid[valid.metric == "distance"]
+    by_case = dict(zip(_case_of(recorded), recorded.value)) if not recorded.empty else {}
+    distance = pd.Series([by_case.get(key, np.nan) for key in _case_of(rows)], index=rows.index, dtype=float)
     for name in DISTANCE_PARAMS:
-        distance = distance.fillna(param(rows, name))
+        distance = distance.fillna(pd.to_numeric(param(rows, name), errors="coerce"))
     return rows.assign(distance=pd.to_numeric(distance.fillna(rows.seq_len)))
+
+
+def _with_variant(rows: pd.DataFrame, panel: list[str]) -> pd.DataFrame:
+    """``rows`` with a ``series`` label per backend and family, extended, within each ``panel``
+    group, by the params that tell apart that backend's runs at the same distance (two forget-gate
+    biases, shuffled pixels); every other param (a task's length knob, a budget shared by the runs)
+    stays out of the label, so seeds are averaged and a length sweep stays one line."""
+    if rows.empty:
+        return rows.assign(series=pd.Series(dtype=str))
+    labelled = []
+    for _, group in rows.groupby([*panel, "backend", "family"], sort=False):
+        params = group.params.map(lambda text: {k: v for k, v in decode_params(text).items() if k not in ROW_PARAMS})
+        keys = sorted({key for mapping in params for key in mapping})
+        values = pd.DataFrame({key: params.map(lambda m, k=key: str(m.get(k))) for key in keys}, index=group.index)
+        at_distance = values.groupby(group.distance)
+        varying = [key for key in keys if (at_distance[key].nunique() > 1).any()]
+        labels = [series_label(b, f) + "".join(f" {key}={mapping.get(key)}" for key in varying)
+                  for b, f, mapping in zip(group.backend, group.family, params)]
+        labelled.append(group.assign(series=labels))
+    return pd.concat(labelled)
 
 
 def _task_rows(data: ReportData) -> pd.DataFrame:
     valid = data.valid
-    return _with_distance(valid[valid.metric.isin(TASK_METRICS) & (valid.backend != BASELINE_BACKEND)])
+    return _with_distance(valid[valid.metric.isin(TASK_METRICS)], data)
 
 
-def _chance(data: ReportData, task: str, metric: str) -> pd.DataFrame:
+def _baselines(data: ReportData, task: str, metric: str) -> pd.DataFrame:
+    """The ``baseline:<name>:<metric>`` rows of ``task``: mean per baseline name and distance."""
     valid = data.valid
-    rows = valid[(valid.task == task) & (((valid.backend == BASELINE_BACKEND) & (valid.metric == metric))
-                                         | (valid.metric == CHANCE_PREFIX + metric))]
-    return _over_seeds(_with_distance(rows), ["distance"]) if not rows.empty else rows
+    names = valid.metric.map(lambda name: (baseline_metric(name) or ("", ""))[0])
+    rows = valid[(valid.task == task) & valid.metric.map(lambda name: (baseline_metric(name) or ("", ""))[1] == metric)]
+    if rows.empty:
+        return pd.DataFrame(columns=["baseline", "distance", "value"])
+    rows = _with_distance(rows.assign(baseline=names[rows.index]), data)
+    return rows.groupby(["baseline", "distance"], as_index=False).value.mean()
 
 
 @figure("task_metric_vs_distance", "Task metric against dependency distance", "accuracy", TASK_METRICS,
@@ -365,16 +407,16 @@ def task_metric_vs_distance(data: ReportData) -> Drawing | None:
     rows = _task_rows(data)
     if rows.empty:
         return None
-    rows = _with_series(rows)
+    rows = _with_variant(rows, ["task", "metric"])
     panels = list(rows.groupby(["task", "metric"], sort=True))
     fig, axes = _grid(len(panels), 3)
     colors = _colors(rows.series)
     for ax, ((task, metric), panel) in zip(axes, panels):
         for (series, family), group in panel.groupby(["series", "family"], sort=True):
             _line(ax, _over_seeds(group, ["distance"]), "distance", series, colors[series], *_style(family), "low", "high")
-        chance = _chance(data, task, metric)
-        if not chance.empty:
-            _line(ax, chance, "distance", "chance / trivial baseline", "black", "--", "")
+        baselines = _baselines(data, task, metric)
+        for (name, group), style in zip(baselines.groupby("baseline", sort=True), BASELINE_STYLES):
+            _line(ax, group, "distance", f"baseline: {name.replace('_', ' ')}", "black", style, "")
         log_axis(ax, "x", panel.distance)
         ax.set(title=task, xlabel="dependency distance (steps)", ylabel=axis_label(metric, panel.unit.iloc[0]))
     _legend(fig, axes)
@@ -391,7 +433,7 @@ def task_metric_vs_throughput(data: ReportData) -> Drawing | None:
     paired = _task_rows(data).merge(throughput[identity + ["value"]].rename(columns={"value": "throughput"}), on=identity)
     if paired.empty:
         return None
-    paired = _with_series(paired)
+    paired = _with_variant(paired, ["task", "metric"])
     panels = list(paired.groupby(["task", "metric"], sort=True))
     fig, axes = _grid(len(panels), 3)
     colors = _colors(paired.series)
@@ -409,10 +451,10 @@ def task_metric_vs_throughput(data: ReportData) -> Drawing | None:
         "Training loss against step per encoder (mean over seeds, min–max shaded), a panel per task "
         "at its longest dependency distance.")
 def training_loss(data: ReportData) -> Drawing | None:
-    rows = _with_distance(_rows_with_param(data, ("train_loss",), STEP_PARAM, "step"))
+    rows = _with_distance(_rows_with_param(data, ("train_loss",), STEP_PARAM, "step"), data)
     if rows.empty:
         return None
-    rows = _with_series(rows[rows.distance == rows.groupby("task").distance.transform("max")])
+    rows = _with_variant(rows[rows.distance == rows.groupby("task").distance.transform("max")], ["task"])
     panels = list(rows.groupby("task", sort=True))
     fig, axes = _grid(len(panels), 3)
     colors = _colors(rows.series)

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# One GPU validation session in one command, inside a fixed wall-clock budget (a lent GPU machine
+# runs one command for at most 10 minutes, and its time is scarce):
+#
+#   scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]      e.g. scripts/gpu-session.sh h200 540
+#   STAGES=suite scripts/gpu-session.sh h200 540 gpu     continue a long suite only (it resumes)
+#   TESTS="tests/test_triton_options.py" scripts/...      another set of test files
+#
+# Writes reports/DEVICE/:
+#   machine.txt          nvidia-smi, torch/triton/CUDA versions, CPU count
+#   gpu-tests.xml/.log   the Triton kernels against torch.nn (cuDNN) and float64 on CUDA
+#                        (default TESTS: tests/test_kernels_gpu.py, test_triton_kernels.py,
+#                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py)
+#   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
+#                        concurrently with the tests, so the suite does not compile serially
+#   barrier.csv/.log     the grid-barrier micro-benchmark
+#   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
+#   session.log          what ran, with each stage's seconds and exit status
+# and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
+# The report and the cost-model calibration need no GPU: render them afterwards on any machine
+# (make gpu-report DEVICE=...). Each stage has its own limit, and the suite gets what is left of
+# BUDGET_S, stopped with SIGINT so it keeps every finished case. To resume on a fresh machine, the
+# partial results must be in the working tree that travels (unpack the previous tarball first).
+set -u
+DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
+BUDGET=${2:-540}
+SUITE=${3:-gpu-core}
+PY=${GPU_PY:-python3}
+STAGES=${STAGES:-tests barrier suite}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
+wants() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+DIR=reports/$DEVICE
+START=$(date +%s)
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+mkdir -p "$DIR"
+LOG=$DIR/session.log
+: > "$LOG"
+
+elapsed() { echo $(( $(date +%s) - START )); }
+note() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
+stage() {  # stage NAME LIMIT_S COMMAND...: run with a limit (SIGINT, then KILL 20 s later), log its status
+    local name=$1 limit=$2; shift 2
+    local t0; t0=$(date +%s)
+    note "start $name (limit ${limit} s): $*"
+    timeout -s INT -k 20 "$limit" "$@"
+    local rc=$?
+    note "end $name: exit $rc after $(( $(date +%s) - t0 )) s"
+}
+package() {
+    [ -n "${OUT:-}" ] && tar czf "$OUT/reports-$DEVICE.tgz" "$DIR" && note "packed $DIR into \$OUT/reports-$DEVICE.tgz"
+}
+trap package EXIT
+
+{
+    date -u +%Y-%m-%dT%H:%M:%SZ
+    nvidia-smi 2>&1
+    "$PY" -c 'import sys, torch, triton; print("python", sys.version.split()[0]); print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version()); print("triton", triton.__version__); p = torch.cuda.get_device_properties(0); print(p.name, p.multi_processor_count, "SMs", p.total_memory // 2**20, "MiB")' 2>&1
+    echo "cpus $(nproc)"
+    git rev-parse HEAD 2>/dev/null
+} > "$DIR/machine.txt"
+note "machine: $(grep -m1 -E 'H100|H200|A100|NVIDIA' "$DIR/machine.txt" | head -c 200)"
+
+XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
+PRECOMPILE=
+if wants suite; then
+    stage precompile 200 "$PY" -m rnnbench precompile "$SUITE" --device cuda --jobs 8 > "$DIR/precompile.log" 2>&1 &
+    PRECOMPILE=$!
+fi
+if wants tests; then
+    stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" $TESTS \
+        > "$DIR/gpu-tests.log" 2>&1
+    tail -n 25 "$DIR/gpu-tests.log"
+fi
+if [ -n "$PRECOMPILE" ]; then
+    wait $PRECOMPILE
+    tail -n 3 "$DIR/precompile.log"
+fi
+
+if wants barrier; then
+    stage barrier 40 "$PY" -m rnnbench.kernels.barrier_bench --out "$DIR/barrier.csv" > "$DIR/barrier.log" 2>&1
+    tail -n 3 "$DIR/barrier.log"
+fi
+
+LEFT=$(( BUDGET - $(elapsed) - 30 ))
+if ! wants suite; then
+    :
+elif [ "$LEFT" -gt 30 ]; then
+    stage suite "$LEFT" "$PY" -m rnnbench run "$SUITE" --device cuda --out "$DIR/$SUITE" --resume --no-progress \
+        > "$DIR/$SUITE.log" 2>&1
+    tail -n 5 "$DIR/$SUITE.log"
+else
+    note "no time left for the suite ($LEFT s)"
+fi
+note "done"
