@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rnnbench.kernels.plan import (
-    LIMITS, MAX_BLOCK_B, Resources, fits_persistent, kernel_resources, plan_recurrence, programs_per_multiprocessor,
-    reduction_layout,
+    LIMITS, MAX_BLOCK_B, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
+    programs_per_multiprocessor, reduction_layout,
 )
 
 H100_SMS = 132
@@ -57,7 +57,7 @@ def test_cooperative_only_when_the_grid_can_be_co_resident():
     batch = MAX_BLOCK_B * (resident * H100_SMS // 128 + 1)  # one more batch block than fit
     too_many = plan_recurrence("lstm", 1024, batch, torch.bfloat16, multiprocessors=H100_SMS)
     assert too_many.programs > resident * H100_SMS and too_many.path == "stepwise"
-    with pytest.raises(ValueError, match="co-resident programs"):
+    with pytest.raises(PathUnavailable, match="co-resident programs"):
         plan_recurrence("lstm", 1024, batch, torch.bfloat16, path="cooperative", multiprocessors=H100_SMS)
 
 
@@ -77,13 +77,14 @@ def test_forced_split_of_a_small_layer_uses_several_programs():
 ])
 def test_bad_arguments(bad, message):
     arguments = dict(cell="lstm", hidden_size=64, batch=4, dtype=torch.float32) | bad
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         plan_recurrence(**arguments)
+    assert not isinstance(raised.value, PathUnavailable)  # a caller's mistake, not a shape the path cannot run
 
 
 def test_persistent_refusal_names_what_it_needs():
     assert not fits_persistent("lstm", 256, torch.bfloat16)
-    with pytest.raises(ValueError, match=r"path='persistent' needs all of W_hh .* bytes of shared memory"):
+    with pytest.raises(PathUnavailable, match=r"path='persistent' needs all of W_hh .* bytes of shared memory"):
         plan_recurrence("lstm", 256, 4, torch.bfloat16, path="persistent")
 
 
