@@ -9,8 +9,10 @@ The rows each figure reads (metric names from :mod:`rnnbench.harness.report.metr
 keys from the constants below):
 
 * ``latency_vs_seq_len`` / ``cudagraph_latency_vs_seq_len``: speed ``latency`` / ``latency_cudagraph``;
-* ``speedup_heatmap``: speed ``latency`` of the declared baseline and the other backends;
-* ``step_time_vs_bound``: speed ``latency`` in mode ``fwd``, against :mod:`.costmodel`;
+* ``speedup_heatmap`` / ``cudagraph_speedup_heatmap``: speed ``latency`` / ``latency_cudagraph`` of
+  the declared baseline and the other backends;
+* ``step_time_vs_bound`` / ``cudagraph_step_time_vs_bound``: speed ``latency`` / ``latency_cudagraph``
+  in mode ``fwd``, against :mod:`.costmodel`;
 * ``peak_memory_vs_seq_len``: memory ``peak_memory``;
 * ``task_metric_vs_distance``: :data:`~.metrics.TASK_METRICS` rows; the distance is the first of
   :data:`DISTANCE_PARAMS` in ``params``, else ``seq_len``; the chance level is backend ``baseline``
@@ -41,7 +43,7 @@ from matplotlib.lines import Line2D
 from rnnbench.harness.cases import IDENTITY_FIELDS, decode_params
 from rnnbench.harness.report.costmodel import device_peaks, step_lower_bound_us
 from rnnbench.harness.report.load import ReportData, param
-from rnnbench.harness.report.metrics import TASK_METRICS, axis_label, baseline_metric
+from rnnbench.harness.report.metrics import TASK_METRICS, axis_label, baseline_metric, metric_info
 from rnnbench.harness.report.tables import SHAPE_HEADERS, geomean, series_label, speed_rows, speedups
 
 #: ``params`` keys holding a task's dependency distance, in order of preference (else ``seq_len``)
@@ -248,10 +250,24 @@ def cudagraph_latency_vs_seq_len(data: ReportData) -> Drawing | None:
 @figure("speedup_heatmap", "Speedup over the declared baseline", "speed", ("latency",),
         "Baseline median latency / backend median latency at the longest sequence of each panel, over "
         "batch size × hidden size (geometric mean over any other varying input); blue is faster than "
-        "the baseline, red slower.")
+        "the baseline, red slower. Each call is timed with its host launch overhead.")
 def speedup_heatmap(data: ReportData) -> Drawing | None:
+    return _speedup_heatmap(data, "latency")
+
+
+@figure("cudagraph_speedup_heatmap", "Speedup over the declared baseline, CUDA-graph replay", "speed",
+        ("latency_cudagraph",),
+        "As the speedup heatmap, from calls replayed from a CUDA graph: without host launch overhead, "
+        "so a baseline that launches many small kernels per step is not charged for launching them.")
+def cudagraph_speedup_heatmap(data: ReportData) -> Drawing | None:
+    return _speedup_heatmap(data, "latency_cudagraph")
+
+
+def _speedup_heatmap(data: ReportData, metric: str) -> Drawing | None:
+    """Speedup over the declared baseline in ``metric`` (a latency), a heatmap per backend, family,
+    mode, dtype and device."""
     paired = speedups(data)
-    paired = paired[paired.metric == "latency"]
+    paired = paired[paired.metric == metric]
     if paired.empty:
         return None
     panels = []
@@ -270,7 +286,7 @@ def speedup_heatmap(data: ReportData) -> Drawing | None:
                         cbar=False, ax=ax, linewidths=0.5)
         ax.set(title=_panel_title(series_label(backend, family), mode, dtype, device, f"T={seq_len}"),
                xlabel=SHAPE_HEADERS["hidden_size"], ylabel=SHAPE_HEADERS["batch"])
-    fig.suptitle(f"speedup over {data.speedup_baseline} (×)")
+    fig.suptitle(f"speedup over {data.speedup_baseline} (×), {metric_info(metric).label}")
     return Drawing(fig, f"Baseline: {data.speedup_baseline}, as declared in env.json.")
 
 
@@ -279,8 +295,22 @@ def speedup_heatmap(data: ReportData) -> Drawing | None:
         "the dashed black line is the device's lower bound from peak FLOP/s and memory bandwidth "
         "(DESIGN.md, cost model).")
 def step_time_vs_bound(data: ReportData) -> Drawing | None:
+    return _step_time_vs_bound(data, "latency")
+
+
+@figure("cudagraph_step_time_vs_bound", "Time per step from a CUDA graph against the cost-model lower bound",
+        "speed", ("latency_cudagraph",),
+        "As the time per step against the lower bound, from calls replayed from a CUDA graph (no host "
+        "launch overhead, warm L2).")
+def cudagraph_step_time_vs_bound(data: ReportData) -> Drawing | None:
+    return _step_time_vs_bound(data, "latency_cudagraph")
+
+
+def _step_time_vs_bound(data: ReportData, metric: str) -> Drawing | None:
+    """Forward ``metric`` (a latency) per step against hidden size, a panel per family, dtype,
+    device and batch, with the cost model's lower bound where the device's peaks are known."""
     rows = speed_rows(data)
-    rows = rows[(rows.metric == "latency") & (rows["mode"] == "fwd")]
+    rows = rows[(rows.metric == metric) & (rows["mode"] == "fwd")]
     if rows.empty:
         return None
     rows = rows[rows.seq_len == rows.groupby(["family", "dtype", "device", "batch"]).seq_len.transform("max")]
