@@ -138,7 +138,6 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
         for dtype_name, dtype in DTYPES.items():
             # fp32 multiplies in TF32 or in full fp32 ("ieee"), following cudnn.allow_tf32
             for precision in ("tf32", "ieee") if dtype == torch.float32 else ("tf32",):
-                exact = precision == "ieee"
                 for hidden in HIDDEN_SIZES:
                     for batch in BATCHES:
                         for path in PATHS:
@@ -146,8 +145,8 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
                                 if cell == "rnn" and direction == "fwd_train":
                                     continue  # the RNN forward has no training variant
                                 try:
-                                    plan = plan_recurrence(cell, hidden, batch, dtype, path, COOPERATIVE_SMS,
-                                                           exact_fp32=exact, arch=arch, backward=direction == "bwd")
+                                    plan = plan_recurrence(cell, hidden, batch, dtype, path, COOPERATIVE_SMS, arch=arch,
+                                                           backward=direction == "bwd")
                                 except PathUnavailable:  # W_hh does not fit a persistent program, or a cooperative
                                     continue              # grid is never co-resident on sm_<arch>
                                 configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision, directions,
@@ -209,7 +208,7 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
 def _resources(config: KernelConfig, arch: int, compiled) -> KernelResources:
     registers, spill = _cubin_resources(compiled.asm["cubin"])
     shared = int(compiled.metadata.shared)
-    model = kernel_resources(config.cell, config.plan, DTYPES[config.dtype], config.precision == "ieee")
+    model = kernel_resources(config.cell, config.plan, DTYPES[config.dtype])
     fits = (shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
             and model.shared_bytes >= shared and model.registers >= registers)
     return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits, model.shared_bytes, model.registers)

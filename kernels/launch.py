@@ -137,9 +137,8 @@ def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path:
         multiprocessors = torch.cuda.get_device_properties(like.device).multi_processor_count
         major, minor = torch.cuda.get_device_capability(like.device)
         arch = max((a for a in LIMITS if a <= 10 * major + minor), default=min(LIMITS))
-    exact_fp32 = dot_precision(like.dtype) == "ieee" and like.dtype == torch.float32
-    return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, exact_fp32,
-                           directions, arch, backward)
+    return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, directions, arch,
+                           backward)
 
 
 def dot_precision(dtype: torch.dtype) -> str:

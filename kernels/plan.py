@@ -26,12 +26,15 @@ columns, and ``H_PAD`` the smallest multiple of ``CHUNK`` that holds H (768 = 3 
 padding). Four warps per program; :data:`WIDE_NUM_WARPS` for a persistent program and a 64-row
 batch block.
 
-**Resources.** :func:`kernel_resources` is a model of what the compiler allocates per program:
-shared memory (Triton 3.6 and 3.9 keep a held weight operand in shared memory and re-read it each
-step, so the weight slice is the bulk of it) and registers per thread. Its constants are fitted
-to the compiled kernels: ``tests/test_kernels_aot.py`` compiles every configuration the planner
-can launch (:func:`rnnbench.kernels.aot.shipped_configs`) and checks that the model is never below
-what was compiled, so the planner cannot promise a co-residency the compiled kernel does not have.
+**Resources.** :func:`kernel_resources` bounds what the compiler allocates per program: shared
+memory (Triton 3.6 and 3.9 keep a held weight operand in shared memory and re-read it each step,
+so the weight slice is the bulk of it; the state staged a step ahead and the reduction scratch
+the rest) and registers per thread (the ptxas cap). The AOT tables
+(``reports/aot/kernels-sm_*.csv``, checked by ``tests/test_kernels_aot.py``) compile every
+configuration the planner can launch (:func:`rnnbench.kernels.aot.shipped_configs`) and record
+where the bound is below what was compiled, so the planner cannot promise a co-residency the
+compiled kernel does not have without a test failing. The bound is loose (compiled shared memory
+is 0.15-1.0 of it, median 0.7, on sm_90 with Triton 3.9) because the compiler reuses buffers.
 
 A ``path=`` override forces a path (the harness times each one); ``persistent`` is refused when
 ``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU
@@ -158,30 +161,29 @@ def reduction_layout(hidden_size: int, persistent: bool) -> tuple[int, int, int]
     return chunks * chunk, min(NUM_WARPS, chunk // 16), chunks
 
 
-def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype, exact_fp32: bool = False) -> Resources:
-    """Shared memory and registers one program of ``plan`` needs (forward and backward alike: the
-    model takes the larger of the two). See the module docstring for how it is kept honest.
+def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype) -> Resources:
+    """An upper bound of the shared memory (bytes) and registers (per thread) one program of
+    ``plan`` needs, forward and backward alike (see the module docstring for how it is checked).
 
-    Shared memory: the held weight slice (``G * block_h * h_pad`` elements; nothing on the
-    stepwise path, which streams it) plus one staged state block and the reduction scratch.
-    Registers: the accumulator's share per thread plus a fixed part."""
+    Shared memory, the sum of three buffers that can be live together: the weights (the held
+    ``(G * block_h, h_pad)`` slice; on the stepwise path one streamed ``(G * block_h, chunk)``
+    block), the staged state (all ``h_pad / chunk`` chunks of ``(chunk, block_b)`` when the
+    weights are held, as the next step's are loaded a step ahead; one chunk when streamed) and
+    the fp32 ``(k_split, G * block_h, block_b)`` reduction scratch, plus :data:`SHARED_FIXED`.
+    Registers: the cap passed to ptxas (:attr:`Plan.max_registers`), which a compiled kernel never
+    exceeds (it spills instead, and the AOT table reports spills)."""
     size = element_size(dtype)
-    gates = GATES[cell]
-    rows = gates * plan.block_h
+    rows = GATES[cell] * plan.block_h
     chunk = plan.h_pad // plan.k_chunks
-    held = 0 if plan.path == "stepwise" else rows * plan.h_pad * size
-    staged = chunk * plan.block_b * size
+    streamed = plan.path == "stepwise"
+    weights = rows * (chunk if streamed else plan.h_pad) * size
+    state = (chunk if streamed else plan.h_pad) * plan.block_b * size
     scratch = plan.k_split * rows * plan.block_b * 4
-    shared = held + max(staged, scratch) + SHARED_FIXED
-    accumulator = plan.k_split * rows * plan.block_b // (32 * plan.num_warps)
-    registers = min(255, REGISTERS_FIXED + REGISTERS_PER_ACCUMULATOR * accumulator * (2 if exact_fp32 else 1))
-    return Resources(shared, registers)
+    return Resources(weights + state + scratch + SHARED_FIXED, plan.max_registers)
 
 
-#: fitted to the compiled kernels (see the module docstring)
+#: barriers, flags and alignment (bytes): what the compiled kernels allocate beyond the three buffers
 SHARED_FIXED = 1024
-REGISTERS_FIXED = 96
-REGISTERS_PER_ACCUMULATOR = 2
 
 
 def programs_per_multiprocessor(resources: Resources, num_warps: int, limits: Limits) -> tuple[int, str]:
@@ -200,10 +202,10 @@ def programs_per_multiprocessor(resources: Resources, num_warps: int, limits: Li
     return fits[limit], limit
 
 
-def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, exact_fp32: bool = False, arch: int = DEFAULT_ARCH) -> bool:
+def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, arch: int = DEFAULT_ARCH) -> bool:
     """Whether one program can hold all of ``W_hh`` (the persistent path, forward and backward alike)."""
     plan = _layout(cell, "persistent", hidden_size, 1)
-    return programs_per_multiprocessor(kernel_resources(cell, plan, dtype, exact_fp32), plan.num_warps, LIMITS[arch])[0] >= 1
+    return programs_per_multiprocessor(kernel_resources(cell, plan, dtype), plan.num_warps, LIMITS[arch])[0] >= 1
 
 
 class PathUnavailable(ValueError):
@@ -232,7 +234,6 @@ def plan_recurrence(
     path: str = "auto",
     multiprocessors: int | None = None,
     interpreter: bool = False,
-    exact_fp32: bool = False,
     directions: int = 1,
     arch: int = DEFAULT_ARCH,
     backward: bool = False,
@@ -242,7 +243,7 @@ def plan_recurrence(
 
     ``multiprocessors`` is the GPU's SM count (None on the interpreter, where ``cooperative`` is
     never chosen automatically) and ``arch`` its compute capability (``90`` for sm_90), whose
-    :data:`LIMITS` decide what fits; ``exact_fp32`` says fp32 dots run in full precision, not TF32;
+    :data:`LIMITS` decide what fits (the same for TF32 and full-precision fp32 dots);
     ``directions`` is 2 for a bidirectional layer (both directions in one launch where they fit).
     """
     if cell not in GATES:
@@ -254,10 +255,10 @@ def plan_recurrence(
     if arch not in LIMITS:
         raise ValueError(f"arch must be one of {tuple(LIMITS)}, got {arch!r}")
     limits = LIMITS[arch]
-    persistent_ok = fits_persistent(cell, hidden_size, dtype, exact_fp32, arch)
+    persistent_ok = fits_persistent(cell, hidden_size, dtype, arch)
     if path == "persistent" and not persistent_ok:
         plan = _layout(cell, "persistent", hidden_size, batch)
-        needed = kernel_resources(cell, plan, dtype, exact_fp32)
+        needed = kernel_resources(cell, plan, dtype)
         raise PathUnavailable(
             f"path='persistent' needs all of W_hh in one program, but {cell} hidden_size={hidden_size} in {dtype} needs "
             f"{needed.shared_bytes} bytes of shared memory and {needed.registers} registers per thread, more than one "
@@ -272,7 +273,7 @@ def plan_recurrence(
         return plan
     on_gpu = multiprocessors is not None and not interpreter
     resident = programs_per_multiprocessor(kernel_resources(cell, _layout(cell, "cooperative", hidden_size, batch,
-                                                                          backward=backward), dtype, exact_fp32),
+                                                                          backward=backward), dtype),
                                            plan.num_warps, limits)[0]
     capacity = resident * multiprocessors if on_gpu else 0
     one_launch = plan.grid[0] * plan.grid[1]

@@ -106,8 +106,7 @@ def test_grid_barrier_path(cell):
     """A cooperative launch with a single hidden block (H=8) runs the in-kernel loop and its grid
     barrier's arrival even in the interpreter (one participant per barrier has nothing to wait
     for); two batch blocks of 64 rows."""
-    assert plan_recurrence("lstm" if cell == "lstm" else "rnn", 8, 70, torch.float32, "cooperative",
-                           exact_fp32=True).grid == (1, 2)
+    assert plan_recurrence("lstm" if cell == "lstm" else "rnn", 8, 70, torch.float32, "cooperative").grid == (1, 2)
     candidate, reference = _pair(cell, 3, 8, path="cooperative")
     x, hx, upstream = _inputs(cell, 3, 70, 3, 8)
     _assert_same(candidate, reference, x, hx, upstream)
@@ -258,7 +257,7 @@ def several_chunks(monkeypatch, cell: str, one_hidden_block: bool) -> None:
         monkeypatch.setattr(rnnbench.kernels.plan, "BACKWARD_UNITS", 64)
     for backward in (False, True):
         plan = rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32,
-                                                     "cooperative", exact_fp32=True, backward=backward)
+                                                     "cooperative", backward=backward)
         assert (plan.h_pad, plan.k_split, plan.k_chunks, plan.grid[0] == 1) == (64, 2, 2, one_hidden_block)
 
 
