@@ -212,15 +212,17 @@ def _triton_factory(path: str):
 
 
 def _check_path_fits(problem, dtype: str, device: str, path: str) -> None:
-    """Raise :class:`Unsupported` when the forced ``path`` cannot run the problem's shape here."""
+    """Raise :class:`Unsupported` when the forced ``path`` cannot run the problem's shape here, forward
+    or backward (the backward has a layout of its own; the workload runs both for ``fwd_bwd``)."""
     from rnnbench.kernels.launch import make_plan
     from rnnbench.kernels.plan import PathUnavailable
 
     like = torch.empty(0, dtype=getattr(torch, dtype), device=device)
-    try:
-        make_plan(problem.family, problem.hidden_size, problem.batch, like, path, problem.directions)
-    except PathUnavailable as error:
-        raise Unsupported(str(error)) from None
+    for backward in (False, True):
+        try:
+            make_plan(problem.family, problem.hidden_size, problem.batch, like, path, problem.directions, backward)
+        except PathUnavailable as error:
+            raise Unsupported(f"{'backward: ' if backward else ''}{error}") from None
 
 
 def _triton_classes(path: str) -> dict:

@@ -331,3 +331,22 @@ def test_a_forced_path_that_cannot_run_the_shape_is_skipped_with_the_reason():
     assert "path='persistent' needs all of W_hh in one program" in rows[0].note
     fitting = Case("numerics", "random", "triton-persistent", "lstm", "cpu", "float32", 2, 3, 4, 20, "fwd", 0)
     assert [row.status for row in measure_case(fitting, "r")] == ["ok"]
+
+
+def test_a_forced_path_whose_backward_cannot_run_the_shape_is_skipped(monkeypatch):
+    """The backward plans a layout of its own: a forced path it cannot run skips the case too."""
+    from rnnbench.harness.measure import measure_case
+    from rnnbench.kernels import launch
+    from rnnbench.kernels.plan import PathUnavailable
+
+    planned = launch.make_plan
+
+    def backward_refuses(*args, **kwargs):
+        if args[6:7] == (True,) or kwargs.get("backward"):
+            raise PathUnavailable("no backward here")
+        return planned(*args, **kwargs)
+
+    monkeypatch.setattr(launch, "make_plan", backward_refuses)
+    case = Case("numerics", "random", "triton-stepwise", "lstm", "cpu", "float32", 2, 3, 4, 20, "fwd", 0)
+    rows = measure_case(case, "r")
+    assert [row.status for row in rows] == ["skipped"] and rows[0].note == "backward: no backward here"
