@@ -36,31 +36,11 @@ mkdir -p "$DIR"
 LOG=$DIR/session.log
 : > "$LOG"
 
-elapsed() { echo $(( $(date +%s) - START )); }
-note() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
-stage() {  # stage NAME LIMIT_S COMMAND...: run with a limit (SIGINT, then KILL 20 s later), log its status
-    local name=$1 limit=$2; shift 2
-    local t0; t0=$(date +%s)
-    note "start $name (limit ${limit} s): $*"
-    timeout -s INT -k 20 "$limit" "$@"
-    local rc=$?
-    note "end $name: exit $rc after $(( $(date +%s) - t0 )) s"
-}
-package() {
-    [ -n "${OUT:-}" ] && tar czf "$OUT/reports-$DEVICE.tgz" "$DIR" && note "packed $DIR into \$OUT/reports-$DEVICE.tgz"
-}
-trap package EXIT
+source "$(dirname "$0")/gpu-lib.sh"
+trap 'pack "reports-$DEVICE"' EXIT
+describe_machine "$DIR/machine.txt"
 
-{
-    date -u +%Y-%m-%dT%H:%M:%SZ
-    nvidia-smi 2>&1
-    "$PY" -c 'import sys, torch, triton; print("python", sys.version.split()[0]); print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version()); print("triton", triton.__version__); p = torch.cuda.get_device_properties(0); print(p.name, p.multi_processor_count, "SMs", p.total_memory // 2**20, "MiB")' 2>&1
-    echo "cpus $(nproc)"
-    git rev-parse HEAD 2>/dev/null
-} > "$DIR/machine.txt"
-note "machine: $(grep -m1 -E 'H100|H200|A100|NVIDIA' "$DIR/machine.txt" | head -c 200)"
-
-XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
+XDIST=$(xdist_flag)
 PRECOMPILE=
 if wants suite; then
     stage precompile 200 "$PY" -m rnnbench precompile "$SUITE" --device cuda --jobs 8 > "$DIR/precompile.log" 2>&1 &

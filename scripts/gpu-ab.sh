@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# This checkout (base) against a candidate version of the code (.candidate/, made by
+# scripts/prepare-candidate.sh REF and carried by the device tool) on one GPU machine, in one
+# command inside a wall-clock budget, so the two are timed in the same session on the same GPU:
+#
+#   scripts/gpu-ab.sh DEVICE [BUDGET_S] [SUITE]          e.g. scripts/gpu-ab.sh h100 540 gpu-core
+#
+# Writes reports/DEVICE/ab-SUITE/:
+#   machine.txt, session.log
+#   candidate-tests.xml/.log     the candidate's GPU tests (TESTS, default: its kernel GPU tests)
+#   precompile-base.log, precompile-candidate.log
+#   base/, candidate/            the suite from each tree (results.csv, env.json), run alternately in
+#                                ROUNDS slices of the time left (default 2: base, candidate, base,
+#                                candidate, each resuming where it stopped), so a drift of the
+#                                machine over the session falls on both
+# and, where $OUT is set, ab-SUITE-DEVICE.tgz under $OUT. Afterwards, on any machine:
+#   rnnbench compare reports/DEVICE/ab-SUITE/base reports/DEVICE/ab-SUITE/candidate
+# STAGES (default "tests suite") chooses what runs. Each command runs from its tree's root with
+# PYTHONPATH=. (env -C), so each imports its own rnnbench.
+set -u
+DEVICE=${1:?usage: scripts/gpu-ab.sh DEVICE [BUDGET_S] [SUITE]}
+BUDGET=${2:-540}
+SUITE=${3:-gpu-core}
+PY=${GPU_PY:-python3}
+case $PY in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")";; esac  # the commands run from two directories
+ROUNDS=${ROUNDS:-2}
+STAGES=${STAGES:-tests suite}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py}
+wants() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+ROOT=$(pwd)
+DIR=reports/$DEVICE/ab-$SUITE
+START=$(date +%s)
+export PYTHONUNBUFFERED=1
+if [ ! -f .candidate/rnnbench/__init__.py ]; then
+    echo "gpu-ab: no candidate in .candidate/ (run scripts/prepare-candidate.sh REF first, and carry .candidate)" >&2
+    exit 2
+fi
+mkdir -p "$DIR"
+LOG=$DIR/session.log
+: > "$LOG"
+source "$(dirname "$0")/gpu-lib.sh"
+trap 'pack "ab-$SUITE-$DEVICE"' EXIT
+describe_machine "$DIR/machine.txt"
+note "candidate: $(cat .candidate/REVISION 2>/dev/null || echo 'no REVISION file')"
+
+PRECOMPILES=()
+if wants suite; then
+    for tree in base candidate; do
+        path=$([ "$tree" = base ] && echo . || echo .candidate)
+        stage "precompile-$tree" 200 env -C "$path" PYTHONPATH=. "$PY" -m rnnbench precompile "$SUITE" --device cuda --jobs 4 \
+            > "$DIR/precompile-$tree.log" 2>&1 &
+        PRECOMPILES+=($!)
+    done
+fi
+if wants tests; then
+    stage candidate-tests 200 env -C .candidate PYTHONPATH=. "$PY" -m pytest -q -p no:cacheprovider $(xdist_flag) \
+        --junitxml="$ROOT/$DIR/candidate-tests.xml" $TESTS > "$DIR/candidate-tests.log" 2>&1
+    tail -n 15 "$DIR/candidate-tests.log"
+fi
+for pid in "${PRECOMPILES[@]}"; do wait "$pid"; done
+
+if wants suite; then
+    SLICES=$(( 2 * ROUNDS ))
+    for slice in $(seq 1 "$SLICES"); do
+        tree=$([ $(( slice % 2 )) = 1 ] && echo base || echo candidate)
+        path=$([ "$tree" = base ] && echo . || echo .candidate)
+        LEFT=$(( (BUDGET - $(elapsed) - 20) / (SLICES - slice + 1) ))
+        if [ "$LEFT" -lt 20 ]; then
+            note "no time left for slice $slice ($tree)"
+            continue
+        fi
+        stage "suite-$tree-$slice" "$LEFT" env -C "$path" PYTHONPATH=. "$PY" -m rnnbench run "$SUITE" --device cuda \
+            --out "$ROOT/$DIR/$tree" --resume --no-progress >> "$DIR/suite-$tree.log" 2>&1
+        tail -n 2 "$DIR/suite-$tree.log"
+    done
+fi
+note "done"

@@ -1,0 +1,37 @@
+# Shell helpers shared by the GPU scripts (sourced, not run): a session log with elapsed seconds,
+# stages with their own time limits, the machine description, and packing results for the device
+# tool. The sourcing script sets DIR (the results folder), LOG and START before calling them.
+
+elapsed() { echo $(( $(date +%s) - START )); }
+note() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
+
+# stage NAME LIMIT_S COMMAND...: run COMMAND with a limit (SIGINT, then KILL 20 s later) and log
+# its exit status and seconds
+stage() {
+    local name=$1 limit=$2; shift 2
+    local t0; t0=$(date +%s)
+    note "start $name (limit ${limit} s): $*"
+    timeout -s INT -k 20 "$limit" "$@"
+    local rc=$?
+    note "end $name: exit $rc after $(( $(date +%s) - t0 )) s"
+}
+
+# describe_machine FILE: nvidia-smi, Python/torch/CUDA/cuDNN/Triton versions, SMs, CPUs, commit
+describe_machine() {
+    {
+        date -u +%Y-%m-%dT%H:%M:%SZ
+        nvidia-smi 2>&1
+        "$PY" -c 'import sys, torch, triton; print("python", sys.version.split()[0]); print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version()); print("triton", triton.__version__); p = torch.cuda.get_device_properties(0); print(p.name, p.multi_processor_count, "SMs", p.total_memory // 2**20, "MiB")' 2>&1
+        echo "cpus $(nproc)"
+        git rev-parse HEAD 2>/dev/null
+    } > "$1"
+    note "machine: $(grep -m1 -E 'H100|H200|A100|NVIDIA' "$1" | head -c 200)"
+}
+
+# pack NAME: DIR into $OUT/NAME.tgz where $OUT is set (the device tool brings $OUT back)
+pack() {
+    [ -n "${OUT:-}" ] && tar czf "$OUT/$1.tgz" "$DIR" && note "packed $DIR into \$OUT/$1.tgz"
+}
+
+# xdist_flag: "-n 8" where pytest-xdist is installed
+xdist_flag() { "$PY" -c 'import xdist' 2>/dev/null && echo "-n 8"; }
