@@ -66,6 +66,40 @@ MIN_BLOCK_B, MAX_BLOCK_B = 16, 64
 PERSISTENT_BLOCK_B = 16
 #: the widest reduction chunk: 4 warps x 64 columns
 MAX_CHUNK = 256
+#: fp32 on the split paths (whose full-precision dots run on FMA units and hold each warp's columns
+#: of both operands in registers): reduction chunks of 4 warps x 32 columns, :data:`WIDE_NUM_WARPS`
+#: and 16-row batch blocks. With 64 columns per warp, 4 warps or 64 rows these spilled registers
+#: (Triton 3.9, sm_90 and sm_80: LSTM from H=128, Elman from H=256) and the 64-row backward
+#: exceeded the shared-memory bound
+FP32_CHUNK = 128
+FP32_MAX_BLOCK_B = 16
+#: the cooperative forward of a 16-bit 64-row batch block over more than :data:`WIDE_FORWARD_H`
+#: columns: reduction chunks of 2 warps x 32 columns and :data:`HUGE_NUM_WARPS` (with 4 x 64
+#: columns and 8 warps the LSTM forward spilled 16 bytes at H=1024, B=64; 2 x 32 and 16 warps
+#: compile to 128 registers, no spill, in all four variants)
+WIDE_FORWARD_H = 768
+WIDE_FORWARD_CHUNK, WIDE_FORWARD_K_SPLIT = 64, 2
+HUGE_NUM_WARPS = 16
+#: the largest ``W_hh`` (bytes, by element size) a persistent program holds: above it the
+#: persistent kernels spilled registers with 4, 8 or 16 warps (Triton 3.9: 16-bit LSTM H=128 and
+#: Elman H=256, 8-1048 bytes; fp32 with exact dots LSTM H=32 and Elman H=64), although the weights
+#: fit shared memory. 16-bit: LSTM H <= 64, Elman H <= 128; fp32: LSTM H <= 16, Elman H <= 32
+PERSISTENT_MAX_WEIGHT_BYTES = {2: 32768, 4: 4096}
+#: the most gate rows of a persistent *backward* program (LSTM H <= 32, Elman H <= 128): the LSTM
+#: backward at H=64 spilled 16-56 bytes with 4, 8 or 16 warps, so it runs cooperative behind a
+#: persistent forward
+PERSISTENT_BACKWARD_MAX_ROWS = 128
+#: sm_80 (``arch < 90``) stepwise backward: 16-row batch blocks over at least 512 columns run
+#: :data:`WIDE_NUM_WARPS`, and the Elman backward's 64-row blocks over more than 1024 columns reduce
+#: in chunks of :data:`FP32_CHUNK` (as they were, the LSTM backward at H=512, B=16 and the Elman
+#: backward at H=2048 spilled 16-40 bytes on sm_80 only; 8 warps spilled at LSTM H=768 on sm_90, so
+#: sm_90 keeps 4; narrower chunks made the sm_80 LSTM backward with 64 rows spill, so it keeps them)
+SM80_STEPWISE_BACKWARD_WIDE_H = 512
+SM80_STEPWISE_BACKWARD_NARROW_RNN_H = 1024
+#: a cooperative backward with 16-row batch blocks over more than this many columns runs
+#: :data:`WIDE_NUM_WARPS` (LSTM H=768 and 1024: 4 warps spilled 24 bytes with H unspecialised,
+#: 8 warps compile to 208 registers and no spill)
+BACKWARD_WIDE_H_PAD = 512
 #: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
 MAX_HIDDEN_BLOCKS = 256
 #: 32-bit registers of one multiprocessor
@@ -152,13 +186,15 @@ def element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def reduction_layout(hidden_size: int, persistent: bool) -> tuple[int, int, int]:
-    """``(h_pad, k_split, k_chunks)`` of the reduction over ``hidden_size`` (see the module docstring)."""
+def reduction_layout(hidden_size: int, persistent: bool, widest: int | None = None,
+                     k_split: int | None = None) -> tuple[int, int, int]:
+    """``(h_pad, k_split, k_chunks)`` of the reduction over ``hidden_size`` (see the module docstring);
+    ``widest`` caps the chunk below :data:`MAX_CHUNK` and ``k_split`` the warps it is split over."""
     if persistent:
         return max(16, next_power_of_two(hidden_size)), 1, 1
-    chunk = min(MAX_CHUNK, max(16, next_power_of_two(hidden_size)))
+    chunk = min(MAX_CHUNK, widest or MAX_CHUNK, max(16, next_power_of_two(hidden_size)))
     chunks = -(-hidden_size // chunk)
-    return chunks * chunk, min(NUM_WARPS, chunk // 16), chunks
+    return chunks * chunk, min(k_split or NUM_WARPS, chunk // 16), chunks
 
 
 def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype) -> Resources:
@@ -202,9 +238,15 @@ def programs_per_multiprocessor(resources: Resources, num_warps: int, limits: Li
     return fits[limit], limit
 
 
-def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, arch: int = DEFAULT_ARCH) -> bool:
-    """Whether one program can hold all of ``W_hh`` (the persistent path, forward and backward alike)."""
-    plan = _layout(cell, "persistent", hidden_size, 1)
+def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, arch: int = DEFAULT_ARCH, backward: bool = False) -> bool:
+    """Whether one program can hold all of ``W_hh`` (the persistent path; ``backward``: its backward
+    kernel, limited to :data:`PERSISTENT_BACKWARD_MAX_ROWS`)."""
+    plan = _layout(cell, "persistent", hidden_size, 1, dtype=dtype, arch=arch)
+    size = element_size(dtype)
+    if GATES[cell] * plan.h_pad * plan.h_pad * size > PERSISTENT_MAX_WEIGHT_BYTES[min(size, 4)]:
+        return False
+    if backward and GATES[cell] * plan.h_pad > PERSISTENT_BACKWARD_MAX_ROWS:
+        return False
     return programs_per_multiprocessor(kernel_resources(cell, plan, dtype), plan.num_warps, LIMITS[arch])[0] >= 1
 
 
@@ -213,16 +255,31 @@ class PathUnavailable(ValueError):
     message says why and which path would."""
 
 
-def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False) -> Plan:
+def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False,
+            dtype: torch.dtype = torch.bfloat16, arch: int = DEFAULT_ARCH) -> Plan:
     persistent = path == "persistent"
-    h_pad, k_split, k_chunks = reduction_layout(hidden_size, persistent)
+    fp32 = element_size(dtype) >= 4
+    widest_b = min(MAX_BLOCK_B, FP32_MAX_BLOCK_B) if fp32 else MAX_BLOCK_B
+    block_b = PERSISTENT_BLOCK_B if persistent else min(widest_b, max(MIN_BLOCK_B, next_power_of_two(batch)))
+    num_warps = WIDE_NUM_WARPS if persistent or block_b == MAX_BLOCK_B else NUM_WARPS
+    widest = k_split = None
+    if fp32 and not persistent:
+        widest, num_warps = FP32_CHUNK, WIDE_NUM_WARPS
+    elif path == "cooperative" and not backward and block_b == MAX_BLOCK_B and hidden_size > WIDE_FORWARD_H:
+        widest, k_split, num_warps = WIDE_FORWARD_CHUNK, WIDE_FORWARD_K_SPLIT, HUGE_NUM_WARPS
+    elif path == "cooperative" and backward and block_b == MIN_BLOCK_B and hidden_size > BACKWARD_WIDE_H_PAD:
+        num_warps = max(num_warps, WIDE_NUM_WARPS)
+    elif path == "stepwise" and backward and arch < 90 and hidden_size >= SM80_STEPWISE_BACKWARD_WIDE_H:
+        if block_b == MIN_BLOCK_B:
+            num_warps = WIDE_NUM_WARPS
+        elif cell == "rnn" and hidden_size > SM80_STEPWISE_BACKWARD_NARROW_RNN_H:
+            widest = FP32_CHUNK
+    h_pad, k_split, k_chunks = reduction_layout(hidden_size, persistent, widest, k_split)
     if persistent:
-        block_b, block_h = PERSISTENT_BLOCK_B, h_pad
+        block_h = h_pad
     else:
-        block_b = min(MAX_BLOCK_B, max(MIN_BLOCK_B, next_power_of_two(batch)))
         block_h = BACKWARD_UNITS if backward and block_b == MIN_BLOCK_B else GATE_ROWS[cell] // GATES[cell]
     grid = (-(-hidden_size // block_h), -(-batch // block_b))
-    num_warps = WIDE_NUM_WARPS if persistent or block_b == MAX_BLOCK_B else NUM_WARPS
     return Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
 
 
@@ -255,31 +312,34 @@ def plan_recurrence(
     if arch not in LIMITS:
         raise ValueError(f"arch must be one of {tuple(LIMITS)}, got {arch!r}")
     limits = LIMITS[arch]
-    persistent_ok = fits_persistent(cell, hidden_size, dtype, arch)
+    persistent_ok = fits_persistent(cell, hidden_size, dtype, arch, backward)
     if path == "persistent" and not persistent_ok:
-        plan = _layout(cell, "persistent", hidden_size, batch)
+        plan = _layout(cell, "persistent", hidden_size, batch, dtype=dtype)
         needed = kernel_resources(cell, plan, dtype)
         raise PathUnavailable(
             f"path='persistent' needs all of W_hh in one program, but {cell} hidden_size={hidden_size} in {dtype} needs "
-            f"{needed.shared_bytes} bytes of shared memory and {needed.registers} registers per thread, more than one "
-            f"sm_{arch} multiprocessor has; use path='cooperative' or 'stepwise'"
+            f"{needed.shared_bytes} bytes of shared memory and {needed.registers} registers per thread, and its "
+            f"{GATES[cell] * plan.h_pad ** 2 * element_size(dtype)}-byte W_hh (padded) is more than one sm_{arch} "
+            f"multiprocessor holds or than {PERSISTENT_MAX_WEIGHT_BYTES[min(element_size(dtype), 4)]} bytes (larger "
+            f"persistent programs spill registers{'; a backward one at most ' + str(PERSISTENT_BACKWARD_MAX_ROWS) + ' gate rows' if backward else ''}); "
+            "use path='cooperative' or 'stepwise'"
         )
     if path == "auto":
         chosen = "persistent" if persistent_ok else "cooperative"
     else:
         chosen = path
-    plan = _layout(cell, chosen, hidden_size, batch, directions, backward)
+    plan = _layout(cell, chosen, hidden_size, batch, directions, backward, dtype, arch)
     if chosen == "persistent":
         return plan
     on_gpu = multiprocessors is not None and not interpreter
-    resident = programs_per_multiprocessor(kernel_resources(cell, _layout(cell, "cooperative", hidden_size, batch,
-                                                                          backward=backward), dtype),
-                                           plan.num_warps, limits)[0]
+    cooperative = _layout(cell, "cooperative", hidden_size, batch, directions, backward, dtype, arch)
+    resident = programs_per_multiprocessor(kernel_resources(cell, cooperative, dtype), cooperative.num_warps, limits)[0]
     capacity = resident * multiprocessors if on_gpu else 0
     one_launch = plan.grid[0] * plan.grid[1]
     co_resident = on_gpu and one_launch <= capacity and plan.grid[0] <= MAX_HIDDEN_BLOCKS
     if path == "auto":
         chosen = "cooperative" if co_resident else "stepwise"
+        plan = _layout(cell, chosen, hidden_size, batch, directions, backward, dtype, arch)
     if chosen == "cooperative" and on_gpu and not co_resident:
         raise PathUnavailable(
             f"path='cooperative' needs {one_launch} co-resident programs ({plan.grid[0]} hidden blocks x {plan.grid[1]} "

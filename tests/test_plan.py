@@ -11,15 +11,19 @@ from rnnbench.kernels.plan import (
 H100_SMS = 132
 
 
-@pytest.mark.parametrize("cell, dtype, largest_persistent", [
-    ("lstm", torch.bfloat16, 128), ("lstm", torch.float16, 128), ("lstm", torch.float32, 64),
-    ("rnn", torch.bfloat16, 256), ("rnn", torch.float32, 128),
+@pytest.mark.parametrize("cell, dtype, largest_persistent, largest_backward", [
+    ("lstm", torch.bfloat16, 64, 32), ("lstm", torch.float16, 64, 32), ("lstm", torch.float32, 16, 16),
+    ("rnn", torch.bfloat16, 128, 128), ("rnn", torch.float32, 32, 32),
 ])
-def test_persistent_up_to_the_documented_size(cell, dtype, largest_persistent):
-    assert plan_recurrence(cell, largest_persistent, 16, dtype, multiprocessors=H100_SMS).path == "persistent"
-    bigger = plan_recurrence(cell, largest_persistent + 1, 16, dtype, multiprocessors=H100_SMS)
-    assert bigger.path == "cooperative"
-    assert bigger.grid[0] > 1
+def test_persistent_up_to_the_documented_size(cell, dtype, largest_persistent, largest_backward):
+    """Larger persistent programs spill registers (reports/aot), although their weights fit."""
+    for backward, largest in ((False, largest_persistent), (True, largest_backward)):
+        assert plan_recurrence(cell, largest, 16, dtype, multiprocessors=H100_SMS, backward=backward).path == "persistent"
+        bigger = plan_recurrence(cell, largest + 1, 16, dtype, multiprocessors=H100_SMS, backward=backward)
+        assert bigger.path == "cooperative"
+        assert bigger.grid[0] > 1
+        with pytest.raises(PathUnavailable, match="needs all of W_hh"):
+            plan_recurrence(cell, largest + 1, 16, dtype, path="persistent", backward=backward)
 
 
 @pytest.mark.parametrize("hidden, h_pad, k_split, chunks", [
@@ -89,7 +93,7 @@ def test_persistent_refusal_names_what_it_needs():
 
 
 def test_smaller_shared_memory_of_sm80_holds_less():
-    assert fits_persistent("lstm", 128, torch.bfloat16, arch=90)
+    assert fits_persistent("lstm", 64, torch.bfloat16, arch=90)
     plan = plan_recurrence("lstm", 2048, 16, torch.bfloat16, path="cooperative")
     needed = kernel_resources("lstm", plan, torch.bfloat16)
     fits = {arch: programs_per_multiprocessor(needed, plan.num_warps, LIMITS[arch])[0] for arch in LIMITS}
