@@ -5,7 +5,8 @@ Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
 * ``persistent``: one program per batch block of :data:`PERSISTENT_BLOCK_B` rows holds all of
   ``W_hh`` (one reduction chunk, ``K_SPLIT = 1``: its warps split the gate rows instead) and
   loops over time without a grid barrier. Chosen when that program fits one multiprocessor
-  (:func:`kernel_resources`): LSTM H <= 128 and Elman H <= 256 in 16-bit, half that in fp32.
+  (:func:`kernel_resources`) and W_hh is at most :data:`PERSISTENT_MAX_WEIGHT_BYTES` (larger ones
+  spill registers): LSTM H <= 64 and Elman H <= 128 in 16-bit, LSTM H <= 16 and Elman H <= 32 in fp32.
 * ``cooperative``: the hidden units are split into blocks of ``BLOCK_H`` (forward, LSTM
   :data:`GATE_ROWS` / 4 units, i.e. 32 gate rows, the MMA's M; Elman 16; backward with 16-row
   batch blocks :data:`BACKWARD_UNITS`, whose gradient rows are the M); one program per (hidden
@@ -265,7 +266,7 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     widest = k_split = None
     if fp32 and not persistent:
         widest, num_warps = FP32_CHUNK, WIDE_NUM_WARPS
-    elif path == "cooperative" and not backward and block_b == MAX_BLOCK_B and hidden_size > WIDE_FORWARD_H:
+    elif path == "cooperative" and cell == "lstm" and not backward and block_b == MAX_BLOCK_B and hidden_size > WIDE_FORWARD_H:
         widest, k_split, num_warps = WIDE_FORWARD_CHUNK, WIDE_FORWARD_K_SPLIT, HUGE_NUM_WARPS
     elif path == "cooperative" and backward and block_b == MIN_BLOCK_B and hidden_size > BACKWARD_WIDE_H_PAD:
         num_warps = max(num_warps, WIDE_NUM_WARPS)

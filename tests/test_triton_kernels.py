@@ -107,8 +107,10 @@ def test_two_layers_batch_first(cell):
 def test_grid_barrier_path(cell):
     """A cooperative launch with a single hidden block (H=8) runs the in-kernel loop and its grid
     barrier's arrival even in the interpreter (one participant per barrier has nothing to wait
-    for); two batch blocks of 64 rows."""
-    assert plan_recurrence("lstm" if cell == "lstm" else "rnn", 8, 70, torch.float32, "cooperative").grid == (1, 2)
+    for); two batch blocks of 64 rows in 16-bit; in fp32 (16-row blocks, plan.FP32_MAX_BLOCK_B) five."""
+    name = "lstm" if cell == "lstm" else "rnn"
+    assert plan_recurrence(name, 8, 70, torch.float16, "cooperative").grid == (1, 2)  # 64-row blocks in 16-bit
+    assert plan_recurrence(name, 8, 70, torch.float32, "cooperative").grid == (1, 5)
     candidate, reference = _pair(cell, 3, 8, path="cooperative")
     x, hx, upstream = _inputs(cell, 3, 70, 3, 8)
     _assert_same(candidate, reference, x, hx, upstream)

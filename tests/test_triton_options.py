@@ -232,7 +232,7 @@ def test_both_directions_and_mixed_lengths_are_one_launch(cell, monkeypatch):
 
     module_name = "rnnbench.kernels.lstm" if cell == "lstm" else "rnnbench.kernels.rnn"
     monkeypatch.setattr(f"{module_name}.run_phases", counting)
-    candidate, _ = _modules(Case(cell, options=dict(bidirectional=True)))
+    candidate, _ = _modules(Case(cell, H=PATH_SIZES["persistent"], options=dict(bidirectional=True)))
     x = torch.randn(6, 3, 5).to(KERNEL_DEVICE)
     candidate(pack_padded_sequence(x, torch.tensor(MIXED), enforce_sorted=False))[0].data.sum().backward()
     assert launches == [((1, 1, 2), True), ((1, 1, 2), True)]  # the forward, then the backward
