@@ -329,7 +329,7 @@ def test_a_forced_path_that_cannot_run_the_shape_is_skipped_with_the_reason():
     rows = measure_case(case, "r")
     assert [row.status for row in rows] == ["skipped"]
     assert "path='persistent' needs all of W_hh in one program" in rows[0].note
-    fitting = Case("numerics", "random", "triton-persistent", "lstm", "cpu", "float32", 2, 3, 4, 20, "fwd", 0)
+    fitting = Case("numerics", "random", "triton-persistent", "lstm", "cpu", "float32", 2, 3, 4, 12, "fwd", 0)
     assert [row.status for row in measure_case(fitting, "r")] == ["ok"]
 
 
