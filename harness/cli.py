@@ -152,7 +152,8 @@ def _precompile(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
     suite = load_suite(args.suite, device_override=args.device)
-    if not cases_to_compile(suite.cases):
+    todo = cases_to_compile(suite.cases)
+    if not todo:
         print(f"nothing to compile: suite {args.suite!r} has no Triton case on cuda (on CPU the interpreter compiles nothing)")
         return 0
     import torch
@@ -161,7 +162,7 @@ def _precompile(args) -> int:
         print("nothing to compile: no CUDA GPU here (the suite records its CUDA cases as skipped)")
         return 0
     jobs = args.jobs or min(os.cpu_count() or 1, 16)
-    results = precompile(suite.cases, jobs, report=lambda line: print(line, flush=True))
+    results = precompile(todo, jobs, report=lambda line: print(line, flush=True))
     failed = [result for result in results if result.error is not None]
     print(f"{len(results) - len(failed)} of {len(results)} Triton cases compiled in {jobs} processes; "
           f"{len(failed)} failed (the suite records their errors)")

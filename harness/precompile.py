@@ -75,10 +75,9 @@ def compile_case(case: Case) -> Compiled:
     return Compiled(case, time.perf_counter() - start)
 
 
-def precompile(cases: list[Case], jobs: int, report=print) -> list[Compiled]:
-    """Compile the kernels of ``cases`` (see :func:`cases_to_compile`) in ``jobs`` fresh processes;
+def precompile(todo: list[Case], jobs: int, report=print) -> list[Compiled]:
+    """Run each of ``todo`` (from :func:`cases_to_compile`) once in ``jobs`` fresh processes;
     ``report(line)`` is told of each case as it finishes."""
-    todo = cases_to_compile(cases)
     if not todo:
         return []
     context = multiprocessing.get_context("spawn")  # a child must import Triton with its own settings

@@ -62,7 +62,7 @@ def cuda_latency(fn: Callable[[], object], options: TimingOptions) -> Timing:
     import torch
     import triton.testing
 
-    fn()
+    fn()  # first-call work, outside the estimate below
     torch.cuda.synchronize()
     budget_ms = options.budget_s * 1e3
     # do_bench takes as many samples as fit in ``rep`` ms by its own estimate of one call, which is
@@ -74,17 +74,17 @@ def cuda_latency(fn: Callable[[], object], options: TimingOptions) -> Timing:
     return Timing.from_samples_ms(list(samples))
 
 
-def _estimate_call_ms(fn: Callable[[], object], calls: int = 3) -> float:
-    """Mean milliseconds of one call of ``fn`` on the current CUDA stream (CUDA events, warm)."""
+def _estimate_call_ms(fn: Callable[[], object]) -> float:
+    """Milliseconds of one warm call of ``fn`` on the current CUDA stream (CUDA events); one call
+    is enough to size the repetitions, and do_bench re-estimates on its own anyway."""
     import torch
 
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
-    for _ in range(calls):
-        fn()
+    fn()
     end.record()
     end.synchronize()
-    return max(start.elapsed_time(end) / calls, 1e-3)
+    return max(start.elapsed_time(end), 1e-3)
 
 
 def cuda_graph_latency(fn: Callable[[], object], options: TimingOptions) -> Timing:

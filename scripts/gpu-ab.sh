@@ -26,7 +26,6 @@ case $PY in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")";; esac  
 ROUNDS=${ROUNDS:-2}
 STAGES=${STAGES:-tests suite}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py}
-wants() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 ROOT=$(pwd)
 DIR=reports/$DEVICE/ab-$SUITE
 START=$(date +%s)
@@ -65,9 +64,9 @@ if wants suite; then
         tree=$([ $(( slice % 2 )) = 1 ] && echo base || echo candidate)
         path=$([ "$tree" = base ] && echo . || echo .candidate)
         LEFT=$(( (BUDGET - $(elapsed) - 20) / (SLICES - slice + 1) ))
-        if [ "$LEFT" -lt 20 ]; then
-            note "no time left for slice $slice ($tree)"
-            continue
+        if [ "$LEFT" -lt 20 ]; then  # stop rather than give the other tree the time this one lacks
+            note "no time left for slice $slice ($tree) and after: $LEFT s each"
+            break
         fi
         stage "suite-$tree-$slice" "$LEFT" env -C "$path" PYTHONPATH=. "$PY" -m rnnbench run "$SUITE" --device cuda \
             --out "$ROOT/$DIR/$tree" --resume --no-progress >> "$DIR/suite-$tree.log" 2>&1

@@ -2,6 +2,9 @@
 # stages with their own time limits, the machine description, and packing results for the device
 # tool. The sourcing script sets DIR (the results folder), LOG and START before calling them.
 
+# wants STAGE: whether STAGE is one of the words of $STAGES
+wants() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+
 elapsed() { echo $(( $(date +%s) - START )); }
 note() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
 

@@ -28,7 +28,6 @@ SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
 STAGES=${STAGES:-tests barrier suite}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
-wants() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
