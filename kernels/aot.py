@@ -206,7 +206,7 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
 
 
 def _resources(config: KernelConfig, arch: int, compiled) -> KernelResources:
-    registers, spill = _cubin_resources(compiled.asm["cubin"])
+    registers, spill = cubin_resources(compiled.asm["cubin"])
     shared = int(compiled.metadata.shared)
     model = kernel_resources(config.cell, config.plan, DTYPES[config.dtype])
     fits = (shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
@@ -241,7 +241,7 @@ def _kernel_function(name: str):
     return getattr(module, name)
 
 
-def _cubin_resources(cubin: bytes) -> tuple[int, int]:
+def cubin_resources(cubin: bytes) -> tuple[int, int]:
     """``(registers per thread, stack bytes per thread)`` of the single kernel in ``cubin``."""
     from rnnbench.kernels.sass import nvidia_tool
 

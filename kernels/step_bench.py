@@ -1,0 +1,382 @@
+"""Where a cooperative step's microseconds go: the forward step taken apart, timed on a GPU.
+
+The cost model (:mod:`rnnbench.kernels.cost`) under-predicted the cooperative path 1.5-4.7x on the
+H200 (``reports/h200/NOTES.md``) and its per-term fit cannot say which term is wrong, because in
+the real kernels the terms always come together. This benchmark runs the pieces of one forward
+step of the cooperative path separately, in a kernel built from the same primitives
+(:mod:`rnnbench.kernels.primitives`) with the same layout the planner gives the LSTM or Elman
+forward (:func:`rnnbench.kernels.plan.plan_recurrence`). Per step, each program may:
+
+* ``load``: read the previous state, all ``B x H`` of it, from the exchange slot other programs wrote
+  (``.cg`` loads, as the kernels do);
+* ``mma``: multiply its held ``W_hh`` slice (:func:`~rnnbench.kernels.primitives.held_weights`) with
+  that state: with ``load`` exactly :func:`~rnnbench.kernels.primitives.held_product`, without it
+  the state is the one loaded once before the loop (in registers, as on the persistent path);
+  ``load`` alone sums the loaded blocks instead, so the loads stay live;
+* ``sync``: the grid barrier (:func:`~rnnbench.kernels.primitives.barrier_arrive` and
+  :func:`~rnnbench.kernels.primitives.barrier_wait`) among all programs.
+
+Every variant then activates its units (``tanh`` of the summed gates) and publishes them into the
+other slot, so the store, its fence (in ``sync``) and the elementwise tail are in every variant.
+The variants (:data:`VARIANTS`) are the subsets that separate the terms: ``full`` is the real
+step without its input and output streams (``xg``, ``y``); ``real`` times the shipped LSTM forward
+kernel itself at the same layout (inference, projection GEMM excluded), so ``real - full`` is what
+those streams and the cell-state update cost.
+
+**What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
+start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
+warm-up, with quartiles; inputs are random (never zeros), each launch's barrier status is checked.
+``--sweep-programs`` repeats chosen variants with fewer programs than the layout has (each still
+reads the whole state), which separates what one program's step costs from what the number of
+programs reading the same lines and polling the same flags adds.
+
+    PYTHONPATH=. python3 -m rnnbench.kernels.step_bench --out reports/h100/step-ablation.csv
+
+**Without a GPU** ``--estimate --target sm_90`` compiles every variant and writes the cost model's
+estimate of each (the kernel's terms only: no projection GEMM or per-call overhead), in the same
+columns, so measured and estimated can be joined per term.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from rnnbench.kernels.launch import (
+    NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan,
+)
+from rnnbench.kernels.plan import GATES, Plan, plan_recurrence
+from rnnbench.kernels.primitives import (
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
+    held_product, held_weights, split_gates, sum_slices, tanh,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which parts of the step a variant runs (see the module docstring)."""
+
+    name: str
+    load: bool
+    mma: bool
+    sync: bool
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("full", load=True, mma=True, sync=True),
+    Variant("no_sync", load=True, mma=True, sync=False),
+    Variant("load_sync", load=True, mma=False, sync=True),
+    Variant("mma_sync", load=False, mma=True, sync=True),
+    Variant("load", load=True, mma=False, sync=False),
+    Variant("mma", load=False, mma=True, sync=False),
+    Variant("sync", load=False, mma=False, sync=True),
+)}
+#: the shipped kernel itself at the same layout (LSTM only; see :func:`time_real`)
+REAL = "real"
+#: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
+#: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
+#: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
+SHAPES = (("lstm", 768, 16), ("lstm", 1024, 64), ("lstm", 768, 64), ("lstm", 768, 1), ("lstm", 256, 16),
+          ("lstm", 512, 16), ("lstm", 1024, 16), ("rnn", 768, 16))
+#: variants repeated with fewer programs by ``--sweep-programs``
+SWEEP_VARIANTS = ("full", "load_sync", "sync")
+COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant", "programs", "planned_programs", "block_b",
+           "block_h", "h_pad", "k_split", "k_chunks", "num_warps", "steps", "us_per_step", "q25_us", "q75_us", "source"]
+
+
+@triton.jit
+def _resident_product(blocks, states, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
+                      K_SPLIT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """:func:`~rnnbench.kernels.primitives.held_product` of state blocks already in registers."""
+    acc = tl.zeros((K_SPLIT, M, BLOCK_B), tl.float32)
+    for q in tl.static_range(BLOCKS):
+        acc = tl.dot(blocks[q], states[q], acc, input_precision=DOT_PRECISION)
+    return sum_slices(acc, M, BLOCK_B, K_SPLIT)
+
+
+@triton.jit
+def _loaded_sum(a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr, K_SPLIT: tl.constexpr,
+                BK: tl.constexpr):
+    """The state blocks of an exchange slot loaded as :func:`held_product` loads them, averaged per
+    row over the ``H_PAD`` columns and broadcast to ``(M, BLOCK_B)`` float32 (the ``load``
+    variants' stand-in for the product; an average, so the tanh after it does not saturate)."""
+    total = tl.zeros((K_SPLIT, BK, BLOCK_B), tl.float32)
+    for q in tl.static_range(BLOCKS):
+        total += tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg").to(tl.float32)
+    mean = tl.sum(tl.sum(total, axis=1), axis=0) * (1.0 / (BLOCKS * K_SPLIT * BK))
+    return tl.zeros((M, BLOCK_B), tl.float32) + mean[None, :]
+
+
+@triton.jit(do_not_specialize=["T"])
+def step_ablation_kernel(
+    w_ptr, exchange_ptr, sync_ptr, T, H, w_stride,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
+    GATES: tl.constexpr, LOAD: tl.constexpr, MMA: tl.constexpr, SYNC: tl.constexpr, POLL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """``T`` steps of the parts of a cooperative forward step that ``LOAD``, ``MMA`` and ``SYNC``
+    select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
+
+    Layouts: ``w (GATES*H, w_stride)`` the recurrent weights; ``exchange (2, BLOCK_B, H_PAD)`` the
+    two state slots (slot 1 read by step 0), columns past H zero; ``sync`` int32 zeros
+    ``(FLAG_SLOTS + 1)``. Step s writes ``tanh(sum of the unit's gates)`` of its product (or
+    stand-in, see :func:`_loaded_sum`) into slot ``s % 2``.
+    """
+    BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
+    M: tl.constexpr = GATES * BLOCK_H
+    rows = tl.arange(0, BLOCK_B)
+    units = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
+    read, write = exchange_offsets(rows, units, H_PAD, K_SPLIT, BK)
+    w_rows, w_valid = gate_rows(H, GATES, BLOCK_H)
+    blocks = held_weights(w_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+    states = ()
+    for q in tl.static_range(K_CHUNKS):
+        states = states + (tl.load(exchange_slot(exchange_ptr, 1, H_PAD, BLOCK_B) + q * (K_SPLIT * BK) + read),)
+    for s in range(T):
+        previous = exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B)
+        if MMA and LOAD:
+            pre = held_product(blocks, previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
+        elif MMA:
+            pre = _resident_product(blocks, states, M, BLOCK_B, K_CHUNKS, K_SPLIT, DOT_PRECISION)
+        elif LOAD:
+            pre = _loaded_sum(previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK)
+        else:
+            pre = tl.zeros((M, BLOCK_B), tl.float32) + (s % 7) * 0.125
+        if GATES == 4:
+            i, f, g, o = split_gates(pre, BLOCK_H, BLOCK_B)
+            h = tanh(i + f + g + o)
+        else:
+            h = tanh(pre)
+        tl.store(exchange_slot(exchange_ptr, s, H_PAD, BLOCK_B) + write, h.to(exchange_ptr.dtype.element_ty),
+                 mask=(units < H)[:, None])
+        if SYNC:
+            barrier_arrive(sync_ptr, tl.program_id(0))
+            barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL)
+
+
+def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype) -> dict:
+    return dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
+                K_CHUNKS=plan.k_chunks, GATES=GATES[plan.cell], LOAD=variant.load, MMA=variant.mma, SYNC=variant.sync,
+                POLL=plan.poll, DOT_PRECISION=dot_precision(dtype))
+
+
+def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0):
+    """Random ``(w, exchange, sync)`` for :func:`step_ablation_kernel`: ``w`` scaled by
+    ``1/sqrt(H)``, the state of the first ``batch`` rows in ``[-1, 1)`` (the other rows of the block
+    and the columns past H zero, as in the kernels' exchange), the flags zero."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    rows = GATES[plan.cell] * hidden_size
+    stride = -(-hidden_size // 16) * 16
+    w = torch.zeros(rows, stride, dtype=dtype)
+    w[:, :hidden_size] = (torch.rand(rows, hidden_size, generator=generator) * 2 - 1) / hidden_size ** 0.5
+    exchange = torch.zeros(2, plan.block_b, plan.h_pad, dtype=dtype)
+    exchange[:, :batch, :hidden_size] = torch.rand(2, batch, hidden_size, generator=generator) * 2 - 1
+    sync = torch.zeros(int(FLAG_SLOTS.value) + 1, dtype=torch.int32)
+    return w.to(device), exchange.to(device), sync.to(device)
+
+
+def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buffers, programs: int | None = None) -> None:
+    """Launch :func:`step_ablation_kernel` once for ``steps`` steps on ``programs`` programs (default:
+    the layout's hidden blocks); raises :class:`~rnnbench.kernels.launch.BarrierTimeout` when a barrier
+    timed out (the status word is read, so this waits for the kernel)."""
+    programs = plan.grid[0] if programs is None else programs
+    if not 1 <= programs <= plan.grid[0]:
+        raise ValueError(f"programs must be in [1, {plan.grid[0]}] (the layout's hidden blocks), got {programs}")
+    w, exchange, sync = buffers
+    sync.zero_()
+    options = dict(num_warps=plan.num_warps, num_stages=NUM_STAGES, maxnreg=plan.max_registers)
+    if not interpreter_active():
+        options["launch_cooperative_grid"] = True
+    step_ablation_kernel[(programs, 1)](w, exchange, sync, steps, hidden_size, w.stride(0),
+                                        **_constexprs(plan, variant, w.dtype), **options)
+    if variant.sync and sync.is_cuda:
+        message = barrier_status_message(sync[int(FLAG_SLOTS.value):].cpu(), f"step_ablation_kernel ({variant.name})")
+        if message is not None:
+            raise BarrierTimeout(message)
+
+
+def _slope(launch, steps: int, repeats: int) -> tuple[float, float, float]:
+    """``(median, q25, q75)`` µs per step: the slope of CUDA-event times between ``steps`` and ``2*steps``."""
+    for count in (steps, 2 * steps):
+        launch(count)
+    torch.cuda.synchronize()
+    slopes = []
+    for _ in range(repeats):
+        times = []
+        for count in (steps, 2 * steps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            launch(count)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        slopes.append((times[1] - times[0]) * 1000.0 / steps)
+    q25, median, q75 = statistics.quantiles(slopes, n=4)
+    return median, q25, q75
+
+
+def time_real(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int,
+              repeats: int) -> tuple[float, float, float]:
+    """µs per step of the shipped LSTM forward kernel (inference) on ``plan`` for ``batch`` rows:
+    random gate inputs and initial state, no projection GEMM (the kernel's launch is what is timed)."""
+    from rnnbench.kernels.launch import exchange_buffer, run_phases
+    from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
+
+    device = "cuda"
+    generator = torch.Generator(device=device).manual_seed(1)
+    w_hh = ablation_buffers(plan, hidden_size, batch, dtype, device)[0]
+    states = {count: (torch.rand(count, batch, 4 * hidden_size, generator=generator, device=device).to(dtype) * 2 - 1)
+              for count in (steps, 2 * steps)}
+    h0 = torch.rand(1, batch, hidden_size, generator=generator, device=device).to(dtype)
+    c0 = torch.zeros(1, batch, hidden_size, dtype=torch.float32, device=device) + 0.5
+
+    def launch(count: int) -> None:
+        y = torch.empty(count, batch, hidden_size, dtype=dtype, device=device)
+        c_n = torch.empty(1, batch, hidden_size, dtype=torch.float32, device=device)
+        exchange = exchange_buffer(plan, 1, y, first=h0)
+        run_phases(lstm_forward_kernel, plan, count,
+                   (states[count], w_hh, h0, c0, y, y, c_n, exchange, torch.zeros(1, dtype=torch.int32, device=device)),
+                   (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
+                   DOT_PRECISION=dot_precision(dtype), HAS_LENGTHS=False)
+
+    return _slope(launch, steps, repeats)
+
+
+def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int, variant: str, programs: int,
+         steps: int, stats, source: str, device_name: str) -> dict:
+    median, q25, q75 = stats
+    return {"device_name": device_name, "cell": cell, "dtype": str(dtype).removeprefix("torch."), "hidden_size": hidden_size,
+            "batch": batch, "variant": variant, "programs": programs, "planned_programs": plan.grid[0],
+            "block_b": plan.block_b, "block_h": plan.block_h, "h_pad": plan.h_pad, "k_split": plan.k_split,
+            "k_chunks": plan.k_chunks, "num_warps": plan.num_warps, "steps": steps, "us_per_step": round(median, 4),
+            "q25_us": round(q25, 4), "q75_us": round(q75, 4), "source": source}
+
+
+def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...]):
+    """Time every variant of every shape on the current GPU, yielding a row (:data:`COLUMNS`) as
+    each is measured; a variant that fails is reported on stderr and skipped."""
+    device_name = torch.cuda.get_device_name()
+    like = torch.empty(0, dtype=dtype, device="cuda")
+    for cell, hidden_size, batch in shapes:
+        plan = make_plan(cell, hidden_size, batch, like, "cooperative")
+        buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda")
+        runs = [(name, plan.grid[0]) for name in VARIANTS]
+        runs += [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
+        if cell == "lstm":
+            runs.append((REAL, plan.grid[0]))
+        for name, programs in runs:
+            try:
+                if name == REAL:
+                    stats = time_real(plan, hidden_size, batch, dtype, steps, repeats)
+                else:
+                    stats = _slope(lambda count: run_ablation(plan, VARIANTS[name], hidden_size, count, buffers, programs),
+                                   steps, repeats)
+            except Exception as error:  # a launch the driver refuses or a barrier timeout: report it, keep the rest
+                print(f"{cell} H={hidden_size} B={batch} {name} programs={programs}: {type(error).__name__}: {error}",
+                      file=sys.stderr)
+                continue
+            print(f"{cell:4s} H={hidden_size:5d} B={batch:3d} {name:10s} {programs:4d} programs: {stats[0]:7.3f} us/step",
+                  flush=True)
+            yield _row(plan, cell, dtype, hidden_size, batch, name, programs, steps, stats, "measured", device_name)
+
+
+def estimate(shapes, dtype: torch.dtype, arch: int, workers: int | None = None) -> list[dict]:
+    """The cost model's µs per step of every variant of ``shapes``, compiled for ``sm_<arch>`` without a
+    GPU, one compiler process per shape (the ``real`` rows are the shipped kernel's estimate,
+    inference forward)."""
+    from rnnbench.kernels.aot import compile_all
+
+    name = str(dtype).removeprefix("torch.")
+    per_shape = compile_all(arch, [(cell, hidden_size, batch, name) for cell, hidden_size, batch in shapes], workers,
+                            job=_estimate_shape)
+    return [row for rows in per_shape for row in rows]
+
+
+def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors: int = 132) -> list[dict]:
+    """:func:`estimate` of one ``(cell, hidden size, batch, dtype name)`` (a worker process's job)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from rnnbench.kernels.aot import TRITON_TYPES, KernelConfig, compile_sass, cubin_resources
+    from rnnbench.kernels.cost import step_estimate
+    from rnnbench.kernels.sass import disassemble
+
+    cell, hidden_size, batch, dtype_name = shape
+    dtype = getattr(torch, dtype_name)
+    data = TRITON_TYPES[dtype_name]
+    # one batch block is benchmarked: the layout's batch blocks are independent of each other
+    plan = plan_recurrence(cell, hidden_size, batch, dtype, "cooperative", multiprocessors, arch=arch)
+    signature = {"w_ptr": "*" + data, "exchange_ptr": "*" + data, "sync_ptr": "*i32", "T": "i32", "H": "i32",
+                 "w_stride": "i32"}
+    aligned = {(index,): [["tt.divisibility", 16]] for index in (0, 1, 2, 5)}
+
+    def kernel_estimate(sass: str, registers: int, shared_bytes: int) -> tuple[float, float, float]:
+        terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
+                              direction="fwd", arch=arch)
+        value = sum(v for k, v in terms.items() if k.startswith("t_") and k not in ("t_gemm", "t_per_call"))
+        return value, value, value
+
+    rows = []
+    for variant in VARIANTS.values():
+        constexprs = _constexprs(plan, variant, dtype)
+        source = ASTSource(fn=step_ablation_kernel, signature=signature | {key: "constexpr" for key in constexprs},
+                           constexprs=constexprs, attrs=aligned)
+        compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                                  options={"num_warps": plan.num_warps, "num_stages": NUM_STAGES,
+                                           "maxnreg": plan.max_registers, "launch_cooperative_grid": True})
+        registers, _ = cubin_resources(compiled.asm["cubin"])
+        stats = kernel_estimate(disassemble(compiled.asm["cubin"]), registers, int(compiled.metadata.shared))
+        rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
+                         f"estimate sm_{arch}", ""))
+    if cell == "lstm":
+        resources, sass = compile_sass(KernelConfig.from_plan(plan, dtype_name, "fwd"), arch)
+        stats = kernel_estimate(sass, resources.registers, resources.shared_bytes)
+        rows.append(_row(plan, cell, dtype, hidden_size, batch, REAL, plan.grid[0], 0, stats, f"estimate sm_{arch}", ""))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnnbench.kernels.step_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="CSV file to write")
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    parser.add_argument("--steps", type=int, default=1000, help="steps per launch (T; the slope uses T and 2T)")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--sweep-programs", default="1,12,24,48", help="comma-separated program counts for "
+                        f"{', '.join(SWEEP_VARIANTS)} ('' for none)")
+    parser.add_argument("--estimate", action="store_true", help="no GPU: the cost model's estimate of every variant")
+    parser.add_argument("--target", default="sm_90", help="with --estimate: sm_80 or sm_90")
+    parser.add_argument("--jobs", type=int, default=None, help="with --estimate: compiler processes (default: CPUs)")
+    args = parser.parse_args(argv)
+    dtype = getattr(torch, args.dtype)
+    if args.steps < 1 or args.repeats < 4:
+        parser.error(f"--steps must be >= 1 and --repeats >= 4 (quartiles), got {args.steps} and {args.repeats}")
+    if args.estimate:
+        rows = estimate(SHAPES, dtype, int(args.target.removeprefix("sm_")), args.jobs)
+    elif not torch.cuda.is_available():
+        print("step_bench: needs a CUDA GPU (torch.cuda.is_available() is False); --estimate works without one",
+              file=sys.stderr)
+        return 2
+    else:
+        sweep = tuple(int(p) for p in args.sweep_programs.split(",") if p.strip())
+        rows = measure(SHAPES, dtype, args.steps, args.repeats, sweep)
+    written = 0
+    with open(args.out, "w", newline="") as handle:  # row by row: a run cut short keeps what it measured
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            handle.flush()
+            written += 1
+    print(f"wrote {written} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

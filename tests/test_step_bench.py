@@ -1,0 +1,105 @@
+"""The step-ablation benchmark (:mod:`rnnbench.kernels.step_bench`): every variant computes what it
+claims (one program in the interpreter, or on the GPU, against float64), compiles for sm_90 with the
+cost model's estimate, and refuses bad input; timing itself needs a GPU (test_kernels_gpu.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import KERNEL_DEVICE
+from rnnbench.kernels import step_bench
+from rnnbench.kernels.plan import GATES, plan_recurrence
+
+
+def _reference(variant, w, state0, other0, hidden_size, block_h, gates, steps, programs=1):
+    """Float64 slots after ``steps`` steps of ``variant`` run by the first ``programs`` programs
+    (units ``[0, programs * block_h)``)."""
+    slots = [other0.copy(), state0.copy()]  # slot 1 is read by step 0
+    units = np.arange(min(programs * block_h, hidden_size))
+    summed = sum(w[g * hidden_size + units] for g in range(gates))  # (units, H): the gates of each unit added
+    for s in range(steps):
+        previous = slots[(s + 1) % 2]
+        if variant.mma:
+            pre = (previous if variant.load else state0)[:, :hidden_size] @ summed.T
+        elif variant.load:
+            pre = gates * np.repeat(previous.mean(axis=1, keepdims=True), len(units), axis=1)
+        else:
+            pre = np.full((previous.shape[0], len(units)), gates * (s % 7) * 0.125)
+        slots[s % 2][:, units] = np.tanh(pre)
+    return slots
+
+
+@pytest.mark.parametrize("variant", list(step_bench.VARIANTS.values()), ids=lambda v: v.name)
+@pytest.mark.parametrize("cell, hidden_size", [("lstm", 20), ("rnn", 24)])
+def test_variant_computes_its_step(variant, cell, hidden_size, exact_fp32):
+    plan = plan_recurrence(cell, hidden_size, 3, torch.float32, "cooperative")
+    batch, steps = 3, 5
+    w, exchange, sync = step_bench.ablation_buffers(plan, hidden_size, batch, torch.float32, KERNEL_DEVICE, seed=7)
+    w64 = w.double().cpu().numpy()[:, :hidden_size]
+    other0, state0 = (slot.double().cpu().numpy() for slot in exchange)
+    expected = _reference(variant, w64, state0, other0, hidden_size, plan.block_h, GATES[cell], steps)
+    step_bench.run_ablation(plan, variant, hidden_size, steps, (w, exchange, sync), programs=1)
+    got = exchange.double().cpu().numpy()
+    for slot in (0, 1):
+        np.testing.assert_allclose(got[slot], expected[slot], rtol=1e-5, atol=1e-5, err_msg=f"slot {slot}")
+    if variant.sync:
+        assert int(sync[0]) == steps, "program 0's flag counts its arrivals"
+
+
+def test_run_ablation_refuses_more_programs_than_the_layout_has():
+    plan = plan_recurrence("lstm", 20, 3, torch.float32, "cooperative")
+    buffers = step_bench.ablation_buffers(plan, 20, 3, torch.float32, KERNEL_DEVICE)
+    with pytest.raises(ValueError, match=r"programs must be in \[1, 3\].*got 4"):
+        step_bench.run_ablation(plan, step_bench.VARIANTS["full"], 20, 2, buffers, programs=4)
+
+
+def test_main_without_gpu_says_so(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the benchmark would run")
+    assert step_bench.main(["--out", str(tmp_path / "x.csv")]) == 2
+    assert "--estimate" in capsys.readouterr().err
+
+
+def test_main_refuses_too_few_repeats(tmp_path):
+    with pytest.raises(SystemExit):
+        step_bench.main(["--out", str(tmp_path / "x.csv"), "--repeats", "2"])
+
+
+def test_estimate_compiles_every_variant_for_sm90():
+    pytest.importorskip("triton.backends.nvidia")
+    rows = step_bench.estimate([("lstm", 768, 16)], torch.bfloat16, 90)
+    variants = [row["variant"] for row in rows]
+    assert variants == list(step_bench.VARIANTS) + [step_bench.REAL]
+    by_name = {row["variant"]: row["us_per_step"] for row in rows}
+    assert all(value > 0 for value in by_name.values()), by_name
+    # the parts cost less than the whole they are taken from
+    assert by_name["load"] < by_name["full"] and by_name["sync"] < by_name["full"], by_name
+    assert rows[0]["programs"] == 96 and rows[0]["block_b"] == 16, rows[0]
+
+
+@pytest.mark.cuda
+def test_cooperative_grid_computes_the_recurrence_on_gpu():
+    """The goal shape's whole grid (96 programs, bf16) with the grid barrier: every step reads the
+    state all programs wrote, so a program running ahead or reading a stale line shows as an error."""
+    plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", torch.cuda.get_device_properties(0).multi_processor_count)
+    steps = 9
+    w, exchange, sync = step_bench.ablation_buffers(plan, 768, 16, torch.bfloat16, "cuda", seed=3)
+    w64 = w.double().cpu().numpy()[:, :768]
+    other0, state0 = (slot.double().cpu().numpy() for slot in exchange)
+    step_bench.run_ablation(plan, step_bench.VARIANTS["full"], 768, steps, (w, exchange, sync))
+    expected = _reference(step_bench.VARIANTS["full"], w64, state0, other0, 768, plan.block_h, 4, steps, plan.grid[0])
+    got = exchange.double().cpu().numpy()
+    last = (steps - 1) % 2
+    # bf16 state rounding compounds over the steps: 3e-2 absolute on values in [-1, 1]
+    np.testing.assert_allclose(got[last], expected[last], atol=3e-2)
+    assert (sync[: plan.grid[0]].cpu() == steps).all(), "every program arrived once per step"
+
+
+@pytest.mark.cuda
+def test_measure_yields_timed_rows_on_gpu():
+    rows = list(step_bench.measure([("lstm", 256, 16)], torch.bfloat16, steps=50, repeats=4, sweep=(1,)))
+    variants = {row["variant"] for row in rows}
+    assert set(step_bench.VARIANTS) | {step_bench.REAL} <= variants, variants
+    assert all(row["us_per_step"] > 0 and row["q25_us"] <= row["q75_us"] for row in rows), rows
