@@ -9,13 +9,16 @@
 #   machine.txt, session.log
 #   candidate-tests.xml/.log     the candidate's GPU tests (TESTS, default: its kernel GPU tests)
 #   precompile-base.log, precompile-candidate.log
+#   ablation-TREE.csv/.log       the step-ablation benchmark (rnnbench.kernels.step_bench: where a
+#                                cooperative step's microseconds go) of each tree that has one,
+#                                candidate first, ABLATION_S seconds each (default 90)
 #   base/, candidate/            the suite from each tree (results.csv, env.json), run alternately in
 #                                ROUNDS slices of the time left (default 2: base, candidate, base,
 #                                candidate, each resuming where it stopped), so a drift of the
 #                                machine over the session falls on both
 # and, where $OUT is set, ab-SUITE-DEVICE.tgz under $OUT. Afterwards, on any machine:
 #   rnnbench compare reports/DEVICE/ab-SUITE/base reports/DEVICE/ab-SUITE/candidate
-# STAGES (default "tests suite") chooses what runs. Each command runs from its tree's root with
+# STAGES (default "tests ablation suite") chooses what runs. Each command runs from its tree's root with
 # PYTHONPATH=. (env -C), so each imports its own rnnbench.
 set -u
 DEVICE=${1:?usage: scripts/gpu-ab.sh DEVICE [BUDGET_S] [SUITE]}
@@ -24,7 +27,8 @@ SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
 case $PY in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")";; esac  # the commands run from two directories
 ROUNDS=${ROUNDS:-2}
-STAGES=${STAGES:-tests suite}
+STAGES=${STAGES:-tests ablation suite}
+ABLATION_S=${ABLATION_S:-90}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py}
 ROOT=$(pwd)
 DIR=reports/$DEVICE/ab-$SUITE
@@ -57,6 +61,16 @@ if wants tests; then
     tail -n 15 "$DIR/candidate-tests.log"
 fi
 for pid in "${PRECOMPILES[@]}"; do wait "$pid"; done
+
+if wants ablation; then
+    for tree in candidate base; do
+        path=$([ "$tree" = base ] && echo . || echo .candidate)
+        [ -f "$path/kernels/step_bench.py" ] || { note "no step_bench in $tree: no ablation"; continue; }
+        stage "ablation-$tree" "$ABLATION_S" env -C "$path" PYTHONPATH=. "$PY" -m rnnbench.kernels.step_bench \
+            --out "$ROOT/$DIR/ablation-$tree.csv" > "$DIR/ablation-$tree.log" 2>&1
+        tail -n 3 "$DIR/ablation-$tree.log"
+    done
+fi
 
 if wants suite; then
     SLICES=$(( 2 * ROUNDS ))

@@ -14,6 +14,8 @@
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
+#   step-ablation.csv/.log  where a cooperative step's microseconds go (rnnbench.kernels.step_bench,
+#                        where the checkout has it), ABLATION_S seconds (default 90)
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
@@ -26,7 +28,8 @@ DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests barrier suite}
+STAGES=${STAGES:-tests barrier ablation suite}
+ABLATION_S=${ABLATION_S:-90}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
@@ -58,6 +61,12 @@ fi
 if wants barrier; then
     stage barrier 40 "$PY" -m rnnbench.kernels.barrier_bench --out "$DIR/barrier.csv" > "$DIR/barrier.log" 2>&1
     tail -n 3 "$DIR/barrier.log"
+fi
+
+if wants ablation && [ -f kernels/step_bench.py ]; then
+    stage ablation "$ABLATION_S" "$PY" -m rnnbench.kernels.step_bench --out "$DIR/step-ablation.csv" \
+        > "$DIR/step-ablation.log" 2>&1
+    tail -n 3 "$DIR/step-ablation.log"
 fi
 
 LEFT=$(( BUDGET - $(elapsed) - 30 ))
