@@ -3,7 +3,7 @@
 # scripts/prepare-candidate.sh REF and carried by the device tool) on one GPU machine, in one
 # command inside a wall-clock budget, so the two are timed in the same session on the same GPU:
 #
-#   scripts/gpu-ab.sh DEVICE [BUDGET_S] [SUITE]          e.g. scripts/gpu-ab.sh h100 540 gpu-core
+#   scripts/gpu-ab.sh DEVICE [BUDGET_S] [SUITE]          e.g. scripts/gpu-ab.sh h100 540 gpu-ab
 #
 # Writes reports/DEVICE/ab-SUITE/:
 #   machine.txt, session.log
@@ -23,7 +23,7 @@
 set -u
 DEVICE=${1:?usage: scripts/gpu-ab.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
-SUITE=${3:-gpu-core}
+SUITE=${3:-gpu-ab}
 PY=${GPU_PY:-python3}
 case $PY in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")";; esac  # the commands run from two directories
 ROUNDS=${ROUNDS:-2}

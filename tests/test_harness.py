@@ -239,9 +239,14 @@ def test_list_shows_every_backend_and_why_it_cannot_run(capsys):
 
 
 def test_shipped_suites_parse():
-    for name in ("smoke", "cpu", "gpu", "gpu-core"):
+    for name in ("smoke", "cpu", "gpu", "gpu-core", "gpu-ab", "gpu-extras"):
         suite = load_suite(name, device_override="cpu")
         assert suite.cases, name
+    # the A/B suite is gpu-core's Triton speed cases plus the goal shape's cuDNN anchor
+    core = {case.label for case in load_suite("gpu-core").cases if case.backend == "triton" and case.experiment == "speed"}
+    ab = load_suite("gpu-ab").cases
+    assert core <= {case.label for case in ab}
+    assert {case.backend for case in ab if case.hidden_size != 768 or case.batch != 16} == {"triton"}
     smoke_backends = {case.backend for case in load_suite("smoke").cases}
     assert {"numpy", "eager", "torch", "bow", "cnn", "triton"} <= smoke_backends
     gpu = load_suite("gpu", device_override="cuda")
