@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ VARIANTS = {v.name: v for v in (
     Variant("mma", load=False, mma=True, sync=False),
     Variant("sync", load=False, mma=False, sync=True),
 )}
-#: the shipped kernel itself at the same layout (LSTM only; see :func:`time_real`)
+#: the shipped kernel itself at the same layout (LSTM only; see :func:`real_launcher`)
 REAL = "real"
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
@@ -222,10 +223,10 @@ def _slope(launch, steps: int, repeats: int) -> tuple[float, float, float]:
     return median, q25, q75
 
 
-def time_real(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int,
-              repeats: int) -> tuple[float, float, float]:
-    """µs per step of the shipped LSTM forward kernel (inference) on ``plan`` for ``batch`` rows:
-    random gate inputs and initial state, no projection GEMM (the kernel's launch is what is timed)."""
+def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int):
+    """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
+    kernel (inference) on ``plan`` for ``batch`` rows, random gate inputs and initial state, no
+    projection GEMM (the kernel's launch and its buffers are what is timed)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
 
@@ -246,7 +247,52 @@ def time_real(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, step
                    (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
                    DOT_PRECISION=dot_precision(dtype), HAS_LENGTHS=False)
 
-    return _slope(launch, steps, repeats)
+    return launch
+
+
+def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]]:
+    """``(variant, programs)`` timed for one shape: every variant on the whole grid, the sweep's
+    variants on fewer programs, and the shipped kernel (LSTM)."""
+    runs = [(name, plan.grid[0]) for name in VARIANTS]
+    runs += [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
+    if cell == "lstm":
+        runs.append((REAL, plan.grid[0]))
+    return runs
+
+
+def _warm(task: tuple[str, int, int, str, str]) -> str | None:
+    """Compile one ``(cell, hidden size, batch, dtype name, variant)`` into Triton's cache by
+    launching it for one step (a worker process's job); returns the error, if any."""
+    cell, hidden_size, batch, dtype_name, name = task
+    dtype = getattr(torch, dtype_name)
+    try:
+        plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
+        if name == REAL:
+            real_launcher(plan, hidden_size, batch, dtype, 1)(1)
+        else:
+            run_ablation(plan, VARIANTS[name], hidden_size, 1, ablation_buffers(plan, hidden_size, batch, dtype, "cuda"))
+        torch.cuda.synchronize()
+    except Exception as error:  # reported by the parent; the timing loop reports it again
+        return f"{task}: {type(error).__name__}: {error}"
+    return None
+
+
+def warm(shapes, dtype: torch.dtype, jobs: int) -> None:
+    """Compile every kernel :func:`measure` will launch in ``jobs`` processes first (filling
+    Triton's on-disk cache), so the timing loop does not compile ~60 kernels one by one."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    name = str(dtype).removeprefix("torch.")
+    tasks = [(cell, hidden_size, batch, name, variant) for cell, hidden_size, batch in shapes
+             for variant in [*VARIANTS, *([REAL] if cell == "lstm" else [])]]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        errors = [error for error in pool.map(_warm, tasks) if error]
+    for error in errors:
+        print(f"warm-up: {error}", file=sys.stderr)
+    print(f"compiled {len(tasks)} kernels in {jobs} processes in {time.perf_counter() - start:.1f} s", flush=True)
 
 
 def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int, variant: str, programs: int,
@@ -267,14 +313,10 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
     for cell, hidden_size, batch in shapes:
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
         buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda")
-        runs = [(name, plan.grid[0]) for name in VARIANTS]
-        runs += [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
-        if cell == "lstm":
-            runs.append((REAL, plan.grid[0]))
-        for name, programs in runs:
+        for name, programs in _runs(plan, cell, sweep):
             try:
                 if name == REAL:
-                    stats = time_real(plan, hidden_size, batch, dtype, steps, repeats)
+                    stats = _slope(real_launcher(plan, hidden_size, batch, dtype, steps), steps, repeats)
                 else:
                     stats = _slope(lambda count: run_ablation(plan, VARIANTS[name], hidden_size, count, buffers, programs),
                                    steps, repeats)
@@ -352,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{', '.join(SWEEP_VARIANTS)} ('' for none)")
     parser.add_argument("--estimate", action="store_true", help="no GPU: the cost model's estimate of every variant")
     parser.add_argument("--target", default="sm_90", help="with --estimate: sm_80 or sm_90")
-    parser.add_argument("--jobs", type=int, default=None, help="with --estimate: compiler processes (default: CPUs)")
+    parser.add_argument("--jobs", type=int, default=None, help="compiler processes (default: CPUs, at most 8 on a GPU)")
     args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     if args.steps < 1 or args.repeats < 4:
@@ -365,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     else:
         sweep = tuple(int(p) for p in args.sweep_programs.split(",") if p.strip())
+        jobs = args.jobs or min(8, os.cpu_count() or 1)
+        if jobs > 1:
+            warm(SHAPES, dtype, jobs)
         rows = measure(SHAPES, dtype, args.steps, args.repeats, sweep)
     written = 0
     with open(args.out, "w", newline="") as handle:  # row by row: a run cut short keeps what it measured
