@@ -76,25 +76,35 @@ def run_barriers(programs: int, barriers: int, num_warps: int = 8, missing: int 
     return total
 
 
+def slope_us(launch, count: int, repeats: int) -> tuple[float, float, float]:
+    """``(median, q25, q75)`` microseconds per unit of ``count``: the slope of CUDA-event times
+    between ``launch(count)`` and ``launch(2 * count)``, over ``repeats`` pairs after one warm-up pair
+    (what a launch costs besides its units, and the first unit's wait, cancel)."""
+    for units in (count, 2 * count):
+        launch(units)
+    torch.cuda.synchronize()
+    slopes = []
+    for _ in range(repeats):
+        times = []
+        for units in (count, 2 * count):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            launch(units)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        slopes.append((times[1] - times[0]) * 1000.0 / count)
+    q25, median, q75 = statistics.quantiles(slopes, n=4)
+    return median, q25, q75
+
+
 def time_barrier(programs: int, barriers: int = 1000, num_warps: int = 8, repeats: int = 15) -> tuple[float, float, float]:
     """``(median, q25, q75)`` microseconds per barrier for ``programs`` programs (see the module docstring)."""
     for count in (barriers, 2 * barriers):
         final = run_barriers(programs, count, num_warps)
         if final != programs * count:
             raise RuntimeError(f"barrier flags summed to {final}, expected {programs} programs x {count} barriers")
-    slopes = []
-    for _ in range(repeats):
-        times = []
-        for count in (barriers, 2 * barriers):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            _launch(programs, count, num_warps, 0, int(BARRIER_TIMEOUT_NS.value))
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        slopes.append((times[1] - times[0]) * 1000.0 / barriers)
-    q25, median, q75 = statistics.quantiles(slopes, n=4)
-    return median, q25, q75
+    return slope_us(lambda count: _launch(programs, count, num_warps, 0, int(BARRIER_TIMEOUT_NS.value)), barriers, repeats)
 
 
 def barrier_sass(num_warps: int, arch: int) -> str:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
 import sys
 from dataclasses import dataclass
 
@@ -50,6 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
+from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan,
 )
@@ -203,26 +203,6 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
             raise BarrierTimeout(message)
 
 
-def _slope(launch, steps: int, repeats: int) -> tuple[float, float, float]:
-    """``(median, q25, q75)`` µs per step: the slope of CUDA-event times between ``steps`` and ``2*steps``."""
-    for count in (steps, 2 * steps):
-        launch(count)
-    torch.cuda.synchronize()
-    slopes = []
-    for _ in range(repeats):
-        times = []
-        for count in (steps, 2 * steps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            launch(count)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        slopes.append((times[1] - times[0]) * 1000.0 / steps)
-    q25, median, q75 = statistics.quantiles(slopes, n=4)
-    return median, q25, q75
-
-
 def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int):
     """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
     kernel (inference) on ``plan`` for ``batch`` rows, random gate inputs and initial state, no
@@ -316,9 +296,9 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
         for name, programs in _runs(plan, cell, sweep):
             try:
                 if name == REAL:
-                    stats = _slope(real_launcher(plan, hidden_size, batch, dtype, steps), steps, repeats)
+                    stats = slope_us(real_launcher(plan, hidden_size, batch, dtype, steps), steps, repeats)
                 else:
-                    stats = _slope(lambda count: run_ablation(plan, VARIANTS[name], hidden_size, count, buffers, programs),
+                    stats = slope_us(lambda count: run_ablation(plan, VARIANTS[name], hidden_size, count, buffers, programs),
                                    steps, repeats)
             except Exception as error:  # a launch the driver refuses or a barrier timeout: report it, keep the rest
                 print(f"{cell} H={hidden_size} B={batch} {name} programs={programs}: {type(error).__name__}: {error}",
