@@ -3,7 +3,8 @@
 **Measured.** A ``results.csv`` of the ``gpu-core`` suite (or any suite timing the ``triton``
 backend on CUDA): its rows ``experiment=speed, metric=latency, backend=triton, status=ok`` give
 milliseconds per call of a ``seq_len``-step sequence, so ``µs/step = value * 1000 / seq_len``.
-Mode ``fwd`` is compared with the ``fwd`` estimate, ``fwd_bwd`` with ``fwd_train + bwd``; the path
+Mode ``fwd`` is compared with the ``fwd`` estimate, ``fwd_bwd`` with ``fwd_train + bwd`` (the RNN's
+``fwd + bwd``: it trains with its one forward kernel); the path
 is the one the planner picks (``planned``), as the suite runs ``path="auto"``.
 
 **Fit.** The estimate is a sum of terms (:data:`rnnbench.kernels.cost.TERMS`); calibration finds
@@ -34,8 +35,11 @@ from rnnbench.kernels.cost import TERMS
 
 RIDGE = 0.01
 FACTOR_RANGE = (0.1, 10.0)
-#: measured mode -> the estimated directions whose sum it is
+#: measured mode -> the estimated directions whose sum it is (see :func:`mode_directions`)
 MODE_DIRECTIONS = {"fwd": ("fwd",), "fwd_bwd": ("fwd_train", "bwd")}
+#: the forward kernel each cell trains with: the Elman RNN has no training variant (its ``fwd``
+#: already writes what its backward reads)
+TRAINING_FORWARD = {"lstm": "fwd_train", "rnn": "fwd"}
 SHAPE_COLUMNS = ["cell", "dtype", "hidden_size", "batch"]
 
 
@@ -107,6 +111,11 @@ def measured_us_per_step(results_csv: str | Path):
     return grouped
 
 
+def mode_directions(mode: str, cell: str) -> tuple[str, ...]:
+    """The cost-table directions whose estimates add up to one measured ``mode`` of ``cell``."""
+    return tuple(TRAINING_FORWARD[cell] if direction == "fwd_train" else direction for direction in MODE_DIRECTIONS[mode])
+
+
 def comparison(table, measured):
     """Measured rows joined with the planned path's estimate terms (summed over the directions a mode runs)."""
     import pandas as pd
@@ -114,8 +123,9 @@ def comparison(table, measured):
     planned = table[table.planned]
     term_columns = [f"t_{term}" for term in TERMS]
     parts = []
-    for mode, directions in MODE_DIRECTIONS.items():
-        estimate = (planned[planned.direction.isin(directions)]
+    for mode in MODE_DIRECTIONS:
+        runs = [direction in mode_directions(mode, cell) for cell, direction in zip(planned.cell, planned.direction)]
+        estimate = (planned[runs]
                     .groupby(SHAPE_COLUMNS, as_index=False)[term_columns + ["raw_us_per_step", "est_us_per_step"]].sum(min_count=1))
         estimate["mode"] = mode
         parts.append(estimate)

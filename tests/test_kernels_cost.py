@@ -263,6 +263,19 @@ def test_calibration_recovers_per_term_factors_and_round_trips(tmp_path):
     assert applied.est_us_per_step.iloc[0] == pytest.approx(2.0 * table.t_mma.iloc[0] + 0.5 * table.t_grid_sync.iloc[0], rel=0.05)
 
 
+def test_a_training_step_of_the_rnn_adds_its_one_forward_kernel_to_its_backward():
+    assert calibration.mode_directions("fwd_bwd", "rnn") == ("fwd", "bwd")
+    assert calibration.mode_directions("fwd_bwd", "lstm") == ("fwd_train", "bwd")
+    table = _synthetic_table().assign(cell="rnn")
+    table = table[table.direction != "fwd_train"]
+    measured = pd.DataFrame({"cell": "rnn", "dtype": "bfloat16", "hidden_size": 64, "batch": 16, "mode": ["fwd", "fwd_bwd"],
+                             "measured_us_per_step": 1.0, "device_name": ""})
+    compared = calibration.comparison(table, measured).set_index("mode")
+    shape = table[table.hidden_size == 64].set_index("direction").raw_us_per_step
+    assert compared.raw_us_per_step["fwd"] == pytest.approx(shape["fwd"])
+    assert compared.raw_us_per_step["fwd_bwd"] == pytest.approx(shape["fwd"] + shape["bwd"])
+
+
 def test_calibration_refuses_a_file_that_is_not_a_results_csv(tmp_path):
     path = tmp_path / "other.csv"
     pd.DataFrame({"a": [1]}).to_csv(path, index=False)
