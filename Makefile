@@ -77,7 +77,8 @@ clean-venv:
 # one command inside a wall-clock budget (see scripts/gpu-session.sh for what it writes):
 #   make gpu-session DEVICE=h200 [BUDGET=540] [SUITE=gpu-core]     tests, barrier benchmark, suite
 #   make gpu-session DEVICE=h200 SUITE=gpu STAGES=suite             continue a long suite (resumes)
-# then, on any machine: make gpu-report DEVICE=h200 (report + cost-model calibration)
+# then, on any machine: make gpu-report DEVICE=h200 KBIN=.venv36/bin (report + cost-model calibration,
+# compiled with the GPU machine's Triton)
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
@@ -90,5 +91,4 @@ gpu-validate: gpu-session  # the earlier name
 
 gpu-report: setup
 	$(BIN)/rnnbench report reports/$(DEVICE)/$(SUITE)
-	$(BIN)/rnnbench kernels --cost --target sm_90 --dtypes bfloat16,float16 \
-		--calibrate reports/$(DEVICE)/$(SUITE)/results.csv
+	$(KERNELS) --cost --target sm_90 --dtypes bfloat16,float16 --calibrate reports/$(DEVICE)/$(SUITE)/results.csv
