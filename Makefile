@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results/smoke-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 cost-sm90 clean-venv gpu-session gpu-validate gpu-report
+.PHONY: setup setup36 smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 cost-sm90 clean-venv gpu-session gpu-validate gpu-report
 
 setup: $(STAMP)
 
@@ -43,17 +43,32 @@ reports: setup
 	for dir in reports/*/*/; do if [ -f "$$dir/results.csv" ]; then $(BIN)/rnnbench report "$$dir" || exit 1; fi; done
 
 # the committed resource tables (every shipped configuration; many minutes on 2 cores with a cold
-# Triton cache); tests/test_kernels_aot.py recompiles a sample and fails when they are stale
-TRITON_MINOR = $$($(BIN)/python -c 'import triton; print(triton.__version__.rsplit(".", 1)[0])')
+# Triton cache); tests/test_kernels_aot.py recompiles a sample and fails when they are stale.
+# KBIN=.venv36/bin (make setup36) writes the tables of Triton 3.6, the lent GPU machine's compiler
+KBIN ?= $(BIN)
+KERNELS = PYTHONPATH=. $(KBIN)/python -m rnnbench kernels
+TRITON_MINOR = $$($(KBIN)/python -c 'import triton; print(triton.__version__.rsplit(".", 1)[0])')
 kernels-sm90: setup
-	$(BIN)/rnnbench kernels --target sm_90 --csv > reports/aot/kernels-sm_90-triton$(TRITON_MINOR).csv
+	$(KERNELS) --target sm_90 --csv > reports/aot/kernels-sm_90-triton$(TRITON_MINOR).csv
 
 kernels-sm80: setup
-	$(BIN)/rnnbench kernels --target sm_80 --csv > reports/aot/kernels-sm_80-triton$(TRITON_MINOR).csv
+	$(KERNELS) --target sm_80 --csv > reports/aot/kernels-sm_80-triton$(TRITON_MINOR).csv
 
 # the committed per-step cost table (every goal shape and path, bf16/fp16/fp32; minutes on 2 cores)
 cost-sm90: setup
-	$(BIN)/rnnbench kernels --cost --target sm_90 --csv > reports/aot/cost-sm_90-triton$(TRITON_MINOR).csv
+	$(KERNELS) --cost --target sm_90 --csv > reports/aot/cost-sm_90-triton$(TRITON_MINOR).csv
+
+# Triton 3.6 (the lent GPU machine's version) beside the main venv, for its AOT and cost tables and
+# its interpreter (PYTHONPATH=. .venv36/bin/python -m pytest ...; its interpreter needs numpy < 2.3)
+VENV36 := .venv36
+setup36: $(VENV36)/.installed
+
+$(VENV36)/.installed:
+	$(PYTHON) -m venv $(VENV36)
+	$(VENV36)/bin/pip install --quiet --upgrade pip
+	$(VENV36)/bin/pip install --quiet torch==2.13.0
+	$(VENV36)/bin/pip install --quiet triton==3.6.0 numpy==2.2.6 pandas pytest
+	touch $@
 
 clean-venv:
 	rm -rf $(VENV)
@@ -62,11 +77,12 @@ clean-venv:
 # one command inside a wall-clock budget (see scripts/gpu-session.sh for what it writes):
 #   make gpu-session DEVICE=h200 [BUDGET=540] [SUITE=gpu-core]     tests, barrier benchmark, suite
 #   make gpu-session DEVICE=h200 SUITE=gpu STAGES=suite             continue a long suite (resumes)
-# then, on any machine: make gpu-report DEVICE=h200 (report + cost-model calibration)
+# then, on any machine: make gpu-report DEVICE=h200 KBIN=.venv36/bin (report + cost-model calibration,
+# compiled with the GPU machine's Triton)
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
-STAGES ?= tests barrier suite
+STAGES ?= tests barrier ablation suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)
@@ -75,5 +91,4 @@ gpu-validate: gpu-session  # the earlier name
 
 gpu-report: setup
 	$(BIN)/rnnbench report reports/$(DEVICE)/$(SUITE)
-	$(BIN)/rnnbench kernels --cost --target sm_90 --dtypes bfloat16,float16 \
-		--calibrate reports/$(DEVICE)/$(SUITE)/results.csv
+	$(KERNELS) --cost --target sm_90 --dtypes bfloat16,float16 --calibrate reports/$(DEVICE)/$(SUITE)/results.csv

@@ -254,5 +254,11 @@ def test_lrd_suites_parse_and_the_smoke_suite_holds_the_promised_cases():
     assert {case.task for case in cpu.cases} == {"adding", "copy", "temporal_order", "negation", "parity", "listops",
                                                  "digits", "charlm"}
     assert "gradient" in {case.experiment for case in cpu.cases}
-    gpu = load_suite("lrd-gpu", device_override="cuda")
-    assert {"torch", "triton"} <= {case.backend for case in gpu.cases} and max(c.seq_len for c in gpu.cases) >= 1000
+    for name in ("lrd-gpu", "lrd-gpu-full"):
+        gpu = load_suite(name, device_override="cuda")
+        assert {"torch", "triton"} <= {case.backend for case in gpu.cases} and max(c.seq_len for c in gpu.cases) >= 1000
+        # cuDNN and Triton train every recurrent configuration with the same seeds
+        recurrent = [case for case in gpu.cases if case.backend in ("torch", "triton")]
+        by_backend = {backend: {(c.experiment, c.task, c.family, c.seq_len, c.seed, c.params)
+                                for c in recurrent if c.backend == backend} for backend in ("torch", "triton")}
+        assert by_backend["torch"] == by_backend["triton"], name
