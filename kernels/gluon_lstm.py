@@ -11,27 +11,30 @@ handling of directions and per-row lengths, but with what plain Triton does not 
   Rows are gate-major: row ``g * 16 + j`` is gate g (i, f, g, o) of unit ``pid_h * 16 + j``.
 * **h_{t-1} is fetched by TMA**: the program's ``(BLOCK_B, 64)`` boxes of the exchange slot, one
   mbarrier per box, so the warpgroup MMA of box k starts when box k has landed while later boxes
-  are still in flight.
+  are still in flight (:func:`_recurrent_product`).
 * **One warpgroup MMA chain** (``warpgroup_mma``, M = 64 gate rows, N = ``BLOCK_B`` batch rows,
-  K = ``H_PAD``) accumulates the whole product in float32 registers: no split-K and no cross-warp
-  reduction of partial sums. The only data movement between warps is the gate split: the
-  activated ``(64, BLOCK_B)`` tile goes through shared memory once and comes back as four
-  ``(16, BLOCK_B)`` gate tiles, unit-major (``[j, b]`` is unit j of batch row b).
-* ``xg`` of the next step is loaded into registers a step ahead, before the grid barrier's wait
-  (as the plain kernel does), not by TMA: the time index of a row differs per row with lengths
-  going backwards, and a TMA box cannot follow it.
+  K = ``H_PAD``; both operands in shared memory) accumulates the whole product in float32
+  registers: no split-K and no cross-warp reduction of partial sums. The only data movement
+  between warps is the gate split: the ``(64, BLOCK_B)`` product goes through shared memory once
+  and comes back as four ``(16, BLOCK_B)`` gate tiles, unit-major (``[j, b]`` is unit j of batch
+  row b), each thread holding one batch row (:func:`_pre_activations`).
+* **xg of the next step is prefetched a step ahead** into shared memory by ``cp.async`` (one commit
+  group, issued before the grid barrier's wait and waited for when the step needs it), not by
+  TMA: with lengths going backwards each row has its own time index, which a TMA box cannot follow.
+  Its completion is tracked by the commit group, not by an mbarrier.
 
 Limits (the planner, :func:`rnnbench.kernels.plan.plan_recurrence`, refuses the rest with
-``PathUnavailable``): sm_90, 16-bit storage (bf16, fp16), ``H >= 256``, one program per SM
-(shared memory) and the grid co-resident. Forward only; the backward is the plain cooperative
+``PathUnavailable``): sm_90, 16-bit storage (bf16, fp16), ``H >= 256`` and divisible by 16, one
+program per SM (shared memory) and the grid co-resident. Forward only; the backward is the plain cooperative
 kernel. Gluon does not run in the Triton interpreter, so the plain kernel is the reference this
 one is tested against (``tests/test_kernels_gpu.py``, on a GPU only).
 
 **Portability.** The same source compiles with Triton 3.6 and 3.9 (checked ahead of time:
-``tests/test_gluon_aot.py``). Three names differ and are chosen at import time: the CTA barrier
-(``gl.thread_barrier`` in 3.6, ``gl.barrier`` in 3.9), the TMA load
-(``tma.async_copy_global_to_shared`` / ``tma.async_load``), and ``mbarrier.expect``'s byte count
-(positional in both).
+``tests/test_gluon_aot.py``, tables in ``reports/aot/gluon-sm_90-triton*.csv``). Names that differ
+are chosen at import time: the CTA barrier (``gl.thread_barrier`` in 3.6, ``gl.barrier`` in 3.9),
+the TMA load (``tma.async_copy_global_to_shared`` / ``tma.async_load``), the ``cp.async`` copy
+(``async_copy.async_copy_global_to_shared`` / ``async_copy.async_load``); ``mbarrier.expect``'s byte
+count is passed positionally (its keyword differs).
 
 **Memory ordering between the generic and the async proxy.** The exchange is written by ordinary
 stores of other programs and read here by TMA (the async proxy). The writer issues
@@ -45,6 +48,7 @@ import torch
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
 )
@@ -58,6 +62,7 @@ UNITS, K_TILE, NUM_WARPS = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS
 
 _cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+_async_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
 
 _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
@@ -155,12 +160,14 @@ def _running(s, length, mask, HAS_LENGTHS: gl.constexpr):
 
 
 @gluon.jit
-def _load_gates(xg_ptr, t, B, H, offsets, mask):
-    """The four ``(16, BLOCK_B)`` pre-activation tiles (i, f, g, o) of ``xg`` at time index ``t``,
-    storage dtype, zero where ``mask`` is false."""
+def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
+    """Start copying the four ``(16, BLOCK_B)`` pre-activation tiles (i, f, g, o) of ``xg`` at time
+    index ``t`` into ``xg_smem`` (``(4, 16, BLOCK_B)``, storage dtype; zero where ``mask`` is false)
+    with ``cp.async``, as one commit group: :func:`_pre_activations` waits for it."""
     base = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + offsets
-    return (gl.load(base, mask=mask, other=0.0), gl.load(base + H, mask=mask, other=0.0),
-            gl.load(base + 2 * H, mask=mask, other=0.0), gl.load(base + 3 * H, mask=mask, other=0.0))
+    for g in gl.static_range(4):
+        _async_copy(xg_smem.index(g), base + g * H, mask=mask)
+    async_copy.commit_group()
 
 
 @gluon.jit
@@ -176,13 +183,19 @@ def _load_weights(w_desc, w_smem, bar, row0, H, K_TILES: gl.constexpr):
 
 
 @gluon.jit
-def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, lane, acc_layout: gl.constexpr,
-                       BLOCK_B: gl.constexpr, K_TILES: gl.constexpr):
+def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
+                       K_TILES: gl.constexpr):
     """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the rows
-    ``row + [0, BLOCK_B)`` of the exchange (a 2-D view ``(D*2*B_pad, H_PAD)``): every box's TMA
-    load is issued first, then each box's MMA waits for its own mbarrier only."""
+    ``row + [0, BLOCK_B)`` of the exchange (a 2-D view ``(D*2*B_pad, H_PAD)``). Every box's TMA load
+    is issued first, each completing on its own mbarrier, and each box's MMA waits for its own
+    mbarrier only, so the MMAs of the first boxes overlap the transfer of the later ones.
+
+    All mbarriers are armed before any load is issued: Triton 3.6 and 3.9 put a CTA barrier before
+    each arming (``expect``) and, armed and loaded alternately, before each load too (13 instead of
+    24 CTA barriers per step at H=768; a single mbarrier for all boxes does not save them either)."""
     for k in gl.static_range(K_TILES):
         mbarrier.expect(bars.index(k), ex_desc.block_type.nbytes)
+    for k in gl.static_range(K_TILES):
         _tma_load(ex_desc, [row, k * _K_TILE], bars.index(k), h_smem.index(k))
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     for k in range(K_TILES):
@@ -192,16 +205,18 @@ def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, lane, acc_layo
 
 
 @gluon.jit
-def _activate(pre, gates_smem, tile_layout: gl.constexpr):
-    """Gate activations of the ``(64, BLOCK_B)`` float32 pre-activations (rows gate-major) as four
-    ``(16, BLOCK_B)`` tiles in ``tile_layout``: the split between warps goes through shared memory."""
-    gates_smem.store(pre)
+def _pre_activations(product, gates_smem, xg_smem, tile_layout: gl.constexpr):
+    """The four ``(16, BLOCK_B)`` float32 pre-activation tiles (i, f, g, o) in ``tile_layout``: the
+    ``(64, BLOCK_B)`` recurrent ``product`` (rows gate-major, in the MMA's layout) plus the ``xg``
+    tiles :func:`_prefetch_gates` copied. The product changes hands between warps through
+    ``gates_smem``; one CTA barrier covers that and the copies of every thread."""
+    async_copy.wait_group(0)
+    gates_smem.store(product)
     _cta_barrier()
-    z_i = gates_smem.slice(0, _UNITS).load(tile_layout)
-    z_f = gates_smem.slice(_UNITS, _UNITS).load(tile_layout)
-    z_g = gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout)
-    z_o = gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout)
-    return z_i, z_f, z_g, z_o
+    return (gates_smem.slice(0, _UNITS).load(tile_layout) + xg_smem.index(0).load(tile_layout).to(gl.float32),
+            gates_smem.slice(_UNITS, _UNITS).load(tile_layout) + xg_smem.index(1).load(tile_layout).to(gl.float32),
+            gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(2).load(tile_layout).to(gl.float32),
+            gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(3).load(tile_layout).to(gl.float32))
 
 
 @gluon.jit
@@ -233,8 +248,11 @@ def lstm_forward_gluon_kernel(
     dtype: gl.constexpr = y_ptr.dtype.element_ty
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, BLOCK_B, 16])
-    # (16 units, BLOCK_B rows), units fastest: 2 units x 8 threads x 4 warps... covers 16 x 16
-    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[2, 1], threads_per_warp=[8, 4],
+    # (16 units, BLOCK_B rows): each thread one batch row and 16 * BLOCK_B / 128 consecutive units,
+    # so every buffer is addressed by one pointer per thread plus a constant, and accessed in vectors
+    ROWS_PER_WARP: gl.constexpr = BLOCK_B // 4
+    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[_UNITS // (32 // ROWS_PER_WARP), 1],
+                                                 threads_per_warp=[32 // ROWS_PER_WARP, ROWS_PER_WARP],
                                                  warps_per_cta=[1, 4], order=[0, 1])
     poll_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
                                                  order=[0])
@@ -269,7 +287,9 @@ def lstm_forward_gluon_kernel(
     w_smem = gl.allocate_shared_memory(dtype, [K_TILES, 4 * _UNITS, _K_TILE], w_desc.layout)
     h_smem = gl.allocate_shared_memory(dtype, [K_TILES, BLOCK_B, _K_TILE], ex_desc.layout)
     gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B],
-                                           gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[1, 0]))
+                                           gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
+    xg_smem = gl.allocate_shared_memory(dtype, [4, _UNITS, BLOCK_B],
+                                        gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
     bars = gl.allocate_shared_memory(gl.int64, [K_TILES + 1, 1], mbarrier.MBarrierLayout())
     for k in gl.static_range(K_TILES + 1):
         mbarrier.init(bars.index(k), count=1)
@@ -277,19 +297,19 @@ def lstm_forward_gluon_kernel(
     _load_weights(w_desc, w_smem, bars.index(K_TILES), direction * 4 * H + pid_h * _UNITS, H, K_TILES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
-    inputs = _load_gates(xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H, gate_offsets,
-                         _running(0, length, state_mask, HAS_LENGTHS))
+    _prefetch_gates(xg_smem, xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H, gate_offsets,
+                    _running(0, length, state_mask, HAS_LENGTHS))
     for s in range(0, T):
         t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = _running(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
-        pre = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, h_smem, bars, s % 2, lane, acc_layout,
-                                 BLOCK_B, K_TILES)
-        z_i, z_f, z_g, z_o = _activate(pre, gates_smem, tile_layout)
-        i = _sigmoid(z_i + inputs[0].to(gl.float32))
-        f = _sigmoid(z_f + inputs[1].to(gl.float32))
-        g = _tanh(z_g + inputs[2].to(gl.float32))
-        o = _sigmoid(z_o + inputs[3].to(gl.float32))
+        product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, h_smem, bars, s % 2, acc_layout,
+                                     BLOCK_B, K_TILES)
+        z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, xg_smem, tile_layout)
+        i = _sigmoid(z_i)
+        f = _sigmoid(z_f)
+        g = _tanh(z_g)
+        o = _sigmoid(z_o)
         c_t = f * c + i * g
         h = o * _tanh(c_t)
         step = gl.cast(t, gl.int64) * B
@@ -312,8 +332,8 @@ def lstm_forward_gluon_kernel(
         _barrier_arrive(flags_ptr, pid_h, lane)
         # the next step's inputs, loaded a whole step ahead (the last step loads its own again)
         upcoming = gl.minimum(s + 1, T - 1)
-        inputs = _load_gates(xg_ptr, _time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                             gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
+        _prefetch_gates(xg_smem, xg_ptr, _time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                        gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
         _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL)
     for k in gl.static_range(K_TILES + 1):
         mbarrier.invalidate(bars.index(k))
@@ -329,7 +349,7 @@ def _descriptors(plan, w_rows: torch.Tensor, exchange: torch.Tensor):
 
     descriptors = []
     for tensor, box in ((w_rows, [UNITS, K_TILE]), (exchange, [plan.block_b, K_TILE])):
-        matrix = tensor.reshape(-1, tensor.shape[-1])
+        matrix = tensor.view(-1, tensor.shape[-1])  # a view: TMA must read the buffer itself
         descriptors.append(TensorDescriptor(matrix, list(matrix.shape), list(matrix.stride()), box,
                                             shared_layout(box, tensor.dtype)))
     return descriptors
@@ -356,11 +376,10 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
 
 
-def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90,
-                    hidden_divisible: bool = False):
-    """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU (``H``
-    specialised as divisible by 16 with ``hidden_divisible``, as Triton does at run time for such H).
-    Pointers are specialised as 16-byte aligned, as every buffer the layer passes is."""
+def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90):
+    """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
+    as at run time: pointers 16-byte aligned (every buffer the layer passes is) and ``H`` divisible
+    by 16 (the only hidden sizes :func:`rnnbench.kernels.plan.plan_gluon` accepts)."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -382,7 +401,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
-             if kind.startswith("*") or (hidden_divisible and name == "H")}
+             if kind.startswith("*") or name == "H"}
     options = {"num_warps": plan.num_warps, "maxnreg": plan.max_registers, "launch_cooperative_grid": True}
     return triton.compile(GluonASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
                           target=GPUTarget("cuda", arch, 32), options=options)

@@ -372,6 +372,9 @@ def plan_recurrence(
 #: weight slice (64 gate rows x H) is worth keeping on chip (below, the plain paths are as good)
 GLUON_ARCH = 90
 GLUON_MIN_HIDDEN = 256
+#: rows of xg and of the exchange are copied asynchronously in vectors of 4 to 16 bytes (cp.async,
+#: TMA), and Triton proves that alignment from H's divisibility by 16 (its run-time specialisation)
+GLUON_HIDDEN_MULTIPLE = 16
 GLUON_BLOCK_H = 16
 GLUON_K_TILE = 64
 GLUON_NUM_WARPS = 4
@@ -379,10 +382,11 @@ GLUON_NUM_WARPS = 4
 
 def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2) -> int:
     """Shared memory (bytes) one Gluon program allocates: the weight slice ``(64, h_pad)``, the
-    state tiles ``(block_b, h_pad)`` (``size`` bytes per element), the float32 gate scratch
-    ``(64, block_b)`` and one 8-byte mbarrier per 64-column box and for the weights."""
+    state tiles ``(block_b, h_pad)``, the prefetched ``xg`` tiles ``(64, block_b)`` (``size`` bytes
+    per element), the float32 gate scratch ``(64, block_b)`` and one 8-byte mbarrier per 64-column
+    box and for the weights."""
     rows = 4 * GLUON_BLOCK_H
-    return (rows + block_b) * h_pad * size + rows * block_b * 4 + 8 * (h_pad // GLUON_K_TILE + 1)
+    return (rows + block_b) * h_pad * size + rows * block_b * (4 + size) + 8 * (h_pad // GLUON_K_TILE + 1)
 
 
 def gluon_available() -> bool:
@@ -397,7 +401,9 @@ def gluon_available() -> bool:
 
 def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, multiprocessors: int | None = None,
                interpreter: bool = False, directions: int = 1, arch: int = DEFAULT_ARCH) -> Plan:
-    """The plan of :mod:`rnnbench.kernels.gluon_lstm`'s forward, or :class:`PathUnavailable`.
+    """The plan of :mod:`rnnbench.kernels.gluon_lstm`'s forward, or :class:`PathUnavailable` (not an
+    LSTM, not 16-bit, not sm_90, H below :data:`GLUON_MIN_HIDDEN` or not a multiple of
+    :data:`GLUON_HIDDEN_MULTIPLE`, the interpreter, no Gluon in this Triton, not co-resident).
 
     One warpgroup per program, :data:`GLUON_BLOCK_H` units (64 gate rows, the MMA's M); ``h_pad``
     is H rounded up to whole 64-column TMA boxes (``k_chunks`` of them). The batch block (the MMA's
@@ -410,8 +416,9 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
         reasons.append(f"it runs the LSTM forward only (got cell={cell!r})")
     if size != 2:
         reasons.append(f"it runs 16-bit storage only (got {dtype})")
-    if hidden_size < GLUON_MIN_HIDDEN:
-        reasons.append(f"it needs hidden_size >= {GLUON_MIN_HIDDEN} (got {hidden_size})")
+    if hidden_size < GLUON_MIN_HIDDEN or hidden_size % GLUON_HIDDEN_MULTIPLE:
+        reasons.append(f"it needs a hidden_size >= {GLUON_MIN_HIDDEN} divisible by {GLUON_HIDDEN_MULTIPLE} (got "
+                       f"{hidden_size})")
     if arch != GLUON_ARCH:
         reasons.append(f"it needs sm_{GLUON_ARCH} (got sm_{arch})")
     if interpreter:
