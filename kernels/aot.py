@@ -187,6 +187,13 @@ def compile_config(config: KernelConfig, arch: int) -> KernelResources:
     return _resources(config, arch, compile_kernel(config, arch))
 
 
+def compile_ptx(config: KernelConfig, arch: int) -> tuple[KernelResources, str]:
+    """Resources and PTX text of ``config`` compiled for ``sm_<arch>`` (a job for :func:`compile_all`:
+    tests check which instructions a kernel really uses)."""
+    compiled = compile_kernel(config, arch)
+    return _resources(config, arch, compiled), compiled.asm["ptx"]
+
+
 def compile_sass(config: KernelConfig, arch: int) -> tuple[KernelResources, str]:
     """Resources and SASS text of ``config`` compiled as it runs for a hidden size divisible by 16
     (every goal shape of the benchmark): Triton specialises such an ``H`` at run time, which
