@@ -190,9 +190,12 @@ def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl
     is issued first, each completing on its own mbarrier, and each box's MMA waits for its own
     mbarrier only, so the MMAs of the first boxes overlap the transfer of the later ones.
 
-    All mbarriers are armed before any load is issued: Triton 3.6 and 3.9 put a CTA barrier before
-    each arming (``expect``) and, armed and loaded alternately, before each load too (13 instead of
-    24 CTA barriers per step at H=768; a single mbarrier for all boxes does not save them either)."""
+    All mbarriers are armed before any load is issued because the compilers put a CTA barrier
+    before each arming (``expect``) and, when arming and loading alternate, before each load too.
+    Compiled for H=768 (12 boxes), this function costs 13 CTA barriers per step with Triton 3.9
+    (24 when alternating) and 23 with Triton 3.6, which also puts one before each load. Tried and
+    not better: one mbarrier per 2-4 boxes or for all (a barrier between loads on the same
+    mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
     for k in gl.static_range(K_TILES):
         mbarrier.expect(bars.index(k), ex_desc.block_type.nbytes)
     for k in gl.static_range(K_TILES):
