@@ -76,3 +76,15 @@ def test_modules_accept_the_gluon_path_and_refuse_unknown_ones():
     assert TritonLSTM(8, 256, path="gluon").path == "gluon"
     with pytest.raises(ValueError, match="'gluon'"):
         TritonLSTM(8, 256, path="glue")
+
+
+def test_the_triton_gluon_backend_is_skipped_with_the_planners_reason_where_gluon_cannot_run():
+    """On this machine the kernels run in the interpreter, where Gluon cannot: the harness records
+    the case as skipped with the reason (as for every forced path that cannot run a shape)."""
+    from rnnbench.harness.cases import Case
+    from rnnbench.harness.measure import measure_case
+
+    case = Case("numerics", "random", "triton-gluon", "lstm", "cpu", "float16", 2, 3, 4, 256, "fwd", 0)
+    rows = measure_case(case, "r")
+    assert [row.status for row in rows] == ["skipped"]
+    assert "path='gluon' cannot run this layer" in rows[0].note and "interpreter" in rows[0].note
