@@ -34,7 +34,10 @@ one is tested against (``tests/test_kernels_gpu.py``, on a GPU only).
 are chosen at import time: the CTA barrier (``gl.thread_barrier`` in 3.6, ``gl.barrier`` in 3.9),
 the TMA load (``tma.async_copy_global_to_shared`` / ``tma.async_load``), the ``cp.async`` copy
 (``async_copy.async_copy_global_to_shared`` / ``async_copy.async_load``); ``mbarrier.expect``'s byte
-count is passed positionally (its keyword differs).
+count is passed positionally (its keyword differs). Plain ``@triton.jit`` helpers compile inside
+Gluon kernels in both versions, so the acquire load and the activations are the plain kernels' own
+(:func:`rnnbench.kernels.primitives._load_acquire`, ``tl.sigmoid``, :func:`~rnnbench.kernels.primitives.tanh`:
+the same rounding as the reference path).
 
 **Memory ordering between the generic and the async proxy.** The exchange is written by ordinary
 stores of other programs and read here by TMA (the async proxy). The writer issues
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import torch
 import triton
+import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
@@ -54,7 +58,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS
-from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, _load_acquire, tanh
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
@@ -83,13 +87,6 @@ def _globaltimer(like):
     """``%globaltimer`` (ns), one per element of ``like`` (Gluon needs a layout for the result)."""
     return gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r", [like], dtype=gl.int64, is_pure=False,
                                      pack=1)
-
-
-@gluon.jit
-def _load_acquire(pointers):
-    """``ld.acquire.gpu`` of each int32 (as :func:`rnnbench.kernels.primitives._load_acquire`)."""
-    return gl.inline_asm_elementwise("ld.global.acquire.gpu.b32 $0, [$1];", "=r,l", [pointers], dtype=gl.int32,
-                                     is_pure=False, pack=1)
 
 
 @gluon.jit
@@ -222,17 +219,6 @@ def _pre_activations(product, gates_smem, xg_smem, tile_layout: gl.constexpr):
             gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(3).load(tile_layout).to(gl.float32))
 
 
-@gluon.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + gl.exp(-x))
-
-
-@gluon.jit
-def _tanh(x):
-    """tanh through the sigmoid, as :func:`rnnbench.kernels.primitives.tanh` (the same rounding)."""
-    return 2.0 * _sigmoid(2.0 * x) - 1.0
-
-
 @gluon.jit(do_not_specialize=["T", "B", "first_direction"])
 def lstm_forward_gluon_kernel(
     xg_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
@@ -309,12 +295,12 @@ def lstm_forward_gluon_kernel(
         product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, h_smem, bars, s % 2, acc_layout,
                                      BLOCK_B, K_TILES)
         z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, xg_smem, tile_layout)
-        i = _sigmoid(z_i)
-        f = _sigmoid(z_f)
-        g = _tanh(z_g)
-        o = _sigmoid(z_o)
+        i = tl.sigmoid(z_i)
+        f = tl.sigmoid(z_f)
+        g = tanh(z_g)
+        o = tl.sigmoid(z_o)
         c_t = f * c + i * g
-        h = o * _tanh(c_t)
+        h = o * tanh(c_t)
         step = gl.cast(t, gl.int64) * B
         y = y_ptr + step * DIRECTIONS * H + y_offsets
         if HAS_LENGTHS:
