@@ -180,21 +180,30 @@ def _load_weights(w_desc, w_smem, bar, row0, H, K_TILES: gl.constexpr):
 
 
 @gluon.jit
+def _arm_state_barriers(bars, ex_desc, K_TILES: gl.constexpr):
+    """Arm the mbarrier of each state box for the bytes of its next TMA load.
+
+    Done for the next step right after this program's arrival at the grid barrier, where it costs
+    nothing on the critical path: Triton 3.6 and 3.9 put a CTA barrier before each arming (12 per
+    step at H=768), and there they overlap the release flag's way to the other programs instead of
+    delaying the loads. Every thread has waited on the previous phase by then (the waits precede the
+    gate split's CTA barrier)."""
+    for k in gl.static_range(K_TILES):
+        mbarrier.expect(bars.index(k), ex_desc.block_type.nbytes)
+
+
+@gluon.jit
 def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
                        K_TILES: gl.constexpr):
     """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the rows
     ``row + [0, BLOCK_B)`` of the exchange (a 2-D view ``(D*2*B_pad, H_PAD)``). Every box's TMA load
-    is issued first, each completing on its own mbarrier, and each box's MMA waits for its own
-    mbarrier only, so the MMAs of the first boxes overlap the transfer of the later ones.
+    is issued first, each completing on its own mbarrier (armed by :func:`_arm_state_barriers`), and
+    each box's MMA waits for its own mbarrier only, so the MMAs of the first boxes overlap the
+    transfer of the later ones.
 
-    All mbarriers are armed before any load is issued because the compilers put a CTA barrier
-    before each arming (``expect``) and, when arming and loading alternate, before each load too.
-    Compiled for H=768 (12 boxes), this function costs 13 CTA barriers per step with Triton 3.9
-    (24 when alternating) and 23 with Triton 3.6, which also puts one before each load. Tried and
-    not better: one mbarrier per 2-4 boxes or for all (a barrier between loads on the same
-    mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
-    for k in gl.static_range(K_TILES):
-        mbarrier.expect(bars.index(k), ex_desc.block_type.nbytes)
+    Tried and not better (CTA barriers counted in the PTX at H=768): arming and loading alternately
+    (a barrier before each load too), one mbarrier per 2-4 boxes or for all (a barrier between loads
+    on the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
     for k in gl.static_range(K_TILES):
         _tma_load(ex_desc, [row, k * _K_TILE], bars.index(k), h_smem.index(k))
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
@@ -284,6 +293,7 @@ def lstm_forward_gluon_kernel(
         mbarrier.init(bars.index(k), count=1)
     fence_async_shared()
     _load_weights(w_desc, w_smem, bars.index(K_TILES), direction * 4 * H + pid_h * _UNITS, H, K_TILES)
+    _arm_state_barriers(bars, ex_desc, K_TILES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
     _prefetch_gates(xg_smem, xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H, gate_offsets,
@@ -323,6 +333,8 @@ def lstm_forward_gluon_kernel(
         upcoming = gl.minimum(s + 1, T - 1)
         _prefetch_gates(xg_smem, xg_ptr, _time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                         gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
+        if s + 1 < T:
+            _arm_state_barriers(bars, ex_desc, K_TILES)
         _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL)
     for k in gl.static_range(K_TILES + 1):
         mbarrier.invalidate(bars.index(k))
