@@ -183,10 +183,9 @@ def _load_weights(w_desc, w_smem, bar, row0, H, K_TILES: gl.constexpr):
 def _arm_state_barriers(bars, ex_desc, K_TILES: gl.constexpr):
     """Arm the mbarrier of each state box for the bytes of its next TMA load.
 
-    Done for the next step right after this program's arrival at the grid barrier, where it costs
-    nothing on the critical path: Triton 3.6 and 3.9 put a CTA barrier before each arming (12 per
-    step at H=768), and there they overlap the release flag's way to the other programs instead of
-    delaying the loads. Every thread has waited on the previous phase by then (the waits precede the
+    Done for the next step right after this program's arrival at the grid barrier: Triton 3.6 and
+    3.9 put a CTA barrier before each arming (12 per step at H=768), which there should overlap the
+    release flag's way to the other programs instead of delaying the loads (not measured). Every thread has waited on the previous phase by then (the waits precede the
     gate split's CTA barrier)."""
     for k in gl.static_range(K_TILES):
         mbarrier.expect(bars.index(k), ex_desc.block_type.nbytes)
