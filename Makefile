@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results/smoke-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup setup36 smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 cost-sm90 clean-venv gpu-session gpu-validate gpu-report
+.PHONY: setup setup36 smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 gluon-sm90 cost-sm90 clean-venv gpu-session gpu-validate gpu-report
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ kernels-sm90: setup
 
 kernels-sm80: setup
 	$(KERNELS) --target sm_80 --csv > reports/aot/kernels-sm_80-triton$(TRITON_MINOR).csv
+
+# the Gluon LSTM forward's resource table (path="gluon", sm_90; seconds)
+gluon-sm90: setup
+	$(KERNELS) --gluon --target sm_90 --csv > reports/aot/gluon-sm_90-triton$(TRITON_MINOR).csv
 
 # the committed per-step cost table (every goal shape and path, bf16/fp16/fp32; minutes on 2 cores)
 cost-sm90: setup

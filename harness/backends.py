@@ -232,7 +232,8 @@ def _triton_classes(path: str) -> dict:
 
 
 for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "forced persistent path"),
-                     ("cooperative", "forced cooperative path"), ("stepwise", "forced stepwise path")):
+                     ("cooperative", "forced cooperative path"), ("stepwise", "forced stepwise path"),
+                     ("gluon", "forced Gluon LSTM forward, sm_90; the backward is the plain kernels'")):
     register(Backend(
         name="triton" if _path == "auto" else f"triton-{_path}",
         families=("rnn", "lstm"),

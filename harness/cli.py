@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--target", default="sm_90", help="sm_80 or sm_90 (default sm_90)")
     kernels.add_argument("--csv", action="store_true", help="CSV instead of a Markdown table")
     kernels.add_argument("--jobs", type=int, default=None, help="parallel compiler processes (default: CPU count)")
+    kernels.add_argument("--gluon", action="store_true", help="the Gluon LSTM forward's configurations (sm_90 only)")
     kernels.add_argument("--cost", action="store_true", help="estimated µs per step of every goal shape and path")
     kernels.add_argument("--dtypes", default="bfloat16,float16,float32", help="with --cost: comma-separated dtypes")
     kernels.add_argument("--calibrate", metavar="RESULTS_CSV", help="with --cost: fit the estimate to a gpu-core results.csv")
@@ -244,7 +245,14 @@ def _kernels(args) -> int:
         raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
     if args.cost:
         return _cost(args, int(match.group(1)))
-    rows = compile_all(int(match.group(1)), workers=args.jobs)
+    configs = None
+    if args.gluon:
+        from rnnbench.kernels.aot import gluon_configs
+
+        if args.target != "sm_90":
+            raise UsageError(f"--gluon compiles for sm_90 only, got --target {args.target}")
+        configs = gluon_configs()
+    rows = compile_all(int(match.group(1)), configs, workers=args.jobs)
     table = pd.DataFrame([row.as_row() for row in rows])[KERNEL_COLUMNS]
     print(table.to_csv(index=False) if args.csv else markdown_table(table), end="" if args.csv else "\n")
     misfits = int((~table["fits"]).sum())

@@ -31,7 +31,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from rnnbench.kernels.plan import GATES, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_recurrence
+from rnnbench.kernels.plan import (
+    GATES, GLUON, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_gluon, plan_recurrence,
+)
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES
 
@@ -94,7 +96,7 @@ class KernelConfig:
     def from_plan(cls, plan: Plan, dtype: str, direction: str, precision: str = "tf32", directions: int = 1,
                   lengths: bool = False) -> KernelConfig:
         """The kernel ``plan`` launches for ``direction`` (``fwd``, ``fwd_train`` or ``bwd``)."""
-        kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_kernel"
+        kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_{'gluon_' if plan.path == GLUON else ''}kernel"
         return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
                    plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths)
 
@@ -154,9 +156,42 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
     return list(dict.fromkeys(configs))
 
 
+#: the Gluon LSTM forward's table (``rnnbench kernels --gluon``): its goal hidden sizes and batches
+GLUON_HIDDEN_SIZES = (256, 512, 768, 1024)
+GLUON_BATCHES = (16, 64)
+GLUON_DTYPES = ("bfloat16", "float16")
+
+
+def gluon_configs(arch: int = 90) -> list[KernelConfig]:
+    """The configurations :func:`rnnbench.kernels.plan.plan_gluon` launches for the hidden sizes
+    :data:`GLUON_HIDDEN_SIZES` and batches :data:`GLUON_BATCHES` on :data:`COOPERATIVE_SMS`
+    multiprocessors (inference and training forward, both :data:`VARIANTS`). Not part of
+    :func:`shipped_configs`: the Gluon path runs only when forced."""
+    configs = []
+    for dtype_name in GLUON_DTYPES:
+        for hidden in GLUON_HIDDEN_SIZES:
+            for batch in GLUON_BATCHES:
+                for directions, lengths in VARIANTS:
+                    try:
+                        plan = plan_gluon("lstm", hidden, batch, DTYPES[dtype_name], COOPERATIVE_SMS, arch=arch,
+                                          directions=directions)
+                    except PathUnavailable:
+                        continue
+                    configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, directions=directions,
+                                                          lengths=lengths) for direction in ("fwd", "fwd_train"))
+    return list(dict.fromkeys(configs))
+
+
 def compile_config(config: KernelConfig, arch: int) -> KernelResources:
     """Compile ``config`` for ``sm_<arch>`` and read back its resources."""
     return _resources(config, arch, compile_kernel(config, arch))
+
+
+def compile_ptx(config: KernelConfig, arch: int) -> tuple[KernelResources, str]:
+    """Resources and PTX text of ``config`` compiled for ``sm_<arch>`` (a job for :func:`compile_all`:
+    tests check which instructions a kernel really uses)."""
+    compiled = compile_kernel(config, arch)
+    return _resources(config, arch, compiled), compiled.asm["ptx"]
 
 
 def compile_sass(config: KernelConfig, arch: int) -> tuple[KernelResources, str]:
@@ -176,6 +211,11 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    if config.path == GLUON:
+        from rnnbench.kernels.gluon_lstm import compile_forward
+
+        # the Gluon path runs only hidden sizes divisible by 16 (plan_gluon), which Triton specialises
+        return compile_forward(config.plan, DTYPES[config.dtype], config.direction == "fwd_train", config.lengths, arch)
     fn = _kernel_function(config.kernel)
     direction = "bwd" if config.direction == "bwd" else "fwd"
     data = TRITON_TYPES[config.dtype]

@@ -23,7 +23,7 @@ import contextlib
 import torch
 import triton
 
-from rnnbench.kernels.plan import DEFAULT_ARCH, LIMITS, Plan, plan_recurrence
+from rnnbench.kernels.plan import DEFAULT_ARCH, GLUON, LIMITS, PathUnavailable, Plan, plan_recurrence
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -137,6 +137,8 @@ def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path:
         multiprocessors = torch.cuda.get_device_properties(like.device).multi_processor_count
         major, minor = torch.cuda.get_device_capability(like.device)
         arch = max((a for a in LIMITS if a <= 10 * major + minor), default=min(LIMITS))
+        if path == GLUON and (major, minor) != (9, 0):  # LIMITS maps newer GPUs to sm_90's limits
+            raise PathUnavailable(f"path='gluon' runs on sm_90 only (Hopper's wgmma), this GPU is sm_{major}{minor}")
     return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, directions, arch,
                            backward)
 

@@ -7,6 +7,9 @@ float32 cell states; nothing is recomputed in the backward. That costs ``D*T*B*(
 besides the output (s = bytes per element) and needs no extra buffer for the gates, since the
 projection buffer is reused.
 
+With ``path="gluon"`` the forward recurrence is :mod:`rnnbench.kernels.gluon_lstm`'s kernel (same
+buffers, sm_90 only) and the backward the plain kernels' (planned as ``auto``).
+
 Backward: the reverse-time kernel turns the saved gates, in place again, into the gradients of the
 gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. Because the saved
 gates are consumed, a graph through this layer can be backpropagated once (no
@@ -24,6 +27,7 @@ from rnnbench.kernels.launch import (
     aligned_weight_rows, dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
 )
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
+from rnnbench.kernels.plan import GLUON
 from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
 
 
@@ -53,9 +57,14 @@ class LSTMLayerFunction(torch.autograd.Function):
         c_n = output_buffer((directions, B, H), torch.float32, x.device)
         exchange = exchange_buffer(plan, 1, x, first=h0)
         rows = aligned_weight_rows(w_hh)
-        run_phases(lstm_forward_kernel, plan, T, (gates, rows, h0, c0, y, c_all, c_n, exchange, lengths_arg),
-                   (T, B, H, rows.stride(-2)), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),
-                   HAS_LENGTHS=has_lengths)
+        if plan.path == GLUON:
+            from rnnbench.kernels.gluon_lstm import run_forward  # imports Gluon: only where the planner allowed it
+
+            run_forward(plan, gates, rows, c0, y, c_all, c_n, exchange, lengths_arg, (T, B, H), training, has_lengths)
+        else:
+            run_phases(lstm_forward_kernel, plan, T, (gates, rows, h0, c0, y, c_all, c_n, exchange, lengths_arg),
+                       (T, B, H, rows.stride(-2)), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),
+                       HAS_LENGTHS=has_lengths)
         if training:
             ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, lengths_arg)
             ctx.gates, ctx.c_all, ctx.path = gates, c_all, path

@@ -5,8 +5,8 @@ batch_first, dropout, bidirectional``, ``proj_size`` for the LSTM, ``nonlinearit
 the same parameter names, shapes and initialisation, so ``load_state_dict`` works in both
 directions; the same call signature, input forms (batched, unbatched, ``PackedSequence``) and
 return values; see :mod:`rnnbench.baselines.drop_in`. One extra keyword, ``path`` (``"auto"``,
-``"persistent"``, ``"cooperative"``, ``"stepwise"``), forces a kernel path (see
-:mod:`rnnbench.kernels.plan`).
+``"persistent"``, ``"cooperative"``, ``"stepwise"``, and for the LSTM forward on sm_90 ``"gluon"``),
+forces a kernel path (see :mod:`rnnbench.kernels.plan`).
 
 Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
 lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``
@@ -29,7 +29,7 @@ from rnnbench.baselines.drop_in import LayerWeights, LSTMDropIn, RNNDropIn
 from rnnbench.baselines.eager import eager_layer
 from rnnbench.kernels.launch import check_device_and_dtype
 from rnnbench.kernels.lstm import lstm_layer, projected_lstm_layer
-from rnnbench.kernels.plan import PATHS
+from rnnbench.kernels.plan import FORCED_PATHS
 from rnnbench.kernels.rnn import rnn_layer
 
 
@@ -38,8 +38,8 @@ class _KernelPath:
     choice between the kernels and the reference step loop."""
 
     def __init__(self, *args, path: str = "auto", **kwargs):
-        if path != "auto" and path not in PATHS:
-            raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
+        if path != "auto" and path not in FORCED_PATHS:
+            raise ValueError(f"path must be 'auto' or one of {FORCED_PATHS}, got {path!r}")
         super().__init__(*args, **kwargs)
         self.path = path
 

@@ -37,6 +37,10 @@ where the bound is below what was compiled, so the planner cannot promise a co-r
 compiled kernel does not have without a test failing. The bound is loose (compiled shared memory
 is 0.15-1.0 of it, median 0.7, on sm_90 with Triton 3.9) because the compiler reuses buffers.
 
+A fourth path, ``gluon`` (:data:`GLUON`, the LSTM forward of :mod:`rnnbench.kernels.gluon_lstm`), is
+never chosen by ``auto``: it has not run on a GPU yet, so it runs only when forced (see
+:func:`plan_gluon`); its backward is the plain kernels' (planned as ``auto``).
+
 A ``path=`` override forces a path (the harness times each one); ``persistent`` is refused when
 ``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU
 (both with :class:`PathUnavailable`, which the harness records as a skipped case). On the
@@ -45,12 +49,17 @@ interpreter a cooperative grid of several hidden blocks runs its math step by st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
 PATHS = ("persistent", "cooperative", "stepwise")
+#: the Gluon LSTM forward for sm_90 (:func:`plan_gluon`): forced only, never chosen by ``auto``
+GLUON = "gluon"
+#: every value ``path=`` accepts besides ``"auto"``
+FORCED_PATHS = PATHS + (GLUON,)
 GATES = {"lstm": 4, "rnn": 1}
 #: gate rows (the MMA's M) of one cooperative program forward: LSTM 4 gates x 8 units, Elman 16 units
 GATE_ROWS = {"lstm": 32, "rnn": 16}
@@ -209,6 +218,9 @@ def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype) -> Resources:
     the fp32 ``(k_split, G * block_h, block_b)`` reduction scratch, plus :data:`SHARED_FIXED`.
     Registers: the cap passed to ptxas (:attr:`Plan.max_registers`), which a compiled kernel never
     exceeds (it spills instead, and the AOT table reports spills)."""
+    if plan.path == GLUON:
+        return Resources(gluon_shared_bytes(plan.h_pad, plan.block_b, element_size(dtype)) + SHARED_FIXED,
+                         plan.max_registers)
     size = element_size(dtype)
     rows = GATES[cell] * plan.block_h
     chunk = plan.h_pad // plan.k_chunks
@@ -308,10 +320,14 @@ def plan_recurrence(
         raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
     if directions not in (1, 2):
         raise ValueError(f"directions must be 1 or 2, got {directions!r}")
-    if path != "auto" and path not in PATHS:
-        raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
+    if path != "auto" and path not in FORCED_PATHS:
+        raise ValueError(f"path must be 'auto' or one of {FORCED_PATHS}, got {path!r}")
     if arch not in LIMITS:
         raise ValueError(f"arch must be one of {tuple(LIMITS)}, got {arch!r}")
+    if path == GLUON:
+        if not backward:
+            return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
+        path = "auto"
     limits = LIMITS[arch]
     persistent_ok = fits_persistent(cell, hidden_size, dtype, arch, backward)
     if path == "persistent" and not persistent_ok:
@@ -350,3 +366,93 @@ def plan_recurrence(
     together = not (chosen == "cooperative" and on_gpu and one_launch * directions > capacity)
     return Plan(cell, chosen, plan.block_b, plan.block_h, plan.h_pad, plan.k_split, plan.num_warps, plan.grid,
                 plan.k_chunks, directions, directions if together else 1)
+
+
+#: the Gluon path's limits: Hopper's warpgroup MMA and TMA, 16-bit storage, and hidden sizes whose
+#: weight slice (64 gate rows x H) is worth keeping on chip (below, the plain paths are as good)
+GLUON_ARCH = 90
+GLUON_MIN_HIDDEN = 256
+#: rows of xg and of the exchange are copied asynchronously in vectors of 4 to 16 bytes (cp.async,
+#: TMA), and Triton proves that alignment from H's divisibility by 16 (its run-time specialisation)
+GLUON_HIDDEN_MULTIPLE = 16
+GLUON_BLOCK_H = 16
+GLUON_K_TILE = 64
+GLUON_NUM_WARPS = 4
+
+
+def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2) -> int:
+    """Shared memory (bytes) one Gluon program allocates: the weight slice ``(64, h_pad)``, the
+    state tiles ``(block_b, h_pad)``, the prefetched ``xg`` tiles ``(64, block_b)`` (``size`` bytes
+    per element), the float32 gate scratch ``(64, block_b)`` and one 8-byte mbarrier per 64-column
+    box and for the weights."""
+    rows = 4 * GLUON_BLOCK_H
+    return (rows + block_b) * h_pad * size + rows * block_b * (4 + size) + 8 * (h_pad // GLUON_K_TILE + 1)
+
+
+def gluon_available() -> bool:
+    """Whether the installed Triton has Gluon's Hopper API (Triton 3.6 and 3.9 do)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("triton.experimental.gluon.language.nvidia.hopper") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, multiprocessors: int | None = None,
+               interpreter: bool = False, directions: int = 1, arch: int = DEFAULT_ARCH) -> Plan:
+    """The plan of :mod:`rnnbench.kernels.gluon_lstm`'s forward, or :class:`PathUnavailable` (not an
+    LSTM, not 16-bit, not sm_90, H below :data:`GLUON_MIN_HIDDEN` or not a multiple of
+    :data:`GLUON_HIDDEN_MULTIPLE`, the interpreter, no Gluon in this Triton, not co-resident).
+
+    One warpgroup per program, :data:`GLUON_BLOCK_H` units (64 gate rows, the MMA's M); ``h_pad``
+    is H rounded up to whole 64-column TMA boxes (``k_chunks`` of them). The batch block (the MMA's
+    N) is the batch rounded up to a power of two within [16, 64], halved while one program's shared
+    memory (:func:`kernel_resources`) exceeds the per-block limit. Every program of a launch must
+    be co-resident (checked when ``multiprocessors`` is known)."""
+    size = element_size(dtype)
+    reasons = []
+    if cell != "lstm":
+        reasons.append(f"it runs the LSTM forward only (got cell={cell!r})")
+    if size != 2:
+        reasons.append(f"it runs 16-bit storage only (got {dtype})")
+    if hidden_size < GLUON_MIN_HIDDEN or hidden_size % GLUON_HIDDEN_MULTIPLE:
+        reasons.append(f"it needs a hidden_size >= {GLUON_MIN_HIDDEN} divisible by {GLUON_HIDDEN_MULTIPLE} (got "
+                       f"{hidden_size})")
+    if arch != GLUON_ARCH:
+        reasons.append(f"it needs sm_{GLUON_ARCH} (got sm_{arch})")
+    if interpreter:
+        reasons.append("Gluon kernels do not run in the Triton interpreter")
+    if not gluon_available():
+        reasons.append("this Triton has no Gluon Hopper API")
+    if reasons:
+        raise PathUnavailable(f"path='gluon' cannot run this layer: {'; '.join(reasons)}; use another path")
+    limits = LIMITS[arch]
+    h_pad = -(-hidden_size // GLUON_K_TILE) * GLUON_K_TILE
+    block_b = min(MAX_BLOCK_B, max(MIN_BLOCK_B, next_power_of_two(batch)))
+
+    def layout(block_b: int) -> Plan:
+        grid = (-(-hidden_size // GLUON_BLOCK_H), -(-batch // block_b))
+        return Plan(cell, GLUON, block_b, GLUON_BLOCK_H, h_pad, 1, GLUON_NUM_WARPS, grid, h_pad // GLUON_K_TILE,
+                    directions, directions)
+
+    plan = layout(block_b)
+    while kernel_resources(cell, plan, dtype).shared_bytes > limits.shared_per_block and plan.block_b > MIN_BLOCK_B:
+        plan = layout(plan.block_b // 2)
+    needed = kernel_resources(cell, plan, dtype)
+    resident = programs_per_multiprocessor(needed, plan.num_warps, limits)[0]
+    if resident == 0:
+        raise PathUnavailable(f"path='gluon': one program of hidden_size={hidden_size} needs {needed.shared_bytes} "
+                              f"bytes of shared memory, more than sm_{arch}'s {limits.shared_per_block}; use another path")
+    if plan.grid[0] > MAX_HIDDEN_BLOCKS:
+        raise PathUnavailable(f"path='gluon': {plan.grid[0]} hidden blocks, more than the barrier's {MAX_HIDDEN_BLOCKS}")
+    if multiprocessors is not None:
+        capacity = resident * multiprocessors
+        if plan.programs > capacity and plan.grid[0] * plan.grid[1] <= capacity:
+            plan = dataclasses.replace(plan, launch_directions=1)  # one direction after the other
+        if plan.programs > capacity:
+            raise PathUnavailable(
+                f"path='gluon' needs {plan.programs} co-resident programs ({plan.grid[0]} hidden blocks x "
+                f"{plan.grid[1]} batch blocks) but {multiprocessors} multiprocessors hold {resident} each ({capacity}); "
+                "use path='cooperative' or 'stepwise'")
+    return plan

@@ -6,7 +6,9 @@ skips them with the reason on a machine without one):
 * bf16 numerics along T=1024 against float64;
 * cooperative launches captured in a CUDA graph (the harness's ``latency_cudagraph`` rows);
 * the grid-barrier micro-benchmark (:mod:`rnnbench.kernels.barrier_bench`) counting every arrival;
-* the barrier timeout: a barrier waiting for a program that never arrives raises instead of hanging.
+* the barrier timeout: a barrier waiting for a program that never arrives raises instead of hanging;
+* the Gluon LSTM forward (``path="gluon"``, sm_90 only: skipped with the reason elsewhere) against the
+  plain cooperative kernel and float64, its training buffers, and through the drop-in module.
 
 Tolerances are stated where they are used, with the reasoning.
 """
@@ -215,3 +217,119 @@ def test_a_barrier_that_cannot_complete_raises_instead_of_hanging():
     assert raised, f"no BarrierTimeout naming step 1:\n{child.stdout}"
     assert float(raised.group(1)) < 10  # three barriers of 50 ms each, not the default timeout
     assert "healthy grid: 12" in child.stdout
+
+
+# ---- the Gluon LSTM forward (path="gluon", sm_90 only) ------------------------------------------
+
+#: (H, B, T): hidden sizes of 5 and 12 boxes of 64 columns; one row, a partly filled 16-row block and
+#: a partly filled 64-row block; one step, a few steps, and the review's T=1024
+GLUON_SHAPES = [(320, 1, 7), (320, 48, 1), (768, 16, 1024), (768, 48, 7), (320, 16, 1024), (768, 1, 1)]
+#: relative error (Frobenius) of a 16-bit forward against float64 and against the plain kernel: the
+#: state is rounded to the storage type every step (unit roundoff 2^-8 bf16, 2^-11 fp16), an error
+#: these contractive layers do not accumulate; the two kernels add the same terms in another order,
+#: so they differ by about one rounding of the state
+GLUON_TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 2e-3}
+
+
+def _require_gluon():
+    from rnnbench.kernels.plan import gluon_available
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip(f"the Gluon path needs sm_90, this GPU is sm_{''.join(map(str, torch.cuda.get_device_capability()))}")
+    if not gluon_available():
+        pytest.skip("this Triton has no Gluon Hopper API")
+
+
+def _layer_output(module, x, states):
+    with torch.no_grad():
+        output, (h_n, c_n) = module(x, states)
+    return [output, h_n, c_n]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("hidden_size, batch, steps", GLUON_SHAPES)
+def test_gluon_forward_matches_the_plain_cooperative_kernel_and_float64(dtype, hidden_size, batch, steps):
+    """Inference forward (y, h_n, c_n) of path="gluon" against path="cooperative" with the same
+    weights and against float64 from the same rounded weights and inputs (:data:`GLUON_TOLERANCE`);
+    outputs poisoned with NaN first, so an element the kernel does not write fails."""
+    _require_gluon()
+    I = 40
+    candidate, reference = _modules("lstm", I, hidden_size, dtype, "gluon")
+    plain = TritonLSTM(I, hidden_size, path="cooperative").to("cuda", dtype)
+    plain.load_state_dict(candidate.state_dict())
+    x, states, _ = _inputs("lstm", steps, batch, I, hidden_size, dtype)
+    assert make_plan("lstm", hidden_size, batch, x, "gluon").path == "gluon"
+    with poisoned_outputs():
+        gluon_out = _layer_output(candidate, x, tuple(states))
+        plain_out = _layer_output(plain, x, tuple(states))
+    check_barriers(wait=True)
+    expected = _layer_output(reference, x.double(), tuple(s.double() for s in states))
+    tolerance = GLUON_TOLERANCE[dtype]
+    for name, actual, base, exact in zip(("y", "h_n", "c_n"), gluon_out, plain_out, expected):
+        assert torch.isfinite(actual).all(), name
+        assert _relative_error(actual, exact) <= tolerance, (name, _relative_error(actual, exact))
+        assert _relative_error(actual, base.double()) <= tolerance, (name, _relative_error(actual, base.double()))
+    assert _relative_error(gluon_out[0][-1], expected[0][-1]) <= tolerance  # no growth along T
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("directions, lengths", [(1, False), (2, True)], ids=["plain", "bidirectional-lengths"])
+def test_gluon_training_forward_saves_the_plain_kernels_gates_and_cell_states(dtype, directions, lengths):
+    """The training forward overwrites xg with the activated gates and stores the float32 cell states
+    c_all, which the (plain) backward reads: both must equal the plain kernel's, up to the rounding
+    difference of :data:`GLUON_TOLERANCE`, including rows that end early (unwritten gates keep xg)."""
+    from rnnbench.kernels.lstm import lstm_layer
+
+    _require_gluon()
+    T, B, I, H = 9, 48, 24, 320
+    generator = torch.Generator(device="cuda").manual_seed(5)
+    x = torch.randn(T, B, I, device="cuda", generator=generator).to(dtype)
+    h0 = (0.5 * torch.randn(directions, B, H, device="cuda", generator=generator)).to(dtype)
+    c0 = (0.5 * torch.randn(directions, B, H, device="cuda", generator=generator)).to(dtype)
+    w_ih = (0.2 * torch.randn(directions, 4 * H, I, device="cuda", generator=generator)).to(dtype)
+    w_hh = (0.05 * torch.randn(directions, 4 * H, H, device="cuda", generator=generator)).to(dtype)
+    b_ih, b_hh = ((0.1 * torch.randn(directions, 4 * H, device="cuda", generator=generator)).to(dtype) for _ in range(2))
+    row_lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(6)) if lengths else None
+    saved = {}
+    for path in ("gluon", "cooperative"):
+        with poisoned_outputs():
+            y, _, c_n = lstm_layer(x.clone().requires_grad_(), h0, c0, w_ih, w_hh, b_ih, b_hh, row_lengths, path)
+        saved[path] = (y, c_n, y.grad_fn.gates, y.grad_fn.c_all)
+    check_barriers(wait=True)
+    tolerance = GLUON_TOLERANCE[dtype]
+    for name, actual, base in zip(("y", "c_n", "gates", "c_all"), saved["gluon"], saved["cooperative"]):
+        if name == "c_all" and lengths:
+            # either kernel writes the positions [0, length) of a row, in both directions; the others
+            # keep the NaN they were poisoned with
+            written = (torch.arange(T)[:, None] < row_lengths[None, :]).to("cuda")[None, :, :, None]
+            actual, base = torch.where(written, actual, 0.0), torch.where(written, base, 0.0)
+        assert _relative_error(actual, base.double()) <= tolerance, (name, _relative_error(actual, base.double()))
+
+
+def test_gluon_path_through_the_drop_in_module_forward_and_backward():
+    """``TritonLSTM(..., path="gluon")``, bidirectional, on a packed batch of mixed lengths: forward by
+    the Gluon kernel, backward by the plain kernels, against float64 torch.nn.LSTM (bounds of the
+    bf16 test above: outputs 1e-2, gradients 5e-2 relative)."""
+    _require_gluon()
+    T, B, I, H = 33, 48, 24, 320
+    torch.manual_seed(0)
+    candidate = TritonLSTM(I, H, bidirectional=True, path="gluon").to("cuda", torch.bfloat16)
+    reference = torch.nn.LSTM(I, H, bidirectional=True).to("cuda", torch.float64)
+    reference.load_state_dict({name: value.to(torch.float64) for name, value in candidate.state_dict().items()})
+    lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(3))
+    x = torch.randn(T, B, I, device="cuda").to(torch.bfloat16)
+    results = []
+    for module, inputs in ((candidate, x), (reference, x.double())):
+        inputs = inputs.detach().clone().requires_grad_()
+        packed = torch.nn.utils.rnn.pack_padded_sequence(inputs, lengths, enforce_sorted=False)
+        output, (h_n, c_n) = module(packed)
+        padded, _ = torch.nn.utils.rnn.pad_packed_sequence(output, total_length=T)
+        loss = padded.double().square().sum() + h_n.double().sum() + c_n.double().sum()
+        grads = torch.autograd.grad(loss, [inputs, *module.parameters()])
+        results.append(([padded, h_n, c_n], grads))
+    check_barriers(wait=True)
+    (outputs, grads), (expected_outputs, expected_grads) = results
+    for actual, expected in zip(outputs, expected_outputs):
+        assert _relative_error(actual, expected) <= 1e-2
+    for index, (actual, expected) in enumerate(zip(grads, expected_grads)):
+        assert _relative_error(actual, expected) <= 5e-2, index

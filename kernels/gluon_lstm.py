@@ -1,0 +1,407 @@
+"""A Gluon kernel of the LSTM forward recurrence for sm_90 (Hopper): the ``gluon`` path.
+
+It computes exactly what :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` computes in
+``COOPERATIVE`` mode, with the same buffers (``xg``, ``y``, ``c_all``, ``c_n``, the exchange and the
+synchronisation buffer, see :mod:`rnnbench.kernels.lstm_kernels`), the same grid barrier protocol
+(release flags, timeout, status word: :func:`rnnbench.kernels.primitives.grid_barrier`) and the same
+handling of directions and per-row lengths, but with what plain Triton does not let a kernel choose:
+
+* **The weight slice is resident in shared memory for the whole sequence**, loaded once by TMA in
+  the NVMMA (wgmma) layout: ``K_TILES = H_PAD / 64`` tiles of ``(64 gate rows, 64 columns)``.
+  Rows are gate-major: row ``g * 16 + j`` is gate g (i, f, g, o) of unit ``pid_h * 16 + j``.
+* **h_{t-1} is fetched by TMA**: the program's ``(BLOCK_B, 64)`` boxes of the exchange slot, one
+  mbarrier per box, so the warpgroup MMA of box k starts when box k has landed while later boxes
+  are still in flight (:func:`_recurrent_product`).
+* **One warpgroup MMA chain** (``warpgroup_mma``, M = 64 gate rows, N = ``BLOCK_B`` batch rows,
+  K = ``H_PAD``; both operands in shared memory) accumulates the whole product in float32
+  registers: no split-K and no cross-warp reduction of partial sums. The only data movement
+  between warps is the gate split: the ``(64, BLOCK_B)`` product goes through shared memory once
+  and comes back as four ``(16, BLOCK_B)`` gate tiles, unit-major (``[j, b]`` is unit j of batch
+  row b), each thread holding one batch row (:func:`_pre_activations`).
+* **xg of the next step is prefetched a step ahead** into shared memory by ``cp.async`` (one commit
+  group, issued before the grid barrier's wait and waited for when the step needs it), not by
+  TMA: with lengths going backwards each row has its own time index, which a TMA box cannot follow.
+  Its completion is tracked by the commit group, not by an mbarrier.
+
+Limits (the planner, :func:`rnnbench.kernels.plan.plan_recurrence`, refuses the rest with
+``PathUnavailable``): sm_90, 16-bit storage (bf16, fp16), ``H >= 256`` and divisible by 16, one
+program per SM (shared memory) and the grid co-resident. Forward only; the backward is the plain cooperative
+kernel. Gluon does not run in the Triton interpreter, so the plain kernel is the reference this
+one is tested against (``tests/test_kernels_gpu.py``, on a GPU only).
+
+**Portability.** The same source compiles with Triton 3.6 and 3.9 (checked ahead of time:
+``tests/test_gluon_aot.py``, tables in ``reports/aot/gluon-sm_90-triton*.csv``). Names that differ
+are chosen at import time: the CTA barrier (``gl.thread_barrier`` in 3.6, ``gl.barrier`` in 3.9),
+the TMA load (``tma.async_copy_global_to_shared`` / ``tma.async_load``), the ``cp.async`` copy
+(``async_copy.async_copy_global_to_shared`` / ``async_copy.async_load``); ``mbarrier.expect``'s byte
+count is passed positionally (its keyword differs). Plain ``@triton.jit`` helpers compile inside
+Gluon kernels in both versions, so the acquire load and the activations are the plain kernels' own
+(:func:`rnnbench.kernels.primitives._load_acquire`, ``tl.sigmoid``, :func:`~rnnbench.kernels.primitives.tanh`:
+the same rounding as the reference path).
+
+**Memory ordering between the generic and the async proxy.** The exchange is written by ordinary
+stores of other programs and read here by TMA (the async proxy). The writer issues
+``fence.proxy.async.global`` before its release arrival and the reader after its acquire wait
+(:func:`_proxy_fence`), so the TMA load sees the released stores.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
+)
+
+from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, _load_acquire, tanh
+
+GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
+
+UNITS, K_TILE, NUM_WARPS = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS
+
+_cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
+_tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+_async_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+
+_UNITS: gl.constexpr = gl.constexpr(UNITS)
+_K_TILE: gl.constexpr = gl.constexpr(K_TILE)
+_FLAG_SLOTS: gl.constexpr = gl.constexpr(int(FLAG_SLOTS.value))
+_TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
+
+
+def shared_layout(block_shape, dtype: torch.dtype) -> gl.NVMMASharedLayout:
+    """The NVMMA shared layout of a 16-bit TMA box / wgmma operand tile ``block_shape`` (128-byte
+    swizzle for 64 columns)."""
+    return gl.NVMMASharedLayout.get_default_for(list(block_shape), GLUON_TYPES[dtype])
+
+
+# ---- grid barrier (the protocol of primitives.grid_barrier, in Gluon) ------------------------------
+
+@gluon.jit
+def _globaltimer(like):
+    """``%globaltimer`` (ns), one per element of ``like`` (Gluon needs a layout for the result)."""
+    return gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r", [like], dtype=gl.int64, is_pure=False,
+                                     pack=1)
+
+
+@gluon.jit
+def _proxy_fence(like):
+    """``fence.proxy.async.global``: orders this thread's generic-proxy global accesses with its
+    async-proxy (TMA) ones. Returns a dummy of ``like``'s shape (inline asm needs a result)."""
+    return gl.inline_asm_elementwise("fence.proxy.async.global;\nmov.b32 $0, $1;", "=r,r", [like], dtype=gl.int32,
+                                     is_pure=False, pack=1)
+
+
+@gluon.jit
+def _barrier_arrive(flags_ptr, producer, lane):
+    """Arrival: every thread's stores of the step issued (CTA barrier) and made visible to TMA
+    readers (proxy fence), then one release add to this producer's flag."""
+    _proxy_fence(lane)
+    _cta_barrier()
+    gl.atomic_add(flags_ptr + producer, 1, sem="release", scope="gpu")
+
+
+@gluon.jit
+def _barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr):
+    """Wait until every producer's flag reaches ``step`` (``lane``: ``arange(0, min(POLL, 32))`` in
+    a layout that gives each warp all of it), or until the timeout, which sets the status word and
+    ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`)."""
+    if producers > 1:
+        WIDTH: gl.constexpr = POLL if POLL < 32 else 32
+        start = gl.max(_globaltimer(lane), axis=0)
+        slowest = step - 1
+        status = 0
+        while (slowest < step) & (status == 0):
+            status = gl.max(_load_acquire(flags_ptr + _FLAG_SLOTS + lane * 0), axis=0)
+            slowest = step
+            for chunk in gl.static_range(POLL // WIDTH):
+                index = chunk * WIDTH + lane
+                polled = index < producers
+                flags = _load_acquire(flags_ptr + gl.where(polled, index, 0))
+                slowest = gl.minimum(slowest, gl.min(gl.where(polled, flags, step), axis=0))
+            now = gl.max(_globaltimer(lane), axis=0)
+            if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
+                gl.atomic_max(flags_ptr + _FLAG_SLOTS, step, sem="relaxed", scope="gpu")
+                status = step
+        _cta_barrier()
+    _proxy_fence(lane)
+
+
+# ---- tiles -----------------------------------------------------------------------------------------
+
+@gluon.jit
+def _time_index(s, T, length, direction, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr):
+    """Time index of processing step ``s`` (as :func:`rnnbench.kernels.primitives.step_position`):
+    a scalar, or ``(1, BLOCK_B)`` with lengths going backwards."""
+    if DIRECTIONS == 1:
+        return s
+    elif HAS_LENGTHS:
+        backwards = (direction == 1) & (s < length)
+        return gl.expand_dims(gl.where(backwards, length - 1 - s, s), 0)
+    else:
+        return gl.where(direction == 1, T - 1 - s, s)
+
+
+@gluon.jit
+def _running(s, length, mask, HAS_LENGTHS: gl.constexpr):
+    """``mask`` restricted to rows that run step ``s`` (as :func:`rnnbench.kernels.primitives.running_rows`)."""
+    if HAS_LENGTHS:
+        return mask & gl.expand_dims(s < length, 0)
+    else:
+        return mask
+
+
+@gluon.jit
+def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
+    """Start copying the four ``(16, BLOCK_B)`` pre-activation tiles (i, f, g, o) of ``xg`` at time
+    index ``t`` into ``xg_smem`` (``(4, 16, BLOCK_B)``, storage dtype; zero where ``mask`` is false)
+    with ``cp.async``, as one commit group: :func:`_pre_activations` waits for it."""
+    base = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + offsets
+    for g in gl.static_range(4):
+        _async_copy(xg_smem.index(g), base + g * H, mask=mask)
+    async_copy.commit_group()
+
+
+@gluon.jit
+def _load_weights(w_desc, w_smem, bar, row0, H, K_TILES: gl.constexpr):
+    """The program's ``(64, H_PAD)`` weight slice into ``w_smem`` (``K_TILES`` tiles of 64 columns),
+    4 TMA boxes of 16 rows per tile (one per gate, rows ``g*H + row0``); columns past the weight
+    matrix are zero-filled by TMA."""
+    mbarrier.expect(bar, K_TILES * 4 * w_desc.block_type.nbytes)
+    for k in gl.static_range(K_TILES):
+        for g in gl.static_range(4):
+            _tma_load(w_desc, [row0 + g * H, k * _K_TILE], bar, w_smem.index(k).slice(g * _UNITS, _UNITS))
+    mbarrier.wait(bar, 0)
+
+
+@gluon.jit
+def _arm_state_barriers(bars, ex_desc, K_TILES: gl.constexpr):
+    """Arm the mbarrier of each state box for the bytes of its next TMA load.
+
+    Done for the next step right after this program's arrival at the grid barrier: Triton 3.6 and
+    3.9 put a CTA barrier before each arming (12 per step at H=768), which there should overlap the
+    release flag's way to the other programs instead of delaying the loads (not measured). Every thread has waited on the previous phase by then (the waits precede the
+    gate split's CTA barrier)."""
+    for k in gl.static_range(K_TILES):
+        mbarrier.expect(bars.index(k), ex_desc.block_type.nbytes)
+
+
+@gluon.jit
+def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
+                       K_TILES: gl.constexpr):
+    """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the rows
+    ``row + [0, BLOCK_B)`` of the exchange (a 2-D view ``(D*2*B_pad, H_PAD)``). Every box's TMA load
+    is issued first, each completing on its own mbarrier (armed by :func:`_arm_state_barriers`), and
+    each box's MMA waits for its own mbarrier only, so the MMAs of the first boxes overlap the
+    transfer of the later ones.
+
+    Tried and not better (CTA barriers counted in the PTX at H=768): arming and loading alternately
+    (a barrier before each load too), one mbarrier per 2-4 boxes or for all (a barrier between loads
+    on the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
+    for k in gl.static_range(K_TILES):
+        _tma_load(ex_desc, [row, k * _K_TILE], bars.index(k), h_smem.index(k))
+    acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
+    for k in range(K_TILES):
+        mbarrier.wait(bars.index(k), phase)
+        acc = warpgroup_mma(w_smem.index(k), h_smem.index(k).permute((1, 0)), acc, is_async=True)
+    return warpgroup_mma_wait(0, deps=(acc,))
+
+
+@gluon.jit
+def _pre_activations(product, gates_smem, xg_smem, tile_layout: gl.constexpr):
+    """The four ``(16, BLOCK_B)`` float32 pre-activation tiles (i, f, g, o) in ``tile_layout``: the
+    ``(64, BLOCK_B)`` recurrent ``product`` (rows gate-major, in the MMA's layout) plus the ``xg``
+    tiles :func:`_prefetch_gates` copied. The product changes hands between warps through
+    ``gates_smem``; one CTA barrier covers that and the copies of every thread."""
+    async_copy.wait_group(0)
+    gates_smem.store(product)
+    _cta_barrier()
+    return (gates_smem.slice(0, _UNITS).load(tile_layout) + xg_smem.index(0).load(tile_layout).to(gl.float32),
+            gates_smem.slice(_UNITS, _UNITS).load(tile_layout) + xg_smem.index(1).load(tile_layout).to(gl.float32),
+            gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(2).load(tile_layout).to(gl.float32),
+            gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(3).load(tile_layout).to(gl.float32))
+
+
+@gluon.jit(do_not_specialize=["T", "B", "first_direction"])
+def lstm_forward_gluon_kernel(
+    xg_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
+    T, B, H, first_direction,
+    BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
+    HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr,
+):
+    """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
+    ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
+
+    Buffers as :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel`'s (``h0`` already in slot
+    1 of the exchange). ``w_desc``: TMA descriptor of ``W_hh`` viewed ``(D*4H, w_stride)``, box
+    ``(16, 64)``; ``ex_desc``: of the exchange viewed ``(D*2*B_pad, H_PAD)``, box ``(BLOCK_B, 64)``.
+    """
+    K_TILES: gl.constexpr = H_PAD // _K_TILE
+    dtype: gl.constexpr = y_ptr.dtype.element_ty
+    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                         instr_shape=[16, BLOCK_B, 16])
+    # (16 units, BLOCK_B rows): each thread one batch row and 16 * BLOCK_B / 128 consecutive units,
+    # so every buffer is addressed by one pointer per thread plus a constant, and accessed in vectors
+    ROWS_PER_WARP: gl.constexpr = BLOCK_B // 4
+    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[_UNITS // (32 // ROWS_PER_WARP), 1],
+                                                 threads_per_warp=[32 // ROWS_PER_WARP, ROWS_PER_WARP],
+                                                 warps_per_cta=[1, 4], order=[0, 1])
+    poll_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
+                                                 order=[0])
+    lane = gl.arange(0, POLL if POLL < 32 else 32, layout=poll_layout)
+
+    pid_h = gl.program_id(0)
+    pid_b = gl.program_id(1)
+    direction = gl.program_id(2) + first_direction
+    units = pid_h * _UNITS + gl.arange(0, _UNITS, layout=gl.SliceLayout(1, tile_layout))
+    rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, tile_layout))
+    unit_col = gl.expand_dims(units, 1)
+    row_row = gl.expand_dims(rows, 0)
+    state_mask = (unit_col < H) & (row_row < B)
+    state_offsets = row_row * H + unit_col
+    gate_offsets = row_row * 4 * H + unit_col
+    y_offsets = row_row * DIRECTIONS * H + unit_col
+    if HAS_LENGTHS:
+        length = gl.load(lengths_ptr + rows, mask=rows < B, other=0)
+    else:
+        length = T
+    b_pad = gl.num_programs(1) * BLOCK_B
+    xg_ptr += direction.to(gl.int64) * T * B * 4 * H
+    c0_ptr += direction * B * H
+    c_n_ptr += direction * B * H
+    c_all_ptr += direction.to(gl.int64) * T * B * H
+    y_ptr += direction * H
+    exchange_ptr += direction * 2 * b_pad * H_PAD
+    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (_FLAG_SLOTS + 1)
+    write = row_row * H_PAD + unit_col
+    exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
+
+    w_smem = gl.allocate_shared_memory(dtype, [K_TILES, 4 * _UNITS, _K_TILE], w_desc.layout)
+    h_smem = gl.allocate_shared_memory(dtype, [K_TILES, BLOCK_B, _K_TILE], ex_desc.layout)
+    gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B],
+                                           gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
+    xg_smem = gl.allocate_shared_memory(dtype, [4, _UNITS, BLOCK_B],
+                                        gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
+    bars = gl.allocate_shared_memory(gl.int64, [K_TILES + 1, 1], mbarrier.MBarrierLayout())
+    for k in gl.static_range(K_TILES + 1):
+        mbarrier.init(bars.index(k), count=1)
+    fence_async_shared()
+    _load_weights(w_desc, w_smem, bars.index(K_TILES), direction * 4 * H + pid_h * _UNITS, H, K_TILES)
+    _arm_state_barriers(bars, ex_desc, K_TILES)
+
+    c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
+    _prefetch_gates(xg_smem, xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H, gate_offsets,
+                    _running(0, length, state_mask, HAS_LENGTHS))
+    for s in range(0, T):
+        t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
+        running = _running(s, length, state_mask, HAS_LENGTHS)
+        slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
+        product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, h_smem, bars, s % 2, acc_layout,
+                                     BLOCK_B, K_TILES)
+        z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, xg_smem, tile_layout)
+        i = tl.sigmoid(z_i)
+        f = tl.sigmoid(z_f)
+        g = tanh(z_g)
+        o = tl.sigmoid(z_o)
+        c_t = f * c + i * g
+        h = o * tanh(c_t)
+        step = gl.cast(t, gl.int64) * B
+        y = y_ptr + step * DIRECTIONS * H + y_offsets
+        if HAS_LENGTHS:
+            gl.store(y, gl.where(running, h, 0.0).to(dtype), mask=state_mask)
+            c_t = gl.where(running, c_t, c)
+            h = gl.where(running, h, gl.load(exchange_ptr + slot * b_pad * H_PAD + write).to(gl.float32))
+        else:
+            gl.store(y, h.to(dtype), mask=state_mask)
+        if TRAINING:
+            gates = xg_ptr + step * 4 * H + gate_offsets
+            gl.store(gates, i.to(dtype), mask=running)
+            gl.store(gates + H, f.to(dtype), mask=running)
+            gl.store(gates + 2 * H, g.to(dtype), mask=running)
+            gl.store(gates + 3 * H, o.to(dtype), mask=running)
+            gl.store(c_all_ptr + step * H + state_offsets, c_t, mask=running)
+        c = c_t
+        gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
+        _barrier_arrive(flags_ptr, pid_h, lane)
+        # the next step's inputs, loaded a whole step ahead (the last step loads its own again)
+        upcoming = gl.minimum(s + 1, T - 1)
+        _prefetch_gates(xg_smem, xg_ptr, _time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                        gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
+        if s + 1 < T:
+            _arm_state_barriers(bars, ex_desc, K_TILES)
+        _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL)
+    for k in gl.static_range(K_TILES + 1):
+        mbarrier.invalidate(bars.index(k))
+    gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
+
+
+# ---- host side ---------------------------------------------------------------------------------------
+
+def _descriptors(plan, w_rows: torch.Tensor, exchange: torch.Tensor):
+    """TMA descriptors of the weight rows ``(D, 4H, w_stride)`` viewed ``(D*4H, w_stride)`` (box 16 x
+    64) and of the exchange ``(D, 2, B_pad, H_PAD)`` viewed ``(D*2*B_pad, H_PAD)`` (box BLOCK_B x 64)."""
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    descriptors = []
+    for tensor, box in ((w_rows, [UNITS, K_TILE]), (exchange, [plan.block_b, K_TILE])):
+        matrix = tensor.view(-1, tensor.shape[-1])  # a view: TMA must read the buffer itself
+        descriptors.append(TensorDescriptor(matrix, list(matrix.shape), list(matrix.stride()), box,
+                                            shared_layout(box, tensor.dtype)))
+    return descriptors
+
+
+def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
+                has_lengths: bool) -> None:
+    """Launch :func:`lstm_forward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
+    plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` (``w_rows``:
+    :func:`rnnbench.kernels.launch.aligned_weight_rows`; ``sizes``: ``(T, B, H)``). Cooperative
+    launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does."""
+    from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
+
+    if not torch.cuda.is_current_stream_capturing():
+        check_barriers()
+    sync = sync_buffer(plan, y.device)
+    w_desc, ex_desc = _descriptors(plan, w_rows, exchange)
+    for first_direction in range(0, plan.directions, plan.launch_directions):
+        lstm_forward_gluon_kernel[plan.launch_grid](
+            xg, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, *sizes, first_direction,
+            BLOCK_B=plan.block_b, H_PAD=plan.h_pad, TRAINING=training, DIRECTIONS=plan.directions,
+            HAS_LENGTHS=has_lengths, POLL=plan.poll, num_warps=plan.num_warps, maxnreg=plan.max_registers,
+            launch_cooperative_grid=True)
+    _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
+
+
+def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90):
+    """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
+    as at run time: pointers 16-byte aligned (every buffer the layer passes is) and ``H`` divisible
+    by 16 (the only hidden sizes :func:`rnnbench.kernels.plan.plan_gluon` accepts)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    data = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": [plan.block_b, K_TILE]}
+    pointers = {"xg_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
+                "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}
+    fn = lstm_forward_gluon_kernel
+    signature = {}
+    for name in fn.arg_names:
+        if name in boxes:
+            box = boxes[name]
+            signature[name] = f"tensordesc<{data}[{', '.join(map(str, box))}],{shared_layout(box, dtype)!r}>"
+        elif name in pointers:
+            signature[name] = "*" + pointers[name]
+        elif name in ("T", "B", "H", "first_direction"):
+            signature[name] = "i32"
+    constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
+                  "HAS_LENGTHS": has_lengths, "POLL": plan.poll}
+    signature.update({name: "constexpr" for name in constexprs})
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
+             if kind.startswith("*") or name == "H"}
+    options = {"num_warps": plan.num_warps, "maxnreg": plan.max_registers, "launch_cooperative_grid": True}
+    return triton.compile(GluonASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
+                          target=GPUTarget("cuda", arch, 32), options=options)

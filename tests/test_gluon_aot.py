@@ -1,0 +1,101 @@
+"""The Gluon LSTM forward (``path="gluon"``, :mod:`rnnbench.kernels.gluon_lstm`) compiles ahead of
+time for sm_90 with the installed Triton, fits (no spills, shared memory within the per-block
+limit and within the planner's model), and really uses what it was written for: TMA loads
+completing on mbarriers, warpgroup MMAs, ``cp.async`` for xg, the proxy fence and the acquire poll
+of the grid barrier.
+
+The committed tables ``reports/aot/gluon-sm_90-triton{3.6,3.9}.csv`` (``make gluon-sm90`` with each
+Triton) cover every configuration :func:`rnnbench.kernels.aot.gluon_configs` plans and must all fit.
+Gluon cannot run in the interpreter; whether the kernel is *right* is checked on a GPU only
+(``tests/test_kernels_gpu.py``).
+"""
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import triton
+
+from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, compile_ptx, gluon_configs
+from rnnbench.kernels.plan import gluon_available
+
+pytestmark = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API "
+                                "(triton.experimental.gluon.language.nvidia.hopper)")
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FIELDS = [field.name for field in dataclasses.fields(KernelConfig)]
+#: the PTX a configuration must contain: what the kernel's design rests on
+FEATURES = {
+    "TMA load completing on an mbarrier": "cp.async.bulk.tensor.2d",
+    "mbarrier armed with a byte count": "mbarrier.arrive.expect_tx",
+    "mbarrier wait": "mbarrier.try_wait",
+    "warpgroup MMA": "wgmma.mma_async",
+    "cp.async of xg": "cp.async.commit_group",
+    "generic-to-async proxy fence": "fence.proxy.async.global",
+    "acquire poll of the release flags": "ld.global.acquire.gpu",
+    "release arrival": ".release.",
+    "barrier timeout clock": "%globaltimer",
+}
+
+
+def _pick(h_pad: int, block_b: int, direction: str, directions: int, dtype: str = "bfloat16") -> KernelConfig:
+    matches = [c for c in gluon_configs() if (c.h_pad, c.block_b, c.direction, c.directions, c.dtype)
+               == (h_pad, block_b, direction, directions, dtype)]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+def test_gluon_configurations_cover_the_goal_shapes():
+    configs = pd.DataFrame([dataclasses.asdict(c) for c in gluon_configs()])
+    assert set(configs.path) == {"gluon"} and set(configs.kernel) == {"lstm_forward_gluon_kernel"}
+    assert set(configs.h_pad) == {256, 512, 768, 1024} and set(configs.dtype) == {"bfloat16", "float16"}
+    assert set(configs.direction) == {"fwd", "fwd_train"} and set(zip(configs.directions, configs.lengths)) == {
+        (1, False), (2, True)}
+    # H=1024 with a 64-row batch does not fit one program's shared memory: 32-row blocks
+    assert set(configs[configs.h_pad == 1024].block_b) == {16, 32}
+    assert set(configs[configs.h_pad < 1024].block_b) == {16, 64}
+
+
+@pytest.mark.parametrize("version", ["3.6", "3.9"])
+def test_committed_table_covers_every_configuration_and_fits(version):
+    table = pd.read_csv(ROOT / "reports" / "aot" / f"gluon-sm_90-triton{version}.csv")
+    shipped = pd.DataFrame([dataclasses.asdict(c) for c in gluon_configs()])
+    keys = table[CONFIG_FIELDS].astype(str).apply(tuple, axis=1)
+    assert set(keys) == set(shipped[CONFIG_FIELDS].astype(str).apply(tuple, axis=1)), \
+        f"reports/aot/gluon-sm_90-triton{version}.csv is stale: regenerate it (make gluon-sm90 with Triton {version})"
+    assert table.fits.all() and (table.spill_bytes == 0).all(), table[~table.fits].to_string()
+    assert (table.shared_bytes <= SHARED_MEMORY_LIMIT[90]).all()
+
+
+def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_wgmma():
+    """The smallest and the largest layout, the bidirectional training variant with lengths of one;
+    with Triton 3.6 or 3.9 also to the resources in that version's committed table (a kernel change
+    fails here until the tables are regenerated)."""
+    sample = [_pick(256, 16, "fwd", 1), _pick(768, 64, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16")]
+    results = compile_all(90, sample, job=compile_ptx)
+    table = ROOT / "reports" / "aot" / f"gluon-sm_90-triton{'.'.join(triton.__version__.split('.')[:2])}.csv"
+    committed = pd.read_csv(table).astype({name: str for name in CONFIG_FIELDS}) if table.exists() else None
+    for config, (resources, ptx) in zip(sample, results):
+        if committed is not None:
+            row = committed[(committed[CONFIG_FIELDS] == pd.Series(dataclasses.asdict(config)).astype(str)).all(axis=1)]
+            assert len(row) == 1 and (int(row.shared_bytes.iloc[0]), int(row.registers.iloc[0])) == (
+                resources.shared_bytes, resources.registers), f"{table.name} is stale for {config} (make gluon-sm90)"
+        assert resources.spill_bytes == 0, resources
+        assert resources.shared_bytes <= SHARED_MEMORY_LIMIT[90], resources
+        assert resources.fits, resources  # also: the planner's model is not below what was compiled
+        missing = [what for what, needle in FEATURES.items() if needle not in ptx]
+        assert not missing, f"{config}: the PTX lacks {missing}"
+        # the weight slice is loaded once, before the time loop: 4 boxes per 64 columns, plus one box
+        # of the state per 64 columns inside it
+        assert ptx.count("cp.async.bulk.tensor.2d") == 5 * config.k_chunks, config
+
+
+def test_plans_of_the_table_are_the_planners():
+    from rnnbench.kernels.plan import plan_gluon
+
+    config = _pick(768, 16, "fwd", 1)
+    plan = plan_gluon("lstm", 768, 16, torch.bfloat16, 132)
+    assert (plan.block_b, plan.h_pad, plan.k_chunks, plan.num_warps, plan.poll) == (
+        config.block_b, config.h_pad, config.k_chunks, config.num_warps, config.poll)

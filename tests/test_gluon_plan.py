@@ -1,0 +1,90 @@
+"""The planner's ``gluon`` path (:func:`rnnbench.kernels.plan.plan_gluon`): forced only, refused with
+:class:`PathUnavailable` (and the reason) wherever the Gluon kernel cannot run, and laid out so
+that one program fits an sm_90 multiprocessor and the grid is co-resident."""
+
+import re
+
+import pytest
+import torch
+
+from rnnbench.kernels import TritonLSTM
+from rnnbench.kernels.plan import (
+    GLUON, LIMITS, PATHS, PathUnavailable, kernel_resources, plan_gluon, plan_recurrence,
+)
+
+H100_SMS = 132
+
+
+@pytest.mark.parametrize("hidden, batch", [(256, 1), (768, 16), (768, 64), (1024, 64), (320, 48)])
+def test_auto_never_chooses_gluon(hidden, batch):
+    assert plan_recurrence("lstm", hidden, batch, torch.bfloat16, "auto", H100_SMS).path in PATHS
+
+
+@pytest.mark.parametrize("hidden, batch, block_b, grid, h_pad", [
+    (256, 1, 16, (16, 1), 256),
+    (320, 48, 64, (20, 1), 320),      # 5 boxes of 64 columns, no padding
+    (768, 16, 16, (48, 1), 768),
+    (768, 64, 64, (48, 1), 768),
+    (1024, 64, 32, (64, 2), 1024),    # a 64-row block would need 256 KiB of shared memory
+    (512, 150, 64, (32, 3), 512),     # three batch blocks, the last partly filled
+])
+def test_forced_gluon_layout(hidden, batch, block_b, grid, h_pad):
+    plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS)
+    assert (plan.path, plan.block_h, plan.block_b, plan.grid, plan.h_pad, plan.k_chunks, plan.num_warps) == (
+        GLUON, 16, block_b, grid, h_pad, h_pad // 64, 4)
+    assert kernel_resources("lstm", plan, torch.bfloat16).shared_bytes <= LIMITS[90].shared_per_block
+    assert plan.programs <= H100_SMS
+
+
+def test_both_directions_run_one_after_the_other_when_together_they_are_not_co_resident():
+    together = plan_recurrence("lstm", 768, 16, torch.float16, GLUON, H100_SMS, directions=2)
+    assert together.launch_directions == 2 and together.programs == 96
+    apart = plan_recurrence("lstm", 1024, 64, torch.float16, GLUON, H100_SMS, directions=2)
+    assert apart.launch_directions == 1 and apart.programs == 128
+
+
+@pytest.mark.parametrize("arguments, reason", [
+    (dict(cell="rnn"), "LSTM forward only"),
+    (dict(dtype=torch.float32), "16-bit storage only"),
+    (dict(hidden=128), "hidden_size >= 256 divisible by 16 (got 128)"),
+    (dict(hidden=300), "divisible by 16 (got 300)"),
+    (dict(arch=80), "needs sm_90 (got sm_80)"),
+    (dict(interpreter=True), "interpreter"),
+    (dict(batch=1000), "co-resident programs"),
+])
+def test_refusals_name_the_reason(arguments, reason):
+    call = dict(cell="lstm", hidden=768, batch=16, dtype=torch.bfloat16, arch=90, interpreter=False)
+    call.update(arguments)
+    with pytest.raises(PathUnavailable, match=re.escape(reason)):
+        plan_recurrence(call["cell"], call["hidden"], call["batch"], call["dtype"], GLUON, H100_SMS,
+                        call["interpreter"], arch=call["arch"])
+
+
+def test_backward_of_the_gluon_path_is_a_plain_plan():
+    forward = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS)
+    backward = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS, backward=True)
+    assert forward.path == GLUON
+    assert backward == plan_recurrence("lstm", 768, 16, torch.bfloat16, "auto", H100_SMS, backward=True)
+
+
+def test_without_a_gpu_the_plan_is_not_checked_for_co_residency():
+    # ahead-of-time compilation plans without multiprocessors, as the cooperative path does
+    assert plan_gluon("lstm", 768, 1000, torch.bfloat16).grid == (48, 16)
+
+
+def test_modules_accept_the_gluon_path_and_refuse_unknown_ones():
+    assert TritonLSTM(8, 256, path="gluon").path == "gluon"
+    with pytest.raises(ValueError, match="'gluon'"):
+        TritonLSTM(8, 256, path="glue")
+
+
+def test_the_triton_gluon_backend_is_skipped_with_the_planners_reason_where_gluon_cannot_run():
+    """On this machine the kernels run in the interpreter, where Gluon cannot: the harness records
+    the case as skipped with the reason (as for every forced path that cannot run a shape)."""
+    from rnnbench.harness.cases import Case
+    from rnnbench.harness.measure import measure_case
+
+    case = Case("numerics", "random", "triton-gluon", "lstm", "cpu", "float16", 2, 3, 4, 256, "fwd", 0)
+    rows = measure_case(case, "r")
+    assert [row.status for row in rows] == ["skipped"]
+    assert "path='gluon' cannot run this layer" in rows[0].note and "interpreter" in rows[0].note
