@@ -34,7 +34,9 @@ programs reading the same lines and polling the same flags adds.
 
 **Without a GPU** ``--estimate --target sm_90`` compiles every variant and writes the cost model's
 estimate of each (the kernel's terms only: no projection GEMM or per-call overhead), in the same
-columns, so measured and estimated can be joined per term.
+columns, so measured and estimated can be joined per term. ``real_gluon`` has no estimate: the
+model's SASS reader (:func:`rnnbench.kernels.sass.step_path`) does not follow the Gluon kernel's
+out-of-line loops, and it has no latencies for wgmma, TMA or mbarrier waits.
 """
 
 from __future__ import annotations
@@ -79,8 +81,11 @@ VARIANTS = {v.name: v for v in (
     Variant("mma", load=False, mma=True, sync=False),
     Variant("sync", load=False, mma=False, sync=True),
 )}
-#: the shipped kernel itself at the same layout (LSTM only; see :func:`real_launcher`)
+#: the shipped LSTM forward kernels themselves (see :func:`real_launcher`): the plain cooperative
+#: kernel at the same layout, and the Gluon kernel (sm_90, H >= 256) at its own layout
 REAL = "real"
+REAL_GLUON = "real_gluon"
+REAL_PATHS = {REAL: "cooperative", REAL_GLUON: "gluon"}
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -205,10 +210,12 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
 
 def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int):
     """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
-    kernel (inference) on ``plan`` for ``batch`` rows, random gate inputs and initial state, no
-    projection GEMM (the kernel's launch and its buffers are what is timed)."""
+    kernel (inference) that ``plan`` describes (the plain kernel, or the Gluon one where ``plan.path``
+    is ``gluon``) for ``batch`` rows, random gate inputs and initial state, no projection GEMM (the
+    kernel's launch and its buffers are what is timed)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
+    from rnnbench.kernels.plan import GLUON
 
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(1)
@@ -217,15 +224,21 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
               for count in (steps, 2 * steps)}
     h0 = torch.rand(1, batch, hidden_size, generator=generator, device=device).to(dtype)
     c0 = torch.zeros(1, batch, hidden_size, dtype=torch.float32, device=device) + 0.5
+    no_lengths = torch.zeros(1, dtype=torch.int32, device=device)
 
     def launch(count: int) -> None:
         y = torch.empty(count, batch, hidden_size, dtype=dtype, device=device)
         c_n = torch.empty(1, batch, hidden_size, dtype=torch.float32, device=device)
         exchange = exchange_buffer(plan, 1, y, first=h0)
-        run_phases(lstm_forward_kernel, plan, count,
-                   (states[count], w_hh, h0, c0, y, y, c_n, exchange, torch.zeros(1, dtype=torch.int32, device=device)),
-                   (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
-                   DOT_PRECISION=dot_precision(dtype), HAS_LENGTHS=False)
+        if plan.path == GLUON:
+            from rnnbench.kernels.gluon_lstm import run_forward
+
+            run_forward(plan, states[count], w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
+                        training=False, has_lengths=False)
+        else:
+            run_phases(lstm_forward_kernel, plan, count, (states[count], w_hh, h0, c0, y, y, c_n, exchange, no_lengths),
+                       (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
+                       DOT_PRECISION=dot_precision(dtype), HAS_LENGTHS=False)
 
     return launch
 
@@ -236,8 +249,14 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]
     runs = [(name, plan.grid[0]) for name in VARIANTS]
     runs += [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
     if cell == "lstm":
-        runs.append((REAL, plan.grid[0]))
+        runs += [(name, plan.grid[0]) for name in REAL_PATHS]
     return runs
+
+
+def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
+    """The plan the shipped kernel ``name`` (:data:`REAL_PATHS`) runs this shape with on this GPU
+    (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
+    return make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), REAL_PATHS[name])
 
 
 def _warm(task: tuple[str, int, int, str, str]) -> str | None:
@@ -246,10 +265,10 @@ def _warm(task: tuple[str, int, int, str, str]) -> str | None:
     cell, hidden_size, batch, dtype_name, name = task
     dtype = getattr(torch, dtype_name)
     try:
-        plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
-        if name == REAL:
-            real_launcher(plan, hidden_size, batch, dtype, 1)(1)
+        if name in REAL_PATHS:
+            real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1)(1)
         else:
+            plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
             run_ablation(plan, VARIANTS[name], hidden_size, 1, ablation_buffers(plan, hidden_size, batch, dtype, "cuda"))
         torch.cuda.synchronize()
     except Exception as error:  # reported by the parent; the timing loop reports it again
@@ -266,7 +285,7 @@ def warm(shapes, dtype: torch.dtype, jobs: int) -> None:
 
     name = str(dtype).removeprefix("torch.")
     tasks = [(cell, hidden_size, batch, name, variant) for cell, hidden_size, batch in shapes
-             for variant in [*VARIANTS, *([REAL] if cell == "lstm" else [])]]
+             for variant in [*VARIANTS, *(REAL_PATHS if cell == "lstm" else [])]]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         errors = [error for error in pool.map(_warm, tasks) if error]
@@ -294,9 +313,12 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
         buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda")
         for name, programs in _runs(plan, cell, sweep):
+            timed = plan
             try:
-                if name == REAL:
-                    stats = slope_us(real_launcher(plan, hidden_size, batch, dtype, steps), steps, repeats)
+                if name in REAL_PATHS:
+                    timed = _real_plan(name, cell, hidden_size, batch, dtype)
+                    programs = timed.programs
+                    stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps), steps, repeats)
                 else:
                     stats = slope_us(lambda count: run_ablation(plan, VARIANTS[name], hidden_size, count, buffers, programs),
                                    steps, repeats)
@@ -306,7 +328,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
                 continue
             print(f"{cell:4s} H={hidden_size:5d} B={batch:3d} {name:10s} {programs:4d} programs: {stats[0]:7.3f} us/step",
                   flush=True)
-            yield _row(plan, cell, dtype, hidden_size, batch, name, programs, steps, stats, "measured", device_name)
+            yield _row(timed, cell, dtype, hidden_size, batch, name, programs, steps, stats, "measured", device_name)
 
 
 def estimate(shapes, dtype: torch.dtype, arch: int, workers: int | None = None) -> list[dict]:
