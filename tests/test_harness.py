@@ -246,7 +246,7 @@ def test_shipped_suites_parse():
     core = {case.label for case in load_suite("gpu-core").cases if case.backend == "triton" and case.experiment == "speed"}
     ab = load_suite("gpu-ab").cases
     assert core <= {case.label for case in ab}
-    assert {case.backend for case in ab if case.hidden_size != 768 or case.batch != 16} == {"triton"}
+    assert "torch" not in {case.backend for case in ab if case.hidden_size != 768 or case.batch != 16}  # cuDNN at the goal shape only
     smoke_backends = {case.backend for case in load_suite("smoke").cases}
     assert {"numpy", "eager", "torch", "bow", "cnn", "triton"} <= smoke_backends
     gpu = load_suite("gpu", device_override="cuda")
