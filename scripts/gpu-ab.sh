@@ -55,15 +55,21 @@ if wants suite; then
         PRECOMPILES+=($!)
     done
 fi
+TREES="candidate base"  # the candidate is dropped when its tests hang (below)
 if wants tests; then
     stage candidate-tests 200 env -C .candidate PYTHONPATH=. "$PY" -m pytest -q -p no:cacheprovider $(xdist_flag) \
         --junitxml="$ROOT/$DIR/candidate-tests.xml" $TESTS > "$DIR/candidate-tests.log" 2>&1
+    rc=$?
     tail -n 15 "$DIR/candidate-tests.log"
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then  # failures are results; a run past the limit is a hang
+        note "the candidate's tests ran past their limit (a hang?): no ablation or suite of the candidate; base only"
+        TREES="base"
+    fi
 fi
 for pid in "${PRECOMPILES[@]}"; do wait "$pid"; done
 
 if wants ablation; then
-    for tree in candidate base; do
+    for tree in $TREES; do
         path=$([ "$tree" = base ] && echo . || echo .candidate)
         [ -f "$path/kernels/step_bench.py" ] || { note "no step_bench in $tree: no ablation"; continue; }
         stage "ablation-$tree" "$ABLATION_S" env -C "$path" PYTHONPATH=. "$PY" -m rnnbench.kernels.step_bench \
@@ -73,9 +79,10 @@ if wants ablation; then
 fi
 
 if wants suite; then
-    SLICES=$(( 2 * ROUNDS ))
+    set -- $TREES
+    SLICES=$(( $# * ROUNDS ))
     for slice in $(seq 1 "$SLICES"); do
-        tree=$([ $(( slice % 2 )) = 1 ] && echo base || echo candidate)
+        tree=$([ "$#" = 1 ] || [ $(( slice % 2 )) = 1 ] && echo base || echo candidate)
         path=$([ "$tree" = base ] && echo . || echo .candidate)
         LEFT=$(( (BUDGET - $(elapsed) - 20) / (SLICES - slice + 1) ))
         if [ "$LEFT" -lt 20 ]; then  # stop rather than give the other tree the time this one lacks

@@ -8,8 +8,8 @@ wants() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 elapsed() { echo $(( $(date +%s) - START )); }
 note() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
 
-# stage NAME LIMIT_S COMMAND...: run COMMAND with a limit (SIGINT, then KILL 20 s later) and log
-# its exit status and seconds
+# stage NAME LIMIT_S COMMAND...: run COMMAND with a limit (SIGINT, then KILL 20 s later), log its
+# exit status and seconds, and return the status (124 or 137: it ran past the limit)
 stage() {
     local name=$1 limit=$2; shift 2
     local t0; t0=$(date +%s)
@@ -17,6 +17,7 @@ stage() {
     timeout -s INT -k 20 "$limit" "$@"
     local rc=$?
     note "end $name: exit $rc after $(( $(date +%s) - t0 )) s"
+    return $rc
 }
 
 # describe_machine FILE: nvidia-smi, Python/torch/CUDA/cuDNN/Triton versions, SMs, CPUs, commit

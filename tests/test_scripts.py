@@ -33,3 +33,35 @@ def test_ab_refuses_to_run_without_a_candidate(tmp_path):
 def test_prepare_candidate_needs_a_ref():
     done = subprocess.run(["bash", str(ROOT / "scripts" / "prepare-candidate.sh")], capture_output=True, text=True)
     assert done.returncode != 0 and "usage" in done.stderr
+
+
+def _fake_ab_run(tmp_path, pytest_status: int) -> str:
+    """Run gpu-ab.sh in a scratch checkout with a stand-in Python that echoes its arguments and
+    exits ``pytest_status`` for pytest (0 for everything else); returns the session log."""
+    (tmp_path / ".candidate" / "rnnbench").mkdir(parents=True)
+    (tmp_path / ".candidate" / "rnnbench" / "__init__.py").touch()
+    (tmp_path / ".candidate" / "kernels").mkdir()
+    (tmp_path / ".candidate" / "kernels" / "step_bench.py").touch()
+    fake = tmp_path / "fakepy"
+    fake.write_text(f'#!/bin/bash\necho "fakepy $*"\ncase "$*" in *pytest*) exit {pytest_status};; esac\nexit 0\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-ab.sh"), "h100", "200", "gpu-ab"], cwd=tmp_path,
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "GPU_PY": str(fake)})
+    assert done.returncode == 0, done.stderr
+    return (tmp_path / "reports" / "h100" / "ab-gpu-ab" / "session.log").read_text()
+
+
+def test_ab_alternates_the_trees_and_runs_the_candidates_ablation(tmp_path):
+    log = _fake_ab_run(tmp_path, 0)
+    slices = [line.split("start ")[1].split(" ")[0] for line in log.splitlines() if "start suite-" in line]
+    assert slices == ["suite-base-1", "suite-candidate-2", "suite-base-3", "suite-candidate-4"], log
+    assert "start ablation-candidate" in log and "no step_bench in base" in log
+
+
+def test_ab_drops_a_candidate_whose_tests_hang(tmp_path):
+    """timeout's status 124 (the tests ran past their limit) means a hang: no candidate timing follows."""
+    log = _fake_ab_run(tmp_path, 124)
+    assert "base only" in log
+    started = [line.split("start ")[1].split(" ")[0] for line in log.splitlines() if " start " in line]
+    assert not [stage for stage in started if stage.startswith(("suite-candidate", "ablation-candidate"))], started
+    assert "start suite-base-1" in log and "start suite-base-2" in log
