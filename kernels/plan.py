@@ -27,8 +27,8 @@ between 16 and :data:`MAX_CHUNK`, and ``H_PAD`` the smallest multiple of ``CHUNK
 program and a 64-row batch block. The chunk is split over ``K_SPLIT`` warps of ``BK`` columns, one
 slice of the batched dot per warp (:func:`split_layout`; the LSTM forward with more than four warps
 in two row parts, :func:`row_split`), or not at all (``K_SPLIT = 1``: a 2-D dot, every persistent
-program); with Triton 3.9 two layouts keep fewer slices than warps
-(:data:`BATCHED_DOT_SPREADS_WARPS`).
+program); with Triton 3.9 the split layouts keep four slices and leave the spreading of more
+warps to the compiler (:data:`BATCHED_DOT_SPREADS_WARPS`).
 
 **Resources.** :func:`kernel_resources` bounds what the compiler allocates per program: shared
 memory (Triton 3.6 and 3.9 keep a held weight operand in shared memory and re-read it each step,
@@ -136,12 +136,14 @@ TRITON_VERSION = _triton_version()
 #: ``[4, 1, 2]`` for 4 slices and 8 warps), Triton 3.6 puts every warp on the batch dimension
 #: (``[8, 1, 1]``), so each slice is computed by ``num_warps / slices`` warps at once, every one of
 #: them holding that slice's whole accumulator: 2-8x the MMA instructions, and the register
-#: spills of the 3.6 tables (3.7 and 3.8 were not checked and are treated as 3.6). The kernels'
-#: batched dots therefore have one slice per warp (:func:`split_layout`), on every version, except
-#: the two layouts where Triton 3.9 does better with its own spreading: 64-row batch blocks of every
-#: kernel but the LSTM forward (4 reduction slices and 8 warps: 1-7 % faster estimates than 8
-#: slices, whose cross-warp reduction moves twice the data) and the wide forward
-#: (:data:`WIDE_FORWARD_SPREAD_SLICES`)
+#: spills of the 3.6 tables (3.7 and 3.8 were not checked and are treated as 3.6). With 3.6 the
+#: batched dots therefore have one slice per warp (:func:`split_layout`; the LSTM forward in two
+#: row parts, :func:`row_split`). With 3.9 the split layouts keep :data:`NUM_WARPS` slices (the wide
+#: forward :data:`WIDE_FORWARD_SPREAD_SLICES`) and leave the other warps to the compiler: one slice
+#: per warp compiled with 3.9 spilled 8-48 bytes (the LSTM forward with 64-row blocks at H=768 and
+#: its stepwise form at H=1024, the fp32 LSTM backward at H=512) and the 64-row Elman and backward
+#: kernels' estimates were 1-7 % slower (twice the data through the cross-warp reduction).
+#: Both versions: a chunk too narrow for the slices is a 2-D dot
 BATCHED_DOT_SPREADS_WARPS = TRITON_VERSION >= (3, 9)
 
 
@@ -311,7 +313,7 @@ def row_split(cell: str, backward: bool, k_split: int, num_warps: int) -> int:
     M_SPLIT == num_warps``, :data:`FORWARD_ROW_PARTS`); 1 for a 2-D dot, for every other kernel,
     and for a layout whose extra warps Triton spreads itself (:data:`WIDE_FORWARD_SPREAD_SLICES`)."""
     parts = num_warps // k_split
-    if cell != "lstm" or backward or k_split == 1 or parts > FORWARD_ROW_PARTS:
+    if BATCHED_DOT_SPREADS_WARPS or cell != "lstm" or backward or k_split == 1 or parts > FORWARD_ROW_PARTS:
         return 1
     return parts
 
@@ -344,8 +346,8 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
             num_warps = WIDE_NUM_WARPS
         elif cell == "rnn" and hidden_size > SM80_STEPWISE_BACKWARD_NARROW_RNN_H:
             widest = FP32_CHUNK
-    if BATCHED_DOT_SPREADS_WARPS and not forward_lstm and block_b == MAX_BLOCK_B:
-        slices = NUM_WARPS
+    if BATCHED_DOT_SPREADS_WARPS:
+        slices = slices or NUM_WARPS
     h_pad, chunk, k_chunks = reduction_layout(hidden_size, persistent, widest)
     if persistent:
         k_split = 1

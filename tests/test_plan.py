@@ -54,6 +54,11 @@ def test_triton_version_decides_whether_the_compiler_spreads_batched_dot_warps()
     """Triton 3.6 puts every warp of a 3-D dot on its batch dimension (reports/aot, KERNELS2.md)."""
     assert TRITON_VERSION == tuple(int(part) for part in triton.__version__.split(".")[:2])
     assert BATCHED_DOT_SPREADS_WARPS == (TRITON_VERSION >= (3, 9))
+    plan = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS)
+    assert (plan.k_split, plan.num_warps) == ((4, 8) if BATCHED_DOT_SPREADS_WARPS else (4, 8))
+    assert row_split("lstm", False, plan.k_split, plan.num_warps) == (1 if BATCHED_DOT_SPREADS_WARPS else 2)
+    backward = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
+    assert backward.k_split == (4 if BATCHED_DOT_SPREADS_WARPS else 8)
 
 
 @pytest.mark.parametrize("spreads", [False, True], ids=["triton3.6", "triton3.9"])
@@ -76,14 +81,14 @@ def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(s
             plan = dataclasses.replace(config.plan, k_split=config.num_warps)
             needed = kernel_resources(config.cell, plan, DTYPES[config.dtype])
             assert programs_per_multiprocessor(needed, plan.num_warps, LIMITS[arch])[0] == 0, config
-    else:
-        assert spread and all(
-            (config.block_b == MAX_BLOCK_B and not (config.cell == "lstm" and config.direction != "bwd"))
-            or (config.path == "cooperative" and config.h_pad > WIDE_FORWARD_H and config.block_b == MAX_BLOCK_B)
-            for config in spread)
+    else:  # four slices (two in the wide forward), the compiler spreads the other warps
+        assert spread and all(config.m_split == 1 for config in spread)
+        assert all(config.k_split == NUM_WARPS or (config.k_split, config.num_warps, config.h_pad > WIDE_FORWARD_H)
+                   == (2, 16, True) for config in spread)
 
 
-def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps():
+def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkeypatch):
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", False)  # Triton 3.6's layouts
     for hidden, batch in ((256, 64), (768, 64)):
         plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS)
         assert plan.num_warps > NUM_WARPS
