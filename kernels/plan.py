@@ -65,6 +65,11 @@ NUM_WARPS = 4
 #: warps of a persistent program (up to 512 gate rows) and of a 64-row batch block: with four, the
 #: accumulator and the operand fragments of those tiles spilled registers (Triton 3.9, sm_90)
 WIDE_NUM_WARPS = 8
+#: a persistent program runs :data:`WIDE_NUM_WARPS` from this many gate rows (``G * H_PAD``), else
+#: :data:`NUM_WARPS`: its 2-D dot compiles to wgmma on sm_90, 64 rows per warpgroup, so 8 warps on
+#: 64 rows (Elman H=64) computed them twice (estimate 0.60 us per step with 8 warps, 0.48 with 4;
+#: Triton 3.9)
+PERSISTENT_WIDE_ROWS = 128
 #: batch rows per program (the MMA's N) of the split paths: the batch, rounded up to a power of two, within
 MIN_BLOCK_B, MAX_BLOCK_B = 16, 64
 PERSISTENT_BLOCK_B = 16
@@ -329,7 +334,9 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     fp32 = element_size(dtype) >= 4
     widest_b = min(MAX_BLOCK_B, FP32_MAX_BLOCK_B) if fp32 else MAX_BLOCK_B
     block_b = PERSISTENT_BLOCK_B if persistent else min(widest_b, max(MIN_BLOCK_B, next_power_of_two(batch)))
-    num_warps = WIDE_NUM_WARPS if persistent or block_b == MAX_BLOCK_B else NUM_WARPS
+    num_warps = WIDE_NUM_WARPS if block_b == MAX_BLOCK_B else NUM_WARPS
+    if persistent and GATES[cell] * max(16, next_power_of_two(hidden_size)) >= PERSISTENT_WIDE_ROWS:
+        num_warps = WIDE_NUM_WARPS
     forward_lstm = cell == "lstm" and not backward
     widest = slices = None
     if fp32 and not persistent:
