@@ -55,7 +55,7 @@ def test_triton_version_decides_whether_the_compiler_spreads_batched_dot_warps()
     assert TRITON_VERSION == tuple(int(part) for part in triton.__version__.split(".")[:2])
     assert BATCHED_DOT_SPREADS_WARPS == (TRITON_VERSION >= (3, 9))
     plan = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS)
-    assert (plan.k_split, plan.num_warps) == ((4, 8) if BATCHED_DOT_SPREADS_WARPS else (4, 8))
+    assert (plan.k_split, plan.num_warps, plan.h_pad // plan.k_chunks) == (4, 8, 256 if BATCHED_DOT_SPREADS_WARPS else 64)
     assert row_split("lstm", False, plan.k_split, plan.num_warps) == (1 if BATCHED_DOT_SPREADS_WARPS else 2)
     backward = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
     assert backward.k_split == (4 if BATCHED_DOT_SPREADS_WARPS else 8)
@@ -179,3 +179,12 @@ def test_programs_per_multiprocessor_from_registers_shared_memory_and_warps():
 def test_register_cap_leaves_room_for_the_warps():
     plan = plan_recurrence("lstm", 1024, 1, torch.bfloat16)
     assert plan.max_registers * 32 * plan.num_warps <= 65536
+
+
+def test_small_persistent_programs_run_four_warps():
+    """Their 2-D dot is a 64-row wgmma per warpgroup on sm_90: 8 warps on fewer than 128 gate rows
+    computed it twice."""
+    warps = {(cell, hidden): plan_recurrence(cell, hidden, 16, torch.bfloat16, multiprocessors=H100_SMS).num_warps
+             for cell, hidden in (("rnn", 64), ("rnn", 128), ("lstm", 16), ("lstm", 32), ("lstm", 64))}
+    assert warps == {("rnn", 64): 4, ("rnn", 128): 8, ("lstm", 16): 4, ("lstm", 32): 8, ("lstm", 64): 8}
+    assert plan_recurrence("rnn", 64, 16, torch.bfloat16, multiprocessors=H100_SMS).path == "persistent"
