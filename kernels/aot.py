@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rnnbench.kernels.plan import (
-    GATES, GLUON, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_gluon, plan_recurrence,
+    GATES, GLUON, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_gluon, plan_recurrence, row_split,
 )
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES
@@ -99,6 +99,11 @@ class KernelConfig:
         kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_{'gluon_' if plan.path == GLUON else ''}kernel"
         return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
                    plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths)
+
+    @property
+    def m_split(self) -> int:
+        """The LSTM forward kernel's ``M_SPLIT`` (:func:`rnnbench.kernels.plan.row_split`)."""
+        return row_split(self.cell, self.direction == "bwd", self.k_split, self.num_warps)
 
     @property
     def plan(self) -> Plan:
@@ -227,6 +232,7 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
                   "POLL": config.poll}
     if config.cell == "lstm" and direction == "fwd":
         constexprs["TRAINING"] = config.direction == "fwd_train"
+        constexprs["M_SPLIT"] = config.m_split
     if config.cell == "rnn":
         constexprs["RELU"] = False
     signature.update({name: "constexpr" for name in constexprs})

@@ -27,7 +27,7 @@ from rnnbench.kernels.launch import (
     aligned_weight_rows, dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
 )
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
-from rnnbench.kernels.plan import GLUON
+from rnnbench.kernels.plan import GLUON, row_split
 from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
 
 
@@ -64,7 +64,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         else:
             run_phases(lstm_forward_kernel, plan, T, (gates, rows, h0, c0, y, c_all, c_n, exchange, lengths_arg),
                        (T, B, H, rows.stride(-2)), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),
-                       HAS_LENGTHS=has_lengths)
+                       HAS_LENGTHS=has_lengths, M_SPLIT=row_split("lstm", False, plan.k_split, plan.num_warps))
         if training:
             ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, lengths_arg)
             ctx.gates, ctx.c_all, ctx.path = gates, c_all, path

@@ -38,7 +38,8 @@ import triton.language as tl
 from rnnbench.kernels.primitives import (
     COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
     final_state_gradient, gate_rows, held_product, held_weights, program_tile, publish_state, row_lengths,
-    running_rows, split_gates, step_arrive, step_position, step_wait, streamed_product, sum_slices, sync_slice, tanh,
+    running_rows, split_accumulator, split_dot, split_gates, step_arrive, step_position, step_wait, streamed_product,
+    sync_slice, tanh,
 )
 
 
@@ -87,7 +88,7 @@ def lstm_forward_kernel(
     T, B, H, w_stride, phase, first_direction,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
-    HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr, M_SPLIT: tl.constexpr = 1,
 ):
     """Forward recurrence (see the module docstring for layouts); computes
     :func:`rnnbench.baselines.numpy_rnn.lstm_forward` without the input projection.
@@ -95,6 +96,8 @@ def lstm_forward_kernel(
     ``c_n`` (float32) receives each row's final cell state (its final ``h`` is in ``y``: at its
     last step going forwards, at time 0 going backwards); in ``STEPWISE`` mode ``c_n`` also carries
     the cell state from one launch to the next. ``phase`` is the processing step of a ``STEPWISE`` launch.
+    ``M_SPLIT``: the parts the gate rows are cut into in the batched dot (:func:`~rnnbench.kernels.primitives.split_dot`,
+    :func:`rnnbench.kernels.plan.row_split`).
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     M: tl.constexpr = 4 * BLOCK_H
@@ -122,7 +125,7 @@ def lstm_forward_kernel(
         running = running_rows(phase, length, state_mask, HAS_LENGTHS)
         previous = exchange_slot(exchange_ptr, phase + 1, H_PAD, BLOCK_B)
         pre = streamed_product(w_hh_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, previous, read, M, BLOCK_B, K_CHUNKS, K_CHUNKS,
-                               K_SPLIT, BK, DOT_PRECISION)
+                               K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
         if phase == 0:
             c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         else:
@@ -134,7 +137,8 @@ def lstm_forward_kernel(
                              HAS_LENGTHS)
         publish_state(exchange_ptr, phase, h.to(dtype), write, running, H_PAD, BLOCK_B, HAS_LENGTHS)
     else:
-        blocks = held_weights(w_hh_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+        blocks = held_weights(w_hh_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK,
+                              M_SPLIT)
         offsets, mask = chunk_offsets(rows, B, H, H, K_SPLIT, BK)  # the persistent state operand (one block)
         h_prev = tl.load(h0_ptr + offsets, mask=mask, other=0.0).to(dtype)
         c = tl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
@@ -149,9 +153,10 @@ def lstm_forward_kernel(
             running = running_rows(s, length, state_mask, HAS_LENGTHS)
             if MODE == COOPERATIVE:
                 pre = held_product(blocks, exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B), read, M, BLOCK_B,
-                                   K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
+                                   K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
             else:
-                pre = sum_slices(tl.dot(blocks[0], h_prev, input_precision=DOT_PRECISION), M, BLOCK_B, K_SPLIT)
+                pre = split_dot(blocks[0], h_prev, split_accumulator(M, BLOCK_B, K_SPLIT), M, BLOCK_B, K_SPLIT, BK,
+                                DOT_PRECISION)
             h, c = _forward_step(xg_ptr, y_ptr, c_all_ptr, t, B, H, pre, inputs, c, gate_offsets, state_offsets,
                                  y_offsets, state_mask, running, running_rows(s, length, gate_mask, HAS_LENGTHS),
                                  BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS, HAS_LENGTHS)

@@ -22,10 +22,13 @@ Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
 between :data:`MIN_BLOCK_B` and :data:`MAX_BLOCK_B` (one copy of a weight slice serves all its
 rows, so B=64 is one block and H=768 or 1024 stay co-resident); more rows become more programs.
 The reduction runs in chunks of ``CHUNK = K_SPLIT * BK`` columns: H rounded up to a power of two,
-between 16 and :data:`MAX_CHUNK`, with ``K_SPLIT = min(4, CHUNK / 16)`` warps each reducing ``BK``
-columns, and ``H_PAD`` the smallest multiple of ``CHUNK`` that holds H (768 = 3 x 256: no
-padding). Four warps per program; :data:`WIDE_NUM_WARPS` for a persistent program and a 64-row
-batch block.
+between 16 and :data:`MAX_CHUNK`, and ``H_PAD`` the smallest multiple of ``CHUNK`` that holds H
+(768 = 3 x 256: no padding). Four warps per program; :data:`WIDE_NUM_WARPS` for a persistent
+program and a 64-row batch block. The chunk is split over ``K_SPLIT`` warps of ``BK`` columns, one
+slice of the batched dot per warp (:func:`split_layout`; the LSTM forward with more than four warps
+in two row parts, :func:`row_split`), or not at all (``K_SPLIT = 1``: a 2-D dot, every persistent
+program); with Triton 3.9 the split layouts keep four slices and leave the spreading of more
+warps to the compiler (:data:`BATCHED_DOT_SPREADS_WARPS`).
 
 **Resources.** :func:`kernel_resources` bounds what the compiler allocates per program: shared
 memory (Triton 3.6 and 3.9 keep a held weight operand in shared memory and re-read it each step,
@@ -71,6 +74,11 @@ NUM_WARPS = 4
 #: warps of a persistent program (up to 512 gate rows) and of a 64-row batch block: with four, the
 #: accumulator and the operand fragments of those tiles spilled registers (Triton 3.9, sm_90)
 WIDE_NUM_WARPS = 8
+#: a persistent program runs :data:`WIDE_NUM_WARPS` from this many gate rows (``G * H_PAD``), else
+#: :data:`NUM_WARPS`: its 2-D dot compiles to wgmma on sm_90, 64 rows per warpgroup, so 8 warps on
+#: 64 rows (Elman H=64) computed them twice (estimate 0.60 us per step with 8 warps, 0.48 with 4;
+#: Triton 3.9)
+PERSISTENT_WIDE_ROWS = 128
 #: batch rows per program (the MMA's N) of the split paths: the batch, rounded up to a power of two, within
 MIN_BLOCK_B, MAX_BLOCK_B = 16, 64
 PERSISTENT_BLOCK_B = 16
@@ -83,13 +91,23 @@ MAX_CHUNK = 256
 #: exceeded the shared-memory bound
 FP32_CHUNK = 128
 FP32_MAX_BLOCK_B = 16
-#: the cooperative forward of a 16-bit 64-row batch block over more than :data:`WIDE_FORWARD_H`
-#: columns: reduction chunks of 2 warps x 32 columns and :data:`HUGE_NUM_WARPS` (with 4 x 64
-#: columns and 8 warps the LSTM forward spilled 16 bytes at H=1024, B=64; 2 x 32 and 16 warps
-#: compile to 128 registers, no spill, in all four variants)
+#: the cooperative LSTM forward of a 16-bit 64-row batch block reduces in chunks of
+#: :data:`WIDE_FORWARD_CHUNK` columns: with Triton 3.9 (:data:`BATCHED_DOT_SPREADS_WARPS`) over
+#: more than :data:`WIDE_FORWARD_H` columns only (H=1024, B=64), in 2 slices of 32 columns and
+#: :data:`HUGE_NUM_WARPS` (128 registers, no spill in all four variants; 4 x 64 columns and 8 warps
+#: spilled 16 bytes); with Triton 3.6 at every H, in 4 slices of 16 columns x 2 row parts and 8
+#: warps (no spill; with the 256-column chunks 3.9 uses up to H=768, 3.6 spilled 8-56 bytes in the
+#: training and bidirectional variants at H=256-768, and 3.9's H=1024 layout computes every slice 8
+#: times under 3.6, spilling 48-128 bytes). Each version's layout spills with the other Triton (3.9
+#: with the 3.6 layout at H=1024: 32-80 bytes)
 WIDE_FORWARD_H = 768
-WIDE_FORWARD_CHUNK, WIDE_FORWARD_K_SPLIT = 64, 2
+WIDE_FORWARD_CHUNK = 64
+WIDE_FORWARD_SPREAD_SLICES = 2
 HUGE_NUM_WARPS = 16
+#: the LSTM forward's 32 gate rows (the MMA's M) in two parts of 16 when a program has more than
+#: :data:`NUM_WARPS` warps: its batched dot is ``num_warps / 2`` reduction slices x 2 row parts,
+#: one per warp, each with a 16-row accumulator (:func:`row_split`)
+FORWARD_ROW_PARTS = 2
 #: the largest ``W_hh`` (bytes, by element size) a persistent program holds: above it the
 #: persistent kernels spilled registers with 4, 8 or 16 warps (Triton 3.9: 16-bit LSTM H=128 and
 #: Elman H=256, 8-1048 bytes; fp32 with exact dots LSTM H=32 and Elman H=64), although the weights
@@ -114,6 +132,33 @@ BACKWARD_WIDE_H_PAD = 512
 MAX_HIDDEN_BLOCKS = 256
 #: 32-bit registers of one multiprocessor
 REGISTER_FILE = 65536
+
+
+def _triton_version() -> tuple[int, int]:
+    try:
+        import triton
+    except ImportError:  # planning needs no compiler (the harness's CPU-only backends)
+        return (3, 9)
+    major, minor = triton.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+#: ``(major, minor)`` of the installed Triton, which compiles the kernels the planner lays out
+TRITON_VERSION = _triton_version()
+#: Whether the installed Triton spreads the warps of a batched (3-D) ``tl.dot`` with fewer batch
+#: slices than warps over the slices' rows and columns too: Triton 3.9 does (warps per CTA
+#: ``[4, 1, 2]`` for 4 slices and 8 warps), Triton 3.6 puts every warp on the batch dimension
+#: (``[8, 1, 1]``), so each slice is computed by ``num_warps / slices`` warps at once, every one of
+#: them holding that slice's whole accumulator: 2-8x the MMA instructions, and the register
+#: spills of the 3.6 tables (3.7 and 3.8 were not checked and are treated as 3.6). With 3.6 the
+#: batched dots therefore have one slice per warp (:func:`split_layout`; the LSTM forward in two
+#: row parts, :func:`row_split`). With 3.9 the split layouts keep :data:`NUM_WARPS` slices (the wide
+#: forward :data:`WIDE_FORWARD_SPREAD_SLICES`) and leave the other warps to the compiler: one slice
+#: per warp compiled with 3.9 spilled 8-48 bytes (the LSTM forward with 64-row blocks at H=768 and
+#: its stepwise form at H=1024, the fp32 LSTM backward at H=512) and the 64-row Elman and backward
+#: kernels' estimates were 1-7 % slower (twice the data through the cross-warp reduction).
+#: Both versions: a chunk too narrow for the slices is a 2-D dot
+BATCHED_DOT_SPREADS_WARPS = TRITON_VERSION >= (3, 9)
 
 
 @dataclass(frozen=True)
@@ -196,15 +241,31 @@ def element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def reduction_layout(hidden_size: int, persistent: bool, widest: int | None = None,
-                     k_split: int | None = None) -> tuple[int, int, int]:
-    """``(h_pad, k_split, k_chunks)`` of the reduction over ``hidden_size`` (see the module docstring);
-    ``widest`` caps the chunk below :data:`MAX_CHUNK` and ``k_split`` the warps it is split over."""
+def reduction_layout(hidden_size: int, persistent: bool, widest: int | None = None) -> tuple[int, int, int]:
+    """``(h_pad, chunk, k_chunks)`` of the reduction over ``hidden_size`` (see the module docstring);
+    ``widest`` caps the chunk below :data:`MAX_CHUNK`."""
     if persistent:
-        return max(16, next_power_of_two(hidden_size)), 1, 1
+        h_pad = max(16, next_power_of_two(hidden_size))
+        return h_pad, h_pad, 1
     chunk = min(MAX_CHUNK, widest or MAX_CHUNK, max(16, next_power_of_two(hidden_size)))
     chunks = -(-hidden_size // chunk)
-    return chunks * chunk, min(k_split or NUM_WARPS, chunk // 16), chunks
+    return chunks * chunk, chunk, chunks
+
+
+def split_layout(chunk: int, num_warps: int, row_parts: int = 1, slices: int | None = None) -> tuple[int, int]:
+    """``(k_split, num_warps)``: how a program's warps share a reduction chunk of ``chunk`` columns.
+
+    The batched dot has one slice per warp: ``num_warps / row_parts`` reduction slices of at least
+    16 columns each (``row_parts`` parts of the rows each, :func:`row_split`). Where the chunk is
+    too narrow for that, 4 slices and 4 warps (64 columns and one row part), else one slice
+    (``k_split = 1``: a 2-D dot whose warps split the ``(M, BLOCK_B)`` output, never the reduction).
+    ``slices`` fewer than the warps rely on :data:`BATCHED_DOT_SPREADS_WARPS`."""
+    slices = slices or num_warps // row_parts
+    if chunk // 16 >= slices:
+        return slices, num_warps
+    if row_parts == 1 and chunk // 16 >= NUM_WARPS:
+        return NUM_WARPS, NUM_WARPS
+    return 1, num_warps
 
 
 def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype) -> Resources:
@@ -263,6 +324,17 @@ def fits_persistent(cell: str, hidden_size: int, dtype: torch.dtype, arch: int =
     return programs_per_multiprocessor(kernel_resources(cell, plan, dtype), plan.num_warps, LIMITS[arch])[0] >= 1
 
 
+def row_split(cell: str, backward: bool, k_split: int, num_warps: int) -> int:
+    """``M_SPLIT`` of the LSTM forward kernel (a launch parameter derived from the plan): the parts
+    its 32 gate rows are cut into so that its batched dot has one slice per warp (``K_SPLIT *
+    M_SPLIT == num_warps``, :data:`FORWARD_ROW_PARTS`); 1 for a 2-D dot, for every other kernel,
+    and for a layout whose extra warps Triton spreads itself (:data:`WIDE_FORWARD_SPREAD_SLICES`)."""
+    parts = num_warps // k_split
+    if BATCHED_DOT_SPREADS_WARPS or cell != "lstm" or backward or k_split == 1 or parts > FORWARD_ROW_PARTS:
+        return 1
+    return parts
+
+
 class PathUnavailable(ValueError):
     """A forced path cannot run this shape (on this GPU): a limit of its design, not a bug. The
     message says why and which path would."""
@@ -274,12 +346,18 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     fp32 = element_size(dtype) >= 4
     widest_b = min(MAX_BLOCK_B, FP32_MAX_BLOCK_B) if fp32 else MAX_BLOCK_B
     block_b = PERSISTENT_BLOCK_B if persistent else min(widest_b, max(MIN_BLOCK_B, next_power_of_two(batch)))
-    num_warps = WIDE_NUM_WARPS if persistent or block_b == MAX_BLOCK_B else NUM_WARPS
-    widest = k_split = None
+    num_warps = WIDE_NUM_WARPS if block_b == MAX_BLOCK_B else NUM_WARPS
+    if persistent and GATES[cell] * max(16, next_power_of_two(hidden_size)) >= PERSISTENT_WIDE_ROWS:
+        num_warps = WIDE_NUM_WARPS
+    forward_lstm = cell == "lstm" and not backward
+    widest = slices = None
     if fp32 and not persistent:
         widest, num_warps = FP32_CHUNK, WIDE_NUM_WARPS
-    elif path == "cooperative" and cell == "lstm" and not backward and block_b == MAX_BLOCK_B and hidden_size > WIDE_FORWARD_H:
-        widest, k_split, num_warps = WIDE_FORWARD_CHUNK, WIDE_FORWARD_K_SPLIT, HUGE_NUM_WARPS
+    elif path == "cooperative" and forward_lstm and block_b == MAX_BLOCK_B and (
+            hidden_size > WIDE_FORWARD_H or not BATCHED_DOT_SPREADS_WARPS):
+        widest = WIDE_FORWARD_CHUNK
+        if BATCHED_DOT_SPREADS_WARPS:
+            slices, num_warps = WIDE_FORWARD_SPREAD_SLICES, HUGE_NUM_WARPS
     elif path == "cooperative" and backward and block_b == MIN_BLOCK_B and hidden_size > BACKWARD_WIDE_H_PAD:
         num_warps = max(num_warps, WIDE_NUM_WARPS)
     elif path == "stepwise" and backward and arch < 90 and hidden_size >= SM80_STEPWISE_BACKWARD_WIDE_H:
@@ -287,13 +365,31 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
             num_warps = WIDE_NUM_WARPS
         elif cell == "rnn" and hidden_size > SM80_STEPWISE_BACKWARD_NARROW_RNN_H:
             widest = FP32_CHUNK
-    h_pad, k_split, k_chunks = reduction_layout(hidden_size, persistent, widest, k_split)
+    if BATCHED_DOT_SPREADS_WARPS:
+        slices = slices or NUM_WARPS
+    h_pad, chunk, k_chunks = reduction_layout(hidden_size, persistent, widest)
+    if persistent:
+        k_split = 1
+    else:
+        row_parts = FORWARD_ROW_PARTS if forward_lstm and num_warps > NUM_WARPS else 1
+        k_split, num_warps = split_layout(chunk, num_warps, row_parts, slices)
     if persistent:
         block_h = h_pad
     else:
         block_h = BACKWARD_UNITS if backward and block_b == MIN_BLOCK_B else GATE_ROWS[cell] // GATES[cell]
     grid = (-(-hidden_size // block_h), -(-batch // block_b))
-    return Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
+    plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
+    if k_split > NUM_WARPS and not _fits_one_multiprocessor(cell, plan, dtype, arch):
+        # a slice per warp doubles the reduction scratch: where that does not fit one SM, NUM_WARPS
+        # slices (with Triton 3.6 each computed by two warps: the 8-warp backward with 64-row
+        # blocks at H=1024 spilled 48-120 bytes with 4 warps and none with 8)
+        k_split = split_layout(chunk, num_warps, slices=NUM_WARPS)[0]
+        plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
+    return plan
+
+
+def _fits_one_multiprocessor(cell: str, plan: Plan, dtype: torch.dtype, arch: int) -> bool:
+    return programs_per_multiprocessor(kernel_resources(cell, plan, dtype), plan.num_warps, LIMITS[arch])[0] >= 1
 
 
 def plan_recurrence(

@@ -39,7 +39,12 @@ BK`` columns (``H_PAD = K_CHUNKS * CHUNK``, the smallest multiple of the chunk t
 tile ``(K_SPLIT, BK, BLOCK_B)``; ``tl.dot`` on these 3-D tiles puts one warp on each of the
 ``K_SPLIT`` slices, every block accumulates into the same ``(K_SPLIT, M, BLOCK_B)`` float32
 accumulator, and one sum over the slices finishes the product: one cross-warp reduction per step
-for all gates (:func:`held_product`, :func:`streamed_product`, :func:`sum_slices`). The in-kernel
+for all gates (:func:`held_product`, :func:`streamed_product`, :func:`sum_slices`). The batched dot
+has as many slices as the program has warps (Triton 3.6 puts every warp of a 3-D dot on its
+batch dimension, so fewer slices meant several warps computing each one): the LSTM forward with 8
+or 16 warps also cuts its gate rows in ``M_SPLIT`` parts (:func:`split_dot`), and a chunk too narrow
+to split (``K_SPLIT = 1``, every persistent program) is a 2-D dot whose warps split the output
+(on sm_90 a warpgroup MMA). The in-kernel
 loops hold the weight blocks as a tuple loaded before the loop (:func:`held_weights`; Triton keeps
 them in shared memory); a ``STEPWISE`` launch streams them block by block, so every hidden size runs.
 """
@@ -206,11 +211,13 @@ def split_gates(pre, BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr):
 
 @triton.jit
 def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS: tl.constexpr,
-                 K_SPLIT: tl.constexpr, BK: tl.constexpr):
+                 K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1):
     """Reduction block ``q`` of a weight slice: the ``(K_SPLIT, M, BK)`` tile
     ``w[s, m, kk] = w_ptr[(q // K_CHUNKS) * gate_stride + m_offsets[m] + k * k_stride]`` with
     ``k = (q % K_CHUNKS) * K_SPLIT * BK + s * BK + kk``, zero where ``m_mask`` is false or
-    ``k >= k_limit`` (so padded units and columns contribute nothing).
+    ``k >= k_limit`` (so padded units and columns contribute nothing). With ``M_SPLIT > 1`` the
+    rows are cut into ``M_SPLIT`` parts as well: ``(K_SPLIT * M_SPLIT, M / M_SPLIT, BK)``, slice
+    ``s * M_SPLIT + r`` holding rows ``[r * M / M_SPLIT, (r + 1) * M / M_SPLIT)`` (see :func:`split_dot`).
 
     Forward: M = gate rows (``m_offsets`` from :func:`gate_rows`), k = column of ``W_hh``, one gate
     stride. Backward: M = units (``m_offsets`` = the units), k = row within gate ``q // K_CHUNKS``.
@@ -220,19 +227,27 @@ def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_
     """
     s = tl.arange(0, K_SPLIT)
     kk = tl.arange(0, BK)
-    k = (q % K_CHUNKS) * (K_SPLIT * BK) + s[:, None, None] * BK + kk[None, None, :]
-    pointers = w_ptr + (q // K_CHUNKS) * gate_stride + m_offsets[None, :, None] + k * k_stride
-    return tl.load(pointers, mask=m_mask[None, :, None] & (k < k_limit), other=0.0)
+    if M_SPLIT == 1:
+        k = (q % K_CHUNKS) * (K_SPLIT * BK) + s[:, None, None] * BK + kk[None, None, :]
+        pointers = w_ptr + (q // K_CHUNKS) * gate_stride + m_offsets[None, :, None] + k * k_stride
+        return tl.load(pointers, mask=m_mask[None, :, None] & (k < k_limit), other=0.0)
+    else:
+        PART: tl.constexpr = m_offsets.shape[0] // M_SPLIT
+        k = (q % K_CHUNKS) * (K_SPLIT * BK) + s[:, None, None, None] * BK + kk[None, None, None, :]
+        rows = tl.reshape(m_offsets, (M_SPLIT, PART))[None, :, :, None]
+        valid = tl.reshape(m_mask, (M_SPLIT, PART))[None, :, :, None]
+        w = tl.load(w_ptr + (q // K_CHUNKS) * gate_stride + rows + k * k_stride, mask=valid & (k < k_limit), other=0.0)
+        return tl.reshape(w, (K_SPLIT * M_SPLIT, PART, BK))
 
 
 @triton.jit
 def held_weights(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, BLOCKS: tl.constexpr,
-                 K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr):
+                 K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1):
     """The tuple of all ``BLOCKS`` weight blocks (:func:`weight_block`), loaded once per launch."""
     blocks = ()
     for q in tl.static_range(BLOCKS):
         blocks = blocks + (weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS,
-                                        K_SPLIT, BK),)
+                                        K_SPLIT, BK, M_SPLIT),)
     return blocks
 
 
@@ -244,20 +259,71 @@ LOOKAHEAD_BYTES: tl.constexpr = tl.constexpr(16384)
 
 
 @triton.jit
-def sum_slices(acc, M: tl.constexpr, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr):
-    """``acc.sum(axis=0)`` of a ``(K_SPLIT, M, BLOCK_B)`` split-K accumulator (``K_SPLIT`` 1, 2 or 4).
+def split_dot(w, a, acc, M: tl.constexpr, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr,
+              DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+    """``acc + w @ a`` of a weight block from :func:`weight_block` and a ``(K_SPLIT, BK, BLOCK_B)``
+    state block into the split-K accumulator (:func:`split_accumulator`).
+
+    One slice (``K_SPLIT == 1``) is a 2-D dot, whose warps split the ``(M, BLOCK_B)`` output (and
+    which Triton may run as a warpgroup MMA on sm_90). More slices are a 3-D (batched) dot of
+    ``K_SPLIT * M_SPLIT`` slices, as many as the program has warps (the planner's rule,
+    :data:`rnnbench.kernels.plan.SPLIT_IS_WARPS`): Triton 3.6 puts every warp of a 3-D dot on
+    its batch dimension, so with fewer slices than warps several warps computed the same slice,
+    each holding its whole accumulator. With ``M_SPLIT > 1`` the weight rows are cut into parts
+    (one slice each) and every part multiplies the same state block."""
+    if K_SPLIT == 1:
+        return tl.dot(tl.reshape(w, (M, BK)), tl.reshape(a, (BK, BLOCK_B)), acc, input_precision=DOT_PRECISION)
+    elif M_SPLIT == 1:
+        return tl.dot(w, a, acc, input_precision=DOT_PRECISION)
+    else:
+        a = tl.reshape(tl.broadcast_to(a[:, None, :, :], (K_SPLIT, M_SPLIT, BK, BLOCK_B)), (K_SPLIT * M_SPLIT, BK, BLOCK_B))
+        return tl.dot(w, a, acc, input_precision=DOT_PRECISION)
+
+
+@triton.jit
+def split_accumulator(M: tl.constexpr, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+    """The zero float32 accumulator of :func:`split_dot`: ``(M, BLOCK_B)`` for one slice, else
+    ``(K_SPLIT * M_SPLIT, M / M_SPLIT, BLOCK_B)``."""
+    if K_SPLIT == 1:
+        return tl.zeros((M, BLOCK_B), tl.float32)
+    else:
+        return tl.zeros((K_SPLIT * M_SPLIT, M // M_SPLIT, BLOCK_B), tl.float32)
+
+
+@triton.jit
+def _halve(x, M: tl.constexpr, BLOCK_B: tl.constexpr, SLICES: tl.constexpr):
+    """``(M, BLOCK_B, SLICES)`` -> ``(M, BLOCK_B, SLICES // 2)``: slice ``j`` plus slice ``j + SLICES // 2``."""
+    low, high = tl.split(tl.permute(tl.reshape(x, (M, BLOCK_B, 2, SLICES // 2)), (0, 1, 3, 2)))
+    return low + high
+
+
+@triton.jit
+def sum_slices(acc, M: tl.constexpr, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+    """The ``(M, BLOCK_B)`` sum over the slices of a split-K accumulator from :func:`split_dot`
+    (``K_SPLIT`` a power of two up to 16).
 
     Through ``tl.split`` rather than ``tl.sum``: to split, Triton moves the slices (one per warp)
     into the same thread with one layout conversion through shared memory and the sum is then in
     registers, where ``tl.sum`` over the warps took a dozen shared-memory round trips, one per
     16x8 accumulator tile and phase (25 BAR.SYNC per step at H=768, B=16; Triton 3.9, sm_90)."""
+    if M_SPLIT > 1:
+        acc = tl.reshape(acc, (K_SPLIT, M, BLOCK_B))
     if K_SPLIT == 1:
-        return tl.reshape(acc, (M, BLOCK_B))
+        return acc
     elif K_SPLIT == 2:
         first, second = tl.split(tl.permute(acc, (1, 2, 0)))
         return first + second
-    else:
+    elif K_SPLIT == 4:
         even, odd = tl.split(tl.reshape(tl.permute(acc, (1, 2, 0)), (M, BLOCK_B, 2, 2)))
+        s0, s2 = tl.split(even)
+        s1, s3 = tl.split(odd)
+        return (s0 + s1) + (s2 + s3)
+    else:
+        x = tl.permute(acc, (1, 2, 0))
+        if K_SPLIT == 16:
+            x = _halve(x, M, BLOCK_B, 16)
+        x = _halve(x, M, BLOCK_B, 8)
+        even, odd = tl.split(tl.reshape(x, (M, BLOCK_B, 2, 2)))
         s0, s2 = tl.split(even)
         s1, s3 = tl.split(odd)
         return (s0 + s1) + (s2 + s3)
@@ -265,7 +331,7 @@ def sum_slices(acc, M: tl.constexpr, BLOCK_B: tl.constexpr, K_SPLIT: tl.constexp
 
 @triton.jit
 def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
-                 K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                 K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr = 1):
     """``(M, BLOCK_B)`` float32 product of the held weight ``blocks`` with the state rows in an
     exchange slot ``a_ptr`` (block ``q`` at columns ``q * K_SPLIT * BK``; ``read`` from
     :func:`exchange_offsets`): all blocks accumulate per warp, then one reduction over the warps.
@@ -275,26 +341,26 @@ def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BL
     states = ()
     for q in tl.static_range(min(LOOKAHEAD, BLOCKS)):
         states = states + (tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg"),)
-    acc = tl.zeros((K_SPLIT, M, BLOCK_B), tl.float32)
+    acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
     for q in tl.static_range(BLOCKS):
         if q + LOOKAHEAD < BLOCKS:
             states = states + (tl.load(a_ptr + (q + LOOKAHEAD) * (K_SPLIT * BK) + read, cache_modifier=".cg"),)
-        acc = tl.dot(blocks[q], states[q], acc, input_precision=DOT_PRECISION)
-    return sum_slices(acc, M, BLOCK_B, K_SPLIT)
+        acc = split_dot(blocks[q], states[q], acc, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
+    return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
 
 
 @triton.jit
 def streamed_product(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, a_ptr, read, M: tl.constexpr,
                      BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr, K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr,
-                     BK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                     BK: tl.constexpr, DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr = 1):
     """:func:`held_product` loading each weight block when it is used (``STEPWISE``: one launch per
     step, so nothing is reused and registers hold one block whatever H is)."""
-    acc = tl.zeros((K_SPLIT, M, BLOCK_B), tl.float32)
+    acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
     for q in range(BLOCKS):
-        w = weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS, K_SPLIT, BK)
+        w = weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS, K_SPLIT, BK, M_SPLIT)
         a = tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg")
-        acc = tl.dot(w, a, acc, input_precision=DOT_PRECISION)
-    return sum_slices(acc, M, BLOCK_B, K_SPLIT)
+        acc = split_dot(w, a, acc, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
+    return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
 
 
 @triton.jit

@@ -23,7 +23,8 @@ import triton.language as tl
 from rnnbench.kernels.primitives import (
     COOPERATIVE, STEPWISE, carry_state, chunk_offsets, direction_slice, exchange_offsets, exchange_slot,
     final_state_gradient, gate_rows, held_product, held_weights, program_tile, publish_state, row_lengths,
-    running_rows, step_arrive, step_position, step_wait, streamed_product, sum_slices, sync_slice, tanh,
+    running_rows, split_accumulator, split_dot, step_arrive, step_position, step_wait, streamed_product, sync_slice,
+    tanh,
 )
 
 
@@ -105,8 +106,8 @@ def rnn_forward_kernel(
                 recurrent = held_product(blocks, exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B), read, BLOCK_H,
                                          BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
             else:
-                recurrent = sum_slices(tl.dot(blocks[0], h_prev, input_precision=DOT_PRECISION), BLOCK_H, BLOCK_B,
-                                       K_SPLIT)
+                recurrent = split_dot(blocks[0], h_prev, split_accumulator(BLOCK_H, BLOCK_B, K_SPLIT), BLOCK_H, BLOCK_B,
+                                      K_SPLIT, BK, DOT_PRECISION)
             h = _forward_step(y_ptr, t, B, H, recurrent, x_in, y_offsets, state_mask, running, RELU, DIRECTIONS,
                               HAS_LENGTHS)
             h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE, BLOCK_B,

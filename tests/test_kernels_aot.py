@@ -3,8 +3,10 @@ the target's per-block limit, registers within the register file, zero spill byt
 planner's resource model (rnnbench.kernels.plan.kernel_resources) not below what was compiled, so
 the planner never promises a co-residency the compiled kernels do not have.
 
-The evidence is the committed tables ``reports/aot/kernels-sm_{80,90}-triton3.9.csv`` (``make
-kernels-sm90 kernels-sm80`` regenerates them): the default run checks that they cover every shipped
+The evidence is the committed tables ``reports/aot/kernels-sm_{80,90}-triton{3.9,3.6}.csv`` (``make
+kernels-sm90 kernels-sm80`` with each Triton regenerates them; the planner's layouts depend on the
+Triton version, rnnbench.kernels.plan.BATCHED_DOT_SPREADS_WARPS, so each version is checked against
+its own tables, and CI's 3.9 also against 3.6's shipped layouts): the default run checks that they cover every shipped
 configuration and that every row fits, and recompiles a sample of one configuration per kernel,
 path, direction and variant to check that the tables are current (a kernel change that moves
 registers or shared memory fails here until the tables are regenerated). Compiling all ~1600
@@ -20,18 +22,30 @@ import pandas as pd
 import pytest
 import triton
 
+import rnnbench.kernels.plan
 from rnnbench.harness.cli import KERNEL_COLUMNS, main
 from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, shipped_configs
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the committed tables were compiled with this Triton; another version compiles other code
-TABLE_TRITON = "3.9.0"
+#: the committed tables were compiled with these Tritons (another version compiles other code), the
+#: first one CI's
+TABLE_TRITONS = ("3.9.0", "3.6.0")
+#: the tables this Triton's planner is checked against (CI's for any other version)
+TABLE_TRITON = triton.__version__ if triton.__version__ in TABLE_TRITONS else TABLE_TRITONS[0]
 CONFIG_FIELDS = [field.name for field in dataclasses.fields(KernelConfig)]
 RESOURCES = ["shared_bytes", "registers", "spill_bytes"]
 
 
-def committed_table(arch: int) -> pd.DataFrame:
-    return pd.read_csv(ROOT / "reports" / "aot" / f"kernels-sm_{arch}-triton{TABLE_TRITON[:3]}.csv")
+def committed_table(arch: int, version: str = TABLE_TRITON) -> pd.DataFrame:
+    return pd.read_csv(ROOT / "reports" / "aot" / f"kernels-sm_{arch}-triton{version[:3]}.csv")
+
+
+def shipped_with(version: str, arch: int) -> list[KernelConfig]:
+    """What the planner ships for ``sm_<arch>`` when the kernels are compiled by Triton ``version``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS",
+                      tuple(int(part) for part in version.split(".")[:2]) >= (3, 9))
+        return shipped_configs(arch)
 
 
 def sample_configs(arch: int) -> list[KernelConfig]:
@@ -43,20 +57,22 @@ def sample_configs(arch: int) -> list[KernelConfig]:
     return [members[(index * 7) % len(members)] for index, members in enumerate(groups.values())]
 
 
+@pytest.mark.parametrize("version", TABLE_TRITONS)
 @pytest.mark.parametrize("arch", [90, 80])
-def test_committed_table_covers_every_configuration_and_every_row_fits(arch):
-    table = committed_table(arch)
-    shipped = pd.DataFrame([dataclasses.asdict(config) for config in shipped_configs(arch)])
+def test_committed_table_covers_every_configuration_and_every_row_fits(arch, version):
+    table = committed_table(arch, version)
+    shipped = pd.DataFrame([dataclasses.asdict(config) for config in shipped_with(version, arch)])
     keys = table[CONFIG_FIELDS].astype(str).apply(tuple, axis=1)
     assert set(keys) == set(shipped[CONFIG_FIELDS].astype(str).apply(tuple, axis=1)), \
-        f"reports/aot/kernels-sm_{arch} does not list the shipped configurations: regenerate it (make kernels-sm{arch})"
+        f"reports/aot/kernels-sm_{arch}-triton{version[:3]} does not list the shipped configurations: regenerate " \
+        f"it with Triton {version} (make kernels-sm{arch})"
     misfits = table[~table.fits | (table.spill_bytes > 0)]
     assert misfits.empty, f"{len(misfits)} of {len(table)} configurations spill or exceed the planner's resource " \
         "bound:\n" + misfits[CONFIG_FIELDS + RESOURCES + ["model_shared_bytes", "model_registers"]].to_string()
     assert (table.shared_bytes <= SHARED_MEMORY_LIMIT[arch]).all()
 
 
-@pytest.mark.skipif(triton.__version__ != TABLE_TRITON, reason=f"the committed tables are Triton {TABLE_TRITON}'s")
+@pytest.mark.skipif(triton.__version__ not in TABLE_TRITONS, reason=f"the committed tables are Triton {TABLE_TRITONS}'s")
 @pytest.mark.parametrize("arch", [90, 80])
 def test_a_sample_compiles_to_the_committed_resources(arch):
     sample = sample_configs(arch)

@@ -1,11 +1,17 @@
 """The size heuristic that picks a kernel path and block sizes (rnnbench.kernels.plan)."""
 
+import dataclasses
+
 import pytest
 import torch
 
+import triton
+
+import rnnbench.kernels.plan
 from rnnbench.kernels.plan import (
-    LIMITS, MAX_BLOCK_B, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
-    programs_per_multiprocessor, reduction_layout,
+    BATCHED_DOT_SPREADS_WARPS, FORWARD_ROW_PARTS, LIMITS, MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION,
+    WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
+    programs_per_multiprocessor, reduction_layout, row_split, split_layout,
 )
 
 H100_SMS = 132
@@ -26,12 +32,72 @@ def test_persistent_up_to_the_documented_size(cell, dtype, largest_persistent, l
             plan_recurrence(cell, largest + 1, 16, dtype, path="persistent", backward=backward)
 
 
-@pytest.mark.parametrize("hidden, h_pad, k_split, chunks", [
-    (20, 32, 2, 1), (100, 128, 4, 1), (256, 256, 4, 1), (768, 768, 4, 3), (1000, 1024, 4, 4), (1024, 1024, 4, 4),
+@pytest.mark.parametrize("hidden, h_pad, chunk, chunks", [
+    (20, 32, 32, 1), (100, 128, 128, 1), (256, 256, 256, 1), (768, 768, 256, 3), (1000, 1024, 256, 4), (1024, 1024, 256, 4),
 ])
-def test_reduction_is_cut_into_chunks_without_power_of_two_padding(hidden, h_pad, k_split, chunks):
-    assert reduction_layout(hidden, persistent=False) == (h_pad, k_split, chunks)
-    assert (h_pad // chunks) % (16 * k_split) == 0
+def test_reduction_is_cut_into_chunks_without_power_of_two_padding(hidden, h_pad, chunk, chunks):
+    assert reduction_layout(hidden, persistent=False) == (h_pad, chunk, chunks)
+
+
+@pytest.mark.parametrize("chunk, num_warps, row_parts, layout", [
+    (256, 4, 1, (4, 4)), (256, 8, 1, (8, 8)), (256, 8, 2, (4, 8)), (64, 8, 2, (4, 8)), (128, 16, 2, (8, 16)),
+    (64, 8, 1, (4, 4)),  # too narrow for 8 slices: 4 slices and 4 warps
+    (32, 4, 1, (1, 4)), (32, 8, 2, (1, 8)), (16, 8, 1, (1, 8)),  # too narrow for 4: a 2-D dot
+])
+def test_split_layout_has_one_slice_per_warp(chunk, num_warps, row_parts, layout):
+    k_split, warps = split_layout(chunk, num_warps, row_parts)
+    assert (k_split, warps) == layout
+    assert k_split == 1 or (k_split * row_parts == warps and chunk % (16 * k_split) == 0)
+
+
+def test_triton_version_decides_whether_the_compiler_spreads_batched_dot_warps():
+    """Triton 3.6 puts every warp of a 3-D dot on its batch dimension (reports/aot, KERNELS2.md)."""
+    assert TRITON_VERSION == tuple(int(part) for part in triton.__version__.split(".")[:2])
+    assert BATCHED_DOT_SPREADS_WARPS == (TRITON_VERSION >= (3, 9))
+    plan = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS)
+    assert (plan.k_split, plan.num_warps, plan.h_pad // plan.k_chunks) == (4, 8, 256 if BATCHED_DOT_SPREADS_WARPS else 64)
+    assert row_split("lstm", False, plan.k_split, plan.num_warps) == (1 if BATCHED_DOT_SPREADS_WARPS else 2)
+    backward = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
+    assert backward.k_split == (4 if BATCHED_DOT_SPREADS_WARPS else 8)
+
+
+@pytest.mark.parametrize("spreads", [False, True], ids=["triton3.6", "triton3.9"])
+@pytest.mark.parametrize("arch", [90, 80])
+def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(spreads, arch, monkeypatch):
+    """Every shipped configuration's dot is 2-D or has K_SPLIT x M_SPLIT == num_warps slices; with
+    Triton 3.9 two documented layouts leave the spreading of their extra warps to the compiler."""
+    from rnnbench.kernels.aot import DTYPES, shipped_configs
+
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
+    spread = []
+    for config in shipped_configs(arch):
+        slices = config.k_split * row_split(config.cell, config.direction == "bwd", config.k_split, config.num_warps)
+        assert config.k_split == 1 or slices <= config.num_warps
+        assert config.m_split == 1 or 4 * config.block_h // config.m_split >= 16  # the MMA's M rows per part
+        if config.k_split > 1 and slices < config.num_warps:
+            spread.append(config)
+    if not spreads:  # only where a slice per warp would not fit one SM (kernel_resources' reduction scratch)
+        for config in spread:
+            plan = dataclasses.replace(config.plan, k_split=config.num_warps)
+            needed = kernel_resources(config.cell, plan, DTYPES[config.dtype])
+            assert programs_per_multiprocessor(needed, plan.num_warps, LIMITS[arch])[0] == 0, config
+    else:  # four slices (two in the wide forward), the compiler spreads the other warps
+        assert spread and all(config.m_split == 1 for config in spread)
+        assert all(config.k_split == NUM_WARPS or (config.k_split, config.num_warps, config.h_pad > WIDE_FORWARD_H)
+                   == (2, 16, True) for config in spread)
+
+
+def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkeypatch):
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", False)  # Triton 3.6's layouts
+    for hidden, batch in ((256, 64), (768, 64)):
+        plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS)
+        assert plan.num_warps > NUM_WARPS
+        assert row_split("lstm", False, plan.k_split, plan.num_warps) == FORWARD_ROW_PARTS
+        assert plan.k_split * FORWARD_ROW_PARTS == plan.num_warps
+        assert row_split("lstm", True, plan.k_split, plan.num_warps) == 1 == row_split("rnn", False, plan.k_split,
+                                                                                       plan.num_warps)
+    plan = plan_recurrence("lstm", 256, 16, torch.bfloat16, multiprocessors=H100_SMS)
+    assert (plan.num_warps, plan.k_split, row_split("lstm", False, plan.k_split, plan.num_warps)) == (4, 4, 1)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
@@ -42,6 +108,7 @@ def test_every_program_covers_its_units_and_the_grid_covers_all(cell, hidden, dt
     assert plan.grid[0] * plan.block_h >= hidden > (plan.grid[0] - 1) * plan.block_h
     assert plan.h_pad >= hidden and plan.h_pad % (16 * plan.k_split * plan.k_chunks) == 0
     assert plan.k_split <= plan.num_warps and plan.poll >= plan.grid[0]
+    assert plan.k_split == 1 or plan.num_warps % plan.k_split == 0
 
 
 @pytest.mark.parametrize("hidden", [256, 512, 768, 1024])
@@ -112,3 +179,12 @@ def test_programs_per_multiprocessor_from_registers_shared_memory_and_warps():
 def test_register_cap_leaves_room_for_the_warps():
     plan = plan_recurrence("lstm", 1024, 1, torch.bfloat16)
     assert plan.max_registers * 32 * plan.num_warps <= 65536
+
+
+def test_small_persistent_programs_run_four_warps():
+    """Their 2-D dot is a 64-row wgmma per warpgroup on sm_90: 8 warps on fewer than 128 gate rows
+    computed it twice."""
+    warps = {(cell, hidden): plan_recurrence(cell, hidden, 16, torch.bfloat16, multiprocessors=H100_SMS).num_warps
+             for cell, hidden in (("rnn", 64), ("rnn", 128), ("lstm", 16), ("lstm", 32), ("lstm", 64))}
+    assert warps == {("rnn", 64): 4, ("rnn", 128): 8, ("lstm", 16): 4, ("lstm", 32): 8, ("lstm", 64): 8}
+    assert plan_recurrence("rnn", 64, 16, torch.bfloat16, multiprocessors=H100_SMS).path == "persistent"

@@ -248,27 +248,32 @@ def test_second_backward_raises_instead_of_wrong_gradients():
 # ---- a reduction in several chunks ---------------------------------------------------------------
 
 def several_chunks(monkeypatch, cell: str, one_hidden_block: bool) -> None:
-    """Shrink the reduction chunk to 32 columns (two warps of 16), so H=40 reduces over two chunks
-    (H_PAD=64); with ``one_hidden_block`` also widen the hidden block to 64 units, so a cooperative
-    launch has a single hidden block and runs its in-kernel loop (the held weight blocks) in the
-    interpreter instead of one launch per step (the streamed blocks)."""
+    """Shrink the reduction chunk to 64 columns (four warps of 16), so H=80 reduces over two chunks
+    (H_PAD=128) split over 4 slices (and, for the LSTM forward's 8 fp32 warps, 2 row parts: a
+    batched dot of 8 slices); with ``one_hidden_block`` also widen the hidden block to 128 units,
+    so a cooperative launch has a single hidden block and runs its in-kernel loop (the held weight
+    blocks) in the interpreter instead of one launch per step (the streamed blocks)."""
     import rnnbench.kernels.plan
 
-    monkeypatch.setattr(rnnbench.kernels.plan, "MAX_CHUNK", 32)
+    monkeypatch.setattr(rnnbench.kernels.plan, "MAX_CHUNK", 64)
+    # Triton 3.6's layouts (one slice per warp) with any Triton: the interpreter runs both
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", False)
     if one_hidden_block:
         monkeypatch.setitem(rnnbench.kernels.plan.GATE_ROWS, "lstm" if cell == "lstm" else "rnn",
-                            64 * rnnbench.kernels.plan.GATES["lstm" if cell == "lstm" else "rnn"])
-        monkeypatch.setattr(rnnbench.kernels.plan, "BACKWARD_UNITS", 64)
+                            128 * rnnbench.kernels.plan.GATES["lstm" if cell == "lstm" else "rnn"])
+        monkeypatch.setattr(rnnbench.kernels.plan, "BACKWARD_UNITS", 128)
     for backward in (False, True):
-        plan = rnnbench.kernels.plan.plan_recurrence("lstm" if cell == "lstm" else "rnn", 40, 2, torch.float32,
-                                                     "cooperative", backward=backward)
-        assert (plan.h_pad, plan.k_split, plan.k_chunks, plan.grid[0] == 1) == (64, 2, 2, one_hidden_block)
+        name = "lstm" if cell == "lstm" else "rnn"
+        plan = rnnbench.kernels.plan.plan_recurrence(name, 80, 2, torch.float32, "cooperative", backward=backward)
+        assert (plan.h_pad, plan.k_split, plan.k_chunks, plan.grid[0] == 1) == (128, 4, 2, one_hidden_block)
+        parts = rnnbench.kernels.plan.row_split(name, backward, plan.k_split, plan.num_warps)
+        assert parts == (2 if name == "lstm" and not backward else 1)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
 @pytest.mark.parametrize("held", [True, False], ids=["held", "streamed"])
 def test_reduction_in_several_chunks(cell, held, monkeypatch):
     several_chunks(monkeypatch, cell, one_hidden_block=held)
-    candidate, reference = _pair(cell, 5, 40, path="cooperative")
-    x, hx, upstream = _inputs(cell, 3, 2, 5, 40)
+    candidate, reference = _pair(cell, 5, 80, path="cooperative")
+    x, hx, upstream = _inputs(cell, 3, 2, 5, 80)
     _assert_same(candidate, reference, x, hx, upstream)

@@ -275,7 +275,7 @@ def test_plan_runs_directions_together_only_where_both_fit():
 def test_several_chunks_bidirectional_packed(cell, held, monkeypatch):
     """The reduction in two chunks (see test_triton_kernels.several_chunks), held or streamed."""
     several_chunks(monkeypatch, cell, one_hidden_block=held)
-    _assert_matches_torch(Case(cell, T=3, B=2, H=40, path="cooperative", lengths=(3, 1), options=dict(bidirectional=True)))
+    _assert_matches_torch(Case(cell, T=3, B=2, H=80, path="cooperative", lengths=(3, 1), options=dict(bidirectional=True)))
 
 
 # ---- bf16 on a GPU ------------------------------------------------------------------------------
