@@ -55,10 +55,10 @@ from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan,
 )
-from rnnbench.kernels.plan import GATES, Plan, plan_recurrence
+from rnnbench.kernels.plan import GATES, Plan, plan_recurrence, row_split
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
-    held_product, held_weights, split_gates, sum_slices, tanh,
+    held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
 )
 
 
@@ -99,12 +99,12 @@ COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant", "p
 
 @triton.jit
 def _resident_product(blocks, states, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
-                      K_SPLIT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                      K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr):
     """:func:`~rnnbench.kernels.primitives.held_product` of state blocks already in registers."""
-    acc = tl.zeros((K_SPLIT, M, BLOCK_B), tl.float32)
+    acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
     for q in tl.static_range(BLOCKS):
-        acc = tl.dot(blocks[q], states[q], acc, input_precision=DOT_PRECISION)
-    return sum_slices(acc, M, BLOCK_B, K_SPLIT)
+        acc = split_dot(blocks[q], states[q], acc, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
+    return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
 
 
 @triton.jit
@@ -125,7 +125,7 @@ def step_ablation_kernel(
     w_ptr, exchange_ptr, sync_ptr, T, H, w_stride,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     GATES: tl.constexpr, LOAD: tl.constexpr, MMA: tl.constexpr, SYNC: tl.constexpr, POLL: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr,
 ):
     """``T`` steps of the parts of a cooperative forward step that ``LOAD``, ``MMA`` and ``SYNC``
     select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
@@ -141,16 +141,16 @@ def step_ablation_kernel(
     units = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
     read, write = exchange_offsets(rows, units, H_PAD, K_SPLIT, BK)
     w_rows, w_valid = gate_rows(H, GATES, BLOCK_H)
-    blocks = held_weights(w_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+    blocks = held_weights(w_ptr, w_rows * w_stride, w_valid, 0, w_stride, 1, K_CHUNKS, K_CHUNKS, K_SPLIT, BK, M_SPLIT)
     states = ()
     for q in tl.static_range(K_CHUNKS):
         states = states + (tl.load(exchange_slot(exchange_ptr, 1, H_PAD, BLOCK_B) + q * (K_SPLIT * BK) + read),)
     for s in range(T):
         previous = exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B)
         if MMA and LOAD:
-            pre = held_product(blocks, previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
+            pre = held_product(blocks, previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
         elif MMA:
-            pre = _resident_product(blocks, states, M, BLOCK_B, K_CHUNKS, K_SPLIT, DOT_PRECISION)
+            pre = _resident_product(blocks, states, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
         elif LOAD:
             pre = _loaded_sum(previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK)
         else:
@@ -170,7 +170,8 @@ def step_ablation_kernel(
 def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype) -> dict:
     return dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
                 K_CHUNKS=plan.k_chunks, GATES=GATES[plan.cell], LOAD=variant.load, MMA=variant.mma, SYNC=variant.sync,
-                POLL=plan.poll, DOT_PRECISION=dot_precision(dtype))
+                POLL=plan.poll, DOT_PRECISION=dot_precision(dtype),
+                M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps))
 
 
 def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0):

@@ -32,7 +32,9 @@ def _reference(variant, w, state0, other0, hidden_size, block_h, gates, steps, p
 
 
 @pytest.mark.parametrize("variant", list(step_bench.VARIANTS.values()), ids=lambda v: v.name)
-@pytest.mark.parametrize("cell, hidden_size", [("lstm", 20), ("rnn", 24)])
+# 20 and 24: one reduction slice (a 2-D dot); 200 and 100: split-K over several chunks (and, with
+# Triton 3.6's layouts, the LSTM's gate rows cut in two: M_SPLIT)
+@pytest.mark.parametrize("cell, hidden_size", [("lstm", 20), ("rnn", 24), ("lstm", 200), ("rnn", 100)])
 def test_variant_computes_its_step(variant, cell, hidden_size, exact_fp32):
     plan = plan_recurrence(cell, hidden_size, 3, torch.float32, "cooperative")
     batch, steps = 3, 5
