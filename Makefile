@@ -71,7 +71,7 @@ $(VENV36)/.installed:
 	$(PYTHON) -m venv $(VENV36)
 	$(VENV36)/bin/pip install --quiet --upgrade pip
 	$(VENV36)/bin/pip install --quiet torch==2.13.0
-	$(VENV36)/bin/pip install --quiet triton==3.6.0 numpy==2.2.6 pandas pytest
+	$(VENV36)/bin/pip install --quiet triton==3.6.0 numpy==2.2.6 pandas pytest tqdm
 	touch $@
 
 clean-venv:
