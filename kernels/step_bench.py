@@ -21,11 +21,15 @@ other slot, so the store, its fence (in ``sync``) and the elementwise tail are i
 The variants (:data:`VARIANTS`) are the subsets that separate the terms: ``full`` is the real
 step without its input and output streams (``xg``, ``y``); ``real`` times the shipped LSTM forward
 kernel itself at the same layout (inference, projection GEMM excluded), so ``real - full`` is what
-those streams and the cell-state update cost.
+those streams and the cell-state update cost; ``real_gluon`` times the Gluon forward
+(:mod:`rnnbench.kernels.gluon_lstm`, sm_90, at its own layout) on the same inputs.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
-warm-up, with quartiles; inputs are random (never zeros), each launch's barrier status is checked.
+warm-up, with quartiles; inputs are random (never zeros; the batch block's rows past B are zero,
+as in the kernels' exchange, so B=1 against B=16 shows what zero rows save), each launch's
+barrier status is checked. Every kernel is compiled first in parallel processes (:func:`warm`),
+and rows are written as they are measured, so a run cut short keeps them.
 ``--sweep-programs`` repeats chosen variants with fewer programs than the layout has (each still
 reads the whole state), which separates what one program's step costs from what the number of
 programs reading the same lines and polling the same flags adds.
