@@ -70,11 +70,7 @@ for pid in "${PRECOMPILES[@]}"; do wait "$pid"; done
 
 if wants ablation; then
     for tree in $TREES; do
-        path=$([ "$tree" = base ] && echo . || echo .candidate)
-        [ -f "$path/kernels/step_bench.py" ] || { note "no step_bench in $tree: no ablation"; continue; }
-        stage "ablation-$tree" "$ABLATION_S" env -C "$path" PYTHONPATH=. "$PY" -m rnnbench.kernels.step_bench \
-            --out "$ROOT/$DIR/ablation-$tree.csv" > "$DIR/ablation-$tree.log" 2>&1
-        tail -n 3 "$DIR/ablation-$tree.log"
+        ablation "ablation-$tree" "$([ "$tree" = base ] && echo . || echo .candidate)" "$ROOT/$DIR/ablation-$tree.csv"
     done
 fi
 

@@ -20,6 +20,17 @@ stage() {
     return $rc
 }
 
+# ablation NAME TREE CSV: the step-ablation benchmark (rnnbench.kernels.step_bench) of the checkout
+# at TREE, where it has one, as stage NAME with ABLATION_S seconds; rows in CSV (an absolute path),
+# its output beside it (.log)
+ablation() {
+    local name=$1 tree=$2 csv=$3
+    [ -f "$tree/kernels/step_bench.py" ] || { note "$name: no step_bench in $tree"; return 0; }
+    stage "$name" "$ABLATION_S" env -C "$tree" PYTHONPATH=. "$PY" -m rnnbench.kernels.step_bench --out "$csv" \
+        > "${csv%.csv}.log" 2>&1
+    tail -n 3 "${csv%.csv}.log"
+}
+
 # describe_machine FILE: nvidia-smi, Python/torch/CUDA/cuDNN/Triton versions, SMs, CPUs, commit
 describe_machine() {
     {

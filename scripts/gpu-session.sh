@@ -63,10 +63,8 @@ if wants barrier; then
     tail -n 3 "$DIR/barrier.log"
 fi
 
-if wants ablation && [ -f kernels/step_bench.py ]; then
-    stage ablation "$ABLATION_S" "$PY" -m rnnbench.kernels.step_bench --out "$DIR/step-ablation.csv" \
-        > "$DIR/step-ablation.log" 2>&1
-    tail -n 3 "$DIR/step-ablation.log"
+if wants ablation; then
+    ablation ablation . "$(pwd)/$DIR/step-ablation.csv"
 fi
 
 LEFT=$(( BUDGET - $(elapsed) - 30 ))

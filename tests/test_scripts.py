@@ -55,7 +55,7 @@ def test_ab_alternates_the_trees_and_runs_the_candidates_ablation(tmp_path):
     log = _fake_ab_run(tmp_path, 0)
     slices = [line.split("start ")[1].split(" ")[0] for line in log.splitlines() if "start suite-" in line]
     assert slices == ["suite-base-1", "suite-candidate-2", "suite-base-3", "suite-candidate-4"], log
-    assert "start ablation-candidate" in log and "no step_bench in base" in log
+    assert "start ablation-candidate" in log and "ablation-base: no step_bench in ." in log
 
 
 def test_ab_drops_a_candidate_whose_tests_hang(tmp_path):
