@@ -98,9 +98,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from rnnbench.kernels.plan import GATES, LIMITS, PATHS, Plan, Resources, plan_recurrence, programs_per_multiprocessor
+from rnnbench.kernels.plan import (
+    FORCED_PATHS, GATES, GLUON, GLUON_K_TILE, LIMITS, Plan, Resources, element_size, plan_recurrence,
+    programs_per_multiprocessor,
+)
 from rnnbench.kernels.sass import (
-    GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, Instruction, StepPath, count, load_sources, parse, reads, step_path, writes,
+    ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepPath, count, load_sources, parse,
+    reads, step_path, writes,
 )
 
 #: the estimate's terms, in the order they appear in tables
@@ -186,6 +190,10 @@ class WarpContext:
     hbm_bytes_per_clock: float
     mma_fma_per_clock: float
     latencies: Latencies
+    #: bytes of one TMA copy (``UTMALDG``: the box, which its SASS does not show) and the programs
+    #: whose copies share this SM's bandwidth
+    tma_box_bytes: float = 0.0
+    programs_per_sm: int = 1
 
 
 def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), cached_loads: frozenset[int] = frozenset()) -> str:
@@ -198,6 +206,16 @@ def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), 
         return "nop"
     if ins.is_mma:
         return "mma"
+    if base == "WARPGROUP" and "DEPBAR" in ins.modifiers:
+        return "mma_wait"
+    if base in TMA_LOADS:
+        return "tma_load"
+    if base == "SYNCS":
+        return "tma_wait" if "TRYWAIT" in ins.modifiers else "mbarrier"
+    if base in ASYNC_COPIES:
+        return "async_load"
+    if base == "DEPBAR" and any(operand.startswith("SB0") for operand in ins.operands):
+        return "async_wait"
     if base in ("LDSM", "LDS", "STS", "STSM"):
         return {"LDSM": "ldsm", "LDS": "lds"}.get(base, "sts")
     if base in GLOBAL_LOADS:
@@ -209,16 +227,17 @@ def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), 
     if base in GLOBAL_ATOMICS:
         return "atomic"
     simple = {"SHFL": "shfl", "BAR": "bar", "MUFU": "mufu", "MEMBAR": "membar", "CCTL": "fence", "ERRBAR": "fence",
-              "CGAERRBAR": "fence", "LDC": "const", "ULDC": "const", "S2R": "special", "S2UR": "special",
+              "CGAERRBAR": "fence", "FENCE": "fence", "LDC": "const", "ULDC": "const", "S2R": "special", "S2UR": "special",
               "BRA": "branch"}
     return simple.get(base, "alu")
 
 
 #: the term each kind of instruction's waiting time is charged to
 TERM_OF = {"nop": "issue", "alu": "alu", "const": "alu", "special": "alu", "branch": "alu", "mma": "mma",
-           "ldsm": "smem", "lds": "smem", "sts": "smem", "shfl": "shfl", "bar": "bar", "mufu": "mufu",
-           "l2_load": "l2_load", "dram_load": "dram_load", "store": "store", "sync_load": "grid_sync",
-           "atomic": "grid_sync", "membar": "grid_sync", "fence": "grid_sync"}
+           "mma_wait": "mma", "ldsm": "smem", "lds": "smem", "sts": "smem", "mbarrier": "smem", "shfl": "shfl",
+           "bar": "bar", "mufu": "mufu", "l2_load": "l2_load", "tma_load": "l2_load", "tma_wait": "l2_load",
+           "dram_load": "dram_load", "async_load": "dram_load", "async_wait": "dram_load", "store": "store",
+           "sync_load": "grid_sync", "atomic": "grid_sync", "membar": "grid_sync", "fence": "grid_sync"}
 
 
 #: execution units whose turns hold a warp's issue (memory requests queue instead)
@@ -236,9 +255,12 @@ def _mma_cycles(ins: Instruction, fma_per_clock: float) -> float:
     return m * n * k / rate
 
 
-def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] = frozenset()) -> tuple[float, dict[str, float]]:
+def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] = frozenset(),
+             trace: list | None = None) -> tuple[float, dict[str, float]]:
     """Cycles of one step of ``path`` and their attribution to :data:`TERMS` (see the module
-    docstring); ``cached_loads`` as in :func:`op_class`."""
+    docstring); ``cached_loads`` as in :func:`op_class`. ``trace``, when given, receives the last
+    simulated step's ``(instruction, issue cycle, what it waited for)`` (to read where a step's
+    time goes)."""
     lat = context.latencies
     counter_addresses = frozenset(operand for ins in path.instructions if ins.base in GLOBAL_ATOMICS
                                   for operand in ins.operands if "[" in operand)
@@ -248,29 +270,56 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
     free: dict[str, float] = {}
     last_issue, gate, gate_class = -interval, 0.0, "issue"
     stores_done, sts_done = 0.0, 0.0
+    # asynchronous work: TMA copies complete in issue order and the k-th mbarrier wait waits for the
+    # k-th copy; a cp.async wait (DEPBAR.LE SB0) for every copy issued before it; a warpgroup MMA
+    # wait for every warpgroup MMA before it, which chain through their accumulator inside the
+    # tensor pipe (an HGMMA reading the registers an HGMMA accumulates into does not wait for them)
+    tma_done: list[float] = []
+    tma_waited = 0
+    async_done, mma_done = 0.0, 0.0
+    accumulating: set[str] = set()
     iterations = 3 if path.in_loop else 1
     ends = []
     terms: dict[str, float] = {}
     for _ in range(iterations):
         terms = dict.fromkeys(TERMS, 0.0)
+        if trace is not None:
+            trace.clear()
         for position, (ins, kind) in enumerate(zip(path.instructions, classes)):
             earliest = last_issue + interval
             waits = [(earliest, "issue"), (gate, TERM_OF.get(gate_class, gate_class))]
-            waits += [(ready[r][0], TERM_OF[ready[r][1]]) for r in reads(ins) if r in ready]
+            chained = accumulating if ins.base == "HGMMA" else ()
+            waits += [(ready[r][0], TERM_OF[ready[r][1]]) for r in reads(ins) if r in ready and r not in chained]
             if kind in ISSUE_BLOCKING_UNITS:  # an execution unit still busy with earlier turns holds the issue
                 waits.append((free.get(ISSUE_BLOCKING_UNITS[kind], 0.0), TERM_OF[kind]))
             if kind == "bar":
                 waits.append((sts_done, "smem"))
             elif kind == "membar":
                 waits.append((stores_done, "grid_sync"))
+            elif kind == "mma_wait":
+                waits.append((mma_done, "mma"))
+            elif kind == "async_wait":
+                waits.append((async_done, "dram_load"))
             issue, binding = max(waits, key=lambda wait: wait[0])
+            if trace is not None:
+                trace.append((ins, issue, binding if issue - last_issue > interval else "issue"))
             terms["issue"] += min(interval, issue - last_issue)
             if issue - last_issue > interval:
                 terms[binding] += issue - last_issue - interval
             last_issue = issue
             done = _complete(ins, kind, issue, context, free)
+            if kind == "tma_load":
+                tma_done.append(done)
+            elif kind == "tma_wait":
+                done = max(done, tma_done[tma_waited]) if tma_waited < len(tma_done) else done
+                tma_waited += 1
+            elif kind == "async_load":
+                async_done = max(async_done, done)
+            elif ins.base == "HGMMA":
+                mma_done = max(mma_done, done)
             for register in writes(ins):
                 ready[register] = (done, kind)
+            accumulating = (accumulating | set(writes(ins))) if ins.base == "HGMMA" else accumulating - set(writes(ins))
             if kind == "sts":
                 sts_done = max(sts_done, done)
             elif kind in ("store", "atomic"):
@@ -314,13 +363,19 @@ def _complete(ins: Instruction, kind: str, issue: float, context: WarpContext, f
         own = max(1.0, 4 * 32 * _registers_moved(ins) / lat.smem_bytes_per_clock)
         latency = {"lds": lat.lds, "ldsm": lat.ldsm, "sts": lat.sts}[kind]
         return _through(free, "smem", issue, 0.0, own, per_sm, max(0.0, latency - own))
-    if kind in ("l2_load", "dram_load"):
+    if kind == "mbarrier":  # arming or arriving at an mbarrier: a shared-memory operation
+        return _through(free, "smem", issue, 0.0, 1.0, 1, lat.sts - 1.0)
+    if kind == "tma_load":  # one copy per program, bandwidth shared with the other programs on the SM
+        own = context.tma_box_bytes / context.l2_bytes_per_clock
+        return _through(free, "l2", issue, lat.l2, own, context.programs_per_sm, 0.0)
+    if kind in ("l2_load", "dram_load", "async_load"):
         rate = context.l2_bytes_per_clock if kind == "l2_load" else min(context.l2_bytes_per_clock, context.hbm_bytes_per_clock)
         own = 32 * ins.access_bytes() / rate
         channel = "l2" if kind == "l2_load" else "dram"
         return _through(free, channel, issue, lat.l2 if kind == "l2_load" else lat.dram, own, per_sm, 0.0)
     latency = {"nop": 0, "alu": lat.alu, "const": lat.const, "special": lat.special, "branch": lat.branch,
-               "sync_load": lat.l2, "atomic": lat.atomic, "store": 0, "bar": 0, "membar": 0, "fence": 0}[kind]
+               "sync_load": lat.l2, "atomic": lat.atomic, "store": 0, "bar": 0, "membar": 0, "fence": 0,
+               "tma_wait": lat.lds, "mma_wait": 0, "async_wait": 0}[kind]
     return issue + latency
 
 
@@ -372,8 +427,13 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         hbm_bytes_per_clock=device.hbm_bytes_per_clock / active,
         mma_fma_per_clock=device.mma_fma_per_clock,
         latencies=lat,
+        # the Gluon kernel's state boxes: (block_b rows, GLUON_K_TILE columns) of the exchange
+        tma_box_bytes=plan.block_b * GLUON_K_TILE * element_size(dtype) if plan.path == GLUON else 0.0,
+        programs_per_sm=resident,
     )
-    cached = _cached_loads(instructions, plan.cell, direction, arch)
+    # the Gluon kernel's arguments (TMA descriptors by value) are not the plain kernels' list, and
+    # its weights never leave shared memory: no global load of it stays cached
+    cached = frozenset() if plan.path == GLUON else _cached_loads(instructions, plan.cell, direction, arch)
     cycles, terms = simulate(steps, context, cached)
     alone, _ = simulate(steps, replace(context, warps_per_scheduler=1, warps_per_sm=1), cached)
     to_us = 1e-3 / device.clock_ghz
@@ -428,7 +488,8 @@ def _gemm_tflops(dtype: torch.dtype, device: Device) -> float:
 def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDEN, batches=GOAL_BATCH, arch: int = 90):
     """Every (cell, dtype, H, B, direction, path) to estimate, with the plan it launches:
     dicts with the shape, ``plan`` (None when the planner refuses that path), ``planned`` (the
-    path ``auto`` picks on this GPU) and ``config`` (the compiled kernel)."""
+    path ``auto`` picks on this GPU) and ``config`` (the compiled kernel). Forced-only paths
+    (``gluon``) appear where they can run the shape, never planned."""
     from rnnbench.kernels.aot import DTYPES, KernelConfig
 
     device = DEVICES[arch]
@@ -441,7 +502,9 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
                     for direction in DIRECTIONS[cell]:
                         backward = direction == "bwd"
                         auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms, arch=arch, backward=backward)
-                        for path in PATHS:
+                        for path in FORCED_PATHS:
+                            if path == GLUON and backward:  # forced gluon runs the plain backward (auto's row)
+                                continue
                             try:
                                 plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms, arch=arch,
                                                        backward=backward)

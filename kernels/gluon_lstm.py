@@ -9,9 +9,13 @@ handling of directions and per-row lengths, but with what plain Triton does not 
 * **The weight slice is resident in shared memory for the whole sequence**, loaded once by TMA in
   the NVMMA (wgmma) layout: ``K_TILES = H_PAD / 64`` tiles of ``(64 gate rows, 64 columns)``.
   Rows are gate-major: row ``g * 16 + j`` is gate g (i, f, g, o) of unit ``pid_h * 16 + j``.
-* **h_{t-1} is fetched by TMA**: the program's ``(BLOCK_B, 64)`` boxes of the exchange slot, one
-  mbarrier per box, so the warpgroup MMA of box k starts when box k has landed while later boxes
-  are still in flight (:func:`_recurrent_product`).
+* **h_{t-1} is fetched by TMA** in a few copies (:func:`rnnbench.kernels.plan.gluon_state_copies`:
+  up to 8 tiles of ``(BLOCK_B, 64)`` each, a 3-D box of the exchange viewed ``(tile, row, column)``),
+  one mbarrier per copy, so the warpgroup MMAs of the first copy's tiles start while later copies
+  are still in flight (:func:`_recurrent_product`). One copy per tile (the first version) cost
+  each step 12 copies' address set-up at H=768 (~25 dependent instructions of the issuing thread
+  each, in the SASS), 12 mbarrier waits and 12 armings, each behind a CTA barrier; 2 copies of 8
+  tiles bring the cost model's step at H=768, B=16 from 2.32 to 1.91 µs (Triton 3.9).
 * **One warpgroup MMA chain** (``warpgroup_mma``, M = 64 gate rows, N = ``BLOCK_B`` batch rows,
   K = ``H_PAD``; both operands in shared memory) accumulates the whole product in float32
   registers: no split-K and no cross-warp reduction of partial sums. The only data movement
@@ -24,8 +28,9 @@ handling of directions and per-row lengths, but with what plain Triton does not 
   Its completion is tracked by the commit group, not by an mbarrier.
 
 Limits (the planner, :func:`rnnbench.kernels.plan.plan_recurrence`, refuses the rest with
-``PathUnavailable``): sm_90, 16-bit storage (bf16, fp16), ``H >= 256`` and divisible by 16, one
-program per SM (shared memory) and the grid co-resident. Forward only; the backward is the plain cooperative
+``PathUnavailable``): sm_90, 16-bit storage (bf16, fp16), ``H >= 256`` and divisible by 16, and
+the grid co-resident (one or two programs per SM, as their shared memory allows; the planner takes
+the smallest batch block that keeps it so). Forward only; the backward is the plain cooperative
 kernel. Gluon does not run in the Triton interpreter, so the plain kernel is the reference this
 one is tested against (``tests/test_kernels_gpu.py``, on a GPU only).
 
@@ -52,12 +57,13 @@ import triton
 import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language._core import builtin as _gluon_builtin
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
 )
 
-from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS
+from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, _load_acquire, tanh
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -72,6 +78,15 @@ _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
 _FLAG_SLOTS: gl.constexpr = gl.constexpr(int(FLAG_SLOTS.value))
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
+
+
+@_gluon_builtin
+def _with_layout(tiles, layout, _semantic=None):
+    """The shared memory of ``tiles`` seen with another ``layout`` of the same bytes: here the
+    3-D view a TMA copy of several state tiles writes, of a buffer whose tiles the MMAs read in its
+    2-D tile layout (with 128-byte swizzle and rows a multiple of 8, the two place every element
+    at the same address). ``reinterpret`` is ``_reinterpret`` in Triton 3.6; both call this."""
+    return _semantic.memdesc_reinterpret(tiles, tiles.dtype, list(tiles.shape), getattr(layout, "value", layout))
 
 
 def shared_layout(block_shape, dtype: torch.dtype) -> gl.NVMMASharedLayout:
@@ -180,35 +195,37 @@ def _load_weights(w_desc, w_smem, bar, row0, H, K_TILES: gl.constexpr):
 
 
 @gluon.jit
-def _arm_state_barriers(bars, ex_desc, K_TILES: gl.constexpr):
-    """Arm the mbarrier of each state box for the bytes of its next TMA load.
+def _arm_state_barriers(bars, ex_desc, COPIES: gl.constexpr):
+    """Arm the mbarrier of each state copy for the bytes of its next TMA load.
 
     Done for the next step right after this program's arrival at the grid barrier: Triton 3.6 and
-    3.9 put a CTA barrier before each arming (12 per step at H=768), which there should overlap the
-    release flag's way to the other programs instead of delaying the loads (not measured). Every thread has waited on the previous phase by then (the waits precede the
-    gate split's CTA barrier)."""
-    for k in gl.static_range(K_TILES):
-        mbarrier.expect(bars.index(k), ex_desc.block_type.nbytes)
+    3.9 put a CTA barrier before each arming, which there should overlap the release flag's way to
+    the other programs instead of delaying the loads (not measured). Every thread has waited on the
+    previous phase by then (the waits precede the gate split's CTA barrier)."""
+    for j in gl.static_range(COPIES):
+        mbarrier.expect(bars.index(j), ex_desc.block_type.nbytes)
 
 
 @gluon.jit
 def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
-                       K_TILES: gl.constexpr):
+                       K_TILES: gl.constexpr, PER_COPY: gl.constexpr, COPIES: gl.constexpr):
     """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the rows
-    ``row + [0, BLOCK_B)`` of the exchange (a 2-D view ``(D*2*B_pad, H_PAD)``). Every box's TMA load
-    is issued first, each completing on its own mbarrier (armed by :func:`_arm_state_barriers`), and
-    each box's MMA waits for its own mbarrier only, so the MMAs of the first boxes overlap the
-    transfer of the later ones.
+    ``row + [0, BLOCK_B)`` of the exchange (viewed ``(tile, D*2*B_pad, 64)``). Every copy's TMA
+    load (``PER_COPY`` tiles) is issued first, each completing on its own mbarrier (armed by
+    :func:`_arm_state_barriers`), and the MMAs of a copy's tiles wait for its mbarrier only, so
+    they overlap the transfer of the later copies. Unrolled: waits and MMAs issue back to back.
 
     Tried and not better (CTA barriers counted in the PTX at H=768): arming and loading alternately
-    (a barrier before each load too), one mbarrier per 2-4 boxes or for all (a barrier between loads
-    on the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
-    for k in gl.static_range(K_TILES):
-        _tma_load(ex_desc, [row, k * _K_TILE], bars.index(k), h_smem.index(k))
+    (a barrier before each load too), one mbarrier for several copies (a barrier between loads on
+    the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
+    for j in gl.static_range(COPIES):
+        _tma_load(ex_desc, [j * PER_COPY, row, 0], bars.index(j), h_smem.index(j))
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
-    for k in range(K_TILES):
-        mbarrier.wait(bars.index(k), phase)
-        acc = warpgroup_mma(w_smem.index(k), h_smem.index(k).permute((1, 0)), acc, is_async=True)
+    for k in gl.static_range(K_TILES):
+        if k % PER_COPY == 0:
+            mbarrier.wait(bars.index(k // PER_COPY), phase)
+        tiles = _with_layout(h_smem.index(k // PER_COPY), gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16))
+        acc = warpgroup_mma(w_smem.index(k), tiles.index(k % PER_COPY).permute((1, 0)), acc, is_async=True)
     return warpgroup_mma_wait(0, deps=(acc,))
 
 
@@ -232,16 +249,18 @@ def lstm_forward_gluon_kernel(
     xg_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
     T, B, H, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
-    HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr,
+    HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, PER_COPY: gl.constexpr,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
 
     Buffers as :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel`'s (``h0`` already in slot
     1 of the exchange). ``w_desc``: TMA descriptor of ``W_hh`` viewed ``(D*4H, w_stride)``, box
-    ``(16, 64)``; ``ex_desc``: of the exchange viewed ``(D*2*B_pad, H_PAD)``, box ``(BLOCK_B, 64)``.
+    ``(16, 64)``; ``ex_desc``: of the exchange viewed ``(H_PAD/64, D*2*B_pad, 64)``, box
+    ``(PER_COPY, BLOCK_B, 64)``.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
+    COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
     dtype: gl.constexpr = y_ptr.dtype.element_ty
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, BLOCK_B, 16])
@@ -282,17 +301,19 @@ def lstm_forward_gluon_kernel(
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
 
     w_smem = gl.allocate_shared_memory(dtype, [K_TILES, 4 * _UNITS, _K_TILE], w_desc.layout)
-    h_smem = gl.allocate_shared_memory(dtype, [K_TILES, BLOCK_B, _K_TILE], ex_desc.layout)
+    # the state: one (PER_COPY, BLOCK_B, 64) buffer per TMA copy, whose tiles the MMAs read through
+    # a view in the operand layout of one (BLOCK_B, 64) tile (_with_layout; 128-byte swizzle)
+    h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
     gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B],
                                            gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
     xg_smem = gl.allocate_shared_memory(dtype, [4, _UNITS, BLOCK_B],
                                         gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
-    bars = gl.allocate_shared_memory(gl.int64, [K_TILES + 1, 1], mbarrier.MBarrierLayout())
-    for k in gl.static_range(K_TILES + 1):
-        mbarrier.init(bars.index(k), count=1)
+    bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
+    for j in gl.static_range(COPIES + 1):
+        mbarrier.init(bars.index(j), count=1)
     fence_async_shared()
-    _load_weights(w_desc, w_smem, bars.index(K_TILES), direction * 4 * H + pid_h * _UNITS, H, K_TILES)
-    _arm_state_barriers(bars, ex_desc, K_TILES)
+    _load_weights(w_desc, w_smem, bars.index(COPIES), direction * 4 * H + pid_h * _UNITS, H, K_TILES)
+    _arm_state_barriers(bars, ex_desc, COPIES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
     _prefetch_gates(xg_smem, xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H, gate_offsets,
@@ -302,7 +323,7 @@ def lstm_forward_gluon_kernel(
         running = _running(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
         product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, h_smem, bars, s % 2, acc_layout,
-                                     BLOCK_B, K_TILES)
+                                     BLOCK_B, K_TILES, PER_COPY, COPIES)
         z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, xg_smem, tile_layout)
         i = tl.sigmoid(z_i)
         f = tl.sigmoid(z_f)
@@ -333,26 +354,35 @@ def lstm_forward_gluon_kernel(
         _prefetch_gates(xg_smem, xg_ptr, _time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                         gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
         if s + 1 < T:
-            _arm_state_barriers(bars, ex_desc, K_TILES)
+            _arm_state_barriers(bars, ex_desc, COPIES)
         _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL)
-    for k in gl.static_range(K_TILES + 1):
-        mbarrier.invalidate(bars.index(k))
+    for j in gl.static_range(COPIES + 1):
+        mbarrier.invalidate(bars.index(j))
     gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
 
 # ---- host side ---------------------------------------------------------------------------------------
 
-def _descriptors(plan, w_rows: torch.Tensor, exchange: torch.Tensor):
+def state_box(plan) -> list[int]:
+    """The exchange's TMA box: ``(tiles per copy, BLOCK_B rows, 64 columns)``."""
+    return [gluon_state_copies(plan.h_pad)[1], plan.block_b, K_TILE]
+
+
+def state_tiles(exchange: torch.Tensor, h_pad: int) -> torch.Tensor:
+    """The exchange ``(D, 2, B_pad, h_pad)`` as ``(h_pad/64, D*2*B_pad, 64)`` column tiles (strides
+    ``(64, h_pad, 1)``): element ``[k, row, x]`` is column ``k*64 + x`` of that row, and a TMA box
+    of :func:`state_box` lands whole tiles one after another. A view: TMA must read the buffer."""
+    return exchange.view(-1, h_pad // K_TILE, K_TILE).permute(1, 0, 2)
+
+
+def descriptors(plan, w_rows: torch.Tensor, exchange: torch.Tensor):
     """TMA descriptors of the weight rows ``(D, 4H, w_stride)`` viewed ``(D*4H, w_stride)`` (box 16 x
-    64) and of the exchange ``(D, 2, B_pad, H_PAD)`` viewed ``(D*2*B_pad, H_PAD)`` (box BLOCK_B x 64)."""
+    64) and of the exchange's :func:`state_tiles` (box :func:`state_box`)."""
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-    descriptors = []
-    for tensor, box in ((w_rows, [UNITS, K_TILE]), (exchange, [plan.block_b, K_TILE])):
-        matrix = tensor.view(-1, tensor.shape[-1])  # a view: TMA must read the buffer itself
-        descriptors.append(TensorDescriptor(matrix, list(matrix.shape), list(matrix.stride()), box,
-                                            shared_layout(box, tensor.dtype)))
-    return descriptors
+    weights = w_rows.view(-1, w_rows.shape[-1])
+    return [TensorDescriptor(view, list(view.shape), list(view.stride()), box, shared_layout(box, view.dtype))
+            for view, box in ((weights, [UNITS, K_TILE]), (state_tiles(exchange, plan.h_pad), state_box(plan)))]
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
@@ -366,12 +396,13 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()
     sync = sync_buffer(plan, y.device)
-    w_desc, ex_desc = _descriptors(plan, w_rows, exchange)
+    w_desc, ex_desc = descriptors(plan, w_rows, exchange)
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_forward_gluon_kernel[plan.launch_grid](
             xg, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, *sizes, first_direction,
             BLOCK_B=plan.block_b, H_PAD=plan.h_pad, TRAINING=training, DIRECTIONS=plan.directions,
-            HAS_LENGTHS=has_lengths, POLL=plan.poll, num_warps=plan.num_warps, maxnreg=plan.max_registers,
+            HAS_LENGTHS=has_lengths, POLL=plan.poll, PER_COPY=state_box(plan)[0], num_warps=plan.num_warps,
+            maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
     _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
 
@@ -384,7 +415,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     from triton.experimental.gluon._runtime import GluonASTSource
 
     data = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": [plan.block_b, K_TILE]}
+    boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": state_box(plan)}
     pointers = {"xg_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
                 "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}
     fn = lstm_forward_gluon_kernel
@@ -398,7 +429,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
         elif name in ("T", "B", "H", "first_direction"):
             signature[name] = "i32"
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
-                  "HAS_LENGTHS": has_lengths, "POLL": plan.poll}
+                  "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "PER_COPY": state_box(plan)[0]}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name == "H"}

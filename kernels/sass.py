@@ -8,7 +8,10 @@ loop, and what that path executes.
 * :func:`parse` reads either format into :class:`Instruction` s.
 * :func:`step_path` finds what one time step executes. The time loop is the outermost loop (a
   branch back to a lower address) whose body holds a matrix instruction; a kernel without one
-  (the ``stepwise`` path: one launch per step) is a step from its entry to an ``EXIT``. Inside,
+  (the ``stepwise`` path: one launch per step) is a step from its entry to an ``EXIT``. An
+  out-of-line block that a branch detours to and that jumps back to just after that branch (an
+  mbarrier wait that was not yet complete retries there) is not a loop, and the step takes the
+  in-line path, where the wait succeeds (the model times the wait itself). Inside,
   the path is the one with the most instructions through the loop body with inner loops taken
   once: the branches the recurrent kernels take only on their first or last step (``t == T-1``,
   ``t < 0``) skip work, so the heaviest path is the steady-state step; an inner loop polling a
@@ -32,15 +35,21 @@ MMA_OPCODES = frozenset({"HMMA", "IMMA", "DMMA", "BMMA", "HGMMA", "IGMMA", "QGMM
 GLOBAL_LOADS = frozenset({"LDG", "LD"})
 GLOBAL_STORES = frozenset({"STG", "ST"})
 GLOBAL_ATOMICS = frozenset({"ATOM", "ATOMG", "RED", "REDG"})
+#: asynchronous global -> shared copies by threads (``cp.async``; waited for by ``DEPBAR.LE SB0``)
+ASYNC_COPIES = frozenset({"LDGSTS"})
+#: tensor-memory-access (TMA) bulk copies into shared memory, issued by one thread for the program
+#: and completing on an mbarrier (``SYNCS.PHASECHK.TRANS64.TRYWAIT`` waits for it)
+TMA_LOADS = frozenset({"UTMALDG"})
 #: instructions without a register result
 NO_RESULT = frozenset({
     "ST", "STG", "STS", "STL", "STSM", "RED", "REDG", "BAR", "MEMBAR", "BRA", "EXIT", "BSSY", "BSYNC", "CCTL",
     "ERRBAR", "CGAERRBAR", "NOP", "WARPSYNC", "DEPBAR", "YIELD", "RET", "CALL", "FENCE", "UTMALDG", "UTMASTG",
+    "LDGSTS", "LDGDEPBAR", "WARPGROUP",
 })
 #: instructions whose results are predicates only
 PREDICATE_RESULT = frozenset({"ISETP", "FSETP", "DSETP", "HSETP2", "PSETP", "PLOP3", "UISETP", "UPSETP", "UPLOP3", "FCHK"})
 
-_LINE = re.compile(r"^\s*/\*([0-9a-fA-F]+)\*/\s+(?:(@!?U?P(?:T|\d))\s+)?([A-Z][A-Z0-9_.]*)\s*(.*?)\s*;")
+_LINE = re.compile(r"^\s*/\*([0-9a-fA-F]+)\*/\s+(?:(@!?U?P(?:T|\d))\s+)?([A-Z][A-Za-z0-9_.]*)\s*(.*?)\s*;")  # lower case: HGMMA.64x16x16
 _LABEL = re.compile(r"^\s*(\.L\w+):")
 _TARGET = re.compile(r"`\((\.L\w+)\)|^(0x[0-9a-fA-F]+)$")
 _REGISTER = re.compile(r"(?<![A-Za-z_0-9.])(UR|R|UP|P)(\d+)(\.64)?")
@@ -133,6 +142,8 @@ class StepCounts:
     atomics: int = 0
     membar: int = 0
     poll_loops: int = 0
+    #: TMA bulk copies (``UTMALDG``) the program issues per step (counted once per warp's path)
+    tma_loads: int = 0
 
     def as_row(self) -> dict[str, int]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
@@ -206,7 +217,8 @@ def step_path(instructions: list[Instruction]) -> StepPath:
     """The instructions one time step executes (see the module docstring)."""
     index = {ins.address: i for i, ins in enumerate(instructions)}
     loops = [(index[ins.target], i) for i, ins in enumerate(instructions)
-             if ins.target is not None and ins.target < ins.address]  # a branch to itself is the trap after EXIT
+             if ins.target is not None and ins.target < ins.address  # a branch to itself is the trap after EXIT
+             and not _detour(instructions, index, i)]
     time_loops = [(start, end) for start, end in loops if any(ins.is_mma for ins in instructions[start:end + 1])]
     if time_loops:
         start, end = max(time_loops, key=lambda loop: loop[1] - loop[0])
@@ -218,6 +230,22 @@ def step_path(instructions: list[Instruction]) -> StepPath:
     inner = [(s, e) for s, e in loops if (s, e) != (path[0], path[-1]) and path[0] <= s and e <= path[-1]]
     polls = sum(1 for s, e in inner if any(_polls(ins) for ins in instructions[s:e + 1]))
     return StepPath(tuple(instructions[i] for i in path), bool(time_loops), polls)
+
+
+def _detour(instructions: list[Instruction], index: dict[int, int], i: int) -> bool:
+    """Whether the back edge at ``i`` returns from an out-of-line block: the instruction before its
+    target branches to the start of the straight-line block that holds it (an mbarrier wait that
+    failed in line retries there and jumps back to where it left). Not a loop of the kernel."""
+    start = i
+    while start > 0 and not _ends_block(instructions[start - 1]):
+        start -= 1
+    target = index[instructions[i].target]
+    return target > 0 and instructions[target - 1].target == instructions[start].address
+
+
+def _ends_block(ins: Instruction) -> bool:
+    """Control never falls through ``ins``: an unconditional branch or exit."""
+    return ins.base in ("BRA", "EXIT", "RET") and not ins.predicate
 
 
 def _polls(ins: Instruction) -> bool:
@@ -274,10 +302,12 @@ def count(path: StepPath) -> StepCounts:
             totals[key] += 1
         if ins.is_mma:
             totals["mma"] += 1
-        if base in GLOBAL_LOADS:
+        if base in TMA_LOADS:
+            totals["tma_loads"] += 1
+        if base in GLOBAL_LOADS | ASYNC_COPIES:
             totals["global_loads"] += 1
             totals["global_load_bytes"] += ins.access_bytes()
-            if ins.strong:
+            if ins.strong and base in GLOBAL_LOADS:
                 totals["global_loads_l2"] += 1
                 totals["global_load_l2_bytes"] += ins.access_bytes()
         elif base in GLOBAL_STORES:
@@ -345,7 +375,14 @@ def _expand(name: str, width: int) -> list[str]:
 
 
 def _mma_widths(ins: Instruction) -> tuple[int, int, int]:
-    """Registers per thread of an ``HMMA``'s (D and C, A, B) for its shape and operand type."""
+    """Registers per thread of an ``HMMA``'s (D and C, A, B) for its shape and operand type; of an
+    ``HGMMA`` (``64xNx16``, one warpgroup of 128 threads): the accumulator, A when it comes from
+    registers, and 0 for B (always a shared-memory descriptor)."""
+    if ins.base == "HGMMA":
+        dims = next((m for m in ins.modifiers if re.fullmatch(r"\d+x\d+x\d+", m)), "64x16x16")
+        m, n, k = map(int, dims.split("x"))
+        accumulator_bits = 32 if "F32" in ins.modifiers[1:2] else 16
+        return m * n * accumulator_bits // (128 * 32), max(1, m * k * 16 // (128 * 32)), 0
     shape = next((m for m in ins.modifiers if re.fullmatch(r"\d{4,5}", m)), None)
     if ins.base != "HMMA" or shape is None:
         return 4, 4, 2
@@ -363,7 +400,7 @@ def _data_width(ins: Instruction) -> int:
 
 
 def _result_width(ins: Instruction) -> int:
-    if ins.base == "HMMA":
+    if ins.base in ("HMMA", "HGMMA"):
         return _mma_widths(ins)[0]
     if ins.base in ("LDC", "ULDC"):
         return 2 if "64" in ins.modifiers else 1
@@ -413,6 +450,10 @@ def reads(ins: Instruction) -> list[str]:
     if ins.base == "HMMA" and len(sources) >= 3:
         accumulator, a, b = _mma_widths(ins)
         widths[:3] = [a, b, accumulator]
+    elif ins.base == "HGMMA":  # [A registers,] gdesc[...], accumulator[, scoreboard]
+        accumulator, a, _ = _mma_widths(ins)
+        descriptor = next((i for i, operand in enumerate(sources) if operand.startswith("gdesc")), 0)
+        widths = [a if i < descriptor else accumulator if i == descriptor + 1 else 1 for i in range(len(sources))]
     elif ins.base in GLOBAL_STORES | GLOBAL_ATOMICS | {"STS", "STL"} and sources:
         widths[-1] = _data_width(ins)
     elif "WIDE" in ins.modifiers and sources:
@@ -420,7 +461,7 @@ def reads(ins: Instruction) -> list[str]:
     for operand, width in zip(sources, widths):
         in_address = "[" in operand
         for kind, number, wide in _REGISTER.findall(operand):
-            if wide or (in_address and kind == "UR" and operand.startswith("desc")):
+            if wide or (in_address and kind == "UR" and operand.startswith(("desc", "gdesc"))):
                 span = 2
             else:
                 span = 1 if in_address else width

@@ -38,9 +38,8 @@ programs reading the same lines and polling the same flags adds.
 
 **Without a GPU** ``--estimate --target sm_90`` compiles every variant and writes the cost model's
 estimate of each (the kernel's terms only: no projection GEMM or per-call overhead), in the same
-columns, so measured and estimated can be joined per term. ``real_gluon`` has no estimate: the
-model's SASS reader (:func:`rnnbench.kernels.sass.step_path`) does not follow the Gluon kernel's
-out-of-line loops, and it has no latencies for wgmma, TMA or mbarrier waits.
+columns, so measured and estimated can be joined per term (``real_gluon``: at the Gluon plan's
+own layout, where sm_90 and the shape allow it).
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan,
 )
-from rnnbench.kernels.plan import GATES, Plan, plan_recurrence, row_split
+from rnnbench.kernels.plan import GATES, PathUnavailable, Plan, plan_recurrence, row_split
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
     held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
@@ -366,7 +365,7 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                  "w_stride": "i32"}
     aligned = {(index,): [["tt.divisibility", 16]] for index in (0, 1, 2, 5)}
 
-    def kernel_estimate(sass: str, registers: int, shared_bytes: int) -> tuple[float, float, float]:
+    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan = plan) -> tuple[float, float, float]:
         terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
                               direction="fwd", arch=arch)
         value = sum(v for k, v in terms.items() if k.startswith("t_") and k not in ("t_gemm", "t_per_call"))
@@ -385,9 +384,15 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
                          f"estimate sm_{arch}", ""))
     if cell == "lstm":
-        resources, sass = compile_sass(KernelConfig.from_plan(plan, dtype_name, "fwd"), arch)
-        stats = kernel_estimate(sass, resources.registers, resources.shared_bytes)
-        rows.append(_row(plan, cell, dtype, hidden_size, batch, REAL, plan.grid[0], 0, stats, f"estimate sm_{arch}", ""))
+        for name, path in REAL_PATHS.items():
+            try:
+                real = plan_recurrence(cell, hidden_size, batch, dtype, path, multiprocessors, arch=arch)
+            except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
+                continue
+            resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, "fwd"), arch)
+            stats = kernel_estimate(sass, resources.registers, resources.shared_bytes, real)
+            rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",
+                             ""))
     return rows
 
 

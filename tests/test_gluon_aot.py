@@ -19,7 +19,7 @@ import torch
 import triton
 
 from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, compile_ptx, gluon_configs
-from rnnbench.kernels.plan import gluon_available
+from rnnbench.kernels.plan import gluon_available, gluon_state_copies
 
 pytestmark = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API "
                                 "(triton.experimental.gluon.language.nvidia.hopper)")
@@ -53,9 +53,10 @@ def test_gluon_configurations_cover_the_goal_shapes():
     assert set(configs.h_pad) == {256, 512, 768, 1024} and set(configs.dtype) == {"bfloat16", "float16"}
     assert set(configs.direction) == {"fwd", "fwd_train"} and set(zip(configs.directions, configs.lengths)) == {
         (1, False), (2, True)}
-    # H=1024 with a 64-row batch does not fit one program's shared memory: 32-row blocks
-    assert set(configs[configs.h_pad == 1024].block_b) == {16, 32}
-    assert set(configs[configs.h_pad < 1024].block_b) == {16, 64}
+    # the smallest batch block whose grid is co-resident on 132 SMs (plan_gluon): 16 rows up to
+    # H=512 (B=64: 64 and 128 programs), 32 from H=768 (B=64: 96 and 128 programs)
+    assert set(configs[configs.h_pad <= 512].block_b) == {16}
+    assert set(configs[configs.h_pad >= 768].block_b) == {16, 32}
 
 
 @pytest.mark.parametrize("version", ["3.6", "3.9"])
@@ -73,7 +74,7 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_wgmma():
     """The smallest and the largest layout, the bidirectional training variant with lengths of one;
     with Triton 3.6 or 3.9 also to the resources in that version's committed table (a kernel change
     fails here until the tables are regenerated)."""
-    sample = [_pick(256, 16, "fwd", 1), _pick(768, 64, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16")]
+    sample = [_pick(256, 16, "fwd", 1), _pick(768, 32, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16")]
     results = compile_all(90, sample, job=compile_ptx)
     table = ROOT / "reports" / "aot" / f"gluon-sm_90-triton{'.'.join(triton.__version__.split('.')[:2])}.csv"
     committed = pd.read_csv(table).astype({name: str for name in CONFIG_FIELDS}) if table.exists() else None
@@ -87,9 +88,10 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_wgmma():
         assert resources.fits, resources  # also: the planner's model is not below what was compiled
         missing = [what for what, needle in FEATURES.items() if needle not in ptx]
         assert not missing, f"{config}: the PTX lacks {missing}"
-        # the weight slice is loaded once, before the time loop: 4 boxes per 64 columns, plus one box
-        # of the state per 64 columns inside it
-        assert ptx.count("cp.async.bulk.tensor.2d") == 5 * config.k_chunks, config
+        # the weight slice is loaded once, before the time loop: 4 boxes per 64 columns; the state
+        # inside it in 3-D copies of up to 4 tiles of 64 columns
+        assert ptx.count("cp.async.bulk.tensor.2d") == 4 * config.k_chunks, config
+        assert ptx.count("cp.async.bulk.tensor.3d") == gluon_state_copies(config.h_pad)[0], config
 
 
 def test_plans_of_the_table_are_the_planners():

@@ -9,7 +9,7 @@ import torch
 
 from rnnbench.kernels import TritonLSTM
 from rnnbench.kernels.plan import (
-    GLUON, LIMITS, PATHS, PathUnavailable, kernel_resources, plan_gluon, plan_recurrence,
+    GLUON, LIMITS, PATHS, PathUnavailable, kernel_resources, plan_gluon, plan_recurrence, programs_per_multiprocessor,
 )
 
 H100_SMS = 132
@@ -22,18 +22,19 @@ def test_auto_never_chooses_gluon(hidden, batch):
 
 @pytest.mark.parametrize("hidden, batch, block_b, grid, h_pad", [
     (256, 1, 16, (16, 1), 256),
-    (320, 48, 64, (20, 1), 320),      # 5 boxes of 64 columns, no padding
+    (320, 48, 16, (20, 3), 320),      # 5 tiles of 64 columns, no padding; the smallest co-resident block
     (768, 16, 16, (48, 1), 768),
-    (768, 64, 64, (48, 1), 768),
+    (768, 64, 32, (48, 2), 768),      # 96 programs of 32 rows, not 48 of 64
     (1024, 64, 32, (64, 2), 1024),    # a 64-row block would need 256 KiB of shared memory
-    (512, 150, 64, (32, 3), 512),     # three batch blocks, the last partly filled
+    (512, 150, 32, (32, 5), 512),     # five batch blocks, the last partly filled, two programs per SM
 ])
 def test_forced_gluon_layout(hidden, batch, block_b, grid, h_pad):
     plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS)
     assert (plan.path, plan.block_h, plan.block_b, plan.grid, plan.h_pad, plan.k_chunks, plan.num_warps) == (
         GLUON, 16, block_b, grid, h_pad, h_pad // 64, 4)
-    assert kernel_resources("lstm", plan, torch.bfloat16).shared_bytes <= LIMITS[90].shared_per_block
-    assert plan.programs <= H100_SMS
+    resources = kernel_resources("lstm", plan, torch.bfloat16)
+    assert resources.shared_bytes <= LIMITS[90].shared_per_block
+    assert plan.programs <= H100_SMS * programs_per_multiprocessor(resources, plan.num_warps, LIMITS[90])[0]
 
 
 def test_both_directions_run_one_after_the_other_when_together_they_are_not_co_resident():
@@ -69,7 +70,7 @@ def test_backward_of_the_gluon_path_is_a_plain_plan():
 
 def test_without_a_gpu_the_plan_is_not_checked_for_co_residency():
     # ahead-of-time compilation plans without multiprocessors, as the cooperative path does
-    assert plan_gluon("lstm", 768, 1000, torch.bfloat16).grid == (48, 16)
+    assert plan_gluon("lstm", 768, 1000, torch.bfloat16).grid == (48, 32)  # the largest block that fits
 
 
 def test_modules_accept_the_gluon_path_and_refuse_unknown_ones():
@@ -88,3 +89,38 @@ def test_the_triton_gluon_backend_is_skipped_with_the_planners_reason_where_gluo
     rows = measure_case(case, "r")
     assert [row.status for row in rows] == ["skipped"]
     assert "path='gluon' cannot run this layer" in rows[0].note and "interpreter" in rows[0].note
+
+
+@pytest.mark.parametrize("hidden, batch", [(768, 16), (320, 48), (1024, 64), (448, 16)])
+def test_state_copies_are_whole_64_column_tiles_of_the_exchange(hidden, batch):
+    """The host side of the Gluon kernel's 3-D state copies (checkable without a GPU): tile k of the
+    view is columns 64k .. 64k+63 of every exchange row, and the copies cover every tile."""
+    pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
+    from rnnbench.kernels.gluon_lstm import descriptors, state_box, state_tiles
+    from rnnbench.kernels.plan import GLUON_TILES_PER_COPY, gluon_state_copies
+
+    plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS)
+    b_pad = plan.grid[1] * plan.block_b
+    exchange = torch.randn(1, 2, b_pad, plan.h_pad).to(torch.bfloat16)
+    tiles = state_tiles(exchange, plan.h_pad)
+    rows = exchange.view(-1, plan.h_pad)
+    assert tiles.data_ptr() == exchange.data_ptr()  # a view: TMA reads the buffer the kernels write
+    for k in range(plan.h_pad // 64):
+        assert torch.equal(tiles[k], rows[:, 64 * k:64 * (k + 1)])
+    copies, per_copy = gluon_state_copies(plan.h_pad)
+    assert state_box(plan) == [per_copy, plan.block_b, 64] and per_copy <= GLUON_TILES_PER_COPY
+    assert per_copy & (per_copy - 1) == 0  # a TMA box dimension is a power of two
+    assert (copies - 1) * per_copy < plan.h_pad // 64 <= copies * per_copy
+    w_rows = torch.zeros(1, 4 * hidden, plan.h_pad, dtype=torch.bfloat16)
+    _, state = descriptors(plan, w_rows, exchange)
+    assert (state.shape, state.strides, state.block_shape) == (
+        [plan.h_pad // 64, 2 * b_pad, 64], [64, plan.h_pad, 1], state_box(plan))
+
+
+def test_the_smallest_co_resident_batch_block_is_chosen():
+    """More, smaller programs: 16-row blocks where the grid still fits the SMs, larger ones only
+    where it would not (with both directions in one launch first)."""
+    assert plan_recurrence("lstm", 256, 64, torch.bfloat16, GLUON, H100_SMS).grid == (16, 4)
+    assert plan_recurrence("lstm", 1024, 64, torch.bfloat16, GLUON, H100_SMS).block_b == 32
+    both = plan_recurrence("lstm", 512, 32, torch.bfloat16, GLUON, H100_SMS, directions=2)
+    assert (both.block_b, both.launch_directions) == (16, 2) and both.programs == 128

@@ -93,11 +93,56 @@ def test_parse_refuses_text_without_instructions():
     ("IMAD.WIDE.U32 R32, R19, R43, R2 ;", ["R32", "R33"], ["R19", "R43", "R2", "R3"]),
     ("REDG.E.ADD.STRONG.GPU desc[UR14][R104.64], R21 ;", [], ["UR14", "UR15", "R104", "R105", "R21"]),
     ("S2R R0, SR_TID.X ;", ["R0"], []),
+    # warpgroup MMA, 64x16 float32 accumulator over 128 threads: 8 registers; B (and here A) by descriptor
+    ("HGMMA.64x16x16.F32.BF16 R24, gdesc[UR20], R24, gsb0 ;", [f"R{r}" for r in range(24, 32)],
+     ["UR20", "UR21"] + [f"R{r}" for r in range(24, 32)]),
+    ("HGMMA.64x16x16.F32.BF16 R24, gdesc[UR20], RZ, !UPT ;", [f"R{r}" for r in range(24, 32)], ["UR20", "UR21"]),
+    ("HGMMA.64x32x16.F32.BF16 R24, R4, gdesc[UR8], R24 ;", [f"R{r}" for r in range(24, 40)],
+     ["R4", "R5", "R6", "R7", "UR8", "UR9"] + [f"R{r}" for r in range(24, 40)]),
+    ("UTMALDG.2D [UR24], [UR30] ;", [], ["UR24", "UR30"]),
+    ("SYNCS.PHASECHK.TRANS64.TRYWAIT P3, [UR12+0x1f800], R94 ;", ["P3"], ["UR12", "R94"]),
 ])
 def test_register_data_flow(line, written, read):
     (ins,) = sass.parse(f"        /*0000*/                   {line}")
     assert sass.writes(ins) == written
     assert sass.reads(ins) == read
+
+
+#: a TMA wait in a time loop (Gluon's SASS): when the wait fails, the kernel detours to a retry block
+#: at the end of the code that jumps back to just after the detour; that back edge is not a loop.
+#: The compilers also place the time loop's own back edge after the EXIT (``latch_after_exit``).
+DETOUR_LOOP = """
+        /*0000*/                   MOV R6, RZ ;
+.L_x_0:
+        /*0010*/                   UTMALDG.2D [UR24], [UR30] ;
+        /*0020*/                   SYNCS.PHASECHK.TRANS64.TRYWAIT P3, [UR12+0x1f800], R94 ;
+        /*0030*/              @!P3 BRA `(.L_x_2) ;
+.L_x_1:
+        /*0040*/                   HGMMA.64x16x16.F32.BF16 R24, gdesc[UR20], R24, gsb0 ;
+        /*0050*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;
+        /*0060*/                   IADD3 R6, R6, 0x1, RZ ;
+        /*0070*/                   ISETP.NE.AND P0, PT, R6, 0x8, PT ;
+        /*0080*/               @P0 BRA `(.L_x_0) ;
+        /*0090*/                   EXIT ;
+.L_x_2:
+        /*00a0*/                   SYNCS.PHASECHK.TRANS64.TRYWAIT P3, [UR12+0x1f800], R94 ;
+        /*00b0*/              @!P3 BRA `(.L_x_2) ;
+        /*00c0*/                   BRA `(.L_x_1) ;
+"""
+
+
+@pytest.mark.parametrize("latch_after_exit", [False, True])
+def test_out_of_line_retry_blocks_are_not_loops(latch_after_exit):
+    text, step = DETOUR_LOOP, list(range(0x10, 0x90, 0x10))
+    if latch_after_exit:  # the loop's back edge in a block after the EXIT, reached by a forward branch
+        text = text.replace("@P0 BRA `(.L_x_0) ;", "@P0 BRA `(.L_x_4) ;").replace(
+            "EXIT ;\n", "EXIT ;\n.L_x_4:\n        /*0098*/                   BRA `(.L_x_0) ;\n")
+        step.append(0x98)
+    for form in (text, _as_cuobjdump(text)):
+        path = sass.step_path(sass.parse(form))
+        assert path.in_loop
+        assert [ins.address for ins in path.instructions] == step
+        assert sass.count(path).tma_loads == 1
 
 
 def test_a_guard_predicate_is_read_and_an_always_false_guard_never_runs():
@@ -143,6 +188,32 @@ def test_a_dependent_mma_chain_costs_its_latency_and_a_shared_tensor_core_its_tu
     assert cycles == pytest.approx(3 * cost.Latencies().mma) and terms["mma"] > 0
     crowded, _ = cost.simulate(_path(["HMMA.16816.F32.BF16 R4, R8, R12, RZ"] * 16), _context(8, 32))
     assert crowded == pytest.approx(16 * 8 * 6)  # 16 independent MMAs of 8 warps, 6 cycles each on one tensor core
+
+
+def test_an_mbarrier_wait_waits_for_its_tma_copy_and_warpgroup_mmas_chain_in_the_tensor_pipe():
+    lat = cost.Latencies()
+    box = 2048  # bytes per copy, at the context's 64 bytes per clock: 32 cycles each
+    context = dataclasses.replace(_context(), tma_box_bytes=box)
+    copies = ["UTMALDG.2D [UR24], [UR30]", "UTMALDG.2D [UR28], [UR30]"]
+    waits = ["SYNCS.PHASECHK.TRANS64.TRYWAIT P3, [UR12+0x1f800], R94", "@!P3 BRA 0x1000"]
+    mmas = ["HGMMA.64x16x16.F32.BF16 R24, gdesc[UR20], R24"] * 4
+    tail = ["WARPGROUP.DEPBAR.LE gsb0, 0x0", "FADD R40, R24, 1"]
+    trace: list = []
+    cycles, terms = cost.simulate(_path(copies + waits + mmas + waits + mmas + tail, in_loop=False), context, trace=trace)
+    issue = {position: at for position, (_, at, _) in enumerate(trace)}
+    first_copy_lands = issue[0] + lat.l2 + box / 64
+    assert issue[3] == pytest.approx(first_copy_lands)  # the branch on the wait's predicate
+    mma = cost._mma_cycles(sass.parse("/*0000*/ HGMMA.64x16x16.F32.BF16 R24, gdesc[UR20], R24 ;")[0], 2048 / 6)
+    assert [issue[i + 1] - issue[i] for i in range(4, 7)] == [pytest.approx(mma)] * 3  # no 128-cycle latency each
+    # the FADD reads the accumulator after the last MMA's latency, not 8 chained latencies
+    assert issue[len(trace) - 1] - issue[len(trace) - 3] < 2 * lat.hgmma + 16 * mma
+    assert terms["l2_load"] > 0 and terms["mma"] > 0
+
+
+def test_a_cp_async_wait_waits_for_every_copy_before_it():
+    copies = ["LDGSTS.E [R6+0x1f000], desc[UR6][R24.64], P5", "LDGDEPBAR"]
+    cycles, terms = cost.simulate(_path(copies + ["DEPBAR.LE SB0, 0x0", "FADD R1, R2, 1"], in_loop=False), _context())
+    assert cycles >= cost.Latencies().dram and terms["dram_load"] > 0
 
 
 def test_shared_memory_bandwidth_is_shared_by_every_warp_of_the_sm():
@@ -198,6 +269,9 @@ def test_shape_rows_cover_every_goal_shape_with_one_planned_path():
     planned = rows[rows.planned]
     assert len(planned) == len(cost.GOAL_HIDDEN) * len(cost.GOAL_BATCH) * (3 + 2)
     assert set(planned.path) == {"persistent", "cooperative", "stepwise"}
+    gluon = rows[rows.path == "gluon"]  # forced only: the LSTM forward at H >= 256 on sm_90
+    assert not gluon.planned.any() and set(gluon.cell) == {"lstm"} and set(gluon.direction) == {"fwd", "fwd_train"}
+    assert gluon.hidden_size.min() == 256 and {768} <= set(gluon[gluon.batch == 16].hidden_size)
     refused = rows[~rows.plan_allows]
     assert set(refused.path) == {"cooperative"} and (refused.batch > 64).all()
 

@@ -73,12 +73,19 @@ def test_estimate_compiles_every_variant_for_sm90():
     pytest.importorskip("triton.backends.nvidia")
     rows = step_bench.estimate([("lstm", 768, 16)], torch.bfloat16, 90)
     variants = [row["variant"] for row in rows]
-    assert variants == list(step_bench.VARIANTS) + [step_bench.REAL]
+    assert variants == list(step_bench.VARIANTS) + list(step_bench.REAL_PATHS)
     by_name = {row["variant"]: row["us_per_step"] for row in rows}
     assert all(value > 0 for value in by_name.values()), by_name
     # the parts cost less than the whole they are taken from
     assert by_name["load"] < by_name["full"] and by_name["sync"] < by_name["full"], by_name
     assert rows[0]["programs"] == 96 and rows[0]["block_b"] == 16, rows[0]
+    assert rows[-1]["programs"] == 48 and rows[-1]["block_h"] == 16, rows[-1]  # the Gluon layout
+
+
+def test_estimate_has_no_gluon_row_where_gluon_cannot_run():
+    pytest.importorskip("triton.backends.nvidia")
+    rows = step_bench.estimate([("lstm", 128, 16)], torch.bfloat16, 90)  # below the Gluon path's H=256
+    assert [row["variant"] for row in rows][-1] == step_bench.REAL
 
 
 @pytest.mark.cuda
