@@ -22,6 +22,13 @@ their time is estimated by :func:`simulate`:
   Global loads return in order within their latency class: L2 hits and HBM misses are two channels
   sharing the SM's bandwidth, so an L2 hit issued after an HBM miss is not held behind the miss's
   latency (the L2 serves hits while misses are outstanding).
+* **Asynchronous copies and warpgroup MMAs** (the Gluon kernel, :mod:`rnnbench.kernels.gluon_lstm`):
+  a TMA copy (``UTMALDG``, one per program) takes the L2 round trip plus its box's bytes at the
+  SM's share of L2 bandwidth, and the k-th mbarrier wait (``SYNCS...TRYWAIT``) of a step holds its
+  predicate until the k-th copy has landed; ``cp.async`` (``LDGSTS``) is an HBM load that
+  ``DEPBAR.LE SB0`` waits for; warpgroup MMAs (``HGMMA``) that accumulate into the same registers
+  follow each other through the tensor pipe without waiting for each other's result, and
+  ``WARPGROUP.DEPBAR`` waits for the last.
 * **Loop steady state.** Three iterations are simulated; the step is the third minus the second,
   so values carried across steps (prefetches) are accounted for.
 * **Grid barrier.** The poll loop's body is on the path once (one round trip); added outside the
@@ -55,6 +62,11 @@ HMMA.16816 (16-bit)   33      33      dependent mma.sync latency [SU22], [AB22];
                                       ~270 cycles
   tensor-pipe cycles  6       8       per HMMA.16816 per scheduler: A100 1024 dense 16-bit FMA/clock/
                                       SM; Hopper mma.sync ~2/3 of its 2048 (wgmma) [LU24]; TF32 half
+HGMMA (wgmma)         128     -       result after the last of a chain (assumption); tensor-pipe cycles
+                                      at mma.sync's rate above (64xNx16: 16 rows per scheduler; at
+                                      wgmma's peak they would be 2/3 of that: not measured for N=16)
+mbarrier wait         30      -       = LDS (a shared-memory poll; assumption)
+TMA copy              280+    -       L2 round trip + box bytes at the SM's share of L2 bandwidth
 L2 hit (coherent)     280     250     [CC23] (H100 ~260-290 near, more for the far partition); review
 HBM (first touch)     600     550     review ("xg HBM miss ~600"); [LU24] ~480-650
 store acknowledged    280     250     = L2 round trip (what MEMBAR.GPU waits for)
