@@ -227,8 +227,8 @@ def _compare(args) -> int:
 COMPARE_PRINT_ALL = 60
 
 
-KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "h_pad", "direction", "directions", "lengths",
-                  "block_b", "block_h", "k_split", "k_chunks", "poll", "num_warps", "shared_bytes", "registers", "spill_bytes",
+KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "h_pad", "hidden_divisible", "direction", "directions",
+                  "lengths", "block_b", "block_h", "k_split", "k_chunks", "poll", "num_warps", "shared_bytes", "registers", "spill_bytes",
                   "fits", "model_shared_bytes", "model_registers"]
 
 

@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rnnbench.kernels.plan import (
-    GATES, GLUON, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_gluon, plan_recurrence, row_split,
+    GATES, GLUON, HIDDEN_SPECIALISATION, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_gluon,
+    plan_recurrence, row_split,
 )
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES
@@ -91,14 +92,18 @@ class KernelConfig:
     directions: int = 1
     #: whether rows carry their own sequence lengths (packed input)
     lengths: bool = False
+    #: compiled for an ``H`` divisible by :data:`~rnnbench.kernels.plan.HIDDEN_SPECIALISATION`, which
+    #: Triton specialises at run time (changes registers and vector widths), or for any other ``H``
+    hidden_divisible: bool = True
 
     @classmethod
     def from_plan(cls, plan: Plan, dtype: str, direction: str, precision: str = "tf32", directions: int = 1,
-                  lengths: bool = False) -> KernelConfig:
-        """The kernel ``plan`` launches for ``direction`` (``fwd``, ``fwd_train`` or ``bwd``)."""
+                  lengths: bool = False, hidden_divisible: bool = True) -> KernelConfig:
+        """The kernel ``plan`` launches for ``direction`` (``fwd``, ``fwd_train`` or ``bwd``), compiled
+        as it runs for an ``H`` that is (``hidden_divisible``) or is not divisible by 16."""
         kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_{'gluon_' if plan.path == GLUON else ''}kernel"
         return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
-                   plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths)
+                   plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths, hidden_divisible)
 
     @property
     def m_split(self) -> int:
@@ -139,13 +144,17 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
     """Every configuration the heuristic can launch on an ``sm_<arch>`` GPU of up to
     :data:`COOPERATIVE_SMS` multiprocessors: each cell, dtype, fp32 precision, layout (hidden size
     and batch block), path, direction and variant (:data:`VARIANTS`), without repeats. Cooperative
-    layouts depend on the target (sm_90 holds larger weight slices per program than sm_80)."""
+    layouts depend on the target (sm_90 holds larger weight slices per program than sm_80). Each
+    hidden size of :data:`HIDDEN_SIZES` (all divisible by 16) is planned and compiled as it runs,
+    and so is the size one below it (any other ``H``: not specialised by Triton, and planned by the
+    rules for such sizes, e.g. the wide LSTM forward's warps)."""
     configs = []
     for cell in GATES:
         for dtype_name, dtype in DTYPES.items():
             # fp32 multiplies in TF32 or in full fp32 ("ieee"), following cudnn.allow_tf32
             for precision in ("tf32", "ieee") if dtype == torch.float32 else ("tf32",):
-                for hidden in HIDDEN_SIZES:
+                for hidden in (size for goal in HIDDEN_SIZES for size in (goal, goal - 1)):
+                    divisible = hidden % HIDDEN_SPECIALISATION == 0
                     for batch in BATCHES:
                         for path in PATHS:
                             for direction in DIRECTIONS:
@@ -157,7 +166,8 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
                                 except PathUnavailable:  # W_hh does not fit a persistent program, or a cooperative
                                     continue              # grid is never co-resident on sm_<arch>
                                 configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision, directions,
-                                                                      lengths) for directions, lengths in VARIANTS)
+                                                                      lengths, divisible)
+                                               for directions, lengths in VARIANTS)
     return list(dict.fromkeys(configs))
 
 
@@ -200,18 +210,16 @@ def compile_ptx(config: KernelConfig, arch: int) -> tuple[KernelResources, str]:
 
 
 def compile_sass(config: KernelConfig, arch: int) -> tuple[KernelResources, str]:
-    """Resources and SASS text of ``config`` compiled as it runs for a hidden size divisible by 16
-    (every goal shape of the benchmark): Triton specialises such an ``H`` at run time, which
-    changes registers and vectorises loads (see :mod:`rnnbench.kernels.cost`)."""
+    """Resources and SASS text of ``config`` compiled as it runs (see :mod:`rnnbench.kernels.cost`)."""
     from rnnbench.kernels.sass import disassemble
 
-    compiled = compile_kernel(config, arch, hidden_divisible=True)
+    compiled = compile_kernel(config, arch)
     return _resources(config, arch, compiled), disassemble(compiled.asm["cubin"])
 
 
-def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = False):
-    """The ``triton.compile`` result of ``config`` for ``sm_<arch>``; ``hidden_divisible`` specialises
-    ``H`` as divisible by 16, as Triton does at run time for such sizes."""
+def compile_kernel(config: KernelConfig, arch: int):
+    """The ``triton.compile`` result of ``config`` for ``sm_<arch>``, specialised as it runs: pointers
+    16-byte aligned and, with ``config.hidden_divisible``, ``H`` divisible by 16."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -242,11 +250,11 @@ def compile_kernel(config: KernelConfig, arch: int, hidden_divisible: bool = Fal
         options["launch_cooperative_grid"] = True
     # at run time Triton specialises pointers that are 16-byte aligned (every buffer the layers pass),
     # the weight row stride (always a multiple of 16: launch.aligned_weight_rows) and an H divisible
-    # by 16; the resource table leaves H unspecialised, the worst case for other sizes
+    # by 16 (HIDDEN_SPECIALISATION): the tables hold both compilations of H (shipped_configs)
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name == "w_stride"}
-    if hidden_divisible:
-        attrs[(fn.arg_names.index("H"),)] = [["tt.divisibility", 16]]
+    if config.hidden_divisible:
+        attrs[(fn.arg_names.index("H"),)] = [["tt.divisibility", HIDDEN_SPECIALISATION]]
     return triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs),
                           target=GPUTarget("cuda", arch, 32), options=options)
 

@@ -111,8 +111,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from rnnbench.kernels.plan import (
-    FORCED_PATHS, GATES, GLUON, GLUON_K_TILE, LIMITS, Plan, Resources, element_size, plan_recurrence,
-    programs_per_multiprocessor,
+    FORCED_PATHS, GATES, GLUON, GLUON_K_TILE, HIDDEN_SPECIALISATION, LIMITS, Plan, Resources, element_size,
+    plan_recurrence, programs_per_multiprocessor,
 )
 from rnnbench.kernels.sass import (
     ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepPath, count, load_sources, parse,
@@ -533,7 +533,9 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
                             rows.append({"cell": cell, "dtype": dtype_name, "hidden_size": hidden, "batch": batch,
                                          "direction": direction, "path": path, "planned": auto.path == path,
                                          "plan_allows": allowed, "plan": plan,
-                                         "config": KernelConfig.from_plan(plan, dtype_name, direction)})
+                                         "config": KernelConfig.from_plan(
+                                             plan, dtype_name, direction,
+                                             hidden_divisible=hidden % HIDDEN_SPECIALISATION == 0)})
     return rows
 
 

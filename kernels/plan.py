@@ -99,11 +99,18 @@ FP32_MAX_BLOCK_B = 16
 #: warps (no spill; with the 256-column chunks 3.9 uses up to H=768, 3.6 spilled 8-56 bytes in the
 #: training and bidirectional variants at H=256-768, and 3.9's H=1024 layout computes every slice 8
 #: times under 3.6, spilling 48-128 bytes). Each version's layout spills with the other Triton (3.9
-#: with the 3.6 layout at H=1024: 32-80 bytes)
+#: with the 3.6 layout at H=1024: 32-80 bytes). Under 3.9 the warps depend on how the kernel is
+#: compiled (:data:`HIDDEN_SPECIALISATION`): with H divisible by 16, :data:`WIDE_NUM_WARPS` (252-254
+#: registers, no spill in the four variants, and the cost model's step 6.04 µs against 6.42 at
+#: H=1024, B=64), where 16 warps spilled 16-24 bytes; otherwise 16 warps, where 8 spilled 8 bytes
 WIDE_FORWARD_H = 768
 WIDE_FORWARD_CHUNK = 64
 WIDE_FORWARD_SPREAD_SLICES = 2
 HUGE_NUM_WARPS = 16
+#: Triton specialises an integer kernel argument divisible by this at run time (``tt.divisibility``),
+#: so a kernel runs as compiled for an ``H`` divisible by it or not: two compilations whose
+#: registers and spills differ (:class:`rnnbench.kernels.aot.KernelConfig`'s ``hidden_divisible``)
+HIDDEN_SPECIALISATION = 16
 #: the LSTM forward's 32 gate rows (the MMA's M) in two parts of 16 when a program has more than
 #: :data:`NUM_WARPS` warps: its batched dot is ``num_warps / 2`` reduction slices x 2 row parts,
 #: one per warp, each with a 16-row accumulator (:func:`row_split`)
@@ -118,7 +125,8 @@ PERSISTENT_MAX_WEIGHT_BYTES = {2: 32768, 4: 4096}
 #: persistent forward
 PERSISTENT_BACKWARD_MAX_ROWS = 128
 #: sm_80 (``arch < 90``) stepwise backward: 16-row batch blocks over at least 512 columns run
-#: :data:`WIDE_NUM_WARPS`, and the Elman backward's 64-row blocks over more than 1024 columns reduce
+#: :data:`WIDE_NUM_WARPS` (columns after padding: an H of 257-511 compiles as 512, and with 4 warps
+#: the bidirectional LSTM backward spilled 40 bytes for an H not divisible by 16), and the Elman backward's 64-row blocks over more than 1024 columns reduce
 #: in chunks of :data:`FP32_CHUNK` (as they were, the LSTM backward at H=512, B=16 and the Elman
 #: backward at H=2048 spilled 16-40 bytes on sm_80 only; 8 warps spilled at LSTM H=768 on sm_90, so
 #: sm_90 keeps 4; narrower chunks made the sm_80 LSTM backward with 64 rows spill, so it keeps them)
@@ -357,10 +365,12 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
             hidden_size > WIDE_FORWARD_H or not BATCHED_DOT_SPREADS_WARPS):
         widest = WIDE_FORWARD_CHUNK
         if BATCHED_DOT_SPREADS_WARPS:
-            slices, num_warps = WIDE_FORWARD_SPREAD_SLICES, HUGE_NUM_WARPS
+            slices = WIDE_FORWARD_SPREAD_SLICES
+            num_warps = WIDE_NUM_WARPS if hidden_size % HIDDEN_SPECIALISATION == 0 else HUGE_NUM_WARPS
     elif path == "cooperative" and backward and block_b == MIN_BLOCK_B and hidden_size > BACKWARD_WIDE_H_PAD:
         num_warps = max(num_warps, WIDE_NUM_WARPS)
-    elif path == "stepwise" and backward and arch < 90 and hidden_size >= SM80_STEPWISE_BACKWARD_WIDE_H:
+    elif path == "stepwise" and backward and arch < 90 and (
+            reduction_layout(hidden_size, False)[0] >= SM80_STEPWISE_BACKWARD_WIDE_H):  # the padded size compiles
         if block_b == MIN_BLOCK_B:
             num_warps = WIDE_NUM_WARPS
         elif cell == "rnn" and hidden_size > SM80_STEPWISE_BACKWARD_NARROW_RNN_H:

@@ -385,3 +385,15 @@ def test_cost_command_prints_the_table_and_writes_a_calibration(tmp_path, monkey
 def test_cost_command_refuses_an_unknown_dtype(capsys):
     assert main(["kernels", "--cost", "--dtypes", "float64"]) == 2
     assert "dtype must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.6"])
+def test_committed_cost_tables_run_every_16_bit_goal_shape_co_resident_and_without_spills(version):
+    """The cost tables compile every shape as it runs (H divisible by 16), so they are where a spill
+    of what really executes shows; and issue 8's plan: every 16-bit goal shape with B <= 64 runs a
+    co-resident path, never one launch per step."""
+    table = pd.read_csv(Path(__file__).parent.parent / "reports" / "aot" / f"cost-sm_90-triton{version}.csv")
+    assert (table.spill_bytes == 0).all(), table[table.spill_bytes > 0].iloc[:, :12].to_string()
+    planned = table[table.planned & (table.batch <= 64) & (table.dtype != "float32")]
+    assert len(planned) == 2 * len(cost.GOAL_HIDDEN) * 3 * (3 + 2)
+    assert (planned.path != "stepwise").all() and planned.coresident.all()

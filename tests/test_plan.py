@@ -10,7 +10,7 @@ import triton
 import rnnbench.kernels.plan
 from rnnbench.kernels.plan import (
     BATCHED_DOT_SPREADS_WARPS, FORWARD_ROW_PARTS, LIMITS, MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION,
-    WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
+    PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
     programs_per_multiprocessor, reduction_layout, row_split, split_layout,
 )
 
@@ -83,8 +83,9 @@ def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(s
             assert programs_per_multiprocessor(needed, plan.num_warps, LIMITS[arch])[0] == 0, config
     else:  # four slices (two in the wide forward), the compiler spreads the other warps
         assert spread and all(config.m_split == 1 for config in spread)
+        # the wide forward: 8 warps compiled for an H divisible by 16, 16 warps for any other H
         assert all(config.k_split == NUM_WARPS or (config.k_split, config.num_warps, config.h_pad > WIDE_FORWARD_H)
-                   == (2, 16, True) for config in spread)
+                   == (2, 8 if config.hidden_divisible else 16, True) for config in spread)
 
 
 def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkeypatch):
@@ -188,3 +189,28 @@ def test_small_persistent_programs_run_four_warps():
              for cell, hidden in (("rnn", 64), ("rnn", 128), ("lstm", 16), ("lstm", 32), ("lstm", 64))}
     assert warps == {("rnn", 64): 4, ("rnn", 128): 8, ("lstm", 16): 4, ("lstm", 32): 8, ("lstm", 64): 8}
     assert plan_recurrence("rnn", 64, 16, torch.bfloat16, multiprocessors=H100_SMS).path == "persistent"
+
+
+@pytest.mark.parametrize("arch", [90, 80])
+def test_a_layout_depends_on_h_only_through_its_padded_size_and_divisibility(arch):
+    """Every H that pads to the same size compiles the same kernel (``h_pad`` is what the kernels
+    see, with H's divisibility by 16, which Triton specialises), so it must get the same layout: a
+    rule with its threshold on H itself gave H=257-511 on sm_80 a layout the compiled H=512 kernel
+    never had, and that one spilled."""
+    layouts: dict[tuple, set] = {}
+    for cell in ("lstm", "rnn"):
+        for dtype in (torch.bfloat16, torch.float32):
+            for batch in (16, 64):
+                for backward in (False, True):
+                    for path in PATHS:
+                        for hidden in range(8, 1100, 9):
+                            try:
+                                plan = plan_recurrence(cell, hidden, batch, dtype, path, arch=arch, backward=backward)
+                            except PathUnavailable:
+                                continue
+                            key = (cell, dtype, batch, backward, path, plan.h_pad, hidden % 16 == 0)
+                            layouts.setdefault(key, set()).add(
+                                (plan.block_b, plan.block_h, plan.k_split, plan.num_warps, plan.k_chunks))
+    assert len(layouts) > 100
+    differing = {key: found for key, found in layouts.items() if len(found) > 1}
+    assert not differing, differing
