@@ -329,9 +329,10 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
                 async_done = max(async_done, done)
             elif ins.base == "HGMMA":
                 mma_done = max(mma_done, done)
-            for register in writes(ins):
+            written = writes(ins)
+            for register in written:
                 ready[register] = (done, kind)
-            accumulating = (accumulating | set(writes(ins))) if ins.base == "HGMMA" else accumulating - set(writes(ins))
+            accumulating = accumulating.union(written) if ins.base == "HGMMA" else accumulating.difference(written)
             if kind == "sts":
                 sts_done = max(sts_done, done)
             elif kind in ("store", "atomic"):

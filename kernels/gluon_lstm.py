@@ -80,12 +80,16 @@ _FLAG_SLOTS: gl.constexpr = gl.constexpr(int(FLAG_SLOTS.value))
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
 
 
+#: the wgmma operand layout of one ``(BLOCK_B, 64)`` 16-bit state tile (128-byte swizzle)
+_TILE_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16))
+
+
 @_gluon_builtin
 def _with_layout(tiles, layout, _semantic=None):
-    """The shared memory of ``tiles`` seen with another ``layout`` of the same bytes: here the
-    3-D view a TMA copy of several state tiles writes, of a buffer whose tiles the MMAs read in its
-    2-D tile layout (with 128-byte swizzle and rows a multiple of 8, the two place every element
-    at the same address). ``reinterpret`` is ``_reinterpret`` in Triton 3.6; both call this."""
+    """The shared memory of ``tiles`` seen with another ``layout`` of the same bytes: here a
+    ``(PER_COPY, BLOCK_B, 64)`` buffer that one TMA copy writes in its 3-D layout, seen in the 2-D
+    tile layout the MMAs read (with 128-byte swizzle and rows a multiple of 8, the two place every
+    element at the same address). ``reinterpret`` is ``_reinterpret`` in Triton 3.6; both call this."""
     return _semantic.memdesc_reinterpret(tiles, tiles.dtype, list(tiles.shape), getattr(layout, "value", layout))
 
 
@@ -224,7 +228,7 @@ def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
             mbarrier.wait(bars.index(k // PER_COPY), phase)
-        tiles = _with_layout(h_smem.index(k // PER_COPY), gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16))
+        tiles = _with_layout(h_smem.index(k // PER_COPY), _TILE_LAYOUT)
         acc = warpgroup_mma(w_smem.index(k), tiles.index(k % PER_COPY).permute((1, 0)), acc, is_async=True)
     return warpgroup_mma_wait(0, deps=(acc,))
 

@@ -378,17 +378,16 @@ def _mma_widths(ins: Instruction) -> tuple[int, int, int]:
     """Registers per thread of an ``HMMA``'s (D and C, A, B) for its shape and operand type; of an
     ``HGMMA`` (``64xNx16``, one warpgroup of 128 threads): the accumulator, A when it comes from
     registers, and 0 for B (always a shared-memory descriptor)."""
+    element_bits = 32 if "TF32" in ins.modifiers else 16
+    accumulator_bits = 32 if "F32" in ins.modifiers[1:2] else 16
     if ins.base == "HGMMA":
         dims = next((m for m in ins.modifiers if re.fullmatch(r"\d+x\d+x\d+", m)), "64x16x16")
         m, n, k = map(int, dims.split("x"))
-        accumulator_bits = 32 if "F32" in ins.modifiers[1:2] else 16
-        return m * n * accumulator_bits // (128 * 32), max(1, m * k * 16 // (128 * 32)), 0
+        return m * n * accumulator_bits // (128 * 32), max(1, m * k * element_bits // (128 * 32)), 0
     shape = next((m for m in ins.modifiers if re.fullmatch(r"\d{4,5}", m)), None)
     if ins.base != "HMMA" or shape is None:
         return 4, 4, 2
     m, n, k = int(shape[:2]), int(shape[2]), int(shape[3:])
-    element_bits = 32 if "TF32" in ins.modifiers else 16
-    accumulator_bits = 32 if "F32" in ins.modifiers[1:2] else 16
     return (m * n * accumulator_bits // 1024, max(1, m * k * element_bits // 1024), max(1, k * n * element_bits // 1024))
 
 

@@ -365,7 +365,7 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                  "w_stride": "i32"}
     aligned = {(index,): [["tt.divisibility", 16]] for index in (0, 1, 2, 5)}
 
-    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan = plan) -> tuple[float, float, float]:
+    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan) -> tuple[float, float, float]:
         terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
                               direction="fwd", arch=arch)
         value = sum(v for k, v in terms.items() if k.startswith("t_") and k not in ("t_gemm", "t_per_call"))
@@ -380,7 +380,7 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                                   options={"num_warps": plan.num_warps, "num_stages": NUM_STAGES,
                                            "maxnreg": plan.max_registers, "launch_cooperative_grid": True})
         registers, _ = cubin_resources(compiled.asm["cubin"])
-        stats = kernel_estimate(disassemble(compiled.asm["cubin"]), registers, int(compiled.metadata.shared))
+        stats = kernel_estimate(disassemble(compiled.asm["cubin"]), registers, int(compiled.metadata.shared), plan)
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
                          f"estimate sm_{arch}", ""))
     if cell == "lstm":
