@@ -15,7 +15,9 @@ loop, and what that path executes.
   the path is the one with the most instructions through the loop body with inner loops taken
   once: the branches the recurrent kernels take only on their first or last step (``t == T-1``,
   ``t < 0``) skip work, so the heaviest path is the steady-state step; an inner loop polling a
-  global counter is the grid barrier's poll, counted once per step.
+  global counter is the grid barrier's poll, counted once per step. ``BRA.DIV`` (taken only when
+  the warp has diverged, to an out-of-line copy of what follows for divergent threads) is a
+  conditional branch whose in-line side is the one a converged warp runs.
 * :func:`count` counts per-step instructions by kind (:class:`StepCounts`), global bytes per
   thread, and the longest chain of dependent matrix instructions, following register data flow
   (:func:`reads`, :func:`writes`; register widths from the opcode, e.g. an ``HMMA.16816.F32.BF16``
@@ -259,7 +261,7 @@ def _successors(instructions: list[Instruction], index: dict[int, int], i: int) 
         return following if ins.predicate and not ins.never_runs else []
     if ins.target is not None:
         taken = [index[ins.target]]
-        return taken if not ins.predicate else following + taken
+        return taken if not ins.predicate and "DIV" not in ins.modifiers else following + taken
     return following
 
 

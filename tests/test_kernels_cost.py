@@ -145,6 +145,37 @@ def test_out_of_line_retry_blocks_are_not_loops(latch_after_exit):
         assert sass.count(path).tma_loads == 1
 
 
+#: a time loop whose grid-barrier poll sits behind ``BRA.DIV`` (ptxas 3.6 emits one before a poll
+#: whose warp-uniform reductions need a converged warp): the divergent copy of the poll is out of
+#: line after the EXIT and jumps back into the loop
+DIVERGENT_POLL = """
+        /*0000*/                   MOV R6, RZ ;
+.L_x_0:
+        /*0010*/                   HMMA.16816.F32.BF16 R24, R4, R8, R24 ;
+        /*0020*/              @!P1 BRA `(.L_x_2) ;
+        /*0030*/                   BRA.DIV UR8, `(.L_x_3) ;
+.L_x_1:
+        /*0040*/                   LDG.E.STRONG.GPU R10, desc[UR14][R2.64] ;
+        /*0050*/                   ISETP.GE.AND P5, PT, R10, R6, PT ;
+        /*0060*/              @!P5 BRA `(.L_x_1) ;
+.L_x_2:
+        /*0070*/                   IADD3 R6, R6, 0x1, RZ ;
+        /*0080*/                   ISETP.NE.AND P0, PT, R6, 0x8, PT ;
+        /*0090*/               @P0 BRA `(.L_x_0) ;
+        /*00a0*/                   EXIT ;
+.L_x_3:
+        /*00b0*/                   LDG.E.STRONG.GPU R10, desc[UR14][R2.64] ;
+        /*00c0*/                   BRA `(.L_x_2) ;
+"""
+
+
+def test_a_poll_behind_a_divergence_branch_is_on_the_step_path():
+    for form in (DIVERGENT_POLL, _as_cuobjdump(DIVERGENT_POLL)):
+        path = sass.step_path(sass.parse(form))
+        assert [ins.address for ins in path.instructions] == list(range(0x10, 0xa0, 0x10))
+        assert path.poll_loops == 1 and sass.count(path).global_loads_l2 == 1
+
+
 def test_a_guard_predicate_is_read_and_an_always_false_guard_never_runs():
     guarded, never = sass.parse("/*0000*/ @!P2 LDG.E R43, desc[UR14][R34.64] ;\n/*0010*/ @!UPT UIADD3 URZ, URZ, URZ, URZ ;")
     assert "P2" in sass.reads(guarded) and not guarded.never_runs

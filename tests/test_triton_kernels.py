@@ -151,12 +151,38 @@ FP16_GRAD_TOL = 1e-2
 @pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
 @pytest.mark.parametrize("path", ["auto", "stepwise"])
 def test_float16_against_numpy_float64(cell, path):
+    T, B, I, H = 9, 3, 7, 40
+    candidate, _ = _pair(cell, I, H, dtype=torch.float16, path=path)
+    _assert_float16_matches_float64(candidate, cell, T, B, I, H)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
+def test_wide_float16_backward_with_a_slice_per_warp_against_numpy_float64(cell, monkeypatch):
+    """The 16-bit cooperative backward's layout above ``BACKWARD_WIDE_H_PAD`` (8 warps, 8 reduction
+    slices of the held weight blocks, summed by ``sum_slices``' halving), lowered to H=80 (one
+    chunk of 128 columns) and one hidden block of 128 units, so the interpreter runs the in-kernel
+    loop over the held blocks (whose 8 slices' scratch would not fit one SM's shared memory, a limit
+    the interpreter does not have)."""
+    import rnnbench.kernels.plan
+
+    name = "lstm" if cell == "lstm" else "rnn"
+    monkeypatch.setattr(rnnbench.kernels.plan, "BACKWARD_WIDE_H_PAD", 32)
+    monkeypatch.setattr(rnnbench.kernels.plan, "BACKWARD_UNITS", 128)
+    monkeypatch.setattr(rnnbench.kernels.plan, "_fits_one_multiprocessor", lambda *args: True)
+    plan = rnnbench.kernels.plan.plan_recurrence(name, 80, 3, torch.float16, "cooperative", backward=True)
+    assert (plan.k_split, plan.num_warps, plan.k_chunks, plan.grid) == (8, 8, 1, (1, 1))
+    T, B, I, H = 6, 3, 5, 80
+    candidate, _ = _pair(cell, I, H, dtype=torch.float16, path="cooperative")
+    _assert_float16_matches_float64(candidate, cell, T, B, I, H)
+
+
+def _assert_float16_matches_float64(candidate, cell, T, B, I, H):
+    """Outputs and gradients of the fp16 module ``candidate`` on random inputs against the NumPy
+    float64 reference computed from the same fp16-rounded weights and inputs."""
     import numpy as np
 
     from rnnbench.baselines import numpy_rnn
 
-    T, B, I, H = 9, 3, 7, 40
-    candidate, _ = _pair(cell, I, H, dtype=torch.float16, path=path)
     x, hx, upstream = _inputs(cell, T, B, I, H, dtype=torch.float16)
     with poisoned_outputs():
         outputs, grads = _run(candidate, x, hx, upstream)
