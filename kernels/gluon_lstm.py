@@ -344,11 +344,11 @@ def lstm_forward_gluon_kernel(
         mbarrier.init(bars.index(j), count=1)
     fence_async_shared()
     _load_weights(w_desc, w_smem, bars.index(COPIES), direction * 4 * H + pid_h * _UNITS, H, K_TILES)
-    _arm_state_barriers(bars, ex_desc, COPIES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
-    _prefetch_gates(xg_smem, xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H, gate_offsets,
-                    _running(0, length, state_mask, HAS_LENGTHS))
+    _arm_state_barriers(bars, ex_desc, COPIES)
+    _prefetch_gates(xg_smem, xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                    gate_offsets, _running(0, length, state_mask, HAS_LENGTHS))
     for s in range(0, T):
         t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = _running(s, length, state_mask, HAS_LENGTHS)
@@ -380,13 +380,15 @@ def lstm_forward_gluon_kernel(
         c = c_t
         gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
         _barrier_arrive(flags_ptr, pid_h, lane)
-        # the next step's inputs, loaded a whole step ahead (the last step loads its own again)
+        # the next step's inputs, loaded a whole step ahead (the last step loads its own again,
+        # waited for after the loop: under the condition below, Triton 3.6 spilled at H=1024)
         upcoming = gl.minimum(s + 1, T - 1)
         _prefetch_gates(xg_smem, xg_ptr, _time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                         gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
         if s + 1 < T:
             _arm_state_barriers(bars, ex_desc, COPIES)
         _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL)
+    async_copy.wait_group(0)  # no copy in flight at the exit
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
     gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
@@ -424,6 +426,8 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
 
+    if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
+        raise ValueError(f"the Gluon LSTM forward needs at least one time step, got T={sizes[0]}")
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()
     sync = sync_buffer(plan, y.device)

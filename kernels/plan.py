@@ -225,8 +225,12 @@ class Plan:
     @property
     def poll(self) -> int:
         """Flags the grid barrier polls (the kernels' ``POLL``): the hidden blocks, rounded up to a
-        power of two below 32 and to a multiple of 32 above (it polls 32 at a time)."""
-        return next_power_of_two(self.grid[0]) if self.grid[0] <= 32 else -(-self.grid[0] // 32) * 32
+        power of two below 32 and to a multiple of 32 above (the plain kernels poll 32 at a time);
+        always a power of two on the Gluon path, whose poll is one ``gl.arange`` of ``POLL`` flags
+        (96 failed to compile at H=1040-1344)."""
+        if self.grid[0] <= 32 or self.path == GLUON:
+            return next_power_of_two(self.grid[0])
+        return -(-self.grid[0] // 32) * 32
 
     @property
     def max_registers(self) -> int:

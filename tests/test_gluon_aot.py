@@ -94,6 +94,18 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_wgmma():
         assert ptx.count("cp.async.bulk.tensor.3d") == gluon_state_copies(config.h_pad)[0], config
 
 
+def test_a_grid_of_more_than_64_hidden_blocks_compiles():
+    """H=1040 (65 hidden blocks, above the table's sizes): the poll of 128 flags, a power of two
+    (the plain kernels' rounding to a multiple of 32 gave 96, which ``gl.arange`` refuses)."""
+    from rnnbench.kernels.plan import plan_gluon
+
+    plan = plan_gluon("lstm", 1040, 16, torch.bfloat16, 132)
+    assert (plan.grid[0], plan.poll) == (65, 128)
+    (resources, ptx), = compile_all(90, [KernelConfig.from_plan(plan, "bfloat16", "fwd")], job=compile_ptx)
+    assert resources.fits and resources.spill_bytes == 0, resources
+    assert "ld.global.acquire.gpu" in ptx
+
+
 def test_plans_of_the_table_are_the_planners():
     from rnnbench.kernels.plan import plan_gluon
 

@@ -117,6 +117,31 @@ def test_state_copies_are_whole_64_column_tiles_of_the_exchange(hidden, batch):
         [plan.h_pad // 64, 2 * b_pad, 64], [64, plan.h_pad, 1], state_box(plan))
 
 
+def test_the_poll_is_a_power_of_two_for_every_hidden_size_the_path_accepts():
+    """The Gluon poll is one ``gl.arange(0, POLL)``, which must be a power of two (the plain kernels'
+    96 flags at 65-96 hidden blocks did not compile there)."""
+    accepted = 0
+    for hidden in range(256, 2049, 16):
+        try:
+            plan = plan_recurrence("lstm", hidden, 16, torch.bfloat16, GLUON, H100_SMS)
+        except PathUnavailable:
+            continue
+        accepted += 1
+        assert plan.poll & (plan.poll - 1) == 0 and plan.grid[0] <= plan.poll < 2 * plan.grid[0], (hidden, plan)
+    assert accepted >= (1344 - 256) // 16 + 1  # at least every size up to 84 hidden blocks
+
+
+def test_the_launcher_refuses_a_sequence_without_steps():
+    """The kernel prefetches step 0 before its loop; T=0 is refused before anything runs (the
+    drop-in modules refuse it earlier, as torch.nn.LSTM does)."""
+    pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
+    from rnnbench.kernels.gluon_lstm import run_forward
+
+    plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS)
+    with pytest.raises(ValueError, match="at least one time step, got T=0"):
+        run_forward(plan, *[None] * 8, sizes=(0, 16, 768), training=False, has_lengths=False)
+
+
 def test_the_smallest_co_resident_batch_block_is_chosen():
     """More, smaller programs: 16-row blocks where the grid still fits the SMs, larger ones only
     where it would not (with both directions in one launch first)."""
