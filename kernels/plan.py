@@ -445,6 +445,14 @@ def plan_recurrence(
         path = "auto"
     limits = LIMITS[arch]
     persistent_ok = fits_persistent(cell, hidden_size, dtype, arch, backward)
+    if path == "persistent" and not persistent_ok and backward and fits_persistent(cell, hidden_size, dtype, arch):
+        raise PathUnavailable(
+            f"path='persistent' runs the forward of {cell} hidden_size={hidden_size} in {dtype} but not its backward: "
+            f"a persistent backward holds at most {PERSISTENT_BACKWARD_MAX_ROWS} gate rows (larger ones spilled "
+            f"registers), this one has {GATES[cell] * _layout(cell, 'persistent', hidden_size, 1, dtype=dtype).h_pad}; "
+            "path='auto' runs a persistent forward and a "
+            "cooperative backward"
+        )
     if path == "persistent" and not persistent_ok:
         plan = _layout(cell, "persistent", hidden_size, batch, dtype=dtype)
         needed = kernel_resources(cell, plan, dtype)
@@ -453,7 +461,7 @@ def plan_recurrence(
             f"{needed.shared_bytes} bytes of shared memory and {needed.registers} registers per thread, and its "
             f"{GATES[cell] * plan.h_pad ** 2 * element_size(dtype)}-byte W_hh (padded) is more than one sm_{arch} "
             f"multiprocessor holds or than {PERSISTENT_MAX_WEIGHT_BYTES[min(element_size(dtype), 4)]} bytes (larger "
-            f"persistent programs spill registers{'; a backward one at most ' + str(PERSISTENT_BACKWARD_MAX_ROWS) + ' gate rows' if backward else ''}); "
+            f"persistent programs spill registers); "
             "use path='cooperative' or 'stepwise'"
         )
     if path == "auto":

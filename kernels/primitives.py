@@ -93,7 +93,13 @@ def barrier_arrive(flags_ptr, producer):
 
 @triton.jit
 def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr):
-    """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``."""
+    """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``.
+
+    Every warp polls on its own; the status word is written by the program's first thread only (the
+    compiled atomic is predicated on thread 0), so a warp that times out before warp 0 leaves its
+    loop alone and the status is set when warp 0 times out too. The CTA barrier after the loop holds
+    the program until every warp has left it, and a warp that left because the flags were complete
+    acquired them, so the program goes on with valid data or with the status set."""
     if producers > 1:
         # 32 flags at a time: a 32-element tensor is replicated in every warp, so each warp polls
         # all flags and reduces them with warp shuffles, and the poll loop has no CTA barrier

@@ -28,7 +28,8 @@ def test_persistent_up_to_the_documented_size(cell, dtype, largest_persistent, l
         bigger = plan_recurrence(cell, largest + 1, 16, dtype, multiprocessors=H100_SMS, backward=backward)
         assert bigger.path == "cooperative"
         assert bigger.grid[0] > 1
-        with pytest.raises(PathUnavailable, match="needs all of W_hh"):
+        forward_runs = backward and largest + 1 <= largest_persistent  # its refusal says so
+        with pytest.raises(PathUnavailable, match="but not its backward" if forward_runs else "needs all of W_hh"):
             plan_recurrence(cell, largest + 1, 16, dtype, path="persistent", backward=backward)
 
 
@@ -158,6 +159,15 @@ def test_persistent_refusal_names_what_it_needs():
     assert not fits_persistent("lstm", 256, torch.bfloat16)
     with pytest.raises(PathUnavailable, match=r"path='persistent' needs all of W_hh .* bytes of shared memory"):
         plan_recurrence("lstm", 256, 4, torch.bfloat16, path="persistent")
+
+
+def test_a_persistent_forward_whose_backward_cannot_be_persistent_says_so():
+    """LSTM H=64 in 16-bit: the forward runs persistent, its backward (256 gate rows) cannot."""
+    assert plan_recurrence("lstm", 64, 16, torch.bfloat16, path="persistent").path == "persistent"
+    with pytest.raises(PathUnavailable, match=r"runs the forward .* but not its backward: .* at most 128 gate rows"
+                                              r".* this one has 256; path='auto' runs a persistent forward"):
+        plan_recurrence("lstm", 64, 16, torch.bfloat16, path="persistent", backward=True)
+    assert plan_recurrence("lstm", 64, 16, torch.bfloat16, multiprocessors=H100_SMS, backward=True).path == "cooperative"
 
 
 def test_smaller_shared_memory_of_sm80_holds_less():
