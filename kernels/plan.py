@@ -140,6 +140,24 @@ SM80_STEPWISE_BACKWARD_NARROW_RNN_H = 1024
 #: model's step (Triton 3.9, sm_90, bf16) goes 3.84 -> 3.61 µs at LSTM H=768, 4.90 -> 4.53 at
 #: H=1024, 1.80 -> 1.73 at Elman H=768 and 2.20 -> 2.10 at Elman H=1024 (no spill in any variant)
 BACKWARD_WIDE_H_PAD = 512
+#: the 16-bit cooperative LSTM backward of a batch wider than :data:`MIN_BLOCK_B` runs blocks of
+#: this many rows and :data:`BACKWARD_UNITS` units (:func:`backward_half_rows`), not 64 rows of 8
+#: units: half the programs at a given batch block count, each reading all 4H gate gradients of its
+#: rows every step, so half the L2 traffic per SM (H=768, B=64: 96 programs of 64 rows, 384 KiB per
+#: program and step, became 96 programs of 32 rows, 192 KiB). Cost model, LSTM bf16 B=64, µs per
+#: step, before -> after: Triton 3.9 H=256 3.26 -> 2.63, H=512 5.20 -> 4.15, H=768 8.99 -> 6.51;
+#: Triton 3.6 H=768 9.13 -> 6.24. Layouts that compiled without spilling in the four variants
+#: (both H specialisations, sm_90): Triton 3.9 8 warps (4 slices) up to
+#: :data:`BACKWARD_HALF_ROWS_WIDE_H_PAD` columns and 16 warps with 8 slices up to
+#: :data:`BACKWARD_HALF_ROWS_MAX_H_PAD` (8 warps spilled 8-24 bytes there); Triton 3.6 8 warps, a
+#: slice each. Above, 64-row blocks of 8 units stay: with Triton 3.9 no layout tried at 1024
+#: columns compiled without spilling (8 warps with 4 or 8 slices, 16 warps with 8 or 16 slices,
+#: 128-column chunks: 8-40 bytes); with 3.6, 8 warps and 8 slices did (9.51 µs against 15.07), but
+#: :func:`kernel_resources` counts the backward's reduction scratch for 4 gates' rows (its M is the
+#: units), so the planner thinks 8 slices too large for one SM and halves them
+BACKWARD_BLOCK_B = 32
+BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
+BACKWARD_HALF_ROWS_MAX_H_PAD = 768
 #: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
 MAX_HIDDEN_BLOCKS = 256
 #: 32-bit registers of one multiprocessor
@@ -356,6 +374,20 @@ class PathUnavailable(ValueError):
     message says why and which path would."""
 
 
+def backward_half_rows(h_pad: int) -> tuple[int, int | None] | None:
+    """``(num_warps, slices)`` of the 16-bit cooperative LSTM backward over ``h_pad`` columns in
+    :data:`BACKWARD_BLOCK_B`-row blocks of :data:`BACKWARD_UNITS` units (``slices`` None: the
+    version's default), or None where it keeps 64-row blocks of 8 units (no such layout compiled
+    without spilling registers in every variant)."""
+    if h_pad > BACKWARD_HALF_ROWS_MAX_H_PAD:
+        return None
+    if not BATCHED_DOT_SPREADS_WARPS:  # Triton 3.6: a slice per warp
+        return WIDE_NUM_WARPS, None
+    if h_pad <= BACKWARD_HALF_ROWS_WIDE_H_PAD:
+        return WIDE_NUM_WARPS, None
+    return HUGE_NUM_WARPS, WIDE_NUM_WARPS
+
+
 def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False,
             dtype: torch.dtype = torch.bfloat16, arch: int = DEFAULT_ARCH) -> Plan:
     persistent = path == "persistent"
@@ -366,9 +398,16 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     if persistent and GATES[cell] * max(16, next_power_of_two(hidden_size)) >= PERSISTENT_WIDE_ROWS:
         num_warps = WIDE_NUM_WARPS
     forward_lstm = cell == "lstm" and not backward
+    half_rows = None  # (warps, slices) of a 16-bit LSTM backward in 32-row blocks of 16 units
+    if path == "cooperative" and backward and cell == "lstm" and not fp32 and block_b > MIN_BLOCK_B:
+        half_rows = backward_half_rows(reduction_layout(hidden_size, False)[0])
+        if half_rows is not None:
+            block_b = BACKWARD_BLOCK_B
     widest = slices = None
     if fp32 and not persistent:
         widest, num_warps = FP32_CHUNK, WIDE_NUM_WARPS
+    elif half_rows is not None:
+        num_warps, slices = half_rows
     elif path == "cooperative" and forward_lstm and block_b == MAX_BLOCK_B and (
             hidden_size > WIDE_FORWARD_H or not BATCHED_DOT_SPREADS_WARPS):
         widest = WIDE_FORWARD_CHUNK
@@ -395,7 +434,7 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     if persistent:
         block_h = h_pad
     else:
-        block_h = BACKWARD_UNITS if backward and block_b == MIN_BLOCK_B else GATE_ROWS[cell] // GATES[cell]
+        block_h = BACKWARD_UNITS if backward and (block_b == MIN_BLOCK_B or half_rows) else GATE_ROWS[cell] // GATES[cell]
     grid = (-(-hidden_size // block_h), -(-batch // block_b))
     plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
     if k_split > NUM_WARPS and not _fits_one_multiprocessor(cell, plan, dtype, arch):

@@ -9,7 +9,8 @@ import triton
 
 import rnnbench.kernels.plan
 from rnnbench.kernels.plan import (
-    BATCHED_DOT_SPREADS_WARPS, FORWARD_ROW_PARTS, LIMITS, MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION,
+    BACKWARD_BLOCK_B, BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, FORWARD_ROW_PARTS, HUGE_NUM_WARPS, LIMITS,
+    MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION, WIDE_NUM_WARPS,
     PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
     programs_per_multiprocessor, reduction_layout, row_split, split_layout,
 )
@@ -59,7 +60,8 @@ def test_triton_version_decides_whether_the_compiler_spreads_batched_dot_warps()
     assert (plan.k_split, plan.num_warps, plan.h_pad // plan.k_chunks) == (4, 8, 256 if BATCHED_DOT_SPREADS_WARPS else 64)
     assert row_split("lstm", False, plan.k_split, plan.num_warps) == (1 if BATCHED_DOT_SPREADS_WARPS else 2)
     backward = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
-    assert backward.k_split == (4 if BATCHED_DOT_SPREADS_WARPS else 8)
+    assert (backward.k_split, backward.num_warps) == ((8, 16) if BATCHED_DOT_SPREADS_WARPS else (8, 8))
+    assert (backward.block_b, backward.block_h, backward.grid) == (32, 16, (48, 2))
 
 
 @pytest.mark.parametrize("spreads", [False, True], ids=["triton3.6", "triton3.9"])
@@ -84,9 +86,13 @@ def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(s
             assert programs_per_multiprocessor(needed, plan.num_warps, LIMITS[arch])[0] == 0, config
     else:  # four slices (two in the wide forward), the compiler spreads the other warps
         assert spread and all(config.m_split == 1 for config in spread)
-        # the wide forward: 8 warps compiled for an H divisible by 16, 16 warps for any other H
-        assert all(config.k_split == NUM_WARPS or (config.k_split, config.num_warps, config.h_pad > WIDE_FORWARD_H)
-                   == (2, 8 if config.hidden_divisible else 16, True) for config in spread)
+        # the wide forward: 8 warps compiled for an H divisible by 16, 16 warps for any other H; the
+        # LSTM backward in 32-row blocks over 768 columns: 8 slices on 16 warps
+        assert all(config.k_split == NUM_WARPS
+                   or (config.k_split, config.num_warps, config.h_pad > WIDE_FORWARD_H)
+                   == (2, 8 if config.hidden_divisible else 16, True)
+                   or (config.direction, config.k_split, config.num_warps, config.block_b, config.block_h)
+                   == ("bwd", WIDE_NUM_WARPS, HUGE_NUM_WARPS, BACKWARD_BLOCK_B, BACKWARD_UNITS) for config in spread)
 
 
 def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkeypatch):

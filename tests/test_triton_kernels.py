@@ -176,6 +176,18 @@ def test_wide_float16_backward_with_a_slice_per_warp_against_numpy_float64(cell,
     _assert_float16_matches_float64(candidate, cell, T, B, I, H)
 
 
+def test_float16_lstm_backward_in_32_row_blocks_of_16_units_against_numpy_float64():
+    """The 16-bit cooperative LSTM backward of a batch wider than 16 rows (plan.BACKWARD_BLOCK_B):
+    B=20 in one 32-row block, H=40 in three blocks of 16 units, the last partly filled."""
+    from rnnbench.kernels.plan import plan_recurrence
+
+    plan = plan_recurrence("lstm", 40, 20, torch.float16, "cooperative", backward=True)
+    assert (plan.block_b, plan.block_h, plan.grid) == (32, 16, (3, 1))
+    T, B, I, H = 5, 20, 6, 40
+    candidate, _ = _pair("lstm", I, H, dtype=torch.float16, path="cooperative")
+    _assert_float16_matches_float64(candidate, "lstm", T, B, I, H)
+
+
 def _assert_float16_matches_float64(candidate, cell, T, B, I, H):
     """Outputs and gradients of the fp16 module ``candidate`` on random inputs against the NumPy
     float64 reference computed from the same fp16-rounded weights and inputs."""
