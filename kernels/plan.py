@@ -152,9 +152,10 @@ BACKWARD_WIDE_H_PAD = 512
 #: :data:`BACKWARD_HALF_ROWS_MAX_H_PAD` (8 warps spilled 8-24 bytes there); Triton 3.6 8 warps, a
 #: slice each. Above, 64-row blocks of 8 units stay: with Triton 3.9 no layout tried at 1024
 #: columns compiled without spilling (8 warps with 4 or 8 slices, 16 warps with 8 or 16 slices,
-#: 128-column chunks: 8-40 bytes); with 3.6, 8 warps and 8 slices did (9.51 µs against 15.07), but
-#: :func:`kernel_resources` counts the backward's reduction scratch for 4 gates' rows (its M is the
-#: units), so the planner thinks 8 slices too large for one SM and halves them
+#: 128-column chunks: 8-40 bytes); with 3.6, 8 warps and 8 slices did (9.51 µs against 15.07, 160
+#: KiB compiled), but :func:`kernel_resources`' bound (257 KiB) says 8 slices do not fit one SM and
+#: halves them (a bound counting the backward's scratch for its units only fell below what 114
+#: compiled backward kernels allocate, so it stays)
 BACKWARD_BLOCK_B = 32
 BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
 BACKWARD_HALF_ROWS_MAX_H_PAD = 768
@@ -381,9 +382,7 @@ def backward_half_rows(h_pad: int) -> tuple[int, int | None] | None:
     without spilling registers in every variant)."""
     if h_pad > BACKWARD_HALF_ROWS_MAX_H_PAD:
         return None
-    if not BATCHED_DOT_SPREADS_WARPS:  # Triton 3.6: a slice per warp
-        return WIDE_NUM_WARPS, None
-    if h_pad <= BACKWARD_HALF_ROWS_WIDE_H_PAD:
+    if not BATCHED_DOT_SPREADS_WARPS or h_pad <= BACKWARD_HALF_ROWS_WIDE_H_PAD:  # 3.6: a slice per warp
         return WIDE_NUM_WARPS, None
     return HUGE_NUM_WARPS, WIDE_NUM_WARPS
 
@@ -434,7 +433,8 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     if persistent:
         block_h = h_pad
     else:
-        block_h = BACKWARD_UNITS if backward and (block_b == MIN_BLOCK_B or half_rows) else GATE_ROWS[cell] // GATES[cell]
+        wide_units = backward and (block_b == MIN_BLOCK_B or half_rows is not None)
+        block_h = BACKWARD_UNITS if wide_units else GATE_ROWS[cell] // GATES[cell]
     grid = (-(-hidden_size // block_h), -(-batch // block_b))
     plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
     if k_split > NUM_WARPS and not _fits_one_multiprocessor(cell, plan, dtype, arch):
@@ -489,8 +489,7 @@ def plan_recurrence(
             f"path='persistent' runs the forward of {cell} hidden_size={hidden_size} in {dtype} but not its backward: "
             f"a persistent backward holds at most {PERSISTENT_BACKWARD_MAX_ROWS} gate rows (larger ones spilled "
             f"registers), this one has {GATES[cell] * _layout(cell, 'persistent', hidden_size, 1, dtype=dtype).h_pad}; "
-            "path='auto' runs a persistent forward and a "
-            "cooperative backward"
+            "path='auto' runs a persistent forward and a cooperative backward"
         )
     if path == "persistent" and not persistent_ok:
         plan = _layout(cell, "persistent", hidden_size, batch, dtype=dtype)
