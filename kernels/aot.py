@@ -11,7 +11,9 @@ run a subset of the latter's code (one direction's time index, or rows that all 
 such as ``sm_90`` and its resources read back: shared memory from the compiled metadata, registers
 and spill (stack) bytes per thread from ``cuobjdump --dump-resource-usage`` (shipped in the Triton
 wheel). A configuration *fits* when its shared memory is within the target's per-block limit, its
-registers fit the register file for one program per SM, and it spills nothing; and the planner's
+registers fit the register file for one program per SM, and no spilled register is stored or loaded
+on its per-step path (:func:`rnnbench.kernels.sass.step_local_accesses`: a spill outside the time
+loop costs one store and one load per launch, not per step); and the planner's
 resource model (:func:`rnnbench.kernels.plan.kernel_resources`) is checked against what was compiled
 (``tests/test_kernels_aot.py``).
 
@@ -37,6 +39,7 @@ from rnnbench.kernels.plan import (
 )
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES
+from rnnbench.kernels.sass import nvidia_tool, step_local_accesses
 
 #: per-block shared memory limit (bytes, opt-in maximum) of each supported target
 SHARED_MEMORY_LIMIT = {80: 166912, 90: 232448}
@@ -121,7 +124,8 @@ class KernelConfig:
 class KernelResources:
     """Resources of one configuration compiled for one target, and what the planner's model
     (:func:`rnnbench.kernels.plan.kernel_resources`) says it needs. ``fits``: within the target's
-    limits, no spills, and the model not below what was compiled."""
+    limits, no spill accessed on the per-step path (``step_spill_accesses``, read from the SASS
+    where ``spill_bytes`` is not 0), and the model not below what was compiled."""
 
     config: KernelConfig
     target: str
@@ -131,12 +135,15 @@ class KernelResources:
     fits: bool
     model_shared_bytes: int = 0
     model_registers: int = 0
+    #: local-memory loads and stores on the per-step path (0 without spills)
+    step_spill_accesses: int = 0
 
     def as_row(self) -> dict:
         """The configuration's fields followed by the resources, as one flat table row."""
         row = asdict(self.config)
-        row.update({name: getattr(self, name) for name in ("target", "shared_bytes", "registers", "spill_bytes", "fits",
-                                                            "model_shared_bytes", "model_registers")})
+        row.update({name: getattr(self, name) for name in ("target", "shared_bytes", "registers", "spill_bytes",
+                                                            "step_spill_accesses", "fits", "model_shared_bytes",
+                                                            "model_registers")})
         return row
 
 
@@ -261,11 +268,13 @@ def compile_kernel(config: KernelConfig, arch: int):
 
 def _resources(config: KernelConfig, arch: int, compiled) -> KernelResources:
     registers, spill = cubin_resources(compiled.asm["cubin"])
+    step_spills = step_local_accesses(compiled.asm["cubin"]) if spill else 0
     shared = int(compiled.metadata.shared)
-    model = kernel_resources(config.cell, config.plan, DTYPES[config.dtype])
-    fits = (shared <= SHARED_MEMORY_LIMIT[arch] and spill == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
+    model = kernel_resources(config.cell, config.plan, DTYPES[config.dtype], config.direction == "bwd")
+    fits = (shared <= SHARED_MEMORY_LIMIT[arch] and step_spills == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
             and model.shared_bytes >= shared and model.registers >= registers)
-    return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits, model.shared_bytes, model.registers)
+    return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits, model.shared_bytes, model.registers,
+                           step_spills)
 
 
 def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None,
@@ -297,8 +306,6 @@ def _kernel_function(name: str):
 
 def cubin_resources(cubin: bytes) -> tuple[int, int]:
     """``(registers per thread, stack bytes per thread)`` of the single kernel in ``cubin``."""
-    from rnnbench.kernels.sass import nvidia_tool
-
     tool = nvidia_tool("cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
         handle.write(cubin)

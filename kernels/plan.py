@@ -129,7 +129,12 @@ PERSISTENT_BACKWARD_MAX_ROWS = 128
 #: the bidirectional LSTM backward spilled 40 bytes for an H not divisible by 16), and the Elman backward's 64-row blocks over more than 1024 columns reduce
 #: in chunks of :data:`FP32_CHUNK` (as they were, the LSTM backward at H=512, B=16 and the Elman
 #: backward at H=2048 spilled 16-40 bytes on sm_80 only; 8 warps spilled at LSTM H=768 on sm_90, so
-#: sm_90 keeps 4; narrower chunks made the sm_80 LSTM backward with 64 rows spill, so it keeps them)
+#: sm_90 keeps 4; narrower chunks made the sm_80 LSTM backward with 64 rows spill, so it keeps them).
+#: The sm_80 LSTM backward's 64-row blocks there run :data:`NUM_WARPS`, a slice each: with 8 warps
+#: and 8 slices Triton 3.6 spilled 8 bytes at H=768 (bidirectional with lengths; 8 warps and 4
+#: slices compute each slice twice under 3.6, 16 warps spilled 16), with 4 warps no variant spills
+#: at 512-4096 columns under either Triton, and the cost model rates the two alike (sm_90 build,
+#: bf16 B=64: 8.71-18.78 µs per step, launch and memory bound)
 SM80_STEPWISE_BACKWARD_WIDE_H = 512
 SM80_STEPWISE_BACKWARD_NARROW_RNN_H = 1024
 #: a cooperative backward with 16-row batch blocks over more than this many columns runs
@@ -152,10 +157,8 @@ BACKWARD_WIDE_H_PAD = 512
 #: :data:`BACKWARD_HALF_ROWS_MAX_H_PAD` (8 warps spilled 8-24 bytes there); Triton 3.6 8 warps, a
 #: slice each. Above, 64-row blocks of 8 units stay: with Triton 3.9 no layout tried at 1024
 #: columns compiled without spilling (8 warps with 4 or 8 slices, 16 warps with 8 or 16 slices,
-#: 128-column chunks: 8-40 bytes); with 3.6, 8 warps and 8 slices did (9.51 µs against 15.07, 160
-#: KiB compiled), but :func:`kernel_resources`' bound (257 KiB) says 8 slices do not fit one SM and
-#: halves them (a bound counting the backward's scratch for its units only fell below what 114
-#: compiled backward kernels allocate, so it stays)
+#: 128-column chunks: 8-40 bytes); with 3.6 its 64-row blocks run 8 warps and 8 slices
+#: (:func:`kernel_resources` counts one chunk of the LSTM backward's state)
 BACKWARD_BLOCK_B = 32
 BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
 BACKWARD_HALF_ROWS_MAX_H_PAD = 768
@@ -303,15 +306,25 @@ def split_layout(chunk: int, num_warps: int, row_parts: int = 1, slices: int | N
     return 1, num_warps
 
 
-def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype) -> Resources:
+def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype, backward: bool = False) -> Resources:
     """An upper bound of the shared memory (bytes) and registers (per thread) one program of
     ``plan`` needs, forward and backward alike (see the module docstring for how it is checked).
 
     Shared memory, the sum of three buffers that can be live together: the weights (the held
     ``(G * block_h, h_pad)`` slice; on the stepwise path one streamed ``(G * block_h, chunk)``
     block), the staged state (all ``h_pad / chunk`` chunks of ``(chunk, block_b)`` when the
-    weights are held, as the next step's are loaded a step ahead; one chunk when streamed) and
-    the fp32 ``(k_split, G * block_h, block_b)`` reduction scratch, plus :data:`SHARED_FIXED`.
+    weights are held, as the next step's are loaded a step ahead; one chunk when streamed, and in
+    the LSTM ``backward``) and the fp32 ``(k_split, G * block_h, block_b)`` reduction scratch, plus
+    :data:`SHARED_FIXED`.
+
+    The LSTM backward's product has ``block_h`` rows (the units), a quarter of what the scratch term
+    counts, and every compiled LSTM backward (both Tritons, sm_80 and sm_90) allocated at most its
+    weights, one chunk of state and that scratch, several exactly. Counting every chunk, Triton
+    3.6's 64-row blocks over 1024 columns with 8 slices (128 KiB compiled, 161 KiB bounded) did not
+    fit one SM by the bound (257 KiB) and ran 4 slices, each computed by two warps (cost model,
+    bf16 B=64: 15.07 µs per step, 9.51 with 8 slices). The Elman backward (scratch exact: its rows
+    are its units) stages more than one chunk beyond it and keeps every chunk in its bound.
+
     Registers: the cap passed to ptxas (:attr:`Plan.max_registers`), which a compiled kernel never
     exceeds (it spills instead, and the AOT table reports spills)."""
     if plan.path == GLUON:
@@ -322,7 +335,8 @@ def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype) -> Resources:
     chunk = plan.h_pad // plan.k_chunks
     streamed = plan.path == "stepwise"
     weights = rows * (chunk if streamed else plan.h_pad) * size
-    state = (chunk if streamed else plan.h_pad) * plan.block_b * size
+    one_chunk = streamed or (backward and cell == "lstm")
+    state = (chunk if one_chunk else plan.h_pad) * plan.block_b * size
     scratch = plan.k_split * rows * plan.block_b * 4
     return Resources(weights + state + scratch + SHARED_FIXED, plan.max_registers)
 
@@ -420,6 +434,8 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
             reduction_layout(hidden_size, False)[0] >= SM80_STEPWISE_BACKWARD_WIDE_H):  # the padded size compiles
         if block_b == MIN_BLOCK_B:
             num_warps = WIDE_NUM_WARPS
+        elif cell == "lstm":
+            num_warps = NUM_WARPS
         elif cell == "rnn" and hidden_size > SM80_STEPWISE_BACKWARD_NARROW_RNN_H:
             widest = FP32_CHUNK
     if BATCHED_DOT_SPREADS_WARPS:
@@ -437,7 +453,7 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
         block_h = BACKWARD_UNITS if wide_units else GATE_ROWS[cell] // GATES[cell]
     grid = (-(-hidden_size // block_h), -(-batch // block_b))
     plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
-    if k_split > NUM_WARPS and not _fits_one_multiprocessor(cell, plan, dtype, arch):
+    if k_split > NUM_WARPS and not _fits_one_multiprocessor(cell, plan, dtype, arch, backward):
         # a slice per warp doubles the reduction scratch: where that does not fit one SM, NUM_WARPS
         # slices (with Triton 3.6 each computed by two warps: the 8-warp backward with 64-row
         # blocks at H=1024 spilled 48-120 bytes with 4 warps and none with 8)
@@ -446,8 +462,8 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     return plan
 
 
-def _fits_one_multiprocessor(cell: str, plan: Plan, dtype: torch.dtype, arch: int) -> bool:
-    return programs_per_multiprocessor(kernel_resources(cell, plan, dtype), plan.num_warps, LIMITS[arch])[0] >= 1
+def _fits_one_multiprocessor(cell: str, plan: Plan, dtype: torch.dtype, arch: int, backward: bool) -> bool:
+    return programs_per_multiprocessor(kernel_resources(cell, plan, dtype, backward), plan.num_warps, LIMITS[arch])[0] >= 1
 
 
 def plan_recurrence(
@@ -511,7 +527,8 @@ def plan_recurrence(
         return plan
     on_gpu = multiprocessors is not None and not interpreter
     cooperative = _layout(cell, "cooperative", hidden_size, batch, directions, backward, dtype, arch)
-    resident = programs_per_multiprocessor(kernel_resources(cell, cooperative, dtype), cooperative.num_warps, limits)[0]
+    resident = programs_per_multiprocessor(kernel_resources(cell, cooperative, dtype, backward), cooperative.num_warps,
+                                           limits)[0]
     capacity = resident * multiprocessors if on_gpu else 0
     one_launch = plan.grid[0] * plan.grid[1]
     co_resident = on_gpu and one_launch <= capacity and plan.grid[0] <= MAX_HIDDEN_BLOCKS

@@ -37,6 +37,8 @@ MMA_OPCODES = frozenset({"HMMA", "IMMA", "DMMA", "BMMA", "HGMMA", "IGMMA", "QGMM
 GLOBAL_LOADS = frozenset({"LDG", "LD"})
 GLOBAL_STORES = frozenset({"STG", "ST"})
 GLOBAL_ATOMICS = frozenset({"ATOM", "ATOMG", "RED", "REDG"})
+#: thread-local memory accesses: what ptxas emits for spilled registers
+LOCAL_ACCESSES = frozenset({"LDL", "STL"})
 #: asynchronous global -> shared copies by threads (``cp.async``; waited for by ``DEPBAR.LE SB0``)
 ASYNC_COPIES = frozenset({"LDGSTS"})
 #: tensor-memory-access (TMA) bulk copies into shared memory, issued by one thread for the program
@@ -320,6 +322,17 @@ def count(path: StepPath) -> StepCounts:
     totals["mma_chain"] = mma_chain(path.instructions)
     totals["poll_loops"] = path.poll_loops
     return StepCounts(**totals)
+
+
+def local_accesses(path: StepPath) -> int:
+    """Local-memory loads and stores (spilled registers) on ``path``: what a spill costs every step.
+    A spill stored before the time loop and reloaded after it (a value needed only at the end) has none."""
+    return sum(1 for ins in path.instructions if ins.base in LOCAL_ACCESSES)
+
+
+def step_local_accesses(cubin: bytes) -> int:
+    """:func:`local_accesses` on the per-step path of ``cubin``'s kernel."""
+    return local_accesses(step_path(parse(disassemble(cubin))))
 
 
 def mma_chain(instructions) -> int:

@@ -176,6 +176,30 @@ def test_a_poll_behind_a_divergence_branch_is_on_the_step_path():
         assert path.poll_loops == 1 and sass.count(path).global_loads_l2 == 1
 
 
+#: a time loop with a register spilled before it and reloaded after it (Triton 3.6's final-state
+#: address at the 255-register cap) and, in the second form, one reloaded inside it
+SPILL_AROUND_THE_LOOP = """
+        /*0000*/                   STL [R1], R44 ;
+.L_x_0:
+        /*0010*/                   HMMA.16816.F32.BF16 R24, R4, R8, R24 ;
+        /*0020*/                   IADD3 R6, R6, 0x1, RZ ;
+        /*0030*/                   ISETP.NE.AND P0, PT, R6, 0x8, PT ;
+        /*0040*/               @P0 BRA `(.L_x_0) ;
+        /*0050*/                   LDL.LU R16, [R1] ;
+        /*0060*/                   STG.E.64 desc[UR8][R2.64], R16 ;
+        /*0070*/                   EXIT ;
+"""
+
+
+def test_only_spill_accesses_on_the_step_path_count():
+    for form in (SPILL_AROUND_THE_LOOP, _as_cuobjdump(SPILL_AROUND_THE_LOOP)):
+        assert sass.local_accesses(sass.step_path(sass.parse(form))) == 0
+    inside = SPILL_AROUND_THE_LOOP.replace("IADD3 R6, R6, 0x1, RZ", "LDL R7, [R1]")
+    assert sass.local_accesses(sass.step_path(sass.parse(inside))) == 1
+    no_loop = SPILL_AROUND_THE_LOOP.replace("@P0 BRA `(.L_x_0)", "NOP")  # one launch per step: all of it
+    assert sass.local_accesses(sass.step_path(sass.parse(no_loop))) == 2
+
+
 def test_a_guard_predicate_is_read_and_an_always_false_guard_never_runs():
     guarded, never = sass.parse("/*0000*/ @!P2 LDG.E R43, desc[UR14][R34.64] ;\n/*0010*/ @!UPT UIADD3 URZ, URZ, URZ, URZ ;")
     assert "P2" in sass.reads(guarded) and not guarded.never_runs

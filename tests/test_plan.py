@@ -82,7 +82,7 @@ def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(s
     if not spreads:  # only where a slice per warp would not fit one SM (kernel_resources' reduction scratch)
         for config in spread:
             plan = dataclasses.replace(config.plan, k_split=config.num_warps)
-            needed = kernel_resources(config.cell, plan, DTYPES[config.dtype])
+            needed = kernel_resources(config.cell, plan, DTYPES[config.dtype], config.direction == "bwd")
             assert programs_per_multiprocessor(needed, plan.num_warps, LIMITS[arch])[0] == 0, config
     else:  # four slices (two in the wide forward), the compiler spreads the other warps
         assert spread and all(config.m_split == 1 for config in spread)
@@ -106,6 +106,33 @@ def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkey
                                                                                        plan.num_warps)
     plan = plan_recurrence("lstm", 256, 16, torch.bfloat16, multiprocessors=H100_SMS)
     assert (plan.num_warps, plan.k_split, row_split("lstm", False, plan.k_split, plan.num_warps)) == (4, 4, 1)
+
+
+def test_lstm_backward_of_64_rows_at_1024_columns_runs_a_slice_per_warp(monkeypatch):
+    """Triton 3.6's layout: 8 slices on 8 warps, admitted by the LSTM backward's one-chunk state
+    term; with every chunk counted (the forward's bound) it would not fit one SM and would fall back
+    to 4 slices, each computed by two warps."""
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", False)
+    plan = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
+    assert (plan.path, plan.block_b, plan.k_split, plan.num_warps) == ("cooperative", MAX_BLOCK_B, 8, 8)
+    one_chunk = kernel_resources("lstm", plan, torch.bfloat16, backward=True)
+    every_chunk = kernel_resources("lstm", plan, torch.bfloat16)
+    assert every_chunk.shared_bytes - one_chunk.shared_bytes == (plan.k_chunks - 1) * 256 * MAX_BLOCK_B * 2
+    assert programs_per_multiprocessor(one_chunk, plan.num_warps, LIMITS[90])[0] == 1
+    assert programs_per_multiprocessor(every_chunk, plan.num_warps, LIMITS[90])[0] == 0
+    # the Elman backward keeps every chunk in its bound
+    elman = plan_recurrence("rnn", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
+    assert kernel_resources("rnn", elman, torch.bfloat16, backward=True) == kernel_resources("rnn", elman, torch.bfloat16)
+
+
+@pytest.mark.parametrize("spreads", [False, True])
+@pytest.mark.parametrize("hidden", [300, 768, 4096])
+def test_sm80_stepwise_lstm_backward_of_64_rows_runs_four_warps_a_slice_each(hidden, spreads, monkeypatch):
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
+    plan = plan_recurrence("lstm", hidden, 64, torch.bfloat16, path="stepwise", arch=80, backward=True)
+    assert (plan.block_b, plan.k_split, plan.num_warps) == (MAX_BLOCK_B, NUM_WARPS, NUM_WARPS)
+    sixteen_rows = plan_recurrence("lstm", hidden, 16, torch.bfloat16, path="stepwise", arch=80, backward=True)
+    assert sixteen_rows.num_warps == WIDE_NUM_WARPS
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
