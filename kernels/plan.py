@@ -155,13 +155,13 @@ BACKWARD_WIDE_H_PAD = 512
 #: (both H specialisations, sm_90): Triton 3.9 8 warps (4 slices) up to
 #: :data:`BACKWARD_HALF_ROWS_WIDE_H_PAD` columns and 16 warps with 8 slices up to
 #: :data:`BACKWARD_HALF_ROWS_MAX_H_PAD` (8 warps spilled 8-24 bytes there); Triton 3.6 8 warps, a
-#: slice each. Above, 64-row blocks of 8 units stay: with Triton 3.9 no layout tried at 1024
-#: columns compiled without spilling (8 warps with 4 or 8 slices, 16 warps with 8 or 16 slices,
-#: 128-column chunks: 8-40 bytes); with 3.6 its 64-row blocks run 8 warps and 8 slices
-#: (:func:`kernel_resources` counts one chunk of the LSTM backward's state)
+#: slice each; at 1024 columns (since :func:`kernel_resources` counts one chunk of the LSTM
+#: backward's state: 209 KiB bounded, 160 KiB compiled) the same, also on sm_80, H=1024 B=64 going
+#: 14.46 -> 9.67 (3.9) and 14.58 -> 9.52 (3.6). Where the bound says the 16 units do not fit one SM
+#: (sm_80 at 1024 columns), and above 1024 columns, 64-row blocks of 8 units stay
 BACKWARD_BLOCK_B = 32
 BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
-BACKWARD_HALF_ROWS_MAX_H_PAD = 768
+BACKWARD_HALF_ROWS_MAX_H_PAD = 1024
 #: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
 MAX_HIDDEN_BLOCKS = 256
 #: 32-bit registers of one multiprocessor
@@ -402,7 +402,7 @@ def backward_half_rows(h_pad: int) -> tuple[int, int | None] | None:
 
 
 def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False,
-            dtype: torch.dtype = torch.bfloat16, arch: int = DEFAULT_ARCH) -> Plan:
+            dtype: torch.dtype = torch.bfloat16, arch: int = DEFAULT_ARCH, half_rows_allowed: bool = True) -> Plan:
     persistent = path == "persistent"
     fp32 = element_size(dtype) >= 4
     widest_b = min(MAX_BLOCK_B, FP32_MAX_BLOCK_B) if fp32 else MAX_BLOCK_B
@@ -412,7 +412,7 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
         num_warps = WIDE_NUM_WARPS
     forward_lstm = cell == "lstm" and not backward
     half_rows = None  # (warps, slices) of a 16-bit LSTM backward in 32-row blocks of 16 units
-    if path == "cooperative" and backward and cell == "lstm" and not fp32 and block_b > MIN_BLOCK_B:
+    if path == "cooperative" and backward and cell == "lstm" and not fp32 and block_b > MIN_BLOCK_B and half_rows_allowed:
         half_rows = backward_half_rows(reduction_layout(hidden_size, False)[0])
         if half_rows is not None:
             block_b = BACKWARD_BLOCK_B
@@ -459,6 +459,9 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
         # blocks at H=1024 spilled 48-120 bytes with 4 warps and none with 8)
         k_split = split_layout(chunk, num_warps, slices=NUM_WARPS)[0]
         plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
+    if half_rows is not None and not _fits_one_multiprocessor(cell, plan, dtype, arch, backward):
+        # 16 units of 1024 columns do not fit an sm_80 multiprocessor by the bound: 64-row blocks of 8 units
+        return _layout(cell, path, hidden_size, batch, directions, backward, dtype, arch, half_rows_allowed=False)
     return plan
 
 

@@ -3,7 +3,7 @@ skips them with the reason on a machine without one):
 
 * a cooperative grid of several hidden blocks *and* several batch blocks, forward and backward,
   against ``torch.nn`` in float64 (the interpreter runs such a grid step by step, never its barrier);
-* bf16 numerics along T=1024 against float64;
+* bf16 numerics along T=1024 against float64, and of the LSTM backward in 32-row blocks at B=64;
 * cooperative launches captured in a CUDA graph (the harness's ``latency_cudagraph`` rows);
 * the grid-barrier micro-benchmark (:mod:`rnnbench.kernels.barrier_bench`) counting every arrival;
 * the barrier timeout: a barrier waiting for a program that never arrives raises instead of hanging;
@@ -26,6 +26,7 @@ import torch
 
 from rnnbench.kernels import TritonLSTM, TritonRNN
 from rnnbench.kernels.launch import check_barriers, make_plan, poisoned_outputs
+from rnnbench.kernels.plan import BACKWARD_BLOCK_B, plan_recurrence
 
 # fp32 dots exact (TF32 off in cuDNN and so in the kernels), restored after each test
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("exact_fp32")]
@@ -119,7 +120,12 @@ def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path):
     assert make_plan("lstm" if cell == "lstm" else "rnn", hidden_size, B, x, "auto").path == path
     with poisoned_outputs():
         outputs, grads = _run(candidate, x, states, upstream)
-    expected_outputs, expected_grads = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
+    expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
+    _assert_bfloat16_bounds(outputs, grads, *expected)
+
+
+def _assert_bfloat16_bounds(outputs, grads, expected_outputs, expected_grads):
+    """The bounds of :func:`test_bfloat16_numerics_at_T1024_against_float64`'s docstring."""
     y, expected_y = outputs[0], expected_outputs[0]
     errors = {"forward": _relative_error(y, expected_y), "last 128 steps": _relative_error(y[-128:], expected_y[-128:]),
               "first 128 steps": _relative_error(y[:128], expected_y[:128])}
@@ -132,6 +138,26 @@ def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path):
         else:
             error = _relative_error(actual, expected)
             assert error <= 5e-2, f"gradient {index}: relative error {error:.3g} ({errors})"
+
+
+@pytest.mark.parametrize("hidden_size", [768, 1024])
+def test_bfloat16_lstm_backward_in_32_row_blocks_against_float64(hidden_size):
+    """The 16-bit LSTM backward of B=64 in two 32-row blocks of 16 units (plan.BACKWARD_BLOCK_B;
+    8 reduction slices, H=1024 since its bound counts one chunk of state), T=64, with the bounds of
+    the T=1024 test. H=1024 needs 128 co-resident programs (H100 SXM, H200: 132 SMs)."""
+    T, B, I = 64, 64, 32
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    arch = 90 if torch.cuda.get_device_capability(0) >= (9, 0) else 80
+    plan = plan_recurrence("lstm", hidden_size, B, torch.bfloat16, multiprocessors=sms, arch=arch, backward=True)
+    if plan.path != "cooperative" or plan.block_b != BACKWARD_BLOCK_B:
+        pytest.skip(f"this GPU ({sms} SMs, sm_{arch}) plans the H={hidden_size} B={B} backward as {plan}")
+    candidate, reference = _modules("lstm", I, hidden_size, torch.bfloat16, "auto")
+    x, states, upstream = _inputs("lstm", T, B, I, hidden_size, torch.bfloat16)
+    with poisoned_outputs():
+        outputs, grads = _run(candidate, x, states, upstream)
+    check_barriers(wait=True)
+    expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
+    _assert_bfloat16_bounds(outputs, grads, *expected)
 
 
 # ---- CUDA graphs --------------------------------------------------------------------------------

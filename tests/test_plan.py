@@ -108,18 +108,24 @@ def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkey
     assert (plan.num_warps, plan.k_split, row_split("lstm", False, plan.k_split, plan.num_warps)) == (4, 4, 1)
 
 
-def test_lstm_backward_of_64_rows_at_1024_columns_runs_a_slice_per_warp(monkeypatch):
-    """Triton 3.6's layout: 8 slices on 8 warps, admitted by the LSTM backward's one-chunk state
-    term; with every chunk counted (the forward's bound) it would not fit one SM and would fall back
-    to 4 slices, each computed by two warps."""
-    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", False)
+@pytest.mark.parametrize("spreads, num_warps", [(False, WIDE_NUM_WARPS), (True, HUGE_NUM_WARPS)])
+def test_lstm_backward_at_1024_columns_runs_32_row_blocks_where_they_fit_one_sm(spreads, num_warps, monkeypatch):
+    """32-row blocks of 16 units with 8 slices, admitted by the LSTM backward's one-chunk state
+    term (with every chunk counted, the forward's bound, they would not fit one SM); sm_80 holds
+    less and keeps 64-row blocks of 8 units."""
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
     plan = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
-    assert (plan.path, plan.block_b, plan.k_split, plan.num_warps) == ("cooperative", MAX_BLOCK_B, 8, 8)
+    assert (plan.path, plan.block_b, plan.block_h, plan.k_split, plan.num_warps) == (
+        "cooperative", BACKWARD_BLOCK_B, BACKWARD_UNITS, WIDE_NUM_WARPS, num_warps)
     one_chunk = kernel_resources("lstm", plan, torch.bfloat16, backward=True)
     every_chunk = kernel_resources("lstm", plan, torch.bfloat16)
-    assert every_chunk.shared_bytes - one_chunk.shared_bytes == (plan.k_chunks - 1) * 256 * MAX_BLOCK_B * 2
+    assert every_chunk.shared_bytes - one_chunk.shared_bytes == (plan.k_chunks - 1) * 256 * BACKWARD_BLOCK_B * 2
     assert programs_per_multiprocessor(one_chunk, plan.num_warps, LIMITS[90])[0] == 1
     assert programs_per_multiprocessor(every_chunk, plan.num_warps, LIMITS[90])[0] == 0
+    sm80 = plan_recurrence("lstm", 1024, 64, torch.bfloat16, path="cooperative", arch=80, backward=True)
+    assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, BACKWARD_UNITS // 2)
+    assert programs_per_multiprocessor(kernel_resources("lstm", sm80, torch.bfloat16, backward=True), sm80.num_warps,
+                                       LIMITS[80])[0] == 1
     # the Elman backward keeps every chunk in its bound
     elman = plan_recurrence("rnn", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
     assert kernel_resources("rnn", elman, torch.bfloat16, backward=True) == kernel_resources("rnn", elman, torch.bfloat16)
