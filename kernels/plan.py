@@ -164,6 +164,10 @@ BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
 BACKWARD_HALF_ROWS_MAX_H_PAD = 1024
 #: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
 MAX_HIDDEN_BLOCKS = 256
+#: the kernels address one time step's rows with 32-bit offsets (only the time offset is 64-bit):
+#: the widest such span, the backward's exchange of two slots of ``B_pad x G * H_PAD`` elements,
+#: must stay within this (:func:`check_step_span`)
+MAX_STEP_ELEMENTS = 2**31 - 1
 #: 32-bit registers of one multiprocessor
 REGISTER_FILE = 65536
 
@@ -465,6 +469,21 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     return plan
 
 
+def check_step_span(cell: str, hidden_size: int, batch: int) -> None:
+    """Refuse a batch whose rows one step of the kernels cannot address with 32-bit offsets
+    (:data:`MAX_STEP_ELEMENTS`; forward and backward alike, as a layer trained needs both), naming
+    the largest batch that can be."""
+    h_pad = reduction_layout(hidden_size, False)[0]
+    per_row = 2 * GATES[cell] * h_pad
+    span = -(-batch // MAX_BLOCK_B) * MAX_BLOCK_B * per_row
+    if span > MAX_STEP_ELEMENTS:
+        rows = MAX_STEP_ELEMENTS // per_row // MAX_BLOCK_B * MAX_BLOCK_B
+        raise ValueError(
+            f"{cell} hidden_size={hidden_size} with batch={batch}: one step spans {span} elements, more than the "
+            f"kernels' 32-bit offsets address ({MAX_STEP_ELEMENTS}); run the batch in chunks of at most {rows} rows"
+        )
+
+
 def _fits_one_multiprocessor(cell: str, plan: Plan, dtype: torch.dtype, arch: int, backward: bool) -> bool:
     return programs_per_multiprocessor(kernel_resources(cell, plan, dtype, backward), plan.num_warps, LIMITS[arch])[0] >= 1
 
@@ -497,6 +516,7 @@ def plan_recurrence(
         raise ValueError(f"path must be 'auto' or one of {FORCED_PATHS}, got {path!r}")
     if arch not in LIMITS:
         raise ValueError(f"arch must be one of {tuple(LIMITS)}, got {arch!r}")
+    check_step_span(cell, hidden_size, batch)
     if path == GLUON:
         if not backward:
             return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)

@@ -194,6 +194,15 @@ def test_bad_arguments(bad, message):
     assert not isinstance(raised.value, PathUnavailable)  # a caller's mistake, not a shape the path cannot run
 
 
+def test_a_batch_beyond_the_kernels_32_bit_step_offsets_is_refused_with_the_largest_that_fits():
+    # LSTM H=4096: 2 exchange slots x 4 gates x 4096 columns = 32768 elements per row
+    largest = (2**31 - 1) // 32768 // MAX_BLOCK_B * MAX_BLOCK_B
+    assert plan_recurrence("lstm", 4096, largest, torch.bfloat16).path == "stepwise"
+    with pytest.raises(ValueError, match=rf"batch={largest + 1}: .* at most {largest} rows"):
+        plan_recurrence("lstm", 4096, largest + 1, torch.bfloat16, backward=True)
+    assert plan_recurrence("rnn", 4096, largest + 1, torch.bfloat16).path == "stepwise"  # one gate: 4x the rows
+
+
 def test_persistent_refusal_names_what_it_needs():
     assert not fits_persistent("lstm", 256, torch.bfloat16)
     with pytest.raises(PathUnavailable, match=r"path='persistent' needs all of W_hh .* bytes of shared memory"):
