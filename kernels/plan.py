@@ -9,7 +9,9 @@ Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
   spill registers): LSTM H <= 64 and Elman H <= 128 in 16-bit, LSTM H <= 16 and Elman H <= 32 in fp32.
 * ``cooperative``: the hidden units are split into blocks of ``BLOCK_H`` (forward, LSTM
   :data:`GATE_ROWS` / 4 units, i.e. 32 gate rows, the MMA's M; Elman 16; backward with 16-row
-  batch blocks :data:`BACKWARD_UNITS`, whose gradient rows are the M); one program per (hidden
+  batch blocks :data:`BACKWARD_UNITS`, whose gradient rows are the M; the 16-bit LSTM of a batch
+  wider than 16 rows :data:`HALF_BLOCK_UNITS` in :data:`HALF_BLOCK_B`-row blocks, forward and
+  backward, where they fit one SM); one program per (hidden
   block, batch block) and a grid barrier per step. Chosen when every program of the grid can be resident at
   once (:func:`programs_per_multiprocessor` from :func:`kernel_resources`); a bidirectional layer
   runs both directions in one launch (a third grid axis) when twice the programs still are, else
@@ -145,9 +147,14 @@ SM80_STEPWISE_BACKWARD_NARROW_RNN_H = 1024
 #: model's step (Triton 3.9, sm_90, bf16) goes 3.84 -> 3.61 µs at LSTM H=768, 4.90 -> 4.53 at
 #: H=1024, 1.80 -> 1.73 at Elman H=768 and 2.20 -> 2.10 at Elman H=1024 (no spill in any variant)
 BACKWARD_WIDE_H_PAD = 512
-#: the 16-bit cooperative LSTM backward of a batch wider than :data:`MIN_BLOCK_B` runs blocks of
-#: this many rows and :data:`BACKWARD_UNITS` units (:func:`backward_half_rows`), not 64 rows of 8
-#: units: half the programs at a given batch block count, each reading all 4H gate gradients of its
+#: the 16-bit cooperative LSTM of a batch wider than :data:`MIN_BLOCK_B` runs blocks of this many
+#: rows and :data:`HALF_BLOCK_UNITS` units, not 64 rows of 8 units, forward and backward.
+#: Forward: 64 gate rows (the MMA's M) per program, 8 warps, each program reading half the state
+#: rows per step; LSTM bf16 B=64, cost model, µs per step, Triton 3.9 (4 slices, 256-column
+#: chunks): H=256 2.31 -> 2.16, 512 3.17 -> 2.88, 768 4.58 -> 3.91, 1024 6.03 -> 4.95; Triton 3.6
+#: (a slice per warp in two row parts, 64-column chunks): 768 4.90 -> 4.02, 1024 6.10 -> 5.06. No
+#: spill in the four variants (3.6 with 256-column chunks spilled at 1024 columns).
+#: Backward (:func:`backward_half_rows`): half the programs at a given batch block count, each reading all 4H gate gradients of its
 #: rows every step, so half the L2 traffic per SM (H=768, B=64: 96 programs of 64 rows, 384 KiB per
 #: program and step, became 96 programs of 32 rows, 192 KiB). Cost model, LSTM bf16 B=64, µs per
 #: step, before -> after: Triton 3.9 H=256 3.26 -> 2.63, H=512 5.20 -> 4.15, H=768 8.99 -> 6.51;
@@ -159,7 +166,8 @@ BACKWARD_WIDE_H_PAD = 512
 #: backward's state: 209 KiB bounded, 160 KiB compiled) the same, also on sm_80, H=1024 B=64 going
 #: 14.46 -> 9.67 (3.9) and 14.58 -> 9.52 (3.6). Where the bound says the 16 units do not fit one SM
 #: (sm_80 at 1024 columns), and above 1024 columns, 64-row blocks of 8 units stay
-BACKWARD_BLOCK_B = 32
+HALF_BLOCK_B = 32
+HALF_BLOCK_UNITS = 16
 BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
 BACKWARD_HALF_ROWS_MAX_H_PAD = 1024
 #: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
@@ -395,7 +403,7 @@ class PathUnavailable(ValueError):
 
 def backward_half_rows(h_pad: int) -> tuple[int, int | None] | None:
     """``(num_warps, slices)`` of the 16-bit cooperative LSTM backward over ``h_pad`` columns in
-    :data:`BACKWARD_BLOCK_B`-row blocks of :data:`BACKWARD_UNITS` units (``slices`` None: the
+    :data:`HALF_BLOCK_B`-row blocks of :data:`HALF_BLOCK_UNITS` units (``slices`` None: the
     version's default), or None where it keeps 64-row blocks of 8 units (no such layout compiled
     without spilling registers in every variant)."""
     if h_pad > BACKWARD_HALF_ROWS_MAX_H_PAD:
@@ -415,16 +423,18 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     if persistent and GATES[cell] * max(16, next_power_of_two(hidden_size)) >= PERSISTENT_WIDE_ROWS:
         num_warps = WIDE_NUM_WARPS
     forward_lstm = cell == "lstm" and not backward
-    half_rows = None  # (warps, slices) of a 16-bit LSTM backward in 32-row blocks of 16 units
-    if path == "cooperative" and backward and cell == "lstm" and not fp32 and block_b > MIN_BLOCK_B and half_rows_allowed:
-        half_rows = backward_half_rows(reduction_layout(hidden_size, False)[0])
+    half_rows = None  # (warps, slices) of a 16-bit LSTM in HALF_BLOCK_B-row blocks of HALF_BLOCK_UNITS units
+    if path == "cooperative" and cell == "lstm" and not fp32 and block_b > MIN_BLOCK_B and half_rows_allowed:
+        half_rows = backward_half_rows(reduction_layout(hidden_size, False)[0]) if backward else (WIDE_NUM_WARPS, None)
         if half_rows is not None:
-            block_b = BACKWARD_BLOCK_B
+            block_b = HALF_BLOCK_B
     widest = slices = None
     if fp32 and not persistent:
         widest, num_warps = FP32_CHUNK, WIDE_NUM_WARPS
     elif half_rows is not None:
         num_warps, slices = half_rows
+        if forward_lstm and not BATCHED_DOT_SPREADS_WARPS:
+            widest = WIDE_FORWARD_CHUNK
     elif path == "cooperative" and forward_lstm and block_b == MAX_BLOCK_B and (
             hidden_size > WIDE_FORWARD_H or not BATCHED_DOT_SPREADS_WARPS):
         widest = WIDE_FORWARD_CHUNK
@@ -453,8 +463,12 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     if persistent:
         block_h = h_pad
     else:
-        wide_units = backward and (block_b == MIN_BLOCK_B or half_rows is not None)
-        block_h = BACKWARD_UNITS if wide_units else GATE_ROWS[cell] // GATES[cell]
+        if half_rows is not None:
+            block_h = HALF_BLOCK_UNITS
+        elif backward and block_b == MIN_BLOCK_B:
+            block_h = BACKWARD_UNITS
+        else:
+            block_h = GATE_ROWS[cell] // GATES[cell]
     grid = (-(-hidden_size // block_h), -(-batch // block_b))
     plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
     if k_split > NUM_WARPS and not _fits_one_multiprocessor(cell, plan, dtype, arch, backward):
@@ -464,7 +478,7 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
         k_split = split_layout(chunk, num_warps, slices=NUM_WARPS)[0]
         plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
     if half_rows is not None and not _fits_one_multiprocessor(cell, plan, dtype, arch, backward):
-        # 16 units of 1024 columns do not fit an sm_80 multiprocessor by the bound: 64-row blocks of 8 units
+        # e.g. 16 units of 768-1024 columns on sm_80 by the bound: 64-row blocks of 8 units
         return _layout(cell, path, hidden_size, batch, directions, backward, dtype, arch, half_rows_allowed=False)
     return plan
 

@@ -9,7 +9,7 @@ import triton
 
 import rnnbench.kernels.plan
 from rnnbench.kernels.plan import (
-    BACKWARD_BLOCK_B, BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, FORWARD_ROW_PARTS, HUGE_NUM_WARPS, LIMITS,
+    BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, HALF_BLOCK_B, HALF_BLOCK_UNITS, FORWARD_ROW_PARTS, HUGE_NUM_WARPS, LIMITS,
     MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION, WIDE_NUM_WARPS,
     PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
     programs_per_multiprocessor, reduction_layout, row_split, split_layout,
@@ -92,7 +92,7 @@ def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(s
                    or (config.k_split, config.num_warps, config.h_pad > WIDE_FORWARD_H)
                    == (2, 8 if config.hidden_divisible else 16, True)
                    or (config.direction, config.k_split, config.num_warps, config.block_b, config.block_h)
-                   == ("bwd", WIDE_NUM_WARPS, HUGE_NUM_WARPS, BACKWARD_BLOCK_B, BACKWARD_UNITS) for config in spread)
+                   == ("bwd", WIDE_NUM_WARPS, HUGE_NUM_WARPS, HALF_BLOCK_B, BACKWARD_UNITS) for config in spread)
 
 
 def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkeypatch):
@@ -108,6 +108,23 @@ def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkey
     assert (plan.num_warps, plan.k_split, row_split("lstm", False, plan.k_split, plan.num_warps)) == (4, 4, 1)
 
 
+@pytest.mark.parametrize("spreads, chunk", [(False, 64), (True, 256)])
+def test_lstm_forward_of_a_wide_batch_runs_32_row_blocks_of_16_units_where_they_fit_one_sm(spreads, chunk, monkeypatch):
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
+    for hidden in (128, 768, 1024):
+        plan = plan_recurrence("lstm", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS)
+        assert (plan.path, plan.block_b, plan.block_h, plan.num_warps) == (
+            "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS, WIDE_NUM_WARPS)
+        assert (plan.k_split, plan.h_pad // plan.k_chunks) == (NUM_WARPS, min(chunk, hidden))
+        assert plan.grid == (hidden // HALF_BLOCK_UNITS, 2)
+    # sm_80 holds less: 16 units of 768 columns do not fit one SM by the bound, 64-row blocks of 8 do
+    sm80 = plan_recurrence("lstm", 768, 64, torch.bfloat16, path="cooperative", arch=80)
+    assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, 8)
+    assert plan_recurrence("lstm", 512, 64, torch.bfloat16, path="cooperative", arch=80).block_b == HALF_BLOCK_B
+    # fp32 keeps 16-row blocks
+    assert plan_recurrence("lstm", 768, 64, torch.float32, multiprocessors=H100_SMS).block_b == 16
+
+
 @pytest.mark.parametrize("spreads, num_warps", [(False, WIDE_NUM_WARPS), (True, HUGE_NUM_WARPS)])
 def test_lstm_backward_at_1024_columns_runs_32_row_blocks_where_they_fit_one_sm(spreads, num_warps, monkeypatch):
     """32-row blocks of 16 units with 8 slices, admitted by the LSTM backward's one-chunk state
@@ -116,10 +133,10 @@ def test_lstm_backward_at_1024_columns_runs_32_row_blocks_where_they_fit_one_sm(
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
     plan = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
     assert (plan.path, plan.block_b, plan.block_h, plan.k_split, plan.num_warps) == (
-        "cooperative", BACKWARD_BLOCK_B, BACKWARD_UNITS, WIDE_NUM_WARPS, num_warps)
+        "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS, WIDE_NUM_WARPS, num_warps)
     one_chunk = kernel_resources("lstm", plan, torch.bfloat16, backward=True)
     every_chunk = kernel_resources("lstm", plan, torch.bfloat16)
-    assert every_chunk.shared_bytes - one_chunk.shared_bytes == (plan.k_chunks - 1) * 256 * BACKWARD_BLOCK_B * 2
+    assert every_chunk.shared_bytes - one_chunk.shared_bytes == (plan.k_chunks - 1) * 256 * HALF_BLOCK_B * 2
     assert programs_per_multiprocessor(one_chunk, plan.num_warps, LIMITS[90])[0] == 1
     assert programs_per_multiprocessor(every_chunk, plan.num_warps, LIMITS[90])[0] == 0
     sm80 = plan_recurrence("lstm", 1024, 64, torch.bfloat16, path="cooperative", arch=80, backward=True)
@@ -155,10 +172,10 @@ def test_every_program_covers_its_units_and_the_grid_covers_all(cell, hidden, dt
 @pytest.mark.parametrize("hidden", [256, 512, 768, 1024])
 @pytest.mark.parametrize("batch", [1, 16, 64])
 def test_every_goal_shape_of_16_bit_lstm_is_co_resident(hidden, batch):
-    """One weight slice serves the whole batch block (up to 64 rows), so even H=1024 at B=64 keeps
-    one program per hidden block: 128 programs."""
+    """One weight slice serves a whole batch block, so even H=1024 at B=64 runs 128 programs (64
+    hidden blocks of 16 units x 2 batch blocks of 32 rows), co-resident on 132 SMs."""
     plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS)
-    assert plan.path in ("persistent", "cooperative") and plan.grid[1] == 1
+    assert plan.path in ("persistent", "cooperative") and plan.programs <= hidden // 8 <= H100_SMS
 
 
 def test_cooperative_only_when_the_grid_can_be_co_resident():

@@ -107,9 +107,10 @@ def test_two_layers_batch_first(cell):
 def test_grid_barrier_path(cell):
     """A cooperative launch with a single hidden block (H=8) runs the in-kernel loop and its grid
     barrier's arrival even in the interpreter (one participant per barrier has nothing to wait
-    for); two batch blocks of 64 rows in 16-bit; in fp32 (16-row blocks, plan.FP32_MAX_BLOCK_B) five."""
+    for); in 16-bit three batch blocks of 32 rows (LSTM, plan.HALF_BLOCK_B) or two of 64 (Elman); in
+    fp32 (16-row blocks, plan.FP32_MAX_BLOCK_B) five."""
     name = "lstm" if cell == "lstm" else "rnn"
-    assert plan_recurrence(name, 8, 70, torch.float16, "cooperative").grid == (1, 2)  # 64-row blocks in 16-bit
+    assert plan_recurrence(name, 8, 70, torch.float16, "cooperative").grid == ((1, 3) if name == "lstm" else (1, 2))
     assert plan_recurrence(name, 8, 70, torch.float32, "cooperative").grid == (1, 5)
     candidate, reference = _pair(cell, 3, 8, path="cooperative")
     x, hx, upstream = _inputs(cell, 3, 70, 3, 8)
@@ -176,14 +177,17 @@ def test_wide_float16_backward_with_a_slice_per_warp_against_numpy_float64(cell,
     _assert_float16_matches_float64(candidate, cell, T, B, I, H)
 
 
-def test_float16_lstm_backward_in_32_row_blocks_of_16_units_against_numpy_float64():
-    """The 16-bit cooperative LSTM backward of a batch wider than 16 rows (plan.BACKWARD_BLOCK_B):
-    B=20 in one 32-row block, H=40 in three blocks of 16 units, the last partly filled."""
+@pytest.mark.parametrize("hidden, hidden_blocks", [(40, 3), (16, 1)])
+def test_float16_lstm_in_32_row_blocks_of_16_units_against_numpy_float64(hidden, hidden_blocks):
+    """The 16-bit cooperative LSTM of a batch wider than 16 rows (plan.HALF_BLOCK_B), forward and
+    backward: B=20 in one 32-row block; H=40 in three blocks of 16 units, the last partly filled
+    (the interpreter runs them step by step), or H=16 in one (the in-kernel time loop)."""
     from rnnbench.kernels.plan import plan_recurrence
 
-    plan = plan_recurrence("lstm", 40, 20, torch.float16, "cooperative", backward=True)
-    assert (plan.block_b, plan.block_h, plan.grid) == (32, 16, (3, 1))
-    T, B, I, H = 5, 20, 6, 40
+    for backward in (False, True):
+        plan = plan_recurrence("lstm", hidden, 20, torch.float16, "cooperative", backward=backward)
+        assert (plan.block_b, plan.block_h, plan.grid) == (32, 16, (hidden_blocks, 1))
+    T, B, I, H = 5, 20, 6, hidden
     candidate, _ = _pair("lstm", I, H, dtype=torch.float16, path="cooperative")
     _assert_float16_matches_float64(candidate, "lstm", T, B, I, H)
 
