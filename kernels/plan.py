@@ -11,7 +11,7 @@ Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
   :data:`GATE_ROWS` / 4 units, i.e. 32 gate rows, the MMA's M; Elman 16; backward with 16-row
   batch blocks :data:`BACKWARD_UNITS`, whose gradient rows are the M; the 16-bit LSTM of a batch
   wider than 16 rows :data:`HALF_BLOCK_UNITS` in :data:`HALF_BLOCK_B`-row blocks, forward and
-  backward, where they fit one SM); one program per (hidden
+  backward, where they fit one SM, and the Elman likewise); one program per (hidden
   block, batch block) and a grid barrier per step. Chosen when every program of the grid can be resident at
   once (:func:`programs_per_multiprocessor` from :func:`kernel_resources`); a bidirectional layer
   runs both directions in one launch (a third grid axis) when twice the programs still are, else
@@ -148,7 +148,8 @@ SM80_STEPWISE_BACKWARD_NARROW_RNN_H = 1024
 #: H=1024, 1.80 -> 1.73 at Elman H=768 and 2.20 -> 2.10 at Elman H=1024 (no spill in any variant)
 BACKWARD_WIDE_H_PAD = 512
 #: the 16-bit cooperative LSTM of a batch wider than :data:`MIN_BLOCK_B` runs blocks of this many
-#: rows and :data:`HALF_BLOCK_UNITS` units, not 64 rows of 8 units, forward and backward.
+#: rows and :data:`HALF_BLOCK_UNITS` units, not 64 rows of 8 units, forward and backward (the
+#: Elman 32 units, not 16: :data:`ELMAN_HALF_ROWS`).
 #: Forward: 64 gate rows (the MMA's M) per program, 8 warps, each program reading half the state
 #: rows per step; LSTM bf16 B=64, cost model, µs per step, Triton 3.9 (4 slices, 256-column
 #: chunks): H=256 2.31 -> 2.16, 512 3.17 -> 2.88, 768 4.58 -> 3.91, 1024 6.03 -> 4.95; Triton 3.6
@@ -167,7 +168,17 @@ BACKWARD_WIDE_H_PAD = 512
 #: 14.46 -> 9.67 (3.9) and 14.58 -> 9.52 (3.6). Where the bound says the 16 units do not fit one SM
 #: (sm_80 at 1024 columns), and above 1024 columns, 64-row blocks of 8 units stay
 HALF_BLOCK_B = 32
-HALF_BLOCK_UNITS = 16
+#: units per program with :data:`HALF_BLOCK_B`-row blocks: LSTM 16 (64 gate rows forward, 16
+#: gradient rows backward), Elman 32 (the same programs as 64-row blocks of 16)
+HALF_BLOCK_UNITS = {"lstm": 16, "rnn": 32}
+#: ``(num_warps, slices)`` of the Elman's :data:`HALF_BLOCK_B`-row blocks (``slices`` None: the
+#: version's default). Cost model, bf16 B=64, µs per step, 64-row blocks of 16 units -> 32-row
+#: blocks of 32: forward (4 warps, 4 slices) Triton 3.9 H=256 1.76 -> 1.53, 512 2.33 -> 1.88,
+#: 768 2.95 -> 2.31, 1024 3.47 -> 2.73, Triton 3.6 1.99 -> 1.59, 2.46 -> 1.98, 3.09 -> 2.37,
+#: 3.55 -> 2.73; backward (8 warps, 8 slices; 4 warps spilled 8 bytes at 1024 columns, on the
+#: step path) 3.9 1.77 -> 1.72, 2.43 -> 2.15, 3.18 -> 2.77, 3.89 -> 3.32, 3.6 1.95 -> 1.75,
+#: 2.52 -> 2.23, 3.29 -> 2.77, 3.93 -> 3.33. No spill in any variant.
+ELMAN_HALF_ROWS = {False: (NUM_WARPS, None), True: (WIDE_NUM_WARPS, WIDE_NUM_WARPS)}
 BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
 BACKWARD_HALF_ROWS_MAX_H_PAD = 1024
 #: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
@@ -423,9 +434,14 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
     if persistent and GATES[cell] * max(16, next_power_of_two(hidden_size)) >= PERSISTENT_WIDE_ROWS:
         num_warps = WIDE_NUM_WARPS
     forward_lstm = cell == "lstm" and not backward
-    half_rows = None  # (warps, slices) of a 16-bit LSTM in HALF_BLOCK_B-row blocks of HALF_BLOCK_UNITS units
-    if path == "cooperative" and cell == "lstm" and not fp32 and block_b > MIN_BLOCK_B and half_rows_allowed:
-        half_rows = backward_half_rows(reduction_layout(hidden_size, False)[0]) if backward else (WIDE_NUM_WARPS, None)
+    half_rows = None  # (warps, slices) of a 16-bit layer in HALF_BLOCK_B-row blocks of HALF_BLOCK_UNITS units
+    if path == "cooperative" and not fp32 and block_b > MIN_BLOCK_B and half_rows_allowed:
+        if cell == "rnn":
+            half_rows = ELMAN_HALF_ROWS[backward]
+        elif backward:
+            half_rows = backward_half_rows(reduction_layout(hidden_size, False)[0])
+        else:
+            half_rows = WIDE_NUM_WARPS, None
         if half_rows is not None:
             block_b = HALF_BLOCK_B
     widest = slices = None
@@ -464,7 +480,7 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
         block_h = h_pad
     else:
         if half_rows is not None:
-            block_h = HALF_BLOCK_UNITS
+            block_h = HALF_BLOCK_UNITS[cell]
         elif backward and block_b == MIN_BLOCK_B:
             block_h = BACKWARD_UNITS
         else:

@@ -101,9 +101,9 @@ def test_shipped_configurations_cover_every_path_cell_dtype_and_direction(arch):
     assert set(configs.dtype) == {"float32", "float16", "bfloat16"}
     assert set(configs.direction) == {"fwd", "fwd_train", "bwd"}
     assert {768, 1024, 4096} <= set(configs.h_pad) and set(configs.block_b) == {16, 32, 64}
-    # 32 rows: the 16-bit cooperative LSTM of B=64, forward and backward (plan.HALF_BLOCK_B)
+    # 32 rows: the 16-bit cooperative layer of B=64, forward and backward (plan.HALF_BLOCK_B)
     half = configs[configs.block_b == 32]
-    assert set(zip(half.cell, half.path, half.block_h)) == {("lstm", "cooperative", 16)}
+    assert set(zip(half.cell, half.path, half.block_h)) == {("lstm", "cooperative", 16), ("rnn", "cooperative", 32)}
     assert set(half.direction) == {"fwd", "fwd_train", "bwd"} and set(half.dtype) == {"float16", "bfloat16"}
     assert set(configs[configs.k_chunks > 1].path) == {"cooperative", "stepwise"}
     assert set(configs[configs.dtype == "float32"].precision) == {"tf32", "ieee"}

@@ -3,7 +3,7 @@ skips them with the reason on a machine without one):
 
 * a cooperative grid of several hidden blocks *and* several batch blocks, forward and backward,
   against ``torch.nn`` in float64 (the interpreter runs such a grid step by step, never its barrier);
-* bf16 numerics along T=1024 against float64, and of the LSTM in 32-row blocks at B=64;
+* bf16 numerics along T=1024 against float64, and of 32-row batch blocks at B=64;
 * cooperative launches captured in a CUDA graph (the harness's ``latency_cudagraph`` rows);
 * the grid-barrier micro-benchmark (:mod:`rnnbench.kernels.barrier_bench`) counting every arrival;
 * the barrier timeout: a barrier waiting for a program that never arrives raises instead of hanging;
@@ -140,21 +140,23 @@ def _assert_bfloat16_bounds(outputs, grads, expected_outputs, expected_grads):
             assert error <= 5e-2, f"gradient {index}: relative error {error:.3g} ({errors})"
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("hidden_size", [768, 1024])
-def test_bfloat16_lstm_in_32_row_blocks_against_float64(hidden_size):
-    """The 16-bit LSTM of B=64 in two 32-row blocks of 16 units (plan.HALF_BLOCK_B), forward (64
-    gate rows per program) and backward (8 reduction slices; at H=1024 since its bound counts one
-    chunk of state), T=64, with the bounds of the T=1024 test. H=1024 needs 128 co-resident
-    programs (H100 SXM, H200: 132 SMs)."""
+def test_bfloat16_in_32_row_blocks_against_float64(cell, hidden_size):
+    """B=64 in two 32-row blocks (plan.HALF_BLOCK_B) of 16 LSTM units (64 gate rows forward; 8
+    reduction slices backward, at H=1024 since its bound counts one chunk of state) or 32 Elman
+    units, forward and backward, T=64, with the bounds of the T=1024 test. The LSTM at H=1024
+    needs 128 co-resident programs (H100 SXM, H200: 132 SMs)."""
     T, B, I = 64, 64, 32
+    name = "lstm" if cell == "lstm" else "rnn"
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     arch = 90 if torch.cuda.get_device_capability(0) >= (9, 0) else 80
     for backward in (False, True):
-        plan = plan_recurrence("lstm", hidden_size, B, torch.bfloat16, multiprocessors=sms, arch=arch, backward=backward)
+        plan = plan_recurrence(name, hidden_size, B, torch.bfloat16, multiprocessors=sms, arch=arch, backward=backward)
         if plan.path != "cooperative" or plan.block_b != HALF_BLOCK_B:
             pytest.skip(f"this GPU ({sms} SMs, sm_{arch}) plans the H={hidden_size} B={B} layer as {plan}")
-    candidate, reference = _modules("lstm", I, hidden_size, torch.bfloat16, "auto")
-    x, states, upstream = _inputs("lstm", T, B, I, hidden_size, torch.bfloat16)
+    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "auto")
+    x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
     with poisoned_outputs():
         outputs, grads = _run(candidate, x, states, upstream)
     check_barriers(wait=True)

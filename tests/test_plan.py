@@ -114,15 +114,28 @@ def test_lstm_forward_of_a_wide_batch_runs_32_row_blocks_of_16_units_where_they_
     for hidden in (128, 768, 1024):
         plan = plan_recurrence("lstm", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS)
         assert (plan.path, plan.block_b, plan.block_h, plan.num_warps) == (
-            "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS, WIDE_NUM_WARPS)
+            "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["lstm"], WIDE_NUM_WARPS)
         assert (plan.k_split, plan.h_pad // plan.k_chunks) == (NUM_WARPS, min(chunk, hidden))
-        assert plan.grid == (hidden // HALF_BLOCK_UNITS, 2)
+        assert plan.grid == (hidden // HALF_BLOCK_UNITS["lstm"], 2)
     # sm_80 holds less: 16 units of 768 columns do not fit one SM by the bound, 64-row blocks of 8 do
     sm80 = plan_recurrence("lstm", 768, 64, torch.bfloat16, path="cooperative", arch=80)
     assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, 8)
     assert plan_recurrence("lstm", 512, 64, torch.bfloat16, path="cooperative", arch=80).block_b == HALF_BLOCK_B
     # fp32 keeps 16-row blocks
     assert plan_recurrence("lstm", 768, 64, torch.float32, multiprocessors=H100_SMS).block_b == 16
+
+
+@pytest.mark.parametrize("spreads", [False, True])
+def test_elman_of_a_wide_batch_runs_32_row_blocks_of_32_units(spreads, monkeypatch):
+    monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
+    for hidden in (200, 768, 1024):
+        forward = plan_recurrence("rnn", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS)
+        backward = plan_recurrence("rnn", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
+        for plan, layout in ((forward, (NUM_WARPS, NUM_WARPS)), (backward, (WIDE_NUM_WARPS, WIDE_NUM_WARPS))):
+            assert (plan.path, plan.block_b, plan.block_h, plan.grid) == (
+                "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["rnn"], (-(-hidden // 32), 2))
+            assert (plan.k_split, plan.num_warps) == layout
+    assert plan_recurrence("rnn", 768, 16, torch.bfloat16, multiprocessors=H100_SMS).block_h == 16  # B <= 16 keeps 16 units
 
 
 @pytest.mark.parametrize("spreads, num_warps", [(False, WIDE_NUM_WARPS), (True, HUGE_NUM_WARPS)])
@@ -133,7 +146,7 @@ def test_lstm_backward_at_1024_columns_runs_32_row_blocks_where_they_fit_one_sm(
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
     plan = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
     assert (plan.path, plan.block_b, plan.block_h, plan.k_split, plan.num_warps) == (
-        "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS, WIDE_NUM_WARPS, num_warps)
+        "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["lstm"], WIDE_NUM_WARPS, num_warps)
     one_chunk = kernel_resources("lstm", plan, torch.bfloat16, backward=True)
     every_chunk = kernel_resources("lstm", plan, torch.bfloat16)
     assert every_chunk.shared_bytes - one_chunk.shared_bytes == (plan.k_chunks - 1) * 256 * HALF_BLOCK_B * 2

@@ -107,10 +107,10 @@ def test_two_layers_batch_first(cell):
 def test_grid_barrier_path(cell):
     """A cooperative launch with a single hidden block (H=8) runs the in-kernel loop and its grid
     barrier's arrival even in the interpreter (one participant per barrier has nothing to wait
-    for); in 16-bit three batch blocks of 32 rows (LSTM, plan.HALF_BLOCK_B) or two of 64 (Elman); in
-    fp32 (16-row blocks, plan.FP32_MAX_BLOCK_B) five."""
+    for); in 16-bit three batch blocks of 32 rows (plan.HALF_BLOCK_B); in fp32 (16-row blocks,
+    plan.FP32_MAX_BLOCK_B) five."""
     name = "lstm" if cell == "lstm" else "rnn"
-    assert plan_recurrence(name, 8, 70, torch.float16, "cooperative").grid == ((1, 3) if name == "lstm" else (1, 2))
+    assert plan_recurrence(name, 8, 70, torch.float16, "cooperative").grid == (1, 3)
     assert plan_recurrence(name, 8, 70, torch.float32, "cooperative").grid == (1, 5)
     candidate, reference = _pair(cell, 3, 8, path="cooperative")
     x, hx, upstream = _inputs(cell, 3, 70, 3, 8)
@@ -177,19 +177,22 @@ def test_wide_float16_backward_with_a_slice_per_warp_against_numpy_float64(cell,
     _assert_float16_matches_float64(candidate, cell, T, B, I, H)
 
 
-@pytest.mark.parametrize("hidden, hidden_blocks", [(40, 3), (16, 1)])
-def test_float16_lstm_in_32_row_blocks_of_16_units_against_numpy_float64(hidden, hidden_blocks):
-    """The 16-bit cooperative LSTM of a batch wider than 16 rows (plan.HALF_BLOCK_B), forward and
-    backward: B=20 in one 32-row block; H=40 in three blocks of 16 units, the last partly filled
-    (the interpreter runs them step by step), or H=16 in one (the in-kernel time loop)."""
+@pytest.mark.parametrize("cell, hidden, units, hidden_blocks", [
+    ("lstm", 40, 16, 3), ("lstm", 16, 16, 1), ("rnn_tanh", 40, 32, 2), ("rnn_tanh", 32, 32, 1)])
+def test_float16_in_32_row_blocks_against_numpy_float64(cell, hidden, units, hidden_blocks):
+    """The 16-bit cooperative layer of a batch wider than 16 rows (plan.HALF_BLOCK_B,
+    plan.HALF_BLOCK_UNITS), forward and backward: B=20 in one 32-row block; H=40 in several blocks
+    of units, the last partly filled (the interpreter runs them step by step), or one block (the
+    in-kernel time loop)."""
     from rnnbench.kernels.plan import plan_recurrence
 
+    name = "lstm" if cell == "lstm" else "rnn"
     for backward in (False, True):
-        plan = plan_recurrence("lstm", hidden, 20, torch.float16, "cooperative", backward=backward)
-        assert (plan.block_b, plan.block_h, plan.grid) == (32, 16, (hidden_blocks, 1))
+        plan = plan_recurrence(name, hidden, 20, torch.float16, "cooperative", backward=backward)
+        assert (plan.block_b, plan.block_h, plan.grid) == (32, units, (hidden_blocks, 1))
     T, B, I, H = 5, 20, 6, hidden
-    candidate, _ = _pair("lstm", I, H, dtype=torch.float16, path="cooperative")
-    _assert_float16_matches_float64(candidate, "lstm", T, B, I, H)
+    candidate, _ = _pair(cell, I, H, dtype=torch.float16, path="cooperative")
+    _assert_float16_matches_float64(candidate, cell, T, B, I, H)
 
 
 def _assert_float16_matches_float64(candidate, cell, T, B, I, H):
