@@ -165,7 +165,7 @@ BACKWARD_WIDE_H_PAD = 512
 #: :data:`BACKWARD_HALF_ROWS_MAX_H_PAD` (8 warps spilled 8-24 bytes there); Triton 3.6 8 warps, a
 #: slice each; at 1024 columns (since :func:`kernel_resources` counts one chunk of the LSTM
 #: backward's state: 209 KiB bounded, 160 KiB compiled) the same, also on sm_80, H=1024 B=64 going
-#: 14.46 -> 9.67 (3.9) and 14.58 -> 9.52 (3.6). Where the bound says the 16 units do not fit one SM
+#: 14.46 -> 9.67 (3.9) and 15.07 -> 9.52 (3.6). Where the bound says the 16 units do not fit one SM
 #: (sm_80 at 1024 columns), and above 1024 columns, 64-row blocks of 8 units stay
 HALF_BLOCK_B = 32
 #: units per program with :data:`HALF_BLOCK_B`-row blocks: LSTM 16 (64 gate rows forward, 16
@@ -342,11 +342,11 @@ def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype, backward: bool =
 
     The LSTM backward's product has ``block_h`` rows (the units), a quarter of what the scratch term
     counts, and every compiled LSTM backward (both Tritons, sm_80 and sm_90) allocated at most its
-    weights, one chunk of state and that scratch, several exactly. Counting every chunk, Triton
-    3.6's 64-row blocks over 1024 columns with 8 slices (128 KiB compiled, 161 KiB bounded) did not
-    fit one SM by the bound (257 KiB) and ran 4 slices, each computed by two warps (cost model,
-    bf16 B=64: 15.07 µs per step, 9.51 with 8 slices). The Elman backward (scratch exact: its rows
-    are its units) stages more than one chunk beyond it and keeps every chunk in its bound.
+    weights, one chunk of state and that scratch, several exactly. Counting every chunk, its
+    32-row blocks of 16 units over 1024 columns with 8 slices (160 KiB compiled) were bounded at 257
+    KiB, more than one SM; with one chunk, 209 KiB (cost model, bf16 B=64: 9.5-9.7 µs per step,
+    against 14.5-15.1 for the 64-row blocks it ran instead). The Elman backward (scratch exact: its
+    rows are its units) stages more than one chunk beyond it and keeps every chunk in its bound.
 
     Registers: the cap passed to ptxas (:attr:`Plan.max_registers`), which a compiled kernel never
     exceeds (it spills instead, and the AOT table reports spills)."""

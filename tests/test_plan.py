@@ -9,7 +9,8 @@ import triton
 
 import rnnbench.kernels.plan
 from rnnbench.kernels.plan import (
-    BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, HALF_BLOCK_B, HALF_BLOCK_UNITS, FORWARD_ROW_PARTS, HUGE_NUM_WARPS, LIMITS,
+    BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, GATE_ROWS, GATES, HALF_BLOCK_B, HALF_BLOCK_UNITS, FORWARD_ROW_PARTS,
+    HUGE_NUM_WARPS, LIMITS,
     MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION, WIDE_NUM_WARPS,
     PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
     programs_per_multiprocessor, reduction_layout, row_split, split_layout,
@@ -119,7 +120,7 @@ def test_lstm_forward_of_a_wide_batch_runs_32_row_blocks_of_16_units_where_they_
         assert plan.grid == (hidden // HALF_BLOCK_UNITS["lstm"], 2)
     # sm_80 holds less: 16 units of 768 columns do not fit one SM by the bound, 64-row blocks of 8 do
     sm80 = plan_recurrence("lstm", 768, 64, torch.bfloat16, path="cooperative", arch=80)
-    assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, 8)
+    assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, GATE_ROWS["lstm"] // GATES["lstm"])
     assert plan_recurrence("lstm", 512, 64, torch.bfloat16, path="cooperative", arch=80).block_b == HALF_BLOCK_B
     # fp32 keeps 16-row blocks
     assert plan_recurrence("lstm", 768, 64, torch.float32, multiprocessors=H100_SMS).block_b == 16
@@ -133,7 +134,7 @@ def test_elman_of_a_wide_batch_runs_32_row_blocks_of_32_units(spreads, monkeypat
         backward = plan_recurrence("rnn", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
         for plan, layout in ((forward, (NUM_WARPS, NUM_WARPS)), (backward, (WIDE_NUM_WARPS, WIDE_NUM_WARPS))):
             assert (plan.path, plan.block_b, plan.block_h, plan.grid) == (
-                "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["rnn"], (-(-hidden // 32), 2))
+                "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["rnn"], (-(-hidden // HALF_BLOCK_UNITS["rnn"]), 2))
             assert (plan.k_split, plan.num_warps) == layout
     assert plan_recurrence("rnn", 768, 16, torch.bfloat16, multiprocessors=H100_SMS).block_h == 16  # B <= 16 keeps 16 units
 
@@ -153,7 +154,7 @@ def test_lstm_backward_at_1024_columns_runs_32_row_blocks_where_they_fit_one_sm(
     assert programs_per_multiprocessor(one_chunk, plan.num_warps, LIMITS[90])[0] == 1
     assert programs_per_multiprocessor(every_chunk, plan.num_warps, LIMITS[90])[0] == 0
     sm80 = plan_recurrence("lstm", 1024, 64, torch.bfloat16, path="cooperative", arch=80, backward=True)
-    assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, BACKWARD_UNITS // 2)
+    assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, GATE_ROWS["lstm"] // GATES["lstm"])
     assert programs_per_multiprocessor(kernel_resources("lstm", sm80, torch.bfloat16, backward=True), sm80.num_warps,
                                        LIMITS[80])[0] == 1
     # the Elman backward keeps every chunk in its bound
