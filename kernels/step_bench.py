@@ -179,15 +179,17 @@ def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype) -> dict:
 
 def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0):
     """Random ``(w, exchange, sync)`` for :func:`step_ablation_kernel`: ``w`` scaled by
-    ``1/sqrt(H)``, the state of the first ``batch`` rows in ``[-1, 1)`` (the other rows of the block
-    and the columns past H zero, as in the kernels' exchange), the flags zero."""
+    ``1/sqrt(H)``, the state of the first ``batch`` rows (at most one batch block: the kernel runs the
+    first block's programs) in ``[-1, 1)`` (the other rows of the block and the columns past H zero,
+    as in the kernels' exchange), the flags zero."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     rows = GATES[plan.cell] * hidden_size
     stride = -(-hidden_size // 16) * 16
     w = torch.zeros(rows, stride, dtype=dtype)
     w[:, :hidden_size] = (torch.rand(rows, hidden_size, generator=generator) * 2 - 1) / hidden_size ** 0.5
     exchange = torch.zeros(2, plan.block_b, plan.h_pad, dtype=dtype)
-    exchange[:, :batch, :hidden_size] = torch.rand(2, batch, hidden_size, generator=generator) * 2 - 1
+    filled = min(batch, plan.block_b)
+    exchange[:, :filled, :hidden_size] = torch.rand(2, filled, hidden_size, generator=generator) * 2 - 1
     sync = torch.zeros(int(FLAG_SLOTS.value) + 1, dtype=torch.int32)
     return w.to(device), exchange.to(device), sync.to(device)
 

@@ -57,6 +57,16 @@ def test_run_ablation_refuses_more_programs_than_the_layout_has():
         step_bench.run_ablation(plan, step_bench.VARIANTS["full"], 20, 2, buffers, programs=4)
 
 
+def test_buffers_of_a_batch_wider_than_one_block_fill_the_first_block():
+    """The ablation kernel runs the first batch block's programs, so a batch of several blocks (B=64
+    in 32-row blocks) fills that block's rows and leaves the state shape one block high."""
+    plan = plan_recurrence("lstm", 1024, 64, torch.bfloat16, "cooperative", 132, arch=90)
+    assert (plan.block_b, plan.grid[1]) == (32, 2)
+    _, exchange, _ = step_bench.ablation_buffers(plan, 1024, 64, torch.bfloat16, "cpu")
+    assert exchange.shape == (2, 32, plan.h_pad)
+    assert bool((exchange[:, :, :1024] != 0).all()) and not bool(exchange[:, :, 1024:].any())
+
+
 def test_main_without_gpu_says_so(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the benchmark would run")
