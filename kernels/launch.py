@@ -132,15 +132,16 @@ def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
 def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str, directions: int = 1,
               backward: bool = False) -> Plan:
     interpreter = interpreter_active()
-    multiprocessors, arch = None, DEFAULT_ARCH
+    multiprocessors, arch, exactly_sm_90 = None, DEFAULT_ARCH, False
     if like.device.type == "cuda" and not interpreter:
         multiprocessors = torch.cuda.get_device_properties(like.device).multi_processor_count
         major, minor = torch.cuda.get_device_capability(like.device)
         arch = max((a for a in LIMITS if a <= 10 * major + minor), default=min(LIMITS))
-        if path == GLUON and (major, minor) != (9, 0):  # LIMITS maps newer GPUs to sm_90's limits
+        exactly_sm_90 = (major, minor) == (9, 0)  # LIMITS maps newer GPUs to sm_90's limits
+        if path == GLUON and not exactly_sm_90:
             raise PathUnavailable(f"path='gluon' runs on sm_90 only (Hopper's wgmma), this GPU is sm_{major}{minor}")
     return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, directions, arch,
-                           backward)
+                           backward, allow_gluon=exactly_sm_90)
 
 
 def dot_precision(dtype: torch.dtype) -> str:

@@ -42,9 +42,10 @@ where the bound is below what was compiled, so the planner cannot promise a co-r
 compiled kernel does not have without a test failing. The bound is loose (compiled shared memory
 is 0.15-1.0 of it, median 0.7, on sm_90 with Triton 3.9) because the compiler reuses buffers.
 
-A fourth path, ``gluon`` (:data:`GLUON`, the LSTM forward of :mod:`rnnbench.kernels.gluon_lstm`), is
-never chosen by ``auto``: it has not run on a GPU yet, so it runs only when forced (see
-:func:`plan_gluon`); its backward is the plain kernels' (planned as ``auto``).
+A fourth path, ``gluon`` (:data:`GLUON`, the LSTM forward of :mod:`rnnbench.kernels.gluon_lstm`,
+sm_90 only, see :func:`plan_gluon`), is chosen by ``auto`` for the 16-bit LSTM forward where it was
+measured faster than the plain cooperative kernel (:func:`prefers_gluon`) and the GPU runs it
+(``allow_gluon``); its backward is the plain kernels' (planned as ``auto``).
 
 A ``path=`` override forces a path (the harness times each one); ``persistent`` is refused when
 ``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU
@@ -61,7 +62,7 @@ from dataclasses import dataclass
 import torch
 
 PATHS = ("persistent", "cooperative", "stepwise")
-#: the Gluon LSTM forward for sm_90 (:func:`plan_gluon`): forced only, never chosen by ``auto``
+#: the Gluon LSTM forward for sm_90 (:func:`plan_gluon`); ``auto`` chooses it where :func:`prefers_gluon`
 GLUON = "gluon"
 #: every value ``path=`` accepts besides ``"auto"``
 FORCED_PATHS = PATHS + (GLUON,)
@@ -529,6 +530,7 @@ def plan_recurrence(
     directions: int = 1,
     arch: int = DEFAULT_ARCH,
     backward: bool = False,
+    allow_gluon: bool = True,
 ) -> Plan:
     """Choose path and block sizes for a ``cell`` (``"lstm"``/``"rnn"``) recurrence, forward or
     (``backward``) the reverse-time kernel.
@@ -537,6 +539,9 @@ def plan_recurrence(
     never chosen automatically) and ``arch`` its compute capability (``90`` for sm_90), whose
     :data:`LIMITS` decide what fits (the same for TF32 and full-precision fp32 dots);
     ``directions`` is 2 for a bidirectional layer (both directions in one launch where they fit).
+    ``allow_gluon`` lets ``auto`` choose the Gluon forward where :func:`prefers_gluon` (it still
+    needs ``multiprocessors`` and an sm_90 ``arch``); False where the GPU is newer than sm_90 but
+    planned with sm_90's limits (:func:`rnnbench.kernels.launch.make_plan`).
     """
     if cell not in GATES:
         raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
@@ -551,6 +556,12 @@ def plan_recurrence(
         if not backward:
             return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
         path = "auto"
+    if (path == "auto" and allow_gluon and not backward and multiprocessors is not None
+            and prefers_gluon(cell, hidden_size, batch, dtype)):
+        try:
+            return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
+        except PathUnavailable:
+            pass  # not this GPU, Triton or size: the plain paths below
     limits = LIMITS[arch]
     persistent_ok = fits_persistent(cell, hidden_size, dtype, arch, backward)
     if path == "persistent" and not persistent_ok and backward and fits_persistent(cell, hidden_size, dtype, arch):
@@ -603,6 +614,9 @@ def plan_recurrence(
 #: weight slice (64 gate rows x H) is worth keeping on chip (below, the plain paths are as good)
 GLUON_ARCH = 90
 GLUON_MIN_HIDDEN = 256
+#: ``auto`` prefers the Gluon forward of a batch of at most :data:`MIN_BLOCK_B` rows from this hidden
+#: size (:func:`prefers_gluon`)
+GLUON_AUTO_MIN_HIDDEN_NARROW = 512
 #: rows of xg and of the exchange are copied asynchronously in vectors of 4 to 16 bytes (cp.async,
 #: TMA), and Triton proves that alignment from H's divisibility by 16 (its run-time specialisation)
 GLUON_HIDDEN_MULTIPLE = 16
@@ -635,6 +649,20 @@ def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2) -> int:
     copies, per_copy = gluon_state_copies(h_pad)
     state_columns = copies * per_copy * GLUON_K_TILE
     return rows * h_pad * size + block_b * state_columns * size + rows * block_b * (4 + size) + 8 * (copies + 1)
+
+
+def prefers_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> bool:
+    """Whether ``auto`` runs the Gluon forward (where :func:`plan_gluon` can) rather than the plain
+    cooperative kernel: the 16-bit LSTM of a batch wider than :data:`MIN_BLOCK_B` rows, or of
+    :data:`GLUON_AUTO_MIN_HIDDEN_NARROW` units and more. Measured (bf16, T=1024, CUDA-graph replay,
+    Triton 3.6, µs per step, Gluon against plain; reports/h200/kernels2/gpu-goal and
+    reports/h100/ab-gpu-ab): on an H200, B=64: H=256 2.56 vs 4.48, H=768 3.97 vs 8.82, H=1024 4.58 vs
+    10.94; B=16: H=256 2.37 vs 2.17 (plain faster), H=512 2.51 vs 2.92, H=768 2.95 vs 3.49; B=1:
+    H=256 2.08 vs 1.96 (plain faster), H=512 2.15 vs 2.65. On an H100, H=768 B=16 2.83 vs 3.39 and
+    B=64 3.93 vs 8.95."""
+    if cell != "lstm" or element_size(dtype) != 2:
+        return False
+    return batch > MIN_BLOCK_B or hidden_size >= GLUON_AUTO_MIN_HIDDEN_NARROW
 
 
 def gluon_available() -> bool:

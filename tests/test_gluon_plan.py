@@ -1,4 +1,5 @@
-"""The planner's ``gluon`` path (:func:`rnnbench.kernels.plan.plan_gluon`): forced only, refused with
+"""The planner's ``gluon`` path (:func:`rnnbench.kernels.plan.plan_gluon`): chosen by ``auto`` where it
+was measured faster (:func:`~rnnbench.kernels.plan.prefers_gluon`), refused with
 :class:`PathUnavailable` (and the reason) wherever the Gluon kernel cannot run, and laid out so
 that one program fits an sm_90 multiprocessor and the grid is co-resident."""
 
@@ -9,15 +10,50 @@ import torch
 
 from rnnbench.kernels import TritonLSTM
 from rnnbench.kernels.plan import (
-    GLUON, LIMITS, PATHS, PathUnavailable, kernel_resources, plan_gluon, plan_recurrence, programs_per_multiprocessor,
+    GLUON, GLUON_AUTO_MIN_HIDDEN_NARROW, GLUON_MIN_HIDDEN, LIMITS, PATHS, PathUnavailable, gluon_available,
+    kernel_resources, plan_gluon, plan_recurrence, prefers_gluon, programs_per_multiprocessor,
 )
 
 H100_SMS = 132
 
 
-@pytest.mark.parametrize("hidden, batch", [(256, 1), (768, 16), (768, 64), (1024, 64), (320, 48)])
-def test_auto_never_chooses_gluon(hidden, batch):
-    assert plan_recurrence("lstm", hidden, batch, torch.bfloat16, "auto", H100_SMS).path in PATHS
+needs_gluon = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API")
+
+
+@needs_gluon
+@pytest.mark.parametrize("hidden, batch, dtype", [
+    (512, 1, torch.bfloat16), (768, 16, torch.bfloat16), (1024, 16, torch.float16),  # from 512 units at B <= 16
+    (256, 17, torch.bfloat16), (768, 64, torch.bfloat16), (320, 48, torch.float16),  # any H >= 256 at B > 16
+])
+def test_auto_chooses_gluon_where_it_was_measured_faster(hidden, batch, dtype):
+    assert plan_recurrence("lstm", hidden, batch, dtype, "auto", H100_SMS) == plan_recurrence(
+        "lstm", hidden, batch, dtype, GLUON, H100_SMS)
+
+
+@needs_gluon
+@pytest.mark.parametrize("cell, hidden, batch, dtype, call", [
+    ("lstm", 256, 16, torch.bfloat16, {}),             # plain faster: 2.17 vs 2.37 us/step (H200)
+    ("lstm", 496, 1, torch.bfloat16, {}),              # below GLUON_AUTO_MIN_HIDDEN_NARROW at B <= 16
+    ("lstm", 128, 64, torch.bfloat16, {}),             # below GLUON_MIN_HIDDEN: plan_gluon refuses
+    ("lstm", 770, 64, torch.bfloat16, {}),             # not a multiple of 16: plan_gluon refuses, no error
+    ("lstm", 768, 64, torch.float32, {}),              # 16-bit only
+    ("rnn", 768, 64, torch.bfloat16, {}),              # the LSTM only
+    ("lstm", 768, 64, torch.bfloat16, dict(backward=True)),  # the backward is the plain kernel's
+    ("lstm", 768, 64, torch.bfloat16, dict(arch=80)),
+    ("lstm", 768, 64, torch.bfloat16, dict(allow_gluon=False)),  # a GPU newer than sm_90
+    ("lstm", 768, 64, torch.bfloat16, dict(multiprocessors=None)),  # ahead of time: no GPU to plan for
+    ("lstm", 768, 64, torch.bfloat16, dict(interpreter=True)),
+])
+def test_auto_keeps_the_plain_kernels_elsewhere(cell, hidden, batch, dtype, call):
+    arguments = dict(multiprocessors=H100_SMS)
+    arguments.update(call)
+    assert plan_recurrence(cell, hidden, batch, dtype, "auto", **arguments).path in PATHS
+
+
+def test_the_gluon_rule_matches_plan_gluons_hidden_sizes():
+    assert not prefers_gluon("lstm", 256, 16, torch.bfloat16) and prefers_gluon("lstm", 256, 17, torch.bfloat16)
+    assert prefers_gluon("lstm", GLUON_AUTO_MIN_HIDDEN_NARROW, 1, torch.float16)
+    assert GLUON_AUTO_MIN_HIDDEN_NARROW % 16 == 0 and GLUON_AUTO_MIN_HIDDEN_NARROW >= GLUON_MIN_HIDDEN
 
 
 @pytest.mark.parametrize("hidden, batch, block_b, grid, h_pad", [

@@ -19,7 +19,7 @@ import torch
 
 from rnnbench.harness.cli import main
 from rnnbench.kernels import calibration, cost, sass
-from rnnbench.kernels.plan import Plan
+from rnnbench.kernels.plan import Plan, prefers_gluon
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOOP = (FIXTURES / "step_loop.sass").read_text()
@@ -323,10 +323,12 @@ def test_shape_rows_cover_every_goal_shape_with_one_planned_path():
     rows = pd.DataFrame(cost.shape_rows(dtypes=("bfloat16",)))
     planned = rows[rows.planned]
     assert len(planned) == len(cost.GOAL_HIDDEN) * len(cost.GOAL_BATCH) * (3 + 2)
-    assert set(planned.path) == {"persistent", "cooperative", "stepwise"}
-    gluon = rows[rows.path == "gluon"]  # forced only: the LSTM forward at H >= 256 on sm_90
-    assert not gluon.planned.any() and set(gluon.cell) == {"lstm"} and set(gluon.direction) == {"fwd", "fwd_train"}
+    assert set(planned.path) == {"persistent", "cooperative", "stepwise", "gluon"}
+    gluon = rows[rows.path == "gluon"]  # the LSTM forward at H >= 256 on sm_90, planned where prefers_gluon
+    assert set(gluon.cell) == {"lstm"} and set(gluon.direction) == {"fwd", "fwd_train"}
     assert gluon.hidden_size.min() == 256 and {768} <= set(gluon[gluon.batch == 16].hidden_size)
+    assert (gluon.planned == [prefers_gluon("lstm", h, b, torch.bfloat16)
+                              for h, b in zip(gluon.hidden_size, gluon.batch)]).all()
     refused = rows[~rows.plan_allows]
     assert set(refused.path) == {"cooperative"} and (refused.batch > 64).all()
 

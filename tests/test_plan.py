@@ -10,7 +10,7 @@ import triton
 import rnnbench.kernels.plan
 from rnnbench.kernels.plan import (
     BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, GATE_ROWS, GATES, HALF_BLOCK_B, HALF_BLOCK_UNITS, FORWARD_ROW_PARTS,
-    HUGE_NUM_WARPS, LIMITS,
+    GLUON, HUGE_NUM_WARPS, LIMITS,
     MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION, WIDE_NUM_WARPS,
     PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
     programs_per_multiprocessor, reduction_layout, row_split, split_layout,
@@ -57,7 +57,7 @@ def test_triton_version_decides_whether_the_compiler_spreads_batched_dot_warps()
     """Triton 3.6 puts every warp of a 3-D dot on its batch dimension (reports/aot, KERNELS2.md)."""
     assert TRITON_VERSION == tuple(int(part) for part in triton.__version__.split(".")[:2])
     assert BATCHED_DOT_SPREADS_WARPS == (TRITON_VERSION >= (3, 9))
-    plan = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS)
+    plan = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
     assert (plan.k_split, plan.num_warps, plan.h_pad // plan.k_chunks) == (4, 8, 256 if BATCHED_DOT_SPREADS_WARPS else 64)
     assert row_split("lstm", False, plan.k_split, plan.num_warps) == (1 if BATCHED_DOT_SPREADS_WARPS else 2)
     backward = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
@@ -99,13 +99,13 @@ def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(s
 def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkeypatch):
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", False)  # Triton 3.6's layouts
     for hidden, batch in ((256, 64), (768, 64)):
-        plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS)
+        plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
         assert plan.num_warps > NUM_WARPS
         assert row_split("lstm", False, plan.k_split, plan.num_warps) == FORWARD_ROW_PARTS
         assert plan.k_split * FORWARD_ROW_PARTS == plan.num_warps
         assert row_split("lstm", True, plan.k_split, plan.num_warps) == 1 == row_split("rnn", False, plan.k_split,
                                                                                        plan.num_warps)
-    plan = plan_recurrence("lstm", 256, 16, torch.bfloat16, multiprocessors=H100_SMS)
+    plan = plan_recurrence("lstm", 256, 16, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
     assert (plan.num_warps, plan.k_split, row_split("lstm", False, plan.k_split, plan.num_warps)) == (4, 4, 1)
 
 
@@ -113,7 +113,7 @@ def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkey
 def test_lstm_forward_of_a_wide_batch_runs_32_row_blocks_of_16_units_where_they_fit_one_sm(spreads, chunk, monkeypatch):
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
     for hidden in (128, 768, 1024):
-        plan = plan_recurrence("lstm", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS)
+        plan = plan_recurrence("lstm", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
         assert (plan.path, plan.block_b, plan.block_h, plan.num_warps) == (
             "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["lstm"], WIDE_NUM_WARPS)
         assert (plan.k_split, plan.h_pad // plan.k_chunks) == (NUM_WARPS, min(chunk, hidden))
@@ -123,7 +123,7 @@ def test_lstm_forward_of_a_wide_batch_runs_32_row_blocks_of_16_units_where_they_
     assert (sm80.block_b, sm80.block_h) == (MAX_BLOCK_B, GATE_ROWS["lstm"] // GATES["lstm"])
     assert plan_recurrence("lstm", 512, 64, torch.bfloat16, path="cooperative", arch=80).block_b == HALF_BLOCK_B
     # fp32 keeps 16-row blocks
-    assert plan_recurrence("lstm", 768, 64, torch.float32, multiprocessors=H100_SMS).block_b == 16
+    assert plan_recurrence("lstm", 768, 64, torch.float32, multiprocessors=H100_SMS, allow_gluon=False).block_b == 16
 
 
 @pytest.mark.parametrize("spreads", [False, True])
@@ -187,21 +187,25 @@ def test_every_program_covers_its_units_and_the_grid_covers_all(cell, hidden, dt
 @pytest.mark.parametrize("batch", [1, 16, 64])
 def test_every_goal_shape_of_16_bit_lstm_is_co_resident(hidden, batch):
     """One weight slice serves a whole batch block, so even H=1024 at B=64 runs 128 programs (64
-    hidden blocks of 16 units x 2 batch blocks of 32 rows), co-resident on 132 SMs."""
-    plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS)
-    assert plan.path in ("persistent", "cooperative") and plan.programs <= hidden // 8 <= H100_SMS
+    hidden blocks of 16 units x 2 batch blocks of 32 rows), co-resident on 132 SMs; so does the
+    Gluon forward where ``auto`` prefers it, and the plain kernels where Gluon cannot run."""
+    plain = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
+    assert plain.path in ("persistent", "cooperative") and plain.programs <= hidden // 8 <= H100_SMS
+    for backward in (False, True):
+        plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS, backward=backward)
+        assert plan.path in ("persistent", "cooperative", GLUON) and plan.programs <= H100_SMS
 
 
 def test_cooperative_only_when_the_grid_can_be_co_resident():
     resident = programs_per_multiprocessor(kernel_resources("lstm", plan_recurrence("lstm", 1024, 64, torch.bfloat16),
                                                             torch.bfloat16), 4, LIMITS[90])[0]
-    co_resident = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS)
+    co_resident = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
     assert co_resident.path == "cooperative" and co_resident.programs <= resident * H100_SMS
     batch = MAX_BLOCK_B * (resident * H100_SMS // 128 + 1)  # one more batch block than fit
-    too_many = plan_recurrence("lstm", 1024, batch, torch.bfloat16, multiprocessors=H100_SMS)
+    too_many = plan_recurrence("lstm", 1024, batch, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
     assert too_many.programs > resident * H100_SMS and too_many.path == "stepwise"
     with pytest.raises(PathUnavailable, match="co-resident programs"):
-        plan_recurrence("lstm", 1024, batch, torch.bfloat16, path="cooperative", multiprocessors=H100_SMS)
+        plan_recurrence("lstm", 1024, batch, torch.bfloat16, path="cooperative", multiprocessors=H100_SMS, allow_gluon=False)
 
 
 def test_interpreter_never_picks_cooperative_by_itself():

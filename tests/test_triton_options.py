@@ -260,7 +260,8 @@ def test_directions_one_after_the_other_when_both_would_not_be_co_resident(cell,
 def test_plan_runs_directions_together_only_where_both_fit():
     together = plan_recurrence("lstm", 256, 16, torch.bfloat16, multiprocessors=132, directions=2)
     assert together.path == "cooperative" and together.launch_directions == 2 and together.programs == 64
-    apart = plan_recurrence("lstm", 1024, 16, torch.bfloat16, multiprocessors=66, directions=2)  # 128 fit, not 256
+    apart = plan_recurrence("lstm", 1024, 16, torch.bfloat16, multiprocessors=66, directions=2,  # 128 fit, not 256
+                            allow_gluon=False)
     assert apart.path == "cooperative" and apart.launch_directions == 1 and apart.programs == 128
     persistent = plan_recurrence("lstm", 64, 256, torch.bfloat16, multiprocessors=132, directions=2)
     assert persistent.path == "persistent" and persistent.launch_grid == (1, 16, 2)
