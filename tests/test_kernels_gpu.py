@@ -26,7 +26,7 @@ import torch
 
 from rnnbench.kernels import TritonLSTM, TritonRNN
 from rnnbench.kernels.launch import check_barriers, make_plan, poisoned_outputs
-from rnnbench.kernels.plan import HALF_BLOCK_B, plan_recurrence
+from rnnbench.kernels.plan import HALF_BLOCK_B, PathUnavailable, plan_recurrence
 
 # fp32 dots exact (TF32 off in cuDNN and so in the kernels), restored after each test
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("exact_fp32")]
@@ -98,13 +98,14 @@ def test_cooperative_grid_of_several_hidden_and_batch_blocks_matches_float64(cel
 
 # ---- bf16 along T=1024 ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, hidden_size, path", [
-    ("lstm", 768, "cooperative"),  # the review's shape: a grid barrier per step
-    ("lstm", 64, "persistent"),  # forward only: its backward is cooperative (PERSISTENT_BACKWARD_MAX_ROWS)
-    ("rnn_tanh", 768, "cooperative"),
-    ("rnn_tanh", 128, "persistent"),
+@pytest.mark.parametrize("cell, hidden_size, path, planned", [
+    ("lstm", 768, "cooperative", "cooperative"),  # the review's shape: a grid barrier per step
+    ("lstm", 768, "auto", None),  # as a user runs it: on sm_90 the Gluon forward (plan.prefers_gluon), plain backward
+    ("lstm", 64, "auto", "persistent"),  # forward only: its backward is cooperative (PERSISTENT_BACKWARD_MAX_ROWS)
+    ("rnn_tanh", 768, "auto", "cooperative"),
+    ("rnn_tanh", 128, "auto", "persistent"),
 ])
-def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path):
+def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path, planned):
     """bf16 storage (8 significant bits, unit roundoff 2^-8 = 3.9e-3) with fp32 accumulation, T=1024,
     B=16, against float64 computed from the same bf16-rounded weights and inputs, so only the
     kernels' own rounding is measured: the state is rounded to bf16 every step, an error of about
@@ -115,9 +116,9 @@ def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path):
     (``dh0``, ``dc0`` of a contractive layer, RMS below 1e-6) has no relative error to speak of:
     it must stay below 1e-3 RMS instead."""
     T, B, I = 1024, 16, hidden_size
-    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "auto")
+    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, path)
     x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
-    assert make_plan("lstm" if cell == "lstm" else "rnn", hidden_size, B, x, "auto").path == path
+    assert planned is None or make_plan("lstm" if cell == "lstm" else "rnn", hidden_size, B, x, path).path == planned
     with poisoned_outputs():
         outputs, grads = _run(candidate, x, states, upstream)
     expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
@@ -146,16 +147,20 @@ def test_bfloat16_in_32_row_blocks_against_float64(cell, hidden_size):
     """B=64 in two 32-row blocks (plan.HALF_BLOCK_B) of 16 LSTM units (64 gate rows forward; 8
     reduction slices backward, at H=1024 since its bound counts one chunk of state) or 32 Elman
     units, forward and backward, T=64, with the bounds of the T=1024 test. The LSTM at H=1024
-    needs 128 co-resident programs (H100 SXM, H200: 132 SMs)."""
+    needs 128 co-resident programs (H100 SXM, H200: 132 SMs). Forced cooperative: on sm_90 ``auto``
+    runs the LSTM forward of this batch with the Gluon kernel (tested below)."""
     T, B, I = 64, 64, 32
     name = "lstm" if cell == "lstm" else "rnn"
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     arch = 90 if torch.cuda.get_device_capability(0) >= (9, 0) else 80
     for backward in (False, True):
-        plan = plan_recurrence(name, hidden_size, B, torch.bfloat16, multiprocessors=sms, arch=arch, backward=backward)
-        if plan.path != "cooperative" or plan.block_b != HALF_BLOCK_B:
+        try:
+            plan = plan_recurrence(name, hidden_size, B, torch.bfloat16, "cooperative", sms, arch=arch, backward=backward)
+        except PathUnavailable as refusal:
+            pytest.skip(f"this GPU ({sms} SMs, sm_{arch}) cannot run the H={hidden_size} B={B} layer cooperatively: {refusal}")
+        if plan.block_b != HALF_BLOCK_B:
             pytest.skip(f"this GPU ({sms} SMs, sm_{arch}) plans the H={hidden_size} B={B} layer as {plan}")
-    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "auto")
+    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "cooperative")
     x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
     with poisoned_outputs():
         outputs, grads = _run(candidate, x, states, upstream)
