@@ -10,8 +10,10 @@ flags at the end, which must be ``programs x N``, and the status word, which mus
 
     PYTHONPATH=. python3 -m rnnbench.kernels.barrier_bench --out reports/h100/barrier.csv
 
-CSV columns: ``device_name, programs, num_warps, barriers, us_per_barrier, q25_us, q75_us``
-(quartiles of the per-repeat slopes). The cost model charges a barrier its in-warp path (fence,
+Both poll orders of :func:`rnnbench.kernels.primitives.barrier_wait` are timed (``--orders``):
+``acquire`` (every poll load an acquire, what the kernels use) and ``relaxed`` (relaxed poll loads
+in flight together, one acquire fence after them). CSV columns: ``device_name, poll_order,
+programs, num_warps, barriers, us_per_barrier, q25_us, q75_us`` (quartiles of the per-repeat slopes). The cost model charges a barrier its in-warp path (fence,
 release add, one poll round trip, CTA barriers) plus ``barrier_arrival`` cycles per program
 (:mod:`rnnbench.kernels.cost`); this measures both at once.
 
@@ -33,18 +35,20 @@ import triton.language as tl
 
 from rnnbench.kernels.launch import BarrierTimeout, barrier_status_message
 from rnnbench.kernels.plan import next_power_of_two
-from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, grid_barrier
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, grid_barrier
 
 PROGRAMS = (1, 2, 4, 8, 16, 32, 64, 96, 128, 132, 264)
 WARPS = (4, 8)
+COLUMNS = ["device_name", "poll_order", "programs", "num_warps", "barriers", "us_per_barrier", "q25_us", "q75_us"]
 
 
 @triton.jit(do_not_specialize=["N", "MISSING", "timeout_ns"])
-def barrier_loop_kernel(flags_ptr, out_ptr, N, MISSING, timeout_ns, POLL: tl.constexpr):
+def barrier_loop_kernel(flags_ptr, out_ptr, N, MISSING, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr):
     """``N`` grid barriers among all programs, each expecting ``MISSING`` programs more than the
-    grid has; program 0 then stores the sum of the flags and the status word into ``out[0:2]``."""
+    grid has, polled in ``ORDER`` (:data:`~rnnbench.kernels.primitives.POLL_ORDERS`); program 0 then
+    stores the sum of the flags and the status word into ``out[0:2]``."""
     for i in range(N):
-        grid_barrier(flags_ptr, tl.program_id(0), tl.num_programs(0) + MISSING, i + 1, timeout_ns, POLL)
+        grid_barrier(flags_ptr, tl.program_id(0), tl.num_programs(0) + MISSING, i + 1, timeout_ns, POLL, ORDER)
     if tl.program_id(0) == 0:
         index = tl.arange(0, POLL)
         flags = tl.load(flags_ptr + index, mask=index < tl.num_programs(0), other=0, volatile=True)
@@ -52,24 +56,33 @@ def barrier_loop_kernel(flags_ptr, out_ptr, N, MISSING, timeout_ns, POLL: tl.con
         tl.store(out_ptr + 1, tl.load(flags_ptr + FLAG_SLOTS, volatile=True))
 
 
-def _launch(programs: int, barriers: int, num_warps: int, missing: int, timeout_ns: int) -> torch.Tensor:
+def poll_order(name: str) -> int:
+    """The ``ORDER`` constexpr of a poll order's name (``"acquire"`` or ``"relaxed"``)."""
+    if name not in POLL_ORDERS:
+        raise ValueError(f"poll order must be one of {tuple(POLL_ORDERS)}, got {name!r}")
+    return POLL_ORDERS[name]
+
+
+def _launch(programs: int, barriers: int, num_warps: int, missing: int, timeout_ns: int, order: str) -> torch.Tensor:
     flags = torch.zeros(int(FLAG_SLOTS.value) + 1, dtype=torch.int32, device="cuda")
     out = torch.full((2,), -1, dtype=torch.int32, device="cuda")
     barrier_loop_kernel[(programs,)](flags, out, barriers, missing, timeout_ns, POLL=next_power_of_two(programs + missing),
-                                     num_warps=num_warps, num_stages=1, launch_cooperative_grid=True)
+                                     ORDER=poll_order(order), num_warps=num_warps, num_stages=1,
+                                     launch_cooperative_grid=True)
     return out
 
 
 def run_barriers(programs: int, barriers: int, num_warps: int = 8, missing: int = 0,
-                 timeout_ns: int = int(BARRIER_TIMEOUT_NS.value)) -> int:
+                 timeout_ns: int = int(BARRIER_TIMEOUT_NS.value), order: str = "acquire") -> int:
     """Launch the benchmark kernel once; returns the sum of the flags (``programs x barriers``), or
     raises :class:`~rnnbench.kernels.launch.BarrierTimeout` when a barrier timed out."""
+    poll_order(order)
     if programs < 1 or barriers < 0 or missing < 0:
         raise ValueError(f"programs must be >= 1 and barriers, missing >= 0, got programs={programs}, "
                          f"barriers={barriers}, missing={missing}")
     if programs + missing > FLAG_SLOTS.value:
         raise ValueError(f"programs + missing must be at most {FLAG_SLOTS.value} (one flag each), got {programs + missing}")
-    total, status = _launch(programs, barriers, num_warps, missing, timeout_ns).tolist()
+    total, status = _launch(programs, barriers, num_warps, missing, timeout_ns, order).tolist()
     message = barrier_status_message(torch.tensor([status]), f"barrier_loop_kernel ({programs} programs)", timeout_ns)
     if message is not None:
         raise BarrierTimeout(message)
@@ -98,25 +111,31 @@ def slope_us(launch, count: int, repeats: int) -> tuple[float, float, float]:
     return median, q25, q75
 
 
-def time_barrier(programs: int, barriers: int = 1000, num_warps: int = 8, repeats: int = 15) -> tuple[float, float, float]:
-    """``(median, q25, q75)`` microseconds per barrier for ``programs`` programs (see the module docstring)."""
+def time_barrier(programs: int, barriers: int = 1000, num_warps: int = 8, repeats: int = 15,
+                 order: str = "acquire") -> tuple[float, float, float]:
+    """``(median, q25, q75)`` microseconds per barrier for ``programs`` programs polling in ``order``
+    (see the module docstring)."""
     for count in (barriers, 2 * barriers):
-        final = run_barriers(programs, count, num_warps)
+        final = run_barriers(programs, count, num_warps, order=order)
         if final != programs * count:
             raise RuntimeError(f"barrier flags summed to {final}, expected {programs} programs x {count} barriers")
-    return slope_us(lambda count: _launch(programs, count, num_warps, 0, int(BARRIER_TIMEOUT_NS.value)), barriers, repeats)
+    return slope_us(lambda count: _launch(programs, count, num_warps, 0, int(BARRIER_TIMEOUT_NS.value), order),
+                    barriers, repeats)
 
 
-def barrier_sass(num_warps: int, arch: int) -> str:
-    """SASS of the benchmark kernel compiled for ``sm_<arch>`` as it is launched (no GPU needed)."""
+def barrier_sass(variant: tuple[int, str], arch: int) -> str:
+    """SASS of the benchmark kernel of ``variant = (num_warps, poll order)`` compiled for
+    ``sm_<arch>`` as it is launched (no GPU needed)."""
+    num_warps, order = variant
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from rnnbench.kernels.sass import disassemble
 
     source = ASTSource(fn=barrier_loop_kernel, signature={"flags_ptr": "*i32", "out_ptr": "*i32", "N": "i32", "MISSING": "i32",
-                                                          "timeout_ns": "i32", "POLL": "constexpr"},
-                       constexprs={"POLL": 128}, attrs={(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]]})
+                                                          "timeout_ns": "i32", "POLL": "constexpr", "ORDER": "constexpr"},
+                       constexprs={"POLL": 128, "ORDER": poll_order(order)},
+                       attrs={(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]]})
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": num_warps, "num_stages": 1, "launch_cooperative_grid": True})
     return disassemble(compiled.asm["cubin"])
@@ -128,28 +147,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--programs", default=",".join(map(str, PROGRAMS)), help="comma-separated program counts")
     parser.add_argument("--warps", default=",".join(map(str, WARPS)), help="comma-separated warps per program")
     parser.add_argument("--barriers", type=int, default=1000, help="barriers per launch (N; the slope uses N and 2N)")
+    parser.add_argument("--orders", default=",".join(POLL_ORDERS), help="comma-separated poll orders (acquire, relaxed)")
     args = parser.parse_args(argv)
+    orders = [order.strip() for order in args.orders.split(",") if order.strip()]
+    for order in orders:
+        try:
+            poll_order(order)
+        except ValueError as error:
+            parser.error(str(error))
     if not torch.cuda.is_available():
         print("barrier_bench: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
     device = torch.cuda.get_device_name()
-    rows = []
-    for num_warps in (int(w) for w in args.warps.split(",")):
-        for programs in (int(p) for p in args.programs.split(",")):
-            try:
-                median, q25, q75 = time_barrier(programs, args.barriers, num_warps)
-            except Exception as error:  # e.g. a grid too large to be co-resident: the driver refuses it
-                print(f"programs={programs} num_warps={num_warps}: {type(error).__name__}: {error}", file=sys.stderr)
-                continue
-            rows.append({"device_name": device, "programs": programs, "num_warps": num_warps, "barriers": args.barriers,
-                         "us_per_barrier": round(median, 4), "q25_us": round(q25, 4), "q75_us": round(q75, 4)})
-            print(f"{programs:4d} programs x {num_warps} warps: {median:.3f} us per barrier")
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["device_name", "programs", "num_warps", "barriers", "us_per_barrier",
-                                                    "q25_us", "q75_us"])
+    written = 0
+    with open(args.out, "w", newline="") as handle:  # row by row: a run cut short keeps what it measured
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {args.out}")
+        for num_warps in (int(w) for w in args.warps.split(",")):
+            for programs in (int(p) for p in args.programs.split(",")):
+                for order in orders:  # the orders of one point back to back, so drift falls on both
+                    try:
+                        median, q25, q75 = time_barrier(programs, args.barriers, num_warps, order=order)
+                    except Exception as error:  # e.g. a grid too large to be co-resident: the driver refuses it
+                        print(f"programs={programs} num_warps={num_warps} order={order}: {type(error).__name__}: {error}",
+                              file=sys.stderr)
+                        continue
+                    writer.writerow({"device_name": device, "poll_order": order, "programs": programs,
+                                     "num_warps": num_warps, "barriers": args.barriers, "us_per_barrier": round(median, 4),
+                                     "q25_us": round(q25, 4), "q75_us": round(q75, 4)})
+                    handle.flush()
+                    written += 1
+                    print(f"{programs:4d} programs x {num_warps} warps, {order} poll: {median:.3f} us per barrier")
+    print(f"wrote {written} rows to {args.out}")
     return 0
 
 

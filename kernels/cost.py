@@ -31,7 +31,11 @@ their time is estimated by :func:`simulate`:
   ``WARPGROUP.DEPBAR`` waits for the last.
 * **Loop steady state.** Three iterations are simulated; the step is the third minus the second,
   so values carried across steps (prefetches) are accounted for.
-* **Grid barrier.** The poll loop's body is on the path once (one round trip); added outside the
+* **Grid barrier.** The poll loop's body is on the path once; an acquire poll load
+  (``LDG.STRONG`` then ``CCTL.IVALL``) is one L2 round trip, and the invalidation waits for its
+  load, so acquire loads follow one another (relaxed poll loads overlap, and the one fence after
+  them waits for nothing outstanding). The step ablation's barrier alone (``sync``, H200, H=768
+  B=16, 96 programs: 1.84 µs; five acquire loads a poll) says the chain is real. Added outside the
   warp: the arrivals of all programs on one counter serialise at L2 (``barrier_arrival`` cycles
   each) and a waiting program notices the last arrival half a poll period late on average.
 * **Stepwise path.** One launch per step: ``max(host launch, launch gap + waves x kernel)``.
@@ -72,7 +76,8 @@ HBM (first touch)     600     550     review ("xg HBM miss ~600"); [LU24] ~480-6
 store acknowledged    280     250     = L2 round trip (what MEMBAR.GPU waits for)
 atomic (ATOM / RED)   300     270     L2 atomic round trip [LU24]
 MEMBAR.GPU            100     100     beyond waiting for the stores: assumption
-CCTL.IVALL / ERRBAR   20      20      assumption
+CCTL.IVALL / ERRBAR   20      20      assumption; CCTL.IVALL also waits for the strong load before
+                                      it (an acquire's load)
 barrier arrival       4       4       per program, same-address atomics serialised at L2: assumption
                                       (the review's 96-way contention ~400 cycles)
 L2 bandwidth          4.0 KB  3.4 KB  bytes/clock for the whole GPU (~7 TB/s, ~4.8 TB/s [CC23]);
@@ -282,6 +287,9 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
     free: dict[str, float] = {}
     last_issue, gate, gate_class = -interval, 0.0, "issue"
     stores_done, sts_done = 0.0, 0.0
+    # an acquire load is LDG.STRONG then CCTL.IVALL, and the invalidation waits for the load: a
+    # poll of acquire loads is a chain of L2 round trips, one after the other
+    strong_load_done = 0.0
     # asynchronous work: TMA copies complete in issue order and the k-th mbarrier wait waits for the
     # k-th copy; a cp.async wait (DEPBAR.LE SB0) for every copy issued before it; a warpgroup MMA
     # wait for every warpgroup MMA before it, which chain through their accumulator inside the
@@ -308,6 +316,8 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
                 waits.append((sts_done, "smem"))
             elif kind == "membar":
                 waits.append((stores_done, "grid_sync"))
+            elif ins.base == "CCTL":
+                waits.append((strong_load_done, "grid_sync"))
             elif kind == "mma_wait":
                 waits.append((mma_done, "mma"))
             elif kind == "async_wait":
@@ -333,6 +343,8 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
             for register in written:
                 ready[register] = (done, kind)
             accumulating = accumulating.union(written) if ins.base == "HGMMA" else accumulating.difference(written)
+            if ins.base in GLOBAL_LOADS and ins.strong:
+                strong_load_done = done
             if kind == "sts":
                 sts_done = max(sts_done, done)
             elif kind in ("store", "atomic"):

@@ -40,8 +40,8 @@ are chosen at import time: the CTA barrier (``gl.thread_barrier`` in 3.6, ``gl.b
 the TMA load (``tma.async_copy_global_to_shared`` / ``tma.async_load``), the ``cp.async`` copy
 (``async_copy.async_copy_global_to_shared`` / ``async_copy.async_load``); ``mbarrier.expect``'s byte
 count is passed positionally (its keyword differs). Plain ``@triton.jit`` helpers compile inside
-Gluon kernels in both versions, so the acquire load is the plain kernels' own
-(:func:`rnnbench.kernels.primitives._load_acquire`). The activations are not: :func:`_sigmoid`
+Gluon kernels in both versions, so the poll's loads (and, with relaxed polls, the fence after
+them) are the plain kernels' own (:func:`rnnbench.kernels.primitives._load_flags`). The activations are not: :func:`_sigmoid`
 takes its reciprocal with ``rcp.approx`` (inline PTX, which the interpreter that checks the plain
 kernels cannot run), 1 ulp of float32 where ``tl.sigmoid``'s division is 2, so the two paths
 round the gates differently in the last float32 bits, far below the 16-bit storage of h.
@@ -66,7 +66,9 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies
-from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, _load_acquire, tanh
+from rnnbench.kernels.primitives import (
+    BARRIER_POLL_ORDER, BARRIER_TIMEOUT_NS, FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, _load_flags, acquire_fence, tanh,
+)
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
@@ -80,6 +82,9 @@ _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
 _FLAG_SLOTS: gl.constexpr = gl.constexpr(int(FLAG_SLOTS.value))
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
+#: the plain kernels' poll order (:data:`rnnbench.kernels.primitives.BARRIER_POLL_ORDER`)
+_POLL_ORDER: gl.constexpr = gl.constexpr(int(BARRIER_POLL_ORDER.value))
+_RELAXED_POLL: gl.constexpr = gl.constexpr(int(RELAXED_POLL_THEN_FENCE.value))
 
 
 #: the wgmma operand layout of one ``(BLOCK_B, 64)`` 16-bit state tile (128-byte swizzle)
@@ -167,13 +172,15 @@ def _barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr):
         slowest = step - 1
         status = 0
         while (slowest < step) & (status == 0):
-            status = gl.max(_load_acquire(flags_ptr + _FLAG_SLOTS + lane * 0), axis=0)
-            flags = _load_acquire(flags_ptr + gl.where(polled, index, 0))
+            status = gl.max(_load_flags(flags_ptr + _FLAG_SLOTS + lane * 0, _POLL_ORDER), axis=0)
+            flags = _load_flags(flags_ptr + gl.where(polled, index, 0), _POLL_ORDER)
             slowest = gl.min(gl.where(polled, flags, step), axis=0)
             now = gl.max(_globaltimer(lane), axis=0)
             if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
                 gl.atomic_max(flags_ptr + _FLAG_SLOTS, step, sem="relaxed", scope="gpu")
                 status = step
+        if _POLL_ORDER == _RELAXED_POLL:
+            acquire_fence(lane)
         _cta_barrier()
     _proxy_fence(lane)
 

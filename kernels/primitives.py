@@ -62,6 +62,15 @@ BARRIER_TIMEOUT_NS: tl.constexpr = tl.constexpr(2_000_000_000)
 #: layout of the grid-synchronisation buffer of one (direction, batch block): a release flag per
 #: hidden block (the steps it has finished), padded to a cache line, then the status word
 FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
+#: how a barrier's wait orders its poll (:func:`barrier_wait`): every poll load an acquire
+#: (``ld.acquire.gpu``: on sm_90 ``LDG.E.STRONG.GPU`` then ``CCTL.IVALL``, so a poll's loads follow
+#: one another), or relaxed poll loads, all in flight together, and one ``fence.acq_rel.gpu``
+#: (``MEMBAR.ALL.GPU`` + ``CCTL.IVALL``) once every flag has been seen
+ACQUIRE_EACH_POLL: tl.constexpr = tl.constexpr(0)
+RELAXED_POLL_THEN_FENCE: tl.constexpr = tl.constexpr(1)
+POLL_ORDERS = {"acquire": 0, "relaxed": 1}
+#: the order the recurrent kernels' barriers use (the benchmarks time both: barrier_bench, step_bench)
+BARRIER_POLL_ORDER: tl.constexpr = ACQUIRE_EACH_POLL
 
 
 @triton.jit
@@ -84,6 +93,33 @@ def _load_acquire(pointers):
 
 
 @triton.jit
+def _load_relaxed(pointers):
+    """``ld.relaxed.gpu`` of each int32: a strong load (it reads L2, never a stale L1 line) that
+    orders nothing after it, so several are in flight at once."""
+    return tl.inline_asm_elementwise("ld.global.relaxed.gpu.b32 $0, [$1];", "=r,l", [pointers], dtype=tl.int32,
+                                     is_pure=False, pack=1)
+
+
+@triton.jit
+def _load_flags(pointers, ORDER: tl.constexpr):
+    """A poll's load of ``pointers``: acquire or relaxed (see :data:`BARRIER_POLL_ORDER`)."""
+    if ORDER == RELAXED_POLL_THEN_FENCE:
+        return _load_relaxed(pointers)
+    else:
+        return _load_acquire(pointers)
+
+
+@triton.jit
+def acquire_fence(like):
+    """``fence.acq_rel.gpu`` in every thread, after relaxed loads that saw the producers' release
+    adds: with them an acquire pattern of the PTX memory model, so what each producer stored before
+    its release is visible to this thread. Returns ``like`` (inline asm needs a result to order
+    later code by)."""
+    return tl.inline_asm_elementwise("fence.acq_rel.gpu;\nmov.b32 $0, $1;", "=r,r", [like], dtype=tl.int32,
+                                     is_pure=False, pack=1)
+
+
+@triton.jit
 def barrier_arrive(flags_ptr, producer):
     """Arrival at a grid barrier (see :func:`grid_barrier`): a CTA barrier, so every thread's
     stores of the step are issued, then one thread's release add to this producer's flag."""
@@ -92,8 +128,10 @@ def barrier_arrive(flags_ptr, producer):
 
 
 @triton.jit
-def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr):
-    """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``.
+def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr,
+                 ORDER: tl.constexpr = BARRIER_POLL_ORDER):
+    """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``,
+    its poll loads ordered as ``ORDER`` says (:data:`BARRIER_POLL_ORDER`).
 
     Every warp polls on its own; the status word is written by the program's first thread only (the
     compiled atomic is predicated on thread 0), so a warp that times out before warp 0 leaves its
@@ -110,21 +148,24 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr):
         status = 0
         while (slowest < step) & (status == 0):
             # the status load first, so all round trips overlap
-            status = _load_acquire(flags_ptr + FLAG_SLOTS)
+            status = _load_flags(flags_ptr + FLAG_SLOTS, ORDER)
             slowest = step
             for chunk in tl.static_range(POLL // WIDTH):
                 index = chunk * WIDTH + lane
                 polled = index < producers
-                flags = _load_acquire(flags_ptr + tl.where(polled, index, 0))
+                flags = _load_flags(flags_ptr + tl.where(polled, index, 0), ORDER)
                 slowest = tl.minimum(slowest, tl.min(tl.where(polled, flags, step)))
             if (slowest < step) & (status == 0) & (globaltimer() - start > timeout_ns):
                 tl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
                 status = step
+        if ORDER == RELAXED_POLL_THEN_FENCE:
+            acquire_fence(lane)
         tl.debug_barrier()
 
 
 @triton.jit
-def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr):
+def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr,
+                 ORDER: tl.constexpr = BARRIER_POLL_ORDER):
     """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
 
     ``flags_ptr`` holds one int32 release flag per producer (the steps it has finished) followed,
@@ -143,7 +184,7 @@ def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.cons
     block, which the interpreter runs too) has nothing to wait for.
     """
     barrier_arrive(flags_ptr, producer)
-    barrier_wait(flags_ptr, producers, step, timeout_ns, POLL)
+    barrier_wait(flags_ptr, producers, step, timeout_ns, POLL, ORDER)
 
 
 @triton.jit

@@ -14,7 +14,10 @@ forward (:func:`rnnbench.kernels.plan.plan_recurrence`). Per step, each program 
   the state is the one loaded once before the loop (in registers, as on the persistent path);
   ``load`` alone sums the loaded blocks instead, so the loads stay live;
 * ``sync``: the grid barrier (:func:`~rnnbench.kernels.primitives.barrier_arrive` and
-  :func:`~rnnbench.kernels.primitives.barrier_wait`) among all programs.
+  :func:`~rnnbench.kernels.primitives.barrier_wait`) among all programs, every poll load an
+  acquire; the ``*_relaxed`` variants poll with relaxed loads and fence once after them (the two
+  orders of :data:`~rnnbench.kernels.primitives.POLL_ORDERS`; the kernels use
+  :data:`~rnnbench.kernels.primitives.BARRIER_POLL_ORDER`).
 
 Every variant then activates its units (``tanh`` of the summed gates) and publishes them into the
 other slot, so the store, its fence (in ``sync``) and the elementwise tail are in every variant.
@@ -60,7 +63,7 @@ from rnnbench.kernels.launch import (
 )
 from rnnbench.kernels.plan import GATES, PathUnavailable, Plan, plan_recurrence, row_split
 from rnnbench.kernels.primitives import (
-    BARRIER_TIMEOUT_NS, FLAG_SLOTS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
     held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
 )
 
@@ -73,6 +76,8 @@ class Variant:
     load: bool
     mma: bool
     sync: bool
+    #: the barrier's poll order (:data:`~rnnbench.kernels.primitives.POLL_ORDERS`), where ``sync``
+    poll: str = "acquire"
 
 
 VARIANTS = {v.name: v for v in (
@@ -83,6 +88,8 @@ VARIANTS = {v.name: v for v in (
     Variant("load", load=True, mma=False, sync=False),
     Variant("mma", load=False, mma=True, sync=False),
     Variant("sync", load=False, mma=False, sync=True),
+    Variant("full_relaxed", load=True, mma=True, sync=True, poll="relaxed"),
+    Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
 )}
 #: the shipped LSTM forward kernels themselves (see :func:`real_launcher`): the plain cooperative
 #: kernel at the same layout, and the Gluon kernel (sm_90, H >= 256) at its own layout
@@ -95,7 +102,7 @@ REAL_PATHS = {REAL: "cooperative", REAL_GLUON: "gluon"}
 SHAPES = (("lstm", 768, 16), ("lstm", 1024, 64), ("lstm", 768, 64), ("lstm", 768, 1), ("lstm", 256, 16),
           ("lstm", 512, 16), ("lstm", 1024, 16), ("rnn", 768, 16))
 #: variants repeated with fewer programs by ``--sweep-programs``
-SWEEP_VARIANTS = ("full", "load_sync", "sync")
+SWEEP_VARIANTS = ("full", "load_sync", "sync", "sync_relaxed")
 COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant", "programs", "planned_programs", "block_b",
            "block_h", "h_pad", "k_split", "k_chunks", "num_warps", "steps", "us_per_step", "q25_us", "q75_us", "source"]
 
@@ -128,7 +135,7 @@ def step_ablation_kernel(
     w_ptr, exchange_ptr, sync_ptr, T, H, w_stride,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     GATES: tl.constexpr, LOAD: tl.constexpr, MMA: tl.constexpr, SYNC: tl.constexpr, POLL: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr, ORDER: tl.constexpr,
 ):
     """``T`` steps of the parts of a cooperative forward step that ``LOAD``, ``MMA`` and ``SYNC``
     select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
@@ -167,14 +174,14 @@ def step_ablation_kernel(
                  mask=(units < H)[:, None])
         if SYNC:
             barrier_arrive(sync_ptr, tl.program_id(0))
-            barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL)
+            barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL, ORDER)
 
 
 def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype) -> dict:
     return dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
                 K_CHUNKS=plan.k_chunks, GATES=GATES[plan.cell], LOAD=variant.load, MMA=variant.mma, SYNC=variant.sync,
                 POLL=plan.poll, DOT_PRECISION=dot_precision(dtype),
-                M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps))
+                M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps), ORDER=POLL_ORDERS[variant.poll])
 
 
 def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0):

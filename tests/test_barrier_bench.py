@@ -10,18 +10,46 @@ from rnnbench.kernels import barrier_bench, launch, sass
 from rnnbench.kernels.aot import compile_all
 
 
-def test_benchmark_kernel_compiles_with_the_kernels_grid_barrier():
+def _poll_loop(instructions: list[sass.Instruction]) -> list[sass.Instruction]:
+    """The innermost loop (a backward branch's range) that loads a flag from L2 (``.STRONG.GPU``)."""
+    loops = [[i for i in instructions if branch.target <= i.address <= branch.address]
+             for branch in instructions if branch.base == "BRA" and branch.target is not None
+             and branch.target <= branch.address]
+    polls = [body for body in loops if any(i.base == "LDG" and "GPU" in i.modifiers for i in body)]
+    return min(polls, key=len)
+
+
+@pytest.mark.parametrize("order", ["acquire", "relaxed"])
+def test_benchmark_kernel_compiles_with_the_kernels_grid_barrier(order):
+    """Release (fence, add to the program's own flag), the poll (strong loads of the status word and
+    4 x 32 flags at POLL=128), CTA barriers, the timeout's status (max) and its clock; an acquire
+    poll invalidates L1 after every load, a relaxed one loads all five back to back and fences once
+    after the loop (a second MEMBAR besides the release's)."""
     try:
-        (text,) = compile_all(90, [8], 1, job=barrier_bench.barrier_sass)
+        (text,) = compile_all(90, [(8, order)], 1, job=barrier_bench.barrier_sass)
     except sass.SassUnavailable as error:
         pytest.skip(str(error))
     instructions = sass.parse(text)
-    opcodes = {ins.opcode for ins in instructions}
-    # release (fence, add to the program's own flag), acquire poll (strong load, L1 invalidated),
-    # CTA barriers, the timeout's status (max) and its clock
-    assert {"MEMBAR.ALL.GPU", "REDG.E.ADD.STRONG.GPU", "LDG.E.STRONG.GPU", "CCTL.IVALL", "BAR.SYNC.DEFER_BLOCKING",
-            "REDG.E.MAX.S32.STRONG.GPU"} <= opcodes
+    opcodes = [ins.opcode for ins in instructions]
+    assert {"MEMBAR.ALL.GPU", "LDG.E.STRONG.GPU", "CCTL.IVALL", "BAR.SYNC.DEFER_BLOCKING"} <= set(opcodes)
+    atomics = {(ins.modifiers[1], "STRONG" in ins.modifiers) for ins in instructions if ins.base in ("REDG", "ATOMG")}
+    assert {("ADD", True), ("MAX", True)} <= atomics  # REDG, or ATOMG with Triton 3.6 in the relaxed kernel
     assert any("GLOBALTIMER" in operand for ins in instructions for operand in ins.operands)
+    poll = _poll_loop(instructions)
+    loads = [ins for ins in poll if ins.opcode == "LDG.E.STRONG.GPU"]
+    invalidations = [ins for ins in poll if ins.base == "CCTL"]
+    assert len(loads) == 5
+    if order == "acquire":
+        assert len(invalidations) == len(loads) and opcodes.count("MEMBAR.ALL.GPU") == 1
+    else:
+        assert not invalidations and opcodes.count("MEMBAR.ALL.GPU") == 2
+
+
+def test_unknown_poll_orders_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="poll order must be one of \\('acquire', 'relaxed'\\), got 'weak'"):
+        barrier_bench.run_barriers(4, 1, order="weak")
+    with pytest.raises(SystemExit):
+        barrier_bench.main(["--out", str(tmp_path / "barrier.csv"), "--orders", "acquire,weak"])
 
 
 def test_bad_counts_are_refused():

@@ -271,6 +271,20 @@ def test_a_cp_async_wait_waits_for_every_copy_before_it():
     assert cycles >= cost.Latencies().dram and terms["dram_load"] > 0
 
 
+def test_acquire_loads_follow_one_another_and_relaxed_ones_overlap():
+    """An acquire (LDG.STRONG then CCTL.IVALL) waits for its load before the next load issues; the
+    relaxed poll issues its loads together and its one fence after them waits for nothing."""
+    flags = [f"LDG.E.STRONG.GPU R{10 + i}, desc[UR4][R2.64+0x{4 * i:x}]" for i in range(5)]
+    use = ["IMNMX R20, R10, R11, PT", "IMNMX R20, R20, R12, PT", "IMNMX R20, R20, R13, PT", "IMNMX R20, R20, R14, PT"]
+    acquire = [line for load in flags for line in (load, "CCTL.IVALL")]
+    relaxed = flags + use + ["MEMBAR.ALL.GPU", "ERRBAR", "CCTL.IVALL"]
+    l2 = cost.Latencies().l2
+    chained, terms = cost.simulate(_path(acquire + use, in_loop=False), _context())
+    overlapped, _ = cost.simulate(_path(relaxed, in_loop=False), _context())
+    assert chained >= 5 * l2 and terms["grid_sync"] >= 4 * l2
+    assert l2 <= overlapped < 2 * l2
+
+
 def test_shared_memory_bandwidth_is_shared_by_every_warp_of_the_sm():
     loads = ["LDSM.16.M88.4 R8, [R0]", "FADD R1, R8, 1"]
     alone, _ = cost.simulate(_path(loads, in_loop=False), _context(1, 1))

@@ -210,12 +210,13 @@ def test_cooperative_launch_under_cuda_graph_capture(mode):
 
 # ---- the grid barrier ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("order", ["acquire", "relaxed"])
 @pytest.mark.parametrize("programs", [1, 7, 132])
-def test_barrier_benchmark_counts_every_arrival(programs):
+def test_barrier_benchmark_counts_every_arrival(programs, order):
     from rnnbench.kernels.barrier_bench import run_barriers, time_barrier
 
-    assert run_barriers(programs, 500) == programs * 500
-    median, q25, q75 = time_barrier(programs, barriers=200, repeats=5)
+    assert run_barriers(programs, 500, order=order) == programs * 500
+    median, q25, q75 = time_barrier(programs, barriers=200, repeats=5, order=order)
     assert 0 < q25 <= median <= q75 < 100  # microseconds per barrier
 
 

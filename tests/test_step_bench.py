@@ -99,16 +99,18 @@ def test_estimate_has_no_gluon_row_where_gluon_cannot_run():
 
 
 @pytest.mark.cuda
-def test_cooperative_grid_computes_the_recurrence_on_gpu():
-    """The goal shape's whole grid (96 programs, bf16) with the grid barrier: every step reads the
-    state all programs wrote, so a program running ahead or reading a stale line shows as an error."""
+@pytest.mark.parametrize("variant", ["full", "full_relaxed"])
+def test_cooperative_grid_computes_the_recurrence_on_gpu(variant):
+    """The goal shape's whole grid (96 programs, bf16) with the grid barrier, its poll acquire or
+    relaxed-then-fenced: every step reads the state all programs wrote, so a program running ahead
+    or reading a stale line shows as an error."""
     plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", torch.cuda.get_device_properties(0).multi_processor_count)
     steps = 9
     w, exchange, sync = step_bench.ablation_buffers(plan, 768, 16, torch.bfloat16, "cuda", seed=3)
     w64 = w.double().cpu().numpy()[:, :768]
     other0, state0 = (slot.double().cpu().numpy() for slot in exchange)
-    step_bench.run_ablation(plan, step_bench.VARIANTS["full"], 768, steps, (w, exchange, sync))
-    expected = _reference(step_bench.VARIANTS["full"], w64, state0, other0, 768, plan.block_h, 4, steps, plan.grid[0])
+    step_bench.run_ablation(plan, step_bench.VARIANTS[variant], 768, steps, (w, exchange, sync))
+    expected = _reference(step_bench.VARIANTS[variant], w64, state0, other0, 768, plan.block_h, 4, steps, plan.grid[0])
     got = exchange.double().cpu().numpy()
     last = (steps - 1) % 2
     # bf16 state rounding compounds over the steps: 3e-2 absolute on values in [-1, 1]
