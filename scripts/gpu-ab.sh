@@ -9,6 +9,8 @@
 #   machine.txt, session.log
 #   candidate-tests.xml/.log     the candidate's GPU tests (TESTS, default: its kernel GPU tests)
 #   precompile-base.log, precompile-candidate.log
+#   barrier.csv/.log             the grid-barrier micro-benchmark of the base tree (both poll orders
+#                                of rnnbench.kernels.primitives.barrier_wait, each point back to back)
 #   ablation-TREE.csv/.log       the step-ablation benchmark (rnnbench.kernels.step_bench: where a
 #                                cooperative step's microseconds go) of each tree that has one,
 #                                candidate first, ABLATION_S seconds each (default 90)
@@ -18,7 +20,7 @@
 #                                machine over the session falls on both
 # and, where $OUT is set, ab-SUITE-DEVICE.tgz under $OUT. Afterwards, on any machine:
 #   rnnbench compare reports/DEVICE/ab-SUITE/base reports/DEVICE/ab-SUITE/candidate
-# STAGES (default "tests ablation suite") chooses what runs. Each command runs from its tree's root with
+# STAGES (default "tests barrier ablation suite") chooses what runs. Each command runs from its tree's root with
 # PYTHONPATH=. (env -C), so each imports its own rnnbench.
 set -u
 DEVICE=${1:?usage: scripts/gpu-ab.sh DEVICE [BUDGET_S] [SUITE]}
@@ -27,7 +29,7 @@ SUITE=${3:-gpu-ab}
 PY=${GPU_PY:-python3}
 case $PY in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")";; esac  # the commands run from two directories
 ROUNDS=${ROUNDS:-2}
-STAGES=${STAGES:-tests ablation suite}
+STAGES=${STAGES:-tests barrier ablation suite}
 ABLATION_S=${ABLATION_S:-90}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py}
 ROOT=$(pwd)
@@ -67,6 +69,12 @@ if wants tests; then
     fi
 fi
 for pid in "${PRECOMPILES[@]}"; do wait "$pid"; done
+
+if wants barrier; then
+    stage barrier 60 env -C . PYTHONPATH=. "$PY" -m rnnbench.kernels.barrier_bench --out "$ROOT/$DIR/barrier.csv" \
+        --programs 1,2,8,32,48,96,128,132 > "$DIR/barrier.log" 2>&1
+    tail -n 3 "$DIR/barrier.log"
+fi
 
 if wants ablation; then
     for tree in $TREES; do

@@ -56,6 +56,7 @@ def test_ab_alternates_the_trees_and_runs_the_candidates_ablation(tmp_path):
     slices = [line.split("start ")[1].split(" ")[0] for line in log.splitlines() if "start suite-" in line]
     assert slices == ["suite-base-1", "suite-candidate-2", "suite-base-3", "suite-candidate-4"], log
     assert "start ablation-candidate" in log and "ablation-base: no step_bench in ." in log
+    assert "start barrier" in log  # the base tree's barrier benchmark, both poll orders
 
 
 def test_ab_drops_a_candidate_whose_tests_hang(tmp_path):
