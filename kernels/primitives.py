@@ -128,10 +128,12 @@ def barrier_arrive(flags_ptr, producer):
 
 
 @triton.jit
-def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr,
-                 ORDER: tl.constexpr = BARRIER_POLL_ORDER):
+def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr):
     """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``,
-    its poll loads ordered as ``ORDER`` says (:data:`BARRIER_POLL_ORDER`).
+    its poll loads ordered as ``ORDER`` says (:data:`POLL_ORDERS`; the kernels pass
+    :data:`BARRIER_POLL_ORDER`). No default: Triton's cache key hashes the globals a function's body
+    reads, not its default arguments, so a default order changed in the source would be served the
+    kernels compiled with the old one from the cache.
 
     Every warp polls on its own; the status word is written by the program's first thread only (the
     compiled atomic is predicated on thread 0), so a warp that times out before warp 0 leaves its
@@ -164,16 +166,16 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr,
 
 
 @triton.jit
-def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr,
-                 ORDER: tl.constexpr = BARRIER_POLL_ORDER):
+def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr):
     """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
 
     ``flags_ptr`` holds one int32 release flag per producer (the steps it has finished) followed,
     at ``FLAG_SLOTS``, by a status word. Arrival (:func:`barrier_arrive`): a CTA barrier (every
     thread's stores of the step issued), then one thread's release add to its own flag, so arrivals
     never contend for an address. Wait (:func:`barrier_wait`): the flags of all producers (``POLL >=
-    producers``, a power of two up to 32, else a multiple of 32) are polled with acquire loads, and a CTA barrier after the poll
-    extends what those loads acquired to the whole program; the exchange loads that follow use
+    producers``, a power of two up to 32, else a multiple of 32) are polled in ``ORDER`` (acquire
+    loads, or relaxed loads and one acquire fence), and a CTA barrier after the poll extends what
+    they acquired to the whole program; the exchange loads that follow use
     ``.cg`` (L2), so no stale L1 line is read. ``>=`` tolerates producers that have already run
     ahead. Work that needs no synchronisation (the next step's input loads) goes between the two.
 
@@ -199,7 +201,7 @@ def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr):
     """Wait at the barrier after ``step`` in-kernel time steps: the grid barrier's wait for
     ``COOPERATIVE``, a CTA barrier for ``PERSISTENT`` (nothing for ``STEPWISE``)."""
     if MODE == COOPERATIVE:
-        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL)
+        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL, BARRIER_POLL_ORDER)
     elif MODE == PERSISTENT:
         tl.debug_barrier()
 
