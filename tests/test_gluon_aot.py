@@ -1,7 +1,7 @@
 """The Gluon LSTM forward (``path="gluon"``, :mod:`rnnbench.kernels.gluon_lstm`) compiles ahead of
 time for sm_90 with the installed Triton, fits (no spills, shared memory within the per-block
 limit and within the planner's model), and really uses what it was written for: TMA loads
-completing on mbarriers, warpgroup MMAs, ``cp.async`` for xg, the proxy fence and the acquire poll
+completing on mbarriers, warpgroup MMAs, ``cp.async`` for xg, the proxy fence and the barrier's poll
 of the grid barrier.
 
 The committed tables ``reports/aot/gluon-sm_90-triton{3.6,3.9}.csv`` (``make gluon-sm90`` with each
@@ -20,12 +20,16 @@ import triton
 
 from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, compile_ptx, gluon_configs
 from rnnbench.kernels.plan import gluon_available, gluon_state_copies
+from rnnbench.kernels.primitives import BARRIER_POLL_ORDER, RELAXED_POLL_THEN_FENCE
 
 pytestmark = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API "
                                 "(triton.experimental.gluon.language.nvidia.hopper)")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FIELDS = [field.name for field in dataclasses.fields(KernelConfig)]
+#: the barrier poll's PTX in the kernels' order (primitives.BARRIER_POLL_ORDER)
+POLL_PTX = ("ld.global.relaxed.gpu", "fence.acq_rel.gpu") if BARRIER_POLL_ORDER == RELAXED_POLL_THEN_FENCE else (
+    "ld.global.acquire.gpu",)
 #: the PTX a configuration must contain: what the kernel's design rests on
 FEATURES = {
     "TMA load completing on an mbarrier": "cp.async.bulk.tensor.2d",
@@ -34,7 +38,7 @@ FEATURES = {
     "warpgroup MMA": "wgmma.mma_async",
     "cp.async of xg": "cp.async.commit_group",
     "generic-to-async proxy fence": "fence.proxy.async.global",
-    "acquire poll of the release flags": "ld.global.acquire.gpu",
+    **{f"poll of the release flags ({ptx})": ptx for ptx in POLL_PTX},
     "release arrival": ".release.",
     "barrier timeout clock": "%globaltimer",
 }
@@ -103,7 +107,7 @@ def test_a_grid_of_more_than_64_hidden_blocks_compiles():
     assert (plan.grid[0], plan.poll) == (65, 128)
     (resources, ptx), = compile_all(90, [KernelConfig.from_plan(plan, "bfloat16", "fwd")], job=compile_ptx)
     assert resources.fits and resources.spill_bytes == 0, resources
-    assert "ld.global.acquire.gpu" in ptx
+    assert all(poll in ptx for poll in POLL_PTX)
 
 
 def test_plans_of_the_table_are_the_planners():
