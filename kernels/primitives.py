@@ -68,7 +68,7 @@ FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
 #: (``MEMBAR.ALL.GPU`` + ``CCTL.IVALL``) once every flag has been seen
 ACQUIRE_EACH_POLL: tl.constexpr = tl.constexpr(0)
 RELAXED_POLL_THEN_FENCE: tl.constexpr = tl.constexpr(1)
-POLL_ORDERS = {"acquire": 0, "relaxed": 1}
+POLL_ORDERS = {"acquire": ACQUIRE_EACH_POLL.value, "relaxed": RELAXED_POLL_THEN_FENCE.value}
 #: the order the recurrent kernels' barriers use (the benchmarks time both: barrier_bench, step_bench)
 BARRIER_POLL_ORDER: tl.constexpr = ACQUIRE_EACH_POLL
 
@@ -149,7 +149,7 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
         slowest = step - 1
         status = 0
         while (slowest < step) & (status == 0):
-            # the status load first, so all round trips overlap
+            # the status load first; relaxed loads are all in flight together, acquire loads one by one
             status = _load_flags(flags_ptr + FLAG_SLOTS, ORDER)
             slowest = step
             for chunk in tl.static_range(POLL // WIDTH):
