@@ -43,8 +43,9 @@ count is passed positionally (its keyword differs). Plain ``@triton.jit`` helper
 Gluon kernels in both versions, so the poll's loads (and, with relaxed polls, the fence after
 them) are the plain kernels' own (:func:`rnnbench.kernels.primitives._load_flags`). The
 activations are not: :func:`_sigmoid` takes its reciprocal with ``rcp.approx`` (inline PTX,
-which the interpreter that checks the plain kernels cannot run), 1 ulp of float32 where ``tl.sigmoid``'s division is 2, so the two paths
-round the gates differently in the last float32 bits, far below the 16-bit storage of h.
+which the interpreter that checks the plain kernels cannot run), 1 ulp of float32 where
+``tl.sigmoid``'s division is 2, so the two paths round the gates differently in the last float32
+bits, far below the 16-bit storage of h.
 
 **Memory ordering between the generic and the async proxy.** The exchange is written by ordinary
 stores of other programs and read here by TMA (the async proxy). The writer issues
