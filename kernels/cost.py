@@ -38,6 +38,10 @@ their time is estimated by :func:`simulate`:
   B=16, 96 programs: 1.84 µs; five acquire loads a poll) says the chain is real. Added outside the
   warp: the arrivals of all programs on one counter serialise at L2 (``barrier_arrival`` cycles
   each) and a waiting program notices the last arrival half a poll period late on average.
+* **Tagged exchange** (:mod:`rnnbench.kernels.tagged_exchange`): no barrier; the wait's poll loop
+  (a reload of the state's words) is on the path once, i.e. a step's first load of the state finds
+  some words stale and the second finds them all fresh, plus the half poll period of discovery;
+  no arrivals (no release fence, every word is its own arrival).
 * **Stepwise path.** One launch per step: ``max(host launch, launch gap + waves x kernel)``.
 * **Around the recurrence**, per step of a ``seq_len``-step call: the input-projection GEMM (and for
   ``bwd`` the GEMMs for ``dx``, ``dW_ih``, ``dW_hh``) at ``gemm_tflops``, and a fixed per-call
@@ -464,7 +468,9 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     to_us = 1e-3 / device.clock_ghz
     terms_us = {term: value * to_us for term, value in terms.items()}
     if counts.poll_loops:
-        arrivals = programs * lat.barrier_arrival
+        # arrivals at a barrier's flags follow their release fences (a tagged exchange has neither:
+        # each word is its own arrival, checked by the loads that read it)
+        arrivals = programs * lat.barrier_arrival if counts.membar else 0.0
         discovery = 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
         terms_us["grid_sync"] += (arrivals + discovery) * to_us
     if plan.path == "stepwise":

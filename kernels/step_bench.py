@@ -17,7 +17,12 @@ forward (:func:`rnnbench.kernels.plan.plan_recurrence`). Per step, each program 
   :func:`~rnnbench.kernels.primitives.barrier_wait`) among all programs, every poll load an
   acquire; the ``*_relaxed`` variants poll with relaxed loads and fence once after them (the two
   orders of :data:`~rnnbench.kernels.primitives.POLL_ORDERS`; the kernels use
-  :data:`~rnnbench.kernels.primitives.BARRIER_POLL_ORDER`).
+  :data:`~rnnbench.kernels.primitives.BARRIER_POLL_ORDER`);
+* ``tagged``: no barrier: the state travels as tagged words (:mod:`rnnbench.kernels.tagged_exchange`,
+  a value and the step that wrote it in one word), and ``load`` waits until every word it loaded is
+  the previous step's. An experiment the shipped kernels do not run: it trades the barrier's chain
+  of round trips for twice the bytes and a reload of the state when it arrives early (the model
+  predicts a loss, 2.87 against 2.40 µs at H=768, B=16, and 2x at B=64; the GPU decides).
 
 Every variant then activates its units (``tanh`` of the summed gates) and publishes them into the
 other slot, so the store, its fence (in ``sync``) and the elementwise tail are in every variant.
@@ -66,6 +71,7 @@ from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
     held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
 )
+from rnnbench.kernels.tagged_exchange import WORD_DTYPES, encode_tagged, publish_tagged, retag_, tagged_product
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class Variant:
     sync: bool
     #: the barrier's poll order (:data:`~rnnbench.kernels.primitives.POLL_ORDERS`), where ``sync``
     poll: str = "acquire"
+    #: the state exchanged as tagged words (:mod:`rnnbench.kernels.tagged_exchange`): the loads wait
+    #: for the step's words, no barrier (``load`` and ``mma`` only)
+    tagged: bool = False
 
 
 VARIANTS = {v.name: v for v in (
@@ -90,6 +99,7 @@ VARIANTS = {v.name: v for v in (
     Variant("sync", load=False, mma=False, sync=True),
     Variant("full_relaxed", load=True, mma=True, sync=True, poll="relaxed"),
     Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
+    Variant("tagged", load=True, mma=True, sync=False, tagged=True),
 )}
 #: the shipped LSTM forward kernels themselves (see :func:`real_launcher`): the plain cooperative
 #: kernel at the same layout, and the Gluon kernel (sm_90, H >= 256) at its own layout
@@ -135,7 +145,8 @@ def step_ablation_kernel(
     w_ptr, exchange_ptr, sync_ptr, T, H, w_stride,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     GATES: tl.constexpr, LOAD: tl.constexpr, MMA: tl.constexpr, SYNC: tl.constexpr, POLL: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr, ORDER: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr, ORDER: tl.constexpr, TAGGED: tl.constexpr,
+    WRITTEN: tl.constexpr,
 ):
     """``T`` steps of the parts of a cooperative forward step that ``LOAD``, ``MMA`` and ``SYNC``
     select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
@@ -143,7 +154,10 @@ def step_ablation_kernel(
     Layouts: ``w (GATES*H, w_stride)`` the recurrent weights; ``exchange (2, BLOCK_B, H_PAD)`` the
     two state slots (slot 1 read by step 0), columns past H zero; ``sync`` int32 zeros
     ``(FLAG_SLOTS + 1)``. Step s writes ``tanh(sum of the unit's gates)`` of its product (or
-    stand-in, see :func:`_loaded_sum`) into slot ``s % 2``.
+    stand-in, see :func:`_loaded_sum`) into slot ``s % 2``. ``TAGGED``: ``exchange`` holds tagged
+    words of ``w``'s dtype (:mod:`rnnbench.kernels.tagged_exchange`, the initial state tag 0; the
+    programs write ``WRITTEN`` columns, all of their tiles) and ``sync``'s status word reports a
+    wait that timed out.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     M: tl.constexpr = GATES * BLOCK_H
@@ -157,7 +171,10 @@ def step_ablation_kernel(
         states = states + (tl.load(exchange_slot(exchange_ptr, 1, H_PAD, BLOCK_B) + q * (K_SPLIT * BK) + read),)
     for s in range(T):
         previous = exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B)
-        if MMA and LOAD:
+        if TAGGED:
+            pre = tagged_product(blocks, previous, read, s, sync_ptr + FLAG_SLOTS, BARRIER_TIMEOUT_NS, M, BLOCK_B,
+                                 K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, w_ptr.dtype.element_ty, WRITTEN, M_SPLIT)
+        elif MMA and LOAD:
             pre = held_product(blocks, previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
         elif MMA:
             pre = _resident_product(blocks, states, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
@@ -170,25 +187,35 @@ def step_ablation_kernel(
             h = tanh(i + f + g + o)
         else:
             h = tanh(pre)
-        tl.store(exchange_slot(exchange_ptr, s, H_PAD, BLOCK_B) + write, h.to(exchange_ptr.dtype.element_ty),
-                 mask=(units < H)[:, None])
+        if TAGGED:  # every unit of the tile (those past H are zero)
+            publish_tagged(exchange_slot(exchange_ptr, s, H_PAD, BLOCK_B) + write, h.to(w_ptr.dtype.element_ty), s + 1,
+                           None)
+        else:
+            tl.store(exchange_slot(exchange_ptr, s, H_PAD, BLOCK_B) + write, h.to(exchange_ptr.dtype.element_ty),
+                     mask=(units < H)[:, None])
         if SYNC:
             barrier_arrive(sync_ptr, tl.program_id(0))
             barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL, ORDER)
 
 
-def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype) -> dict:
+def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype, programs: int | None = None) -> dict:
+    """The kernel's compile-time arguments for ``variant`` on ``programs`` programs (default: the
+    layout's hidden blocks; only the tagged variants compile differently for fewer)."""
+    programs = plan.grid[0] if programs is None else programs
     return dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
                 K_CHUNKS=plan.k_chunks, GATES=GATES[plan.cell], LOAD=variant.load, MMA=variant.mma, SYNC=variant.sync,
                 POLL=plan.poll, DOT_PRECISION=dot_precision(dtype),
-                M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps), ORDER=POLL_ORDERS[variant.poll])
+                M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps), ORDER=POLL_ORDERS[variant.poll],
+                TAGGED=variant.tagged, WRITTEN=min(plan.h_pad, programs * plan.block_h) if variant.tagged else 0)
 
 
-def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0):
+def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0,
+                     tagged: bool = False):
     """Random ``(w, exchange, sync)`` for :func:`step_ablation_kernel`: ``w`` scaled by
     ``1/sqrt(H)``, the state of the first ``batch`` rows (at most one batch block: the kernel runs the
     first block's programs) in ``[-1, 1)`` (the other rows of the block and the columns past H zero,
-    as in the kernels' exchange), the flags zero."""
+    as in the kernels' exchange), the flags zero; ``tagged``: the state as tagged words (the
+    :data:`Variant.tagged` variants; the same values for the same seed)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     rows = GATES[plan.cell] * hidden_size
     stride = -(-hidden_size // 16) * 16
@@ -198,6 +225,8 @@ def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtyp
     filled = min(batch, plan.block_b)
     exchange[:, :filled, :hidden_size] = torch.rand(2, filled, hidden_size, generator=generator) * 2 - 1
     sync = torch.zeros(int(FLAG_SLOTS.value) + 1, dtype=torch.int32)
+    if tagged:
+        exchange = encode_tagged(exchange)
     return w.to(device), exchange.to(device), sync.to(device)
 
 
@@ -209,13 +238,18 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
     if not 1 <= programs <= plan.grid[0]:
         raise ValueError(f"programs must be in [1, {plan.grid[0]}] (the layout's hidden blocks), got {programs}")
     w, exchange, sync = buffers
+    if variant.tagged != (exchange.dtype == WORD_DTYPES.get(w.element_size() * 8)):
+        raise ValueError(f"variant {variant.name!r} needs {'tagged words' if variant.tagged else 'a state'} of "
+                         f"{w.dtype} in its exchange (ablation_buffers(..., tagged={variant.tagged})), got {exchange.dtype}")
+    if variant.tagged:
+        retag_(exchange, 0)  # a launch starts from the state after 0 steps
     sync.zero_()
     options = dict(num_warps=plan.num_warps, num_stages=NUM_STAGES, maxnreg=plan.max_registers)
     if not interpreter_active():
         options["launch_cooperative_grid"] = True
     step_ablation_kernel[(programs, 1)](w, exchange, sync, steps, hidden_size, w.stride(0),
-                                        **_constexprs(plan, variant, w.dtype), **options)
-    if variant.sync and sync.is_cuda:
+                                        **_constexprs(plan, variant, w.dtype, programs), **options)
+    if (variant.sync or variant.tagged) and sync.is_cuda:
         message = barrier_status_message(sync[int(FLAG_SLOTS.value):].cpu(), f"step_ablation_kernel ({variant.name})")
         if message is not None:
             raise BarrierTimeout(message)
@@ -282,7 +316,8 @@ def _warm(task: tuple[str, int, int, str, str]) -> str | None:
             real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1)(1)
         else:
             plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
-            run_ablation(plan, VARIANTS[name], hidden_size, 1, ablation_buffers(plan, hidden_size, batch, dtype, "cuda"))
+            buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=VARIANTS[name].tagged)
+            run_ablation(plan, VARIANTS[name], hidden_size, 1, buffers)
         torch.cuda.synchronize()
     except Exception as error:  # reported by the parent; the timing loop reports it again
         return f"{task}: {type(error).__name__}: {error}"
@@ -324,7 +359,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
     like = torch.empty(0, dtype=dtype, device="cuda")
     for cell, hidden_size, batch in shapes:
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
-        buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda")
+        buffers = {tagged: ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=tagged) for tagged in (False, True)}
         for name, programs in _runs(plan, cell, sweep):
             timed = plan
             try:
@@ -333,8 +368,9 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
                     programs = timed.programs
                     stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps), steps, repeats)
                 else:
-                    stats = slope_us(lambda count: run_ablation(plan, VARIANTS[name], hidden_size, count, buffers, programs),
-                                   steps, repeats)
+                    variant = VARIANTS[name]
+                    stats = slope_us(lambda count: run_ablation(plan, variant, hidden_size, count, buffers[variant.tagged],
+                                                                programs), steps, repeats)
             except Exception as error:  # a launch the driver refuses or a barrier timeout: report it, keep the rest
                 print(f"{cell} H={hidden_size} B={batch} {name} programs={programs}: {type(error).__name__}: {error}",
                       file=sys.stderr)
@@ -383,7 +419,9 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     rows = []
     for variant in VARIANTS.values():
         constexprs = _constexprs(plan, variant, dtype)
-        source = ASTSource(fn=step_ablation_kernel, signature=signature | {key: "constexpr" for key in constexprs},
+        exchange = {"exchange_ptr": "*i32" if dtype.itemsize == 2 else "*i64"} if variant.tagged else {}
+        source = ASTSource(fn=step_ablation_kernel,
+                           signature=signature | exchange | {key: "constexpr" for key in constexprs},
                            constexprs=constexprs, attrs=aligned)
         compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                                   options={"num_warps": plan.num_warps, "num_stages": NUM_STAGES,

@@ -11,6 +11,7 @@ import torch
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels import step_bench
 from rnnbench.kernels.plan import GATES, plan_recurrence
+from rnnbench.kernels.tagged_exchange import decode_tagged, word_tags
 
 
 def _reference(variant, w, state0, other0, hidden_size, block_h, gates, steps, programs=1):
@@ -38,16 +39,23 @@ def _reference(variant, w, state0, other0, hidden_size, block_h, gates, steps, p
 def test_variant_computes_its_step(variant, cell, hidden_size, exact_fp32):
     plan = plan_recurrence(cell, hidden_size, 3, torch.float32, "cooperative")
     batch, steps = 3, 5
-    w, exchange, sync = step_bench.ablation_buffers(plan, hidden_size, batch, torch.float32, KERNEL_DEVICE, seed=7)
+    w, exchange, sync = step_bench.ablation_buffers(plan, hidden_size, batch, torch.float32, KERNEL_DEVICE, seed=7,
+                                                    tagged=variant.tagged)
+    state = decode_tagged(exchange, torch.float32) if variant.tagged else exchange
     w64 = w.double().cpu().numpy()[:, :hidden_size]
-    other0, state0 = (slot.double().cpu().numpy() for slot in exchange)
+    other0, state0 = (slot.double().cpu().numpy() for slot in state)
     expected = _reference(variant, w64, state0, other0, hidden_size, plan.block_h, GATES[cell], steps)
     step_bench.run_ablation(plan, variant, hidden_size, steps, (w, exchange, sync), programs=1)
-    got = exchange.double().cpu().numpy()
+    state = decode_tagged(exchange, torch.float32) if variant.tagged else exchange
+    got = state.double().cpu().numpy()
     for slot in (0, 1):
         np.testing.assert_allclose(got[slot], expected[slot], rtol=1e-5, atol=1e-5, err_msg=f"slot {slot}")
     if variant.sync:
         assert int(sync[0]) == steps, "program 0's flag counts its arrivals"
+    if variant.tagged:  # the last two steps' tags in their slots, on the columns program 0 writes
+        tags = word_tags(exchange).cpu()
+        assert (tags[(steps - 1) % 2, :, :plan.block_h] == steps).all() and (tags[steps % 2, :, :plan.block_h] == steps - 1).all()
+        assert int(sync[-1]) == 0, "no wait timed out"
 
 
 def test_run_ablation_refuses_more_programs_than_the_layout_has():
@@ -99,23 +107,48 @@ def test_estimate_has_no_gluon_row_where_gluon_cannot_run():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("variant", ["full", "full_relaxed"])
+@pytest.mark.parametrize("variant", ["full", "full_relaxed", "tagged"])
 def test_cooperative_grid_computes_the_recurrence_on_gpu(variant):
     """The goal shape's whole grid (96 programs, bf16) with the grid barrier, its poll acquire or
-    relaxed-then-fenced: every step reads the state all programs wrote, so a program running ahead
-    or reading a stale line shows as an error."""
+    relaxed-then-fenced, or with the tagged exchange and no barrier: every step reads the state all
+    programs wrote, so a program running ahead or reading a stale line shows as an error."""
     plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", torch.cuda.get_device_properties(0).multi_processor_count)
     steps = 9
-    w, exchange, sync = step_bench.ablation_buffers(plan, 768, 16, torch.bfloat16, "cuda", seed=3)
+    chosen = step_bench.VARIANTS[variant]
+    w, exchange, sync = step_bench.ablation_buffers(plan, 768, 16, torch.bfloat16, "cuda", seed=3, tagged=chosen.tagged)
+    state = decode_tagged(exchange, torch.bfloat16) if chosen.tagged else exchange
     w64 = w.double().cpu().numpy()[:, :768]
-    other0, state0 = (slot.double().cpu().numpy() for slot in exchange)
-    step_bench.run_ablation(plan, step_bench.VARIANTS[variant], 768, steps, (w, exchange, sync))
-    expected = _reference(step_bench.VARIANTS[variant], w64, state0, other0, 768, plan.block_h, 4, steps, plan.grid[0])
-    got = exchange.double().cpu().numpy()
+    other0, state0 = (slot.double().cpu().numpy() for slot in state)
+    step_bench.run_ablation(plan, chosen, 768, steps, (w, exchange, sync))
+    expected = _reference(chosen, w64, state0, other0, 768, plan.block_h, 4, steps, plan.grid[0])
+    state = decode_tagged(exchange, torch.bfloat16) if chosen.tagged else exchange
+    got = state.double().cpu().numpy()
     last = (steps - 1) % 2
     # bf16 state rounding compounds over the steps: 3e-2 absolute on values in [-1, 1]
     np.testing.assert_allclose(got[last], expected[last], atol=3e-2)
-    assert (sync[: plan.grid[0]].cpu() == steps).all(), "every program arrived once per step"
+    if chosen.tagged:
+        assert (word_tags(exchange[last]).cpu() == steps).all(), "every word of the last step carries its tag"
+    else:
+        assert (sync[: plan.grid[0]].cpu() == steps).all(), "every program arrived once per step"
+
+
+@pytest.mark.cuda
+def test_a_tagged_wait_for_words_nobody_writes_times_out_on_gpu():
+    """One program of the 96 the layout has, waiting for every column (``WRITTEN`` of the whole
+    grid): step 1 never sees the other programs' words, so its wait gives up after the timeout and
+    says at which step, every later wait gives up at once, and the launch ends."""
+    from rnnbench.kernels.launch import barrier_status_message
+
+    plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", torch.cuda.get_device_properties(0).multi_processor_count)
+    tagged = step_bench.VARIANTS["tagged"]
+    w, words, sync = step_bench.ablation_buffers(plan, 768, 16, torch.bfloat16, "cuda", tagged=True)
+    step_bench.step_ablation_kernel[(1, 1)](w, words, sync, 5, 768, w.stride(0),
+                                            **step_bench._constexprs(plan, tagged, torch.bfloat16),
+                                            num_warps=plan.num_warps, num_stages=1)
+    torch.cuda.synchronize()
+    assert int(sync[-1]) == 1, "step 1 (tag 1 in slot 0) is the first that waits for another program"
+    message = barrier_status_message(sync[-1:].cpu(), "the tagged ablation")
+    assert message is not None and "at step 1" in message
 
 
 @pytest.mark.cuda

@@ -1,0 +1,227 @@
+"""The tagged exchange: every element of the exchanged state travels with the step that wrote it, in
+one word, so a program waits for the state itself instead of for a grid barrier.
+
+**Why.** The cooperative step's grid barrier (:func:`rnnbench.kernels.primitives.grid_barrier`) cost
+1.84 µs of the 2.83 µs step at H=768, B=16 on an H200 (``reports/h200/kernels2/ablation.csv``), and
+about 1.7 µs from 12 up to 96 programs: a chain of L2 round trips. The arrival's release waits for
+the step's stores to be acknowledged, the release add travels to L2, the poll sees it, a CTA
+barrier, and only then are the state rows loaded. With a tag in every word a consumer's load of the
+state *is* its poll: a word whose tag is the step it needs holds the value that step wrote, because
+the word is written and read whole (single-copy atomic: a relaxed ``atom.exch`` of the producer,
+``ld.volatile`` of the consumer), so no fence, flag or second round trip is needed. The price: each
+word is twice the state's size, and a consumer checks every word it loads. This is the idea of
+NCCL's low-latency ("LL") protocol, applied to the recurrence's state exchange.
+
+**Status: an experiment.** Only the step ablation's ``tagged`` variant
+(:mod:`rnnbench.kernels.step_bench`) uses it; no shipped kernel does. The cost model predicts it
+loses (H=768, B=16, sm_90, Triton 3.9: 2.87 µs per step against the barrier's 2.40; about 2x at
+B=64, where a step waits for its four blocks one by one): twice the bytes at the SM's share of L2
+bandwidth, and a second load of the state whenever the first one finds a stale word, outweigh the
+round trips saved. The model has over-estimated loads (``load``: 1.17 estimated, 0.75 measured on
+the H200) and under-estimated the barrier (``sync``: 1.60 against 1.84), both in this exchange's
+favour, so the GPU decides whether the kernels get it.
+
+**Words.** ``value | tag << BITS``: a 16-bit value (fp16 or bf16, as bits) with a 15-bit tag in an
+int32, or a 32-bit value with a 31-bit tag in an int64 (positive tags, so an arithmetic shift reads
+them back). The exchange buffer ``(2, B_pad, ROW_WIDTH)`` of :mod:`rnnbench.kernels.primitives`
+holds words instead of values, same layout, same two slots (:func:`~rnnbench.kernels.primitives.exchange_slot`).
+
+**Tags.** The state after ``s`` steps carries tag ``s`` (modulo ``2**(BITS-1)``): the initial state
+in slot 1 is tag 0, step ``s`` reads tag ``s`` from slot ``(s+1) % 2`` and writes tag ``s+1`` into
+slot ``s % 2``. A slot holds either the tag a reader wants or the one two steps older, never equal
+modulo the tag's range, so a stale word is never taken for a fresh one. Two slots are enough
+without a barrier: a producer writes slot ``s % 2`` at step ``s`` only after it has read every
+program's step ``s-1`` output, and each program computed that output from its own reads of the
+same slot at step ``s-1``, so those reads are done.
+
+**Waiting.** The state's blocks are loaded together (up to :data:`WAIT_BYTES`), checked with one
+CTA-wide reduction, and loaded again, together, until every word is fresh (:func:`wait_fresh`,
+:func:`tagged_product`): a step that arrives early costs one more L2 round trip, not one per block. A wait longer
+than ``timeout_ns`` sets the status word of the synchronisation buffer (as the grid barrier's does,
+read by :func:`rnnbench.kernels.launch.barrier_status_message`), and every later wait of the launch
+gives up at once, so a lost producer ends the launch with garbage and a reported error, not a hang.
+Only the columns some program of the launch writes are checked (``WRITTEN``, a compile-time
+constant: a check without a column mask is a LOP3 and a max per word); the padding columns past
+the last program's units and, in the step ablation, the units of programs not launched are not.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from triton.language.extra.cuda import globaltimer
+
+from rnnbench.kernels.primitives import split_accumulator, split_dot, sum_slices
+
+#: the integer word of each storage dtype's bit width (value and tag, half each)
+WORD_DTYPES = {16: torch.int32, 32: torch.int64}
+
+
+@triton.jit
+def tag_words(values, step):
+    """Words of ``values`` (fp16/bf16 or fp32) tagged with ``step`` (see the module docstring)."""
+    BITS: tl.constexpr = values.dtype.primitive_bitwidth
+    if BITS == 16:
+        raw = values.to(tl.int16, bitcast=True).to(tl.uint16, bitcast=True).to(tl.int32)
+        return raw | ((step & 0x7FFF) << 16)
+    else:
+        raw = values.to(tl.int32, bitcast=True).to(tl.uint32, bitcast=True).to(tl.int64)
+        return raw | (tl.cast(step & 0x7FFFFFFF, tl.int64) << 32)
+
+
+@triton.jit
+def word_values(words, DTYPE: tl.constexpr):
+    """The values (``DTYPE``, 16 or 32 bits) in ``words``."""
+    if words.dtype.primitive_bitwidth == 32:
+        return words.to(tl.int16).to(DTYPE, bitcast=True)
+    else:
+        return words.to(tl.int32).to(DTYPE, bitcast=True)
+
+
+@triton.jit
+def _wrong(words, first_column, columns, step, WRITTEN: tl.constexpr):
+    """The tag bits of ``word ^ wanted`` for a block of words whose column ``[k, j, b]`` is
+    ``first_column + columns[k, j, 0]``: zero where the word carries ``step``'s tag or its column
+    is not written (``WRITTEN``; a block of written columns needs no mask: a LOP3 per word).
+    Non-negative, because tags leave the sign bit clear."""
+    BITS: tl.constexpr = words.dtype.primitive_bitwidth // 2
+    MASK: tl.constexpr = (1 << (BITS - 1)) - 1
+    wrong = (words ^ (tl.cast(step & MASK, words.dtype) << BITS)) & (MASK << BITS)
+    if first_column + columns.shape[0] * columns.shape[1] > WRITTEN:
+        wrong = tl.where(columns + first_column < WRITTEN, wrong, 0)
+    return wrong
+
+
+@triton.jit
+def _stale(words, FIRST: tl.constexpr, COUNT: tl.constexpr, columns, step, WRITTEN: tl.constexpr):
+    """Nonzero unless every written word of the ``COUNT`` blocks ``words`` (blocks ``FIRST...``)
+    carries ``step``'s tag: one CTA-wide reduction for all of them."""
+    CHUNK: tl.constexpr = columns.shape[0] * columns.shape[1]
+    wrong = _wrong(words[0], FIRST * CHUNK, columns, step, WRITTEN)
+    for i in tl.static_range(1, COUNT):
+        wrong = tl.maximum(wrong, _wrong(words[i], (FIRST + i) * CHUNK, columns, step, WRITTEN))
+    return tl.max(wrong)
+
+
+@triton.jit
+def _load_words(words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr, CHUNK: tl.constexpr):
+    """Blocks ``FIRST ... FIRST+COUNT-1`` of a slot of words (block q at column ``q * CHUNK``),
+    volatile loads (``LDG.STRONG.SYS``: from L2, never a stale L1 line, never hoisted), all issued
+    before any is used."""
+    words = ()
+    for q in tl.static_range(FIRST, FIRST + COUNT):
+        words = words + (tl.load(words_ptr + q * CHUNK + read, volatile=True),)
+    return words
+
+
+@triton.jit
+def wait_fresh(words, words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr, columns, step, status_ptr,
+               timeout_ns, WRITTEN: tl.constexpr):
+    """The ``COUNT`` blocks ``words`` (:func:`_load_words` of blocks ``FIRST...``), loaded again,
+    all together, until every written word carries the tag of ``step`` or the launch's wait has
+    timed out (see the module docstring)."""
+    CHUNK: tl.constexpr = columns.shape[0] * columns.shape[1]
+    stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN)
+    if stale != 0:
+        start = globaltimer()
+        status = tl.load(status_ptr, volatile=True)
+        while (stale != 0) & (status == 0):
+            words = _load_words(words_ptr, read, FIRST, COUNT, CHUNK)
+            status = tl.load(status_ptr, volatile=True)
+            stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN)
+            if (stale != 0) & (status == 0) & (globaltimer() - start > timeout_ns):
+                tl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
+                status = step
+    return words
+
+
+@triton.jit
+def publish_tagged(words_ptr, values, step, mask):
+    """Store ``values`` tagged with ``step`` at ``words_ptr`` (where ``mask``), each word one relaxed
+    ``atom.exch`` at GPU scope: a strong write, whole, that a consumer's volatile load may race."""
+    tl.atomic_xchg(words_ptr, tag_words(values, step), mask=mask, sem="relaxed", scope="gpu")
+
+
+#: bytes of words per program that one wait checks together (:func:`tagged_product`): the whole
+#: state at H=768, B=16 (48 KiB, 96 registers a thread with 4 warps), so a step waits for one poll,
+#: not one per block
+WAIT_BYTES: tl.constexpr = tl.constexpr(49152)
+
+
+@triton.jit
+def _group_product(blocks, acc, words, words_ptr, read, columns, step, status_ptr, timeout_ns, FIRST: tl.constexpr,
+                   GROUP: tl.constexpr, BLOCKS: tl.constexpr, M: tl.constexpr, BLOCK_B: tl.constexpr,
+                   K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr, DTYPE: tl.constexpr,
+                   WRITTEN: tl.constexpr, M_SPLIT: tl.constexpr):
+    """One group of :func:`tagged_product`: wait for the loaded ``words`` of blocks ``FIRST...``,
+    issue the next group's loads, multiply; returns ``(acc, next group's words)``."""
+    COUNT: tl.constexpr = min(GROUP, BLOCKS - FIRST)
+    ready = wait_fresh(words, words_ptr, read, FIRST, COUNT, columns, step, status_ptr, timeout_ns, WRITTEN)
+    if FIRST + GROUP < BLOCKS:
+        words = _load_words(words_ptr, read, FIRST + GROUP, min(GROUP, BLOCKS - FIRST - GROUP), K_SPLIT * BK)
+    for i in tl.static_range(COUNT):
+        acc = split_dot(blocks[FIRST + i], word_values(ready[i], DTYPE), acc, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION,
+                        M_SPLIT)
+    return acc, words
+
+
+@triton.jit
+def tagged_product(blocks, words_ptr, read, step, status_ptr, timeout_ns, M: tl.constexpr, BLOCK_B: tl.constexpr,
+                   BLOCKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                   DTYPE: tl.constexpr, WRITTEN: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+    """:func:`~rnnbench.kernels.primitives.held_product` of the state after ``step`` steps, read
+    from a slot of tagged words (``words_ptr``; ``read`` from
+    :func:`~rnnbench.kernels.primitives.exchange_offsets`). The blocks are taken in groups of
+    :data:`WAIT_BYTES`: a group's loads are issued together, the group is waited for
+    (:func:`wait_fresh`), the next group's loads are issued, then the group is multiplied.
+    ``DTYPE``: the state's storage dtype; ``WRITTEN``: the columns the launch's programs write (the
+    first ones; the others are not checked, and a block of written columns checks without a mask)."""
+    WORD_BYTES: tl.constexpr = words_ptr.dtype.element_ty.primitive_bitwidth // 8
+    GROUP: tl.constexpr = max(1, min(BLOCKS, WAIT_BYTES // (K_SPLIT * BK * BLOCK_B * WORD_BYTES)))
+    columns = tl.arange(0, K_SPLIT)[:, None, None] * BK + tl.arange(0, BK)[None, :, None]
+    words = _load_words(words_ptr, read, 0, GROUP, K_SPLIT * BK)
+    acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
+    for first in tl.static_range(0, BLOCKS, GROUP):
+        acc, words = _group_product(blocks, acc, words, words_ptr, read, columns, step, status_ptr, timeout_ns, first,
+                                    GROUP, BLOCKS, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, DTYPE, WRITTEN, M_SPLIT)
+    return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
+
+
+# ---- host side -----------------------------------------------------------------------------------
+
+def _value_bits(dtype: torch.dtype) -> int:
+    bits = torch.empty(0, dtype=dtype).element_size() * 8
+    if bits not in WORD_DTYPES:
+        raise ValueError(f"the tagged exchange holds 16- or 32-bit values, got {dtype} ({bits} bits)")
+    return bits
+
+
+def encode_tagged(values: torch.Tensor, step: int = 0) -> torch.Tensor:
+    """Words (:data:`WORD_DTYPES`) of ``values`` tagged with ``step``, on ``values``' device."""
+    bits = _value_bits(values.dtype)
+    word = WORD_DTYPES[bits]
+    raw = values.view(torch.int16 if bits == 16 else torch.int32).to(word) & ((1 << bits) - 1)
+    return raw | ((step & ((1 << (bits - 1)) - 1)) << bits)
+
+
+def decode_tagged(words: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The ``dtype`` values in ``words`` (the inverse of :func:`encode_tagged`, tags dropped)."""
+    bits = _value_bits(dtype)
+    if words.dtype != WORD_DTYPES[bits]:
+        raise ValueError(f"words of {dtype} values are {WORD_DTYPES[bits]}, got {words.dtype}")
+    return words.to(torch.int16 if bits == 16 else torch.int32).view(dtype)
+
+
+def word_tags(words: torch.Tensor) -> torch.Tensor:
+    """The tag of each word (int64)."""
+    bits = words.element_size() * 4
+    return (words >> bits).to(torch.int64)
+
+
+def retag_(words: torch.Tensor, step: int = 0) -> torch.Tensor:
+    """Set the tag of every word to ``step`` in place, values kept (a relaunch from the same state)."""
+    bits = words.element_size() * 4
+    words &= (1 << bits) - 1
+    words |= (step & ((1 << (bits - 1)) - 1)) << bits
+    return words
