@@ -11,7 +11,8 @@ forward (:func:`rnnbench.kernels.plan.plan_recurrence`). Per step, each program 
   (``.cg`` loads, as the kernels do);
 * ``mma``: multiply its held ``W_hh`` slice (:func:`~rnnbench.kernels.primitives.held_weights`) with
   that state: with ``load`` exactly :func:`~rnnbench.kernels.primitives.held_product`, without it
-  the state is the one loaded once before the loop (in registers, as on the persistent path);
+  the state is the one loaded once before the loop (in registers, as on the persistent path) and
+  the step's ``(s % 7) / 8`` starts the accumulator, so the product is not loop-invariant;
   ``load`` alone sums the loaded blocks instead, so the loads stay live;
 * ``sync``: the grid barrier (:func:`~rnnbench.kernels.primitives.barrier_arrive` and
   :func:`~rnnbench.kernels.primitives.barrier_wait`) among all programs, every poll load an
@@ -118,10 +119,14 @@ COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant", "p
 
 
 @triton.jit
-def _resident_product(blocks, states, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
+def _resident_product(blocks, states, offset, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
                       K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr):
-    """:func:`~rnnbench.kernels.primitives.held_product` of state blocks already in registers."""
-    acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
+    """:func:`~rnnbench.kernels.primitives.held_product` of state blocks already in registers, plus
+    ``offset`` (float32, a step's) in every element. The offset starts the accumulator, so the
+    product changes from step to step and stays in the loop: with a constant accumulator the whole
+    product is loop-invariant, the compiler hoisted it out of the time loop, and the ``mma``
+    variants timed an empty step (0.04-0.06 µs on the H200)."""
+    acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT) + offset / K_SPLIT  # the slices' sum adds it once
     for q in tl.static_range(BLOCKS):
         acc = split_dot(blocks[q], states[q], acc, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
     return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
@@ -177,7 +182,8 @@ def step_ablation_kernel(
         elif MMA and LOAD:
             pre = held_product(blocks, previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
         elif MMA:
-            pre = _resident_product(blocks, states, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
+            pre = _resident_product(blocks, states, (s % 7) * 0.125, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION,
+                                    M_SPLIT)
         elif LOAD:
             pre = _loaded_sum(previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK)
         else:
@@ -392,23 +398,48 @@ def estimate(shapes, dtype: torch.dtype, arch: int, workers: int | None = None) 
     return [row for rows in per_shape for row in rows]
 
 
-def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors: int = 132) -> list[dict]:
-    """:func:`estimate` of one ``(cell, hidden size, batch, dtype name)`` (a worker process's job)."""
+def compile_variant(plan: Plan, variant: Variant, dtype: torch.dtype, arch: int):
+    """The ``triton.compile`` result of :func:`step_ablation_kernel` for ``variant`` at ``plan``'s
+    layout on ``sm_<arch>``, pointers and the weight stride specialised as they run."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from rnnbench.kernels.aot import TRITON_TYPES, KernelConfig, compile_sass, cubin_resources
+    from rnnbench.kernels.aot import TRITON_TYPES
+
+    data = TRITON_TYPES[str(dtype).removeprefix("torch.")]
+    words = "*i32" if dtype.itemsize == 2 else "*i64"
+    constexprs = _constexprs(plan, variant, dtype)
+    signature = {"w_ptr": "*" + data, "exchange_ptr": words if variant.tagged else "*" + data, "sync_ptr": "*i32",
+                 "T": "i32", "H": "i32", "w_stride": "i32"} | {key: "constexpr" for key in constexprs}
+    aligned = {(index,): [["tt.divisibility", 16]] for index in (0, 1, 2, 5)}
+    source = ASTSource(fn=step_ablation_kernel, signature=signature, constexprs=constexprs, attrs=aligned)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                          options={"num_warps": plan.num_warps, "num_stages": NUM_STAGES, "maxnreg": plan.max_registers,
+                                   "launch_cooperative_grid": True})
+
+
+def variant_sass(task: tuple[str, int, int, str, str], arch: int, multiprocessors: int = 132) -> str:
+    """SASS of one ``(cell, hidden size, batch, dtype name, variant)`` compiled for ``sm_<arch>`` at the
+    planned cooperative layout (a job for :func:`rnnbench.kernels.aot.compile_all`, whose fresh
+    processes compile even where this one runs the interpreter)."""
+    from rnnbench.kernels.sass import disassemble
+
+    cell, hidden_size, batch, dtype_name, name = task
+    dtype = getattr(torch, dtype_name)
+    plan = plan_recurrence(cell, hidden_size, batch, dtype, "cooperative", multiprocessors, arch=arch)
+    return disassemble(compile_variant(plan, VARIANTS[name], dtype, arch).asm["cubin"])
+
+
+def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors: int = 132) -> list[dict]:
+    """:func:`estimate` of one ``(cell, hidden size, batch, dtype name)`` (a worker process's job)."""
+    from rnnbench.kernels.aot import KernelConfig, compile_sass, cubin_resources
     from rnnbench.kernels.cost import step_estimate
     from rnnbench.kernels.sass import disassemble
 
     cell, hidden_size, batch, dtype_name = shape
     dtype = getattr(torch, dtype_name)
-    data = TRITON_TYPES[dtype_name]
     # one batch block is benchmarked: the layout's batch blocks are independent of each other
     plan = plan_recurrence(cell, hidden_size, batch, dtype, "cooperative", multiprocessors, arch=arch)
-    signature = {"w_ptr": "*" + data, "exchange_ptr": "*" + data, "sync_ptr": "*i32", "T": "i32", "H": "i32",
-                 "w_stride": "i32"}
-    aligned = {(index,): [["tt.divisibility", 16]] for index in (0, 1, 2, 5)}
 
     def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan) -> tuple[float, float, float]:
         terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
@@ -418,14 +449,7 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
 
     rows = []
     for variant in VARIANTS.values():
-        constexprs = _constexprs(plan, variant, dtype)
-        exchange = {"exchange_ptr": "*i32" if dtype.itemsize == 2 else "*i64"} if variant.tagged else {}
-        source = ASTSource(fn=step_ablation_kernel,
-                           signature=signature | exchange | {key: "constexpr" for key in constexprs},
-                           constexprs=constexprs, attrs=aligned)
-        compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
-                                  options={"num_warps": plan.num_warps, "num_stages": NUM_STAGES,
-                                           "maxnreg": plan.max_registers, "launch_cooperative_grid": True})
+        compiled = compile_variant(plan, variant, dtype, arch)
         registers, _ = cubin_resources(compiled.asm["cubin"])
         stats = kernel_estimate(disassemble(compiled.asm["cubin"]), registers, int(compiled.metadata.shared), plan)
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
