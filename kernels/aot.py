@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rnnbench.kernels.plan import (
-    GATES, GLUON, HIDDEN_SPECIALISATION, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources, plan_gluon,
-    plan_recurrence, row_split,
+    DEFAULT_POLL_ORDER, GATES, GLUON, HIDDEN_SPECIALISATION, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources,
+    plan_gluon, plan_recurrence, row_split,
 )
 from rnnbench.kernels.launch import NUM_STAGES
-from rnnbench.kernels.primitives import MODE_NAMES
+from rnnbench.kernels.primitives import MODE_NAMES, POLL_ORDERS
 from rnnbench.kernels.sass import nvidia_tool, step_local_accesses
 
 #: per-block shared memory limit (bytes, opt-in maximum) of each supported target
@@ -98,6 +98,8 @@ class KernelConfig:
     #: compiled for an ``H`` divisible by :data:`~rnnbench.kernels.plan.HIDDEN_SPECIALISATION`, which
     #: Triton specialises at run time (changes registers and vector widths), or for any other ``H``
     hidden_divisible: bool = True
+    #: the grid barrier's poll order (:attr:`rnnbench.kernels.plan.Plan.poll_order`)
+    poll_order: str = DEFAULT_POLL_ORDER
 
     @classmethod
     def from_plan(cls, plan: Plan, dtype: str, direction: str, precision: str = "tf32", directions: int = 1,
@@ -106,7 +108,8 @@ class KernelConfig:
         as it runs for an ``H`` that is (``hidden_divisible``) or is not divisible by 16."""
         kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_{'gluon_' if plan.path == GLUON else ''}kernel"
         return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
-                   plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths, hidden_divisible)
+                   plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths, hidden_divisible,
+                   plan.poll_order)
 
     @property
     def m_split(self) -> int:
@@ -117,7 +120,7 @@ class KernelConfig:
     def plan(self) -> Plan:
         """A plan with this configuration's layout (one hidden block per poll flag)."""
         return Plan(self.cell, self.path, self.block_b, self.block_h, self.h_pad, self.k_split, self.num_warps,
-                    (self.poll, 1), self.k_chunks, self.directions, self.directions)
+                    (self.poll, 1), self.k_chunks, self.directions, self.directions, self.poll_order)
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ def compile_kernel(config: KernelConfig, arch: int):
     constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.h_pad,
                   "K_SPLIT": config.k_split, "K_CHUNKS": config.k_chunks, "MODE": MODE_NAMES[config.path],
                   "DOT_PRECISION": config.precision, "DIRECTIONS": config.directions, "HAS_LENGTHS": config.lengths,
-                  "POLL": config.poll}
+                  "POLL": config.poll, "POLL_ORDER": POLL_ORDERS[config.poll_order]}
     if config.cell == "lstm" and direction == "fwd":
         constexprs["TRAINING"] = config.direction == "fwd_train"
         constexprs["M_SPLIT"] = config.m_split

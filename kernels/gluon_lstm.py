@@ -68,7 +68,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 
 from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies
 from rnnbench.kernels.primitives import (
-    BARRIER_POLL_ORDER, BARRIER_TIMEOUT_NS, FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, _load_flags, acquire_fence, tanh,
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, RELAXED_POLL_THEN_FENCE, _load_flags, acquire_fence, tanh,
 )
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -83,8 +83,6 @@ _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
 _FLAG_SLOTS: gl.constexpr = gl.constexpr(int(FLAG_SLOTS.value))
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
-#: the plain kernels' poll order (:data:`rnnbench.kernels.primitives.BARRIER_POLL_ORDER`)
-_POLL_ORDER: gl.constexpr = gl.constexpr(int(BARRIER_POLL_ORDER.value))
 _RELAXED_POLL: gl.constexpr = gl.constexpr(int(RELAXED_POLL_THEN_FENCE.value))
 
 
@@ -155,10 +153,11 @@ def _barrier_arrive(flags_ptr, producer, lane):
 
 
 @gluon.jit
-def _barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr):
+def _barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr):
     """Wait until every producer's flag reaches ``step`` (``lane``: ``arange(0, min(POLL, 32))`` in
     a layout that gives each warp all of it), or until the timeout, which sets the status word and
-    ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`).
+    ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`; the poll's
+    loads in ``ORDER``, :data:`rnnbench.kernels.primitives.POLL_ORDERS`).
 
     Each thread loads its ``POLL / 32`` flags as one tensor, so all of a poll's loads are issued
     before any is used: polled 32 at a time, with each chunk's minimum taken before the next load,
@@ -173,14 +172,14 @@ def _barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr):
         slowest = step - 1
         status = 0
         while (slowest < step) & (status == 0):
-            status = gl.max(_load_flags(flags_ptr + _FLAG_SLOTS + lane * 0, _POLL_ORDER), axis=0)
-            flags = _load_flags(flags_ptr + gl.where(polled, index, 0), _POLL_ORDER)
+            status = gl.max(_load_flags(flags_ptr + _FLAG_SLOTS + lane * 0, ORDER), axis=0)
+            flags = _load_flags(flags_ptr + gl.where(polled, index, 0), ORDER)
             slowest = gl.min(gl.where(polled, flags, step), axis=0)
             now = gl.max(_globaltimer(lane), axis=0)
             if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
                 gl.atomic_max(flags_ptr + _FLAG_SLOTS, step, sem="relaxed", scope="gpu")
                 status = step
-        if _POLL_ORDER == _RELAXED_POLL:
+        if ORDER == _RELAXED_POLL:
             acquire_fence(lane)
         _cta_barrier()
     _proxy_fence(lane)
@@ -288,7 +287,7 @@ def lstm_forward_gluon_kernel(
     xg_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
     T, B, H, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
-    HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, PER_COPY: gl.constexpr,
+    HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -395,7 +394,7 @@ def lstm_forward_gluon_kernel(
                         gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
         if s + 1 < T:
             _arm_state_barriers(bars, ex_desc, COPIES)
-        _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL)
+        _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER)
     async_copy.wait_group(0)  # no copy in flight at the exit
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
@@ -444,7 +443,8 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         lstm_forward_gluon_kernel[plan.launch_grid](
             xg, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, *sizes, first_direction,
             BLOCK_B=plan.block_b, H_PAD=plan.h_pad, TRAINING=training, DIRECTIONS=plan.directions,
-            HAS_LENGTHS=has_lengths, POLL=plan.poll, PER_COPY=state_box(plan)[0], num_warps=plan.num_warps,
+            HAS_LENGTHS=has_lengths, POLL=plan.poll, POLL_ORDER=POLL_ORDERS[plan.poll_order],
+            PER_COPY=state_box(plan)[0], num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
     _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
@@ -472,7 +472,8 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
         elif name in ("T", "B", "H", "first_direction"):
             signature[name] = "i32"
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
-                  "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "PER_COPY": state_box(plan)[0]}
+                  "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
+                  "PER_COPY": state_box(plan)[0]}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name == "H"}

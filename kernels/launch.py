@@ -3,7 +3,7 @@ the report of a grid barrier that timed out.
 
 Every recurrent kernel takes ``(..., lengths, sync, T, B, H, w_stride, phase, first_direction)`` followed by the constexprs
 ``BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, K_CHUNKS, MODE``, kernel-specific ones, ``DIRECTIONS``,
-``HAS_LENGTHS`` and ``POLL``. :func:`run_phases` launches it the way
+``HAS_LENGTHS``, ``POLL`` and ``POLL_ORDER``. :func:`run_phases` launches it the way
 the plan's path requires: once with the time loop inside (``persistent``, ``cooperative``), or once
 per phase (``stepwise``, and ``cooperative`` on the interpreter).
 
@@ -24,7 +24,7 @@ import torch
 import triton
 
 from rnnbench.kernels.plan import DEFAULT_ARCH, GLUON, LIMITS, PathUnavailable, Plan, plan_recurrence
-from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES, POLL_ORDERS
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 #: no software pipelining of the kernels' loops: the pipeliner would issue the next step's loads of
@@ -205,7 +205,8 @@ def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int
         check_barriers()
     sync = sync_buffer(plan, device) if plan.path == "cooperative" else torch.zeros(1, dtype=torch.int32, device=device)
     common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
-                  K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, POLL=plan.poll, num_warps=plan.num_warps,
+                  K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, POLL=plan.poll,
+                  POLL_ORDER=POLL_ORDERS[plan.poll_order], num_warps=plan.num_warps,
                   num_stages=NUM_STAGES, maxnreg=plan.max_registers, **constexprs)
     if stepwise:
         grid = (*plan.grid, plan.directions)

@@ -67,6 +67,13 @@ GLUON = "gluon"
 #: every value ``path=`` accepts besides ``"auto"``
 FORCED_PATHS = PATHS + (GLUON,)
 GATES = {"lstm": 4, "rnn": 1}
+#: how a grid barrier's wait orders its poll loads (:data:`rnnbench.kernels.primitives.POLL_ORDERS`):
+#: an acquire per load, or relaxed loads and one fence
+POLL_ORDER_NAMES = ("acquire", "relaxed")
+#: the order every plan's barrier polls in: acquire, the order measured so far. The step ablation
+#: times the shipped kernels in both (``real`` / ``real_relaxed``, :mod:`rnnbench.kernels.step_bench`),
+#: so a GPU run can decide per shape
+DEFAULT_POLL_ORDER = "acquire"
 #: gate rows (the MMA's M) of one cooperative program forward: LSTM 4 gates x 8 units, Elman 16 units
 GATE_ROWS = {"lstm": 32, "rnn": 16}
 #: units (the MMA's M) of one cooperative program backward: a full 16-row MMA tile (8 LSTM units
@@ -258,6 +265,12 @@ class Plan:
     #: directions one launch runs: all of them, or 1 when a cooperative layer's two directions
     #: would not be co-resident together and run one after the other
     launch_directions: int = 1
+    #: the grid barrier's poll order (:data:`POLL_ORDER_NAMES`; the kernels' ``POLL_ORDER``)
+    poll_order: str = DEFAULT_POLL_ORDER
+
+    def __post_init__(self):
+        if self.poll_order not in POLL_ORDER_NAMES:
+            raise ValueError(f"poll_order must be one of {POLL_ORDER_NAMES}, got {self.poll_order!r}")
 
     @property
     def launch_grid(self) -> tuple[int, int, int]:

@@ -53,6 +53,8 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import globaltimer
 
+from rnnbench.kernels.plan import POLL_ORDER_NAMES
+
 PERSISTENT: tl.constexpr = tl.constexpr(0)
 COOPERATIVE: tl.constexpr = tl.constexpr(1)
 STEPWISE: tl.constexpr = tl.constexpr(2)
@@ -68,9 +70,8 @@ FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
 #: (``MEMBAR.ALL.GPU`` + ``CCTL.IVALL``) once every flag has been seen
 ACQUIRE_EACH_POLL: tl.constexpr = tl.constexpr(0)
 RELAXED_POLL_THEN_FENCE: tl.constexpr = tl.constexpr(1)
-POLL_ORDERS = {"acquire": ACQUIRE_EACH_POLL.value, "relaxed": RELAXED_POLL_THEN_FENCE.value}
-#: the order the recurrent kernels' barriers use (the benchmarks time both: barrier_bench, step_bench)
-BARRIER_POLL_ORDER: tl.constexpr = ACQUIRE_EACH_POLL
+#: the ``POLL_ORDER`` constexpr of each order's name (a plan's :attr:`~rnnbench.kernels.plan.Plan.poll_order`)
+POLL_ORDERS = dict(zip(POLL_ORDER_NAMES, (ACQUIRE_EACH_POLL.value, RELAXED_POLL_THEN_FENCE.value)))
 
 
 @triton.jit
@@ -102,7 +103,7 @@ def _load_relaxed(pointers):
 
 @triton.jit
 def _load_flags(pointers, ORDER: tl.constexpr):
-    """A poll's load of ``pointers``: acquire or relaxed (see :data:`BARRIER_POLL_ORDER`)."""
+    """A poll's load of ``pointers``: acquire or relaxed (see :data:`POLL_ORDERS`)."""
     if ORDER == RELAXED_POLL_THEN_FENCE:
         return _load_relaxed(pointers)
     else:
@@ -130,10 +131,11 @@ def barrier_arrive(flags_ptr, producer):
 @triton.jit
 def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr):
     """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``,
-    its poll loads ordered as ``ORDER`` says (:data:`POLL_ORDERS`; the kernels pass
-    :data:`BARRIER_POLL_ORDER`). No default: Triton's cache key hashes the globals a function's body
-    reads, not its default arguments, so a default order changed in the source would be served the
-    kernels compiled with the old one from the cache.
+    its poll loads ordered as ``ORDER`` says (:data:`POLL_ORDERS`; the kernels' ``POLL_ORDER``
+    constexpr, from their plan's :attr:`~rnnbench.kernels.plan.Plan.poll_order`). No default:
+    Triton's cache key hashes the globals a function's body reads, not its default arguments, so a
+    default order changed in the source would be served the kernels compiled with the old one from
+    the cache.
 
     Every warp polls on its own; the status word is written by the program's first thread only (the
     compiled atomic is predicated on thread 0), so a warp that times out before warp 0 leaves its
@@ -197,11 +199,11 @@ def step_arrive(flags_ptr, MODE: tl.constexpr):
 
 
 @triton.jit
-def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr):
+def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr, ORDER: tl.constexpr):
     """Wait at the barrier after ``step`` in-kernel time steps: the grid barrier's wait for
-    ``COOPERATIVE``, a CTA barrier for ``PERSISTENT`` (nothing for ``STEPWISE``)."""
+    ``COOPERATIVE`` (its poll in ``ORDER``), a CTA barrier for ``PERSISTENT`` (nothing for ``STEPWISE``)."""
     if MODE == COOPERATIVE:
-        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL, BARRIER_POLL_ORDER)
+        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL, ORDER)
     elif MODE == PERSISTENT:
         tl.debug_barrier()
 

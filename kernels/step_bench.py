@@ -17,8 +17,8 @@ forward (:func:`rnnbench.kernels.plan.plan_recurrence`). Per step, each program 
 * ``sync``: the grid barrier (:func:`~rnnbench.kernels.primitives.barrier_arrive` and
   :func:`~rnnbench.kernels.primitives.barrier_wait`) among all programs, every poll load an
   acquire; the ``*_relaxed`` variants poll with relaxed loads and fence once after them (the two
-  orders of :data:`~rnnbench.kernels.primitives.POLL_ORDERS`; the kernels use
-  :data:`~rnnbench.kernels.primitives.BARRIER_POLL_ORDER`);
+  orders of :data:`~rnnbench.kernels.primitives.POLL_ORDERS`; the kernels use their plan's
+  :attr:`~rnnbench.kernels.plan.Plan.poll_order`);
 * ``tagged``: no barrier: the state travels as tagged words (:mod:`rnnbench.kernels.tagged_exchange`,
   a value and the step that wrote it in one word), and ``load`` waits until every word it loaded is
   the previous step's. An experiment the shipped kernels do not run: it trades the barrier's chain
@@ -31,7 +31,10 @@ The variants (:data:`VARIANTS`) are the subsets that separate the terms: ``full`
 step without its input and output streams (``xg``, ``y``); ``real`` times the shipped LSTM forward
 kernel itself at the same layout (inference, projection GEMM excluded), so ``real - full`` is what
 those streams and the cell-state update cost; ``real_gluon`` times the Gluon forward
-(:mod:`rnnbench.kernels.gluon_lstm`, sm_90, at its own layout) on the same inputs.
+(:mod:`rnnbench.kernels.gluon_lstm`, sm_90, at its own layout) on the same inputs; ``real_relaxed``
+and ``real_gluon_relaxed`` the same kernels with their grid barrier's poll relaxed (the plan's
+:attr:`~rnnbench.kernels.plan.Plan.poll_order` forced), so the two orders are compared on the
+shipped kernels in one run (the ``*_relaxed`` variants compare them on the parts of a step).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -57,7 +60,7 @@ import argparse
 import csv
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -67,7 +70,7 @@ from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan,
 )
-from rnnbench.kernels.plan import GATES, PathUnavailable, Plan, plan_recurrence, row_split
+from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, GATES, PathUnavailable, Plan, plan_recurrence, row_split
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
     held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
@@ -102,11 +105,13 @@ VARIANTS = {v.name: v for v in (
     Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
 )}
-#: the shipped LSTM forward kernels themselves (see :func:`real_launcher`): the plain cooperative
-#: kernel at the same layout, and the Gluon kernel (sm_90, H >= 256) at its own layout
+#: the shipped LSTM forward kernels themselves (see :func:`real_launcher`), ``name: (path, poll
+#: order)``: the plain cooperative kernel at the same layout and the Gluon kernel (sm_90, H >= 256)
+#: at its own, each as planned (the default poll order) and with the other order forced, so one
+#: run says which order each kernel should use
 REAL = "real"
-REAL_GLUON = "real_gluon"
-REAL_PATHS = {REAL: "cooperative", REAL_GLUON: "gluon"}
+REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER), "real_relaxed": ("cooperative", "relaxed"),
+              "real_gluon": ("gluon", DEFAULT_POLL_ORDER), "real_gluon_relaxed": ("gluon", "relaxed")}
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -309,7 +314,8 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
     """The plan the shipped kernel ``name`` (:data:`REAL_PATHS`) runs this shape with on this GPU
     (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
-    return make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), REAL_PATHS[name])
+    path, order = REAL_PATHS[name]
+    return replace(make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), path), poll_order=order)
 
 
 def _warm(task: tuple[str, int, int, str, str]) -> str | None:
@@ -455,11 +461,12 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
                          f"estimate sm_{arch}", ""))
     if cell == "lstm":
-        for name, path in REAL_PATHS.items():
+        for name, (path, order) in REAL_PATHS.items():
             try:
                 real = plan_recurrence(cell, hidden_size, batch, dtype, path, multiprocessors, arch=arch)
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
+            real = replace(real, poll_order=order)
             resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, "fwd"), arch)
             stats = kernel_estimate(sass, resources.registers, resources.shared_bytes, real)
             rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",

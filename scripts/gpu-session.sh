@@ -9,7 +9,8 @@
 # Writes reports/DEVICE/:
 #   machine.txt          nvidia-smi, torch/triton/CUDA versions, CPU count
 #   gpu-tests.xml/.log   the Triton kernels against torch.nn (cuDNN) and float64 on CUDA
-#                        (default TESTS: tests/test_kernels_gpu.py, test_triton_kernels.py,
+#                        (default TESTS: tests/test_kernels_gpu.py, test_step_bench.py,
+#                        test_tagged_exchange.py, test_triton_kernels.py,
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py)
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
@@ -30,7 +31,7 @@ SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
 STAGES=${STAGES:-tests barrier ablation suite}
 ABLATION_S=${ABLATION_S:-90}
-TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1

@@ -19,17 +19,16 @@ import torch
 import triton
 
 from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, compile_ptx, gluon_configs
-from rnnbench.kernels.plan import gluon_available, gluon_state_copies
-from rnnbench.kernels.primitives import BARRIER_POLL_ORDER, RELAXED_POLL_THEN_FENCE
+from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, gluon_available, gluon_state_copies
 
 pytestmark = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API "
                                 "(triton.experimental.gluon.language.nvidia.hopper)")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FIELDS = [field.name for field in dataclasses.fields(KernelConfig)]
-#: the barrier poll's PTX in the kernels' order (primitives.BARRIER_POLL_ORDER)
-POLL_PTX = ("ld.global.relaxed.gpu", "fence.acq_rel.gpu") if BARRIER_POLL_ORDER == RELAXED_POLL_THEN_FENCE else (
-    "ld.global.acquire.gpu",)
+#: the barrier poll's PTX in each order (plan.poll_order), and in the one every plan has by default
+ORDER_PTX = {"acquire": ("ld.global.acquire.gpu",), "relaxed": ("ld.global.relaxed.gpu", "fence.acq_rel.gpu")}
+POLL_PTX = ORDER_PTX[DEFAULT_POLL_ORDER]
 #: the PTX a configuration must contain: what the kernel's design rests on
 FEATURES = {
     "TMA load completing on an mbarrier": "cp.async.bulk.tensor.2d",
@@ -108,6 +107,17 @@ def test_a_grid_of_more_than_64_hidden_blocks_compiles():
     (resources, ptx), = compile_all(90, [KernelConfig.from_plan(plan, "bfloat16", "fwd")], job=compile_ptx)
     assert resources.fits and resources.spill_bytes == 0, resources
     assert all(poll in ptx for poll in POLL_PTX)
+
+
+def test_a_plan_with_the_other_poll_order_compiles_that_order():
+    """The poll order is the plan's (a constexpr of the launch): forcing the order the default is not
+    compiles the other poll, and the default's loads are gone."""
+    other = next(order for order in ORDER_PTX if order != DEFAULT_POLL_ORDER)
+    config = dataclasses.replace(_pick(768, 16, "fwd", 1), poll_order=other)
+    (resources, ptx), = compile_all(90, [config], job=compile_ptx)
+    assert resources.fits and resources.spill_bytes == 0, resources
+    assert all(needle in ptx for needle in ORDER_PTX[other]), ORDER_PTX[other]
+    assert ORDER_PTX[DEFAULT_POLL_ORDER][0] not in ptx
 
 
 def test_plans_of_the_table_are_the_planners():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import triton
 
 import rnnbench.kernels.plan
@@ -113,6 +114,24 @@ def test_shipped_configurations_cover_every_path_cell_dtype_and_direction(arch):
     # every configuration also in the variant with both directions in one launch and per-row lengths
     variants = configs.groupby([name for name in CONFIG_FIELDS if name not in ("directions", "lengths")])
     assert all(sorted(zip(group.directions, group.lengths)) == [(1, False), (2, True)] for _, group in variants)
+
+
+def test_the_poll_order_is_the_plans():
+    """Each cooperative kernel compiles the barrier poll its plan asks for (a constexpr of the
+    launch, ``Plan.poll_order``): acquire loads, or relaxed loads and one fence after them."""
+    from rnnbench.kernels.aot import compile_ptx
+    from rnnbench.kernels.plan import POLL_ORDER_NAMES, plan_recurrence
+
+    configs = []
+    for cell, direction in (("lstm", "fwd"), ("lstm", "bwd"), ("rnn", "fwd"), ("rnn", "bwd")):
+        plan = plan_recurrence(cell, 768, 16, torch.bfloat16, "cooperative", 132, arch=90, backward=direction == "bwd")
+        configs += [KernelConfig.from_plan(dataclasses.replace(plan, poll_order=order), "bfloat16", direction)
+                    for order in POLL_ORDER_NAMES]
+    for config, (resources, ptx) in zip(configs, compile_all(90, configs, job=compile_ptx)):
+        assert resources.fits, resources
+        relaxed = "ld.global.relaxed.gpu" in ptx and "fence.acq_rel.gpu" in ptx
+        acquire = "ld.global.acquire.gpu" in ptx
+        assert (relaxed, acquire) == ((True, False) if config.poll_order == "relaxed" else (False, True)), config
 
 
 @pytest.mark.slow
