@@ -11,7 +11,8 @@ Three paths (see :mod:`rnnbench.kernels.primitives` for how each runs):
   :data:`GATE_ROWS` / 4 units, i.e. 32 gate rows, the MMA's M; Elman 16; backward with 16-row
   batch blocks :data:`BACKWARD_UNITS`, whose gradient rows are the M; the 16-bit LSTM of a batch
   wider than 16 rows :data:`HALF_BLOCK_UNITS` in :data:`HALF_BLOCK_B`-row blocks, forward and
-  backward, where they fit one SM, and the Elman likewise); one program per (hidden
+  backward, where they fit one SM, and the Elman likewise, unless the layout of B <= 16 in more
+  batch blocks puts at most one program on each SM: then that, :func:`narrow_batch_blocks`); one program per (hidden
   block, batch block) and a grid barrier per step. Chosen when every program of the grid can be resident at
   once (:func:`programs_per_multiprocessor` from :func:`kernel_resources`); a bidirectional layer
   runs both directions in one launch (a third grid axis) when twice the programs still are, else
@@ -439,11 +440,15 @@ def backward_half_rows(h_pad: int) -> tuple[int, int | None] | None:
 
 
 def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False,
-            dtype: torch.dtype = torch.bfloat16, arch: int = DEFAULT_ARCH, half_rows_allowed: bool = True) -> Plan:
+            dtype: torch.dtype = torch.bfloat16, arch: int = DEFAULT_ARCH, half_rows_allowed: bool = True,
+            narrow_rows: bool = False) -> Plan:
+    """The layout of ``path`` for the shape; ``narrow_rows``: :data:`MIN_BLOCK_B`-row batch blocks
+    whatever the batch (:func:`narrow_batch_blocks`)."""
     persistent = path == "persistent"
     fp32 = element_size(dtype) >= 4
     widest_b = min(MAX_BLOCK_B, FP32_MAX_BLOCK_B) if fp32 else MAX_BLOCK_B
-    block_b = PERSISTENT_BLOCK_B if persistent else min(widest_b, max(MIN_BLOCK_B, next_power_of_two(batch)))
+    rows = MIN_BLOCK_B if narrow_rows else batch
+    block_b = PERSISTENT_BLOCK_B if persistent else min(widest_b, max(MIN_BLOCK_B, next_power_of_two(rows)))
     num_warps = WIDE_NUM_WARPS if block_b == MAX_BLOCK_B else NUM_WARPS
     if persistent and GATES[cell] * max(16, next_power_of_two(hidden_size)) >= PERSISTENT_WIDE_ROWS:
         num_warps = WIDE_NUM_WARPS
@@ -509,8 +514,26 @@ def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int 
         plan = Plan(cell, path, block_b, block_h, h_pad, k_split, num_warps, grid, k_chunks, directions, directions)
     if half_rows is not None and not _fits_one_multiprocessor(cell, plan, dtype, arch, backward):
         # e.g. 16 units of 768-1024 columns on sm_80 by the bound: 64-row blocks of 8 units
-        return _layout(cell, path, hidden_size, batch, directions, backward, dtype, arch, half_rows_allowed=False)
+        return _layout(cell, path, hidden_size, batch, directions, backward, dtype, arch, half_rows_allowed=False,
+                       narrow_rows=narrow_rows)
     return plan
+
+
+def narrow_batch_blocks(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, multiprocessors: int | None,
+                        directions: int = 1, backward: bool = False, arch: int = DEFAULT_ARCH) -> bool:
+    """Whether the cooperative path runs a 16-bit batch wider than :data:`MIN_BLOCK_B` rows in the
+    layout of B <= 16 (:data:`MIN_BLOCK_B`-row batch blocks, as many as the batch needs) rather than
+    in wider blocks: where that grid, both directions together, puts at most one program on each of
+    the ``multiprocessors``. Each program then runs the step measured at B=16, while the wider
+    blocks did more work per program for fewer programs: H100, LSTM bf16, T=1024, µs per step, B=16
+    against B=64 in 32-row blocks (reports/h100/ab-gpu-ab/candidate): forward H=128 2.15 vs 3.42,
+    H=256 2.20 vs 4.35; forward+backward H=128 4.28 vs 6.67, H=256 4.93 vs 8.54 (the narrow B=64
+    grid itself is not measured yet). Only on a known GPU (``multiprocessors``), never in fp32
+    (whose blocks are 16 rows anyway) or beyond the barrier's :data:`MAX_HIDDEN_BLOCKS`."""
+    if multiprocessors is None or batch <= MIN_BLOCK_B or element_size(dtype) >= 4:
+        return False
+    narrow = _layout(cell, "cooperative", hidden_size, batch, directions, backward, dtype, arch, narrow_rows=True)
+    return narrow.grid[0] <= MAX_HIDDEN_BLOCKS and narrow.grid[0] * narrow.grid[1] * directions <= multiprocessors
 
 
 def check_step_span(cell: str, hidden_size: int, batch: int) -> None:
@@ -544,6 +567,7 @@ def plan_recurrence(
     arch: int = DEFAULT_ARCH,
     backward: bool = False,
     allow_gluon: bool = True,
+    allow_narrow: bool = True,
 ) -> Plan:
     """Choose path and block sizes for a ``cell`` (``"lstm"``/``"rnn"``) recurrence, forward or
     (``backward``) the reverse-time kernel.
@@ -554,7 +578,9 @@ def plan_recurrence(
     ``directions`` is 2 for a bidirectional layer (both directions in one launch where they fit).
     ``allow_gluon`` lets ``auto`` choose the Gluon forward where :func:`prefers_gluon` (it still
     needs ``multiprocessors`` and an sm_90 ``arch``); False where the GPU is newer than sm_90 but
-    planned with sm_90's limits (:func:`rnnbench.kernels.launch.make_plan`).
+    planned with sm_90's limits (:func:`rnnbench.kernels.launch.make_plan`). ``allow_narrow``: a
+    wide 16-bit batch may run the layout of B <= 16 (:func:`narrow_batch_blocks`; False: the wide
+    blocks, e.g. to time both).
     """
     if cell not in GATES:
         raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
@@ -569,8 +595,10 @@ def plan_recurrence(
         if not backward:
             return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
         path = "auto"
+    narrow = allow_narrow and not interpreter and narrow_batch_blocks(cell, hidden_size, batch, dtype, multiprocessors,
+                                                                       directions, backward, arch)
     if (path == "auto" and allow_gluon and not backward and multiprocessors is not None
-            and prefers_gluon(cell, hidden_size, batch, dtype)):
+            and prefers_gluon(cell, hidden_size, batch, dtype, narrow)):
         try:
             return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
         except PathUnavailable:
@@ -599,11 +627,16 @@ def plan_recurrence(
         chosen = "persistent" if persistent_ok else "cooperative"
     else:
         chosen = path
-    plan = _layout(cell, chosen, hidden_size, batch, directions, backward, dtype, arch)
+
+    def layout(name: str) -> Plan:
+        return _layout(cell, name, hidden_size, batch, directions, backward, dtype, arch,
+                       narrow_rows=narrow and name == "cooperative")
+
+    plan = layout(chosen)
     if chosen == "persistent":
         return plan
     on_gpu = multiprocessors is not None and not interpreter
-    cooperative = _layout(cell, "cooperative", hidden_size, batch, directions, backward, dtype, arch)
+    cooperative = layout("cooperative")
     resident = programs_per_multiprocessor(kernel_resources(cell, cooperative, dtype, backward), cooperative.num_warps,
                                            limits)[0]
     capacity = resident * multiprocessors if on_gpu else 0
@@ -611,7 +644,7 @@ def plan_recurrence(
     co_resident = on_gpu and one_launch <= capacity and plan.grid[0] <= MAX_HIDDEN_BLOCKS
     if path == "auto":
         chosen = "cooperative" if co_resident else "stepwise"
-        plan = _layout(cell, chosen, hidden_size, batch, directions, backward, dtype, arch)
+        plan = layout(chosen)
     if chosen == "cooperative" and on_gpu and not co_resident:
         raise PathUnavailable(
             f"path='cooperative' needs {one_launch} co-resident programs ({plan.grid[0]} hidden blocks x {plan.grid[1]} "
@@ -664,10 +697,13 @@ def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2) -> int:
     return rows * h_pad * size + block_b * state_columns * size + rows * block_b * (4 + size) + 8 * (copies + 1)
 
 
-def prefers_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> bool:
+def prefers_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, narrow_plain: bool = False) -> bool:
     """Whether ``auto`` runs the Gluon forward (where :func:`plan_gluon` can) rather than the plain
-    cooperative kernel: the 16-bit LSTM of a batch wider than :data:`MIN_BLOCK_B` rows, or of
-    :data:`GLUON_AUTO_MIN_HIDDEN_NARROW` units and more. Measured (bf16, T=1024, CUDA-graph replay,
+    cooperative kernel: the 16-bit LSTM of :data:`GLUON_AUTO_MIN_HIDDEN_NARROW` units and more, or of
+    a batch wider than :data:`MIN_BLOCK_B` rows unless the plain kernel runs that batch in the
+    layout of B <= 16 (``narrow_plain``, :func:`narrow_batch_blocks`), where the B <= 16 rule holds
+    (at H=256 B=16 the plain kernel measured faster; the B=64 rows below are the plain kernel's
+    32-row blocks). Measured (bf16, T=1024, CUDA-graph replay,
     Triton 3.6, µs per step, Gluon against plain; reports/h200/kernels2/gpu-goal and
     reports/h100/ab-gpu-ab): on an H200, B=64: H=256 2.56 vs 4.48, H=768 3.97 vs 8.82, H=1024 4.58 vs
     10.94; B=16: H=256 2.37 vs 2.17 (plain faster), H=512 2.51 vs 2.92, H=768 2.95 vs 3.49; B=1:
@@ -675,7 +711,7 @@ def prefers_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -
     B=64 3.93 vs 8.95."""
     if cell != "lstm" or element_size(dtype) != 2:
         return False
-    return batch > MIN_BLOCK_B or hidden_size >= GLUON_AUTO_MIN_HIDDEN_NARROW
+    return (batch > MIN_BLOCK_B and not narrow_plain) or hidden_size >= GLUON_AUTO_MIN_HIDDEN_NARROW
 
 
 def gluon_available() -> bool:

@@ -106,16 +106,20 @@ VARIANTS = {v.name: v for v in (
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
 )}
 #: the shipped LSTM forward kernels themselves (see :func:`real_launcher`), ``name: (path, poll
-#: order)``: the plain cooperative kernel at the same layout and the Gluon kernel (sm_90, H >= 256)
-#: at its own, each as planned (the default poll order) and with the other order forced, so one
-#: run says which order each kernel should use
+#: order, narrow batch blocks allowed)``: the plain cooperative kernel at the same layout and the
+#: Gluon kernel (sm_90, H >= 256) at its own, each as planned (the default poll order) and with the
+#: other order forced, so one run says which order each kernel should use; and the plain kernel in
+#: the wide batch blocks the planner no longer takes where the B <= 16 layout fits one program per
+#: SM (:func:`rnnbench.kernels.plan.narrow_batch_blocks`). A variant whose plan is an earlier one's
+#: (``real_wide_rows`` wherever the rule does not apply) is not timed again.
 REAL = "real"
-REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER), "real_relaxed": ("cooperative", "relaxed"),
-              "real_gluon": ("gluon", DEFAULT_POLL_ORDER), "real_gluon_relaxed": ("gluon", "relaxed")}
+REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True), "real_relaxed": ("cooperative", "relaxed", True),
+              "real_gluon": ("gluon", DEFAULT_POLL_ORDER, True), "real_gluon_relaxed": ("gluon", "relaxed", True),
+              "real_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False)}
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
-SHAPES = (("lstm", 768, 16), ("lstm", 1024, 64), ("lstm", 768, 64), ("lstm", 768, 1), ("lstm", 256, 16),
+SHAPES = (("lstm", 768, 16), ("lstm", 1024, 64), ("lstm", 768, 64), ("lstm", 256, 64), ("lstm", 768, 1), ("lstm", 256, 16),
           ("lstm", 512, 16), ("lstm", 1024, 16), ("rnn", 768, 16))
 #: variants repeated with fewer programs by ``--sweep-programs``
 SWEEP_VARIANTS = ("full", "load_sync", "sync", "sync_relaxed")
@@ -314,8 +318,9 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
     """The plan the shipped kernel ``name`` (:data:`REAL_PATHS`) runs this shape with on this GPU
     (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
-    path, order = REAL_PATHS[name]
-    return replace(make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), path), poll_order=order)
+    path, order, narrow = REAL_PATHS[name]
+    like = torch.empty(0, dtype=dtype, device="cuda")
+    return replace(make_plan(cell, hidden_size, batch, like, path, allow_narrow=narrow), poll_order=order)
 
 
 def _warm(task: tuple[str, int, int, str, str]) -> str | None:
@@ -372,11 +377,15 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
     for cell, hidden_size, batch in shapes:
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
         buffers = {tagged: ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=tagged) for tagged in (False, True)}
+        real_plans = []
         for name, programs in _runs(plan, cell, sweep):
             timed = plan
             try:
                 if name in REAL_PATHS:
                     timed = _real_plan(name, cell, hidden_size, batch, dtype)
+                    if timed in real_plans:
+                        continue
+                    real_plans.append(timed)
                     programs = timed.programs
                     stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps), steps, repeats)
                 else:
@@ -461,12 +470,17 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
                          f"estimate sm_{arch}", ""))
     if cell == "lstm":
-        for name, (path, order) in REAL_PATHS.items():
+        real_plans = []
+        for name, (path, order, narrow) in REAL_PATHS.items():
             try:
-                real = plan_recurrence(cell, hidden_size, batch, dtype, path, multiprocessors, arch=arch)
+                real = plan_recurrence(cell, hidden_size, batch, dtype, path, multiprocessors, arch=arch,
+                                       allow_narrow=narrow)
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
             real = replace(real, poll_order=order)
+            if real in real_plans:
+                continue
+            real_plans.append(real)
             resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, "fwd"), arch)
             stats = kernel_estimate(sass, resources.registers, resources.shared_bytes, real)
             rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",

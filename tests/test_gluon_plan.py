@@ -23,7 +23,8 @@ needs_gluon = pytest.mark.skipif(not gluon_available(), reason="this Triton has 
 @needs_gluon
 @pytest.mark.parametrize("hidden, batch, dtype", [
     (512, 1, torch.bfloat16), (768, 16, torch.bfloat16), (1024, 16, torch.float16),  # from 512 units at B <= 16
-    (256, 17, torch.bfloat16), (768, 64, torch.bfloat16), (320, 48, torch.float16),  # any H >= 256 at B > 16
+    (512, 64, torch.bfloat16), (768, 64, torch.bfloat16), (320, 256, torch.float16),  # H >= 256 at B > 16, where
+    (256, 160, torch.bfloat16),  # the plain kernel's 16-row blocks would not fit one program per SM
 ])
 def test_auto_chooses_gluon_where_it_was_measured_faster(hidden, batch, dtype):
     assert plan_recurrence("lstm", hidden, batch, dtype, "auto", H100_SMS) == plan_recurrence(
@@ -33,6 +34,8 @@ def test_auto_chooses_gluon_where_it_was_measured_faster(hidden, batch, dtype):
 @needs_gluon
 @pytest.mark.parametrize("cell, hidden, batch, dtype, call", [
     ("lstm", 256, 16, torch.bfloat16, {}),             # plain faster: 2.17 vs 2.37 us/step (H200)
+    ("lstm", 256, 64, torch.bfloat16, {}),             # the plain B=16 layout in 4 batch blocks, one per SM
+    ("lstm", 320, 48, torch.float16, {}),              # the same, 20 x 3 programs
     ("lstm", 496, 1, torch.bfloat16, {}),              # below GLUON_AUTO_MIN_HIDDEN_NARROW at B <= 16
     ("lstm", 128, 64, torch.bfloat16, {}),             # below GLUON_MIN_HIDDEN: plan_gluon refuses
     ("lstm", 770, 64, torch.bfloat16, {}),             # not a multiple of 16: plan_gluon refuses, no error

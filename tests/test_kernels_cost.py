@@ -19,7 +19,7 @@ import torch
 
 from rnnbench.harness.cli import main
 from rnnbench.kernels import calibration, cost, sass
-from rnnbench.kernels.plan import Plan, prefers_gluon
+from rnnbench.kernels.plan import Plan, narrow_batch_blocks, prefers_gluon
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOOP = (FIXTURES / "step_loop.sass").read_text()
@@ -341,7 +341,8 @@ def test_shape_rows_cover_every_goal_shape_with_one_planned_path():
     gluon = rows[rows.path == "gluon"]  # the LSTM forward at H >= 256 on sm_90, planned where prefers_gluon
     assert set(gluon.cell) == {"lstm"} and set(gluon.direction) == {"fwd", "fwd_train"}
     assert gluon.hidden_size.min() == 256 and {768} <= set(gluon[gluon.batch == 16].hidden_size)
-    assert (gluon.planned == [prefers_gluon("lstm", h, b, torch.bfloat16)
+    assert (gluon.planned == [prefers_gluon("lstm", h, b, torch.bfloat16,
+                                            narrow_batch_blocks("lstm", h, b, torch.bfloat16, cost.DEVICES[90].sms))
                               for h, b in zip(gluon.hidden_size, gluon.batch)]).all()
     refused = rows[~rows.plan_allows]
     assert set(refused.path) == {"cooperative"} and (refused.batch > 64).all()

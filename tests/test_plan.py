@@ -11,7 +11,7 @@ import rnnbench.kernels.plan
 from rnnbench.kernels.plan import (
     BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, GATE_ROWS, GATES, HALF_BLOCK_B, HALF_BLOCK_UNITS, FORWARD_ROW_PARTS,
     GLUON, HUGE_NUM_WARPS, LIMITS,
-    MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION, WIDE_NUM_WARPS,
+    MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION, WIDE_NUM_WARPS, narrow_batch_blocks,
     PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
     programs_per_multiprocessor, reduction_layout, row_split, split_layout,
 )
@@ -98,7 +98,7 @@ def test_batched_dots_have_one_slice_per_warp_unless_the_compiler_spreads_them(s
 
 def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkeypatch):
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", False)  # Triton 3.6's layouts
-    for hidden, batch in ((256, 64), (768, 64)):
+    for hidden, batch in ((512, 64), (768, 64)):
         plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
         assert plan.num_warps > NUM_WARPS
         assert row_split("lstm", False, plan.k_split, plan.num_warps) == FORWARD_ROW_PARTS
@@ -112,7 +112,7 @@ def test_lstm_forward_cuts_its_gate_rows_in_two_with_more_than_four_warps(monkey
 @pytest.mark.parametrize("spreads, chunk", [(False, 64), (True, 256)])
 def test_lstm_forward_of_a_wide_batch_runs_32_row_blocks_of_16_units_where_they_fit_one_sm(spreads, chunk, monkeypatch):
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
-    for hidden in (128, 768, 1024):
+    for hidden in (512, 768, 1024):  # 64 hidden blocks of 8 units or more: 16-row blocks would not fit one per SM
         plan = plan_recurrence("lstm", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
         assert (plan.path, plan.block_b, plan.block_h, plan.num_warps) == (
             "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["lstm"], WIDE_NUM_WARPS)
@@ -126,10 +126,42 @@ def test_lstm_forward_of_a_wide_batch_runs_32_row_blocks_of_16_units_where_they_
     assert plan_recurrence("lstm", 768, 64, torch.float32, multiprocessors=H100_SMS, allow_gluon=False).block_b == 16
 
 
+@pytest.mark.parametrize("cell, hidden, batch, backward", [
+    ("lstm", 128, 64, False), ("lstm", 256, 64, False), ("lstm", 64, 64, True), ("lstm", 512, 64, True),
+    ("lstm", 200, 40, False), ("rnn", 256, 64, False), ("rnn", 512, 64, True)])
+def test_a_wide_batch_runs_the_layout_of_b16_where_it_fits_one_program_per_sm(cell, hidden, batch, backward):
+    """A 16-bit batch wider than 16 rows runs the B <= 16 layout in more batch blocks where that grid
+    puts at most one program on each SM: every program then runs the step measured at B=16."""
+    wide = plan_recurrence(cell, hidden, batch, torch.bfloat16, "cooperative", H100_SMS, backward=backward)
+    narrow = plan_recurrence(cell, hidden, 16, torch.bfloat16, "cooperative", H100_SMS, backward=backward)
+    assert narrow_batch_blocks(cell, hidden, batch, torch.bfloat16, H100_SMS, backward=backward)
+    assert dataclasses.replace(wide, grid=narrow.grid) == narrow and wide.grid == (narrow.grid[0], -(-batch // 16))
+    assert wide.programs <= H100_SMS
+
+
+@pytest.mark.parametrize("cell, hidden, batch, dtype, call, why", [
+    ("lstm", 256, 65, torch.bfloat16, {}, "32 hidden blocks x 5 batch blocks > 132 SMs"),
+    ("lstm", 512, 64, torch.bfloat16, {}, "64 x 4"),
+    ("lstm", 256, 64, torch.bfloat16, dict(directions=2), "both directions: 2 x 128"),
+    ("lstm", 128, 64, torch.float32, {}, "fp32 blocks are 16 rows anyway"),
+    ("lstm", 128, 64, torch.bfloat16, dict(multiprocessors=None), "no GPU to count SMs of"),
+    ("lstm", 128, 16, torch.bfloat16, {}, "B <= 16 is that layout"),
+])
+def test_a_wide_batch_keeps_its_wide_blocks_elsewhere(cell, hidden, batch, dtype, call, why):
+    arguments = dict(multiprocessors=H100_SMS)
+    arguments.update(call)
+    assert not narrow_batch_blocks(cell, hidden, batch, dtype, **arguments), why
+    if arguments["multiprocessors"] is not None and batch > 16 and dtype == torch.bfloat16:
+        plan = plan_recurrence(cell, hidden, batch, dtype, "cooperative", **arguments)
+        assert plan.block_b == HALF_BLOCK_B, (why, plan)
+    interpreted = plan_recurrence("lstm", 128, 64, torch.bfloat16, "cooperative", H100_SMS, interpreter=True)
+    assert interpreted.block_b == HALF_BLOCK_B  # the interpreter plans as before (no GPU runs it)
+
+
 @pytest.mark.parametrize("spreads", [False, True])
 def test_elman_of_a_wide_batch_runs_32_row_blocks_of_32_units(spreads, monkeypatch):
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
-    for hidden in (200, 768, 1024):
+    for hidden in (600, 768, 1024):  # 38 hidden blocks of 16 units or more: 16-row blocks would not fit one per SM
         forward = plan_recurrence("rnn", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS)
         backward = plan_recurrence("rnn", hidden, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
         for plan, layout in ((forward, (NUM_WARPS, NUM_WARPS)), (backward, (WIDE_NUM_WARPS, WIDE_NUM_WARPS))):
@@ -190,7 +222,7 @@ def test_every_goal_shape_of_16_bit_lstm_is_co_resident(hidden, batch):
     hidden blocks of 16 units x 2 batch blocks of 32 rows), co-resident on 132 SMs; so does the
     Gluon forward where ``auto`` prefers it, and the plain kernels where Gluon cannot run."""
     plain = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
-    assert plain.path in ("persistent", "cooperative") and plain.programs <= hidden // 8 <= H100_SMS
+    assert plain.path in ("persistent", "cooperative") and plain.programs <= H100_SMS
     for backward in (False, True):
         plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, multiprocessors=H100_SMS, backward=backward)
         assert plan.path in ("persistent", "cooperative", GLUON) and plan.programs <= H100_SMS

@@ -93,7 +93,8 @@ def test_estimate_compiles_every_variant_for_sm90():
     pytest.importorskip("triton.backends.nvidia")
     rows = step_bench.estimate([("lstm", 768, 16)], torch.bfloat16, 90)
     variants = [row["variant"] for row in rows]
-    assert variants == list(step_bench.VARIANTS) + list(step_bench.REAL_PATHS)
+    # real_wide_rows is real's plan at B <= 16: not estimated twice
+    assert variants == list(step_bench.VARIANTS) + [name for name in step_bench.REAL_PATHS if name != "real_wide_rows"]
     by_name = {row["variant"]: row["us_per_step"] for row in rows}
     assert all(value > 0 for value in by_name.values()), by_name
     # the parts cost less than the whole they are taken from
@@ -102,6 +103,18 @@ def test_estimate_compiles_every_variant_for_sm90():
     assert rows[-1]["programs"] == 48 and rows[-1]["block_h"] == 16, rows[-1]  # the Gluon layout
     # the relaxed poll: what the step ablation estimates (full_relaxed) the shipped kernel shows too
     assert by_name["real_relaxed"] < by_name["real"] and by_name["full_relaxed"] < by_name["full"], by_name
+
+
+def test_estimate_times_the_wide_batch_blocks_beside_the_narrow_ones_at_b64():
+    """At LSTM H=256 B=64 the planner runs four 16-row batch blocks (the B=16 layout, one program
+    per SM); ``real_wide_rows`` keeps the 32-row blocks it ran before, so one run times both, and
+    the model already rates the narrow layout faster."""
+    pytest.importorskip("triton.backends.nvidia")
+    rows = {row["variant"]: row for row in step_bench.estimate([("lstm", 256, 64)], torch.bfloat16, 90)}
+    real, wide = rows[step_bench.REAL], rows["real_wide_rows"]
+    assert (real["block_b"], real["block_h"], real["programs"]) == (16, 8, 128)
+    assert (wide["block_b"], wide["block_h"], wide["programs"]) == (32, 16, 32)
+    assert real["us_per_step"] < wide["us_per_step"], (real, wide)
 
 
 def test_the_mma_variants_multiply_inside_the_time_loop():
