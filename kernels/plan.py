@@ -525,10 +525,11 @@ def narrow_batch_blocks(cell: str, hidden_size: int, batch: int, dtype: torch.dt
     layout of B <= 16 (:data:`MIN_BLOCK_B`-row batch blocks, as many as the batch needs) rather than
     in wider blocks: where that grid, both directions together, puts at most one program on each of
     the ``multiprocessors``. Each program then runs the step measured at B=16, while the wider
-    blocks did more work per program for fewer programs: H100, LSTM bf16, T=1024, µs per step, B=16
-    against B=64 in 32-row blocks (reports/h100/ab-gpu-ab/candidate): forward H=128 2.15 vs 3.42,
-    H=256 2.20 vs 4.35; forward+backward H=128 4.28 vs 6.67, H=256 4.93 vs 8.54 (the narrow B=64
-    grid itself is not measured yet). Only on a known GPU (``multiprocessors``), never in fp32
+    blocks did more work per program for fewer programs: H100, bf16, T=1024, CUDA-graph replay, µs
+    per step, B=16 against B=64 in 32-row blocks (reports/h100/ab-gpu-ab/candidate): LSTM forward
+    H=128 1.95 vs 3.35, H=256 2.08 vs 4.29, forward+backward 4.08 vs 6.69 and 4.81 vs 8.27, H=512
+    6.61 vs 12.20; Elman forward H=256 1.58 vs 2.18, H=512 1.77 vs 2.53 (the narrow B=64 grid
+    itself is not measured yet). Only on a known GPU (``multiprocessors``), never in fp32
     (whose blocks are 16 rows anyway) or beyond the barrier's :data:`MAX_HIDDEN_BLOCKS`."""
     if multiprocessors is None or batch <= MIN_BLOCK_B or element_size(dtype) >= 4:
         return False
