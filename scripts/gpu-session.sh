@@ -16,7 +16,7 @@
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
 #   step-ablation.csv/.log  where a cooperative step's microseconds go (rnnbench.kernels.step_bench,
-#                        where the checkout has it), ABLATION_S seconds (default 90)
+#                        where the checkout has it), ABLATION_S seconds (default 120)
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
@@ -30,7 +30,7 @@ BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
 STAGES=${STAGES:-tests barrier ablation suite}
-ABLATION_S=${ABLATION_S:-90}
+ABLATION_S=${ABLATION_S:-120}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
