@@ -169,6 +169,28 @@ def test_bfloat16_in_32_row_blocks_against_float64(cell, hidden_size):
     _assert_bfloat16_bounds(outputs, grads, *expected)
 
 
+@pytest.mark.parametrize("cell, hidden_size", [("lstm", 256), ("lstm", 128), ("rnn_tanh", 512)])
+def test_bfloat16_wide_batch_in_16_row_blocks_against_float64(cell, hidden_size):
+    """B=64 in four 16-row batch blocks, the B <= 16 layout (plan.narrow_batch_blocks: one program
+    per SM), forward and backward, as ``auto`` plans it on a 132-SM GPU, T=64, with the bounds of
+    the T=1024 test: the batch blocks must not see each other's rows or barrier flags."""
+    T, B, I = 64, 64, 32
+    name = "lstm" if cell == "lstm" else "rnn"
+    x = torch.empty(0, dtype=torch.bfloat16, device="cuda")
+    for backward in (False, True):
+        plan = make_plan(name, hidden_size, B, x, "cooperative", backward=backward)
+        if plan.block_b != 16 or plan.grid[1] != 4:
+            pytest.skip(f"this GPU ({torch.cuda.get_device_properties(0).multi_processor_count} SMs) plans the "
+                        f"H={hidden_size} B={B} layer as {plan}")
+    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "cooperative")
+    x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
+    with poisoned_outputs():
+        outputs, grads = _run(candidate, x, states, upstream)
+    check_barriers(wait=True)
+    expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
+    _assert_bfloat16_bounds(outputs, grads, *expected)
+
+
 # ---- CUDA graphs --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
