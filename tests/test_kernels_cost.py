@@ -469,3 +469,8 @@ def test_committed_cost_tables_run_every_16_bit_goal_shape_co_resident_and_witho
     planned = table[table.planned & (table.batch <= 64) & (table.dtype != "float32")]
     assert len(planned) == 2 * len(cost.GOAL_HIDDEN) * 3 * (3 + 2)
     assert (planned.path != "stepwise").all() and planned.coresident.all()
+    # the step the model read is the time loop: its MMAs are in it (a loop-invariant product hoisted
+    # out of the loop left the model reading the prologue, in the step ablation's mma variants),
+    # and every cooperative step polls its barrier
+    assert (table.mma > 0).all(), table[table.mma == 0].iloc[:, :12].to_string()
+    assert (table[table.path.isin(["cooperative", "gluon"])].poll_loops > 0).all()
