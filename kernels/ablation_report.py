@@ -1,0 +1,125 @@
+"""The decisions a step-ablation run (:mod:`rnnbench.kernels.step_bench`) was made for, as tables.
+
+Each question the ablation answers is a pair of rows of one shape, timed in the same run: a
+baseline and an alternative (:data:`QUESTIONS`), e.g. the shipped LSTM forward with its barrier's
+poll loads acquires (``real``) against the same kernel with them relaxed (``real_relaxed``). For
+every shape where both were timed, :func:`compare` gives both medians, the ratio alternative /
+baseline (below 1: the alternative is faster) and whether the two interquartile ranges are apart
+(``clear``: the difference is larger than either run's spread; otherwise the pair is a tie at this
+precision). :func:`against_estimate` joins the measured rows with the cost model's
+(``step_bench --estimate``) per variant, the calibration of the model term by term.
+
+    python -m rnnbench.kernels.ablation_report reports/h100/step-ablation.csv \\
+        --estimate reports/aot/step-ablation-estimate-sm_90-triton3.6.csv
+
+Both print Markdown; nothing here needs a GPU. Rows of fewer programs than the layout has (the
+program sweep) are left out of both tables: they answer another question (what the number of
+programs costs), which the CSV shows directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import pandas as pd
+
+#: a shape is one (cell, dtype, hidden size, batch) of the ablation
+SHAPE = ["cell", "dtype", "hidden_size", "batch"]
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a pair of variants decides: ``alternative`` against ``baseline``, same shape, same run."""
+
+    name: str
+    baseline: str
+    alternative: str
+
+
+QUESTIONS = (
+    Question("relaxed poll, shipped plain forward", "real", "real_relaxed"),
+    Question("relaxed poll, shipped Gluon forward", "real_gluon", "real_gluon_relaxed"),
+    Question("relaxed poll, barrier alone", "sync", "sync_relaxed"),
+    Question("relaxed poll, step without streams", "full", "full_relaxed"),
+    Question("tagged exchange instead of the barrier", "full", "tagged"),
+    Question("16-row batch blocks (planned) against the wide ones", "real_wide_rows", "real"),
+    Question("Gluon forward against the plain one", "real", "real_gluon"),
+)
+
+
+def _whole_grid(measured: pd.DataFrame) -> pd.DataFrame:
+    """The rows of variants run on their layout's whole grid (not the program sweep)."""
+    real = measured.variant.str.startswith("real")
+    return measured[real | (measured.programs == measured.planned_programs)]
+
+
+def compare(measured: pd.DataFrame, questions=QUESTIONS) -> pd.DataFrame:
+    """One row per question and shape where both variants were timed: medians and quartiles (µs per
+    step), ``ratio`` = alternative / baseline and ``clear`` (the interquartile ranges do not overlap)."""
+    rows = _whole_grid(measured).set_index(SHAPE + ["variant"])
+    out = []
+    for question in questions:
+        for shape, group in rows.groupby(level=SHAPE):
+            variants = group.droplevel(SHAPE)
+            if question.baseline not in variants.index or question.alternative not in variants.index:
+                continue
+            base, alt = variants.loc[question.baseline], variants.loc[question.alternative]
+            apart = alt.q75_us < base.q25_us or base.q75_us < alt.q25_us
+            out.append({"question": question.name, **dict(zip(SHAPE, shape)),
+                        "baseline": question.baseline, "baseline_us": base.us_per_step,
+                        "alternative": question.alternative, "alternative_us": alt.us_per_step,
+                        "ratio": round(alt.us_per_step / base.us_per_step, 3), "clear": bool(apart)})
+    return pd.DataFrame(out)
+
+
+def against_estimate(measured: pd.DataFrame, estimated: pd.DataFrame) -> pd.DataFrame:
+    """Measured and estimated µs per step of every variant both have, per shape, with
+    ``measured / estimated``."""
+    keys = SHAPE + ["variant"]
+    joined = _whole_grid(measured)[keys + ["programs", "us_per_step"]].merge(
+        estimated[keys + ["us_per_step"]], on=keys, suffixes=("_measured", "_estimated"))
+    joined["measured_over_estimated"] = (joined.us_per_step_measured / joined.us_per_step_estimated).round(3)
+    return joined
+
+
+def _read(path: str, source: str) -> pd.DataFrame:
+    from rnnbench.kernels.step_bench import COLUMNS
+
+    frame = pd.read_csv(path)
+    missing = [column for column in COLUMNS if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} is not a step-ablation CSV (rnnbench.kernels.step_bench): it lacks {missing}")
+    frame = frame[frame.source.astype(str).str.startswith(source)]
+    if frame.empty:
+        raise ValueError(f"{path} has no rows whose source is {source!r}")
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rnnbench.harness.report import markdown_table
+
+    parser = argparse.ArgumentParser(prog="python -m rnnbench.kernels.ablation_report",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("measured", help="a step-ablation CSV measured on a GPU")
+    parser.add_argument("--estimate", help="the cost model's CSV of the same variants (step_bench --estimate)")
+    args = parser.parse_args(argv)
+    try:
+        measured = _read(args.measured, "measured")
+        estimated = _read(args.estimate, "estimate") if args.estimate else None
+    except (OSError, ValueError) as error:
+        print(f"ablation_report: {error}", file=sys.stderr)
+        return 2
+    print(f"## Decisions ({measured.device_name.iloc[0]}; ratio = alternative / baseline, below 1: the "
+          "alternative is faster; clear: the interquartile ranges do not overlap)\n")
+    decisions = compare(measured)
+    print(markdown_table(decisions) if not decisions.empty else "No question has both of its variants in this run.")
+    if estimated is not None:
+        print("\n## Measured against the cost model (µs per step)\n")
+        print(markdown_table(against_estimate(measured, estimated)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
