@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--cost", action="store_true", help="estimated µs per step of every goal shape and path")
     kernels.add_argument("--dtypes", default="bfloat16,float16,float32", help="with --cost: comma-separated dtypes")
     kernels.add_argument("--calibrate", metavar="RESULTS_CSV", help="with --cost: fit the estimate to a gpu-core results.csv")
+    kernels.add_argument("--ablation", nargs=2, metavar=("MEASURED_CSV", "ESTIMATE_CSV"),
+                         help="with --calibrate: fit to a step ablation measured in the same session too, with the "
+                         "estimate of the same code (rnnbench.kernels.step_bench --estimate)")
     kernels.add_argument("--calibration", metavar="FILE", help="with --cost: calibration to apply, or to write with "
                          "--calibrate (default reports/aot/cost-calibration-TARGET.json; 'none': the raw estimate)")
     return parser
@@ -277,8 +280,11 @@ def _cost(args, arch: int) -> int:
         if not args.calibrate and args.calibration != "none" and file.is_file():
             applied = calibration.Calibration.load(file)
         table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied)
+        if args.ablation and not args.calibrate:
+            raise ValueError("--ablation adds rows to a fit: give --calibrate RESULTS_CSV too")
         if args.calibrate:
-            fitted, compared = calibration.fit(table, args.calibrate, args.target)
+            fitted, compared = calibration.fit(table, args.calibrate, args.target,
+                                               tuple(args.ablation) if args.ablation else None)
     except (ValueError, FileNotFoundError, SassUnavailable) as error:
         raise UsageError(str(error)) from None
     if args.calibrate:
@@ -287,7 +293,7 @@ def _cost(args, arch: int) -> int:
         compared.to_csv(out, index=False)
         print(markdown_table(compared[["cell", "dtype", "hidden_size", "batch", "mode", "path", "measured_us_per_step",
                                        "raw_us_per_step", "calibrated_us_per_step"]].round(3)))
-        print(f"calibration of {fitted.rows} shapes written to {file}; median |error| {fitted.median_rel_error_raw:.0%} "
+        print(f"calibration of {fitted.rows} rows written to {file}; median |error| {fitted.median_rel_error_raw:.0%} "
               f"raw -> {fitted.median_rel_error_calibrated:.0%} calibrated; comparison in {out}", file=sys.stderr)
         return 0
     print(table.round(4).to_csv(index=False) if args.csv else markdown_table(table[SUMMARY_COLUMNS].round(3)), end="" if args.csv else "\n")

@@ -85,10 +85,10 @@ def against_estimate(measured: pd.DataFrame, estimated: pd.DataFrame) -> pd.Data
 
 
 def _read(path: str, source: str) -> pd.DataFrame:
-    from rnnbench.kernels.step_bench import COLUMNS
+    from rnnbench.kernels.step_bench import BASE_COLUMNS
 
     frame = pd.read_csv(path)
-    missing = [column for column in COLUMNS if column not in frame.columns]
+    missing = [column for column in BASE_COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"{path} is not a step-ablation CSV (rnnbench.kernels.step_bench): it lacks {missing}")
     frame = frame[frame.source.astype(str).str.startswith(source)]

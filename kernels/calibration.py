@@ -7,6 +7,13 @@ Mode ``fwd`` is compared with the ``fwd`` estimate, ``fwd_bwd`` with ``fwd_train
 ``fwd + bwd``: it trains with its one forward kernel); the path
 is the one the planner picks (``planned``), as the suite runs ``path="auto"``.
 
+**Step ablation.** Optionally also a step-ablation CSV measured in the same session
+(:mod:`rnnbench.kernels.step_bench`) with the model's estimate of the same variants
+(``step_bench --estimate``, whose rows carry the terms): each variant runs some parts of a step
+(loads only, the barrier only, ...), so its rows separate terms that the suite's shapes always
+show together (:func:`ablation_comparison`, mode ``ablation``). The estimate must be of the code
+that was measured (the same commit): the ablation's variants changed between versions.
+
 **Fit.** The estimate is a sum of terms (:data:`rnnbench.kernels.cost.TERMS`); calibration finds
 one factor per term, ``est = sum_k s_k * t_k``, minimising
 
@@ -136,12 +143,52 @@ def comparison(table, measured):
     return joined.merge(paths, on=SHAPE_COLUMNS, how="left")
 
 
-def fit(table, results_csv: str | Path, target: str) -> tuple[Calibration, object]:
-    """Fit per-term factors of ``table`` (a raw cost table) to the measurements in ``results_csv``;
-    returns the calibration and the per-shape comparison (measured, raw, calibrated, relative errors)."""
+def ablation_comparison(measured_csv: str | Path, estimate_csv: str | Path):
+    """A measured step ablation joined with its estimate, per shape and variant on its whole grid
+    (the program sweep left out): the columns of :func:`comparison`, ``mode`` ``ablation`` and
+    ``path`` the variant."""
+    import pandas as pd
+
+    from rnnbench.kernels.step_bench import BASE_COLUMNS, COLUMNS
+
+    def read(path, source):
+        frame = pd.read_csv(path)
+        # a measured row has no terms; an estimate's are what the fit needs
+        missing = [column for column in (BASE_COLUMNS if source == "measured" else COLUMNS) if column not in frame.columns]
+        if missing:
+            raise ValueError(f"{path} is not a step-ablation CSV of this version (step_bench): it lacks {missing}")
+        frame = frame[frame.source.astype(str).str.startswith(source)]
+        whole = frame.variant.str.startswith("real") | (frame.programs == frame.planned_programs)
+        return frame[whole]
+
+    keys = SHAPE_COLUMNS + ["variant"]
+    measured = read(measured_csv, "measured")[keys + ["us_per_step", "device_name"]]
+    estimated = read(estimate_csv, "estimate")
+    term_columns = [f"t_{term}" for term in TERMS if f"t_{term}" in estimated.columns]
+    joined = measured.rename(columns={"us_per_step": "measured_us_per_step"}).merge(
+        estimated[keys + term_columns + ["us_per_step"]].rename(columns={"us_per_step": "raw_us_per_step"}), on=keys)
+    for term in TERMS:  # the GEMMs and per-call overhead: no part of a kernel's step
+        joined[f"t_{term}"] = joined.get(f"t_{term}", 0.0)
+    joined = joined[(joined.measured_us_per_step > 0) & np.isfinite(joined.raw_us_per_step)]
+    return joined.assign(mode="ablation", path=joined.variant, est_us_per_step=joined.raw_us_per_step).drop(
+        columns="variant")
+
+
+def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path, str | Path] | None = None
+        ) -> tuple[Calibration, object]:
+    """Fit per-term factors of ``table`` (a raw cost table) to the measurements in ``results_csv``
+    and, given ``ablation = (measured CSV, estimate CSV)``, to a step ablation's variants too;
+    returns the calibration and the per-row comparison (measured, raw, calibrated, relative errors)."""
+    import pandas as pd
+
     joined = comparison(table, measured_us_per_step(results_csv))
     if joined.empty:
         raise ValueError(f"no measured shape of {results_csv} matches a planned shape of the cost table")
+    if ablation is not None:
+        variants = ablation_comparison(*ablation)
+        if variants.empty:
+            raise ValueError(f"no measured variant of {ablation[0]} matches an estimated one of {ablation[1]}")
+        joined = pd.concat([joined, variants], ignore_index=True)
     x = joined[[f"t_{term}" for term in TERMS]].to_numpy(dtype=float)
     y = joined["measured_us_per_step"].to_numpy(dtype=float)
     weighted = x / y[:, None]
@@ -163,7 +210,7 @@ def fit(table, results_csv: str | Path, target: str) -> tuple[Calibration, objec
         rows=int(len(y)),
         median_rel_error_raw=round(float(np.median(np.abs(raw / y - 1))), 4),
         median_rel_error_calibrated=round(float(np.median(np.abs(calibrated / y - 1))), 4),
-        source=str(results_csv),
+        source=str(results_csv) + (f" + ablation {ablation[0]}" if ablation is not None else ""),
         versions={"triton": triton.__version__, "torch": torch.__version__},
     )
     return calibration, joined

@@ -67,6 +67,7 @@ import triton
 import triton.language as tl
 
 from rnnbench.kernels.barrier_bench import slope_us
+from rnnbench.kernels.cost import TERMS
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan,
 )
@@ -123,8 +124,15 @@ SHAPES = (("lstm", 768, 16), ("lstm", 1024, 64), ("lstm", 768, 64), ("lstm", 256
           ("lstm", 512, 16), ("lstm", 1024, 16), ("rnn", 768, 16))
 #: variants repeated with fewer programs by ``--sweep-programs``
 SWEEP_VARIANTS = ("full", "load_sync", "sync", "sync_relaxed")
-COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant", "programs", "planned_programs", "block_b",
-           "block_h", "h_pad", "k_split", "k_chunks", "num_warps", "steps", "us_per_step", "q25_us", "q75_us", "source"]
+#: the cost model's terms of a kernel's step (:data:`rnnbench.kernels.cost.TERMS` without what is
+#: around the recurrence: its GEMMs and the per-call overhead)
+KERNEL_TERMS = tuple(term for term in TERMS if term not in ("gemm", "per_call"))
+BASE_COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant", "programs", "planned_programs",
+                "block_b", "block_h", "h_pad", "k_split", "k_chunks", "num_warps", "steps", "us_per_step", "q25_us",
+                "q75_us", "source"]
+#: a row's columns: the estimate's per-term µs (``t_*``, empty in measured rows) after the base ones,
+#: so measured and estimated rows join term by term (:mod:`rnnbench.kernels.calibration`)
+COLUMNS = BASE_COLUMNS + [f"t_{term}" for term in KERNEL_TERMS]
 
 
 @triton.jit
@@ -360,9 +368,10 @@ def warm(shapes, dtype: torch.dtype, jobs: int) -> None:
 
 
 def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int, variant: str, programs: int,
-         steps: int, stats, source: str, device_name: str) -> dict:
+         steps: int, stats, source: str, device_name: str, terms: dict | None = None) -> dict:
     median, q25, q75 = stats
-    return {"device_name": device_name, "cell": cell, "dtype": str(dtype).removeprefix("torch."), "hidden_size": hidden_size,
+    per_term = {f"t_{term}": round(terms[f"t_{term}"], 4) if terms else "" for term in KERNEL_TERMS}
+    return per_term | {"device_name": device_name, "cell": cell, "dtype": str(dtype).removeprefix("torch."), "hidden_size": hidden_size,
             "batch": batch, "variant": variant, "programs": programs, "planned_programs": plan.grid[0],
             "block_b": plan.block_b, "block_h": plan.block_h, "h_pad": plan.h_pad, "k_split": plan.k_split,
             "k_chunks": plan.k_chunks, "num_warps": plan.num_warps, "steps": steps, "us_per_step": round(median, 4),
@@ -456,19 +465,22 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     # one batch block is benchmarked: the layout's batch blocks are independent of each other
     plan = plan_recurrence(cell, hidden_size, batch, dtype, "cooperative", multiprocessors, arch=arch)
 
-    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan) -> tuple[float, float, float]:
+    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan) -> tuple[tuple, dict]:
+        """``((value, value, value), terms)``: the kernel's estimated µs per step as the three
+        statistics of a row, and its terms."""
         terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
                               direction="fwd", arch=arch)
-        value = sum(v for k, v in terms.items() if k.startswith("t_") and k not in ("t_gemm", "t_per_call"))
-        return value, value, value
+        value = sum(terms[f"t_{term}"] for term in KERNEL_TERMS)
+        return (value, value, value), terms
 
     rows = []
     for variant in VARIANTS.values():
         compiled = compile_variant(plan, variant, dtype, arch)
         registers, _ = cubin_resources(compiled.asm["cubin"])
-        stats = kernel_estimate(disassemble(compiled.asm["cubin"]), registers, int(compiled.metadata.shared), plan)
+        stats, terms = kernel_estimate(disassemble(compiled.asm["cubin"]), registers, int(compiled.metadata.shared),
+                                       plan)
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
-                         f"estimate sm_{arch}", ""))
+                         f"estimate sm_{arch}", "", terms))
     if cell == "lstm":
         real_plans = []
         for name, (path, order, narrow) in REAL_PATHS.items():
@@ -482,9 +494,9 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                 continue
             real_plans.append(real)
             resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, "fwd"), arch)
-            stats = kernel_estimate(sass, resources.registers, resources.shared_bytes, real)
+            stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real)
             rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",
-                             ""))
+                             "", terms))
     return rows
 
 

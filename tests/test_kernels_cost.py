@@ -406,6 +406,53 @@ def test_calibration_recovers_per_term_factors_and_round_trips(tmp_path):
     assert applied.est_us_per_step.iloc[0] == pytest.approx(2.0 * table.t_mma.iloc[0] + 0.5 * table.t_grid_sync.iloc[0], rel=0.05)
 
 
+def _ablation_csvs(tmp_path, l2_factor: float) -> tuple[Path, Path]:
+    """A measured step ablation and its estimate: ``load`` is an L2 term alone, ``sync`` a
+    grid-synchronisation term alone, the program sweep's rows and an unmatched variant extra."""
+    from rnnbench.kernels.step_bench import COLUMNS
+
+    estimated, measured = [], []
+    for hidden in (256, 768):
+        for variant, terms in (("load", {"l2_load": hidden / 512}), ("sync", {"grid_sync": 1.5})):
+            base = dict.fromkeys(COLUMNS, 0) | {"cell": "lstm", "dtype": "bfloat16", "hidden_size": hidden, "batch": 16,
+                                                "variant": variant, "programs": 96, "planned_programs": 96}
+            row = base | {f"t_{term}": value for term, value in terms.items()}
+            estimated.append(row | {"us_per_step": sum(terms.values()), "source": "estimate sm_90"})
+            true = l2_factor * terms.get("l2_load", 0.0) + 0.5 * terms.get("grid_sync", 0.0)
+            measured.append(base | {"us_per_step": true, "source": "measured", "device_name": "NVIDIA H100 80GB HBM3"})
+    measured.append(measured[0] | {"programs": 12, "us_per_step": 99.0})  # the sweep: not a whole-grid row
+    measured.append(measured[0] | {"variant": "tagged"})  # no estimate: not joined
+    paths = tmp_path / "ablation.csv", tmp_path / "ablation-estimate.csv"
+    for path, rows in zip(paths, (measured, estimated)):
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    return paths
+
+
+def test_a_step_ablation_separates_terms_the_suite_cannot(tmp_path):
+    """The suite's synthetic shapes have no L2 term, so alone they leave its factor at the prior 1;
+    the ablation's ``load`` rows (measured 0.6x their L2 estimate) move it, and its ``sync`` rows
+    agree with the suite's 0.5 on the barrier."""
+    table = _synthetic_table()
+    results = _results_csv(tmp_path, table, 2.0, 0.5)
+    alone, _ = calibration.fit(table, results, "sm_90")
+    assert alone.scales["l2_load"] == 1.0
+    fitted, compared = calibration.fit(table, results, "sm_90", ablation=_ablation_csvs(tmp_path, 0.6))
+    assert fitted.scales["l2_load"] == pytest.approx(0.6, rel=0.05)
+    assert fitted.scales["grid_sync"] == pytest.approx(0.5, rel=0.05) and fitted.scales["mma"] == pytest.approx(2.0, rel=0.05)
+    ablation = compared[compared["mode"] == "ablation"]
+    assert sorted(ablation.path.unique()) == ["load", "sync"] and len(ablation) == 4 and fitted.rows == 8 + 4
+    assert "ablation" in fitted.source
+
+
+def test_the_ablation_needs_its_estimate_of_this_version(tmp_path):
+    measured, _ = _ablation_csvs(tmp_path, 1.0)
+    old = tmp_path / "old-estimate.csv"
+    pd.read_csv(measured).drop(columns=["t_l2_load"]).to_csv(old, index=False)
+    with pytest.raises(ValueError, match="lacks"):
+        calibration.fit(_synthetic_table(), _results_csv(tmp_path, _synthetic_table(), 1.0, 1.0), "sm_90",
+                        ablation=(measured, old))
+
+
 def test_a_training_step_of_the_rnn_adds_its_one_forward_kernel_to_its_backward():
     assert calibration.mode_directions("fwd_bwd", "rnn") == ("fwd", "bwd")
     assert calibration.mode_directions("fwd_bwd", "lstm") == ("fwd_train", "bwd")
@@ -452,6 +499,11 @@ def test_cost_command_prints_the_table_and_writes_a_calibration(tmp_path, monkey
     assert (tmp_path / "cost-vs-measured.csv").is_file()
     assert main(["kernels", "--cost", "--calibration", str(out)]) == 0
     assert "calibrated by" in capsys.readouterr().err
+    ablation = [str(path) for path in _ablation_csvs(tmp_path, 0.6)]
+    assert main(["kernels", "--cost", "--ablation", *ablation]) == 2
+    assert "give --calibrate RESULTS_CSV too" in capsys.readouterr().err
+    assert main(["kernels", "--cost", "--calibrate", str(results), "--ablation", *ablation, "--calibration", str(out)]) == 0
+    assert calibration.Calibration.load(out).scales["l2_load"] == pytest.approx(0.6, rel=0.05)
 
 
 def test_cost_command_refuses_an_unknown_dtype(capsys):
