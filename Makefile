@@ -98,6 +98,6 @@ gpu-report: setup
 	$(KERNELS) --cost --target sm_90 --dtypes bfloat16,float16 --calibrate reports/$(DEVICE)/$(SUITE)/results.csv \
 		$$([ -f reports/$(DEVICE)/step-ablation.csv ] && echo --ablation reports/$(DEVICE)/step-ablation.csv \
 		reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv)
-	if [ -f reports/$(DEVICE)/step-ablation.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.ablation_report \
+	if [ -f reports/$(DEVICE)/step-ablation.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.harness.ablation_report \
 		reports/$(DEVICE)/step-ablation.csv --estimate reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv \
 		> reports/$(DEVICE)/step-ablation.md; fi

@@ -1,4 +1,4 @@
-"""The step ablation's decision tables (:mod:`rnnbench.kernels.ablation_report`): pairs of one shape
+"""The step ablation's decision tables (:mod:`rnnbench.harness.ablation_report`): pairs of one shape
 compared with ratio and spread, the sweep's rows left out, measured joined with estimated, and a
 file that is not an ablation CSV refused."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from rnnbench.kernels import ablation_report
+from rnnbench.harness import ablation_report
 from rnnbench.kernels.step_bench import COLUMNS
 
 

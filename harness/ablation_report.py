@@ -9,7 +9,7 @@ baseline (below 1: the alternative is faster) and whether the two interquartile 
 precision). :func:`against_estimate` joins the measured rows with the cost model's
 (``step_bench --estimate``) per variant, the calibration of the model term by term.
 
-    python -m rnnbench.kernels.ablation_report reports/h100/step-ablation.csv \\
+    python -m rnnbench.harness.ablation_report reports/h100/step-ablation.csv \\
         --estimate reports/aot/step-ablation-estimate-sm_90-triton3.6.csv
 
 Both print Markdown; nothing here needs a GPU. Rows of fewer programs than the layout has (the
@@ -100,7 +100,7 @@ def _read(path: str, source: str) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     from rnnbench.harness.report import markdown_table
 
-    parser = argparse.ArgumentParser(prog="python -m rnnbench.kernels.ablation_report",
+    parser = argparse.ArgumentParser(prog="python -m rnnbench.harness.ablation_report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("measured", help="a step-ablation CSV measured on a GPU")
     parser.add_argument("--estimate", help="the cost model's CSV of the same variants (step_bench --estimate)")
