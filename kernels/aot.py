@@ -153,7 +153,8 @@ class KernelResources:
 def shipped_configs(arch: int) -> list[KernelConfig]:
     """Every configuration the heuristic can launch on an ``sm_<arch>`` GPU of up to
     :data:`COOPERATIVE_SMS` multiprocessors: each cell, dtype, fp32 precision, layout (hidden size
-    and batch block), path, direction and variant (:data:`VARIANTS`), without repeats. Cooperative
+    and batch block, for a wide batch both its 16-row blocks and its wide ones, which a GPU of fewer
+    SMs plans), path, direction and variant (:data:`VARIANTS`), without repeats. Cooperative
     layouts depend on the target (sm_90 holds larger weight slices per program than sm_80). Each
     hidden size of :data:`HIDDEN_SIZES` (all divisible by 16) is planned and compiled as it runs,
     and so is the size one below it (any other ``H``: not specialised by Triton, and planned by the
@@ -170,14 +171,18 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
                             for direction in DIRECTIONS:
                                 if cell == "rnn" and direction == "fwd_train":
                                     continue  # the RNN forward has no training variant
-                                try:
-                                    plan = plan_recurrence(cell, hidden, batch, dtype, path, COOPERATIVE_SMS, arch=arch,
-                                                           backward=direction == "bwd")
-                                except PathUnavailable:  # W_hh does not fit a persistent program, or a cooperative
-                                    continue              # grid is never co-resident on sm_<arch>
-                                configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision, directions,
-                                                                      lengths, divisible)
-                                               for directions, lengths in VARIANTS)
+                                # with fewer SMs than COOPERATIVE_SMS a wide batch keeps its wide blocks
+                                # where 132 SMs take the B <= 16 layout (plan.narrow_batch_blocks): both
+                                for narrow in (True, False):
+                                    try:
+                                        plan = plan_recurrence(cell, hidden, batch, dtype, path, COOPERATIVE_SMS,
+                                                               arch=arch, backward=direction == "bwd",
+                                                               allow_narrow=narrow)
+                                    except PathUnavailable:  # W_hh does not fit a persistent program, or a
+                                        continue              # cooperative grid is never co-resident on sm_<arch>
+                                    configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, precision,
+                                                                          directions, lengths, divisible)
+                                                   for directions, lengths in VARIANTS)
     return list(dict.fromkeys(configs))
 
 
