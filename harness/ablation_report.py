@@ -44,7 +44,9 @@ QUESTIONS = (
     Question("relaxed poll, barrier alone", "sync", "sync_relaxed"),
     Question("relaxed poll, step without streams", "full", "full_relaxed"),
     Question("tagged exchange instead of the barrier", "full", "tagged"),
+    Question("relaxed poll, shipped backward", "real_bwd", "real_bwd_relaxed"),
     Question("16-row batch blocks (planned) against the wide ones", "real_wide_rows", "real"),
+    Question("16-row batch blocks (planned) against the wide ones, backward", "real_bwd_wide_rows", "real_bwd"),
     Question("Gluon forward against the plain one", "real", "real_gluon"),
 )
 

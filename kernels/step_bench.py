@@ -34,7 +34,10 @@ those streams and the cell-state update cost; ``real_gluon`` times the Gluon for
 (:mod:`rnnbench.kernels.gluon_lstm`, sm_90, at its own layout) on the same inputs; ``real_relaxed``
 and ``real_gluon_relaxed`` the same kernels with their grid barrier's poll relaxed (the plan's
 :attr:`~rnnbench.kernels.plan.Plan.poll_order` forced), so the two orders are compared on the
-shipped kernels in one run (the ``*_relaxed`` variants compare them on the parts of a step).
+shipped kernels in one run (the ``*_relaxed`` variants compare them on the parts of a step);
+``real_bwd`` and ``real_bwd_relaxed`` time the shipped backward kernel (gate gradients, no GEMMs)
+at its own plan the same way, and the ``*_wide_rows`` variants the plain kernels in the wide batch
+blocks the planner leaves where the B <= 16 layout fits one program per SM.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -106,17 +109,23 @@ VARIANTS = {v.name: v for v in (
     Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
 )}
-#: the shipped LSTM forward kernels themselves (see :func:`real_launcher`), ``name: (path, poll
-#: order, narrow batch blocks allowed)``: the plain cooperative kernel at the same layout and the
-#: Gluon kernel (sm_90, H >= 256) at its own, each as planned (the default poll order) and with the
-#: other order forced, so one run says which order each kernel should use; and the plain kernel in
-#: the wide batch blocks the planner no longer takes where the B <= 16 layout fits one program per
-#: SM (:func:`rnnbench.kernels.plan.narrow_batch_blocks`). A variant whose plan is an earlier one's
-#: (``real_wide_rows`` wherever the rule does not apply) is not timed again.
+#: the shipped LSTM kernels themselves (see :func:`real_launcher`), ``name: (path, poll order,
+#: narrow batch blocks allowed, direction)``: the plain cooperative forward at the same layout and
+#: the Gluon forward (sm_90, H >= 256) at its own, and the backward at its plan, each as planned
+#: (the default poll order) and with the other order forced, so one run says which order each
+#: kernel should use; and the plain kernels in the wide batch blocks the planner no longer takes
+#: where the B <= 16 layout fits one program per SM (:func:`rnnbench.kernels.plan.narrow_batch_blocks`).
+#: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply) is
+#: not timed again.
 REAL = "real"
-REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True), "real_relaxed": ("cooperative", "relaxed", True),
-              "real_gluon": ("gluon", DEFAULT_POLL_ORDER, True), "real_gluon_relaxed": ("gluon", "relaxed", True),
-              "real_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False)}
+REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
+              "real_relaxed": ("cooperative", "relaxed", True, "fwd"),
+              "real_gluon": ("gluon", DEFAULT_POLL_ORDER, True, "fwd"),
+              "real_gluon_relaxed": ("gluon", "relaxed", True, "fwd"),
+              "real_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
+              "real_bwd": ("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
+              "real_bwd_relaxed": ("cooperative", "relaxed", True, "bwd"),
+              "real_bwd_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "bwd")}
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -278,15 +287,18 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
             raise BarrierTimeout(message)
 
 
-def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int):
+def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int, direction: str = "fwd"):
     """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
     kernel (inference) that ``plan`` describes (the plain kernel, or the Gluon one where ``plan.path``
     is ``gluon``) for ``batch`` rows, random gate inputs and initial state, no projection GEMM (the
-    kernel's launch and its buffers are what is timed)."""
+    kernel's launch and its buffers are what is timed); ``direction="bwd"``: the reverse-time
+    backward kernel (:func:`_backward_launcher`)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
     from rnnbench.kernels.plan import GLUON
 
+    if direction == "bwd":
+        return _backward_launcher(plan, hidden_size, batch, dtype, steps)
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(1)
     w_hh = ablation_buffers(plan, hidden_size, batch, dtype, device)[0]
@@ -313,6 +325,39 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
     return launch
 
 
+def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int):
+    """:func:`real_launcher` of the LSTM backward kernel (``plan`` a backward plan): activated gates in
+    ``(0, 1)``, cell states, upstream gradients random, no GEMM around it. The kernel turns the gates
+    into gate gradients in place, so a repeat reads gradients as gates: the same instructions on other
+    values (the timing does not depend on them)."""
+    from rnnbench.kernels.launch import exchange_buffer, run_phases
+    from rnnbench.kernels.lstm_kernels import lstm_backward_kernel
+
+    device = "cuda"
+    generator = torch.Generator(device=device).manual_seed(2)
+
+    def random(*shape, dtype=dtype, low=-1.0):
+        return (torch.rand(*shape, generator=generator, device=device) * (1 - low) + low).to(dtype)
+
+    w_hh = ablation_buffers(plan, hidden_size, batch, dtype, device)[0]
+    buffers = {count: (random(1, count, batch, 4 * hidden_size, low=0.0), random(1, count, batch, hidden_size,
+                                                                                  dtype=torch.float32),
+                       random(count, batch, hidden_size)) for count in (steps, 2 * steps)}
+    c0, dh_n, dc_n = (random(1, batch, hidden_size) for _ in range(3))
+    dh0, dc0 = (torch.empty(1, batch, hidden_size, dtype=torch.float32, device=device) for _ in range(2))
+    no_lengths = torch.zeros(1, dtype=torch.int32, device=device)
+
+    def launch(count: int) -> None:
+        gates, c_all, dy = buffers[count]
+        exchange = exchange_buffer(plan, 4, dy)
+        run_phases(lstm_backward_kernel, plan, count + 1,
+                   (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, no_lengths),
+                   (count, batch, hidden_size, w_hh.stride(0)), device, DOT_PRECISION=dot_precision(dtype),
+                   HAS_LENGTHS=False)
+
+    return launch
+
+
 def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]]:
     """``(variant, programs)`` timed for one shape, the most wanted first (a run cut short by its
     time limit keeps them): every variant on the whole grid, the shipped kernels (LSTM), then the
@@ -326,9 +371,10 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
     """The plan the shipped kernel ``name`` (:data:`REAL_PATHS`) runs this shape with on this GPU
     (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
-    path, order, narrow = REAL_PATHS[name]
+    path, order, narrow, direction = REAL_PATHS[name]
     like = torch.empty(0, dtype=dtype, device="cuda")
-    return replace(make_plan(cell, hidden_size, batch, like, path, allow_narrow=narrow), poll_order=order)
+    plan = make_plan(cell, hidden_size, batch, like, path, backward=direction == "bwd", allow_narrow=narrow)
+    return replace(plan, poll_order=order)
 
 
 def _warm(task: tuple[str, int, int, str, str]) -> str | None:
@@ -338,7 +384,8 @@ def _warm(task: tuple[str, int, int, str, str]) -> str | None:
     dtype = getattr(torch, dtype_name)
     try:
         if name in REAL_PATHS:
-            real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1)(1)
+            real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1,
+                          REAL_PATHS[name][3])(1)
         else:
             plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
             buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=VARIANTS[name].tagged)
@@ -392,11 +439,12 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
             try:
                 if name in REAL_PATHS:
                     timed = _real_plan(name, cell, hidden_size, batch, dtype)
-                    if timed in real_plans:
+                    direction = REAL_PATHS[name][3]
+                    if (timed, direction) in real_plans:
                         continue
-                    real_plans.append(timed)
+                    real_plans.append((timed, direction))
                     programs = timed.programs
-                    stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps), steps, repeats)
+                    stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction), steps, repeats)
                 else:
                     variant = VARIANTS[name]
                     stats = slope_us(lambda count: run_ablation(plan, variant, hidden_size, count, buffers[variant.tagged],
@@ -465,11 +513,12 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     # one batch block is benchmarked: the layout's batch blocks are independent of each other
     plan = plan_recurrence(cell, hidden_size, batch, dtype, "cooperative", multiprocessors, arch=arch)
 
-    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan) -> tuple[tuple, dict]:
+    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan, direction: str = "fwd"
+                        ) -> tuple[tuple, dict]:
         """``((value, value, value), terms)``: the kernel's estimated µs per step as the three
         statistics of a row, and its terms."""
         terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
-                              direction="fwd", arch=arch)
+                              direction=direction, arch=arch)
         value = sum(terms[f"t_{term}"] for term in KERNEL_TERMS)
         return (value, value, value), terms
 
@@ -483,18 +532,18 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                          f"estimate sm_{arch}", "", terms))
     if cell == "lstm":
         real_plans = []
-        for name, (path, order, narrow) in REAL_PATHS.items():
+        for name, (path, order, narrow, direction) in REAL_PATHS.items():
             try:
                 real = plan_recurrence(cell, hidden_size, batch, dtype, path, multiprocessors, arch=arch,
-                                       allow_narrow=narrow)
+                                       allow_narrow=narrow, backward=direction == "bwd")
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
             real = replace(real, poll_order=order)
-            if real in real_plans:
+            if (real, direction) in real_plans:
                 continue
-            real_plans.append(real)
-            resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, "fwd"), arch)
-            stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real)
+            real_plans.append((real, direction))
+            resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, direction), arch)
+            stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction)
             rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",
                              "", terms))
     return rows
