@@ -125,6 +125,18 @@ def test_bfloat16_numerics_at_T1024_against_float64(cell, hidden_size, path, pla
     _assert_bfloat16_bounds(outputs, grads, *expected)
 
 
+def _assert_cooperative_bfloat16_layer(cell: str, T: int, B: int, I: int, hidden_size: int) -> None:
+    """Forward and backward of a bf16 layer forced cooperative (NaN-poisoned outputs, barriers
+    checked) within the bounds of :func:`_assert_bfloat16_bounds` against float64."""
+    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "cooperative")
+    x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
+    with poisoned_outputs():
+        outputs, grads = _run(candidate, x, states, upstream)
+    check_barriers(wait=True)
+    expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
+    _assert_bfloat16_bounds(outputs, grads, *expected)
+
+
 def _assert_bfloat16_bounds(outputs, grads, expected_outputs, expected_grads):
     """The bounds of :func:`test_bfloat16_numerics_at_T1024_against_float64`'s docstring."""
     y, expected_y = outputs[0], expected_outputs[0]
@@ -160,13 +172,7 @@ def test_bfloat16_in_32_row_blocks_against_float64(cell, hidden_size):
             pytest.skip(f"this GPU ({sms} SMs, sm_{arch}) cannot run the H={hidden_size} B={B} layer cooperatively: {refusal}")
         if plan.block_b != HALF_BLOCK_B:
             pytest.skip(f"this GPU ({sms} SMs, sm_{arch}) plans the H={hidden_size} B={B} layer as {plan}")
-    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "cooperative")
-    x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
-    with poisoned_outputs():
-        outputs, grads = _run(candidate, x, states, upstream)
-    check_barriers(wait=True)
-    expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
-    _assert_bfloat16_bounds(outputs, grads, *expected)
+    _assert_cooperative_bfloat16_layer(cell, T, B, I, hidden_size)
 
 
 @pytest.mark.parametrize("cell, hidden_size", [("lstm", 256), ("lstm", 128), ("rnn_tanh", 512)])
@@ -182,13 +188,7 @@ def test_bfloat16_wide_batch_in_16_row_blocks_against_float64(cell, hidden_size)
         if plan.block_b != 16 or plan.grid[1] != 4:
             pytest.skip(f"this GPU ({torch.cuda.get_device_properties(0).multi_processor_count} SMs) plans the "
                         f"H={hidden_size} B={B} layer as {plan}")
-    candidate, reference = _modules(cell, I, hidden_size, torch.bfloat16, "cooperative")
-    x, states, upstream = _inputs(cell, T, B, I, hidden_size, torch.bfloat16)
-    with poisoned_outputs():
-        outputs, grads = _run(candidate, x, states, upstream)
-    check_barriers(wait=True)
-    expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
-    _assert_bfloat16_bounds(outputs, grads, *expected)
+    _assert_cooperative_bfloat16_layer(cell, T, B, I, hidden_size)
 
 
 # ---- CUDA graphs --------------------------------------------------------------------------------
