@@ -196,6 +196,33 @@ def test_float16_in_32_row_blocks_against_numpy_float64(cell, hidden, units, hid
     _assert_float16_matches_float64(candidate, cell, T, B, I, H)
 
 
+@pytest.mark.parametrize("cell, hidden", [("lstm", 40), ("lstm", 8), ("rnn_tanh", 40)])
+def test_float16_wide_batch_in_16_row_blocks_against_numpy_float64(cell, hidden, monkeypatch):
+    """A 16-bit batch wider than 16 rows in the layout of B <= 16 (plan.narrow_batch_blocks, which a
+    GPU plans where the grid fits one program per SM), forward and backward: B=40 in three 16-row
+    blocks, the last partly filled; H=40 in several blocks of units (run step by step here), or H=8
+    in one (the in-kernel time loop). The interpreter plans no GPU, so the layers are handed the
+    132-SM plan."""
+    import rnnbench.kernels.lstm
+    import rnnbench.kernels.rnn
+    from rnnbench.kernels.plan import plan_recurrence
+
+    name = "lstm" if cell == "lstm" else "rnn"
+    T, B, I = 5, 40, 6
+
+    def gpu_plan(cell_name, hidden_size, batch, like, path, directions=1, backward=False):
+        return plan_recurrence(cell_name, hidden_size, batch, like.dtype, path, 132, directions=directions, arch=90,
+                               backward=backward)
+
+    for backward in (False, True):
+        plan = gpu_plan(name, hidden, B, torch.empty(0, dtype=torch.float16), "cooperative", backward=backward)
+        assert plan.block_b == 16 and plan.grid[1] == 3, plan
+    for module in (rnnbench.kernels.lstm, rnnbench.kernels.rnn):
+        monkeypatch.setattr(module, "make_plan", gpu_plan)
+    candidate, _ = _pair(cell, I, hidden, dtype=torch.float16, path="cooperative")
+    _assert_float16_matches_float64(candidate, cell, T, B, I, hidden)
+
+
 def _assert_float16_matches_float64(candidate, cell, T, B, I, H):
     """Outputs and gradients of the fp16 module ``candidate`` on random inputs against the NumPy
     float64 reference computed from the same fp16-rounded weights and inputs."""
