@@ -549,6 +549,21 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     return rows
 
 
+def parse_shapes(text: str) -> tuple[tuple[str, int, int], ...]:
+    """``"lstm:768:16,rnn:256:64"`` -> ``(("lstm", 768, 16), ("rnn", 256, 64))``; a bad entry raises
+    ``ValueError`` naming it and the form expected."""
+    shapes = []
+    for entry in (part.strip() for part in text.split(",") if part.strip()):
+        fields = entry.split(":")
+        if len(fields) != 3 or fields[0] not in GATES or not all(f.isdigit() and int(f) > 0 for f in fields[1:]):
+            raise ValueError(f"--shapes entry {entry!r} is not CELL:H:B with CELL one of {tuple(GATES)} and positive "
+                             "H and B (e.g. lstm:768:16)")
+        shapes.append((fields[0], int(fields[1]), int(fields[2])))
+    if not shapes:
+        raise ValueError(f"--shapes names no shape: {text!r}")
+    return tuple(shapes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnbench.kernels.step_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="CSV file to write")
@@ -560,12 +575,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimate", action="store_true", help="no GPU: the cost model's estimate of every variant")
     parser.add_argument("--target", default="sm_90", help="with --estimate: sm_80 or sm_90")
     parser.add_argument("--jobs", type=int, default=None, help="compiler processes (default: CPUs, at most 8 on a GPU)")
+    parser.add_argument("--shapes", default=None, help="comma-separated CELL:H:B shapes, in the order to time them "
+                        f"(default: {','.join(f'{c}:{h}:{b}' for c, h, b in SHAPES)})")
     args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     if args.steps < 1 or args.repeats < 4:
         parser.error(f"--steps must be >= 1 and --repeats >= 4 (quartiles), got {args.steps} and {args.repeats}")
+    try:
+        shapes = SHAPES if args.shapes is None else parse_shapes(args.shapes)
+    except ValueError as error:
+        parser.error(str(error))
     if args.estimate:
-        rows = estimate(SHAPES, dtype, int(args.target.removeprefix("sm_")), args.jobs)
+        rows = estimate(shapes, dtype, int(args.target.removeprefix("sm_")), args.jobs)
     elif not torch.cuda.is_available():
         print("step_bench: needs a CUDA GPU (torch.cuda.is_available() is False); --estimate works without one",
               file=sys.stderr)
@@ -574,8 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep = tuple(int(p) for p in args.sweep_programs.split(",") if p.strip())
         jobs = args.jobs or min(8, os.cpu_count() or 1)
         if jobs > 1:
-            warm(SHAPES, dtype, jobs)
-        rows = measure(SHAPES, dtype, args.steps, args.repeats, sweep)
+            warm(shapes, dtype, jobs)
+        rows = measure(shapes, dtype, args.steps, args.repeats, sweep)
     written = 0
     with open(args.out, "w", newline="") as handle:  # row by row: a run cut short keeps what it measured
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)

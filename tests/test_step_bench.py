@@ -84,6 +84,16 @@ def test_main_without_gpu_says_so(tmp_path, capsys):
     assert "--estimate" in capsys.readouterr().err
 
 
+def test_shapes_are_parsed_and_bad_ones_named(tmp_path, capsys):
+    assert step_bench.parse_shapes("lstm:768:16, rnn:256:64") == (("lstm", 768, 16), ("rnn", 256, 64))
+    for bad in ("lstm:768", "gru:768:16", "lstm:0:16", "lstm:768:x", ","):
+        with pytest.raises(ValueError, match="--shapes"):
+            step_bench.parse_shapes(bad)
+    with pytest.raises(SystemExit):
+        step_bench.main(["--out", str(tmp_path / "x.csv"), "--shapes", "lstm:768"])
+    assert "'lstm:768' is not CELL:H:B" in capsys.readouterr().err
+
+
 def test_main_refuses_too_few_repeats(tmp_path):
     with pytest.raises(SystemExit):
         step_bench.main(["--out", str(tmp_path / "x.csv"), "--repeats", "2"])
