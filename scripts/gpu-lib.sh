@@ -26,8 +26,9 @@ stage() {
 ablation() {
     local name=$1 tree=$2 csv=$3
     [ -f "$tree/kernels/step_bench.py" ] || { note "$name: no step_bench in $tree"; return 0; }
+    # ABLATION_ARGS: more options of step_bench (e.g. --shapes lstm:768:16,lstm:256:64)
     stage "$name" "$ABLATION_S" env -C "$tree" PYTHONPATH=. "$PY" -m rnnbench.kernels.step_bench --out "$csv" \
-        > "${csv%.csv}.log" 2>&1
+        ${ABLATION_ARGS:-} > "${csv%.csv}.log" 2>&1
     tail -n 3 "${csv%.csv}.log"
 }
 
