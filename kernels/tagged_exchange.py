@@ -32,7 +32,9 @@ slot ``s % 2``. A slot holds either the tag a reader wants or the one two steps 
 modulo the tag's range, so a stale word is never taken for a fresh one. Two slots are enough
 without a barrier: a producer writes slot ``s % 2`` at step ``s`` only after it has read every
 program's step ``s-1`` output, and each program computed that output from its own reads of the
-same slot at step ``s-1``, so those reads are done.
+same slot at step ``s-1``, so those reads are done (``tests/test_tagged_exchange.py`` runs the
+protocol word by word under random schedules, writes landing in any order: no stale word is taken,
+no program waits forever; with one slot, or without the tag check, it fails).
 
 **Waiting.** The state's blocks are loaded together (up to :data:`WAIT_BYTES`), checked with one
 CTA-wide reduction, and loaded again, together, until every word is fresh (:func:`wait_fresh`,
