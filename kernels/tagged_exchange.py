@@ -17,7 +17,7 @@ NCCL's low-latency ("LL") protocol, applied to the recurrence's state exchange.
 loses (H=768, B=16, sm_90, Triton 3.9: 2.87 µs per step against the barrier's 2.40; about 2x at
 B=64, where a step waits for its four blocks one by one): twice the bytes at the SM's share of L2
 bandwidth, and a second load of the state whenever the first one finds a stale word, outweigh the
-round trips saved. The model has over-estimated loads (``load``: 1.17 estimated, 0.75 measured on
+round trips saved. The model has over-estimated loads (``load``: 1.05 estimated, 0.75 measured on
 the H200) and under-estimated the barrier (``sync``: 1.60 against 1.84), both in this exchange's
 favour, so the GPU decides whether the kernels get it.
 
