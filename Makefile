@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results/smoke-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup setup36 smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 gluon-sm90 cost-sm90 clean-venv gpu-session gpu-validate gpu-report
+.PHONY: setup setup36 smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 gluon-sm90 cost-sm90 ablation-estimate clean-venv gpu-session gpu-validate gpu-report
 
 setup: $(STAMP)
 
@@ -61,6 +61,12 @@ gluon-sm90: setup
 # the committed per-step cost table (every goal shape and path, bf16/fp16/fp32; minutes on 2 cores)
 cost-sm90: setup
 	$(KERNELS) --cost --target sm_90 --csv > reports/aot/cost-sm_90-triton$(TRITON_MINOR).csv
+
+# the step ablation's estimates (every variant and shipped kernel of its shapes, with their terms;
+# about a minute): make gpu-report joins them with a measured ablation of the same code
+ablation-estimate: setup
+	PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.step_bench --estimate --target sm_90 \
+		--out reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv
 
 # Triton 3.6 (the lent GPU machine's version) beside the main venv, for its AOT and cost tables and
 # its interpreter (PYTHONPATH=. .venv36/bin/python -m pytest ...; its interpreter needs numpy < 2.3)
