@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-#: a shape is one (cell, dtype, hidden size, batch) of the ablation
-SHAPE = ["cell", "dtype", "hidden_size", "batch"]
+from rnnbench.kernels.calibration import SHAPE_COLUMNS as SHAPE
+from rnnbench.kernels.step_bench import read_rows, whole_grid
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,10 @@ QUESTIONS = (
 )
 
 
-def _whole_grid(measured: pd.DataFrame) -> pd.DataFrame:
-    """The rows of variants run on their layout's whole grid (not the program sweep)."""
-    real = measured.variant.str.startswith("real")
-    return measured[real | (measured.programs == measured.planned_programs)]
-
-
 def compare(measured: pd.DataFrame, questions=QUESTIONS) -> pd.DataFrame:
     """One row per question and shape where both variants were timed: medians and quartiles (µs per
     step), ``ratio`` = alternative / baseline and ``clear`` (the interquartile ranges do not overlap)."""
-    rows = _whole_grid(measured).set_index(SHAPE + ["variant"])
+    rows = whole_grid(measured).set_index(SHAPE + ["variant"])
     out = []
     for question in questions:
         for shape, group in rows.groupby(level=SHAPE):
@@ -80,23 +74,10 @@ def against_estimate(measured: pd.DataFrame, estimated: pd.DataFrame) -> pd.Data
     """Measured and estimated µs per step of every variant both have, per shape, with
     ``measured / estimated``."""
     keys = SHAPE + ["variant"]
-    joined = _whole_grid(measured)[keys + ["programs", "us_per_step"]].merge(
+    joined = whole_grid(measured)[keys + ["programs", "us_per_step"]].merge(
         estimated[keys + ["us_per_step"]], on=keys, suffixes=("_measured", "_estimated"))
     joined["measured_over_estimated"] = (joined.us_per_step_measured / joined.us_per_step_estimated).round(3)
     return joined
-
-
-def _read(path: str, source: str) -> pd.DataFrame:
-    from rnnbench.kernels.step_bench import BASE_COLUMNS
-
-    frame = pd.read_csv(path)
-    missing = [column for column in BASE_COLUMNS if column not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} is not a step-ablation CSV (rnnbench.kernels.step_bench): it lacks {missing}")
-    frame = frame[frame.source.astype(str).str.startswith(source)]
-    if frame.empty:
-        raise ValueError(f"{path} has no rows whose source is {source!r}")
-    return frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimate", help="the cost model's CSV of the same variants (step_bench --estimate)")
     args = parser.parse_args(argv)
     try:
-        measured = _read(args.measured, "measured")
-        estimated = _read(args.estimate, "estimate") if args.estimate else None
+        measured = read_rows(args.measured, "measured")
+        estimated = read_rows(args.estimate, "estimate") if args.estimate else None
     except (OSError, ValueError) as error:
         print(f"ablation_report: {error}", file=sys.stderr)
         return 2

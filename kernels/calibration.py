@@ -147,23 +147,11 @@ def ablation_comparison(measured_csv: str | Path, estimate_csv: str | Path):
     """A measured step ablation joined with its estimate, per shape and variant on its whole grid
     (the program sweep left out): the columns of :func:`comparison`, ``mode`` ``ablation`` and
     ``path`` the variant."""
-    import pandas as pd
-
-    from rnnbench.kernels.step_bench import BASE_COLUMNS, COLUMNS
-
-    def read(path, source):
-        frame = pd.read_csv(path)
-        # a measured row has no terms; an estimate's are what the fit needs
-        missing = [column for column in (BASE_COLUMNS if source == "measured" else COLUMNS) if column not in frame.columns]
-        if missing:
-            raise ValueError(f"{path} is not a step-ablation CSV of this version (step_bench): it lacks {missing}")
-        frame = frame[frame.source.astype(str).str.startswith(source)]
-        whole = frame.variant.str.startswith("real") | (frame.programs == frame.planned_programs)
-        return frame[whole]
+    from rnnbench.kernels.step_bench import read_rows, whole_grid
 
     keys = SHAPE_COLUMNS + ["variant"]
-    measured = read(measured_csv, "measured")[keys + ["us_per_step", "device_name"]]
-    estimated = read(estimate_csv, "estimate")
+    measured = whole_grid(read_rows(measured_csv, "measured"))[keys + ["us_per_step", "device_name"]]
+    estimated = whole_grid(read_rows(estimate_csv, "estimate", with_terms=True))
     term_columns = [f"t_{term}" for term in TERMS if f"t_{term}" in estimated.columns]
     joined = measured.rename(columns={"us_per_step": "measured_us_per_step"}).merge(
         estimated[keys + term_columns + ["us_per_step"]].rename(columns={"us_per_step": "raw_us_per_step"}), on=keys)

@@ -144,6 +144,29 @@ BASE_COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant
 COLUMNS = BASE_COLUMNS + [f"t_{term}" for term in KERNEL_TERMS]
 
 
+def read_rows(path, source: str, with_terms: bool = False):
+    """The rows of a step-ablation CSV (:data:`COLUMNS`) whose ``source`` starts with ``source``
+    (``"measured"`` or ``"estimate"``), as a DataFrame; ``with_terms``: the per-term columns must be
+    there too (estimates of this version). Raises ``ValueError`` naming the file otherwise."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    missing = [column for column in (COLUMNS if with_terms else BASE_COLUMNS) if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} is not a step-ablation CSV of this version (rnnbench.kernels.step_bench): "
+                         f"it lacks {missing}")
+    frame = frame[frame.source.astype(str).str.startswith(source)]
+    if frame.empty:
+        raise ValueError(f"{path} has no rows whose source is {source!r}")
+    return frame
+
+
+def whole_grid(frame):
+    """The rows of variants run on their layout's whole grid (the shipped kernels at their own
+    plans), not the program sweep's."""
+    return frame[frame.variant.str.startswith("real") | (frame.programs == frame.planned_programs)]
+
+
 @triton.jit
 def _resident_product(blocks, states, offset, M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr,
                       K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr):
@@ -336,14 +359,16 @@ def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dt
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(2)
 
-    def random(*shape, dtype=dtype, low=-1.0):
+    def uniform(*shape, dtype=dtype, low=-1.0):
+        """Uniform in ``[low, 1)``."""
         return (torch.rand(*shape, generator=generator, device=device) * (1 - low) + low).to(dtype)
 
     w_hh = ablation_buffers(plan, hidden_size, batch, dtype, device)[0]
-    buffers = {count: (random(1, count, batch, 4 * hidden_size, low=0.0), random(1, count, batch, hidden_size,
-                                                                                  dtype=torch.float32),
-                       random(count, batch, hidden_size)) for count in (steps, 2 * steps)}
-    c0, dh_n, dc_n = (random(1, batch, hidden_size) for _ in range(3))
+    # (activated gates, float32 cell states, upstream gradient of y) of each launch length
+    buffers = {count: (uniform(1, count, batch, 4 * hidden_size, low=0.0),
+                       uniform(1, count, batch, hidden_size, dtype=torch.float32), uniform(count, batch, hidden_size))
+               for count in (steps, 2 * steps)}
+    c0, dh_n, dc_n = (uniform(1, batch, hidden_size) for _ in range(3))
     dh0, dc0 = (torch.empty(1, batch, hidden_size, dtype=torch.float32, device=device) for _ in range(2))
     no_lengths = torch.zeros(1, dtype=torch.int32, device=device)
 
@@ -417,12 +442,12 @@ def warm(shapes, dtype: torch.dtype, jobs: int) -> None:
 def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int, variant: str, programs: int,
          steps: int, stats, source: str, device_name: str, terms: dict | None = None) -> dict:
     median, q25, q75 = stats
-    per_term = {f"t_{term}": round(terms[f"t_{term}"], 4) if terms else "" for term in KERNEL_TERMS}
-    return per_term | {"device_name": device_name, "cell": cell, "dtype": str(dtype).removeprefix("torch."), "hidden_size": hidden_size,
-            "batch": batch, "variant": variant, "programs": programs, "planned_programs": plan.grid[0],
-            "block_b": plan.block_b, "block_h": plan.block_h, "h_pad": plan.h_pad, "k_split": plan.k_split,
-            "k_chunks": plan.k_chunks, "num_warps": plan.num_warps, "steps": steps, "us_per_step": round(median, 4),
-            "q25_us": round(q25, 4), "q75_us": round(q75, 4), "source": source}
+    row = {"device_name": device_name, "cell": cell, "dtype": str(dtype).removeprefix("torch."),
+           "hidden_size": hidden_size, "batch": batch, "variant": variant, "programs": programs,
+           "planned_programs": plan.grid[0], "block_b": plan.block_b, "block_h": plan.block_h, "h_pad": plan.h_pad,
+           "k_split": plan.k_split, "k_chunks": plan.k_chunks, "num_warps": plan.num_warps, "steps": steps,
+           "us_per_step": round(median, 4), "q25_us": round(q25, 4), "q75_us": round(q75, 4), "source": source}
+    return row | {f"t_{term}": round(terms[f"t_{term}"], 4) if terms else "" for term in KERNEL_TERMS}
 
 
 def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...]):
