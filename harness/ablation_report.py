@@ -48,6 +48,7 @@ QUESTIONS = (
     Question("16-row batch blocks (planned) against the wide ones", "real_wide_rows", "real"),
     Question("16-row batch blocks (planned) against the wide ones, backward", "real_bwd_wide_rows", "real_bwd"),
     Question("Gluon forward against the plain one", "real", "real_gluon"),
+    Question("Gluon backward against the plain one", "real_bwd", "real_gluon_bwd"),
 )
 
 

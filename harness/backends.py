@@ -233,7 +233,7 @@ def _triton_classes(path: str) -> dict:
 
 for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "forced persistent path"),
                      ("cooperative", "forced cooperative path"), ("stepwise", "forced stepwise path"),
-                     ("gluon", "forced Gluon LSTM forward, sm_90; the backward is the plain kernels'")):
+                     ("gluon", "forced Gluon LSTM forward and backward, sm_90")):
     register(Backend(
         name="triton" if _path == "auto" else f"triton-{_path}",
         families=("rnn", "lstm"),

@@ -186,7 +186,7 @@ def shipped_configs(arch: int) -> list[KernelConfig]:
     return list(dict.fromkeys(configs))
 
 
-#: the Gluon LSTM forward's table (``rnnbench kernels --gluon``): its goal hidden sizes and batches
+#: the Gluon LSTM kernels' table (``rnnbench kernels --gluon``): their goal hidden sizes and batches
 GLUON_HIDDEN_SIZES = (256, 512, 768, 1024)
 GLUON_BATCHES = (16, 64)
 GLUON_DTYPES = ("bfloat16", "float16")
@@ -195,20 +195,22 @@ GLUON_DTYPES = ("bfloat16", "float16")
 def gluon_configs(arch: int = 90) -> list[KernelConfig]:
     """The configurations :func:`rnnbench.kernels.plan.plan_gluon` launches for the hidden sizes
     :data:`GLUON_HIDDEN_SIZES` and batches :data:`GLUON_BATCHES` on :data:`COOPERATIVE_SMS`
-    multiprocessors (inference and training forward, both :data:`VARIANTS`). Not part of
-    :func:`shipped_configs`: the Gluon path runs only when forced."""
+    multiprocessors (inference and training forward and the backward, both :data:`VARIANTS`). Not
+    part of :func:`shipped_configs`: where ``auto`` takes the Gluon forward, the AOT tests compile
+    these."""
     configs = []
     for dtype_name in GLUON_DTYPES:
         for hidden in GLUON_HIDDEN_SIZES:
             for batch in GLUON_BATCHES:
                 for directions, lengths in VARIANTS:
-                    try:
-                        plan = plan_gluon("lstm", hidden, batch, DTYPES[dtype_name], COOPERATIVE_SMS, arch=arch,
-                                          directions=directions)
-                    except PathUnavailable:
-                        continue
-                    configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, directions=directions,
-                                                          lengths=lengths) for direction in ("fwd", "fwd_train"))
+                    for backward, kernel_directions in ((False, ("fwd", "fwd_train")), (True, ("bwd",))):
+                        try:
+                            plan = plan_gluon("lstm", hidden, batch, DTYPES[dtype_name], COOPERATIVE_SMS, arch=arch,
+                                              directions=directions, backward=backward)
+                        except PathUnavailable:
+                            continue
+                        configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, directions=directions,
+                                                              lengths=lengths) for direction in kernel_directions)
     return list(dict.fromkeys(configs))
 
 
@@ -239,10 +241,13 @@ def compile_kernel(config: KernelConfig, arch: int):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    if config.path == GLUON:
+    if config.path == GLUON:  # only hidden sizes divisible by 16 (plan_gluon), which Triton specialises
+        if config.direction == "bwd":
+            from rnnbench.kernels.gluon_lstm_backward import compile_backward
+
+            return compile_backward(config.plan, DTYPES[config.dtype], config.lengths, arch)
         from rnnbench.kernels.gluon_lstm import compile_forward
 
-        # the Gluon path runs only hidden sizes divisible by 16 (plan_gluon), which Triton specialises
         return compile_forward(config.plan, DTYPES[config.dtype], config.direction == "fwd_train", config.lengths, arch)
     fn = _kernel_function(config.kernel)
     direction = "bwd" if config.direction == "bwd" else "fwd"

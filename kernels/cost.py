@@ -120,7 +120,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from rnnbench.kernels.plan import (
-    FORCED_PATHS, GATES, GLUON, GLUON_K_TILE, HIDDEN_SPECIALISATION, LIMITS, Plan, Resources, element_size,
+    FORCED_PATHS, GATES, GLUON, HIDDEN_SPECIALISATION, LIMITS, Plan, Resources, element_size, gluon_copy_bytes,
     plan_recurrence, programs_per_multiprocessor,
 )
 from rnnbench.kernels.sass import (
@@ -456,8 +456,8 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         hbm_bytes_per_clock=device.hbm_bytes_per_clock / active,
         mma_fma_per_clock=device.mma_fma_per_clock,
         latencies=lat,
-        # the Gluon kernel's state boxes: (block_b rows, GLUON_K_TILE columns) of the exchange
-        tma_box_bytes=plan.block_b * GLUON_K_TILE * element_size(dtype) if plan.path == GLUON else 0.0,
+        # the Gluon kernels' copies of the exchange: several (block_b rows, GLUON_K_TILE columns) tiles
+        tma_box_bytes=gluon_copy_bytes(plan, direction == "bwd", element_size(dtype)) if plan.path == GLUON else 0.0,
         programs_per_sm=resident,
     )
     # the Gluon kernel's arguments (TMA descriptors by value) are not the plain kernels' list, and
@@ -534,12 +534,12 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
                         backward = direction == "bwd"
                         auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms, arch=arch, backward=backward)
                         for path in FORCED_PATHS:
-                            if path == GLUON and backward:  # forced gluon runs the plain backward (auto's row)
-                                continue
                             try:
                                 plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms, arch=arch,
                                                        backward=backward)
                                 allowed = True
+                                if plan.path != path:  # a forced Gluon forward's plain backward: auto's row
+                                    continue
                             except ValueError:
                                 if path != "cooperative":
                                     continue

@@ -30,9 +30,10 @@ handling of directions and per-row lengths, but with what plain Triton does not 
 Limits (the planner, :func:`rnnbench.kernels.plan.plan_recurrence`, refuses the rest with
 ``PathUnavailable``): sm_90, 16-bit storage (bf16, fp16), ``H >= 256`` and divisible by 16, and
 the grid co-resident (one or two programs per SM, as their shared memory allows; the planner takes
-the smallest batch block that keeps it so). Forward only; the backward is the plain cooperative
-kernel. Gluon does not run in the Triton interpreter, so the plain kernel is the reference this
-one is tested against (``tests/test_kernels_gpu.py``, on a GPU only).
+the smallest batch block that keeps it so). Forward only; the backward is
+:mod:`rnnbench.kernels.gluon_lstm_backward` (``path="gluon"`` forced) or the plain cooperative
+kernel. Gluon does not run in the Triton interpreter, so the plain kernel is the reference this one
+is tested against (``tests/test_kernels_gpu.py``, on a GPU only).
 
 **Portability.** The same source compiles with Triton 3.6 and 3.9 (checked ahead of time:
 ``tests/test_gluon_aot.py``, tables in ``reports/aot/gluon-sm_90-triton*.csv``). Names that differ

@@ -7,8 +7,12 @@ float32 cell states; nothing is recomputed in the backward. That costs ``D*T*B*(
 besides the output (s = bytes per element) and needs no extra buffer for the gates, since the
 projection buffer is reused.
 
-With ``path="gluon"`` the forward recurrence is :mod:`rnnbench.kernels.gluon_lstm`'s kernel (same
-buffers, sm_90 only) and the backward the plain kernels' (planned as ``auto``).
+With ``path="gluon"`` the recurrences are the Gluon kernels of :mod:`rnnbench.kernels.gluon_lstm`
+(forward) and :mod:`rnnbench.kernels.gluon_lstm_backward` (same buffers, sm_90 only); where the
+Gluon backward cannot run a shape that the forward can (co-residency), the backward is the plain
+kernels' (planned as ``auto``). ``auto`` takes the Gluon forward where it measured faster
+(:func:`rnnbench.kernels.plan.prefers_gluon`) and never the Gluon backward, which has not yet run
+on a GPU.
 
 Backward: the reverse-time kernel turns the saved gates, in place again, into the gradients of the
 gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. Because the saved
@@ -89,11 +93,17 @@ class LSTMLayerFunction(torch.autograd.Function):
         dh0 = output_buffer(h0.shape, torch.float32, x.device)
         dc0 = output_buffer(c0.shape, torch.float32, x.device)
         exchange = exchange_buffer(plan, 4, x)
-        rows = aligned_weight_rows(w_hh)
-        run_phases(lstm_backward_kernel, plan, T + 1,
-                   (gates, rows, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg),
-                   (T, B, w_hh.shape[2], rows.stride(-2)), x.device, DOT_PRECISION=dot_precision(x.dtype),
-                   HAS_LENGTHS=ctx.has_lengths)
+        if plan.path == GLUON:
+            from rnnbench.kernels.gluon_lstm_backward import run_backward  # imports Gluon: only where planned
+
+            run_backward(plan, gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg,
+                         (T, B, w_hh.shape[2]), ctx.has_lengths)
+        else:
+            rows = aligned_weight_rows(w_hh)
+            run_phases(lstm_backward_kernel, plan, T + 1,
+                       (gates, rows, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg),
+                       (T, B, w_hh.shape[2], rows.stride(-2)), x.device, DOT_PRECISION=dot_precision(x.dtype),
+                       HAS_LENGTHS=ctx.has_lengths)
         dgates = gates
         need = ctx.needs_input_grad
         lengths = lengths_arg if ctx.has_lengths else None

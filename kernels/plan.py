@@ -43,10 +43,12 @@ where the bound is below what was compiled, so the planner cannot promise a co-r
 compiled kernel does not have without a test failing. The bound is loose (compiled shared memory
 is 0.15-1.0 of it, median 0.7, on sm_90 with Triton 3.9) because the compiler reuses buffers.
 
-A fourth path, ``gluon`` (:data:`GLUON`, the LSTM forward of :mod:`rnnbench.kernels.gluon_lstm`,
-sm_90 only, see :func:`plan_gluon`), is chosen by ``auto`` for the 16-bit LSTM forward where it was
-measured faster than the plain cooperative kernel (:func:`prefers_gluon`) and the GPU runs it
-(``allow_gluon``); its backward is the plain kernels' (planned as ``auto``).
+A fourth path, ``gluon`` (:data:`GLUON`, the LSTM kernels of :mod:`rnnbench.kernels.gluon_lstm` and
+:mod:`rnnbench.kernels.gluon_lstm_backward`, sm_90 only, see :func:`plan_gluon`), is chosen by
+``auto`` for the 16-bit LSTM forward where it was measured faster than the plain cooperative kernel
+(:func:`prefers_gluon`) and the GPU runs it (``allow_gluon``), with the plain backward; the Gluon
+backward runs only when ``path="gluon"`` is forced (not yet measured), and where its grid would not
+be co-resident a forced Gluon forward trains with the plain backward (planned as ``auto``).
 
 A ``path=`` override forces a path (the harness times each one); ``persistent`` is refused when
 ``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU
@@ -63,7 +65,7 @@ from dataclasses import dataclass
 import torch
 
 PATHS = ("persistent", "cooperative", "stepwise")
-#: the Gluon LSTM forward for sm_90 (:func:`plan_gluon`); ``auto`` chooses it where :func:`prefers_gluon`
+#: the Gluon LSTM kernels for sm_90 (:func:`plan_gluon`); ``auto`` chooses the forward where :func:`prefers_gluon`
 GLUON = "gluon"
 #: every value ``path=`` accepts besides ``"auto"``
 FORCED_PATHS = PATHS + (GLUON,)
@@ -366,8 +368,9 @@ def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype, backward: bool =
     Registers: the cap passed to ptxas (:attr:`Plan.max_registers`), which a compiled kernel never
     exceeds (it spills instead, and the AOT table reports spills)."""
     if plan.path == GLUON:
-        return Resources(gluon_shared_bytes(plan.h_pad, plan.block_b, element_size(dtype)) + SHARED_FIXED,
-                         plan.max_registers)
+        shared = (gluon_backward_shared_bytes if backward else gluon_shared_bytes)(plan.h_pad, plan.block_b,
+                                                                                    element_size(dtype))
+        return Resources(shared + SHARED_FIXED, plan.max_registers)
     size = element_size(dtype)
     rows = GATES[cell] * plan.block_h
     chunk = plan.h_pad // plan.k_chunks
@@ -595,7 +598,11 @@ def plan_recurrence(
     if path == GLUON:
         if not backward:
             return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
-        path = "auto"
+        try:
+            return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch,
+                              backward=True)
+        except PathUnavailable:
+            path = "auto"  # a forced Gluon forward trains with the plain backward where Gluon's cannot run
     narrow = allow_narrow and not interpreter and narrow_batch_blocks(cell, hidden_size, batch, dtype, multiprocessors,
                                                                        directions, backward, arch)
     if (path == "auto" and allow_gluon and not backward and multiprocessors is not None
@@ -698,6 +705,55 @@ def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2) -> int:
     return rows * h_pad * size + block_b * state_columns * size + rows * block_b * (4 + size) + 8 * (copies + 1)
 
 
+#: warps of the Gluon backward (:mod:`rnnbench.kernels.gluon_lstm_backward`), one reduction slice
+#: each: its product is a batched ``mma_v2`` whose batch axis is the warps, summed once at the end;
+#: 8 slices give the plain backward's dependent MMA chain (24 deep at H=768)
+GLUON_BACKWARD_SPLIT = 8
+#: the Gluon backward's ``h_pad`` is a multiple of this: its ``4 * h_pad / 64`` gate-gradient tiles
+#: travel in copies of :data:`GLUON_BACKWARD_SPLIT` tiles, one per warp
+GLUON_BACKWARD_H_MULTIPLE = GLUON_K_TILE * GLUON_BACKWARD_SPLIT // 4
+#: the Gluon backward's widest batch block: 64 rows spilled registers (H=1024: 8 bytes with Triton
+#: 3.9, 40 with 3.6) and leave shared memory for one copy in flight, so a bidirectional layer runs
+#: its directions one after the other in 32-row blocks rather than together in 64-row ones
+GLUON_BACKWARD_MAX_BLOCK_B = 32
+
+
+def gluon_backward_layout(h_pad: int, block_b: int, size: int = 2) -> tuple[int, int, int]:
+    """``(copies, copy bytes, scratch bytes)`` of one Gluon backward program: the step's gate
+    gradients travel in ``copies`` TMA copies of :data:`GLUON_BACKWARD_SPLIT` tiles ``(block_b, 64)``
+    (the weights, held in registers, pass through the same buffers once, 16 rows of each); the
+    float32 reduction over the warps needs ``(SPLIT, 16, block_b)``."""
+    copies = 4 * h_pad // GLUON_K_TILE // GLUON_BACKWARD_SPLIT
+    copy_bytes = GLUON_BACKWARD_SPLIT * block_b * GLUON_K_TILE * size
+    return copies, copy_bytes, GLUON_BACKWARD_SPLIT * GLUON_BLOCK_H * block_b * 4
+
+
+def gluon_backward_stages(h_pad: int, block_b: int, size: int = 2, arch: int = GLUON_ARCH) -> int:
+    """Copies of gate gradients one Gluon backward program keeps in flight (its ring of shared
+    buffers): all of a step's copies where shared memory holds them beside the reduction scratch,
+    else as many as fit."""
+    copies, copy_bytes, scratch = gluon_backward_layout(h_pad, block_b, size)
+    room = LIMITS[arch].shared_per_block - SHARED_FIXED - scratch
+    return max(0, min(copies, room // copy_bytes))
+
+
+def gluon_copy_bytes(plan: Plan, backward: bool, size: int = 2) -> int:
+    """Bytes one TMA copy of a Gluon step brings (the box, which the SASS does not show): the
+    forward's state copy (:func:`gluon_state_copies`' tiles of ``(block_b, 64)``), the backward's
+    :data:`GLUON_BACKWARD_SPLIT` gate-gradient tiles."""
+    tiles = GLUON_BACKWARD_SPLIT if backward else gluon_state_copies(plan.h_pad)[1]
+    return tiles * plan.block_b * GLUON_K_TILE * size
+
+
+def gluon_backward_shared_bytes(h_pad: int, block_b: int, size: int = 2) -> int:
+    """Shared memory (bytes) one Gluon backward program allocates: the ring of
+    :func:`gluon_backward_stages` copies, the reduction scratch and two 8-byte mbarriers per stage
+    (the gate gradients', and the weights' while they pass through)."""
+    _, copy_bytes, scratch = gluon_backward_layout(h_pad, block_b, size)
+    stages = max(1, gluon_backward_stages(h_pad, block_b, size))
+    return stages * copy_bytes + scratch + 16 * stages
+
+
 def prefers_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, narrow_plain: bool = False) -> bool:
     """Whether ``auto`` runs the Gluon forward (where :func:`plan_gluon` can) rather than the plain
     cooperative kernel: the 16-bit LSTM of :data:`GLUON_AUTO_MIN_HIDDEN_NARROW` units and more, or of
@@ -726,7 +782,7 @@ def gluon_available() -> bool:
 
 
 def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, multiprocessors: int | None = None,
-               interpreter: bool = False, directions: int = 1, arch: int = DEFAULT_ARCH) -> Plan:
+               interpreter: bool = False, directions: int = 1, arch: int = DEFAULT_ARCH, backward: bool = False) -> Plan:
     """The plan of :mod:`rnnbench.kernels.gluon_lstm`'s forward, or :class:`PathUnavailable` (not an
     LSTM, not 16-bit, not sm_90, H below :data:`GLUON_MIN_HIDDEN` or not a multiple of
     :data:`GLUON_HIDDEN_MULTIPLE`, the interpreter, no Gluon in this Triton, not co-resident).
@@ -739,11 +795,15 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
     direction per launch: a program's step costs about its batch rows (MMA time, instructions;
     the cost model at LSTM bf16 H=768, B=64: 2.90 µs per step with 32-row blocks on 96 SMs against
     3.81 with 64-row blocks on 48, Triton 3.9), while the state every program reads per step is
-    the same in total. Without ``multiprocessors`` (ahead of time) the largest that fits."""
+    the same in total. Without ``multiprocessors`` (ahead of time) the largest that fits.
+
+    ``backward``: the plan of :mod:`rnnbench.kernels.gluon_lstm_backward` (same limits and batch
+    block rule): :data:`GLUON_BACKWARD_SPLIT` warps, 16 units per program (the MMA's M), ``h_pad``
+    a multiple of :data:`GLUON_BACKWARD_H_MULTIPLE` and ``k_split`` the warps' reduction slices."""
     size = element_size(dtype)
     reasons = []
     if cell != "lstm":
-        reasons.append(f"it runs the LSTM forward only (got cell={cell!r})")
+        reasons.append(f"it runs the LSTM only (got cell={cell!r})")
     if size != 2:
         reasons.append(f"it runs 16-bit storage only (got {dtype})")
     if hidden_size < GLUON_MIN_HIDDEN or hidden_size % GLUON_HIDDEN_MULTIPLE:
@@ -758,18 +818,25 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
     if reasons:
         raise PathUnavailable(f"path='gluon' cannot run this layer: {'; '.join(reasons)}; use another path")
     limits = LIMITS[arch]
-    h_pad = -(-hidden_size // GLUON_K_TILE) * GLUON_K_TILE
+    multiple = GLUON_BACKWARD_H_MULTIPLE if backward else GLUON_K_TILE
+    h_pad = -(-hidden_size // multiple) * multiple
+    split, num_warps = (GLUON_BACKWARD_SPLIT, GLUON_BACKWARD_SPLIT) if backward else (1, GLUON_NUM_WARPS)
 
     def layout(block_b: int) -> Plan:
         grid = (-(-hidden_size // GLUON_BLOCK_H), -(-batch // block_b))
-        return Plan(cell, GLUON, block_b, GLUON_BLOCK_H, h_pad, 1, GLUON_NUM_WARPS, grid, h_pad // GLUON_K_TILE,
+        return Plan(cell, GLUON, block_b, GLUON_BLOCK_H, h_pad, split, num_warps, grid, h_pad // GLUON_K_TILE,
                     directions, directions)
 
-    largest = min(MAX_BLOCK_B, max(MIN_BLOCK_B, next_power_of_two(batch)))
+    def resources(plan: Plan) -> Resources:
+        return kernel_resources(cell, plan, dtype, backward)
+
+    widest = GLUON_BACKWARD_MAX_BLOCK_B if backward else MAX_BLOCK_B
+    largest = min(widest, max(MIN_BLOCK_B, next_power_of_two(batch)))
     plans = [layout(MIN_BLOCK_B << k) for k in range((largest // MIN_BLOCK_B).bit_length())]
-    fitting = [plan for plan in plans if kernel_resources(cell, plan, dtype).shared_bytes <= limits.shared_per_block]
+    fitting = [plan for plan in plans if resources(plan).shared_bytes <= limits.shared_per_block
+               and (not backward or gluon_backward_stages(h_pad, plan.block_b, size, arch) >= 1)]
     if not fitting:
-        needed = kernel_resources(cell, plans[0], dtype)
+        needed = resources(plans[0])
         raise PathUnavailable(f"path='gluon': one program of hidden_size={hidden_size} needs {needed.shared_bytes} "
                               f"bytes of shared memory, more than sm_{arch}'s {limits.shared_per_block}; use another path")
     if plans[0].grid[0] > MAX_HIDDEN_BLOCKS:
@@ -778,7 +845,7 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
         return fitting[-1]
 
     def capacity(plan: Plan) -> int:
-        return programs_per_multiprocessor(kernel_resources(cell, plan, dtype), plan.num_warps, limits)[0] * multiprocessors
+        return programs_per_multiprocessor(resources(plan), plan.num_warps, limits)[0] * multiprocessors
 
     for plan in fitting:
         if plan.programs <= capacity(plan):

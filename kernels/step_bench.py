@@ -36,8 +36,10 @@ and ``real_gluon_relaxed`` the same kernels with their grid barrier's poll relax
 :attr:`~rnnbench.kernels.plan.Plan.poll_order` forced), so the two orders are compared on the
 shipped kernels in one run (the ``*_relaxed`` variants compare them on the parts of a step);
 ``real_bwd`` and ``real_bwd_relaxed`` time the shipped backward kernel (gate gradients, no GEMMs)
-at its own plan the same way, and the ``*_wide_rows`` variants the plain kernels in the wide batch
-blocks the planner leaves where the B <= 16 layout fits one program per SM.
+at its own plan the same way, ``real_gluon_bwd`` the Gluon backward
+(:mod:`rnnbench.kernels.gluon_lstm_backward`) on the same inputs, and the ``*_wide_rows`` variants
+the plain kernels in the wide batch blocks the planner leaves where the B <= 16 layout fits one
+program per SM.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -125,7 +127,8 @@ REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": ("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": ("cooperative", "relaxed", True, "bwd"),
-              "real_bwd_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "bwd")}
+              "real_bwd_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "bwd"),
+              "real_gluon_bwd": ("gluon", DEFAULT_POLL_ORDER, True, "bwd")}
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -355,6 +358,7 @@ def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dt
     values (the timing does not depend on them)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_backward_kernel
+    from rnnbench.kernels.plan import GLUON
 
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(2)
@@ -375,10 +379,16 @@ def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dt
     def launch(count: int) -> None:
         gates, c_all, dy = buffers[count]
         exchange = exchange_buffer(plan, 4, dy)
-        run_phases(lstm_backward_kernel, plan, count + 1,
-                   (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, no_lengths),
-                   (count, batch, hidden_size, w_hh.stride(0)), device, DOT_PRECISION=dot_precision(dtype),
-                   HAS_LENGTHS=False)
+        if plan.path == GLUON:
+            from rnnbench.kernels.gluon_lstm_backward import run_backward
+
+            run_backward(plan, gates, w_hh[None, :, :hidden_size].contiguous(), c_all, c0, dy, dh_n, dc_n, dh0, dc0,
+                         exchange, no_lengths, (count, batch, hidden_size), has_lengths=False)
+        else:
+            run_phases(lstm_backward_kernel, plan, count + 1,
+                       (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, no_lengths),
+                       (count, batch, hidden_size, w_hh.stride(0)), device, DOT_PRECISION=dot_precision(dtype),
+                       HAS_LENGTHS=False)
 
     return launch
 

@@ -1,12 +1,13 @@
-"""The Gluon LSTM forward (``path="gluon"``, :mod:`rnnbench.kernels.gluon_lstm`) compiles ahead of
-time for sm_90 with the installed Triton, fits (no spills, shared memory within the per-block
-limit and within the planner's model), and really uses what it was written for: TMA loads
-completing on mbarriers, warpgroup MMAs, ``cp.async`` for xg, the proxy fence and the barrier's poll
-of the grid barrier.
+"""The Gluon LSTM kernels (``path="gluon"``: :mod:`rnnbench.kernels.gluon_lstm`, the forward, and
+:mod:`rnnbench.kernels.gluon_lstm_backward`) compile ahead of time for sm_90 with the installed
+Triton, fit (no spills, shared memory within the per-block limit and within the planner's model),
+and really use what they were written for: TMA loads completing on mbarriers, warpgroup MMAs and
+``cp.async`` for xg (forward), Ampere MMAs from ``ldmatrix`` (backward), the proxy fence and the
+grid barrier's poll.
 
 The committed tables ``reports/aot/gluon-sm_90-triton{3.6,3.9}.csv`` (``make gluon-sm90`` with each
 Triton) cover every configuration :func:`rnnbench.kernels.aot.gluon_configs` plans and must all fit.
-Gluon cannot run in the interpreter; whether the kernel is *right* is checked on a GPU only
+Gluon cannot run in the interpreter; whether the kernels are *right* is checked on a GPU only
 (``tests/test_kernels_gpu.py``).
 """
 
@@ -29,17 +30,21 @@ CONFIG_FIELDS = [field.name for field in dataclasses.fields(KernelConfig)]
 #: the barrier poll's PTX in each order (plan.poll_order), and in the one every plan has by default
 ORDER_PTX = {"acquire": ("ld.global.acquire.gpu",), "relaxed": ("ld.global.relaxed.gpu", "fence.acq_rel.gpu")}
 POLL_PTX = ORDER_PTX[DEFAULT_POLL_ORDER]
-#: the PTX a configuration must contain: what the kernel's design rests on
-FEATURES = {
-    "TMA load completing on an mbarrier": "cp.async.bulk.tensor.2d",
+#: the PTX both kernels must contain: what their design rests on
+COMMON_FEATURES = {
     "mbarrier armed with a byte count": "mbarrier.arrive.expect_tx",
     "mbarrier wait": "mbarrier.try_wait",
-    "warpgroup MMA": "wgmma.mma_async",
-    "cp.async of xg": "cp.async.commit_group",
+    "TMA copies of the exchange (3-D boxes)": "cp.async.bulk.tensor.3d",
     "generic-to-async proxy fence": "fence.proxy.async.global",
     **{f"poll of the release flags ({ptx})": ptx for ptx in POLL_PTX},
     "release arrival": ".release.",
     "barrier timeout clock": "%globaltimer",
+}
+#: and each kernel's own
+FEATURES = {
+    "fwd": {**COMMON_FEATURES, "TMA load of the weight slice (2-D boxes)": "cp.async.bulk.tensor.2d",
+            "warpgroup MMA": "wgmma.mma_async", "cp.async of xg": "cp.async.commit_group"},
+    "bwd": {**COMMON_FEATURES, "Ampere MMA": "mma.sync.aligned.m16n8k16", "operands by ldmatrix": "ldmatrix"},
 }
 
 
@@ -52,14 +57,18 @@ def _pick(h_pad: int, block_b: int, direction: str, directions: int, dtype: str 
 
 def test_gluon_configurations_cover_the_goal_shapes():
     configs = pd.DataFrame([dataclasses.asdict(c) for c in gluon_configs()])
-    assert set(configs.path) == {"gluon"} and set(configs.kernel) == {"lstm_forward_gluon_kernel"}
+    assert set(configs.path) == {"gluon"}
+    assert set(zip(configs.kernel, configs.direction)) == {("lstm_forward_gluon_kernel", "fwd"), (
+        "lstm_forward_gluon_kernel", "fwd_train"), ("lstm_backward_gluon_kernel", "bwd")}
     assert set(configs.h_pad) == {256, 512, 768, 1024} and set(configs.dtype) == {"bfloat16", "float16"}
-    assert set(configs.direction) == {"fwd", "fwd_train"} and set(zip(configs.directions, configs.lengths)) == {
-        (1, False), (2, True)}
+    assert set(zip(configs.directions, configs.lengths)) == {(1, False), (2, True)}
     # the smallest batch block whose grid is co-resident on 132 SMs (plan_gluon): 16 rows up to
-    # H=512 (B=64: 64 and 128 programs), 32 from H=768 (B=64: 96 and 128 programs)
-    assert set(configs[configs.h_pad <= 512].block_b) == {16}
-    assert set(configs[configs.h_pad >= 768].block_b) == {16, 32}
+    # H=512 (B=64: 64 and 128 programs), 32 from H=768 (B=64: 96 and 128 programs); the backward
+    # (one program per SM) takes 32-row blocks for both directions of H=512, B=64 together
+    forward, backward = configs[configs.direction != "bwd"], configs[configs.direction == "bwd"]
+    assert set(forward[forward.h_pad <= 512].block_b) == {16}
+    assert set(forward[forward.h_pad >= 768].block_b) == {16, 32}
+    assert set(backward.block_b) == {16, 32} and set(backward.num_warps) == {8}
 
 
 @pytest.mark.parametrize("version", ["3.6", "3.9"])
@@ -73,11 +82,13 @@ def test_committed_table_covers_every_configuration_and_fits(version):
     assert (table.shared_bytes <= SHARED_MEMORY_LIMIT[90]).all()
 
 
-def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_wgmma():
-    """The smallest and the largest layout, the bidirectional training variant with lengths of one;
-    with Triton 3.6 or 3.9 also to the resources in that version's committed table (a kernel change
-    fails here until the tables are regenerated)."""
-    sample = [_pick(256, 16, "fwd", 1), _pick(768, 32, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16")]
+def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_its_mmas():
+    """The smallest and the largest layout, the bidirectional training variant with lengths of one,
+    and the backward's layouts (all copies in flight; a ring of 2) with lengths; with Triton 3.6 or
+    3.9 also to the resources in that version's committed table (a kernel change fails here until
+    the tables are regenerated)."""
+    sample = [_pick(256, 16, "fwd", 1), _pick(768, 32, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16"),
+              _pick(768, 16, "bwd", 1), _pick(1024, 32, "bwd", 2, "float16")]
     results = compile_all(90, sample, job=compile_ptx)
     table = ROOT / "reports" / "aot" / f"gluon-sm_90-triton{'.'.join(triton.__version__.split('.')[:2])}.csv"
     committed = pd.read_csv(table).astype({name: str for name in CONFIG_FIELDS}) if table.exists() else None
@@ -89,8 +100,14 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_wgmma():
         assert resources.spill_bytes == 0, resources
         assert resources.shared_bytes <= SHARED_MEMORY_LIMIT[90], resources
         assert resources.fits, resources  # also: the planner's model is not below what was compiled
-        missing = [what for what, needle in FEATURES.items() if needle not in ptx]
+        missing = [what for what, needle in FEATURES[config.direction[:3]].items() if needle not in ptx]
         assert not missing, f"{config}: the PTX lacks {missing}"
+        if config.direction == "bwd":
+            # weights and gate gradients in copies of 8 tiles: each once before the time loop, the
+            # gradients once per stage and refill in it; no warpgroup MMA (M would be 64 units)
+            copies = 4 * config.h_pad // 64 // 8
+            assert ptx.count("cp.async.bulk.tensor.3d") == 2 * copies and "wgmma" not in ptx, config
+            continue
         # the weight slice is loaded once, before the time loop: 4 boxes per 64 columns; the state
         # inside it in 3-D copies of up to 4 tiles of 64 columns
         assert ptx.count("cp.async.bulk.tensor.2d") == 4 * config.k_chunks, config

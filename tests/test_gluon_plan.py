@@ -10,8 +10,9 @@ import torch
 
 from rnnbench.kernels import TritonLSTM
 from rnnbench.kernels.plan import (
-    GLUON, GLUON_AUTO_MIN_HIDDEN_NARROW, GLUON_MIN_HIDDEN, LIMITS, PATHS, PathUnavailable, gluon_available,
-    kernel_resources, plan_gluon, plan_recurrence, prefers_gluon, programs_per_multiprocessor,
+    GLUON, GLUON_AUTO_MIN_HIDDEN_NARROW, GLUON_MIN_HIDDEN, LIMITS, PATHS, SHARED_FIXED, PathUnavailable,
+    gluon_available, gluon_backward_shared_bytes, gluon_backward_stages, kernel_resources, plan_gluon,
+    plan_recurrence, prefers_gluon, programs_per_multiprocessor,
 )
 
 H100_SMS = 132
@@ -84,7 +85,7 @@ def test_both_directions_run_one_after_the_other_when_together_they_are_not_co_r
 
 
 @pytest.mark.parametrize("arguments, reason", [
-    (dict(cell="rnn"), "LSTM forward only"),
+    (dict(cell="rnn"), "LSTM only"),
     (dict(dtype=torch.float32), "16-bit storage only"),
     (dict(hidden=128), "hidden_size >= 256 divisible by 16 (got 128)"),
     (dict(hidden=300), "divisible by 16 (got 300)"),
@@ -100,11 +101,72 @@ def test_refusals_name_the_reason(arguments, reason):
                         call["interpreter"], arch=call["arch"])
 
 
-def test_backward_of_the_gluon_path_is_a_plain_plan():
-    forward = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS)
-    backward = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS, backward=True)
-    assert forward.path == GLUON
-    assert backward == plan_recurrence("lstm", 768, 16, torch.bfloat16, "auto", H100_SMS, backward=True)
+@pytest.mark.parametrize("hidden, batch, directions, block_b, h_pad, launch_directions", [
+    (768, 16, 1, 16, 768, 1), (320, 48, 1, 16, 384, 1), (1040, 16, 1, 16, 1152, 1), (1024, 64, 1, 32, 1024, 1),
+    (256, 64, 2, 16, 256, 2), (1024, 64, 2, 32, 1024, 1),
+])
+def test_backward_of_the_gluon_path_is_the_gluon_backward(hidden, batch, directions, block_b, h_pad, launch_directions):
+    """Eight warps (one reduction slice each), 16 units per program, h_pad a multiple of 128 (whole
+    copies of 8 tiles), batch blocks of at most 32 rows (both directions one after the other rather
+    than 64-row blocks), one program per SM and the grid co-resident."""
+    plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS, directions=directions,
+                           backward=True)
+    assert (plan.path, plan.num_warps, plan.k_split, plan.block_h) == (GLUON, 8, 8, 16)
+    assert (plan.block_b, plan.h_pad, plan.launch_directions) == (block_b, h_pad, launch_directions)
+    resources = kernel_resources("lstm", plan, torch.bfloat16, backward=True)
+    assert resources.shared_bytes <= LIMITS[90].shared_per_block
+    assert plan.programs <= H100_SMS * programs_per_multiprocessor(resources, plan.num_warps, LIMITS[90])[0]
+    assert gluon_backward_stages(plan.h_pad, plan.block_b) >= 1
+
+
+def test_a_forced_gluon_forward_trains_with_the_plain_backward_where_gluons_does_not_fit():
+    """H=512, B=256: the forward's 32-row blocks are co-resident (256 programs, two per SM); the
+    backward's (one per SM) are not, so it is the plain kernels' (``auto``)."""
+    assert plan_recurrence("lstm", 512, 256, torch.bfloat16, GLUON, H100_SMS).path == GLUON
+    backward = plan_recurrence("lstm", 512, 256, torch.bfloat16, GLUON, H100_SMS, backward=True)
+    assert backward == plan_recurrence("lstm", 512, 256, torch.bfloat16, "auto", H100_SMS, backward=True)
+    assert backward.path != GLUON
+
+
+@pytest.mark.parametrize("hidden, batch, stages", [(256, 16, 2), (768, 16, 6), (1024, 16, 8), (768, 64, 6),
+                                                    (1024, 64, 6)])
+def test_the_backward_keeps_as_many_copies_in_flight_as_shared_memory_holds(hidden, batch, stages):
+    """All of a step's gate-gradient copies where they fit beside the reduction scratch (the
+    weights are held in registers: H=768, B=16 keeps its 96 KiB of copies), else a ring of as many
+    as fit (H=1024, B=64: 6 of 8 copies of 32 KiB); the model's bytes within the per-block limit."""
+    plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS, backward=True)
+    copies = 4 * plan.h_pad // 64 // 8
+    assert gluon_backward_stages(plan.h_pad, plan.block_b) == min(stages, copies) == stages
+    one_more = gluon_backward_shared_bytes(plan.h_pad, plan.block_b) + 8 * plan.block_b * 64 * 2
+    assert gluon_backward_shared_bytes(plan.h_pad, plan.block_b) + SHARED_FIXED <= LIMITS[90].shared_per_block
+    assert stages == copies or one_more + SHARED_FIXED > LIMITS[90].shared_per_block
+
+
+def test_the_backwards_host_side_lays_weights_and_gradients_out_as_the_kernel_reads_them():
+    """The transposed weights (checkable without a GPU): tile k of a program's 16 rows is, for
+    column ``c = 64k + x = g*h_pad + j``, ``W_hh[g*H + j, unit]`` (zero for j >= H); the exchange's
+    tiles are its columns; both descriptors' boxes are one copy of 8 tiles."""
+    pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
+    from rnnbench.kernels.gluon_lstm_backward import column_tiles, descriptors, tile_box, transposed_weights
+
+    hidden, batch = 320, 48
+    plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS, backward=True)
+    w_hh = torch.randn(2, 4 * hidden, hidden).to(torch.bfloat16)
+    tiles = column_tiles(transposed_weights(w_hh, plan.h_pad), 4 * plan.h_pad)
+    assert tiles.shape == (4 * plan.h_pad // 64, 2 * hidden, 64)
+    for direction, unit, column in [(0, 0, 0), (1, 17, 5), (0, 319, 383), (1, 200, 384 + 319), (0, 3, 3 * 384 + 100)]:
+        gate, j = divmod(column, plan.h_pad)
+        expected = w_hh[direction, gate * hidden + j, unit] if j < hidden else 0.0
+        assert tiles[column // 64, direction * hidden + unit, column % 64] == expected, (direction, unit, column)
+    b_pad = plan.grid[1] * plan.block_b
+    exchange = torch.randn(2, 2, b_pad, 4 * plan.h_pad).to(torch.bfloat16)
+    gradients = column_tiles(exchange, 4 * plan.h_pad)
+    assert gradients.data_ptr() == exchange.data_ptr()  # a view: TMA reads the buffer the kernel writes
+    assert torch.equal(gradients[7], exchange.view(-1, 4 * plan.h_pad)[:, 448:512])
+    weights, state = descriptors(plan, w_hh, exchange)
+    assert (weights.block_shape, state.block_shape) == (tile_box(plan, 16), tile_box(plan, plan.block_b)) == (
+        [8, 16, 64], [8, plan.block_b, 64])
+    assert (state.shape, state.strides) == ([4 * plan.h_pad // 64, 4 * b_pad, 64], [64, 4 * plan.h_pad, 1])
 
 
 def test_without_a_gpu_the_plan_is_not_checked_for_co_residency():
@@ -179,6 +241,11 @@ def test_the_launcher_refuses_a_sequence_without_steps():
     plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS)
     with pytest.raises(ValueError, match="at least one time step, got T=0"):
         run_forward(plan, *[None] * 8, sizes=(0, 16, 768), training=False, has_lengths=False)
+    from rnnbench.kernels.gluon_lstm_backward import run_backward
+
+    plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS, backward=True)
+    with pytest.raises(ValueError, match="the Gluon LSTM backward needs at least one time step, got T=0"):
+        run_backward(plan, *[None] * 11, sizes=(0, 16, 768), has_lengths=False)
 
 
 def test_the_smallest_co_resident_batch_block_is_chosen():
@@ -188,3 +255,17 @@ def test_the_smallest_co_resident_batch_block_is_chosen():
     assert plan_recurrence("lstm", 1024, 64, torch.bfloat16, GLUON, H100_SMS).block_b == 32
     both = plan_recurrence("lstm", 512, 32, torch.bfloat16, GLUON, H100_SMS, directions=2)
     assert (both.block_b, both.launch_directions) == (16, 2) and both.programs == 128
+
+
+def test_a_gluon_copy_is_charged_its_whole_box():
+    """The cost model's bytes per TMA copy (``UTMALDG``, whose box the SASS does not show): the
+    forward's copies hold :func:`gluon_state_copies` tiles of ``(block_b, 64)`` (8 at H=768, 4 at
+    H=256), the backward's 8. Until 2026-11-26 the model charged every copy one tile, which put
+    the Gluon forward at H=768, B=16 0.13 µs below what it now estimates (raw, Triton 3.6)."""
+    from rnnbench.kernels.plan import gluon_copy_bytes
+
+    tile = 16 * 64 * 2
+    assert gluon_copy_bytes(plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS), backward=False) == 8 * tile
+    assert gluon_copy_bytes(plan_gluon("lstm", 256, 16, torch.bfloat16, H100_SMS), backward=False) == 4 * tile
+    wide = plan_gluon("lstm", 768, 64, torch.bfloat16, H100_SMS, backward=True)
+    assert wide.block_b == 32 and gluon_copy_bytes(wide, backward=True) == 8 * 2 * tile

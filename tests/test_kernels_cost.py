@@ -338,12 +338,15 @@ def test_shape_rows_cover_every_goal_shape_with_one_planned_path():
     planned = rows[rows.planned]
     assert len(planned) == len(cost.GOAL_HIDDEN) * len(cost.GOAL_BATCH) * (3 + 2)
     assert set(planned.path) == {"persistent", "cooperative", "stepwise", "gluon"}
-    gluon = rows[rows.path == "gluon"]  # the LSTM forward at H >= 256 on sm_90, planned where prefers_gluon
-    assert set(gluon.cell) == {"lstm"} and set(gluon.direction) == {"fwd", "fwd_train"}
+    gluon = rows[rows.path == "gluon"]  # the LSTM at H >= 256 on sm_90, the forward planned where prefers_gluon
+    assert set(gluon.cell) == {"lstm"} and set(gluon.direction) == {"fwd", "fwd_train", "bwd"}
     assert gluon.hidden_size.min() == 256 and {768} <= set(gluon[gluon.batch == 16].hidden_size)
-    assert (gluon.planned == [prefers_gluon("lstm", h, b, torch.bfloat16,
-                                            narrow_batch_blocks("lstm", h, b, torch.bfloat16, cost.DEVICES[90].sms))
-                              for h, b in zip(gluon.hidden_size, gluon.batch)]).all()
+    forward, backward = gluon[gluon.direction != "bwd"], gluon[gluon.direction == "bwd"]
+    assert (forward.planned == [prefers_gluon("lstm", h, b, torch.bfloat16,
+                                              narrow_batch_blocks("lstm", h, b, torch.bfloat16, cost.DEVICES[90].sms))
+                                for h, b in zip(forward.hidden_size, forward.batch)]).all()
+    assert not backward.planned.any()  # forced only: the Gluon backward has not run on a GPU
+    assert all(row["plan"].path == "gluon" for _, row in backward.iterrows())  # never the plain fallback
     refused = rows[~rows.plan_allows]
     assert set(refused.path) == {"cooperative"} and (refused.batch > 64).all()
 

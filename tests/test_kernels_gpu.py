@@ -7,8 +7,9 @@ skips them with the reason on a machine without one):
 * cooperative launches captured in a CUDA graph (the harness's ``latency_cudagraph`` rows);
 * the grid-barrier micro-benchmark (:mod:`rnnbench.kernels.barrier_bench`) counting every arrival;
 * the barrier timeout: a barrier waiting for a program that never arrives raises instead of hanging;
-* the Gluon LSTM forward (``path="gluon"``, sm_90 only: skipped with the reason elsewhere) against the
-  plain cooperative kernel and float64, its training buffers, and through the drop-in module.
+* the Gluon LSTM forward and backward (``path="gluon"``, sm_90 only: skipped with the reason
+  elsewhere) against the plain cooperative kernels and float64, the forward's training buffers, and
+  both through the drop-in module.
 
 Tolerances are stated where they are used, with the reasoning.
 """
@@ -398,13 +399,15 @@ def test_gluon_training_forward_saves_the_plain_kernels_gates_and_cell_states(dt
 
 
 def test_gluon_path_through_the_drop_in_module_forward_and_backward():
-    """``TritonLSTM(..., path="gluon")``, bidirectional, on a packed batch of mixed lengths: forward by
-    the Gluon kernel, backward by the plain kernels, against float64 torch.nn.LSTM (bounds of the
-    bf16 test above: outputs 1e-2, gradients 5e-2 relative)."""
+    """``TritonLSTM(..., path="gluon")``, bidirectional, on a packed batch of mixed lengths: forward and
+    backward by the Gluon kernels, against float64 torch.nn.LSTM (bounds of the bf16 test above:
+    outputs 1e-2, gradients 5e-2 relative)."""
     _require_gluon()
     T, B, I, H = 33, 48, 24, 320
     torch.manual_seed(0)
     candidate = TritonLSTM(I, H, bidirectional=True, path="gluon").to("cuda", torch.bfloat16)
+    like = torch.empty(0, dtype=torch.bfloat16, device="cuda")
+    assert make_plan("lstm", H, B, like, "gluon", 2, backward=True).path == "gluon"
     reference = torch.nn.LSTM(I, H, bidirectional=True).to("cuda", torch.float64)
     reference.load_state_dict({name: value.to(torch.float64) for name, value in candidate.state_dict().items()})
     lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(3))
@@ -424,3 +427,49 @@ def test_gluon_path_through_the_drop_in_module_forward_and_backward():
         assert _relative_error(actual, expected) <= 1e-2
     for index, (actual, expected) in enumerate(zip(grads, expected_grads)):
         assert _relative_error(actual, expected) <= 5e-2, index
+
+
+# ---- the Gluon LSTM backward (path="gluon", sm_90 only) -----------------------------------------
+
+#: (H, B, T): h_pad 384 (3 copies of 8 gate-gradient tiles, all in flight), 768 (6 copies, all in
+#: flight), 1152 (9 copies in a ring of 4 stages: stages used 3, 2, 2 and 2 times a step) and 1024
+#: at B=64 (32-row blocks, 8 copies in a ring of 2); one row, a partly filled block, one step (the
+#: product of step -1 only), and T=1024 (parities of a thousand products)
+GLUON_BACKWARD_SHAPES = [(320, 1, 7), (320, 48, 1), (768, 16, 1024), (768, 48, 7), (1040, 16, 7), (1024, 64, 7)]
+#: relative error (Frobenius) of the gradients against float64 and against the plain backward: each
+#: step rounds the gate gradients to the storage type (bf16 2^-8, fp16 2^-11) and dW_hh sums T*B of
+#: them (the bound of the bf16 T=1024 test); the two kernels add the same products in another order
+GLUON_BACKWARD_TOLERANCE = {torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("hidden_size, batch, steps", GLUON_BACKWARD_SHAPES)
+def test_gluon_backward_matches_the_plain_cooperative_kernel_and_float64(dtype, hidden_size, batch, steps):
+    """Every gradient (dx, dh0, dc0, dW_ih, dW_hh, biases) of path="gluon" (Gluon forward and
+    backward) against path="cooperative" and against float64 from the same rounded weights and
+    inputs (:data:`GLUON_BACKWARD_TOLERANCE`); outputs poisoned with NaN first. A gradient that
+    vanished along T in float64 (RMS below 1e-6) must stay below 1e-3 RMS instead."""
+    _require_gluon()
+    I = 40
+    candidate, reference = _modules("lstm", I, hidden_size, dtype, "gluon")
+    plain = TritonLSTM(I, hidden_size, path="cooperative").to("cuda", dtype)
+    plain.load_state_dict(candidate.state_dict())
+    x, states, upstream = _inputs("lstm", steps, batch, I, hidden_size, dtype)
+    plan = make_plan("lstm", hidden_size, batch, x, "gluon", backward=True)
+    if plan.path != "gluon":  # not co-resident on this GPU: forced Gluon trains with the plain backward
+        pytest.skip(f"this GPU ({torch.cuda.get_device_properties(0).multi_processor_count} SMs) plans the "
+                    f"backward of H={hidden_size} B={batch} as {plan}")
+    with poisoned_outputs():
+        _, gluon_grads = _run(candidate, x, states, upstream)
+        _, plain_grads = _run(plain, x, states, upstream)
+    check_barriers(wait=True)
+    _, expected = _run(reference, x.double(), [s.double() for s in states], [u.double() for u in upstream])
+    tolerance = GLUON_BACKWARD_TOLERANCE[dtype]
+    rms = lambda t: float(t.double().norm()) / t.numel() ** 0.5  # noqa: E731
+    for index, (actual, base, exact) in enumerate(zip(gluon_grads, plain_grads, expected)):
+        assert torch.isfinite(actual).all(), index
+        if rms(exact) < 1e-6:
+            assert rms(actual) <= 1e-3, f"gradient {index} vanished in float64 but not here: RMS {rms(actual):.3g}"
+            continue
+        assert _relative_error(actual, exact) <= tolerance, (index, _relative_error(actual, exact))
+        assert _relative_error(actual, base.double()) <= tolerance, (index, _relative_error(actual, base.double()))

@@ -14,12 +14,14 @@ from rnnbench.harness.suites import load_suite
 def test_one_short_case_per_distinct_triton_kernel_setup():
     cases = load_suite("gpu-core").cases
     chosen = cases_to_compile(cases)
-    triton_cases = [case for case in cases if case.backend == "triton"]
-    setups = {(c.family, c.dtype, c.batch, c.input_size, c.hidden_size, c.mode, c.params) for c in triton_cases}
+    triton_cases = [case for case in cases if case.backend.startswith("triton")]
+    setups = {(c.backend, c.family, c.dtype, c.batch, c.input_size, c.hidden_size, c.mode, c.params)
+              for c in triton_cases}
     assert len(chosen) == len(setups) > 0  # speed and memory share kernels; torch cases compile nothing
-    assert {case.backend for case in chosen} == {"triton"}
+    assert {case.backend for case in chosen} == {"triton", "triton-gluon"}  # each forced path its own kernels
     assert {case.seq_len for case in chosen} == {WARM_SEQ_LEN}
-    assert {(c.family, c.dtype, c.batch, c.input_size, c.hidden_size, c.mode, c.params) for c in chosen} == setups
+    assert {(c.backend, c.family, c.dtype, c.batch, c.input_size, c.hidden_size, c.mode, c.params)
+            for c in chosen} == setups
 
 
 def test_sequence_length_keeps_the_divisibility_triton_specializes_on():

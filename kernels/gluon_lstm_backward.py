@@ -1,0 +1,423 @@
+"""A Gluon kernel of the LSTM reverse-time recurrence (the backward) for sm_90: the ``gluon`` backward.
+
+It computes exactly what :func:`rnnbench.kernels.lstm_kernels.lstm_backward_kernel` computes in
+``COOPERATIVE`` mode, with the same buffers (the saved gates in ``xg`` turned into ``dgates`` in
+place, ``c_all``, ``dy``, the exchange of gate gradients and the synchronisation buffer, see
+:mod:`rnnbench.kernels.lstm_kernels`), the same grid barrier and the same handling of directions
+and per-row lengths. What differs is how a step's product
+
+    dh (16 units x BLOCK_B rows) = W_hh[:, units]^T (16 x 4H) . dgates_{s+1}^T (4H x BLOCK_B)
+
+gets its operands. The plain kernel loads the gate gradients of the step after into registers a
+few chunks ahead (``LOOKAHEAD_BYTES``, 16 KiB), stores them to shared memory and reads them back
+in the MMA's layout behind a CTA barrier: per warp and step at H=768, B=16 (Triton 3.6) 32 shared
+stores, 48 ``ldmatrix`` and 14 CTA barriers, and only 16 KiB in flight of the 96 KiB it reads
+from L2. Here:
+
+* **The weights are resident in registers** for the whole sequence: the program's 16 units' columns
+  of ``W_hh``, transposed on the host into rows of ``4 * H_PAD`` (:func:`transposed_weights`: gate
+  g's weights in columns ``g*H_PAD + [0, H)``, the exchange's gate blocks, zero beyond), are loaded
+  once by TMA into shared memory in the copies' layout below and from there into the MMA's operand
+  registers (96 per thread at H=768). A step reads only the gate gradients from shared memory; with
+  the weights there too it would read 96 KiB more (about 0.4 µs of the SM's shared-memory
+  bandwidth at H=768, B=16 in the cost model).
+* **The gate gradients come by TMA** straight into shared memory, ``SPLIT`` tiles of
+  ``(BLOCK_B, 64)`` per copy (a 3-D box of the exchange viewed ``(tile, row, column)``), all of a
+  step's copies in flight at once where shared memory holds them, else in a ring of ``STAGES``
+  buffers that are refilled as the MMAs free them (:func:`rnnbench.kernels.plan.gluon_backward_stages`);
+  each copy completes on its own mbarrier, armed right after the program's arrival at the grid
+  barrier. No register staging, no shared stores.
+* **Split-K over the warps as a batched MMA** (``mma_v2``, rank 3, operands by ``ldmatrix``: the
+  dot-operand layout's ``k_width`` is 2, two 16-bit elements per 32-bit register; with 8 the
+  compiler read them with ``LDS.128`` and shuffled 300 registers per step): warp w multiplies tile
+  ``j * SPLIT + w`` of every copy j, M = 16 units (a whole ``m16n8k16`` tile, no padding), N =
+  ``BLOCK_B`` rows; the ``SPLIT`` partial products are summed once at the end, each thread adding
+  the partials of its own elements from a shared scratch (one CTA barrier; ``gl.sum`` over the warp
+  axis compiled to two rounds of shuffles and five barriers). Hopper's warpgroup MMA needs M = 64
+  (64 units: a 384-KiB weight slice at H=768), so Ampere's MMA it is.
+
+The elementwise part (dy, the saved gates and cell states, loaded a step ahead into registers),
+the exchange layout, the barrier (release flags, poll in ``POLL_ORDER``, timeout, status word: the
+forward's :func:`rnnbench.kernels.gluon_lstm._barrier_arrive` / ``_barrier_wait``, with the proxy
+fences that order the other programs' ordinary stores before this program's TMA reads) are the
+plain kernel's. Float32 accumulation and elementwise math; the gate gradients are rounded to the
+storage dtype where the plain kernel rounds them.
+
+Limits (:func:`rnnbench.kernels.plan.plan_gluon` with ``backward=True``): sm_90, 16-bit storage,
+``H >= 256`` divisible by 16 (``H_PAD``: a multiple of 128, so that the ``4 * H_PAD / 64`` tiles are
+whole copies of ``SPLIT = 8``), batch blocks of at most 32 rows, the grid co-resident (one program
+per SM). ``auto`` never takes it: it has not run on a GPU yet (``path="gluon"`` forces it). Gluon does not run in the Triton interpreter:
+the plain backward is the reference it is tested against (``tests/test_kernels_gpu.py``, GPU only);
+ahead of time it is compiled for sm_90 with Triton 3.6 and 3.9 (``tests/test_gluon_aot.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language._core import builtin as _gluon_builtin
+from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier
+
+from rnnbench.kernels.gluon_lstm import (
+    _FLAG_SLOTS, _barrier_arrive, _barrier_wait, _cta_barrier, _running, _time_index, _tma_load,
+    shared_layout,
+)
+from rnnbench.kernels.plan import GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, gluon_backward_stages
+from rnnbench.kernels.primitives import POLL_ORDERS, tanh
+
+UNITS, K_TILE, SPLIT = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_BACKWARD_SPLIT
+
+_UNITS: gl.constexpr = gl.constexpr(UNITS)
+_K_TILE: gl.constexpr = gl.constexpr(K_TILE)
+_SPLIT: gl.constexpr = gl.constexpr(SPLIT)
+
+@_gluon_builtin
+def _weight_view(stage, w_desc, _semantic=None):
+    """The first ``(SPLIT, 16, 64)`` tiles' worth of a gate-gradient stage ``(SPLIT, BLOCK_B, 64)``
+    seen in the weight descriptor's layout: where a copy of weights lands and is read (128-byte
+    swizzle in both; the same bytes for ``BLOCK_B = 16``, their first half for 32)."""
+    shape = [int(getattr(size, "value", size)) for size in w_desc.block_type.shape]
+    layout = w_desc.layout
+    return _semantic.memdesc_reinterpret(stage, stage.dtype, shape, getattr(layout, "value", layout))
+
+
+@gluon.jit
+def _arm_copies(g_desc, bars, STAGES: gl.constexpr):
+    """Arm the mbarrier of each of the first ``STAGES`` copies of the next product for its bytes.
+
+    Done right after this program's arrival at the grid barrier, as the forward arms its state
+    copies (:func:`rnnbench.kernels.gluon_lstm._arm_state_barriers`): Triton puts a CTA barrier
+    before each arming, which there overlaps the release flag's way to the other programs instead
+    of delaying the copies. Every thread has waited on the previous phase by then (the waits
+    precede the reduction's CTA barrier)."""
+    for j in gl.static_range(STAGES):
+        mbarrier.expect(bars[j], g_desc.block_type.nbytes)
+
+
+@gluon.jit
+def _held_weights(w_desc, g_smem, bars, row, mma_layout: gl.constexpr, COPIES: gl.constexpr, STAGES: gl.constexpr):
+    """This program's 16 rows ``row + [0, 16)`` of the transposed weights (:func:`transposed_weights`)
+    as ``COPIES`` MMA operands ``(SPLIT, 16, 64)`` in registers, loaded once: copy j (tiles
+    ``j * SPLIT + [0, SPLIT)``) by TMA into the first 16 rows of the gate-gradient stage
+    ``j % STAGES`` (completing on ``bars[j % STAGES]``, the setup's own mbarriers), then by
+    ``ldmatrix`` into registers; a stage is refilled once every warp has read it. Each step then
+    reads only the gate gradients from shared memory, and no shared memory stays reserved for the
+    weights, which leaves it to the ring of copies."""
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_layout, k_width=2)
+    for j in gl.static_range(STAGES):
+        mbarrier.expect(bars[j], w_desc.block_type.nbytes)
+        _tma_load(w_desc, [j * _SPLIT, row, 0], bars[j], _weight_view(g_smem.index(j), w_desc))
+    held = ()
+    for j in gl.static_range(COPIES):
+        mbarrier.wait(bars[j % STAGES], (j // STAGES) % 2)
+        held = held + (_weight_view(g_smem.index(j % STAGES), w_desc).load(a_layout),)
+        if j + STAGES < COPIES:
+            _cta_barrier()
+            mbarrier.expect(bars[j % STAGES], w_desc.block_type.nbytes)
+            _tma_load(w_desc, [(j + STAGES) * _SPLIT, row, 0], bars[j % STAGES],
+                      _weight_view(g_smem.index(j % STAGES), w_desc))
+    _cta_barrier()  # every warp has its weights before the stages take gate gradients
+    return held
+
+
+@gluon.jit
+def _recurrent_gradient(g_desc, row, held, g_smem, scratch, bars, step_count, mma_layout: gl.constexpr,
+                        tile_layout: gl.constexpr, BLOCK_B: gl.constexpr, COPIES: gl.constexpr,
+                        STAGES: gl.constexpr):
+    """``dh``'s recurrent part ``(16, BLOCK_B)`` float32 in ``tile_layout``: the gate gradients in
+    the exchange rows ``row + [0, BLOCK_B)`` (all ``COPIES * SPLIT`` tiles) times the resident
+    weights, through ``scratch`` (``(SPLIT, 16, BLOCK_B)`` float32) for the sum over the warps.
+
+    The first ``STAGES`` copies (armed by :func:`_arm_copies`) are started at once; copy ``j`` waits
+    for its own mbarrier, and the stage it used is refilled with copy ``j + STAGES`` once every
+    warp has read it (a CTA barrier). ``step_count`` is how many products this launch ran before
+    this one: stage i completes ``USES_i = ceil((COPIES - i) / STAGES)`` phases per product, so its
+    u-th use of this product waits for parity ``(step_count * USES_i + u) % 2``."""
+    b_layout: gl.constexpr = gl.DotOperandLayout(operand_index=1, parent=mma_layout, k_width=2)
+    for j in gl.static_range(STAGES):
+        _tma_load(g_desc, [j * _SPLIT, row, 0], bars[j], g_smem.index(j))
+    acc = gl.zeros([_SPLIT, _UNITS, BLOCK_B], gl.float32, mma_layout)
+    for j in gl.static_range(COPIES):
+        # stage j % STAGES, used (COPIES - j % STAGES + STAGES - 1) // STAGES times per product (its
+        # USES; constexpr arithmetic, no names: Triton 3.9 refuses a constexpr assigned in an unrolled loop)
+        mbarrier.wait(bars[j % STAGES],
+                      (step_count * ((COPIES - j % STAGES + STAGES - 1) // STAGES) + j // STAGES) % 2)
+        b = g_smem.index(j % STAGES).permute((0, 2, 1)).load(b_layout)  # (SPLIT, 64 gate rows, BLOCK_B)
+        if j + STAGES < COPIES:
+            _cta_barrier()
+            mbarrier.expect(bars[j % STAGES], g_desc.block_type.nbytes)
+            _tma_load(g_desc, [(j + STAGES) * _SPLIT, row, 0], bars[j % STAGES], g_smem.index(j % STAGES))
+        acc = mma_v2(held[j], b, acc)  # (SPLIT, 16 units, 64 gate rows) x (SPLIT, 64, BLOCK_B)
+    # the sum over the warps: each thread adds the SPLIT partial sums of its own elements
+    scratch.store(gl.reshape(acc, [_SPLIT * _UNITS, BLOCK_B]))
+    _cta_barrier()
+    total = scratch.slice(0, _UNITS).load(tile_layout)
+    for w in gl.static_range(1, _SPLIT):
+        total += scratch.slice(w * _UNITS, _UNITS).load(tile_layout)
+    return total
+
+
+@gluon.jit
+def _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, s, T, B, H, length, direction, gate_offsets, state_offsets,
+                     y_offsets, state_mask, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr):
+    """What step ``s >= 0`` reads besides the exchange, float32 ``(16, BLOCK_B)`` tiles
+    ``(dy, i, f, g, o, c_s, c_{s-1})``, zero for rows not running at ``s``
+    (:func:`rnnbench.kernels.lstm_kernels._backward_inputs`)."""
+    t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
+    running = _running(s, length, state_mask, HAS_LENGTHS)
+    step = gl.cast(t, gl.int64) * B
+    dy = gl.load(dy_ptr + step * DIRECTIONS * H + y_offsets, mask=running, other=0.0).to(gl.float32)
+    gates = xg_ptr + step * 4 * H + gate_offsets
+    i = gl.load(gates, mask=running, other=0.0).to(gl.float32)
+    f = gl.load(gates + H, mask=running, other=0.0).to(gl.float32)
+    g = gl.load(gates + 2 * H, mask=running, other=0.0).to(gl.float32)
+    o = gl.load(gates + 3 * H, mask=running, other=0.0).to(gl.float32)
+    c = gl.load(c_all_ptr + step * H + state_offsets, mask=running, other=0.0)
+    if s == 0:
+        c_prev = gl.load(c0_ptr + state_offsets, mask=running, other=0.0).to(gl.float32)
+    else:
+        before = gl.cast(_time_index(s - 1, T, length, direction, DIRECTIONS, HAS_LENGTHS), gl.int64) * B * H
+        c_prev = gl.load(c_all_ptr + before + state_offsets, mask=running, other=0.0)
+    return dy, i, f, g, o, c, c_prev
+
+
+@gluon.jit
+def _final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS: gl.constexpr):
+    """``dh_n`` (float32) for the rows whose last step is ``s``, zero for the others
+    (:func:`rnnbench.kernels.primitives.final_state_gradient`)."""
+    mask = state_mask
+    if HAS_LENGTHS:
+        mask = state_mask & gl.expand_dims(s == length - 1, 0)
+    return gl.load(dh_n_ptr + state_offsets, mask=mask, other=0.0).to(gl.float32)
+
+
+@gluon.jit(do_not_specialize=["T", "B", "first_direction"])
+def lstm_backward_gluon_kernel(
+    xg_ptr, w_desc, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, g_desc,
+    lengths_ptr, sync_ptr, T, B, H, first_direction,
+    BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr,
+    POLL: gl.constexpr, POLL_ORDER: gl.constexpr, STAGES: gl.constexpr,
+):
+    """Reverse-time recurrence over steps ``s = T-1, ..., 0, -1`` (-1 writes ``dh0`` and ``dc0``,
+    float32); program ``(pid_h, pid_b, direction)`` owns units ``pid_h*16 + [0, 16)`` of batch rows
+    ``pid_b*BLOCK_B + [0, BLOCK_B)``. Buffers as
+    :func:`rnnbench.kernels.lstm_kernels.lstm_backward_kernel`'s; ``w_desc``: TMA descriptor of
+    :func:`transposed_weights` viewed ``(4*H_PAD/64, D*H, 64)``, box ``(SPLIT, 16, 64)``; ``g_desc``:
+    of the exchange viewed ``(4*H_PAD/64, D*2*B_pad, 64)``, box ``(SPLIT, BLOCK_B, 64)``
+    (:func:`descriptors`)."""
+    GATE_TILES: gl.constexpr = H_PAD // _K_TILE
+    COPIES: gl.constexpr = 4 * GATE_TILES // _SPLIT
+    ROW_WIDTH: gl.constexpr = 4 * H_PAD
+    dtype: gl.constexpr = xg_ptr.dtype.element_ty
+    mma_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[_SPLIT, 1, 1],
+                                                         instr_shape=[1, 16, 8])
+    # (16 units, BLOCK_B rows): a warp holds 16 units of 2 rows, so each row's units are one
+    # 32-byte (16-bit) or 64-byte (float32) access
+    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, BLOCK_B // (2 * _SPLIT)], threads_per_warp=[16, 2],
+                                                 warps_per_cta=[1, _SPLIT], order=[0, 1])
+    poll_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[_SPLIT],
+                                                 order=[0])
+    lane = gl.arange(0, POLL if POLL < 32 else 32, layout=poll_layout)
+
+    pid_h = gl.program_id(0)
+    pid_b = gl.program_id(1)
+    direction = gl.program_id(2) + first_direction
+    units = pid_h * _UNITS + gl.arange(0, _UNITS, layout=gl.SliceLayout(1, tile_layout))
+    rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, tile_layout))
+    unit_col = gl.expand_dims(units, 1)
+    row_row = gl.expand_dims(rows, 0)
+    state_mask = (unit_col < H) & (row_row < B)
+    state_offsets = row_row * H + unit_col
+    gate_offsets = row_row * 4 * H + unit_col
+    y_offsets = row_row * DIRECTIONS * H + unit_col
+    if HAS_LENGTHS:
+        length = gl.load(lengths_ptr + rows, mask=rows < B, other=0)
+    else:
+        length = T
+    b_pad = gl.num_programs(1) * BLOCK_B
+    xg_ptr += direction.to(gl.int64) * T * B * 4 * H
+    c_all_ptr += direction.to(gl.int64) * T * B * H
+    c0_ptr += direction * B * H
+    dh_n_ptr += direction * B * H
+    dc_n_ptr += direction * B * H
+    dh0_ptr += direction * B * H
+    dc0_ptr += direction * B * H
+    dy_ptr += direction * H
+    exchange_ptr += direction * 2 * b_pad * ROW_WIDTH
+    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (_FLAG_SLOTS + 1)
+    write = row_row * ROW_WIDTH + unit_col
+    exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
+
+    g_smem = gl.allocate_shared_memory(dtype, [STAGES, _SPLIT, BLOCK_B, _K_TILE], g_desc.layout)
+    scratch = gl.allocate_shared_memory(gl.float32, [_SPLIT * _UNITS, BLOCK_B],
+                                        gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[1, 0]))
+    # one mbarrier per stage for the gate gradients, and one per stage for the setup's weights, each its
+    # own allocation: Triton 3.6 put a CTA barrier between accesses to different mbarriers of one
+    # allocation (20 per step at H=768, B=16 with two arrays, 10 this way; Triton 3.9 12 either way)
+    bars = ()
+    weight_bars = ()
+    for j in gl.static_range(STAGES):
+        bars = bars + (gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout()),)
+        weight_bars = weight_bars + (gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout()),)
+    for j in gl.static_range(STAGES):
+        mbarrier.init(bars[j], count=1)
+        mbarrier.init(weight_bars[j], count=1)
+    fence_async_shared()
+    held = _held_weights(w_desc, g_smem, weight_bars, direction * H + pid_h * _UNITS, mma_layout, COPIES, STAGES)
+
+    dc_carry = gl.load(dc_n_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
+    inputs = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, T - 1, T, B, H, length, direction, gate_offsets,
+                              state_offsets, y_offsets, state_mask, DIRECTIONS, HAS_LENGTHS)
+    for p in range(0, T + 1):
+        s = T - 1 - p
+        # the next step's inputs, loaded a whole step ahead (step -1 reads none: the last two
+        # steps load step 0's)
+        following = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, gl.maximum(s - 1, 0), T, B, H, length,
+                                     direction, gate_offsets, state_offsets, y_offsets, state_mask, DIRECTIONS,
+                                     HAS_LENGTHS)
+        if p == 0:
+            dh = _final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
+        else:
+            later = exchange_row + ((s + 1) % 2) * b_pad
+            dh = _recurrent_gradient(g_desc, later, held, g_smem, scratch, bars, p - 1, mma_layout, tile_layout,
+                                     BLOCK_B, COPIES, STAGES)
+            if HAS_LENGTHS:
+                dh += _final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
+        if s < 0:
+            gl.store(dh0_ptr + state_offsets, dh, mask=state_mask)
+            gl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
+        else:
+            t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
+            running = _running(s, length, state_mask, HAS_LENGTHS)
+            dy, i, f, g, o, c, c_prev = inputs
+            dh += dy
+            # rows that have ended load zero gates, so all four gate gradients below are zero
+            tanh_c = tanh(c)
+            dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
+            di = (dc * g * i * (1.0 - i)).to(dtype)
+            df = (dc * c_prev * f * (1.0 - f)).to(dtype)
+            dg = (dc * i * (1.0 - g * g)).to(dtype)
+            do = (dh * tanh_c * o * (1.0 - o)).to(dtype)
+            gates = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + gate_offsets
+            gl.store(gates, di, mask=state_mask)
+            gl.store(gates + H, df, mask=state_mask)
+            gl.store(gates + 2 * H, dg, mask=state_mask)
+            gl.store(gates + 3 * H, do, mask=state_mask)
+            shared = exchange_ptr + (s % 2) * b_pad * ROW_WIDTH + write
+            gl.store(shared, di, mask=unit_col < H)
+            gl.store(shared + H_PAD, df, mask=unit_col < H)
+            gl.store(shared + 2 * H_PAD, dg, mask=unit_col < H)
+            gl.store(shared + 3 * H_PAD, do, mask=unit_col < H)
+            if HAS_LENGTHS:
+                dc_carry = gl.where(running, dc * f, dc_carry)
+            else:
+                dc_carry = dc * f
+        _barrier_arrive(flags_ptr, pid_h, lane)
+        if p < T:  # the next step multiplies
+            _arm_copies(g_desc, bars, STAGES)
+        _barrier_wait(flags_ptr, gl.num_programs(0), p + 1, lane, POLL, POLL_ORDER)
+        inputs = following
+    for j in gl.static_range(STAGES):
+        mbarrier.invalidate(bars[j])
+        mbarrier.invalidate(weight_bars[j])
+
+
+# ---- host side ---------------------------------------------------------------------------------------
+
+def tile_box(plan, rows: int) -> list[int]:
+    """A TMA box of one copy: ``(SPLIT tiles, rows, 64 columns)``; ``rows`` is 16 (units) for the
+    weights, ``plan.block_b`` for the gate gradients."""
+    return [SPLIT, rows, K_TILE]
+
+
+def column_tiles(matrix: torch.Tensor, width: int) -> torch.Tensor:
+    """A row-major buffer of rows ``width`` elements wide as ``(width/64, rows, 64)`` column tiles
+    (strides ``(64, width, 1)``): element ``[k, r, x]`` is column ``k*64 + x`` of row r. A view: TMA
+    must read the buffer."""
+    return matrix.view(-1, width // K_TILE, K_TILE).permute(1, 0, 2)
+
+
+def transposed_weights(w_hh: torch.Tensor, h_pad: int) -> torch.Tensor:
+    """``w_hh (D, 4H, H)`` as ``(D, H, 4*h_pad)``: row u holds the weights of unit u's column, gate
+    g's in columns ``g*h_pad + [0, H)`` (the exchange's gate blocks), zero beyond. A copy per
+    backward call (4.5 MiB at H=768, bf16), so that a program's weights are the same
+    ``(16, 64)`` K-contiguous tiles as its gate gradients: one TMA box per copy, read by
+    ``ldmatrix`` without transposition."""
+    directions, rows, hidden = w_hh.shape
+    padded = w_hh.new_zeros(directions, hidden, 4, h_pad)
+    padded[..., :hidden] = w_hh.view(directions, 4, hidden, hidden).permute(0, 3, 1, 2)
+    return padded.view(directions, hidden, 4 * h_pad)
+
+
+def descriptors(plan, w_hh: torch.Tensor, exchange: torch.Tensor):
+    """TMA descriptors of :func:`transposed_weights` and of the exchange ``(D, 2, B_pad, 4*h_pad)``,
+    both as :func:`column_tiles` (boxes :func:`tile_box`). The weight descriptor holds the
+    transposed copy (its ``base``), which the launch's stream order keeps valid until read."""
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    width = 4 * plan.h_pad
+    views = ((column_tiles(transposed_weights(w_hh, plan.h_pad), width), tile_box(plan, UNITS)),
+             (column_tiles(exchange, width), tile_box(plan, plan.block_b)))
+    return [TensorDescriptor(view, list(view.shape), list(view.stride()), box, shared_layout(box, view.dtype))
+            for view, box in views]
+
+
+def _constexprs(plan, has_lengths: bool) -> dict:
+    return {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "DIRECTIONS": plan.directions, "HAS_LENGTHS": has_lengths,
+            "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
+            "STAGES": gluon_backward_stages(plan.h_pad, plan.block_b)}
+
+
+def run_backward(plan, xg, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths, sizes: tuple[int, int, int],
+                 has_lengths: bool) -> None:
+    """Launch :func:`lstm_backward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
+    backward plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_backward_kernel`
+    (``w_hh (D, 4H, H)`` contiguous; ``sizes``: ``(T, B, H)``).
+    Cooperative launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does."""
+    from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
+
+    if sizes[0] < 1:
+        raise ValueError(f"the Gluon LSTM backward needs at least one time step, got T={sizes[0]}")
+    if not torch.cuda.is_current_stream_capturing():
+        check_barriers()
+    sync = sync_buffer(plan, dy.device)
+    w_desc, g_desc = descriptors(plan, w_hh, exchange)
+    for first_direction in range(0, plan.directions, plan.launch_directions):
+        lstm_backward_gluon_kernel[plan.launch_grid](
+            xg, w_desc, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, g_desc, lengths, sync, *sizes, first_direction,
+            **_constexprs(plan, has_lengths), num_warps=plan.num_warps, maxnreg=plan.max_registers,
+            launch_cooperative_grid=True)
+    _watch_barriers(sync, f"{lstm_backward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
+
+
+def compile_backward(plan, dtype: torch.dtype, has_lengths: bool, arch: int = 90):
+    """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
+    as at run time (pointers 16-byte aligned, ``H`` divisible by 16)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    data = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    boxes = {"w_desc": tile_box(plan, UNITS), "g_desc": tile_box(plan, plan.block_b)}
+    pointers = {"xg_ptr": data, "c_all_ptr": "fp32", "c0_ptr": data, "dy_ptr": data, "dh_n_ptr": data,
+                "dc_n_ptr": data, "dh0_ptr": "fp32", "dc0_ptr": "fp32", "exchange_ptr": data, "lengths_ptr": "i32",
+                "sync_ptr": "i32"}
+    fn = lstm_backward_gluon_kernel
+    signature = {}
+    for name in fn.arg_names:
+        if name in boxes:
+            box = boxes[name]
+            signature[name] = f"tensordesc<{data}[{', '.join(map(str, box))}],{shared_layout(box, dtype)!r}>"
+        elif name in pointers:
+            signature[name] = "*" + pointers[name]
+        elif name in ("T", "B", "H", "first_direction"):
+            signature[name] = "i32"
+    constexprs = _constexprs(plan, has_lengths)
+    signature.update({name: "constexpr" for name in constexprs})
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
+             if kind.startswith("*") or name == "H"}
+    options = {"num_warps": plan.num_warps, "maxnreg": plan.max_registers, "launch_cooperative_grid": True}
+    return triton.compile(GluonASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
+                          target=GPUTarget("cuda", arch, 32), options=options)
