@@ -211,6 +211,25 @@ def _running(s, length, mask, HAS_LENGTHS: gl.constexpr):
 
 
 @gluon.jit
+def program_tile(lengths_ptr, T, B, H, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr, DIRECTIONS: gl.constexpr,
+                 HAS_LENGTHS: gl.constexpr):
+    """Program ``(pid_h, pid_b)``'s ``(16 units, BLOCK_B rows)`` tile in ``tile_layout`` (both Gluon
+    kernels): ``(unit_col (16, 1), row_row (1, BLOCK_B), state_mask, state_offsets, gate_offsets,
+    y_offsets, length)``, offsets into row-major ``(B, H)`` states, ``(B, 4H)`` gate rows and
+    ``(B, D*H)`` outputs; ``length``: each row's steps ``(BLOCK_B,)``, or ``T`` without lengths."""
+    units = gl.program_id(0) * _UNITS + gl.arange(0, _UNITS, layout=gl.SliceLayout(1, tile_layout))
+    rows = gl.program_id(1) * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, tile_layout))
+    unit_col = gl.expand_dims(units, 1)
+    row_row = gl.expand_dims(rows, 0)
+    if HAS_LENGTHS:
+        length = gl.load(lengths_ptr + rows, mask=rows < B, other=0)
+    else:
+        length = T
+    return (unit_col, row_row, (unit_col < H) & (row_row < B), row_row * H + unit_col, row_row * 4 * H + unit_col,
+            row_row * DIRECTIONS * H + unit_col, length)
+
+
+@gluon.jit
 def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
     """Start copying the four ``(16, BLOCK_B)`` pre-activation tiles (i, f, g, o) of ``xg`` at time
     index ``t`` into ``xg_smem`` (``(4, 16, BLOCK_B)``, storage dtype; zero where ``mask`` is false)
@@ -316,18 +335,8 @@ def lstm_forward_gluon_kernel(
     pid_h = gl.program_id(0)
     pid_b = gl.program_id(1)
     direction = gl.program_id(2) + first_direction
-    units = pid_h * _UNITS + gl.arange(0, _UNITS, layout=gl.SliceLayout(1, tile_layout))
-    rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, tile_layout))
-    unit_col = gl.expand_dims(units, 1)
-    row_row = gl.expand_dims(rows, 0)
-    state_mask = (unit_col < H) & (row_row < B)
-    state_offsets = row_row * H + unit_col
-    gate_offsets = row_row * 4 * H + unit_col
-    y_offsets = row_row * DIRECTIONS * H + unit_col
-    if HAS_LENGTHS:
-        length = gl.load(lengths_ptr + rows, mask=rows < B, other=0)
-    else:
-        length = T
+    unit_col, row_row, state_mask, state_offsets, gate_offsets, y_offsets, length = program_tile(
+        lengths_ptr, T, B, H, tile_layout, BLOCK_B, DIRECTIONS, HAS_LENGTHS)
     b_pad = gl.num_programs(1) * BLOCK_B
     xg_ptr += direction.to(gl.int64) * T * B * 4 * H
     c0_ptr += direction * B * H

@@ -62,11 +62,12 @@ from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier
 
 from rnnbench.kernels.gluon_lstm import (
-    _FLAG_SLOTS, _barrier_arrive, _barrier_wait, _cta_barrier, _running, _time_index, _tma_load,
+    _FLAG_SLOTS, _barrier_arrive, _barrier_wait, _cta_barrier, _running, _time_index, _tma_load, program_tile,
     shared_layout,
 )
 from rnnbench.kernels.plan import GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, gluon_backward_stages
-from rnnbench.kernels.primitives import POLL_ORDERS, tanh
+from rnnbench.kernels.lstm_kernels import _backward_inputs
+from rnnbench.kernels.primitives import POLL_ORDERS, final_state_gradient, tanh
 
 UNITS, K_TILE, SPLIT = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_BACKWARD_SPLIT
 
@@ -160,40 +161,6 @@ def _recurrent_gradient(g_desc, row, held, g_smem, scratch, bars, step_count, mm
     return total
 
 
-@gluon.jit
-def _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, s, T, B, H, length, direction, gate_offsets, state_offsets,
-                     y_offsets, state_mask, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr):
-    """What step ``s >= 0`` reads besides the exchange, float32 ``(16, BLOCK_B)`` tiles
-    ``(dy, i, f, g, o, c_s, c_{s-1})``, zero for rows not running at ``s``
-    (:func:`rnnbench.kernels.lstm_kernels._backward_inputs`)."""
-    t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
-    running = _running(s, length, state_mask, HAS_LENGTHS)
-    step = gl.cast(t, gl.int64) * B
-    dy = gl.load(dy_ptr + step * DIRECTIONS * H + y_offsets, mask=running, other=0.0).to(gl.float32)
-    gates = xg_ptr + step * 4 * H + gate_offsets
-    i = gl.load(gates, mask=running, other=0.0).to(gl.float32)
-    f = gl.load(gates + H, mask=running, other=0.0).to(gl.float32)
-    g = gl.load(gates + 2 * H, mask=running, other=0.0).to(gl.float32)
-    o = gl.load(gates + 3 * H, mask=running, other=0.0).to(gl.float32)
-    c = gl.load(c_all_ptr + step * H + state_offsets, mask=running, other=0.0)
-    if s == 0:
-        c_prev = gl.load(c0_ptr + state_offsets, mask=running, other=0.0).to(gl.float32)
-    else:
-        before = gl.cast(_time_index(s - 1, T, length, direction, DIRECTIONS, HAS_LENGTHS), gl.int64) * B * H
-        c_prev = gl.load(c_all_ptr + before + state_offsets, mask=running, other=0.0)
-    return dy, i, f, g, o, c, c_prev
-
-
-@gluon.jit
-def _final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS: gl.constexpr):
-    """``dh_n`` (float32) for the rows whose last step is ``s``, zero for the others
-    (:func:`rnnbench.kernels.primitives.final_state_gradient`)."""
-    mask = state_mask
-    if HAS_LENGTHS:
-        mask = state_mask & gl.expand_dims(s == length - 1, 0)
-    return gl.load(dh_n_ptr + state_offsets, mask=mask, other=0.0).to(gl.float32)
-
-
 @gluon.jit(do_not_specialize=["T", "B", "first_direction"])
 def lstm_backward_gluon_kernel(
     xg_ptr, w_desc, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, g_desc,
@@ -225,18 +192,8 @@ def lstm_backward_gluon_kernel(
     pid_h = gl.program_id(0)
     pid_b = gl.program_id(1)
     direction = gl.program_id(2) + first_direction
-    units = pid_h * _UNITS + gl.arange(0, _UNITS, layout=gl.SliceLayout(1, tile_layout))
-    rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, tile_layout))
-    unit_col = gl.expand_dims(units, 1)
-    row_row = gl.expand_dims(rows, 0)
-    state_mask = (unit_col < H) & (row_row < B)
-    state_offsets = row_row * H + unit_col
-    gate_offsets = row_row * 4 * H + unit_col
-    y_offsets = row_row * DIRECTIONS * H + unit_col
-    if HAS_LENGTHS:
-        length = gl.load(lengths_ptr + rows, mask=rows < B, other=0)
-    else:
-        length = T
+    unit_col, row_row, state_mask, state_offsets, gate_offsets, y_offsets, length = program_tile(
+        lengths_ptr, T, B, H, tile_layout, BLOCK_B, DIRECTIONS, HAS_LENGTHS)
     b_pad = gl.num_programs(1) * BLOCK_B
     xg_ptr += direction.to(gl.int64) * T * B * 4 * H
     c_all_ptr += direction.to(gl.int64) * T * B * H
@@ -279,13 +236,13 @@ def lstm_backward_gluon_kernel(
                                      direction, gate_offsets, state_offsets, y_offsets, state_mask, DIRECTIONS,
                                      HAS_LENGTHS)
         if p == 0:
-            dh = _final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
+            dh = final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
         else:
             later = exchange_row + ((s + 1) % 2) * b_pad
             dh = _recurrent_gradient(g_desc, later, held, g_smem, scratch, bars, p - 1, mma_layout, tile_layout,
                                      BLOCK_B, COPIES, STAGES)
             if HAS_LENGTHS:
-                dh += _final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
+                dh += final_state_gradient(dh_n_ptr, state_offsets, state_mask, s, length, HAS_LENGTHS)
         if s < 0:
             gl.store(dh0_ptr + state_offsets, dh, mask=state_mask)
             gl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)

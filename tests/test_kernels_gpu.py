@@ -332,6 +332,15 @@ def _require_gluon():
         pytest.skip("this Triton has no Gluon Hopper API")
 
 
+def _gluon_plain_and_float64(hidden_size: int, batch: int, steps: int, dtype: torch.dtype):
+    """``(gluon, plain, float64 reference, inputs)``: LSTMs of input size 40 with the same (rounded)
+    weights on ``path="gluon"``, ``path="cooperative"`` and in float64, and :func:`_inputs`."""
+    candidate, reference = _modules("lstm", 40, hidden_size, dtype, "gluon")
+    plain = TritonLSTM(40, hidden_size, path="cooperative").to("cuda", dtype)
+    plain.load_state_dict(candidate.state_dict())
+    return candidate, plain, reference, _inputs("lstm", steps, batch, 40, hidden_size, dtype)
+
+
 def _layer_output(module, x, states):
     with torch.no_grad():
         output, (h_n, c_n) = module(x, states)
@@ -345,11 +354,7 @@ def test_gluon_forward_matches_the_plain_cooperative_kernel_and_float64(dtype, h
     weights and against float64 from the same rounded weights and inputs (:data:`GLUON_TOLERANCE`);
     outputs poisoned with NaN first, so an element the kernel does not write fails."""
     _require_gluon()
-    I = 40
-    candidate, reference = _modules("lstm", I, hidden_size, dtype, "gluon")
-    plain = TritonLSTM(I, hidden_size, path="cooperative").to("cuda", dtype)
-    plain.load_state_dict(candidate.state_dict())
-    x, states, _ = _inputs("lstm", steps, batch, I, hidden_size, dtype)
+    candidate, plain, reference, (x, states, _) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
     assert make_plan("lstm", hidden_size, batch, x, "gluon").path == "gluon"
     with poisoned_outputs():
         gluon_out = _layer_output(candidate, x, tuple(states))
@@ -450,11 +455,7 @@ def test_gluon_backward_matches_the_plain_cooperative_kernel_and_float64(dtype, 
     inputs (:data:`GLUON_BACKWARD_TOLERANCE`); outputs poisoned with NaN first. A gradient that
     vanished along T in float64 (RMS below 1e-6) must stay below 1e-3 RMS instead."""
     _require_gluon()
-    I = 40
-    candidate, reference = _modules("lstm", I, hidden_size, dtype, "gluon")
-    plain = TritonLSTM(I, hidden_size, path="cooperative").to("cuda", dtype)
-    plain.load_state_dict(candidate.state_dict())
-    x, states, upstream = _inputs("lstm", steps, batch, I, hidden_size, dtype)
+    candidate, plain, reference, (x, states, upstream) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
     plan = make_plan("lstm", hidden_size, batch, x, "gluon", backward=True)
     if plan.path != "gluon":  # not co-resident on this GPU: forced Gluon trains with the plain backward
         pytest.skip(f"this GPU ({torch.cuda.get_device_properties(0).multi_processor_count} SMs) plans the "
