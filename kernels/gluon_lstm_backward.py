@@ -66,8 +66,8 @@ from rnnbench.kernels.gluon_lstm import (
     shared_layout,
 )
 from rnnbench.kernels.plan import GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, gluon_backward_stages
-from rnnbench.kernels.lstm_kernels import _backward_inputs
-from rnnbench.kernels.primitives import POLL_ORDERS, final_state_gradient, tanh
+from rnnbench.kernels.lstm_kernels import _backward_inputs, gate_gradients
+from rnnbench.kernels.primitives import POLL_ORDERS, final_state_gradient
 
 UNITS, K_TILE, SPLIT = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_BACKWARD_SPLIT
 
@@ -249,15 +249,7 @@ def lstm_backward_gluon_kernel(
         else:
             t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
             running = _running(s, length, state_mask, HAS_LENGTHS)
-            dy, i, f, g, o, c, c_prev = inputs
-            dh += dy
-            # rows that have ended load zero gates, so all four gate gradients below are zero
-            tanh_c = tanh(c)
-            dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
-            di = (dc * g * i * (1.0 - i)).to(dtype)
-            df = (dc * c_prev * f * (1.0 - f)).to(dtype)
-            dg = (dc * i * (1.0 - g * g)).to(dtype)
-            do = (dh * tanh_c * o * (1.0 - o)).to(dtype)
+            dc, f, di, df, dg, do = gate_gradients(dh, dc_carry, inputs, dtype)
             gates = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + gate_offsets
             gl.store(gates, di, mask=state_mask)
             gl.store(gates + H, df, mask=state_mask)

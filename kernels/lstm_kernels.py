@@ -191,6 +191,20 @@ def _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, s, T, B, H, length, dire
 
 
 @triton.jit
+def gate_gradients(dh, dc_carry, inputs, out: tl.constexpr):
+    """One step's cell-state gradient and gate gradients from ``dh`` (the recurrent part, float32),
+    the carried ``dc`` and the step's :func:`_backward_inputs`: ``(dc, f, di, df, dg, do)``, the four
+    gate gradients (of the pre-activations) rounded to ``out``. Rows that have ended load zero
+    gates, so their four gate gradients are zero. Both backward kernels' (the Gluon one's too)."""
+    dy, i, f, g, o, c, c_prev = inputs
+    dh += dy
+    tanh_c = tanh(c)
+    dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
+    return (dc, f, (dc * g * i * (1.0 - i)).to(out), (dc * c_prev * f * (1.0 - f)).to(out),
+            (dc * i * (1.0 - g * g)).to(out), (dh * tanh_c * o * (1.0 - o)).to(out))
+
+
+@triton.jit
 def _backward_phase(
     xg_ptr, w_hh_ptr, blocks, dh_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, s, T, B, H, w_stride, length, direction, dc_carry,
     inputs, units, read, write, gate_offsets, state_offsets, state_mask,
@@ -223,16 +237,7 @@ def _backward_phase(
     else:
         t = step_position(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(s, length, state_mask, HAS_LENGTHS)
-        dy, i, f, g, o, c, c_prev = inputs
-        dh += dy
-        # rows that have ended load zero gates, so all four gate gradients below are zero
-        tanh_c = tanh(c)
-        dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
-        out = xg_ptr.dtype.element_ty
-        di = (dc * g * i * (1.0 - i)).to(out)
-        df = (dc * c_prev * f * (1.0 - f)).to(out)
-        dg = (dc * i * (1.0 - g * g)).to(out)
-        do = (dh * tanh_c * o * (1.0 - o)).to(out)
+        dc, f, di, df, dg, do = gate_gradients(dh, dc_carry, inputs, xg_ptr.dtype.element_ty)
         gates = xg_ptr + tl.cast(t, tl.int64) * B * 4 * H + gate_offsets
         tl.store(gates, di, mask=state_mask)
         tl.store(gates + H, df, mask=state_mask)
