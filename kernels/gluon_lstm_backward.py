@@ -65,8 +65,8 @@ from rnnbench.kernels.gluon_lstm import (
     _FLAG_SLOTS, _barrier_arrive, _barrier_wait, _cta_barrier, _running, _time_index, _tma_load, program_tile,
     shared_layout,
 )
-from rnnbench.kernels.plan import GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, gluon_backward_stages
 from rnnbench.kernels.lstm_kernels import _backward_inputs, gate_gradients
+from rnnbench.kernels.plan import GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, gluon_backward_stages
 from rnnbench.kernels.primitives import POLL_ORDERS, final_state_gradient
 
 UNITS, K_TILE, SPLIT = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_BACKWARD_SPLIT
