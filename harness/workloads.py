@@ -2,10 +2,13 @@
 
 Every backend factory in the registry returns an object with two methods:
 
-* ``callable(mode)``: a zero-argument function to time. ``fwd`` is an inference forward pass (no
-  autograd graph); ``fwd_bwd`` is a forward pass with autograd plus the backward pass for the
-  problem's upstream gradients, producing the gradients of the input, the initial states and every
-  parameter. Both include the input projection ``W_ih x`` for all time steps.
+* ``callable(mode)``: a zero-argument function to time. ``fwd`` is an inference forward pass as
+  an inference user runs it: no autograd graph, the module in eval mode (:func:`inference`;
+  torch.nn's cuDNN RNNs take their inference algorithm only outside training mode, and the Triton
+  LSTM stores gates for a backward only when autograd records the call). ``fwd_bwd`` is a forward
+  pass with autograd plus the backward pass for the problem's upstream gradients, producing the
+  gradients of the input, the initial states and every parameter. Both include the input
+  projection ``W_ih x`` for all time steps.
 * ``outputs(mode)``: runs once and returns float64 NumPy arrays by name (``y, h_n[, c_n]`` and for
   ``fwd_bwd`` also ``dx, dh0[, dc0], dw_ih, dw_hh, db_ih, db_hh``), for the correctness check.
 
@@ -14,7 +17,8 @@ Calls are asynchronous on CUDA; timing code synchronises (see :mod:`rnnbench.har
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,6 +28,18 @@ from rnnbench.baselines import numpy_rnn
 from rnnbench.harness.dtypes import NUMPY_DTYPES, torch_dtype
 from rnnbench.harness.problems import REVERSE_SUFFIX, Problem
 
+
+
+@contextmanager
+def inference(module: torch.nn.Module) -> Iterator[None]:
+    """``torch.no_grad()`` with ``module`` in eval mode, its mode restored afterwards."""
+    was_training = module.training
+    module.train(False)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -115,7 +131,7 @@ class TorchRecurrentWorkload:
         return x, h0, c0
 
     def _fwd(self, x, h0, c0):
-        with torch.no_grad():
+        with inference(self.module):
             return self._forward(x, h0, c0), {}
 
     def _fwd_bwd(self, x, h0, c0):
@@ -184,7 +200,7 @@ class TorchEncoderWorkload:
         self.dfeatures = torch.from_numpy(problem.arrays["dfeatures"]).to(**factory)
 
     def _fwd(self, x):
-        with torch.no_grad():
+        with inference(self.module):
             return self.module(x)
 
     def _fwd_bwd(self, x):

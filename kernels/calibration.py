@@ -5,7 +5,13 @@ backend on CUDA): its rows ``experiment=speed, metric=latency, backend=triton, s
 milliseconds per call of a ``seq_len``-step sequence, so ``µs/step = value * 1000 / seq_len``.
 Mode ``fwd`` is compared with the ``fwd`` estimate, ``fwd_bwd`` with ``fwd_train + bwd`` (the RNN's
 ``fwd + bwd``: it trains with its one forward kernel); the path
-is the one the planner picks (``planned``), as the suite runs ``path="auto"``.
+is the one the planner picks (``planned``), as the suite runs ``path="auto"``. The GPU results
+committed before 2026-11-27 ran the LSTM's *training* forward under mode ``fwd`` (the layer took
+``ctx.needs_input_grad``, true for parameters even under ``no_grad``, for a training call; fixed
+in :func:`rnnbench.kernels.lstm.records_graph`), so their ``fwd`` rows overstate the inference
+kernel's time by the gate and cell-state stores; matching them to ``fwd_train`` instead moved the
+median raw error of the H100 source from 25.7 % to 24.6 % (cost table of that date), so they are
+left as they are.
 
 **Step ablation.** Optionally also a step-ablation CSV measured in the same session
 (:mod:`rnnbench.kernels.step_bench`) with the model's estimate of the same variants

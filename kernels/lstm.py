@@ -14,6 +14,12 @@ kernels' (planned as ``auto``). ``auto`` takes the Gluon forward where it measur
 (:func:`rnnbench.kernels.plan.prefers_gluon`) and never the Gluon backward, which has not yet run
 on a GPU.
 
+Whether the forward saves anything is decided where autograd can still see it: inside
+``LSTMLayerFunction.forward`` grad mode is always off and ``ctx.needs_input_grad`` reports the
+parameters' ``requires_grad`` even under ``torch.no_grad()``, so :func:`records_graph` is evaluated
+by the callers and passed in. An inference call (no grad mode, or nothing that requires grad) runs
+the inference kernel: no gates, no cell states stored, no ``c_all`` buffer.
+
 Backward: the reverse-time kernel turns the saved gates, in place again, into the gradients of the
 gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. Because the saved
 gates are consumed, a graph through this layer can be backpropagated once (no
@@ -35,20 +41,27 @@ from rnnbench.kernels.plan import GLUON, row_split
 from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
 
 
+def records_graph(*tensors) -> bool:
+    """Whether autograd records a call on ``tensors`` (None allowed): grad mode is on and one of them
+    requires grad. Decides whether the forward saves what the backward needs."""
+    return torch.is_grad_enabled() and any(tensor is not None and tensor.requires_grad for tensor in tensors)
+
+
 class LSTMLayerFunction(torch.autograd.Function):
-    """``(x, lengths, h0, c0, first, w_ih, w_hh, b_ih, b_hh, path) -> (y, h_n, c_n)``.
+    """``(x, lengths, h0, c0, first, w_ih, w_hh, b_ih, b_hh, path, training) -> (y, h_n, c_n)``.
 
     Time-major ``x (T, B, I)``; ``lengths (B,)`` or None (row b runs steps ``[0, lengths[b])``);
     ``h0, c0 (D, B, H)``; ``first (D, B, 4H)`` or None, added to the pre-activation of each row's
     first step; ``w_ih (D, 4H, I)``, ``w_hh (D, 4H, H)``, biases ``(D, 4H)`` or None. Returns
     ``y (T, B, D*H)`` (zero past each row's end), ``h_n, c_n (D, B, H)`` (each row's last step).
+    ``training``: :func:`records_graph` of the tensor arguments (the callers' grad mode), whether
+    the forward stores the gates and cell states for the backward.
     """
 
     @staticmethod
-    def forward(ctx, x, lengths, h0, c0, first, w_ih, w_hh, b_ih, b_hh, path):
+    def forward(ctx, x, lengths, h0, c0, first, w_ih, w_hh, b_ih, b_hh, path, training):
         T, B, _ = x.shape
         directions, _, H = w_hh.shape
-        training = any(ctx.needs_input_grad)
         plan = make_plan("lstm", H, B, x, path, directions)
         x = x.contiguous()
         h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
@@ -111,13 +124,14 @@ class LSTMLayerFunction(torch.autograd.Function):
         dx, dw_ih, dw_hh, db = parameter_and_input_grads(dgates, x, h0, y, w_ih, need[0], ctx.has_bias, lengths)
         # separate tensors for the two bias gradients: autograd may keep them as .grad
         return (dx, None, dh0.to(x.dtype) if need[2] else None, dc0.to(x.dtype) if need[3] else None, dfirst,
-                dw_ih, dw_hh, db, None if db is None else db.clone(), None)
+                dw_ih, dw_hh, db, None if db is None else db.clone(), None, None)
 
 
 def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, path: str = "auto"):
     """``(y, h_n, c_n)`` of one LSTM layer, all D directions in one launch; shapes as in
     :class:`LSTMLayerFunction` (weights and states stacked over directions)."""
-    return LSTMLayerFunction.apply(x, lengths, h0, c0, None, w_ih, w_hh, b_ih, b_hh, path)
+    training = records_graph(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    return LSTMLayerFunction.apply(x, lengths, h0, c0, None, w_ih, w_hh, b_ih, b_hh, path, training)
 
 
 def projected_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths=None, path: str = "auto"):
@@ -136,7 +150,8 @@ def projected_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths=None, 
     directions, H = c0.shape[0], c0.shape[2]
     folded = w_hh @ w_hr
     first = h0 @ w_hh.transpose(1, 2)
+    training = records_graph(x, c0, first, w_ih, folded, b_ih, b_hh)
     m, m_n, c_n = LSTMLayerFunction.apply(x, lengths, h0.new_zeros(directions, B, H), c0, first, w_ih, folded,
-                                          b_ih, b_hh, path)
+                                          b_ih, b_hh, path, training)
     y = torch.einsum("tbdh,dph->tbdp", m.view(T, B, directions, H), w_hr).reshape(T, B, -1)
     return y, torch.einsum("dbh,dph->dbp", m_n, w_hr), c_n

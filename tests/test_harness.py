@@ -355,3 +355,24 @@ def test_a_forced_path_whose_backward_cannot_run_the_shape_is_skipped(monkeypatc
     case = Case("numerics", "random", "triton-stepwise", "lstm", "cpu", "float32", 2, 3, 4, 20, "fwd", 0)
     rows = measure_case(case, "r")
     assert [row.status for row in rows] == ["skipped"] and rows[0].note == "backward: no backward here"
+
+
+@pytest.mark.parametrize("mode, expected", [("fwd", (False, False)), ("fwd_bwd", (True, True))])
+def test_inference_forward_runs_the_module_in_eval_mode_without_grad(mode, expected):
+    """``fwd`` is what an inference user runs (torch.nn's cuDNN RNNs take their inference algorithm
+    only in eval mode): eval mode and no grad during the call, the module's mode restored after."""
+    import torch
+
+    from rnnbench.harness.problems import Problem
+
+    seen = []
+
+    class Recording(torch.nn.LSTM):
+        def forward(self, *args):
+            seen.append((self.training, torch.is_grad_enabled()))
+            return super().forward(*args)
+
+    workload = TorchRecurrentWorkload(Problem("lstm", 3, 2, 4, 5, seed=0), "float32", "cpu", Recording)
+    workload.callable(mode)()
+    assert seen == [expected]
+    assert workload.module.training

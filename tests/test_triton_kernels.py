@@ -309,6 +309,41 @@ def test_persistent_refused_when_weights_do_not_fit():
         module(torch.randn(2, 1, 4).to(KERNEL_DEVICE))
 
 
+def _kernel_modes(monkeypatch) -> list[bool]:
+    """The ``TRAINING`` constexpr of every LSTM forward launch from now on (the kernels still run)."""
+    import rnnbench.kernels.lstm
+
+    modes, launch = [], rnnbench.kernels.lstm.run_phases
+
+    def recording(*args, **constexprs):
+        if "TRAINING" in constexprs:
+            modes.append(constexprs["TRAINING"])
+        return launch(*args, **constexprs)
+
+    monkeypatch.setattr(rnnbench.kernels.lstm, "run_phases", recording)
+    return modes
+
+
+@pytest.mark.parametrize("proj_size", [0, 3])
+def test_lstm_inference_forward_stores_nothing_for_a_backward(proj_size, monkeypatch):
+    """Under ``torch.no_grad()`` (the parameters still require grad: ``ctx.needs_input_grad`` says
+    so even there) and with nothing requiring grad, the LSTM runs the inference kernel, with the
+    same outputs; only a call autograd records runs the training forward."""
+    modes = _kernel_modes(monkeypatch)
+    module, _ = _pair("lstm", 5, 12, proj_size=proj_size)
+    x = torch.randn(6, 2, 5).to(KERNEL_DEVICE)
+    with torch.no_grad():
+        inference, _ = module(x)
+    assert modes == [False]
+    recorded, _ = module(x)
+    assert modes == [False, True]
+    torch.testing.assert_close(inference, recorded.detach(), atol=0, rtol=0)
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    module(x)
+    assert modes == [False, True, False]
+
+
 def test_second_backward_raises_instead_of_wrong_gradients():
     module, _ = _pair("lstm", 4, 8)
     output, _ = module(torch.randn(3, 2, 4).to(KERNEL_DEVICE))
