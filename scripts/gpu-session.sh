@@ -17,6 +17,9 @@
 #   barrier.csv/.log     the grid-barrier micro-benchmark
 #   step-ablation.csv/.log  where a cooperative step's microseconds go (rnnbench.kernels.step_bench,
 #                        where the checkout has it), ABLATION_S seconds (default 120)
+#   memory-breakdown-BACKEND.json/.log  the blocks alive at the peak of one LSTM call (bf16,
+#                        H=64/768, B=16/64, T=1024, fwd and fwd_bwd) by allocating line, Triton
+#                        and torch.nn (rnnbench.harness.memory_breakdown)
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
@@ -29,9 +32,9 @@ DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests barrier ablation suite}
+STAGES=${STAGES:-tests barrier ablation memory suite}
 ABLATION_S=${ABLATION_S:-120}
-TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -66,6 +69,14 @@ fi
 
 if wants ablation; then
     ablation ablation . "$(pwd)/$DIR/step-ablation.csv"
+fi
+
+if wants memory && [ -f harness/memory_breakdown.py ]; then
+    for backend in triton torch; do
+        stage memory-$backend 45 "$PY" -m rnnbench.harness.memory_breakdown --device cuda --backend $backend \
+            --family lstm --hidden-size 64 768 --batch 16 64 --json "$DIR/memory-breakdown-$backend.json" \
+            > "$DIR/memory-breakdown-$backend.log" 2>&1
+    done
 fi
 
 LEFT=$(( BUDGET - $(elapsed) - 30 ))

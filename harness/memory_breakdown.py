@@ -1,0 +1,202 @@
+"""Where the peak memory of one call goes: the blocks alive at the peak, by the line that allocated them.
+
+The memory experiment (:mod:`rnnbench.harness.memory`) gives one number per case; this module
+explains it. It records every allocation and free of one call (after a warm-up call, as the
+experiment measures), replays them, and lists the blocks alive at the moment the live bytes peak,
+grouped by the first frame of this project's code on the allocating stack (``kernels/lstm.py:80
+forward``), largest first.
+
+Two recorders produce the same events (``{"action": "alloc" | "free", "addr", "size", "frame"}``):
+
+* ``cuda``: PyTorch's caching-allocator history (``torch.cuda.memory._record_memory_history``):
+  the block sizes the allocator hands out (rounded to 512 bytes), every allocation through it
+  (kernels' outputs, cuDNN's and cuBLAS's workspaces obtained through it).
+* ``cpu``: a ``TorchDispatchMode`` that sees every tensor a torch operator returns and a weak
+  reference to each new storage (freed when the storage dies), sizes rounded to 512 bytes like
+  the CUDA allocator's. On CPU the Triton kernels run in the interpreter (or not at all, see
+  ``--skip-kernels``), which allocates nothing through torch, so the trace of a Triton workload
+  is the allocation pattern the same code has on a GPU: a prediction of its CUDA breakdown that
+  needs no GPU. Storages that exist before the call (inputs, parameters) are not counted, as the
+  memory experiment subtracts what was allocated before.
+
+``python -m rnnbench.harness.memory_breakdown --backend triton --family lstm --hidden-size 64
+--batch 16 --mode fwd_bwd --device cuda`` prints the breakdown (``--json FILE`` writes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import traceback
+import weakref
+from pathlib import Path
+from typing import Callable
+
+#: the CUDA caching allocator's granularity (bytes); the CPU recorder rounds to it as well
+BLOCK = 512
+MIB = 2**20
+#: path fragments of this project's code (the frame a block is attributed to)
+OWN_CODE = ("rnnbench", "/kernels/", "/harness/", "/baselines/")
+
+
+def attribute(frames: list[tuple[str, int, str]]) -> str:
+    """Where a block was allocated, from its stack ``frames`` (``(file, line, function)``, innermost
+    first): the innermost two frames of this project's code, ``caller < allocating helper`` (so
+    ``output_buffer`` calls are told apart by their callers), or the innermost frame when none is
+    ours. This module's own frames are skipped."""
+    frames = [frame for frame in frames if not frame[0].endswith("memory_breakdown.py")]
+    ours = [frame for frame in frames if any(part in frame[0] for part in OWN_CODE)]
+    chosen = (ours or frames or [("?", 0, "?")])[:2 if ours else 1]
+    return " < ".join(f"{'/'.join(Path(filename).parts[-2:])}:{line} {name}" for filename, line, name in chosen[::-1])
+
+
+def peak_breakdown(events: list[dict]) -> dict:
+    """Replay ``events`` (in order): ``{"peak_bytes", "blocks": [{"frame", "bytes", "count"}]}`` of the
+    blocks alive when the live bytes were highest (the first such moment), largest group first.
+    A free of an address never allocated in the trace (a block from before the call) is ignored."""
+    live: dict[int, dict] = {}
+    current = peak = 0
+    at_peak: list[dict] = []
+    for event in events:
+        if event["action"] == "alloc":
+            live[event["addr"]] = event
+            current += event["size"]
+            if current > peak:
+                peak, at_peak = current, list(live.values())
+        elif event["action"] == "free" and event["addr"] in live:
+            current -= live.pop(event["addr"])["size"]
+    groups: dict[str, dict] = {}
+    for block in at_peak:
+        group = groups.setdefault(block["frame"], {"frame": block["frame"], "bytes": 0, "count": 0})
+        group["bytes"] += block["size"]
+        group["count"] += 1
+    return {"peak_bytes": peak, "blocks": sorted(groups.values(), key=lambda group: -group["bytes"])}
+
+
+def cuda_events(fn: Callable[[], object]) -> list[dict]:
+    """Allocation events of one call of ``fn`` on the current CUDA device (after a warm-up call)."""
+    import torch
+
+    fn()
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.memory._record_memory_history(max_entries=1_000_000)
+    try:
+        result = fn()
+        torch.cuda.synchronize()
+        snapshot = torch.cuda.memory._snapshot()
+    finally:
+        torch.cuda.memory._record_memory_history(enabled=None)
+    del result
+    device = torch.cuda.current_device()
+    events = []
+    for entry in snapshot["device_traces"][device]:
+        action = {"alloc": "alloc", "free_requested": "free"}.get(entry["action"])
+        if action is not None:
+            frames = [(frame["filename"], frame["line"], frame["name"]) for frame in entry.get("frames", [])]
+            events.append({"action": action, "addr": entry["addr"], "size": entry["size"], "frame": attribute(frames)})
+    return events
+
+
+def cpu_events(fn: Callable[[], object]) -> list[dict]:
+    """Allocation events of one call of ``fn`` on CPU tensors (after a warm-up call): see the module
+    docstring."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    events: list[dict] = []
+    tracked: dict[int, weakref.ref] = {}
+
+    def freed(address: int) -> None:
+        if tracked.pop(address, None) is not None:
+            events.append({"action": "free", "addr": address, "size": 0, "frame": ""})
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if any(result.alias_info is not None for result in func._schema.returns):
+                return out  # a view of an existing storage
+            for tensor in tree_flatten(out)[0]:
+                if not isinstance(tensor, torch.Tensor):
+                    continue
+                storage = tensor.untyped_storage()
+                address = storage.data_ptr()
+                if address in tracked or storage.nbytes() == 0:
+                    continue
+                tracked[address] = weakref.ref(storage, lambda _, address=address: freed(address))
+                stack = traceback.extract_stack()[::-1]
+                events.append({"action": "alloc", "addr": address, "size": BLOCK * math.ceil(storage.nbytes() / BLOCK),
+                               "frame": attribute([(frame.filename, frame.lineno, frame.name) for frame in stack])})
+            return out
+
+    fn()
+    gc.collect()
+    with Recorder():
+        result = fn()
+    del result
+    return events
+
+
+def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: int, mode: str, dtype: str,
+              device: str, input_size: int | None = None) -> dict:
+    """The peak breakdown of one ``mode`` call of ``backend`` on the harness's problem of this shape."""
+    from rnnbench.harness.backends import build_workload
+    from rnnbench.harness.cases import Case
+
+    case = Case("memory", "random", backend, family, device, dtype, batch, seq_len, input_size or hidden_size,
+                hidden_size, mode, seed=0)
+    fn = build_workload(case).callable(mode)
+    result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
+    return {"backend": backend, "family": family, "hidden_size": hidden_size, "batch": batch, "seq_len": seq_len,
+            "input_size": case.input_size, "mode": mode, "dtype": dtype, "device": device, **result}
+
+
+def render(result: dict, top: int = 12) -> str:
+    lines = [f"{result['backend']} {result['family']} {result['dtype']} {result['mode']} H={result['hidden_size']} "
+             f"B={result['batch']} T={result['seq_len']} on {result['device']}: peak {result['peak_bytes'] / MIB:.2f} MiB"]
+    lines += [f"  {group['bytes'] / MIB:9.2f} MiB  {group['count']:3d} x  {group['frame']}" for group in result["blocks"][:top]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnnbench.harness.memory_breakdown", description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="triton")
+    parser.add_argument("--family", default="lstm", choices=["lstm", "rnn"])
+    parser.add_argument("--hidden-size", type=int, nargs="+", default=[64])
+    parser.add_argument("--batch", type=int, nargs="+", default=[16])
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--mode", nargs="+", default=["fwd", "fwd_bwd"], choices=["fwd", "fwd_bwd"])
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--skip-kernels", action="store_true",
+                        help="cpu: do not run the Triton kernels (their outputs are garbage; the allocations are the same)")
+    parser.add_argument("--json", type=Path, help="write every breakdown to this file (a JSON list)")
+    args = parser.parse_args(argv)
+    if args.skip_kernels:
+        skip_kernel_launches()
+    results = []
+    for hidden_size in args.hidden_size:
+        for batch in args.batch:
+            for mode in args.mode:
+                results.append(breakdown(args.backend, args.family, hidden_size, batch, args.seq_len, mode, args.dtype,
+                                         args.device))
+                print(render(results[-1]), flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def skip_kernel_launches() -> None:
+    """Replace the Triton layers' kernel launches with no-ops (``--skip-kernels``)."""
+    import rnnbench.kernels.lstm
+    import rnnbench.kernels.rnn
+
+    for module in (rnnbench.kernels.lstm, rnnbench.kernels.rnn):
+        module.run_phases = lambda *args, **kwargs: None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

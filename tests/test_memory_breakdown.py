@@ -1,0 +1,75 @@
+"""Where one call's peak memory goes (rnnbench.harness.memory_breakdown): the replay of allocation
+events, the attribution to this project's lines, and the Triton LSTM's buffers on CPU (the
+interpreter) and on CUDA (the caching allocator) against what its module docstring says it keeps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import KERNEL_DEVICE
+from rnnbench.harness.memory_breakdown import BLOCK, attribute, breakdown, main, peak_breakdown
+
+
+def _alloc(addr, size, frame="a.py:1 f"):
+    return {"action": "alloc", "addr": addr, "size": size, "frame": frame}
+
+
+def _free(addr):
+    return {"action": "free", "addr": addr, "size": 0, "frame": ""}
+
+
+def test_peak_is_the_first_moment_of_most_live_bytes_grouped_by_frame():
+    events = [_free(99), _alloc(1, 100), _alloc(2, 300, "b.py:2 g"), _alloc(3, 50), _free(2), _alloc(4, 340, "b.py:2 g"),
+              _free(1), _free(3), _free(4)]
+    result = peak_breakdown(events)
+    assert result["peak_bytes"] == 490
+    assert result["blocks"] == [{"frame": "b.py:2 g", "bytes": 340, "count": 1}, {"frame": "a.py:1 f", "bytes": 150, "count": 2}]
+
+
+def test_no_events_no_peak():
+    assert peak_breakdown([]) == {"peak_bytes": 0, "blocks": []}
+
+
+def test_attribution_names_the_innermost_two_frames_of_our_code():
+    frames = [("/x/harness/memory_breakdown.py", 5, "record"), ("/usr/lib/torch/functional.py", 10, "mm"),
+              ("/repo/kernels/launch.py", 103, "output_buffer"), ("/repo/kernels/lstm.py", 73, "forward"),
+              ("/repo/harness/workloads.py", 120, "_fwd_bwd")]
+    assert attribute(frames) == "kernels/lstm.py:73 forward < kernels/launch.py:103 output_buffer"
+    assert attribute([("/usr/lib/torch/functional.py", 10, "mm")]) == "torch/functional.py:10 mm"
+
+
+def _bytes_per_step_and_row(H, I, element, mode):
+    """What the Triton LSTM keeps per time step and batch row (kernels/lstm.py): the gate projection
+    (4H) and the output (H) in the storage dtype; in training also the float32 cell state (4H bytes)
+    and, at the backward's peak, the input gradient (I)."""
+    kept = (4 * H + H) * element
+    if mode == "fwd_bwd":
+        kept += 4 * H + I * element
+    return kept
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+def test_triton_lstm_keeps_per_step_what_its_docstring_says(mode):
+    """The interpreter's trace (CPU) or the caching allocator's (CUDA) of one call at two sequence
+    lengths: the peak grows by the documented bytes per step and row (the fixed buffers, weights'
+    gradients and the exchange, cancel), each buffer rounded to 512 bytes. An inference forward
+    keeps no cell states; a training call keeps them in float32."""
+    B, H, steps = 3, 40, (8, 24)
+    dtype = "float32" if KERNEL_DEVICE == "cpu" else "bfloat16"
+    element = torch.tensor([], dtype=getattr(torch, dtype)).element_size()
+    peaks = [breakdown("triton", "lstm", H, B, T, mode, dtype, KERNEL_DEVICE)["peak_bytes"] for T in steps]
+    expected = (steps[1] - steps[0]) * B * _bytes_per_step_and_row(H, H, element, mode)
+    assert abs(peaks[1] - peaks[0] - expected) <= 4 * BLOCK, (peaks, expected)
+
+
+def test_cli_writes_the_breakdowns(tmp_path, capsys):
+    out = tmp_path / "breakdown.json"
+    assert main(["--device", "cpu", "--backend", "torch", "--family", "rnn", "--hidden-size", "8", "--batch", "2",
+                 "--seq-len", "5", "--dtype", "float32", "--json", str(out)]) == 0
+    import json
+
+    results = json.loads(out.read_text())
+    assert [result["mode"] for result in results] == ["fwd", "fwd_bwd"]
+    assert all(result["peak_bytes"] > 0 for result in results)
+    assert "torch rnn float32 fwd_bwd H=8 B=2 T=5 on cpu: peak" in capsys.readouterr().out
