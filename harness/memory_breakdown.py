@@ -76,23 +76,37 @@ def peak_breakdown(events: list[dict]) -> dict:
 
 
 def cuda_events(fn: Callable[[], object]) -> list[dict]:
-    """Allocation events of one call of ``fn`` on the current CUDA device (after a warm-up call)."""
+    """Allocation events of one call of ``fn`` on the current CUDA device (after a warm-up call):
+    the allocator's history with Python stacks, from an empty history (or from where it stood, on
+    a torch whose recorder cannot clear it)."""
+    import inspect
+
     import torch
 
     fn()
     gc.collect()
     torch.cuda.synchronize()
-    torch.cuda.memory._record_memory_history(max_entries=1_000_000)
+    device = torch.cuda.current_device()
+    record = torch.cuda.memory._record_memory_history
+    clears = "clear_history" in inspect.signature(record).parameters
+    record(stacks="python", max_entries=1_000_000, **({"clear_history": True} if clears else {}))
     try:
+        start = 0 if clears else len(torch.cuda.memory._snapshot()["device_traces"][device])
         result = fn()
         torch.cuda.synchronize()
-        snapshot = torch.cuda.memory._snapshot()
+        trace = torch.cuda.memory._snapshot()["device_traces"][device][start:]
     finally:
-        torch.cuda.memory._record_memory_history(enabled=None)
+        record(enabled=None)
     del result
-    device = torch.cuda.current_device()
+    return allocator_events(trace)
+
+
+def allocator_events(trace: list[dict]) -> list[dict]:
+    """Events of a CUDA allocator history (``torch.cuda.memory._snapshot()["device_traces"][d]``):
+    its ``alloc`` and ``free_requested`` entries (when the caller frees, as ``memory_allocated``
+    counts), segments and completions left out."""
     events = []
-    for entry in snapshot["device_traces"][device]:
+    for entry in trace:
         action = {"alloc": "alloc", "free_requested": "free"}.get(entry["action"])
         if action is not None:
             frames = [(frame["filename"], frame["line"], frame["name"]) for frame in entry.get("frames", [])]

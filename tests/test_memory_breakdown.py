@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import KERNEL_DEVICE
-from rnnbench.harness.memory_breakdown import BLOCK, attribute, breakdown, main, peak_breakdown
+from rnnbench.harness.memory_breakdown import BLOCK, allocator_events, attribute, breakdown, main, peak_breakdown
 
 
 def _alloc(addr, size, frame="a.py:1 f"):
@@ -29,6 +29,20 @@ def test_peak_is_the_first_moment_of_most_live_bytes_grouped_by_frame():
 
 def test_no_events_no_peak():
     assert peak_breakdown([]) == {"peak_bytes": 0, "blocks": []}
+
+
+def test_cuda_allocator_history_becomes_events():
+    """The allocator's ``alloc`` and ``free_requested`` entries count (segments and completions do not)."""
+    frame = {"filename": "/repo/kernels/lstm.py", "line": 73, "name": "forward"}
+    trace = [{"action": "segment_alloc", "addr": 0, "size": 2 * 2**20, "frames": []},
+             {"action": "alloc", "addr": 512, "size": 1024, "frames": [frame]},
+             {"action": "alloc", "addr": 2048, "size": 512, "frames": [frame]},
+             {"action": "free_requested", "addr": 512, "size": 1024, "frames": []},
+             {"action": "free_completed", "addr": 512, "size": 1024, "frames": []}]
+    events = allocator_events(trace)
+    assert [event["action"] for event in events] == ["alloc", "alloc", "free"]
+    assert events[0]["frame"] == "kernels/lstm.py:73 forward"
+    assert peak_breakdown(events)["peak_bytes"] == 1536
 
 
 def test_attribution_names_the_innermost_two_frames_of_our_code():
