@@ -37,7 +37,8 @@ is tested against (``tests/test_kernels_gpu.py``, on a GPU only).
 
 **Portability.** The same source compiles with Triton 3.6 and 3.9 (checked ahead of time:
 ``tests/test_gluon_aot.py``, tables in ``reports/aot/gluon-sm_90-triton*.csv``). Names that differ
-are chosen at import time: the CTA barrier (``gl.thread_barrier`` in 3.6, ``gl.barrier`` in 3.9),
+are chosen at import time (in :mod:`rnnbench.kernels.gluon_primitives`, with the grid barrier both
+Gluon kernels share; the ``cp.async`` copy here): the CTA barrier (``gl.thread_barrier`` in 3.6, ``gl.barrier`` in 3.9),
 the TMA load (``tma.async_copy_global_to_shared`` / ``tma.async_load``), the ``cp.async`` copy
 (``async_copy.async_copy_global_to_shared`` / ``async_copy.async_load``); ``mbarrier.expect``'s byte
 count is passed positionally (its keyword differs). Plain ``@triton.jit`` helpers compile inside
@@ -51,40 +52,35 @@ bits, far below the 16-bit storage of h.
 **Memory ordering between the generic and the async proxy.** The exchange is written by ordinary
 stores of other programs and read here by TMA (the async proxy). The writer issues
 ``fence.proxy.async.global`` before its release arrival and the reader after its acquire wait
-(:func:`_proxy_fence`), so the TMA load sees the released stores.
+(:func:`rnnbench.kernels.gluon_primitives.proxy_fence`), so the TMA load sees the released stores.
 """
 
 from __future__ import annotations
 
 import torch
 import triton
-import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language._core import builtin as _gluon_builtin
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
 from triton.experimental.gluon.language.nvidia.hopper import (
-    fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
+    fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
 )
 
-from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies
-from rnnbench.kernels.primitives import (
-    BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, RELAXED_POLL_THEN_FENCE, _load_flags, acquire_fence, tanh,
+from rnnbench.kernels.gluon_primitives import (
+    FLAG_SLOTS, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
 )
+from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies
+from rnnbench.kernels.primitives import POLL_ORDERS
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
 UNITS, K_TILE, NUM_WARPS = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS
 
-_cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
-_tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 _async_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
 
 _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
-_FLAG_SLOTS: gl.constexpr = gl.constexpr(int(FLAG_SLOTS.value))
-_TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
-_RELAXED_POLL: gl.constexpr = gl.constexpr(int(RELAXED_POLL_THEN_FENCE.value))
 
 
 #: the wgmma operand layout of one ``(BLOCK_B, 64)`` 16-bit state tile (128-byte swizzle)
@@ -127,107 +123,7 @@ def _tanh(x):
     return 2.0 * _sigmoid(2.0 * x) - 1.0
 
 
-# ---- grid barrier (the protocol of primitives.grid_barrier, in Gluon) ------------------------------
-
-@gluon.jit
-def _globaltimer(like):
-    """``%globaltimer`` (ns), one per element of ``like`` (Gluon needs a layout for the result)."""
-    return gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r", [like], dtype=gl.int64, is_pure=False,
-                                     pack=1)
-
-
-@gluon.jit
-def _proxy_fence(like):
-    """``fence.proxy.async.global``: orders this thread's generic-proxy global accesses with its
-    async-proxy (TMA) ones. Returns a dummy of ``like``'s shape (inline asm needs a result)."""
-    return gl.inline_asm_elementwise("fence.proxy.async.global;\nmov.b32 $0, $1;", "=r,r", [like], dtype=gl.int32,
-                                     is_pure=False, pack=1)
-
-
-@gluon.jit
-def _barrier_arrive(flags_ptr, producer, lane):
-    """Arrival: every thread's stores of the step issued (CTA barrier) and made visible to TMA
-    readers (proxy fence), then one release add to this producer's flag."""
-    _proxy_fence(lane)
-    _cta_barrier()
-    gl.atomic_add(flags_ptr + producer, 1, sem="release", scope="gpu")
-
-
-@gluon.jit
-def _barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr):
-    """Wait until every producer's flag reaches ``step`` (``lane``: ``arange(0, min(POLL, 32))`` in
-    a layout that gives each warp all of it), or until the timeout, which sets the status word and
-    ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`; the poll's
-    loads in ``ORDER``, :data:`rnnbench.kernels.primitives.POLL_ORDERS`).
-
-    Each thread loads its ``POLL / 32`` flags as one tensor, so all of a poll's loads are issued
-    before any is used: polled 32 at a time, with each chunk's minimum taken before the next load,
-    ptxas 3.6 issued the second chunk's load after the first's value came back (two L2 round trips
-    per poll at H=768, where 48 producers make POLL 64)."""
-    if producers > 1:
-        PER_THREAD: gl.constexpr = POLL // 32 if POLL >= 32 else 1
-        index = gl.arange(0, POLL, layout=gl.BlockedLayout(size_per_thread=[PER_THREAD], threads_per_warp=[32],
-                                                           warps_per_cta=[gl.num_warps()], order=[0]))
-        polled = index < producers
-        start = gl.max(_globaltimer(lane), axis=0)
-        slowest = step - 1
-        status = 0
-        while (slowest < step) & (status == 0):
-            status = gl.max(_load_flags(flags_ptr + _FLAG_SLOTS + lane * 0, ORDER), axis=0)
-            flags = _load_flags(flags_ptr + gl.where(polled, index, 0), ORDER)
-            slowest = gl.min(gl.where(polled, flags, step), axis=0)
-            now = gl.max(_globaltimer(lane), axis=0)
-            if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
-                gl.atomic_max(flags_ptr + _FLAG_SLOTS, step, sem="relaxed", scope="gpu")
-                status = step
-        if ORDER == _RELAXED_POLL:
-            acquire_fence(lane)
-        _cta_barrier()
-    _proxy_fence(lane)
-
-
 # ---- tiles -----------------------------------------------------------------------------------------
-
-@gluon.jit
-def _time_index(s, T, length, direction, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr):
-    """Time index of processing step ``s`` (as :func:`rnnbench.kernels.primitives.step_position`):
-    a scalar, or ``(1, BLOCK_B)`` with lengths going backwards."""
-    if DIRECTIONS == 1:
-        return s
-    elif HAS_LENGTHS:
-        backwards = (direction == 1) & (s < length)
-        return gl.expand_dims(gl.where(backwards, length - 1 - s, s), 0)
-    else:
-        return gl.where(direction == 1, T - 1 - s, s)
-
-
-@gluon.jit
-def _running(s, length, mask, HAS_LENGTHS: gl.constexpr):
-    """``mask`` restricted to rows that run step ``s`` (as :func:`rnnbench.kernels.primitives.running_rows`)."""
-    if HAS_LENGTHS:
-        return mask & gl.expand_dims(s < length, 0)
-    else:
-        return mask
-
-
-@gluon.jit
-def program_tile(lengths_ptr, T, B, H, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr, DIRECTIONS: gl.constexpr,
-                 HAS_LENGTHS: gl.constexpr):
-    """Program ``(pid_h, pid_b)``'s ``(16 units, BLOCK_B rows)`` tile in ``tile_layout`` (both Gluon
-    kernels): ``(unit_col (16, 1), row_row (1, BLOCK_B), state_mask, state_offsets, gate_offsets,
-    y_offsets, length)``, offsets into row-major ``(B, H)`` states, ``(B, 4H)`` gate rows and
-    ``(B, D*H)`` outputs; ``length``: each row's steps ``(BLOCK_B,)``, or ``T`` without lengths."""
-    units = gl.program_id(0) * _UNITS + gl.arange(0, _UNITS, layout=gl.SliceLayout(1, tile_layout))
-    rows = gl.program_id(1) * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, tile_layout))
-    unit_col = gl.expand_dims(units, 1)
-    row_row = gl.expand_dims(rows, 0)
-    if HAS_LENGTHS:
-        length = gl.load(lengths_ptr + rows, mask=rows < B, other=0)
-    else:
-        length = T
-    return (unit_col, row_row, (unit_col < H) & (row_row < B), row_row * H + unit_col, row_row * 4 * H + unit_col,
-            row_row * DIRECTIONS * H + unit_col, length)
-
 
 @gluon.jit
 def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
@@ -248,7 +144,7 @@ def _load_weights(w_desc, w_smem, bar, row0, H, K_TILES: gl.constexpr):
     mbarrier.expect(bar, K_TILES * 4 * w_desc.block_type.nbytes)
     for k in gl.static_range(K_TILES):
         for g in gl.static_range(4):
-            _tma_load(w_desc, [row0 + g * H, k * _K_TILE], bar, w_smem.index(k).slice(g * _UNITS, _UNITS))
+            tma_load(w_desc, [row0 + g * H, k * _K_TILE], bar, w_smem.index(k).slice(g * _UNITS, _UNITS))
     mbarrier.wait(bar, 0)
 
 
@@ -277,7 +173,7 @@ def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl
     (a barrier before each load too), one mbarrier for several copies (a barrier between loads on
     the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
     for j in gl.static_range(COPIES):
-        _tma_load(ex_desc, [j * PER_COPY, row, 0], bars.index(j), h_smem.index(j))
+        tma_load(ex_desc, [j * PER_COPY, row, 0], bars.index(j), h_smem.index(j))
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
@@ -295,7 +191,7 @@ def _pre_activations(product, gates_smem, xg_smem, tile_layout: gl.constexpr):
     ``gates_smem``; one CTA barrier covers that and the copies of every thread."""
     async_copy.wait_group(0)
     gates_smem.store(product)
-    _cta_barrier()
+    cta_barrier()
     return (gates_smem.slice(0, _UNITS).load(tile_layout) + xg_smem.index(0).load(tile_layout).to(gl.float32),
             gates_smem.slice(_UNITS, _UNITS).load(tile_layout) + xg_smem.index(1).load(tile_layout).to(gl.float32),
             gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(2).load(tile_layout).to(gl.float32),
@@ -344,7 +240,7 @@ def lstm_forward_gluon_kernel(
     c_all_ptr += direction.to(gl.int64) * T * B * H
     y_ptr += direction * H
     exchange_ptr += direction * 2 * b_pad * H_PAD
-    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (_FLAG_SLOTS + 1)
+    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (FLAG_SLOTS + 1)
     write = row_row * H_PAD + unit_col
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
 
@@ -364,11 +260,11 @@ def lstm_forward_gluon_kernel(
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
     _arm_state_barriers(bars, ex_desc, COPIES)
-    _prefetch_gates(xg_smem, xg_ptr, _time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                    gate_offsets, _running(0, length, state_mask, HAS_LENGTHS))
+    _prefetch_gates(xg_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                    gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
     for s in range(0, T):
-        t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
-        running = _running(s, length, state_mask, HAS_LENGTHS)
+        t = time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
+        running = running_rows(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
         product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, h_smem, bars, s % 2, acc_layout,
                                      BLOCK_B, K_TILES, PER_COPY, COPIES)
@@ -396,15 +292,15 @@ def lstm_forward_gluon_kernel(
             gl.store(c_all_ptr + step * H + state_offsets, c_t, mask=running)
         c = c_t
         gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
-        _barrier_arrive(flags_ptr, pid_h, lane)
+        barrier_arrive(flags_ptr, pid_h, lane)
         # the next step's inputs, loaded a whole step ahead (the last step loads its own again,
         # waited for after the loop: under the condition below, Triton 3.6 spilled at H=1024)
         upcoming = gl.minimum(s + 1, T - 1)
-        _prefetch_gates(xg_smem, xg_ptr, _time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                        gate_offsets, _running(upcoming, length, state_mask, HAS_LENGTHS))
+        _prefetch_gates(xg_smem, xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                        gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
         if s + 1 < T:
             _arm_state_barriers(bars, ex_desc, COPIES)
-        _barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER)
+        barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER)
     async_copy.wait_group(0)  # no copy in flight at the exit
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))

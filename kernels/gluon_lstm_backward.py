@@ -38,7 +38,7 @@ from L2. Here:
 
 The elementwise part (dy, the saved gates and cell states, loaded a step ahead into registers),
 the exchange layout, the barrier (release flags, poll in ``POLL_ORDER``, timeout, status word: the
-forward's :func:`rnnbench.kernels.gluon_lstm._barrier_arrive` / ``_barrier_wait``, with the proxy
+forward's :func:`rnnbench.kernels.gluon_primitives.barrier_arrive` / ``barrier_wait``, with the proxy
 fences that order the other programs' ordinary stores before this program's TMA reads) are the
 plain kernel's. Float32 accumulation and elementwise math; the gate gradients are rounded to the
 storage dtype where the plain kernel rounds them.
@@ -61,9 +61,9 @@ from triton.experimental.gluon.language._core import builtin as _gluon_builtin
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier
 
-from rnnbench.kernels.gluon_lstm import (
-    _FLAG_SLOTS, _barrier_arrive, _barrier_wait, _cta_barrier, _running, _time_index, _tma_load, program_tile,
-    shared_layout,
+from rnnbench.kernels.gluon_lstm import shared_layout
+from rnnbench.kernels.gluon_primitives import (
+    FLAG_SLOTS, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
 )
 from rnnbench.kernels.lstm_kernels import _backward_inputs, gate_gradients
 from rnnbench.kernels.plan import GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, gluon_backward_stages
@@ -110,17 +110,17 @@ def _held_weights(w_desc, g_smem, bars, row, mma_layout: gl.constexpr, COPIES: g
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_layout, k_width=2)
     for j in gl.static_range(STAGES):
         mbarrier.expect(bars[j], w_desc.block_type.nbytes)
-        _tma_load(w_desc, [j * _SPLIT, row, 0], bars[j], _weight_view(g_smem.index(j), w_desc))
+        tma_load(w_desc, [j * _SPLIT, row, 0], bars[j], _weight_view(g_smem.index(j), w_desc))
     held = ()
     for j in gl.static_range(COPIES):
         mbarrier.wait(bars[j % STAGES], (j // STAGES) % 2)
         held = held + (_weight_view(g_smem.index(j % STAGES), w_desc).load(a_layout),)
         if j + STAGES < COPIES:
-            _cta_barrier()
+            cta_barrier()
             mbarrier.expect(bars[j % STAGES], w_desc.block_type.nbytes)
-            _tma_load(w_desc, [(j + STAGES) * _SPLIT, row, 0], bars[j % STAGES],
+            tma_load(w_desc, [(j + STAGES) * _SPLIT, row, 0], bars[j % STAGES],
                       _weight_view(g_smem.index(j % STAGES), w_desc))
-    _cta_barrier()  # every warp has its weights before the stages take gate gradients
+    cta_barrier()  # every warp has its weights before the stages take gate gradients
     return held
 
 
@@ -139,7 +139,7 @@ def _recurrent_gradient(g_desc, row, held, g_smem, scratch, bars, step_count, mm
     u-th use of this product waits for parity ``(step_count * USES_i + u) % 2``."""
     b_layout: gl.constexpr = gl.DotOperandLayout(operand_index=1, parent=mma_layout, k_width=2)
     for j in gl.static_range(STAGES):
-        _tma_load(g_desc, [j * _SPLIT, row, 0], bars[j], g_smem.index(j))
+        tma_load(g_desc, [j * _SPLIT, row, 0], bars[j], g_smem.index(j))
     acc = gl.zeros([_SPLIT, _UNITS, BLOCK_B], gl.float32, mma_layout)
     for j in gl.static_range(COPIES):
         # stage j % STAGES, used (COPIES - j % STAGES + STAGES - 1) // STAGES times per product (its
@@ -148,13 +148,13 @@ def _recurrent_gradient(g_desc, row, held, g_smem, scratch, bars, step_count, mm
                       (step_count * ((COPIES - j % STAGES + STAGES - 1) // STAGES) + j // STAGES) % 2)
         b = g_smem.index(j % STAGES).permute((0, 2, 1)).load(b_layout)  # (SPLIT, 64 gate rows, BLOCK_B)
         if j + STAGES < COPIES:
-            _cta_barrier()
+            cta_barrier()
             mbarrier.expect(bars[j % STAGES], g_desc.block_type.nbytes)
-            _tma_load(g_desc, [(j + STAGES) * _SPLIT, row, 0], bars[j % STAGES], g_smem.index(j % STAGES))
+            tma_load(g_desc, [(j + STAGES) * _SPLIT, row, 0], bars[j % STAGES], g_smem.index(j % STAGES))
         acc = mma_v2(held[j], b, acc)  # (SPLIT, 16 units, 64 gate rows) x (SPLIT, 64, BLOCK_B)
     # the sum over the warps: each thread adds the SPLIT partial sums of its own elements
     scratch.store(gl.reshape(acc, [_SPLIT * _UNITS, BLOCK_B]))
-    _cta_barrier()
+    cta_barrier()
     total = scratch.slice(0, _UNITS).load(tile_layout)
     for w in gl.static_range(1, _SPLIT):
         total += scratch.slice(w * _UNITS, _UNITS).load(tile_layout)
@@ -204,7 +204,7 @@ def lstm_backward_gluon_kernel(
     dc0_ptr += direction * B * H
     dy_ptr += direction * H
     exchange_ptr += direction * 2 * b_pad * ROW_WIDTH
-    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (_FLAG_SLOTS + 1)
+    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (FLAG_SLOTS + 1)
     write = row_row * ROW_WIDTH + unit_col
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
 
@@ -247,8 +247,8 @@ def lstm_backward_gluon_kernel(
             gl.store(dh0_ptr + state_offsets, dh, mask=state_mask)
             gl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
         else:
-            t = _time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
-            running = _running(s, length, state_mask, HAS_LENGTHS)
+            t = time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
+            running = running_rows(s, length, state_mask, HAS_LENGTHS)
             dc, f, di, df, dg, do = gate_gradients(dh, dc_carry, inputs, dtype)
             gates = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + gate_offsets
             gl.store(gates, di, mask=state_mask)
@@ -264,10 +264,10 @@ def lstm_backward_gluon_kernel(
                 dc_carry = gl.where(running, dc * f, dc_carry)
             else:
                 dc_carry = dc * f
-        _barrier_arrive(flags_ptr, pid_h, lane)
+        barrier_arrive(flags_ptr, pid_h, lane)
         if p < T:  # the next step multiplies
             _arm_copies(g_desc, bars, STAGES)
-        _barrier_wait(flags_ptr, gl.num_programs(0), p + 1, lane, POLL, POLL_ORDER)
+        barrier_wait(flags_ptr, gl.num_programs(0), p + 1, lane, POLL, POLL_ORDER)
         inputs = following
     for j in gl.static_range(STAGES):
         mbarrier.invalidate(bars[j])

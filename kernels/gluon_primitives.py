@@ -1,0 +1,137 @@
+"""Gluon building blocks shared by the Gluon LSTM kernels (:mod:`rnnbench.kernels.gluon_lstm`, the
+forward, and :mod:`rnnbench.kernels.gluon_lstm_backward`): the grid barrier of the plain kernels
+(:func:`rnnbench.kernels.primitives.grid_barrier`: release flags, poll in ``POLL_ORDER``, timeout,
+status word) with the proxy fences that let TMA read what other programs stored, a program's tile
+of units and batch rows, the time index of a step, and the names that differ between Triton 3.6
+and 3.9 (the CTA barrier: ``gl.thread_barrier`` / ``gl.barrier``; the TMA load:
+``tma.async_copy_global_to_shared`` / ``tma.async_load``).
+
+Plain ``@triton.jit`` helpers compile inside Gluon kernels with both versions, so the poll's loads
+(and, with relaxed polls, the fence after them) are the plain kernels' own
+(:func:`rnnbench.kernels.primitives._load_flags`, :func:`~rnnbench.kernels.primitives.acquire_fence`).
+"""
+
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import tma
+
+from rnnbench.kernels.plan import GLUON_BLOCK_H
+from rnnbench.kernels.primitives import (
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, _load_flags, acquire_fence,
+)
+
+cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
+tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+
+#: the synchronisation buffer's layout (:data:`rnnbench.kernels.primitives.FLAG_SLOTS`): a release
+#: flag per producer, the status word at this offset
+FLAG_SLOTS: gl.constexpr = gl.constexpr(int(_PLAIN_FLAG_SLOTS.value))
+_TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
+_RELAXED_POLL: gl.constexpr = gl.constexpr(int(RELAXED_POLL_THEN_FENCE.value))
+#: units per program (the MMA's 16 rows per gate)
+_UNITS: gl.constexpr = gl.constexpr(GLUON_BLOCK_H)
+
+
+# ---- grid barrier (the protocol of primitives.grid_barrier, in Gluon) ------------------------------
+
+@gluon.jit
+def globaltimer(like):
+    """``%globaltimer`` (ns), one per element of ``like`` (Gluon needs a layout for the result)."""
+    return gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r", [like], dtype=gl.int64, is_pure=False,
+                                     pack=1)
+
+
+@gluon.jit
+def proxy_fence(like):
+    """``fence.proxy.async.global``: orders this thread's generic-proxy global accesses with its
+    async-proxy (TMA) ones. Returns a dummy of ``like``'s shape (inline asm needs a result)."""
+    return gl.inline_asm_elementwise("fence.proxy.async.global;\nmov.b32 $0, $1;", "=r,r", [like], dtype=gl.int32,
+                                     is_pure=False, pack=1)
+
+
+@gluon.jit
+def barrier_arrive(flags_ptr, producer, lane):
+    """Arrival: every thread's stores of the step issued (CTA barrier) and made visible to TMA
+    readers (proxy fence), then one release add to this producer's flag."""
+    proxy_fence(lane)
+    cta_barrier()
+    gl.atomic_add(flags_ptr + producer, 1, sem="release", scope="gpu")
+
+
+@gluon.jit
+def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr):
+    """Wait until every producer's flag reaches ``step`` (``lane``: ``arange(0, min(POLL, 32))`` in
+    a layout that gives each warp all of it), or until the timeout, which sets the status word and
+    ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`; the poll's
+    loads in ``ORDER``, :data:`rnnbench.kernels.primitives.POLL_ORDERS`).
+
+    Each thread loads its ``POLL / 32`` flags as one tensor, so all of a poll's loads are issued
+    before any is used: polled 32 at a time, with each chunk's minimum taken before the next load,
+    ptxas 3.6 issued the second chunk's load after the first's value came back (two L2 round trips
+    per poll at H=768, where 48 producers make POLL 64)."""
+    if producers > 1:
+        PER_THREAD: gl.constexpr = POLL // 32 if POLL >= 32 else 1
+        index = gl.arange(0, POLL, layout=gl.BlockedLayout(size_per_thread=[PER_THREAD], threads_per_warp=[32],
+                                                           warps_per_cta=[gl.num_warps()], order=[0]))
+        polled = index < producers
+        start = gl.max(globaltimer(lane), axis=0)
+        slowest = step - 1
+        status = 0
+        while (slowest < step) & (status == 0):
+            status = gl.max(_load_flags(flags_ptr + FLAG_SLOTS + lane * 0, ORDER), axis=0)
+            flags = _load_flags(flags_ptr + gl.where(polled, index, 0), ORDER)
+            slowest = gl.min(gl.where(polled, flags, step), axis=0)
+            now = gl.max(globaltimer(lane), axis=0)
+            if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
+                gl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
+                status = step
+        if ORDER == _RELAXED_POLL:
+            acquire_fence(lane)
+        cta_barrier()
+    proxy_fence(lane)
+
+
+
+# ---- tiles -------------------------------------------------------------------------------------------
+
+@gluon.jit
+def time_index(s, T, length, direction, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr):
+    """Time index of processing step ``s`` (as :func:`rnnbench.kernels.primitives.step_position`):
+    a scalar, or ``(1, BLOCK_B)`` with lengths going backwards."""
+    if DIRECTIONS == 1:
+        return s
+    elif HAS_LENGTHS:
+        backwards = (direction == 1) & (s < length)
+        return gl.expand_dims(gl.where(backwards, length - 1 - s, s), 0)
+    else:
+        return gl.where(direction == 1, T - 1 - s, s)
+
+
+@gluon.jit
+def running_rows(s, length, mask, HAS_LENGTHS: gl.constexpr):
+    """``mask`` restricted to rows that run step ``s`` (as :func:`rnnbench.kernels.primitives.running_rows`)."""
+    if HAS_LENGTHS:
+        return mask & gl.expand_dims(s < length, 0)
+    else:
+        return mask
+
+
+@gluon.jit
+def program_tile(lengths_ptr, T, B, H, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr, DIRECTIONS: gl.constexpr,
+                 HAS_LENGTHS: gl.constexpr):
+    """Program ``(pid_h, pid_b)``'s ``(16 units, BLOCK_B rows)`` tile in ``tile_layout`` (both Gluon
+    kernels): ``(unit_col (16, 1), row_row (1, BLOCK_B), state_mask, state_offsets, gate_offsets,
+    y_offsets, length)``, offsets into row-major ``(B, H)`` states, ``(B, 4H)`` gate rows and
+    ``(B, D*H)`` outputs; ``length``: each row's steps ``(BLOCK_B,)``, or ``T`` without lengths."""
+    units = gl.program_id(0) * _UNITS + gl.arange(0, _UNITS, layout=gl.SliceLayout(1, tile_layout))
+    rows = gl.program_id(1) * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, tile_layout))
+    unit_col = gl.expand_dims(units, 1)
+    row_row = gl.expand_dims(rows, 0)
+    if HAS_LENGTHS:
+        length = gl.load(lengths_ptr + rows, mask=rows < B, other=0)
+    else:
+        length = T
+    return (unit_col, row_row, (unit_col < H) & (row_row < B), row_row * H + unit_col, row_row * 4 * H + unit_col,
+            row_row * DIRECTIONS * H + unit_col, length)
