@@ -128,11 +128,11 @@ def _tanh(x):
 @gluon.jit
 def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
     """Start copying the four ``(16, BLOCK_B)`` pre-activation tiles (i, f, g, o) of ``xg`` at time
-    index ``t`` into ``xg_smem`` (``(4, 16, BLOCK_B)``, storage dtype; zero where ``mask`` is false)
+    index ``t`` into ``xg_smem`` (four ``(16, BLOCK_B)`` buffers, storage dtype; zero where ``mask`` is false)
     with ``cp.async``, as one commit group: :func:`_pre_activations` waits for it."""
     base = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + offsets
     for g in gl.static_range(4):
-        _async_copy(xg_smem.index(g), base + g * H, mask=mask)
+        _async_copy(xg_smem[g], base + g * H, mask=mask)
     async_copy.commit_group()
 
 
@@ -192,10 +192,10 @@ def _pre_activations(product, gates_smem, xg_smem, tile_layout: gl.constexpr):
     async_copy.wait_group(0)
     gates_smem.store(product)
     cta_barrier()
-    return (gates_smem.slice(0, _UNITS).load(tile_layout) + xg_smem.index(0).load(tile_layout).to(gl.float32),
-            gates_smem.slice(_UNITS, _UNITS).load(tile_layout) + xg_smem.index(1).load(tile_layout).to(gl.float32),
-            gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(2).load(tile_layout).to(gl.float32),
-            gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout) + xg_smem.index(3).load(tile_layout).to(gl.float32))
+    return (gates_smem.slice(0, _UNITS).load(tile_layout) + xg_smem[0].load(tile_layout).to(gl.float32),
+            gates_smem.slice(_UNITS, _UNITS).load(tile_layout) + xg_smem[1].load(tile_layout).to(gl.float32),
+            gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout) + xg_smem[2].load(tile_layout).to(gl.float32),
+            gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout) + xg_smem[3].load(tile_layout).to(gl.float32))
 
 
 @gluon.jit(do_not_specialize=["T", "B", "first_direction"])
@@ -250,8 +250,12 @@ def lstm_forward_gluon_kernel(
     h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
     gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B],
                                            gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
-    xg_smem = gl.allocate_shared_memory(dtype, [4, _UNITS, BLOCK_B],
-                                        gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
+    # one allocation per gate: with one (4, 16, BLOCK_B) buffer Triton 3.6 put a CTA barrier between
+    # the cp.async copies into its different gates (3 per step; 12 -> 9 at H=768, Triton 3.9: 9 either way)
+    xg_smem = ()
+    for gate in gl.static_range(4):
+        xg_smem = xg_smem + (gl.allocate_shared_memory(dtype, [_UNITS, BLOCK_B], gl.SwizzledSharedLayout(
+            vec=1, per_phase=1, max_phase=1, order=[0, 1])),)
     bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
     for j in gl.static_range(COPIES + 1):
         mbarrier.init(bars.index(j), count=1)
