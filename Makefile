@@ -92,7 +92,7 @@ clean-venv:
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
-STAGES ?= tests barrier ablation suite
+STAGES ?= tests barrier ablation memory suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)
@@ -107,3 +107,6 @@ gpu-report: setup
 	if [ -f reports/$(DEVICE)/step-ablation.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.harness.ablation_report \
 		reports/$(DEVICE)/step-ablation.csv --estimate reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv \
 		> reports/$(DEVICE)/step-ablation.md; fi
+	if ls reports/$(DEVICE)/memory-breakdown-*.json >/dev/null 2>&1; then PYTHONPATH=. $(KBIN)/python -m \
+		rnnbench.harness.memory_breakdown --render reports/$(DEVICE)/memory-breakdown-*.json \
+		> reports/$(DEVICE)/memory-breakdown.md; fi

@@ -175,6 +175,24 @@ def render(result: dict, top: int = 12) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: list[dict], top: int = 8) -> str:
+    """A Markdown summary of breakdowns: the peaks side by side (one row per shape and mode, one column
+    per backend), then each breakdown's largest groups."""
+    shapes: dict[tuple, dict[str, float]] = {}
+    for result in results:
+        key = (result["family"], result["dtype"], result["hidden_size"], result["batch"], result["seq_len"], result["mode"])
+        shapes.setdefault(key, {})[result["backend"]] = result["peak_bytes"] / MIB
+    backends = sorted({result["backend"] for result in results})
+    lines = ["| family | dtype | H | B | T | mode | " + " | ".join(f"{backend} (MiB)" for backend in backends) + " |",
+             "|" + "---|" * (6 + len(backends))]
+    for key, peaks in shapes.items():
+        cells = [f"{peaks[backend]:.1f}" if backend in peaks else "-" for backend in backends]
+        lines.append("| " + " | ".join(str(part) for part in key) + " | " + " | ".join(cells) + " |")
+    for result in results:
+        lines += ["", "```", render(result, top), "```"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnbench.harness.memory_breakdown", description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="triton")
@@ -188,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-kernels", action="store_true",
                         help="cpu: do not run the Triton kernels (their outputs are garbage; the allocations are the same)")
     parser.add_argument("--json", type=Path, help="write every breakdown to this file (a JSON list)")
+    parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
+                        help="measure nothing: print the Markdown summary of these --json files")
     args = parser.parse_args(argv)
+    if args.render:
+        print(markdown([result for path in args.render for result in json.loads(path.read_text())]), end="")
+        return 0
     if args.skip_kernels:
         skip_kernel_launches()
     results = []

@@ -87,3 +87,8 @@ def test_cli_writes_the_breakdowns(tmp_path, capsys):
     assert [result["mode"] for result in results] == ["fwd", "fwd_bwd"]
     assert all(result["peak_bytes"] > 0 for result in results)
     assert "torch rnn float32 fwd_bwd H=8 B=2 T=5 on cpu: peak" in capsys.readouterr().out
+    assert main(["--render", str(out)]) == 0
+    summary = capsys.readouterr().out
+    peaks = [f"{result['peak_bytes'] / 2**20:.1f}" for result in results]
+    assert f"| rnn | float32 | 8 | 2 | 5 | fwd | {peaks[0]} |" in summary
+    assert f"| rnn | float32 | 8 | 2 | 5 | fwd_bwd | {peaks[1]} |" in summary
