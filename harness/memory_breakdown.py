@@ -34,9 +34,12 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
+from rnnbench.harness.backends import build_workload
+from rnnbench.harness.cases import Case
+from rnnbench.harness.memory import MIB
+
 #: the CUDA caching allocator's granularity (bytes); the CPU recorder rounds to it as well
 BLOCK = 512
-MIB = 2**20
 #: path fragments of this project's code (the frame a block is attributed to)
 OWN_CODE = ("rnnbench", "/kernels/", "/harness/", "/baselines/")
 
@@ -157,9 +160,6 @@ def cpu_events(fn: Callable[[], object]) -> list[dict]:
 def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: int, mode: str, dtype: str,
               device: str, input_size: int | None = None) -> dict:
     """The peak breakdown of one ``mode`` call of ``backend`` on the harness's problem of this shape."""
-    from rnnbench.harness.backends import build_workload
-    from rnnbench.harness.cases import Case
-
     case = Case("memory", "random", backend, family, device, dtype, batch, seq_len, input_size or hidden_size,
                 hidden_size, mode, seed=0)
     fn = build_workload(case).callable(mode)
