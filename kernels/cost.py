@@ -223,7 +223,7 @@ def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), 
     HBM miss (``dram_load``) unless its address is in ``cached_loads`` (arrays that stay in L2
     from one step to the next)."""
     base = ins.base
-    if ins.never_runs:
+    if ins.never_runs or ins.reports_timeout:  # no work, or only on a hung launch
         return "nop"
     if ins.is_mma:
         return "mma"

@@ -17,7 +17,10 @@ loop, and what that path executes.
   ``t < 0``) skip work, so the heaviest path is the steady-state step; an inner loop polling a
   global counter is the grid barrier's poll, counted once per step. ``BRA.DIV`` (taken only when
   the warp has diverged, to an out-of-line copy of what follows for divergent threads) is a
-  conditional branch whose in-line side is the one a converged warp runs.
+  conditional branch whose in-line side is the one a converged warp runs. The barrier's timeout
+  report (the kernels' only atomic ``MAX``: :func:`~rnnbench.kernels.primitives.barrier_wait` and
+  the tagged exchange's wait write the status word with it after 2 s of waiting) runs only when a
+  launch has hung, so the step goes around its block where it can (:attr:`Instruction.reports_timeout`).
 * :func:`count` counts per-step instructions by kind (:class:`StepCounts`), global bytes per
   thread, and the longest chain of dependent matrix instructions, following register data flow
   (:func:`reads`, :func:`writes`; register widths from the opcode, e.g. an ``HMMA.16816.F32.BF16``
@@ -87,6 +90,12 @@ class Instruction:
     def never_runs(self) -> bool:
         """Guarded by an always-false predicate (``@!PT``): an issue slot the scheduler fills, no work."""
         return self.predicate in ("@!PT", "@!UPT") or self.base == "NOP"
+
+    @property
+    def reports_timeout(self) -> bool:
+        """An atomic ``MAX`` on global memory: the grid barrier's (and the tagged exchange's) timeout
+        report, the only atomic max the kernels issue. A cold path: the step never runs it."""
+        return self.base in GLOBAL_ATOMICS and "MAX" in self.modifiers
 
     @property
     def is_mma(self) -> bool:
@@ -226,11 +235,11 @@ def step_path(instructions: list[Instruction]) -> StepPath:
     time_loops = [(start, end) for start, end in loops if any(ins.is_mma for ins in instructions[start:end + 1])]
     if time_loops:
         start, end = max(time_loops, key=lambda loop: loop[1] - loop[0])
-        path = _heaviest_path(instructions, index, start, {end})
+        path = _warm_path(instructions, index, start, {end})
     else:
         start = 0
         exits = {i for i, ins in enumerate(instructions) if ins.base == "EXIT"}
-        path = _heaviest_path(instructions, index, start, exits)
+        path = _warm_path(instructions, index, start, exits)
     inner = [(s, e) for s, e in loops if (s, e) != (path[0], path[-1]) and path[0] <= s and e <= path[-1]]
     polls = sum(1 for s, e in inner if any(_polls(ins) for ins in instructions[s:e + 1]))
     return StepPath(tuple(instructions[i] for i in path), bool(time_loops), polls)
@@ -267,14 +276,27 @@ def _successors(instructions: list[Instruction], index: dict[int, int], i: int) 
     return following
 
 
-def _heaviest_path(instructions: list[Instruction], index: dict[int, int], start: int, ends: set[int]) -> list[int]:
+def _warm_path(instructions: list[Instruction], index: dict[int, int], start: int, ends: set[int]) -> list[int]:
+    """:func:`_heaviest_path` around the timeout report's block (:attr:`Instruction.reports_timeout`),
+    or through it where no path avoids it (a report predicated in straight-line code)."""
+    cold = frozenset(i for i in range(start, max(ends) + 1) if instructions[i].reports_timeout)
+    if cold:
+        try:
+            return _heaviest_path(instructions, index, start, ends, avoid=cold)
+        except ValueError:
+            pass
+    return _heaviest_path(instructions, index, start, ends)
+
+
+def _heaviest_path(instructions: list[Instruction], index: dict[int, int], start: int, ends: set[int],
+                   avoid: frozenset[int] = frozenset()) -> list[int]:
     """Longest path (in instructions) from ``start`` to one of ``ends`` over forward edges only
-    (backward edges are loops: taken once by walking through their body)."""
+    (backward edges are loops: taken once by walking through their body), through none of ``avoid``."""
     stop = max(ends)
     best = {start: 1}
     came_from: dict[int, int] = {}
     for i in range(start, stop + 1):
-        if i not in best:
+        if i not in best or i in avoid:
             continue
         if i in ends and i == stop:
             break
@@ -296,7 +318,7 @@ def count(path: StepPath) -> StepCounts:
     """Per-warp counts of ``path`` (see :class:`StepCounts`)."""
     totals = {field.name: 0 for field in fields(StepCounts)}
     for ins in path.instructions:
-        if ins.never_runs:
+        if ins.never_runs or ins.reports_timeout:
             continue
         totals["instructions"] += 1
         base = ins.base

@@ -32,6 +32,35 @@ ablation() {
     tail -n 3 "${csv%.csv}.log"
 }
 
+# profile_cases: each of $PROFILES (BACKEND:H:B:MODE[:KERNEL_REGEX], LSTM bf16 T=1024) under Nsight
+# Compute, the first launch in one call of a kernel whose name matches KERNEL_REGEX (default: the
+# LSTM forward kernels; rnnbench.harness.profile_target, after a warm-up call outside the range):
+# launch statistics, occupancy, speed of light, warp states and warp-state samples per SASS
+# instruction (SourceCounters), as DIR/profile-NAME.ncu-rep (open it in Nsight Compute) and its
+# source page (per-instruction samples beside the SASS) and details page as CSV
+profile_cases() {
+    local ncu=${NCU:-$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)}
+    [ -n "$ncu" ] || { note "profile: no ncu found (set NCU)"; return 0; }
+    local case backend hidden batch mode kernels name
+    for case in $PROFILES; do
+        IFS=: read -r backend hidden batch mode kernels <<< "$case"
+        name=$backend-h$hidden-b$batch-$mode
+        stage "profile-$name" "${PROFILE_S:-90}" "$ncu" --profile-from-start off --target-processes all \
+            --kernel-name "regex:${kernels:-lstm_forward.*kernel}" --launch-count 1 \
+            --section LaunchStats --section Occupancy --section SpeedOfLight --section WarpStateStats \
+            --section SourceCounters --import-source no -f -o "$DIR/profile-$name" \
+            "$PY" -m rnnbench.harness.profile_target --backend "$backend" --hidden-size "$hidden" --batch "$batch" \
+            --mode "$mode" > "$DIR/profile-$name.log" 2>&1
+        tail -n 3 "$DIR/profile-$name.log"
+        if [ -f "$DIR/profile-$name.ncu-rep" ]; then
+            "$ncu" -i "$DIR/profile-$name.ncu-rep" --page source --csv --print-source sass \
+                > "$DIR/profile-$name-sass.csv" 2>> "$DIR/profile-$name.log"
+            "$ncu" -i "$DIR/profile-$name.ncu-rep" --page details --csv \
+                > "$DIR/profile-$name-details.csv" 2>> "$DIR/profile-$name.log"
+        fi
+    done
+}
+
 # describe_machine FILE: nvidia-smi, Python/torch/CUDA/cuDNN/Triton versions, SMs, CPUs, commit
 describe_machine() {
     {

@@ -529,3 +529,47 @@ def test_committed_cost_tables_run_every_16_bit_goal_shape_co_resident_and_witho
     # and every cooperative step polls its barrier
     assert (table.mma > 0).all(), table[table.mma == 0].iloc[:, :12].to_string()
     assert (table[table.path.isin(["cooperative", "gluon"])].poll_loops > 0).all()
+
+
+#: a time loop whose poll reports a timeout in a block of its own (as the kernels' barriers do:
+#: an atomic max on the status word, branched around while the wait is young), then a fence that
+#: waits for this thread's outstanding stores and atomics
+TIMEOUT_REPORT = """
+        /*0000*/                   MOV R6, RZ ;
+.L_x_0:
+        /*0010*/                   HMMA.16816.F32.BF16 R24, R4, R8, R24 ;
+.L_x_1:
+        /*0020*/                   LDG.E.STRONG.GPU R10, desc[UR14][R2.64] ;
+        /*0030*/                   ISETP.GE.AND P5, PT, R10, R6, PT ;
+        /*0040*/              @!P4 BRA `(.L_x_2) ;
+        /*0050*/                   S2R R11, SR_LANEID ;
+        /*0060*/                   ISETP.EQ.U32.AND P3, PT, R11, RZ, PT ;
+        /*0070*/               @P3 REDG.E.MAX.S32.STRONG.GPU desc[UR14][R2.64+0x400], R6 ;
+.L_x_2:
+        /*0080*/              @!P5 BRA `(.L_x_1) ;
+        /*0090*/                   MEMBAR.ALL.GPU ;
+        /*00a0*/                   IADD3 R6, R6, 0x1, RZ ;
+        /*00b0*/                   ISETP.NE.AND P0, PT, R6, 0x8, PT ;
+        /*00c0*/               @P0 BRA `(.L_x_0) ;
+        /*00d0*/                   EXIT ;
+"""
+
+
+def test_the_timeout_report_is_not_on_the_step_path():
+    """The heaviest path would run the report's block (3 more instructions), and the fence after the
+    poll would wait an L2 round trip for the atomic: the step takes the branch around it."""
+    for form in (TIMEOUT_REPORT, _as_cuobjdump(TIMEOUT_REPORT)):
+        path = sass.step_path(sass.parse(form))
+        assert [ins.address for ins in path.instructions] == [0x10, 0x20, 0x30, 0x40, 0x80, 0x90, 0xa0, 0xb0, 0xc0]
+        assert sass.count(path).atomics == 0 and path.poll_loops == 1
+    # a report predicated in straight-line code (no branch around it) stays on the path, as no work
+    inline = TIMEOUT_REPORT.replace("@!P4 BRA `(.L_x_2)", "NOP")
+    path = sass.step_path(sass.parse(inline))
+    assert 0x70 in [ins.address for ins in path.instructions] and sass.count(path).atomics == 0
+    context = cost.WarpContext(warps_per_scheduler=1, warps_per_sm=4, l2_bytes_per_clock=64.0,
+                               hbm_bytes_per_clock=12.0, mma_fma_per_clock=2048 / 6, latencies=cost.Latencies())
+    trace: list = []
+    cost.simulate(path, context, trace=trace)
+    fence = next(issue for ins, issue, _ in trace if ins.base == "MEMBAR")
+    report = next(issue for ins, issue, _ in trace if ins.reports_timeout)
+    assert fence - report < context.latencies.store  # the fence does not wait for the report's round trip

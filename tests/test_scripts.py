@@ -66,3 +66,33 @@ def test_ab_drops_a_candidate_whose_tests_hang(tmp_path):
     started = [line.split("start ")[1].split(" ")[0] for line in log.splitlines() if " start " in line]
     assert not [stage for stage in started if stage.startswith(("suite-candidate", "ablation-candidate"))], started
     assert "start suite-base-1" in log and "start suite-base-2" in log
+
+
+def test_session_profile_stage_runs_each_case_under_ncu_and_exports_its_pages(tmp_path):
+    """STAGES=profile with a stand-in ncu (records its arguments, writes the report it is asked for)
+    and Python: one ncu run per PROFILES case on the harness's profile target, with the case's kernel
+    filter (the default one where the case names none), then the source and details pages as CSV."""
+    calls = tmp_path / "ncu-calls"
+    ncu = tmp_path / "ncu"
+    ncu.write_text('#!/bin/bash\necho "$*" >> ' + str(calls) + '\n'
+                   'while [ $# -gt 0 ]; do [ "$1" = -o ] && touch "$2.ncu-rep"; shift; done\necho "csv"\n')
+    ncu.chmod(0o755)
+    fake = tmp_path / "fakepy"
+    fake.write_text('#!/bin/bash\necho "fakepy $*"\n')
+    fake.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "NCU": str(ncu), "STAGES": "profile",
+           "PROFILES": "triton-gluon:768:16:fwd triton:512:64:fwd_bwd:lstm_backward.*kernel"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "120"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    runs = calls.read_text().splitlines()
+    profiled = [run for run in runs if "--profile-from-start off" in run]
+    assert len(profiled) == 2
+    assert "regex:lstm_forward.*kernel" in profiled[0] and "regex:lstm_backward.*kernel" in profiled[1]
+    assert "-m rnnbench.harness.profile_target --backend triton-gluon --hidden-size 768 --batch 16 --mode fwd" in profiled[0]
+    assert "--backend triton --hidden-size 512 --batch 64 --mode fwd_bwd" in profiled[1]
+    exports = [run for run in runs if run.startswith("-i ")]
+    assert len(exports) == 4 and sum("--page source" in run for run in exports) == 2
+    out = tmp_path / "reports" / "h100"
+    assert (out / "profile-triton-gluon-h768-b16-fwd-sass.csv").read_text() == "csv\n"
+    assert (out / "profile-triton-h512-b64-fwd_bwd-details.csv").exists()
