@@ -35,7 +35,9 @@ their time is estimated by :func:`simulate`:
   (``LDG.STRONG`` then ``CCTL.IVALL``) is one L2 round trip, and the invalidation waits for its
   load, so acquire loads follow one another (relaxed poll loads overlap, and the one fence after
   them waits for nothing outstanding). The step ablation's barrier alone (``sync``, H200, H=768
-  B=16, 96 programs: 1.84 µs; five acquire loads a poll) says the chain is real. Added outside the
+  B=16, 96 programs: 1.84 µs, when a poll was five acquire loads, the status word's included)
+  says the chain is real. The barrier's timeout report is not on the path (it runs only on a hung
+  launch: :func:`rnnbench.kernels.sass.step_path`). Added outside the
   warp: the arrivals of all programs on one counter serialise at L2 (``barrier_arrival`` cycles
   each) and a waiting program notices the last arrival half a poll period late on average.
 * **Tagged exchange** (:mod:`rnnbench.kernels.tagged_exchange`): no barrier; the wait's poll loop

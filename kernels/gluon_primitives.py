@@ -19,7 +19,8 @@ from triton.experimental.gluon.language.nvidia.hopper import tma
 
 from rnnbench.kernels.plan import GLUON_BLOCK_H
 from rnnbench.kernels.primitives import (
-    BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, _load_flags, acquire_fence,
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, _load_flags, _load_relaxed,
+    acquire_fence,
 )
 
 cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
@@ -80,7 +81,8 @@ def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl
         slowest = step - 1
         status = 0
         while (slowest < step) & (status == 0):
-            status = gl.max(_load_flags(flags_ptr + FLAG_SLOTS + lane * 0, ORDER), axis=0)
+            # relaxed in either order, as in the plain barrier: in flight with the flags' first load
+            status = gl.max(_load_relaxed(flags_ptr + FLAG_SLOTS + lane * 0), axis=0)
             flags = _load_flags(flags_ptr + gl.where(polled, index, 0), ORDER)
             slowest = gl.min(gl.where(polled, flags, step), axis=0)
             now = gl.max(globaltimer(lane), axis=0)

@@ -64,10 +64,11 @@ BARRIER_TIMEOUT_NS: tl.constexpr = tl.constexpr(2_000_000_000)
 #: layout of the grid-synchronisation buffer of one (direction, batch block): a release flag per
 #: hidden block (the steps it has finished), padded to a cache line, then the status word
 FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
-#: how a barrier's wait orders its poll (:func:`barrier_wait`): every poll load an acquire
-#: (``ld.acquire.gpu``: on sm_90 ``LDG.E.STRONG.GPU`` then ``CCTL.IVALL``, so a poll's loads follow
-#: one another), or relaxed poll loads, all in flight together, and one ``fence.acq_rel.gpu``
-#: (``MEMBAR.ALL.GPU`` + ``CCTL.IVALL``) once every flag has been seen
+#: how a barrier's wait orders its poll (:func:`barrier_wait`): every flag load an acquire
+#: (``ld.acquire.gpu``: on sm_90 ``LDG.E.STRONG.GPU`` then ``CCTL.IVALL``, so a poll's flag loads
+#: follow one another), or relaxed flag loads, all in flight together, and one ``fence.acq_rel.gpu``
+#: (``MEMBAR.ALL.GPU`` + ``CCTL.IVALL``) once every flag has been seen; the status word's load is
+#: relaxed in both
 ACQUIRE_EACH_POLL: tl.constexpr = tl.constexpr(0)
 RELAXED_POLL_THEN_FENCE: tl.constexpr = tl.constexpr(1)
 #: the ``POLL_ORDER`` constexpr of each order's name (a plan's :attr:`~rnnbench.kernels.plan.Plan.poll_order`)
@@ -151,8 +152,11 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
         slowest = step - 1
         status = 0
         while (slowest < step) & (status == 0):
-            # the status load first; relaxed loads are all in flight together, acquire loads one by one
-            status = _load_flags(flags_ptr + FLAG_SLOTS, ORDER)
+            # the status load first, relaxed in either order (it guards no data: a timed-out launch's
+            # results are garbage anyway), so it is in flight with the first flag load instead of an
+            # acquire round trip ahead of them; relaxed flag loads are all in flight together,
+            # acquire ones one by one
+            status = _load_relaxed(flags_ptr + FLAG_SLOTS)
             slowest = step
             for chunk in tl.static_range(POLL // WIDTH):
                 index = chunk * WIDTH + lane

@@ -41,11 +41,15 @@ ablation() {
 profile_cases() {
     local ncu=${NCU:-$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)}
     [ -n "$ncu" ] || { note "profile: no ncu found (set NCU)"; return 0; }
-    local case backend hidden batch mode kernels name
+    local case backend hidden batch mode kernels name limit
     for case in $PROFILES; do
         IFS=: read -r backend hidden batch mode kernels <<< "$case"
         name=$backend-h$hidden-b$batch-$mode
-        stage "profile-$name" "${PROFILE_S:-90}" "$ncu" --profile-from-start off --target-processes all \
+        # each case gets PROFILE_S seconds, or what is left of BUDGET (30 s kept for packing)
+        limit=$(( BUDGET - $(elapsed) - 30 ))
+        [ "$limit" -gt "${PROFILE_S:-90}" ] && limit=${PROFILE_S:-90}
+        [ "$limit" -ge 20 ] || { note "profile: no time left for $name"; continue; }
+        stage "profile-$name" "$limit" "$ncu" --profile-from-start off --target-processes all \
             --kernel-name "regex:${kernels:-lstm_forward.*kernel}" --launch-count 1 \
             --section LaunchStats --section Occupancy --section SpeedOfLight --section WarpStateStats \
             --section SourceCounters --import-source no -f -o "$DIR/profile-$name" \

@@ -573,3 +573,26 @@ def test_the_timeout_report_is_not_on_the_step_path():
     fence = next(issue for ins, issue, _ in trace if ins.base == "MEMBAR")
     report = next(issue for ins, issue, _ in trace if ins.reports_timeout)
     assert fence - report < context.latencies.store  # the fence does not wait for the report's round trip
+
+
+@pytest.mark.parametrize("path, hidden, chunks", [("cooperative", 256, 1), ("gluon", 768, 2)])
+def test_the_acquire_poll_chains_only_its_flag_loads(path, hidden, chunks):
+    """With acquire poll loads (the default order) each flag load is followed by a ``CCTL.IVALL``
+    that waits for it, so a poll costs one L2 round trip per flag load a thread issues (1 chunk of
+    32 flags for 32 programs; 2 flags per thread for the Gluon forward's 48); the status word's
+    load is relaxed in either order and in flight beside them, not one more round trip ahead."""
+    from rnnbench.kernels.aot import compile_all, compile_sass
+
+    rows = cost.shape_rows(cells=("lstm",), hidden_sizes=(hidden,), batches=(16,))
+    shape = next(row for row in rows if row["path"] == path and row["direction"] == "fwd")
+    assert shape["config"].poll_order == "acquire"
+    try:
+        ((_, text),) = compile_all(90, [shape["config"]], 1, job=compile_sass)
+    except sass.SassUnavailable as error:
+        pytest.skip(str(error))
+    path_instructions = sass.step_path(sass.parse(text)).instructions
+    # the poll's loads are the 32-bit strong ones (the plain kernel's state loads are 16-byte vectors)
+    poll_loads = [ins for ins in path_instructions
+                  if ins.base in sass.GLOBAL_LOADS and ins.strong and ins.access_bytes() == 4]
+    invalidations = [ins for ins in path_instructions if ins.base == "CCTL"]
+    assert len(poll_loads) == chunks + 1 and len(invalidations) == chunks

@@ -68,10 +68,9 @@ def test_ab_drops_a_candidate_whose_tests_hang(tmp_path):
     assert "start suite-base-1" in log and "start suite-base-2" in log
 
 
-def test_session_profile_stage_runs_each_case_under_ncu_and_exports_its_pages(tmp_path):
-    """STAGES=profile with a stand-in ncu (records its arguments, writes the report it is asked for)
-    and Python: one ncu run per PROFILES case on the harness's profile target, with the case's kernel
-    filter (the default one where the case names none), then the source and details pages as CSV."""
+def _fake_profile_run(tmp_path, budget: int) -> tuple[list[str], Path]:
+    """gpu-session.sh with STAGES=profile, a stand-in ncu (records its arguments, writes the report
+    it is asked for) and a stand-in Python; returns ncu's calls and the results folder."""
     calls = tmp_path / "ncu-calls"
     ncu = tmp_path / "ncu"
     ncu.write_text('#!/bin/bash\necho "$*" >> ' + str(calls) + '\n'
@@ -82,10 +81,16 @@ def test_session_profile_stage_runs_each_case_under_ncu_and_exports_its_pages(tm
     fake.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "NCU": str(ncu), "STAGES": "profile",
            "PROFILES": "triton-gluon:768:16:fwd triton:512:64:fwd_bwd:lstm_backward.*kernel"}
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "120"], cwd=tmp_path,
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", str(budget)], cwd=tmp_path,
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    runs = calls.read_text().splitlines()
+    return (calls.read_text().splitlines() if calls.exists() else []), tmp_path / "reports" / "h100"
+
+
+def test_session_profile_stage_runs_each_case_under_ncu_and_exports_its_pages(tmp_path):
+    """One ncu run per PROFILES case on the harness's profile target, with the case's kernel filter
+    (the default one where the case names none), then the source and details pages as CSV."""
+    runs, out = _fake_profile_run(tmp_path, 120)
     profiled = [run for run in runs if "--profile-from-start off" in run]
     assert len(profiled) == 2
     assert "regex:lstm_forward.*kernel" in profiled[0] and "regex:lstm_backward.*kernel" in profiled[1]
@@ -93,6 +98,12 @@ def test_session_profile_stage_runs_each_case_under_ncu_and_exports_its_pages(tm
     assert "--backend triton --hidden-size 512 --batch 64 --mode fwd_bwd" in profiled[1]
     exports = [run for run in runs if run.startswith("-i ")]
     assert len(exports) == 4 and sum("--page source" in run for run in exports) == 2
-    out = tmp_path / "reports" / "h100"
     assert (out / "profile-triton-gluon-h768-b16-fwd-sass.csv").read_text() == "csv\n"
     assert (out / "profile-triton-h512-b64-fwd_bwd-details.csv").exists()
+
+
+def test_session_profile_stage_keeps_within_its_budget(tmp_path):
+    """Too little of the budget left (30 s are kept for packing the results): no case starts."""
+    runs, out = _fake_profile_run(tmp_path, 40)
+    assert runs == []
+    assert "profile: no time left for triton-gluon-h768-b16-fwd" in (out / "session.log").read_text()
