@@ -63,6 +63,16 @@ def problem_for(case) -> Problem:
 def build_workload(case):
     """``case``'s backend bound to its problem, dtype and device (see :mod:`rnnbench.harness.workloads`)."""
     return get_backend(case.backend).factory(problem_for(case), case.dtype, case.device)
+
+
+def shape_case(backend: str, family: str, hidden_size: int, batch: int, seq_len: int, mode: str, dtype: str,
+               device: str, input_size: int | None = None, experiment: str = "speed"):
+    """The case of one shape on the harness's seeded random problem (seed 0; input size H unless
+    given), for the tools that run one call outside a suite (memory breakdown, profiler target)."""
+    from rnnbench.harness.cases import Case
+
+    return Case(experiment, "random", backend, family, device, dtype, batch, seq_len, input_size or hidden_size,
+                hidden_size, mode, seed=0)
 TORCH_CLASSES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM}
 EAGER_CLASSES = {"rnn": EagerRNN, "lstm": EagerLSTM}
 

@@ -34,8 +34,7 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
-from rnnbench.harness.backends import build_workload
-from rnnbench.harness.cases import Case
+from rnnbench.harness.backends import build_workload, shape_case
 from rnnbench.harness.memory import MIB
 
 #: the CUDA caching allocator's granularity (bytes); the CPU recorder rounds to it as well
@@ -160,8 +159,7 @@ def cpu_events(fn: Callable[[], object]) -> list[dict]:
 def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: int, mode: str, dtype: str,
               device: str, input_size: int | None = None) -> dict:
     """The peak breakdown of one ``mode`` call of ``backend`` on the harness's problem of this shape."""
-    case = Case("memory", "random", backend, family, device, dtype, batch, seq_len, input_size or hidden_size,
-                hidden_size, mode, seed=0)
+    case = shape_case(backend, family, hidden_size, batch, seq_len, mode, dtype, device, input_size, "memory")
     fn = build_workload(case).callable(mode)
     result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
     return {"backend": backend, "family": family, "hidden_size": hidden_size, "batch": batch, "seq_len": seq_len,

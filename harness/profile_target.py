@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from rnnbench.harness.backends import build_workload, get_backend
-from rnnbench.harness.cases import Case
+from rnnbench.harness.backends import build_workload, get_backend, shape_case
+from rnnbench.harness.errors import UsageError
 
 MODES = ("fwd", "fwd_bwd")
 
@@ -29,9 +29,7 @@ MODES = ("fwd", "fwd_bwd")
 def workload_call(backend: str, family: str, hidden_size: int, batch: int, seq_len: int, mode: str, dtype: str,
                   device: str = "cuda"):
     """One ``mode`` call of ``backend`` on the harness's problem of this shape (input size = H, seed 0)."""
-    case = Case("speed", "random", backend, family, device, dtype, batch, seq_len, hidden_size, hidden_size, mode,
-                seed=0)
-    return build_workload(case).callable(mode)
+    return build_workload(shape_case(backend, family, hidden_size, batch, seq_len, mode, dtype, device)).callable(mode)
 
 
 @contextlib.contextmanager
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     try:
         get_backend(args.backend)
-    except (KeyError, ValueError) as error:
+    except UsageError as error:
         parser.error(str(error))
     import torch
 

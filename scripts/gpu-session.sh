@@ -23,8 +23,9 @@
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  (stage profile, not in the default
 #                        STAGES: STAGES=profile scripts/gpu-session.sh h100 240) Nsight Compute on
-#                        one call of each PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp states sampled per
-#                        SASS instruction; the CSVs are ncu's source page (SASS) and details page
+#                        one call of each PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp
+#                        states sampled per SASS instruction; the CSVs are ncu's source page (SASS)
+#                        and details page
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
 # The report and the cost-model calibration need no GPU: render them afterwards on any machine
