@@ -92,7 +92,7 @@ clean-venv:
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
-STAGES ?= tests barrier ablation memory suite
+STAGES ?= tests barrier ablation memory profile suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)
@@ -110,3 +110,5 @@ gpu-report: setup
 	if ls reports/$(DEVICE)/memory-breakdown-*.json >/dev/null 2>&1; then PYTHONPATH=. $(KBIN)/python -m \
 		rnnbench.harness.memory_breakdown --render reports/$(DEVICE)/memory-breakdown-*.json \
 		> reports/$(DEVICE)/memory-breakdown.md; fi
+	if ls reports/$(DEVICE)/profile-*-sass.csv >/dev/null 2>&1; then $(BIN)/python -m rnnbench.harness.profile_report \
+		reports/$(DEVICE)/profile-*-sass.csv > reports/$(DEVICE)/profile.md; fi

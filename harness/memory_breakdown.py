@@ -55,8 +55,9 @@ def attribute(frames: list[tuple[str, int, str]]) -> str:
 
 
 def peak_breakdown(events: list[dict]) -> dict:
-    """Replay ``events`` (in order): ``{"peak_bytes", "blocks": [{"frame", "bytes", "count"}]}`` of the
-    blocks alive when the live bytes were highest (the first such moment), largest group first.
+    """Replay ``events`` (in order): ``{"peak_bytes", "blocks": [{"frame", "bytes", "count", "sizes"}]}``
+    of the blocks alive when the live bytes were highest (the first such moment), largest group
+    first; ``sizes``: each block's bytes, largest first (which of a line's allocations is the big one).
     A free of an address never allocated in the trace (a block from before the call) is ignored."""
     live: dict[int, dict] = {}
     current = peak = 0
@@ -71,9 +72,12 @@ def peak_breakdown(events: list[dict]) -> dict:
             current -= live.pop(event["addr"])["size"]
     groups: dict[str, dict] = {}
     for block in at_peak:
-        group = groups.setdefault(block["frame"], {"frame": block["frame"], "bytes": 0, "count": 0})
+        group = groups.setdefault(block["frame"], {"frame": block["frame"], "bytes": 0, "count": 0, "sizes": []})
         group["bytes"] += block["size"]
         group["count"] += 1
+        group["sizes"].append(block["size"])
+    for group in groups.values():
+        group["sizes"].sort(reverse=True)
     return {"peak_bytes": peak, "blocks": sorted(groups.values(), key=lambda group: -group["bytes"])}
 
 
@@ -169,8 +173,19 @@ def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: 
 def render(result: dict, top: int = 12) -> str:
     lines = [f"{result['backend']} {result['family']} {result['dtype']} {result['mode']} H={result['hidden_size']} "
              f"B={result['batch']} T={result['seq_len']} on {result['device']}: peak {result['peak_bytes'] / MIB:.2f} MiB"]
-    lines += [f"  {group['bytes'] / MIB:9.2f} MiB  {group['count']:3d} x  {group['frame']}" for group in result["blocks"][:top]]
+    lines += [f"  {group['bytes'] / MIB:9.2f} MiB  {group['count']:3d} x  {group['frame']}{_sizes(group)}"
+              for group in result["blocks"][:top]]
     return "\n".join(lines)
+
+
+def _sizes(group: dict, shown: int = 4) -> str:
+    """`` (16.00 + 8.00 + ... MiB)``: the blocks of a group of several, largest first (files written
+    before blocks had sizes have none)."""
+    sizes = group.get("sizes", [])
+    if len(sizes) < 2:
+        return ""
+    parts = [f"{size / MIB:.2f}" for size in sizes[:shown]] + (["..."] if len(sizes) > shown else [])
+    return f"  ({' + '.join(parts)} MiB)"
 
 
 def markdown(results: list[dict], top: int = 8) -> str:

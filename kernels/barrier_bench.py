@@ -33,9 +33,9 @@ import torch
 import triton
 import triton.language as tl
 
-from rnnbench.kernels.launch import BarrierTimeout, barrier_status_message
+from rnnbench.kernels.launch import BarrierTimeout, barrier_status_message, reset_sync
 from rnnbench.kernels.plan import next_power_of_two
-from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, grid_barrier
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, grid_barrier
 
 PROGRAMS = (1, 2, 4, 8, 16, 32, 64, 96, 128, 132, 264)
 WARPS = (4, 8)
@@ -64,7 +64,7 @@ def poll_order(name: str) -> int:
 
 
 def _launch(programs: int, barriers: int, num_warps: int, missing: int, timeout_ns: int, order: str) -> torch.Tensor:
-    flags = torch.zeros(int(FLAG_SLOTS.value) + 1, dtype=torch.int32, device="cuda")
+    flags = reset_sync(torch.empty(int(SYNC_ROW.value), dtype=torch.int32, device="cuda"), programs + missing)
     out = torch.full((2,), -1, dtype=torch.int32, device="cuda")
     barrier_loop_kernel[(programs,)](flags, out, barriers, missing, timeout_ns, POLL=next_power_of_two(programs + missing),
                                      ORDER=poll_order(order), num_warps=num_warps, num_stages=1,

@@ -521,8 +521,8 @@ def _gemm_tflops(dtype: torch.dtype, device: Device) -> float:
 def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDEN, batches=GOAL_BATCH, arch: int = 90):
     """Every (cell, dtype, H, B, direction, path) to estimate, with the plan it launches:
     dicts with the shape, ``plan`` (None when the planner refuses that path), ``planned`` (the
-    path ``auto`` picks on this GPU) and ``config`` (the compiled kernel). Forced-only paths
-    (``gluon``) appear where they can run the shape, never planned."""
+    path ``auto`` picks on this GPU) and ``config`` (the compiled kernel). Every path appears where
+    it can run the shape, also where ``auto`` picks another."""
     from rnnbench.kernels.aot import DTYPES, KernelConfig
 
     device = DEVICES[arch]

@@ -43,7 +43,7 @@ the TMA load (``tma.async_copy_global_to_shared`` / ``tma.async_load``), the ``c
 (``async_copy.async_copy_global_to_shared`` / ``async_copy.async_load``); ``mbarrier.expect``'s byte
 count is passed positionally (its keyword differs). Plain ``@triton.jit`` helpers compile inside
 Gluon kernels in both versions, so the poll's loads (and, with relaxed polls, the fence after
-them) are the plain kernels' own (:func:`rnnbench.kernels.primitives._load_flags`). The
+them) are the plain kernels' own (:func:`rnnbench.kernels.primitives.slowest_flag`). The
 activations are not: :func:`_sigmoid` takes its reciprocal with ``rcp.approx`` (inline PTX,
 which the interpreter that checks the plain kernels cannot run), 1 ulp of float32 where
 ``tl.sigmoid``'s division is 2, so the two paths round the gates differently in the last float32
@@ -68,7 +68,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from rnnbench.kernels.gluon_primitives import (
-    FLAG_SLOTS, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
+    SYNC_ROW, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
 )
 from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies
 from rnnbench.kernels.primitives import POLL_ORDERS
@@ -240,7 +240,7 @@ def lstm_forward_gluon_kernel(
     c_all_ptr += direction.to(gl.int64) * T * B * H
     y_ptr += direction * H
     exchange_ptr += direction * 2 * b_pad * H_PAD
-    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (FLAG_SLOTS + 1)
+    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * SYNC_ROW
     write = row_row * H_PAD + unit_col
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
 

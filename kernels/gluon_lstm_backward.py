@@ -63,7 +63,7 @@ from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared,
 
 from rnnbench.kernels.gluon_lstm import shared_layout
 from rnnbench.kernels.gluon_primitives import (
-    FLAG_SLOTS, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
+    SYNC_ROW, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
 )
 from rnnbench.kernels.lstm_kernels import _backward_inputs, gate_gradients
 from rnnbench.kernels.plan import GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, gluon_backward_stages
@@ -204,7 +204,7 @@ def lstm_backward_gluon_kernel(
     dc0_ptr += direction * B * H
     dy_ptr += direction * H
     exchange_ptr += direction * 2 * b_pad * ROW_WIDTH
-    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * (FLAG_SLOTS + 1)
+    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * SYNC_ROW
     write = row_row * ROW_WIDTH + unit_col
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
 

@@ -8,7 +8,7 @@ and 3.9 (the CTA barrier: ``gl.thread_barrier`` / ``gl.barrier``; the TMA load:
 
 Plain ``@triton.jit`` helpers compile inside Gluon kernels with both versions, so the poll's loads
 (and, with relaxed polls, the fence after them) are the plain kernels' own
-(:func:`rnnbench.kernels.primitives._load_flags`, :func:`~rnnbench.kernels.primitives.acquire_fence`).
+(:func:`rnnbench.kernels.primitives.slowest_flag`, :func:`~rnnbench.kernels.primitives.acquire_fence`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from triton.experimental.gluon.language.nvidia.hopper import tma
 
 from rnnbench.kernels.plan import GLUON_BLOCK_H
 from rnnbench.kernels.primitives import (
-    BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, _load_flags, _load_relaxed,
-    acquire_fence,
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, SYNC_ROW as _PLAIN_SYNC_ROW,
+    _load_relaxed, acquire_fence, slowest_flag,
 )
 
 cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
@@ -29,6 +29,8 @@ tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 #: the synchronisation buffer's layout (:data:`rnnbench.kernels.primitives.FLAG_SLOTS`): a release
 #: flag per producer, the status word at this offset
 FLAG_SLOTS: gl.constexpr = gl.constexpr(int(_PLAIN_FLAG_SLOTS.value))
+#: int32 slots of one (direction, batch block) (:data:`rnnbench.kernels.primitives.SYNC_ROW`)
+SYNC_ROW: gl.constexpr = gl.constexpr(int(_PLAIN_SYNC_ROW.value))
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
 _RELAXED_POLL: gl.constexpr = gl.constexpr(int(RELAXED_POLL_THEN_FENCE.value))
 #: units per program (the MMA's 16 rows per gate)
@@ -68,23 +70,16 @@ def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl
     ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`; the poll's
     loads in ``ORDER``, :data:`rnnbench.kernels.primitives.POLL_ORDERS`).
 
-    Each thread loads its ``POLL / 32`` flags as one tensor, so all of a poll's loads are issued
-    before any is used: polled 32 at a time, with each chunk's minimum taken before the next load,
-    ptxas 3.6 issued the second chunk's load after the first's value came back (two L2 round trips
-    per poll at H=768, where 48 producers make POLL 64)."""
+    Each thread loads its ``POLL / 32`` flags as one vector (:func:`rnnbench.kernels.primitives.slowest_flag`),
+    so an acquire poll of up to 128 flags is one L2 round trip (``flags_ptr`` 16-byte aligned)."""
     if producers > 1:
-        PER_THREAD: gl.constexpr = POLL // 32 if POLL >= 32 else 1
-        index = gl.arange(0, POLL, layout=gl.BlockedLayout(size_per_thread=[PER_THREAD], threads_per_warp=[32],
-                                                           warps_per_cta=[gl.num_warps()], order=[0]))
-        polled = index < producers
         start = gl.max(globaltimer(lane), axis=0)
         slowest = step - 1
         status = 0
         while (slowest < step) & (status == 0):
-            # relaxed in either order, as in the plain barrier: in flight with the flags' first load
+            # relaxed in either order, as in the plain barrier: in flight with the flags' load
             status = gl.max(_load_relaxed(flags_ptr + FLAG_SLOTS + lane * 0), axis=0)
-            flags = _load_flags(flags_ptr + gl.where(polled, index, 0), ORDER)
-            slowest = gl.min(gl.where(polled, flags, step), axis=0)
+            slowest = gl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER), axis=0)
             now = gl.max(globaltimer(lane), axis=0)
             if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
                 gl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")

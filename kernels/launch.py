@@ -24,7 +24,7 @@ import torch
 import triton
 
 from rnnbench.kernels.plan import DEFAULT_ARCH, GLUON, LIMITS, PathUnavailable, Plan, plan_recurrence
-from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES, POLL_ORDERS
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES, POLL_ORDERS, SYNC_ROW, UNUSED_FLAG
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 #: no software pipelining of the kernels' loops: the pipeliner would issue the next step's loads of
@@ -68,9 +68,22 @@ def check_barriers(wait: bool = False) -> None:
 
 
 def sync_buffer(plan: Plan, device) -> torch.Tensor:
-    """Zeroed int32 ``(D, batch blocks, FLAG_SLOTS + 1)``: each (direction, batch block)'s barrier
-    flags, one per hidden block, and its status word (see :func:`rnnbench.kernels.primitives.grid_barrier`)."""
-    return torch.zeros(plan.directions, plan.grid[1], int(FLAG_SLOTS.value) + 1, dtype=torch.int32, device=device)
+    """Fresh int32 ``(D, batch blocks, SYNC_ROW)`` (:func:`reset_sync`): each (direction, batch
+    block)'s barrier flags, one per hidden block, and its status word at ``FLAG_SLOTS`` (see
+    :func:`rnnbench.kernels.primitives.grid_barrier`); every block's flags start 16-byte aligned."""
+    sync = torch.empty(plan.directions, plan.grid[1], int(SYNC_ROW.value), dtype=torch.int32, device=device)
+    return reset_sync(sync, plan.grid[0])
+
+
+def reset_sync(sync: torch.Tensor, producers: int) -> torch.Tensor:
+    """Make ``sync`` (int32, ``(..., SYNC_ROW)``) a fresh synchronisation buffer for barriers of
+    ``producers`` programs, in place: their flags and the status word zero, every other flag slot
+    :data:`~rnnbench.kernels.primitives.UNUSED_FLAG` (a poll reads all ``POLL`` slots unmasked)."""
+    if not 1 <= producers <= FLAG_SLOTS.value:
+        raise ValueError(f"producers must be in [1, {FLAG_SLOTS.value}] (one flag slot each), got {producers}")
+    sync.zero_()
+    sync[..., producers:int(FLAG_SLOTS.value)] = int(UNUSED_FLAG.value)
+    return sync
 
 
 def _watch_barriers(sync: torch.Tensor, what: str) -> None:
@@ -79,7 +92,7 @@ def _watch_barriers(sync: torch.Tensor, what: str) -> None:
     if torch.cuda.is_current_stream_capturing():
         return
     status = torch.empty(sync.shape[:-1], dtype=sync.dtype, pin_memory=True)
-    status.copy_(sync[..., -1], non_blocking=True)
+    status.copy_(sync[..., int(FLAG_SLOTS.value)], non_blocking=True)
     event = torch.cuda.Event()
     event.record()
     _pending.append((event, status, what))

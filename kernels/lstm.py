@@ -11,8 +11,8 @@ With ``path="gluon"`` the recurrences are the Gluon kernels of :mod:`rnnbench.ke
 (forward) and :mod:`rnnbench.kernels.gluon_lstm_backward` (same buffers, sm_90 only); where the
 Gluon backward cannot run a shape that the forward can (co-residency), the backward is the plain
 kernels' (planned as ``auto``). ``auto`` takes the Gluon forward where it measured faster
-(:func:`rnnbench.kernels.plan.prefers_gluon`) and never the Gluon backward, which has not yet run
-on a GPU.
+(:func:`rnnbench.kernels.plan.prefers_gluon`) and the Gluon backward for every 16-bit LSTM it can
+plan (:func:`rnnbench.kernels.plan.prefers_gluon_backward`), after either forward.
 
 Whether the forward saves anything is decided where autograd can still see it: inside
 ``LSTMLayerFunction.forward`` grad mode is always off and ``ctx.needs_input_grad`` reports the

@@ -46,9 +46,10 @@ is 0.15-1.0 of it, median 0.7, on sm_90 with Triton 3.9) because the compiler re
 A fourth path, ``gluon`` (:data:`GLUON`, the LSTM kernels of :mod:`rnnbench.kernels.gluon_lstm` and
 :mod:`rnnbench.kernels.gluon_lstm_backward`, sm_90 only, see :func:`plan_gluon`), is chosen by
 ``auto`` for the 16-bit LSTM forward where it was measured faster than the plain cooperative kernel
-(:func:`prefers_gluon`) and the GPU runs it (``allow_gluon``), with the plain backward; the Gluon
-backward runs only when ``path="gluon"`` is forced (not yet measured), and where its grid would not
-be co-resident a forced Gluon forward trains with the plain backward (planned as ``auto``).
+(:func:`prefers_gluon`) and the GPU runs it (``allow_gluon``), and for the 16-bit LSTM backward,
+which was measured faster than the plain one at every shape (:func:`prefers_gluon_backward`);
+where the Gluon backward's grid would not be co-resident, a Gluon forward trains with the plain
+backward (planned as ``auto``).
 
 A ``path=`` override forces a path (the harness times each one); ``persistent`` is refused when
 ``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU
@@ -288,8 +289,8 @@ class Plan:
     def poll(self) -> int:
         """Flags the grid barrier polls (the kernels' ``POLL``): the hidden blocks, rounded up to a
         power of two below 32 and to a multiple of 32 above (the plain kernels poll 32 at a time);
-        always a power of two on the Gluon path, whose poll is one ``gl.arange`` of ``POLL`` flags
-        (96 failed to compile at H=1040-1344)."""
+        always a power of two on the Gluon path, whose lanes each load ``POLL / 32`` consecutive
+        flags as vectors (:func:`rnnbench.kernels.primitives.slowest_flag`)."""
         if self.grid[0] <= 32 or self.path == GLUON:
             return next_power_of_two(self.grid[0])
         return -(-self.grid[0] // 32) * 32
@@ -605,10 +606,11 @@ def plan_recurrence(
             path = "auto"  # a forced Gluon forward trains with the plain backward where Gluon's cannot run
     narrow = allow_narrow and not interpreter and narrow_batch_blocks(cell, hidden_size, batch, dtype, multiprocessors,
                                                                        directions, backward, arch)
-    if (path == "auto" and allow_gluon and not backward and multiprocessors is not None
-            and prefers_gluon(cell, hidden_size, batch, dtype, narrow)):
+    if path == "auto" and allow_gluon and multiprocessors is not None and (
+            prefers_gluon_backward(cell, dtype) if backward else prefers_gluon(cell, hidden_size, batch, dtype, narrow)):
         try:
-            return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
+            return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch,
+                              backward=backward)
         except PathUnavailable:
             pass  # not this GPU, Triton or size: the plain paths below
     limits = LIMITS[arch]
@@ -770,6 +772,18 @@ def prefers_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, n
     if cell != "lstm" or element_size(dtype) != 2:
         return False
     return (batch > MIN_BLOCK_B and not narrow_plain) or hidden_size >= GLUON_AUTO_MIN_HIDDEN_NARROW
+
+
+def prefers_gluon_backward(cell: str, dtype: torch.dtype) -> bool:
+    """Whether ``auto`` runs the Gluon backward (where :func:`plan_gluon` can plan it: H of at least
+    :data:`GLUON_MIN_HIDDEN`, co-resident) rather than the plain cooperative one: every 16-bit LSTM.
+    It follows either forward (both save the same gates and cell states). Measured on an H200
+    (bf16, Triton 3.6, the backward kernel alone, µs per step, Gluon against plain;
+    reports/h200/f1c2560/step-ablation.md): B=16: H=256 2.65 vs 2.80, H=512 2.71 vs 3.79, H=768
+    4.04 vs 5.07, H=1024 5.68 vs 6.13; B=64: H=256 2.76 vs 2.90, H=768 7.42 vs 8.92, H=1024 8.91
+    vs 10.01; B=1: H=768 3.99 vs 4.65. The whole forward+backward call (gpu-core, CUDA-graph replay,
+    Gluon forward in both) at B=16: H=512 5.58 vs 6.61 ms, H=768 7.79 vs 8.70, H=1024 10.21 vs 10.50."""
+    return cell == "lstm" and element_size(dtype) == 2
 
 
 def gluon_available() -> bool:

@@ -64,9 +64,19 @@ BARRIER_TIMEOUT_NS: tl.constexpr = tl.constexpr(2_000_000_000)
 #: layout of the grid-synchronisation buffer of one (direction, batch block): a release flag per
 #: hidden block (the steps it has finished), padded to a cache line, then the status word
 FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
-#: how a barrier's wait orders its poll (:func:`barrier_wait`): every flag load an acquire
+#: int32 slots of one (direction, batch block) in the synchronisation buffer: the flags, the status
+#: word at ``FLAG_SLOTS`` and padding to a whole 128-byte line, so every block's flags start 16-byte
+#: aligned, as the poll's vector loads need (:func:`slowest_flag`)
+SYNC_ROW: tl.constexpr = tl.constexpr(288)
+#: flags one poll load brings at most (``ld.v4.b32``)
+FLAG_VECTOR: tl.constexpr = tl.constexpr(4)
+#: what a flag slot of no producer holds (set by the host, never written by a kernel), so that a
+#: poll takes the minimum of every slot it loads (:func:`slowest_flag`)
+UNUSED_FLAG: tl.constexpr = tl.constexpr(2**31 - 1)
+#: how a barrier's wait orders its poll (:func:`barrier_wait`): the flag loads acquires
 #: (``ld.acquire.gpu``: on sm_90 ``LDG.E.STRONG.GPU`` then ``CCTL.IVALL``, so a poll's flag loads
-#: follow one another), or relaxed flag loads, all in flight together, and one ``fence.acq_rel.gpu``
+#: follow one another, which is why the Gluon kernels load a thread's flags as one vector,
+#: :func:`slowest_flag`), or relaxed flag loads, all in flight together, and one ``fence.acq_rel.gpu``
 #: (``MEMBAR.ALL.GPU`` + ``CCTL.IVALL``) once every flag has been seen; the status word's load is
 #: relaxed in both
 ACQUIRE_EACH_POLL: tl.constexpr = tl.constexpr(0)
@@ -87,28 +97,65 @@ def tanh(x):
 # ---- grid synchronisation ------------------------------------------------------------------------
 
 @triton.jit
-def _load_acquire(pointers):
-    """``ld.acquire.gpu`` of each int32 (Triton 3.6 has no acquire load; an atomic read would
-    serialise every poller on the flag's address)."""
-    return tl.inline_asm_elementwise("ld.global.acquire.gpu.b32 $0, [$1];", "=r,l", [pointers], dtype=tl.int32,
-                                     is_pure=False, pack=1)
-
-
-@triton.jit
 def _load_relaxed(pointers):
     """``ld.relaxed.gpu`` of each int32: a strong load (it reads L2, never a stale L1 line) that
     orders nothing after it, so several are in flight at once."""
-    return tl.inline_asm_elementwise("ld.global.relaxed.gpu.b32 $0, [$1];", "=r,l", [pointers], dtype=tl.int32,
-                                     is_pure=False, pack=1)
+    return _strong_load(pointers, 1, "relaxed")[0]
 
 
 @triton.jit
-def _load_flags(pointers, ORDER: tl.constexpr):
-    """A poll's load of ``pointers``: acquire or relaxed (see :data:`POLL_ORDERS`)."""
-    if ORDER == RELAXED_POLL_THEN_FENCE:
-        return _load_relaxed(pointers)
+def _strong_load(pointers, V: tl.constexpr, SEM: tl.constexpr):
+    """``ld.global.SEM.gpu`` (``SEM``: ``"acquire"`` or ``"relaxed"``) of ``V`` (1, 2 or 4)
+    consecutive int32 from each pointer (aligned to ``4 * V`` bytes), one (vector) load: a tuple of
+    ``V`` tensors. Inline PTX: Triton 3.6 has no acquire load, and an atomic read would serialise
+    every poller on the flag's address."""
+    if V == 4:
+        return tl.inline_asm_elementwise("ld.global." + SEM + ".gpu.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
+                                         [pointers], dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=False,
+                                         pack=1)
+    elif V == 2:
+        return tl.inline_asm_elementwise("ld.global." + SEM + ".gpu.v2.b32 {$0, $1}, [$2];", "=r,=r,l", [pointers],
+                                         dtype=(tl.int32, tl.int32), is_pure=False, pack=1)
     else:
-        return _load_acquire(pointers)
+        return tl.inline_asm_elementwise("ld.global." + SEM + ".gpu.b32 $0, [$1];", "=r,l", [pointers],
+                                         dtype=(tl.int32,), is_pure=False, pack=1)
+
+
+@triton.jit
+def _load_flags(pointers, V: tl.constexpr, ORDER: tl.constexpr):
+    """A poll's load of ``V`` consecutive flags from each pointer (:func:`_strong_load`), acquire
+    or relaxed as ``ORDER`` says (see :data:`POLL_ORDERS`). One acquire costs one L2 round trip
+    however many flags it brings."""
+    if ORDER == RELAXED_POLL_THEN_FENCE:
+        return _strong_load(pointers, V, "relaxed")
+    else:
+        return _strong_load(pointers, V, "acquire")
+
+
+@triton.jit
+def slowest_flag(flags_ptr, lane, step, POLL: tl.constexpr, ORDER: tl.constexpr):
+    """One poll of a grid barrier's flags in the Gluon kernels
+    (:func:`rnnbench.kernels.gluon_primitives.barrier_wait`): per lane, the least of ``step`` and
+    the flags it loaded.
+    ``lane``: ``arange(0, min(POLL, 32))``, replicated in every warp, so each warp polls all
+    ``POLL`` flags; lane ``l`` loads ``POLL / 32`` consecutive flags as vectors of up to
+    :data:`FLAG_VECTOR` (``flags_ptr`` 16-byte aligned, :data:`SYNC_ROW`), so a poll of up to 128
+    flags is one load per thread: in the acquire order one L2 round trip, not one per flag
+    (measured on an H200, the scalar acquires' invalidations took a quarter of the Gluon forward's
+    step and a third of the plain one's at H=768 B=16; reports/h200/f1c2560). The slots of no
+    producer up to ``POLL`` (``<= FLAG_SLOTS``) hold :data:`UNUSED_FLAG` (the host's
+    :func:`rnnbench.kernels.launch.reset_sync`), so no mask is needed. The plain kernels keep
+    their scalar polls (:func:`barrier_wait`): with these vector loads, masked or not, the plain
+    backward's 16-warp layouts spilled at their 128-register cap (Triton 3.9)."""
+    WIDTH: tl.constexpr = min(POLL, 32)
+    PER_LANE: tl.constexpr = POLL // WIDTH
+    V: tl.constexpr = min(PER_LANE, FLAG_VECTOR)
+    slowest = step + lane * 0
+    for chunk in tl.static_range(PER_LANE // V):
+        flags = _load_flags(flags_ptr + chunk * WIDTH * V + lane * V, V, ORDER)
+        for k in tl.static_range(V):
+            slowest = tl.minimum(slowest, flags[k])
+    return slowest
 
 
 @triton.jit
@@ -155,13 +202,15 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
             # the status load first, relaxed in either order (it guards no data: a timed-out launch's
             # results are garbage anyway), so it is in flight with the first flag load instead of an
             # acquire round trip ahead of them; relaxed flag loads are all in flight together,
-            # acquire ones one by one
+            # acquire ones one by one (one per chunk: a chunk of 32 flags is one scalar load per
+            # thread; vector loads, as in the Gluon kernels' slowest_flag, made the plain backward's
+            # 16-warp layouts spill at their 128-register cap with Triton 3.9)
             status = _load_relaxed(flags_ptr + FLAG_SLOTS)
             slowest = step
             for chunk in tl.static_range(POLL // WIDTH):
                 index = chunk * WIDTH + lane
                 polled = index < producers
-                flags = _load_flags(flags_ptr + tl.where(polled, index, 0), ORDER)
+                flags = _load_flags(flags_ptr + tl.where(polled, index, 0), 1, ORDER)[0]
                 slowest = tl.minimum(slowest, tl.min(tl.where(polled, flags, step)))
             if (slowest < step) & (status == 0) & (globaltimer() - start > timeout_ns):
                 tl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
@@ -175,12 +224,12 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
 def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr):
     """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
 
-    ``flags_ptr`` holds one int32 release flag per producer (the steps it has finished) followed,
-    at ``FLAG_SLOTS``, by a status word. Arrival (:func:`barrier_arrive`): a CTA barrier (every
-    thread's stores of the step issued), then one thread's release add to its own flag, so arrivals
-    never contend for an address. Wait (:func:`barrier_wait`): the flags of all producers (``POLL >=
-    producers``, a power of two up to 32, else a multiple of 32) are polled in ``ORDER`` (acquire
-    loads, or relaxed loads and one acquire fence), and a CTA barrier after the poll extends what
+    ``flags_ptr`` (16-byte aligned) holds one int32 release flag per producer (the steps it has
+    finished) followed, at ``FLAG_SLOTS``, by a status word. Arrival (:func:`barrier_arrive`): a CTA
+    barrier (every thread's stores of the step issued), then one thread's release add to its own
+    flag, so arrivals never contend for an address. Wait (:func:`barrier_wait`): the flags of all
+    producers (``POLL >= producers``, a power of two up to 32, else a multiple of 32) are polled in
+    ``ORDER`` (acquire loads, or relaxed loads and one acquire fence), and a CTA barrier after the poll extends what
     they acquired to the whole program; the exchange loads that follow use
     ``.cg`` (L2), so no stale L1 line is read. ``>=`` tolerates producers that have already run
     ahead. Work that needs no synchronisation (the next step's input loads) goes between the two.
@@ -214,11 +263,11 @@ def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr, ORDER: tl
 
 @triton.jit
 def sync_slice(sync_ptr, direction, DIRECTIONS: tl.constexpr):
-    """This program's flags in the ``(D, batch blocks, FLAG_SLOTS + 1)`` synchronisation buffer."""
+    """This program's flags in the ``(D, batch blocks, SYNC_ROW)`` synchronisation buffer."""
     block = tl.program_id(1)
     if DIRECTIONS > 1:
         block += direction * tl.num_programs(1)
-    return sync_ptr + block * (FLAG_SLOTS + 1)
+    return sync_ptr + block * SYNC_ROW
 
 
 # ---- tiles ---------------------------------------------------------------------------------------

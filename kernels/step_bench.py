@@ -74,12 +74,12 @@ import triton.language as tl
 from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.cost import TERMS
 from rnnbench.kernels.launch import (
-    NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan,
+    NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan, reset_sync,
 )
 from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, GATES, PathUnavailable, Plan, plan_recurrence, row_split
 from rnnbench.kernels.primitives import (
-    BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot, gate_rows,
-    held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot,
+    gate_rows, held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
 )
 from rnnbench.kernels.tagged_exchange import WORD_DTYPES, encode_tagged, publish_tagged, retag_, tagged_product
 
@@ -210,7 +210,7 @@ def step_ablation_kernel(
 
     Layouts: ``w (GATES*H, w_stride)`` the recurrent weights; ``exchange (2, BLOCK_B, H_PAD)`` the
     two state slots (slot 1 read by step 0), columns past H zero; ``sync`` int32 zeros
-    ``(FLAG_SLOTS + 1)``. Step s writes ``tanh(sum of the unit's gates)`` of its product (or
+    ``(SYNC_ROW)``. Step s writes ``tanh(sum of the unit's gates)`` of its product (or
     stand-in, see :func:`_loaded_sum`) into slot ``s % 2``. ``TAGGED``: ``exchange`` holds tagged
     words of ``w``'s dtype (:mod:`rnnbench.kernels.tagged_exchange`, the initial state tag 0; the
     programs write ``WRITTEN`` columns, all of their tiles) and ``sync``'s status word reports a
@@ -282,7 +282,7 @@ def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtyp
     exchange = torch.zeros(2, plan.block_b, plan.h_pad, dtype=dtype)
     filled = min(batch, plan.block_b)
     exchange[:, :filled, :hidden_size] = torch.rand(2, filled, hidden_size, generator=generator) * 2 - 1
-    sync = torch.zeros(int(FLAG_SLOTS.value) + 1, dtype=torch.int32)
+    sync = torch.zeros(int(SYNC_ROW.value), dtype=torch.int32)
     if tagged:
         exchange = encode_tagged(exchange)
     return w.to(device), exchange.to(device), sync.to(device)
@@ -301,14 +301,15 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
                          f"{w.dtype} in its exchange (ablation_buffers(..., tagged={variant.tagged})), got {exchange.dtype}")
     if variant.tagged:
         retag_(exchange, 0)  # a launch starts from the state after 0 steps
-    sync.zero_()
+    reset_sync(sync, programs)
     options = dict(num_warps=plan.num_warps, num_stages=NUM_STAGES, maxnreg=plan.max_registers)
     if not interpreter_active():
         options["launch_cooperative_grid"] = True
     step_ablation_kernel[(programs, 1)](w, exchange, sync, steps, hidden_size, w.stride(0),
                                         **_constexprs(plan, variant, w.dtype, programs), **options)
     if (variant.sync or variant.tagged) and sync.is_cuda:
-        message = barrier_status_message(sync[int(FLAG_SLOTS.value):].cpu(), f"step_ablation_kernel ({variant.name})")
+        status = sync[int(FLAG_SLOTS.value)].reshape(1).cpu()
+        message = barrier_status_message(status, f"step_ablation_kernel ({variant.name})")
         if message is not None:
             raise BarrierTimeout(message)
 

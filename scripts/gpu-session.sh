@@ -21,11 +21,10 @@
 #                        H=64/768, B=16/64, T=1024, fwd and fwd_bwd) by allocating line, Triton
 #                        and torch.nn (rnnbench.harness.memory_breakdown)
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
-#   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  (stage profile, not in the default
-#                        STAGES: STAGES=profile scripts/gpu-session.sh h100 240) Nsight Compute on
-#                        one call of each PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp
-#                        states sampled per SASS instruction; the CSVs are ncu's source page (SASS)
-#                        and details page
+#   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  Nsight Compute on one call of each
+#                        PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp states sampled per
+#                        SASS instruction; the CSVs are ncu's source page (SASS) and details page
+#                        (about 15 s a case on an H200; make gpu-report renders them)
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
 # The report and the cost-model calibration need no GPU: render them afterwards on any machine
@@ -37,7 +36,7 @@ DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests barrier ablation memory suite}
+STAGES=${STAGES:-tests barrier ablation memory profile suite}
 ABLATION_S=${ABLATION_S:-120}
 PROFILES=${PROFILES:-triton-gluon:768:16:fwd triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py}

@@ -8,6 +8,8 @@ import torch
 
 from rnnbench.kernels import barrier_bench, launch, sass
 from rnnbench.kernels.aot import compile_all
+from rnnbench.kernels.plan import plan_recurrence
+from rnnbench.kernels.primitives import FLAG_SLOTS, SYNC_ROW, UNUSED_FLAG
 
 
 def _poll_loop(instructions: list[sass.Instruction]) -> list[sass.Instruction]:
@@ -94,3 +96,18 @@ def test_finished_launches_are_checked_and_unfinished_ones_kept(monkeypatch):
     with pytest.raises(launch.BarrierTimeout, match="grid barrier of running timed out .*block 0 at step 3"):
         launch.check_barriers(wait=True)
     assert launch._pending == []
+
+
+def test_a_fresh_sync_buffer_marks_the_slots_of_no_producer():
+    """The Gluon kernels' poll reads all POLL slots without a mask, so the slots past the producers hold a flag
+    no step reaches; every row starts 16-byte aligned for the poll's vector loads."""
+    sync = launch.reset_sync(torch.full((2, 3, int(SYNC_ROW.value)), 7, dtype=torch.int32), 5)
+    assert (sync[..., :5] == 0).all() and (sync[..., FLAG_SLOTS.value:] == 0).all()
+    assert (sync[..., 5:FLAG_SLOTS.value] == UNUSED_FLAG.value).all() and UNUSED_FLAG.value == torch.iinfo(torch.int32).max
+    assert SYNC_ROW.value * 4 % 16 == 0 and SYNC_ROW.value > FLAG_SLOTS.value
+    plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", 132)
+    fresh = launch.sync_buffer(plan, "cpu")
+    assert fresh.shape == (1, plan.grid[1], SYNC_ROW.value) and (fresh[..., : plan.grid[0]] == 0).all()
+    assert plan.grid[0] == 96 and (fresh[..., plan.grid[0]:FLAG_SLOTS.value] == UNUSED_FLAG.value).all()
+    with pytest.raises(ValueError, match="producers must be in \\[1, 256\\] \\(one flag slot each\\), got 257"):
+        launch.reset_sync(sync, 257)

@@ -12,7 +12,7 @@ from rnnbench.kernels import TritonLSTM
 from rnnbench.kernels.plan import (
     GLUON, GLUON_AUTO_MIN_HIDDEN_NARROW, GLUON_MIN_HIDDEN, LIMITS, PATHS, SHARED_FIXED, PathUnavailable,
     gluon_available, gluon_backward_shared_bytes, gluon_backward_stages, kernel_resources, plan_gluon,
-    plan_recurrence, prefers_gluon, programs_per_multiprocessor,
+    plan_recurrence, prefers_gluon, prefers_gluon_backward, programs_per_multiprocessor,
 )
 
 H100_SMS = 132
@@ -42,7 +42,9 @@ def test_auto_chooses_gluon_where_it_was_measured_faster(hidden, batch, dtype):
     ("lstm", 770, 64, torch.bfloat16, {}),             # not a multiple of 16: plan_gluon refuses, no error
     ("lstm", 768, 64, torch.float32, {}),              # 16-bit only
     ("rnn", 768, 64, torch.bfloat16, {}),              # the LSTM only
-    ("lstm", 768, 64, torch.bfloat16, dict(backward=True)),  # the backward is the plain kernel's
+    ("lstm", 768, 64, torch.float32, dict(backward=True)),  # the Gluon backward is 16-bit only too
+    ("rnn", 768, 64, torch.bfloat16, dict(backward=True)),
+    ("lstm", 128, 16, torch.bfloat16, dict(backward=True)),  # below GLUON_MIN_HIDDEN
     ("lstm", 768, 64, torch.bfloat16, dict(arch=80)),
     ("lstm", 768, 64, torch.bfloat16, dict(allow_gluon=False)),  # a GPU newer than sm_90
     ("lstm", 768, 64, torch.bfloat16, dict(multiprocessors=None)),  # ahead of time: no GPU to plan for
@@ -52,6 +54,18 @@ def test_auto_keeps_the_plain_kernels_elsewhere(cell, hidden, batch, dtype, call
     arguments = dict(multiprocessors=H100_SMS)
     arguments.update(call)
     assert plan_recurrence(cell, hidden, batch, dtype, "auto", **arguments).path in PATHS
+
+
+@needs_gluon
+@pytest.mark.parametrize("hidden, batch, dtype", [(256, 16, torch.bfloat16), (768, 1, torch.bfloat16),
+                                                  (768, 16, torch.float16), (1024, 64, torch.bfloat16)])
+def test_auto_runs_the_gluon_backward_wherever_it_plans_one(hidden, batch, dtype):
+    """Measured faster than the plain backward at every shape (prefers_gluon_backward), also where the
+    forward is the plain kernel's (H=256, B=16)."""
+    backward = plan_recurrence("lstm", hidden, batch, dtype, "auto", H100_SMS, backward=True)
+    assert backward == plan_recurrence("lstm", hidden, batch, dtype, GLUON, H100_SMS, backward=True)
+    assert backward.path == GLUON and prefers_gluon_backward("lstm", dtype)
+    assert not prefers_gluon_backward("lstm", torch.float32) and not prefers_gluon_backward("rnn", dtype)
 
 
 def test_the_gluon_rule_matches_plan_gluons_hidden_sizes():

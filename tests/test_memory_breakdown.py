@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import KERNEL_DEVICE
-from rnnbench.harness.memory_breakdown import BLOCK, allocator_events, attribute, breakdown, main, peak_breakdown
+from rnnbench.harness.memory_breakdown import BLOCK, allocator_events, attribute, breakdown, main, peak_breakdown, render
 
 
 def _alloc(addr, size, frame="a.py:1 f"):
@@ -24,7 +24,8 @@ def test_peak_is_the_first_moment_of_most_live_bytes_grouped_by_frame():
               _free(1), _free(3), _free(4)]
     result = peak_breakdown(events)
     assert result["peak_bytes"] == 490
-    assert result["blocks"] == [{"frame": "b.py:2 g", "bytes": 340, "count": 1}, {"frame": "a.py:1 f", "bytes": 150, "count": 2}]
+    assert result["blocks"] == [{"frame": "b.py:2 g", "bytes": 340, "count": 1, "sizes": [340]},
+                                {"frame": "a.py:1 f", "bytes": 150, "count": 2, "sizes": [100, 50]}]
 
 
 def test_no_events_no_peak():
@@ -92,3 +93,15 @@ def test_cli_writes_the_breakdowns(tmp_path, capsys):
     peaks = [f"{result['peak_bytes'] / 2**20:.1f}" for result in results]
     assert f"| rnn | float32 | 8 | 2 | 5 | fwd | {peaks[0]} |" in summary
     assert f"| rnn | float32 | 8 | 2 | 5 | fwd_bwd | {peaks[1]} |" in summary
+
+
+def test_a_group_of_several_blocks_shows_their_sizes():
+    mib = 2**20
+    result = {"backend": "triton", "family": "lstm", "dtype": "bfloat16", "mode": "fwd_bwd", "hidden_size": 64,
+              "batch": 16, "seq_len": 1024, "device": "cuda", "peak_bytes": 50 * mib,
+              "blocks": [{"frame": "x.py:81 f", "bytes": 32 * mib, "count": 3, "sizes": [16 * mib, 8 * mib, 8 * mib]},
+                         {"frame": "y.py:2 g", "bytes": 18 * mib, "count": 1, "sizes": [18 * mib]},
+                         {"frame": "z.py:3 h", "bytes": mib, "count": 2}]}  # a file from before sizes were kept
+    lines = render(result).splitlines()
+    assert lines[1].endswith("x.py:81 f  (16.00 + 8.00 + 8.00 MiB)")
+    assert lines[2].endswith("y.py:2 g") and lines[3].endswith("z.py:3 h")

@@ -60,7 +60,8 @@ def test_triton_version_decides_whether_the_compiler_spreads_batched_dot_warps()
     plan = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, allow_gluon=False)
     assert (plan.k_split, plan.num_warps, plan.h_pad // plan.k_chunks) == (4, 8, 256 if BATCHED_DOT_SPREADS_WARPS else 64)
     assert row_split("lstm", False, plan.k_split, plan.num_warps) == (1 if BATCHED_DOT_SPREADS_WARPS else 2)
-    backward = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
+    backward = plan_recurrence("lstm", 768, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True,
+                               allow_gluon=False)
     assert (backward.k_split, backward.num_warps) == ((8, 16) if BATCHED_DOT_SPREADS_WARPS else (8, 8))
     assert (backward.block_b, backward.block_h, backward.grid) == (32, 16, (48, 2))
 
@@ -177,7 +178,7 @@ def test_lstm_backward_at_1024_columns_runs_32_row_blocks_where_they_fit_one_sm(
     term (with every chunk counted, the forward's bound, they would not fit one SM); sm_80 holds
     less and keeps 64-row blocks of 8 units."""
     monkeypatch.setattr(rnnbench.kernels.plan, "BATCHED_DOT_SPREADS_WARPS", spreads)
-    plan = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True)
+    plan = plan_recurrence("lstm", 1024, 64, torch.bfloat16, multiprocessors=H100_SMS, backward=True, allow_gluon=False)
     assert (plan.path, plan.block_b, plan.block_h, plan.k_split, plan.num_warps) == (
         "cooperative", HALF_BLOCK_B, HALF_BLOCK_UNITS["lstm"], WIDE_NUM_WARPS, num_warps)
     one_chunk = kernel_resources("lstm", plan, torch.bfloat16, backward=True)

@@ -11,6 +11,7 @@ import torch
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels import step_bench
 from rnnbench.kernels.plan import GATES, plan_recurrence
+from rnnbench.kernels.primitives import FLAG_SLOTS
 from rnnbench.kernels.tagged_exchange import decode_tagged, word_tags
 
 
@@ -57,7 +58,7 @@ def test_variant_computes_its_step(variant, cell, hidden_size, exact_fp32):
     if variant.tagged:  # the last two steps' tags in their slots, on the columns program 0 writes
         tags = word_tags(exchange).cpu()
         assert (tags[(steps - 1) % 2, :, :plan.block_h] == steps).all() and (tags[steps % 2, :, :plan.block_h] == steps - 1).all()
-        assert int(sync[-1]) == 0, "no wait timed out"
+        assert int(sync[FLAG_SLOTS.value]) == 0, "no wait timed out"
 
 
 def test_run_ablation_refuses_more_programs_than_the_layout_has():
@@ -113,8 +114,10 @@ def test_estimate_compiles_every_variant_for_sm90():
     by_row = {row["variant"]: row for row in rows}
     assert by_row["real_gluon"]["programs"] == 48 and by_row["real_gluon"]["block_h"] == 16  # the Gluon layout
     assert by_row["real_bwd"]["block_h"] == 16 and by_row["real_bwd"]["programs"] == 48  # the backward's
-    assert by_row["real_bwd_relaxed"]["us_per_step"] < by_row["real_bwd"]["us_per_step"]
-    # the relaxed poll: what the step ablation estimates (full_relaxed) the shipped kernel shows too
+    # the Gluon forward's acquire poll is one round trip (one vector load per thread) and needs no
+    # fence after it, so it beats the relaxed poll, as the H200 measured (reports/h200/f1c2560); the
+    # plain kernels' acquires at 96 programs are three in a row, which the model still rates slower
+    assert by_name["real_gluon"] < by_name["real_gluon_relaxed"], by_name
     assert by_name["real_relaxed"] < by_name["real"] and by_name["full_relaxed"] < by_name["full"], by_name
 
 
@@ -194,8 +197,8 @@ def test_a_tagged_wait_for_words_nobody_writes_times_out_on_gpu():
                                             **step_bench._constexprs(plan, tagged, torch.bfloat16),
                                             num_warps=plan.num_warps, num_stages=1)
     torch.cuda.synchronize()
-    assert int(sync[-1]) == 1, "step 1 (tag 1 in slot 0) is the first that waits for another program"
-    message = barrier_status_message(sync[-1:].cpu(), "the tagged ablation")
+    assert int(sync[FLAG_SLOTS.value]) == 1, "step 1 (tag 1 in slot 0) is the first that waits for another program"
+    message = barrier_status_message(sync[FLAG_SLOTS.value].reshape(1).cpu(), "the tagged ablation")
     assert message is not None and "at step 1" in message
 
 
