@@ -78,7 +78,9 @@ def sync_buffer(plan: Plan, device) -> torch.Tensor:
 def reset_sync(sync: torch.Tensor, producers: int) -> torch.Tensor:
     """Make ``sync`` (int32, ``(..., SYNC_ROW)``) a fresh synchronisation buffer for barriers of
     ``producers`` programs, in place: their flags and the status word zero, every other flag slot
-    :data:`~rnnbench.kernels.primitives.UNUSED_FLAG` (a poll reads all ``POLL`` slots unmasked)."""
+    :data:`~rnnbench.kernels.primitives.UNUSED_FLAG` (the Gluon kernels' poll,
+    :func:`~rnnbench.kernels.primitives.slowest_flag`, reads all ``POLL`` slots unmasked; the plain
+    kernels' masks its own)."""
     if not 1 <= producers <= FLAG_SLOTS.value:
         raise ValueError(f"producers must be in [1, {FLAG_SLOTS.value}] (one flag slot each), got {producers}")
     sync.zero_()
