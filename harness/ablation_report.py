@@ -49,6 +49,8 @@ QUESTIONS = (
     Question("16-row batch blocks (planned) against the wide ones, backward", "real_bwd_wide_rows", "real_bwd"),
     Question("Gluon forward against the plain one", "real", "real_gluon"),
     Question("Gluon backward against the plain one", "real_bwd", "real_gluon_bwd"),
+    Question("Gluon forward without its grid barrier", "real_gluon", "real_gluon_no_sync"),
+    Question("Gluon backward without its grid barrier", "real_gluon_bwd", "real_gluon_bwd_no_sync"),
 )
 
 

@@ -161,17 +161,34 @@ def cpu_events(fn: Callable[[], object]) -> list[dict]:
 
 
 def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: int, mode: str, dtype: str,
-              device: str, input_size: int | None = None) -> dict:
-    """The peak breakdown of one ``mode`` call of ``backend`` on the harness's problem of this shape."""
+              device: str, input_size: int | None = None, weight_grad: str | None = None) -> dict:
+    """The peak breakdown of one ``mode`` call of ``backend`` on the harness's problem of this shape;
+    ``weight_grad``: the Triton layers' ``dW_hh`` formulation for this call
+    (:data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS`; default: the shipped one)."""
+    from rnnbench.kernels import projections
+
+    if weight_grad is not None and weight_grad not in projections.WEIGHT_GRAD_FORMULATIONS:
+        raise ValueError(f"weight_grad must be one of {sorted(projections.WEIGHT_GRAD_FORMULATIONS)}, got {weight_grad!r}")
     case = shape_case(backend, family, hidden_size, batch, seq_len, mode, dtype, device, input_size, "memory")
     fn = build_workload(case).callable(mode)
-    result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
+    shipped = projections.WEIGHT_GRAD
+    projections.WEIGHT_GRAD = weight_grad or shipped
+    try:
+        result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
+    finally:
+        projections.WEIGHT_GRAD = shipped
+    extra = {} if weight_grad is None else {"weight_grad": weight_grad}
     return {"backend": backend, "family": family, "hidden_size": hidden_size, "batch": batch, "seq_len": seq_len,
-            "input_size": case.input_size, "mode": mode, "dtype": dtype, "device": device, **result}
+            "input_size": case.input_size, "mode": mode, "dtype": dtype, "device": device, **extra, **result}
+
+
+def label(result: dict) -> str:
+    """The backend of a breakdown, with the ``dW_hh`` formulation it was forced to, if any."""
+    return result["backend"] + (f" ({result['weight_grad']})" if "weight_grad" in result else "")
 
 
 def render(result: dict, top: int = 12) -> str:
-    lines = [f"{result['backend']} {result['family']} {result['dtype']} {result['mode']} H={result['hidden_size']} "
+    lines = [f"{label(result)} {result['family']} {result['dtype']} {result['mode']} H={result['hidden_size']} "
              f"B={result['batch']} T={result['seq_len']} on {result['device']}: peak {result['peak_bytes'] / MIB:.2f} MiB"]
     lines += [f"  {group['bytes'] / MIB:9.2f} MiB  {group['count']:3d} x  {group['frame']}{_sizes(group)}"
               for group in result["blocks"][:top]]
@@ -194,8 +211,8 @@ def markdown(results: list[dict], top: int = 8) -> str:
     shapes: dict[tuple, dict[str, float]] = {}
     for result in results:
         key = (result["family"], result["dtype"], result["hidden_size"], result["batch"], result["seq_len"], result["mode"])
-        shapes.setdefault(key, {})[result["backend"]] = result["peak_bytes"] / MIB
-    backends = sorted({result["backend"] for result in results})
+        shapes.setdefault(key, {})[label(result)] = result["peak_bytes"] / MIB
+    backends = sorted({label(result) for result in results})
     lines = ["| family | dtype | H | B | T | mode | " + " | ".join(f"{backend} (MiB)" for backend in backends) + " |",
              "|" + "---|" * (6 + len(backends))]
     for key, peaks in shapes.items():
@@ -218,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--skip-kernels", action="store_true",
                         help="cpu: do not run the Triton kernels (their outputs are garbage; the allocations are the same)")
+    parser.add_argument("--weight-grad", help="the Triton layers' dW_hh formulation for these calls "
+                        "(rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS; default: the shipped one)")
     parser.add_argument("--json", type=Path, help="write every breakdown to this file (a JSON list)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                         help="measure nothing: print the Markdown summary of these --json files")
@@ -225,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         print(markdown([result for path in args.render for result in json.loads(path.read_text())]), end="")
         return 0
+    from rnnbench.kernels.projections import WEIGHT_GRAD_FORMULATIONS
+
+    if args.weight_grad is not None and args.weight_grad not in WEIGHT_GRAD_FORMULATIONS:
+        parser.error(f"--weight-grad must be one of {', '.join(WEIGHT_GRAD_FORMULATIONS)}, got {args.weight_grad!r}")
     if args.skip_kernels:
         skip_kernel_launches()
     results = []
@@ -232,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         for batch in args.batch:
             for mode in args.mode:
                 results.append(breakdown(args.backend, args.family, hidden_size, batch, args.seq_len, mode, args.dtype,
-                                         args.device))
+                                         args.device, weight_grad=args.weight_grad))
                 print(render(results[-1]), flush=True)
                 if args.json:
                     args.json.write_text(json.dumps(results, indent=1))

@@ -204,6 +204,7 @@ def lstm_forward_gluon_kernel(
     T, B, H, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
+    GRID_SYNC: gl.constexpr = True,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -211,7 +212,9 @@ def lstm_forward_gluon_kernel(
     Buffers as :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel`'s (``h0`` already in slot
     1 of the exchange). ``w_desc``: TMA descriptor of ``W_hh`` viewed ``(D*4H, w_stride)``, box
     ``(16, 64)``; ``ex_desc``: of the exchange viewed ``(H_PAD/64, D*2*B_pad, 64)``, box
-    ``(PER_COPY, BLOCK_B, 64)``.
+    ``(PER_COPY, BLOCK_B, 64)``. ``GRID_SYNC=False`` (the step ablation's ``real_gluon_no_sync``
+    only) leaves out the grid barrier's release and poll, keeping its CTA barriers and proxy
+    fences: the step's own chain, timed, with garbage results.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
@@ -296,7 +299,7 @@ def lstm_forward_gluon_kernel(
             gl.store(c_all_ptr + step * H + state_offsets, c_t, mask=running)
         c = c_t
         gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
-        barrier_arrive(flags_ptr, pid_h, lane)
+        barrier_arrive(flags_ptr, pid_h, lane, GRID_SYNC)
         # the next step's inputs, loaded a whole step ahead (the last step loads its own again,
         # waited for after the loop: under the condition below, Triton 3.6 spilled at H=1024)
         upcoming = gl.minimum(s + 1, T - 1)
@@ -304,7 +307,7 @@ def lstm_forward_gluon_kernel(
                         gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
         if s + 1 < T:
             _arm_state_barriers(bars, ex_desc, COPIES)
-        barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER)
+        barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
     async_copy.wait_group(0)  # no copy in flight at the exit
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
@@ -336,11 +339,13 @@ def descriptors(plan, w_rows: torch.Tensor, exchange: torch.Tensor):
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
-                has_lengths: bool) -> None:
+                has_lengths: bool, grid_sync: bool = True) -> None:
     """Launch :func:`lstm_forward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` (``w_rows``:
     :func:`rnnbench.kernels.launch.aligned_weight_rows`; ``sizes``: ``(T, B, H)``). Cooperative
-    launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does."""
+    launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does.
+    ``grid_sync=False``: without the grid barrier (garbage results; the step ablation's timing of
+    the step's own chain, :mod:`rnnbench.kernels.step_bench`)."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
 
     if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
@@ -354,16 +359,18 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
             xg, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, *sizes, first_direction,
             BLOCK_B=plan.block_b, H_PAD=plan.h_pad, TRAINING=training, DIRECTIONS=plan.directions,
             HAS_LENGTHS=has_lengths, POLL=plan.poll, POLL_ORDER=POLL_ORDERS[plan.poll_order],
-            PER_COPY=state_box(plan)[0], num_warps=plan.num_warps,
+            PER_COPY=state_box(plan)[0], GRID_SYNC=grid_sync, num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
     _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
 
 
-def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90):
+def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90,
+                    grid_sync: bool = True):
     """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
     as at run time: pointers 16-byte aligned (every buffer the layer passes is) and ``H`` divisible
-    by 16 (the only hidden sizes :func:`rnnbench.kernels.plan.plan_gluon` accepts)."""
+    by 16 (the only hidden sizes :func:`rnnbench.kernels.plan.plan_gluon` accepts); ``grid_sync``
+    as :func:`run_forward`'s."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -383,7 +390,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
             signature[name] = "i32"
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
-                  "PER_COPY": state_box(plan)[0]}
+                  "PER_COPY": state_box(plan)[0], "GRID_SYNC": grid_sync}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name == "H"}

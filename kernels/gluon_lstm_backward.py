@@ -166,7 +166,7 @@ def lstm_backward_gluon_kernel(
     xg_ptr, w_desc, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr, g_desc,
     lengths_ptr, sync_ptr, T, B, H, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr,
-    POLL: gl.constexpr, POLL_ORDER: gl.constexpr, STAGES: gl.constexpr,
+    POLL: gl.constexpr, POLL_ORDER: gl.constexpr, STAGES: gl.constexpr, GRID_SYNC: gl.constexpr = True,
 ):
     """Reverse-time recurrence over steps ``s = T-1, ..., 0, -1`` (-1 writes ``dh0`` and ``dc0``,
     float32); program ``(pid_h, pid_b, direction)`` owns units ``pid_h*16 + [0, 16)`` of batch rows
@@ -174,7 +174,9 @@ def lstm_backward_gluon_kernel(
     :func:`rnnbench.kernels.lstm_kernels.lstm_backward_kernel`'s; ``w_desc``: TMA descriptor of
     :func:`transposed_weights` viewed ``(4*H_PAD/64, D*H, 64)``, box ``(SPLIT, 16, 64)``; ``g_desc``:
     of the exchange viewed ``(4*H_PAD/64, D*2*B_pad, 64)``, box ``(SPLIT, BLOCK_B, 64)``
-    (:func:`descriptors`)."""
+    (:func:`descriptors`). ``GRID_SYNC=False`` (the step ablation's ``real_gluon_bwd_no_sync`` only)
+    leaves out the grid barrier's release and poll: the step's own chain, timed, with garbage results.
+    """
     GATE_TILES: gl.constexpr = H_PAD // _K_TILE
     COPIES: gl.constexpr = 4 * GATE_TILES // _SPLIT
     ROW_WIDTH: gl.constexpr = 4 * H_PAD
@@ -264,10 +266,10 @@ def lstm_backward_gluon_kernel(
                 dc_carry = gl.where(running, dc * f, dc_carry)
             else:
                 dc_carry = dc * f
-        barrier_arrive(flags_ptr, pid_h, lane)
+        barrier_arrive(flags_ptr, pid_h, lane, GRID_SYNC)
         if p < T:  # the next step multiplies
             _arm_copies(g_desc, bars, STAGES)
-        barrier_wait(flags_ptr, gl.num_programs(0), p + 1, lane, POLL, POLL_ORDER)
+        barrier_wait(flags_ptr, gl.num_programs(0), p + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
         inputs = following
     for j in gl.static_range(STAGES):
         mbarrier.invalidate(bars[j])
@@ -314,18 +316,20 @@ def descriptors(plan, w_hh: torch.Tensor, exchange: torch.Tensor):
             for view, box in views]
 
 
-def _constexprs(plan, has_lengths: bool) -> dict:
+def _constexprs(plan, has_lengths: bool, grid_sync: bool) -> dict:
     return {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "DIRECTIONS": plan.directions, "HAS_LENGTHS": has_lengths,
             "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
-            "STAGES": gluon_backward_stages(plan.h_pad, plan.block_b)}
+            "STAGES": gluon_backward_stages(plan.h_pad, plan.block_b), "GRID_SYNC": grid_sync}
 
 
 def run_backward(plan, xg, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths, sizes: tuple[int, int, int],
-                 has_lengths: bool) -> None:
+                 has_lengths: bool, grid_sync: bool = True) -> None:
     """Launch :func:`lstm_backward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     backward plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_backward_kernel`
     (``w_hh (D, 4H, H)`` contiguous; ``sizes``: ``(T, B, H)``).
-    Cooperative launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does."""
+    Cooperative launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does.
+    ``grid_sync=False``: without the grid barrier (garbage results; the step ablation's timing of
+    the step's own chain, :mod:`rnnbench.kernels.step_bench`)."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
 
     if sizes[0] < 1:
@@ -337,14 +341,15 @@ def run_backward(plan, xg, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, 
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_backward_gluon_kernel[plan.launch_grid](
             xg, w_desc, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, g_desc, lengths, sync, *sizes, first_direction,
-            **_constexprs(plan, has_lengths), num_warps=plan.num_warps, maxnreg=plan.max_registers,
+            **_constexprs(plan, has_lengths, grid_sync), num_warps=plan.num_warps, maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
     _watch_barriers(sync, f"{lstm_backward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
 
 
-def compile_backward(plan, dtype: torch.dtype, has_lengths: bool, arch: int = 90):
+def compile_backward(plan, dtype: torch.dtype, has_lengths: bool, arch: int = 90, grid_sync: bool = True):
     """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
-    as at run time (pointers 16-byte aligned, ``H`` divisible by 16)."""
+    as at run time (pointers 16-byte aligned, ``H`` divisible by 16; ``grid_sync`` as
+    :func:`run_backward`'s)."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -363,7 +368,7 @@ def compile_backward(plan, dtype: torch.dtype, has_lengths: bool, arch: int = 90
             signature[name] = "*" + pointers[name]
         elif name in ("T", "B", "H", "first_direction"):
             signature[name] = "i32"
-    constexprs = _constexprs(plan, has_lengths)
+    constexprs = _constexprs(plan, has_lengths, grid_sync)
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name == "H"}

@@ -55,24 +55,29 @@ def proxy_fence(like):
 
 
 @gluon.jit
-def barrier_arrive(flags_ptr, producer, lane):
+def barrier_arrive(flags_ptr, producer, lane, GRID: gl.constexpr):
     """Arrival: every thread's stores of the step issued (CTA barrier) and made visible to TMA
-    readers (proxy fence), then one release add to this producer's flag."""
+    readers (proxy fence), then one release add to this producer's flag (left out where ``GRID`` is
+    false: the step ablation's kernels without the grid barrier, whose results are garbage)."""
     proxy_fence(lane)
     cta_barrier()
-    gl.atomic_add(flags_ptr + producer, 1, sem="release", scope="gpu")
+    if GRID:
+        gl.atomic_add(flags_ptr + producer, 1, sem="release", scope="gpu")
 
 
 @gluon.jit
-def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr):
+def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr, GRID: gl.constexpr):
     """Wait until every producer's flag reaches ``step`` (``lane``: ``arange(0, min(POLL, 32))`` in
     a layout that gives each warp all of it), or until the timeout, which sets the status word and
     ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`; the poll's
     loads in ``ORDER``, :data:`rnnbench.kernels.primitives.POLL_ORDERS`).
 
     Each thread loads its ``POLL / 32`` flags as one vector (:func:`rnnbench.kernels.primitives.slowest_flag`),
-    so an acquire poll of up to 128 flags is one L2 round trip (``flags_ptr`` 16-byte aligned)."""
-    if producers > 1:
+    so an acquire poll of up to 128 flags is one L2 round trip (``flags_ptr`` 16-byte aligned).
+    ``GRID`` false: no poll, the CTA barrier and the proxy fence only (see :func:`barrier_arrive`)."""
+    if not GRID:
+        cta_barrier()
+    elif producers > 1:
         start = gl.max(globaltimer(lane), axis=0)
         slowest = step - 1
         status = 0

@@ -782,7 +782,9 @@ def prefers_gluon_backward(cell: str, dtype: torch.dtype) -> bool:
     reports/h200/f1c2560/step-ablation.md): B=16: H=256 2.65 vs 2.80, H=512 2.71 vs 3.79, H=768
     4.04 vs 5.07, H=1024 5.68 vs 6.13; B=64: H=256 2.76 vs 2.90, H=768 7.42 vs 8.92, H=1024 8.91
     vs 10.01; B=1: H=768 3.99 vs 4.65. The whole forward+backward call (gpu-core, CUDA-graph replay,
-    Gluon forward in both) at B=16: H=512 5.58 vs 6.61 ms, H=768 7.79 vs 8.70, H=1024 10.21 vs 10.50."""
+    Gluon forward in both) at B=16: H=512 5.58 vs 6.61 ms, H=768 7.79 vs 8.70, H=1024 10.21 vs 10.50.
+    With the vector acquire poll (reports/h200/acd6756/step-ablation.md): B=16 H=768 3.81 vs 4.95,
+    H=1024 4.78 vs 6.16; B=64 H=768 5.99 vs 7.87, H=1024 7.68 vs 8.95."""
     return cell == "lstm" and element_size(dtype) == 2
 
 

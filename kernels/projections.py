@@ -49,6 +49,55 @@ def final_states(y: torch.Tensor, lengths: torch.Tensor | None, directions: int)
     return torch.stack([forwards, y[0, :, R:]][:directions])
 
 
+def _weight_grad_addmm(out, first, a, b):
+    torch.mm(first[0].t(), first[1], out=out)
+    out.addmm_(a.t(), b)
+
+
+def _weight_grad_mm_out(out, first, a, b):
+    torch.mm(a.t(), b, out=out)
+    out.addmm_(first[0].t(), first[1])
+
+
+#: rows of K per GEMM of the ``chunked`` weight-gradient formulation
+WEIGHT_GRAD_CHUNK_ROWS = 4096
+
+
+def _weight_grad_chunked(out, first, a, b):
+    torch.mm(first[0].t(), first[1], out=out)
+    for start in range(0, a.shape[0], WEIGHT_GRAD_CHUNK_ROWS):
+        out.addmm_(a[start:start + WEIGHT_GRAD_CHUNK_ROWS].t(), b[start:start + WEIGHT_GRAD_CHUNK_ROWS])
+
+
+def _weight_grad_transposed(out, first, a, b):
+    torch.mm(first[0].t(), first[1], out=out)
+    out.t().addmm_(b.t(), a)
+
+
+def _weight_grad_contiguous(out, first, a, b):
+    torch.mm(first[0].t(), first[1], out=out)
+    out.addmm_(a.t().contiguous(), b)
+
+
+#: ways to compute ``out = first[0]^T first[1] + a^T b`` (``out (M, N)``, ``first`` the first step's
+#: ``(dpre (B, M), h0 (B, N))``, ``a (K, M)`` the later steps' ``dpre``, ``b (K, N)`` their previous
+#: states): the recurrent weights' gradient, a reduction over ``K = (T-1) * B`` rows. All give the same
+#: product; on an H200 the shipped ``addmm`` allocated 32-132 MiB of blocks inside the call, the whole
+#: excess of the Triton LSTM's training memory over torch.nn's at small H
+#: (reports/h200/f1c2560/memory-breakdown.md), none of it on CPU. ``python -m
+#: rnnbench.harness.gemm_memory`` measures what each allocates and costs on a GPU, ``python -m
+#: rnnbench.harness.memory_breakdown --weight-grad NAME`` the layer's peak with each:
+#: ``addmm`` (beta = 1 on top of the first step's term), ``mm_out`` (beta = 0, then the first step's
+#: term), ``chunked`` (``addmm_`` over chunks of :data:`WEIGHT_GRAD_CHUNK_ROWS` rows), ``transposed``
+#: (the product computed as its transpose), ``contiguous`` (``a^T`` copied to ``(M, K)`` first, the
+#: layout of the ``dW_ih`` product, which allocates no such blocks).
+WEIGHT_GRAD_FORMULATIONS = {"addmm": _weight_grad_addmm, "mm_out": _weight_grad_mm_out,
+                            "chunked": _weight_grad_chunked, "transposed": _weight_grad_transposed,
+                            "contiguous": _weight_grad_contiguous}
+#: the formulation :func:`parameter_and_input_grads` uses (a name of :data:`WEIGHT_GRAD_FORMULATIONS`)
+WEIGHT_GRAD = "addmm"
+
+
 def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool, lengths=None):
     """Gradients from ``dpre (D, T, B, G*H)``, the gradient of the gate pre-activations (zero past
     each row's end), given ``x (T, B, I)``, ``h0 (D, B, R)``, ``y (T, B, D*R)``, ``w_ih (D, G*H, I)``.
@@ -56,7 +105,8 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
     ``dx = sum_d dpre_d W_ih_d``; ``dW_ih = sum_t dpre_t^T x_t``; ``dW_hh = sum_t dpre_t^T h_prev_t``,
     where the state before time t is ``y[t-1]`` going forwards and ``y[t+1]`` going backwards, and
     ``h0`` at each row's first step (split in GEMMs over shifted views of ``y``, which is zero past a
-    row's end, so no shifted copy is made); ``db_ih = db_hh = sum over t and b of dpre``.
+    row's end, so no shifted copy is made; the GEMMs of ``dW_hh`` as :data:`WEIGHT_GRAD` says);
+    ``db_ih = db_hh = sum over t and b of dpre``.
     Returns ``(dx (T, B, I), dw_ih (D, G*H, I), dw_hh (D, G*H, R), db (D, G*H))`` (None when not needed).
     """
     T, B, I = x.shape
@@ -72,11 +122,12 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
     dw_ih = flat.transpose(1, 2) @ x.reshape(T * B, I)
     dw_hh = dpre.new_empty(directions, width, R)
     for d, first in enumerate(dpre[first_steps(dpre, lengths)]):
-        torch.mm(first.t(), h0[d], out=dw_hh[d])
-        if T > 1:
-            states = y[..., d * R:(d + 1) * R]
-            later, earlier = dpre[d, 1:], dpre[d, :-1]
-            pre, state = (later, states[:-1]) if d == 0 else (earlier, states[1:])
-            dw_hh[d].addmm_(pre.reshape(-1, width).t(), state.reshape(-1, R))
+        if T == 1:
+            torch.mm(first.t(), h0[d], out=dw_hh[d])
+            continue
+        states = y[..., d * R:(d + 1) * R]
+        later, earlier = dpre[d, 1:], dpre[d, :-1]
+        pre, state = (later, states[:-1]) if d == 0 else (earlier, states[1:])
+        WEIGHT_GRAD_FORMULATIONS[WEIGHT_GRAD](dw_hh[d], (first, h0[d]), pre.reshape(-1, width), state.reshape(-1, R))
     db = flat.sum(1) if need_bias else None
     return dx, dw_ih, dw_hh, db

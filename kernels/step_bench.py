@@ -39,7 +39,10 @@ shipped kernels in one run (the ``*_relaxed`` variants compare them on the parts
 at its own plan the same way, ``real_gluon_bwd`` the Gluon backward
 (:mod:`rnnbench.kernels.gluon_lstm_backward`) on the same inputs, and the ``*_wide_rows`` variants
 the plain kernels in the wide batch blocks the planner leaves where the B <= 16 layout fits one
-program per SM.
+program per SM. ``real_gluon_no_sync`` and ``real_gluon_bwd_no_sync`` run the Gluon kernels without
+their grid barrier (``GRID_SYNC=False``: no release, no poll; garbage results), so the shipped
+kernel minus it is what the grid synchronisation costs it, on the kernel itself rather than on the
+``full``/``no_sync`` pair of the ablation kernel (measured only: the model has no estimate of them).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -112,23 +115,27 @@ VARIANTS = {v.name: v for v in (
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
 )}
 #: the shipped LSTM kernels themselves (see :func:`real_launcher`), ``name: (path, poll order,
-#: narrow batch blocks allowed, direction)``: the plain cooperative forward at the same layout and
-#: the Gluon forward (sm_90, H >= 256) at its own, and the backward at its plan, each as planned
-#: (the default poll order) and with the other order forced, so one run says which order each
-#: kernel should use; and the plain kernels in the wide batch blocks the planner no longer takes
-#: where the B <= 16 layout fits one program per SM (:func:`rnnbench.kernels.plan.narrow_batch_blocks`).
-#: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply) is
-#: not timed again.
+#: narrow batch blocks allowed, direction, grid barrier)``: the plain cooperative forward at the
+#: same layout and the Gluon forward (sm_90, H >= 256) at its own, and the backward at its plan,
+#: each as planned (the default poll order) and with the other order forced, so one run says which
+#: order each kernel should use; the plain kernels in the wide batch blocks the planner no longer
+#: takes where the B <= 16 layout fits one program per SM (:func:`rnnbench.kernels.plan.narrow_batch_blocks`);
+#: and the Gluon kernels without their grid barrier (``real_gluon_no_sync``, ``real_gluon_bwd_no_sync``:
+#: no release, no poll; the CTA barriers and proxy fences stay; their results are garbage), so
+#: ``real_gluon`` minus it is what the grid synchronisation costs the shipped kernel. A variant whose plan is an earlier one's
+#: (``*_wide_rows`` wherever the rule does not apply) is not timed again.
 REAL = "real"
-REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
-              "real_relaxed": ("cooperative", "relaxed", True, "fwd"),
-              "real_gluon": ("gluon", DEFAULT_POLL_ORDER, True, "fwd"),
-              "real_gluon_relaxed": ("gluon", "relaxed", True, "fwd"),
-              "real_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
-              "real_bwd": ("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
-              "real_bwd_relaxed": ("cooperative", "relaxed", True, "bwd"),
-              "real_bwd_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "bwd"),
-              "real_gluon_bwd": ("gluon", DEFAULT_POLL_ORDER, True, "bwd")}
+REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True, "fwd", True),
+              "real_relaxed": ("cooperative", "relaxed", True, "fwd", True),
+              "real_gluon": ("gluon", DEFAULT_POLL_ORDER, True, "fwd", True),
+              "real_gluon_relaxed": ("gluon", "relaxed", True, "fwd", True),
+              "real_gluon_no_sync": ("gluon", DEFAULT_POLL_ORDER, True, "fwd", False),
+              "real_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "fwd", True),
+              "real_bwd": ("cooperative", DEFAULT_POLL_ORDER, True, "bwd", True),
+              "real_bwd_relaxed": ("cooperative", "relaxed", True, "bwd", True),
+              "real_bwd_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "bwd", True),
+              "real_gluon_bwd": ("gluon", DEFAULT_POLL_ORDER, True, "bwd", True),
+              "real_gluon_bwd_no_sync": ("gluon", DEFAULT_POLL_ORDER, True, "bwd", False)}
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -314,18 +321,22 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
             raise BarrierTimeout(message)
 
 
-def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int, direction: str = "fwd"):
+def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int, direction: str = "fwd",
+                  grid_sync: bool = True):
     """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
     kernel (inference) that ``plan`` describes (the plain kernel, or the Gluon one where ``plan.path``
     is ``gluon``) for ``batch`` rows, random gate inputs and initial state, no projection GEMM (the
     kernel's launch and its buffers are what is timed); ``direction="bwd"``: the reverse-time
-    backward kernel (:func:`_backward_launcher`)."""
+    backward kernel (:func:`_backward_launcher`); ``grid_sync=False``: a Gluon kernel without its
+    grid barrier (garbage results; the plain kernels have no such switch)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
     from rnnbench.kernels.plan import GLUON
 
+    if not grid_sync and plan.path != GLUON:
+        raise ValueError(f"only the Gluon kernels run without their grid barrier, not the {plan.path} ones")
     if direction == "bwd":
-        return _backward_launcher(plan, hidden_size, batch, dtype, steps)
+        return _backward_launcher(plan, hidden_size, batch, dtype, steps, grid_sync)
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(1)
     w_hh = ablation_buffers(plan, hidden_size, batch, dtype, device)[0]
@@ -343,7 +354,7 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
             from rnnbench.kernels.gluon_lstm import run_forward
 
             run_forward(plan, states[count], w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
-                        training=False, has_lengths=False)
+                        training=False, has_lengths=False, grid_sync=grid_sync)
         else:
             run_phases(lstm_forward_kernel, plan, count, (states[count], w_hh, h0, c0, y, y, c_n, exchange, no_lengths),
                        (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
@@ -352,7 +363,8 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
     return launch
 
 
-def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int):
+def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int,
+                       grid_sync: bool = True):
     """:func:`real_launcher` of the LSTM backward kernel (``plan`` a backward plan): activated gates in
     ``(0, 1)``, cell states, upstream gradients random, no GEMM around it. The kernel turns the gates
     into gate gradients in place, so a repeat reads gradients as gates: the same instructions on other
@@ -384,7 +396,7 @@ def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dt
             from rnnbench.kernels.gluon_lstm_backward import run_backward
 
             run_backward(plan, gates, w_hh[None, :, :hidden_size].contiguous(), c_all, c0, dy, dh_n, dc_n, dh0, dc0,
-                         exchange, no_lengths, (count, batch, hidden_size), has_lengths=False)
+                         exchange, no_lengths, (count, batch, hidden_size), has_lengths=False, grid_sync=grid_sync)
         else:
             run_phases(lstm_backward_kernel, plan, count + 1,
                        (gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, no_lengths),
@@ -407,7 +419,7 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
     """The plan the shipped kernel ``name`` (:data:`REAL_PATHS`) runs this shape with on this GPU
     (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
-    path, order, narrow, direction = REAL_PATHS[name]
+    path, order, narrow, direction, _ = REAL_PATHS[name]
     like = torch.empty(0, dtype=dtype, device="cuda")
     plan = make_plan(cell, hidden_size, batch, like, path, backward=direction == "bwd", allow_narrow=narrow)
     return replace(plan, poll_order=order)
@@ -421,7 +433,7 @@ def _warm(task: tuple[str, int, int, str, str]) -> str | None:
     try:
         if name in REAL_PATHS:
             real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1,
-                          REAL_PATHS[name][3])(1)
+                          *REAL_PATHS[name][3:])(1)
         else:
             plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
             buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=VARIANTS[name].tagged)
@@ -475,12 +487,13 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
             try:
                 if name in REAL_PATHS:
                     timed = _real_plan(name, cell, hidden_size, batch, dtype)
-                    direction = REAL_PATHS[name][3]
-                    if (timed, direction) in real_plans:
+                    direction, grid_sync = REAL_PATHS[name][3:]
+                    if (timed, direction, grid_sync) in real_plans:
                         continue
-                    real_plans.append((timed, direction))
+                    real_plans.append((timed, direction, grid_sync))
                     programs = timed.programs
-                    stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction), steps, repeats)
+                    stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction, grid_sync),
+                                     steps, repeats)
                 else:
                     variant = VARIANTS[name]
                     stats = slope_us(lambda count: run_ablation(plan, variant, hidden_size, count, buffers[variant.tagged],
@@ -568,7 +581,9 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                          f"estimate sm_{arch}", "", terms))
     if cell == "lstm":
         real_plans = []
-        for name, (path, order, narrow, direction) in REAL_PATHS.items():
+        for name, (path, order, narrow, direction, grid_sync) in REAL_PATHS.items():
+            if not grid_sync:  # the AOT configurations compile the shipped kernels only
+                continue
             try:
                 real = plan_recurrence(cell, hidden_size, batch, dtype, path, multiprocessors, arch=arch,
                                        allow_narrow=narrow, backward=direction == "bwd")

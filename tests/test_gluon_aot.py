@@ -144,3 +144,32 @@ def test_plans_of_the_table_are_the_planners():
     plan = plan_gluon("lstm", 768, 16, torch.bfloat16, 132)
     assert (plan.block_b, plan.h_pad, plan.k_chunks, plan.num_warps, plan.poll) == (
         config.block_b, config.h_pad, config.k_chunks, config.num_warps, config.poll)
+
+
+def _gluon_ptx(variant: tuple[str, bool], arch: int) -> str:
+    """PTX of the Gluon ``direction`` (``fwd``/``bwd``) kernel at H=768 B=16 with ``GRID_SYNC=grid_sync``
+    (``variant``; a job for ``compile_all``, whose workers compile without the interpreter)."""
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.gluon_lstm_backward import compile_backward
+    from rnnbench.kernels.plan import plan_gluon
+
+    direction, grid_sync = variant
+    plan = plan_gluon("lstm", 768, 16, torch.bfloat16, 132, backward=direction == "bwd")
+    if direction == "bwd":
+        compiled = compile_backward(plan, torch.bfloat16, has_lengths=False, arch=arch, grid_sync=grid_sync)
+    else:
+        compiled = compile_forward(plan, torch.bfloat16, training=False, has_lengths=False, arch=arch,
+                                   grid_sync=grid_sync)
+    return compiled.asm["ptx"]
+
+
+def test_the_step_ablations_unsynchronised_gluon_kernels_have_no_grid_barrier():
+    """``real_gluon_no_sync`` and ``real_gluon_bwd_no_sync`` (``GRID_SYNC=False``, the step ablation
+    only) keep the step's TMA copies, MMAs and proxy fences and lose the release and the poll; the
+    shipped kernels have both."""
+    barrier = (*POLL_PTX, ".release.", "%globaltimer")
+    variants = [(direction, grid_sync) for direction in ("fwd", "bwd") for grid_sync in (True, False)]
+    for (direction, grid_sync), ptx in zip(variants, compile_all(90, variants, job=_gluon_ptx)):
+        step = [needle for needle in FEATURES[direction].values() if needle not in COMMON_FEATURES.values()]
+        assert all(needle in ptx for needle in (*step, "cp.async.bulk.tensor.3d", "fence.proxy.async.global")), direction
+        assert [needle in ptx for needle in barrier] == [grid_sync] * len(barrier), (direction, grid_sync, barrier)

@@ -4,10 +4,14 @@ interpreter) and on CUDA (the caching allocator) against what its module docstri
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 
 from conftest import KERNEL_DEVICE
+from rnnbench.harness import gemm_memory
+from rnnbench.kernels import projections
 from rnnbench.harness.memory_breakdown import BLOCK, allocator_events, attribute, breakdown, main, peak_breakdown, render
 
 
@@ -105,3 +109,42 @@ def test_a_group_of_several_blocks_shows_their_sizes():
     lines = render(result).splitlines()
     assert lines[1].endswith("x.py:81 f  (16.00 + 8.00 + 8.00 MiB)")
     assert lines[2].endswith("y.py:2 g") and lines[3].endswith("z.py:3 h")
+
+
+@pytest.mark.parametrize("formulation", sorted(gemm_memory.FORMULATIONS))
+def test_every_weight_gradient_formulation_computes_the_shipped_product(formulation, monkeypatch):
+    monkeypatch.setattr(projections, "WEIGHT_GRAD_CHUNK_ROWS", 5)  # several chunks, the last one short
+    generator = torch.Generator().manual_seed(3)
+    a, b = torch.randn(13, 12, generator=generator, dtype=torch.float64), torch.randn(13, 3, generator=generator, dtype=torch.float64)
+    first = (torch.randn(2, 12, generator=generator, dtype=torch.float64), torch.randn(2, 3, generator=generator, dtype=torch.float64))
+    out = torch.full((12, 3), float("nan"), dtype=torch.float64)
+    gemm_memory.FORMULATIONS[formulation](out, first, a, b)
+    torch.testing.assert_close(out, first[0].t() @ first[1] + a.t() @ b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.cuda
+def test_the_weight_gradient_probe_measures_every_formulation_on_gpu(tmp_path):
+    path = tmp_path / "gemm.csv"
+    assert gemm_memory.main(["--csv", str(path), "--seq-len", "9"]) == 0
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == len(gemm_memory.SHAPES) * len(gemm_memory.FORMULATIONS)
+    assert all(float(row["us"]) > 0 and float(row["extra_mib_warm"]) >= 0 for row in rows), rows
+    assert all(float(row["max_abs_diff"]) < 1.0 for row in rows), rows  # bf16 sums of at most 8 x 64 products (about 22 in size)
+
+
+def test_a_forced_weight_gradient_formulation_shows_in_the_breakdown_and_is_restored():
+    """``weight_grad="contiguous"`` copies ``dpre^T`` to ``(4H, (T-1)*B)`` before the GEMM: a block the
+    shipped formulation does not allocate, attributed to that formulation's line, in a breakdown
+    labelled with it; the shipped formulation is back afterwards. On CUDA the call runs bf16."""
+    B, H, T = 3, 40, 24
+    dtype = "float32" if KERNEL_DEVICE == "cpu" else "bfloat16"
+    element = torch.tensor([], dtype=getattr(torch, dtype)).element_size()
+    forced = breakdown("triton", "lstm", H, B, T, "fwd_bwd", dtype, KERNEL_DEVICE, weight_grad="contiguous")
+    assert projections.WEIGHT_GRAD == "addmm"
+    shipped = breakdown("triton", "lstm", H, B, T, "fwd_bwd", dtype, KERNEL_DEVICE)
+    copy = [group for group in forced["blocks"] if "_weight_grad_contiguous" in group["frame"]]
+    assert copy and copy[0]["sizes"][0] >= (T - 1) * B * 4 * H * element, forced["blocks"]
+    assert not any("_weight_grad_contiguous" in group["frame"] for group in shipped["blocks"])
+    assert render(forced).startswith("triton (contiguous) lstm")
+    with pytest.raises(ValueError, match="weight_grad must be one of"):
+        breakdown("triton", "lstm", H, B, T, "fwd_bwd", dtype, KERNEL_DEVICE, weight_grad="fastest")

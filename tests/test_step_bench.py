@@ -105,7 +105,9 @@ def test_estimate_compiles_every_variant_for_sm90():
     rows = step_bench.estimate([("lstm", 768, 16)], torch.bfloat16, 90)
     variants = [row["variant"] for row in rows]
     # the *_wide_rows variants are the planned ones at B <= 16: not estimated twice
-    assert variants == list(step_bench.VARIANTS) + [name for name in step_bench.REAL_PATHS if "wide_rows" not in name]
+    # and the unsynchronised Gluon forward is a measurement only (no AOT configuration compiles it)
+    assert variants == list(step_bench.VARIANTS) + [name for name, real in step_bench.REAL_PATHS.items()
+                                                    if "wide_rows" not in name and real[4]]
     by_name = {row["variant"]: row["us_per_step"] for row in rows}
     assert all(value > 0 for value in by_name.values()), by_name
     # the parts cost less than the whole they are taken from
@@ -207,7 +209,9 @@ def test_measure_yields_timed_rows_on_gpu(capsys):
     step_bench.warm([("lstm", 256, 16)], torch.bfloat16, jobs=2)
     kernels = len(step_bench.VARIANTS) + len(step_bench.REAL_PATHS)  # the LSTM's real paths include Gluon's
     assert f"compiled {kernels} kernels" in capsys.readouterr().out
-    rows = list(step_bench.measure([("lstm", 256, 16)], torch.bfloat16, steps=50, repeats=4, sweep=(1,)))
+    # 500 steps a launch: with 50, a variant of one program (about 0.9 us a step on an H200) differed
+    # by 45 us between the two launches of a slope, within their jitter, and came out negative
+    rows = list(step_bench.measure([("lstm", 256, 16)], torch.bfloat16, steps=500, repeats=5, sweep=(1,)))
     variants = {row["variant"] for row in rows}
     assert set(step_bench.VARIANTS) | {step_bench.REAL} <= variants, variants
     assert all(row["us_per_step"] > 0 and row["q25_us"] <= row["q75_us"] for row in rows), rows
