@@ -100,6 +100,9 @@ class KernelConfig:
     hidden_divisible: bool = True
     #: the grid barrier's poll order (:attr:`rnnbench.kernels.plan.Plan.poll_order`)
     poll_order: str = DEFAULT_POLL_ORDER
+    #: flags a poll load brings at most (:attr:`rnnbench.kernels.plan.Plan.poll_vector`; the Gluon
+    #: kernels always poll in vectors of up to 4, whatever this says)
+    poll_vector: int = 1
 
     @classmethod
     def from_plan(cls, plan: Plan, dtype: str, direction: str, precision: str = "tf32", directions: int = 1,
@@ -109,7 +112,7 @@ class KernelConfig:
         kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_{'gluon_' if plan.path == GLUON else ''}kernel"
         return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
                    plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths, hidden_divisible,
-                   plan.poll_order)
+                   plan.poll_order, plan.poll_vector)
 
     @property
     def m_split(self) -> int:
@@ -257,7 +260,7 @@ def compile_kernel(config: KernelConfig, arch: int):
     constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.h_pad,
                   "K_SPLIT": config.k_split, "K_CHUNKS": config.k_chunks, "MODE": MODE_NAMES[config.path],
                   "DOT_PRECISION": config.precision, "DIRECTIONS": config.directions, "HAS_LENGTHS": config.lengths,
-                  "POLL": config.poll, "POLL_ORDER": POLL_ORDERS[config.poll_order]}
+                  "POLL": config.poll, "POLL_ORDER": POLL_ORDERS[config.poll_order], "POLL_VECTOR": config.poll_vector}
     if config.cell == "lstm" and direction == "fwd":
         constexprs["TRAINING"] = config.direction == "fwd_train"
         constexprs["M_SPLIT"] = config.m_split

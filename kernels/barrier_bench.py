@@ -48,7 +48,8 @@ def barrier_loop_kernel(flags_ptr, out_ptr, N, MISSING, timeout_ns, POLL: tl.con
     grid has, polled in ``ORDER`` (:data:`~rnnbench.kernels.primitives.POLL_ORDERS`); program 0 then
     stores the sum of the flags and the status word into ``out[0:2]``."""
     for i in range(N):
-        grid_barrier(flags_ptr, tl.program_id(0), tl.num_programs(0) + MISSING, i + 1, timeout_ns, POLL, ORDER)
+        # scalar loads of 32 flags at a time (VECTOR 1), the poll the benchmark has always timed
+        grid_barrier(flags_ptr, tl.program_id(0), tl.num_programs(0) + MISSING, i + 1, timeout_ns, POLL, ORDER, 1)
     if tl.program_id(0) == 0:
         index = tl.arange(0, POLL)
         flags = tl.load(flags_ptr + index, mask=index < tl.num_programs(0), other=0, volatile=True)

@@ -19,8 +19,8 @@ from triton.experimental.gluon.language.nvidia.hopper import tma
 
 from rnnbench.kernels.plan import GLUON_BLOCK_H
 from rnnbench.kernels.primitives import (
-    BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, RELAXED_POLL_THEN_FENCE, SYNC_ROW as _PLAIN_SYNC_ROW,
-    _load_relaxed, acquire_fence, slowest_flag,
+    BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, FLAG_VECTOR as _PLAIN_FLAG_VECTOR, RELAXED_POLL_THEN_FENCE,
+    SYNC_ROW as _PLAIN_SYNC_ROW, _load_relaxed, acquire_fence, slowest_flag,
 )
 
 cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
@@ -32,6 +32,9 @@ FLAG_SLOTS: gl.constexpr = gl.constexpr(int(_PLAIN_FLAG_SLOTS.value))
 #: int32 slots of one (direction, batch block) (:data:`rnnbench.kernels.primitives.SYNC_ROW`)
 SYNC_ROW: gl.constexpr = gl.constexpr(int(_PLAIN_SYNC_ROW.value))
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
+#: the widest vector a poll load brings (:data:`rnnbench.kernels.primitives.FLAG_VECTOR`): the Gluon
+#: kernels always poll in vectors (their 4 warps have registers to spare)
+_FLAG_VECTOR: gl.constexpr = gl.constexpr(int(_PLAIN_FLAG_VECTOR.value))
 _RELAXED_POLL: gl.constexpr = gl.constexpr(int(RELAXED_POLL_THEN_FENCE.value))
 #: units per program (the MMA's 16 rows per gate)
 _UNITS: gl.constexpr = gl.constexpr(GLUON_BLOCK_H)
@@ -84,7 +87,7 @@ def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl
         while (slowest < step) & (status == 0):
             # relaxed in either order, as in the plain barrier: in flight with the flags' load
             status = gl.max(_load_relaxed(flags_ptr + FLAG_SLOTS + lane * 0), axis=0)
-            slowest = gl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER), axis=0)
+            slowest = gl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER, _FLAG_VECTOR), axis=0)
             now = gl.max(globaltimer(lane), axis=0)
             if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
                 gl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")

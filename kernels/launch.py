@@ -78,9 +78,10 @@ def sync_buffer(plan: Plan, device) -> torch.Tensor:
 def reset_sync(sync: torch.Tensor, producers: int) -> torch.Tensor:
     """Make ``sync`` (int32, ``(..., SYNC_ROW)``) a fresh synchronisation buffer for barriers of
     ``producers`` programs, in place: their flags and the status word zero, every other flag slot
-    :data:`~rnnbench.kernels.primitives.UNUSED_FLAG` (the Gluon kernels' poll,
-    :func:`~rnnbench.kernels.primitives.slowest_flag`, reads all ``POLL`` slots unmasked; the plain
-    kernels' masks its own)."""
+    :data:`~rnnbench.kernels.primitives.UNUSED_FLAG` (a vector poll,
+    :func:`~rnnbench.kernels.primitives.slowest_flag`, reads all ``POLL`` slots unmasked: the Gluon
+    kernels' always, the plain kernels' where their plan's ``poll_vector`` is above 1; a scalar poll
+    masks its own)."""
     if not 1 <= producers <= FLAG_SLOTS.value:
         raise ValueError(f"producers must be in [1, {FLAG_SLOTS.value}] (one flag slot each), got {producers}")
     sync.zero_()
@@ -223,7 +224,7 @@ def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int
     sync = sync_buffer(plan, device) if plan.path == "cooperative" else torch.zeros(1, dtype=torch.int32, device=device)
     common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
                   K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, POLL=plan.poll,
-                  POLL_ORDER=POLL_ORDERS[plan.poll_order], num_warps=plan.num_warps,
+                  POLL_ORDER=POLL_ORDERS[plan.poll_order], POLL_VECTOR=plan.poll_vector, num_warps=plan.num_warps,
                   num_stages=NUM_STAGES, maxnreg=plan.max_registers, **constexprs)
     if stepwise:
         grid = (*plan.grid, plan.directions)

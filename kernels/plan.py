@@ -78,6 +78,12 @@ POLL_ORDER_NAMES = ("acquire", "relaxed")
 #: times the shipped kernels in both (``real`` / ``real_relaxed``, :mod:`rnnbench.kernels.step_bench`),
 #: so a GPU run can decide per shape
 DEFAULT_POLL_ORDER = "acquire"
+#: flags one poll load brings at most (``ld.v4.b32``; :data:`rnnbench.kernels.primitives.FLAG_VECTOR`)
+MAX_POLL_VECTOR = 4
+#: plain layouts of this many warps and more poll in scalar loads (:attr:`Plan.poll_vector`): with
+#: vector loads the plain backward's 16-warp layouts (B=64, H=768/1024, at their 128-register cap)
+#: spilled under Triton 3.9
+SCALAR_POLL_WARPS = 16
 #: gate rows (the MMA's M) of one cooperative program forward: LSTM 4 gates x 8 units, Elman 16 units
 GATE_ROWS = {"lstm": 32, "rnn": 16}
 #: units (the MMA's M) of one cooperative program backward: a full 16-row MMA tile (8 LSTM units
@@ -287,13 +293,27 @@ class Plan:
 
     @property
     def poll(self) -> int:
-        """Flags the grid barrier polls (the kernels' ``POLL``): the hidden blocks, rounded up to a
-        power of two below 32 and to a multiple of 32 above (the plain kernels poll 32 at a time);
-        always a power of two on the Gluon path, whose lanes each load ``POLL / 32`` consecutive
-        flags as vectors (:func:`rnnbench.kernels.primitives.slowest_flag`)."""
-        if self.grid[0] <= 32 or self.path == GLUON:
+        """Flags the grid barrier polls (the kernels' ``POLL``): the hidden blocks rounded up to a
+        power of two, whose 32 lanes each load ``POLL / 32`` consecutive flags as vectors
+        (:func:`rnnbench.kernels.primitives.slowest_flag`); to a multiple of 32 where the poll is
+        scalar above 32 (:attr:`poll_vector` 1: one masked load of 32 flags at a time)."""
+        if self.grid[0] <= 32 or self.poll_vector > 1:
             return next_power_of_two(self.grid[0])
         return -(-self.grid[0] // 32) * 32
+
+    @property
+    def poll_vector(self) -> int:
+        """Flags a thread's poll load brings at most (the plain kernels' ``POLL_VECTOR``): 1 up to 32
+        producers (one flag per lane), off the paths with a grid barrier (cooperative, Gluon) and for
+        plain layouts of :data:`SCALAR_POLL_WARPS` warps, else
+        ``POLL / 32`` up to :data:`MAX_POLL_VECTOR`, so an acquire poll of up to 128 producers is one
+        L2 round trip rather than one per 32 (measured on an H200 for the Gluon kernels, which always
+        poll so: the forward at H=768 B=16, 48 producers, 2.78 -> 2.51 µs per step, at H=1024 B=64,
+        128, 4.35 -> 3.56; reports/h200/acd6756)."""
+        if (self.grid[0] <= 32 or self.path not in ("cooperative", GLUON)
+                or (self.path != GLUON and self.num_warps >= SCALAR_POLL_WARPS)):
+            return 1
+        return min(next_power_of_two(self.grid[0]) // 32, MAX_POLL_VECTOR)
 
     @property
     def max_registers(self) -> int:

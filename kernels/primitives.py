@@ -53,7 +53,7 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import globaltimer
 
-from rnnbench.kernels.plan import POLL_ORDER_NAMES
+from rnnbench.kernels.plan import MAX_POLL_VECTOR, POLL_ORDER_NAMES
 
 PERSISTENT: tl.constexpr = tl.constexpr(0)
 COOPERATIVE: tl.constexpr = tl.constexpr(1)
@@ -68,8 +68,8 @@ FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
 #: word at ``FLAG_SLOTS`` and padding to a whole 128-byte line, so every block's flags start 16-byte
 #: aligned, as the poll's vector loads need (:func:`slowest_flag`)
 SYNC_ROW: tl.constexpr = tl.constexpr(288)
-#: flags one poll load brings at most (``ld.v4.b32``)
-FLAG_VECTOR: tl.constexpr = tl.constexpr(4)
+#: flags one poll load brings at most (``ld.v4.b32``; :data:`rnnbench.kernels.plan.MAX_POLL_VECTOR`)
+FLAG_VECTOR: tl.constexpr = tl.constexpr(MAX_POLL_VECTOR)
 #: what a flag slot of no producer holds (set by the host, never written by a kernel), so that a
 #: poll takes the minimum of every slot it loads (:func:`slowest_flag`)
 UNUSED_FLAG: tl.constexpr = tl.constexpr(2**31 - 1)
@@ -133,23 +133,24 @@ def _load_flags(pointers, V: tl.constexpr, ORDER: tl.constexpr):
 
 
 @triton.jit
-def slowest_flag(flags_ptr, lane, step, POLL: tl.constexpr, ORDER: tl.constexpr):
-    """One poll of a grid barrier's flags in the Gluon kernels
-    (:func:`rnnbench.kernels.gluon_primitives.barrier_wait`): per lane, the least of ``step`` and
-    the flags it loaded.
+def slowest_flag(flags_ptr, lane, step, POLL: tl.constexpr, ORDER: tl.constexpr, VECTOR: tl.constexpr):
+    """One poll of a grid barrier's flags in vector loads (the Gluon kernels'
+    :func:`rnnbench.kernels.gluon_primitives.barrier_wait`, and the plain kernels' :func:`barrier_wait`
+    where their plan's ``poll_vector`` is above 1): per lane, the least of ``step`` and the flags it
+    loaded.
     ``lane``: ``arange(0, min(POLL, 32))``, replicated in every warp, so each warp polls all
-    ``POLL`` flags; lane ``l`` loads ``POLL / 32`` consecutive flags as vectors of up to
-    :data:`FLAG_VECTOR` (``flags_ptr`` 16-byte aligned, :data:`SYNC_ROW`), so a poll of up to 128
-    flags is one load per thread: in the acquire order one L2 round trip, not one per flag
-    (measured on an H200, the scalar acquires' invalidations took a quarter of the Gluon forward's
-    step and a third of the plain one's at H=768 B=16; reports/h200/f1c2560). The slots of no
-    producer up to ``POLL`` (``<= FLAG_SLOTS``) hold :data:`UNUSED_FLAG` (the host's
-    :func:`rnnbench.kernels.launch.reset_sync`), so no mask is needed. The plain kernels keep
-    their scalar polls (:func:`barrier_wait`): with these vector loads, masked or not, the plain
-    backward's 16-warp layouts spilled at their 128-register cap (Triton 3.9)."""
+    ``POLL`` (a power of two) flags; lane ``l`` loads ``POLL / 32`` consecutive flags as vectors of
+    up to ``VECTOR`` (<= :data:`FLAG_VECTOR`; ``flags_ptr`` 16-byte aligned, :data:`SYNC_ROW`), so
+    a poll of up to ``32 * VECTOR`` flags is one load per thread: in the acquire order one L2 round
+    trip, not one per 32 flags (measured on an H200, the scalar acquires' invalidations took a
+    quarter of the Gluon forward's step and a third of the plain one's at H=768 B=16,
+    reports/h200/f1c2560; one vector took the Gluon forward from 2.78 to 2.51 µs per step,
+    reports/h200/acd6756). The slots of no producer up to ``POLL`` (``<= FLAG_SLOTS``) hold
+    :data:`UNUSED_FLAG` (the host's :func:`rnnbench.kernels.launch.reset_sync`), so no mask is
+    needed."""
     WIDTH: tl.constexpr = min(POLL, 32)
     PER_LANE: tl.constexpr = POLL // WIDTH
-    V: tl.constexpr = min(PER_LANE, FLAG_VECTOR)
+    V: tl.constexpr = min(PER_LANE, VECTOR)
     slowest = step + lane * 0
     for chunk in tl.static_range(PER_LANE // V):
         flags = _load_flags(flags_ptr + chunk * WIDTH * V + lane * V, V, ORDER)
@@ -177,10 +178,14 @@ def barrier_arrive(flags_ptr, producer):
 
 
 @triton.jit
-def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr):
+def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr,
+                 VECTOR: tl.constexpr):
     """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``,
     its poll loads ordered as ``ORDER`` says (:data:`POLL_ORDERS`; the kernels' ``POLL_ORDER``
-    constexpr, from their plan's :attr:`~rnnbench.kernels.plan.Plan.poll_order`). No default:
+    constexpr, from their plan's :attr:`~rnnbench.kernels.plan.Plan.poll_order`), each thread's
+    flags in vectors of up to ``VECTOR`` (the kernels' ``POLL_VECTOR``, the plan's
+    :attr:`~rnnbench.kernels.plan.Plan.poll_vector`: 1, masked scalar loads of 32 flags at a time,
+    or 2 and 4, :func:`slowest_flag`'s unmasked vectors over a power-of-two ``POLL``). No default:
     Triton's cache key hashes the globals a function's body reads, not its default arguments, so a
     default order changed in the source would be served the kernels compiled with the old one from
     the cache.
@@ -202,16 +207,20 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
             # the status load first, relaxed in either order (it guards no data: a timed-out launch's
             # results are garbage anyway), so it is in flight with the first flag load instead of an
             # acquire round trip ahead of them; relaxed flag loads are all in flight together,
-            # acquire ones one by one (one per chunk: a chunk of 32 flags is one scalar load per
-            # thread; vector loads, as in the Gluon kernels' slowest_flag, made the plain backward's
-            # 16-warp layouts spill at their 128-register cap with Triton 3.9)
+            # acquire ones one by one (one per load: a chunk of 32 flags is one scalar load per
+            # thread, a vector of VECTOR chunks one vector load; vector loads made the plain
+            # backward's 16-warp layouts spill at their 128-register cap with Triton 3.9, so their
+            # plans keep VECTOR 1)
             status = _load_relaxed(flags_ptr + FLAG_SLOTS)
-            slowest = step
-            for chunk in tl.static_range(POLL // WIDTH):
-                index = chunk * WIDTH + lane
-                polled = index < producers
-                flags = _load_flags(flags_ptr + tl.where(polled, index, 0), 1, ORDER)[0]
-                slowest = tl.minimum(slowest, tl.min(tl.where(polled, flags, step)))
+            if VECTOR > 1:
+                slowest = tl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER, VECTOR))
+            else:
+                slowest = step
+                for chunk in tl.static_range(POLL // WIDTH):
+                    index = chunk * WIDTH + lane
+                    polled = index < producers
+                    flags = _load_flags(flags_ptr + tl.where(polled, index, 0), 1, ORDER)[0]
+                    slowest = tl.minimum(slowest, tl.min(tl.where(polled, flags, step)))
             if (slowest < step) & (status == 0) & (globaltimer() - start > timeout_ns):
                 tl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
                 status = step
@@ -221,15 +230,17 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
 
 
 @triton.jit
-def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr):
+def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr,
+                 VECTOR: tl.constexpr):
     """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
 
     ``flags_ptr`` (16-byte aligned) holds one int32 release flag per producer (the steps it has
     finished) followed, at ``FLAG_SLOTS``, by a status word. Arrival (:func:`barrier_arrive`): a CTA
     barrier (every thread's stores of the step issued), then one thread's release add to its own
     flag, so arrivals never contend for an address. Wait (:func:`barrier_wait`): the flags of all
-    producers (``POLL >= producers``, a power of two up to 32, else a multiple of 32) are polled in
-    ``ORDER`` (acquire loads, or relaxed loads and one acquire fence), and a CTA barrier after the poll extends what
+    producers (``POLL >= producers``, a power of two up to 32, else a multiple of 32, or a power of
+    two where ``VECTOR`` > 1) are polled in ``ORDER`` (acquire loads, or relaxed loads and one
+    acquire fence) in vectors of up to ``VECTOR`` flags, and a CTA barrier after the poll extends what
     they acquired to the whole program; the exchange loads that follow use
     ``.cg`` (L2), so no stale L1 line is read. ``>=`` tolerates producers that have already run
     ahead. Work that needs no synchronisation (the next step's input loads) goes between the two.
@@ -241,7 +252,7 @@ def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.cons
     block, which the interpreter runs too) has nothing to wait for.
     """
     barrier_arrive(flags_ptr, producer)
-    barrier_wait(flags_ptr, producers, step, timeout_ns, POLL, ORDER)
+    barrier_wait(flags_ptr, producers, step, timeout_ns, POLL, ORDER, VECTOR)
 
 
 @triton.jit
@@ -252,11 +263,12 @@ def step_arrive(flags_ptr, MODE: tl.constexpr):
 
 
 @triton.jit
-def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr, ORDER: tl.constexpr):
+def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr, ORDER: tl.constexpr, VECTOR: tl.constexpr):
     """Wait at the barrier after ``step`` in-kernel time steps: the grid barrier's wait for
-    ``COOPERATIVE`` (its poll in ``ORDER``), a CTA barrier for ``PERSISTENT`` (nothing for ``STEPWISE``)."""
+    ``COOPERATIVE`` (its poll in ``ORDER``, in vectors of up to ``VECTOR`` flags), a CTA barrier for
+    ``PERSISTENT`` (nothing for ``STEPWISE``)."""
     if MODE == COOPERATIVE:
-        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL, ORDER)
+        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL, ORDER, VECTOR)
     elif MODE == PERSISTENT:
         tl.debug_barrier()
 

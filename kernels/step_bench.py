@@ -210,7 +210,7 @@ def step_ablation_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     GATES: tl.constexpr, LOAD: tl.constexpr, MMA: tl.constexpr, SYNC: tl.constexpr, POLL: tl.constexpr,
     DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr, ORDER: tl.constexpr, TAGGED: tl.constexpr,
-    WRITTEN: tl.constexpr,
+    WRITTEN: tl.constexpr, POLL_VECTOR: tl.constexpr,
 ):
     """``T`` steps of the parts of a cooperative forward step that ``LOAD``, ``MMA`` and ``SYNC``
     select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
@@ -260,7 +260,7 @@ def step_ablation_kernel(
                      mask=(units < H)[:, None])
         if SYNC:
             barrier_arrive(sync_ptr, tl.program_id(0))
-            barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL, ORDER)
+            barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL, ORDER, POLL_VECTOR)
 
 
 def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype, programs: int | None = None) -> dict:
@@ -269,7 +269,7 @@ def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype, programs: int 
     programs = plan.grid[0] if programs is None else programs
     return dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
                 K_CHUNKS=plan.k_chunks, GATES=GATES[plan.cell], LOAD=variant.load, MMA=variant.mma, SYNC=variant.sync,
-                POLL=plan.poll, DOT_PRECISION=dot_precision(dtype),
+                POLL=plan.poll, POLL_VECTOR=plan.poll_vector, DOT_PRECISION=dot_precision(dtype),
                 M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps), ORDER=POLL_ORDERS[variant.poll],
                 TAGGED=variant.tagged, WRITTEN=min(plan.h_pad, programs * plan.block_h) if variant.tagged else 0)
 

@@ -575,16 +575,18 @@ def test_the_timeout_report_is_not_on_the_step_path():
     assert fence - report < context.latencies.store  # the fence does not wait for the report's round trip
 
 
-@pytest.mark.parametrize("path, hidden, poll_bytes", [("cooperative", 256, [4, 4]), ("gluon", 768, [4, 8])])
-def test_the_acquire_poll_is_one_round_trip(path, hidden, poll_bytes):
+@pytest.mark.parametrize("cell, path, hidden, poll_bytes", [("lstm", "cooperative", 256, [4, 4]),
+                                                            ("lstm", "gluon", 768, [4, 8]),
+                                                            ("rnn", "cooperative", 768, [4, 8])])
+def test_the_acquire_poll_is_one_round_trip(cell, path, hidden, poll_bytes):
     """With acquire poll loads (the default order) a flag load is followed by a ``CCTL.IVALL`` that
     waits for it, so each thread loads its flags as one vector and invalidates once: one L2 round
-    trip per poll (32 programs: 1 flag per thread; the Gluon forward's 48, polled as 64: 2 flags
-    in one 8-byte load). The status word's load is relaxed in either order and in flight beside it,
-    not one more round trip ahead."""
+    trip per poll (32 programs: 1 flag per thread; the Gluon LSTM forward's 48 and the plain Elman
+    forward's 48 (4 warps), polled as 64: 2 flags in one 8-byte load). The status word's load is
+    relaxed in either order and in flight beside it, not one more round trip ahead."""
     from rnnbench.kernels.aot import compile_all, compile_sass
 
-    rows = cost.shape_rows(cells=("lstm",), hidden_sizes=(hidden,), batches=(16,))
+    rows = cost.shape_rows(cells=(cell,), hidden_sizes=(hidden,), batches=(16,))
     shape = next(row for row in rows if row["path"] == path and row["direction"] == "fwd")
     assert shape["config"].poll_order == "acquire"
     try:

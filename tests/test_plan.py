@@ -12,8 +12,8 @@ from rnnbench.kernels.plan import (
     BACKWARD_UNITS, BATCHED_DOT_SPREADS_WARPS, GATE_ROWS, GATES, HALF_BLOCK_B, HALF_BLOCK_UNITS, FORWARD_ROW_PARTS,
     GLUON, HUGE_NUM_WARPS, LIMITS,
     MAX_BLOCK_B, NUM_WARPS, TRITON_VERSION, WIDE_NUM_WARPS, narrow_batch_blocks,
-    PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, plan_recurrence,
-    programs_per_multiprocessor, reduction_layout, row_split, split_layout,
+    PATHS, WIDE_FORWARD_H, PathUnavailable, Resources, fits_persistent, kernel_resources, next_power_of_two,
+    plan_recurrence, programs_per_multiprocessor, reduction_layout, row_split, split_layout,
 )
 
 H100_SMS = 132
@@ -340,3 +340,25 @@ def test_a_layout_depends_on_h_only_through_its_padded_size_and_divisibility(arc
     assert len(layouts) > 100
     differing = {key: found for key, found in layouts.items() if len(found) > 1}
     assert not differing, differing
+
+
+@pytest.mark.parametrize("cell, hidden, batch, dtype, backward", [
+    ("rnn", 768, 16, torch.bfloat16, False), ("rnn", 1024, 1, torch.bfloat16, True),
+    ("lstm", 768, 16, torch.bfloat16, False), ("lstm", 1024, 64, torch.bfloat16, True),
+    ("lstm", 768, 16, torch.float32, True), ("lstm", 256, 16, torch.bfloat16, False)])
+def test_a_plain_cooperative_poll_is_one_vector_load_unless_its_layout_is_register_tight(cell, hidden, batch, dtype,
+                                                                                            backward):
+    """Above 32 producers a plain cooperative plan polls a power of two of flags in vectors of up to
+    4 per thread (``POLL / 32``), one load and one round trip, except in layouts of 16 warps (the
+    backward's at B=64), whose vector poll spilled: those poll 32 flags at a time, a multiple of 32.
+    Up to 32 producers, one flag per lane; off the cooperative path there is no barrier to poll."""
+    plan = plan_recurrence(cell, hidden, batch, dtype, "cooperative", H100_SMS, backward=backward)
+    assert plan.poll >= plan.grid[0]
+    if plan.grid[0] <= 32:
+        assert plan.poll_vector == 1 and plan.poll == next_power_of_two(plan.grid[0]), plan
+    elif plan.num_warps >= 16:
+        assert plan.poll_vector == 1 and plan.poll % 32 == 0 and plan.poll < plan.grid[0] + 32, plan
+    else:
+        assert plan.poll == next_power_of_two(plan.grid[0]) and plan.poll_vector == min(plan.poll // 32, 4), plan
+    stepwise = plan_recurrence(cell, hidden, batch, dtype, "stepwise", H100_SMS, backward=backward)
+    assert stepwise.poll_vector == 1
