@@ -112,3 +112,5 @@ gpu-report: setup
 		> reports/$(DEVICE)/memory-breakdown.md; fi
 	if ls reports/$(DEVICE)/profile-*-sass.csv >/dev/null 2>&1; then $(BIN)/python -m rnnbench.harness.profile_report \
 		reports/$(DEVICE)/profile-*-sass.csv > reports/$(DEVICE)/profile.md; fi
+	if [ -f reports/$(DEVICE)/gemm-memory.csv ]; then $(BIN)/python -m rnnbench.harness.gemm_memory \
+		--render reports/$(DEVICE)/gemm-memory.csv > reports/$(DEVICE)/gemm-memory.md; fi

@@ -15,7 +15,8 @@ Each row: ``extra_mib``, the peak allocated beyond the output and the inputs dur
 backward thread does) and on a repeated call (``warm``); ``us``, the median of CUDA-event times of
 10 warm calls in microseconds; ``max_abs_diff`` against ``addmm``.
 
-    python -m rnnbench.harness.gemm_memory --csv FILE
+    python -m rnnbench.harness.gemm_memory --csv FILE      (on a GPU)
+    python -m rnnbench.harness.gemm_memory --render FILE   (its Markdown table, anywhere)
 """
 
 from __future__ import annotations
@@ -86,12 +87,34 @@ def probe(hidden_size: int, batch: int, seq_len: int, dtype: torch.dtype, formul
             "us": round(statistics.median(times), 2), "max_abs_diff": difference}
 
 
+def markdown(rows: list[dict]) -> str:
+    """A Markdown table of probe rows (:data:`COLUMNS`, as read back from the CSV): one line per shape
+    and formulation, with its time against the shipped ``addmm``'s at the same shape."""
+    shipped = {(row["hidden_size"], row["batch"]): float(row["us"]) for row in rows if row["formulation"] == "addmm"}
+    lines = ["| H | B | K | formulation | extra MiB, cold | extra MiB, warm | µs | µs / addmm's | max abs diff |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        base = shipped.get((row["hidden_size"], row["batch"]))
+        ratio = f"{float(row['us']) / base:.2f}" if base else "-"
+        lines.append(f"| {row['hidden_size']} | {row['batch']} | {row['k']} | {row['formulation']} | "
+                     f"{float(row['extra_mib_cold']):.1f} | {float(row['extra_mib_warm']):.1f} | {float(row['us']):.1f} | "
+                     f"{ratio} | {float(row['max_abs_diff']):.3g} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnbench.harness.gemm_memory", description=__doc__.splitlines()[0])
-    parser.add_argument("--csv", type=Path, required=True, help="CSV file to write (rewritten after every row)")
+    parser.add_argument("--csv", type=Path, help="CSV file to write (rewritten after every row)")
+    parser.add_argument("--render", type=Path, metavar="CSV", help="measure nothing: print this CSV as a Markdown table")
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     args = parser.parse_args(argv)
+    if args.render:
+        with args.render.open(newline="") as handle:
+            print(markdown(list(csv.DictReader(handle))), end="")
+        return 0
+    if args.csv is None:
+        parser.error("--csv is required to measure (or --render CSV)")
     if not torch.cuda.is_available():
         print("gemm_memory: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2

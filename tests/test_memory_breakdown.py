@@ -148,3 +148,20 @@ def test_a_forced_weight_gradient_formulation_shows_in_the_breakdown_and_is_rest
     assert render(forced).startswith("triton (contiguous) lstm")
     with pytest.raises(ValueError, match="weight_grad must be one of"):
         breakdown("triton", "lstm", H, B, T, "fwd_bwd", dtype, KERNEL_DEVICE, weight_grad="fastest")
+
+
+def test_the_probes_csv_renders_as_a_table_with_times_against_the_shipped_formulation(tmp_path, capsys):
+    path = tmp_path / "gemm.csv"
+    rows = [{"device_name": "GPU", "dtype": "bfloat16", "hidden_size": 64, "batch": 16, "seq_len": 1024, "k": 16368,
+             "m": 256, "n": 64, "formulation": name, "extra_mib_cold": cold, "extra_mib_warm": warm, "us": us,
+             "max_abs_diff": 0.0} for name, cold, warm, us in (("addmm", 32.0, 32.0, 20.0), ("mm_out", 0.0, 0.0, 25.0))]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=gemm_memory.COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert gemm_memory.main(["--render", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "| 64 | 16 | 16368 | addmm | 32.0 | 32.0 | 20.0 | 1.00 | 0 |" in table
+    assert "| 64 | 16 | 16368 | mm_out | 0.0 | 0.0 | 25.0 | 1.25 | 0 |" in table
+    with pytest.raises(SystemExit):
+        gemm_memory.main([])  # neither a CSV to write nor one to render
