@@ -12,7 +12,9 @@ kernel (:mod:`rnnbench.kernels.lstm`); the kernels only do what must be sequenti
 * ``exchange``: forward ``(2, B_pad, H_PAD)`` hidden states, backward ``(2, B_pad, 4*H_PAD)`` gate
   gradients (gate blocks ``H_PAD`` apart), zero-filled, storage dtype; see
   :func:`rnnbench.kernels.primitives.exchange_offsets`. The forward expects ``h0`` copied into slot 1.
-* ``sync``: int32 zeros, ``(D, batch blocks, SYNC_ROW)``: the grid barrier's flags and status
+* ``sync``: int32 ``(D, batch blocks, SYNC_ROW)``, fresh from :func:`rnnbench.kernels.launch.reset_sync`
+  (the producers' flags and the status zero, every other flag slot ``UNUSED_FLAG``, which a vector
+  poll reads unmasked): the grid barrier's flags and status
   (:func:`rnnbench.kernels.primitives.grid_barrier`).
 * With ``DIRECTIONS = 2`` every buffer but ``y``, ``dy`` and ``lengths`` is stacked over the two
   directions (a leading axis of 2) and the grid's third axis is the direction; see

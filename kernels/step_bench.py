@@ -216,9 +216,10 @@ def step_ablation_kernel(
     select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
 
     Layouts: ``w (GATES*H, w_stride)`` the recurrent weights; ``exchange (2, BLOCK_B, H_PAD)`` the
-    two state slots (slot 1 read by step 0), columns past H zero; ``sync`` int32 zeros
-    ``(SYNC_ROW)``. Step s writes ``tanh(sum of the unit's gates)`` of its product (or
-    stand-in, see :func:`_loaded_sum`) into slot ``s % 2``. ``TAGGED``: ``exchange`` holds tagged
+    two state slots (slot 1 read by step 0), columns past H zero; ``sync`` int32 ``(SYNC_ROW)``,
+    reset for each launch (:func:`rnnbench.kernels.launch.reset_sync`). Step s writes
+    ``tanh(sum of the unit's gates)`` of its product (or stand-in, see :func:`_loaded_sum`) into
+    slot ``s % 2``. ``TAGGED``: ``exchange`` holds tagged
     words of ``w``'s dtype (:mod:`rnnbench.kernels.tagged_exchange`, the initial state tag 0; the
     programs write ``WRITTEN`` columns, all of their tiles) and ``sync``'s status word reports a
     wait that timed out.
