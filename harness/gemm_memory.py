@@ -49,11 +49,21 @@ def _extra_bytes(run, out, first, a, b) -> int:
 
 
 def _in_fresh_thread(fn):
-    result = []
-    thread = threading.Thread(target=lambda: result.append(fn()))
+    """``fn()`` run in a new thread (its own cuBLAS handle), its exception raised here."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as error:  # re-raised in the calling thread below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target)
     thread.start()
     thread.join()
-    return result[0]
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def probe(hidden_size: int, batch: int, seq_len: int, dtype: torch.dtype, formulation: str) -> dict:

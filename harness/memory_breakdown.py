@@ -36,6 +36,7 @@ from typing import Callable
 
 from rnnbench.harness.backends import build_workload, shape_case
 from rnnbench.harness.memory import MIB
+from rnnbench.kernels import projections
 
 #: the CUDA caching allocator's granularity (bytes); the CPU recorder rounds to it as well
 BLOCK = 512
@@ -165,8 +166,6 @@ def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: 
     """The peak breakdown of one ``mode`` call of ``backend`` on the harness's problem of this shape;
     ``weight_grad``: the Triton layers' ``dW_hh`` formulation for this call
     (:data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS`; default: the shipped one)."""
-    from rnnbench.kernels import projections
-
     if weight_grad is not None and weight_grad not in projections.WEIGHT_GRAD_FORMULATIONS:
         raise ValueError(f"weight_grad must be one of {sorted(projections.WEIGHT_GRAD_FORMULATIONS)}, got {weight_grad!r}")
     case = shape_case(backend, family, hidden_size, batch, seq_len, mode, dtype, device, input_size, "memory")
@@ -235,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--skip-kernels", action="store_true",
                         help="cpu: do not run the Triton kernels (their outputs are garbage; the allocations are the same)")
-    parser.add_argument("--weight-grad", help="the Triton layers' dW_hh formulation for these calls "
-                        "(rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS; default: the shipped one)")
+    parser.add_argument("--weight-grad", choices=list(projections.WEIGHT_GRAD_FORMULATIONS),
+                        help="the Triton layers' dW_hh formulation for these calls (default: the shipped one, "
+                        f"{projections.WEIGHT_GRAD})")
     parser.add_argument("--json", type=Path, help="write every breakdown to this file (a JSON list)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                         help="measure nothing: print the Markdown summary of these --json files")
@@ -244,10 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         print(markdown([result for path in args.render for result in json.loads(path.read_text())]), end="")
         return 0
-    from rnnbench.kernels.projections import WEIGHT_GRAD_FORMULATIONS
-
-    if args.weight_grad is not None and args.weight_grad not in WEIGHT_GRAD_FORMULATIONS:
-        parser.error(f"--weight-grad must be one of {', '.join(WEIGHT_GRAD_FORMULATIONS)}, got {args.weight_grad!r}")
     if args.skip_kernels:
         skip_kernel_launches()
     results = []

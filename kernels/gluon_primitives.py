@@ -33,7 +33,7 @@ FLAG_SLOTS: gl.constexpr = gl.constexpr(int(_PLAIN_FLAG_SLOTS.value))
 SYNC_ROW: gl.constexpr = gl.constexpr(int(_PLAIN_SYNC_ROW.value))
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
 #: the widest vector a poll load brings (:data:`rnnbench.kernels.primitives.FLAG_VECTOR`): the Gluon
-#: kernels always poll in vectors (their 4 warps have registers to spare)
+#: kernels always poll in vectors (no layout of theirs spilled with them, reports/aot/gluon-*.csv)
 _FLAG_VECTOR: gl.constexpr = gl.constexpr(int(_PLAIN_FLAG_VECTOR.value))
 _RELAXED_POLL: gl.constexpr = gl.constexpr(int(RELAXED_POLL_THEN_FENCE.value))
 #: units per program (the MMA's 16 rows per gate)

@@ -122,8 +122,8 @@ VARIANTS = {v.name: v for v in (
 #: takes where the B <= 16 layout fits one program per SM (:func:`rnnbench.kernels.plan.narrow_batch_blocks`);
 #: and the Gluon kernels without their grid barrier (``real_gluon_no_sync``, ``real_gluon_bwd_no_sync``:
 #: no release, no poll; the CTA barriers and proxy fences stay; their results are garbage), so
-#: ``real_gluon`` minus it is what the grid synchronisation costs the shipped kernel. A variant whose plan is an earlier one's
-#: (``*_wide_rows`` wherever the rule does not apply) is not timed again.
+#: ``real_gluon`` minus it is what the grid synchronisation costs the shipped kernel. A variant whose
+#: plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply) is not timed again.
 REAL = "real"
 REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True, "fwd", True),
               "real_relaxed": ("cooperative", "relaxed", True, "fwd", True),

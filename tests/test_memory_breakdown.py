@@ -165,3 +165,9 @@ def test_the_probes_csv_renders_as_a_table_with_times_against_the_shipped_formul
     assert "| 64 | 16 | 16368 | mm_out | 0.0 | 0.0 | 25.0 | 1.25 | 0 |" in table
     with pytest.raises(SystemExit):
         gemm_memory.main([])  # neither a CSV to write nor one to render
+
+
+def test_the_probes_fresh_thread_returns_its_value_and_raises_its_error():
+    assert gemm_memory._in_fresh_thread(lambda: 7) == 7
+    with pytest.raises(ZeroDivisionError):
+        gemm_memory._in_fresh_thread(lambda: 1 / 0)
