@@ -4,10 +4,12 @@ The H200's memory breakdown (reports/h200/f1c2560/memory-breakdown.md) put the T
 training peak above torch.nn's at small H because of blocks allocated inside one call,
 ``dw_hh.addmm_(dpre.t(), h_prev)`` at ``kernels/projections.py`` (bf16, a reduction over
 K = (T-1) * B rows): 32 MiB at H=64 B=16, 128 MiB at H=64 B=64, 132 MiB at H=768 (B=16 and 64),
-none of them on CPU, where the same code runs without cuBLAS. This probe times and measures each
-of :data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS` (the same product) on a GPU at
-the LSTM's shapes, so a GPU run decides which one :data:`~rnnbench.kernels.projections.WEIGHT_GRAD`
-names.
+none of them on CPU, where the same code runs without cuBLAS. The layers now ship the ``triton``
+formulation (:mod:`rnnbench.kernels.weight_grad`, which allocates at most 4 MiB of partial sums by
+construction; chosen without a GPU). This probe times and measures each of
+:data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS` (the same product) on a GPU at the
+LSTM's shapes: it checks that choice (memory, and time against cuBLAS) and says which cuBLAS
+formulation to fall back on if the Triton GEMM is too slow somewhere.
 
 Each row: ``extra_mib``, the peak allocated beyond the output and the inputs during one call, in MiB
 (``max_memory_allocated`` after ``reset_peak_memory_stats``), on the first call in a fresh thread
@@ -33,8 +35,9 @@ import torch
 from rnnbench.kernels.projections import WEIGHT_GRAD_FORMULATIONS as FORMULATIONS
 
 MIB = 2**20
-#: (H, B) of the memory breakdown's cases, T = 1024, LSTM (4 gates)
-SHAPES = ((64, 16), (64, 64), (768, 16), (768, 64))
+#: (H, B), T = 1024, LSTM (4 gates): the memory breakdown's cases, then the Triton GEMM's split into
+#: 4 (H=256) and its largest output (H=1024 B=64)
+SHAPES = ((64, 16), (64, 64), (768, 16), (768, 64), (256, 16), (1024, 64))
 COLUMNS = ("device_name", "dtype", "hidden_size", "batch", "seq_len", "k", "m", "n", "formulation", "extra_mib_cold",
            "extra_mib_warm", "us", "max_abs_diff")
 
@@ -99,7 +102,8 @@ def probe(hidden_size: int, batch: int, seq_len: int, dtype: torch.dtype, formul
 
 def markdown(rows: list[dict]) -> str:
     """A Markdown table of probe rows (:data:`COLUMNS`, as read back from the CSV): one line per shape
-    and formulation, with its time against the shipped ``addmm``'s at the same shape."""
+    and formulation, with its time against cuBLAS's ``addmm`` (what shipped before the Triton GEMM)
+    at the same shape."""
     shipped = {(row["hidden_size"], row["batch"]): float(row["us"]) for row in rows if row["formulation"] == "addmm"}
     lines = ["| H | B | K | formulation | extra MiB, cold | extra MiB, warm | µs | µs / addmm's | max abs diff |",
              "|---|---|---|---|---|---|---|---|---|"]

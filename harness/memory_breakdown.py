@@ -259,12 +259,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def skip_kernel_launches() -> None:
-    """Replace the Triton layers' kernel launches with no-ops (``--skip-kernels``)."""
+    """Replace the Triton layers' kernel launches with no-ops (``--skip-kernels``): the recurrences
+    and the weight-gradient GEMM (:mod:`rnnbench.kernels.weight_grad`)."""
     import rnnbench.kernels.lstm
     import rnnbench.kernels.rnn
+    import rnnbench.kernels.weight_grad
 
     for module in (rnnbench.kernels.lstm, rnnbench.kernels.rnn):
         module.run_phases = lambda *args, **kwargs: None
+    rnnbench.kernels.weight_grad._launch = lambda *args, **kwargs: None
 
 
 if __name__ == "__main__":

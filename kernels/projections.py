@@ -2,13 +2,17 @@
 
 Shared by the RNN and LSTM layers; ``G*H`` is the width of the stacked gates (4H for the LSTM) and
 D the number of directions (weights and per-direction buffers carry a leading axis of D). These are
-torch matmuls: on CUDA they follow ``torch.backends.cuda.matmul.allow_tf32`` (default off, so fp32
-GEMMs are full fp32); 16-bit GEMMs accumulate in fp32.
+torch matmuls, but for the recurrent weights' gradient, a Triton GEMM by default
+(:data:`WEIGHT_GRAD`, :mod:`rnnbench.kernels.weight_grad`); all follow
+``torch.backends.cuda.matmul.allow_tf32`` on CUDA (default off, so fp32 GEMMs are full fp32), and
+16-bit GEMMs accumulate in fp32.
 """
 
 from __future__ import annotations
 
 import torch
+
+from rnnbench.kernels.weight_grad import weight_grad as _weight_grad_triton_gemm
 
 
 def project_inputs(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> torch.Tensor:
@@ -79,23 +83,32 @@ def _weight_grad_contiguous(out, first, a, b):
     out.addmm_(a.t().contiguous(), b)
 
 
+def _weight_grad_triton(out, first, a, b):
+    rows = [t if t.shape[-1] == 1 or t.stride(-1) == 1 else t.contiguous() for t in (*first, a, b)]
+    _weight_grad_triton_gemm(out, (rows[0], rows[1]), rows[2], rows[3])
+
+
 #: ways to compute ``out = first[0]^T first[1] + a^T b`` (``out (M, N)``, ``first`` the first step's
 #: ``(dpre (B, M), h0 (B, N))``, ``a (K, M)`` the later steps' ``dpre``, ``b (K, N)`` their previous
 #: states): the recurrent weights' gradient, a reduction over ``K = (T-1) * B`` rows. All give the same
-#: product; on an H200 the shipped ``addmm`` allocated 32-132 MiB of blocks inside the call, the whole
-#: excess of the Triton LSTM's training memory over torch.nn's at small H
-#: (reports/h200/f1c2560/memory-breakdown.md), none of it on CPU. ``python -m
+#: product; on an H200 ``addmm`` (cuBLAS, shipped until the Triton GEMM) allocated 32-132 MiB of
+#: blocks inside the call, the whole excess of the Triton LSTM's training memory over torch.nn's at
+#: small H (reports/h200/f1c2560/memory-breakdown.md), none of it on CPU. ``python -m
 #: rnnbench.harness.gemm_memory`` measures what each allocates and costs on a GPU, ``python -m
 #: rnnbench.harness.memory_breakdown --weight-grad NAME`` the layer's peak with each:
 #: ``addmm`` (beta = 1 on top of the first step's term), ``mm_out`` (beta = 0, then the first step's
 #: term), ``chunked`` (``addmm_`` over chunks of :data:`WEIGHT_GRAD_CHUNK_ROWS` rows), ``transposed``
 #: (the product computed as its transpose), ``contiguous`` (``a^T`` copied to ``(M, K)`` first, the
-#: layout of the ``dW_ih`` product, which allocates no such blocks).
+#: layout of the ``dW_ih`` product, which allocates no such blocks), ``triton``
+#: (:mod:`rnnbench.kernels.weight_grad`: one Triton GEMM that allocates at most a bounded buffer of
+#: partial sums, needs CUDA tensors or the interpreter).
 WEIGHT_GRAD_FORMULATIONS = {"addmm": _weight_grad_addmm, "mm_out": _weight_grad_mm_out,
                             "chunked": _weight_grad_chunked, "transposed": _weight_grad_transposed,
-                            "contiguous": _weight_grad_contiguous}
-#: the formulation :func:`parameter_and_input_grads` uses (a name of :data:`WEIGHT_GRAD_FORMULATIONS`)
-WEIGHT_GRAD = "addmm"
+                            "contiguous": _weight_grad_contiguous, "triton": _weight_grad_triton}
+#: the formulation :func:`parameter_and_input_grads` uses (a name of :data:`WEIGHT_GRAD_FORMULATIONS`):
+#: the Triton GEMM, whose only allocation is a bounded buffer of partial sums (chosen without a GPU:
+#: the next GPU run's ``gemm-memory.md`` times it against ``addmm``)
+WEIGHT_GRAD = "triton"
 
 
 def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool, lengths=None):
@@ -104,8 +117,8 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
 
     ``dx = sum_d dpre_d W_ih_d``; ``dW_ih = sum_t dpre_t^T x_t``; ``dW_hh = sum_t dpre_t^T h_prev_t``,
     where the state before time t is ``y[t-1]`` going forwards and ``y[t+1]`` going backwards, and
-    ``h0`` at each row's first step (split in GEMMs over shifted views of ``y``, which is zero past a
-    row's end, so no shifted copy is made; the GEMMs of ``dW_hh`` as :data:`WEIGHT_GRAD` says);
+    ``h0`` at each row's first step (a product over shifted views of ``y``, which is zero past a row's
+    end, so no shifted copy is made, computed as :data:`WEIGHT_GRAD` says; no later steps when T = 1);
     ``db_ih = db_hh = sum over t and b of dpre``.
     Returns ``(dx (T, B, I), dw_ih (D, G*H, I), dw_hh (D, G*H, R), db (D, G*H))`` (None when not needed).
     """
@@ -122,9 +135,6 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
     dw_ih = flat.transpose(1, 2) @ x.reshape(T * B, I)
     dw_hh = dpre.new_empty(directions, width, R)
     for d, first in enumerate(dpre[first_steps(dpre, lengths)]):
-        if T == 1:
-            torch.mm(first.t(), h0[d], out=dw_hh[d])
-            continue
         states = y[..., d * R:(d + 1) * R]
         later, earlier = dpre[d, 1:], dpre[d, :-1]
         pre, state = (later, states[:-1]) if d == 0 else (earlier, states[1:])

@@ -23,7 +23,7 @@
 #   gemm-memory.csv/.log what each formulation of the backward's dW_hh GEMM allocates beyond its
 #                        output, and its time (rnnbench.harness.gemm_memory); and
 #   memory-breakdown-triton-F.json/.log  the Triton training peaks with each other formulation F
-#                        (WEIGHT_GRADS, default: mm_out chunked transposed contiguous)
+#                        (WEIGHT_GRADS, default: addmm, the cuBLAS one shipped before the Triton GEMM)
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  Nsight Compute on one call of each
 #                        PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp states sampled per
@@ -43,7 +43,7 @@ PY=${GPU_PY:-python3}
 STAGES=${STAGES:-tests barrier ablation memory profile suite}
 ABLATION_S=${ABLATION_S:-120}
 PROFILES=${PROFILES:-triton-gluon:768:16:fwd triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
-WEIGHT_GRADS=${WEIGHT_GRADS:-mm_out chunked transposed contiguous}
+WEIGHT_GRADS=${WEIGHT_GRADS:-addmm}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
@@ -88,7 +88,7 @@ if wants memory && [ -f harness/memory_breakdown.py ]; then
             > "$DIR/memory-breakdown-$backend.log" 2>&1
     done
     if [ -f harness/gemm_memory.py ]; then
-        stage gemm-memory 40 "$PY" -m rnnbench.harness.gemm_memory --csv "$DIR/gemm-memory.csv" > "$DIR/gemm-memory.log" 2>&1
+        stage gemm-memory 60 "$PY" -m rnnbench.harness.gemm_memory --csv "$DIR/gemm-memory.csv" > "$DIR/gemm-memory.log" 2>&1
         for formulation in $WEIGHT_GRADS; do
             stage memory-triton-$formulation 30 "$PY" -m rnnbench.harness.memory_breakdown --device cuda --backend triton \
                 --family lstm --hidden-size 64 768 --batch 16 64 --mode fwd_bwd --weight-grad $formulation \

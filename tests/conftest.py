@@ -41,3 +41,12 @@ def exact_fp32():
     torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cudnn.allow_tf32 = previous
+
+
+@pytest.fixture
+def exact_matmul():
+    """TF32 off for torch matmuls (so also in the weight-gradient GEMM); restored afterwards."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = previous
