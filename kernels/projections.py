@@ -2,8 +2,8 @@
 
 Shared by the RNN and LSTM layers; ``G*H`` is the width of the stacked gates (4H for the LSTM) and
 D the number of directions (weights and per-direction buffers carry a leading axis of D). These are
-torch matmuls, but for the recurrent weights' gradient, a Triton GEMM by default
-(:data:`WEIGHT_GRAD`, :mod:`rnnbench.kernels.weight_grad`); all follow
+torch matmuls, but for the recurrent weights' gradient in 16 bits (and TF32), a Triton GEMM
+(:func:`weight_grad_formulation`, :mod:`rnnbench.kernels.weight_grad`); all follow
 ``torch.backends.cuda.matmul.allow_tf32`` on CUDA (default off, so fp32 GEMMs are full fp32), and
 16-bit GEMMs accumulate in fp32.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from rnnbench.kernels.weight_grad import dot_precision as weight_grad_dot_precision
 from rnnbench.kernels.weight_grad import weight_grad as _weight_grad_triton_gemm
 
 
@@ -105,11 +106,22 @@ def _weight_grad_triton(out, first, a, b):
 WEIGHT_GRAD_FORMULATIONS = {"addmm": _weight_grad_addmm, "mm_out": _weight_grad_mm_out,
                             "chunked": _weight_grad_chunked, "transposed": _weight_grad_transposed,
                             "contiguous": _weight_grad_contiguous, "triton": _weight_grad_triton}
-#: the formulation :func:`parameter_and_input_grads` uses (a name of :data:`WEIGHT_GRAD_FORMULATIONS`):
-#: the Triton GEMM, whose only allocation is a bounded buffer of partial sums (chosen without a GPU:
-#: the next GPU run's ``gemm-memory.md`` times it against ``addmm``)
-WEIGHT_GRAD = "triton"
+#: the formulation :func:`parameter_and_input_grads` uses: a name of
+#: :data:`WEIGHT_GRAD_FORMULATIONS`, or ``"auto"`` (:func:`weight_grad_formulation`)
+WEIGHT_GRAD = "auto"
 
+
+def weight_grad_formulation(dtype: torch.dtype) -> str:
+    """The ``dW_hh`` formulation for operands of ``dtype``: :data:`WEIGHT_GRAD`, where ``"auto"``
+    means the Triton GEMM for 16-bit operands and TF32 (tensor cores; its only allocation a bounded
+    buffer of partial sums) and cuBLAS's ``addmm`` for exact float32, whose products Triton would
+    multiply on the FMA units, slower than cuBLAS's SGEMM (chosen without a GPU; the next GPU run's
+    ``gemm-memory.md`` times both)."""
+    if WEIGHT_GRAD != "auto":
+        return WEIGHT_GRAD
+    if dtype == torch.float32 and weight_grad_dot_precision(dtype) == "ieee":
+        return "addmm"
+    return "triton"
 
 def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool, lengths=None):
     """Gradients from ``dpre (D, T, B, G*H)``, the gradient of the gate pre-activations (zero past
@@ -118,7 +130,7 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
     ``dx = sum_d dpre_d W_ih_d``; ``dW_ih = sum_t dpre_t^T x_t``; ``dW_hh = sum_t dpre_t^T h_prev_t``,
     where the state before time t is ``y[t-1]`` going forwards and ``y[t+1]`` going backwards, and
     ``h0`` at each row's first step (a product over shifted views of ``y``, which is zero past a row's
-    end, so no shifted copy is made, computed as :data:`WEIGHT_GRAD` says; no later steps when T = 1);
+    end, so no shifted copy is made, computed as :func:`weight_grad_formulation` says; no later steps when T = 1);
     ``db_ih = db_hh = sum over t and b of dpre``.
     Returns ``(dx (T, B, I), dw_ih (D, G*H, I), dw_hh (D, G*H, R), db (D, G*H))`` (None when not needed).
     """
@@ -138,6 +150,6 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
         states = y[..., d * R:(d + 1) * R]
         later, earlier = dpre[d, 1:], dpre[d, :-1]
         pre, state = (later, states[:-1]) if d == 0 else (earlier, states[1:])
-        WEIGHT_GRAD_FORMULATIONS[WEIGHT_GRAD](dw_hh[d], (first, h0[d]), pre.reshape(-1, width), state.reshape(-1, R))
+        WEIGHT_GRAD_FORMULATIONS[weight_grad_formulation(dpre.dtype)](dw_hh[d], (first, h0[d]), pre.reshape(-1, width), state.reshape(-1, R))
     db = flat.sum(1) if need_bias else None
     return dx, dw_ih, dw_hh, db

@@ -130,3 +130,23 @@ def test_on_gpu_the_product_allocates_only_its_partial_sums(H, B):
 
     assert _in_fresh_thread(extra) <= allowed
     assert_matches(out, first, a, b)
+
+
+def test_the_layers_take_the_triton_gemm_in_16_bits_and_tf32_and_cublas_in_exact_float32(monkeypatch, exact_matmul):
+    from rnnbench.kernels import TritonLSTM, TritonRNN, projections
+
+    assert projections.weight_grad_formulation(torch.float16) == projections.weight_grad_formulation(torch.bfloat16) == "triton"
+    assert projections.weight_grad_formulation(torch.float32) == "addmm"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    assert projections.weight_grad_formulation(torch.float32) == "triton"
+    monkeypatch.setattr(projections, "WEIGHT_GRAD", "chunked")
+    assert projections.weight_grad_formulation(torch.float16) == "chunked"
+    monkeypatch.setattr(projections, "WEIGHT_GRAD", "auto")
+    calls = []
+    shipped = projections.WEIGHT_GRAD_FORMULATIONS["triton"]
+    monkeypatch.setitem(projections.WEIGHT_GRAD_FORMULATIONS, "triton", lambda *args: calls.append(args[0].shape) or shipped(*args))
+    for module in (TritonLSTM(3, 5, bidirectional=True), TritonRNN(3, 5)):
+        module = module.to(KERNEL_DEVICE, torch.float16)
+        output, _ = module(torch.randn(4, 2, 3, device=KERNEL_DEVICE, dtype=torch.float16))
+        output.float().sum().backward()
+    assert calls == [(20, 5), (20, 5), (5, 5)]  # one product per direction and layer, (gates x H, H)
