@@ -55,7 +55,8 @@ class Blocks:
 
 def blocks_for(dtype: torch.dtype, n: int) -> Blocks:
     """The tiles for ``dtype`` and an output of ``n`` columns: 16-bit inputs take 128-row tiles,
-    64 wide up to ``n = 64`` (the LSTM's H=64: no half-empty tiles), else 128; float32 64 x 64."""
+    64 wide up to ``n = 64`` (the LSTM's H=64: no half-empty tiles), else 128; float32 64 x 64
+    (TF32, or full fp32 on the FMA units where asked for: the layers then use cuBLAS instead)."""
     if dtype in (torch.float16, torch.bfloat16):
         return Blocks(128, 64, 64, 4, 3) if n <= 64 else Blocks(128, 128, 64, 8, 3)
     return Blocks(64, 64, 32, 4, 3)
@@ -93,14 +94,19 @@ def _accumulate(acc, a_ptr, b_ptr, a_row_stride, b_row_stride, rows, cols_m, col
     return acc
 
 
-@triton.jit
+#: arguments Triton does not specialise: what depends on the sequence length (the suite's
+#: precompilation runs 16 steps, rnnbench.harness.precompile) or on the batch (1 would be a constant)
+UNSPECIALISED = ["K", "B", "rows_per_split", "splits"]
+
+
+@triton.jit(do_not_specialize=UNSPECIALISED)
 def weight_grad_kernel(out_ptr, partial_ptr, first_a_ptr, first_b_ptr, a_ptr, b_ptr, M, N, K, B, out_row_stride,
-                       first_a_row_stride, first_b_row_stride, a_row_stride, b_row_stride, rows_per_split,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT: tl.constexpr,
+                       first_a_row_stride, first_b_row_stride, a_row_stride, b_row_stride, rows_per_split, splits,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                        DOT_PRECISION: tl.constexpr):
     """One ``(BLOCK_M, BLOCK_N)`` tile of ``out`` (grid axes 0, 1) over one split of the rows (axis 2):
-    ``out`` itself when ``SPLIT`` is False, else slice ``program_id(2)`` of the float32
-    ``partial (splits, M, N)``."""
+    ``out`` itself when ``splits`` is 1, else slice ``program_id(2)`` of the float32
+    ``partial (splits, M, N)``. ``splits`` is a run-time value, so one compilation serves both."""
     split = tl.program_id(2)
     cols_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -111,7 +117,7 @@ def weight_grad_kernel(out_ptr, partial_ptr, first_a_ptr, first_b_ptr, a_ptr, b_
     acc = _accumulate(acc, a_ptr + row_start * a_row_stride, b_ptr + row_start * b_row_stride, a_row_stride, b_row_stride,
                       tl.minimum(rows_per_split, K - row_start).to(tl.int32), cols_m, cols_n, M, N, BLOCK_K, DOT_PRECISION)
     in_tile = (cols_m < M)[:, None] & (cols_n < N)[None, :]
-    if SPLIT:
+    if splits > 1:
         offsets = split.to(tl.int64) * M * N + cols_m[:, None] * N + cols_n[None, :]
         tl.store(partial_ptr + offsets, acc, mask=in_tile)
     else:
@@ -150,7 +156,8 @@ def weight_grad(out: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor], a: 
         a, b = first_a, first_b
     blocks = blocks_for(a.dtype, N)
     splits, rows_per_split = split_count(M, N, K, blocks, multiprocessors_of(out.device))
-    partial = out.new_empty((splits, M, N), dtype=torch.float32) if splits > 1 else out
+    # a float32 pointer either way (a placeholder of one element when unsplit): one compilation
+    partial = out.new_empty((splits, M, N) if splits > 1 else (1,), dtype=torch.float32)
     grid = (triton.cdiv(M, blocks.block_m), triton.cdiv(N, blocks.block_n), splits)
     _launch(grid, blocks, out, partial, first_a, first_b, a, b, K, rows_per_split)
     if splits > 1:
@@ -161,16 +168,18 @@ def _launch(grid, blocks: Blocks, out, partial, first_a, first_b, a, b, rows: in
     """The kernel launch alone (``memory_breakdown --skip-kernels`` replaces it)."""
     M, N = out.shape
     weight_grad_kernel[grid](out, partial, first_a, first_b, a, b, M, N, rows, first_a.shape[0], out.stride(0),
-                             first_a.stride(0), first_b.stride(0), a.stride(0), b.stride(0), rows_per_split,
-                             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, BLOCK_K=blocks.block_k, SPLIT=grid[2] > 1,
+                             first_a.stride(0), first_b.stride(0), a.stride(0), b.stride(0), rows_per_split, grid[2],
+                             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, BLOCK_K=blocks.block_k,
                              DOT_PRECISION=dot_precision(a.dtype), num_warps=blocks.num_warps, num_stages=blocks.num_stages)
 
 
-def compile_for(dtype: torch.dtype, n: int, arch: int, split: bool):
+def compile_for(dtype: torch.dtype, n: int, arch: int, precision: str | None = None):
     """``triton.compile`` of the kernel as :func:`weight_grad` launches it for ``dtype`` and ``n``
     output columns on ``sm_<arch>``, pointers and row strides 16-divisible (an ahead-of-time check of
     its shared memory, registers and spills; needs no GPU, and no ``TRITON_INTERPRET`` in this process).
-    ``M`` and ``N`` are compiled as multiples of 16, as every goal shape runs."""
+    ``M`` and ``N`` are compiled as multiples of 16, as every goal shape runs; ``precision``: the
+    ``tl.dot`` input precision, by default what runs (float32 takes this GEMM only with TF32,
+    :func:`rnnbench.kernels.projections.weight_grad_formulation`)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -180,10 +189,10 @@ def compile_for(dtype: torch.dtype, n: int, arch: int, split: bool):
     pointers = {"out_ptr": data, "partial_ptr": "fp32", "first_a_ptr": data, "first_b_ptr": data, "a_ptr": data, "b_ptr": data}
     signature = {name: "*" + kind for name, kind in pointers.items()}
     integers = ("M", "N", "K", "B", "out_row_stride", "first_a_row_stride", "first_b_row_stride", "a_row_stride",
-                "b_row_stride", "rows_per_split")
+                "b_row_stride", "rows_per_split", "splits")
     signature.update({name: "i32" for name in integers})
-    constexprs = {"BLOCK_M": blocks.block_m, "BLOCK_N": blocks.block_n, "BLOCK_K": blocks.block_k, "SPLIT": split,
-                  "DOT_PRECISION": dot_precision(dtype)}
+    constexprs = {"BLOCK_M": blocks.block_m, "BLOCK_N": blocks.block_n, "BLOCK_K": blocks.block_k,
+                  "DOT_PRECISION": precision or ("tf32" if dtype == torch.float32 else "ieee")}
     signature.update({name: "constexpr" for name in constexprs})
     # Triton specialises integers divisible by 16 at run time: H is at every goal shape, and the
     # loads of a tile are only pipelined (cp.async / TMA) when their column masks come in such groups
@@ -195,10 +204,10 @@ def compile_for(dtype: torch.dtype, n: int, arch: int, split: bool):
 
 
 def compiled_resources(config: tuple[str, int], arch: int) -> tuple[int, int, int]:
-    """``(registers per thread, spill bytes per thread, shared memory bytes)`` of the split kernel
+    """``(registers per thread, spill bytes per thread, shared memory bytes)`` of the kernel
     for ``config = (dtype name, n)`` on ``sm_<arch>`` (a job for :func:`rnnbench.kernels.aot.compile_all`)."""
     from rnnbench.kernels.aot import cubin_resources
 
     dtype, n = config
-    compiled = compile_for(getattr(torch, dtype), n, arch, split=True)
+    compiled = compile_for(getattr(torch, dtype), n, arch)
     return (*cubin_resources(compiled.asm["cubin"]), int(compiled.metadata.shared))

@@ -111,14 +111,14 @@ def test_the_kernel_compiles_for_sm_80_and_sm_90_without_spills():
 def test_on_gpu_the_product_allocates_only_its_partial_sums(H, B):
     """bf16 at the LSTM's shapes (T=1024), the first call in a fresh thread (as autograd's backward
     thread makes it): beyond the inputs and ``out``, at most the split's float32 partial sums and
-    their float32 total (what cuBLAS's ``addmm_`` allocated here was 32-132 MiB)."""
+    their float32 total, or one allocator block (what cuBLAS's ``addmm_`` allocated here was 32-132 MiB)."""
     from rnnbench.harness.gemm_memory import _in_fresh_thread
 
     M, N, K = 4 * H, H, 1023 * B
     first, a, b = operands(B, K, M, N, torch.bfloat16)
     out = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
     splits, _ = wg.split_count(M, N, K, wg.blocks_for(torch.bfloat16, N), wg.multiprocessors_of(out.device))
-    allowed = (splits + 1) * M * N * 4 if splits > 1 else 0
+    allowed = (splits + 1) * M * N * 4 if splits > 1 else 512  # unsplit: a one-element placeholder
 
     def extra():
         torch.cuda.synchronize()
