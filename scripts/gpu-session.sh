@@ -19,8 +19,7 @@
 #                        where the checkout has it), ABLATION_S seconds (default 120)
 #   memory-breakdown-BACKEND.json/.log  the blocks alive at the peak of one LSTM call (bf16,
 #                        H=64/768, B=16/64, T=1024, fwd and fwd_bwd) by allocating line, Triton
-#                        and torch.nn (rnnbench.harness.memory_breakdown); -triton-b1: B=1 training
-#                        at H=64/512
+#                        and torch.nn (rnnbench.harness.memory_breakdown)
 #   gemm-memory.csv/.log what each formulation of the backward's dW_hh GEMM allocates beyond its
 #                        output, and its time (rnnbench.harness.gemm_memory); and
 #   memory-breakdown-triton-F.json/.log  the Triton training peaks with each other formulation F
@@ -88,10 +87,6 @@ if wants memory && [ -f harness/memory_breakdown.py ]; then
             --family lstm --hidden-size 64 768 --batch 16 64 --json "$DIR/memory-breakdown-$backend.json" \
             > "$DIR/memory-breakdown-$backend.log" 2>&1
     done
-    # B=1: Triton's training peak on the H200 was 2-16 MiB above what the CPU recorder predicts
-    stage memory-triton-b1 30 "$PY" -m rnnbench.harness.memory_breakdown --device cuda --backend triton \
-        --family lstm --hidden-size 64 512 --batch 1 --mode fwd_bwd --json "$DIR/memory-breakdown-triton-b1.json" \
-        > "$DIR/memory-breakdown-triton-b1.log" 2>&1
     if [ -f harness/gemm_memory.py ]; then
         stage gemm-memory 60 "$PY" -m rnnbench.harness.gemm_memory --csv "$DIR/gemm-memory.csv" > "$DIR/gemm-memory.log" 2>&1
         for formulation in $WEIGHT_GRADS; do
