@@ -4,10 +4,12 @@
 ``first_a (B, M)`` / ``first_b (B, N)`` the gate gradients and initial state of each row's first
 step, ``a (K, M)`` / ``b (K, N)`` the later steps' gate gradients and previous states (``K = (T-1)
 B`` rows, each row of ``a`` and ``b`` contiguous). It is the one GEMM of the backward whose
-reduction is over time, and the one where cuBLAS's ``addmm_`` allocated 32-132 MiB of blocks on an
-H200 (reports/h200/f1c2560/memory-breakdown.md): the Triton layers' whole training-memory excess
-over torch.nn at small H. This kernel allocates nothing but, when it splits the reduction, one
-float32 buffer of partial sums of at most :data:`PARTIAL_SUM_BYTES`.
+reduction is over time, and the one where cuBLAS's ``addmm_`` allocated blocks of four times the
+bytes of ``a`` (up to about 128 MiB) on an H200 (reports/h200/f1c2560/memory-breakdown.md,
+reports/cpu-memory/README.md): the Triton layers' whole training-memory excess over torch.nn at
+small H. Besides ``out`` this kernel allocates only, when it splits the reduction, one float32
+buffer of partial sums of at most :data:`PARTIAL_SUM_BYTES` and their float32 total, and otherwise
+a one-element placeholder.
 
 **Split-K.** ``out`` is cut into ``(BLOCK_M, BLOCK_N)`` tiles; a tile's rows of K are cut into
 ``splits`` contiguous ranges of ``rows_per_split`` (a multiple of ``BLOCK_K``) so that small outputs
