@@ -70,6 +70,19 @@ def test_report_sections_units_and_counts(rendered):
     assert "not in this fixture" in markdown and "graph capture failed" in markdown  # skipped and error reasons
 
 
+def test_peak_memory_is_set_against_the_baseline(rendered):
+    """The fixture's Triton needs 0.8x torch's peak and the eager loop 1.5x at each of the 4 shapes
+    (2 B x 2 H) of each configuration; the headline says so per backend, the tables per shape."""
+    markdown = (rendered / "report.md").read_text()
+    assert "### Peak memory against torch" in markdown
+    assert "| triton lstm | fwd_bwd | bfloat16 | cuda | 0.8 | 0.8–0.8 | 4/4 |" in markdown
+    assert "| eager lstm | fwd | bfloat16 | cuda | 1.5 | 1.5–1.5 | 0/4 |" in markdown
+    memory = markdown[markdown.index("\n## Peak memory"):markdown.index("\n## Correctness")]
+    assert "triton / torch (×)" in memory and "eager / torch (×)" in memory and "torch / torch" not in memory
+    row = next(line for line in memory.splitlines() if line.startswith("| 1024 | 16 |"))
+    assert row.endswith("| 1.5 | 0.8 |"), row  # the ratios, eager's then triton's, after the MiB columns
+
+
 def test_report_does_not_import_torch(tmp_path):
     # a small directory: every figure module is imported whatever is drawn
     write_rows(tmp_path, [make_row(make_case("speed", backend, "lstm", seq_len=t), "latency", t * 1e-3, "ms")

@@ -169,6 +169,12 @@ def _summary(data: ReportData, not_drawn: list[str]) -> list:
                    para("Geometric mean over the shapes where both the backend and the baseline have a valid "
                         "median; the range and the number of shapes it covers beside it."),
                    Table(speedups)]
+    memory = tables.headline_memory(data)
+    if not memory.empty:
+        blocks += [Heading(3, f"Peak memory against {data.speedup_baseline}"),
+                   para("Each backend's peak memory of one call over the baseline's at the same shape: geometric "
+                        "mean, range, and the shapes where it needs no more."),
+                   Table(memory)]
     return blocks
 
 

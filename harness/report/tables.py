@@ -44,16 +44,34 @@ def speed_rows(data: ReportData) -> pd.DataFrame:
     return valid[(valid.experiment == "speed") & valid.metric.isin(SPEED_METRICS)]
 
 
+def _paired_with_baseline(data: ReportData, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` of every backend but the baseline, each with ``baseline_value``: the baseline's valid
+    value of the same identity and metric (rows without one, or with a non-positive one, are left out)."""
+    baseline = data.speedup_baseline
+    if baseline is None or rows.empty:
+        return rows.assign(baseline_value=pd.Series(dtype=float)).iloc[0:0]
+    reference = rows[rows.backend == baseline][PAIRING + ["value"]].rename(columns={"value": "baseline_value"})
+    paired = rows[rows.backend != baseline].merge(reference, on=PAIRING, how="inner")
+    return paired[paired.baseline_value > 0]
+
+
 def speedups(data: ReportData) -> pd.DataFrame:
     """Valid speed rows of every backend but the baseline, with ``speedup`` = baseline median /
     backend median for the same identity and metric (rows without a valid baseline row are left out)."""
-    baseline = data.speedup_baseline
-    speed = speed_rows(data)
-    if baseline is None or speed.empty:
-        return speed.assign(speedup=pd.Series(dtype=float)).iloc[0:0]
-    reference = speed[speed.backend == baseline][PAIRING + ["value"]].rename(columns={"value": "baseline_value"})
-    paired = speed[speed.backend != baseline].merge(reference, on=PAIRING, how="inner")
+    paired = _paired_with_baseline(data, speed_rows(data))
     return paired.assign(speedup=paired.baseline_value / paired.value)
+
+
+def memory_rows(data: ReportData) -> pd.DataFrame:
+    valid = data.valid
+    return valid[(valid.experiment == "memory") & (valid.metric == "peak_memory")]
+
+
+def memory_ratios(data: ReportData) -> pd.DataFrame:
+    """Valid peak-memory rows of every backend but the baseline, with ``ratio`` = backend peak /
+    baseline peak for the same identity (below 1: the backend needs less)."""
+    paired = _paired_with_baseline(data, memory_rows(data))
+    return paired.assign(ratio=paired.value / paired.baseline_value)
 
 
 def geomean(values: pd.Series) -> float:
@@ -129,15 +147,41 @@ def speed_tables(data: ReportData) -> list[tuple[str, pd.DataFrame]]:
 
 
 def memory_tables(data: ReportData) -> list[tuple[str, pd.DataFrame]]:
-    valid = data.valid
-    memory = valid[(valid.experiment == "memory") & (valid.metric == "peak_memory")]
+    """One table per configuration: each backend's peak in MiB at each shape, then its ratio to the
+    baseline's peak."""
+    memory = memory_rows(data)
+    ratios = memory_ratios(data)
     tables = []
     for (family, device, dtype, mode), group in memory.groupby(["family", "device", "dtype", "mode"], sort=True):
         table = group.pivot_table(index=SHAPE, columns="backend", values="value", aggfunc="first")
         table = table.map(fmt).reset_index().rename(columns=SHAPE_HEADERS)
         table.columns = [f"{column} (MiB)" if column in set(group.backend) else column for column in table.columns]
-        tables.append((f"{family} {mode}, {dtype} on {device}: peak memory (MiB)", table.astype(str)))
+        shape_ratios = ratios.merge(group[PAIRING + ["backend"]], on=PAIRING + ["backend"], how="inner")
+        if not shape_ratios.empty:
+            by_backend = shape_ratios.pivot_table(index=SHAPE, columns="backend", values="ratio", aggfunc="first")
+            by_backend.columns = [f"{column} / {data.speedup_baseline} (×)" for column in by_backend.columns]
+            by_backend = by_backend.map(fmt).reset_index().rename(columns=SHAPE_HEADERS)
+            table = table.merge(by_backend, on=[SHAPE_HEADERS[column] for column in SHAPE], how="left")
+        tables.append((f"{family} {mode}, {dtype} on {device}: peak memory (MiB)", table.fillna("-").astype(str)))
     return tables
+
+
+def headline_memory(data: ReportData) -> pd.DataFrame:
+    """Per backend and configuration: the geometric mean of its peak memory over the baseline's, the
+    range, and at how many of the shapes it needs no more than the baseline."""
+    paired = memory_ratios(data)
+    if paired.empty:
+        return pd.DataFrame()
+    rows = []
+    for (family, device, dtype, mode, backend), group in paired.groupby(["family", "device", "dtype", "mode", "backend"],
+                                                                         sort=True):
+        rows.append({
+            "backend": series_label(backend, family), "mode": mode, "dtype": dtype, "device": device,
+            f"geomean peak / {data.speedup_baseline}'s (×)": fmt(geomean(group.ratio)),
+            "range (×)": f"{fmt(group.ratio.min())}–{fmt(group.ratio.max())}",
+            f"shapes at or below {data.speedup_baseline}": f"{int((group.ratio <= 1).sum())}/{len(group)}",
+        })
+    return pd.DataFrame(rows)
 
 
 def _gate_rows(data: ReportData) -> pd.DataFrame:
