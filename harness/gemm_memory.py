@@ -5,8 +5,8 @@ training peak above torch.nn's at small H because of blocks allocated inside one
 ``dw_hh.addmm_(dpre.t(), h_prev)`` at ``kernels/projections.py`` (bf16, a reduction over
 K = (T-1) * B rows): 32 MiB at H=64 B=16, 128 MiB at H=64 B=64, 132 MiB at H=768 (B=16 and 64),
 none of them on CPU, where the same code runs without cuBLAS. The layers now ship the ``triton``
-formulation for 16-bit operands (:mod:`rnnbench.kernels.weight_grad`, which allocates at most 4 MiB of partial sums by
-construction; chosen without a GPU). This probe times and measures each of
+formulation for 16-bit operands (:mod:`rnnbench.kernels.weight_grad`, which allocates at most 4 MiB
+of partial sums by construction; chosen without a GPU). This probe times and measures each of
 :data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS` (the same product) on a GPU at the
 LSTM's shapes: it checks that choice (memory, and time against cuBLAS) and says which cuBLAS
 formulation to fall back on if the Triton GEMM is too slow somewhere.

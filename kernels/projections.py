@@ -123,6 +123,7 @@ def weight_grad_formulation(dtype: torch.dtype) -> str:
         return "addmm"
     return "triton"
 
+
 def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool, lengths=None):
     """Gradients from ``dpre (D, T, B, G*H)``, the gradient of the gate pre-activations (zero past
     each row's end), given ``x (T, B, I)``, ``h0 (D, B, R)``, ``y (T, B, D*R)``, ``w_ih (D, G*H, I)``.
@@ -130,7 +131,8 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
     ``dx = sum_d dpre_d W_ih_d``; ``dW_ih = sum_t dpre_t^T x_t``; ``dW_hh = sum_t dpre_t^T h_prev_t``,
     where the state before time t is ``y[t-1]`` going forwards and ``y[t+1]`` going backwards, and
     ``h0`` at each row's first step (a product over shifted views of ``y``, which is zero past a row's
-    end, so no shifted copy is made, computed as :func:`weight_grad_formulation` says; no later steps when T = 1);
+    end, so no shifted copy is made, computed as :func:`weight_grad_formulation` says; no later steps
+    when T = 1);
     ``db_ih = db_hh = sum over t and b of dpre``.
     Returns ``(dx (T, B, I), dw_ih (D, G*H, I), dw_hh (D, G*H, R), db (D, G*H))`` (None when not needed).
     """
@@ -150,6 +152,7 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
         states = y[..., d * R:(d + 1) * R]
         later, earlier = dpre[d, 1:], dpre[d, :-1]
         pre, state = (later, states[:-1]) if d == 0 else (earlier, states[1:])
-        WEIGHT_GRAD_FORMULATIONS[weight_grad_formulation(dpre.dtype)](dw_hh[d], (first, h0[d]), pre.reshape(-1, width), state.reshape(-1, R))
+        formulation = WEIGHT_GRAD_FORMULATIONS[weight_grad_formulation(dpre.dtype)]
+        formulation(dw_hh[d], (first, h0[d]), pre.reshape(-1, width), state.reshape(-1, R))
     db = flat.sum(1) if need_bias else None
     return dx, dw_ih, dw_hh, db

@@ -185,8 +185,10 @@ def compile_for(dtype: torch.dtype, n: int, arch: int, precision: str | None = N
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from rnnbench.kernels.aot import TRITON_TYPES
+
     blocks = blocks_for(dtype, n)
-    data = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    data = TRITON_TYPES[str(dtype).removeprefix("torch.")]
     fn = weight_grad_kernel
     pointers = {"out_ptr": data, "partial_ptr": "fp32", "first_a_ptr": data, "first_b_ptr": data, "a_ptr": data, "b_ptr": data}
     signature = {name: "*" + kind for name, kind in pointers.items()}
