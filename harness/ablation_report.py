@@ -51,6 +51,8 @@ QUESTIONS = (
     Question("Gluon backward against the plain one", "real_bwd", "real_gluon_bwd"),
     Question("Gluon forward without its grid barrier", "real_gluon", "real_gluon_no_sync"),
     Question("Gluon backward without its grid barrier", "real_gluon_bwd", "real_gluon_bwd_no_sync"),
+    Question("Gluon forward, weight tiles in registers (planned) against all in shared memory",
+             "real_gluon_shared_weights", "real_gluon"),
 )
 
 

@@ -103,6 +103,8 @@ class KernelConfig:
     #: flags a poll load brings at most (:attr:`rnnbench.kernels.plan.Plan.poll_vector`; the Gluon
     #: kernels always poll in vectors of up to 4, whatever this says)
     poll_vector: int = 1
+    #: the Gluon forward's weight tiles held in registers (:attr:`rnnbench.kernels.plan.Plan.register_tiles`)
+    register_tiles: int = 0
 
     @classmethod
     def from_plan(cls, plan: Plan, dtype: str, direction: str, precision: str = "tf32", directions: int = 1,
@@ -112,7 +114,7 @@ class KernelConfig:
         kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_{'gluon_' if plan.path == GLUON else ''}kernel"
         return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
                    plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths, hidden_divisible,
-                   plan.poll_order, plan.poll_vector)
+                   plan.poll_order, plan.poll_vector, plan.register_tiles)
 
     @property
     def m_split(self) -> int:
@@ -123,7 +125,8 @@ class KernelConfig:
     def plan(self) -> Plan:
         """A plan with this configuration's layout (one hidden block per poll flag)."""
         return Plan(self.cell, self.path, self.block_b, self.block_h, self.h_pad, self.k_split, self.num_warps,
-                    (self.poll, 1), self.k_chunks, self.directions, self.directions, self.poll_order)
+                    (self.poll, 1), self.k_chunks, self.directions, self.directions, self.poll_order,
+                    self.register_tiles)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,11 @@ their time is estimated by :func:`simulate`:
   predicate until the k-th copy has landed; ``cp.async`` (``LDGSTS``) is an HBM load that
   ``DEPBAR.LE SB0`` waits for; warpgroup MMAs (``HGMMA``) that accumulate into the same registers
   follow each other through the tensor pipe without waiting for each other's result, and
-  ``WARPGROUP.DEPBAR`` waits for the last.
+  ``WARPGROUP.DEPBAR`` waits for the last. A warpgroup MMA also streams its shared-memory operands
+  through the SM's shared-memory channel (:func:`rnnbench.kernels.sass.hgmma_shared_bytes`: B, and
+  A unless it comes from registers), so ``64x16x16`` with both operands there takes 2.5 KiB / 128 B
+  = 20 cycles of it, more than its tensor-pipe cycles (the H200 profile of the Gluon forward at
+  H=768, B=16: its 48 such MMAs took ~800 cycles a step).
 * **Loop steady state.** Three iterations are simulated; the step is the third minus the second,
   so values carried across steps (prefetches) are accounted for.
 * **Grid barrier.** The poll loop's body is on the path once; an acquire poll load
@@ -74,7 +78,8 @@ HMMA.16816 (16-bit)   33      33      dependent mma.sync latency [SU22], [AB22];
                                       SM; Hopper mma.sync ~2/3 of its 2048 (wgmma) [LU24]; TF32 half
 HGMMA (wgmma)         128     -       result after the last of a chain (assumption); tensor-pipe cycles
                                       at mma.sync's rate above (64xNx16: 16 rows per scheduler; at
-                                      wgmma's peak they would be 2/3 of that: not measured for N=16)
+                                      wgmma's peak they would be 2/3 of that: not measured for N=16);
+                                      its shared-memory operands at 128 B/clock (above)
 mbarrier wait         30      -       = LDS (a shared-memory poll; assumption)
 TMA copy              280+    -       L2 round trip + box bytes at the SM's share of L2 bandwidth
 L2 hit (coherent)     280     250     [CC23] (H100 ~260-290 near, more for the far partition); review
@@ -127,7 +132,7 @@ from rnnbench.kernels.plan import (
 )
 from rnnbench.kernels.sass import (
     ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepPath, count, load_sources, parse,
-    reads, step_path, writes,
+    hgmma_shared_bytes, reads, step_path, writes,
 )
 
 #: the estimate's terms, in the order they appear in tables
@@ -385,7 +390,12 @@ def _complete(ins: Instruction, kind: str, issue: float, context: WarpContext, f
     if kind == "mma":
         own = _mma_cycles(ins, context.mma_fma_per_clock)
         latency = lat.hgmma if ins.base == "HGMMA" else lat.mma
-        return _through(free, "tensor", issue, 0.0, own, per_scheduler, latency - own)
+        done = _through(free, "tensor", issue, 0.0, own, per_scheduler, latency - own)
+        operand_bytes = hgmma_shared_bytes(ins)
+        if operand_bytes:  # its operands stream from shared memory; each of the 4 warps issues a quarter
+            fed = operand_bytes / 4 / lat.smem_bytes_per_clock
+            done = max(done, _through(free, "smem", issue, 0.0, fed, per_sm, latency - own))
+        return done
     if kind == "mufu":
         return _through(free, "sfu", issue, 0.0, lat.mufu_issue, per_scheduler, lat.mufu - lat.mufu_issue)
     if kind == "shfl":

@@ -6,9 +6,16 @@ synchronisation buffer, see :mod:`rnnbench.kernels.lstm_kernels`), the same grid
 (release flags, timeout, status word: :func:`rnnbench.kernels.primitives.grid_barrier`) and the same
 handling of directions and per-row lengths, but with what plain Triton does not let a kernel choose:
 
-* **The weight slice is resident in shared memory for the whole sequence**, loaded once by TMA in
-  the NVMMA (wgmma) layout: ``K_TILES = H_PAD / 64`` tiles of ``(64 gate rows, 64 columns)``.
-  Rows are gate-major: row ``g * 16 + j`` is gate g (i, f, g, o) of unit ``pid_h * 16 + j``.
+* **The weight slice stays on chip for the whole sequence**, ``K_TILES = H_PAD / 64`` tiles of
+  ``(64 gate rows, 64 columns)``, rows gate-major: row ``g * 16 + j`` is gate g (i, f, g, o) of
+  unit ``pid_h * 16 + j``. The last ``REGISTER_TILES`` (:func:`rnnbench.kernels.plan.gluon_register_tiles`:
+  up to 6, 16 registers per thread each) are loaded once into registers as the warpgroup MMA's A
+  operand; the others once by TMA into shared memory in the NVMMA (wgmma) layout. The last, so
+  that the MMAs after the last state copy lands, the step's tail, are the fast ones. An MMA
+  ``64 x BLOCK_B x 16`` with A in shared memory streams 2 KiB of weights and 0.5 KiB of h through
+  the SM's 128 bytes per clock of shared-memory bandwidth, ~20 cycles, against the tensor pipe's
+  ~8-12; with A in registers only h is read (the H200 profile of the all-shared version at H=768,
+  B=16: its 48 MMAs took ~800 cycles a step, ~17 each, about 20 % of the step).
 * **h_{t-1} is fetched by TMA** in a few copies (:func:`rnnbench.kernels.plan.gluon_state_copies`:
   up to 8 tiles of ``(BLOCK_B, 64)`` each, a 3-D box of the exchange viewed ``(tile, row, column)``),
   one mbarrier per copy, so the warpgroup MMAs of the first copy's tiles start while later copies
@@ -17,7 +24,7 @@ handling of directions and per-row lengths, but with what plain Triton does not 
   each, in the SASS), 12 mbarrier waits and 12 armings, each behind a CTA barrier; 2 copies of 8
   tiles bring the cost model's step at H=768, B=16 from 2.32 to 1.91 µs (Triton 3.9).
 * **One warpgroup MMA chain** (``warpgroup_mma``, M = 64 gate rows, N = ``BLOCK_B`` batch rows,
-  K = ``H_PAD``; both operands in shared memory) accumulates the whole product in float32
+  K = ``H_PAD``; A in registers or shared memory, B in shared memory) accumulates the whole product in float32
   registers: no split-K and no cross-warp reduction of partial sums. The only data movement
   between warps is the gate split: the ``(64, BLOCK_B)`` product goes through shared memory once
   and comes back as four ``(16, BLOCK_B)`` gate tiles, unit-major (``[j, b]`` is unit j of batch
@@ -137,15 +144,34 @@ def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
 
 
 @gluon.jit
-def _load_weights(w_desc, w_smem, bar, row0, H, K_TILES: gl.constexpr):
-    """The program's ``(64, H_PAD)`` weight slice into ``w_smem`` (``K_TILES`` tiles of 64 columns),
-    4 TMA boxes of 16 rows per tile (one per gate, rows ``g*H + row0``); columns past the weight
-    matrix are zero-filled by TMA."""
-    mbarrier.expect(bar, K_TILES * 4 * w_desc.block_type.nbytes)
-    for k in gl.static_range(K_TILES):
-        for g in gl.static_range(4):
-            tma_load(w_desc, [row0 + g * H, k * _K_TILE], bar, w_smem.index(k).slice(g * _UNITS, _UNITS))
-    mbarrier.wait(bar, 0)
+def _load_weights(w_desc, w_smem, bar, row0, H, SHARED_TILES: gl.constexpr):
+    """The program's first ``SHARED_TILES`` weight tiles (64 gate rows x 64 columns each) into
+    ``w_smem``, 4 TMA boxes of 16 rows per tile (one per gate, rows ``g*H + row0``); columns past
+    the weight matrix are zero-filled by TMA."""
+    if SHARED_TILES > 0:
+        mbarrier.expect(bar, SHARED_TILES * 4 * w_desc.block_type.nbytes)
+        for k in gl.static_range(SHARED_TILES):
+            for g in gl.static_range(4):
+                tma_load(w_desc, [row0 + g * H, k * _K_TILE], bar, w_smem.index(k).slice(g * _UNITS, _UNITS))
+        mbarrier.wait(bar, 0)
+
+
+@gluon.jit
+def _register_weights(w_ptr, w_stride, row0, H, layout: gl.constexpr, SHARED_TILES: gl.constexpr,
+                      K_TILES: gl.constexpr):
+    """The program's weight tiles ``[SHARED_TILES, K_TILES)`` as warpgroup-MMA A operands held in
+    registers (``layout``: the accumulator's dot-operand layout), a tuple of ``(64, 64)`` tiles
+    loaded once from ``W_hh`` rows ``(D*4H, w_stride)``: tile row ``g*16 + j`` is row
+    ``row0 + g*H + j``; columns past H read as zero."""
+    rows = gl.arange(0, 4 * _UNITS, layout=gl.SliceLayout(1, layout))
+    rows = row0 + (rows // _UNITS) * H + rows % _UNITS
+    row_offsets = gl.expand_dims(rows.to(gl.int64) * w_stride, 1)
+    columns = gl.arange(0, _K_TILE, layout=gl.SliceLayout(0, layout))
+    tiles = ()
+    for k in gl.static_range(SHARED_TILES, K_TILES):
+        column = gl.expand_dims(k * _K_TILE + columns, 0)
+        tiles = tiles + (gl.load(w_ptr + row_offsets + column, mask=column < H, other=0.0),)
+    return tiles
 
 
 @gluon.jit
@@ -161,8 +187,9 @@ def _arm_state_barriers(bars, ex_desc, COPIES: gl.constexpr):
 
 
 @gluon.jit
-def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
-                       K_TILES: gl.constexpr, PER_COPY: gl.constexpr, COPIES: gl.constexpr):
+def _recurrent_product(ex_desc, row, w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.constexpr,
+                       BLOCK_B: gl.constexpr, K_TILES: gl.constexpr, PER_COPY: gl.constexpr, COPIES: gl.constexpr,
+                       SHARED_TILES: gl.constexpr):
     """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the rows
     ``row + [0, BLOCK_B)`` of the exchange (viewed ``(tile, D*2*B_pad, 64)``). Every copy's TMA
     load (``PER_COPY`` tiles) is issued first, each completing on its own mbarrier (armed by
@@ -179,7 +206,11 @@ def _recurrent_product(ex_desc, row, w_smem, h_smem, bars, phase, acc_layout: gl
         if k % PER_COPY == 0:
             mbarrier.wait(bars.index(k // PER_COPY), phase)
         tiles = _with_layout(h_smem.index(k // PER_COPY), _TILE_LAYOUT)
-        acc = warpgroup_mma(w_smem.index(k), tiles.index(k % PER_COPY).permute((1, 0)), acc, is_async=True)
+        if k < SHARED_TILES:
+            acc = warpgroup_mma(w_smem.index(k), tiles.index(k % PER_COPY).permute((1, 0)), acc, is_async=True)
+        else:
+            acc = warpgroup_mma(w_regs[k - SHARED_TILES], tiles.index(k % PER_COPY).permute((1, 0)), acc,
+                                is_async=True)
     return warpgroup_mma_wait(0, deps=(acc,))
 
 
@@ -200,23 +231,25 @@ def _pre_activations(product, gates_smem, xg_smem, tile_layout: gl.constexpr):
 
 @gluon.jit(do_not_specialize=["T", "B", "first_direction"])
 def lstm_forward_gluon_kernel(
-    xg_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
-    T, B, H, first_direction,
+    xg_ptr, w_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
+    T, B, H, w_stride, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
-    GRID_SYNC: gl.constexpr = True,
+    REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
 
     Buffers as :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel`'s (``h0`` already in slot
-    1 of the exchange). ``w_desc``: TMA descriptor of ``W_hh`` viewed ``(D*4H, w_stride)``, box
-    ``(16, 64)``; ``ex_desc``: of the exchange viewed ``(H_PAD/64, D*2*B_pad, 64)``, box
+    1 of the exchange). ``w_ptr``: ``W_hh`` rows ``(D*4H, w_stride)``, whose last ``REGISTER_TILES``
+    tiles of 64 columns are loaded into registers; ``w_desc``: TMA descriptor of the same rows, box
+    ``(16, 64)``, for the other tiles; ``ex_desc``: of the exchange viewed ``(H_PAD/64, D*2*B_pad, 64)``, box
     ``(PER_COPY, BLOCK_B, 64)``. ``GRID_SYNC=False`` (the step ablation's ``real_gluon_no_sync``
     only) leaves out the grid barrier's release and poll, keeping its CTA barriers and proxy
     fences: the step's own chain, timed, with garbage results.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
+    SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
     dtype: gl.constexpr = y_ptr.dtype.element_ty
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -247,7 +280,7 @@ def lstm_forward_gluon_kernel(
     write = row_row * H_PAD + unit_col
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
 
-    w_smem = gl.allocate_shared_memory(dtype, [K_TILES, 4 * _UNITS, _K_TILE], w_desc.layout)
+    w_smem = gl.allocate_shared_memory(dtype, [max(SHARED_TILES, 1), 4 * _UNITS, _K_TILE], w_desc.layout)
     # the state: one (PER_COPY, BLOCK_B, 64) buffer per TMA copy, whose tiles the MMAs read through
     # a view in the operand layout of one (BLOCK_B, 64) tile (_with_layout; 128-byte swizzle)
     h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
@@ -263,7 +296,10 @@ def lstm_forward_gluon_kernel(
     for j in gl.static_range(COPIES + 1):
         mbarrier.init(bars.index(j), count=1)
     fence_async_shared()
-    _load_weights(w_desc, w_smem, bars.index(COPIES), direction * 4 * H + pid_h * _UNITS, H, K_TILES)
+    _load_weights(w_desc, w_smem, bars.index(COPIES), direction * 4 * H + pid_h * _UNITS, H, SHARED_TILES)
+    w_regs = _register_weights(w_ptr, w_stride, direction * 4 * H + pid_h * _UNITS, H,
+                               gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=2), SHARED_TILES,
+                               K_TILES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
     _arm_state_barriers(bars, ex_desc, COPIES)
@@ -273,8 +309,8 @@ def lstm_forward_gluon_kernel(
         t = time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
-        product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, h_smem, bars, s % 2, acc_layout,
-                                     BLOCK_B, K_TILES, PER_COPY, COPIES)
+        product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, w_regs, h_smem, bars, s % 2,
+                                     acc_layout, BLOCK_B, K_TILES, PER_COPY, COPIES, SHARED_TILES)
         z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, xg_smem, tile_layout)
         i = _sigmoid(z_i)
         f = _sigmoid(z_f)
@@ -356,10 +392,11 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     w_desc, ex_desc = descriptors(plan, w_rows, exchange)
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_forward_gluon_kernel[plan.launch_grid](
-            xg, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, *sizes, first_direction,
-            BLOCK_B=plan.block_b, H_PAD=plan.h_pad, TRAINING=training, DIRECTIONS=plan.directions,
+            xg, w_rows, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, *sizes, w_rows.stride(-2),
+            first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad, TRAINING=training, DIRECTIONS=plan.directions,
             HAS_LENGTHS=has_lengths, POLL=plan.poll, POLL_ORDER=POLL_ORDERS[plan.poll_order],
-            PER_COPY=state_box(plan)[0], GRID_SYNC=grid_sync, num_warps=plan.num_warps,
+            PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles, GRID_SYNC=grid_sync,
+            num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
     _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
@@ -376,7 +413,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
 
     data = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": state_box(plan)}
-    pointers = {"xg_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
+    pointers = {"xg_ptr": data, "w_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
                 "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}
     fn = lstm_forward_gluon_kernel
     signature = {}
@@ -386,14 +423,14 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
             signature[name] = f"tensordesc<{data}[{', '.join(map(str, box))}],{shared_layout(box, dtype)!r}>"
         elif name in pointers:
             signature[name] = "*" + pointers[name]
-        elif name in ("T", "B", "H", "first_direction"):
+        elif name in ("T", "B", "H", "w_stride", "first_direction"):
             signature[name] = "i32"
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
-                  "PER_COPY": state_box(plan)[0], "GRID_SYNC": grid_sync}
+                  "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
-             if kind.startswith("*") or name == "H"}
+             if kind.startswith("*") or name in ("H", "w_stride")}
     options = {"num_warps": plan.num_warps, "maxnreg": plan.max_registers, "launch_cooperative_grid": True}
     return triton.compile(GluonASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
                           target=GPUTarget("cuda", arch, 32), options=options)

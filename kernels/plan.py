@@ -277,6 +277,9 @@ class Plan:
     launch_directions: int = 1
     #: the grid barrier's poll order (:data:`POLL_ORDER_NAMES`; the kernels' ``POLL_ORDER``)
     poll_order: str = DEFAULT_POLL_ORDER
+    #: the Gluon forward's weight tiles (64 columns each) held in registers as the warpgroup MMA's A
+    #: operand rather than read from shared memory every step (:func:`gluon_register_tiles`)
+    register_tiles: int = 0
 
     def __post_init__(self):
         if self.poll_order not in POLL_ORDER_NAMES:
@@ -389,8 +392,10 @@ def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype, backward: bool =
     Registers: the cap passed to ptxas (:attr:`Plan.max_registers`), which a compiled kernel never
     exceeds (it spills instead, and the AOT table reports spills)."""
     if plan.path == GLUON:
-        shared = (gluon_backward_shared_bytes if backward else gluon_shared_bytes)(plan.h_pad, plan.block_b,
-                                                                                    element_size(dtype))
+        if backward:
+            shared = gluon_backward_shared_bytes(plan.h_pad, plan.block_b, element_size(dtype))
+        else:
+            shared = gluon_shared_bytes(plan.h_pad, plan.block_b, element_size(dtype), plan.register_tiles)
         return Resources(shared + SHARED_FIXED, plan.max_registers)
     size = element_size(dtype)
     rows = GATES[cell] * plan.block_h
@@ -716,15 +721,45 @@ def gluon_state_copies(h_pad: int) -> tuple[int, int]:
     return -(-tiles // per_copy), per_copy
 
 
-def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2) -> int:
-    """Shared memory (bytes) one Gluon program allocates: the weight slice ``(64, h_pad)``, the
+#: weight tiles ``(64 gate rows, 64 columns)`` the Gluon forward holds in registers (16 per thread
+#: each), by the tiles of ``h_pad``: at most 6 up to 12 tiles (H <= 768), 2 up to 16 (H <= 1024),
+#: none beyond. The most with which no configuration of :func:`rnnbench.kernels.aot.gluon_configs`
+#: spills under Triton 3.6 (the GPU machine's: 8 tiles spilled 32-120 bytes at H=768 and 1024,
+#: while Triton 3.9 held 8 at H=768) and its poll stays one L2 round trip (at H=1024, 4 and 6
+#: tiles left Triton 3.6 one register for the status word's and the flags' loads, so the flags'
+#: load waited for the status word's: ``test_the_acquire_poll_is_one_round_trip``)
+GLUON_REGISTER_TILES = ((12, 6), (16, 2))
+
+
+def gluon_register_tiles(h_pad: int, block_b: int) -> int:
+    """Weight tiles of the Gluon forward held in registers as the warpgroup MMA's A operand, the
+    last of the ``h_pad / 64`` (:data:`GLUON_REGISTER_TILES`); the others stay in shared memory.
+
+    A warpgroup MMA ``64 x N x 16`` with A in shared memory reads 2 KiB of weights and ``N x 32``
+    bytes of h through the SM's 128 bytes per clock: at ``N = BLOCK_B = 16`` 20 cycles against the
+    tensor pipe's ~8-12, so the weights' bandwidth, not the tensor cores, sets the MMAs' pace (the
+    H200's profile at H=768 B=16: ~17 cycles per MMA). With A in registers only h is read. At
+    ``N = 32`` the two rates meet (24 cycles either way in the cost model: no gain), so only
+    16-row batch blocks hold weights in registers. Cost model, bf16, Triton 3.6, the kernel's step:
+    H=768 B=16 1.93 -> 1.77 µs, H=512 1.70 -> 1.55, H=1024 2.16 -> 2.09."""
+    tiles = h_pad // GLUON_K_TILE
+    if block_b != MIN_BLOCK_B:
+        return 0
+    return next((min(tiles, held) for most_tiles, held in GLUON_REGISTER_TILES if tiles <= most_tiles), 0)
+
+
+def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2, register_tiles: int = 0) -> int:
+    """Shared memory (bytes) one Gluon program allocates: the weight slice ``(64, h_pad)`` but for
+    its ``register_tiles`` tiles of 64 columns in registers (at least one tile is allocated), the
     state tiles ``(block_b, copies x tiles per copy x 64)`` (:func:`gluon_state_copies`), the
     prefetched ``xg`` tiles ``(64, block_b)`` (``size`` bytes per element), the float32 gate
     scratch ``(64, block_b)`` and one 8-byte mbarrier per state copy and for the weights."""
     rows = 4 * GLUON_BLOCK_H
     copies, per_copy = gluon_state_copies(h_pad)
     state_columns = copies * per_copy * GLUON_K_TILE
-    return rows * h_pad * size + block_b * state_columns * size + rows * block_b * (4 + size) + 8 * (copies + 1)
+    weight_columns = max(h_pad - register_tiles * GLUON_K_TILE, GLUON_K_TILE)
+    return (rows * weight_columns * size + block_b * state_columns * size + rows * block_b * (4 + size)
+            + 8 * (copies + 1))
 
 
 #: warps of the Gluon backward (:mod:`rnnbench.kernels.gluon_lstm_backward`), one reduction slice
@@ -834,6 +869,10 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
     3.81 with 64-row blocks on 48, Triton 3.9), while the state every program reads per step is
     the same in total. Without ``multiprocessors`` (ahead of time) the largest that fits.
 
+    The forward's plan then holds its last weight tiles in registers where the batch block has 16
+    rows (:func:`gluon_register_tiles`); the batch block is chosen as if every tile were in shared
+    memory.
+
     ``backward``: the plan of :mod:`rnnbench.kernels.gluon_lstm_backward` (same limits and batch
     block rule): :data:`GLUON_BACKWARD_SPLIT` warps, 16 units per program (the MMA's M), ``h_pad``
     a multiple of :data:`GLUON_BACKWARD_H_MULTIPLE` and ``k_split`` the warps' reduction slices."""
@@ -877,18 +916,24 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
                               f"bytes of shared memory, more than sm_{arch}'s {limits.shared_per_block}; use another path")
     if plans[0].grid[0] > MAX_HIDDEN_BLOCKS:
         raise PathUnavailable(f"path='gluon': {plans[0].grid[0]} hidden blocks, more than the barrier's {MAX_HIDDEN_BLOCKS}")
+
+    def holding_registers(plan: Plan) -> Plan:
+        # chosen with every weight in shared memory: fewer bytes there must not put two programs on
+        # one SM where one ran alone (they would share its tensor pipe and shared memory)
+        return plan if backward else dataclasses.replace(plan, register_tiles=gluon_register_tiles(h_pad, plan.block_b))
+
     if multiprocessors is None:
-        return fitting[-1]
+        return holding_registers(fitting[-1])
 
     def capacity(plan: Plan) -> int:
         return programs_per_multiprocessor(resources(plan), plan.num_warps, limits)[0] * multiprocessors
 
     for plan in fitting:
         if plan.programs <= capacity(plan):
-            return plan
+            return holding_registers(plan)
     for plan in fitting:
         if plan.grid[0] * plan.grid[1] <= capacity(plan):
-            return dataclasses.replace(plan, launch_directions=1)  # one direction after the other
+            return holding_registers(dataclasses.replace(plan, launch_directions=1))  # one direction after the other
     plan = fitting[-1]
     raise PathUnavailable(
         f"path='gluon' needs {plan.grid[0] * plan.grid[1]} co-resident programs per direction ({plan.grid[0]} hidden "

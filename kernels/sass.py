@@ -428,6 +428,21 @@ def _mma_widths(ins: Instruction) -> tuple[int, int, int]:
     return (m * n * accumulator_bits // 1024, max(1, m * k * element_bits // 1024), max(1, k * n * element_bits // 1024))
 
 
+def hgmma_shared_bytes(ins: Instruction) -> int:
+    """Bytes of shared memory one warpgroup MMA (``HGMMA.MxNxK``, issued by the warpgroup's four
+    warps together) reads for its operands: B (``K x N``) always, A (``M x K``) too when it comes
+    from a shared-memory descriptor (``HGMMA ... R24, gdesc[UR8], R24``) rather than registers
+    (``HGMMA ... R24, R152, gdesc[UR8], R24``). 0 for any other instruction."""
+    if ins.base != "HGMMA":
+        return 0
+    dims = next((m for m in ins.modifiers if re.fullmatch(r"\d+x\d+x\d+", m)), "64x16x16")
+    m, n, k = map(int, dims.split("x"))
+    element_bytes = 4 if "TF32" in ins.modifiers else 1 if any(t in ins.modifiers for t in ("E4M3", "E5M2")) else 2
+    sources = ins.operands[_result_operands(ins):]
+    a_in_shared = bool(sources) and sources[0].startswith("gdesc")
+    return (m * k * a_in_shared + k * n) * element_bytes
+
+
 def _data_width(ins: Instruction) -> int:
     """Registers per thread moved by a load, store or atomic (``LDSM.16.M88.4``: 4)."""
     if ins.base == "LDSM":

@@ -43,6 +43,9 @@ program per SM. ``real_gluon_no_sync`` and ``real_gluon_bwd_no_sync`` run the Gl
 their grid barrier (``GRID_SYNC=False``: no release, no poll; garbage results), so the shipped
 kernel minus it is what the grid synchronisation costs it, on the kernel itself rather than on the
 ``full``/``no_sync`` pair of the ablation kernel (measured only: the model has no estimate of them).
+``real_gluon_shared_weights`` runs the Gluon forward with every weight tile in shared memory (the
+kernel before :func:`rnnbench.kernels.plan.gluon_register_tiles`), against ``real_gluon``'s planned
+tiles in registers.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -114,28 +117,52 @@ VARIANTS = {v.name: v for v in (
     Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
 )}
-#: the shipped LSTM kernels themselves (see :func:`real_launcher`), ``name: (path, poll order,
-#: narrow batch blocks allowed, direction, grid barrier)``: the plain cooperative forward at the
-#: same layout and the Gluon forward (sm_90, H >= 256) at its own, and the backward at its plan,
+@dataclass(frozen=True)
+class RealKernel:
+    """One shipped LSTM kernel as the step ablation times it (see :data:`REAL_PATHS`)."""
+
+    path: str
+    poll_order: str
+    #: narrow (16-row) batch blocks allowed where the planner takes them
+    narrow: bool
+    #: ``fwd`` or ``bwd``
+    direction: str
+    #: with its grid barrier (without: garbage results, the step's own chain timed)
+    grid_sync: bool = True
+    #: the Gluon forward's weight tiles in registers as planned (without: all in shared memory)
+    register_weights: bool = True
+
+    def plan(self, planned: Plan) -> Plan:
+        """``planned`` (the planner's plan of this kernel's path) as this variant runs it."""
+        return replace(planned, poll_order=self.poll_order,
+                       register_tiles=planned.register_tiles if self.register_weights else 0)
+
+
+#: the shipped LSTM kernels themselves (see :func:`real_launcher`): the plain cooperative forward at
+#: the same layout and the Gluon forward (sm_90, H >= 256) at its own, and the backward at its plan,
 #: each as planned (the default poll order) and with the other order forced, so one run says which
 #: order each kernel should use; the plain kernels in the wide batch blocks the planner no longer
 #: takes where the B <= 16 layout fits one program per SM (:func:`rnnbench.kernels.plan.narrow_batch_blocks`);
-#: and the Gluon kernels without their grid barrier (``real_gluon_no_sync``, ``real_gluon_bwd_no_sync``:
+#: the Gluon kernels without their grid barrier (``real_gluon_no_sync``, ``real_gluon_bwd_no_sync``:
 #: no release, no poll; the CTA barriers and proxy fences stay; their results are garbage), so
-#: ``real_gluon`` minus it is what the grid synchronisation costs the shipped kernel. A variant whose
-#: plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply) is not timed again.
+#: ``real_gluon`` minus it is what the grid synchronisation costs the shipped kernel; and the Gluon
+#: forward with every weight tile in shared memory (``real_gluon_shared_weights``: the kernel before
+#: :func:`rnnbench.kernels.plan.gluon_register_tiles`, where the plan holds tiles in registers). A
+#: variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply,
+#: ``real_gluon_shared_weights`` where no tile is held) is not timed again.
 REAL = "real"
-REAL_PATHS = {REAL: ("cooperative", DEFAULT_POLL_ORDER, True, "fwd", True),
-              "real_relaxed": ("cooperative", "relaxed", True, "fwd", True),
-              "real_gluon": ("gluon", DEFAULT_POLL_ORDER, True, "fwd", True),
-              "real_gluon_relaxed": ("gluon", "relaxed", True, "fwd", True),
-              "real_gluon_no_sync": ("gluon", DEFAULT_POLL_ORDER, True, "fwd", False),
-              "real_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "fwd", True),
-              "real_bwd": ("cooperative", DEFAULT_POLL_ORDER, True, "bwd", True),
-              "real_bwd_relaxed": ("cooperative", "relaxed", True, "bwd", True),
-              "real_bwd_wide_rows": ("cooperative", DEFAULT_POLL_ORDER, False, "bwd", True),
-              "real_gluon_bwd": ("gluon", DEFAULT_POLL_ORDER, True, "bwd", True),
-              "real_gluon_bwd_no_sync": ("gluon", DEFAULT_POLL_ORDER, True, "bwd", False)}
+REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
+              "real_relaxed": RealKernel("cooperative", "relaxed", True, "fwd"),
+              "real_gluon": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd"),
+              "real_gluon_relaxed": RealKernel("gluon", "relaxed", True, "fwd"),
+              "real_gluon_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", grid_sync=False),
+              "real_gluon_shared_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", register_weights=False),
+              "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
+              "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
+              "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
+              "real_bwd_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "bwd"),
+              "real_gluon_bwd": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd"),
+              "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False)}
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -420,10 +447,10 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
     """The plan the shipped kernel ``name`` (:data:`REAL_PATHS`) runs this shape with on this GPU
     (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
-    path, order, narrow, direction, _ = REAL_PATHS[name]
+    kernel = REAL_PATHS[name]
     like = torch.empty(0, dtype=dtype, device="cuda")
-    plan = make_plan(cell, hidden_size, batch, like, path, backward=direction == "bwd", allow_narrow=narrow)
-    return replace(plan, poll_order=order)
+    return kernel.plan(make_plan(cell, hidden_size, batch, like, kernel.path, backward=kernel.direction == "bwd",
+                                 allow_narrow=kernel.narrow))
 
 
 def _warm(task: tuple[str, int, int, str, str]) -> str | None:
@@ -434,7 +461,7 @@ def _warm(task: tuple[str, int, int, str, str]) -> str | None:
     try:
         if name in REAL_PATHS:
             real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1,
-                          *REAL_PATHS[name][3:])(1)
+                          REAL_PATHS[name].direction, REAL_PATHS[name].grid_sync)(1)
         else:
             plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
             buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=VARIANTS[name].tagged)
@@ -488,7 +515,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
             try:
                 if name in REAL_PATHS:
                     timed = _real_plan(name, cell, hidden_size, batch, dtype)
-                    direction, grid_sync = REAL_PATHS[name][3:]
+                    direction, grid_sync = REAL_PATHS[name].direction, REAL_PATHS[name].grid_sync
                     if (timed, direction, grid_sync) in real_plans:
                         continue
                     real_plans.append((timed, direction, grid_sync))
@@ -582,15 +609,15 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                          f"estimate sm_{arch}", "", terms))
     if cell == "lstm":
         real_plans = []
-        for name, (path, order, narrow, direction, grid_sync) in REAL_PATHS.items():
-            if not grid_sync:  # the AOT configurations compile the shipped kernels only
+        for name, kernel in REAL_PATHS.items():
+            if not kernel.grid_sync:  # the AOT configurations compile the shipped kernels only
                 continue
+            direction = kernel.direction
             try:
-                real = plan_recurrence(cell, hidden_size, batch, dtype, path, multiprocessors, arch=arch,
-                                       allow_narrow=narrow, backward=direction == "bwd")
+                real = kernel.plan(plan_recurrence(cell, hidden_size, batch, dtype, kernel.path, multiprocessors,
+                                                   arch=arch, allow_narrow=kernel.narrow, backward=direction == "bwd"))
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
-            real = replace(real, poll_order=order)
             if (real, direction) in real_plans:
                 continue
             real_plans.append((real, direction))
