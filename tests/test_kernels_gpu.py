@@ -372,6 +372,31 @@ def test_gluon_forward_matches_the_plain_cooperative_kernel_and_float64(dtype, h
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("hidden_size, batch, steps", [(320, 16, 64), (768, 16, 64), (1024, 1, 64), (400, 5, 9)])
+def test_gluon_forward_with_weights_in_registers_matches_all_in_shared_memory(monkeypatch, dtype, hidden_size, batch,
+                                                                                steps):
+    """The planned weight tiles in registers (:func:`rnnbench.kernels.plan.gluon_register_tiles`: all 5
+    of H=320, 6 of 12 at H=768, 2 of 16 at H=1024, 6 of 7 at H=400 with its last tile partly past H)
+    give the forward of every tile in shared memory: the same products in the same order on the
+    tensor cores, so at most a rounding apart (a wrong register layout is an error of order one)."""
+    import rnnbench.kernels.plan as plan_module
+
+    _require_gluon()
+    candidate, _, _, (x, states, _) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
+    assert make_plan("lstm", hidden_size, batch, x, "gluon").register_tiles > 0
+    with poisoned_outputs():
+        held = _layer_output(candidate, x, tuple(states))
+    monkeypatch.setattr(plan_module, "GLUON_REGISTER_TILES", ())
+    assert make_plan("lstm", hidden_size, batch, x, "gluon").register_tiles == 0
+    with poisoned_outputs():
+        shared = _layer_output(candidate, x, tuple(states))
+    check_barriers(wait=True)
+    for name, actual, base in zip(("y", "h_n", "c_n"), held, shared):
+        assert torch.isfinite(actual).all(), name
+        assert _relative_error(actual, base.double()) <= GLUON_TOLERANCE[dtype] / 10, (name, _relative_error(actual, base))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("directions, lengths", [(1, False), (2, True)], ids=["plain", "bidirectional-lengths"])
 def test_gluon_training_forward_saves_the_plain_kernels_gates_and_cell_states(dtype, directions, lengths):
     """The training forward overwrites xg with the activated gates and stores the float32 cell states
