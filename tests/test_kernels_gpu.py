@@ -393,7 +393,8 @@ def test_gluon_forward_with_weights_in_registers_matches_all_in_shared_memory(mo
     check_barriers(wait=True)
     for name, actual, base in zip(("y", "h_n", "c_n"), held, shared):
         assert torch.isfinite(actual).all(), name
-        assert _relative_error(actual, base.double()) <= GLUON_TOLERANCE[dtype] / 10, (name, _relative_error(actual, base))
+        error = _relative_error(actual, base.double())
+        assert error <= GLUON_TOLERANCE[dtype] / 10, (name, error)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
