@@ -53,6 +53,8 @@ QUESTIONS = (
     Question("Gluon backward without its grid barrier", "real_gluon_bwd", "real_gluon_bwd_no_sync"),
     Question("Gluon forward, weight tiles in registers (planned) against all in shared memory",
              "real_gluon_shared_weights", "real_gluon"),
+    Question("Gluon forward, weight tiles in registers in 32-row batch blocks too", "real_gluon",
+             "real_gluon_wide_register_weights"),
 )
 
 

@@ -45,7 +45,8 @@ kernel minus it is what the grid synchronisation costs it, on the kernel itself 
 ``full``/``no_sync`` pair of the ablation kernel (measured only: the model has no estimate of them).
 ``real_gluon_shared_weights`` runs the Gluon forward with every weight tile in shared memory (the
 kernel before :func:`rnnbench.kernels.plan.gluon_register_tiles`), against ``real_gluon``'s planned
-tiles in registers.
+tiles in registers; ``real_gluon_wide_register_weights`` holds tiles in registers in the 32-row
+batch blocks as well, which the plan does not (the cost model rates them even there).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -82,7 +83,9 @@ from rnnbench.kernels.cost import TERMS
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan, reset_sync,
 )
-from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, GATES, PathUnavailable, Plan, plan_recurrence, row_split
+from rnnbench.kernels.plan import (
+    DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_register_tiles, plan_recurrence, row_split,
+)
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot,
     gate_rows, held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
@@ -129,13 +132,23 @@ class RealKernel:
     direction: str
     #: with its grid barrier (without: garbage results, the step's own chain timed)
     grid_sync: bool = True
-    #: the Gluon forward's weight tiles in registers as planned (without: all in shared memory)
-    register_weights: bool = True
+    #: the Gluon forward's weight tiles in registers (:data:`REGISTER_WEIGHTS`)
+    register_weights: str = "planned"
+
+    def __post_init__(self):
+        if self.register_weights not in REGISTER_WEIGHTS:
+            raise ValueError(f"register_weights must be one of {REGISTER_WEIGHTS}, got {self.register_weights!r}")
 
     def plan(self, planned: Plan) -> Plan:
         """``planned`` (the planner's plan of this kernel's path) as this variant runs it."""
-        return replace(planned, poll_order=self.poll_order,
-                       register_tiles=planned.register_tiles if self.register_weights else 0)
+        tiles = {"planned": planned.register_tiles, "none": 0,
+                 "any_block": gluon_register_tiles(planned.h_pad, MIN_BLOCK_B)}[self.register_weights]
+        return replace(planned, poll_order=self.poll_order, register_tiles=tiles if planned.path == GLUON else 0)
+
+
+#: :attr:`RealKernel.register_weights`: as the plan holds them (16-row batch blocks only), none (every
+#: tile in shared memory), or as many as a 16-row block holds whatever the batch block
+REGISTER_WEIGHTS = ("planned", "none", "any_block")
 
 
 #: the shipped LSTM kernels themselves (see :func:`real_launcher`): the plain cooperative forward at
@@ -147,16 +160,20 @@ class RealKernel:
 #: no release, no poll; the CTA barriers and proxy fences stay; their results are garbage), so
 #: ``real_gluon`` minus it is what the grid synchronisation costs the shipped kernel; and the Gluon
 #: forward with every weight tile in shared memory (``real_gluon_shared_weights``: the kernel before
-#: :func:`rnnbench.kernels.plan.gluon_register_tiles`, where the plan holds tiles in registers). A
-#: variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply,
-#: ``real_gluon_shared_weights`` where no tile is held) is not timed again.
+#: :func:`rnnbench.kernels.plan.gluon_register_tiles`, where the plan holds tiles in registers) and
+#: with tiles in registers in 32-row batch blocks too (``real_gluon_wide_register_weights``, where
+#: the plan holds none: B=64 at H >= 768). A variant whose plan is an earlier one's (``*_wide_rows``
+#: wherever the rule does not apply, the two weight variants where they change nothing) is not
+#: timed again.
 REAL = "real"
 REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_relaxed": RealKernel("cooperative", "relaxed", True, "fwd"),
               "real_gluon": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_relaxed": RealKernel("gluon", "relaxed", True, "fwd"),
               "real_gluon_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", grid_sync=False),
-              "real_gluon_shared_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", register_weights=False),
+              "real_gluon_shared_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", register_weights="none"),
+              "real_gluon_wide_register_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd",
+                                                             register_weights="any_block"),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -359,7 +376,6 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
     grid barrier (garbage results; the plain kernels have no such switch)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
-    from rnnbench.kernels.plan import GLUON
 
     if not grid_sync and plan.path != GLUON:
         raise ValueError(f"only the Gluon kernels run without their grid barrier, not the {plan.path} ones")
@@ -399,7 +415,6 @@ def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dt
     values (the timing does not depend on them)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_backward_kernel
-    from rnnbench.kernels.plan import GLUON
 
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(2)

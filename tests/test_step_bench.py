@@ -104,10 +104,11 @@ def test_estimate_compiles_every_variant_for_sm90():
     pytest.importorskip("triton.backends.nvidia")
     rows = step_bench.estimate([("lstm", 768, 16)], torch.bfloat16, 90)
     variants = [row["variant"] for row in rows]
-    # the *_wide_rows variants are the planned ones at B <= 16: not estimated twice
-    # and the unsynchronised Gluon forward is a measurement only (no AOT configuration compiles it)
+    # the *_wide_rows variants and the wide register weights are the planned ones at B <= 16: not
+    # estimated twice; the unsynchronised Gluon forward is a measurement only (no AOT configuration
+    # compiles it)
     assert variants == list(step_bench.VARIANTS) + [name for name, real in step_bench.REAL_PATHS.items()
-                                                    if "wide_rows" not in name and real.grid_sync]
+                                                    if "wide" not in name and real.grid_sync]
     by_name = {row["variant"]: row["us_per_step"] for row in rows}
     assert all(value > 0 for value in by_name.values()), by_name
     # the parts cost less than the whole they are taken from
@@ -219,3 +220,21 @@ def test_measure_yields_timed_rows_on_gpu(capsys):
     variants = {row["variant"] for row in rows}
     assert set(step_bench.VARIANTS) | {step_bench.REAL} <= variants, variants
     assert all(row["us_per_step"] > 0 and row["q25_us"] <= row["q75_us"] for row in rows), rows
+
+
+def test_real_kernels_hold_the_weight_tiles_their_variant_names():
+    """``real_gluon`` runs the plan's tiles in registers (16-row blocks only), ``real_gluon_shared_weights``
+    none, ``real_gluon_wide_register_weights`` a 16-row block's count in 32-row blocks too; the plain
+    kernels hold none whatever the variant; an unknown choice is refused by name."""
+    def tiles(name: str, hidden_size: int, batch: int) -> int:
+        kernel = step_bench.REAL_PATHS[name]
+        planned = plan_recurrence("lstm", hidden_size, batch, torch.bfloat16, kernel.path, 132, arch=90)
+        return kernel.plan(planned).register_tiles
+
+    assert [tiles(name, 768, 16) for name in ("real_gluon", "real_gluon_shared_weights",
+                                               "real_gluon_wide_register_weights")] == [6, 0, 6]
+    assert [tiles(name, 768, 64) for name in ("real_gluon", "real_gluon_shared_weights",
+                                               "real_gluon_wide_register_weights")] == [0, 0, 6]
+    assert tiles("real", 768, 16) == 0
+    with pytest.raises(ValueError, match="register_weights must be one of .* got 'some'"):
+        step_bench.RealKernel("gluon", "acquire", True, "fwd", register_weights="some")
