@@ -120,6 +120,8 @@ VARIANTS = {v.name: v for v in (
     Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
 )}
+
+
 @dataclass(frozen=True)
 class RealKernel:
     """One shipped LSTM kernel as the step ablation times it (see :data:`REAL_PATHS`)."""
