@@ -55,6 +55,10 @@ QUESTIONS = (
              "real_gluon_shared_weights", "real_gluon"),
     Question("Gluon forward, weight tiles in registers in 32-row batch blocks too", "real_gluon",
              "real_gluon_wide_register_weights"),
+    # the kernels alone: the fused one pays off where its excess stays below the projection GEMM it
+    # saves (not timed here; gpu-core's fwd rows of the whole call have it)
+    Question("Gluon forward, input projection fused into it (kernel only, without the GEMM it saves)", "real_gluon",
+             "real_gluon_fused_input"),
 )
 
 

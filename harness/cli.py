@@ -232,8 +232,8 @@ COMPARE_PRINT_ALL = 60
 
 KERNEL_COLUMNS = ["kernel", "cell", "path", "dtype", "precision", "h_pad", "hidden_divisible", "direction", "directions",
                   "lengths", "block_b", "block_h", "k_split", "k_chunks", "poll", "poll_order", "poll_vector",
-                  "register_tiles", "num_warps", "shared_bytes", "registers", "spill_bytes", "step_spill_accesses",
-                  "fits", "model_shared_bytes", "model_registers"]
+                  "register_tiles", "input_tiles", "num_warps", "shared_bytes", "registers", "spill_bytes",
+                  "step_spill_accesses", "fits", "model_shared_bytes", "model_registers"]
 
 
 def _kernels(args) -> int:

@@ -29,13 +29,13 @@ import re
 import subprocess
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, HIDDEN_SPECIALISATION, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources,
-    plan_gluon, plan_recurrence, row_split,
+    gluon_input_tiles, plan_gluon, plan_recurrence, row_split,
 )
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES, POLL_ORDERS
@@ -105,6 +105,8 @@ class KernelConfig:
     poll_vector: int = 1
     #: the Gluon forward's weight tiles held in registers (:attr:`rnnbench.kernels.plan.Plan.register_tiles`)
     register_tiles: int = 0
+    #: the Gluon forward's fused input projection (:attr:`rnnbench.kernels.plan.Plan.input_tiles`, 0: none)
+    input_tiles: int = 0
 
     @classmethod
     def from_plan(cls, plan: Plan, dtype: str, direction: str, precision: str = "tf32", directions: int = 1,
@@ -114,7 +116,7 @@ class KernelConfig:
         kernel = f"{plan.cell}_{'backward' if direction == 'bwd' else 'forward'}_{'gluon_' if plan.path == GLUON else ''}kernel"
         return cls(kernel, plan.cell, plan.path, dtype, plan.h_pad, direction, plan.block_b, plan.block_h, plan.k_split,
                    plan.num_warps, precision, plan.k_chunks, plan.poll, directions, lengths, hidden_divisible,
-                   plan.poll_order, plan.poll_vector, plan.register_tiles)
+                   plan.poll_order, plan.poll_vector, plan.register_tiles, plan.input_tiles)
 
     @property
     def m_split(self) -> int:
@@ -126,7 +128,7 @@ class KernelConfig:
         """A plan with this configuration's layout (one hidden block per poll flag)."""
         return Plan(self.cell, self.path, self.block_b, self.block_h, self.h_pad, self.k_split, self.num_warps,
                     (self.poll, 1), self.k_chunks, self.directions, self.directions, self.poll_order,
-                    self.register_tiles)
+                    self.register_tiles, self.input_tiles)
 
 
 @dataclass(frozen=True)
@@ -201,22 +203,30 @@ GLUON_DTYPES = ("bfloat16", "float16")
 def gluon_configs(arch: int = 90) -> list[KernelConfig]:
     """The configurations :func:`rnnbench.kernels.plan.plan_gluon` launches for the hidden sizes
     :data:`GLUON_HIDDEN_SIZES` and batches :data:`GLUON_BATCHES` on :data:`COOPERATIVE_SMS`
-    multiprocessors (inference and training forward and the backward, both :data:`VARIANTS`). Not
-    part of :func:`shipped_configs`: where ``auto`` takes the Gluon forward, the AOT tests compile
-    these."""
+    multiprocessors (inference and training forward and the backward, both :data:`VARIANTS`), and
+    the forwards with the input projection fused (input size = hidden size; without lengths) where
+    :func:`rnnbench.kernels.plan.gluon_input_tiles` allows it, whether or not the switch
+    ``GLUON_FUSED_INPUT`` is on. Not part of :func:`shipped_configs`: where ``auto`` takes the Gluon
+    forward, the AOT tests compile these."""
     configs = []
     for dtype_name in GLUON_DTYPES:
+        dtype = DTYPES[dtype_name]
         for hidden in GLUON_HIDDEN_SIZES:
             for batch in GLUON_BATCHES:
                 for directions, lengths in VARIANTS:
                     for backward, kernel_directions in ((False, ("fwd", "fwd_train")), (True, ("bwd",))):
                         try:
-                            plan = plan_gluon("lstm", hidden, batch, DTYPES[dtype_name], COOPERATIVE_SMS, arch=arch,
+                            plan = plan_gluon("lstm", hidden, batch, dtype, COOPERATIVE_SMS, arch=arch,
                                               directions=directions, backward=backward)
                         except PathUnavailable:
                             continue
-                        configs.extend(KernelConfig.from_plan(plan, dtype_name, direction, directions=directions,
-                                                              lengths=lengths) for direction in kernel_directions)
+                        plans = [plan]
+                        fused = gluon_input_tiles(plan, hidden, dtype, arch, COOPERATIVE_SMS, fuse=True)
+                        if not backward and not lengths and fused:
+                            plans.append(replace(plan, input_tiles=fused))
+                        configs.extend(KernelConfig.from_plan(each, dtype_name, direction, directions=directions,
+                                                              lengths=lengths)
+                                       for each in plans for direction in kernel_directions)
     return list(dict.fromkeys(configs))
 
 

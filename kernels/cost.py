@@ -128,7 +128,7 @@ import torch
 
 from rnnbench.kernels.plan import (
     FORCED_PATHS, GATES, GLUON, HIDDEN_SPECIALISATION, LIMITS, Plan, Resources, element_size, gluon_copy_bytes,
-    plan_recurrence, programs_per_multiprocessor,
+    gluon_input_tiles, plan_recurrence, programs_per_multiprocessor,
 )
 from rnnbench.kernels.sass import (
     ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepPath, count, load_sources, parse,
@@ -264,6 +264,7 @@ def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), 
 TERM_OF = {"nop": "issue", "alu": "alu", "const": "alu", "special": "alu", "branch": "alu", "mma": "mma",
            "mma_wait": "mma", "ldsm": "smem", "lds": "smem", "sts": "smem", "mbarrier": "smem", "shfl": "shfl",
            "bar": "bar", "mufu": "mufu", "l2_load": "l2_load", "tma_load": "l2_load", "tma_wait": "l2_load",
+           "handoff_wait": "smem",
            "dram_load": "dram_load", "async_load": "dram_load", "async_wait": "dram_load", "store": "store",
            "sync_load": "grid_sync", "atomic": "grid_sync", "membar": "grid_sync", "fence": "grid_sync"}
 
@@ -292,7 +293,7 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
     lat = context.latencies
     counter_addresses = frozenset(operand for ins in path.instructions if ins.base in GLOBAL_ATOMICS
                                   for operand in ins.operands if "[" in operand)
-    classes = [op_class(ins, counter_addresses, cached_loads) for ins in path.instructions]
+    classes = _handoffs([op_class(ins, counter_addresses, cached_loads) for ins in path.instructions])
     interval = context.warps_per_scheduler
     ready: dict[str, tuple[float, str]] = {}
     free: dict[str, float] = {}
@@ -376,6 +377,20 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
     return cycles, terms
 
 
+def _handoffs(classes: list[str]) -> list[str]:
+    """``classes`` with the mbarrier waits beyond the step's TMA copies (one wait per copy comes
+    first, in the copies' order) as ``handoff_wait``: a wait for another warpgroup of the program
+    (the fused input projection's products, :func:`rnnbench.kernels.gluon_lstm._input_projection`),
+    taken as already complete, since that warpgroup runs steps ahead, so a shared-memory poll."""
+    copies, waits, kinds = classes.count("tma_load"), 0, []
+    for kind in classes:
+        if kind == "tma_wait":
+            waits += 1
+            kind = kind if waits <= copies else "handoff_wait"
+        kinds.append(kind)
+    return kinds
+
+
 def _taken(path: StepPath, position: int) -> bool:
     """Whether the branch at ``position`` jumps (the path does not continue at the next address)."""
     if position + 1 == len(path.instructions):
@@ -416,7 +431,7 @@ def _complete(ins: Instruction, kind: str, issue: float, context: WarpContext, f
         return _through(free, channel, issue, lat.l2 if kind == "l2_load" else lat.dram, own, per_sm, 0.0)
     latency = {"nop": 0, "alu": lat.alu, "const": lat.const, "special": lat.special, "branch": lat.branch,
                "sync_load": lat.l2, "atomic": lat.atomic, "store": 0, "bar": 0, "membar": 0, "fence": 0,
-               "tma_wait": lat.lds, "mma_wait": 0, "async_wait": 0}[kind]
+               "tma_wait": lat.lds, "handoff_wait": lat.lds, "mma_wait": 0, "async_wait": 0}[kind]
     return issue + latency
 
 
@@ -449,7 +464,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     steps = step_path(instructions)
     counts = count(steps)
     programs = plan.programs
-    per_sm, limit = programs_per_multiprocessor(Resources(shared_bytes, registers), plan.num_warps, LIMITS[arch])
+    per_sm, limit = programs_per_multiprocessor(Resources(shared_bytes, registers), plan.resident_warps, LIMITS[arch])
     waves = math.ceil(programs / (device.sms * per_sm)) if per_sm else math.inf
     row: dict[str, object] = {
         "programs": programs, "programs_per_sm": per_sm, "occupancy_limit": limit, "coresident": waves == 1,
@@ -461,6 +476,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         return row | {f"t_{term}": math.nan for term in TERMS} | {"latency_path_us": math.nan, "raw_us_per_step": math.nan}
     resident = min(per_sm, math.ceil(programs / device.sms))
     active = min(programs, device.sms)
+    # the warps that run the step (not the fused input projection's, which the model leaves out)
     context = WarpContext(
         warps_per_scheduler=math.ceil(resident * plan.num_warps / 4),
         warps_per_sm=resident * plan.num_warps,
@@ -489,7 +505,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         kernel_us = sum(terms_us.values()) * waves
         terms_us = {term: value * waves for term, value in terms_us.items()}
         terms_us["launch"] = device.launch_gap_us + max(0.0, device.host_launch_us - device.launch_gap_us - kernel_us)
-    terms_us["gemm"] = _gemm_flops(plan.cell, hidden_size, batch, direction) / (_gemm_tflops(dtype, device) * 1e6)
+    terms_us["gemm"] = _gemm_flops(plan, hidden_size, batch, direction) / (_gemm_tflops(dtype, device) * 1e6)
     terms_us["per_call"] = device.call_overhead_us / seq_len
     return (row | {f"t_{term}": value for term, value in terms_us.items()}
             | {"latency_path_us": alone * to_us, "raw_us_per_step": sum(terms_us.values())})
@@ -515,10 +531,13 @@ def _cached_loads(instructions, cell: str, direction: str, arch: int) -> frozens
                      if sources & pointers and sources & pointers <= cached)
 
 
-def _gemm_flops(cell: str, hidden_size: int, batch: int, direction: str) -> float:
+def _gemm_flops(plan: Plan, hidden_size: int, batch: int, direction: str) -> float:
     """FLOPs per step of the GEMMs around the recurrence, input size = hidden size: the input
-    projection forward; ``dx``, ``dW_ih`` and ``dW_hh`` backward."""
-    rows = GATES[cell] * hidden_size
+    projection forward (none where ``plan`` fuses it into the kernel); ``dx``, ``dW_ih`` and
+    ``dW_hh`` backward."""
+    if direction != "bwd" and plan.input_tiles:
+        return 0.0
+    rows = GATES[plan.cell] * hidden_size
     return 2 * batch * rows * hidden_size * (3 if direction == "bwd" else 1)
 
 
@@ -532,7 +551,8 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
     """Every (cell, dtype, H, B, direction, path) to estimate, with the plan it launches:
     dicts with the shape, ``plan`` (None when the planner refuses that path), ``planned`` (the
     path ``auto`` picks on this GPU) and ``config`` (the compiled kernel). Every path appears where
-    it can run the shape, also where ``auto`` picks another."""
+    it can run the shape, also where ``auto`` picks another; a Gluon forward also with its input
+    projection fused (input size = H), where :func:`rnnbench.kernels.plan.gluon_input_tiles` can."""
     from rnnbench.kernels.aot import DTYPES, KernelConfig
 
     device = DEVICES[arch]
@@ -561,12 +581,18 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
                                 except ValueError:
                                     continue
                                 allowed = False
-                            rows.append({"cell": cell, "dtype": dtype_name, "hidden_size": hidden, "batch": batch,
-                                         "direction": direction, "path": path, "planned": auto.path == path,
-                                         "plan_allows": allowed, "plan": plan,
+                            plans = [plan]
+                            fused = gluon_input_tiles(plan, hidden, dtype, arch, device.sms, fuse=True)
+                            if direction != "bwd" and fused:  # also with the input projection fused
+                                plans.append(replace(plan, input_tiles=fused))
+                            rows.extend({"cell": cell, "dtype": dtype_name, "hidden_size": hidden, "batch": batch,
+                                         "direction": direction, "path": path,
+                                         "planned": (auto.path, auto.input_tiles) == (path, each.input_tiles),
+                                         "plan_allows": allowed, "plan": each,
                                          "config": KernelConfig.from_plan(
-                                             plan, dtype_name, direction,
-                                             hidden_divisible=hidden % HIDDEN_SPECIALISATION == 0)})
+                                             each, dtype_name, direction,
+                                             hidden_divisible=hidden % HIDDEN_SPECIALISATION == 0)}
+                                        for each in plans)
     return rows
 
 
@@ -592,7 +618,8 @@ def cost_table(arch: int = 90, dtypes=("bfloat16",), cells=tuple(GATES), hidden_
                                  hidden_size=shape["hidden_size"], batch=shape["batch"], direction=shape["direction"], arch=arch)
         rows.append({key: shape[key] for key in ("cell", "dtype", "hidden_size", "batch", "direction", "path", "planned",
                                                  "plan_allows")}
-                    | {"h_pad": plan.h_pad, "block_h": plan.block_h, "block_b": plan.block_b, "num_warps": plan.num_warps,
+                    | {"h_pad": plan.h_pad, "block_h": plan.block_h, "block_b": plan.block_b,
+                       "input_tiles": plan.input_tiles, "num_warps": plan.num_warps,
                        "registers": resources.registers, "shared_bytes": resources.shared_bytes,
                        "spill_bytes": resources.spill_bytes} | estimate)
     table = pd.DataFrame(rows)
@@ -604,9 +631,9 @@ def cost_table(arch: int = 90, dtypes=("bfloat16",), cells=tuple(GATES), hidden_
 
 
 #: the columns of the Markdown summary (the CSV has every column)
-SUMMARY_COLUMNS = ["cell", "dtype", "hidden_size", "batch", "direction", "path", "planned", "coresident", "programs",
-                   "programs_per_sm", "registers", "instructions", "mma", "mma_chain", "ldsm", "bar", "shfl",
-                   "global_load_bytes_per_program", "est_us_per_step"]
+SUMMARY_COLUMNS = ["cell", "dtype", "hidden_size", "batch", "direction", "path", "input_tiles", "planned", "coresident",
+                   "programs", "programs_per_sm", "registers", "instructions", "mma", "mma_chain", "ldsm", "bar",
+                   "shfl", "global_load_bytes_per_program", "est_us_per_step"]
 
 
 def torch_dtype(name: str) -> torch.dtype:

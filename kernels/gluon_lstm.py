@@ -34,6 +34,16 @@ handling of directions and per-row lengths, but with what plain Triton does not 
   TMA: with lengths going backwards each row has its own time index, which a TMA box cannot follow.
   Its completion is tracked by the commit group, not by an mbarrier.
 
+* **Optionally, the input projection runs inside the kernel** (``INPUT_TILES > 0``,
+  :func:`rnnbench.kernels.plan.gluon_input_tiles`, off by default: ``GLUON_FUSED_INPUT``): a second
+  warpgroup (``gl.warp_specialize``, :func:`_input_projection`) holds the program's ``W_ih`` slice in
+  shared memory, copies each step's input by TMA and hands ``bias + W_ih x_t`` (float32) to the
+  recurrence (:func:`_recurrence`) through :data:`INPUT_STAGES` shared-memory buffers, up to that
+  many steps ahead; no GEMM before the kernel and no ``xg`` buffer in inference. In the
+  recurrence's own warps the projection's 48 MMAs a step (H=768) cost their descriptors' registers
+  (spills) or ~650 issue cycles on the step's critical path (cost model 1.93 -> 2.26 µs); in a
+  warpgroup of their own they overlap the grid barrier (1.93 -> 1.82 µs, Triton 3.6, whole call).
+
 Limits (the planner, :func:`rnnbench.kernels.plan.plan_recurrence`, refuses the rest with
 ``PathUnavailable``): sm_90, 16-bit storage (bf16, fp16), ``H >= 256`` and divisible by 16, and
 the grid co-resident (one or two programs per SM, as their shared memory allows; the planner takes
@@ -77,12 +87,19 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from rnnbench.kernels.gluon_primitives import (
     SYNC_ROW, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
 )
-from rnnbench.kernels.plan import GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies
+from rnnbench.kernels.plan import (
+    GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies,
+)
 from rnnbench.kernels.primitives import POLL_ORDERS
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
 UNITS, K_TILE, NUM_WARPS = GLUON_BLOCK_H, GLUON_K_TILE, GLUON_NUM_WARPS
+#: steps the fused input projection's warpgroup may run ahead of the recurrence (its float32
+#: products' buffers in shared memory, 4 KiB each at BLOCK_B = 16)
+INPUT_STAGES: gl.constexpr = gl.constexpr(GLUON_INPUT_STAGES)
+#: registers per thread of the input projection's warpgroup (``setmaxnreg``; the recurrence's keep the rest)
+INPUT_WARP_REGISTERS: gl.constexpr = gl.constexpr(168)
 
 _async_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
 
@@ -144,16 +161,17 @@ def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
 
 
 @gluon.jit
-def _load_weights(w_desc, w_smem, bar, row0, H, SHARED_TILES: gl.constexpr):
-    """The program's first ``SHARED_TILES`` weight tiles (64 gate rows x 64 columns each) into
-    ``w_smem``, 4 TMA boxes of 16 rows per tile (one per gate, rows ``g*H + row0``); columns past
-    the weight matrix are zero-filled by TMA."""
+def _load_weights(w_desc, w_smem, bar, phase, row0, H, SHARED_TILES: gl.constexpr):
+    """The program's first ``SHARED_TILES`` weight tiles (64 gate rows x 64 columns each) of the
+    weight rows ``w_desc`` describes into ``w_smem``, 4 TMA boxes of 16 rows per tile (one per gate,
+    rows ``g*H + row0``), completing ``phase`` of ``bar``; columns past the weight matrix are
+    zero-filled by TMA."""
     if SHARED_TILES > 0:
         mbarrier.expect(bar, SHARED_TILES * 4 * w_desc.block_type.nbytes)
         for k in gl.static_range(SHARED_TILES):
             for g in gl.static_range(4):
                 tma_load(w_desc, [row0 + g * H, k * _K_TILE], bar, w_smem.index(k).slice(g * _UNITS, _UNITS))
-        mbarrier.wait(bar, 0)
+        mbarrier.wait(bar, phase)
 
 
 @gluon.jit
@@ -187,21 +205,26 @@ def _arm_state_barriers(bars, ex_desc, COPIES: gl.constexpr):
 
 
 @gluon.jit
-def _recurrent_product(ex_desc, row, w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.constexpr,
-                       BLOCK_B: gl.constexpr, K_TILES: gl.constexpr, PER_COPY: gl.constexpr, COPIES: gl.constexpr,
+def _load_state(ex_desc, row, h_smem, bars, PER_COPY: gl.constexpr, COPIES: gl.constexpr):
+    """Issue the TMA loads of the state rows ``row + [0, BLOCK_B)`` of the exchange (viewed
+    ``(tile, D*2*B_pad, 64)``), ``PER_COPY`` tiles per copy, each completing on its own mbarrier
+    (armed by :func:`_arm_state_barriers`)."""
+    for j in gl.static_range(COPIES):
+        tma_load(ex_desc, [j * PER_COPY, row, 0], bars.index(j), h_smem.index(j))
+
+
+@gluon.jit
+def _recurrent_product(start, w_smem, w_regs, h_smem, bars, phase, K_TILES: gl.constexpr, PER_COPY: gl.constexpr,
                        SHARED_TILES: gl.constexpr):
-    """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the rows
-    ``row + [0, BLOCK_B)`` of the exchange (viewed ``(tile, D*2*B_pad, 64)``). Every copy's TMA
-    load (``PER_COPY`` tiles) is issued first, each completing on its own mbarrier (armed by
-    :func:`_arm_state_barriers`), and the MMAs of a copy's tiles wait for its mbarrier only, so
-    they overlap the transfer of the later copies. Unrolled: waits and MMAs issue back to back.
+    """``start + W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``start``'s layout, the
+    accumulator's), with h the state :func:`_load_state` is copying into ``h_smem``: the MMAs of a
+    copy's tiles wait for its mbarrier only, so they overlap the transfer of the later copies.
+    Unrolled: waits and MMAs issue back to back.
 
     Tried and not better (CTA barriers counted in the PTX at H=768): arming and loading alternately
     (a barrier before each load too), one mbarrier for several copies (a barrier between loads on
     the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
-    for j in gl.static_range(COPIES):
-        tma_load(ex_desc, [j * PER_COPY, row, 0], bars.index(j), h_smem.index(j))
-    acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
+    acc = warpgroup_mma_init(start)
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
             mbarrier.wait(bars.index(k // PER_COPY), phase)
@@ -215,103 +238,114 @@ def _recurrent_product(ex_desc, row, w_smem, w_regs, h_smem, bars, phase, acc_la
 
 
 @gluon.jit
-def _pre_activations(product, gates_smem, xg_smem, tile_layout: gl.constexpr):
+def _input_bias(bias_ptr, row0, H, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr):
+    """The fused input projection's starting accumulator: ``(64, BLOCK_B)`` float32 in
+    ``acc_layout``, row ``g*16 + j`` the bias (``b_ih + b_hh``, float32 ``(D*4H,)``) of gate g of
+    the program's unit j (``row0 = direction*4H + first unit``), the same in every column; 0 past H."""
+    rows = gl.arange(0, 4 * _UNITS, layout=gl.SliceLayout(1, acc_layout))
+    units = row0 % H + rows % _UNITS
+    bias = gl.load(bias_ptr + row0 + (rows // _UNITS) * H + rows % _UNITS, mask=units < H, other=0.0)
+    return gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout) + gl.expand_dims(bias, 1)
+
+
+@gluon.jit
+def _input_product(start, wih_smem, x_smem, x_bars, phase, INPUT_TILES: gl.constexpr, PER_COPY: gl.constexpr):
+    """Issue ``start + W_ih slice (64, I_pad) @ x_t^T (I_pad, BLOCK_B)`` as warpgroup MMAs (not
+    waited for: the caller waits with ``warpgroup_mma_wait``), ``x_smem`` the ``(copies, PER_COPY,
+    BLOCK_B, 64)`` input tiles the TMA copies completing ``phase`` of ``x_bars`` bring, a copy's
+    MMAs after its mbarrier."""
+    acc = warpgroup_mma_init(start)
+    for k in gl.static_range(INPUT_TILES):
+        if k % PER_COPY == 0:
+            mbarrier.wait(x_bars.index(k // PER_COPY), phase)
+        tiles = _with_layout(x_smem.index(k // PER_COPY), _TILE_LAYOUT)
+        acc = warpgroup_mma(wih_smem.index(k), tiles.index(k % PER_COPY).permute((1, 0)), acc, is_async=True)
+    return acc
+
+
+@gluon.jit
+def _load_input(x_desc, row, x_smem, x_bars, PER_COPY: gl.constexpr, COPIES: gl.constexpr):
+    """Issue the TMA copies of one step's input rows ``row + [0, BLOCK_B)`` (``x`` viewed ``(I/64,
+    T*B, 64)``), ``PER_COPY`` tiles per copy, each on its own mbarrier of ``x_bars``."""
+    for j in gl.static_range(COPIES):
+        tma_load(x_desc, [j * PER_COPY, row, 0], x_bars.index(j), x_smem.index(j))
+
+
+@gluon.jit
+def _pre_activations(product, gates_smem, inputs_smem, tile_layout: gl.constexpr, FUSED: gl.constexpr):
     """The four ``(16, BLOCK_B)`` float32 pre-activation tiles (i, f, g, o) in ``tile_layout``: the
-    ``(64, BLOCK_B)`` recurrent ``product`` (rows gate-major, in the MMA's layout) plus the ``xg``
-    tiles :func:`_prefetch_gates` copied. The product changes hands between warps through
-    ``gates_smem``; one CTA barrier covers that and the copies of every thread."""
-    async_copy.wait_group(0)
+    ``(64, BLOCK_B)`` recurrent ``product`` (rows gate-major, in the MMA's layout) plus the input
+    part: with ``FUSED`` the float32 ``(64, BLOCK_B)`` input product :func:`_input_projection`
+    stored in ``inputs_smem`` (its mbarrier waited for), else the four ``xg`` tiles
+    :func:`_prefetch_gates` copied into ``inputs_smem``. The product changes hands between warps
+    through ``gates_smem``; one CTA barrier covers that and the copies of every thread."""
+    if not FUSED:
+        async_copy.wait_group(0)
     gates_smem.store(product)
     cta_barrier()
-    return (gates_smem.slice(0, _UNITS).load(tile_layout) + xg_smem[0].load(tile_layout).to(gl.float32),
-            gates_smem.slice(_UNITS, _UNITS).load(tile_layout) + xg_smem[1].load(tile_layout).to(gl.float32),
-            gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout) + xg_smem[2].load(tile_layout).to(gl.float32),
-            gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout) + xg_smem[3].load(tile_layout).to(gl.float32))
+    if FUSED:
+        return (gates_smem.slice(0, _UNITS).load(tile_layout) + inputs_smem.slice(0, _UNITS).load(tile_layout),
+                gates_smem.slice(_UNITS, _UNITS).load(tile_layout)
+                + inputs_smem.slice(_UNITS, _UNITS).load(tile_layout),
+                gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout)
+                + inputs_smem.slice(2 * _UNITS, _UNITS).load(tile_layout),
+                gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout)
+                + inputs_smem.slice(3 * _UNITS, _UNITS).load(tile_layout))
+    else:
+        return (gates_smem.slice(0, _UNITS).load(tile_layout) + inputs_smem[0].load(tile_layout).to(gl.float32),
+                gates_smem.slice(_UNITS, _UNITS).load(tile_layout) + inputs_smem[1].load(tile_layout).to(gl.float32),
+                gates_smem.slice(2 * _UNITS, _UNITS).load(tile_layout)
+                + inputs_smem[2].load(tile_layout).to(gl.float32),
+                gates_smem.slice(3 * _UNITS, _UNITS).load(tile_layout)
+                + inputs_smem[3].load(tile_layout).to(gl.float32))
 
 
-@gluon.jit(do_not_specialize=["T", "B", "first_direction"])
-def lstm_forward_gluon_kernel(
-    xg_ptr, w_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
-    T, B, H, w_stride, first_direction,
-    BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
-    HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
-    REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True,
-):
-    """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
-    ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
-
-    Buffers as :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel`'s (``h0`` already in slot
-    1 of the exchange). ``w_ptr``: ``W_hh`` rows ``(D*4H, w_stride)``, whose last ``REGISTER_TILES``
-    tiles of 64 columns are loaded into registers; ``w_desc``: TMA descriptor of the same rows, box
-    ``(16, 64)``, for the other tiles; ``ex_desc``: of the exchange viewed ``(H_PAD/64, D*2*B_pad, 64)``, box
-    ``(PER_COPY, BLOCK_B, 64)``. ``GRID_SYNC=False`` (the step ablation's ``real_gluon_no_sync``
-    only) leaves out the grid barrier's release and poll, keeping its CTA barriers and proxy
-    fences: the step's own chain, timed, with garbage results.
-    """
+@gluon.jit
+def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
+                flags_ptr, w_smem, h_smem, gates_smem, inputs_smem, bars, xp_bars, T, B, H, row0, exchange_row, b_pad,
+                direction, acc_layout: gl.constexpr, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr,
+                H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
+                HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
+                REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr):
+    """The time loop of :func:`lstm_forward_gluon_kernel` (its arguments there; pointers already
+    offset to this program's direction; its layouts), run by the kernel's 4 warps, or with a fused input
+    projection as the default partition beside :func:`_input_projection`: ``inputs_smem`` is then
+    its ``(STAGES, 64, BLOCK_B)`` float32 products, ``xp_bars`` their ``STAGES`` "full" then
+    ``STAGES`` "empty" mbarriers; otherwise ``inputs_smem`` is the four ``xg`` tiles this loop
+    prefetches by ``cp.async`` (and ``xp_bars`` unused)."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
     dtype: gl.constexpr = y_ptr.dtype.element_ty
-    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                         instr_shape=[16, BLOCK_B, 16])
-    # (16 units, BLOCK_B rows): each thread one batch row and 16 * BLOCK_B / 128 consecutive units,
-    # so every buffer is addressed by one pointer per thread plus a constant, and accessed in vectors
-    ROWS_PER_WARP: gl.constexpr = BLOCK_B // 4
-    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[_UNITS // (32 // ROWS_PER_WARP), 1],
-                                                 threads_per_warp=[32 // ROWS_PER_WARP, ROWS_PER_WARP],
-                                                 warps_per_cta=[1, 4], order=[0, 1])
     poll_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
                                                  order=[0])
     lane = gl.arange(0, POLL if POLL < 32 else 32, layout=poll_layout)
-
     pid_h = gl.program_id(0)
-    pid_b = gl.program_id(1)
-    direction = gl.program_id(2) + first_direction
     unit_col, row_row, state_mask, state_offsets, gate_offsets, y_offsets, length = program_tile(
         lengths_ptr, T, B, H, tile_layout, BLOCK_B, DIRECTIONS, HAS_LENGTHS)
-    b_pad = gl.num_programs(1) * BLOCK_B
-    xg_ptr += direction.to(gl.int64) * T * B * 4 * H
-    c0_ptr += direction * B * H
-    c_n_ptr += direction * B * H
-    c_all_ptr += direction.to(gl.int64) * T * B * H
-    y_ptr += direction * H
-    exchange_ptr += direction * 2 * b_pad * H_PAD
-    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * SYNC_ROW
     write = row_row * H_PAD + unit_col
-    exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
-
-    w_smem = gl.allocate_shared_memory(dtype, [max(SHARED_TILES, 1), 4 * _UNITS, _K_TILE], w_desc.layout)
-    # the state: one (PER_COPY, BLOCK_B, 64) buffer per TMA copy, whose tiles the MMAs read through
-    # a view in the operand layout of one (BLOCK_B, 64) tile (_with_layout; 128-byte swizzle)
-    h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
-    gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B],
-                                           gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1]))
-    # one allocation per gate: with one (4, 16, BLOCK_B) buffer Triton 3.6 put a CTA barrier between
-    # the cp.async copies into its different gates (3 per step; 12 -> 9 at H=768, Triton 3.9: 9 either way)
-    xg_smem = ()
-    for gate in gl.static_range(4):
-        xg_smem = xg_smem + (gl.allocate_shared_memory(dtype, [_UNITS, BLOCK_B], gl.SwizzledSharedLayout(
-            vec=1, per_phase=1, max_phase=1, order=[0, 1])),)
-    bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
-    for j in gl.static_range(COPIES + 1):
-        mbarrier.init(bars.index(j), count=1)
-    fence_async_shared()
-    _load_weights(w_desc, w_smem, bars.index(COPIES), direction * 4 * H + pid_h * _UNITS, H, SHARED_TILES)
-    w_regs = _register_weights(w_ptr, w_stride, direction * 4 * H + pid_h * _UNITS, H,
+    w_regs = _register_weights(w_ptr, w_stride, row0, H,
                                gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=2), SHARED_TILES,
                                K_TILES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
     _arm_state_barriers(bars, ex_desc, COPIES)
-    _prefetch_gates(xg_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                    gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
+    if not FUSED:
+        _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                        gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
     for s in range(0, T):
         t = time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
-        product = _recurrent_product(ex_desc, exchange_row + slot * b_pad, w_smem, w_regs, h_smem, bars, s % 2,
-                                     acc_layout, BLOCK_B, K_TILES, PER_COPY, COPIES, SHARED_TILES)
-        z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, xg_smem, tile_layout)
+        _load_state(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
+        product = _recurrent_product(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout), w_smem, w_regs, h_smem,
+                                     bars, s % 2, K_TILES, PER_COPY, SHARED_TILES)
+        if FUSED:
+            stage = s % STAGES
+            mbarrier.wait(xp_bars.index(stage), (s // STAGES) % 2)
+            z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem.index(stage), tile_layout, True)
+        else:
+            z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem, tile_layout, False)
         i = _sigmoid(z_i)
         f = _sigmoid(z_f)
         g = _tanh(z_g)
@@ -336,18 +370,165 @@ def lstm_forward_gluon_kernel(
         c = c_t
         gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
         barrier_arrive(flags_ptr, pid_h, lane, GRID_SYNC)
-        # the next step's inputs, loaded a whole step ahead (the last step loads its own again,
-        # waited for after the loop: under the condition below, Triton 3.6 spilled at H=1024)
-        upcoming = gl.minimum(s + 1, T - 1)
-        _prefetch_gates(xg_smem, xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                        gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
+        if FUSED:  # every thread has read this stage (the arrival's CTA barrier): the producer may refill it
+            mbarrier.arrive(xp_bars.index(STAGES + s % STAGES))
+        else:
+            # the next step's inputs, loaded a whole step ahead (the last step loads its own again,
+            # waited for after the loop: under the condition below, Triton 3.6 spilled at H=1024)
+            upcoming = gl.minimum(s + 1, T - 1)
+            _prefetch_gates(inputs_smem, xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS),
+                            B, H, gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
         if s + 1 < T:
             _arm_state_barriers(bars, ex_desc, COPIES)
         barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
-    async_copy.wait_group(0)  # no copy in flight at the exit
+    if not FUSED:
+        async_copy.wait_group(0)  # no copy in flight at the exit
+    gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
+
+
+@gluon.jit
+def _input_projection(x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_bars, xp_bars, wih_bar, T, B, H, row0,
+                      batch_row, direction, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr, DIRECTIONS: gl.constexpr,
+                      INPUT_TILES: gl.constexpr, INPUT_PER_COPY: gl.constexpr, STAGES: gl.constexpr):
+    """The producer partition of the fused input projection (a warpgroup of its own): loads the
+    program's ``W_ih`` slice once, then for every step copies ``x_t`` (rows ``batch_row + [0,
+    BLOCK_B)`` of the input's column tiles) by TMA, multiplies it (``bias + W_ih x_t``, float32) and
+    hands the ``(64, BLOCK_B)`` product to :func:`_recurrence` through stage ``s % STAGES`` of
+    ``xp_smem`` ("full" mbarrier ``xp_bars[stage]``, "empty" ``xp_bars[STAGES + stage]``), up to
+    ``STAGES`` steps ahead of it. Its MMAs and issue slots are not the recurrence's warps', so they
+    stay off the step's critical path."""
+    INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
+    _load_weights(wih_desc, wih_smem, wih_bar, 0, row0, H, INPUT_TILES)
+    bias = _input_bias(bias_ptr, row0, H, acc_layout, BLOCK_B)
+    _arm_state_barriers(x_bars, x_desc, INPUT_COPIES)
+    _load_input(x_desc, time_index(0, T, T, direction, DIRECTIONS, False) * B + batch_row, x_smem, x_bars,
+                INPUT_PER_COPY, INPUT_COPIES)
+    for s in range(0, T):
+        product = warpgroup_mma_wait(0, deps=(_input_product(bias, wih_smem, x_smem, x_bars, s % 2, INPUT_TILES,
+                                                             INPUT_PER_COPY),))
+        if s + 1 < T:  # x_smem is free again: the next step's input
+            _arm_state_barriers(x_bars, x_desc, INPUT_COPIES)
+            _load_input(x_desc, time_index(s + 1, T, T, direction, DIRECTIONS, False) * B + batch_row, x_smem, x_bars,
+                        INPUT_PER_COPY, INPUT_COPIES)
+        stage = s % STAGES
+        mbarrier.wait(xp_bars.index(STAGES + stage), (s // STAGES) % 2 ^ 1)  # the first round finds it empty
+        xp_smem.index(stage).store(product)
+        cta_barrier()  # every thread of this partition has stored
+        mbarrier.arrive(xp_bars.index(stage))
+
+
+@gluon.jit(do_not_specialize=["T", "B", "first_direction"])
+def lstm_forward_gluon_kernel(
+    xg_ptr, w_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
+    x_desc, wih_desc, bias_ptr,
+    T, B, H, w_stride, first_direction,
+    BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
+    HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
+    REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
+    INPUT_PER_COPY: gl.constexpr = 1,
+):
+    """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
+    ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
+
+    Buffers as :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel`'s (``h0`` already in slot
+    1 of the exchange). ``w_ptr``: ``W_hh`` rows ``(D*4H, w_stride)``, whose last ``REGISTER_TILES``
+    tiles of 64 columns are loaded into registers; ``w_desc``: TMA descriptor of the same rows, box
+    ``(16, 64)``, for the other tiles; ``ex_desc``: of the exchange viewed ``(H_PAD/64, D*2*B_pad, 64)``, box
+    ``(PER_COPY, BLOCK_B, 64)``. ``GRID_SYNC=False`` (the step ablation's ``real_gluon_no_sync``
+    only) leaves out the grid barrier's release and poll, keeping its CTA barriers and proxy
+    fences: the step's own chain, timed, with garbage results.
+
+    ``INPUT_TILES > 0``: the input projection is fused (no lengths), computed by a second warpgroup
+    (:func:`_input_projection`, :data:`INPUT_STAGES` steps ahead) while the kernel's warps run the
+    recurrence (:func:`_recurrence`): ``x_desc`` describes the input ``x (T, B, I)`` viewed ``(I/64,
+    T*B, 64)`` (box ``(INPUT_PER_COPY, BLOCK_B, 64)``), ``wih_desc`` the rows of ``W_ih (D*4H, I)``
+    (box ``(16, 64)``), ``bias_ptr`` float32 ``b_ih + b_hh`` ``(D*4H,)``, and ``xg_ptr`` is only the
+    training forward's gate output ``(D, T, B, 4H)`` (see :func:`run_forward`).
+    """
+    K_TILES: gl.constexpr = H_PAD // _K_TILE
+    SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
+    FUSED: gl.constexpr = INPUT_TILES > 0
+    INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
+    COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
+    dtype: gl.constexpr = y_ptr.dtype.element_ty
+    scratch_layout: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1])
+    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                         instr_shape=[16, BLOCK_B, 16])
+    # (16 units, BLOCK_B rows): each thread one batch row and 16 * BLOCK_B / 128 consecutive units,
+    # so every buffer is addressed by one pointer per thread plus a constant, and accessed in vectors
+    ROWS_PER_WARP: gl.constexpr = BLOCK_B // 4
+    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[_UNITS // (32 // ROWS_PER_WARP), 1],
+                                                 threads_per_warp=[32 // ROWS_PER_WARP, ROWS_PER_WARP],
+                                                 warps_per_cta=[1, 4], order=[0, 1])
+
+    pid_h = gl.program_id(0)
+    pid_b = gl.program_id(1)
+    direction = gl.program_id(2) + first_direction
+    b_pad = gl.num_programs(1) * BLOCK_B
+    xg_ptr += direction.to(gl.int64) * T * B * 4 * H
+    c0_ptr += direction * B * H
+    c_n_ptr += direction * B * H
+    c_all_ptr += direction.to(gl.int64) * T * B * H
+    y_ptr += direction * H
+    exchange_ptr += direction * 2 * b_pad * H_PAD
+    flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * SYNC_ROW
+    exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
+    row0 = direction * 4 * H + pid_h * _UNITS
+
+    w_smem = gl.allocate_shared_memory(dtype, [max(SHARED_TILES, 1), 4 * _UNITS, _K_TILE], w_desc.layout)
+    # the state: one (PER_COPY, BLOCK_B, 64) buffer per TMA copy, whose tiles the MMAs read through
+    # a view in the operand layout of one (BLOCK_B, 64) tile (_with_layout; 128-byte swizzle)
+    h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
+    gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B], scratch_layout)
+    # mbarriers: one per state copy, then the weights'
+    bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
+    for j in gl.static_range(COPIES + 1):
+        mbarrier.init(bars.index(j), count=1)
+    if FUSED:
+        wih_smem = gl.allocate_shared_memory(dtype, [INPUT_TILES, 4 * _UNITS, _K_TILE], wih_desc.layout)
+        x_smem = gl.allocate_shared_memory(dtype, [INPUT_COPIES, INPUT_PER_COPY, BLOCK_B, _K_TILE], x_desc.layout)
+        xp_smem = gl.allocate_shared_memory(gl.float32, [INPUT_STAGES, 4 * _UNITS, BLOCK_B], scratch_layout)
+        # W_ih's mbarrier, one per input copy, each stage's "full" then each stage's "empty" (separate
+        # allocations: Triton 3.6 cannot index a slice of one)
+        wih_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
+        x_bars = gl.allocate_shared_memory(gl.int64, [INPUT_COPIES, 1], mbarrier.MBarrierLayout())
+        xp_bars = gl.allocate_shared_memory(gl.int64, [2 * INPUT_STAGES, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(wih_bar.index(0), count=1)
+        for j in gl.static_range(INPUT_COPIES):
+            mbarrier.init(x_bars.index(j), count=1)
+        for j in gl.static_range(2 * INPUT_STAGES):
+            mbarrier.init(xp_bars.index(j), count=1)
+    fence_async_shared()
+    _load_weights(w_desc, w_smem, bars.index(COPIES), 0, row0, H, SHARED_TILES)
+    if FUSED:
+        gl.warp_specialize([
+            (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
+                           lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xp_smem, bars, xp_bars, T, B, H, row0,
+                           exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING,
+                           DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, True,
+                           INPUT_STAGES)),
+            (_input_projection, (x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_bars, xp_bars,
+                                 wih_bar.index(0), T, B, H, row0, pid_b * BLOCK_B, direction, acc_layout, BLOCK_B,
+                                 DIRECTIONS, INPUT_TILES, INPUT_PER_COPY, INPUT_STAGES)),
+        ], [4], [INPUT_WARP_REGISTERS])
+    else:
+        # one allocation per gate: with one (4, 16, BLOCK_B) buffer Triton 3.6 put a CTA barrier between
+        # the cp.async copies into its different gates (3 per step; 12 -> 9 at H=768, Triton 3.9: 9 either way)
+        xg_smem = ()
+        for gate in gl.static_range(4):
+            xg_smem = xg_smem + (gl.allocate_shared_memory(dtype, [_UNITS, BLOCK_B], scratch_layout),)
+        _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
+                    flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, T, B, H, row0, exchange_row, b_pad,
+                    direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL,
+                    POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1)
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
-    gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
+    if FUSED:
+        mbarrier.invalidate(wih_bar.index(0))
+        for j in gl.static_range(INPUT_COPIES):
+            mbarrier.invalidate(x_bars.index(j))
+        for j in gl.static_range(2 * INPUT_STAGES):
+            mbarrier.invalidate(xp_bars.index(j))
 
 
 # ---- host side ---------------------------------------------------------------------------------------
@@ -364,38 +545,82 @@ def state_tiles(exchange: torch.Tensor, h_pad: int) -> torch.Tensor:
     return exchange.view(-1, h_pad // K_TILE, K_TILE).permute(1, 0, 2)
 
 
-def descriptors(plan, w_rows: torch.Tensor, exchange: torch.Tensor):
+def input_box(plan) -> list[int]:
+    """The fused input's TMA box: ``(tiles per copy, BLOCK_B rows, 64 columns)``, the tiles per copy
+    as the state's (:func:`rnnbench.kernels.plan.gluon_state_copies` of the input's tiles)."""
+    return [gluon_state_copies(max(plan.input_tiles, 1) * K_TILE)[1], plan.block_b, K_TILE]
+
+
+def input_tiles(x: torch.Tensor) -> torch.Tensor:
+    """The input ``x (T, B, I)`` (contiguous, I a multiple of 64) as ``(I/64, T*B, 64)`` column
+    tiles, as :func:`state_tiles` views the exchange: a box of :func:`input_box` at row ``t*B + b``
+    lands the tiles of rows ``[b, b + BLOCK_B)`` of step t one after another (rows past the last
+    step's come back zero; rows past B within a step are the next step's, which only the padding
+    rows of the batch block read)."""
+    return x.view(-1, x.shape[-1] // K_TILE, K_TILE).permute(1, 0, 2)
+
+
+def descriptors(plan, w_rows: torch.Tensor, exchange: torch.Tensor, x: torch.Tensor | None = None,
+                w_ih_rows: torch.Tensor | None = None):
     """TMA descriptors of the weight rows ``(D, 4H, w_stride)`` viewed ``(D*4H, w_stride)`` (box 16 x
-    64) and of the exchange's :func:`state_tiles` (box :func:`state_box`)."""
+    64), of the exchange's :func:`state_tiles` (box :func:`state_box`) and, for a fused input
+    projection (``plan.input_tiles``), of the input's :func:`input_tiles` (box :func:`input_box`)
+    and of ``W_ih``'s rows ``(D, 4H, I)`` as the weights' (else None, None)."""
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-    weights = w_rows.view(-1, w_rows.shape[-1])
-    return [TensorDescriptor(view, list(view.shape), list(view.stride()), box, shared_layout(box, view.dtype))
-            for view, box in ((weights, [UNITS, K_TILE]), (state_tiles(exchange, plan.h_pad), state_box(plan)))]
+    views = [(w_rows.view(-1, w_rows.shape[-1]), [UNITS, K_TILE]), (state_tiles(exchange, plan.h_pad), state_box(plan))]
+    if plan.input_tiles:
+        views += [(input_tiles(x), input_box(plan)), (w_ih_rows.view(-1, w_ih_rows.shape[-1]), [UNITS, K_TILE])]
+    descs = [TensorDescriptor(view, list(view.shape), list(view.stride()), box, shared_layout(box, view.dtype))
+             for view, box in views]
+    return descs + [None] * (4 - len(descs))
+
+
+def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor | None,
+                          b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What :func:`run_forward` needs to fuse the input projection: ``x (T, B, I)`` contiguous,
+    ``W_ih (D, 4H, I)`` contiguous and the summed bias ``b_ih + b_hh`` in float32, ``(D*4H,)``
+    (zeros without biases)."""
+    directions, width, _ = w_ih.shape
+    if b_ih is None:
+        bias = torch.zeros(directions * width, dtype=torch.float32, device=x.device)
+    else:
+        bias = (b_ih.float() + b_hh.float()).reshape(-1)
+    return x.contiguous(), w_ih.contiguous(), bias
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
-                has_lengths: bool, grid_sync: bool = True) -> None:
+                has_lengths: bool, grid_sync: bool = True, fused_input=None) -> None:
     """Launch :func:`lstm_forward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` (``w_rows``:
     :func:`rnnbench.kernels.launch.aligned_weight_rows`; ``sizes``: ``(T, B, H)``). Cooperative
     launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does.
     ``grid_sync=False``: without the grid barrier (garbage results; the step ablation's timing of
-    the step's own chain, :mod:`rnnbench.kernels.step_bench`)."""
+    the step's own chain, :mod:`rnnbench.kernels.step_bench`).
+
+    Where ``plan.input_tiles`` is not 0 the kernel projects the input itself: ``fused_input`` is
+    :func:`fused_input_arguments`' ``(x, W_ih, bias)``, ``xg`` the training forward's gate output
+    ``(D, T, B, 4H)`` (an inference forward passes None), and ``has_lengths`` must be false."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
 
     if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
         raise ValueError(f"the Gluon LSTM forward needs at least one time step, got T={sizes[0]}")
+    if plan.input_tiles and (fused_input is None or has_lengths):
+        raise ValueError("a plan with a fused input projection (input_tiles > 0) needs fused_input=(x, W_ih, bias) "
+                         f"and no lengths; got fused_input={'None' if fused_input is None else 'given'}, "
+                         f"has_lengths={has_lengths}")
+    x, w_ih, bias = fused_input if plan.input_tiles else (None, None, None)
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()
     sync = sync_buffer(plan, y.device)
-    w_desc, ex_desc = descriptors(plan, w_rows, exchange)
+    w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_forward_gluon_kernel[plan.launch_grid](
-            xg, w_rows, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, *sizes, w_rows.stride(-2),
-            first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad, TRAINING=training, DIRECTIONS=plan.directions,
-            HAS_LENGTHS=has_lengths, POLL=plan.poll, POLL_ORDER=POLL_ORDERS[plan.poll_order],
-            PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles, GRID_SYNC=grid_sync,
+            y if xg is None else xg, w_rows, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, x_desc,
+            wih_desc, bias, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad,
+            TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
+            POLL_ORDER=POLL_ORDERS[plan.poll_order], PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles,
+            GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0],
             num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
@@ -415,6 +640,12 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": state_box(plan)}
     pointers = {"xg_ptr": data, "w_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
                 "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}
+    absent = {}  # arguments passed as None (specialised as constants by Triton)
+    if plan.input_tiles:
+        boxes.update({"x_desc": input_box(plan), "wih_desc": [UNITS, K_TILE]})
+        pointers["bias_ptr"] = "fp32"
+    else:
+        absent = dict.fromkeys(("x_desc", "wih_desc", "bias_ptr"))
     fn = lstm_forward_gluon_kernel
     signature = {}
     for name in fn.arg_names:
@@ -427,7 +658,8 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
             signature[name] = "i32"
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
-                  "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync}
+                  "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync,
+                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **absent}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name in ("H", "w_stride")}

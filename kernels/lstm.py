@@ -5,7 +5,10 @@ Forward: one GEMM per direction for the input projection of all steps
 In training the kernel overwrites the projection buffer with the activated gates and stores the
 float32 cell states; nothing is recomputed in the backward. That costs ``D*T*B*(4H*s + 4H)`` bytes
 besides the output (s = bytes per element) and needs no extra buffer for the gates, since the
-projection buffer is reused.
+projection buffer is reused. Where the plan fuses the input projection into the Gluon forward
+(:func:`rnnbench.kernels.plan.gluon_input_tiles`: off by default, ``GLUON_FUSED_INPUT``), there is
+no GEMM and no projection buffer: inference allocates none of the ``D*T*B*4H`` elements, training
+allocates them for the gates the kernel stores.
 
 With ``path="gluon"`` the recurrences are the Gluon kernels of :mod:`rnnbench.kernels.gluon_lstm`
 (forward) and :mod:`rnnbench.kernels.gluon_lstm_backward` (same buffers, sm_90 only); where the
@@ -60,14 +63,25 @@ class LSTMLayerFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, lengths, h0, c0, first, w_ih, w_hh, b_ih, b_hh, path, training):
-        T, B, _ = x.shape
+        T, B, I = x.shape
         directions, _, H = w_hh.shape
-        plan = make_plan("lstm", H, B, x, path, directions)
         x = x.contiguous()
+        # the Gluon forward may project the input itself where every row runs every step, no first
+        # step has an extra term, and TMA can read x (16-byte aligned)
+        fusable = lengths is None and first is None and x.data_ptr() % 16 == 0
+        plan = make_plan("lstm", H, B, x, path, directions, input_size=I if fusable else None)
         h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
-        gates = project_inputs(x, w_ih, b_ih, b_hh)
-        if first is not None:
-            gates[first_steps(gates, lengths)] += first
+        fused_input = None
+        if plan.input_tiles:
+            from rnnbench.kernels.gluon_lstm import fused_input_arguments  # imports Gluon: only where planned
+
+            fused_input = fused_input_arguments(x, w_ih, b_ih, b_hh)
+            # the kernel writes the activated gates here in training; inference keeps no such buffer
+            gates = output_buffer((directions, T, B, 4 * H), x.dtype, x.device) if training else None
+        else:
+            gates = project_inputs(x, w_ih, b_ih, b_hh)
+            if first is not None:
+                gates[first_steps(gates, lengths)] += first
         lengths_arg, has_lengths = lengths_argument(lengths, x)
         y = output_buffer((T, B, directions * H), x.dtype, x.device)
         c_all = output_buffer((directions, T, B, H), torch.float32, x.device) if training else y
@@ -77,7 +91,8 @@ class LSTMLayerFunction(torch.autograd.Function):
         if plan.path == GLUON:
             from rnnbench.kernels.gluon_lstm import run_forward  # imports Gluon: only where the planner allowed it
 
-            run_forward(plan, gates, rows, c0, y, c_all, c_n, exchange, lengths_arg, (T, B, H), training, has_lengths)
+            run_forward(plan, gates, rows, c0, y, c_all, c_n, exchange, lengths_arg, (T, B, H), training, has_lengths,
+                        fused_input=fused_input)
         else:
             run_phases(lstm_forward_kernel, plan, T, (gates, rows, h0, c0, y, c_all, c_n, exchange, lengths_arg),
                        (T, B, H, rows.stride(-2)), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),

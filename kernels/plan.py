@@ -280,6 +280,9 @@ class Plan:
     #: the Gluon forward's weight tiles (64 columns each) held in registers as the warpgroup MMA's A
     #: operand rather than read from shared memory every step (:func:`gluon_register_tiles`)
     register_tiles: int = 0
+    #: the Gluon forward's fused input projection: tiles of 64 input columns of its ``W_ih`` slice
+    #: held in shared memory (0: the projection is a GEMM before the kernel; :func:`gluon_input_tiles`)
+    input_tiles: int = 0
 
     def __post_init__(self):
         if self.poll_order not in POLL_ORDER_NAMES:
@@ -319,12 +322,19 @@ class Plan:
         return min(next_power_of_two(self.grid[0]) // 32, MAX_POLL_VECTOR)
 
     @property
+    def resident_warps(self) -> int:
+        """Warps one program occupies on its SM: :attr:`num_warps` (the launch's), plus the
+        warpgroup of the Gluon forward's fused input projection (:attr:`input_tiles`), which
+        ``gl.warp_specialize`` adds."""
+        return self.num_warps + (GLUON_NUM_WARPS if self.input_tiles else 0)
+
+    @property
     def max_registers(self) -> int:
         """Register cap for ptxas: the most a thread can have with one program per SM.
 
         Passed explicitly because ptxas otherwise capped some of these kernels at 128 registers
         and spilled (seen with the ptxas of Triton 3.6 and 3.9)."""
-        return min(255, REGISTER_FILE // (32 * self.num_warps))
+        return min(255, REGISTER_FILE // (32 * self.resident_warps))
 
 
 @dataclass(frozen=True)
@@ -395,7 +405,8 @@ def kernel_resources(cell: str, plan: Plan, dtype: torch.dtype, backward: bool =
         if backward:
             shared = gluon_backward_shared_bytes(plan.h_pad, plan.block_b, element_size(dtype))
         else:
-            shared = gluon_shared_bytes(plan.h_pad, plan.block_b, element_size(dtype), plan.register_tiles)
+            shared = gluon_shared_bytes(plan.h_pad, plan.block_b, element_size(dtype), plan.register_tiles,
+                                        plan.input_tiles)
         return Resources(shared + SHARED_FIXED, plan.max_registers)
     size = element_size(dtype)
     rows = GATES[cell] * plan.block_h
@@ -598,6 +609,7 @@ def plan_recurrence(
     backward: bool = False,
     allow_gluon: bool = True,
     allow_narrow: bool = True,
+    input_size: int | None = None,
 ) -> Plan:
     """Choose path and block sizes for a ``cell`` (``"lstm"``/``"rnn"``) recurrence, forward or
     (``backward``) the reverse-time kernel.
@@ -610,7 +622,9 @@ def plan_recurrence(
     needs ``multiprocessors`` and an sm_90 ``arch``); False where the GPU is newer than sm_90 but
     planned with sm_90's limits (:func:`rnnbench.kernels.launch.make_plan`). ``allow_narrow``: a
     wide 16-bit batch may run the layout of B <= 16 (:func:`narrow_batch_blocks`; False: the wide
-    blocks, e.g. to time both).
+    blocks, e.g. to time both). ``input_size``: of a forward that may fuse its input projection
+    into the Gluon kernel (:func:`gluon_input_tiles`), None where it cannot (lengths, a first-step
+    term, the backward).
     """
     if cell not in GATES:
         raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
@@ -623,7 +637,8 @@ def plan_recurrence(
     check_step_span(cell, hidden_size, batch)
     if path == GLUON:
         if not backward:
-            return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch)
+            return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch,
+                              input_size=input_size)
         try:
             return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch,
                               backward=True)
@@ -635,7 +650,7 @@ def plan_recurrence(
             prefers_gluon_backward(cell, dtype) if backward else prefers_gluon(cell, hidden_size, batch, dtype, narrow)):
         try:
             return plan_gluon(cell, hidden_size, batch, dtype, multiprocessors, interpreter, directions, arch,
-                              backward=backward)
+                              backward=backward, input_size=None if backward else input_size)
         except PathUnavailable:
             pass  # not this GPU, Triton or size: the plain paths below
     limits = LIMITS[arch]
@@ -748,18 +763,68 @@ def gluon_register_tiles(h_pad: int, block_b: int) -> int:
     return next((min(tiles, held) for most_tiles, held in GLUON_REGISTER_TILES if tiles <= most_tiles), 0)
 
 
-def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2, register_tiles: int = 0) -> int:
+def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2, register_tiles: int = 0, input_tiles: int = 0) -> int:
     """Shared memory (bytes) one Gluon program allocates: the weight slice ``(64, h_pad)`` but for
     its ``register_tiles`` tiles of 64 columns in registers (at least one tile is allocated), the
     state tiles ``(block_b, copies x tiles per copy x 64)`` (:func:`gluon_state_copies`), the
-    prefetched ``xg`` tiles ``(64, block_b)`` (``size`` bytes per element), the float32 gate
-    scratch ``(64, block_b)`` and one 8-byte mbarrier per state copy and for the weights."""
+    float32 gate scratch ``(64, block_b)``, one 8-byte mbarrier per state copy and for the weights,
+    and either the prefetched ``xg`` tiles ``(64, block_b)`` (``size`` bytes per element) or, with
+    the input projection fused (``input_tiles``), the ``W_ih`` slice ``(64, input_tiles x 64)``, one
+    step's input tiles ``(block_b, copies x tiles per copy x 64)`` (copied as the state is,
+    :func:`gluon_state_copies`), :data:`GLUON_INPUT_STAGES` float32 products ``(64, block_b)`` and
+    their mbarriers (W_ih's, one per input copy, two per stage)."""
     rows = 4 * GLUON_BLOCK_H
     copies, per_copy = gluon_state_copies(h_pad)
     state_columns = copies * per_copy * GLUON_K_TILE
     weight_columns = max(h_pad - register_tiles * GLUON_K_TILE, GLUON_K_TILE)
-    return (rows * weight_columns * size + block_b * state_columns * size + rows * block_b * (4 + size)
-            + 8 * (copies + 1))
+    barriers = copies + 1
+    if input_tiles:
+        input_copies, input_per_copy = gluon_state_copies(input_tiles * GLUON_K_TILE)
+        inputs = ((rows * input_tiles + block_b * input_copies * input_per_copy) * GLUON_K_TILE * size
+                  + GLUON_INPUT_STAGES * rows * block_b * 4)
+        barriers += 1 + input_copies + 2 * GLUON_INPUT_STAGES
+    else:
+        inputs = rows * block_b * size
+    return rows * weight_columns * size + block_b * state_columns * size + rows * block_b * 4 + inputs + 8 * barriers
+
+
+#: steps the Gluon forward's fused input projection may run ahead of its recurrence (buffers of its
+#: float32 products; :func:`rnnbench.kernels.gluon_lstm._input_projection`)
+GLUON_INPUT_STAGES = 2
+
+#: whether the Gluon forward fuses the input projection where it can (:func:`gluon_input_tiles`).
+#: Off until a GPU has checked and timed it (``tests/test_kernels_gpu.py``, the step ablation's
+#: ``real_gluon_fused_input``): it has only been compiled
+GLUON_FUSED_INPUT = False
+
+
+def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, arch: int = DEFAULT_ARCH,
+                      multiprocessors: int | None = None, fuse: bool | None = None) -> int:
+    """Tiles of 64 input columns with which the Gluon forward of ``plan`` projects its input itself
+    (:mod:`rnnbench.kernels.gluon_lstm`: ``W_ih``'s slice in shared memory, one step's input copied
+    by TMA a step ahead, its MMAs overlapping the end of the previous step and the grid barrier),
+    or 0: the projection stays a GEMM over all steps before the kernel, into a ``(D, T, B, 4H)``
+    buffer that inference then does not allocate.
+
+    Only where ``fuse`` (default :data:`GLUON_FUSED_INPUT`), the input size is known and a multiple
+    of 64 (whole TMA tiles of the input viewed as column tiles), the batch block has 16 rows, the
+    program fits the per-block shared memory (at H=768, I=768: 88 -> 206 KiB; at H=1024 or with
+    32-row blocks it does not) and, on ``multiprocessors`` SMs, the launch stays co-resident. The
+    caller also needs every row to run every step (no lengths) and no per-row first-step term."""
+    fuse = GLUON_FUSED_INPUT if fuse is None else fuse
+    if (not fuse or plan.path != GLUON or input_size is None or input_size % GLUON_K_TILE
+            or plan.block_b != MIN_BLOCK_B):
+        return 0
+    limits = LIMITS[arch]
+    fused = dataclasses.replace(plan, input_tiles=input_size // GLUON_K_TILE)
+    resources = kernel_resources(plan.cell, fused, dtype)
+    if resources.shared_bytes > limits.shared_per_block:
+        return 0
+    if multiprocessors is not None:
+        per_sm = programs_per_multiprocessor(resources, fused.resident_warps, limits)[0]
+        if plan.programs > per_sm * multiprocessors:
+            return 0
+    return fused.input_tiles
 
 
 #: warps of the Gluon backward (:mod:`rnnbench.kernels.gluon_lstm_backward`), one reduction slice
@@ -854,7 +919,8 @@ def gluon_available() -> bool:
 
 
 def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, multiprocessors: int | None = None,
-               interpreter: bool = False, directions: int = 1, arch: int = DEFAULT_ARCH, backward: bool = False) -> Plan:
+               interpreter: bool = False, directions: int = 1, arch: int = DEFAULT_ARCH, backward: bool = False,
+               input_size: int | None = None) -> Plan:
     """The plan of :mod:`rnnbench.kernels.gluon_lstm`'s forward, or :class:`PathUnavailable` (not an
     LSTM, not 16-bit, not sm_90, H below :data:`GLUON_MIN_HIDDEN` or not a multiple of
     :data:`GLUON_HIDDEN_MULTIPLE`, the interpreter, no Gluon in this Triton, not co-resident).
@@ -871,7 +937,8 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
 
     The forward's plan then holds its last weight tiles in registers where the batch block has 16
     rows (:func:`gluon_register_tiles`); the batch block is chosen as if every tile were in shared
-    memory.
+    memory. Given the ``input_size`` of a call that can fuse its input projection (every row runs
+    every step), it fuses it where :func:`gluon_input_tiles` allows.
 
     ``backward``: the plan of :mod:`rnnbench.kernels.gluon_lstm_backward` (same limits and batch
     block rule): :data:`GLUON_BACKWARD_SPLIT` warps, 16 units per program (the MMA's M), ``h_pad``
@@ -920,13 +987,16 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
     def holding_registers(plan: Plan) -> Plan:
         # chosen with every weight in shared memory: fewer bytes there must not put two programs on
         # one SM where one ran alone (they would share its tensor pipe and shared memory)
-        return plan if backward else dataclasses.replace(plan, register_tiles=gluon_register_tiles(h_pad, plan.block_b))
+        if backward:
+            return plan
+        plan = dataclasses.replace(plan, register_tiles=gluon_register_tiles(h_pad, plan.block_b))
+        return dataclasses.replace(plan, input_tiles=gluon_input_tiles(plan, input_size, dtype, arch, multiprocessors))
 
     if multiprocessors is None:
         return holding_registers(fitting[-1])
 
     def capacity(plan: Plan) -> int:
-        return programs_per_multiprocessor(resources(plan), plan.num_warps, limits)[0] * multiprocessors
+        return programs_per_multiprocessor(resources(plan), plan.resident_warps, limits)[0] * multiprocessors
 
     for plan in fitting:
         if plan.programs <= capacity(plan):

@@ -233,8 +233,12 @@ def step_path(instructions: list[Instruction]) -> StepPath:
              if ins.target is not None and ins.target < ins.address  # a branch to itself is the trap after EXIT
              and not _detour(instructions, index, i)]
     time_loops = [(start, end) for start, end in loops if any(ins.is_mma for ins in instructions[start:end + 1])]
+    # a warp-specialised kernel has a loop with MMAs per partition (and one around the partitions'
+    # dispatch): the recurrence's is the one that stores its step's output to global memory
+    storing = [(start, end) for start, end in time_loops
+               if any(ins.base in GLOBAL_STORES for ins in instructions[start:end + 1])]
     if time_loops:
-        start, end = max(time_loops, key=lambda loop: loop[1] - loop[0])
+        start, end = max(storing or time_loops, key=lambda loop: loop[1] - loop[0])
         path = _warm_path(instructions, index, start, {end})
     else:
         start = 0

@@ -47,6 +47,10 @@ kernel minus it is what the grid synchronisation costs it, on the kernel itself 
 kernel before :func:`rnnbench.kernels.plan.gluon_register_tiles`), against ``real_gluon``'s planned
 tiles in registers; ``real_gluon_wide_register_weights`` holds tiles in registers in the 32-row
 batch blocks as well, which the plan does not (the cost model rates them even there).
+``real_gluon_fused_input`` runs the Gluon forward with its input projection fused (input size =
+H_PAD; its launches take the input, not xg), the kernel alone against ``real_gluon``'s kernel alone:
+it pays where its excess stays below the projection GEMM it saves. Never run on a GPU, it is timed
+after every shape's other variants (:data:`DEFERRED`).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -84,7 +88,8 @@ from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan, reset_sync,
 )
 from rnnbench.kernels.plan import (
-    DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_register_tiles, plan_recurrence, row_split,
+    DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
+    plan_recurrence, row_split,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot,
@@ -136,16 +141,21 @@ class RealKernel:
     grid_sync: bool = True
     #: the Gluon forward's weight tiles in registers (:data:`REGISTER_WEIGHTS`)
     register_weights: str = "planned"
+    #: the Gluon forward with its input projection fused (input size = H_PAD) where it can
+    #: (:func:`rnnbench.kernels.plan.gluon_input_tiles`; its launches then take the input, not xg)
+    fused_input: bool = False
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
             raise ValueError(f"register_weights must be one of {REGISTER_WEIGHTS}, got {self.register_weights!r}")
 
-    def plan(self, planned: Plan) -> Plan:
-        """``planned`` (the planner's plan of this kernel's path) as this variant runs it."""
+    def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16) -> Plan:
+        """``planned`` (the planner's plan of this kernel's path, for ``dtype``) as this variant runs it."""
         tiles = {"planned": planned.register_tiles, "none": 0,
                  "any_block": gluon_register_tiles(planned.h_pad, MIN_BLOCK_B)}[self.register_weights]
-        return replace(planned, poll_order=self.poll_order, register_tiles=tiles if planned.path == GLUON else 0)
+        plan = replace(planned, poll_order=self.poll_order, register_tiles=tiles if planned.path == GLUON else 0)
+        fused = gluon_input_tiles(plan, plan.h_pad, dtype, fuse=True) if self.fused_input else 0
+        return replace(plan, input_tiles=fused)
 
 
 #: :attr:`RealKernel.register_weights`: as the plan holds them (16-row batch blocks only), none (every
@@ -164,9 +174,11 @@ REGISTER_WEIGHTS = ("planned", "none", "any_block")
 #: forward with every weight tile in shared memory (``real_gluon_shared_weights``: the kernel before
 #: :func:`rnnbench.kernels.plan.gluon_register_tiles`, where the plan holds tiles in registers) and
 #: with tiles in registers in 32-row batch blocks too (``real_gluon_wide_register_weights``, where
-#: the plan holds none: B=64 at H >= 768). A variant whose plan is an earlier one's (``*_wide_rows``
-#: wherever the rule does not apply, the two weight variants where they change nothing) is not
-#: timed again.
+#: the plan holds none: B=64 at H >= 768); and the Gluon forward with its input projection fused
+#: (``real_gluon_fused_input``: a second warpgroup projects x_t; input size = H; where it fits,
+#: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`).
+#: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
+#: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
 REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_relaxed": RealKernel("cooperative", "relaxed", True, "fwd"),
@@ -176,12 +188,16 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_shared_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", register_weights="none"),
               "real_gluon_wide_register_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd",
                                                              register_weights="any_block"),
+              "real_gluon_fused_input": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", fused_input=True),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
               "real_bwd_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "bwd"),
               "real_gluon_bwd": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False)}
+#: variants timed after every shape's others, and not launched by :func:`warm`: kernels that have
+#: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs no other row
+DEFERRED = ("real_gluon_fused_input",)
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -386,8 +402,15 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(1)
     w_hh = ablation_buffers(plan, hidden_size, batch, dtype, device)[0]
-    states = {count: (torch.rand(count, batch, 4 * hidden_size, generator=generator, device=device).to(dtype) * 2 - 1)
+    # the gate inputs xg, or with a fused input projection the input x (input size = H_PAD)
+    width = plan.h_pad if plan.input_tiles else 4 * hidden_size
+    states = {count: (torch.rand(count, batch, width, generator=generator, device=device).to(dtype) * 2 - 1)
               for count in (steps, 2 * steps)}
+    if plan.input_tiles:
+        from rnnbench.kernels.gluon_lstm import fused_input_arguments
+
+        w_ih = (torch.rand(1, 4 * hidden_size, plan.h_pad, generator=generator, device=device) * 0.1 - 0.05).to(dtype)
+        bias = torch.rand(1, 4 * hidden_size, generator=generator, device=device) * 0.2 - 0.1
     h0 = torch.rand(1, batch, hidden_size, generator=generator, device=device).to(dtype)
     c0 = torch.zeros(1, batch, hidden_size, dtype=torch.float32, device=device) + 0.5
     no_lengths = torch.zeros(1, dtype=torch.int32, device=device)
@@ -399,8 +422,13 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
         if plan.path == GLUON:
             from rnnbench.kernels.gluon_lstm import run_forward
 
-            run_forward(plan, states[count], w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
-                        training=False, has_lengths=False, grid_sync=grid_sync)
+            if plan.input_tiles:
+                run_forward(plan, None, w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
+                            training=False, has_lengths=False, grid_sync=grid_sync,
+                            fused_input=fused_input_arguments(states[count], w_ih, bias, torch.zeros_like(bias)))
+            else:
+                run_forward(plan, states[count], w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
+                            training=False, has_lengths=False, grid_sync=grid_sync)
         else:
             run_phases(lstm_forward_kernel, plan, count, (states[count], w_hh, h0, c0, y, y, c_n, exchange, no_lengths),
                        (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
@@ -451,13 +479,15 @@ def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dt
     return launch
 
 
-def _runs(plan: Plan, cell: str, sweep: tuple[int, ...]) -> list[tuple[str, int]]:
+def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False) -> list[tuple[str, int]]:
     """``(variant, programs)`` timed for one shape, the most wanted first (a run cut short by its
     time limit keeps them): every variant on the whole grid, the shipped kernels (LSTM), then the
-    sweep's variants on fewer programs."""
+    sweep's variants on fewer programs; ``deferred``: the :data:`DEFERRED` ones only."""
+    if deferred:
+        return [(name, plan.grid[0]) for name in DEFERRED] if cell == "lstm" else []
     runs = [(name, plan.grid[0]) for name in VARIANTS]
     if cell == "lstm":
-        runs += [(name, plan.grid[0]) for name in REAL_PATHS]
+        runs += [(name, plan.grid[0]) for name in REAL_PATHS if name not in DEFERRED]
     return runs + [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
 
 
@@ -467,7 +497,7 @@ def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.
     kernel = REAL_PATHS[name]
     like = torch.empty(0, dtype=dtype, device="cuda")
     return kernel.plan(make_plan(cell, hidden_size, batch, like, kernel.path, backward=kernel.direction == "bwd",
-                                 allow_narrow=kernel.narrow))
+                                 allow_narrow=kernel.narrow), dtype)
 
 
 def _warm(task: tuple[str, int, int, str, str]) -> str | None:
@@ -498,7 +528,7 @@ def warm(shapes, dtype: torch.dtype, jobs: int) -> None:
 
     name = str(dtype).removeprefix("torch.")
     tasks = [(cell, hidden_size, batch, name, variant) for cell, hidden_size, batch in shapes
-             for variant in [*VARIANTS, *(REAL_PATHS if cell == "lstm" else [])]]
+             for variant in [*VARIANTS, *(REAL_PATHS if cell == "lstm" else [])] if variant not in DEFERRED]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         errors = [error for error in pool.map(_warm, tasks) if error]
@@ -520,14 +550,18 @@ def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int
 
 def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...]):
     """Time every variant of every shape on the current GPU, yielding a row (:data:`COLUMNS`) as
-    each is measured; a variant that fails is reported on stderr and skipped."""
+    each is measured, the :data:`DEFERRED` variants of every shape last; a variant that fails is
+    reported on stderr and skipped."""
     device_name = torch.cuda.get_device_name()
     like = torch.empty(0, dtype=dtype, device="cuda")
-    for cell, hidden_size, batch in shapes:
+    timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync) of the kernels timed
+    for deferred, (cell, hidden_size, batch) in [(later, shape) for later in (False, True) for shape in shapes]:
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
-        buffers = {tagged: ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=tagged) for tagged in (False, True)}
-        real_plans = []
-        for name, programs in _runs(plan, cell, sweep):
+        if not deferred:
+            buffers = {tagged: ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=tagged)
+                       for tagged in (False, True)}
+        real_plans = timed_plans.setdefault((cell, hidden_size, batch), [])
+        for name, programs in _runs(plan, cell, sweep, deferred):
             timed = plan
             try:
                 if name in REAL_PATHS:
@@ -632,7 +666,8 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
             direction = kernel.direction
             try:
                 real = kernel.plan(plan_recurrence(cell, hidden_size, batch, dtype, kernel.path, multiprocessors,
-                                                   arch=arch, allow_narrow=kernel.narrow, backward=direction == "bwd"))
+                                                   arch=arch, allow_narrow=kernel.narrow, backward=direction == "bwd"),
+                                   dtype)
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
             if (real, direction) in real_plans:

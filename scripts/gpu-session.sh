@@ -11,12 +11,16 @@
 #   gpu-tests.xml/.log   the Triton kernels against torch.nn (cuDNN) and float64 on CUDA
 #                        (default TESTS: tests/test_kernels_gpu.py, test_step_bench.py,
 #                        test_tagged_exchange.py, test_triton_kernels.py,
-#                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py)
+#                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py),
+#                        but the tests marked fused_input
+#   gpu-tests-fused.xml/.log  those: the Gluon forward with its input projection fused, never run
+#                        before (a stage of its own, 90 s, after the others: a hang costs no other test)
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
 #   step-ablation.csv/.log  where a cooperative step's microseconds go (rnnbench.kernels.step_bench,
-#                        where the checkout has it), ABLATION_S seconds (default 120)
+#                        where the checkout has it), ABLATION_S seconds (default 120); its never-run
+#                        variants (step_bench.DEFERRED) after every shape's others
 #   memory-breakdown-BACKEND.json/.log  the blocks alive at the peak of one LSTM call (bf16,
 #                        H=64/768, B=16/64, T=1024, fwd and fwd_bwd) by allocating line, Triton
 #                        and torch.nn (rnnbench.harness.memory_breakdown)
@@ -63,9 +67,14 @@ if wants suite; then
     PRECOMPILE=$!
 fi
 if wants tests; then
-    stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" $TESTS \
-        > "$DIR/gpu-tests.log" 2>&1
+    stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
+        -m "not fused_input" $TESTS > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
+    # kernels that never ran on a GPU, whose mbarrier waits have no timeout: a stage of their own,
+    # after the others, so a hang costs only this stage's limit
+    stage gpu-tests-fused 90 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$DIR/gpu-tests-fused.xml" \
+        -m fused_input tests/test_kernels_gpu.py > "$DIR/gpu-tests-fused.log" 2>&1
+    tail -n 15 "$DIR/gpu-tests-fused.log"
 fi
 if [ -n "$PRECOMPILE" ]; then
     wait $PRECOMPILE

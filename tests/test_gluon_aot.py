@@ -49,9 +49,10 @@ FEATURES = {
 }
 
 
-def _pick(h_pad: int, block_b: int, direction: str, directions: int, dtype: str = "bfloat16") -> KernelConfig:
-    matches = [c for c in gluon_configs() if (c.h_pad, c.block_b, c.direction, c.directions, c.dtype)
-               == (h_pad, block_b, direction, directions, dtype)]
+def _pick(h_pad: int, block_b: int, direction: str, directions: int, dtype: str = "bfloat16",
+          input_tiles: int = 0) -> KernelConfig:
+    matches = [c for c in gluon_configs() if (c.h_pad, c.block_b, c.direction, c.directions, c.dtype, c.input_tiles)
+               == (h_pad, block_b, direction, directions, dtype, input_tiles)]
     assert len(matches) == 1, matches
     return matches[0]
 
@@ -70,6 +71,12 @@ def test_gluon_configurations_cover_the_goal_shapes():
     assert set(forward[forward.h_pad <= 512].block_b) == {16}
     assert set(forward[forward.h_pad >= 768].block_b) == {16, 32}
     assert set(backward.block_b) == {16, 32} and set(backward.num_warps) == {8}
+    # the fused input projection (input size = H): every forward of 16-row blocks without lengths
+    # up to H=768, whose W_ih slice and input tiles fit beside the rest; at H=1024 they do not
+    fused = configs[configs.input_tiles > 0]
+    assert set(fused.h_pad) == {256, 512, 768} and (fused.input_tiles == fused.h_pad // 64).all()
+    assert set(fused.block_b) == {16} and not fused.lengths.any() and set(fused.direction) == {"fwd", "fwd_train"}
+    assert (backward.input_tiles == 0).all()
 
 
 @pytest.mark.parametrize("version", ["3.6", "3.9"])
@@ -120,6 +127,42 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_its_mmas():
         mmas = [line for line in ptx.splitlines() if "wgmma.mma_async" in line]
         from_registers = [line for line in mmas if re.search(r"\}, \{%r\d+,%r\d+,%r\d+,%r\d+\}, ", line)]
         assert (len(mmas), len(from_registers)) == (4 * config.k_chunks, 4 * config.register_tiles), config
+
+
+#: the PTX of the forward with its input projection fused, beyond the forward's own
+FUSED_FEATURES = {"a warpgroup of its own (warp specialisation)": "setmaxnreg",
+                  "handoff of the products (an mbarrier arrival without a byte count)": "mbarrier.arrive.shared"}
+
+
+def test_the_fused_input_projection_compiles_into_its_own_warpgroup():
+    """The forward with its input projection fused (:func:`rnnbench.kernels.plan.gluon_input_tiles`,
+    H=768: 12 input tiles, and H=256 training in fp16): no spill, within shared memory and the
+    planner's model, as many resources as the committed table says; a second warpgroup
+    (``setmaxnreg``) that loads W_ih once (4 boxes per tile) and x by 3-D TMA copies every step and
+    runs 4 MMAs per input tile, handing its products over by mbarrier; no ``cp.async`` of xg any
+    more; the recurrence's MMAs, state copies and poll as without it."""
+    sample = [_pick(768, 16, "fwd", 1, input_tiles=12), _pick(256, 16, "fwd_train", 1, "float16", input_tiles=4)]
+    table = ROOT / "reports" / "aot" / f"gluon-sm_90-triton{'.'.join(triton.__version__.split('.')[:2])}.csv"
+    committed = pd.read_csv(table).astype({name: str for name in CONFIG_FIELDS}) if table.exists() else None
+    for config, (resources, ptx) in zip(sample, compile_all(90, sample, job=compile_ptx)):
+        if committed is not None:
+            row = committed[(committed[CONFIG_FIELDS] == pd.Series(dataclasses.asdict(config)).astype(str)).all(axis=1)]
+            assert len(row) == 1 and (int(row.shared_bytes.iloc[0]), int(row.registers.iloc[0])) == (
+                resources.shared_bytes, resources.registers), f"{table.name} is stale for {config} (make gluon-sm90)"
+        assert resources.spill_bytes == 0 and resources.fits, resources
+        assert resources.shared_bytes <= SHARED_MEMORY_LIMIT[90], resources
+        features = {**FEATURES["fwd"], **FUSED_FEATURES}
+        features.pop("cp.async of xg")
+        missing = [what for what, needle in features.items() if needle not in ptx]
+        assert not missing, f"{config}: the PTX lacks {missing}"
+        assert "cp.async.commit_group" not in ptx, config
+        copies = gluon_state_copies(config.h_pad)[0] + gluon_state_copies(config.input_tiles * 64)[0]
+        # the 3-D copies: the state's in the time loop; the input's once before the producer's loop and once in it
+        assert ptx.count("cp.async.bulk.tensor.3d") == copies + gluon_state_copies(config.input_tiles * 64)[0], config
+        weight_tiles = config.k_chunks - config.register_tiles + config.input_tiles  # W_hh's in shared memory, W_ih's
+        assert ptx.count("cp.async.bulk.tensor.2d") == 4 * weight_tiles, config
+        mmas = ptx.count("wgmma.mma_async")
+        assert mmas == 4 * config.k_chunks + 4 * config.input_tiles, (config, mmas)
 
 
 def test_a_grid_of_more_than_64_hidden_blocks_compiles():

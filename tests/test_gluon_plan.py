@@ -3,6 +3,7 @@ was measured faster (:func:`~rnnbench.kernels.plan.prefers_gluon`), refused with
 :class:`PathUnavailable` (and the reason) wherever the Gluon kernel cannot run, and laid out so
 that one program fits an sm_90 multiprocessor and the grid is co-resident."""
 
+import dataclasses
 import re
 
 import pytest
@@ -227,9 +228,44 @@ def test_state_copies_are_whole_64_column_tiles_of_the_exchange(hidden, batch):
     assert per_copy & (per_copy - 1) == 0  # a TMA box dimension is a power of two
     assert (copies - 1) * per_copy < plan.h_pad // 64 <= copies * per_copy
     w_rows = torch.zeros(1, 4 * hidden, plan.h_pad, dtype=torch.bfloat16)
-    _, state = descriptors(plan, w_rows, exchange)
+    _, state, inputs, input_weights = descriptors(plan, w_rows, exchange)
     assert (state.shape, state.strides, state.block_shape) == (
         [plan.h_pad // 64, 2 * b_pad, 64], [64, plan.h_pad, 1], state_box(plan))
+    assert inputs is None and input_weights is None  # no fused input projection planned
+
+
+@pytest.mark.parametrize("hidden, batch, input_size", [(768, 16, 768), (320, 1, 192), (448, 16, 1024)])
+def test_the_fused_inputs_copies_are_whole_64_column_tiles_of_each_steps_rows(hidden, batch, input_size):
+    """The host side of the fused input projection's copies: tile k of the input's view is columns
+    64k .. 64k+63 of every ``(t, b)`` row, a step's rows ``t*B + [0, B)`` one after another, and the
+    descriptors are of the input and of ``W_ih``'s rows (box 16 x 64), with the copies covering
+    every tile in powers of two."""
+    pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
+    from rnnbench.kernels.gluon_lstm import descriptors, fused_input_arguments, input_box, input_tiles
+    from rnnbench.kernels.plan import GLUON_TILES_PER_COPY, gluon_input_tiles
+
+    planned = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS)
+    plan = dataclasses.replace(planned, input_tiles=gluon_input_tiles(planned, input_size, torch.bfloat16, fuse=True))
+    assert plan.input_tiles == input_size // 64
+    x = torch.randn(5, batch, input_size).to(torch.bfloat16)
+    tiles = input_tiles(x)
+    assert tiles.data_ptr() == x.data_ptr() and tiles.shape == (input_size // 64, 5 * batch, 64)
+    for k in range(input_size // 64):
+        assert torch.equal(tiles[k].view(5, batch, 64), x[..., 64 * k:64 * (k + 1)])
+    per_copy = input_box(plan)[0]
+    assert per_copy & (per_copy - 1) == 0 and per_copy <= GLUON_TILES_PER_COPY and per_copy <= plan.input_tiles
+    w_ih = torch.randn(1, 4 * hidden, input_size).to(torch.bfloat16)
+    b_ih, b_hh = torch.randn(1, 4 * hidden), torch.randn(1, 4 * hidden)
+    x_arg, w_arg, bias = fused_input_arguments(x, w_ih, b_ih.to(torch.bfloat16), b_hh.to(torch.bfloat16))
+    assert bias.dtype == torch.float32 and bias.shape == (4 * hidden,)
+    assert torch.equal(bias, (b_ih.to(torch.bfloat16).float() + b_hh.to(torch.bfloat16).float()).reshape(-1))
+    exchange = torch.zeros(1, 2, plan.grid[1] * plan.block_b, plan.h_pad).to(torch.bfloat16)
+    w_rows = torch.zeros(1, 4 * hidden, plan.h_pad, dtype=torch.bfloat16)
+    *_, inputs, input_weights = descriptors(plan, w_rows, exchange, x_arg, w_arg)
+    assert (inputs.shape, inputs.strides, inputs.block_shape) == (
+        [input_size // 64, 5 * batch, 64], [64, input_size, 1], input_box(plan))
+    assert (input_weights.shape, input_weights.block_shape) == ([4 * hidden, input_size], [16, 64])
+    assert torch.equal(fused_input_arguments(x, w_ih, None, None)[2], torch.zeros(4 * hidden))
 
 
 def test_the_poll_is_a_power_of_two_for_every_hidden_size_the_path_accepts():
@@ -283,3 +319,67 @@ def test_a_gluon_copy_is_charged_its_whole_box():
     assert gluon_copy_bytes(plan_gluon("lstm", 256, 16, torch.bfloat16, H100_SMS), backward=False) == 4 * tile
     wide = plan_gluon("lstm", 768, 64, torch.bfloat16, H100_SMS, backward=True)
     assert wide.block_b == 32 and gluon_copy_bytes(wide, backward=True) == 8 * 2 * tile
+
+
+@needs_gluon
+def test_the_input_projection_is_fused_only_where_switched_on_and_it_fits(monkeypatch):
+    """:func:`rnnbench.kernels.plan.gluon_input_tiles`: off by default (``GLUON_FUSED_INPUT``, until a
+    GPU has run it); switched on, the forward of 16-row batch blocks fuses an input of whole 64-column
+    tiles where W_ih's slice and one step's input fit beside the rest and the grid (now a second
+    warpgroup per program) stays co-resident; never the backward, 32-row blocks, H=1024, or an
+    input size that is not a multiple of 64."""
+    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels.plan import gluon_input_tiles
+
+    assert plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS, input_size=768).input_tiles == 0
+    monkeypatch.setattr(plan_module, "GLUON_FUSED_INPUT", True)
+    fused = plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS, input_size=768)
+    assert (fused.input_tiles, fused.resident_warps, fused.max_registers) == (12, 8, 255)
+    assert fused.block_b == 16 and fused == dataclasses.replace(
+        plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS), input_tiles=12)
+    resources = kernel_resources("lstm", fused, torch.bfloat16)
+    assert resources.shared_bytes <= LIMITS[90].shared_per_block
+    assert plan_recurrence("lstm", 768, 16, torch.bfloat16, "auto", H100_SMS, input_size=768).input_tiles == 12
+    assert plan_recurrence("lstm", 512, 64, torch.float16, GLUON, H100_SMS, input_size=256).input_tiles == 4
+    for hidden, batch, input_size, call in [
+        (768, 16, None, {}),                     # the caller cannot fuse (lengths, a first-step term)
+        (768, 16, 400, {}),                      # not whole 64-column tiles
+        (768, 16, 768, dict(backward=True)),     # the backward has no input projection
+        (768, 64, 768, {}),                      # 32-row blocks
+        (1024, 16, 1024, {}),                    # W_ih's 128 KiB do not fit beside W_hh's slice
+        (768, 16, 2048, {}),                     # nor a wide input's
+    ]:
+        plan = plan_gluon("lstm", hidden, batch, torch.bfloat16, H100_SMS, input_size=input_size, **call)
+        assert plan.input_tiles == 0, (hidden, batch, input_size, call)
+    assert plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", H100_SMS, input_size=768).input_tiles == 0
+    # co-residency on fewer SMs: 64 programs of H=256 B=64 fit 40 SMs two by two with 4 warps each,
+    # not with the second warpgroup's registers
+    plain = plan_gluon("lstm", 256, 64, torch.bfloat16, 40)
+    assert plain.programs == 64 and gluon_input_tiles(plain, 256, torch.bfloat16, multiprocessors=40) == 0
+    assert gluon_input_tiles(plain, 256, torch.bfloat16, multiprocessors=H100_SMS) == 4
+
+
+def test_the_lstm_layer_lets_its_forward_fuse_only_calls_whose_rows_run_every_step(monkeypatch):
+    """The layer passes its input size to the planner (which may fuse the projection) only where
+    every row runs every step and no first step has an extra term: not with lengths, not for an
+    LSTM with projection (its folded ``h0 W_hh`` term), never for the backward."""
+    from rnnbench.kernels import lstm as lstm_module
+
+    seen = []
+    real = lstm_module.make_plan
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs.get("backward", False), kwargs.get("input_size")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lstm_module, "make_plan", recording)
+    x = torch.randn(3, 2, 8)
+    layer = TritonLSTM(8, 16)
+    layer(x)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([3, 2]))
+    layer(packed)
+    TritonLSTM(8, 16, proj_size=4)(x)
+    assert seen == [(False, 8), (False, None), (False, None)]
+    seen.clear()
+    layer(x.requires_grad_())[0].sum().backward()
+    assert seen == [(False, 8), (True, None)]

@@ -63,6 +63,35 @@ def test_a_kernel_without_a_time_loop_is_one_step_to_its_exit():
     assert path.instructions[0].address == 0 and path.instructions[-1].base == "EXIT"
 
 
+def test_the_step_of_a_warp_specialised_kernel_is_the_partition_that_stores_its_output():
+    """A warp-specialised kernel (the Gluon forward with its input projection fused) has a time
+    loop with MMAs per partition, and a loop around the partitions' dispatch that contains the
+    producer's: the step is the recurrence's loop, the one that stores to global memory, even
+    where another MMA loop spans more instructions."""
+    lines = ["MOV R1, RZ"]  # a dispatch loop around the producer's loop (MMAs, shared-memory stores only)
+    lines += [".L_x_0:", "MOV R2, RZ", ".L_x_1:"] + ["HGMMA.64x16x16.F32.BF16 R24, gdesc[UR8], R24"] * 6
+    lines += ["STS [R3], R24", "@P0 BRA `(.L_x_1)", "@P1 BRA `(.L_x_0)"]
+    lines += [".L_x_2:", "HGMMA.64x16x16.F32.BF16 R24, gdesc[UR8], R24", "STG.E desc[UR4][R4.64], R24",
+              "@P2 BRA `(.L_x_2)", "EXIT"]
+    text, address = [], 0
+    for line in lines:
+        if line.startswith(".L"):
+            text.append(line)
+        else:
+            text.append(f"        /*{address:04x}*/ {line} ;")
+            address += 16
+    path = sass.step_path(sass.parse("\n".join(text)))
+    assert path.in_loop and [ins.base for ins in path.instructions] == ["HGMMA", "STG", "BRA"]
+
+
+def test_mbarrier_waits_beyond_the_steps_copies_are_handoffs_from_another_warpgroup():
+    """The first waits of a step match its TMA copies, in order; a wait beyond them (the fused input
+    projection's products) waits for nothing the step issued: a shared-memory poll, not a copy."""
+    classes = ["tma_load", "tma_load", "tma_wait", "mma", "tma_wait", "mma", "tma_wait", "alu"]
+    assert cost._handoffs(classes) == classes[:6] + ["handoff_wait", "alu"]
+    assert cost._handoffs(["tma_wait"]) == ["handoff_wait"]
+
+
 def test_missing_disassembler_is_reported_with_where_it_was_looked_for(monkeypatch):
     import os
 
@@ -342,6 +371,12 @@ def test_shape_rows_cover_every_goal_shape_with_one_planned_path():
     assert set(gluon.cell) == {"lstm"} and set(gluon.direction) == {"fwd", "fwd_train", "bwd"}
     assert gluon.hidden_size.min() == 256 and {768} <= set(gluon[gluon.batch == 16].hidden_size)
     forward, backward = gluon[gluon.direction != "bwd"], gluon[gluon.direction == "bwd"]
+    # the Gluon forward also with its input projection fused, where it fits (H <= 768, 16-row blocks;
+    # never planned while GLUON_FUSED_INPUT is off)
+    fused = forward[[row.input_tiles > 0 for row in forward.plan]]
+    assert set(fused.hidden_size) == {256, 512, 768} and not fused.planned.any()
+    assert all(row.block_b == 16 and row.input_tiles == row.h_pad // 64 for row in fused.plan)
+    forward = forward[[row.input_tiles == 0 for row in forward.plan]]
     assert (forward.planned == [prefers_gluon("lstm", h, b, torch.bfloat16,
                                               narrow_batch_blocks("lstm", h, b, torch.bfloat16, cost.DEVICES[90].sms))
                                 for h, b in zip(forward.hidden_size, forward.batch)]).all()
@@ -489,6 +524,7 @@ def test_calibration_refuses_unknown_terms(tmp_path):
 
 def test_cost_command_prints_the_table_and_writes_a_calibration(tmp_path, monkeypatch, capsys):
     table = _synthetic_table().assign(target="sm_90", coresident=True, programs=8, programs_per_sm=2, registers=90,
+                                      input_tiles=0,
                                       instructions=500, mma=8, mma_chain=2, ldsm=9, bar=20, shfl=40,
                                       global_load_bytes_per_program=8192)
     monkeypatch.setattr(cost, "cost_table", lambda *args, calibration=None, **kwargs: table if calibration is None
@@ -575,22 +611,26 @@ def test_the_timeout_report_is_not_on_the_step_path():
     assert fence - report < context.latencies.store  # the fence does not wait for the report's round trip
 
 
-@pytest.mark.parametrize("cell, path, hidden, poll_bytes", [("lstm", "cooperative", 256, [4, 4]),
-                                                            ("lstm", "gluon", 768, [4, 8]),
-                                                            ("lstm", "gluon", 1024, [4, 8]),
-                                                            ("rnn", "cooperative", 768, [4, 8])])
-def test_the_acquire_poll_is_one_round_trip(cell, path, hidden, poll_bytes):
+@pytest.mark.parametrize("cell, path, hidden, poll_bytes, fused", [("lstm", "cooperative", 256, [4, 4], False),
+                                                                   ("lstm", "gluon", 768, [4, 8], False),
+                                                                   ("lstm", "gluon", 768, [4, 8], True),
+                                                                   ("lstm", "gluon", 1024, [4, 8], False),
+                                                                   ("rnn", "cooperative", 768, [4, 8], False)])
+def test_the_acquire_poll_is_one_round_trip(cell, path, hidden, poll_bytes, fused):
     """With acquire poll loads (the default order) a flag load is followed by a ``CCTL.IVALL`` that
     waits for it, so each thread loads its flags as one vector and invalidates once: one L2 round
     trip per poll (32 programs: 1 flag per thread; the Gluon LSTM forward's 48 and 64 and the plain
     Elman forward's 48 (4 warps), polled as 64: 2 flags in one 8-byte load). The status word's load
     is relaxed in either order and in flight beside it, not one more round trip ahead: nothing reads
     its register before the last flag load has issued (with 4 of the Gluon forward's weight tiles in
-    registers at H=1024, Triton 3.6 gave both loads one register, and the flags' load waited)."""
+    registers at H=1024, Triton 3.6 gave both loads one register, and the flags' load waited).
+    ``fused``: the Gluon forward with its input projection fused, whose step the recurrence's
+    partition runs (the model's step path: the time loop that stores to global memory)."""
     from rnnbench.kernels.aot import compile_all, compile_sass
 
     rows = cost.shape_rows(cells=(cell,), hidden_sizes=(hidden,), batches=(16,))
-    shape = next(row for row in rows if row["path"] == path and row["direction"] == "fwd")
+    shape = next(row for row in rows if row["path"] == path and row["direction"] == "fwd"
+                 and (row["plan"].input_tiles > 0) == fused)
     assert shape["config"].poll_order == "acquire"
     try:
         ((_, text),) = compile_all(90, [shape["config"]], 1, job=compile_sass)

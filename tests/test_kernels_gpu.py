@@ -362,13 +362,19 @@ def test_gluon_forward_matches_the_plain_cooperative_kernel_and_float64(dtype, h
         gluon_out = _layer_output(candidate, x, tuple(states))
         plain_out = _layer_output(plain, x, tuple(states))
     check_barriers(wait=True)
-    expected = _layer_output(reference, x.double(), tuple(s.double() for s in states))
+    _assert_forward_within_gluon_tolerance(gluon_out, plain_out, _layer_output(reference, x.double(), tuple(
+        s.double() for s in states)), dtype)
+
+
+def _assert_forward_within_gluon_tolerance(outputs, base, expected, dtype: torch.dtype) -> None:
+    """``outputs`` (y, h_n, c_n) finite and within :data:`GLUON_TOLERANCE` of float64 ``expected`` and
+    of another kernel's ``base``, the last step's y too (no growth along T)."""
     tolerance = GLUON_TOLERANCE[dtype]
-    for name, actual, base, exact in zip(("y", "h_n", "c_n"), gluon_out, plain_out, expected):
+    for name, actual, other, exact in zip(("y", "h_n", "c_n"), outputs, base, expected):
         assert torch.isfinite(actual).all(), name
         assert _relative_error(actual, exact) <= tolerance, (name, _relative_error(actual, exact))
-        assert _relative_error(actual, base.double()) <= tolerance, (name, _relative_error(actual, base.double()))
-    assert _relative_error(gluon_out[0][-1], expected[0][-1]) <= tolerance  # no growth along T
+        assert _relative_error(actual, other.double()) <= tolerance, (name, _relative_error(actual, other.double()))
+    assert _relative_error(outputs[0][-1], expected[0][-1]) <= tolerance  # no growth along T
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
@@ -460,6 +466,106 @@ def test_gluon_path_through_the_drop_in_module_forward_and_backward():
         assert _relative_error(actual, expected) <= 1e-2
     for index, (actual, expected) in enumerate(zip(grads, expected_grads)):
         assert _relative_error(actual, expected) <= 5e-2, index
+
+
+# ---- the Gluon forward with its input projection fused (GLUON_FUSED_INPUT) ---------------------
+
+#: (H, B, T, input size, directions): the goal shape at T=1024, one row with 3 input tiles, 4 batch
+#: blocks with 4 tiles, one step of H=448 (a partly used last weight tile) with 16 input tiles, one
+#: input tile over 33 steps, and both directions in one launch
+FUSED_SHAPES = [(768, 16, 1024, 768, 1), (320, 1, 7, 192, 1), (512, 64, 9, 256, 1), (448, 5, 1, 1024, 1),
+                (256, 16, 33, 64, 1), (320, 16, 7, 128, 2)]
+
+
+def _fused_and_unfused(monkeypatch, hidden_size: int, batch: int, steps: int, input_size: int, directions: int,
+                       dtype: torch.dtype):
+    """``(module, float64 reference, x, states, run)``: a Gluon LSTM, its float64 torch.nn twin, inputs,
+    and ``run(fused)``, the module's inference forward ``[y, h_n, c_n]`` with the input projection
+    fused into the Gluon forward (checked planned) or not, outputs poisoned with NaN first."""
+    import rnnbench.kernels.plan as plan_module
+
+    _require_gluon()
+    torch.manual_seed(0)
+    module = TritonLSTM(input_size, hidden_size, bidirectional=directions == 2, path="gluon").to("cuda", dtype)
+    reference = torch.nn.LSTM(input_size, hidden_size, bidirectional=directions == 2).to("cuda", torch.float64)
+    reference.load_state_dict({name: value.to(torch.float64) for name, value in module.state_dict().items()})
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(steps, batch, input_size, device="cuda", generator=generator).to(dtype)
+    states = tuple((0.5 * torch.randn(directions, batch, hidden_size, device="cuda", generator=generator)).to(dtype)
+                   for _ in range(2))
+
+    def run(fused: bool):
+        monkeypatch.setattr(plan_module, "GLUON_FUSED_INPUT", fused)
+        plan = make_plan("lstm", hidden_size, batch, x, "gluon", directions, input_size=input_size)
+        assert (plan.input_tiles > 0) == fused, plan
+        with poisoned_outputs():
+            return _layer_output(module, x, states)
+
+    return module, reference, x, states, run
+
+
+@pytest.mark.fused_input
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("hidden_size, batch, steps, input_size, directions", FUSED_SHAPES)
+def test_gluon_forward_with_its_input_projection_fused_matches_the_unfused_one_and_float64(
+        monkeypatch, dtype, hidden_size, batch, steps, input_size, directions):
+    """The fused forward (a second warpgroup projects x_t a step or two ahead, float32, no xg buffer)
+    against the same module with the projection a GEMM (:data:`GLUON_TOLERANCE`: the unfused one
+    rounds xg to the storage type, the fused one does not) and against float64, with no growth along
+    T; every output written (NaN-poisoned first)."""
+    _, reference, x, states, run = _fused_and_unfused(monkeypatch, hidden_size, batch, steps, input_size, directions,
+                                                      dtype)
+    fused, unfused = run(True), run(False)
+    check_barriers(wait=True)
+    _assert_forward_within_gluon_tolerance(fused, unfused, _layer_output(reference, x.double(), tuple(
+        s.double() for s in states)), dtype)
+
+
+@pytest.mark.fused_input
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_gluon_training_forward_with_its_input_projection_fused_trains(monkeypatch, dtype):
+    """Training through the fused forward (it stores the activated gates into a buffer of its own
+    and the float32 cell states, which the backward reads): the saved gates and cell states equal
+    the unfused forward's up to :data:`GLUON_TOLERANCE`, and every gradient matches float64 within
+    the bounds of the bf16 tests above (5e-2)."""
+    from rnnbench.kernels.lstm import lstm_layer
+
+    import rnnbench.kernels.plan as plan_module
+
+    _require_gluon()
+    T, B, I, H = 17, 16, 128, 320
+    generator = torch.Generator(device="cuda").manual_seed(5)
+    x = torch.randn(T, B, I, device="cuda", generator=generator).to(dtype)
+    h0, c0 = ((0.5 * torch.randn(1, B, H, device="cuda", generator=generator)).to(dtype) for _ in range(2))
+    w_ih = (0.2 * torch.randn(1, 4 * H, I, device="cuda", generator=generator)).to(dtype)
+    w_hh = (0.05 * torch.randn(1, 4 * H, H, device="cuda", generator=generator)).to(dtype)
+    b_ih, b_hh = ((0.1 * torch.randn(1, 4 * H, device="cuda", generator=generator)).to(dtype) for _ in range(2))
+    parameters = [w_ih, w_hh, b_ih, b_hh]
+    saved, grads = {}, {}
+    for fused in (True, False):
+        monkeypatch.setattr(plan_module, "GLUON_FUSED_INPUT", fused)
+        assert (make_plan("lstm", H, B, x, "gluon", input_size=I).input_tiles > 0) == fused
+        inputs = [t.detach().clone().requires_grad_() for t in (x, h0, c0, *parameters)]
+        with poisoned_outputs():
+            y, h_n, c_n = lstm_layer(*inputs[:3], *inputs[3:], None, "gluon")
+        saved[fused] = (y.detach(), y.grad_fn.gates.clone(), y.grad_fn.c_all.clone())
+        loss = y.double().square().sum() + h_n.double().sum() + c_n.double().sum()
+        grads[fused] = torch.autograd.grad(loss, inputs)
+    check_barriers(wait=True)
+    tolerance = GLUON_TOLERANCE[dtype]
+    for name, actual, base in zip(("y", "gates", "c_all"), saved[True], saved[False]):
+        assert torch.isfinite(actual).all(), name
+        assert _relative_error(actual, base.double()) <= tolerance, (name, _relative_error(actual, base.double()))
+    reference = torch.nn.LSTM(I, H).to("cuda", torch.float64)
+    with torch.no_grad():
+        for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), parameters):
+            getattr(reference, name).copy_(value[0].double())
+    inputs = [t.detach().double().requires_grad_() for t in (x, h0, c0)]
+    y, (h_n, c_n) = reference(inputs[0], (inputs[1], inputs[2]))
+    loss = y.square().sum() + h_n.sum() + c_n.sum()
+    expected = torch.autograd.grad(loss, [*inputs, *reference.parameters()])
+    for index, (actual, exact) in enumerate(zip(grads[True], expected)):
+        assert _relative_error(actual.reshape(exact.shape), exact) <= 5e-2, index
 
 
 # ---- the Gluon LSTM backward (path="gluon", sm_90 only) -----------------------------------------

@@ -238,3 +238,23 @@ def test_real_kernels_hold_the_weight_tiles_their_variant_names():
     assert tiles("real", 768, 16) == 0
     with pytest.raises(ValueError, match="register_weights must be one of .* got 'some'"):
         step_bench.RealKernel("gluon", "acquire", True, "fwd", register_weights="some")
+
+
+def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
+    """``real_gluon_fused_input`` runs the Gluon forward with its input projection fused (input size =
+    H_PAD) where :func:`rnnbench.kernels.plan.gluon_input_tiles` allows, else the plan of
+    ``real_gluon`` (then not timed twice); as a never-run kernel it is deferred: not in a shape's
+    first pass, only in the pass after every shape's, and never launched by the warm-up."""
+    def input_tiles(name: str, hidden_size: int, batch: int) -> int:
+        kernel = step_bench.REAL_PATHS[name]
+        planned = plan_recurrence("lstm", hidden_size, batch, torch.bfloat16, kernel.path, 132, arch=90)
+        return kernel.plan(planned, torch.bfloat16).input_tiles
+
+    assert [input_tiles("real_gluon_fused_input", h, b) for h, b in ((768, 16), (256, 64), (768, 64), (1024, 16))] == [
+        12, 4, 0, 0]
+    assert input_tiles("real_gluon", 768, 16) == 0
+    plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", 132)
+    first = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12))]
+    later = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), deferred=True)]
+    assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == ["real_gluon_fused_input"]
+    assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
