@@ -162,28 +162,38 @@ def cpu_events(fn: Callable[[], object]) -> list[dict]:
 
 
 def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: int, mode: str, dtype: str,
-              device: str, input_size: int | None = None, weight_grad: str | None = None) -> dict:
+              device: str, input_size: int | None = None, weight_grad: str | None = None,
+              fused_input: bool = False) -> dict:
     """The peak breakdown of one ``mode`` call of ``backend`` on the harness's problem of this shape;
     ``weight_grad``: the Triton layers' ``dW_hh`` formulation for this call
-    (:data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS`; default: the shipped one)."""
+    (:data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS`; default: the shipped one);
+    ``fused_input``: the Gluon forward fuses its input projection where it can
+    (:data:`rnnbench.kernels.plan.GLUON_FUSED_INPUT` switched on for this call)."""
+    from rnnbench.kernels import plan
+
     if weight_grad is not None and weight_grad not in projections.WEIGHT_GRAD_FORMULATIONS:
         raise ValueError(f"weight_grad must be one of {sorted(projections.WEIGHT_GRAD_FORMULATIONS)}, got {weight_grad!r}")
     case = shape_case(backend, family, hidden_size, batch, seq_len, mode, dtype, device, input_size, "memory")
     fn = build_workload(case).callable(mode)
-    shipped = projections.WEIGHT_GRAD
-    projections.WEIGHT_GRAD = weight_grad or shipped
+    shipped = projections.WEIGHT_GRAD, plan.GLUON_FUSED_INPUT
+    projections.WEIGHT_GRAD = weight_grad or shipped[0]
+    plan.GLUON_FUSED_INPUT = fused_input or shipped[1]
     try:
         result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
     finally:
-        projections.WEIGHT_GRAD = shipped
+        projections.WEIGHT_GRAD, plan.GLUON_FUSED_INPUT = shipped
     extra = {} if weight_grad is None else {"weight_grad": weight_grad}
+    extra |= {"fused_input": True} if fused_input else {}
     return {"backend": backend, "family": family, "hidden_size": hidden_size, "batch": batch, "seq_len": seq_len,
             "input_size": case.input_size, "mode": mode, "dtype": dtype, "device": device, **extra, **result}
 
 
 def label(result: dict) -> str:
-    """The backend of a breakdown, with the ``dW_hh`` formulation it was forced to, if any."""
-    return result["backend"] + (f" ({result['weight_grad']})" if "weight_grad" in result else "")
+    """The backend of a breakdown, with the ``dW_hh`` formulation it was forced to, if any, and
+    whether its input projection was fused."""
+    forced = [result["weight_grad"]] if "weight_grad" in result else []
+    forced += ["fused input"] if result.get("fused_input") else []
+    return result["backend"] + (f" ({', '.join(forced)})" if forced else "")
 
 
 def render(result: dict, top: int = 12) -> str:
@@ -237,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-grad", choices=list(projections.WEIGHT_GRAD_FORMULATIONS),
                         help="the Triton layers' dW_hh formulation for these calls (default: the shipped one, "
                         f"{projections.WEIGHT_GRAD})")
+    parser.add_argument("--fused-input", action="store_true",
+                        help="the Gluon forward fuses its input projection where it can (plan.GLUON_FUSED_INPUT)")
     parser.add_argument("--json", type=Path, help="write every breakdown to this file (a JSON list)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                         help="measure nothing: print the Markdown summary of these --json files")
@@ -251,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         for batch in args.batch:
             for mode in args.mode:
                 results.append(breakdown(args.backend, args.family, hidden_size, batch, args.seq_len, mode, args.dtype,
-                                         args.device, weight_grad=args.weight_grad))
+                                         args.device, weight_grad=args.weight_grad, fused_input=args.fused_input))
                 print(render(results[-1]), flush=True)
                 if args.json:
                     args.json.write_text(json.dumps(results, indent=1))

@@ -548,20 +548,21 @@ def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int
     return row | {f"t_{term}": round(terms[f"t_{term}"], 4) if terms else "" for term in KERNEL_TERMS}
 
 
-def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...]):
+def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...], deferred: bool = True):
     """Time every variant of every shape on the current GPU, yielding a row (:data:`COLUMNS`) as
-    each is measured, the :data:`DEFERRED` variants of every shape last; a variant that fails is
-    reported on stderr and skipped."""
+    each is measured, the :data:`DEFERRED` variants of every shape last (``deferred=False``: not at
+    all); a variant that fails is reported on stderr and skipped."""
     device_name = torch.cuda.get_device_name()
     like = torch.empty(0, dtype=dtype, device="cuda")
     timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync) of the kernels timed
-    for deferred, (cell, hidden_size, batch) in [(later, shape) for later in (False, True) for shape in shapes]:
+    passes = (False, True) if deferred else (False,)
+    for later, (cell, hidden_size, batch) in [(later, shape) for later in passes for shape in shapes]:
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
-        if not deferred:
+        if not later:
             buffers = {tagged: ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=tagged)
                        for tagged in (False, True)}
         real_plans = timed_plans.setdefault((cell, hidden_size, batch), [])
-        for name, programs in _runs(plan, cell, sweep, deferred):
+        for name, programs in _runs(plan, cell, sweep, later):
             timed = plan
             try:
                 if name in REAL_PATHS:
@@ -708,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="compiler processes (default: CPUs, at most 8 on a GPU)")
     parser.add_argument("--shapes", default=None, help="comma-separated CELL:H:B shapes, in the order to time them "
                         f"(default: {','.join(f'{c}:{h}:{b}' for c, h, b in SHAPES)})")
+    parser.add_argument("--no-deferred", action="store_true",
+                        help=f"leave out the never-run variants timed last ({', '.join(DEFERRED)})")
     args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     if args.steps < 1 or args.repeats < 4:
@@ -727,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = args.jobs or min(8, os.cpu_count() or 1)
         if jobs > 1:
             warm(shapes, dtype, jobs)
-        rows = measure(shapes, dtype, args.steps, args.repeats, sweep)
+        rows = measure(shapes, dtype, args.steps, args.repeats, sweep, deferred=not args.no_deferred)
     written = 0
     with open(args.out, "w", newline="") as handle:  # row by row: a run cut short keeps what it measured
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)

@@ -14,7 +14,8 @@
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py),
 #                        but the tests marked fused_input
 #   gpu-tests-fused.xml/.log  those: the Gluon forward with its input projection fused, never run
-#                        before (a stage of its own, 90 s, after the others: a hang costs no other test)
+#                        before (a stage of its own, 90 s, after the others: a hang costs no other test;
+#                        where they fail, the ablation and the memory stage leave the fused kernel out)
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
@@ -28,6 +29,8 @@
 #                        output, and its time (rnnbench.harness.gemm_memory); and
 #   memory-breakdown-triton-F.json/.log  the Triton training peaks with each other formulation F
 #                        (WEIGHT_GRADS, default: addmm, the cuBLAS one shipped before the Triton GEMM)
+#   memory-breakdown-triton-fused.json/.log  the Triton peaks (H=512/768, B=16/64, fwd and fwd_bwd)
+#                        with the Gluon forward's input projection fused, where its tests passed
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  Nsight Compute on one call of each
 #                        PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp states sampled per
@@ -73,9 +76,14 @@ if wants tests; then
     # kernels that never ran on a GPU, whose mbarrier waits have no timeout: a stage of their own,
     # after the others, so a hang costs only this stage's limit
     stage gpu-tests-fused 90 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$DIR/gpu-tests-fused.xml" \
-        -m fused_input tests/test_kernels_gpu.py > "$DIR/gpu-tests-fused.log" 2>&1
+        -m fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py > "$DIR/gpu-tests-fused.log" 2>&1
+    FUSED_RC=$?
     tail -n 15 "$DIR/gpu-tests-fused.log"
 fi
+# the fused input projection is timed and measured below only if its tests passed (or did not run)
+FUSED_OK=$([ "${FUSED_RC:-0}" -eq 0 ] && echo 1 || echo 0)
+[ "$FUSED_OK" = 1 ] || { note "fused input projection failed its tests (exit $FUSED_RC): not timed or measured"
+                         ABLATION_ARGS="${ABLATION_ARGS:-} --no-deferred"; }
 if [ -n "$PRECOMPILE" ]; then
     wait $PRECOMPILE
     tail -n 3 "$DIR/precompile.log"
@@ -103,6 +111,11 @@ if wants memory && [ -f harness/memory_breakdown.py ]; then
                 --family lstm --hidden-size 64 768 --batch 16 64 --mode fwd_bwd --weight-grad $formulation \
                 --json "$DIR/memory-breakdown-triton-$formulation.json" > "$DIR/memory-breakdown-triton-$formulation.log" 2>&1
         done
+    fi
+    if [ "$FUSED_OK" = 1 ]; then
+        stage memory-triton-fused 30 "$PY" -m rnnbench.harness.memory_breakdown --device cuda --backend triton \
+            --family lstm --hidden-size 512 768 --batch 16 64 --fused-input \
+            --json "$DIR/memory-breakdown-triton-fused.json" > "$DIR/memory-breakdown-triton-fused.log" 2>&1
     fi
 fi
 

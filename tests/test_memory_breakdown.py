@@ -12,7 +12,9 @@ import torch
 from conftest import KERNEL_DEVICE
 from rnnbench.harness import gemm_memory
 from rnnbench.kernels import projections
-from rnnbench.harness.memory_breakdown import BLOCK, allocator_events, attribute, breakdown, main, peak_breakdown, render
+from rnnbench.harness.memory_breakdown import (
+    BLOCK, allocator_events, attribute, breakdown, label, main, peak_breakdown, render,
+)
 
 
 def _alloc(addr, size, frame="a.py:1 f"):
@@ -187,3 +189,32 @@ def test_the_probes_fresh_thread_returns_its_value_and_raises_its_error():
     assert gemm_memory._in_fresh_thread(lambda: 7) == 7
     with pytest.raises(ZeroDivisionError):
         gemm_memory._in_fresh_thread(lambda: 1 / 0)
+
+
+def test_a_fused_input_breakdown_is_labelled_and_the_switch_restored():
+    """``fused_input=True`` switches ``plan.GLUON_FUSED_INPUT`` on for that call only (the CPU plans
+    no Gluon path, so the peak is the unfused one here) and labels the breakdown."""
+    from rnnbench.kernels import plan
+
+    B, H, T = 3, 40, 6
+    fused = breakdown("triton", "lstm", H, B, T, "fwd", "float32", "cpu", fused_input=True)
+    assert plan.GLUON_FUSED_INPUT is False
+    assert fused["fused_input"] is True and render(fused).startswith("triton (fused input) lstm")
+    assert label({"backend": "triton", "weight_grad": "addmm", "fused_input": True}) == "triton (addmm, fused input)"
+    assert "fused_input" not in breakdown("triton", "lstm", H, B, T, "fwd", "float32", "cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.fused_input
+@pytest.mark.parametrize("H, B", [(768, 16), (512, 64)])
+def test_on_gpu_the_fused_inference_forward_allocates_no_projection_buffer(H, B):
+    """With the Gluon forward's input projection fused (sm_90 only), an inference call (bf16, T=1024)
+    allocates no ``(T, B, 4H)`` projection: its peak is below the unfused one's by at least that
+    buffer (T*B*4H*2 bytes, 96 MiB at H=768 B=16) and no block comes from ``project_inputs``."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the Gluon path needs sm_90")
+    unfused = breakdown("triton", "lstm", H, B, 1024, "fwd", "bfloat16", "cuda")
+    fused = breakdown("triton", "lstm", H, B, 1024, "fwd", "bfloat16", "cuda", fused_input=True)
+    assert any("project_inputs" in group["frame"] for group in unfused["blocks"]), unfused["blocks"][:4]
+    assert not any("project_inputs" in group["frame"] for group in fused["blocks"]), fused["blocks"][:4]
+    assert unfused["peak_bytes"] - fused["peak_bytes"] >= 1024 * B * 4 * H * 2, (unfused["peak_bytes"], fused["peak_bytes"])

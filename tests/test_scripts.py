@@ -107,3 +107,29 @@ def test_session_profile_stage_keeps_within_its_budget(tmp_path):
     runs, out = _fake_profile_run(tmp_path, 40)
     assert runs == []
     assert "profile: no time left for triton-gluon-h768-b16-fwd" in (out / "session.log").read_text()
+
+
+@pytest.mark.parametrize("fused_tests_pass", [True, False])
+def test_session_leaves_the_fused_input_kernel_out_where_its_tests_failed(tmp_path, fused_tests_pass):
+    """The never-run fused input projection has a test stage of its own after the others; where it
+    fails (or hangs), the step ablation runs without its deferred variants and the memory stage
+    without the fused breakdown; where it passes, both include them."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "fakepy"
+    status = 0 if fused_tests_pass else 1
+    fake.write_text('#!/bin/bash\necho "$*" >> ' + str(calls) + '\n'
+                    f'case "$*" in *"-m fused_input"*) exit {status};; esac\nexit 0\n')
+    fake.chmod(0o755)
+    for stand_in in ("kernels/step_bench.py", "harness/memory_breakdown.py", "harness/gemm_memory.py"):
+        (tmp_path / stand_in).parent.mkdir(exist_ok=True)
+        (tmp_path / stand_in).write_text("")
+    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests ablation memory"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "300"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    runs = calls.read_text().splitlines()
+    tests = [run for run in runs if run.startswith("-m pytest")]
+    assert len(tests) == 2 and '-m not fused_input' in tests[0] and "-m fused_input" in tests[1], tests
+    ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
+    fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
+    assert ("--no-deferred" in ablation, len(fused_memory)) == ((False, 1) if fused_tests_pass else (True, 0))
