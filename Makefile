@@ -92,7 +92,7 @@ clean-venv:
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
-STAGES ?= tests barrier ablation memory profile suite
+STAGES ?= tests barrier ablation memory fused profile suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)
@@ -101,6 +101,7 @@ gpu-validate: gpu-session  # the earlier name
 
 gpu-report: setup
 	$(BIN)/rnnbench report reports/$(DEVICE)/$(SUITE)
+	if [ -f reports/$(DEVICE)/gpu-fused/results.csv ]; then $(BIN)/rnnbench report reports/$(DEVICE)/gpu-fused; fi
 	$(KERNELS) --cost --target sm_90 --dtypes bfloat16,float16 --calibrate reports/$(DEVICE)/$(SUITE)/results.csv \
 		$$([ -f reports/$(DEVICE)/step-ablation.csv ] && echo --ablation reports/$(DEVICE)/step-ablation.csv \
 		reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv)

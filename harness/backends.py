@@ -241,22 +241,42 @@ def _triton_classes(path: str) -> dict:
     return {"rnn": partial(TritonRNN, path=path), "lstm": partial(TritonLSTM, path=path)}
 
 
+def _fused_input_factory(problem, dtype, device):
+    """The planner's LSTM with its Gluon forward's input projection fused (``TritonLSTM(fuse_input=True)``),
+    or :class:`Unsupported` where the plan does not fuse it for this shape here (not sm_90, H=1024,
+    32-row batch blocks, an input size that is not a multiple of 64, lengths)."""
+    from rnnbench.kernels import TritonLSTM
+    from rnnbench.kernels.launch import make_plan
+    from rnnbench.kernels.plan import fused_input_projection
+
+    like = torch.empty(0, dtype=getattr(torch, dtype), device=device)
+    with fused_input_projection(True):
+        plan = make_plan("lstm", problem.hidden_size, problem.batch, like, "auto", problem.directions,
+                         input_size=None if problem.packed else problem.input_size)
+    if not plan.input_tiles:
+        raise Unsupported(f"the input projection is not fused on the {plan.path} path here (H={problem.hidden_size}, "
+                          f"B={problem.batch}, input size {problem.input_size}; see plan.gluon_input_tiles)")
+    return TorchRecurrentWorkload(problem, dtype, device, partial(TritonLSTM, path="auto", fuse_input=True))
+
+
+def _triton_backend(name: str, factory, description: str, **fields) -> Backend:
+    """A backend of the Triton kernels: timed on CUDA, checked against NumPy (CPU) or torch.nn (CUDA) in
+    float64, and against torch.nn where a problem has directions or lengths; ``fields`` override
+    the families, devices, dtypes or add an encoder."""
+    common = dict(families=("rnn", "lstm"), devices=("cpu", "cuda"), dtypes=("float32", "float16", "bfloat16"),
+                  reference="numpy", cuda_reference="torch", options=PROBLEM_OPTIONS, options_reference="torch",
+                  timed_devices=("cuda",), requirement=_triton_requirement, uses_triton=True)
+    return Backend(name=name, factory=factory, description=description, **(common | fields))
+
+
 for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "forced persistent path"),
                      ("cooperative", "forced cooperative path"), ("stepwise", "forced stepwise path"),
                      ("gluon", "forced Gluon LSTM forward and backward, sm_90")):
-    register(Backend(
-        name="triton" if _path == "auto" else f"triton-{_path}",
-        families=("rnn", "lstm"),
-        devices=("cpu", "cuda"),
-        dtypes=("float32", "float16", "bfloat16"),
-        factory=_triton_factory(_path),
-        reference="numpy",
-        cuda_reference="torch",
-        options=PROBLEM_OPTIONS,
-        options_reference="torch",
-        timed_devices=("cuda",),
-        requirement=_triton_requirement,
-        uses_triton=True,
-        description=f"fused Triton kernels ({_what}); on CPU numerics only, in the interpreter",
-        encoder=_trainable_recurrent(partial(_triton_classes, _path)),
-    ))
+    register(_triton_backend("triton" if _path == "auto" else f"triton-{_path}", _triton_factory(_path),
+                             f"fused Triton kernels ({_what}); on CPU numerics only, in the interpreter",
+                             encoder=_trainable_recurrent(partial(_triton_classes, _path))))
+
+register(_triton_backend("triton-fused", _fused_input_factory,
+                         "the planner's Triton LSTM with the Gluon forward's input projection fused (sm_90; "
+                         "plan.GLUON_FUSED_INPUT forced on; never run on a GPU before)",
+                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))

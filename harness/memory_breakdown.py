@@ -175,13 +175,13 @@ def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: 
         raise ValueError(f"weight_grad must be one of {sorted(projections.WEIGHT_GRAD_FORMULATIONS)}, got {weight_grad!r}")
     case = shape_case(backend, family, hidden_size, batch, seq_len, mode, dtype, device, input_size, "memory")
     fn = build_workload(case).callable(mode)
-    shipped = projections.WEIGHT_GRAD, plan.GLUON_FUSED_INPUT
-    projections.WEIGHT_GRAD = weight_grad or shipped[0]
-    plan.GLUON_FUSED_INPUT = fused_input or shipped[1]
+    shipped = projections.WEIGHT_GRAD
+    projections.WEIGHT_GRAD = weight_grad or shipped
     try:
-        result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
+        with plan.fused_input_projection(True if fused_input else None):
+            result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
     finally:
-        projections.WEIGHT_GRAD, plan.GLUON_FUSED_INPUT = shipped
+        projections.WEIGHT_GRAD = shipped
     extra = {} if weight_grad is None else {"weight_grad": weight_grad}
     extra |= {"fused_input": True} if fused_input else {}
     return {"backend": backend, "family": family, "hidden_size": hidden_size, "batch": batch, "seq_len": seq_len,

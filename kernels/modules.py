@@ -6,7 +6,9 @@ the same parameter names, shapes and initialisation, so ``load_state_dict`` work
 directions; the same call signature, input forms (batched, unbatched, ``PackedSequence``) and
 return values; see :mod:`rnnbench.baselines.drop_in`. One extra keyword, ``path`` (``"auto"``,
 ``"persistent"``, ``"cooperative"``, ``"stepwise"``, and for the LSTM forward on sm_90 ``"gluon"``),
-forces a kernel path (see :mod:`rnnbench.kernels.plan`).
+forces a kernel path (see :mod:`rnnbench.kernels.plan`); ``TritonLSTM`` also takes ``fuse_input``
+(True/False: its Gluon forward fuses the input projection where it can, or never; default None:
+:data:`rnnbench.kernels.plan.GLUON_FUSED_INPUT`, off until a GPU has run the fused kernel).
 
 Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
 lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``
@@ -29,7 +31,7 @@ from rnnbench.baselines.drop_in import LayerWeights, LSTMDropIn, RNNDropIn
 from rnnbench.baselines.eager import eager_layer
 from rnnbench.kernels.launch import check_device_and_dtype
 from rnnbench.kernels.lstm import lstm_layer, projected_lstm_layer
-from rnnbench.kernels.plan import FORCED_PATHS
+from rnnbench.kernels.plan import FORCED_PATHS, fused_input_projection
 from rnnbench.kernels.rnn import rnn_layer
 
 
@@ -65,14 +67,21 @@ class _KernelPath:
 class TritonLSTM(_KernelPath, LSTMDropIn):
     """Drop-in ``torch.nn.LSTM`` on fused Triton kernels (see the module docstring)."""
 
+    def __init__(self, *args, fuse_input: bool | None = None, **kwargs):
+        if fuse_input not in (None, True, False):
+            raise ValueError(f"fuse_input must be None, True or False, got {fuse_input!r}")
+        super().__init__(*args, **kwargs)
+        self.fuse_input = fuse_input
+
     def _layer(self, layer, x, lengths, h0, c0):
         if not self._runs_kernels(x):
             return eager_layer(self, layer, x, lengths, h0, c0)
         w = self._stacked_weights(layer)
-        if w.weight_hr is None:
-            return lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, lengths, self.path)
-        return projected_lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr, lengths,
-                                    self.path)
+        with fused_input_projection(self.fuse_input):
+            if w.weight_hr is None:
+                return lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, lengths, self.path)
+            return projected_lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr,
+                                        lengths, self.path)
 
 
 class TritonRNN(_KernelPath, RNNDropIn):

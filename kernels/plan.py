@@ -59,6 +59,7 @@ interpreter a cooperative grid of several hidden blocks runs its math step by st
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -796,6 +797,20 @@ GLUON_INPUT_STAGES = 2
 #: Off until a GPU has checked and timed it (``tests/test_kernels_gpu.py``, the step ablation's
 #: ``real_gluon_fused_input``): it has only been compiled
 GLUON_FUSED_INPUT = False
+
+
+@contextlib.contextmanager
+def fused_input_projection(fuse: bool | None = True):
+    """Within the block, :data:`GLUON_FUSED_INPUT` is ``fuse`` (None: left as it is), restored after:
+    the Gluon forward fuses its input projection where it can (:func:`gluon_input_tiles`), or not."""
+    global GLUON_FUSED_INPUT
+    previous = GLUON_FUSED_INPUT
+    if fuse is not None:
+        GLUON_FUSED_INPUT = fuse
+    try:
+        yield
+    finally:
+        GLUON_FUSED_INPUT = previous
 
 
 def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, arch: int = DEFAULT_ARCH,

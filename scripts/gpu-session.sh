@@ -31,11 +31,15 @@
 #                        (WEIGHT_GRADS, default: addmm, the cuBLAS one shipped before the Triton GEMM)
 #   memory-breakdown-triton-fused.json/.log  the Triton peaks (H=512/768, B=16/64, fwd and fwd_bwd)
 #                        with the Gluon forward's input projection fused, where its tests passed
+#   gpu-fused/, gpu-fused.log  the gpu-fused suite (40 s to precompile, 60 to run; where those tests
+#                        passed): the whole call with the input projection fused against the
+#                        planner's and torch.nn
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  Nsight Compute on one call of each
 #                        PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp states sampled per
 #                        SASS instruction; the CSVs are ncu's source page (SASS) and details page
-#                        (about 15 s a case on an H200; make gpu-report renders them)
+#                        (about 15 s a case on an H200; make gpu-report renders them); by default
+#                        also triton-fused:768:16:fwd where the fused input projection's tests passed
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
 # The report and the cost-model calibration need no GPU: render them afterwards on any machine
@@ -47,8 +51,9 @@ DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests barrier ablation memory profile suite}
+STAGES=${STAGES:-tests barrier ablation memory fused profile suite}
 ABLATION_S=${ABLATION_S:-120}
+PROFILES_SET=${PROFILES:-}
 PROFILES=${PROFILES:-triton-gluon:768:16:fwd triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
 WEIGHT_GRADS=${WEIGHT_GRADS:-addmm}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py}
@@ -84,6 +89,8 @@ fi
 FUSED_OK=$([ "${FUSED_RC:-0}" -eq 0 ] && echo 1 || echo 0)
 [ "$FUSED_OK" = 1 ] || { note "fused input projection failed its tests (exit $FUSED_RC): not timed or measured"
                          ABLATION_ARGS="${ABLATION_ARGS:-} --no-deferred"; }
+# its warp states under Nsight Compute too, beside the shipped Gluon forward's (the default cases only)
+[ "$FUSED_OK" = 1 ] && [ -z "${PROFILES_SET:-}" ] && PROFILES="$PROFILES triton-fused:768:16:fwd"
 if [ -n "$PRECOMPILE" ]; then
     wait $PRECOMPILE
     tail -n 3 "$DIR/precompile.log"
@@ -117,6 +124,15 @@ if wants memory && [ -f harness/memory_breakdown.py ]; then
             --family lstm --hidden-size 512 768 --batch 16 64 --fused-input \
             --json "$DIR/memory-breakdown-triton-fused.json" > "$DIR/memory-breakdown-triton-fused.log" 2>&1
     fi
+fi
+
+if wants fused && [ "$FUSED_OK" = 1 ]; then
+    # its warp-specialised kernels compile in parallel first (they launch too: after the tests passed)
+    stage precompile-fused 40 "$PY" -m rnnbench precompile gpu-fused --device cuda --jobs 8 \
+        > "$DIR/precompile-fused.log" 2>&1
+    stage suite-fused 60 "$PY" -m rnnbench run gpu-fused --device cuda --out "$DIR/gpu-fused" --resume --no-progress \
+        > "$DIR/gpu-fused.log" 2>&1
+    tail -n 5 "$DIR/gpu-fused.log"
 fi
 
 if wants profile; then

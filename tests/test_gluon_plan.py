@@ -383,3 +383,39 @@ def test_the_lstm_layer_lets_its_forward_fuse_only_calls_whose_rows_run_every_st
     seen.clear()
     layer(x.requires_grad_())[0].sum().backward()
     assert seen == [(False, 8), (True, None)]
+
+
+def test_fuse_input_is_a_module_option_and_the_switch_is_restored(monkeypatch):
+    """``TritonLSTM(fuse_input=...)`` switches the plan's ``GLUON_FUSED_INPUT`` for its own calls only
+    (None leaves it), refuses anything but None/True/False by name, and the context manager restores
+    the switch after its block, also when the block raises."""
+    from rnnbench.kernels import lstm as lstm_module
+    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels.plan import fused_input_projection
+
+    seen = []
+    real = lstm_module.make_plan
+    monkeypatch.setattr(lstm_module, "make_plan",
+                        lambda *args, **kwargs: seen.append(plan_module.GLUON_FUSED_INPUT) or real(*args, **kwargs))
+    x = torch.randn(3, 2, 8)
+    for fuse in (True, False, None):
+        TritonLSTM(8, 16, fuse_input=fuse)(x)
+    assert seen == [True, False, False] and plan_module.GLUON_FUSED_INPUT is False
+    with pytest.raises(ValueError, match="fuse_input must be None, True or False, got 'yes'"):
+        TritonLSTM(8, 16, fuse_input="yes")
+    with pytest.raises(RuntimeError), fused_input_projection(True):
+        assert plan_module.GLUON_FUSED_INPUT is True
+        raise RuntimeError
+    assert plan_module.GLUON_FUSED_INPUT is False
+
+
+def test_the_fused_backend_is_refused_with_the_reason_where_the_plan_does_not_fuse():
+    """The harness's ``triton-fused`` backend runs only where the plan fuses the input projection: in
+    the interpreter (no Gluon path) it is :class:`Unsupported`, naming the path and the shape."""
+    from rnnbench.harness.backends import _fused_input_factory
+    from rnnbench.harness.errors import Unsupported
+    from rnnbench.harness.problems import Problem
+
+    problem = Problem("lstm", 5, 2, 64, 64, seed=0)
+    with pytest.raises(Unsupported, match=r"the input projection is not fused on the \w+ path here \(H=64, B=2"):
+        _fused_input_factory(problem, "float32", "cpu")

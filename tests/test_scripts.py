@@ -112,8 +112,8 @@ def test_session_profile_stage_keeps_within_its_budget(tmp_path):
 @pytest.mark.parametrize("fused_tests_pass", [True, False])
 def test_session_leaves_the_fused_input_kernel_out_where_its_tests_failed(tmp_path, fused_tests_pass):
     """The never-run fused input projection has a test stage of its own after the others; where it
-    fails (or hangs), the step ablation runs without its deferred variants and the memory stage
-    without the fused breakdown; where it passes, both include them."""
+    fails (or hangs), the step ablation runs without its deferred variants, the memory stage
+    without the fused breakdown and the gpu-fused suite not at all; where it passes, all include it."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     status = 0 if fused_tests_pass else 1
@@ -123,7 +123,7 @@ def test_session_leaves_the_fused_input_kernel_out_where_its_tests_failed(tmp_pa
     for stand_in in ("kernels/step_bench.py", "harness/memory_breakdown.py", "harness/gemm_memory.py"):
         (tmp_path / stand_in).parent.mkdir(exist_ok=True)
         (tmp_path / stand_in).write_text("")
-    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests ablation memory"}
+    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests ablation memory fused"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "300"], cwd=tmp_path,
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -132,4 +132,6 @@ def test_session_leaves_the_fused_input_kernel_out_where_its_tests_failed(tmp_pa
     assert len(tests) == 2 and '-m not fused_input' in tests[0] and "-m fused_input" in tests[1], tests
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
     fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
-    assert ("--no-deferred" in ablation, len(fused_memory)) == ((False, 1) if fused_tests_pass else (True, 0))
+    fused_suite = [run for run in runs if "gpu-fused" in run]
+    assert ("--no-deferred" in ablation, len(fused_memory), len(fused_suite)) == (
+        (False, 1, 2) if fused_tests_pass else (True, 0, 0))
