@@ -609,6 +609,9 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         raise ValueError("a plan with a fused input projection (input_tiles > 0) needs fused_input=(x, W_ih, bias) "
                          f"and no lengths; got fused_input={'None' if fused_input is None else 'given'}, "
                          f"has_lengths={has_lengths}")
+    if xg is None and (training or not plan.input_tiles):
+        raise ValueError("xg may be None only for an inference forward with a fused input projection (the training "
+                         f"forward writes its gates there); got training={training}, input_tiles={plan.input_tiles}")
     x, w_ih, bias = fused_input if plan.input_tiles else (None, None, None)
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()

@@ -149,12 +149,14 @@ class RealKernel:
         if self.register_weights not in REGISTER_WEIGHTS:
             raise ValueError(f"register_weights must be one of {REGISTER_WEIGHTS}, got {self.register_weights!r}")
 
-    def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16) -> Plan:
-        """``planned`` (the planner's plan of this kernel's path, for ``dtype``) as this variant runs it."""
+    def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
+        """``planned`` (the planner's plan of this kernel's path, for ``dtype``) as this variant runs it
+        (a fused input projection only where the grid stays co-resident on ``multiprocessors`` SMs)."""
         tiles = {"planned": planned.register_tiles, "none": 0,
                  "any_block": gluon_register_tiles(planned.h_pad, MIN_BLOCK_B)}[self.register_weights]
         plan = replace(planned, poll_order=self.poll_order, register_tiles=tiles if planned.path == GLUON else 0)
-        fused = gluon_input_tiles(plan, plan.h_pad, dtype, fuse=True) if self.fused_input else 0
+        fused = gluon_input_tiles(plan, plan.h_pad, dtype, multiprocessors=multiprocessors, fuse=True) \
+            if self.fused_input else 0
         return replace(plan, input_tiles=fused)
 
 
@@ -496,8 +498,9 @@ def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.
     (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
     kernel = REAL_PATHS[name]
     like = torch.empty(0, dtype=dtype, device="cuda")
-    return kernel.plan(make_plan(cell, hidden_size, batch, like, kernel.path, backward=kernel.direction == "bwd",
-                                 allow_narrow=kernel.narrow), dtype)
+    planned = make_plan(cell, hidden_size, batch, like, kernel.path, backward=kernel.direction == "bwd",
+                        allow_narrow=kernel.narrow)
+    return kernel.plan(planned, dtype, torch.cuda.get_device_properties().multi_processor_count)
 
 
 def _warm(task: tuple[str, int, int, str, str]) -> str | None:
@@ -668,7 +671,7 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
             try:
                 real = kernel.plan(plan_recurrence(cell, hidden_size, batch, dtype, kernel.path, multiprocessors,
                                                    arch=arch, allow_narrow=kernel.narrow, backward=direction == "bwd"),
-                                   dtype)
+                                   dtype, multiprocessors)
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
             if (real, direction) in real_plans:

@@ -419,3 +419,22 @@ def test_the_fused_backend_is_refused_with_the_reason_where_the_plan_does_not_fu
     problem = Problem("lstm", 5, 2, 64, 64, seed=0)
     with pytest.raises(Unsupported, match=r"the input projection is not fused on the \w+ path here \(H=64, B=2"):
         _fused_input_factory(problem, "float32", "cpu")
+
+
+def test_the_gluon_forward_refuses_a_missing_gate_buffer_where_it_would_write_one():
+    """``run_forward`` takes ``xg=None`` only for an inference forward with a fused input projection:
+    a training forward writes its gates there (passing ``y`` instead would write past it), and the
+    unfused forward reads xg."""
+    pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
+    from rnnbench.kernels.gluon_lstm import run_forward
+
+    planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, GLUON, H100_SMS)
+    fused = dataclasses.replace(planned, input_tiles=12)
+    buffers = [torch.empty(0)] * 7
+    inputs = (torch.empty(0), torch.empty(0), torch.empty(0))
+    with pytest.raises(ValueError, match="xg may be None only for an inference forward .* training=True"):
+        run_forward(fused, None, *buffers, (8, 16, 768), training=True, has_lengths=False, fused_input=inputs)
+    with pytest.raises(ValueError, match="xg may be None only .* input_tiles=0"):
+        run_forward(planned, None, *buffers, (8, 16, 768), training=False, has_lengths=False)
+    with pytest.raises(ValueError, match="needs fused_input=.* and no lengths; got fused_input=None"):
+        run_forward(fused, torch.empty(0), *buffers, (8, 16, 768), training=False, has_lengths=False)

@@ -258,3 +258,14 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     later = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), deferred=True)]
     assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == ["real_gluon_fused_input"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
+
+
+def test_the_fused_input_variant_keeps_its_grid_co_resident():
+    """Fused, a program takes a whole SM (two warpgroups' registers): where the planner's 16-row grid
+    of H=512 B=64 (128 programs, two per SM unfused) does not fit 114 SMs (an H100 PCIe), the variant
+    runs unfused; on 132 it fuses."""
+    kernel = step_bench.REAL_PATHS["real_gluon_fused_input"]
+    planned = plan_recurrence("lstm", 512, 64, torch.bfloat16, kernel.path, 132, arch=90)
+    assert planned.programs == 128
+    assert kernel.plan(planned, torch.bfloat16, 132).input_tiles == 8
+    assert kernel.plan(planned, torch.bfloat16, 114).input_tiles == 0
