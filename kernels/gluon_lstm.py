@@ -193,38 +193,40 @@ def _register_weights(w_ptr, w_stride, row0, H, layout: gl.constexpr, SHARED_TIL
 
 
 @gluon.jit
-def _arm_state_barriers(bars, ex_desc, COPIES: gl.constexpr):
-    """Arm the mbarrier of each state copy for the bytes of its next TMA load.
+def _arm_copies(bars, desc, COPIES: gl.constexpr):
+    """Arm the mbarrier of each of ``COPIES`` TMA copies of ``desc``'s box for the bytes of its next
+    load (the state's copies, and the fused input projection's copies of x).
 
-    Done for the next step right after this program's arrival at the grid barrier: Triton 3.6 and
-    3.9 put a CTA barrier before each arming, which there should overlap the release flag's way to
-    the other programs instead of delaying the loads (not measured). Every thread has waited on the
-    previous phase by then (the waits precede the gate split's CTA barrier)."""
+    The state's are armed for the next step right after this program's arrival at the grid barrier:
+    Triton 3.6 and 3.9 put a CTA barrier before each arming, which there should overlap the release
+    flag's way to the other programs instead of delaying the loads (not measured). Every thread has
+    waited on the previous phase by then (the waits precede the gate split's CTA barrier)."""
     for j in gl.static_range(COPIES):
-        mbarrier.expect(bars.index(j), ex_desc.block_type.nbytes)
+        mbarrier.expect(bars.index(j), desc.block_type.nbytes)
 
 
 @gluon.jit
-def _load_state(ex_desc, row, h_smem, bars, PER_COPY: gl.constexpr, COPIES: gl.constexpr):
-    """Issue the TMA loads of the state rows ``row + [0, BLOCK_B)`` of the exchange (viewed
-    ``(tile, D*2*B_pad, 64)``), ``PER_COPY`` tiles per copy, each completing on its own mbarrier
-    (armed by :func:`_arm_state_barriers`)."""
+def _load_copies(desc, row, smem, bars, PER_COPY: gl.constexpr, COPIES: gl.constexpr):
+    """Issue the TMA copies of rows ``row + [0, BLOCK_B)`` of ``desc``'s column tiles (the exchange
+    viewed ``(tile, D*2*B_pad, 64)``, or the input viewed ``(tile, T*B, 64)``), ``PER_COPY`` tiles
+    per copy into ``smem[j]``, each completing on its own mbarrier ``bars[j]`` (armed by
+    :func:`_arm_copies`)."""
     for j in gl.static_range(COPIES):
-        tma_load(ex_desc, [j * PER_COPY, row, 0], bars.index(j), h_smem.index(j))
+        tma_load(desc, [j * PER_COPY, row, 0], bars.index(j), smem.index(j))
 
 
 @gluon.jit
-def _recurrent_product(start, w_smem, w_regs, h_smem, bars, phase, K_TILES: gl.constexpr, PER_COPY: gl.constexpr,
-                       SHARED_TILES: gl.constexpr):
-    """``start + W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``start``'s layout, the
-    accumulator's), with h the state :func:`_load_state` is copying into ``h_smem``: the MMAs of a
+def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
+                       K_TILES: gl.constexpr, PER_COPY: gl.constexpr, SHARED_TILES: gl.constexpr):
+    """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the state
+    :func:`_load_copies` is copying into ``h_smem``: the MMAs of a
     copy's tiles wait for its mbarrier only, so they overlap the transfer of the later copies.
     Unrolled: waits and MMAs issue back to back.
 
     Tried and not better (CTA barriers counted in the PTX at H=768): arming and loading alternately
     (a barrier before each load too), one mbarrier for several copies (a barrier between loads on
     the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
-    acc = warpgroup_mma_init(start)
+    acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
             mbarrier.wait(bars.index(k // PER_COPY), phase)
@@ -261,14 +263,6 @@ def _input_product(start, wih_smem, x_smem, x_bars, phase, INPUT_TILES: gl.const
         tiles = _with_layout(x_smem.index(k // PER_COPY), _TILE_LAYOUT)
         acc = warpgroup_mma(wih_smem.index(k), tiles.index(k % PER_COPY).permute((1, 0)), acc, is_async=True)
     return acc
-
-
-@gluon.jit
-def _load_input(x_desc, row, x_smem, x_bars, PER_COPY: gl.constexpr, COPIES: gl.constexpr):
-    """Issue the TMA copies of one step's input rows ``row + [0, BLOCK_B)`` (``x`` viewed ``(I/64,
-    T*B, 64)``), ``PER_COPY`` tiles per copy, each on its own mbarrier of ``x_bars``."""
-    for j in gl.static_range(COPIES):
-        tma_load(x_desc, [j * PER_COPY, row, 0], x_bars.index(j), x_smem.index(j))
 
 
 @gluon.jit
@@ -329,7 +323,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                                K_TILES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
-    _arm_state_barriers(bars, ex_desc, COPIES)
+    _arm_copies(bars, ex_desc, COPIES)
     if not FUSED:
         _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                         gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
@@ -337,9 +331,9 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         t = time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
-        _load_state(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
-        product = _recurrent_product(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout), w_smem, w_regs, h_smem,
-                                     bars, s % 2, K_TILES, PER_COPY, SHARED_TILES)
+        _load_copies(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
+        product = _recurrent_product(w_smem, w_regs, h_smem, bars, s % 2, acc_layout, BLOCK_B, K_TILES, PER_COPY,
+                                     SHARED_TILES)
         if FUSED:
             stage = s % STAGES
             mbarrier.wait(xp_bars.index(stage), (s // STAGES) % 2)
@@ -379,7 +373,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             _prefetch_gates(inputs_smem, xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS),
                             B, H, gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
         if s + 1 < T:
-            _arm_state_barriers(bars, ex_desc, COPIES)
+            _arm_copies(bars, ex_desc, COPIES)
         barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
     if not FUSED:
         async_copy.wait_group(0)  # no copy in flight at the exit
@@ -400,15 +394,15 @@ def _input_projection(x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_b
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
     _load_weights(wih_desc, wih_smem, wih_bar, 0, row0, H, INPUT_TILES)
     bias = _input_bias(bias_ptr, row0, H, acc_layout, BLOCK_B)
-    _arm_state_barriers(x_bars, x_desc, INPUT_COPIES)
-    _load_input(x_desc, time_index(0, T, T, direction, DIRECTIONS, False) * B + batch_row, x_smem, x_bars,
+    _arm_copies(x_bars, x_desc, INPUT_COPIES)
+    _load_copies(x_desc, time_index(0, T, T, direction, DIRECTIONS, False) * B + batch_row, x_smem, x_bars,
                 INPUT_PER_COPY, INPUT_COPIES)
     for s in range(0, T):
         product = warpgroup_mma_wait(0, deps=(_input_product(bias, wih_smem, x_smem, x_bars, s % 2, INPUT_TILES,
                                                              INPUT_PER_COPY),))
         if s + 1 < T:  # x_smem is free again: the next step's input
-            _arm_state_barriers(x_bars, x_desc, INPUT_COPIES)
-            _load_input(x_desc, time_index(s + 1, T, T, direction, DIRECTIONS, False) * B + batch_row, x_smem, x_bars,
+            _arm_copies(x_bars, x_desc, INPUT_COPIES)
+            _load_copies(x_desc, time_index(s + 1, T, T, direction, DIRECTIONS, False) * B + batch_row, x_smem, x_bars,
                         INPUT_PER_COPY, INPUT_COPIES)
         stage = s % STAGES
         mbarrier.wait(xp_bars.index(STAGES + stage), (s // STAGES) % 2 ^ 1)  # the first round finds it empty

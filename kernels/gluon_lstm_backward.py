@@ -90,7 +90,7 @@ def _arm_copies(g_desc, bars, STAGES: gl.constexpr):
     """Arm the mbarrier of each of the first ``STAGES`` copies of the next product for its bytes.
 
     Done right after this program's arrival at the grid barrier, as the forward arms its state
-    copies (:func:`rnnbench.kernels.gluon_lstm._arm_state_barriers`): Triton puts a CTA barrier
+    copies (:func:`rnnbench.kernels.gluon_lstm._arm_copies`): Triton puts a CTA barrier
     before each arming, which there overlaps the release flag's way to the other programs instead
     of delaying the copies. Every thread has waited on the previous phase by then (the waits
     precede the reduction's CTA barrier)."""
