@@ -92,7 +92,7 @@ clean-venv:
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
-STAGES ?= tests barrier ablation memory fused profile suite
+STAGES ?= tests barrier latency ablation memory fused profile suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)
@@ -115,3 +115,5 @@ gpu-report: setup
 		reports/$(DEVICE)/profile-*-sass.csv > reports/$(DEVICE)/profile.md; fi
 	if [ -f reports/$(DEVICE)/gemm-memory.csv ]; then $(BIN)/python -m rnnbench.harness.gemm_memory \
 		--render reports/$(DEVICE)/gemm-memory.csv > reports/$(DEVICE)/gemm-memory.md; fi
+	if [ -f reports/$(DEVICE)/latency.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.latency_probe \
+		--render reports/$(DEVICE)/latency.csv > reports/$(DEVICE)/latency.md; fi

@@ -226,12 +226,36 @@ def parse(text: str) -> list[Instruction]:
     return instructions
 
 
+def _loops(instructions: list[Instruction], index: dict[int, int]) -> list[tuple[int, int]]:
+    """``(start, end)`` positions of every loop (back edge) of the kernel."""
+    return [(index[ins.target], i) for i, ins in enumerate(instructions)
+            if ins.target is not None and ins.target < ins.address  # a branch to itself is the trap after EXIT
+            and not _detour(instructions, index, i)]
+
+
+def _loop_step(instructions: list[Instruction], index: dict[int, int], loops: list[tuple[int, int]], path: list[int],
+               in_loop: bool) -> StepPath:
+    """The :class:`StepPath` of ``path`` (positions), with the polling loops nested in it."""
+    inner = [(s, e) for s, e in loops if (s, e) != (path[0], path[-1]) and path[0] <= s and e <= path[-1]]
+    polls = sum(1 for s, e in inner if any(_polls(ins) for ins in instructions[s:e + 1]))
+    return StepPath(tuple(instructions[i] for i in path), in_loop, polls)
+
+
+def loop_path(instructions: list[Instruction]) -> StepPath:
+    """One iteration of the kernel's outermost loop, with or without MMAs (the latency probes of
+    :mod:`rnnbench.kernels.latency_probe`: one loop of one primitive)."""
+    index = {ins.address: i for i, ins in enumerate(instructions)}
+    loops = _loops(instructions, index)
+    if not loops:
+        raise ValueError("the kernel has no loop")
+    start, end = max(loops, key=lambda loop: loop[1] - loop[0])
+    return _loop_step(instructions, index, loops, _warm_path(instructions, index, start, {end}), True)
+
+
 def step_path(instructions: list[Instruction]) -> StepPath:
     """The instructions one time step executes (see the module docstring)."""
     index = {ins.address: i for i, ins in enumerate(instructions)}
-    loops = [(index[ins.target], i) for i, ins in enumerate(instructions)
-             if ins.target is not None and ins.target < ins.address  # a branch to itself is the trap after EXIT
-             and not _detour(instructions, index, i)]
+    loops = _loops(instructions, index)
     time_loops = [(start, end) for start, end in loops if any(ins.is_mma for ins in instructions[start:end + 1])]
     # a warp-specialised kernel has a loop with MMAs per partition (and one around the partitions'
     # dispatch): the recurrence's is the one that stores its step's output to global memory
@@ -244,9 +268,7 @@ def step_path(instructions: list[Instruction]) -> StepPath:
         start = 0
         exits = {i for i, ins in enumerate(instructions) if ins.base == "EXIT"}
         path = _warm_path(instructions, index, start, exits)
-    inner = [(s, e) for s, e in loops if (s, e) != (path[0], path[-1]) and path[0] <= s and e <= path[-1]]
-    polls = sum(1 for s, e in inner if any(_polls(ins) for ins in instructions[s:e + 1]))
-    return StepPath(tuple(instructions[i] for i in path), bool(time_loops), polls)
+    return _loop_step(instructions, index, loops, path, bool(time_loops))
 
 
 def _detour(instructions: list[Instruction], index: dict[int, int], i: int) -> bool:

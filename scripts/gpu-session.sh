@@ -11,7 +11,8 @@
 #   gpu-tests.xml/.log   the Triton kernels against torch.nn (cuDNN) and float64 on CUDA
 #                        (default TESTS: tests/test_kernels_gpu.py, test_step_bench.py,
 #                        test_tagged_exchange.py, test_triton_kernels.py,
-#                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py),
+#                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
+#                        test_memory_breakdown.py, test_latency_probe.py),
 #                        but the tests marked fused_input
 #   gpu-tests-fused.xml/.log  those: the Gluon forward with its input projection fused, never run
 #                        before (a stage of its own, 90 s, after the others: a hang costs no other test;
@@ -19,6 +20,9 @@
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
+#   latency.csv/.log     the latency probes: each primitive of a step timed alone (L2 load, acquire,
+#                        release, signal between SMs, CTA barrier, TMA copy, warpgroup MMAs) beside
+#                        the cost model's estimate of the same loop (rnnbench.kernels.latency_probe)
 #   step-ablation.csv/.log  where a cooperative step's microseconds go (rnnbench.kernels.step_bench,
 #                        where the checkout has it), ABLATION_S seconds (default 120); its never-run
 #                        variants (step_bench.DEFERRED) after every shape's others
@@ -51,12 +55,12 @@ DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests barrier ablation memory fused profile suite}
+STAGES=${STAGES:-tests barrier latency ablation memory fused profile suite}
 ABLATION_S=${ABLATION_S:-120}
 PROFILES_SET=${PROFILES:-}
 PROFILES=${PROFILES:-triton-gluon:768:16:fwd triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
 WEIGHT_GRADS=${WEIGHT_GRADS:-addmm}
-TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py tests/test_latency_probe.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -99,6 +103,11 @@ fi
 if wants barrier; then
     stage barrier 40 "$PY" -m rnnbench.kernels.barrier_bench --out "$DIR/barrier.csv" > "$DIR/barrier.log" 2>&1
     tail -n 3 "$DIR/barrier.log"
+fi
+
+if wants latency && [ -f kernels/latency_probe.py ]; then
+    stage latency 60 "$PY" -m rnnbench.kernels.latency_probe --out "$DIR/latency.csv" > "$DIR/latency.log" 2>&1
+    tail -n 20 "$DIR/latency.log"
 fi
 
 if wants ablation; then

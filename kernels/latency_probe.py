@@ -1,0 +1,574 @@
+"""Latency probes: the primitives a recurrent step is made of, each timed alone on the GPU, beside
+what the cost model estimates for the same compiled loop.
+
+**Why.** The cost model (:mod:`rnnbench.kernels.cost`) adds up a latency table of round numbers
+taken from papers (its module docstring); calibration then scales whole terms to fit measured
+steps, where every primitive comes together with every other (``reports/aot/cost-calibration-sm_90.json``:
+four factors clipped at the bound, the barrier's at 6.0). These probes measure the table's entries
+one by one, in loops built from the kernels' own primitives, and answer the questions the
+kernels' notes left to a GPU (KERNELS2.md):
+
+==================  ============================================================================
+probe               what one iteration is (one program on one SM unless stated)
+==================  ============================================================================
+``load_relaxed``    a dependent chain of ``ld.relaxed.gpu`` (``LDG.E.STRONG.GPU``) through a 4 MiB
+                    random cycle of 128-byte lines (L2 hits, near and far partition): the L2
+                    round trip of a coherent load
+``load_acquire``    the same with ``ld.acquire.gpu`` (``LDG`` then ``CCTL.IVALL``): one poll load
+``release``         the grid barrier's arrival (:func:`rnnbench.kernels.primitives.barrier_arrive`:
+                    CTA barrier, ``MEMBAR.GPU``, release add) with ``_s0``/``_s1``/``_s4`` stores of
+                    every thread before it: what a release costs, and whether the fence waits
+                    longer for more stores (the "``y`` after the release" question)
+``ping_pong``       two programs on two SMs hand a flag back and forth (release add, acquire
+                    poll): two one-way signals between SMs per iteration
+``cta_barrier``     ``bar.sync`` of 4 warps
+``tma_N``           a TMA copy of a ``(N, 16, 64)`` 16-bit box (the Gluon forward's state copies:
+                    N tiles of ``(16 rows, 64 columns)``, 2 KiB each) into shared memory, armed,
+                    issued and waited for on an mbarrier (Gluon)
+``hgmma_A_bN``      24 warpgroup MMAs ``64 x N x 16`` accumulating in one chain, then their wait,
+                    with A (the weights) in shared memory or registers (Gluon): at N = 16 is the
+                    rate set by the weights' shared-memory bandwidth (~20 cycles an MMA) or by
+                    the tensor pipe (~8-12)?
+==================  ============================================================================
+
+**What a number is.** ``ns_per_iteration``: the slope of CUDA-event times between launches of
+``N`` and ``2N`` iterations (launch and start-up cancel; median over repeats, with quartiles, as
+:func:`rnnbench.kernels.barrier_bench.slope_us`). ``cycles_per_iteration``: the same slope of the
+SM clock (``%clock64``) read around the loop by the first program, so ``cycles / ns`` is the clock
+the probe ran at. ``model_cycles``: :func:`rnnbench.kernels.cost.simulate` of the probe's own loop,
+its SASS compiled by the Triton that runs it for this GPU (one program, its warps, nothing else on
+the SM): ``cycles_per_iteration / model_cycles`` is how far the table is off for that primitive.
+The model has no estimate for ``ping_pong`` (it simulates one program; an iteration there is two
+programs' signals in turn).
+
+    PYTHONPATH=. python3 -m rnnbench.kernels.latency_probe --out reports/h200/latency.csv
+
+Rows are written as they are measured, so a run cut short keeps them; a probe that cannot run is
+reported on stderr and skipped. ``--render latency.csv`` prints the Markdown table the GPU report
+includes. Needs sm_90 for the Gluon probes (the others run on any CUDA GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import triton
+import triton.language as tl
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
+)
+from triton.language.extra.cuda import globaltimer
+
+from rnnbench.kernels.barrier_bench import slope_us
+from rnnbench.kernels.gluon_primitives import tma_load
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_flags, barrier_arrive
+
+COLUMNS = ["device_name", "probe", "what", "iterations", "ops_per_iteration", "ns_per_iteration", "q25_ns", "q75_ns",
+           "cycles_per_iteration", "clock_ghz", "model_cycles", "measured_over_model", "ns_per_op", "cycles_per_op"]
+#: int32 slots per 128-byte line (flags of different programs sit on different lines)
+LINE: tl.constexpr = tl.constexpr(32)
+#: the load chase's buffer: 4 MiB of int32 (L2-resident on H100/H200, far larger than L1)
+CHASE_WORDS = 1 << 20
+#: the Gluon probes' tile: 64 columns of a 16-bit operand (128-byte swizzle), as the kernels'
+K_TILE = 64
+HGMMA_TILES = 6  # weight tiles of (64 gate rows, 64 columns) per MMA chain: 24 MMAs of k16
+TMA_ROWS = 16
+#: a release add compiles to REDG (its result unused) or ATOMG
+_ATOMICS = ("REDG", "ATOMG")
+
+
+# ---- kernels ---------------------------------------------------------------------------------------
+
+@triton.jit
+def clock64():
+    """``%clock64`` of the SM (cycles)."""
+    return tl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l", [], dtype=tl.int64, is_pure=False, pack=1)
+
+
+@triton.jit(do_not_specialize=["N"])
+def chase_kernel(chain_ptr, out_ptr, N, ORDER: tl.constexpr):
+    """``N`` dependent coherent loads ``index = chain[index]`` (``ORDER``: a poll order of
+    :data:`~rnnbench.kernels.primitives.POLL_ORDERS`, acquire or relaxed); stores the SM cycles the
+    loop took and the last index (so the chain stays live)."""
+    index = tl.zeros([1], dtype=tl.int32)
+    start = clock64()
+    for _ in range(N):
+        index = _load_flags(chain_ptr + index, 1, ORDER)[0]
+    tl.store(out_ptr, clock64() - start)
+    tl.store(out_ptr + 1 + tl.arange(0, 1), index.to(tl.int64))
+
+
+@triton.jit(do_not_specialize=["N"])
+def release_kernel(flag_ptr, scratch_ptr, out_ptr, N, STORES: tl.constexpr, THREADS: tl.constexpr):
+    """``N`` grid-barrier arrivals (CTA barrier, then one thread's fence and release add), each
+    after ``STORES`` coalesced int32 stores of every thread; stores the cycles taken."""
+    lane = tl.arange(0, THREADS)
+    start = clock64()
+    for i in range(N):
+        for s in tl.static_range(STORES):
+            tl.store(scratch_ptr + s * THREADS + lane, lane + i)
+        barrier_arrive(flag_ptr, 0)
+    tl.store(out_ptr, clock64() - start)
+
+
+@triton.jit(do_not_specialize=["N", "timeout_ns"])
+def ping_pong_kernel(flags_ptr, out_ptr, N, timeout_ns, ORDER: tl.constexpr):
+    """Two programs: in iteration ``i`` program 0 signals (release add on program 1's flag) and
+    waits until its own flag passes ``i``; program 1 waits, then signals back. Program 0 stores the
+    cycles taken, each program whether it gave up waiting (after ``timeout_ns``)."""
+    me = tl.program_id(0)
+    mine = flags_ptr + me * LINE + tl.arange(0, 1)
+    theirs = flags_ptr + (1 - me) * LINE
+    late = 0
+    began = globaltimer()
+    start = clock64()
+    for i in range(N):
+        if me == 0:
+            tl.atomic_add(theirs, 1, sem="release", scope="gpu")
+        seen = tl.max(_load_flags(mine, 1, ORDER)[0], 0)
+        while (seen <= i) & (late == 0):
+            seen = tl.max(_load_flags(mine, 1, ORDER)[0], 0)
+            if globaltimer() - began > timeout_ns:
+                late = 1
+        if me == 1:
+            tl.atomic_add(theirs, 1, sem="release", scope="gpu")
+    if me == 0:
+        tl.store(out_ptr, clock64() - start)
+    tl.store(out_ptr + 1 + me, late.to(tl.int64))
+
+
+@triton.jit(do_not_specialize=["N"])
+def cta_barrier_kernel(out_ptr, N):
+    """``N`` CTA barriers; stores the cycles taken."""
+    start = clock64()
+    for _ in range(N):
+        tl.debug_barrier()
+    tl.store(out_ptr, clock64() - start)
+
+
+@gluon.jit
+def _gluon_clock(like):
+    """``%clock64`` (Gluon needs a layout for the result: one per element of ``like``)."""
+    return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [like], dtype=gl.int64, is_pure=False, pack=1)
+
+
+@gluon.jit(do_not_specialize=["N"])
+def tma_copy_kernel(desc, out_ptr, N):
+    """``N`` TMA copies of ``desc``'s box from its tensor's origin into shared memory, each armed,
+    issued and waited for on one mbarrier; stores the cycles taken."""
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4], order=[0])
+    lane = gl.arange(0, 32, layout=layout)
+    smem = gl.allocate_shared_memory(desc.dtype, desc.block_type.shape, desc.layout)
+    bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(bar.index(0), count=1)
+    fence_async_shared()
+    start = gl.max(_gluon_clock(lane), axis=0)
+    for i in range(N):
+        mbarrier.expect(bar.index(0), desc.block_type.nbytes)
+        tma_load(desc, [0, 0, 0], bar.index(0), smem)
+        mbarrier.wait(bar.index(0), i % 2)
+    cycles = gl.max(_gluon_clock(lane), axis=0) - start
+    mbarrier.invalidate(bar.index(0))
+    gl.store(out_ptr + lane * 0, cycles + lane * 0)
+
+
+@gluon.jit(do_not_specialize=["N"])
+def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, REGISTER_A: gl.constexpr):
+    """``N`` chains of ``4 * TILES`` warpgroup MMAs ``64 x BLOCK_B x 16`` (float32 accumulator; B,
+    ``(BLOCK_B, 64)`` tiles, in shared memory; A, ``(64, 64)`` tiles of ``w_ptr``, in registers with
+    ``REGISTER_A`` or in shared memory), each chain waited for and added to a running sum (so no
+    chain is dead code); stores the cycles taken. The operands' values do not matter to the timing
+    (shared memory is not initialised)."""
+    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                         instr_shape=[16, BLOCK_B, 16])
+    a_layout: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16)
+    lane_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
+                                                 order=[0])
+    lane = gl.arange(0, 32, layout=lane_layout)
+    w_smem = gl.allocate_shared_memory(w_ptr.dtype.element_ty, [TILES, 64, 64], a_layout)
+    h_smem = gl.allocate_shared_memory(w_ptr.dtype.element_ty, [TILES, BLOCK_B, 64], a_layout)
+    w_regs = ()
+    if REGISTER_A:
+        operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=2)
+        rows = gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, operand)), 1)
+        columns = gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(0, operand)), 0)
+        for k in gl.static_range(TILES):
+            w_regs = w_regs + (gl.load(w_ptr + (k * 64 + rows) * 64 + columns),)
+    total = gl.zeros([64, BLOCK_B], gl.float32, acc_layout)
+    start = gl.max(_gluon_clock(lane), axis=0)
+    for _ in range(N):
+        acc = warpgroup_mma_init(gl.zeros([64, BLOCK_B], gl.float32, acc_layout))
+        for k in gl.static_range(TILES):
+            if REGISTER_A:
+                acc = warpgroup_mma(w_regs[k], h_smem.index(k).permute((1, 0)), acc, is_async=True)
+            else:
+                acc = warpgroup_mma(w_smem.index(k), h_smem.index(k).permute((1, 0)), acc, is_async=True)
+        total += warpgroup_mma_wait(0, deps=(acc,))
+    cycles = gl.max(_gluon_clock(lane), axis=0) - start
+    gl.store(out_ptr + lane * 0, cycles + lane * 0)
+    gl.store(out_ptr + 1 + lane * 0, gl.sum(gl.sum(total, axis=1), axis=0).to(gl.int64) + lane * 0)
+
+
+# ---- probes ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe: ``launch(iterations)`` runs its kernel on buffers made once (:func:`prepare`) and
+    returns the output whose element 0 holds the first program's SM cycles; ``sass(arch)`` is the
+    SASS of the same kernel compiled for ``sm_<arch>``, which the model reads."""
+
+    name: str
+    what: str
+    #: primitive operations per iteration (the MMAs of a chain)
+    ops: int
+    num_warps: int
+    build: Callable[[], tuple[Callable[[int], torch.Tensor], Callable[[], None]]]
+    compile: Callable[[int], object]
+    #: SASS opcodes (base names) of which one iteration executes ``marks`` on the model's path: the
+    #: compiler unrolls some loops (4 loads or 4 CTA barriers per pass), so the model's estimate of
+    #: one pass is divided by the passes' iterations; empty: no model estimate
+    marker: tuple[str, ...]
+    marks: int = 1
+    gluon: bool = False
+
+
+def _plain_compile(kernel, signature: dict[str, str], constexprs: dict, num_warps: int, cooperative: bool = False):
+    """A compile function for :class:`Probe`: ``kernel`` compiled for ``sm_<arch>`` with pointers
+    16-byte aligned, as launched."""
+
+    def compile_for(arch: int):
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        full = dict(signature) | {name: "constexpr" for name in constexprs}
+        attrs = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in full.items()
+                 if kind.startswith("*")}
+        options = {"num_warps": num_warps, "num_stages": 1}
+        if cooperative:
+            options["launch_cooperative_grid"] = True
+        return triton.compile(ASTSource(fn=kernel, signature=full, constexprs=constexprs, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32), options=options)
+
+    return compile_for
+
+
+def _gluon_compile(kernel, signature: dict[str, str], constexprs: dict, num_warps: int):
+    def compile_for(arch: int):
+        from triton.backends.compiler import GPUTarget
+        from triton.experimental.gluon._runtime import GluonASTSource
+
+        full = dict(signature) | {name: "constexpr" for name in constexprs}
+        attrs = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in full.items()
+                 if kind.startswith("*")}
+        return triton.compile(GluonASTSource(kernel, full, constexprs=constexprs, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+
+    return compile_for
+
+
+def chase_chain(words: int = CHASE_WORDS, seed: int = 0) -> torch.Tensor:
+    """int32 ``(words,)``: one random cycle through the first word of every 128-byte line
+    (``chain[a] = b``: the next line's first word), the other words 0. Random, so no prefetcher
+    follows it; every line once, so every load is a different line."""
+    lines = words // LINE.value
+    if lines < 2:
+        raise ValueError(f"a chase needs at least 2 lines of {LINE.value} words, got {words} words")
+    order = torch.randperm(lines, generator=torch.Generator().manual_seed(seed)) * LINE.value
+    chain = torch.zeros(words, dtype=torch.int32)
+    chain[order] = torch.roll(order, -1).to(torch.int32)
+    return chain
+
+
+def _chase(order: str) -> Probe:
+    def build():
+        chain = chase_chain().cuda()
+        out = torch.zeros(2, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            chase_kernel[(1,)](chain, out, iterations, ORDER=POLL_ORDERS[order], num_warps=1, num_stages=1)
+            return out
+
+        return launch, lambda: None
+
+    return Probe(f"load_{order}", f"dependent ld.{order}.gpu of L2-resident lines", 1, 1, build,
+                 _plain_compile(chase_kernel, {"chain_ptr": "*i32", "out_ptr": "*i64", "N": "i32"},
+                                {"ORDER": POLL_ORDERS[order]}, 1), ("LDG",))
+
+
+def _release(stores: int, num_warps: int = 4) -> Probe:
+    threads = 32 * num_warps
+
+    def build():
+        flag = torch.zeros(LINE.value, dtype=torch.int32, device="cuda")
+        scratch = torch.zeros(max(stores, 1) * threads, dtype=torch.int32, device="cuda")
+        out = torch.zeros(1, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            release_kernel[(1,)](flag, scratch, out, iterations, STORES=stores, THREADS=threads, num_warps=num_warps,
+                                 num_stages=1)
+            return out
+
+        return launch, lambda: None
+
+    return Probe(f"release_s{stores}", f"CTA barrier + fence + release add after {stores} stores per thread",
+                 1, num_warps, build,
+                 _plain_compile(release_kernel, {"flag_ptr": "*i32", "scratch_ptr": "*i32", "out_ptr": "*i64",
+                                                 "N": "i32"}, {"STORES": stores, "THREADS": threads}, num_warps),
+                 _ATOMICS)
+
+
+def _ping_pong() -> Probe:
+    order = POLL_ORDERS["acquire"]
+    timeout = int(BARRIER_TIMEOUT_NS.value)
+
+    def build():
+        flags = torch.zeros(2 * LINE.value, dtype=torch.int32, device="cuda")
+        out = torch.zeros(3, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            flags.zero_()
+            ping_pong_kernel[(2,)](flags, out, iterations, timeout, ORDER=order, num_warps=1, num_stages=1,
+                                   launch_cooperative_grid=True)
+            return out
+
+        def check():
+            if out[1:].any():
+                raise RuntimeError(f"ping_pong: a program gave up waiting after {timeout} ns (the two programs were "
+                                   "not co-resident, or a signal was lost)")
+
+        return launch, check
+
+    return Probe("ping_pong", "two programs signal each other in turn (release add, acquire poll): two one-way "
+                 "signals", 2, 1, build,
+                 _plain_compile(ping_pong_kernel, {"flags_ptr": "*i32", "out_ptr": "*i64", "N": "i32",
+                                                   "timeout_ns": "i32"}, {"ORDER": order}, 1, True),
+                 ())
+
+
+def _cta_barrier(num_warps: int = 4) -> Probe:
+    def build():
+        out = torch.zeros(1, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            cta_barrier_kernel[(1,)](out, iterations, num_warps=num_warps, num_stages=1)
+            return out
+
+        return launch, lambda: None
+
+    return Probe("cta_barrier", f"bar.sync of {num_warps} warps", 1, num_warps, build,
+                 _plain_compile(cta_barrier_kernel, {"out_ptr": "*i64", "N": "i32"}, {}, num_warps), ("BAR",))
+
+
+def _tma_box(tiles: int) -> list[int]:
+    return [tiles, TMA_ROWS, K_TILE]
+
+
+def _tma(tiles: int) -> Probe:
+    box = _tma_box(tiles)
+
+    def build():
+        from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+        from rnnbench.kernels.gluon_lstm import shared_layout
+
+        source = torch.randn(tiles, 4 * TMA_ROWS, K_TILE, device="cuda").to(torch.bfloat16)
+        desc = TensorDescriptor(source, list(source.shape), list(source.stride()), box,
+                                shared_layout(box, torch.bfloat16))
+        out = torch.zeros(1, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            tma_copy_kernel[(1,)](desc, out, iterations, num_warps=4)
+            return out
+
+        return launch, lambda: None
+
+    def compile_for(arch: int):
+        from rnnbench.kernels.gluon_lstm import shared_layout
+
+        layout = shared_layout(box, torch.bfloat16)
+        return _gluon_compile(tma_copy_kernel, {"desc": f"tensordesc<bf16[{', '.join(map(str, box))}],{layout!r}>",
+                                                "out_ptr": "*i64", "N": "i32"}, {}, 4)(arch)
+
+    return Probe(f"tma_{tiles}", f"TMA copy of a ({tiles}, {TMA_ROWS}, {K_TILE}) bf16 box, {tiles * 2} KiB, "
+                 "armed, issued, waited for", 1, 4, build, compile_for, ("UTMALDG",), gluon=True)
+
+
+def _hgmma(register_a: bool, block_b: int) -> Probe:
+    where = "registers" if register_a else "shared"
+    constexprs = {"BLOCK_B": block_b, "TILES": HGMMA_TILES, "REGISTER_A": register_a}
+
+    def build():
+        weights = torch.randn(HGMMA_TILES * 64, 64, device="cuda").to(torch.bfloat16)
+        out = torch.zeros(2, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            hgmma_kernel[(1,)](weights, out, iterations, **constexprs, num_warps=4)
+            return out
+
+        return launch, lambda: None
+
+    return Probe(f"hgmma_{where}_b{block_b}", f"{4 * HGMMA_TILES} chained wgmma 64x{block_b}x16, A in {where}, "
+                 "then their wait", 4 * HGMMA_TILES, 4, build,
+                 _gluon_compile(hgmma_kernel, {"w_ptr": "*bf16", "out_ptr": "*i64", "N": "i32"}, constexprs, 4),
+                 ("HGMMA",), 4 * HGMMA_TILES, gluon=True)
+
+
+def probes() -> list[Probe]:
+    """Every probe, in the order they are run."""
+    return ([_chase("relaxed"), _chase("acquire")] + [_release(stores) for stores in (0, 1, 4)]
+            + [_ping_pong(), _cta_barrier()] + [_tma(tiles) for tiles in (1, 2, 4, 8)]
+            + [_hgmma(register_a, block_b) for block_b in (16, 32) for register_a in (False, True)])
+
+
+# ---- the model's estimate ----------------------------------------------------------------------------
+
+def probe_sass(probe: Probe, arch: int) -> str:
+    """SASS of ``probe``'s kernel compiled for ``sm_<arch>`` (no GPU needed)."""
+    from rnnbench.kernels.sass import disassemble
+
+    return disassemble(probe.compile(arch).asm["cubin"])
+
+
+def compiled_probe(name: str, arch: int) -> tuple[str, tuple[int, int]]:
+    """``(SASS, (registers, spill bytes))`` of the probe called ``name`` for ``sm_<arch>``: a job for
+    :func:`rnnbench.kernels.aot.compile_all` (its processes compile where this one interprets)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.sass import disassemble
+
+    cubin = {probe.name: probe for probe in probes()}[name].compile(arch).asm["cubin"]
+    return disassemble(cubin), cubin_resources(cubin)
+
+
+def model_cycles(probe: Probe, sass_text: str, arch: int = 90) -> float | None:
+    """:func:`rnnbench.kernels.cost.simulate` of one iteration of ``probe``'s loop (its SASS), one
+    program of ``probe.num_warps`` warps alone on its SM (a TMA probe's box at the SM's share of
+    L2 bandwidth); None for a probe without a :attr:`Probe.marker` (``ping_pong``: the model
+    simulates one program, and an iteration is the two programs' signals in turn)."""
+    from rnnbench.kernels.cost import DEVICES, LATENCIES, WarpContext, simulate
+    from rnnbench.kernels.sass import loop_path, parse
+
+    device = DEVICES[arch]
+    box_bytes = math.prod(_tma_box(int(probe.name.split("_")[1]))) * 2 if probe.name.startswith("tma_") else 0.0
+    context = WarpContext(warps_per_scheduler=math.ceil(probe.num_warps / 4), warps_per_sm=probe.num_warps,
+                          l2_bytes_per_clock=device.sm_l2_bytes_per_clock, hbm_bytes_per_clock=device.hbm_bytes_per_clock,
+                          mma_fma_per_clock=device.mma_fma_per_clock, latencies=LATENCIES[arch],
+                          tma_box_bytes=box_bytes, programs_per_sm=1)
+    if not probe.marker:
+        return None
+    path = loop_path(parse(sass_text))
+    marks = sum(1 for ins in path.instructions if ins.base in probe.marker)
+    if marks == 0 or marks % probe.marks:
+        raise ValueError(f"{probe.name}: {marks} of {'/'.join(probe.marker)} in the loop, expected a multiple of "
+                         f"{probe.marks} (one iteration's)")
+    cycles, _ = simulate(path, context)
+    return cycles * probe.marks / marks
+
+
+# ---- measuring ------------------------------------------------------------------------------------
+
+def cycles_per_iteration(launch: Callable[[int], torch.Tensor], iterations: int, repeats: int) -> float:
+    """Median slope of the in-kernel cycle count (``launch(n)[0]``) between ``n = iterations`` and
+    ``2 * iterations``."""
+    slopes = []
+    for _ in range(repeats):
+        counts = []
+        for n in (iterations, 2 * iterations):
+            counts.append(int(launch(n)[0].item()))
+        slopes.append((counts[1] - counts[0]) / iterations)
+    return statistics.median(slopes)
+
+
+def measure(probe: Probe, iterations: int = 1000, repeats: int = 11, model: float | None = None) -> dict:
+    """One CSV row of ``probe`` (see the module docstring) on the current GPU."""
+    launch, check = probe.build()
+    median, q25, q75 = slope_us(launch, iterations, repeats)
+    torch.cuda.synchronize()
+    check()
+    cycles = cycles_per_iteration(launch, iterations, max(3, repeats // 2))
+    check()
+    ns = median * 1000.0
+    return {"device_name": torch.cuda.get_device_name(), "probe": probe.name, "what": probe.what,
+            "iterations": iterations, "ops_per_iteration": probe.ops, "ns_per_iteration": round(ns, 2),
+            "q25_ns": round(q25 * 1000.0, 2), "q75_ns": round(q75 * 1000.0, 2),
+            "cycles_per_iteration": round(cycles, 1), "clock_ghz": round(cycles / ns, 3) if ns > 0 else math.nan,
+            "model_cycles": None if model is None else round(model, 1),
+            "measured_over_model": None if not model else round(cycles / model, 2),
+            "ns_per_op": round(ns / probe.ops, 2), "cycles_per_op": round(cycles / probe.ops, 1)}
+
+
+def render(rows: list[dict]) -> str:
+    """The Markdown table of probe rows (as read back from the CSV)."""
+    header = ("| probe | what | ns / iteration (q25-q75) | cycles / iteration | clock GHz | model cycles | "
+              "measured / model | cycles / op |")
+    lines = [header, "|" + "---|" * 8]
+    for row in rows:
+        lines.append(f"| {row['probe']} | {row['what']} | {row['ns_per_iteration']} ({row['q25_ns']}-{row['q75_ns']}) | "
+                     f"{row['cycles_per_iteration']} | {row['clock_ghz']} | {row['model_cycles'] or '-'} | "
+                     f"{row['measured_over_model'] or '-'} | {row['cycles_per_op']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnnbench.kernels.latency_probe", description=__doc__.splitlines()[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--out", help="CSV file to write (measures on the GPU)")
+    action.add_argument("--render", help="a CSV this command wrote: print its Markdown table")
+    parser.add_argument("--probes", default="", help="comma-separated probe names (default: all)")
+    parser.add_argument("--iterations", type=int, default=1000, help="iterations per launch (N; the slope uses N and 2N)")
+    parser.add_argument("--repeats", type=int, default=11, help="timed pairs of launches per probe")
+    args = parser.parse_args(argv)
+    if args.render:
+        with open(args.render, newline="") as handle:
+            sys.stdout.write(render(list(csv.DictReader(handle))))
+        return 0
+    known = {probe.name: probe for probe in probes()}
+    names = [name.strip() for name in args.probes.split(",") if name.strip()] or list(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"unknown probe(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if args.iterations < 1 or args.repeats < 2:
+        parser.error(f"--iterations must be >= 1 and --repeats >= 2, got {args.iterations} and {args.repeats}")
+    if not torch.cuda.is_available():
+        print("latency_probe: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
+    major, minor = torch.cuda.get_device_capability()
+    arch = 10 * major + minor
+    written = 0
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for name in names:
+            probe = known[name]
+            if probe.gluon and arch != 90:
+                print(f"{name}: skipped, a Gluon probe for sm_90 (this GPU is sm_{arch})", file=sys.stderr)
+                continue
+            try:
+                try:
+                    model = model_cycles(probe, probe_sass(probe, arch), arch)
+                except Exception as error:  # the model's estimate is optional; the measurement is not
+                    print(f"{name}: no model estimate ({type(error).__name__}: {error})", file=sys.stderr)
+                    model = None
+                row = measure(probe, args.iterations, args.repeats, model)
+            except Exception as error:
+                print(f"{name}: {type(error).__name__}: {error}", file=sys.stderr)
+                continue
+            writer.writerow(row)
+            handle.flush()
+            written += 1
+            print(f"{name}: {row['ns_per_iteration']} ns, {row['cycles_per_iteration']} cycles per iteration "
+                  f"(model {row['model_cycles']})")
+    print(f"wrote {written} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

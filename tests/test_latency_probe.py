@@ -1,0 +1,157 @@
+"""The latency probes (rnnbench.kernels.latency_probe): without a GPU, each probe's kernel compiles
+for sm_90 to the primitive it times, in a loop the cost model reads, and the command refuses what it
+cannot do; on a GPU, each probe measures something plausible (the session runs this file)."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from rnnbench.kernels import latency_probe, sass
+from rnnbench.kernels.aot import compile_all
+from rnnbench.kernels.cost import LATENCIES
+
+PROBES = {probe.name: probe for probe in latency_probe.probes()}
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """``{name: (loop instructions, whole SASS, (registers, spill bytes))}`` of every probe for sm_90."""
+    try:
+        results = compile_all(90, list(PROBES), 2, job=latency_probe.compiled_probe)
+    except sass.SassUnavailable as error:
+        pytest.skip(str(error))
+    return {name: (sass.loop_path(sass.parse(text)).instructions, text, resources)
+            for name, (text, resources) in zip(PROBES, results)}
+
+
+def _count(loop, *bases) -> int:
+    return sum(1 for ins in loop if ins.base in bases)
+
+
+def test_the_chase_is_one_cycle_through_every_line():
+    words, line = 64 * 32, latency_probe.LINE.value
+    chain = latency_probe.chase_chain(words, seed=3)
+    seen, index = [], 0
+    for _ in range(words // line):
+        seen.append(index)
+        index = int(chain[index])
+    assert index == 0 and sorted(seen) == list(range(0, words, line))
+    assert seen != sorted(seen)  # random, not a stride a prefetcher follows
+    assert not chain[torch.arange(words) % line != 0].any()
+    with pytest.raises(ValueError, match="at least 2 lines of 32 words, got 40 words"):
+        latency_probe.chase_chain(40)
+
+
+def test_every_probe_compiles_without_spills_to_a_loop_of_its_primitive(compiled):
+    for name, probe in PROBES.items():
+        loop, _, (registers, spills) = compiled[name]
+        assert spills == 0 and registers <= 255, name
+        if probe.marker:
+            marks = _count(loop, *probe.marker)
+            assert marks and marks % probe.marks == 0, (name, marks)
+
+
+def test_the_loads_are_coherent_and_only_the_acquire_invalidates(compiled):
+    for name in ("load_relaxed", "load_acquire"):
+        loop = compiled[name][0]
+        loads = [ins for ins in loop if ins.base == "LDG"]
+        assert loads and all(ins.opcode == "LDG.E.STRONG.GPU" for ins in loads), name
+        assert _count(loop, "CCTL") == (len(loads) if name == "load_acquire" else 0), name
+
+
+def test_the_release_fences_after_its_stores(compiled):
+    for stores in (0, 1, 4):
+        loop = compiled[f"release_s{stores}"][0]
+        atomics = [i for i, ins in enumerate(loop) if ins.base in ("REDG", "ATOMG")]
+        fences = [i for i, ins in enumerate(loop) if ins.opcode == "MEMBAR.ALL.GPU"]
+        assert len(atomics) == 1 and len(fences) == 1 and fences[0] < atomics[0], stores
+        assert "STRONG" in loop[atomics[0]].modifiers
+        assert _count(loop[:fences[0]], "STG") == stores
+
+
+def test_the_ping_pong_signals_and_polls_with_the_barriers_primitives(compiled):
+    loop, text, _ = compiled["ping_pong"]
+    opcodes = [ins.opcode for ins in sass.parse(text)]
+    assert "CCTL.IVALL" in opcodes and "MEMBAR.ALL.GPU" in opcodes
+    assert any(ins.base in ("REDG", "ATOMG") and "STRONG" in ins.modifiers for ins in loop)
+    assert any("GLOBALTIMER" in operand for ins in loop for operand in ins.operands)  # its timeout
+
+
+def test_the_gluon_probes_copy_by_tma_and_multiply_with_a_in_the_named_place(compiled):
+    for tiles in (1, 2, 4, 8):
+        loop = compiled[f"tma_{tiles}"][0]
+        assert _count(loop, "UTMALDG") == 1 and any(ins.opcode.startswith("SYNCS.PHASECHK") for ins in loop)
+    for block_b in (16, 32):
+        for where in ("shared", "registers"):
+            mmas = [ins for ins in compiled[f"hgmma_{where}_b{block_b}"][0] if ins.base == "HGMMA"]
+            assert len(mmas) == 4 * latency_probe.HGMMA_TILES
+            assert all(ins.opcode.startswith(f"HGMMA.64x{block_b}x16") for ins in mmas)
+            a_operands = {ins.operands[1].startswith("R") for ins in mmas}  # HGMMA D, A, B, C
+            assert a_operands == {where == "registers"}, (where, block_b)
+
+
+def test_the_model_reads_each_probe_by_its_latency_table(compiled):
+    """What the model estimates for the probes follows the table it is meant to check: a relaxed
+    load is one L2 round trip, an acquire a little more; a larger TMA box takes longer; at N=16 an
+    MMA with A in shared memory is slower than with A in registers."""
+    model = {name: latency_probe.model_cycles(probe, compiled[name][1]) for name, probe in PROBES.items()}
+    lat = LATENCIES[90]
+    assert lat.l2 <= model["load_relaxed"] < lat.l2 + 40
+    assert model["load_relaxed"] < model["load_acquire"]
+    assert model["tma_1"] < model["tma_2"] < model["tma_4"] < model["tma_8"]
+    assert model["hgmma_registers_b16"] < model["hgmma_shared_b16"]
+    assert model["ping_pong"] is None
+    assert all(value > 0 for value in model.values() if value is not None)
+
+
+def test_the_table_renders_from_the_csv(tmp_path, capsys):
+    path = tmp_path / "latency.csv"
+    row = {column: "" for column in latency_probe.COLUMNS} | {
+        "device_name": "NVIDIA H200", "probe": "load_relaxed", "what": "dependent loads", "iterations": "1000",
+        "ops_per_iteration": "1", "ns_per_iteration": "310.5", "q25_ns": "309.0", "q75_ns": "312.0",
+        "cycles_per_iteration": "612.0", "clock_ghz": "1.971", "model_cycles": "290.0",
+        "measured_over_model": "2.11", "ns_per_op": "310.5", "cycles_per_op": "612.0"}
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=latency_probe.COLUMNS)
+        writer.writeheader()
+        writer.writerow(row)
+    assert latency_probe.main(["--render", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "| load_relaxed | dependent loads | 310.5 (309.0-312.0) | 612.0 | 1.971 | 290.0 | 2.11 | 612.0 |" in table
+
+
+def test_the_command_refuses_unknown_probes_and_bad_counts(tmp_path):
+    with pytest.raises(SystemExit):
+        latency_probe.main(["--out", str(tmp_path / "x.csv"), "--probes", "load_relaxed,warp_drive"])
+    with pytest.raises(SystemExit):
+        latency_probe.main(["--out", str(tmp_path / "x.csv"), "--iterations", "0"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_the_command_needs_a_gpu(tmp_path, capsys):
+    assert latency_probe.main(["--out", str(tmp_path / "latency.csv")]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+def test_the_probes_measure_plausible_latencies(tmp_path):
+    """Every probe runs (the Gluon ones on sm_90) and gives a positive time at a clock between 0.5
+    and 3 GHz; an acquire load is not faster than a relaxed one, a box of 8 tiles not faster than
+    one tile, and the two programs of the ping-pong never gave up waiting for each other."""
+    path = tmp_path / "latency.csv"
+    assert latency_probe.main(["--out", str(path), "--iterations", "500", "--repeats", "5"]) == 0
+    with open(path, newline="") as handle:
+        rows = {row["probe"]: row for row in csv.DictReader(handle)}
+    expected = {name for name, probe in PROBES.items()
+                if not probe.gluon or torch.cuda.get_device_capability() == (9, 0)}
+    assert set(rows) == expected
+    for name, row in rows.items():
+        assert float(row["ns_per_iteration"]) > 0 and float(row["cycles_per_iteration"]) > 0, name
+        assert 0.5 < float(row["clock_ghz"]) < 3.0, name
+        model = row["model_cycles"]
+        assert (model == "") == (name == "ping_pong") and (model == "" or math.isfinite(float(model)))
+    assert float(rows["load_acquire"]["ns_per_iteration"]) >= 0.9 * float(rows["load_relaxed"]["ns_per_iteration"])
+    if "tma_8" in rows:
+        assert float(rows["tma_8"]["ns_per_iteration"]) >= float(rows["tma_1"]["ns_per_iteration"])
