@@ -222,9 +222,11 @@ def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, 
 
 @dataclass(frozen=True)
 class Probe:
-    """One probe: ``launch(iterations)`` runs its kernel on buffers made once (:func:`prepare`) and
-    returns the output whose element 0 holds the first program's SM cycles; ``sass(arch)`` is the
-    SASS of the same kernel compiled for ``sm_<arch>``, which the model reads."""
+    """One probe: ``build()`` makes its buffers once and returns ``(launch, check)``:
+    ``launch(iterations)`` runs its kernel and returns the output whose element 0 holds the first
+    program's SM cycles, ``check()`` raises if a run went wrong (a ping-pong that gave up waiting);
+    ``compile(arch)`` is the same kernel compiled for ``sm_<arch>`` (:func:`probe_sass`, which the
+    model reads)."""
 
     name: str
     what: str
@@ -505,8 +507,72 @@ def measure(probe: Probe, iterations: int = 1000, repeats: int = 11, model: floa
             "ns_per_op": round(ns / probe.ops, 2), "cycles_per_op": round(cycles / probe.ops, 1)}
 
 
+def _number(value) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
+    """What the cost model's table entries would have to be for its estimate to match the probes
+    (``rows`` as read back from the CSV; each entry solved from its probe with every other entry as
+    the table has it, so an entry's excess is the probe's measured minus estimated cycles):
+    ``{"entry", "table", "measured", "source"}`` in SM cycles (bytes per cycle for the TMA's
+    bandwidth). The release's whole excess is put on ``membar`` (the fence's wait for the
+    acknowledgements is ``store`` in the table: the probe cannot split the two); the TMA's fixed cost
+    and bandwidth are the least-squares line through the copies' cycles against their bytes."""
+    from rnnbench.kernels.cost import DEVICES, LATENCIES
+
+    lat, device = LATENCIES[arch], DEVICES[arch]
+    by_name = {row["probe"]: row for row in rows}
+
+    def excess(name: str) -> float | None:
+        row = by_name.get(name)
+        if row is None or _number(row.get("model_cycles")) is None:
+            return None
+        return float(row["cycles_per_iteration"]) - float(row["model_cycles"])
+
+    entries = []
+
+    def add(entry: str, table: float, measured: float | None, source: str) -> None:
+        if measured is not None:
+            entries.append({"entry": entry, "table": round(float(table), 1), "measured": round(float(measured), 1),
+                            "source": source})
+
+    relaxed, acquire = excess("load_relaxed"), excess("load_acquire")
+    add("l2 (coherent load round trip)", lat.l2, None if relaxed is None else lat.l2 + relaxed, "load_relaxed")
+    add("fence (an acquire's invalidation)", lat.fence,
+        None if None in (relaxed, acquire) else lat.fence + acquire - relaxed, "load_acquire - load_relaxed")
+    barrier = excess("cta_barrier")
+    add("bar (CTA barrier)", lat.bar, None if barrier is None else lat.bar + barrier, "cta_barrier")
+    release = excess("release_s0")
+    add("membar (a release's fence)", lat.membar, None if release is None else lat.membar + release, "release_s0")
+    if "release_s1" in by_name and "release_s4" in by_name:
+        extra = (float(by_name["release_s4"]["cycles_per_iteration"])
+                 - float(by_name["release_s1"]["cycles_per_iteration"])) / 3
+        add("each store more before a release", 0.0, extra, "(release_s4 - release_s1) / 3")
+    copies = [(math.prod(_tma_box(int(name.split("_")[1]))) * 2, float(row["cycles_per_iteration"]))
+              for name, row in by_name.items() if name.startswith("tma_")]
+    if len(copies) >= 2 and len({size for size, _ in copies}) >= 2:
+        mean_x = statistics.fmean(size for size, _ in copies)
+        mean_y = statistics.fmean(cycles for _, cycles in copies)
+        slope = (sum((size - mean_x) * (cycles - mean_y) for size, cycles in copies)
+                 / sum((size - mean_x) ** 2 for size, _ in copies))
+        add("TMA copy, fixed cycles (table: l2)", lat.l2, mean_y - slope * mean_x, "tma_* line, intercept")
+        if slope > 0:
+            add("TMA copy, bytes per cycle into one SM", device.sm_l2_bytes_per_clock, 1.0 / slope, "tma_* line, slope")
+    for name, row in by_name.items():
+        if name.startswith("hgmma_") and _number(row.get("model_cycles")) is not None:
+            ops = float(row["ops_per_iteration"])
+            add(f"cycles per wgmma, {name[len('hgmma_'):]}", float(row["model_cycles"]) / ops,
+                float(row["cycles_per_iteration"]) / ops, name)
+    if "ping_pong" in by_name:
+        add("one-way signal between SMs (no entry: release + poll)", lat.store + lat.membar + lat.l2,
+            float(by_name["ping_pong"]["cycles_per_iteration"]) / 2, "ping_pong / 2")
+    return entries
+
+
 def render(rows: list[dict]) -> str:
-    """The Markdown table of probe rows (as read back from the CSV)."""
+    """The Markdown tables of probe rows (as read back from the CSV): the probes, then what the
+    model's table entries would have to be (:func:`table_entries`)."""
     header = ("| probe | what | ns / iteration (q25-q75) | cycles / iteration | clock GHz | model cycles | "
               "measured / model | cycles / op |")
     lines = [header, "|" + "---|" * 8]
@@ -514,6 +580,11 @@ def render(rows: list[dict]) -> str:
         lines.append(f"| {row['probe']} | {row['what']} | {row['ns_per_iteration']} ({row['q25_ns']}-{row['q75_ns']}) | "
                      f"{row['cycles_per_iteration']} | {row['clock_ghz']} | {row['model_cycles'] or '-'} | "
                      f"{row['measured_over_model'] or '-'} | {row['cycles_per_op']} |")
+    entries = table_entries(rows)
+    if entries:
+        lines += ["", "What the cost model's latency table would have to say (SM cycles) for its estimate to match "
+                  "each probe, every other entry as it is:", "", "| entry | table | this GPU | from |", "|---|---|---|---|"]
+        lines += [f"| {e['entry']} | {e['table']} | {e['measured']} | {e['source']} |" for e in entries]
     return "\n".join(lines) + "\n"
 
 

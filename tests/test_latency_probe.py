@@ -120,6 +120,33 @@ def test_the_table_renders_from_the_csv(tmp_path, capsys):
     assert latency_probe.main(["--render", str(path)]) == 0
     table = capsys.readouterr().out
     assert "| load_relaxed | dependent loads | 310.5 (309.0-312.0) | 612.0 | 1.971 | 290.0 | 2.11 | 612.0 |" in table
+    assert f"| l2 (coherent load round trip) | {float(LATENCIES[90].l2)} | 602.0 | load_relaxed |" in table
+
+
+def _row(probe: str, cycles: float, model: float | None, ops: int = 1) -> dict:
+    return {"probe": probe, "cycles_per_iteration": str(cycles), "model_cycles": "" if model is None else str(model),
+            "ops_per_iteration": str(ops)}
+
+
+def test_the_table_entries_are_solved_from_their_probes():
+    """Each entry is the table's value plus its probe's excess over the model (the acquire's fence
+    net of the load's excess); the TMA's fixed cost and bandwidth are the line through its copies;
+    a ping-pong iteration is two one-way signals."""
+    lat = LATENCIES[90]
+    rows = [_row("load_relaxed", 612.0, 290.0), _row("load_acquire", 700.0, 312.0), _row("cta_barrier", 30.0, 22.0),
+            _row("release_s0", 900.0, 420.0), _row("release_s1", 910.0, 428.0), _row("release_s4", 940.0, 433.0),
+            _row("ping_pong", 2400.0, None, 2), _row("hgmma_shared_b16", 480.0, 622.0, 24)]
+    rows += [_row(f"tma_{tiles}", 468.0 + 32.0 * tiles, 400.0) for tiles in (1, 2, 4, 8)]
+    entries = {entry["source"]: entry["measured"] for entry in latency_probe.table_entries(rows)}
+    assert entries["load_relaxed"] == lat.l2 + 322.0
+    assert entries["load_acquire - load_relaxed"] == lat.fence + 388.0 - 322.0
+    assert entries["cta_barrier"] == lat.bar + 8.0
+    assert entries["release_s0"] == lat.membar + 480.0
+    assert entries["(release_s4 - release_s1) / 3"] == 10.0
+    assert entries["tma_* line, intercept"] == 468.0 and entries["tma_* line, slope"] == 64.0
+    assert entries["hgmma_shared_b16"] == 20.0
+    assert entries["ping_pong / 2"] == 1200.0
+    assert latency_probe.table_entries([_row("load_relaxed", 612.0, None)]) == []  # no estimate, nothing solved
 
 
 def test_the_command_refuses_unknown_probes_and_bad_counts(tmp_path):

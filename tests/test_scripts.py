@@ -120,10 +120,11 @@ def test_session_leaves_the_fused_input_kernel_out_where_its_tests_failed(tmp_pa
     fake.write_text('#!/bin/bash\necho "$*" >> ' + str(calls) + '\n'
                     f'case "$*" in *"-m fused_input"*) exit {status};; esac\nexit 0\n')
     fake.chmod(0o755)
-    for stand_in in ("kernels/step_bench.py", "harness/memory_breakdown.py", "harness/gemm_memory.py"):
+    for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
+                     "harness/gemm_memory.py"):
         (tmp_path / stand_in).parent.mkdir(exist_ok=True)
         (tmp_path / stand_in).write_text("")
-    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests ablation memory fused"}
+    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests latency ablation memory fused"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "300"], cwd=tmp_path,
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -131,6 +132,7 @@ def test_session_leaves_the_fused_input_kernel_out_where_its_tests_failed(tmp_pa
     tests = [run for run in runs if run.startswith("-m pytest")]
     assert len(tests) == 2 and '-m not fused_input' in tests[0] and "-m fused_input" in tests[1], tests
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
+    assert "-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv" in runs
     fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
     fused_suite = [run for run in runs if "gpu-fused" in run]
     assert ("--no-deferred" in ablation, len(fused_memory), len(fused_suite)) == (
