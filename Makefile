@@ -102,6 +102,10 @@ gpu-validate: gpu-session  # the earlier name
 gpu-report: setup
 	$(BIN)/rnnbench report reports/$(DEVICE)/$(SUITE)
 	if [ -f reports/$(DEVICE)/gpu-fused/results.csv ]; then $(BIN)/rnnbench report reports/$(DEVICE)/gpu-fused; fi
+	# the latency probes' measured entries into the model's table, then the ablation's estimates with them,
+	# so the calibration below is fitted on top of the measured table
+	if [ -f reports/$(DEVICE)/latency.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.latency_probe \
+		--adopt reports/$(DEVICE)/latency.csv && $(MAKE) ablation-estimate KBIN=$(KBIN); fi
 	$(KERNELS) --cost --target sm_90 --dtypes bfloat16,float16 --calibrate reports/$(DEVICE)/$(SUITE)/results.csv \
 		$$([ -f reports/$(DEVICE)/step-ablation.csv ] && echo --ablation reports/$(DEVICE)/step-ablation.csv \
 		reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv)

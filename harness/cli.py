@@ -280,6 +280,9 @@ def _cost(args, arch: int) -> int:
         applied = None
         if not args.calibrate and args.calibration != "none" and file.is_file():
             applied = calibration.Calibration.load(file)
+            mismatch = applied.table_mismatch(arch)
+            if mismatch:
+                print(f"warning: {file}: {mismatch}", file=sys.stderr)
         table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied)
         if args.ablation and not args.calibrate:
             raise ValueError("--ablation adds rows to a fit: give --calibrate RESULTS_CSV too")

@@ -32,7 +32,10 @@ recorded too, so a reader sees how much the per-term fit adds.
 
 **File.** The calibration is JSON (:meth:`Calibration.save`), committed as
 ``reports/aot/cost-calibration-<target>.json`` (:func:`default_path`); ``rnnbench kernels --cost``
-applies it when it exists (``est_us_per_step``; ``raw_us_per_step`` stays the prior).
+applies it when it exists (``est_us_per_step``; ``raw_us_per_step`` stays the prior). It records
+the latency-table entries its raw estimates were computed with where a GPU measured them
+(:func:`rnnbench.kernels.cost.latencies`); ``rnnbench kernels --cost`` warns when the model now
+uses another table.
 """
 
 from __future__ import annotations
@@ -69,6 +72,18 @@ class Calibration:
     median_rel_error_calibrated: float
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    #: the latency-table entries the raw estimates were computed with where they were measured
+    #: (:func:`rnnbench.kernels.cost.latencies`; empty: the prior table)
+    latencies: dict[str, float] = field(default_factory=dict)
+
+    def table_mismatch(self, arch: int) -> str | None:
+        """Why this calibration does not fit the latency table the model now uses for ``sm_<arch>``
+        (it scales terms computed with another one), or None."""
+        current = _measured_entries(arch)
+        if current == self.latencies:
+            return None
+        return (f"the calibration was fitted with latency entries {self.latencies or 'of the prior table'}, the model "
+                f"now uses {current or 'the prior table'}: refit it (make gpu-report) before trusting est_us_per_step")
 
     def apply(self, table):
         """``table`` (a cost table) with ``est_us_per_step`` = the calibrated sum of its ``t_*`` terms."""
@@ -89,6 +104,14 @@ class Calibration:
         if unknown:
             raise ValueError(f"calibration {path} has factors for unknown terms {sorted(unknown)}; known: {TERMS}")
         return cls(**data)
+
+
+def _measured_entries(arch: int) -> dict[str, float]:
+    """The entries of the model's latency table for ``sm_<arch>`` that differ from the prior."""
+    from rnnbench.kernels.cost import LATENCIES, MEASURED_ENTRIES, latencies
+
+    table, prior = latencies(arch), LATENCIES[arch]
+    return {name: getattr(table, name) for name in MEASURED_ENTRIES if getattr(table, name) != getattr(prior, name)}
 
 
 def default_path(target: str) -> Path:
@@ -206,5 +229,6 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
         median_rel_error_calibrated=round(float(np.median(np.abs(calibrated / y - 1))), 4),
         source=str(results_csv) + (f" + ablation {ablation[0]}" if ablation is not None else ""),
         versions={"triton": triton.__version__, "torch": torch.__version__},
+        latencies=_measured_entries(int(target.removeprefix("sm_"))),
     )
     return calibration, joined

@@ -108,7 +108,11 @@ al., "Dissecting the NVIDIA Volta GPU Architecture via Microbenchmarking", arXiv
 [CC23] Chips and Cheese, "Nvidia's H100: Funny L2, and Tons of Bandwidth" (2023); [CG] CUDA C++
 Programming Guide, arithmetic-instruction throughput table; review = ../shared/research/
 kernels-review.md. The values are round numbers inside the ranges these report, not one paper's
-figures; they are the prior that calibration against measured µs/step replaces.
+figures; they are the prior that calibration against measured µs/step replaces. Four entries
+(``l2``, ``fence``, ``bar``, ``membar``: :data:`MEASURED_ENTRIES`) are replaced by what a GPU's
+latency probes measured (:mod:`rnnbench.kernels.latency_probe`) where
+``reports/aot/cost-latencies-sm_<arch>.json`` exists (:func:`latencies`); the calibration is then
+fitted on top of that table and records it.
 
 What it leaves out: instruction-cache misses, bank conflicts, the skew between programs, clock
 changes under load, and memory-level effects beyond one SM's share of bandwidth. Weak global loads
@@ -121,8 +125,11 @@ programs per SM``.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -199,10 +206,44 @@ DEVICES = {
     80: Device("A100 SXM", sms=108, clock_ghz=1.41, l2_bytes_per_clock=3400.0,
                hbm_bytes_per_clock=1100.0, mma_fma_per_clock=2048 / 8, gemm_tflops_16bit=250.0, gemm_tflops_fp32=19.0),
 }
+#: the prior: the table above (papers' round numbers); :func:`latencies` is what the model uses
 LATENCIES = {
     90: Latencies(),
     80: Latencies(l2=250, dram=550, store=250, atomic=270),
 }
+#: the entries a GPU's latency probes may replace (:mod:`rnnbench.kernels.latency_probe`), each
+#: within this factor of the prior either way (a probe that measured nonsense is not adopted)
+MEASURED_ENTRIES = ("l2", "fence", "bar", "membar")
+MEASURED_RANGE = 8.0
+
+
+def latency_table_path(arch: int) -> Path:
+    """``reports/aot/cost-latencies-sm_<arch>.json`` of this checkout: the entries the latency
+    probes measured on a GPU (:func:`rnnbench.kernels.latency_probe.adopt`), if any."""
+    return Path(__file__).resolve().parent.parent / "reports" / "aot" / f"cost-latencies-sm_{arch}.json"
+
+
+def measured_latencies(prior: Latencies, entries: dict[str, float]) -> Latencies:
+    """``prior`` with ``entries`` (names of :data:`MEASURED_ENTRIES`) replaced; refuses other names
+    and values beyond :data:`MEASURED_RANGE` times the prior either way."""
+    for name, value in entries.items():
+        if name not in MEASURED_ENTRIES:
+            raise ValueError(f"a measured latency table may set {', '.join(MEASURED_ENTRIES)}, got {name!r}")
+        base = getattr(prior, name)
+        if not base / MEASURED_RANGE <= value <= base * MEASURED_RANGE:
+            raise ValueError(f"measured {name} = {value} cycles is not within {MEASURED_RANGE:g}x of the prior {base}")
+    return replace(prior, **entries)
+
+
+@functools.lru_cache(maxsize=None)
+def latencies(arch: int) -> Latencies:
+    """The latency table the model uses for ``sm_<arch>``: the prior (:data:`LATENCIES`), with the
+    entries measured by the latency probes where :func:`latency_table_path` exists (read once per
+    process)."""
+    path = latency_table_path(arch)
+    if not path.is_file():
+        return LATENCIES[arch]
+    return measured_latencies(LATENCIES[arch], json.loads(path.read_text())["entries"])
 
 
 # ---- one warp's step -------------------------------------------------------------------------
@@ -459,7 +500,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     and its compiled ``registers`` (per thread) and ``shared_bytes``. ``latency_path_us`` is the
     recurrence's step for one warp alone on its SM (no sharing of issue slots or units), the sum of
     latencies a stage-by-stage reading of the SASS adds up."""
-    device, lat = DEVICES[arch], LATENCIES[arch]
+    device, lat = DEVICES[arch], latencies(arch)
     instructions = parse(sass_text)
     steps = step_path(instructions)
     counts = count(steps)

@@ -44,8 +44,11 @@ programs' signals in turn).
     PYTHONPATH=. python3 -m rnnbench.kernels.latency_probe --out reports/h200/latency.csv
 
 Rows are written as they are measured, so a run cut short keeps them; a probe that cannot run is
-reported on stderr and skipped. ``--render latency.csv`` prints the Markdown table the GPU report
-includes. Needs sm_90 for the Gluon probes (the others run on any CUDA GPU).
+reported on stderr and skipped. ``--render latency.csv`` prints the Markdown tables the GPU
+report includes; ``--adopt latency.csv`` writes the measured entries the cost model takes
+(``reports/aot/cost-latencies-sm_90.json``, :func:`adopt`; ``make gpu-report`` runs it before the
+calibration, which is then fitted on top of the measured table). The Gluon probes need sm_90; the
+others run on any CUDA GPU.
 """
 
 from __future__ import annotations
@@ -514,8 +517,10 @@ def _number(value) -> float | None:
 def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
     """What the cost model's table entries would have to be for its estimate to match the probes
     (``rows`` as read back from the CSV; each entry solved from its probe with every other entry as
-    the table has it, so an entry's excess is the probe's measured minus estimated cycles):
-    ``{"entry", "table", "measured", "source"}`` in SM cycles (bytes per cycle for the TMA's
+    the prior table (:data:`rnnbench.kernels.cost.LATENCIES`, which the CSV's estimates used) has it,
+    so an entry's excess is the probe's measured minus estimated cycles):
+    ``{"entry", "table", "measured", "source", "field"}`` (``field``: the :class:`~rnnbench.kernels.cost.Latencies`
+    entry, for those :func:`adopt` may write; else empty) in SM cycles (bytes per cycle for the TMA's
     bandwidth). The release's whole excess is put on ``membar`` (the fence's wait for the
     acknowledgements is ``store`` in the table: the probe cannot split the two); the TMA's fixed cost
     and bandwidth are the least-squares line through the copies' cycles against their bytes."""
@@ -532,19 +537,20 @@ def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
 
     entries = []
 
-    def add(entry: str, table: float, measured: float | None, source: str) -> None:
+    def add(entry: str, table: float, measured: float | None, source: str, field: str = "") -> None:
         if measured is not None:
             entries.append({"entry": entry, "table": round(float(table), 1), "measured": round(float(measured), 1),
-                            "source": source})
+                            "source": source, "field": field})
 
     relaxed, acquire = excess("load_relaxed"), excess("load_acquire")
-    add("l2 (coherent load round trip)", lat.l2, None if relaxed is None else lat.l2 + relaxed, "load_relaxed")
+    add("l2 (coherent load round trip)", lat.l2, None if relaxed is None else lat.l2 + relaxed, "load_relaxed", "l2")
     add("fence (an acquire's invalidation)", lat.fence,
-        None if None in (relaxed, acquire) else lat.fence + acquire - relaxed, "load_acquire - load_relaxed")
+        None if None in (relaxed, acquire) else lat.fence + acquire - relaxed, "load_acquire - load_relaxed", "fence")
     barrier = excess("cta_barrier")
-    add("bar (CTA barrier)", lat.bar, None if barrier is None else lat.bar + barrier, "cta_barrier")
+    add("bar (CTA barrier)", lat.bar, None if barrier is None else lat.bar + barrier, "cta_barrier", "bar")
     release = excess("release_s0")
-    add("membar (a release's fence)", lat.membar, None if release is None else lat.membar + release, "release_s0")
+    add("membar (a release's fence)", lat.membar, None if release is None else lat.membar + release, "release_s0",
+        "membar")
     if "release_s1" in by_name and "release_s4" in by_name:
         extra = (float(by_name["release_s4"]["cycles_per_iteration"])
                  - float(by_name["release_s1"]["cycles_per_iteration"])) / 3
@@ -570,6 +576,36 @@ def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
     return entries
 
 
+def adopt(rows: list[dict], path, arch: int = 90) -> dict:
+    """Write the measured entries of :func:`table_entries` that the model takes
+    (:data:`rnnbench.kernels.cost.MEASURED_ENTRIES`) as the JSON :func:`rnnbench.kernels.cost.latencies`
+    reads (``path``: :func:`rnnbench.kernels.cost.latency_table_path` normally), leaving out any
+    beyond :data:`~rnnbench.kernels.cost.MEASURED_RANGE` times the prior (reported under
+    ``rejected``); returns what was written. The cost tables and the calibration computed after it
+    use the measured entries."""
+    import json
+    from pathlib import Path
+
+    from rnnbench.kernels.cost import LATENCIES, MEASURED_ENTRIES, measured_latencies
+
+    adopted, rejected = {}, {}
+    for entry in table_entries(rows, arch):
+        if entry["field"] in MEASURED_ENTRIES:
+            try:
+                measured_latencies(LATENCIES[arch], {entry["field"]: entry["measured"]})
+                adopted[entry["field"]] = entry["measured"]
+            except ValueError as error:
+                rejected[entry["field"]] = str(error)
+    if not adopted:
+        raise ValueError("no probe measured an entry the model takes (load_relaxed, load_acquire, cta_barrier, "
+                         "release_s0 with their estimates)" + (f"; rejected: {rejected}" if rejected else ""))
+    data = {"device_name": str(rows[0].get("device_name", "")), "entries": adopted, "rejected": rejected,
+            "prior": {name: getattr(LATENCIES[arch], name) for name in MEASURED_ENTRIES}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return data
+
+
 def render(rows: list[dict]) -> str:
     """The Markdown tables of probe rows (as read back from the CSV): the probes, then what the
     model's table entries would have to be (:func:`table_entries`)."""
@@ -593,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--out", help="CSV file to write (measures on the GPU)")
     action.add_argument("--render", help="a CSV this command wrote: print its Markdown table")
+    action.add_argument("--adopt", metavar="CSV", help="a CSV this command wrote: write its measured entries as the "
+                        "cost model's latency table (--table-file)")
+    parser.add_argument("--table-file", help="with --adopt: the JSON to write (default "
+                        "reports/aot/cost-latencies-sm_90.json, which the cost model reads)")
     parser.add_argument("--probes", default="", help="comma-separated probe names (default: all)")
     parser.add_argument("--iterations", type=int, default=1000, help="iterations per launch (N; the slope uses N and 2N)")
     parser.add_argument("--repeats", type=int, default=11, help="timed pairs of launches per probe")
@@ -600,6 +640,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         with open(args.render, newline="") as handle:
             sys.stdout.write(render(list(csv.DictReader(handle))))
+        return 0
+    if args.adopt:
+        from rnnbench.kernels.cost import latency_table_path
+
+        with open(args.adopt, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        path = args.table_file or latency_table_path(90)
+        try:
+            data = adopt(rows, path)
+        except ValueError as error:
+            print(f"latency_probe: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {path}: {data['entries']}" + (f"; rejected {data['rejected']}" if data["rejected"] else ""))
         return 0
     known = {probe.name: probe for probe in probes()}
     names = [name.strip() for name in args.probes.split(",") if name.strip()] or list(known)

@@ -4,12 +4,14 @@ cannot do; on a GPU, each probe measures something plausible (the session runs t
 
 import csv
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from rnnbench.kernels import latency_probe, sass
+from rnnbench.kernels import cost, latency_probe, sass
 from rnnbench.kernels.aot import compile_all
+from rnnbench.kernels.calibration import Calibration
 from rnnbench.kernels.cost import LATENCIES
 
 PROBES = {probe.name: probe for probe in latency_probe.probes()}
@@ -182,3 +184,47 @@ def test_the_probes_measure_plausible_latencies(tmp_path):
     assert float(rows["load_acquire"]["ns_per_iteration"]) >= 0.9 * float(rows["load_relaxed"]["ns_per_iteration"])
     if "tma_8" in rows:
         assert float(rows["tma_8"]["ns_per_iteration"]) >= float(rows["tma_1"]["ns_per_iteration"])
+
+
+def _probe_rows(l2: float = 612.0) -> list[dict]:
+    rows = [_row("load_relaxed", l2, 290.0), _row("load_acquire", l2 + 60.0, 312.0), _row("cta_barrier", 30.0, 22.0),
+            _row("release_s0", 900.0, 420.0)]
+    return [row | {"device_name": "NVIDIA H200"} for row in rows]
+
+
+@pytest.fixture
+def latency_table(tmp_path, monkeypatch):
+    """The model's measured latency table redirected to a file of the test's own (absent at first)."""
+    path = tmp_path / "cost-latencies-sm_90.json"
+    monkeypatch.setattr(cost, "latency_table_path", lambda arch: path)
+    cost.latencies.cache_clear()
+    yield path
+    cost.latencies.cache_clear()
+
+
+def test_adopted_entries_become_the_models_table_and_the_calibration_notices(latency_table):
+    """``--adopt`` writes the four entries the model takes; the model's table is the prior with them
+    (the other entries unchanged); a calibration fitted with the prior table says it no longer fits."""
+    lat = LATENCIES[90]
+    calibration = Calibration("sm_90", "NVIDIA H200", {}, 1.0, 1, 0.1, 0.1)
+    assert cost.latencies(90) == lat and calibration.table_mismatch(90) is None
+    written = latency_probe.adopt(_probe_rows(), latency_table)
+    assert written["entries"] == {"l2": lat.l2 + 322.0, "fence": lat.fence + 38.0, "bar": lat.bar + 8.0,
+                                  "membar": lat.membar + 480.0} and written["rejected"] == {}
+    cost.latencies.cache_clear()
+    table = cost.latencies(90)
+    assert (table.l2, table.fence, table.bar, table.membar) == (602.0, 58.0, 28.0, 580.0)
+    assert (table.store, table.atomic, table.hgmma) == (lat.store, lat.atomic, lat.hgmma)
+    assert "refit it" in calibration.table_mismatch(90)
+    assert replace(calibration, latencies=written["entries"]).table_mismatch(90) is None
+
+
+def test_a_measured_entry_far_from_the_prior_is_not_adopted(latency_table, capsys):
+    written = latency_probe.adopt(_probe_rows(l2=290.0 + 280.0 * 9), latency_table)  # l2 10x the prior's
+    assert "l2" not in written["entries"] and "not within 8x of the prior 280" in written["rejected"]["l2"]
+    with pytest.raises(ValueError, match="may set l2, fence, bar, membar, got 'store'"):
+        cost.measured_latencies(LATENCIES[90], {"store": 300.0})
+    empty = latency_table.parent / "nothing.csv"
+    empty.write_text(",".join(latency_probe.COLUMNS) + "\n")
+    assert latency_probe.main(["--adopt", str(empty), "--table-file", str(latency_table)]) == 1
+    assert "no probe measured an entry the model takes" in capsys.readouterr().err
