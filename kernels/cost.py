@@ -108,8 +108,9 @@ al., "Dissecting the NVIDIA Volta GPU Architecture via Microbenchmarking", arXiv
 [CC23] Chips and Cheese, "Nvidia's H100: Funny L2, and Tons of Bandwidth" (2023); [CG] CUDA C++
 Programming Guide, arithmetic-instruction throughput table; review = ../shared/research/
 kernels-review.md. The values are round numbers inside the ranges these report, not one paper's
-figures; they are the prior that calibration against measured µs/step replaces. Four entries
-(``l2``, ``fence``, ``bar``, ``membar``: :data:`MEASURED_ENTRIES`) are replaced by what a GPU's
+figures; they are the prior that calibration against measured µs/step replaces. Six entries
+(the L2 round trips ``l2``, ``store``, ``atomic``, and ``fence``, ``bar``, ``membar``:
+:data:`MEASURED_ENTRIES`) are replaced by what a GPU's
 latency probes measured (:mod:`rnnbench.kernels.latency_probe`) where
 ``reports/aot/cost-latencies-sm_<arch>.json`` exists (:func:`latencies`); the calibration is then
 fitted on top of that table and records it.
@@ -213,7 +214,7 @@ LATENCIES = {
 }
 #: the entries a GPU's latency probes may replace (:mod:`rnnbench.kernels.latency_probe`), each
 #: within this factor of the prior either way (a probe that measured nonsense is not adopted)
-MEASURED_ENTRIES = ("l2", "fence", "bar", "membar")
+MEASURED_ENTRIES = ("l2", "store", "atomic", "fence", "bar", "membar")
 MEASURED_RANGE = 8.0
 
 
@@ -494,13 +495,15 @@ def _through(free: dict[str, float], unit: str, issue: float, head: float, own: 
 # ---- one shape -------------------------------------------------------------------------------
 
 def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int, *, dtype: torch.dtype, hidden_size: int,
-                  batch: int, direction: str, arch: int = 90, seq_len: int = SEQ_LEN) -> dict[str, object]:
+                  batch: int, direction: str, arch: int = 90, seq_len: int = SEQ_LEN,
+                  latency_table: Latencies | None = None) -> dict[str, object]:
     """Counts, co-residency and the per-term estimate (µs per step, ``t_*``, summed in
     ``raw_us_per_step``) of one shape on ``plan``'s path, from the SASS of the kernel that runs it
     and its compiled ``registers`` (per thread) and ``shared_bytes``. ``latency_path_us`` is the
     recurrence's step for one warp alone on its SM (no sharing of issue slots or units), the sum of
-    latencies a stage-by-stage reading of the SASS adds up."""
-    device, lat = DEVICES[arch], latencies(arch)
+    latencies a stage-by-stage reading of the SASS adds up. ``latency_table``: another table than
+    the model's (:func:`latencies`), for what-if estimates."""
+    device, lat = DEVICES[arch], latency_table or latencies(arch)
     instructions = parse(sass_text)
     steps = step_path(instructions)
     counts = count(steps)

@@ -518,7 +518,9 @@ def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
     """What the cost model's table entries would have to be for its estimate to match the probes
     (``rows`` as read back from the CSV; each entry solved from its probe with every other entry as
     the prior table (:data:`rnnbench.kernels.cost.LATENCIES`, which the CSV's estimates used) has it,
-    so an entry's excess is the probe's measured minus estimated cycles):
+    so an entry's excess is the probe's measured minus estimated cycles; ``store`` and ``atomic``,
+    round trips to L2 as well, scale with ``l2``, and ``membar`` is the release's excess net of
+    that change):
     ``{"entry", "table", "measured", "source", "field"}`` (``field``: the :class:`~rnnbench.kernels.cost.Latencies`
     entry, for those :func:`adopt` may write; else empty) in SM cycles (bytes per cycle for the TMA's
     bandwidth). The release's whole excess is put on ``membar`` (the fence's wait for the
@@ -543,14 +545,23 @@ def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
                             "source": source, "field": field})
 
     relaxed, acquire = excess("load_relaxed"), excess("load_acquire")
+    # a store's acknowledgement and an atomic are L2 round trips too: they scale with the load's
+    round_trip = None if relaxed is None else (lat.l2 + relaxed) / lat.l2
     add("l2 (coherent load round trip)", lat.l2, None if relaxed is None else lat.l2 + relaxed, "load_relaxed", "l2")
+    add("store (until acknowledged)", lat.store, None if round_trip is None else lat.store * round_trip,
+        "load_relaxed, as l2", "store")
+    add("atomic (L2 atomic round trip)", lat.atomic, None if round_trip is None else lat.atomic * round_trip,
+        "load_relaxed, as l2", "atomic")
     add("fence (an acquire's invalidation)", lat.fence,
         None if None in (relaxed, acquire) else lat.fence + acquire - relaxed, "load_acquire - load_relaxed", "fence")
     barrier = excess("cta_barrier")
     add("bar (CTA barrier)", lat.bar, None if barrier is None else lat.bar + barrier, "cta_barrier", "bar")
     release = excess("release_s0")
-    add("membar (a release's fence)", lat.membar, None if release is None else lat.membar + release, "release_s0",
-        "membar")
+    # the release's fence waits for the previous release add's acknowledgement (``store``), then
+    # ``membar``: its excess net of the store's new round trip
+    store_change = 0.0 if round_trip is None else lat.store * (round_trip - 1)
+    add("membar (a release's fence)", lat.membar, None if release is None else lat.membar + release - store_change,
+        "release_s0 - the store's change", "membar")
     if "release_s1" in by_name and "release_s4" in by_name:
         extra = (float(by_name["release_s4"]["cycles_per_iteration"])
                  - float(by_name["release_s1"]["cycles_per_iteration"])) / 3
@@ -598,7 +609,7 @@ def adopt(rows: list[dict], path, arch: int = 90) -> dict:
                 rejected[entry["field"]] = str(error)
     if not adopted:
         raise ValueError("no probe measured an entry the model takes (load_relaxed, load_acquire, cta_barrier, "
-                         "release_s0 with their estimates)" + (f"; rejected: {rejected}" if rejected else ""))
+                         "release_s0, with their estimates)" + (f"; rejected: {rejected}" if rejected else ""))
     data = {"device_name": str(rows[0].get("device_name", "")), "entries": adopted, "rejected": rejected,
             "prior": {name: getattr(LATENCIES[arch], name) for name in MEASURED_ENTRIES}}
     Path(path).parent.mkdir(parents=True, exist_ok=True)

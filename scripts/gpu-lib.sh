@@ -32,19 +32,20 @@ ablation() {
     tail -n 3 "${csv%.csv}.log"
 }
 
-# profile_cases: each of $PROFILES (BACKEND:H:B:MODE[:KERNEL_REGEX], LSTM bf16 T=1024) under Nsight
-# Compute, the first launch in one call of a kernel whose name matches KERNEL_REGEX (default: the
-# LSTM forward kernels; rnnbench.harness.profile_target, after a warm-up call outside the range):
+# profile_cases: each of $PROFILES (BACKEND:H:B:MODE[:KERNEL_REGEX[:DTYPE]], LSTM T=1024, DTYPE
+# default bfloat16) under Nsight Compute, the first launch in one call of a kernel whose name matches
+# KERNEL_REGEX (default: the LSTM forward kernels; rnnbench.harness.profile_target, after a warm-up
+# call outside the range):
 # launch statistics, occupancy, speed of light, warp states and warp-state samples per SASS
 # instruction (SourceCounters), as DIR/profile-NAME.ncu-rep (open it in Nsight Compute) and its
 # source page (per-instruction samples beside the SASS) and details page as CSV
 profile_cases() {
     local ncu=${NCU:-$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)}
     [ -n "$ncu" ] || { note "profile: no ncu found (set NCU)"; return 0; }
-    local case backend hidden batch mode kernels name limit
+    local case backend hidden batch mode kernels dtype name limit
     for case in $PROFILES; do
-        IFS=: read -r backend hidden batch mode kernels <<< "$case"
-        name=$backend-h$hidden-b$batch-$mode
+        IFS=: read -r backend hidden batch mode kernels dtype <<< "$case"
+        name=$backend-h$hidden-b$batch-$mode${dtype:+-$dtype}
         # each case gets PROFILE_S seconds, or what is left of BUDGET (30 s kept for packing)
         limit=$(( BUDGET - $(elapsed) - 30 ))
         [ "$limit" -gt "${PROFILE_S:-90}" ] && limit=${PROFILE_S:-90}
@@ -54,7 +55,7 @@ profile_cases() {
             --section LaunchStats --section Occupancy --section SpeedOfLight --section WarpStateStats \
             --section SourceCounters --import-source no -f -o "$DIR/profile-$name" \
             "$PY" -m rnnbench.harness.profile_target --backend "$backend" --hidden-size "$hidden" --batch "$batch" \
-            --mode "$mode" > "$DIR/profile-$name.log" 2>&1
+            --mode "$mode" --dtype "${dtype:-bfloat16}" > "$DIR/profile-$name.log" 2>&1
         tail -n 3 "$DIR/profile-$name.log"
         if [ -f "$DIR/profile-$name.ncu-rep" ]; then
             "$ncu" -i "$DIR/profile-$name.ncu-rep" --page source --csv --print-source sass \

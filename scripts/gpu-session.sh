@@ -40,7 +40,9 @@
 #                        planner's and torch.nn
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  Nsight Compute on one call of each
-#                        PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX]), warp states sampled per
+#                        PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX[:DTYPE]]; by default also
+#                        cuDNN's fp16 LSTM at the anchor, the 2.02 µs the goal is set by: how its
+#                        persistent kernel exchanges the state), warp states sampled per
 #                        SASS instruction; the CSVs are ncu's source page (SASS) and details page
 #                        (about 15 s a case on an H200; make gpu-report renders them); by default
 #                        also triton-fused:768:16:fwd where the fused input projection's tests passed
@@ -58,7 +60,7 @@ PY=${GPU_PY:-python3}
 STAGES=${STAGES:-tests barrier latency ablation memory fused profile suite}
 ABLATION_S=${ABLATION_S:-120}
 PROFILES_SET=${PROFILES:-}
-PROFILES=${PROFILES:-triton-gluon:768:16:fwd triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
+PROFILES=${PROFILES:-triton-gluon:768:16:fwd torch:768:16:fwd:RNN|LSTM|rnn|lstm:float16 triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
 WEIGHT_GRADS=${WEIGHT_GRADS:-addmm}
 TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py tests/test_latency_probe.py}
 DIR=reports/$DEVICE

@@ -354,6 +354,23 @@ def test_review_shape_estimate_reproduces_the_review_within_its_range():
     assert terms["launch"] == 0 and terms["grid_sync"] > 0.5 and terms["l2_load"] > 0.3
 
 
+def test_a_what_if_table_moves_the_terms_it_touches():
+    """``latency_table``: doubling the L2 round trips lengthens the grid synchronisation and the
+    state's loads, and leaves the MMAs and the issue slots about alone (a wait's cycles may fall to
+    another term once the loads end later); the model's own table is the
+    prior's (no measured one committed)."""
+    registers, shared = map(int, re.search(r"registers=(\d+) shared_bytes=(\d+)", REVIEW_SHAPE).groups())
+    prior = cost.LATENCIES[90]
+    doubled = dataclasses.replace(prior, l2=2 * prior.l2, store=2 * prior.store, atomic=2 * prior.atomic)
+    base, longer = (cost.step_estimate(REVIEW_SHAPE, REVIEW_PLAN, registers, shared, dtype=torch.bfloat16,
+                                       hidden_size=768, batch=16, direction="fwd", latency_table=table)
+                    for table in (None, doubled))
+    assert cost.latencies(90) == prior and base == _review_estimate()
+    assert longer["t_grid_sync"] > base["t_grid_sync"] and longer["t_l2_load"] > base["t_l2_load"]
+    assert longer["t_mma"] == pytest.approx(base["t_mma"], rel=0.05)
+    assert longer["t_issue"] == pytest.approx(base["t_issue"], rel=0.05)
+
+
 def test_a_cooperative_grid_that_cannot_be_co_resident_has_no_estimate():
     plan = dataclasses.replace(REVIEW_PLAN, grid=(96, 4))  # 96 x 4 programs, 2 per SM fit
     registers, shared = map(int, re.search(r"registers=(\d+) shared_bytes=(\d+)", REVIEW_SHAPE).groups())

@@ -143,7 +143,11 @@ def test_the_table_entries_are_solved_from_their_probes():
     assert entries["load_relaxed"] == lat.l2 + 322.0
     assert entries["load_acquire - load_relaxed"] == lat.fence + 388.0 - 322.0
     assert entries["cta_barrier"] == lat.bar + 8.0
-    assert entries["release_s0"] == lat.membar + 480.0
+    round_trip = (lat.l2 + 322.0) / lat.l2
+    assert entries["release_s0 - the store's change"] == pytest.approx(lat.membar + 480.0 - lat.store * (round_trip - 1))
+    by_field = {entry["field"]: entry["measured"] for entry in latency_probe.table_entries(rows) if entry["field"]}
+    assert by_field["store"] == pytest.approx(lat.store * round_trip, abs=0.05)
+    assert by_field["atomic"] == pytest.approx(lat.atomic * round_trip, abs=0.05)
     assert entries["(release_s4 - release_s1) / 3"] == 10.0
     assert entries["tma_* line, intercept"] == 468.0 and entries["tma_* line, slope"] == 64.0
     assert entries["hgmma_shared_b16"] == 20.0
@@ -203,18 +207,20 @@ def latency_table(tmp_path, monkeypatch):
 
 
 def test_adopted_entries_become_the_models_table_and_the_calibration_notices(latency_table):
-    """``--adopt`` writes the four entries the model takes; the model's table is the prior with them
+    """``--adopt`` writes the six entries the model takes; the model's table is the prior with them
     (the other entries unchanged); a calibration fitted with the prior table says it no longer fits."""
     lat = LATENCIES[90]
     calibration = Calibration("sm_90", "NVIDIA H200", {}, 1.0, 1, 0.1, 0.1)
     assert cost.latencies(90) == lat and calibration.table_mismatch(90) is None
-    written = latency_probe.adopt(_probe_rows(), latency_table)
-    assert written["entries"] == {"l2": lat.l2 + 322.0, "fence": lat.fence + 38.0, "bar": lat.bar + 8.0,
-                                  "membar": lat.membar + 480.0} and written["rejected"] == {}
+    written = latency_probe.adopt(_probe_rows(l2=290.0 + 280.0), latency_table)  # a round trip twice the prior's
+    assert written["entries"] == {"l2": 2 * lat.l2, "store": 2 * lat.store, "atomic": 2 * lat.atomic,
+                                  "fence": lat.fence + 38.0, "bar": lat.bar + 8.0,
+                                  "membar": lat.membar + 480.0 - lat.store} and written["rejected"] == {}
     cost.latencies.cache_clear()
     table = cost.latencies(90)
-    assert (table.l2, table.fence, table.bar, table.membar) == (602.0, 58.0, 28.0, 580.0)
-    assert (table.store, table.atomic, table.hgmma) == (lat.store, lat.atomic, lat.hgmma)
+    assert (table.l2, table.store, table.atomic, table.fence, table.bar, table.membar) == (560.0, 560.0, 600.0, 58.0,
+                                                                                         28.0, 300.0)
+    assert (table.dram, table.hgmma, table.lds) == (lat.dram, lat.hgmma, lat.lds)
     assert "refit it" in calibration.table_mismatch(90)
     assert replace(calibration, latencies=written["entries"]).table_mismatch(90) is None
 
@@ -222,8 +228,8 @@ def test_adopted_entries_become_the_models_table_and_the_calibration_notices(lat
 def test_a_measured_entry_far_from_the_prior_is_not_adopted(latency_table, capsys):
     written = latency_probe.adopt(_probe_rows(l2=290.0 + 280.0 * 9), latency_table)  # l2 10x the prior's
     assert "l2" not in written["entries"] and "not within 8x of the prior 280" in written["rejected"]["l2"]
-    with pytest.raises(ValueError, match="may set l2, fence, bar, membar, got 'store'"):
-        cost.measured_latencies(LATENCIES[90], {"store": 300.0})
+    with pytest.raises(ValueError, match="may set l2, store, atomic, fence, bar, membar, got 'dram'"):
+        cost.measured_latencies(LATENCIES[90], {"dram": 300.0})
     empty = latency_table.parent / "nothing.csv"
     empty.write_text(",".join(latency_probe.COLUMNS) + "\n")
     assert latency_probe.main(["--adopt", str(empty), "--table-file", str(latency_table)]) == 1

@@ -80,7 +80,7 @@ def _fake_profile_run(tmp_path, budget: int) -> tuple[list[str], Path]:
     fake.write_text('#!/bin/bash\necho "fakepy $*"\n')
     fake.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "NCU": str(ncu), "STAGES": "profile",
-           "PROFILES": "triton-gluon:768:16:fwd triton:512:64:fwd_bwd:lstm_backward.*kernel"}
+           "PROFILES": "triton-gluon:768:16:fwd triton:512:64:fwd_bwd:lstm_backward.*kernel torch:768:16:fwd:RNN|LSTM:float16"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", str(budget)], cwd=tmp_path,
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -92,12 +92,15 @@ def test_session_profile_stage_runs_each_case_under_ncu_and_exports_its_pages(tm
     (the default one where the case names none), then the source and details pages as CSV."""
     runs, out = _fake_profile_run(tmp_path, 120)
     profiled = [run for run in runs if "--profile-from-start off" in run]
-    assert len(profiled) == 2
+    assert len(profiled) == 3
     assert "regex:lstm_forward.*kernel" in profiled[0] and "regex:lstm_backward.*kernel" in profiled[1]
-    assert "-m rnnbench.harness.profile_target --backend triton-gluon --hidden-size 768 --batch 16 --mode fwd" in profiled[0]
+    assert ("-m rnnbench.harness.profile_target --backend triton-gluon --hidden-size 768 --batch 16 --mode fwd "
+            "--dtype bfloat16") in profiled[0]
     assert "--backend triton --hidden-size 512 --batch 64 --mode fwd_bwd" in profiled[1]
+    assert "regex:RNN|LSTM" in profiled[2] and "--backend torch --hidden-size 768 --batch 16 --mode fwd --dtype float16" in profiled[2]
     exports = [run for run in runs if run.startswith("-i ")]
-    assert len(exports) == 4 and sum("--page source" in run for run in exports) == 2
+    assert len(exports) == 6 and sum("--page source" in run for run in exports) == 3
+    assert (out / "profile-torch-h768-b16-fwd-float16-sass.csv").exists()
     assert (out / "profile-triton-gluon-h768-b16-fwd-sass.csv").read_text() == "csv\n"
     assert (out / "profile-triton-h512-b64-fwd_bwd-details.csv").exists()
 
