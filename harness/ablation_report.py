@@ -59,6 +59,7 @@ QUESTIONS = (
     # saves (not timed here; gpu-core's fwd rows of the whole call have it)
     Question("Gluon forward, input projection fused into it (kernel only, without the GEMM it saves)", "real_gluon",
              "real_gluon_fused_input"),
+    Question("Gluon forward, state copies of 4 tiles against the plan's 8", "real_gluon", "real_gluon_copies_4"),
 )
 
 

@@ -800,6 +800,24 @@ GLUON_FUSED_INPUT = False
 
 
 @contextlib.contextmanager
+def state_copy_tiles(tiles: int | None):
+    """Within the block, :data:`GLUON_TILES_PER_COPY` is ``tiles`` (a power of two up to 8; None: left
+    as it is), restored after: the Gluon forward's state copies (:func:`gluon_state_copies`) as
+    compiled and launched there (the step ablation's ``real_gluon_copies_4``). Shared memory only
+    shrinks with fewer tiles per copy, so a plan made outside the block stays co-resident inside."""
+    global GLUON_TILES_PER_COPY
+    if tiles is not None and (tiles < 1 or tiles > 8 or tiles & (tiles - 1)):
+        raise ValueError(f"tiles per state copy must be a power of two from 1 to 8 (a TMA box dimension), got {tiles}")
+    previous = GLUON_TILES_PER_COPY
+    if tiles is not None:
+        GLUON_TILES_PER_COPY = tiles
+    try:
+        yield
+    finally:
+        GLUON_TILES_PER_COPY = previous
+
+
+@contextlib.contextmanager
 def fused_input_projection(fuse: bool | None = True):
     """Within the block, :data:`GLUON_FUSED_INPUT` is ``fuse`` (None: left as it is), restored after:
     the Gluon forward fuses its input projection where it can (:func:`gluon_input_tiles`), or not."""

@@ -50,7 +50,10 @@ batch blocks as well, which the plan does not (the cost model rates them even th
 ``real_gluon_fused_input`` runs the Gluon forward with its input projection fused (input size =
 H_PAD; its launches take the input, not xg), the kernel alone against ``real_gluon``'s kernel alone:
 it pays where its excess stays below the projection GEMM it saves. Never run on a GPU, it is timed
-after every shape's other variants (:data:`DEFERRED`).
+after every shape's other variants (:data:`DEFERRED`). ``real_gluon_copies_4`` runs the Gluon
+forward with its state copied in copies of 4 tiles instead of the plan's 8
+(:func:`rnnbench.kernels.plan.state_copy_tiles`): the MMAs of a copy start once its smaller box
+has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -89,7 +92,7 @@ from rnnbench.kernels.launch import (
 )
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
-    plan_recurrence, row_split,
+    gluon_state_copies, plan_recurrence, row_split, state_copy_tiles,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot,
@@ -144,10 +147,17 @@ class RealKernel:
     #: the Gluon forward with its input projection fused (input size = H_PAD) where it can
     #: (:func:`rnnbench.kernels.plan.gluon_input_tiles`; its launches then take the input, not xg)
     fused_input: bool = False
+    #: the Gluon forward's tiles per state copy (0: :func:`rnnbench.kernels.plan.gluon_state_copies`'
+    #: rule), compiled, launched and estimated within :meth:`state_copies`
+    copy_tiles: int = 0
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
             raise ValueError(f"register_weights must be one of {REGISTER_WEIGHTS}, got {self.register_weights!r}")
+
+    def state_copies(self):
+        """The context this kernel is compiled, launched and estimated in (its tiles per state copy)."""
+        return state_copy_tiles(self.copy_tiles or None)
 
     def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
         """``planned`` (the planner's plan of this kernel's path, for ``dtype``) as this variant runs it
@@ -178,7 +188,8 @@ REGISTER_WEIGHTS = ("planned", "none", "any_block")
 #: with tiles in registers in 32-row batch blocks too (``real_gluon_wide_register_weights``, where
 #: the plan holds none: B=64 at H >= 768); and the Gluon forward with its input projection fused
 #: (``real_gluon_fused_input``: a second warpgroup projects x_t; input size = H; where it fits,
-#: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`).
+#: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
+#: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8).
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -191,6 +202,7 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_wide_register_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd",
                                                              register_weights="any_block"),
               "real_gluon_fused_input": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", fused_input=True),
+              "real_gluon_copies_4": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", copy_tiles=4),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -493,6 +505,15 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False)
     return runs + [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
 
 
+def _state_copies(kernel: RealKernel, plan: Plan) -> tuple[int, int] | None:
+    """``(copies, tiles per copy)`` of the Gluon forward's state as ``kernel`` runs ``plan`` (None for
+    any other kernel): two variants with the same plan and copies are one kernel, timed once."""
+    if plan.path != GLUON or kernel.direction != "fwd":
+        return None
+    with kernel.state_copies():
+        return gluon_state_copies(plan.h_pad)
+
+
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
     """The plan the shipped kernel ``name`` (:data:`REAL_PATHS`) runs this shape with on this GPU
     (:class:`~rnnbench.kernels.plan.PathUnavailable` where it cannot, e.g. Gluon off sm_90)."""
@@ -510,8 +531,9 @@ def _warm(task: tuple[str, int, int, str, str]) -> str | None:
     dtype = getattr(torch, dtype_name)
     try:
         if name in REAL_PATHS:
-            real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1,
-                          REAL_PATHS[name].direction, REAL_PATHS[name].grid_sync)(1)
+            with REAL_PATHS[name].state_copies():
+                real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1,
+                              REAL_PATHS[name].direction, REAL_PATHS[name].grid_sync)(1)
         else:
             plan = make_plan(cell, hidden_size, batch, torch.empty(0, dtype=dtype, device="cuda"), "cooperative")
             buffers = ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=VARIANTS[name].tagged)
@@ -557,7 +579,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
     all); a variant that fails is reported on stderr and skipped."""
     device_name = torch.cuda.get_device_name()
     like = torch.empty(0, dtype=dtype, device="cuda")
-    timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync) of the kernels timed
+    timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync, copies) of the kernels timed
     passes = (False, True) if deferred else (False,)
     for later, (cell, hidden_size, batch) in [(later, shape) for later in passes for shape in shapes]:
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
@@ -569,14 +591,17 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
             timed = plan
             try:
                 if name in REAL_PATHS:
+                    kernel = REAL_PATHS[name]
                     timed = _real_plan(name, cell, hidden_size, batch, dtype)
-                    direction, grid_sync = REAL_PATHS[name].direction, REAL_PATHS[name].grid_sync
-                    if (timed, direction, grid_sync) in real_plans:
+                    direction, grid_sync = kernel.direction, kernel.grid_sync
+                    copies = _state_copies(kernel, timed)
+                    if (timed, direction, grid_sync, copies) in real_plans:
                         continue
-                    real_plans.append((timed, direction, grid_sync))
+                    real_plans.append((timed, direction, grid_sync, copies))
                     programs = timed.programs
-                    stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction, grid_sync),
-                                     steps, repeats)
+                    with kernel.state_copies():
+                        stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction, grid_sync),
+                                         steps, repeats)
                 else:
                     variant = VARIANTS[name]
                     stats = slope_us(lambda count: run_ablation(plan, variant, hidden_size, count, buffers[variant.tagged],
@@ -674,11 +699,13 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                                    dtype, multiprocessors)
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
-            if (real, direction) in real_plans:
+            copies = _state_copies(kernel, real)
+            if (real, direction, copies) in real_plans:
                 continue
-            real_plans.append((real, direction))
-            resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, direction), arch)
-            stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction)
+            real_plans.append((real, direction, copies))
+            with kernel.state_copies():
+                resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, direction), arch)
+                stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction)
             rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",
                              "", terms))
     return rows

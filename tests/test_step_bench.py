@@ -260,6 +260,25 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
 
 
+def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that_differs():
+    """``real_gluon_copies_4``: the Gluon forward's state in copies of 4 tiles within its context (the
+    plan's rule, 8, outside it again); where the plan's copies have 4 tiles already (H=256) it is
+    the planned kernel, not timed twice; a box that is no power of two up to 8 is refused."""
+    from rnnbench.kernels.plan import gluon_state_copies, state_copy_tiles
+
+    kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_4"], step_bench.REAL_PATHS["real_gluon"]
+    plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
+    assert step_bench._state_copies(kernel, plan) == (3, 4) and step_bench._state_copies(planned_kernel, plan) == (2, 8)
+    assert gluon_state_copies(768) == (2, 8)  # restored after the context
+    small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
+    assert step_bench._state_copies(kernel, small) == step_bench._state_copies(planned_kernel, small) == (1, 4)
+    assert step_bench._state_copies(step_bench.REAL_PATHS["real_gluon_bwd"], plan) is None
+    for bad in (3, 16, 0):
+        with pytest.raises(ValueError, match=f"a power of two from 1 to 8 .* got {bad}"):
+            with state_copy_tiles(bad):
+                pass
+
+
 def test_the_fused_input_variant_keeps_its_grid_co_resident():
     """Fused, a program takes a whole SM (two warpgroups' registers): where the planner's 16-row grid
     of H=512 B=64 (128 programs, two per SM unfused) does not fit 114 SMs (an H100 PCIe), the variant
