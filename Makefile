@@ -92,7 +92,7 @@ clean-venv:
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
-STAGES ?= tests barrier latency ablation memory fused profile suite
+STAGES ?= tests latency ablation profile memory fused suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)

@@ -9,9 +9,20 @@ elapsed() { echo $(( $(date +%s) - START )); }
 note() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
 
 # stage NAME LIMIT_S COMMAND...: run COMMAND with a limit (SIGINT, then KILL 20 s later), log its
-# exit status and seconds, and return the status (124 or 137: it ran past the limit)
+# exit status and seconds, and return the status (124 or 137: it ran past the limit). Where BUDGET
+# is set, the limit is at most what is left of it (30 s kept for packing the results), and with
+# less than 10 s left the stage is skipped (status 124): stages that all ran to their limits would
+# otherwise outlast the device tool's 10 minutes a call, which kills the call before it packs
 stage() {
     local name=$1 limit=$2; shift 2
+    if [ -n "${BUDGET:-}" ]; then
+        local left=$(( BUDGET - $(elapsed) - 30 ))
+        if [ "$left" -lt 10 ]; then
+            note "no time left for $name (${left} s of the budget)"
+            return 124
+        fi
+        [ "$limit" -gt "$left" ] && limit=$left
+    fi
     local t0; t0=$(date +%s)
     note "start $name (limit ${limit} s): $*"
     timeout -s INT -k 20 "$limit" "$@"

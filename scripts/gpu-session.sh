@@ -49,15 +49,18 @@
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
 # The report and the cost-model calibration need no GPU: render them afterwards on any machine
-# (make gpu-report DEVICE=...). Each stage has its own limit, and the suite gets what is left of
-# BUDGET_S, stopped with SIGINT so it keeps every finished case. To resume on a fresh machine, the
+# (make gpu-report DEVICE=...). Each stage has its own limit, at most what is left of BUDGET_S (30 s
+# kept for packing; a stage with less than 10 s left is skipped, "no time left for NAME" in
+# session.log: run it in a second call), and the suite gets what is left, stopped with SIGINT so it
+# keeps every finished case. The stages run in this order: tests, barrier (only when named in
+# STAGES), latency, ablation, profile, memory, fused, suite. To resume on a fresh machine, the
 # partial results must be in the working tree that travels (unpack the previous tarball first).
 set -u
 DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests barrier latency ablation memory fused profile suite}
+STAGES=${STAGES:-tests latency ablation profile memory fused suite}
 ABLATION_S=${ABLATION_S:-120}
 PROFILES_SET=${PROFILES:-}
 PROFILES=${PROFILES:-triton-gluon:768:16:fwd torch:768:16:fwd:RNN|LSTM|rnn|lstm:float16 triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
@@ -116,6 +119,10 @@ if wants ablation; then
     ablation ablation . "$(pwd)/$DIR/step-ablation.csv"
 fi
 
+if wants profile; then
+    profile_cases
+fi
+
 if wants memory && [ -f harness/memory_breakdown.py ]; then
     for backend in triton torch; do
         stage memory-$backend 45 "$PY" -m rnnbench.harness.memory_breakdown --device cuda --backend $backend \
@@ -144,10 +151,6 @@ if wants fused && [ "$FUSED_OK" = 1 ]; then
     stage suite-fused 60 "$PY" -m rnnbench run gpu-fused --device cuda --out "$DIR/gpu-fused" --resume --no-progress \
         > "$DIR/gpu-fused.log" 2>&1
     tail -n 5 "$DIR/gpu-fused.log"
-fi
-
-if wants profile; then
-    profile_cases
 fi
 
 LEFT=$(( BUDGET - $(elapsed) - 30 ))

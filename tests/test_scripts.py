@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -110,6 +111,27 @@ def test_session_profile_stage_keeps_within_its_budget(tmp_path):
     runs, out = _fake_profile_run(tmp_path, 40)
     assert runs == []
     assert "profile: no time left for triton-gluon-h768-b16-fwd" in (out / "session.log").read_text()
+
+
+@pytest.mark.parametrize("budget, limit", [(45, "1[45]"), (35, None)])
+def test_session_stages_keep_within_the_budget(tmp_path, budget, limit):
+    """A stage's limit is at most what is left of the budget (30 s kept for packing), and a stage
+    with less than 10 s left does not start: every stage running to its limit must not outlast the
+    device tool's 10 minutes a call."""
+    fake = tmp_path / "fakepy"
+    fake.write_text('#!/bin/bash\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "latency_probe.py").write_text("")
+    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "barrier latency"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", str(budget)], cwd=tmp_path,
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "reports" / "h100" / "session.log").read_text()
+    if limit is None:
+        assert "no time left for barrier" in log and "no time left for latency" in log and "start " not in log, log
+    else:
+        assert re.search(rf"start barrier \(limit {limit} s\)", log) and re.search(rf"start latency \(limit {limit} s\)", log), log
 
 
 @pytest.mark.parametrize("fused_tests_pass", [True, False])
