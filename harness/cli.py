@@ -14,7 +14,7 @@
                                                     writes DIR/comparison.{md,html} (DIR: NEW)
     rnnbench kernels --target sm_90 [--csv]         compile every shipped Triton kernel configuration
                                                     ahead of time; resources per configuration
-    rnnbench kernels --cost [--calibrate CSV]       per-step cost estimate of every goal shape and path
+    rnnbench kernels --cost [--calibrate CSV] [--latencies FILE]   per-step cost estimate of every goal shape and path
                                                     from the SASS (see rnnbench.kernels.cost)
 
 Exit status: 0 on success, 1 when ``kernels`` finds a configuration that does not fit or
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "estimate of the same code (rnnbench.kernels.step_bench --estimate)")
     kernels.add_argument("--calibration", metavar="FILE", help="with --cost: calibration to apply, or to write with "
                          "--calibrate (default reports/aot/cost-calibration-TARGET.json; 'none': the raw estimate)")
+    kernels.add_argument("--latencies", metavar="FILE", help="with --cost: a latency-table JSON to estimate with instead "
+                         "of the model's (what rnnbench.kernels.latency_probe --adopt writes; 'prior': the papers' "
+                         "table; default reports/aot/cost-latencies-TARGET.json where it exists)")
     return parser
 
 
@@ -269,26 +272,31 @@ def _cost(args, arch: int) -> int:
 
     from rnnbench.harness.report import markdown_table
     from rnnbench.kernels import calibration
-    from rnnbench.kernels.cost import SUMMARY_COLUMNS, cost_table, torch_dtype
+    from rnnbench.kernels.cost import LATENCIES, SUMMARY_COLUMNS, cost_table, load_latencies, torch_dtype
     from rnnbench.kernels.sass import SassUnavailable
 
     dtypes = tuple(name.strip() for name in args.dtypes.split(",") if name.strip())
     try:
         for name in dtypes:
             torch_dtype(name)
+        latency_table = None
+        if args.latencies == "prior":
+            latency_table = LATENCIES[arch]
+        elif args.latencies:
+            latency_table = load_latencies(args.latencies, arch)
         file = calibration.default_path(args.target) if args.calibration in (None, "none") else Path(args.calibration)
         applied = None
         if not args.calibrate and args.calibration != "none" and file.is_file():
             applied = calibration.Calibration.load(file)
-            mismatch = applied.table_mismatch(arch)
+            mismatch = applied.table_mismatch(arch, latency_table)
             if mismatch:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
-        table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied)
+        table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied, latency_table=latency_table)
         if args.ablation and not args.calibrate:
             raise ValueError("--ablation adds rows to a fit: give --calibrate RESULTS_CSV too")
         if args.calibrate:
             fitted, compared = calibration.fit(table, args.calibrate, args.target,
-                                               tuple(args.ablation) if args.ablation else None)
+                                               tuple(args.ablation) if args.ablation else None, latency_table)
     except (ValueError, FileNotFoundError, SassUnavailable) as error:
         raise UsageError(str(error)) from None
     if args.calibrate:

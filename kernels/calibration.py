@@ -76,10 +76,10 @@ class Calibration:
     #: (:func:`rnnbench.kernels.cost.latencies`; empty: the prior table)
     latencies: dict[str, float] = field(default_factory=dict)
 
-    def table_mismatch(self, arch: int) -> str | None:
-        """Why this calibration does not fit the latency table the model now uses for ``sm_<arch>``
-        (it scales terms computed with another one), or None."""
-        current = _measured_entries(arch)
+    def table_mismatch(self, arch: int, table=None) -> str | None:
+        """Why this calibration does not fit ``table`` (default: the latency table the model now uses
+        for ``sm_<arch>``): it scales terms computed with another one; or None."""
+        current = _measured_entries(arch, table)
         if current == self.latencies:
             return None
         return (f"the calibration was fitted with latency entries {self.latencies or 'of the prior table'}, the model "
@@ -106,11 +106,12 @@ class Calibration:
         return cls(**data)
 
 
-def _measured_entries(arch: int) -> dict[str, float]:
-    """The entries of the model's latency table for ``sm_<arch>`` that differ from the prior."""
+def _measured_entries(arch: int, table=None) -> dict[str, float]:
+    """The entries of ``table`` (default: the model's latency table for ``sm_<arch>``) that differ
+    from the prior."""
     from rnnbench.kernels.cost import LATENCIES, MEASURED_ENTRIES, latencies
 
-    table, prior = latencies(arch), LATENCIES[arch]
+    table, prior = table or latencies(arch), LATENCIES[arch]
     return {name: getattr(table, name) for name in MEASURED_ENTRIES if getattr(table, name) != getattr(prior, name)}
 
 
@@ -191,11 +192,12 @@ def ablation_comparison(measured_csv: str | Path, estimate_csv: str | Path):
         columns="variant")
 
 
-def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path, str | Path] | None = None
-        ) -> tuple[Calibration, object]:
+def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path, str | Path] | None = None,
+        latency_table=None) -> tuple[Calibration, object]:
     """Fit per-term factors of ``table`` (a raw cost table) to the measurements in ``results_csv``
     and, given ``ablation = (measured CSV, estimate CSV)``, to a step ablation's variants too;
-    returns the calibration and the per-row comparison (measured, raw, calibrated, relative errors)."""
+    returns the calibration and the per-row comparison (measured, raw, calibrated, relative errors);
+    ``latency_table``: the table ``table`` was computed with, where not the model's."""
     import pandas as pd
 
     joined = comparison(table, measured_us_per_step(results_csv))
@@ -229,6 +231,6 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
         median_rel_error_calibrated=round(float(np.median(np.abs(calibrated / y - 1))), 4),
         source=str(results_csv) + (f" + ablation {ablation[0]}" if ablation is not None else ""),
         versions={"triton": triton.__version__, "torch": torch.__version__},
-        latencies=_measured_entries(int(target.removeprefix("sm_"))),
+        latencies=_measured_entries(int(target.removeprefix("sm_")), latency_table),
     )
     return calibration, joined

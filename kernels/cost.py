@@ -236,15 +236,22 @@ def measured_latencies(prior: Latencies, entries: dict[str, float]) -> Latencies
     return replace(prior, **entries)
 
 
+def load_latencies(path: str | Path, arch: int) -> Latencies:
+    """The prior of ``sm_<arch>`` with the entries of a latency-table JSON (``{"entries": {name:
+    cycles}}``, as :func:`rnnbench.kernels.latency_probe.adopt` writes it)."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+        raise ValueError(f"{path} is not a latency table: it needs an 'entries' object of measured cycles")
+    return measured_latencies(LATENCIES[arch], data["entries"])
+
+
 @functools.lru_cache(maxsize=None)
 def latencies(arch: int) -> Latencies:
     """The latency table the model uses for ``sm_<arch>``: the prior (:data:`LATENCIES`), with the
     entries measured by the latency probes where :func:`latency_table_path` exists (read once per
     process)."""
     path = latency_table_path(arch)
-    if not path.is_file():
-        return LATENCIES[arch]
-    return measured_latencies(LATENCIES[arch], json.loads(path.read_text())["entries"])
+    return load_latencies(path, arch) if path.is_file() else LATENCIES[arch]
 
 
 # ---- one warp's step -------------------------------------------------------------------------
@@ -641,10 +648,11 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
 
 
 def cost_table(arch: int = 90, dtypes=("bfloat16",), cells=tuple(GATES), hidden_sizes=GOAL_HIDDEN, batches=GOAL_BATCH,
-               workers: int | None = None, calibration=None):
+               workers: int | None = None, calibration=None, latency_table: Latencies | None = None):
     """One row per shape and path (see :func:`shape_rows`) with counts, co-residency, per-term µs
     per step (``t_*``), ``raw_us_per_step`` and ``est_us_per_step`` (calibrated when a
-    :class:`~rnnbench.kernels.calibration.Calibration` is given, else the raw estimate)."""
+    :class:`~rnnbench.kernels.calibration.Calibration` is given, else the raw estimate);
+    ``latency_table``: another table than the model's (:func:`latencies`), for what-if tables."""
     import pandas as pd
 
     from rnnbench.kernels.aot import compile_all, compile_sass
@@ -659,6 +667,7 @@ def cost_table(arch: int = 90, dtypes=("bfloat16",), cells=tuple(GATES), hidden_
         resources, text = compiled[shape["config"]]
         plan = shape["plan"]
         estimate = step_estimate(text, plan, resources.registers, resources.shared_bytes, dtype=torch_dtype(shape["dtype"]),
+                                 latency_table=latency_table,
                                  hidden_size=shape["hidden_size"], batch=shape["batch"], direction=shape["direction"], arch=arch)
         rows.append({key: shape[key] for key in ("cell", "dtype", "hidden_size", "batch", "direction", "path", "planned",
                                                  "plan_allows")}

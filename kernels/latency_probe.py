@@ -69,7 +69,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
 )
-from triton.language.extra.cuda import globaltimer
+from triton.language.extra.cuda import globaltimer, smid
 
 from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.gluon_primitives import tma_load
@@ -127,16 +127,18 @@ def release_kernel(flag_ptr, scratch_ptr, out_ptr, N, STORES: tl.constexpr, THRE
 def ping_pong_kernel(flags_ptr, out_ptr, N, timeout_ns, ORDER: tl.constexpr):
     """Two programs: in iteration ``i`` program 0 signals (release add on program 1's flag) and
     waits until its own flag passes ``i``; program 1 waits, then signals back. Program 0 stores the
-    cycles taken, each program whether it gave up waiting (after ``timeout_ns``)."""
+    cycles taken into ``out[0]``; each program raises ``out[1 + program]`` to 1 if a wait gave up
+    (after ``timeout_ns``; the flag stays set over later launches) and stores its SM into
+    ``out[3 + program]``."""
     me = tl.program_id(0)
     mine = flags_ptr + me * LINE + tl.arange(0, 1)
     theirs = flags_ptr + (1 - me) * LINE
     late = 0
-    began = globaltimer()
     start = clock64()
     for i in range(N):
         if me == 0:
             tl.atomic_add(theirs, 1, sem="release", scope="gpu")
+        began = globaltimer()
         seen = tl.max(_load_flags(mine, 1, ORDER)[0], 0)
         while (seen <= i) & (late == 0):
             seen = tl.max(_load_flags(mine, 1, ORDER)[0], 0)
@@ -146,7 +148,8 @@ def ping_pong_kernel(flags_ptr, out_ptr, N, timeout_ns, ORDER: tl.constexpr):
             tl.atomic_add(theirs, 1, sem="release", scope="gpu")
     if me == 0:
         tl.store(out_ptr, clock64() - start)
-    tl.store(out_ptr + 1 + me, late.to(tl.int64))
+    tl.atomic_max(out_ptr + 1 + me, late.to(tl.int64))
+    tl.store(out_ptr + 3 + me, smid().to(tl.int64))
 
 
 @triton.jit(do_not_specialize=["N"])
@@ -167,8 +170,10 @@ def _gluon_clock(like):
 @gluon.jit(do_not_specialize=["N"])
 def tma_copy_kernel(desc, out_ptr, N):
     """``N`` TMA copies of ``desc``'s box from its tensor's origin into shared memory, each armed,
-    issued and waited for on one mbarrier; stores the cycles taken."""
-    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4], order=[0])
+    issued and waited for on one mbarrier; stores the cycles taken. One warp: with more, Triton puts
+    CTA barriers around the mbarrier's arming and wait (2-3 a copy), which the copy's fixed cost
+    would then include."""
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[1], order=[0])
     lane = gl.arange(0, 32, layout=layout)
     smem = gl.allocate_shared_memory(desc.dtype, desc.block_type.shape, desc.layout)
     bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
@@ -244,6 +249,8 @@ class Probe:
     marker: tuple[str, ...]
     marks: int = 1
     gluon: bool = False
+    #: iterations of the kernel's loop per measured iteration (``launch(n)`` runs ``n`` times this)
+    loop_iterations: int = 1
 
 
 def _plain_compile(kernel, signature: dict[str, str], constexprs: dict, num_warps: int, cooperative: bool = False):
@@ -337,7 +344,7 @@ def _ping_pong() -> Probe:
 
     def build():
         flags = torch.zeros(2 * LINE.value, dtype=torch.int32, device="cuda")
-        out = torch.zeros(3, dtype=torch.int64, device="cuda")
+        out = torch.zeros(5, dtype=torch.int64, device="cuda")
 
         def launch(iterations: int) -> torch.Tensor:
             flags.zero_()
@@ -346,9 +353,12 @@ def _ping_pong() -> Probe:
             return out
 
         def check():
-            if out[1:].any():
-                raise RuntimeError(f"ping_pong: a program gave up waiting after {timeout} ns (the two programs were "
-                                   "not co-resident, or a signal was lost)")
+            late, sms = out[1:3].tolist(), out[3:5].tolist()
+            if any(late):
+                raise RuntimeError(f"ping_pong: a program gave up waiting after {timeout} ns in some launch (the two "
+                                   "programs were not co-resident, or a signal was lost)")
+            if sms[0] == sms[1]:
+                raise RuntimeError(f"ping_pong: both programs ran on SM {sms[0]}: no signal crossed between SMs")
 
         return launch, check
 
@@ -359,18 +369,21 @@ def _ping_pong() -> Probe:
                  ())
 
 
-def _cta_barrier(num_warps: int = 4) -> Probe:
+def _cta_barrier(num_warps: int = 4, per_iteration: int = 64) -> Probe:
     def build():
         out = torch.zeros(1, dtype=torch.int64, device="cuda")
 
         def launch(iterations: int) -> torch.Tensor:
-            cta_barrier_kernel[(1,)](out, iterations, num_warps=num_warps, num_stages=1)
+            cta_barrier_kernel[(1,)](out, iterations * per_iteration, num_warps=num_warps, num_stages=1)
             return out
 
         return launch, lambda: None
 
-    return Probe("cta_barrier", f"bar.sync of {num_warps} warps", 1, num_warps, build,
-                 _plain_compile(cta_barrier_kernel, {"out_ptr": "*i64", "N": "i32"}, {}, num_warps), ("BAR",))
+    # one barrier (~20 cycles) per iteration would leave 1000 iterations ~10 µs apart from 2000,
+    # within a launch's jitter on the CUDA events: an iteration is 64 of them
+    return Probe("cta_barrier", f"{per_iteration} bar.sync of {num_warps} warps", per_iteration, num_warps, build,
+                 _plain_compile(cta_barrier_kernel, {"out_ptr": "*i64", "N": "i32"}, {}, num_warps), ("BAR",),
+                 loop_iterations=per_iteration)
 
 
 def _tma_box(tiles: int) -> list[int]:
@@ -391,7 +404,7 @@ def _tma(tiles: int) -> Probe:
         out = torch.zeros(1, dtype=torch.int64, device="cuda")
 
         def launch(iterations: int) -> torch.Tensor:
-            tma_copy_kernel[(1,)](desc, out, iterations, num_warps=4)
+            tma_copy_kernel[(1,)](desc, out, iterations, num_warps=1)
             return out
 
         return launch, lambda: None
@@ -401,10 +414,10 @@ def _tma(tiles: int) -> Probe:
 
         layout = shared_layout(box, torch.bfloat16)
         return _gluon_compile(tma_copy_kernel, {"desc": f"tensordesc<bf16[{', '.join(map(str, box))}],{layout!r}>",
-                                                "out_ptr": "*i64", "N": "i32"}, {}, 4)(arch)
+                                                "out_ptr": "*i64", "N": "i32"}, {}, 1)(arch)
 
     return Probe(f"tma_{tiles}", f"TMA copy of a ({tiles}, {TMA_ROWS}, {K_TILE}) bf16 box, {tiles * 2} KiB, "
-                 "armed, issued, waited for", 1, 4, build, compile_for, ("UTMALDG",), gluon=True)
+                 "armed, issued, waited for (one warp)", 1, 1, build, compile_for, ("UTMALDG",), gluon=True)
 
 
 def _hgmma(register_a: bool, block_b: int) -> Probe:
@@ -475,7 +488,7 @@ def model_cycles(probe: Probe, sass_text: str, arch: int = 90) -> float | None:
         raise ValueError(f"{probe.name}: {marks} of {'/'.join(probe.marker)} in the loop, expected a multiple of "
                          f"{probe.marks} (one iteration's)")
     cycles, _ = simulate(path, context)
-    return cycles * probe.marks / marks
+    return cycles * probe.marks / marks * probe.loop_iterations
 
 
 # ---- measuring ------------------------------------------------------------------------------------

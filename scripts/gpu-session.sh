@@ -12,7 +12,7 @@
 #                        (default TESTS: tests/test_kernels_gpu.py, test_step_bench.py,
 #                        test_tagged_exchange.py, test_triton_kernels.py,
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
-#                        test_memory_breakdown.py, test_latency_probe.py),
+#                        test_memory_breakdown.py),
 #                        but the tests marked fused_input
 #   gpu-tests-fused.xml/.log  those: the Gluon forward with its input projection fused, never run
 #                        before (a stage of its own, 90 s, after the others: a hang costs no other test;
@@ -65,7 +65,7 @@ ABLATION_S=${ABLATION_S:-120}
 PROFILES_SET=${PROFILES:-}
 PROFILES=${PROFILES:-triton-gluon:768:16:fwd torch:768:16:fwd:RNN|LSTM|rnn|lstm:float16 triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
 WEIGHT_GRADS=${WEIGHT_GRADS:-addmm}
-TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py tests/test_latency_probe.py}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
