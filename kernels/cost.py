@@ -220,7 +220,7 @@ MEASURED_RANGE = 8.0
 
 def latency_table_path(arch: int) -> Path:
     """``reports/aot/cost-latencies-sm_<arch>.json`` of this checkout: the entries the latency
-    probes measured on a GPU (:func:`rnnbench.kernels.latency_probe.adopt`), if any."""
+    probes measured on a GPU (:func:`rnnbench.kernels.latency_table.adopt`), if any."""
     return Path(__file__).resolve().parent.parent / "reports" / "aot" / f"cost-latencies-sm_{arch}.json"
 
 
@@ -238,7 +238,7 @@ def measured_latencies(prior: Latencies, entries: dict[str, float]) -> Latencies
 
 def load_latencies(path: str | Path, arch: int) -> Latencies:
     """The prior of ``sm_<arch>`` with the entries of a latency-table JSON (``{"entries": {name:
-    cycles}}``, as :func:`rnnbench.kernels.latency_probe.adopt` writes it)."""
+    cycles}}``, as :func:`rnnbench.kernels.latency_table.adopt` writes it)."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
         raise ValueError(f"{path} is not a latency table: it needs an 'entries' object of measured cycles")

@@ -46,9 +46,9 @@ programs' signals in turn).
 Rows are written as they are measured, so a run cut short keeps them; a probe that cannot run is
 reported on stderr and skipped. ``--render latency.csv`` prints the Markdown tables the GPU
 report includes; ``--adopt latency.csv`` writes the measured entries the cost model takes
-(``reports/aot/cost-latencies-sm_90.json``, :func:`adopt`; ``make gpu-report`` runs it before the
-calibration, which is then fitted on top of the measured table). The Gluon probes need sm_90; the
-others run on any CUDA GPU.
+(``reports/aot/cost-latencies-sm_90.json``; both in :mod:`rnnbench.kernels.latency_table`;
+``make gpu-report`` adopts before the calibration, which is then fitted on top of the measured
+table). The Gluon probes need sm_90; the others run on any CUDA GPU.
 """
 
 from __future__ import annotations
@@ -386,12 +386,13 @@ def _cta_barrier(num_warps: int = 4, per_iteration: int = 64) -> Probe:
                  loop_iterations=per_iteration)
 
 
-def _tma_box(tiles: int) -> list[int]:
+def tma_box(tiles: int) -> list[int]:
+    """The TMA probe's box of ``tiles`` state tiles: ``(tiles, 16 rows, 64 columns)``."""
     return [tiles, TMA_ROWS, K_TILE]
 
 
 def _tma(tiles: int) -> Probe:
-    box = _tma_box(tiles)
+    box = tma_box(tiles)
 
     def build():
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -475,7 +476,7 @@ def model_cycles(probe: Probe, sass_text: str, arch: int = 90) -> float | None:
     from rnnbench.kernels.sass import loop_path, parse
 
     device = DEVICES[arch]
-    box_bytes = math.prod(_tma_box(int(probe.name.split("_")[1]))) * 2 if probe.name.startswith("tma_") else 0.0
+    box_bytes = math.prod(tma_box(int(probe.name.split("_")[1]))) * 2 if probe.name.startswith("tma_") else 0.0
     context = WarpContext(warps_per_scheduler=math.ceil(probe.num_warps / 4), warps_per_sm=probe.num_warps,
                           l2_bytes_per_clock=device.sm_l2_bytes_per_clock, hbm_bytes_per_clock=device.hbm_bytes_per_clock,
                           mma_fma_per_clock=device.mma_fma_per_clock, latencies=LATENCIES[arch],
@@ -523,131 +524,6 @@ def measure(probe: Probe, iterations: int = 1000, repeats: int = 11, model: floa
             "ns_per_op": round(ns / probe.ops, 2), "cycles_per_op": round(cycles / probe.ops, 1)}
 
 
-def _number(value) -> float | None:
-    return None if value in (None, "") else float(value)
-
-
-def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
-    """What the cost model's table entries would have to be for its estimate to match the probes
-    (``rows`` as read back from the CSV; each entry solved from its probe with every other entry as
-    the prior table (:data:`rnnbench.kernels.cost.LATENCIES`, which the CSV's estimates used) has it,
-    so an entry's excess is the probe's measured minus estimated cycles; ``store`` and ``atomic``,
-    round trips to L2 as well, scale with ``l2``, and ``membar`` is the release's excess net of
-    that change):
-    ``{"entry", "table", "measured", "source", "field"}`` (``field``: the :class:`~rnnbench.kernels.cost.Latencies`
-    entry, for those :func:`adopt` may write; else empty) in SM cycles (bytes per cycle for the TMA's
-    bandwidth). The release's whole excess is put on ``membar`` (the fence's wait for the
-    acknowledgements is ``store`` in the table: the probe cannot split the two); the TMA's fixed cost
-    and bandwidth are the least-squares line through the copies' cycles against their bytes."""
-    from rnnbench.kernels.cost import DEVICES, LATENCIES
-
-    lat, device = LATENCIES[arch], DEVICES[arch]
-    by_name = {row["probe"]: row for row in rows}
-
-    def excess(name: str) -> float | None:
-        row = by_name.get(name)
-        if row is None or _number(row.get("model_cycles")) is None:
-            return None
-        return float(row["cycles_per_iteration"]) - float(row["model_cycles"])
-
-    entries = []
-
-    def add(entry: str, table: float, measured: float | None, source: str, field: str = "") -> None:
-        if measured is not None:
-            entries.append({"entry": entry, "table": round(float(table), 1), "measured": round(float(measured), 1),
-                            "source": source, "field": field})
-
-    relaxed, acquire = excess("load_relaxed"), excess("load_acquire")
-    # a store's acknowledgement and an atomic are L2 round trips too: they scale with the load's
-    round_trip = None if relaxed is None else (lat.l2 + relaxed) / lat.l2
-    add("l2 (coherent load round trip)", lat.l2, None if relaxed is None else lat.l2 + relaxed, "load_relaxed", "l2")
-    add("store (until acknowledged)", lat.store, None if round_trip is None else lat.store * round_trip,
-        "load_relaxed, as l2", "store")
-    add("atomic (L2 atomic round trip)", lat.atomic, None if round_trip is None else lat.atomic * round_trip,
-        "load_relaxed, as l2", "atomic")
-    add("fence (an acquire's invalidation)", lat.fence,
-        None if None in (relaxed, acquire) else lat.fence + acquire - relaxed, "load_acquire - load_relaxed", "fence")
-    barrier = excess("cta_barrier")
-    add("bar (CTA barrier)", lat.bar, None if barrier is None else lat.bar + barrier, "cta_barrier", "bar")
-    release = excess("release_s0")
-    # the release's fence waits for the previous release add's acknowledgement (``store``), then
-    # ``membar``: its excess net of the store's new round trip
-    store_change = 0.0 if round_trip is None else lat.store * (round_trip - 1)
-    add("membar (a release's fence)", lat.membar, None if release is None else lat.membar + release - store_change,
-        "release_s0 - the store's change", "membar")
-    if "release_s1" in by_name and "release_s4" in by_name:
-        extra = (float(by_name["release_s4"]["cycles_per_iteration"])
-                 - float(by_name["release_s1"]["cycles_per_iteration"])) / 3
-        add("each store more before a release", 0.0, extra, "(release_s4 - release_s1) / 3")
-    copies = [(math.prod(_tma_box(int(name.split("_")[1]))) * 2, float(row["cycles_per_iteration"]))
-              for name, row in by_name.items() if name.startswith("tma_")]
-    if len(copies) >= 2 and len({size for size, _ in copies}) >= 2:
-        mean_x = statistics.fmean(size for size, _ in copies)
-        mean_y = statistics.fmean(cycles for _, cycles in copies)
-        slope = (sum((size - mean_x) * (cycles - mean_y) for size, cycles in copies)
-                 / sum((size - mean_x) ** 2 for size, _ in copies))
-        add("TMA copy, fixed cycles (table: l2)", lat.l2, mean_y - slope * mean_x, "tma_* line, intercept")
-        if slope > 0:
-            add("TMA copy, bytes per cycle into one SM", device.sm_l2_bytes_per_clock, 1.0 / slope, "tma_* line, slope")
-    for name, row in by_name.items():
-        if name.startswith("hgmma_") and _number(row.get("model_cycles")) is not None:
-            ops = float(row["ops_per_iteration"])
-            add(f"cycles per wgmma, {name[len('hgmma_'):]}", float(row["model_cycles"]) / ops,
-                float(row["cycles_per_iteration"]) / ops, name)
-    if "ping_pong" in by_name:
-        add("one-way signal between SMs (no entry: release + poll)", lat.store + lat.membar + lat.l2,
-            float(by_name["ping_pong"]["cycles_per_iteration"]) / 2, "ping_pong / 2")
-    return entries
-
-
-def adopt(rows: list[dict], path, arch: int = 90) -> dict:
-    """Write the measured entries of :func:`table_entries` that the model takes
-    (:data:`rnnbench.kernels.cost.MEASURED_ENTRIES`) as the JSON :func:`rnnbench.kernels.cost.latencies`
-    reads (``path``: :func:`rnnbench.kernels.cost.latency_table_path` normally), leaving out any
-    beyond :data:`~rnnbench.kernels.cost.MEASURED_RANGE` times the prior (reported under
-    ``rejected``); returns what was written. The cost tables and the calibration computed after it
-    use the measured entries."""
-    import json
-    from pathlib import Path
-
-    from rnnbench.kernels.cost import LATENCIES, MEASURED_ENTRIES, measured_latencies
-
-    adopted, rejected = {}, {}
-    for entry in table_entries(rows, arch):
-        if entry["field"] in MEASURED_ENTRIES:
-            try:
-                measured_latencies(LATENCIES[arch], {entry["field"]: entry["measured"]})
-                adopted[entry["field"]] = entry["measured"]
-            except ValueError as error:
-                rejected[entry["field"]] = str(error)
-    if not adopted:
-        raise ValueError("no probe measured an entry the model takes (load_relaxed, load_acquire, cta_barrier, "
-                         "release_s0, with their estimates)" + (f"; rejected: {rejected}" if rejected else ""))
-    data = {"device_name": str(rows[0].get("device_name", "")), "entries": adopted, "rejected": rejected,
-            "prior": {name: getattr(LATENCIES[arch], name) for name in MEASURED_ENTRIES}}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return data
-
-
-def render(rows: list[dict]) -> str:
-    """The Markdown tables of probe rows (as read back from the CSV): the probes, then what the
-    model's table entries would have to be (:func:`table_entries`)."""
-    header = ("| probe | what | ns / iteration (q25-q75) | cycles / iteration | clock GHz | model cycles | "
-              "measured / model | cycles / op |")
-    lines = [header, "|" + "---|" * 8]
-    for row in rows:
-        lines.append(f"| {row['probe']} | {row['what']} | {row['ns_per_iteration']} ({row['q25_ns']}-{row['q75_ns']}) | "
-                     f"{row['cycles_per_iteration']} | {row['clock_ghz']} | {row['model_cycles'] or '-'} | "
-                     f"{row['measured_over_model'] or '-'} | {row['cycles_per_op']} |")
-    entries = table_entries(rows)
-    if entries:
-        lines += ["", "What the cost model's latency table would have to say (SM cycles) for its estimate to match "
-                  "each probe, every other entry as it is:", "", "| entry | table | this GPU | from |", "|---|---|---|---|"]
-        lines += [f"| {e['entry']} | {e['table']} | {e['measured']} | {e['source']} |" for e in entries]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnbench.kernels.latency_probe", description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)
@@ -662,11 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=11, help="timed pairs of launches per probe")
     args = parser.parse_args(argv)
     if args.render:
+        from rnnbench.kernels.latency_table import render
+
         with open(args.render, newline="") as handle:
             sys.stdout.write(render(list(csv.DictReader(handle))))
         return 0
     if args.adopt:
         from rnnbench.kernels.cost import latency_table_path
+        from rnnbench.kernels.latency_table import adopt
 
         with open(args.adopt, newline="") as handle:
             rows = list(csv.DictReader(handle))
