@@ -73,6 +73,7 @@ from triton.language.extra.cuda import globaltimer, smid
 
 from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.gluon_primitives import tma_load
+from rnnbench.kernels.latency_table import K_TILE, TMA_ROWS, adopt, render, tma_box, tma_copy_bytes
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_flags, barrier_arrive
 
 COLUMNS = ["device_name", "probe", "what", "iterations", "ops_per_iteration", "ns_per_iteration", "q25_ns", "q75_ns",
@@ -81,10 +82,7 @@ COLUMNS = ["device_name", "probe", "what", "iterations", "ops_per_iteration", "n
 LINE: tl.constexpr = tl.constexpr(32)
 #: the load chase's buffer: 4 MiB of int32 (L2-resident on H100/H200, far larger than L1)
 CHASE_WORDS = 1 << 20
-#: the Gluon probes' tile: 64 columns of a 16-bit operand (128-byte swizzle), as the kernels'
-K_TILE = 64
 HGMMA_TILES = 6  # weight tiles of (64 gate rows, 64 columns) per MMA chain: 24 MMAs of k16
-TMA_ROWS = 16
 #: a release add compiles to REDG (its result unused) or ATOMG
 _ATOMICS = ("REDG", "ATOMG")
 
@@ -386,11 +384,6 @@ def _cta_barrier(num_warps: int = 4, per_iteration: int = 64) -> Probe:
                  loop_iterations=per_iteration)
 
 
-def tma_box(tiles: int) -> list[int]:
-    """The TMA probe's box of ``tiles`` state tiles: ``(tiles, 16 rows, 64 columns)``."""
-    return [tiles, TMA_ROWS, K_TILE]
-
-
 def _tma(tiles: int) -> Probe:
     box = tma_box(tiles)
 
@@ -476,7 +469,7 @@ def model_cycles(probe: Probe, sass_text: str, arch: int = 90) -> float | None:
     from rnnbench.kernels.sass import loop_path, parse
 
     device = DEVICES[arch]
-    box_bytes = math.prod(tma_box(int(probe.name.split("_")[1]))) * 2 if probe.name.startswith("tma_") else 0.0
+    box_bytes = tma_copy_bytes(probe.name) if probe.name.startswith("tma_") else 0.0
     context = WarpContext(warps_per_scheduler=math.ceil(probe.num_warps / 4), warps_per_sm=probe.num_warps,
                           l2_bytes_per_clock=device.sm_l2_bytes_per_clock, hbm_bytes_per_clock=device.hbm_bytes_per_clock,
                           mma_fma_per_clock=device.mma_fma_per_clock, latencies=LATENCIES[arch],
@@ -538,14 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=11, help="timed pairs of launches per probe")
     args = parser.parse_args(argv)
     if args.render:
-        from rnnbench.kernels.latency_table import render
-
         with open(args.render, newline="") as handle:
             sys.stdout.write(render(list(csv.DictReader(handle))))
         return 0
     if args.adopt:
         from rnnbench.kernels.cost import latency_table_path
-        from rnnbench.kernels.latency_table import adopt
 
         with open(args.adopt, newline="") as handle:
             rows = list(csv.DictReader(handle))

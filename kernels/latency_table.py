@@ -2,7 +2,8 @@
 (:mod:`rnnbench.kernels.latency_probe`) turned into table entries (:func:`table_entries`), the
 entries the model takes written where it reads them (:func:`adopt`,
 :func:`rnnbench.kernels.cost.latencies`), and the Markdown the GPU report includes
-(:func:`render`). Needs no GPU: it reads a CSV measured on one.
+(:func:`render`), and the TMA probes' box they share with the probes. Needs no GPU: it reads a CSV
+measured on one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,21 @@ import statistics
 from pathlib import Path
 
 from rnnbench.kernels.cost import DEVICES, LATENCIES, MEASURED_ENTRIES, measured_latencies
-from rnnbench.kernels.latency_probe import tma_box
+
+#: the TMA probes' box: ``(tiles, TMA_ROWS, K_TILE)`` bf16, tiles of 16 rows and 64 columns as the
+#: Gluon forward's state copies at B=16 (``tma_<tiles>`` in the probes' CSV)
+TMA_ROWS = 16
+K_TILE = 64
+
+
+def tma_box(tiles: int) -> list[int]:
+    """The box of the TMA probe of ``tiles`` tiles."""
+    return [tiles, TMA_ROWS, K_TILE]
+
+
+def tma_copy_bytes(probe: str) -> int:
+    """Bytes one copy of the TMA probe named ``probe`` (``tma_<tiles>``) brings."""
+    return math.prod(tma_box(int(probe.removeprefix("tma_")))) * 2
 
 
 def _number(value) -> float | None:
@@ -70,7 +85,7 @@ def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
         extra = (float(by_name["release_s4"]["cycles_per_iteration"])
                  - float(by_name["release_s1"]["cycles_per_iteration"])) / 3
         add("each store more before a release", 0.0, extra, "(release_s4 - release_s1) / 3")
-    copies = [(math.prod(tma_box(int(name.split("_")[1]))) * 2, float(row["cycles_per_iteration"]))
+    copies = [(tma_copy_bytes(name), float(row["cycles_per_iteration"]))
               for name, row in by_name.items() if name.startswith("tma_")]
     if len(copies) >= 2 and len({size for size, _ in copies}) >= 2:
         mean_x = statistics.fmean(size for size, _ in copies)
