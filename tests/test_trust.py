@@ -328,7 +328,8 @@ def test_the_memory_child_dies_with_its_parent(tmp_path):
             run_in_fresh_process(sleeper.sleep, {str(pid_file)!r})
     """)
     try:
-        assert _wait_for(pid_file.exists, 120), "the child never started"
+        # the child creates the file before it writes its pid: wait for the pid, not the file
+        assert _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 120), "the child never started"
         child = int(pid_file.read_text())
         zygote = _parent_of(child)
         assert _alive(child) and _parent_of(zygote) == parent.pid
