@@ -251,36 +251,25 @@ class Probe:
     loop_iterations: int = 1
 
 
-def _plain_compile(kernel, signature: dict[str, str], constexprs: dict, num_warps: int, cooperative: bool = False):
-    """A compile function for :class:`Probe`: ``kernel`` compiled for ``sm_<arch>`` with pointers
-    16-byte aligned, as launched."""
+def _compiler(kernel, signature: dict[str, str], constexprs: dict, num_warps: int, cooperative: bool = False):
+    """A compile function for :class:`Probe`: ``kernel`` (plain Triton or Gluon) compiled for
+    ``sm_<arch>`` with pointers 16-byte aligned, as launched."""
 
     def compile_for(arch: int):
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
+        from triton.experimental.gluon._runtime import GluonASTSource, GluonJITFunction
 
         full = dict(signature) | {name: "constexpr" for name in constexprs}
         attrs = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in full.items()
                  if kind.startswith("*")}
-        options = {"num_warps": num_warps, "num_stages": 1}
+        gluon_kernel = isinstance(kernel, GluonJITFunction)
+        options = {"num_warps": num_warps} | ({} if gluon_kernel else {"num_stages": 1})
         if cooperative:
             options["launch_cooperative_grid"] = True
-        return triton.compile(ASTSource(fn=kernel, signature=full, constexprs=constexprs, attrs=attrs),
+        source = (GluonASTSource if gluon_kernel else ASTSource)(kernel, full, constexprs=constexprs, attrs=attrs)
+        return triton.compile(source,
                               target=GPUTarget("cuda", arch, 32), options=options)
-
-    return compile_for
-
-
-def _gluon_compile(kernel, signature: dict[str, str], constexprs: dict, num_warps: int):
-    def compile_for(arch: int):
-        from triton.backends.compiler import GPUTarget
-        from triton.experimental.gluon._runtime import GluonASTSource
-
-        full = dict(signature) | {name: "constexpr" for name in constexprs}
-        attrs = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in full.items()
-                 if kind.startswith("*")}
-        return triton.compile(GluonASTSource(kernel, full, constexprs=constexprs, attrs=attrs),
-                              target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
 
     return compile_for
 
@@ -310,7 +299,7 @@ def _chase(order: str) -> Probe:
         return launch, lambda: None
 
     return Probe(f"load_{order}", f"dependent ld.{order}.gpu of L2-resident lines", 1, 1, build,
-                 _plain_compile(chase_kernel, {"chain_ptr": "*i32", "out_ptr": "*i64", "N": "i32"},
+                 _compiler(chase_kernel, {"chain_ptr": "*i32", "out_ptr": "*i64", "N": "i32"},
                                 {"ORDER": POLL_ORDERS[order]}, 1), ("LDG",))
 
 
@@ -331,7 +320,7 @@ def _release(stores: int, num_warps: int = 4) -> Probe:
 
     return Probe(f"release_s{stores}", f"CTA barrier + fence + release add after {stores} stores per thread",
                  1, num_warps, build,
-                 _plain_compile(release_kernel, {"flag_ptr": "*i32", "scratch_ptr": "*i32", "out_ptr": "*i64",
+                 _compiler(release_kernel, {"flag_ptr": "*i32", "scratch_ptr": "*i32", "out_ptr": "*i64",
                                                  "N": "i32"}, {"STORES": stores, "THREADS": threads}, num_warps),
                  _ATOMICS)
 
@@ -362,7 +351,7 @@ def _ping_pong() -> Probe:
 
     return Probe("ping_pong", "two programs signal each other in turn (release add, acquire poll): two one-way "
                  "signals", 2, 1, build,
-                 _plain_compile(ping_pong_kernel, {"flags_ptr": "*i32", "out_ptr": "*i64", "N": "i32",
+                 _compiler(ping_pong_kernel, {"flags_ptr": "*i32", "out_ptr": "*i64", "N": "i32",
                                                    "timeout_ns": "i32"}, {"ORDER": order}, 1, True),
                  ())
 
@@ -380,7 +369,7 @@ def _cta_barrier(num_warps: int = 4, per_iteration: int = 64) -> Probe:
     # one barrier (~20 cycles) per iteration would leave 1000 iterations ~10 µs apart from 2000,
     # within a launch's jitter on the CUDA events: an iteration is 64 of them
     return Probe("cta_barrier", f"{per_iteration} bar.sync of {num_warps} warps", per_iteration, num_warps, build,
-                 _plain_compile(cta_barrier_kernel, {"out_ptr": "*i64", "N": "i32"}, {}, num_warps), ("BAR",),
+                 _compiler(cta_barrier_kernel, {"out_ptr": "*i64", "N": "i32"}, {}, num_warps), ("BAR",),
                  loop_iterations=per_iteration)
 
 
@@ -407,7 +396,7 @@ def _tma(tiles: int) -> Probe:
         from rnnbench.kernels.gluon_lstm import shared_layout
 
         layout = shared_layout(box, torch.bfloat16)
-        return _gluon_compile(tma_copy_kernel, {"desc": f"tensordesc<bf16[{', '.join(map(str, box))}],{layout!r}>",
+        return _compiler(tma_copy_kernel, {"desc": f"tensordesc<bf16[{', '.join(map(str, box))}],{layout!r}>",
                                                 "out_ptr": "*i64", "N": "i32"}, {}, 1)(arch)
 
     return Probe(f"tma_{tiles}", f"TMA copy of a ({tiles}, {TMA_ROWS}, {K_TILE}) bf16 box, {tiles * 2} KiB, "
@@ -430,7 +419,7 @@ def _hgmma(register_a: bool, block_b: int) -> Probe:
 
     return Probe(f"hgmma_{where}_b{block_b}", f"{4 * HGMMA_TILES} chained wgmma 64x{block_b}x16, A in {where}, "
                  "then their wait", 4 * HGMMA_TILES, 4, build,
-                 _gluon_compile(hgmma_kernel, {"w_ptr": "*bf16", "out_ptr": "*i64", "N": "i32"}, constexprs, 4),
+                 _compiler(hgmma_kernel, {"w_ptr": "*bf16", "out_ptr": "*i64", "N": "i32"}, constexprs, 4),
                  ("HGMMA",), 4 * HGMMA_TILES, gluon=True)
 
 
@@ -468,14 +457,14 @@ def model_cycles(probe: Probe, sass_text: str, arch: int = 90) -> float | None:
     from rnnbench.kernels.cost import DEVICES, LATENCIES, WarpContext, simulate
     from rnnbench.kernels.sass import loop_path, parse
 
+    if not probe.marker:
+        return None
     device = DEVICES[arch]
     box_bytes = tma_copy_bytes(probe.name) if probe.name.startswith("tma_") else 0.0
     context = WarpContext(warps_per_scheduler=math.ceil(probe.num_warps / 4), warps_per_sm=probe.num_warps,
                           l2_bytes_per_clock=device.sm_l2_bytes_per_clock, hbm_bytes_per_clock=device.hbm_bytes_per_clock,
                           mma_fma_per_clock=device.mma_fma_per_clock, latencies=LATENCIES[arch],
                           tma_box_bytes=box_bytes, programs_per_sm=1)
-    if not probe.marker:
-        return None
     path = loop_path(parse(sass_text))
     marks = sum(1 for ins in path.instructions if ins.base in probe.marker)
     if marks == 0 or marks % probe.marks:

@@ -800,35 +800,32 @@ GLUON_FUSED_INPUT = False
 
 
 @contextlib.contextmanager
+def _overriding(name: str, value):
+    """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
+    after (what :func:`state_copy_tiles` and :func:`fused_input_projection` switch)."""
+    previous = globals()[name]
+    if value is not None:
+        globals()[name] = value
+    try:
+        yield
+    finally:
+        globals()[name] = previous
+
+
 def state_copy_tiles(tiles: int | None):
     """Within the block, :data:`GLUON_TILES_PER_COPY` is ``tiles`` (a power of two up to 8; None: left
     as it is), restored after: the Gluon forward's state copies (:func:`gluon_state_copies`) as
     compiled and launched there (the step ablation's ``real_gluon_copies_4``). Shared memory only
     shrinks with fewer tiles per copy, so a plan made outside the block stays co-resident inside."""
-    global GLUON_TILES_PER_COPY
     if tiles is not None and (tiles < 1 or tiles > 8 or tiles & (tiles - 1)):
         raise ValueError(f"tiles per state copy must be a power of two from 1 to 8 (a TMA box dimension), got {tiles}")
-    previous = GLUON_TILES_PER_COPY
-    if tiles is not None:
-        GLUON_TILES_PER_COPY = tiles
-    try:
-        yield
-    finally:
-        GLUON_TILES_PER_COPY = previous
+    return _overriding("GLUON_TILES_PER_COPY", tiles)
 
 
-@contextlib.contextmanager
 def fused_input_projection(fuse: bool | None = True):
     """Within the block, :data:`GLUON_FUSED_INPUT` is ``fuse`` (None: left as it is), restored after:
     the Gluon forward fuses its input projection where it can (:func:`gluon_input_tiles`), or not."""
-    global GLUON_FUSED_INPUT
-    previous = GLUON_FUSED_INPUT
-    if fuse is not None:
-        GLUON_FUSED_INPUT = fuse
-    try:
-        yield
-    finally:
-        GLUON_FUSED_INPUT = previous
+    return _overriding("GLUON_FUSED_INPUT", fuse)
 
 
 def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, arch: int = DEFAULT_ARCH,
