@@ -44,6 +44,8 @@ QUESTIONS = (
     Question("relaxed poll, barrier alone", "sync", "sync_relaxed"),
     Question("relaxed poll, step without streams", "full", "full_relaxed"),
     Question("tagged exchange instead of the barrier", "full", "tagged"),
+    Question("tagged exchange reloading only its stale words, instead of the barrier", "full", "tagged_stale"),
+    Question("tagged exchange: stale words reloaded against the whole state", "tagged", "tagged_stale"),
     Question("relaxed poll, shipped backward", "real_bwd", "real_bwd_relaxed"),
     Question("16-row batch blocks (planned) against the wide ones", "real_wide_rows", "real"),
     Question("16-row batch blocks (planned) against the wide ones, backward", "real_bwd_wide_rows", "real_bwd"),

@@ -21,6 +21,14 @@ probe               what one iteration is (one program on one SM unless stated)
                     longer for more stores (the "``y`` after the release" question)
 ``ping_pong``       two programs on two SMs hand a flag back and forth (release add, acquire
                     poll): two one-way signals between SMs per iteration
+``ping_pong_tagged``  the same with the tagged exchange's primitives (:mod:`rnnbench.kernels.tagged_exchange`):
+                    the signal a relaxed ``atom.exch`` of the step, the wait a volatile poll of it,
+                    no fence, no invalidation: ``ping_pong`` minus this is twice what a tagged
+                    hand-over saves over a flag's
+``cluster_barrier_C``  ``barrier.cluster.arrive.release`` + ``wait.acquire`` of a cluster of ``C``
+                    CTAs on ``C`` SMs (Gluon, ``num_ctas=C``; ``_s1``: after one store per thread,
+                    which the release waits for): a synchronisation the hardware does, the
+                    alternative to flags for a recurrence whose grid fits one cluster (KERNELS2.md)
 ``cta_barrier``     ``bar.sync`` of 4 warps
 ``tma_N``           a TMA copy of a ``(N, 16, 64)`` 16-bit box (the Gluon forward's state copies:
                     N tiles of ``(16 rows, 64 columns)``, 2 KiB each) into shared memory, armed,
@@ -38,8 +46,8 @@ SM clock (``%clock64``) read around the loop by the first program, so ``cycles /
 the probe ran at. ``model_cycles``: :func:`rnnbench.kernels.cost.simulate` of the probe's own loop,
 its SASS compiled by the Triton that runs it for this GPU (one program, its warps, nothing else on
 the SM): ``cycles_per_iteration / model_cycles`` is how far the table is off for that primitive.
-The model has no estimate for ``ping_pong`` (it simulates one program; an iteration there is two
-programs' signals in turn).
+The model has no estimate for the ping-pongs (it simulates one program; an iteration there is two
+programs' signals in turn) or for the cluster barriers (it has no entry for them).
 
     PYTHONPATH=. python3 -m rnnbench.kernels.latency_probe --out reports/h200/latency.csv
 
@@ -121,13 +129,33 @@ def release_kernel(flag_ptr, scratch_ptr, out_ptr, N, STORES: tl.constexpr, THRE
     tl.store(out_ptr, clock64() - start)
 
 
+@triton.jit
+def _signal(flag_ptr, i, TAGGED: tl.constexpr):
+    """Iteration ``i``'s signal: a release add (a flag), or the step ``i + 1`` written by a relaxed
+    ``atom.exch`` (a tagged word, :func:`rnnbench.kernels.tagged_exchange.publish_tagged`)."""
+    if TAGGED:
+        tl.atomic_xchg(flag_ptr, i + 1, sem="relaxed", scope="gpu")
+    else:
+        tl.atomic_add(flag_ptr, 1, sem="release", scope="gpu")
+
+
+@triton.jit
+def _seen(flag_ptr, ORDER: tl.constexpr, TAGGED: tl.constexpr):
+    """One poll of a flag (a load in ``ORDER``) or of a tagged word (a volatile load, as the
+    tagged exchange's)."""
+    if TAGGED:
+        return tl.max(tl.load(flag_ptr, volatile=True), 0)
+    else:
+        return tl.max(_load_flags(flag_ptr, 1, ORDER)[0], 0)
+
+
 @triton.jit(do_not_specialize=["N", "timeout_ns"])
-def ping_pong_kernel(flags_ptr, out_ptr, N, timeout_ns, ORDER: tl.constexpr):
-    """Two programs: in iteration ``i`` program 0 signals (release add on program 1's flag) and
-    waits until its own flag passes ``i``; program 1 waits, then signals back. Program 0 stores the
-    cycles taken into ``out[0]``; each program raises ``out[1 + program]`` to 1 if a wait gave up
-    (after ``timeout_ns``; the flag stays set over later launches) and stores its SM into
-    ``out[3 + program]``."""
+def ping_pong_kernel(flags_ptr, out_ptr, N, timeout_ns, ORDER: tl.constexpr, TAGGED: tl.constexpr = False):
+    """Two programs: in iteration ``i`` program 0 signals (release add on program 1's flag, or with
+    ``TAGGED`` the step written into it, :func:`_signal`) and waits until its own flag passes
+    ``i``; program 1 waits, then signals back. Program 0 stores the cycles taken into ``out[0]``;
+    each program raises ``out[1 + program]`` to 1 if a wait gave up (after ``timeout_ns``; the flag
+    stays set over later launches) and stores its SM into ``out[3 + program]``."""
     me = tl.program_id(0)
     mine = flags_ptr + me * LINE + tl.arange(0, 1)
     theirs = flags_ptr + (1 - me) * LINE
@@ -135,15 +163,15 @@ def ping_pong_kernel(flags_ptr, out_ptr, N, timeout_ns, ORDER: tl.constexpr):
     start = clock64()
     for i in range(N):
         if me == 0:
-            tl.atomic_add(theirs, 1, sem="release", scope="gpu")
+            _signal(theirs, i, TAGGED)
         began = globaltimer()
-        seen = tl.max(_load_flags(mine, 1, ORDER)[0], 0)
+        seen = _seen(mine, ORDER, TAGGED)
         while (seen <= i) & (late == 0):
-            seen = tl.max(_load_flags(mine, 1, ORDER)[0], 0)
+            seen = _seen(mine, ORDER, TAGGED)
             if globaltimer() - began > timeout_ns:
                 late = 1
         if me == 1:
-            tl.atomic_add(theirs, 1, sem="release", scope="gpu")
+            _signal(theirs, i, TAGGED)
     if me == 0:
         tl.store(out_ptr, clock64() - start)
     tl.atomic_max(out_ptr + 1 + me, late.to(tl.int64))
@@ -163,6 +191,41 @@ def cta_barrier_kernel(out_ptr, N):
 def _gluon_clock(like):
     """``%clock64`` (Gluon needs a layout for the result: one per element of ``like``)."""
     return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [like], dtype=gl.int64, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _cluster_rank(like):
+    """``%cluster_ctarank``: this CTA's place in its cluster, one per element of ``like``."""
+    return gl.inline_asm_elementwise("mov.u32 $0, %cluster_ctarank;", "=r,r", [like], dtype=gl.int32, is_pure=True,
+                                     pack=1)
+
+
+@gluon.jit
+def _cluster_barrier(like):
+    """Every thread of every CTA of the cluster arrives (release: this thread's writes before it are
+    visible to the cluster) and waits (acquire). ``like`` must hold one element per thread, so each
+    thread arrives once. Returns ``like`` (inline asm needs a result)."""
+    return gl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;"
+                                     "\nmov.b32 $0, $1;", "=r,r", [like], dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit(do_not_specialize=["N"])
+def cluster_barrier_kernel(scratch_ptr, out_ptr, N, STORES: gl.constexpr, THREADS: gl.constexpr,
+                           layout: gl.constexpr):
+    """``N`` cluster barriers (:func:`_cluster_barrier`) of a one-cluster launch, each after ``STORES``
+    coalesced int32 stores of every thread into ``scratch`` (its CTA's rows); the cluster's first
+    CTA stores the cycles taken. ``layout``: one element per thread of the ``THREADS``, with the
+    launch's CTAs in its ``cga_layout`` (every CTA holding the whole tensor); built by the host,
+    since Triton 3.6 cannot compare layouts whose CTA bases were written in a kernel."""
+    lane = gl.arange(0, THREADS, layout=layout)
+    rank = _cluster_rank(lane)
+    start = gl.max(_gluon_clock(lane), axis=0)
+    for i in range(N):
+        for s in gl.static_range(STORES):
+            gl.store(scratch_ptr + (rank * STORES + s) * THREADS + lane, lane + i)
+        lane = _cluster_barrier(lane)
+    cycles = gl.max(_gluon_clock(lane), axis=0) - start
+    gl.store(out_ptr + lane * 0, cycles + lane * 0, mask=(rank == 0) & (lane == 0))
 
 
 @gluon.jit(do_not_specialize=["N"])
@@ -251,9 +314,10 @@ class Probe:
     loop_iterations: int = 1
 
 
-def _compiler(kernel, signature: dict[str, str], constexprs: dict, num_warps: int, cooperative: bool = False):
+def _compiler(kernel, signature: dict[str, str], constexprs: dict, num_warps: int, cooperative: bool = False,
+              num_ctas: int = 1):
     """A compile function for :class:`Probe`: ``kernel`` (plain Triton or Gluon) compiled for
-    ``sm_<arch>`` with pointers 16-byte aligned, as launched."""
+    ``sm_<arch>`` with pointers 16-byte aligned, as launched (``num_ctas``: CTAs per cluster)."""
 
     def compile_for(arch: int):
         from triton.backends.compiler import GPUTarget
@@ -267,6 +331,8 @@ def _compiler(kernel, signature: dict[str, str], constexprs: dict, num_warps: in
         options = {"num_warps": num_warps} | ({} if gluon_kernel else {"num_stages": 1})
         if cooperative:
             options["launch_cooperative_grid"] = True
+        if num_ctas > 1:
+            options["num_ctas"] = num_ctas
         source = (GluonASTSource if gluon_kernel else ASTSource)(kernel, full, constexprs=constexprs, attrs=attrs)
         return triton.compile(source,
                               target=GPUTarget("cuda", arch, 32), options=options)
@@ -325,9 +391,10 @@ def _release(stores: int, num_warps: int = 4) -> Probe:
                  _ATOMICS)
 
 
-def _ping_pong() -> Probe:
+def _ping_pong(tagged: bool = False) -> Probe:
     order = POLL_ORDERS["acquire"]
     timeout = int(BARRIER_TIMEOUT_NS.value)
+    name = "ping_pong_tagged" if tagged else "ping_pong"
 
     def build():
         flags = torch.zeros(2 * LINE.value, dtype=torch.int32, device="cuda")
@@ -335,25 +402,56 @@ def _ping_pong() -> Probe:
 
         def launch(iterations: int) -> torch.Tensor:
             flags.zero_()
-            ping_pong_kernel[(2,)](flags, out, iterations, timeout, ORDER=order, num_warps=1, num_stages=1,
-                                   launch_cooperative_grid=True)
+            ping_pong_kernel[(2,)](flags, out, iterations, timeout, ORDER=order, TAGGED=tagged, num_warps=1,
+                                   num_stages=1, launch_cooperative_grid=True)
             return out
 
         def check():
             late, sms = out[1:3].tolist(), out[3:5].tolist()
             if any(late):
-                raise RuntimeError(f"ping_pong: a program gave up waiting after {timeout} ns in some launch (the two "
+                raise RuntimeError(f"{name}: a program gave up waiting after {timeout} ns in some launch (the two "
                                    "programs were not co-resident, or a signal was lost)")
             if sms[0] == sms[1]:
-                raise RuntimeError(f"ping_pong: both programs ran on SM {sms[0]}: no signal crossed between SMs")
+                raise RuntimeError(f"{name}: both programs ran on SM {sms[0]}: no signal crossed between SMs")
 
         return launch, check
 
-    return Probe("ping_pong", "two programs signal each other in turn (release add, acquire poll): two one-way "
-                 "signals", 2, 1, build,
+    how = "relaxed atom.exch of the step, volatile poll" if tagged else "release add, acquire poll"
+    return Probe(name, f"two programs signal each other in turn ({how}): two one-way signals", 2, 1, build,
                  _compiler(ping_pong_kernel, {"flags_ptr": "*i32", "out_ptr": "*i64", "N": "i32",
-                                                   "timeout_ns": "i32"}, {"ORDER": order}, 1, True),
+                                                   "timeout_ns": "i32"}, {"ORDER": order, "TAGGED": tagged}, 1, True),
                  ())
+
+
+def cluster_layout(ctas: int, num_warps: int) -> gl.BlockedLayout:
+    """One element per thread of ``num_warps`` warps, every one of a cluster's ``ctas`` CTAs holding
+    all of it (``cga_layout``: ``log2(ctas)`` zero bases)."""
+    if ctas < 2 or ctas & (ctas - 1):
+        raise ValueError(f"a cluster probe needs a power of two of at least 2 CTAs, got {ctas}")
+    return gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[num_warps], order=[0],
+                            cga_layout=[[0]] * (ctas.bit_length() - 1))
+
+
+def _cluster_barrier_probe(ctas: int, stores: int = 0, num_warps: int = 4) -> Probe:
+    threads = 32 * num_warps
+    layout = cluster_layout(ctas, num_warps)
+    constexprs = {"STORES": stores, "THREADS": threads, "layout": layout}
+
+    def build():
+        scratch = torch.zeros(ctas * max(stores, 1) * threads, dtype=torch.int32, device="cuda")
+        out = torch.zeros(1, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            cluster_barrier_kernel[(1,)](scratch, out, iterations, **constexprs, num_warps=num_warps, num_ctas=ctas)
+            return out
+
+        return launch, lambda: None
+
+    suffix = f"_s{stores}" if stores else ""
+    return Probe(f"cluster_barrier_{ctas}{suffix}", f"cluster barrier (arrive.release, wait.acquire) of {ctas} CTAs"
+                 + (f" after {stores} store per thread" if stores else ""), 1, num_warps, build,
+                 _compiler(cluster_barrier_kernel, {"scratch_ptr": "*i32", "out_ptr": "*i64", "N": "i32"}, constexprs,
+                           num_warps, num_ctas=ctas), (), gluon=True)
 
 
 def _cta_barrier(num_warps: int = 4, per_iteration: int = 64) -> Probe:
@@ -426,8 +524,9 @@ def _hgmma(register_a: bool, block_b: int) -> Probe:
 def probes() -> list[Probe]:
     """Every probe, in the order they are run."""
     return ([_chase("relaxed"), _chase("acquire")] + [_release(stores) for stores in (0, 1, 4)]
-            + [_ping_pong(), _cta_barrier()] + [_tma(tiles) for tiles in (1, 2, 4, 8)]
-            + [_hgmma(register_a, block_b) for block_b in (16, 32) for register_a in (False, True)])
+            + [_ping_pong(), _ping_pong(tagged=True), _cta_barrier()] + [_tma(tiles) for tiles in (1, 2, 4, 8)]
+            + [_hgmma(register_a, block_b) for block_b in (16, 32) for register_a in (False, True)]
+            + [_cluster_barrier_probe(2), _cluster_barrier_probe(16), _cluster_barrier_probe(16, stores=1)])
 
 
 # ---- the model's estimate ----------------------------------------------------------------------------
@@ -452,8 +551,9 @@ def compiled_probe(name: str, arch: int) -> tuple[str, tuple[int, int]]:
 def model_cycles(probe: Probe, sass_text: str, arch: int = 90) -> float | None:
     """:func:`rnnbench.kernels.cost.simulate` of one iteration of ``probe``'s loop (its SASS), one
     program of ``probe.num_warps`` warps alone on its SM (a TMA probe's box at the SM's share of
-    L2 bandwidth); None for a probe without a :attr:`Probe.marker` (``ping_pong``: the model
-    simulates one program, and an iteration is the two programs' signals in turn)."""
+    L2 bandwidth); None for a probe without a :attr:`Probe.marker` (the ping-pongs: the model
+    simulates one program, and an iteration is the two programs' signals in turn; the cluster
+    barriers: the model has no entry for them)."""
     from rnnbench.kernels.cost import DEVICES, LATENCIES, WarpContext, simulate
     from rnnbench.kernels.sass import loop_path, parse
 

@@ -23,7 +23,9 @@ forward (:func:`rnnbench.kernels.plan.plan_recurrence`). Per step, each program 
   a value and the step that wrote it in one word), and ``load`` waits until every word it loaded is
   the previous step's. An experiment the shipped kernels do not run: it trades the barrier's chain
   of round trips for twice the bytes and a reload of the state when it arrives early (the model
-  predicts a loss, 2.87 against 2.40 µs at H=768, B=16, and 2x at B=64; the GPU decides).
+  predicts a loss, 2.87 against 2.40 µs at H=768, B=16, and 2x at B=64; the H200 measured
+  1.01-1.16x slower than ``full``); ``tagged_stale`` loads again only the words still stale, not
+  the whole state (:func:`rnnbench.kernels.tagged_exchange.wait_fresh`).
 
 Every variant then activates its units (``tanh`` of the summed gates) and publishes them into the
 other slot, so the store, its fence (in ``sync``) and the elementwise tail are in every variant.
@@ -114,6 +116,8 @@ class Variant:
     #: the state exchanged as tagged words (:mod:`rnnbench.kernels.tagged_exchange`): the loads wait
     #: for the step's words, no barrier (``load`` and ``mma`` only)
     tagged: bool = False
+    #: with ``tagged``: a wait loads again only the words still stale, not the whole state
+    stale_only: bool = False
 
 
 VARIANTS = {v.name: v for v in (
@@ -127,6 +131,7 @@ VARIANTS = {v.name: v for v in (
     Variant("full_relaxed", load=True, mma=True, sync=True, poll="relaxed"),
     Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
+    Variant("tagged_stale", load=True, mma=True, sync=False, tagged=True, stale_only=True),
 )}
 
 
@@ -286,7 +291,7 @@ def step_ablation_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     GATES: tl.constexpr, LOAD: tl.constexpr, MMA: tl.constexpr, SYNC: tl.constexpr, POLL: tl.constexpr,
     DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr, ORDER: tl.constexpr, TAGGED: tl.constexpr,
-    WRITTEN: tl.constexpr, POLL_VECTOR: tl.constexpr,
+    WRITTEN: tl.constexpr, POLL_VECTOR: tl.constexpr, STALE_ONLY: tl.constexpr,
 ):
     """``T`` steps of the parts of a cooperative forward step that ``LOAD``, ``MMA`` and ``SYNC``
     select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
@@ -298,7 +303,7 @@ def step_ablation_kernel(
     slot ``s % 2``. ``TAGGED``: ``exchange`` holds tagged
     words of ``w``'s dtype (:mod:`rnnbench.kernels.tagged_exchange`, the initial state tag 0; the
     programs write ``WRITTEN`` columns, all of their tiles) and ``sync``'s status word reports a
-    wait that timed out.
+    wait that timed out; with ``STALE_ONLY`` a wait loads again only the words still stale.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     M: tl.constexpr = GATES * BLOCK_H
@@ -314,7 +319,8 @@ def step_ablation_kernel(
         previous = exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B)
         if TAGGED:
             pre = tagged_product(blocks, previous, read, s, sync_ptr + FLAG_SLOTS, BARRIER_TIMEOUT_NS, M, BLOCK_B,
-                                 K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, w_ptr.dtype.element_ty, WRITTEN, M_SPLIT)
+                                 K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, w_ptr.dtype.element_ty, WRITTEN, M_SPLIT,
+                                 STALE_ONLY)
         elif MMA and LOAD:
             pre = held_product(blocks, previous, read, M, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
         elif MMA:
@@ -348,7 +354,8 @@ def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype, programs: int 
                 K_CHUNKS=plan.k_chunks, GATES=GATES[plan.cell], LOAD=variant.load, MMA=variant.mma, SYNC=variant.sync,
                 POLL=plan.poll, POLL_VECTOR=plan.poll_vector, DOT_PRECISION=dot_precision(dtype),
                 M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps), ORDER=POLL_ORDERS[variant.poll],
-                TAGGED=variant.tagged, WRITTEN=min(plan.h_pad, programs * plan.block_h) if variant.tagged else 0)
+                TAGGED=variant.tagged, WRITTEN=min(plan.h_pad, programs * plan.block_h) if variant.tagged else 0,
+                STALE_ONLY=variant.stale_only)
 
 
 def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0,

@@ -38,7 +38,15 @@ no program waits forever; with one slot, or without the tag check, it fails).
 
 **Waiting.** The state's blocks are loaded together (up to :data:`WAIT_BYTES`), checked with one
 CTA-wide reduction, and loaded again, together, until every word is fresh (:func:`wait_fresh`,
-:func:`tagged_product`): a step that arrives early costs one more L2 round trip, not one per block. A wait longer
+:func:`tagged_product`): a step that arrives early costs one more L2 round trip, not one per block.
+Loaded again means all of the words (what the H200 measured: 1.01-1.16x slower than the barrier),
+or with ``STALE_ONLY`` (the ablation's ``tagged_stale``, not yet run on a GPU) only the words still
+stale, by masked loads: the first load pays the state's doubled bytes once, and a reload only the
+round trip and the late producers' words. At 96 programs a first load that finds no late producer
+is rare, so reloading everything paid the doubled bytes about twice a step (the ``tagged`` row's
+1.86 µs over ``no_sync`` at H=768, B=16, against the barrier's 1.76); what ``tagged_stale`` saves
+over ``tagged`` is what reloading everything cost. A fresh word may be kept across reloads: its
+slot is written again only two steps on, after its producer has read this program's next state. A wait longer
 than ``timeout_ns`` sets the status word of the synchronisation buffer (as the grid barrier's does,
 read by :func:`rnnbench.kernels.launch.barrier_status_message`), and every later wait of the launch
 gives up at once, so a lost producer ends the launch with garbage and a reported error, not a hang.
@@ -118,18 +126,38 @@ def _load_words(words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr, CHUNK
 
 
 @triton.jit
+def _reload_stale(words, words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr, columns, step,
+                  WRITTEN: tl.constexpr):
+    """The ``COUNT`` blocks ``words`` (blocks ``FIRST...``) with every word that does not carry
+    ``step``'s tag loaded again: one masked volatile load per block, so only the stale words travel
+    and the fresh ones keep their registers (a fresh word stays valid until this program publishes
+    its next step: its producer overwrites that slot only after reading that step, see the module
+    docstring)."""
+    CHUNK: tl.constexpr = columns.shape[0] * columns.shape[1]
+    again = ()
+    for i in tl.static_range(COUNT):
+        stale = _wrong(words[i], (FIRST + i) * CHUNK, columns, step, WRITTEN) != 0
+        again = again + (tl.load(words_ptr + (FIRST + i) * CHUNK + read, mask=stale, other=words[i], volatile=True),)
+    return again
+
+
+@triton.jit
 def wait_fresh(words, words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr, columns, step, status_ptr,
-               timeout_ns, WRITTEN: tl.constexpr):
-    """The ``COUNT`` blocks ``words`` (:func:`_load_words` of blocks ``FIRST...``), loaded again,
-    all together, until every written word carries the tag of ``step`` or the launch's wait has
-    timed out (see the module docstring)."""
+               timeout_ns, WRITTEN: tl.constexpr, STALE_ONLY: tl.constexpr = False):
+    """The ``COUNT`` blocks ``words`` (:func:`_load_words` of blocks ``FIRST...``), loaded again
+    until every written word carries the tag of ``step`` or the launch's wait has timed out (see
+    the module docstring): all of them, together, or with ``STALE_ONLY`` only the stale words
+    (:func:`_reload_stale`)."""
     CHUNK: tl.constexpr = columns.shape[0] * columns.shape[1]
     stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN)
     if stale != 0:
         start = globaltimer()
         status = tl.load(status_ptr, volatile=True)
         while (stale != 0) & (status == 0):
-            words = _load_words(words_ptr, read, FIRST, COUNT, CHUNK)
+            if STALE_ONLY:
+                words = _reload_stale(words, words_ptr, read, FIRST, COUNT, columns, step, WRITTEN)
+            else:
+                words = _load_words(words_ptr, read, FIRST, COUNT, CHUNK)
             status = tl.load(status_ptr, volatile=True)
             stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN)
             if (stale != 0) & (status == 0) & (globaltimer() - start > timeout_ns):
@@ -155,11 +183,12 @@ WAIT_BYTES: tl.constexpr = tl.constexpr(49152)
 def _group_product(blocks, acc, words, words_ptr, read, columns, step, status_ptr, timeout_ns, FIRST: tl.constexpr,
                    GROUP: tl.constexpr, BLOCKS: tl.constexpr, M: tl.constexpr, BLOCK_B: tl.constexpr,
                    K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr, DTYPE: tl.constexpr,
-                   WRITTEN: tl.constexpr, M_SPLIT: tl.constexpr):
+                   WRITTEN: tl.constexpr, M_SPLIT: tl.constexpr, STALE_ONLY: tl.constexpr):
     """One group of :func:`tagged_product`: wait for the loaded ``words`` of blocks ``FIRST...``,
     issue the next group's loads, multiply; returns ``(acc, next group's words)``."""
     COUNT: tl.constexpr = min(GROUP, BLOCKS - FIRST)
-    ready = wait_fresh(words, words_ptr, read, FIRST, COUNT, columns, step, status_ptr, timeout_ns, WRITTEN)
+    ready = wait_fresh(words, words_ptr, read, FIRST, COUNT, columns, step, status_ptr, timeout_ns, WRITTEN,
+                       STALE_ONLY)
     if FIRST + GROUP < BLOCKS:
         words = _load_words(words_ptr, read, FIRST + GROUP, min(GROUP, BLOCKS - FIRST - GROUP), K_SPLIT * BK)
     for i in tl.static_range(COUNT):
@@ -171,14 +200,16 @@ def _group_product(blocks, acc, words, words_ptr, read, columns, step, status_pt
 @triton.jit
 def tagged_product(blocks, words_ptr, read, step, status_ptr, timeout_ns, M: tl.constexpr, BLOCK_B: tl.constexpr,
                    BLOCKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                   DTYPE: tl.constexpr, WRITTEN: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+                   DTYPE: tl.constexpr, WRITTEN: tl.constexpr, M_SPLIT: tl.constexpr = 1,
+                   STALE_ONLY: tl.constexpr = False):
     """:func:`~rnnbench.kernels.primitives.held_product` of the state after ``step`` steps, read
     from a slot of tagged words (``words_ptr``; ``read`` from
     :func:`~rnnbench.kernels.primitives.exchange_offsets`). The blocks are taken in groups of
     :data:`WAIT_BYTES`: a group's loads are issued together, the group is waited for
     (:func:`wait_fresh`), the next group's loads are issued, then the group is multiplied.
     ``DTYPE``: the state's storage dtype; ``WRITTEN``: the columns the launch's programs write (the
-    first ones; the others are not checked, and a block of written columns checks without a mask)."""
+    first ones; the others are not checked, and a block of written columns checks without a mask);
+    ``STALE_ONLY``: a wait loads again only the words still stale (:func:`wait_fresh`)."""
     WORD_BYTES: tl.constexpr = words_ptr.dtype.element_ty.primitive_bitwidth // 8
     GROUP: tl.constexpr = max(1, min(BLOCKS, WAIT_BYTES // (K_SPLIT * BK * BLOCK_B * WORD_BYTES)))
     columns = tl.arange(0, K_SPLIT)[:, None, None] * BK + tl.arange(0, BK)[None, :, None]
@@ -186,7 +217,8 @@ def tagged_product(blocks, words_ptr, read, step, status_ptr, timeout_ns, M: tl.
     acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
     for first in tl.static_range(0, BLOCKS, GROUP):
         acc, words = _group_product(blocks, acc, words, words_ptr, read, columns, step, status_ptr, timeout_ns, first,
-                                    GROUP, BLOCKS, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, DTYPE, WRITTEN, M_SPLIT)
+                                    GROUP, BLOCKS, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, DTYPE, WRITTEN, M_SPLIT,
+                                    STALE_ONLY)
     return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
 
 

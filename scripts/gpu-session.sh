@@ -111,7 +111,7 @@ if wants barrier; then
 fi
 
 if wants latency && [ -f kernels/latency_probe.py ]; then
-    stage latency 75 "$PY" -m rnnbench.kernels.latency_probe --out "$DIR/latency.csv" > "$DIR/latency.log" 2>&1
+    stage latency 90 "$PY" -m rnnbench.kernels.latency_probe --out "$DIR/latency.csv" > "$DIR/latency.log" 2>&1
     tail -n 20 "$DIR/latency.log"
 fi
 

@@ -84,6 +84,41 @@ def test_the_ping_pong_signals_and_polls_with_the_barriers_primitives(compiled):
     assert any(ins.base in ("REDG", "ATOMG") and "MAX" in ins.modifiers for ins in instructions)
 
 
+def test_the_tagged_ping_pong_hands_over_words_without_fence_or_invalidation(compiled):
+    """Its loop is the tagged exchange's: a relaxed exchange of the word, volatile polls; the one
+    fence and invalidation of the kernel are after the loop (the sticky "gave up" flag's max)."""
+    loop, text, _ = compiled["ping_pong_tagged"]
+    assert any(ins.opcode == "ATOMG.E.EXCH.STRONG.GPU" for ins in loop)
+    assert any(ins.opcode == "LDG.E.STRONG.SYS" for ins in loop)
+    assert not _count(loop, "CCTL", "MEMBAR", "REDG")
+    assert not any(ins.base in ("REDG", "ATOMG") and "ADD" in ins.modifiers for ins in sass.parse(text))
+
+
+def test_a_cluster_barrier_releases_with_a_gpu_fence_after_the_stores(compiled):
+    """Each ``barrier.cluster.arrive.release`` is a ``MEMBAR.ALL.GPU`` (so a cluster barrier's release
+    waits for the stores as a flag's does), then the arrival and the wait; with ``_s1`` each thread's
+    store comes before its fence."""
+    for name in ("cluster_barrier_2", "cluster_barrier_16", "cluster_barrier_16_s1"):
+        loop = compiled[name][0]
+        arrivals = [i for i, ins in enumerate(loop) if ins.base == "UCGABAR_ARV"]
+        fences = [i for i, ins in enumerate(loop) if ins.opcode == "MEMBAR.ALL.GPU"]
+        assert arrivals and len(fences) == len(arrivals) == _count(loop, "UCGABAR_WAIT"), name
+        assert all(fence < arrival for fence, arrival in zip(fences, arrivals)), name
+        stores = [i for i, ins in enumerate(loop) if ins.base == "STG"]
+        if name.endswith("_s1"):
+            assert len(stores) == len(arrivals) and all(store < fence for store, fence in zip(stores, fences))
+        else:
+            assert not stores, name
+
+
+def test_the_cluster_layout_puts_every_cta_on_the_whole_tensor():
+    assert latency_probe.cluster_layout(16, 4).cga_layout == [[0]] * 4
+    assert latency_probe.cluster_layout(2, 4).cga_layout == [[0]]
+    for ctas in (1, 12):
+        with pytest.raises(ValueError, match=f"power of two of at least 2 CTAs, got {ctas}"):
+            latency_probe.cluster_layout(ctas, 4)
+
+
 def test_the_gluon_probes_copy_by_tma_and_multiply_with_a_in_the_named_place(compiled):
     for tiles in (1, 2, 4, 8):
         loop = compiled[f"tma_{tiles}"][0]
@@ -107,7 +142,7 @@ def test_the_model_reads_each_probe_by_its_latency_table(compiled):
     assert model["load_relaxed"] < model["load_acquire"]
     assert model["tma_1"] < model["tma_2"] < model["tma_4"] < model["tma_8"]
     assert model["hgmma_registers_b16"] < model["hgmma_shared_b16"]
-    assert model["ping_pong"] is None
+    assert all(model[name] is None for name in ("ping_pong", "ping_pong_tagged", "cluster_barrier_16"))
     # an iteration of the barrier probe is 64 barriers (one alone is too short to time with events)
     assert lat.bar <= model["cta_barrier"] / PROBES["cta_barrier"].loop_iterations < lat.bar + 10
     assert all(value > 0 for value in model.values() if value is not None)
@@ -147,7 +182,9 @@ def test_the_probes_measure_plausible_latencies(tmp_path):
         if float(row["ns_per_iteration"]) >= 500:
             assert 0.5 < float(row["clock_ghz"]) < 3.0, name
         model = row["model_cycles"]
-        assert (model == "") == (name == "ping_pong") and (model == "" or math.isfinite(float(model)))
+        assert (model == "") == (not PROBES[name].marker) and (model == "" or math.isfinite(float(model)))
     assert cycles["load_acquire"] >= 0.9 * cycles["load_relaxed"]
+    if "cluster_barrier_16_s1" in rows:
+        assert cycles["cluster_barrier_16_s1"] >= 0.9 * cycles["cluster_barrier_16"]
     if "tma_8" in rows:
         assert cycles["tma_8"] >= cycles["tma_1"]

@@ -165,7 +165,7 @@ def test_estimate_has_no_gluon_row_where_gluon_cannot_run():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("variant", ["full", "full_relaxed", "tagged"])
+@pytest.mark.parametrize("variant", ["full", "full_relaxed", "tagged", "tagged_stale"])
 def test_cooperative_grid_computes_the_recurrence_on_gpu(variant):
     """The goal shape's whole grid (96 programs, bf16) with the grid barrier, its poll acquire or
     relaxed-then-fenced, or with the tagged exchange and no barrier: every step reads the state all
@@ -191,14 +191,15 @@ def test_cooperative_grid_computes_the_recurrence_on_gpu(variant):
 
 
 @pytest.mark.cuda
-def test_a_tagged_wait_for_words_nobody_writes_times_out_on_gpu():
+@pytest.mark.parametrize("variant", ["tagged", "tagged_stale"])
+def test_a_tagged_wait_for_words_nobody_writes_times_out_on_gpu(variant):
     """One program of the 96 the layout has, waiting for every column (``WRITTEN`` of the whole
     grid): step 1 never sees the other programs' words, so its wait gives up after the timeout and
     says at which step, every later wait gives up at once, and the launch ends."""
     from rnnbench.kernels.launch import barrier_status_message
 
     plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", torch.cuda.get_device_properties(0).multi_processor_count)
-    tagged = step_bench.VARIANTS["tagged"]
+    tagged = step_bench.VARIANTS[variant]
     w, words, sync = step_bench.ablation_buffers(plan, 768, 16, torch.bfloat16, "cuda", tagged=True)
     step_bench.step_ablation_kernel[(1, 1)](w, words, sync, 5, 768, w.stride(0),
                                             **step_bench._constexprs(plan, tagged, torch.bfloat16),

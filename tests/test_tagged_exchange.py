@@ -12,7 +12,7 @@ import triton.language as tl
 
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels.tagged_exchange import (
-    WORD_DTYPES, _stale, decode_tagged, encode_tagged, retag_, tag_words, word_tags, word_values,
+    WORD_DTYPES, _reload_stale, _stale, decode_tagged, encode_tagged, retag_, tag_words, word_tags, word_values,
 )
 
 #: the dtypes the interpreter runs (it has no bf16 arithmetic; the host encoding is tested for bf16 too)
@@ -102,14 +102,52 @@ def test_a_stale_word_is_found_in_either_block_unless_nobody_writes_its_column(d
         assert _stale_of(words, step, written=column + 1) != 0
 
 
+@triton.jit
+def _reload_kernel(held_ptr, memory_ptr, out_ptr, step, K: tl.constexpr, BK: tl.constexpr, BB: tl.constexpr,
+                   WRITTEN: tl.constexpr):
+    """``_reload_stale`` of two blocks of words held in registers (loaded from ``held``) against a
+    slot ``memory``; both ``(BB, 2 * K * BK)`` row-major, block 1 at column ``K * BK``, as the
+    exchange is addressed; the result, in the same layout, into ``out``."""
+    columns = tl.arange(0, K)[:, None, None] * BK + tl.arange(0, BK)[None, :, None]
+    read = tl.arange(0, BB)[None, None, :] * (2 * K * BK) + columns
+    held = (tl.load(held_ptr + read), tl.load(held_ptr + K * BK + read))
+    again = _reload_stale(held, memory_ptr, read, 0, 2, columns, step, WRITTEN)
+    tl.store(out_ptr + read, again[0])
+    tl.store(out_ptr + K * BK + read, again[1])
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+def test_a_reload_of_stale_words_loads_those_and_keeps_the_fresh_ones(dtype):
+    """The held words that carry another step's tag are replaced by the slot's; those that carry
+    the step's tag keep their value even where the slot now holds another (they were not loaded
+    again), and so do stale words of columns nobody writes."""
+    step, rows, columns, written = 6, 2, 16, 12  # K=2, BK=4: two blocks of 8 columns
+    memory = encode_tagged(_values(dtype, rows * columns, seed=1), step).reshape(rows, columns)
+    held = encode_tagged(_values(dtype, rows * columns, seed=2), step).reshape(rows, columns)  # fresh, other values
+    stale = torch.zeros(rows, columns, dtype=torch.bool)
+    stale[0, [0, 5, 9, 13]] = True  # both blocks, written and unwritten columns
+    stale[1, [2, 11]] = True
+    held[stale] = encode_tagged(_values(dtype, int(stale.sum()), seed=3), step - 2)
+    out = torch.empty_like(held, device=KERNEL_DEVICE)
+    _reload_kernel[(1,)](held.to(KERNEL_DEVICE), memory.to(KERNEL_DEVICE), out, step, K=2, BK=4, BB=rows,
+                         WRITTEN=written)
+    out = out.cpu()
+    reloaded = stale & (torch.arange(columns) < written)
+    assert torch.equal(out[reloaded], memory[reloaded]), "a stale word of a written column is the slot's"
+    assert torch.equal(out[~reloaded], held[~reloaded]), "every other word is the one held"
+
+
 # ---- the protocol, simulated word by word ------------------------------------------------------
 
-def _simulate_exchange(programs: int, width: int, steps: int, seed: int) -> list[list[int]]:
+def _simulate_exchange(programs: int, width: int, steps: int, seed: int, stale_only: bool = False
+                       ) -> list[list[int]]:
     """The tagged exchange's protocol (module docstring) run by ``programs`` programs of ``width``
     words each under a random schedule, every word read and written as its own event and every
     write in flight for a random while (so writes land out of order and reads see any mix):
     program p's step s reads all words of slot (s+1) % 2 until every tag is s, then writes the
     words it owns, tagged s+1, into slot s % 2; its value is the sum of what it read plus p.
+    ``stale_only``: a poll that found stale words keeps the fresh ones and reads only the others
+    again (``STALE_ONLY``), instead of reading every word again.
     Returns each program's accepted sums, one per step, or raises on a deadlock."""
     import random
 
@@ -136,7 +174,8 @@ def _simulate_exchange(programs: int, width: int, steps: int, seed: int) -> list
         s = step[p]
         if s == steps:
             continue
-        index = rng.randrange(words)  # read one word of the slot step s reads
+        unread = [index for index in range(words) if index not in read[p]]
+        index = rng.choice(unread)  # read one word of the slot step s reads
         read[p][index] = memory[(s + 1) % 2][index]
         if len(read[p]) == words:  # a whole poll: accept it or poll again
             if all(tag == s for tag, _ in read[p].values()):
@@ -144,16 +183,20 @@ def _simulate_exchange(programs: int, width: int, steps: int, seed: int) -> list
                 accepted[p].append(total)
                 pending[p] = [(s % 2, p * width + j, s + 1, total) for j in range(width)]
                 step[p] += 1
-            read[p] = {}
+                read[p] = {}
+            else:
+                read[p] = {i: word for i, word in read[p].items() if word[0] == s} if stale_only else {}
     raise AssertionError(f"deadlock: steps {step}, in flight {len(in_flight)}")
 
 
+@pytest.mark.parametrize("stale_only", [False, True], ids=["reload_all", "reload_stale"])
 @pytest.mark.parametrize("seed", range(20))
-def test_the_protocol_never_takes_a_stale_word_and_never_deadlocks(seed):
+def test_the_protocol_never_takes_a_stale_word_and_never_deadlocks(seed, stale_only):
     """Word by word, writes landing in any order: every program accepts at step s exactly the state
-    the sequential recurrence has after s steps, and every program finishes (two slots suffice)."""
+    the sequential recurrence has after s steps, and every program finishes (two slots suffice),
+    whether a poll that found stale words reads them all again or only the stale ones."""
     programs, width, steps = 3, 2, 6
-    accepted = _simulate_exchange(programs, width, steps, seed)
+    accepted = _simulate_exchange(programs, width, steps, seed, stale_only)
     state = [0] * (programs * width)  # the state after 0 steps (slot 1)
     for s in range(steps):
         totals = [sum(state) + p for p in range(programs)]
