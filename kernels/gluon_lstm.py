@@ -85,12 +85,15 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from rnnbench.kernels.gluon_primitives import (
-    SYNC_ROW, barrier_arrive, barrier_wait, cta_barrier, program_tile, running_rows, time_index, tma_load,
+    FLAG_SLOTS, SYNC_ROW, barrier_arrive, barrier_wait, cta_barrier, globaltimer, program_tile, running_rows,
+    time_index, tma_load,
 )
 from rnnbench.kernels.plan import (
-    GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies,
+    GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies, gluon_tagged_exchange,
+    tagged_exchange_refusal,
 )
-from rnnbench.kernels.primitives import POLL_ORDERS
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_relaxed
+from rnnbench.kernels.tagged_exchange import encode_tagged, publish_tagged, stale_bits, word_values
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
@@ -105,10 +108,17 @@ _async_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_g
 
 _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
+#: registers per thread of the tagged exchange's loader warpgroup (``setmaxnreg``): a step's words,
+#: 96 a thread at H=768 with 16-row blocks, and their addresses
+LOADER_WARP_REGISTERS: gl.constexpr = gl.constexpr(168)
+_TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
 
 
 #: the wgmma operand layout of one ``(BLOCK_B, 64)`` 16-bit state tile (128-byte swizzle)
 _TILE_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16))
+#: the state's ``(PER_COPY, BLOCK_B, 64)`` buffers where no TMA descriptor gives their layout (the
+#: tagged exchange): the TMA box's own (:func:`shared_layout` of :func:`state_box`)
+_STATE_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=3))
 
 
 @_gluon_builtin
@@ -239,6 +249,93 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
     return warpgroup_mma_wait(0, deps=(acc,))
 
 
+# ---- the tagged exchange's loader ------------------------------------------------------------------
+
+@gluon.jit
+def _load_state_words(slot_ptr, offsets, K_TILES: gl.constexpr):
+    """The ``K_TILES`` tiles of 64 columns of this program's rows of one exchange slot of tagged
+    words (``offsets``: the rows' first tile), volatile loads, all issued before any is used."""
+    words = ()
+    for k in gl.static_range(K_TILES):
+        words = words + (gl.load(slot_ptr + k * _K_TILE + offsets, volatile=True),)
+    return words
+
+
+@gluon.jit
+def _stale_state(words, step, K_TILES: gl.constexpr):
+    """Nonzero unless every word of the tiles ``words`` carries ``step``'s tag: one reduction over
+    the loader's warps for all of them."""
+    wrong = stale_bits(words[0], step)
+    for k in gl.static_range(1, K_TILES):
+        wrong = gl.maximum(wrong, stale_bits(words[k], step))
+    return gl.max(gl.max(wrong, axis=1), axis=0)
+
+
+@gluon.jit
+def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES: gl.constexpr):
+    """The tiles ``words`` (:func:`_load_state_words`) with their stale words loaded again (masked
+    volatile loads: only those travel) until every word carries ``step``'s tag, or until the
+    launch's wait timed out, which sets the status word and ends every later wait at once (as
+    :func:`rnnbench.kernels.tagged_exchange.wait_fresh` with ``STALE_ONLY``)."""
+    stale = _stale_state(words, step, K_TILES)
+    if stale != 0:
+        start = gl.max(globaltimer(lane), axis=0)
+        status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
+        while (stale != 0) & (status == 0):
+            again = ()
+            for k in gl.static_range(K_TILES):
+                again = again + (gl.load(slot_ptr + k * _K_TILE + offsets, mask=stale_bits(words[k], step) != 0,
+                                         other=words[k], volatile=True),)
+            words = again
+            status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
+            stale = _stale_state(words, step, K_TILES)
+            now = gl.max(globaltimer(lane), axis=0)
+            if (stale != 0) & (status == 0) & (now - start > _TIMEOUT_NS):
+                gl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
+                status = step
+    return words
+
+
+@gluon.jit
+def _tagged_loader(words_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
+                   H_PAD: gl.constexpr, PER_COPY: gl.constexpr):
+    """The tagged exchange's loader (a warpgroup of its own, beside :func:`_recurrence`): for every
+    step, this program's ``BLOCK_B`` rows of the slot of tagged words (``words_ptr``: int32
+    ``(2, B_pad, H_PAD)``, :mod:`rnnbench.kernels.tagged_exchange`) loaded into registers and
+    polled until each word carries the step's tag (:func:`_fresh_state_words`), first loaded once
+    the recurrence has read the previous step's state (``h_free``: the shared tiles are free, and
+    the words are due; a poll from the start of the step would reload every word of the state a
+    few times a step, ~9 MB of L2 reads a step over 48 programs at H=768), then their values stored into
+    ``h_smem``'s tiles copy by copy, each copy's tiles fenced for the MMAs' async proxy and
+    announced on its mbarrier ``bars[j]``, where :func:`_recurrent_product` waits as it waits for
+    a TMA copy. No grid barrier: the words are the state and their tags its flags."""
+    K_TILES: gl.constexpr = H_PAD // _K_TILE
+    COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 8], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
+                                            order=[1, 0])
+    lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
+                                                    order=[0]))
+    rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(1, layout))
+    offsets = gl.expand_dims(rows, 1) * H_PAD + gl.expand_dims(gl.arange(0, _K_TILE, layout=gl.SliceLayout(0, layout)), 0)
+    status_ptr = flags_ptr + FLAG_SLOTS
+    for s in range(0, T):
+        # the recurrence's MMAs of step s-1 are done (step 0 finds it free): the shared tiles may be
+        # refilled, and the other programs are about as far, so their words of step s are due
+        # within the activations; polling earlier would reload every word many times a step
+        mbarrier.wait(h_free, (s % 2) ^ 1)
+        slot_ptr = words_ptr + ((s + 1) % 2) * b_pad * H_PAD  # step s reads slot (s+1) % 2, tagged s
+        words = _fresh_state_words(_load_state_words(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr,
+                                   lane, K_TILES)
+        for j in gl.static_range(COPIES):
+            tiles = _with_layout(h_smem.index(j), _TILE_LAYOUT)
+            for t in gl.static_range(PER_COPY):
+                if j * PER_COPY + t < K_TILES:
+                    tiles.index(t).store(word_values(words[j * PER_COPY + t], h_smem.dtype))
+            fence_async_shared()
+            cta_barrier()  # every thread of this warpgroup has stored copy j's tiles
+            mbarrier.arrive(bars.index(j))
+
+
 @gluon.jit
 def _input_bias(bias_ptr, row0, H, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr):
     """The fused input projection's starting accumulator: ``(64, BLOCK_B)`` float32 in
@@ -296,17 +393,20 @@ def _pre_activations(product, gates_smem, inputs_smem, tile_layout: gl.constexpr
 
 @gluon.jit
 def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
-                flags_ptr, w_smem, h_smem, gates_smem, inputs_smem, bars, xp_bars, T, B, H, row0, exchange_row, b_pad,
-                direction, acc_layout: gl.constexpr, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr,
+                flags_ptr, w_smem, h_smem, gates_smem, inputs_smem, bars, xp_bars, h_free, T, B, H, row0, exchange_row,
+                b_pad, direction, acc_layout: gl.constexpr, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr,
                 H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
                 HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
-                REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr):
+                REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr,
+                TAGGED: gl.constexpr = False):
     """The time loop of :func:`lstm_forward_gluon_kernel` (its arguments there; pointers already
     offset to this program's direction; its layouts), run by the kernel's 4 warps, or with a fused input
     projection as the default partition beside :func:`_input_projection`: ``inputs_smem`` is then
     its ``(STAGES, 64, BLOCK_B)`` float32 products, ``xp_bars`` their ``STAGES`` "full" then
     ``STAGES`` "empty" mbarriers; otherwise ``inputs_smem`` is the four ``xg`` tiles this loop
-    prefetches by ``cp.async`` (and ``xp_bars`` unused)."""
+    prefetches by ``cp.async`` (and ``xp_bars`` unused). ``TAGGED``: the state comes from
+    :func:`_tagged_loader` (its copies announced on ``bars``, ``h_free`` arrived on once this step's
+    MMAs have read it) and goes out as tagged words (``exchange_ptr``: int32), no grid barrier."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
@@ -323,7 +423,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                                K_TILES)
 
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
-    _arm_copies(bars, ex_desc, COPIES)
+    if not TAGGED:
+        _arm_copies(bars, ex_desc, COPIES)
     if not FUSED:
         _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                         gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
@@ -331,7 +432,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         t = time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
-        _load_copies(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
+        if not TAGGED:
+            _load_copies(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
         product = _recurrent_product(w_smem, w_regs, h_smem, bars, s % 2, acc_layout, BLOCK_B, K_TILES, PER_COPY,
                                      SHARED_TILES)
         if FUSED:
@@ -340,6 +442,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem.index(stage), tile_layout, True)
         else:
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem, tile_layout, False)
+        if TAGGED:  # every thread's MMAs have read the state (the gate split's CTA barrier): the loader may refill it
+            mbarrier.arrive(h_free)
         i = _sigmoid(z_i)
         f = _sigmoid(z_f)
         g = _tanh(z_g)
@@ -362,8 +466,11 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             gl.store(gates + 3 * H, o.to(dtype), mask=running)
             gl.store(c_all_ptr + step * H + state_offsets, c_t, mask=running)
         c = c_t
-        gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
-        barrier_arrive(flags_ptr, pid_h, lane, GRID_SYNC)
+        if TAGGED:
+            publish_tagged(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), s + 1, unit_col < H)
+        else:
+            gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
+            barrier_arrive(flags_ptr, pid_h, lane, GRID_SYNC)
         if FUSED:  # every thread has read this stage (the arrival's CTA barrier): the producer may refill it
             mbarrier.arrive(xp_bars.index(STAGES + s % STAGES))
         else:
@@ -372,9 +479,10 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             upcoming = gl.minimum(s + 1, T - 1)
             _prefetch_gates(inputs_smem, xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS),
                             B, H, gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
-        if s + 1 < T:
-            _arm_copies(bars, ex_desc, COPIES)
-        barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
+        if not TAGGED:
+            if s + 1 < T:
+                _arm_copies(bars, ex_desc, COPIES)
+            barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
     if not FUSED:
         async_copy.wait_group(0)  # no copy in flight at the exit
     gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
@@ -419,7 +527,7 @@ def lstm_forward_gluon_kernel(
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
-    INPUT_PER_COPY: gl.constexpr = 1,
+    INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -438,10 +546,16 @@ def lstm_forward_gluon_kernel(
     T*B, 64)`` (box ``(INPUT_PER_COPY, BLOCK_B, 64)``), ``wih_desc`` the rows of ``W_ih (D*4H, I)``
     (box ``(16, 64)``), ``bias_ptr`` float32 ``b_ih + b_hh`` ``(D*4H,)``, and ``xg_ptr`` is only the
     training forward's gate output ``(D, T, B, 4H)`` (see :func:`run_forward`).
+
+    ``TAGGED`` (no lengths, no fused input; :func:`rnnbench.kernels.plan.tagged_exchange_refusal`):
+    the exchange holds tagged words (int32, :mod:`rnnbench.kernels.tagged_exchange`; ``ex_desc``
+    unused) and a second warpgroup (:func:`_tagged_loader`) brings the state into shared memory,
+    polling the words themselves: no release fence, flag, poll of flags or TMA copy.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     FUSED: gl.constexpr = INPUT_TILES > 0
+    gl.static_assert(not (TAGGED and (FUSED or HAS_LENGTHS)), "the tagged exchange runs without lengths or a fused input")
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
     dtype: gl.constexpr = y_ptr.dtype.element_ty
@@ -472,12 +586,21 @@ def lstm_forward_gluon_kernel(
     w_smem = gl.allocate_shared_memory(dtype, [max(SHARED_TILES, 1), 4 * _UNITS, _K_TILE], w_desc.layout)
     # the state: one (PER_COPY, BLOCK_B, 64) buffer per TMA copy, whose tiles the MMAs read through
     # a view in the operand layout of one (BLOCK_B, 64) tile (_with_layout; 128-byte swizzle)
-    h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
+    if TAGGED:
+        h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], _STATE_LAYOUT)
+    else:
+        h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
     gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B], scratch_layout)
     # mbarriers: one per state copy, then the weights'
     bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
     for j in gl.static_range(COPIES + 1):
         mbarrier.init(bars.index(j), count=1)
+    if TAGGED:  # the recurrence's MMAs have read the state: the loader may store the next one
+        read_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(read_bar.index(0), count=1)
+        h_free = read_bar.index(0)
+    else:  # not used
+        h_free = bars.index(COPIES)
     if FUSED:
         wih_smem = gl.allocate_shared_memory(dtype, [INPUT_TILES, 4 * _UNITS, _K_TILE], wih_desc.layout)
         x_smem = gl.allocate_shared_memory(dtype, [INPUT_COPIES, INPUT_PER_COPY, BLOCK_B, _K_TILE], x_desc.layout)
@@ -497,10 +620,10 @@ def lstm_forward_gluon_kernel(
     if FUSED:
         gl.warp_specialize([
             (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
-                           lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xp_smem, bars, xp_bars, T, B, H, row0,
-                           exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING,
-                           DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, True,
-                           INPUT_STAGES)),
+                           lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xp_smem, bars, xp_bars,
+                           h_free, T, B, H, row0, exchange_row, b_pad, direction, acc_layout,
+                           tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY,
+                           REGISTER_TILES, GRID_SYNC, True, INPUT_STAGES)),
             (_input_projection, (x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_bars, xp_bars,
                                  wih_bar.index(0), T, B, H, row0, pid_b * BLOCK_B, direction, acc_layout, BLOCK_B,
                                  DIRECTIONS, INPUT_TILES, INPUT_PER_COPY, INPUT_STAGES)),
@@ -511,12 +634,25 @@ def lstm_forward_gluon_kernel(
         xg_smem = ()
         for gate in gl.static_range(4):
             xg_smem = xg_smem + (gl.allocate_shared_memory(dtype, [_UNITS, BLOCK_B], scratch_layout),)
-        _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
-                    flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, T, B, H, row0, exchange_row, b_pad,
-                    direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL,
-                    POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1)
+        if TAGGED:
+            gl.warp_specialize([
+                (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
+                               lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars,
+                               h_free, T, B, H, row0, exchange_row, b_pad, direction, acc_layout,
+                               tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER,
+                               PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1, True)),
+                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
+                                  BLOCK_B, H_PAD, PER_COPY)),
+            ], [4], [LOADER_WARP_REGISTERS])
+        else:
+            _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
+                        flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T, B, H,
+                        row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING,
+                        DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1)
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
+    if TAGGED:
+        mbarrier.invalidate(h_free)
     if FUSED:
         mbarrier.invalidate(wih_bar.index(0))
         for j in gl.static_range(INPUT_COPIES):
@@ -594,7 +730,12 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
 
     Where ``plan.input_tiles`` is not 0 the kernel projects the input itself: ``fused_input`` is
     :func:`fused_input_arguments`' ``(x, W_ih, bias)``, ``xg`` the training forward's gate output
-    ``(D, T, B, 4H)`` (an inference forward passes None), and ``has_lengths`` must be false."""
+    ``(D, T, B, 4H)`` (an inference forward passes None), and ``has_lengths`` must be false.
+
+    Within :func:`rnnbench.kernels.plan.tagged_exchange` the kernel exchanges its state as tagged
+    words where the plan allows it on this GPU (:func:`rnnbench.kernels.plan.tagged_exchange_refusal`)
+    and every row runs every step: ``exchange`` is then copied into a buffer of words (its slot 1,
+    ``h0``, tagged 0), which the kernel uses instead."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
 
     if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
@@ -611,13 +752,17 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         check_barriers()
     sync = sync_buffer(plan, y.device)
     w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
+    multiprocessors = torch.cuda.get_device_properties(y.device).multi_processor_count
+    tagged = (gluon_tagged_exchange(plan) and not has_lengths
+              and tagged_exchange_refusal(plan, multiprocessors) is None)
+    state = encode_tagged(exchange) if tagged else exchange
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_forward_gluon_kernel[plan.launch_grid](
-            y if xg is None else xg, w_rows, w_desc, c0, y, c_all, c_n, exchange, ex_desc, lengths, sync, x_desc,
+            y if xg is None else xg, w_rows, w_desc, c0, y, c_all, c_n, state, ex_desc, lengths, sync, x_desc,
             wih_desc, bias, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad,
             TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
             POLL_ORDER=POLL_ORDERS[plan.poll_order], PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles,
-            GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0],
+            GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0], TAGGED=tagged,
             num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
@@ -629,14 +774,16 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
     as at run time: pointers 16-byte aligned (every buffer the layer passes is) and ``H`` divisible
     by 16 (the only hidden sizes :func:`rnnbench.kernels.plan.plan_gluon` accepts); ``grid_sync``
-    as :func:`run_forward`'s."""
+    as :func:`run_forward`'s; the tagged exchange where :func:`rnnbench.kernels.plan.gluon_tagged_exchange`
+    says (without lengths)."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
     data = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    tagged = gluon_tagged_exchange(plan) and not has_lengths
     boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": state_box(plan)}
     pointers = {"xg_ptr": data, "w_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
-                "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}
+                "exchange_ptr": "i32" if tagged else data, "lengths_ptr": "i32", "sync_ptr": "i32"}
     absent = {}  # arguments passed as None (specialised as constants by Triton)
     if plan.input_tiles:
         boxes.update({"x_desc": input_box(plan), "wih_desc": [UNITS, K_TILE]})
@@ -656,7 +803,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
                   "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync,
-                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **absent}
+                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], "TAGGED": tagged, **absent}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name in ("H", "w_stride")}

@@ -799,10 +799,17 @@ GLUON_INPUT_STAGES = 2
 GLUON_FUSED_INPUT = False
 
 
+#: whether the Gluon forward exchanges its state as tagged words where it can
+#: (:func:`gluon_tagged_exchange`). Off: only compiled, never run on a GPU (the step ablation's
+#: ``real_gluon_tagged`` switches it on with :func:`tagged_exchange`)
+GLUON_TAGGED_EXCHANGE = False
+
+
 @contextlib.contextmanager
 def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
-    after (what :func:`state_copy_tiles` and :func:`fused_input_projection` switch)."""
+    after (what :func:`state_copy_tiles`, :func:`fused_input_projection` and :func:`tagged_exchange`
+    switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -826,6 +833,40 @@ def fused_input_projection(fuse: bool | None = True):
     """Within the block, :data:`GLUON_FUSED_INPUT` is ``fuse`` (None: left as it is), restored after:
     the Gluon forward fuses its input projection where it can (:func:`gluon_input_tiles`), or not."""
     return _overriding("GLUON_FUSED_INPUT", fuse)
+
+
+def tagged_exchange(on: bool | None = True):
+    """Within the block, :data:`GLUON_TAGGED_EXCHANGE` is ``on`` (None: left as it is), restored after:
+    the Gluon forward compiled and launched there exchanges its state as tagged words where
+    :func:`tagged_exchange_refusal` allows it."""
+    return _overriding("GLUON_TAGGED_EXCHANGE", on)
+
+
+def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None) -> str | None:
+    """Why the Gluon forward of ``plan`` cannot exchange its state as tagged words
+    (:mod:`rnnbench.kernels.gluon_lstm`: a loader warpgroup polls the words, no grid barrier), or
+    None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
+    projection (whose warpgroup the loader's would be), 16-row batch blocks (a step's words, 48 KiB
+    at H=768, are in the loader's registers), every column of ``h_pad`` written by some program
+    (the loader waits for every word), and with ``multiprocessors`` known one program per SM (the
+    loader's warpgroup and registers come on top of the recurrence's)."""
+    reasons = []
+    if plan.path != GLUON or plan.num_warps != GLUON_NUM_WARPS or plan.input_tiles:
+        reasons.append("it is the Gluon forward's without a fused input projection")
+    if plan.block_b != MIN_BLOCK_B:
+        reasons.append(f"it needs {MIN_BLOCK_B}-row batch blocks (got {plan.block_b})")
+    if plan.grid[0] * GLUON_BLOCK_H != plan.h_pad:
+        reasons.append(f"it needs every one of the {plan.h_pad} state columns written (H a multiple of "
+                       f"{GLUON_K_TILE}; the programs write {plan.grid[0] * GLUON_BLOCK_H})")
+    if multiprocessors is not None and plan.programs > multiprocessors:
+        reasons.append(f"it needs one program per SM ({plan.programs} programs on {multiprocessors} SMs)")
+    return "; ".join(reasons) or None
+
+
+def gluon_tagged_exchange(plan: Plan) -> bool:
+    """Whether the Gluon forward of ``plan`` exchanges its state as tagged words: where
+    :data:`GLUON_TAGGED_EXCHANGE` is on and :func:`tagged_exchange_refusal` finds no reason not to."""
+    return GLUON_TAGGED_EXCHANGE and tagged_exchange_refusal(plan) is None
 
 
 def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, arch: int = DEFAULT_ARCH,

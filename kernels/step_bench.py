@@ -56,6 +56,11 @@ after every shape's other variants (:data:`DEFERRED`). ``real_gluon_copies_4`` r
 forward with its state copied in copies of 4 tiles instead of the plan's 8
 (:func:`rnnbench.kernels.plan.state_copy_tiles`): the MMAs of a copy start once its smaller box
 has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
+``real_gluon_tagged`` runs the Gluon forward with the tagged exchange
+(:func:`rnnbench.kernels.plan.tagged_exchange`: a loader warpgroup polls the state's tagged words
+into shared memory; no release fence, flags or TMA copies of the state) where it can run (16-row
+blocks, one program per SM), timed after everything else (:data:`DEFERRED`, never run on a GPU)
+and measured only: the model does not simulate the loader warpgroup's wait.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -78,6 +83,7 @@ own layout, where sm_90 and the shape allow it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -94,7 +100,8 @@ from rnnbench.kernels.launch import (
 )
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
-    gluon_state_copies, plan_recurrence, row_split, state_copy_tiles,
+    gluon_state_copies, gluon_tagged_exchange, plan_recurrence, row_split, state_copy_tiles, tagged_exchange,
+    tagged_exchange_refusal,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot,
@@ -153,16 +160,22 @@ class RealKernel:
     #: (:func:`rnnbench.kernels.plan.gluon_input_tiles`; its launches then take the input, not xg)
     fused_input: bool = False
     #: the Gluon forward's tiles per state copy (0: :func:`rnnbench.kernels.plan.gluon_state_copies`'
-    #: rule), compiled, launched and estimated within :meth:`state_copies`
+    #: rule), compiled, launched and estimated within :meth:`switches`
     copy_tiles: int = 0
+    #: the Gluon forward with the tagged exchange (:func:`rnnbench.kernels.plan.tagged_exchange`,
+    #: within :meth:`switches`) instead of its grid barrier and TMA copies of the state
+    tagged: bool = False
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
             raise ValueError(f"register_weights must be one of {REGISTER_WEIGHTS}, got {self.register_weights!r}")
 
-    def state_copies(self):
-        """The context this kernel is compiled, launched and estimated in (its tiles per state copy)."""
-        return state_copy_tiles(self.copy_tiles or None)
+    @contextlib.contextmanager
+    def switches(self):
+        """The context this kernel is compiled, launched and estimated in (its tiles per state copy,
+        the tagged exchange)."""
+        with state_copy_tiles(self.copy_tiles or None), tagged_exchange(True if self.tagged else None):
+            yield
 
     def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
         """``planned`` (the planner's plan of this kernel's path, for ``dtype``) as this variant runs it
@@ -172,7 +185,10 @@ class RealKernel:
         plan = replace(planned, poll_order=self.poll_order, register_tiles=tiles if planned.path == GLUON else 0)
         fused = gluon_input_tiles(plan, plan.h_pad, dtype, multiprocessors=multiprocessors, fuse=True) \
             if self.fused_input else 0
-        return replace(plan, input_tiles=fused)
+        plan = replace(plan, input_tiles=fused)
+        if self.tagged and (refusal := tagged_exchange_refusal(plan, multiprocessors)):
+            raise PathUnavailable(f"the tagged exchange cannot run this plan: {refusal}")
+        return plan
 
 
 #: :attr:`RealKernel.register_weights`: as the plan holds them (16-row batch blocks only), none (every
@@ -194,7 +210,10 @@ REGISTER_WEIGHTS = ("planned", "none", "any_block")
 #: the plan holds none: B=64 at H >= 768); and the Gluon forward with its input projection fused
 #: (``real_gluon_fused_input``: a second warpgroup projects x_t; input size = H; where it fits,
 #: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
-#: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8).
+#: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8);
+#: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: a loader warpgroup polls
+#: the state's tagged words, no grid barrier; 16-row blocks, one program per SM), timed last too
+#: and measured only (the model does not simulate the loader's wait).
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -208,6 +227,7 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
                                                              register_weights="any_block"),
               "real_gluon_fused_input": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", fused_input=True),
               "real_gluon_copies_4": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", copy_tiles=4),
+              "real_gluon_tagged": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -216,7 +236,7 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False)}
 #: variants timed after every shape's others, and not launched by :func:`warm`: kernels that have
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs no other row
-DEFERRED = ("real_gluon_fused_input",)
+DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -512,13 +532,14 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False)
     return runs + [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
 
 
-def _state_copies(kernel: RealKernel, plan: Plan) -> tuple[int, int] | None:
-    """``(copies, tiles per copy)`` of the Gluon forward's state as ``kernel`` runs ``plan`` (None for
-    any other kernel): two variants with the same plan and copies are one kernel, timed once."""
+def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool] | None:
+    """``((copies, tiles per copy), tagged exchange)`` of the Gluon forward's state as ``kernel`` runs
+    ``plan`` (None for any other kernel): two variants with the same plan and these are one kernel,
+    timed once."""
     if plan.path != GLUON or kernel.direction != "fwd":
         return None
-    with kernel.state_copies():
-        return gluon_state_copies(plan.h_pad)
+    with kernel.switches():
+        return gluon_state_copies(plan.h_pad), gluon_tagged_exchange(plan)
 
 
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
@@ -538,7 +559,7 @@ def _warm(task: tuple[str, int, int, str, str]) -> str | None:
     dtype = getattr(torch, dtype_name)
     try:
         if name in REAL_PATHS:
-            with REAL_PATHS[name].state_copies():
+            with REAL_PATHS[name].switches():
                 real_launcher(_real_plan(name, cell, hidden_size, batch, dtype), hidden_size, batch, dtype, 1,
                               REAL_PATHS[name].direction, REAL_PATHS[name].grid_sync)(1)
         else:
@@ -586,7 +607,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
     all); a variant that fails is reported on stderr and skipped."""
     device_name = torch.cuda.get_device_name()
     like = torch.empty(0, dtype=dtype, device="cuda")
-    timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync, copies) of the kernels timed
+    timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync, switches) of the kernels timed
     passes = (False, True) if deferred else (False,)
     for later, (cell, hidden_size, batch) in [(later, shape) for later in passes for shape in shapes]:
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
@@ -601,12 +622,12 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
                     kernel = REAL_PATHS[name]
                     timed = _real_plan(name, cell, hidden_size, batch, dtype)
                     direction, grid_sync = kernel.direction, kernel.grid_sync
-                    copies = _state_copies(kernel, timed)
-                    if (timed, direction, grid_sync, copies) in real_plans:
+                    switched = _switched(kernel, timed)
+                    if (timed, direction, grid_sync, switched) in real_plans:
                         continue
-                    real_plans.append((timed, direction, grid_sync, copies))
+                    real_plans.append((timed, direction, grid_sync, switched))
                     programs = timed.programs
-                    with kernel.state_copies():
+                    with kernel.switches():
                         stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction, grid_sync),
                                          steps, repeats)
                 else:
@@ -697,7 +718,9 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     if cell == "lstm":
         real_plans = []
         for name, kernel in REAL_PATHS.items():
-            if not kernel.grid_sync:  # the AOT configurations compile the shipped kernels only
+            # the AOT configurations compile the shipped kernels only; the tagged exchange's wait is in
+            # a warpgroup of its own, which the model does not simulate (it would see no exchange at all)
+            if not kernel.grid_sync or kernel.tagged:
                 continue
             direction = kernel.direction
             try:
@@ -706,11 +729,11 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                                    dtype, multiprocessors)
             except PathUnavailable:  # the Gluon kernel off sm_90, in fp32 or below H=256
                 continue
-            copies = _state_copies(kernel, real)
-            if (real, direction, copies) in real_plans:
+            switched = _switched(kernel, real)
+            if (real, direction, switched) in real_plans:
                 continue
-            real_plans.append((real, direction, copies))
-            with kernel.state_copies():
+            real_plans.append((real, direction, switched))
+            with kernel.switches():
                 resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, direction), arch)
                 stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction)
             rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",

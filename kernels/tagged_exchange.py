@@ -90,14 +90,20 @@ def word_values(words, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _wrong(words, first_column, columns, step, WRITTEN: tl.constexpr):
-    """The tag bits of ``word ^ wanted`` for a block of words whose column ``[k, j, b]`` is
-    ``first_column + columns[k, j, 0]``: zero where the word carries ``step``'s tag or its column
-    is not written (``WRITTEN``; a block of written columns needs no mask: a LOP3 per word).
-    Non-negative, because tags leave the sign bit clear."""
+def stale_bits(words, step):
+    """The tag bits of ``word ^ wanted``: zero where a word carries ``step``'s tag (a LOP3 per
+    word). Non-negative, because tags leave the sign bit clear."""
     BITS: tl.constexpr = words.dtype.primitive_bitwidth // 2
     MASK: tl.constexpr = (1 << (BITS - 1)) - 1
-    wrong = (words ^ (tl.cast(step & MASK, words.dtype) << BITS)) & (MASK << BITS)
+    return (words ^ (tl.cast(step & MASK, words.dtype) << BITS)) & (MASK << BITS)
+
+
+@triton.jit
+def _wrong(words, first_column, columns, step, WRITTEN: tl.constexpr):
+    """:func:`stale_bits` of a block of words whose column ``[k, j, b]`` is ``first_column +
+    columns[k, j, 0]``, zero where the column is not written (``WRITTEN``; a block of written
+    columns needs no mask)."""
+    wrong = stale_bits(words, step)
     if first_column + columns.shape[0] * columns.shape[1] > WRITTEN:
         wrong = tl.where(columns + first_column < WRITTEN, wrong, 0)
     return wrong

@@ -13,10 +13,11 @@
 #                        test_tagged_exchange.py, test_triton_kernels.py,
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
 #                        test_memory_breakdown.py),
-#                        but the tests marked fused_input
-#   gpu-tests-fused.xml/.log  those: the Gluon forward with its input projection fused, never run
-#                        before (a stage of its own, 90 s, after the others: a hang costs no other test;
-#                        where they fail, the ablation and the memory stage leave the fused kernel out)
+#                        but the tests marked fused_input or tagged_exchange
+#   gpu-tests-fused.xml/.log  those: the Gluon forward with its input projection fused, and with the
+#                        tagged exchange, never run before (a stage of its own, 90 s, after the others:
+#                        a hang costs no other test; where they fail, the ablation leaves both out,
+#                        the memory stage the fused kernel)
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
@@ -85,18 +86,20 @@ if wants suite; then
 fi
 if wants tests; then
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        -m "not fused_input" $TESTS > "$DIR/gpu-tests.log" 2>&1
+        -m "not fused_input and not tagged_exchange" $TESTS > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
     # kernels that never ran on a GPU, whose mbarrier waits have no timeout: a stage of their own,
     # after the others, so a hang costs only this stage's limit
     stage gpu-tests-fused 90 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$DIR/gpu-tests-fused.xml" \
-        -m fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py > "$DIR/gpu-tests-fused.log" 2>&1
+        -m "fused_input or tagged_exchange" tests/test_kernels_gpu.py tests/test_memory_breakdown.py \
+        > "$DIR/gpu-tests-fused.log" 2>&1
     FUSED_RC=$?
     tail -n 15 "$DIR/gpu-tests-fused.log"
 fi
-# the fused input projection is timed and measured below only if its tests passed (or did not run)
+# the fused input projection and the tagged exchange are timed and measured below only if their tests
+# passed (or did not run)
 FUSED_OK=$([ "${FUSED_RC:-0}" -eq 0 ] && echo 1 || echo 0)
-[ "$FUSED_OK" = 1 ] || { note "fused input projection failed its tests (exit $FUSED_RC): not timed or measured"
+[ "$FUSED_OK" = 1 ] || { note "never-run kernels (fused input projection, tagged exchange) failed their tests (exit $FUSED_RC): not timed or measured"
                          ABLATION_ARGS="${ABLATION_ARGS:-} --no-deferred"; }
 # its warp states under Nsight Compute too, beside the shipped Gluon forward's (the default cases only)
 [ "$FUSED_OK" = 1 ] && [ -z "${PROFILES_SET:-}" ] && PROFILES="$PROFILES triton-fused:768:16:fwd"

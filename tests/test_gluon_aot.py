@@ -224,3 +224,35 @@ def test_the_step_ablations_unsynchronised_gluon_kernels_have_no_grid_barrier():
         step = [needle for needle in FEATURES[direction].values() if needle not in COMMON_FEATURES.values()]
         assert all(needle in ptx for needle in (*step, "cp.async.bulk.tensor.3d", "fence.proxy.async.global")), direction
         assert [needle in ptx for needle in barrier] == [grid_sync] * len(barrier), (direction, grid_sync, barrier)
+
+
+def _tagged_ptx(training: bool, arch: int) -> tuple:
+    """``(registers, spill bytes, PTX)`` of the Gluon forward at H=768 B=16 with the tagged exchange
+    switched on (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import plan_gluon, tagged_exchange
+
+    with tagged_exchange(True):
+        compiled = compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=training,
+                                   has_lengths=False, arch=arch)
+    return (*cubin_resources(compiled.asm["cubin"]), compiled.asm["ptx"])
+
+
+def test_the_tagged_exchange_compiles_into_a_loader_warpgroup_without_grid_barrier():
+    """With :func:`rnnbench.kernels.plan.tagged_exchange` on, the forward (inference and training)
+    publishes its state as tagged words (a relaxed ``atom.exch`` per word) and a second warpgroup
+    (``setmaxnreg``) loads the words with volatile loads, polls them under a timeout and stores
+    them into the MMAs' shared memory behind an async-proxy fence, announcing them on mbarriers:
+    no TMA copy of the state, no release, no poll of flags; the weights' TMA loads, the MMAs and
+    the ``cp.async`` of xg stay. No spill under this Triton (Triton 3.6 spills 16 bytes in the
+    training forward at this shape, KERNELS2.md)."""
+    for training, (registers, spills, ptx) in zip((False, True), compile_all(90, [False, True], job=_tagged_ptx)):
+        if not training or tuple(int(part) for part in triton.__version__.split(".")[:2]) > (3, 6):
+            assert spills == 0, (training, registers, spills)
+        for needle in ("atom.global.gpu.relaxed.exch.b32", "ld.volatile.global.v4.b32", "setmaxnreg",
+                       "fence.proxy.async.shared::cta", "mbarrier.arrive.shared::cta.b64", "%globaltimer",
+                       "wgmma.mma_async", "cp.async.bulk.tensor.2d", "cp.async.commit_group"):
+            assert needle in ptx, (training, needle)
+        for absent in ("cp.async.bulk.tensor.3d", *POLL_PTX, ".release.", "fence.proxy.async.global"):
+            assert absent not in ptx, (training, absent)

@@ -438,3 +438,33 @@ def test_the_gluon_forward_refuses_a_missing_gate_buffer_where_it_would_write_on
         run_forward(planned, None, *buffers, (8, 16, 768), training=False, has_lengths=False)
     with pytest.raises(ValueError, match="needs fused_input=.* and no lengths; got fused_input=None"):
         run_forward(fused, torch.empty(0), *buffers, (8, 16, 768), training=False, has_lengths=False)
+
+
+@needs_gluon
+def test_the_tagged_exchange_runs_where_its_loader_fits_and_only_when_switched_on():
+    """The Gluon forward exchanges tagged words only within ``tagged_exchange`` and only where
+    :func:`tagged_exchange_refusal` finds nothing against it: it names each reason (the backward's
+    plan, a fused input, 32-row blocks, state columns nobody writes, more programs than SMs)."""
+    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal
+
+    plan = plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS)
+    assert tagged_exchange_refusal(plan, H100_SMS) is None and not gluon_tagged_exchange(plan)
+    with tagged_exchange(True):
+        assert gluon_tagged_exchange(plan)
+        with tagged_exchange(None):  # None leaves the switch as it is
+            assert gluon_tagged_exchange(plan)
+    assert plan_module.GLUON_TAGGED_EXCHANGE is False
+    forward_only = "the Gluon forward's without a fused input projection"
+    refusals = [
+        (forward_only, plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS, backward=True)),
+        (forward_only, dataclasses.replace(plan, input_tiles=12)),
+        ("16-row batch blocks (got 32)", dataclasses.replace(plan, block_b=32)),
+        ("every one of the 320 state columns written", plan_gluon("lstm", 272, 16, torch.bfloat16, H100_SMS)),
+    ]
+    for reason, refused in refusals:
+        message = tagged_exchange_refusal(refused)
+        assert message is not None and reason in message, (reason, message)
+        with tagged_exchange(True):
+            assert not gluon_tagged_exchange(refused), reason
+    assert "one program per SM (48 programs on 32 SMs)" in tagged_exchange_refusal(plan, 32)

@@ -377,6 +377,48 @@ def _assert_forward_within_gluon_tolerance(outputs, base, expected, dtype: torch
     assert _relative_error(outputs[0][-1], expected[0][-1]) <= tolerance  # no growth along T
 
 
+#: (H, B, T, directions) the tagged exchange runs (H a multiple of 64, 16-row blocks, one program per
+#: SM): the anchor along T=1024, one row, 64 hidden blocks, three batch blocks, both directions
+TAGGED_SHAPES = [(768, 16, 1024, 1), (768, 1, 7, 1), (1024, 16, 9, 1), (320, 48, 7, 1), (320, 16, 33, 2)]
+
+
+@pytest.mark.tagged_exchange
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("hidden_size, batch, steps, directions", TAGGED_SHAPES)
+def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(dtype, hidden_size, batch, steps,
+                                                                            directions):
+    """The Gluon forward exchanging its state as tagged words (a loader warpgroup polls the words,
+    no grid barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
+    grid barrier and TMA copies: the MMAs read the same state values in the same order, so every
+    output is bit for bit the same (a stale word taken, a word missed or a step run ahead shows as
+    a difference); no wait timed out; and within :data:`GLUON_TOLERANCE` of float64."""
+    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal
+
+    _require_gluon()
+    candidate, _, reference, (x, states, _) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
+    if directions == 2:
+        torch.manual_seed(0)
+        candidate = TritonLSTM(40, hidden_size, bidirectional=True, path="gluon").to("cuda", dtype)
+        reference = torch.nn.LSTM(40, hidden_size, bidirectional=True).to("cuda", torch.float64)
+        reference.load_state_dict({name: value.double() for name, value in candidate.state_dict().items()})
+        states = [torch.cat([state, 0.5 * state]) for state in states]
+    plan = make_plan("lstm", hidden_size, batch, x, "gluon", directions)
+    sms = torch.cuda.get_device_properties().multi_processor_count
+    with tagged_exchange(True):
+        assert gluon_tagged_exchange(plan) and tagged_exchange_refusal(plan, sms) is None, plan
+        with poisoned_outputs():
+            tagged = _layer_output(candidate, x, tuple(states))
+        check_barriers(wait=True)
+    with poisoned_outputs():
+        flagged = _layer_output(candidate, x, tuple(states))
+    check_barriers(wait=True)
+    for name, actual, base in zip(("y", "h_n", "c_n"), tagged, flagged):
+        assert torch.equal(actual, base), (name, _relative_error(actual, base.double()))
+    expected = _layer_output(reference, x.double(), tuple(s.double() for s in states))
+    for name, actual, exact in zip(("y", "h_n", "c_n"), tagged, expected):
+        assert _relative_error(actual, exact) <= GLUON_TOLERANCE[dtype], (name, _relative_error(actual, exact))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("hidden_size, batch, steps", [(320, 16, 64), (768, 16, 64), (1024, 1, 64), (400, 5, 9)])
 def test_gluon_forward_with_weights_in_registers_matches_all_in_shared_memory(monkeypatch, dtype, hidden_size, batch,

@@ -4,13 +4,15 @@ cost model's estimate, and refuses bad input; timing itself needs a GPU (test_ke
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels import step_bench
-from rnnbench.kernels.plan import GATES, plan_recurrence
+from rnnbench.kernels.plan import GATES, PathUnavailable, plan_recurrence
 from rnnbench.kernels.primitives import FLAG_SLOTS
 from rnnbench.kernels.tagged_exchange import decode_tagged, word_tags
 
@@ -106,9 +108,9 @@ def test_estimate_compiles_every_variant_for_sm90():
     variants = [row["variant"] for row in rows]
     # the *_wide_rows variants and the wide register weights are the planned ones at B <= 16: not
     # estimated twice; the unsynchronised Gluon forward is a measurement only (no AOT configuration
-    # compiles it)
+    # compiles it), and so is the tagged exchange (the model does not simulate its loader's wait)
     assert variants == list(step_bench.VARIANTS) + [name for name, real in step_bench.REAL_PATHS.items()
-                                                    if "wide" not in name and real.grid_sync]
+                                                    if "wide" not in name and real.grid_sync and not real.tagged]
     by_name = {row["variant"]: row["us_per_step"] for row in rows}
     assert all(value > 0 for value in by_name.values()), by_name
     # the parts cost less than the whole they are taken from
@@ -213,11 +215,14 @@ def test_a_tagged_wait_for_words_nobody_writes_times_out_on_gpu(variant):
 @pytest.mark.cuda
 def test_measure_yields_timed_rows_on_gpu(capsys):
     step_bench.warm([("lstm", 256, 16)], torch.bfloat16, jobs=2)
-    kernels = len(step_bench.VARIANTS) + len(step_bench.REAL_PATHS)  # the LSTM's real paths include Gluon's
+    # the LSTM's real paths include Gluon's; the never-run (deferred) ones are not warmed up
+    kernels = len(step_bench.VARIANTS) + len(step_bench.REAL_PATHS) - len(step_bench.DEFERRED)
     assert f"compiled {kernels} kernels" in capsys.readouterr().out
     # 500 steps a launch: with 50, a variant of one program (about 0.9 us a step on an H200) differed
     # by 45 us between the two launches of a slope, within their jitter, and came out negative
-    rows = list(step_bench.measure([("lstm", 256, 16)], torch.bfloat16, steps=500, repeats=5, sweep=(1,)))
+    # the never-run (deferred) kernels are left to the session's stages of their own
+    rows = list(step_bench.measure([("lstm", 256, 16)], torch.bfloat16, steps=500, repeats=5, sweep=(1,),
+                                   deferred=False))
     variants = {row["variant"] for row in rows}
     assert set(step_bench.VARIANTS) | {step_bench.REAL} <= variants, variants
     assert all(row["us_per_step"] > 0 and row["q25_us"] <= row["q75_us"] for row in rows), rows
@@ -257,7 +262,8 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", 132)
     first = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12))]
     later = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), deferred=True)]
-    assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == ["real_gluon_fused_input"]
+    assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == [
+        "real_gluon_fused_input", "real_gluon_tagged"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
 
 
@@ -269,11 +275,12 @@ def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that
 
     kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_4"], step_bench.REAL_PATHS["real_gluon"]
     plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._state_copies(kernel, plan) == (3, 4) and step_bench._state_copies(planned_kernel, plan) == (2, 8)
+    assert step_bench._switched(kernel, plan) == ((3, 4), False)
+    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False)
     assert gluon_state_copies(768) == (2, 8)  # restored after the context
     small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._state_copies(kernel, small) == step_bench._state_copies(planned_kernel, small) == (1, 4)
-    assert step_bench._state_copies(step_bench.REAL_PATHS["real_gluon_bwd"], plan) is None
+    assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == ((1, 4), False)
+    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], plan) is None
     for bad in (3, 16, 0):
         with pytest.raises(ValueError, match=f"a power of two from 1 to 8 .* got {bad}"):
             with state_copy_tiles(bad):
@@ -289,3 +296,23 @@ def test_the_fused_input_variant_keeps_its_grid_co_resident():
     assert planned.programs == 128
     assert kernel.plan(planned, torch.bfloat16, 132).input_tiles == 8
     assert kernel.plan(planned, torch.bfloat16, 114).input_tiles == 0
+
+
+def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_last_unestimated():
+    """``real_gluon_tagged``: the Gluon forward with the tagged exchange within its context (a kernel
+    of its own: not the planned one's key), refused with the reason where it cannot run (32-row
+    blocks, more programs than SMs), deferred as a never-run kernel, and left out of the model's
+    estimate (its wait is in a warpgroup the model does not simulate)."""
+    from rnnbench.kernels import plan as plan_module
+
+    kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_tagged"], step_bench.REAL_PATHS["real_gluon"]
+    planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90)
+    plan = kernel.plan(planned, torch.bfloat16, 132)
+    assert plan == planned_kernel.plan(planned, torch.bfloat16, 132)
+    assert step_bench._switched(kernel, plan) == ((2, 8), True) != step_bench._switched(planned_kernel, plan)
+    assert plan_module.GLUON_TAGGED_EXCHANGE is False  # restored after the context
+    with pytest.raises(PathUnavailable, match="one program per SM \\(48 programs on 32 SMs\\)"):
+        kernel.plan(planned, torch.bfloat16, 32)
+    with pytest.raises(PathUnavailable, match="16-row batch blocks \\(got 32\\)"):
+        kernel.plan(replace(planned, block_b=32), torch.bfloat16, 132)
+    assert "real_gluon_tagged" in step_bench.DEFERRED
