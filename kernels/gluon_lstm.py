@@ -116,9 +116,6 @@ _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
 
 #: the wgmma operand layout of one ``(BLOCK_B, 64)`` 16-bit state tile (128-byte swizzle)
 _TILE_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16))
-#: the state's ``(PER_COPY, BLOCK_B, 64)`` buffers where no TMA descriptor gives their layout (the
-#: tagged exchange): the TMA box's own (:func:`shared_layout` of :func:`state_box`)
-_STATE_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=3))
 
 
 @_gluon_builtin
@@ -227,7 +224,8 @@ def _load_copies(desc, row, smem, bars, PER_COPY: gl.constexpr, COPIES: gl.const
 
 @gluon.jit
 def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
-                       K_TILES: gl.constexpr, PER_COPY: gl.constexpr, SHARED_TILES: gl.constexpr):
+                       K_TILES: gl.constexpr, PER_COPY: gl.constexpr, SHARED_TILES: gl.constexpr,
+                       TAGGED: gl.constexpr = False):
     """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the state
     :func:`_load_copies` is copying into ``h_smem``: the MMAs of a
     copy's tiles wait for its mbarrier only, so they overlap the transfer of the later copies.
@@ -235,17 +233,23 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
 
     Tried and not better (CTA barriers counted in the PTX at H=768): arming and loading alternately
     (a barrier before each load too), one mbarrier for several copies (a barrier between loads on
-    the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers)."""
+    the same mbarrier), separate allocations per box (more barriers with 3.6, up to 255 registers).
+
+    ``TAGGED``: ``h_smem`` is the tagged exchange's tuple of ``K_TILES`` ``(BLOCK_B, 64)`` tiles, an
+    allocation each, which :func:`_tagged_loader` stores one by one (into one allocation, Triton 3.6
+    put a partition barrier between every two of its stores), announced copy by copy on ``bars``."""
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
             mbarrier.wait(bars.index(k // PER_COPY), phase)
-        tiles = _with_layout(h_smem.index(k // PER_COPY), _TILE_LAYOUT)
-        if k < SHARED_TILES:
-            acc = warpgroup_mma(w_smem.index(k), tiles.index(k % PER_COPY).permute((1, 0)), acc, is_async=True)
+        if TAGGED:
+            tile = h_smem[k]
         else:
-            acc = warpgroup_mma(w_regs[k - SHARED_TILES], tiles.index(k % PER_COPY).permute((1, 0)), acc,
-                                is_async=True)
+            tile = _with_layout(h_smem.index(k // PER_COPY), _TILE_LAYOUT).index(k % PER_COPY)
+        if k < SHARED_TILES:
+            acc = warpgroup_mma(w_smem.index(k), tile.permute((1, 0)), acc, is_async=True)
+        else:
+            acc = warpgroup_mma(w_regs[k - SHARED_TILES], tile.permute((1, 0)), acc, is_async=True)
     return warpgroup_mma_wait(0, deps=(acc,))
 
 
@@ -261,14 +265,27 @@ def _load_state_words(slot_ptr, offsets, K_TILES: gl.constexpr):
     return words
 
 
+#: bits of the loader's wait (below the tags' bits 16-30): some warp gave up (its clock or the
+#: status word), some warp's clock ran past the timeout
+_GAVE_UP: gl.constexpr = gl.constexpr(1)
+_TIMED_OUT: gl.constexpr = gl.constexpr(2)
+
+
 @gluon.jit
-def _stale_state(words, step, K_TILES: gl.constexpr):
-    """Nonzero unless every word of the tiles ``words`` carries ``step``'s tag: one reduction over
-    the loader's warps for all of them."""
+def _stale_state(words, step, flags, K_TILES: gl.constexpr):
+    """Nonzero unless every word of the tiles ``words`` carries ``step``'s tag, or'ed with ``flags``
+    (:data:`_GAVE_UP`, :data:`_TIMED_OUT` of each warp): one reduction over the loader's warps for
+    all of them, so every warp of the loader takes the same decision from it."""
     wrong = stale_bits(words[0], step)
     for k in gl.static_range(1, K_TILES):
         wrong = gl.maximum(wrong, stale_bits(words[k], step))
-    return gl.max(gl.max(wrong, axis=1), axis=0)
+    return gl.reduce(gl.reduce(wrong | flags, 1, _or), 0, _or)
+
+
+@gluon.jit
+def _or(a, b):
+    """The combining function of a bitwise-or reduction."""
+    return a | b
 
 
 @gluon.jit
@@ -276,23 +293,30 @@ def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES
     """The tiles ``words`` (:func:`_load_state_words`) with their stale words loaded again (masked
     volatile loads: only those travel) until every word carries ``step``'s tag, or until the
     launch's wait timed out, which sets the status word and ends every later wait at once (as
-    :func:`rnnbench.kernels.tagged_exchange.wait_fresh` with ``STALE_ONLY``)."""
-    stale = _stale_state(words, step, K_TILES)
+    :func:`rnnbench.kernels.tagged_exchange.wait_fresh` with ``STALE_ONLY``).
+
+    Each warp reads the status word and the clock itself (``lane``: 32 elements in every warp), so
+    whether to give up goes through the one reduction over all warps (:func:`_stale_state`'s low
+    bits): the warps leave the loop together, as the partition barriers inside each poll need (a
+    warp polling once more than the others would pair later barriers wrongly and hang the launch),
+    and the status word is written whichever warp's clock ran out."""
+    stale = _stale_state(words, step, 0, K_TILES)
     if stale != 0:
         start = gl.max(globaltimer(lane), axis=0)
         status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
-        while (stale != 0) & (status == 0):
+        stale = _stale_state(words, step, gl.where(status != 0, _GAVE_UP, 0), K_TILES)
+        while (stale != 0) & ((stale & _GAVE_UP) == 0):
             again = ()
             for k in gl.static_range(K_TILES):
                 again = again + (gl.load(slot_ptr + k * _K_TILE + offsets, mask=stale_bits(words[k], step) != 0,
                                          other=words[k], volatile=True),)
             words = again
             status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
-            stale = _stale_state(words, step, K_TILES)
-            now = gl.max(globaltimer(lane), axis=0)
-            if (stale != 0) & (status == 0) & (now - start > _TIMEOUT_NS):
+            timed_out = (gl.max(globaltimer(lane), axis=0) - start > _TIMEOUT_NS) & (status == 0)
+            stale = _stale_state(words, step, gl.where(timed_out, _GAVE_UP | _TIMED_OUT,
+                                                       gl.where(status != 0, _GAVE_UP, 0)), K_TILES)
+            if (stale & _TIMED_OUT) != 0:
                 gl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
-                status = step
     return words
 
 
@@ -327,10 +351,9 @@ def _tagged_loader(words_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
         words = _fresh_state_words(_load_state_words(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr,
                                    lane, K_TILES)
         for j in gl.static_range(COPIES):
-            tiles = _with_layout(h_smem.index(j), _TILE_LAYOUT)
             for t in gl.static_range(PER_COPY):
                 if j * PER_COPY + t < K_TILES:
-                    tiles.index(t).store(word_values(words[j * PER_COPY + t], h_smem.dtype))
+                    h_smem[j * PER_COPY + t].store(word_values(words[j * PER_COPY + t], h_smem[0].dtype))
             fence_async_shared()
             cta_barrier()  # every thread of this warpgroup has stored copy j's tiles
             mbarrier.arrive(bars.index(j))
@@ -435,15 +458,13 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         if not TAGGED:
             _load_copies(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
         product = _recurrent_product(w_smem, w_regs, h_smem, bars, s % 2, acc_layout, BLOCK_B, K_TILES, PER_COPY,
-                                     SHARED_TILES)
+                                     SHARED_TILES, TAGGED)
         if FUSED:
             stage = s % STAGES
             mbarrier.wait(xp_bars.index(stage), (s // STAGES) % 2)
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem.index(stage), tile_layout, True)
         else:
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem, tile_layout, False)
-        if TAGGED:  # every thread's MMAs have read the state (the gate split's CTA barrier): the loader may refill it
-            mbarrier.arrive(h_free)
         i = _sigmoid(z_i)
         f = _sigmoid(z_f)
         g = _tanh(z_g)
@@ -468,6 +489,9 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         c = c_t
         if TAGGED:
             publish_tagged(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), s + 1, unit_col < H)
+            # every thread's MMAs have read the state (before the gate split's CTA barrier): the loader may
+            # refill its tiles, and polls for the next step's words from here, this program's own on their way
+            mbarrier.arrive(h_free)
         else:
             gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
             barrier_arrive(flags_ptr, pid_h, lane, GRID_SYNC)
@@ -587,7 +611,9 @@ def lstm_forward_gluon_kernel(
     # the state: one (PER_COPY, BLOCK_B, 64) buffer per TMA copy, whose tiles the MMAs read through
     # a view in the operand layout of one (BLOCK_B, 64) tile (_with_layout; 128-byte swizzle)
     if TAGGED:
-        h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], _STATE_LAYOUT)
+        h_smem = ()
+        for k in gl.static_range(K_TILES):
+            h_smem = h_smem + (gl.allocate_shared_memory(dtype, [BLOCK_B, _K_TILE], _TILE_LAYOUT),)
     else:
         h_smem = gl.allocate_shared_memory(dtype, [COPIES, PER_COPY, BLOCK_B, _K_TILE], ex_desc.layout)
     gates_smem = gl.allocate_shared_memory(gl.float32, [4 * _UNITS, BLOCK_B], scratch_layout)
@@ -720,7 +746,7 @@ def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tenso
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
-                has_lengths: bool, grid_sync: bool = True, fused_input=None) -> None:
+                has_lengths: bool, grid_sync: bool = True, fused_input=None, hidden_blocks: int | None = None) -> None:
     """Launch :func:`lstm_forward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` (``w_rows``:
     :func:`rnnbench.kernels.launch.aligned_weight_rows`; ``sizes``: ``(T, B, H)``). Cooperative
@@ -735,7 +761,10 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     Within :func:`rnnbench.kernels.plan.tagged_exchange` the kernel exchanges its state as tagged
     words where the plan allows it on this GPU (:func:`rnnbench.kernels.plan.tagged_exchange_refusal`)
     and every row runs every step: ``exchange`` is then copied into a buffer of words (its slot 1,
-    ``h0``, tagged 0), which the kernel uses instead."""
+    ``h0``, tagged 0), which the kernel uses instead.
+
+    ``hidden_blocks``: launch only the plan's first ``hidden_blocks`` hidden blocks (a test of the
+    tagged exchange's timeout: the words of the others never come; garbage results)."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
 
     if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
@@ -756,8 +785,9 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     tagged = (gluon_tagged_exchange(plan) and not has_lengths
               and tagged_exchange_refusal(plan, multiprocessors) is None)
     state = encode_tagged(exchange) if tagged else exchange
+    grid = plan.launch_grid if hidden_blocks is None else (hidden_blocks, *plan.launch_grid[1:])
     for first_direction in range(0, plan.directions, plan.launch_directions):
-        lstm_forward_gluon_kernel[plan.launch_grid](
+        lstm_forward_gluon_kernel[grid](
             y if xg is None else xg, w_rows, w_desc, c0, y, c_all, c_n, state, ex_desc, lengths, sync, x_desc,
             wih_desc, bias, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad,
             TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
@@ -766,7 +796,7 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
             num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
-    _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {plan.launch_grid}, T={sizes[0]})")
+    _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {grid}, T={sizes[0]})")
 
 
 def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90,

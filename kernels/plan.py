@@ -803,6 +803,9 @@ GLUON_FUSED_INPUT = False
 #: (:func:`gluon_tagged_exchange`). Off: only compiled, never run on a GPU (the step ablation's
 #: ``real_gluon_tagged`` switches it on with :func:`tagged_exchange`)
 GLUON_TAGGED_EXCHANGE = False
+#: tiles of 64 columns of words the tagged exchange's loader holds a step without spilling (16-row
+#: blocks: 8 registers a thread a tile; Triton 3.6 spilled 72 bytes at 18 tiles, H=1152)
+GLUON_TAGGED_MAX_TILES = 16
 
 
 @contextlib.contextmanager
@@ -846,8 +849,9 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None) -> s
     """Why the Gluon forward of ``plan`` cannot exchange its state as tagged words
     (:mod:`rnnbench.kernels.gluon_lstm`: a loader warpgroup polls the words, no grid barrier), or
     None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
-    projection (whose warpgroup the loader's would be), 16-row batch blocks (a step's words, 48 KiB
-    at H=768, are in the loader's registers), every column of ``h_pad`` written by some program
+    projection (whose warpgroup the loader's would be), 16-row batch blocks and at most
+    :data:`GLUON_TAGGED_MAX_TILES` tiles (a step's words, 48 KiB at H=768, are in the loader's
+    registers), every column of ``h_pad`` written by some program
     (the loader waits for every word), and with ``multiprocessors`` known one program per SM (the
     loader's warpgroup and registers come on top of the recurrence's)."""
     reasons = []
@@ -855,6 +859,9 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None) -> s
         reasons.append("it is the Gluon forward's without a fused input projection")
     if plan.block_b != MIN_BLOCK_B:
         reasons.append(f"it needs {MIN_BLOCK_B}-row batch blocks (got {plan.block_b})")
+    if plan.h_pad > GLUON_TAGGED_MAX_TILES * GLUON_K_TILE:
+        reasons.append(f"its loader holds at most {GLUON_TAGGED_MAX_TILES} tiles of words a step without spilling "
+                       f"(H up to {GLUON_TAGGED_MAX_TILES * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
     if plan.grid[0] * GLUON_BLOCK_H != plan.h_pad:
         reasons.append(f"it needs every one of the {plan.h_pad} state columns written (H a multiple of "
                        f"{GLUON_K_TILE}; the programs write {plan.grid[0] * GLUON_BLOCK_H})")

@@ -385,14 +385,17 @@ TAGGED_SHAPES = [(768, 16, 1024, 1), (768, 1, 7, 1), (1024, 16, 9, 1), (320, 48,
 @pytest.mark.tagged_exchange
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("hidden_size, batch, steps, directions", TAGGED_SHAPES)
-def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(dtype, hidden_size, batch, steps,
-                                                                            directions):
+def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monkeypatch, dtype, hidden_size, batch,
+                                                                            steps, directions):
     """The Gluon forward exchanging its state as tagged words (a loader warpgroup polls the words,
     no grid barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
     grid barrier and TMA copies: the MMAs read the same state values in the same order, so every
     output is bit for bit the same (a stale word taken, a word missed or a step run ahead shows as
-    a difference); no wait timed out; and within :data:`GLUON_TOLERANCE` of float64."""
+    a difference); no wait timed out; and within :data:`GLUON_TOLERANCE` of float64. The layer's
+    launch is checked to have run tagged (it encodes the exchange into words: counted)."""
+    from rnnbench.kernels import gluon_lstm
     from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal
+    from rnnbench.kernels.tagged_exchange import encode_tagged
 
     _require_gluon()
     candidate, _, reference, (x, states, _) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
@@ -404,19 +407,53 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(dtyp
         states = [torch.cat([state, 0.5 * state]) for state in states]
     plan = make_plan("lstm", hidden_size, batch, x, "gluon", directions)
     sms = torch.cuda.get_device_properties().multi_processor_count
+    encoded = []
+    monkeypatch.setattr(gluon_lstm, "encode_tagged", lambda exchange: encoded.append(1) or encode_tagged(exchange))
     with tagged_exchange(True):
         assert gluon_tagged_exchange(plan) and tagged_exchange_refusal(plan, sms) is None, plan
         with poisoned_outputs():
             tagged = _layer_output(candidate, x, tuple(states))
         check_barriers(wait=True)
+    assert encoded, "the layer did not run the tagged exchange"
+    encoded.clear()
     with poisoned_outputs():
         flagged = _layer_output(candidate, x, tuple(states))
     check_barriers(wait=True)
+    assert not encoded, "the switch did not go off after its block"
     for name, actual, base in zip(("y", "h_n", "c_n"), tagged, flagged):
         assert torch.equal(actual, base), (name, _relative_error(actual, base.double()))
     expected = _layer_output(reference, x.double(), tuple(s.double() for s in states))
     for name, actual, exact in zip(("y", "h_n", "c_n"), tagged, expected):
         assert _relative_error(actual, exact) <= GLUON_TOLERANCE[dtype], (name, _relative_error(actual, exact))
+
+
+@pytest.mark.tagged_exchange
+def test_a_tagged_wait_for_a_program_never_launched_times_out_instead_of_hanging():
+    """The tagged Gluon forward launched with one hidden block fewer than its plan (``hidden_blocks``):
+    the missing program's words never come, so every loader's wait of step 1 (the first that reads
+    other programs' words) gives up after the timeout, later waits at once, and the launch ends
+    with the barrier's error naming step 1 (not a hang: the loader's warps leave their poll together)."""
+    from rnnbench.kernels.gluon_lstm import run_forward
+    from rnnbench.kernels.launch import BarrierTimeout, aligned_weight_rows, exchange_buffer
+    from rnnbench.kernels.plan import tagged_exchange
+
+    _require_gluon()
+    T, B, H = 5, 16, 768
+    generator = torch.Generator(device="cuda").manual_seed(3)
+    xg = torch.randn(1, T, B, 4 * H, device="cuda", generator=generator).to(torch.bfloat16)
+    rows = aligned_weight_rows((0.05 * torch.randn(1, 4 * H, H, device="cuda", generator=generator)).to(torch.bfloat16))
+    h0 = torch.zeros(1, B, H, dtype=torch.bfloat16, device="cuda")
+    c0 = torch.zeros(1, B, H, dtype=torch.float32, device="cuda")
+    y = torch.empty(T, B, H, dtype=torch.bfloat16, device="cuda")
+    c_n = torch.empty(1, B, H, dtype=torch.float32, device="cuda")
+    plan = make_plan("lstm", H, B, y, "gluon")
+    check_barriers(wait=True)
+    with tagged_exchange(True):
+        run_forward(plan, xg, rows, c0, y, y, c_n, exchange_buffer(plan, 1, y, first=h0),
+                    torch.zeros(1, dtype=torch.int32, device="cuda"), (T, B, H), training=False, has_lengths=False,
+                    hidden_blocks=plan.grid[0] - 1)
+    with pytest.raises(BarrierTimeout, match="block 0 at step 1"):
+        check_barriers(wait=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
