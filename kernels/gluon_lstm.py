@@ -93,7 +93,9 @@ from rnnbench.kernels.plan import (
     tagged_exchange_refusal,
 )
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_relaxed
-from rnnbench.kernels.tagged_exchange import encode_tagged, publish_tagged, stale_bits, word_values
+from rnnbench.kernels.tagged_exchange import (
+    GAVE_UP, TIMED_OUT, bitwise_or, encode_tagged, publish_tagged, stale_bits, word_values,
+)
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
@@ -265,34 +267,22 @@ def _load_state_words(slot_ptr, offsets, K_TILES: gl.constexpr):
     return words
 
 
-#: bits of the loader's wait (below the tags' bits 16-30): some warp gave up (its clock or the
-#: status word), some warp's clock ran past the timeout
-_GAVE_UP: gl.constexpr = gl.constexpr(1)
-_TIMED_OUT: gl.constexpr = gl.constexpr(2)
-
-
 @gluon.jit
 def _stale_state(words, step, flags, K_TILES: gl.constexpr):
     """Nonzero unless every word of the tiles ``words`` carries ``step``'s tag, or'ed with ``flags``
-    (:data:`_GAVE_UP`, :data:`_TIMED_OUT` of each warp): one reduction over the loader's warps for
+    (:data:`GAVE_UP`, :data:`TIMED_OUT` of each warp): one reduction over the loader's warps for
     all of them, so every warp of the loader takes the same decision from it."""
     wrong = stale_bits(words[0], step)
     for k in gl.static_range(1, K_TILES):
         wrong = gl.maximum(wrong, stale_bits(words[k], step))
-    return gl.reduce(gl.reduce(wrong | flags, 1, _or), 0, _or)
-
-
-@gluon.jit
-def _or(a, b):
-    """The combining function of a bitwise-or reduction."""
-    return a | b
+    return gl.reduce(gl.reduce(wrong | flags, 1, bitwise_or), 0, bitwise_or)
 
 
 @gluon.jit
 def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES: gl.constexpr):
     """The tiles ``words`` (:func:`_load_state_words`) with their stale words loaded again (masked
     volatile loads: only those travel) until every word carries ``step``'s tag, or until the
-    launch's wait timed out, which sets the status word and ends every later wait at once (as
+    launch's wait timed out, which sets the status word and ends every later wait after one poll (as
     :func:`rnnbench.kernels.tagged_exchange.wait_fresh` with ``STALE_ONLY``).
 
     Each warp reads the status word and the clock itself (``lane``: 32 elements in every warp), so
@@ -303,9 +293,7 @@ def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES
     stale = _stale_state(words, step, 0, K_TILES)
     if stale != 0:
         start = gl.max(globaltimer(lane), axis=0)
-        status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
-        stale = _stale_state(words, step, gl.where(status != 0, _GAVE_UP, 0), K_TILES)
-        while (stale != 0) & ((stale & _GAVE_UP) == 0):
+        while (stale != 0) & ((stale & GAVE_UP) == 0):
             again = ()
             for k in gl.static_range(K_TILES):
                 again = again + (gl.load(slot_ptr + k * _K_TILE + offsets, mask=stale_bits(words[k], step) != 0,
@@ -313,9 +301,9 @@ def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES
             words = again
             status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
             timed_out = (gl.max(globaltimer(lane), axis=0) - start > _TIMEOUT_NS) & (status == 0)
-            stale = _stale_state(words, step, gl.where(timed_out, _GAVE_UP | _TIMED_OUT,
-                                                       gl.where(status != 0, _GAVE_UP, 0)), K_TILES)
-            if (stale & _TIMED_OUT) != 0:
+            stale = _stale_state(words, step, gl.where(timed_out, GAVE_UP | TIMED_OUT,
+                                                       gl.where(status != 0, GAVE_UP, 0)), K_TILES)
+            if (stale & TIMED_OUT) != 0:
                 gl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
     return words
 

@@ -49,7 +49,7 @@ over ``tagged`` is what reloading everything cost. A fresh word may be kept acro
 slot is written again only two steps on, after its producer has read this program's next state. A wait longer
 than ``timeout_ns`` sets the status word of the synchronisation buffer (as the grid barrier's does,
 read by :func:`rnnbench.kernels.launch.barrier_status_message`), and every later wait of the launch
-gives up at once, so a lost producer ends the launch with garbage and a reported error, not a hang.
+gives up after one poll, so a lost producer ends the launch with garbage and a reported error, not a hang.
 Only the columns some program of the launch writes are checked (``WRITTEN``, a compile-time
 constant: a check without a column mask is a LOP3 and a max per word); the padding columns past
 the last program's units and, in the step ablation, the units of programs not launched are not.
@@ -109,15 +109,28 @@ def _wrong(words, first_column, columns, step, WRITTEN: tl.constexpr):
     return wrong
 
 
+#: bits of a wait's shared reduction below the tags' (:func:`_stale`): some thread gave up (its
+#: clock, or the status word), some thread's clock ran past the timeout
+GAVE_UP: tl.constexpr = tl.constexpr(1)
+TIMED_OUT: tl.constexpr = tl.constexpr(2)
+
+
 @triton.jit
-def _stale(words, FIRST: tl.constexpr, COUNT: tl.constexpr, columns, step, WRITTEN: tl.constexpr):
+def bitwise_or(a, b):
+    """The combining function of a bitwise-or reduction."""
+    return a | b
+
+
+@triton.jit
+def _stale(words, FIRST: tl.constexpr, COUNT: tl.constexpr, columns, step, WRITTEN: tl.constexpr, flags=0):
     """Nonzero unless every written word of the ``COUNT`` blocks ``words`` (blocks ``FIRST...``)
-    carries ``step``'s tag: one CTA-wide reduction for all of them."""
+    carries ``step``'s tag, or'ed with each thread's ``flags`` (:data:`GAVE_UP`, :data:`TIMED_OUT`):
+    one CTA-wide reduction for all of them, so every thread takes the same decision from it."""
     CHUNK: tl.constexpr = columns.shape[0] * columns.shape[1]
     wrong = _wrong(words[0], FIRST * CHUNK, columns, step, WRITTEN)
     for i in tl.static_range(1, COUNT):
         wrong = tl.maximum(wrong, _wrong(words[i], (FIRST + i) * CHUNK, columns, step, WRITTEN))
-    return tl.max(wrong)
+    return tl.reduce(wrong | flags, None, bitwise_or)
 
 
 @triton.jit
@@ -157,18 +170,21 @@ def wait_fresh(words, words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr,
     CHUNK: tl.constexpr = columns.shape[0] * columns.shape[1]
     stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN)
     if stale != 0:
+        # each thread reads the status word and the clock itself: whether to give up goes through the
+        # reduction every thread shares, so all leave the loop together (one polling once more than
+        # the others would wait at the reduction's CTA barrier for threads gone on)
         start = globaltimer()
-        status = tl.load(status_ptr, volatile=True)
-        while (stale != 0) & (status == 0):
+        while (stale != 0) & ((stale & GAVE_UP) == 0):
             if STALE_ONLY:
                 words = _reload_stale(words, words_ptr, read, FIRST, COUNT, columns, step, WRITTEN)
             else:
                 words = _load_words(words_ptr, read, FIRST, COUNT, CHUNK)
             status = tl.load(status_ptr, volatile=True)
-            stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN)
-            if (stale != 0) & (status == 0) & (globaltimer() - start > timeout_ns):
+            timed_out = (globaltimer() - start > timeout_ns) & (status == 0)
+            flags = tl.where(timed_out, GAVE_UP | TIMED_OUT, tl.where(status != 0, GAVE_UP, 0))
+            stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN, flags)
+            if (stale & TIMED_OUT) != 0:
                 tl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
-                status = step
     return words
 
 

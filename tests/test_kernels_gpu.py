@@ -431,7 +431,7 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monk
 def test_a_tagged_wait_for_a_program_never_launched_times_out_instead_of_hanging():
     """The tagged Gluon forward launched with one hidden block fewer than its plan (``hidden_blocks``):
     the missing program's words never come, so every loader's wait of step 1 (the first that reads
-    other programs' words) gives up after the timeout, later waits at once, and the launch ends
+    other programs' words) gives up after the timeout, later waits after one poll, and the launch ends
     with the barrier's error naming step 1 (not a hang: the loader's warps leave their poll together)."""
     from rnnbench.kernels.gluon_lstm import run_forward
     from rnnbench.kernels.launch import BarrierTimeout, aligned_weight_rows, exchange_buffer

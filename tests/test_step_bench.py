@@ -197,7 +197,7 @@ def test_cooperative_grid_computes_the_recurrence_on_gpu(variant):
 def test_a_tagged_wait_for_words_nobody_writes_times_out_on_gpu(variant):
     """One program of the 96 the layout has, waiting for every column (``WRITTEN`` of the whole
     grid): step 1 never sees the other programs' words, so its wait gives up after the timeout and
-    says at which step, every later wait gives up at once, and the launch ends."""
+    says at which step, every later wait gives up after one poll, and the launch ends."""
     from rnnbench.kernels.launch import barrier_status_message
 
     plan = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", torch.cuda.get_device_properties(0).multi_processor_count)

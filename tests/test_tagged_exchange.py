@@ -12,7 +12,8 @@ import triton.language as tl
 
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels.tagged_exchange import (
-    WORD_DTYPES, _reload_stale, _stale, decode_tagged, encode_tagged, retag_, tag_words, word_tags, word_values,
+    GAVE_UP, TIMED_OUT, WORD_DTYPES, _reload_stale, _stale, decode_tagged, encode_tagged, retag_, tag_words, word_tags,
+    word_values,
 )
 
 #: the dtypes the interpreter runs (it has no bf16 arithmetic; the host encoding is tested for bf16 too)
@@ -72,19 +73,35 @@ def test_kernel_encoding_is_the_host_encoding(dtype):
 
 
 @triton.jit
-def _stale_kernel(words_ptr, out_ptr, step, K: tl.constexpr, BK: tl.constexpr, BB: tl.constexpr, WRITTEN: tl.constexpr):
+def _stale_kernel(words_ptr, out_ptr, step, K: tl.constexpr, BK: tl.constexpr, BB: tl.constexpr, WRITTEN: tl.constexpr,
+                  FLAGS: tl.constexpr = 0):
     """``_stale`` of two blocks ``(K, BK, BB)`` of words, row-major ``(2, K, BK, BB)``, block 1 at
-    column ``K * BK``."""
+    column ``K * BK``, with ``FLAGS`` or'ed in where the first word is (one thread's flags)."""
     columns = tl.arange(0, K)[:, None, None] * BK + tl.arange(0, BK)[None, :, None]
     offsets = columns * BB + tl.arange(0, BB)[None, None, :]
     words = (tl.load(words_ptr + offsets), tl.load(words_ptr + K * BK * BB + offsets))
-    tl.store(out_ptr, _stale(words, 0, 2, columns, step, WRITTEN))
+    tl.store(out_ptr, _stale(words, 0, 2, columns, step, WRITTEN, tl.where(offsets == 0, FLAGS, 0)))
 
 
-def _stale_of(words, step, written):
+def _stale_of(words, step, written, flags=0):
     out = torch.zeros(1, dtype=words.dtype, device=KERNEL_DEVICE)
-    _stale_kernel[(1,)](words.to(KERNEL_DEVICE), out, step, K=2, BK=4, BB=2, WRITTEN=written)
+    _stale_kernel[(1,)](words.to(KERNEL_DEVICE), out, step, K=2, BK=4, BB=2, WRITTEN=written, FLAGS=flags)
     return int(out.item())
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+def test_a_waits_give_up_bits_survive_its_reduction_beside_stale_tags(dtype):
+    """The wait's shared reduction carries one thread's "gave up" and "timed out" bits below the
+    tags' bits, whether the words are fresh or not (a maximum would drop them beside another
+    word's stale tag, and the threads would leave the wait apart)."""
+    step = 5
+    fresh = encode_tagged(_values(dtype, 32), step).reshape(2, 2, 4, 2)
+    both = GAVE_UP.value | TIMED_OUT.value
+    assert _stale_of(fresh, step, written=16, flags=GAVE_UP.value) == GAVE_UP.value
+    one_stale = fresh.clone()
+    one_stale[1, 1, 3, 1] = encode_tagged(_values(dtype, 8), step - 2)[0]  # not the flagged word
+    stale = _stale_of(one_stale, step, written=16, flags=both)
+    assert stale & both == both and stale >> 16 != 0
 
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
