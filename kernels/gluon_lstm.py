@@ -303,7 +303,7 @@ def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES
             timed_out = (gl.max(globaltimer(lane), axis=0) - start > _TIMEOUT_NS) & (status == 0)
             stale = _stale_state(words, step, gl.where(timed_out, GAVE_UP | TIMED_OUT,
                                                        gl.where(status != 0, GAVE_UP, 0)), K_TILES)
-            if (stale & TIMED_OUT) != 0:
+            if ((stale & TIMED_OUT) != 0) & ((stale & ~(GAVE_UP | TIMED_OUT)) != 0):  # words still stale
                 gl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
     return words
 

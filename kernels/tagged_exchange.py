@@ -183,7 +183,7 @@ def wait_fresh(words, words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr,
             timed_out = (globaltimer() - start > timeout_ns) & (status == 0)
             flags = tl.where(timed_out, GAVE_UP | TIMED_OUT, tl.where(status != 0, GAVE_UP, 0))
             stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN, flags)
-            if (stale & TIMED_OUT) != 0:
+            if ((stale & TIMED_OUT) != 0) & ((stale & ~(GAVE_UP | TIMED_OUT)) != 0):  # words still stale
                 tl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
     return words
 
