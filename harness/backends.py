@@ -259,6 +259,25 @@ def _fused_input_factory(problem, dtype, device):
     return TorchRecurrentWorkload(problem, dtype, device, partial(TritonLSTM, path="auto", fuse_input=True))
 
 
+def _tagged_exchange_factory(problem, dtype, device):
+    """The planner's LSTM with its Gluon forward's state exchanged as tagged words
+    (``TritonLSTM(tagged_exchange=True)``), or :class:`Unsupported` where it would not run tagged
+    here (not the Gluon forward, lengths, or :func:`rnnbench.kernels.plan.tagged_exchange_refusal`'s
+    reasons on this GPU)."""
+    from rnnbench.kernels import TritonLSTM
+    from rnnbench.kernels.launch import make_plan
+    from rnnbench.kernels.plan import tagged_exchange_refusal
+
+    like = torch.empty(0, dtype=getattr(torch, dtype), device=device)
+    plan = make_plan("lstm", problem.hidden_size, problem.batch, like, "auto", problem.directions)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else None
+    refusal = "rows of their own lengths" if problem.packed else tagged_exchange_refusal(plan, sms)
+    if refusal:
+        raise Unsupported(f"the tagged exchange does not run here (the {plan.path} path, H={problem.hidden_size}, "
+                          f"B={problem.batch}): {refusal}")
+    return TorchRecurrentWorkload(problem, dtype, device, partial(TritonLSTM, path="auto", tagged_exchange=True))
+
+
 def _triton_backend(name: str, factory, description: str, **fields) -> Backend:
     """A backend of the Triton kernels: timed on CUDA, checked against NumPy (CPU) or torch.nn (CUDA) in
     float64, and against torch.nn where a problem has directions or lengths; ``fields`` override
@@ -279,4 +298,9 @@ for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "fo
 register(_triton_backend("triton-fused", _fused_input_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection fused (sm_90; "
                          "plan.GLUON_FUSED_INPUT forced on; never run on a GPU before)",
+                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+register(_triton_backend("triton-tagged", _tagged_exchange_factory,
+                         "the planner's Triton LSTM with the Gluon forward's state exchanged as tagged words by a "
+                         "loader warpgroup, no grid barrier (sm_90; plan.GLUON_TAGGED_EXCHANGE forced on; never run "
+                         "on a GPU before)",
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))

@@ -8,7 +8,10 @@ return values; see :mod:`rnnbench.baselines.drop_in`. One extra keyword, ``path`
 ``"persistent"``, ``"cooperative"``, ``"stepwise"``, and for the LSTM forward on sm_90 ``"gluon"``),
 forces a kernel path (see :mod:`rnnbench.kernels.plan`); ``TritonLSTM`` also takes ``fuse_input``
 (True/False: its Gluon forward fuses the input projection where it can, or never; default None:
-:data:`rnnbench.kernels.plan.GLUON_FUSED_INPUT`, off until a GPU has run the fused kernel).
+:data:`rnnbench.kernels.plan.GLUON_FUSED_INPUT`, off until a GPU has run the fused kernel) and
+``tagged_exchange`` (True/False: its Gluon forward exchanges the state as tagged words where it can,
+:func:`rnnbench.kernels.plan.tagged_exchange_refusal`, or never; default None:
+:data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE`, off until a GPU has run it).
 
 Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
 lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``
@@ -31,7 +34,7 @@ from rnnbench.baselines.drop_in import LayerWeights, LSTMDropIn, RNNDropIn
 from rnnbench.baselines.eager import eager_layer
 from rnnbench.kernels.launch import check_device_and_dtype
 from rnnbench.kernels.lstm import lstm_layer, projected_lstm_layer
-from rnnbench.kernels.plan import FORCED_PATHS, fused_input_projection
+from rnnbench.kernels.plan import FORCED_PATHS, fused_input_projection, tagged_exchange
 from rnnbench.kernels.rnn import rnn_layer
 
 
@@ -67,17 +70,19 @@ class _KernelPath:
 class TritonLSTM(_KernelPath, LSTMDropIn):
     """Drop-in ``torch.nn.LSTM`` on fused Triton kernels (see the module docstring)."""
 
-    def __init__(self, *args, fuse_input: bool | None = None, **kwargs):
-        if fuse_input not in (None, True, False):
-            raise ValueError(f"fuse_input must be None, True or False, got {fuse_input!r}")
+    def __init__(self, *args, fuse_input: bool | None = None, tagged_exchange: bool | None = None, **kwargs):
+        for name, value in (("fuse_input", fuse_input), ("tagged_exchange", tagged_exchange)):
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be None, True or False, got {value!r}")
         super().__init__(*args, **kwargs)
         self.fuse_input = fuse_input
+        self.tagged_exchange = tagged_exchange
 
     def _layer(self, layer, x, lengths, h0, c0):
         if not self._runs_kernels(x):
             return eager_layer(self, layer, x, lengths, h0, c0)
         w = self._stacked_weights(layer)
-        with fused_input_projection(self.fuse_input):
+        with fused_input_projection(self.fuse_input), tagged_exchange(self.tagged_exchange):
             if w.weight_hr is None:
                 return lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, lengths, self.path)
             return projected_lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr,

@@ -409,6 +409,38 @@ def test_fuse_input_is_a_module_option_and_the_switch_is_restored(monkeypatch):
     assert plan_module.GLUON_FUSED_INPUT is False
 
 
+def test_tagged_exchange_is_a_module_option_for_its_own_calls(monkeypatch):
+    """``TritonLSTM(tagged_exchange=...)`` switches the plan's ``GLUON_TAGGED_EXCHANGE`` for its own
+    calls only (None leaves it) and refuses anything but None/True/False by name."""
+    from rnnbench.kernels import lstm as lstm_module
+    from rnnbench.kernels import plan as plan_module
+
+    seen = []
+    real = lstm_module.make_plan
+    monkeypatch.setattr(lstm_module, "make_plan",
+                        lambda *args, **kwargs: seen.append(plan_module.GLUON_TAGGED_EXCHANGE) or real(*args, **kwargs))
+    x = torch.randn(3, 2, 8)
+    for tagged in (True, False, None):
+        TritonLSTM(8, 16, tagged_exchange=tagged)(x)
+    assert seen == [True, False, False] and plan_module.GLUON_TAGGED_EXCHANGE is False
+    with pytest.raises(ValueError, match="tagged_exchange must be None, True or False, got 1"):
+        TritonLSTM(8, 16, tagged_exchange=1)
+
+
+def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_tagged():
+    """The harness's ``triton-tagged`` backend runs only where the Gluon forward would exchange tagged
+    words: in the interpreter (no Gluon path) it is :class:`Unsupported`, naming the path, the shape
+    and the reason."""
+    from rnnbench.harness.backends import _tagged_exchange_factory
+    from rnnbench.harness.errors import Unsupported
+    from rnnbench.harness.problems import Problem
+
+    problem = Problem("lstm", 5, 2, 64, 64, seed=0)
+    with pytest.raises(Unsupported, match=r"the tagged exchange does not run here \(the \w+ path, H=64, B=2\): "
+                                          r"it is the Gluon forward's"):
+        _tagged_exchange_factory(problem, "float32", "cpu")
+
+
 def test_the_fused_backend_is_refused_with_the_reason_where_the_plan_does_not_fuse():
     """The harness's ``triton-fused`` backend runs only where the plan fuses the input projection: in
     the interpreter (no Gluon path) it is :class:`Unsupported`, naming the path and the shape."""
