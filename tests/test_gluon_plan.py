@@ -385,46 +385,31 @@ def test_the_lstm_layer_lets_its_forward_fuse_only_calls_whose_rows_run_every_st
     assert seen == [(False, 8), (True, None)]
 
 
-def test_fuse_input_is_a_module_option_and_the_switch_is_restored(monkeypatch):
-    """``TritonLSTM(fuse_input=...)`` switches the plan's ``GLUON_FUSED_INPUT`` for its own calls only
-    (None leaves it), refuses anything but None/True/False by name, and the context manager restores
+@pytest.mark.parametrize("option, switch, context", [("fuse_input", "GLUON_FUSED_INPUT", "fused_input_projection"),
+                                                     ("tagged_exchange", "GLUON_TAGGED_EXCHANGE", "tagged_exchange")])
+def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(monkeypatch, option, switch, context):
+    """``TritonLSTM(fuse_input=...)`` and ``TritonLSTM(tagged_exchange=...)`` switch the plan's global
+    (``GLUON_FUSED_INPUT``, ``GLUON_TAGGED_EXCHANGE``) for their own calls only (None leaves it),
+    refuse anything but None/True/False by name (1 is not True), and the context manager restores
     the switch after its block, also when the block raises."""
     from rnnbench.kernels import lstm as lstm_module
     from rnnbench.kernels import plan as plan_module
-    from rnnbench.kernels.plan import fused_input_projection
 
     seen = []
     real = lstm_module.make_plan
     monkeypatch.setattr(lstm_module, "make_plan",
-                        lambda *args, **kwargs: seen.append(plan_module.GLUON_FUSED_INPUT) or real(*args, **kwargs))
+                        lambda *args, **kwargs: seen.append(getattr(plan_module, switch)) or real(*args, **kwargs))
     x = torch.randn(3, 2, 8)
-    for fuse in (True, False, None):
-        TritonLSTM(8, 16, fuse_input=fuse)(x)
-    assert seen == [True, False, False] and plan_module.GLUON_FUSED_INPUT is False
-    with pytest.raises(ValueError, match="fuse_input must be None, True or False, got 'yes'"):
-        TritonLSTM(8, 16, fuse_input="yes")
-    with pytest.raises(RuntimeError), fused_input_projection(True):
-        assert plan_module.GLUON_FUSED_INPUT is True
+    for value in (True, False, None):
+        TritonLSTM(8, 16, **{option: value})(x)
+    assert seen == [True, False, False] and getattr(plan_module, switch) is False
+    for bad, shown in (("yes", "'yes'"), (1, "1")):
+        with pytest.raises(ValueError, match=f"{option} must be None, True or False, got {shown}"):
+            TritonLSTM(8, 16, **{option: bad})
+    with pytest.raises(RuntimeError), getattr(plan_module, context)(True):
+        assert getattr(plan_module, switch) is True
         raise RuntimeError
-    assert plan_module.GLUON_FUSED_INPUT is False
-
-
-def test_tagged_exchange_is_a_module_option_for_its_own_calls(monkeypatch):
-    """``TritonLSTM(tagged_exchange=...)`` switches the plan's ``GLUON_TAGGED_EXCHANGE`` for its own
-    calls only (None leaves it) and refuses anything but None/True/False by name."""
-    from rnnbench.kernels import lstm as lstm_module
-    from rnnbench.kernels import plan as plan_module
-
-    seen = []
-    real = lstm_module.make_plan
-    monkeypatch.setattr(lstm_module, "make_plan",
-                        lambda *args, **kwargs: seen.append(plan_module.GLUON_TAGGED_EXCHANGE) or real(*args, **kwargs))
-    x = torch.randn(3, 2, 8)
-    for tagged in (True, False, None):
-        TritonLSTM(8, 16, tagged_exchange=tagged)(x)
-    assert seen == [True, False, False] and plan_module.GLUON_TAGGED_EXCHANGE is False
-    with pytest.raises(ValueError, match="tagged_exchange must be None, True or False, got 1"):
-        TritonLSTM(8, 16, tagged_exchange=1)
+    assert getattr(plan_module, switch) is False
 
 
 def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_tagged():
