@@ -47,7 +47,11 @@ their time is estimated by :func:`simulate`:
 * **Tagged exchange** (:mod:`rnnbench.kernels.tagged_exchange`): no barrier; the wait's poll loop
   (a reload of the state's words) is on the path once, i.e. a step's first load of the state finds
   some words stale and the second finds them all fresh, plus the half poll period of discovery;
-  no arrivals (no release fence, every word is its own arrival).
+  no arrivals (no release fence, every word is its own arrival). In the Gluon forward the wait is
+  a loader warpgroup's (:func:`rnnbench.kernels.sass.loader_path`): its step (first load, one
+  reload, the stores into the MMAs' tiles, its mbarrier arrivals) is added to the recurrence's,
+  whose copies' waits then wait for nothing, with half a round trip for the publish to reach L2
+  and the half poll period. A masked reload is charged the bytes of every word it could load.
 * **Stepwise path.** One launch per step: ``max(host launch, launch gap + waves x kernel)``.
 * **Around the recurrence**, per step of a ``seq_len``-step call: the input-projection GEMM (and for
   ``bwd`` the GEMMs for ``dx``, ``dW_ih``, ``dW_hh``) at ``gemm_tflops``, and a fixed per-call
@@ -140,7 +144,7 @@ from rnnbench.kernels.plan import (
 )
 from rnnbench.kernels.sass import (
     ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepPath, count, load_sources, parse,
-    hgmma_shared_bytes, reads, step_path, writes,
+    hgmma_shared_bytes, loader_path, reads, step_path, writes,
 )
 
 #: the estimate's terms, in the order they appear in tables
@@ -546,12 +550,22 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     alone, _ = simulate(steps, replace(context, warps_per_scheduler=1, warps_per_sm=1), cached)
     to_us = 1e-3 / device.clock_ghz
     terms_us = {term: value * to_us for term, value in terms.items()}
+    discovery = 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
     if counts.poll_loops:
         # arrivals at a barrier's flags follow their release fences (a tagged exchange has neither:
         # each word is its own arrival, checked by the loads that read it)
         arrivals = programs * lat.barrier_arrival if counts.membar else 0.0
-        discovery = 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
         terms_us["grid_sync"] += (arrivals + discovery) * to_us
+    loader = loader_path(instructions) if plan.path == GLUON and direction != "bwd" else None
+    if loader is not None:
+        # the tagged exchange's loader warpgroup is on the step's chain: it starts once the recurrence
+        # has published (whose own path waits for nothing then) and the recurrence's MMAs wait for its
+        # copies; its step, one reload of stale words, the publish's way to L2 and half a poll
+        # period of discovery are added to the recurrence's
+        _, loader_terms = simulate(loader, context)
+        for term, value in loader_terms.items():
+            terms_us[term] += value * to_us
+        terms_us["grid_sync"] += (0.5 * lat.store + discovery) * to_us
     if plan.path == "stepwise":
         kernel_us = sum(terms_us.values()) * waves
         terms_us = {term: value * waves for term, value in terms_us.items()}

@@ -798,7 +798,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     from triton.experimental.gluon._runtime import GluonASTSource
 
     data = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    tagged = gluon_tagged_exchange(plan) and not has_lengths
+    tagged = gluon_tagged_exchange(plan, compiled=True) and not has_lengths
     boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": state_box(plan)}
     pointers = {"xg_ptr": data, "w_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
                 "exchange_ptr": "i32" if tagged else data, "lengths_ptr": "i32", "sync_ptr": "i32"}

@@ -845,7 +845,7 @@ def tagged_exchange(on: bool | None = True):
     return _overriding("GLUON_TAGGED_EXCHANGE", on)
 
 
-def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None) -> str | None:
+def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, compiled: bool = False) -> str | None:
     """Why the Gluon forward of ``plan`` cannot exchange its state as tagged words
     (:mod:`rnnbench.kernels.gluon_lstm`: a loader warpgroup polls the words, no grid barrier), or
     None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
@@ -853,7 +853,9 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None) -> s
     :data:`GLUON_TAGGED_MAX_TILES` tiles (a step's words, 48 KiB at H=768, are in the loader's
     registers), every column of ``h_pad`` written by some program
     (the loader waits for every word), and with ``multiprocessors`` known one program per SM (the
-    loader's warpgroup and registers come on top of the recurrence's)."""
+    loader's warpgroup and registers come on top of the recurrence's). ``compiled``: only what the
+    compiled kernel needs, not its launch (ahead of time a plan's grid is a stand-in,
+    :attr:`rnnbench.kernels.aot.KernelConfig.plan`)."""
     reasons = []
     if plan.path != GLUON or plan.num_warps != GLUON_NUM_WARPS or plan.input_tiles:
         reasons.append("it is the Gluon forward's without a fused input projection")
@@ -862,18 +864,19 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None) -> s
     if plan.h_pad > GLUON_TAGGED_MAX_TILES * GLUON_K_TILE:
         reasons.append(f"its loader holds at most {GLUON_TAGGED_MAX_TILES} tiles of words a step without spilling "
                        f"(H up to {GLUON_TAGGED_MAX_TILES * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
-    if plan.grid[0] * GLUON_BLOCK_H != plan.h_pad:
+    if not compiled and plan.grid[0] * GLUON_BLOCK_H != plan.h_pad:
         reasons.append(f"it needs every one of the {plan.h_pad} state columns written (H a multiple of "
                        f"{GLUON_K_TILE}; the programs write {plan.grid[0] * GLUON_BLOCK_H})")
-    if multiprocessors is not None and plan.programs > multiprocessors:
+    if not compiled and multiprocessors is not None and plan.programs > multiprocessors:
         reasons.append(f"it needs one program per SM ({plan.programs} programs on {multiprocessors} SMs)")
     return "; ".join(reasons) or None
 
 
-def gluon_tagged_exchange(plan: Plan) -> bool:
+def gluon_tagged_exchange(plan: Plan, compiled: bool = False) -> bool:
     """Whether the Gluon forward of ``plan`` exchanges its state as tagged words: where
-    :data:`GLUON_TAGGED_EXCHANGE` is on and :func:`tagged_exchange_refusal` finds no reason not to."""
-    return GLUON_TAGGED_EXCHANGE and tagged_exchange_refusal(plan) is None
+    :data:`GLUON_TAGGED_EXCHANGE` is on and :func:`tagged_exchange_refusal` (with ``compiled``)
+    finds no reason not to."""
+    return GLUON_TAGGED_EXCHANGE and tagged_exchange_refusal(plan, compiled=compiled) is None
 
 
 def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, arch: int = DEFAULT_ARCH,

@@ -271,6 +271,24 @@ def step_path(instructions: list[Instruction]) -> StepPath:
     return _loop_step(instructions, index, loops, path, bool(time_loops))
 
 
+def loader_path(instructions: list[Instruction]) -> StepPath | None:
+    """One step of a warp-specialised kernel's loader partition (the tagged exchange's,
+    :func:`rnnbench.kernels.gluon_lstm._tagged_loader`): the innermost loop without MMAs that polls
+    with strong global loads and arrives on an mbarrier (its poll loop inside arrives on none; the
+    loops around it dispatch the partitions), its poll loop walked once; None in a kernel without
+    one."""
+    index = {ins.address: i for i, ins in enumerate(instructions)}
+    loops = _loops(instructions, index)
+    loaders = [(start, end) for start, end in loops
+               if not any(ins.is_mma for ins in instructions[start:end + 1])
+               and any(_polls(ins) for ins in instructions[start:end + 1])
+               and any(ins.opcode.startswith("SYNCS.ARRIVE") for ins in instructions[start:end + 1])]
+    if not loaders:
+        return None
+    start, end = min(loaders, key=lambda loop: loop[1] - loop[0])
+    return _loop_step(instructions, index, loops, _warm_path(instructions, index, start, {end}), True)
+
+
 def _detour(instructions: list[Instruction], index: dict[int, int], i: int) -> bool:
     """Whether the back edge at ``i`` returns from an out-of-line block: the instruction before its
     target branches to the start of the straight-line block that holds it (an mbarrier wait that

@@ -59,8 +59,8 @@ has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42
 ``real_gluon_tagged`` runs the Gluon forward with the tagged exchange
 (:func:`rnnbench.kernels.plan.tagged_exchange`: a loader warpgroup polls the state's tagged words
 into shared memory; no release fence, flags or TMA copies of the state) where it can run (16-row
-blocks, one program per SM), timed after everything else (:data:`DEFERRED`, never run on a GPU)
-and measured only: the model does not simulate the loader warpgroup's wait.
+blocks, one program per SM), timed after everything else (:data:`DEFERRED`, never run on a GPU);
+the model adds its loader warpgroup's step to the recurrence's (:func:`rnnbench.kernels.sass.loader_path`).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -212,8 +212,7 @@ REGISTER_WEIGHTS = ("planned", "none", "any_block")
 #: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
 #: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8);
 #: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: a loader warpgroup polls
-#: the state's tagged words, no grid barrier; 16-row blocks, one program per SM), timed last too
-#: and measured only (the model does not simulate the loader's wait).
+#: the state's tagged words, no grid barrier; 16-row blocks, one program per SM), timed last too.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -718,9 +717,7 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     if cell == "lstm":
         real_plans = []
         for name, kernel in REAL_PATHS.items():
-            # the AOT configurations compile the shipped kernels only; the tagged exchange's wait is in
-            # a warpgroup of its own, which the model does not simulate (it would see no exchange at all)
-            if not kernel.grid_sync or kernel.tagged:
+            if not kernel.grid_sync:  # the AOT configurations compile the shipped kernels only
                 continue
             direction = kernel.direction
             try:
