@@ -88,13 +88,13 @@ from rnnbench.kernels.gluon_primitives import (
     FLAG_SLOTS, SYNC_ROW, barrier_arrive, barrier_wait, cta_barrier, globaltimer, program_tile, running_rows,
     time_index, tma_load,
 )
+from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
     GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies, gluon_tagged_exchange,
-    tagged_exchange_refusal,
 )
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_relaxed
 from rnnbench.kernels.tagged_exchange import (
-    GAVE_UP, TIMED_OUT, bitwise_or, encode_tagged, publish_tagged, stale_bits, word_values,
+    GAVE_UP, bitwise_or, encode_tagged, give_up_flags, publish_tagged, stale_bits, timed_out_stale, word_values,
 )
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -270,7 +270,7 @@ def _load_state_words(slot_ptr, offsets, K_TILES: gl.constexpr):
 @gluon.jit
 def _stale_state(words, step, flags, K_TILES: gl.constexpr):
     """Nonzero unless every word of the tiles ``words`` carries ``step``'s tag, or'ed with ``flags``
-    (:data:`GAVE_UP`, :data:`TIMED_OUT` of each warp): one reduction over the loader's warps for
+    (:func:`rnnbench.kernels.tagged_exchange.give_up_flags` of each warp): one reduction over the loader's warps for
     all of them, so every warp of the loader takes the same decision from it."""
     wrong = stale_bits(words[0], step)
     for k in gl.static_range(1, K_TILES):
@@ -299,11 +299,10 @@ def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES
                 again = again + (gl.load(slot_ptr + k * _K_TILE + offsets, mask=stale_bits(words[k], step) != 0,
                                          other=words[k], volatile=True),)
             words = again
-            status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
-            timed_out = (gl.max(globaltimer(lane), axis=0) - start > _TIMEOUT_NS) & (status == 0)
-            stale = _stale_state(words, step, gl.where(timed_out, GAVE_UP | TIMED_OUT,
-                                                       gl.where(status != 0, GAVE_UP, 0)), K_TILES)
-            if ((stale & TIMED_OUT) != 0) & ((stale & ~(GAVE_UP | TIMED_OUT)) != 0):  # words still stale
+            flags = give_up_flags(gl.max(_load_relaxed(status_ptr + lane * 0), axis=0),
+                                  gl.max(globaltimer(lane), axis=0) - start, _TIMEOUT_NS)
+            stale = _stale_state(words, step, flags, K_TILES)
+            if timed_out_stale(stale):
                 gl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
     return words
 
@@ -315,9 +314,10 @@ def _tagged_loader(words_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     step, this program's ``BLOCK_B`` rows of the slot of tagged words (``words_ptr``: int32
     ``(2, B_pad, H_PAD)``, :mod:`rnnbench.kernels.tagged_exchange`) loaded into registers and
     polled until each word carries the step's tag (:func:`_fresh_state_words`), first loaded once
-    the recurrence has read the previous step's state (``h_free``: the shared tiles are free, and
-    the words are due; a poll from the start of the step would reload every word of the state a
-    few times a step, ~9 MB of L2 reads a step over 48 programs at H=768), then their values stored into
+    the recurrence has published its words of the previous step (``h_free``; its MMAs read the state
+    before that, so the shared tiles are free, and the other programs' words are due; a poll from
+    the start of the step would reload every word of the state a few times a step, ~9 MB of L2
+    reads a step over 48 programs at H=768), then their values stored into
     ``h_smem``'s tiles copy by copy, each copy's tiles fenced for the MMAs' async proxy and
     announced on its mbarrier ``bars[j]``, where :func:`_recurrent_product` waits as it waits for
     a TMA copy. No grid barrier: the words are the state and their tags its flags."""
@@ -331,10 +331,7 @@ def _tagged_loader(words_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     offsets = gl.expand_dims(rows, 1) * H_PAD + gl.expand_dims(gl.arange(0, _K_TILE, layout=gl.SliceLayout(0, layout)), 0)
     status_ptr = flags_ptr + FLAG_SLOTS
     for s in range(0, T):
-        # the recurrence's MMAs of step s-1 are done (step 0 finds it free): the shared tiles may be
-        # refilled, and the other programs are about as far, so their words of step s are due
-        # within the activations; polling earlier would reload every word many times a step
-        mbarrier.wait(h_free, (s % 2) ^ 1)
+        mbarrier.wait(h_free, (s % 2) ^ 1)  # the recurrence has published step s-1 (step 0 finds it free)
         slot_ptr = words_ptr + ((s + 1) % 2) * b_pad * H_PAD  # step s reads slot (s+1) % 2, tagged s
         words = _fresh_state_words(_load_state_words(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr,
                                    lane, K_TILES)
@@ -609,7 +606,7 @@ def lstm_forward_gluon_kernel(
     bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
     for j in gl.static_range(COPIES + 1):
         mbarrier.init(bars.index(j), count=1)
-    if TAGGED:  # the recurrence's MMAs have read the state: the loader may store the next one
+    if TAGGED:  # the recurrence has read the state and published its words: the loader may store the next one
         read_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
         mbarrier.init(read_bar.index(0), count=1)
         h_free = read_bar.index(0)
@@ -769,9 +766,9 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         check_barriers()
     sync = sync_buffer(plan, y.device)
     w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
-    multiprocessors = torch.cuda.get_device_properties(y.device).multi_processor_count
-    tagged = (gluon_tagged_exchange(plan) and not has_lengths
-              and tagged_exchange_refusal(plan, multiprocessors) is None)
+    # the SM count only where the switch is on (a query on every call otherwise)
+    tagged = plan_module.GLUON_TAGGED_EXCHANGE and not has_lengths and gluon_tagged_exchange(
+        plan, torch.cuda.get_device_properties(y.device).multi_processor_count)
     state = encode_tagged(exchange) if tagged else exchange
     grid = plan.launch_grid if hidden_blocks is None else (hidden_blocks, *plan.launch_grid[1:])
     for first_direction in range(0, plan.directions, plan.launch_directions):

@@ -872,11 +872,11 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
     return "; ".join(reasons) or None
 
 
-def gluon_tagged_exchange(plan: Plan, compiled: bool = False) -> bool:
+def gluon_tagged_exchange(plan: Plan, multiprocessors: int | None = None, compiled: bool = False) -> bool:
     """Whether the Gluon forward of ``plan`` exchanges its state as tagged words: where
-    :data:`GLUON_TAGGED_EXCHANGE` is on and :func:`tagged_exchange_refusal` (with ``compiled``)
-    finds no reason not to."""
-    return GLUON_TAGGED_EXCHANGE and tagged_exchange_refusal(plan, compiled=compiled) is None
+    :data:`GLUON_TAGGED_EXCHANGE` is on and :func:`tagged_exchange_refusal` (with
+    ``multiprocessors`` and ``compiled``) finds no reason not to."""
+    return GLUON_TAGGED_EXCHANGE and tagged_exchange_refusal(plan, multiprocessors, compiled) is None
 
 
 def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, arch: int = DEFAULT_ARCH,

@@ -122,6 +122,22 @@ def bitwise_or(a, b):
 
 
 @triton.jit
+def give_up_flags(status, waited_ns, timeout_ns):
+    """One thread's bits for a wait's shared reduction: :data:`GAVE_UP` where the launch's status word
+    says another wait timed out, :data:`GAVE_UP` and :data:`TIMED_OUT` where this thread's clock has
+    run ``waited_ns`` past ``timeout_ns`` with the status word still clear, else 0."""
+    timed_out = (waited_ns > timeout_ns) & (status == 0)
+    return tl.where(timed_out, GAVE_UP | TIMED_OUT, tl.where(status != 0, GAVE_UP, 0))
+
+
+@triton.jit
+def timed_out_stale(stale):
+    """Whether a wait's shared reduction ``stale`` says to report a timeout: some thread's clock ran
+    out and some word is still stale (a wait whose last words came in that same poll is no timeout)."""
+    return ((stale & TIMED_OUT) != 0) & ((stale & ~(GAVE_UP | TIMED_OUT)) != 0)
+
+
+@triton.jit
 def _stale(words, FIRST: tl.constexpr, COUNT: tl.constexpr, columns, step, WRITTEN: tl.constexpr, flags=0):
     """Nonzero unless every written word of the ``COUNT`` blocks ``words`` (blocks ``FIRST...``)
     carries ``step``'s tag, or'ed with each thread's ``flags`` (:data:`GAVE_UP`, :data:`TIMED_OUT`):
@@ -179,11 +195,9 @@ def wait_fresh(words, words_ptr, read, FIRST: tl.constexpr, COUNT: tl.constexpr,
                 words = _reload_stale(words, words_ptr, read, FIRST, COUNT, columns, step, WRITTEN)
             else:
                 words = _load_words(words_ptr, read, FIRST, COUNT, CHUNK)
-            status = tl.load(status_ptr, volatile=True)
-            timed_out = (globaltimer() - start > timeout_ns) & (status == 0)
-            flags = tl.where(timed_out, GAVE_UP | TIMED_OUT, tl.where(status != 0, GAVE_UP, 0))
+            flags = give_up_flags(tl.load(status_ptr, volatile=True), globaltimer() - start, timeout_ns)
             stale = _stale(words, FIRST, COUNT, columns, step, WRITTEN, flags)
-            if ((stale & TIMED_OUT) != 0) & ((stale & ~(GAVE_UP | TIMED_OUT)) != 0):  # words still stale
+            if timed_out_stale(stale):
                 tl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
     return words
 
