@@ -260,7 +260,7 @@ def _fused_input_factory(problem, dtype, device):
 
 
 def _tagged_exchange_factory(problem, dtype, device):
-    """The planner's LSTM with its Gluon forward's state exchanged as tagged words
+    """The planner's LSTM with its Gluon forward's state exchanged as compact tagged words
     (``TritonLSTM(tagged_exchange=True)``), or :class:`Unsupported` where it would not run tagged
     here (not the Gluon forward, lengths, or :func:`rnnbench.kernels.plan.tagged_exchange_refusal`'s
     reasons on this GPU)."""
@@ -300,7 +300,7 @@ register(_triton_backend("triton-fused", _fused_input_factory,
                          "plan.GLUON_FUSED_INPUT forced on; never run on a GPU before)",
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
 register(_triton_backend("triton-tagged", _tagged_exchange_factory,
-                         "the planner's Triton LSTM with the Gluon forward's state exchanged as tagged words by a "
-                         "loader warpgroup, no grid barrier (sm_90; plan.GLUON_TAGGED_EXCHANGE forced on; never run "
-                         "on a GPU before)",
+                         "the planner's Triton LSTM with the Gluon forward's state exchanged as compact tagged words "
+                         "(16-bit values, the tag in a spare exponent bit) by a loader warpgroup, no grid barrier "
+                         "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on; never run on a GPU before)",
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))

@@ -51,7 +51,11 @@ their time is estimated by :func:`simulate`:
   a loader warpgroup's (:func:`rnnbench.kernels.sass.loader_path`): its step (first load, one
   reload, the stores into the MMAs' tiles, its mbarrier arrivals) is added to the recurrence's,
   whose copies' waits then wait for nothing, with half a round trip for the publish to reach L2
-  and the half poll period. A masked reload is charged the bytes of every word it could load.
+  and the half poll period. A masked reload is charged the bytes of every word it could load. The
+  one reload is the heaviest path's assumption, not a measurement: with compact words (the Gluon
+  loader's) a step whose first load finds the state complete runs ~240 loader instructions at
+  H=768 where the reload path runs ~720, and the kernel logs how often it polled again
+  (:func:`rnnbench.kernels.step_bench.extra_polls`), which a GPU run should replace it with.
 * **Stepwise path.** One launch per step: ``max(host launch, launch gap + waves x kernel)``.
 * **Around the recurrence**, per step of a ``seq_len``-step call: the input-projection GEMM (and for
   ``bwd`` the GEMMs for ``dx``, ``dW_ih``, ``dW_hh``) at ``gemm_tflops``, and a fixed per-call

@@ -92,9 +92,10 @@ from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
     GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies, gluon_tagged_exchange,
 )
-from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_relaxed
+from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, POLL_ORDERS, _load_relaxed
 from rnnbench.kernels.tagged_exchange import (
-    GAVE_UP, bitwise_or, encode_tagged, give_up_flags, publish_tagged, stale_bits, timed_out_stale, word_values,
+    COMPACT_SLOTS, GAVE_UP, bitwise_or, compact_key, compact_stale, compact_state, compact_suspects, compact_values,
+    compact_words, give_up_flags, timed_out_stale,
 )
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -110,10 +111,11 @@ _async_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_g
 
 _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
-#: registers per thread of the tagged exchange's loader warpgroup (``setmaxnreg``): a step's words,
-#: 96 a thread at H=768 with 16-row blocks, and their addresses
+#: registers per thread of the tagged exchange's loader warpgroup (``setmaxnreg``): a step's compact
+#: words, 48 a thread at H=768 with 16-row blocks, and their addresses
 LOADER_WARP_REGISTERS: gl.constexpr = gl.constexpr(168)
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
+_EXTRA_POLLS: gl.constexpr = gl.constexpr(int(EXTRA_POLLS_SLOT.value) - int(FLAG_SLOTS.value))
 
 
 #: the wgmma operand layout of one ``(BLOCK_B, 64)`` 16-bit state tile (128-byte swizzle)
@@ -257,88 +259,139 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
 
 # ---- the tagged exchange's loader ------------------------------------------------------------------
 
+@_gluon_builtin
+def _as_pairs(tile, layout, _semantic=None):
+    """The ``(BLOCK_B, 64)`` 16-bit state tile ``tile`` seen as ``(BLOCK_B, 32)`` int32 pairs of
+    values in ``layout`` (128-byte swizzle of 32-bit elements: every pair at its two values' bytes)."""
+    return _semantic.memdesc_reinterpret(tile, gl.int32, [tile.shape[0], tile.shape[1] // 2],
+                                         getattr(layout, "value", layout))
+
+
 @gluon.jit
-def _load_state_words(slot_ptr, offsets, K_TILES: gl.constexpr):
-    """The ``K_TILES`` tiles of 64 columns of this program's rows of one exchange slot of tagged
-    words (``offsets``: the rows' first tile), volatile loads, all issued before any is used."""
-    words = ()
+def _publish_compact(ptrs, h, tag):
+    """Store ``h`` (16-bit) at ``ptrs`` as compact words tagged ``tag``
+    (:func:`rnnbench.kernels.tagged_exchange.compact_words`), each one ``st.relaxed.gpu`` (a strong
+    write, whole, that a reader's volatile load may race)."""
+    gl.inline_asm_elementwise("st.relaxed.gpu.global.b16 [$1], $2; mov.u32 $0, 0;", "=r,l,h",
+                              [ptrs, compact_words(h, tag)], dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _load_pairs(slot_ptr, offsets, K_TILES: gl.constexpr):
+    """The ``K_TILES`` tiles of this program's rows of one slot of the compact exchange, as int32
+    pairs (``offsets``: the rows' first tile, ``_K_TILE // 2`` pairs a tile), volatile loads (from L2,
+    never a stale L1 line), all issued before any is used."""
+    pairs = ()
     for k in gl.static_range(K_TILES):
-        words = words + (gl.load(slot_ptr + k * _K_TILE + offsets, volatile=True),)
-    return words
+        pairs = pairs + (gl.load(slot_ptr + k * (_K_TILE // 2) + offsets, volatile=True),)
+    return pairs
 
 
 @gluon.jit
-def _stale_state(words, step, flags, K_TILES: gl.constexpr):
-    """Nonzero unless every word of the tiles ``words`` carries ``step``'s tag, or'ed with ``flags``
-    (:func:`rnnbench.kernels.tagged_exchange.give_up_flags` of each warp): one reduction over the loader's warps for
-    all of them, so every warp of the loader takes the same decision from it."""
-    wrong = stale_bits(words[0], step)
+def _reduce_or(x):
+    """The bitwise or of the loader's 2-D tile ``x`` over all its warps: every warp gets the same value."""
+    return gl.reduce(gl.reduce(x, 1, bitwise_or), 0, bitwise_or)
+
+
+@gluon.jit
+def _stale_pairs(pairs, flags, K_TILES: gl.constexpr):
+    """Nonzero unless no half of ``pairs`` (read for their tag) is stale, or'ed with ``flags``
+    (:func:`rnnbench.kernels.tagged_exchange.give_up_flags` of each warp): one reduction over the
+    loader's warps."""
+    stale = compact_stale(pairs[0])
     for k in gl.static_range(1, K_TILES):
-        wrong = gl.maximum(wrong, stale_bits(words[k], step))
-    return gl.reduce(gl.reduce(wrong | flags, 1, bitwise_or), 0, bitwise_or)
+        stale = stale | compact_stale(pairs[k])
+    return _reduce_or(stale | flags)
 
 
 @gluon.jit
-def _fresh_state_words(words, slot_ptr, offsets, step, status_ptr, lane, K_TILES: gl.constexpr):
-    """The tiles ``words`` (:func:`_load_state_words`) with their stale words loaded again (masked
-    volatile loads: only those travel) until every word carries ``step``'s tag, or until the
-    launch's wait timed out, which sets the status word and ends every later wait after one poll (as
-    :func:`rnnbench.kernels.tagged_exchange.wait_fresh` with ``STALE_ONLY``).
+def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.constexpr):
+    """The state's ``pairs`` (:func:`_load_pairs`) read for ``tag``, their stale halves' words
+    loaded again (masked volatile loads: only those travel) until every half carries ``tag``, or until
+    the launch's wait timed out (which sets the status word and ends every later wait after one
+    poll, as :func:`rnnbench.kernels.tagged_exchange.wait_fresh` with ``STALE_ONLY``), and published
+    NaNs restored. The usual step, every word fresh and no NaN, costs a xor, an or, a subtraction and
+    an and per pair and one reduction (:func:`rnnbench.kernels.tagged_exchange.compact_suspects`);
+    the polls after it are counted in the synchronisation buffer's
+    :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` (``status_ptr`` is its status word), so a
+    GPU run says how often a step's first load found the state complete.
 
     Each warp reads the status word and the clock itself (``lane``: 32 elements in every warp), so
-    whether to give up goes through the one reduction over all warps (:func:`_stale_state`'s low
+    whether to give up goes through the one reduction over all warps (:func:`_stale_pairs`' low
     bits): the warps leave the loop together, as the partition barriers inside each poll need (a
     warp polling once more than the others would pair later barriers wrongly and hang the launch),
     and the status word is written whichever warp's clock ran out."""
-    stale = _stale_state(words, step, 0, K_TILES)
-    if stale != 0:
+    key = compact_key(tag)
+    read = ()
+    for k in gl.static_range(K_TILES):
+        read = read + (pairs[k] ^ key,)
+    suspects = compact_suspects(read[0])
+    for k in gl.static_range(1, K_TILES):
+        suspects = suspects | compact_suspects(read[k])
+    stale = _reduce_or(suspects)
+    if stale != 0:  # a stale half, or a NaN (which polls once, loading nothing): poll the stale words
         start = gl.max(globaltimer(lane), axis=0)
+        polls = 0
         while (stale != 0) & ((stale & GAVE_UP) == 0):
+            polls += 1
             again = ()
             for k in gl.static_range(K_TILES):
-                again = again + (gl.load(slot_ptr + k * _K_TILE + offsets, mask=stale_bits(words[k], step) != 0,
-                                         other=words[k], volatile=True),)
-            words = again
+                again = again + (gl.load(slot_ptr + k * (_K_TILE // 2) + offsets, mask=compact_stale(read[k]) != 0,
+                                         other=read[k] ^ key, volatile=True) ^ key,)
+            read = again
             flags = give_up_flags(gl.max(_load_relaxed(status_ptr + lane * 0), axis=0),
                                   gl.max(globaltimer(lane), axis=0) - start, _TIMEOUT_NS)
-            stale = _stale_state(words, step, flags, K_TILES)
+            stale = _stale_pairs(read, flags, K_TILES)
             if timed_out_stale(stale):
-                gl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
-    return words
+                gl.atomic_max(status_ptr, tag, sem="relaxed", scope="gpu")
+        gl.atomic_add(status_ptr + _EXTRA_POLLS, polls, sem="relaxed", scope="gpu")
+        restored = ()
+        for k in gl.static_range(K_TILES):
+            restored = restored + (compact_values(read[k]),)
+        read = restored
+    return read
 
 
 @gluon.jit
-def _tagged_loader(words_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
+def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
                    H_PAD: gl.constexpr, PER_COPY: gl.constexpr):
     """The tagged exchange's loader (a warpgroup of its own, beside :func:`_recurrence`): for every
-    step, this program's ``BLOCK_B`` rows of the slot of tagged words (``words_ptr``: int32
-    ``(2, B_pad, H_PAD)``, :mod:`rnnbench.kernels.tagged_exchange`) loaded into registers and
-    polled until each word carries the step's tag (:func:`_fresh_state_words`), first loaded once
-    the recurrence has published its words of the previous step (``h_free``; its MMAs read the state
-    before that, so the shared tiles are free, and the other programs' words are due; a poll from
-    the start of the step would reload every word of the state a few times a step, ~9 MB of L2
-    reads a step over 48 programs at H=768), then their values stored into
-    ``h_smem``'s tiles copy by copy, each copy's tiles fenced for the MMAs' async proxy and
-    announced on its mbarrier ``bars[j]``, where :func:`_recurrent_product` waits as it waits for
-    a TMA copy. No grid barrier: the words are the state and their tags its flags."""
+    step, this program's ``BLOCK_B`` rows of the compact exchange (``state_ptr``: 16-bit ``(3, B_pad,
+    H_PAD)``, :func:`rnnbench.kernels.tagged_exchange.compact_state`) loaded into registers as int32
+    pairs of values and polled until each half carries the step's tag (:func:`_fresh_pairs`; step 0
+    reads ``h0`` from slot 2 as it is), first loaded once the recurrence has published its words of
+    the previous step (``h_free``; its MMAs read the state before that, so the shared tiles are
+    free, and the other programs' words are due; a poll from the start of the step would reload
+    the state a few times a step), then stored into ``h_smem``'s tiles copy by copy, each copy's
+    tiles fenced for the MMAs' async proxy and announced on its mbarrier ``bars[j]``, where
+    :func:`_recurrent_product` waits as it waits for a TMA copy. No grid barrier: the values are
+    the state and their tag bits its flags."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
-    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 8], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
+    PAIRS: gl.constexpr = _K_TILE // 2
+    # (BLOCK_B = 16 rows, 32 pairs) a tile: 4 pairs (16 bytes) a thread, one vector load
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
                                             order=[1, 0])
+    pairs_layout: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32)
     lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
                                                     order=[0]))
     rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(1, layout))
-    offsets = gl.expand_dims(rows, 1) * H_PAD + gl.expand_dims(gl.arange(0, _K_TILE, layout=gl.SliceLayout(0, layout)), 0)
+    offsets = gl.expand_dims(rows, 1) * (H_PAD // 2) + gl.expand_dims(gl.arange(0, PAIRS, layout=gl.SliceLayout(0, layout)), 0)
+    pairs_ptr = state_ptr.to(gl.pointer_type(gl.int32), bitcast=True)
+    slot_pairs = b_pad * (H_PAD // 2)
     status_ptr = flags_ptr + FLAG_SLOTS
     for s in range(0, T):
         mbarrier.wait(h_free, (s % 2) ^ 1)  # the recurrence has published step s-1 (step 0 finds it free)
-        slot_ptr = words_ptr + ((s + 1) % 2) * b_pad * H_PAD  # step s reads slot (s+1) % 2, tagged s
-        words = _fresh_state_words(_load_state_words(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr,
-                                   lane, K_TILES)
+        if s == 0:  # h0, unchecked
+            pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, K_TILES)
+        else:  # step s reads slot (s+1) % 2, tagged s
+            slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
+            pairs = _fresh_pairs(_load_pairs(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr, lane,
+                                 K_TILES)
         for j in gl.static_range(COPIES):
             for t in gl.static_range(PER_COPY):
                 if j * PER_COPY + t < K_TILES:
-                    h_smem[j * PER_COPY + t].store(word_values(words[j * PER_COPY + t], h_smem[0].dtype))
+                    _as_pairs(h_smem[j * PER_COPY + t], pairs_layout).store(pairs[j * PER_COPY + t])
             fence_async_shared()
             cta_barrier()  # every thread of this warpgroup has stored copy j's tiles
             mbarrier.arrive(bars.index(j))
@@ -414,7 +467,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     ``STAGES`` "empty" mbarriers; otherwise ``inputs_smem`` is the four ``xg`` tiles this loop
     prefetches by ``cp.async`` (and ``xp_bars`` unused). ``TAGGED``: the state comes from
     :func:`_tagged_loader` (its copies announced on ``bars``, ``h_free`` arrived on once this step's
-    MMAs have read it) and goes out as tagged words (``exchange_ptr``: int32), no grid barrier."""
+    MMAs have read it) and goes out as compact words (``exchange_ptr``: the 3-slot compact exchange,
+    :func:`rnnbench.kernels.tagged_exchange.compact_state`), no grid barrier."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
@@ -473,7 +527,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             gl.store(c_all_ptr + step * H + state_offsets, c_t, mask=running)
         c = c_t
         if TAGGED:
-            publish_tagged(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), s + 1, unit_col < H)
+            _publish_compact(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), s + 1)
             # every thread's MMAs have read the state (before the gate split's CTA barrier): the loader may
             # refill its tiles, and polls for the next step's words from here, this program's own on their way
             mbarrier.arrive(h_free)
@@ -557,9 +611,10 @@ def lstm_forward_gluon_kernel(
     training forward's gate output ``(D, T, B, 4H)`` (see :func:`run_forward`).
 
     ``TAGGED`` (no lengths, no fused input; :func:`rnnbench.kernels.plan.tagged_exchange_refusal`):
-    the exchange holds tagged words (int32, :mod:`rnnbench.kernels.tagged_exchange`; ``ex_desc``
-    unused) and a second warpgroup (:func:`_tagged_loader`) brings the state into shared memory,
-    polling the words themselves: no release fence, flag, poll of flags or TMA copy.
+    the exchange is the compact one (:func:`rnnbench.kernels.tagged_exchange.compact_state`: 16-bit
+    values whose top exponent bit carries a 1-bit tag, three slots a direction, ``h0`` in the third;
+    ``ex_desc`` unused) and a second warpgroup (:func:`_tagged_loader`) brings the state into shared
+    memory, polling the values themselves: no release fence, flag, poll of flags or TMA copy.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
@@ -587,7 +642,7 @@ def lstm_forward_gluon_kernel(
     c_n_ptr += direction * B * H
     c_all_ptr += direction.to(gl.int64) * T * B * H
     y_ptr += direction * H
-    exchange_ptr += direction * 2 * b_pad * H_PAD
+    exchange_ptr += direction * (COMPACT_SLOTS if TAGGED else 2) * b_pad * H_PAD
     flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * SYNC_ROW
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
     row0 = direction * 4 * H + pid_h * _UNITS
@@ -731,7 +786,8 @@ def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tenso
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
-                has_lengths: bool, grid_sync: bool = True, fused_input=None, hidden_blocks: int | None = None) -> None:
+                has_lengths: bool, grid_sync: bool = True, fused_input=None, hidden_blocks: int | None = None,
+                sync: torch.Tensor | None = None) -> None:
     """Launch :func:`lstm_forward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` (``w_rows``:
     :func:`rnnbench.kernels.launch.aligned_weight_rows`; ``sizes``: ``(T, B, H)``). Cooperative
@@ -743,14 +799,18 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     :func:`fused_input_arguments`' ``(x, W_ih, bias)``, ``xg`` the training forward's gate output
     ``(D, T, B, 4H)`` (an inference forward passes None), and ``has_lengths`` must be false.
 
-    Within :func:`rnnbench.kernels.plan.tagged_exchange` the kernel exchanges its state as tagged
+    Within :func:`rnnbench.kernels.plan.tagged_exchange` the kernel exchanges its state as compact
     words where the plan allows it on this GPU (:func:`rnnbench.kernels.plan.tagged_exchange_refusal`)
-    and every row runs every step: ``exchange`` is then copied into a buffer of words (its slot 1,
-    ``h0``, tagged 0), which the kernel uses instead.
+    and every row runs every step: ``exchange`` is then copied into the compact exchange
+    (:func:`rnnbench.kernels.tagged_exchange.compact_state`: ``h0`` in its third slot, the two others
+    stale), which the kernel uses instead.
 
     ``hidden_blocks``: launch only the plan's first ``hidden_blocks`` hidden blocks (a test of the
-    tagged exchange's timeout: the words of the others never come; garbage results)."""
-    from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
+    tagged exchange's timeout: the words of the others never come; garbage results). ``sync``: the
+    caller's synchronisation buffer (:func:`rnnbench.kernels.launch.sync_buffer` of ``plan``), reset
+    here, whose counters the caller may read after the launch (the tagged exchange's extra polls,
+    :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT`); by default a fresh one."""
+    from rnnbench.kernels.launch import _watch_barriers, check_barriers, reset_sync, sync_buffer
 
     if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
         raise ValueError(f"the Gluon LSTM forward needs at least one time step, got T={sizes[0]}")
@@ -764,12 +824,12 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     x, w_ih, bias = fused_input if plan.input_tiles else (None, None, None)
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()
-    sync = sync_buffer(plan, y.device)
+    sync = sync_buffer(plan, y.device) if sync is None else reset_sync(sync, plan.grid[0])
     w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
     # the SM count only where the switch is on (a query on every call otherwise)
     tagged = plan_module.GLUON_TAGGED_EXCHANGE and not has_lengths and gluon_tagged_exchange(
         plan, torch.cuda.get_device_properties(y.device).multi_processor_count)
-    state = encode_tagged(exchange) if tagged else exchange
+    state = compact_state(exchange) if tagged else exchange
     grid = plan.launch_grid if hidden_blocks is None else (hidden_blocks, *plan.launch_grid[1:])
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_forward_gluon_kernel[grid](
@@ -798,7 +858,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     tagged = gluon_tagged_exchange(plan, compiled=True) and not has_lengths
     boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": state_box(plan)}
     pointers = {"xg_ptr": data, "w_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
-                "exchange_ptr": "i32" if tagged else data, "lengths_ptr": "i32", "sync_ptr": "i32"}
+                "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}
     absent = {}  # arguments passed as None (specialised as constants by Triton)
     if plan.input_tiles:
         boxes.update({"x_desc": input_box(plan), "wih_desc": [UNITS, K_TILE]})

@@ -803,8 +803,9 @@ GLUON_FUSED_INPUT = False
 #: (:func:`gluon_tagged_exchange`). Off: only compiled, never run on a GPU (the step ablation's
 #: ``real_gluon_tagged`` switches it on with :func:`tagged_exchange`)
 GLUON_TAGGED_EXCHANGE = False
-#: tiles of 64 columns of words the tagged exchange's loader holds a step without spilling (16-row
-#: blocks: 8 registers a thread a tile; Triton 3.6 spilled 72 bytes at 18 tiles, H=1152)
+#: tiles of 64 columns of words the tagged exchange's loader holds a step (16-row blocks: 4 registers a
+#: thread a tile of compact words; set with the 32-bit words of before, 8 a tile, of which Triton 3.6
+#: spilled 72 bytes at 18 tiles, H=1152)
 GLUON_TAGGED_MAX_TILES = 16
 
 
@@ -850,7 +851,7 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
     (:mod:`rnnbench.kernels.gluon_lstm`: a loader warpgroup polls the words, no grid barrier), or
     None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
     projection (whose warpgroup the loader's would be), 16-row batch blocks and at most
-    :data:`GLUON_TAGGED_MAX_TILES` tiles (a step's words, 48 KiB at H=768, are in the loader's
+    :data:`GLUON_TAGGED_MAX_TILES` tiles (a step's words, 24 KiB at H=768, are in the loader's
     registers), every column of ``h_pad`` written by some program
     (the loader waits for every word), and with ``multiprocessors`` known one program per SM (the
     loader's warpgroup and registers come on top of the recurrence's). ``compiled``: only what the

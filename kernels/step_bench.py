@@ -57,10 +57,11 @@ forward with its state copied in copies of 4 tiles instead of the plan's 8
 (:func:`rnnbench.kernels.plan.state_copy_tiles`): the MMAs of a copy start once its smaller box
 has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
 ``real_gluon_tagged`` runs the Gluon forward with the tagged exchange
-(:func:`rnnbench.kernels.plan.tagged_exchange`: a loader warpgroup polls the state's tagged words
-into shared memory; no release fence, flags or TMA copies of the state) where it can run (16-row
-blocks, one program per SM), timed after everything else (:data:`DEFERRED`, never run on a GPU);
-the model adds its loader warpgroup's step to the recurrence's (:func:`rnnbench.kernels.sass.loader_path`).
+(:func:`rnnbench.kernels.plan.tagged_exchange`: a loader warpgroup polls the state's compact words,
+16-bit values whose spare exponent bit is the tag, into shared memory; no release fence, flags or
+TMA copies of the state) where it can run (16-row blocks, one program per SM), timed after
+everything else (:data:`DEFERRED`, never run on a GPU); the model adds its loader warpgroup's step,
+one reload of stale words included, to the recurrence's (:func:`rnnbench.kernels.sass.loader_path`).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -104,8 +105,9 @@ from rnnbench.kernels.plan import (
     tagged_exchange_refusal,
 )
 from rnnbench.kernels.primitives import (
-    BARRIER_TIMEOUT_NS, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait, exchange_offsets, exchange_slot,
-    gate_rows, held_product, held_weights, split_accumulator, split_dot, split_gates, sum_slices, tanh,
+    BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait,
+    exchange_offsets, exchange_slot, gate_rows, held_product, held_weights, split_accumulator, split_dot, split_gates,
+    sum_slices, tanh,
 )
 from rnnbench.kernels.tagged_exchange import WORD_DTYPES, encode_tagged, publish_tagged, retag_, tagged_product
 
@@ -212,7 +214,7 @@ REGISTER_WEIGHTS = ("planned", "none", "any_block")
 #: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
 #: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8);
 #: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: a loader warpgroup polls
-#: the state's tagged words, no grid barrier; 16-row blocks, one program per SM), timed last too.
+#: the state's compact words, no grid barrier; 16-row blocks, one program per SM), timed last too.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -251,7 +253,7 @@ BASE_COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant
                 "q75_us", "source"]
 #: a row's columns: the estimate's per-term µs (``t_*``, empty in measured rows) after the base ones,
 #: so measured and estimated rows join term by term (:mod:`rnnbench.kernels.calibration`)
-COLUMNS = BASE_COLUMNS + [f"t_{term}" for term in KERNEL_TERMS]
+COLUMNS = BASE_COLUMNS + [f"t_{term}" for term in KERNEL_TERMS] + ["extra_polls_per_step"]
 
 
 def read_rows(path, source: str, with_terms: bool = False):
@@ -425,13 +427,14 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
 
 
 def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int, direction: str = "fwd",
-                  grid_sync: bool = True):
+                  grid_sync: bool = True, sync: torch.Tensor | None = None):
     """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
     kernel (inference) that ``plan`` describes (the plain kernel, or the Gluon one where ``plan.path``
     is ``gluon``) for ``batch`` rows, random gate inputs and initial state, no projection GEMM (the
     kernel's launch and its buffers are what is timed); ``direction="bwd"``: the reverse-time
     backward kernel (:func:`_backward_launcher`); ``grid_sync=False``: a Gluon kernel without its
-    grid barrier (garbage results; the plain kernels have no such switch)."""
+    grid barrier (garbage results; the plain kernels have no such switch); ``sync``: the Gluon
+    forward's synchronisation buffer, the caller's (:func:`extra_polls` reads its counters)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
 
@@ -465,16 +468,30 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
             if plan.input_tiles:
                 run_forward(plan, None, w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
                             training=False, has_lengths=False, grid_sync=grid_sync,
-                            fused_input=fused_input_arguments(states[count], w_ih, bias, torch.zeros_like(bias)))
+                            fused_input=fused_input_arguments(states[count], w_ih, bias, torch.zeros_like(bias)),
+                            sync=sync)
             else:
                 run_forward(plan, states[count], w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
-                            training=False, has_lengths=False, grid_sync=grid_sync)
+                            training=False, has_lengths=False, grid_sync=grid_sync, sync=sync)
         else:
             run_phases(lstm_forward_kernel, plan, count, (states[count], w_hh, h0, c0, y, y, c_n, exchange, no_lengths),
                        (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
                        DOT_PRECISION=dot_precision(dtype), HAS_LENGTHS=False)
 
     return launch
+
+
+def extra_polls(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int) -> float:
+    """Polls per program and step beyond the first of the Gluon forward with the tagged exchange
+    (``plan``, inside :func:`rnnbench.kernels.plan.tagged_exchange`), from one launch of ``steps``
+    steps by :func:`real_launcher`: 0 where every step's first load found the state complete, 1
+    where each step loaded its stale words once more (what the cost model assumes)."""
+    from rnnbench.kernels.launch import check_barriers, sync_buffer
+
+    sync = sync_buffer(plan, "cuda")
+    real_launcher(plan, hidden_size, batch, dtype, steps, sync=sync)(steps)
+    check_barriers(wait=True)
+    return float(sync[..., int(EXTRA_POLLS_SLOT.value)].sum().item()) / (steps * plan.programs)
 
 
 def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int,
@@ -597,7 +614,8 @@ def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int
            "planned_programs": plan.grid[0], "block_b": plan.block_b, "block_h": plan.block_h, "h_pad": plan.h_pad,
            "k_split": plan.k_split, "k_chunks": plan.k_chunks, "num_warps": plan.num_warps, "steps": steps,
            "us_per_step": round(median, 4), "q25_us": round(q25, 4), "q75_us": round(q75, 4), "source": source}
-    return row | {f"t_{term}": round(terms[f"t_{term}"], 4) if terms else "" for term in KERNEL_TERMS}
+    return row | {f"t_{term}": round(terms[f"t_{term}"], 4) if terms else "" for term in KERNEL_TERMS} \
+        | {"extra_polls_per_step": ""}
 
 
 def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...], deferred: bool = True):
@@ -616,6 +634,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
         real_plans = timed_plans.setdefault((cell, hidden_size, batch), [])
         for name, programs in _runs(plan, cell, sweep, later):
             timed = plan
+            polls = None  # the tagged exchange's extra polls a step, where a kernel has it
             try:
                 if name in REAL_PATHS:
                     kernel = REAL_PATHS[name]
@@ -629,6 +648,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
                     with kernel.switches():
                         stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction, grid_sync),
                                          steps, repeats)
+                        polls = extra_polls(timed, hidden_size, batch, dtype, steps) if kernel.tagged else None
                 else:
                     variant = VARIANTS[name]
                     stats = slope_us(lambda count: run_ablation(plan, variant, hidden_size, count, buffers[variant.tagged],
@@ -637,9 +657,10 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
                 print(f"{cell} H={hidden_size} B={batch} {name} programs={programs}: {type(error).__name__}: {error}",
                       file=sys.stderr)
                 continue
-            print(f"{cell:4s} H={hidden_size:5d} B={batch:3d} {name:10s} {programs:4d} programs: {stats[0]:7.3f} us/step",
-                  flush=True)
-            yield _row(timed, cell, dtype, hidden_size, batch, name, programs, steps, stats, "measured", device_name)
+            print(f"{cell:4s} H={hidden_size:5d} B={batch:3d} {name:10s} {programs:4d} programs: {stats[0]:7.3f} us/step"
+                  + ("" if polls is None else f", {polls:.3f} extra polls/step"), flush=True)
+            row = _row(timed, cell, dtype, hidden_size, batch, name, programs, steps, stats, "measured", device_name)
+            yield row | ({} if polls is None else {"extra_polls_per_step": round(polls, 4)})
 
 
 def estimate(shapes, dtype: torch.dtype, arch: int, workers: int | None = None) -> list[dict]:

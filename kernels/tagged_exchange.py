@@ -53,6 +53,24 @@ gives up after one poll, so a lost producer ends the launch with garbage and a r
 Only the columns some program of the launch writes are checked (``WRITTEN``, a compile-time
 constant: a check without a column mask is a LOP3 and a max per word); the padding columns past
 the last program's units and, in the step ablation, the units of programs not launched are not.
+
+**Compact words (the Gluon forward's, :func:`rnnbench.kernels.gluon_lstm._tagged_loader`).** The
+words above are twice the state's bytes, and reading them back costs a Gluon loader ~930
+instructions a step at H=768 (the cost model's count), which is why that loader lost in the model
+(3.03 against the barrier's 1.77 µs). An LSTM's h is ``o * tanh(c)``, at most 1 in magnitude, and
+in fp16 and bf16 every value below 2 has its top exponent bit (bit 14) clear. That bit carries the
+tag: :func:`compact_words` stores bit 1 of the tag there (:func:`compact_parity`; the two tags a
+slot can hold when read, the wanted one and the one two steps older, differ in exactly that bit),
+so a compact word is a 16-bit value, the state's own bytes, read in int32 pairs as the MMAs' tiles
+hold them. Reading a pair for a tag is one xor (:func:`compact_key`), after which a fresh value is
+itself and a stale half has bit 14 set; :func:`compact_suspects` finds both a stale half and a
+published NaN (which has bit 14 set too, so :func:`compact_words` publishes it as ``0x7FFF`` with
+bit 14 cleared, a magnitude of 1.99 no h has) with an or, a subtraction and an and per pair, and
+:func:`compact_values` turns a NaN's pair back into NaNs (the row's product is NaN either way).
+``h0`` can be any value, so it is not encoded: the compact exchange (:func:`compact_state`) has a
+third slot holding it as it is, which step 0 reads unchecked; slots 0 and 1 start stale for the
+first tags read from them (1 and 2). ``tests/test_tagged_exchange.py`` runs the protocol with the
+1-bit tag word by word (and shows that bit 0 of the tag instead would take stale words).
 """
 
 from __future__ import annotations
@@ -258,6 +276,68 @@ def tagged_product(blocks, words_ptr, read, step, status_ptr, timeout_ns, M: tl.
     return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
 
 
+# ---- compact words: the tag in the value's spare bit ------------------------------------------------
+
+#: the bit of a 16-bit state value (fp16 or bf16) that carries a compact word's tag: the top exponent
+#: bit, 0 in every value of magnitude below 2 (an LSTM's h is ``o * tanh(c)``, at most 1)
+COMPACT_TAG_BIT: tl.constexpr = tl.constexpr(14)
+#: the pattern a NaN of h is published as (both formats' all-ones NaN, tag bit cleared: 1.998 in fp16,
+#: 1.992 in bf16, a magnitude h never has), restored to a NaN by the reader
+COMPACT_NAN: tl.constexpr = tl.constexpr(0x7FFF)
+#: per half of an int32 pair of compact values: the tag bit, the sign bit, the smallest magnitude
+#: (bits) a published h cannot have (the NaN pattern, or any value whose tag bit is wrong)
+COMPACT_TAG_PAIR: tl.constexpr = tl.constexpr(0x40004000)
+_SIGN_PAIR: tl.constexpr = tl.constexpr(-0x7FFF8000)  # 0x80008000 as an int32
+_LIMIT_PAIR: tl.constexpr = tl.constexpr(0x3FFF3FFF)
+_NAN_PAIR: tl.constexpr = tl.constexpr(0x7FFF7FFF)
+
+
+@triton.jit
+def compact_parity(tag):
+    """The tag bit of a compact word carrying ``tag`` (steps done): bit 1 of ``tag``, so that the two
+    tags a slot can hold when read (the wanted one and the one two steps older) differ in it."""
+    return (tag >> 1) & 1
+
+
+@triton.jit
+def compact_words(values, tag):
+    """int16 compact words of ``values`` (fp16 or bf16, magnitude below 2 or NaN) tagged ``tag``: the
+    value's bits with bit :data:`COMPACT_TAG_BIT` set to :func:`compact_parity`, a NaN as
+    :data:`COMPACT_NAN` (whose tag bit would be set)."""
+    raw = values.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    raw = tl.where(values != values, COMPACT_NAN, raw)
+    return ((raw & 0xBFFF) | (compact_parity(tag) << COMPACT_TAG_BIT)).to(tl.int16)
+
+
+@triton.jit
+def compact_key(tag):
+    """What an int32 pair of compact words is xor'ed with to read it for ``tag``: its values where
+    the words carry ``tag``, the tag bit set in each half that is stale."""
+    return compact_parity(tag) * COMPACT_TAG_PAIR
+
+
+@triton.jit
+def compact_suspects(pairs):
+    """The sign bit of each 16-bit half of ``pairs`` (int32 pairs of read compact words,
+    :func:`compact_key` applied) whose magnitude no fresh h has: a stale half (tag bit set) or a NaN
+    (:data:`COMPACT_NAN`); zero where both halves are fresh numbers. An or, a subtraction, an and."""
+    return ((pairs | _SIGN_PAIR) - _LIMIT_PAIR) & _SIGN_PAIR
+
+
+@triton.jit
+def compact_stale(pairs):
+    """Nonzero where a half of ``pairs`` (read for its tag) is stale: its tag bit is set."""
+    return pairs & COMPACT_TAG_PAIR
+
+
+@triton.jit
+def compact_values(pairs):
+    """``pairs`` (read for their tag, none stale) with each pair that holds a published NaN
+    (:data:`COMPACT_NAN`) two NaNs: the product of a batch row with a NaN in its state is NaN
+    whichever of its values is, so the row's result is the barrier kernel's."""
+    return tl.where(compact_suspects(pairs) != 0, _NAN_PAIR, pairs)
+
+
 # ---- host side -----------------------------------------------------------------------------------
 
 def _value_bits(dtype: torch.dtype) -> int:
@@ -295,3 +375,56 @@ def retag_(words: torch.Tensor, step: int = 0) -> torch.Tensor:
     words &= (1 << bits) - 1
     words |= (step & ((1 << (bits - 1)) - 1)) << bits
     return words
+
+
+def _check_compact_dtype(dtype: torch.dtype) -> None:
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"compact words hold fp16 or bf16 values, got {dtype}")
+
+
+def host_compact_parity(tag: int) -> int:
+    """:func:`compact_parity` on the host."""
+    return (tag >> 1) & 1
+
+
+def encode_compact(values: torch.Tensor, tag: int) -> torch.Tensor:
+    """int16 compact words of ``values`` (fp16 or bf16) tagged ``tag``, as :func:`compact_words`
+    writes them. A value of magnitude 2 or more cannot be encoded (its tag bit is taken): ValueError."""
+    _check_compact_dtype(values.dtype)
+    finite = values[~values.isnan()]
+    if finite.numel() and finite.abs().max() >= 2:
+        raise ValueError(f"compact words hold values of magnitude below 2 or NaN, got {finite.abs().max().item()}")
+    raw = values.view(torch.int16).to(torch.int32) & 0xFFFF
+    raw = torch.where(values.isnan(), COMPACT_NAN.value, raw)
+    return ((raw & 0xBFFF) | (host_compact_parity(tag) << COMPACT_TAG_BIT.value)).to(torch.int16)
+
+
+def decode_compact(words: torch.Tensor, tag: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, stale)`` of int16 compact ``words`` read for ``tag``: the ``dtype`` values (a NaN
+    wherever one was published) and where a word does not carry ``tag`` (its value is then garbage)."""
+    _check_compact_dtype(dtype)
+    bits = words.to(torch.int32) ^ (host_compact_parity(tag) << COMPACT_TAG_BIT.value)
+    stale = (bits & (1 << COMPACT_TAG_BIT.value)) != 0
+    published_nan = COMPACT_NAN.value & ~(1 << COMPACT_TAG_BIT.value)
+    bits = torch.where(~stale & ((bits & 0x7FFF) == published_nan), COMPACT_NAN.value, bits)
+    return bits.to(torch.int16).view(dtype), stale
+
+
+#: slots of the compact exchange per direction: two of words, then the initial state as it is
+COMPACT_SLOTS: tl.constexpr = tl.constexpr(3)
+
+
+def compact_state(exchange: torch.Tensor) -> torch.Tensor:
+    """The compact exchange of the exchange ``(D, 2, B_pad, H_PAD)`` (fp16/bf16, ``h0`` in slot 1):
+    ``(D, 3, B_pad, H_PAD)``, slot 2 ``h0`` as it is (step 0 reads it unchecked: ``h0`` may be any
+    value), slots 0 and 1 words stale for the first tags read from them (1 and 2), so no step takes
+    them for fresh. Step ``s >= 1`` reads tag ``s`` from slot ``(s+1) % 2``; step ``s`` writes tag
+    ``s+1`` into slot ``s % 2``."""
+    _check_compact_dtype(exchange.dtype)
+    state = torch.empty((exchange.shape[0], COMPACT_SLOTS.value, *exchange.shape[2:]), dtype=exchange.dtype,
+                        device=exchange.device)
+    words = state.view(torch.int16)
+    for slot, first_tag in ((0, 1), (1, 2)):  # the tag bit the first reader does not want
+        words[:, slot] = (1 - host_compact_parity(first_tag)) << COMPACT_TAG_BIT.value
+    state[:, 2] = exchange[:, 1]
+    return state

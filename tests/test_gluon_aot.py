@@ -241,18 +241,19 @@ def _tagged_ptx(training: bool, arch: int) -> tuple:
 
 def test_the_tagged_exchange_compiles_into_a_loader_warpgroup_without_grid_barrier():
     """With :func:`rnnbench.kernels.plan.tagged_exchange` on, the forward (inference and training)
-    publishes its state as tagged words (a relaxed ``atom.exch`` per word) and a second warpgroup
-    (``setmaxnreg``) loads the words with volatile loads, polls them under a timeout and stores
-    them into the MMAs' shared memory behind an async-proxy fence, announcing them on mbarriers:
+    publishes its state as compact words (a relaxed 16-bit store per value) and a second warpgroup
+    (``setmaxnreg``) loads them in int32 pairs with vector volatile loads, polls the stale ones under a
+    timeout and stores them into the MMAs' shared memory behind an async-proxy fence, announcing them
+    on mbarriers:
     no TMA copy of the state, no release, no poll of flags; the weights' TMA loads, the MMAs and
     the ``cp.async`` of xg stay. No spill under this Triton (Triton 3.6 spills 16 bytes in the
     training forward at this shape, KERNELS2.md)."""
     for training, (registers, spills, ptx) in zip((False, True), compile_all(90, [False, True], job=_tagged_ptx)):
         if not training or tuple(int(part) for part in triton.__version__.split(".")[:2]) > (3, 6):
             assert spills == 0, (training, registers, spills)
-        for needle in ("atom.global.gpu.relaxed.exch.b32", "ld.volatile.global.v4.b32", "setmaxnreg",
+        for needle in ("st.relaxed.gpu.global.b16", "ld.volatile.global.v4.b32", "setmaxnreg",
                        "fence.proxy.async.shared::cta", "mbarrier.arrive.shared::cta.b64", "%globaltimer",
                        "wgmma.mma_async", "cp.async.bulk.tensor.2d", "cp.async.commit_group"):
             assert needle in ptx, (training, needle)
-        for absent in ("cp.async.bulk.tensor.3d", *POLL_PTX, ".release.", "fence.proxy.async.global"):
+        for absent in ("cp.async.bulk.tensor.3d", *POLL_PTX, ".release.", "fence.proxy.async.global", ".exch."):
             assert absent not in ptx, (training, absent)

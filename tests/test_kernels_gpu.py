@@ -387,15 +387,15 @@ TAGGED_SHAPES = [(768, 16, 1024, 1), (768, 1, 7, 1), (1024, 16, 9, 1), (320, 48,
 @pytest.mark.parametrize("hidden_size, batch, steps, directions", TAGGED_SHAPES)
 def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monkeypatch, dtype, hidden_size, batch,
                                                                             steps, directions):
-    """The Gluon forward exchanging its state as tagged words (a loader warpgroup polls the words,
+    """The Gluon forward exchanging its state as compact words (a loader warpgroup polls the values,
     no grid barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
     grid barrier and TMA copies: the MMAs read the same state values in the same order, so every
     output is bit for bit the same (a stale word taken, a word missed or a step run ahead shows as
     a difference); no wait timed out; and within :data:`GLUON_TOLERANCE` of float64. The layer's
-    launch is checked to have run tagged (it encodes the exchange into words: counted)."""
+    launch is checked to have run tagged (it builds the compact exchange: counted)."""
     from rnnbench.kernels import gluon_lstm
     from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal
-    from rnnbench.kernels.tagged_exchange import encode_tagged
+    from rnnbench.kernels.tagged_exchange import compact_state
 
     _require_gluon()
     candidate, _, reference, (x, states, _) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
@@ -408,7 +408,7 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monk
     plan = make_plan("lstm", hidden_size, batch, x, "gluon", directions)
     sms = torch.cuda.get_device_properties().multi_processor_count
     encoded = []
-    monkeypatch.setattr(gluon_lstm, "encode_tagged", lambda exchange: encoded.append(1) or encode_tagged(exchange))
+    monkeypatch.setattr(gluon_lstm, "compact_state", lambda exchange: encoded.append(1) or compact_state(exchange))
     with tagged_exchange(True):
         assert gluon_tagged_exchange(plan) and tagged_exchange_refusal(plan, sms) is None, plan
         with poisoned_outputs():
@@ -425,6 +425,61 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monk
     expected = _layer_output(reference, x.double(), tuple(s.double() for s in states))
     for name, actual, exact in zip(("y", "h_n", "c_n"), tagged, expected):
         assert _relative_error(actual, exact) <= GLUON_TOLERANCE[dtype], (name, _relative_error(actual, exact))
+
+
+@pytest.mark.tagged_exchange
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_the_tagged_exchange_keeps_any_h0_and_spreads_a_nan_as_the_barrier_does(dtype):
+    """Compact words hold values below 2 and NaNs (:mod:`rnnbench.kernels.tagged_exchange`): an ``h0``
+    far outside that range (x 30, infinities) must reach step 0 as it is (its own slot), and a NaN
+    in ``c0`` of one unit of one batch row, which makes that unit's h NaN from step 0 on and so,
+    through the state, the whole row from step 1, must spread exactly as with the grid barrier: the
+    same outputs bit for bit, NaN where they are NaN."""
+    from rnnbench.kernels.plan import tagged_exchange
+
+    _require_gluon()
+    hidden_size, batch, steps = 768, 16, 6
+    candidate, _, _, (x, (h0, c0), _) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
+    h0 = (30 * h0).clone()
+    h0[0, 2, :2] = torch.tensor([float("inf"), float("-inf")], dtype=dtype)
+    c0 = c0.clone()
+    c0[0, 5, 100] = float("nan")
+    with tagged_exchange(True), poisoned_outputs():
+        tagged = _layer_output(candidate, x, (h0, c0))
+    check_barriers(wait=True)
+    with poisoned_outputs():
+        flagged = _layer_output(candidate, x, (h0, c0))
+    check_barriers(wait=True)
+    y = flagged[0]
+    assert y[0, 5].isnan().sum() == 1 and y[1:, 5].isnan().all() and not y[:, [0, 1, 3, 4]].isnan().any(), \
+        "the NaN's path (row 2 starts from infinities)"
+    for name, actual, base in zip(("y", "h_n", "c_n"), tagged, flagged):
+        assert torch.equal(actual.isnan(), base.isnan()), name
+        number = ~base.isnan()
+        assert torch.equal(actual[number], base[number]), name
+
+
+@pytest.mark.tagged_exchange
+def test_only_the_tagged_exchange_counts_its_extra_polls():
+    """The synchronisation buffer's :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` after a
+    launch of the Gluon forward at the anchor: zero with the grid barrier (which never writes it), a
+    count of polls with the tagged exchange (:func:`rnnbench.kernels.step_bench.extra_polls`: at
+    least 0 and, in a launch that did not time out, finite)."""
+    from rnnbench.kernels.launch import sync_buffer
+    from rnnbench.kernels.plan import tagged_exchange
+    from rnnbench.kernels.primitives import EXTRA_POLLS_SLOT
+    from rnnbench.kernels.step_bench import extra_polls, real_launcher
+
+    _require_gluon()
+    H, B, T = 768, 16, 200
+    plan = make_plan("lstm", H, B, torch.empty(0, dtype=torch.bfloat16, device="cuda"), "gluon")
+    sync = sync_buffer(plan, "cuda")
+    real_launcher(plan, H, B, torch.bfloat16, T, sync=sync)(T)
+    check_barriers(wait=True)
+    assert int(sync[..., int(EXTRA_POLLS_SLOT.value)].sum()) == 0
+    with tagged_exchange(True):
+        polls = extra_polls(plan, H, B, torch.bfloat16, T)
+    assert 0 <= polls < float("inf"), polls
 
 
 @pytest.mark.tagged_exchange

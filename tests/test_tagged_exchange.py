@@ -12,8 +12,9 @@ import triton.language as tl
 
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels.tagged_exchange import (
-    GAVE_UP, TIMED_OUT, WORD_DTYPES, _reload_stale, _stale, decode_tagged, encode_tagged, retag_, tag_words, word_tags,
-    word_values,
+    COMPACT_SLOTS, GAVE_UP, TIMED_OUT, WORD_DTYPES, _reload_stale, _stale, compact_key, compact_stale, compact_state,
+    compact_suspects, compact_values, compact_words, decode_compact, decode_tagged, encode_compact, encode_tagged,
+    host_compact_parity, retag_, tag_words, word_tags, word_values,
 )
 
 #: the dtypes the interpreter runs (it has no bf16 arithmetic; the host encoding is tested for bf16 too)
@@ -154,23 +155,156 @@ def test_a_reload_of_stale_words_loads_those_and_keeps_the_fresh_ones(dtype):
     assert torch.equal(out[~reloaded], held[~reloaded]), "every other word is the one held"
 
 
+# ---- compact words ---------------------------------------------------------------------------------
+
+COMPACT_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _h_values(dtype, count=64, seed=0):
+    """Values an LSTM's h can take (magnitude at most 1), with the special ones: signed zeros, the
+    ends of the range, the smallest subnormal, a NaN."""
+    generator = torch.Generator().manual_seed(seed)
+    values = (torch.rand(count, generator=generator) * 2 - 1).to(dtype)
+    special = torch.tensor([0.0, -0.0, 1.0, -1.0, float("nan"), 2.0 ** -24 if dtype == torch.float16 else 2.0 ** -133])
+    values[:len(special)] = special.to(dtype)
+    return values
+
+
+def _same_bits_or_nan(actual, expected):
+    """Bit for bit where ``expected`` is a number; a NaN where it is a NaN (any NaN)."""
+    nan = expected.isnan()
+    return torch.equal(actual.isnan(), nan) and torch.equal(actual[~nan].view(torch.int16),
+                                                            expected[~nan].view(torch.int16))
+
+
+@pytest.mark.parametrize("dtype", COMPACT_DTYPES)
+def test_compact_words_are_the_values_read_for_their_tag_and_stale_for_the_next_one(dtype):
+    values = _h_values(dtype)
+    for tag in range(6):
+        words = encode_compact(values, tag)
+        read, stale = decode_compact(words, tag, dtype)
+        assert not stale.any() and _same_bits_or_nan(read, values), tag
+        assert decode_compact(words, tag + 2, dtype)[1].all(), "two steps on, the slot's next tag: every word stale"
+        number = ~values.isnan()
+        assert torch.equal(words[number] & ~0x4000, values[number].view(torch.int16)), "a number keeps its other bits"
+
+
+def test_compact_words_refuse_what_they_cannot_hold():
+    with pytest.raises(ValueError, match=r"magnitude below 2 or NaN, got 2.0"):
+        encode_compact(torch.tensor([0.5, -2.0], dtype=torch.float16), 1)
+    with pytest.raises(ValueError, match=r"fp16 or bf16 values, got torch.float32"):
+        encode_compact(torch.zeros(2), 1)
+
+
+@pytest.mark.parametrize("dtype", COMPACT_DTYPES)
+def test_the_compact_exchange_keeps_h0_as_it_is_and_starts_stale(dtype):
+    """``h0`` may be any value (here up to 100 in magnitude, infinities, a NaN): it sits in slot 2 bit
+    for bit; slots 0 and 1 are stale for the first tags read from them, 1 and 2."""
+    exchange = torch.randn(2, 2, 16, 64).to(dtype) * 30
+    exchange[1, 1, 0, :3] = torch.tensor([float("inf"), float("-inf"), float("nan")]).to(dtype)
+    state = compact_state(exchange)
+    assert state.shape == (2, COMPACT_SLOTS.value, 16, 64) and state.dtype == dtype
+    assert torch.equal(state[:, 2].view(torch.int16), exchange[:, 1].view(torch.int16))
+    assert decode_compact(state[:, 0].view(torch.int16), 1, dtype)[1].all()
+    assert decode_compact(state[:, 1].view(torch.int16), 2, dtype)[1].all()
+
+
+@triton.jit
+def _compact_kernel(values_ptr, words_ptr, read_ptr, suspects_ptr, stale_ptr, restored_ptr, tag, read_tag,
+                    N: tl.constexpr):
+    """Encode ``N`` values for ``tag``; read the words back as int32 pairs for ``read_tag``: the pairs
+    read, their suspects, their stale bits and the pairs with NaNs restored (``N // 2`` each)."""
+    offsets = tl.arange(0, N)
+    tl.store(words_ptr + offsets, compact_words(tl.load(values_ptr + offsets), tag))
+    pairs = tl.arange(0, N // 2)
+    read = tl.load(words_ptr.to(tl.pointer_type(tl.int32)) + pairs) ^ compact_key(read_tag)
+    tl.store(read_ptr + pairs, read)
+    tl.store(suspects_ptr + pairs, compact_suspects(read))
+    tl.store(stale_ptr + pairs, compact_stale(read))
+    tl.store(restored_ptr + pairs, compact_values(read))
+
+
+def _compact_in_kernel(values, tag, read_tag):
+    values = values.to(KERNEL_DEVICE)
+    pairs = values.numel() // 2
+    words = torch.empty(values.shape, dtype=torch.int16, device=KERNEL_DEVICE)
+    read, suspects, stale, restored = (torch.empty(pairs, dtype=torch.int32, device=KERNEL_DEVICE) for _ in range(4))
+    _compact_kernel[(1,)](values, words, read, suspects, stale, restored, tag, read_tag, N=values.numel())
+    return [t.cpu() for t in (words, read, suspects, stale, restored)]
+
+
+def test_the_kernels_compact_words_are_the_hosts_and_their_checks_find_stale_halves_and_nans():
+    """In a kernel (fp16: the interpreter has no bf16 arithmetic): the words are the host's; read for
+    their tag every pair without a NaN is its two values, no half stale; a pair is a suspect exactly
+    where it holds a NaN, and restored it is two NaNs, the other pairs unchanged; read for the slot's
+    next tag every half is stale and a suspect."""
+    dtype = torch.float16
+    values = _h_values(dtype)
+    nan_pairs = values.isnan().view(-1, 2).any(dim=1)
+    for tag in (1, 2, 5):
+        words, read, suspects, stale, restored = _compact_in_kernel(values, tag, tag)
+        assert torch.equal(words, encode_compact(values, tag))
+        number_pairs = ~nan_pairs.repeat_interleave(2)
+        assert torch.equal(read.view(torch.int16)[number_pairs], values.view(torch.int16)[number_pairs])
+        assert not stale.any()
+        assert torch.equal(suspects != 0, nan_pairs), (tag, suspects)
+        assert restored.view(dtype).view(-1, 2)[nan_pairs].isnan().all()
+        assert torch.equal(restored[~nan_pairs], read[~nan_pairs])
+        _, _, suspects, stale, _ = _compact_in_kernel(values, tag, tag + 2)
+        halves = torch.tensor([0x4000, 0x40000000], dtype=torch.int32)
+        assert ((stale.unsqueeze(1) & halves) != 0).all(), "both halves of every pair stale"
+        assert (suspects != 0).all()
+
+
+def test_a_half_stale_pair_is_stale_and_a_suspect():
+    """One half fresh, the other from two steps before (the two halves of a pair are written by
+    separate stores): the pair is stale, in the half that is."""
+    dtype = torch.float16
+    values = _h_values(dtype, 8, seed=4).nan_to_num(0.25)
+    words = encode_compact(values, 3)
+    words[5] = encode_compact(values[5:6], 1)[0]  # the high half of pair 2 from tag 1
+    read = (words.view(torch.int32) ^ (host_compact_parity(3) * 0x40004000)).to(KERNEL_DEVICE)
+    flags = torch.empty(4, dtype=torch.int32, device=KERNEL_DEVICE)
+    _suspects_kernel[(1,)](read, flags, N=4)
+    assert (flags.cpu() != 0).tolist() == [False, False, True, False]
+
+
+@triton.jit
+def _suspects_kernel(read_ptr, out_ptr, N: tl.constexpr):
+    offsets = tl.arange(0, N)
+    tl.store(out_ptr + offsets, compact_suspects(tl.load(read_ptr + offsets)))
+
+
 # ---- the protocol, simulated word by word ------------------------------------------------------
 
-def _simulate_exchange(programs: int, width: int, steps: int, seed: int, stale_only: bool = False
-                       ) -> list[list[int]]:
+#: how the simulated protocol tells a fresh word (tag, the tag wanted): the whole tag (the 32-bit
+#: words), bit 1 of it (compact words, whose exchange starts with ``h0`` in a slot of its own and the
+#: two slots stale, :func:`compact_state`), or bit 0 (wrong: a slot's tags all have the same bit 0)
+TAG_CHECKS = {"tag": lambda tag, wanted: tag == wanted,
+              "compact": lambda tag, wanted: host_compact_parity(tag) == host_compact_parity(wanted),
+              "bit0": lambda tag, wanted: tag % 2 == wanted % 2}
+
+
+def _simulate_exchange(programs: int, width: int, steps: int, seed: int, stale_only: bool = False,
+                       tags: str = "tag") -> list[list[int]]:
     """The tagged exchange's protocol (module docstring) run by ``programs`` programs of ``width``
     words each under a random schedule, every word read and written as its own event and every
     write in flight for a random while (so writes land out of order and reads see any mix):
     program p's step s reads all words of slot (s+1) % 2 until every tag is s, then writes the
     words it owns, tagged s+1, into slot s % 2; its value is the sum of what it read plus p.
     ``stale_only``: a poll that found stale words keeps the fresh ones and reads only the others
-    again (``STALE_ONLY``), instead of reading every word again.
+    again (``STALE_ONLY``), instead of reading every word again. ``tags``: how a word is told fresh
+    (:data:`TAG_CHECKS`); with compact tags step 0 reads the initial state from a third slot,
+    unchecked, and slots 0 and 1 start with tags -1 and 0 (stale for tags 1 and 2).
     Returns each program's accepted sums, one per step, or raises on a deadlock."""
     import random
 
     rng = random.Random(seed)
+    fresh = TAG_CHECKS[tags]
     words = programs * width
-    memory = [[(0, 0)] * words, [(0, 0)] * words]  # (tag, value); slot 1 holds the state after 0 steps
+    compact = tags != "tag"
+    # (tag, value); the state after 0 steps is zeros, in slot 1 (tag 0) or, compact, in slot 2
+    memory = [[(-1 if compact else 0, 0)] * words, [(0, 0)] * words, [(0, 0)] * words]
     in_flight = []  # (slot, index, tag, value) not yet visible
     step = [0] * programs
     read = [dict() for _ in range(programs)]  # the words program p has read this poll
@@ -193,29 +327,50 @@ def _simulate_exchange(programs: int, width: int, steps: int, seed: int, stale_o
             continue
         unread = [index for index in range(words) if index not in read[p]]
         index = rng.choice(unread)  # read one word of the slot step s reads
-        read[p][index] = memory[(s + 1) % 2][index]
+        read[p][index] = memory[2 if compact and s == 0 else (s + 1) % 2][index]
         if len(read[p]) == words:  # a whole poll: accept it or poll again
-            if all(tag == s for tag, _ in read[p].values()):
+            if (compact and s == 0) or all(fresh(tag, s) for tag, _ in read[p].values()):
                 total = sum(value for _, value in read[p].values()) + p
                 accepted[p].append(total)
                 pending[p] = [(s % 2, p * width + j, s + 1, total) for j in range(width)]
                 step[p] += 1
                 read[p] = {}
             else:
-                read[p] = {i: word for i, word in read[p].items() if word[0] == s} if stale_only else {}
+                read[p] = {i: word for i, word in read[p].items() if fresh(word[0], s)} if stale_only else {}
     raise AssertionError(f"deadlock: steps {step}, in flight {len(in_flight)}")
 
 
+def _sequential(programs: int, width: int, steps: int) -> list[list[int]]:
+    """What each program must accept at each step: the sums of the sequential recurrence."""
+    state, accepted = [0] * (programs * width), [[] for _ in range(programs)]
+    for _ in range(steps):
+        totals = [sum(state) + p for p in range(programs)]
+        for p in range(programs):
+            accepted[p].append(totals[p])
+        state = [totals[index // width] for index in range(programs * width)]
+    return accepted
+
+
+@pytest.mark.parametrize("tags", ["tag", "compact"])
 @pytest.mark.parametrize("stale_only", [False, True], ids=["reload_all", "reload_stale"])
 @pytest.mark.parametrize("seed", range(20))
-def test_the_protocol_never_takes_a_stale_word_and_never_deadlocks(seed, stale_only):
+def test_the_protocol_never_takes_a_stale_word_and_never_deadlocks(seed, stale_only, tags):
     """Word by word, writes landing in any order: every program accepts at step s exactly the state
     the sequential recurrence has after s steps, and every program finishes (two slots suffice),
-    whether a poll that found stale words reads them all again or only the stale ones."""
+    whether a poll that found stale words reads them all again or only the stale ones, and whether
+    a word carries its whole tag or, compact, bit 1 of it."""
     programs, width, steps = 3, 2, 6
-    accepted = _simulate_exchange(programs, width, steps, seed, stale_only)
-    state = [0] * (programs * width)  # the state after 0 steps (slot 1)
-    for s in range(steps):
-        totals = [sum(state) + p for p in range(programs)]
-        assert [accepted[p][s] for p in range(programs)] == totals, f"step {s}"
-        state = [totals[index // width] for index in range(programs * width)]
+    assert _simulate_exchange(programs, width, steps, seed, stale_only, tags) == _sequential(programs, width, steps)
+
+
+def test_a_one_bit_tag_must_be_bit_1_of_the_step():
+    """Bit 0 of the tag is the same for every word a slot ever holds (slot s % 2 gets tags s+1, s+3,
+    ...): taken for the tag it accepts stale words, and some schedule shows it."""
+    programs, width, steps = 3, 2, 6
+    wrong = 0
+    for seed in range(20):
+        try:
+            wrong += _simulate_exchange(programs, width, steps, seed, True, "bit0") != _sequential(programs, width, steps)
+        except AssertionError:  # a deadlock is as wrong
+            wrong += 1
+    assert wrong > 0
