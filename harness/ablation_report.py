@@ -7,7 +7,8 @@ every shape where both were timed, :func:`compare` gives both medians, the ratio
 baseline (below 1: the alternative is faster) and whether the two interquartile ranges are apart
 (``clear``: the difference is larger than either run's spread; otherwise the pair is a tie at this
 precision). :func:`against_estimate` joins the measured rows with the cost model's
-(``step_bench --estimate``) per variant, the calibration of the model term by term.
+(``step_bench --estimate``) per variant, the calibration of the model term by term, and
+:func:`extra_polls` lists how often the tagged exchange's kernels polled again.
 
     python -m rnnbench.harness.ablation_report reports/h100/step-ablation.csv \\
         --estimate reports/aot/step-ablation-estimate-sm_90-triton3.6.csv
@@ -96,6 +97,16 @@ def against_estimate(measured: pd.DataFrame, estimated: pd.DataFrame) -> pd.Data
     return joined
 
 
+def extra_polls(measured: pd.DataFrame) -> pd.DataFrame:
+    """The rows that counted their extra polls (the Gluon forward with the tagged exchange:
+    ``extra_polls_per_step``, polls per program and step beyond the first, which the cost model
+    assumes to be 1), with their µs per step; empty for a CSV without the column (older runs)."""
+    if "extra_polls_per_step" not in measured.columns:
+        return pd.DataFrame()
+    polled = measured[pd.to_numeric(measured.extra_polls_per_step, errors="coerce").notna()]
+    return polled[SHAPE + ["variant", "programs", "us_per_step", "extra_polls_per_step"]].reset_index(drop=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from rnnbench.harness.report import markdown_table
 
@@ -114,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
           "alternative is faster; clear: the interquartile ranges do not overlap)\n")
     decisions = compare(measured)
     print(markdown_table(decisions) if not decisions.empty else "No question has both of its variants in this run.")
+    polls = extra_polls(measured)
+    if not polls.empty:
+        print("\n## The tagged exchange's polls beyond each step's first (the cost model assumes one)\n")
+        print(markdown_table(polls))
     if estimated is not None:
         print("\n## Measured against the cost model (µs per step)\n")
         print(markdown_table(against_estimate(measured, estimated)))

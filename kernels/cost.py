@@ -148,7 +148,7 @@ from rnnbench.kernels.plan import (
 )
 from rnnbench.kernels.sass import (
     ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepPath, count, load_sources, parse,
-    hgmma_shared_bytes, loader_path, reads, step_path, writes,
+    hgmma_shared_bytes, loader_path, reads, sleep_ns, step_path, writes,
 )
 
 #: the estimate's terms, in the order they appear in tables
@@ -569,7 +569,8 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         _, loader_terms = simulate(loader, context)
         for term, value in loader_terms.items():
             terms_us[term] += value * to_us
-        terms_us["grid_sync"] += (0.5 * lat.store + discovery) * to_us
+        # and its pause before the first load (the nominal sleep: the hardware's is 0 to twice that)
+        terms_us["grid_sync"] += (0.5 * lat.store + discovery) * to_us + sleep_ns(loader) * 1e-3
     if plan.path == "stepwise":
         kernel_us = sum(terms_us.values()) * waves
         terms_us = {term: value * waves for term, value in terms_us.items()}

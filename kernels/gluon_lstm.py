@@ -277,6 +277,14 @@ def _publish_compact(ptrs, h, tag):
 
 
 @gluon.jit
+def _pause(lane, NANOSECONDS: gl.constexpr):
+    """Every thread holding an element of ``lane`` sleeps about ``NANOSECONDS`` (``nanosleep``: the
+    hardware sleeps between 0 and twice that)."""
+    gl.inline_asm_elementwise(f"nanosleep.u32 {NANOSECONDS}; mov.u32 $0, 0;", "=r,r", [lane], dtype=gl.int32,
+                              is_pure=False, pack=1)
+
+
+@gluon.jit
 def _load_pairs(slot_ptr, offsets, K_TILES: gl.constexpr):
     """The ``K_TILES`` tiles of this program's rows of one slot of the compact exchange, as int32
     pairs (``offsets``: the rows' first tile, ``_K_TILE // 2`` pairs a tile), volatile loads (from L2,
@@ -354,7 +362,7 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
 
 @gluon.jit
 def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
-                   H_PAD: gl.constexpr, PER_COPY: gl.constexpr):
+                   H_PAD: gl.constexpr, PER_COPY: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0):
     """The tagged exchange's loader (a warpgroup of its own, beside :func:`_recurrence`): for every
     step, this program's ``BLOCK_B`` rows of the compact exchange (``state_ptr``: 16-bit ``(3, B_pad,
     H_PAD)``, :func:`rnnbench.kernels.tagged_exchange.compact_state`) loaded into registers as int32
@@ -365,7 +373,9 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     the state a few times a step), then stored into ``h_smem``'s tiles copy by copy, each copy's
     tiles fenced for the MMAs' async proxy and announced on its mbarrier ``bars[j]``, where
     :func:`_recurrent_product` waits as it waits for a TMA copy. No grid barrier: the values are
-    the state and their tag bits its flags."""
+    the state and their tag bits its flags. ``POLL_DELAY_NS``: a pause between ``h_free`` and the
+    first load of every step but the first (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so
+    that programs publishing a little later than this one have landed."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
     PAIRS: gl.constexpr = _K_TILE // 2
@@ -385,6 +395,8 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
         if s == 0:  # h0, unchecked
             pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, K_TILES)
         else:  # step s reads slot (s+1) % 2, tagged s
+            if POLL_DELAY_NS > 0:
+                _pause(lane, POLL_DELAY_NS)
             slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
             pairs = _fresh_pairs(_load_pairs(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr, lane,
                                  K_TILES)
@@ -590,7 +602,7 @@ def lstm_forward_gluon_kernel(
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
-    INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False,
+    INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -708,7 +720,7 @@ def lstm_forward_gluon_kernel(
                                tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER,
                                PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1, True)),
                 (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
-                                  BLOCK_B, H_PAD, PER_COPY)),
+                                  BLOCK_B, H_PAD, PER_COPY, POLL_DELAY_NS)),
             ], [4], [LOADER_WARP_REGISTERS])
         else:
             _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
@@ -838,6 +850,7 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
             TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
             POLL_ORDER=POLL_ORDERS[plan.poll_order], PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles,
             GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0], TAGGED=tagged,
+            POLL_DELAY_NS=plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
             num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
@@ -878,7 +891,8 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
                   "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync,
-                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], "TAGGED": tagged, **absent}
+                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], "TAGGED": tagged,
+                  "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0, **absent}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name in ("H", "w_stride")}

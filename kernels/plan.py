@@ -803,6 +803,14 @@ GLUON_FUSED_INPUT = False
 #: (:func:`gluon_tagged_exchange`). Off: only compiled, never run on a GPU (the step ablation's
 #: ``real_gluon_tagged`` switches it on with :func:`tagged_exchange`)
 GLUON_TAGGED_EXCHANGE = False
+#: nanoseconds the tagged exchange's loader waits, once its own program has published a step, before
+#: it first loads the next state (:func:`tagged_poll_delay`): 0, at once. A first load that finds a
+#: word still stale costs a second round trip and the slow path's instructions (the cost model: ~1 µs
+#: a step at H=768 under the doubled round trips), so a delay shorter than that may pay where the
+#: programs publish a little apart; what the step ablation's ``real_gluon_tagged_delayed`` measures
+GLUON_TAGGED_POLL_DELAY_NS = 0
+#: the longest :data:`GLUON_TAGGED_POLL_DELAY_NS` accepted (a step takes ~2 µs)
+MAX_TAGGED_POLL_DELAY_NS = 10_000
 #: tiles of 64 columns of words the tagged exchange's loader holds a step (16-row blocks: 4 registers a
 #: thread a tile of compact words; set with the 32-bit words of before, 8 a tile, of which Triton 3.6
 #: spilled 72 bytes at 18 tiles, H=1152)
@@ -812,8 +820,8 @@ GLUON_TAGGED_MAX_TILES = 16
 @contextlib.contextmanager
 def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
-    after (what :func:`state_copy_tiles`, :func:`fused_input_projection` and :func:`tagged_exchange`
-    switch)."""
+    after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange` and
+    :func:`tagged_poll_delay` switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -844,6 +852,17 @@ def tagged_exchange(on: bool | None = True):
     the Gluon forward compiled and launched there exchanges its state as tagged words where
     :func:`tagged_exchange_refusal` allows it."""
     return _overriding("GLUON_TAGGED_EXCHANGE", on)
+
+
+def tagged_poll_delay(nanoseconds: int | None):
+    """Within the block, :data:`GLUON_TAGGED_POLL_DELAY_NS` is ``nanoseconds`` (an int from 0 to
+    :data:`MAX_TAGGED_POLL_DELAY_NS`; None: left as it is), restored after: how long the tagged
+    exchange's loader waits before its first load of each step's state, as compiled and launched there."""
+    if nanoseconds is not None and (isinstance(nanoseconds, bool) or not isinstance(nanoseconds, int)
+                                    or not 0 <= nanoseconds <= MAX_TAGGED_POLL_DELAY_NS):
+        raise ValueError(f"the tagged exchange's poll delay must be an int of nanoseconds from 0 to "
+                         f"{MAX_TAGGED_POLL_DELAY_NS}, got {nanoseconds!r}")
+    return _overriding("GLUON_TAGGED_POLL_DELAY_NS", nanoseconds)
 
 
 def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, compiled: bool = False) -> str | None:

@@ -51,7 +51,7 @@ TMA_LOADS = frozenset({"UTMALDG"})
 NO_RESULT = frozenset({
     "ST", "STG", "STS", "STL", "STSM", "RED", "REDG", "BAR", "MEMBAR", "BRA", "EXIT", "BSSY", "BSYNC", "CCTL",
     "ERRBAR", "CGAERRBAR", "NOP", "WARPSYNC", "DEPBAR", "YIELD", "RET", "CALL", "FENCE", "UTMALDG", "UTMASTG",
-    "LDGSTS", "LDGDEPBAR", "WARPGROUP",
+    "LDGSTS", "LDGDEPBAR", "WARPGROUP", "NANOSLEEP",
 })
 #: instructions whose results are predicates only
 PREDICATE_RESULT = frozenset({"ISETP", "FSETP", "DSETP", "HSETP2", "PSETP", "PLOP3", "UISETP", "UPSETP", "UPLOP3", "FCHK"})
@@ -388,6 +388,13 @@ def count(path: StepPath) -> StepCounts:
     totals["mma_chain"] = mma_chain(path.instructions)
     totals["poll_loops"] = path.poll_loops
     return StepCounts(**totals)
+
+
+def sleep_ns(path: StepPath) -> int:
+    """Nanoseconds the path sleeps (``NANOSLEEP`` with an immediate: the tagged exchange's poll
+    delay, :func:`rnnbench.kernels.plan.tagged_poll_delay`; the hardware sleeps 0 to twice that)."""
+    return sum(int(ins.operands[0], 0) for ins in path.instructions
+               if ins.base == "NANOSLEEP" and ins.operands and not ins.never_runs)
 
 
 def local_accesses(path: StepPath) -> int:

@@ -62,6 +62,11 @@ has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42
 TMA copies of the state) where it can run (16-row blocks, one program per SM), timed after
 everything else (:data:`DEFERRED`, never run on a GPU); the model adds its loader warpgroup's step,
 one reload of stale words included, to the recurrence's (:func:`rnnbench.kernels.sass.loader_path`).
+Its rows also count the polls beyond each step's first (:func:`extra_polls`, column
+``extra_polls_per_step``): the reload the model assumes, measured. ``real_gluon_tagged_delayed`` is
+the same kernel with its loader pausing :data:`TAGGED_POLL_DELAY_NS` before each first load
+(:func:`rnnbench.kernels.plan.tagged_poll_delay`): fewer reloads for a fixed delay, if the programs
+publish a little apart.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -102,7 +107,7 @@ from rnnbench.kernels.launch import (
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
     gluon_state_copies, gluon_tagged_exchange, plan_recurrence, row_split, state_copy_tiles, tagged_exchange,
-    tagged_exchange_refusal,
+    tagged_exchange_refusal, tagged_poll_delay,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait,
@@ -167,6 +172,8 @@ class RealKernel:
     #: the Gluon forward with the tagged exchange (:func:`rnnbench.kernels.plan.tagged_exchange`,
     #: within :meth:`switches`) instead of its grid barrier and TMA copies of the state
     tagged: bool = False
+    #: its loader's pause before each step's first load (:func:`rnnbench.kernels.plan.tagged_poll_delay`)
+    poll_delay_ns: int = 0
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
@@ -175,8 +182,9 @@ class RealKernel:
     @contextlib.contextmanager
     def switches(self):
         """The context this kernel is compiled, launched and estimated in (its tiles per state copy,
-        the tagged exchange)."""
-        with state_copy_tiles(self.copy_tiles or None), tagged_exchange(True if self.tagged else None):
+        the tagged exchange and its poll delay)."""
+        with state_copy_tiles(self.copy_tiles or None), tagged_exchange(True if self.tagged else None), \
+                tagged_poll_delay(self.poll_delay_ns if self.tagged else None):
             yield
 
     def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
@@ -198,6 +206,11 @@ class RealKernel:
 REGISTER_WEIGHTS = ("planned", "none", "any_block")
 
 
+#: the pause ``real_gluon_tagged_delayed``'s loader takes before each step's first load: about half
+#: the L2 round trip the H200's timings fit (~560 cycles at 1.98 GHz), so a producer that publishes up
+#: to that much later than the loader's own program has landed when the first load arrives
+TAGGED_POLL_DELAY_NS = 150
+
 #: the shipped LSTM kernels themselves (see :func:`real_launcher`): the plain cooperative forward at
 #: the same layout and the Gluon forward (sm_90, H >= 256) at its own, and the backward at its plan,
 #: each as planned (the default poll order) and with the other order forced, so one run says which
@@ -214,7 +227,9 @@ REGISTER_WEIGHTS = ("planned", "none", "any_block")
 #: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
 #: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8);
 #: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: a loader warpgroup polls
-#: the state's compact words, no grid barrier; 16-row blocks, one program per SM), timed last too.
+#: the state's compact words, no grid barrier; 16-row blocks, one program per SM), and the same with
+#: its loader pausing :data:`TAGGED_POLL_DELAY_NS` before each first load
+#: (``real_gluon_tagged_delayed``), timed last too.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -229,6 +244,8 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_fused_input": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", fused_input=True),
               "real_gluon_copies_4": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", copy_tiles=4),
               "real_gluon_tagged": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True),
+              "real_gluon_tagged_delayed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
+                                                      poll_delay_ns=TAGGED_POLL_DELAY_NS),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -237,7 +254,7 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False)}
 #: variants timed after every shape's others, and not launched by :func:`warm`: kernels that have
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs no other row
-DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged")
+DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -548,14 +565,15 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False)
     return runs + [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
 
 
-def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool] | None:
-    """``((copies, tiles per copy), tagged exchange)`` of the Gluon forward's state as ``kernel`` runs
-    ``plan`` (None for any other kernel): two variants with the same plan and these are one kernel,
-    timed once."""
+def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool, int] | None:
+    """``((copies, tiles per copy), tagged exchange, its poll delay)`` of the Gluon forward's state as
+    ``kernel`` runs ``plan`` (None for any other kernel): two variants with the same plan and these
+    are one kernel, timed once."""
     if plan.path != GLUON or kernel.direction != "fwd":
         return None
     with kernel.switches():
-        return gluon_state_copies(plan.h_pad), gluon_tagged_exchange(plan)
+        tagged = gluon_tagged_exchange(plan)
+        return gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0
 
 
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:

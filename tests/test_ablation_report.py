@@ -51,6 +51,14 @@ def test_measured_joins_the_estimate_per_variant():
     assert list(joined.variant) == ["full"] and float(joined.measured_over_estimated.iloc[0]) == round(2.8 / 2.4, 3)
 
 
+def test_the_tagged_exchanges_polls_are_listed_where_counted():
+    measured = _frame(_row("real_gluon", 2.5, programs=48), _row("real_gluon_tagged", 2.2, programs=48))
+    measured["extra_polls_per_step"] = ["", 0.375]
+    polls = ablation_report.extra_polls(measured)
+    assert list(polls.variant) == ["real_gluon_tagged"] and float(polls.extra_polls_per_step.iloc[0]) == 0.375
+    assert ablation_report.extra_polls(measured.drop(columns="extra_polls_per_step")).empty, "an older run's CSV"
+
+
 def test_main_prints_both_tables_and_refuses_other_files(tmp_path, capsys):
     measured, estimated, other = tmp_path / "m.csv", tmp_path / "e.csv", tmp_path / "o.csv"
     _frame(_row("real", 3.0), _row("real_relaxed", 2.5)).to_csv(measured, index=False)

@@ -255,5 +255,24 @@ def test_the_tagged_exchange_compiles_into_a_loader_warpgroup_without_grid_barri
                        "fence.proxy.async.shared::cta", "mbarrier.arrive.shared::cta.b64", "%globaltimer",
                        "wgmma.mma_async", "cp.async.bulk.tensor.2d", "cp.async.commit_group"):
             assert needle in ptx, (training, needle)
-        for absent in ("cp.async.bulk.tensor.3d", *POLL_PTX, ".release.", "fence.proxy.async.global", ".exch."):
+        for absent in ("cp.async.bulk.tensor.3d", *POLL_PTX, ".release.", "fence.proxy.async.global", ".exch.",
+                       "nanosleep"):
             assert absent not in ptx, (training, absent)
+
+
+def _delayed_tagged_ptx(delay_ns: int, arch: int) -> str:
+    """PTX of the tagged Gluon forward at H=768 B=16 whose loader pauses ``delay_ns`` (a job for
+    ``compile_all``)."""
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_poll_delay
+
+    with tagged_exchange(True), tagged_poll_delay(delay_ns):
+        return compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=False,
+                               has_lengths=False, arch=arch).asm["ptx"]
+
+
+def test_the_tagged_loaders_poll_delay_is_one_nanosleep_of_it():
+    """With :func:`rnnbench.kernels.plan.tagged_poll_delay`, the loader sleeps that many nanoseconds
+    before each step's first load: one ``nanosleep`` with the delay as its immediate."""
+    (ptx,) = compile_all(90, [150], job=_delayed_tagged_ptx)
+    assert ptx.count("nanosleep.u32 150;") == 1

@@ -487,3 +487,17 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_only_when_switched_o
         with tagged_exchange(True):
             assert not gluon_tagged_exchange(refused), reason
     assert "one program per SM (48 programs on 32 SMs)" in tagged_exchange_refusal(plan, 32)
+
+
+def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanoseconds_in_range():
+    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels.plan import MAX_TAGGED_POLL_DELAY_NS, tagged_poll_delay
+
+    with tagged_poll_delay(150):
+        assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 150
+        with tagged_poll_delay(None):
+            assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 150
+    assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 0
+    for bad in (-1, MAX_TAGGED_POLL_DELAY_NS + 1, 1.5, True, "100"):
+        with pytest.raises(ValueError, match=f"an int of nanoseconds from 0 to {MAX_TAGGED_POLL_DELAY_NS}, got"):
+            tagged_poll_delay(bad)

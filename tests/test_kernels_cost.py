@@ -56,6 +56,19 @@ def test_step_path_of_the_hand_checked_loop(form):
         atomics=1, membar=1, poll_loops=1)
 
 
+def test_a_paths_sleep_is_the_sum_of_its_nanosleeps():
+    """``NANOSLEEP`` immediates on a path (the tagged loader's poll delay), in nanoseconds, those
+    the scheduler never runs (``@!PT``) left out; a path without one sleeps 0."""
+    text = "\n".join(["        /*0000*/                   NANOSLEEP 0xc8 ;",
+                      "        /*0010*/                   IADD3 R1, R1, 0x1, RZ ;",
+                      "        /*0020*/              @!PT NANOSLEEP 0x64 ;",
+                      "        /*0030*/                   NANOSLEEP 0x32 ;",
+                      "        /*0040*/                   EXIT ;"])
+    path = sass.step_path(sass.parse(text))
+    assert sass.sleep_ns(path) == 250
+    assert sass.sleep_ns(sass.step_path(sass.parse(LOOP))) == 0
+
+
 def test_a_kernel_without_a_time_loop_is_one_step_to_its_exit():
     text = "\n".join(line for line in LOOP.splitlines() if "BRA `(.L_x_3)" not in line)  # no back-edge: one launch
     path = sass.step_path(sass.parse(text))

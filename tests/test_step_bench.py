@@ -128,10 +128,13 @@ def test_estimate_compiles_every_variant_for_sm90():
     assert by_row["real_gluon"]["t_mma"] < by_row["real_gluon_shared_weights"]["t_mma"], by_row
     assert by_name["real_gluon"] < by_name["real_gluon_shared_weights"], by_name
     assert by_name["real"] < by_name["real_relaxed"] and by_name["full"] < by_name["full_relaxed"], by_name
-    # the tagged exchange's loader warpgroup is on the step's chain: its loads (the state's words, twice
-    # the bytes) where the barrier kernel has its TMA copies and its poll
+    # the tagged exchange's loader warpgroup is on the step's chain: its loads (the state's compact
+    # words, and the one reload the model assumes) where the barrier kernel has its TMA copies and its poll
     assert by_row["real_gluon_tagged"]["t_l2_load"] > by_row["real_gluon"]["t_l2_load"] > 0, by_row
     assert by_row["real_gluon_tagged"]["t_grid_sync"] < by_row["real_gluon"]["t_grid_sync"], by_row
+    # the delayed loader's pause (its NANOSLEEP) is charged to the synchronisation, nominally
+    pause = by_row["real_gluon_tagged_delayed"]["t_grid_sync"] - by_row["real_gluon_tagged"]["t_grid_sync"]
+    assert pause == pytest.approx(step_bench.TAGGED_POLL_DELAY_NS * 1e-3, abs=2e-3), by_row
 
 
 def test_estimate_times_the_wide_batch_blocks_beside_the_narrow_ones_at_b64():
@@ -267,7 +270,7 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     first = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12))]
     later = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), deferred=True)]
     assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == [
-        "real_gluon_fused_input", "real_gluon_tagged"]
+        "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
 
 
@@ -279,11 +282,11 @@ def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that
 
     kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_4"], step_bench.REAL_PATHS["real_gluon"]
     plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, plan) == ((3, 4), False)
-    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False)
+    assert step_bench._switched(kernel, plan) == ((3, 4), False, 0)
+    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False, 0)
     assert gluon_state_copies(768) == (2, 8)  # restored after the context
     small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == ((1, 4), False)
+    assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == ((1, 4), False, 0)
     assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], plan) is None
     for bad in (3, 16, 0):
         with pytest.raises(ValueError, match=f"a power of two from 1 to 8 .* got {bad}"):
@@ -312,7 +315,10 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90)
     plan = kernel.plan(planned, torch.bfloat16, 132)
     assert plan == planned_kernel.plan(planned, torch.bfloat16, 132)
-    assert step_bench._switched(kernel, plan) == ((2, 8), True) != step_bench._switched(planned_kernel, plan)
+    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0) != step_bench._switched(planned_kernel, plan)
+    delayed = step_bench.REAL_PATHS["real_gluon_tagged_delayed"]
+    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS)
+    assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 0  # restored after the context
     assert plan_module.GLUON_TAGGED_EXCHANGE is False  # restored after the context
     with pytest.raises(PathUnavailable, match="one program per SM \\(48 programs on 32 SMs\\)"):
         kernel.plan(planned, torch.bfloat16, 32)
