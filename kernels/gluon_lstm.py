@@ -120,6 +120,9 @@ _EXTRA_POLLS: gl.constexpr = gl.constexpr(int(EXTRA_POLLS_SLOT.value) - int(FLAG
 
 #: the wgmma operand layout of one ``(BLOCK_B, 64)`` 16-bit state tile (128-byte swizzle)
 _TILE_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16))
+#: the same tile seen as ``(BLOCK_B, 32)`` int32 pairs of values (:func:`_as_pairs`): the same bytes
+#: (``tests/test_gluon_aot.py`` checks it from the two layouts)
+_PAIRS_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32))
 
 
 @_gluon_builtin
@@ -382,7 +385,6 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     # (BLOCK_B = 16 rows, 32 pairs) a tile: 4 pairs (16 bytes) a thread, one vector load
     layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
                                             order=[1, 0])
-    pairs_layout: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32)
     lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
                                                     order=[0]))
     rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(1, layout))
@@ -403,7 +405,7 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
         for j in gl.static_range(COPIES):
             for t in gl.static_range(PER_COPY):
                 if j * PER_COPY + t < K_TILES:
-                    _as_pairs(h_smem[j * PER_COPY + t], pairs_layout).store(pairs[j * PER_COPY + t])
+                    _as_pairs(h_smem[j * PER_COPY + t], _PAIRS_LAYOUT).store(pairs[j * PER_COPY + t])
             fence_async_shared()
             cta_barrier()  # every thread of this warpgroup has stored copy j's tiles
             mbarrier.arrive(bars.index(j))

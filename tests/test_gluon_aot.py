@@ -260,6 +260,66 @@ def test_the_tagged_exchange_compiles_into_a_loader_warpgroup_without_grid_barri
             assert absent not in ptx, (training, absent)
 
 
+def _shared_layout_bases(element_bits: int, arch: int) -> list[list[int]]:
+    """The offset bases (element offset bit -> (row, column)) of the Gluon forward's shared layout of a
+    16-row state tile of ``element_bits``-bit elements (16: the MMAs' ``_TILE_LAYOUT``, 32: the tagged
+    loader's ``_PAIRS_LAYOUT``), as Gluon's ``to_linear_layout`` gives it while compiling (a job for
+    ``compile_all``)."""
+    import ast
+    import contextlib
+    import io
+    import os
+    import tempfile
+
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from rnnbench.kernels.gluon_lstm import _PAIRS_LAYOUT, _TILE_LAYOUT
+
+    @gluon.jit
+    def show(x, BITS: gl.constexpr):
+        if BITS == 16:
+            gl.static_print(gl.to_linear_layout(_TILE_LAYOUT, [16, 64]))
+        else:
+            gl.static_print(gl.to_linear_layout(_PAIRS_LAYOUT, [16, 32]))
+
+    printed = io.StringIO()
+    # a fresh cache: a cached compile prints nothing
+    with tempfile.TemporaryDirectory() as cache, contextlib.redirect_stdout(printed):
+        os.environ["TRITON_CACHE_DIR"] = cache
+        triton.compile(GluonASTSource(show, {"x": "*i32", "BITS": "constexpr"}, constexprs={"BITS": element_bits}),
+                       target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    return ast.literal_eval(re.search(r"offset_bases=(\[.*?\]\])", printed.getvalue()).group(1))
+
+
+def _byte_of(bases: list[list[int]], element_bytes: int) -> dict[tuple[int, int], int]:
+    """(row, column) -> byte offset of a shared layout given by its offset bases."""
+    where = {}
+    for offset in range(1 << len(bases)):
+        row = column = 0
+        for bit, (base_row, base_column) in enumerate(bases):
+            if offset >> bit & 1:
+                row, column = row ^ base_row, column ^ base_column
+        where[(row, column)] = offset * element_bytes
+    return where
+
+
+@pytest.mark.skipif(not hasattr(__import__("triton.experimental.gluon.language", fromlist=["x"]), "to_linear_layout"),
+                    reason="this Triton's Gluon has no to_linear_layout")
+def test_a_state_tile_seen_as_int32_pairs_puts_every_pair_at_its_two_values_bytes():
+    """The tagged loader stores int32 pairs into the MMAs' 16-bit state tiles through a view
+    (:func:`rnnbench.kernels.gluon_lstm._as_pairs`): with 128-byte swizzle, pair j of row r must sit
+    at the bytes of values 2j and 2j+1 of row r, or the MMAs read a scrambled state."""
+    halves, pairs = (_byte_of(bases, bits // 8) for bits, bases in
+                     zip((16, 32), compile_all(90, [16, 32], job=_shared_layout_bases)))
+    assert len(halves) == 16 * 64 and len(pairs) == 16 * 32
+    for (row, column), byte in pairs.items():
+        assert (halves[(row, 2 * column)], halves[(row, 2 * column + 1)]) == (byte, byte + 2), (row, column)
+    assert pairs[(1, 0)] == 128 + 16 and halves[(1, 0)] == 128 + 16, "swizzled: row 1's first chunk is its second"
+
+
 def _delayed_tagged_ptx(delay_ns: int, arch: int) -> str:
     """PTX of the tagged Gluon forward at H=768 B=16 whose loader pauses ``delay_ns`` (a job for
     ``compile_all``)."""
