@@ -273,10 +273,15 @@ def _as_pairs(tile, layout, _semantic=None):
 @gluon.jit
 def _publish_compact(ptrs, h, tag):
     """Store ``h`` (16-bit) at ``ptrs`` as compact words tagged ``tag``
-    (:func:`rnnbench.kernels.tagged_exchange.compact_words`), each one ``st.relaxed.gpu`` (a strong
-    write, whole, that a reader's volatile load may race)."""
-    gl.inline_asm_elementwise("st.relaxed.gpu.global.b16 [$1], $2; mov.u32 $0, 0;", "=r,l,h",
-                              [ptrs, compact_words(h, tag)], dtype=gl.int32, is_pure=False, pack=1)
+    (:func:`rnnbench.kernels.tagged_exchange.compact_words`), two at a time: each thread holds two
+    adjacent units of one batch row (the tile layout's ``[2, 1]`` per thread at 16-row blocks, the
+    tagged exchange's only ones), which ``pack=2`` hands to one ``st.relaxed.gpu.global.b32`` at the
+    first one's address (4-byte aligned: H_PAD and the unit are even). A strong write of the pair,
+    whole, that a reader's 32-bit volatile loads may race: writer and reader access the same 32 bits,
+    as the memory model's morally-strong pairs must, where 16-bit stores read back in 32-bit words
+    would overlap only in part."""
+    gl.inline_asm_elementwise("st.relaxed.gpu.global.b32 [$2], $4; mov.u32 $0, 0; mov.u32 $1, 0;", "=r,=r,l,l,r",
+                              [ptrs, compact_words(h, tag)], dtype=gl.int32, is_pure=False, pack=2)
 
 
 @gluon.jit

@@ -419,7 +419,8 @@ def compact_state(exchange: torch.Tensor) -> torch.Tensor:
     ``(D, 3, B_pad, H_PAD)``, slot 2 ``h0`` as it is (step 0 reads it unchecked: ``h0`` may be any
     value), slots 0 and 1 words stale for the first tags read from them (1 and 2), so no step takes
     them for fresh. Step ``s >= 1`` reads tag ``s`` from slot ``(s+1) % 2``; step ``s`` writes tag
-    ``s+1`` into slot ``s % 2``."""
+    ``s+1`` into slot ``s % 2``. Build it for every launch: after one, its slots hold tags a
+    relaunch's steps would take for fresh (slot 1 holds tag 2 after T=3)."""
     _check_compact_dtype(exchange.dtype)
     state = torch.empty((exchange.shape[0], COMPACT_SLOTS.value, *exchange.shape[2:]), dtype=exchange.dtype,
                         device=exchange.device)

@@ -241,7 +241,7 @@ def _tagged_ptx(training: bool, arch: int) -> tuple:
 
 def test_the_tagged_exchange_compiles_into_a_loader_warpgroup_without_grid_barrier():
     """With :func:`rnnbench.kernels.plan.tagged_exchange` on, the forward (inference and training)
-    publishes its state as compact words (a relaxed 16-bit store per value) and a second warpgroup
+    publishes its state as compact words (a relaxed 32-bit store per pair of values) and a second warpgroup
     (``setmaxnreg``) loads them in int32 pairs with vector volatile loads, polls the stale ones under a
     timeout and stores them into the MMAs' shared memory behind an async-proxy fence, announcing them
     on mbarriers:
@@ -251,7 +251,7 @@ def test_the_tagged_exchange_compiles_into_a_loader_warpgroup_without_grid_barri
     for training, (registers, spills, ptx) in zip((False, True), compile_all(90, [False, True], job=_tagged_ptx)):
         if not training or tuple(int(part) for part in triton.__version__.split(".")[:2]) > (3, 6):
             assert spills == 0, (training, registers, spills)
-        for needle in ("st.relaxed.gpu.global.b16", "ld.volatile.global.v4.b32", "setmaxnreg",
+        for needle in ("st.relaxed.gpu.global.b32", "ld.volatile.global.v4.b32", "setmaxnreg",
                        "fence.proxy.async.shared::cta", "mbarrier.arrive.shared::cta.b64", "%globaltimer",
                        "wgmma.mma_async", "cp.async.bulk.tensor.2d", "cp.async.commit_group"):
             assert needle in ptx, (training, needle)
