@@ -97,14 +97,26 @@ def against_estimate(measured: pd.DataFrame, estimated: pd.DataFrame) -> pd.Data
     return joined
 
 
-def extra_polls(measured: pd.DataFrame) -> pd.DataFrame:
+def extra_polls(measured: pd.DataFrame, estimated: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows that counted their extra polls (the Gluon forward with the tagged exchange:
-    ``extra_polls_per_step``, polls per program and step beyond the first, which the cost model
-    assumes to be 1), with their µs per step; empty for a CSV without the column (older runs)."""
+    ``extra_polls_per_step``, polls per program and step beyond the first), with their µs per step;
+    empty for a CSV without the column (older runs). With the model's ``estimated`` rows: its µs per
+    step where every first load finds the state complete (``model_complete_us``), with one reload
+    every step (``model_one_reload_us``, what its ``us_per_step`` assumes), and between the two at the
+    measured rate (``model_at_measured_polls_us``: complete + polls x (one reload - complete))."""
     if "extra_polls_per_step" not in measured.columns:
         return pd.DataFrame()
     polled = measured[pd.to_numeric(measured.extra_polls_per_step, errors="coerce").notna()]
-    return polled[SHAPE + ["variant", "programs", "us_per_step", "extra_polls_per_step"]].reset_index(drop=True)
+    table = polled[SHAPE + ["variant", "programs", "us_per_step", "extra_polls_per_step"]].reset_index(drop=True)
+    if estimated is None or "first_load_complete_us" not in estimated.columns:
+        return table
+    model = estimated[SHAPE + ["variant", "us_per_step", "first_load_complete_us"]].rename(
+        columns={"us_per_step": "model_one_reload_us", "first_load_complete_us": "model_complete_us"})
+    table = table.merge(model, on=SHAPE + ["variant"], how="left")
+    polls = pd.to_numeric(table.extra_polls_per_step)
+    complete, reload = pd.to_numeric(table.model_complete_us), pd.to_numeric(table.model_one_reload_us)
+    table["model_at_measured_polls_us"] = (complete + polls * (reload - complete)).round(4)
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
           "alternative is faster; clear: the interquartile ranges do not overlap)\n")
     decisions = compare(measured)
     print(markdown_table(decisions) if not decisions.empty else "No question has both of its variants in this run.")
-    polls = extra_polls(measured)
+    polls = extra_polls(measured, estimated)
     if not polls.empty:
         print("\n## The tagged exchange's polls beyond each step's first (the cost model assumes one)\n")
         print(markdown_table(polls))

@@ -54,8 +54,10 @@ their time is estimated by :func:`simulate`:
   and the half poll period. A masked reload is charged the bytes of every word it could load. The
   one reload is the heaviest path's assumption, not a measurement: with compact words (the Gluon
   loader's) a step whose first load finds the state complete runs ~240 loader instructions at
-  H=768 where the reload path runs ~720, and the kernel logs how often it polled again
-  (:func:`rnnbench.kernels.step_bench.extra_polls`), which a GPU run should replace it with.
+  H=768 where the reload path runs ~720. ``first_load_complete`` estimates that step instead (the
+  loader's heaviest path that never reads the clock), and the kernel logs how often it polled
+  again (:func:`rnnbench.kernels.step_bench.extra_polls`): a GPU run's rate puts the step between
+  the two (:func:`rnnbench.harness.ablation_report.extra_polls`).
 * **Stepwise path.** One launch per step: ``max(host launch, launch gap + waves x kernel)``.
 * **Around the recurrence**, per step of a ``seq_len``-step call: the input-projection GEMM (and for
   ``bwd`` the GEMMs for ``dx``, ``dW_ih``, ``dW_hh``) at ``gemm_tflops``, and a fixed per-call
@@ -511,13 +513,15 @@ def _through(free: dict[str, float], unit: str, issue: float, head: float, own: 
 
 def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int, *, dtype: torch.dtype, hidden_size: int,
                   batch: int, direction: str, arch: int = 90, seq_len: int = SEQ_LEN,
-                  latency_table: Latencies | None = None) -> dict[str, object]:
+                  latency_table: Latencies | None = None, first_load_complete: bool = False) -> dict[str, object]:
     """Counts, co-residency and the per-term estimate (µs per step, ``t_*``, summed in
     ``raw_us_per_step``) of one shape on ``plan``'s path, from the SASS of the kernel that runs it
     and its compiled ``registers`` (per thread) and ``shared_bytes``. ``latency_path_us`` is the
     recurrence's step for one warp alone on its SM (no sharing of issue slots or units), the sum of
     latencies a stage-by-stage reading of the SASS adds up. ``latency_table``: another table than
-    the model's (:func:`latencies`), for what-if estimates."""
+    the model's (:func:`latencies`), for what-if estimates. ``first_load_complete``: a tagged
+    exchange's loader finds the state complete at its first load every step (no reload; by default
+    one reload a step, :func:`rnnbench.kernels.sass.loader_path`)."""
     device, lat = DEVICES[arch], latency_table or latencies(arch)
     instructions = parse(sass_text)
     steps = step_path(instructions)
@@ -560,7 +564,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         # each word is its own arrival, checked by the loads that read it)
         arrivals = programs * lat.barrier_arrival if counts.membar else 0.0
         terms_us["grid_sync"] += (arrivals + discovery) * to_us
-    loader = loader_path(instructions) if plan.path == GLUON and direction != "bwd" else None
+    loader = loader_path(instructions, first_load_complete) if plan.path == GLUON and direction != "bwd" else None
     if loader is not None:
         # the tagged exchange's loader warpgroup is on the step's chain: it starts once the recurrence
         # has published (whose own path waits for nothing then) and the recurrence's MMAs wait for its

@@ -98,6 +98,12 @@ class Instruction:
         return self.base in GLOBAL_ATOMICS and "MAX" in self.modifiers
 
     @property
+    def reads_clock(self) -> bool:
+        """A read of the global timer (``CS2R R, SR_GLOBALTIMERLO``): where a wait starts timing itself,
+        i.e. the tagged exchange's loader entering its slow path (:func:`loader_path`)."""
+        return self.base in ("CS2R", "S2R", "S2UR") and any("GLOBALTIMER" in operand for operand in self.operands)
+
+    @property
     def is_mma(self) -> bool:
         return self.base in MMA_OPCODES
 
@@ -271,12 +277,14 @@ def step_path(instructions: list[Instruction]) -> StepPath:
     return _loop_step(instructions, index, loops, path, bool(time_loops))
 
 
-def loader_path(instructions: list[Instruction]) -> StepPath | None:
+def loader_path(instructions: list[Instruction], first_load_complete: bool = False) -> StepPath | None:
     """One step of a warp-specialised kernel's loader partition (the tagged exchange's,
     :func:`rnnbench.kernels.gluon_lstm._tagged_loader`): the innermost loop without MMAs that polls
     with strong global loads and arrives on an mbarrier (its poll loop inside arrives on none; the
     loops around it dispatch the partitions), its poll loop walked once; None in a kernel without
-    one."""
+    one. ``first_load_complete``: the step whose first load finds every word fresh instead, the
+    heaviest path that never reads the clock (the slow path starts its timeout there); ValueError
+    where every path does."""
     index = {ins.address: i for i, ins in enumerate(instructions)}
     loops = _loops(instructions, index)
     loaders = [(start, end) for start, end in loops
@@ -286,6 +294,10 @@ def loader_path(instructions: list[Instruction]) -> StepPath | None:
     if not loaders:
         return None
     start, end = min(loaders, key=lambda loop: loop[1] - loop[0])
+    if first_load_complete:
+        clock = frozenset(i for i in range(start, end + 1) if instructions[i].reads_clock
+                          or instructions[i].reports_timeout)
+        return _loop_step(instructions, index, loops, _heaviest_path(instructions, index, start, {end}, clock), True)
     return _loop_step(instructions, index, loops, _warm_path(instructions, index, start, {end}), True)
 
 

@@ -270,7 +270,10 @@ BASE_COLUMNS = ["device_name", "cell", "dtype", "hidden_size", "batch", "variant
                 "q75_us", "source"]
 #: a row's columns: the estimate's per-term µs (``t_*``, empty in measured rows) after the base ones,
 #: so measured and estimated rows join term by term (:mod:`rnnbench.kernels.calibration`)
-COLUMNS = BASE_COLUMNS + [f"t_{term}" for term in KERNEL_TERMS] + ["extra_polls_per_step"]
+#: then, for the tagged exchange's kernels, the polls beyond each step's first (measured rows,
+#: :func:`extra_polls`) and the model's µs per step where every first load finds the state complete
+#: (estimated rows; their ``us_per_step`` assumes one reload a step)
+COLUMNS = BASE_COLUMNS + [f"t_{term}" for term in KERNEL_TERMS] + ["extra_polls_per_step", "first_load_complete_us"]
 
 
 def read_rows(path, source: str, with_terms: bool = False):
@@ -634,7 +637,7 @@ def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int
            "k_split": plan.k_split, "k_chunks": plan.k_chunks, "num_warps": plan.num_warps, "steps": steps,
            "us_per_step": round(median, 4), "q25_us": round(q25, 4), "q75_us": round(q75, 4), "source": source}
     return row | {f"t_{term}": round(terms[f"t_{term}"], 4) if terms else "" for term in KERNEL_TERMS} \
-        | {"extra_polls_per_step": ""}
+        | {"extra_polls_per_step": "", "first_load_complete_us": ""}
 
 
 def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...], deferred: bool = True):
@@ -737,12 +740,12 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     # one batch block is benchmarked: the layout's batch blocks are independent of each other
     plan = plan_recurrence(cell, hidden_size, batch, dtype, "cooperative", multiprocessors, arch=arch)
 
-    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan, direction: str = "fwd"
-                        ) -> tuple[tuple, dict]:
+    def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan, direction: str = "fwd",
+                        first_load_complete: bool = False) -> tuple[tuple, dict]:
         """``((value, value, value), terms)``: the kernel's estimated µs per step as the three
         statistics of a row, and its terms."""
         terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
-                              direction=direction, arch=arch)
+                              direction=direction, arch=arch, first_load_complete=first_load_complete)
         value = sum(terms[f"t_{term}"] for term in KERNEL_TERMS)
         return (value, value, value), terms
 
@@ -773,8 +776,11 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
             with kernel.switches():
                 resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, direction), arch)
                 stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction)
-            rows.append(_row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}",
-                             "", terms))
+                complete = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction,
+                                           True)[0][0] if switched and switched[1] else None
+            row = _row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}", "",
+                       terms)
+            rows.append(row | ({} if complete is None else {"first_load_complete_us": round(complete, 4)}))
     return rows
 
 

@@ -57,6 +57,12 @@ def test_the_tagged_exchanges_polls_are_listed_where_counted():
     polls = ablation_report.extra_polls(measured)
     assert list(polls.variant) == ["real_gluon_tagged"] and float(polls.extra_polls_per_step.iloc[0]) == 0.375
     assert ablation_report.extra_polls(measured.drop(columns="extra_polls_per_step")).empty, "an older run's CSV"
+    estimated = _frame(_row("real_gluon", 1.8, programs=48, source="estimate sm_90"),
+                       _row("real_gluon_tagged", 2.7, programs=48, source="estimate sm_90"))
+    estimated["first_load_complete_us"] = ["", 1.7]
+    joined = ablation_report.extra_polls(measured, estimated).iloc[0]
+    assert (joined.model_complete_us, joined.model_one_reload_us) == (1.7, 2.7)
+    assert joined.model_at_measured_polls_us == pytest.approx(1.7 + 0.375 * 1.0)
 
 
 def test_main_prints_both_tables_and_refuses_other_files(tmp_path, capsys):

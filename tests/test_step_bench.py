@@ -135,6 +135,12 @@ def test_estimate_compiles_every_variant_for_sm90():
     # the delayed loader's pause (its NANOSLEEP) is charged to the synchronisation, nominally
     pause = by_row["real_gluon_tagged_delayed"]["t_grid_sync"] - by_row["real_gluon_tagged"]["t_grid_sync"]
     assert pause == pytest.approx(step_bench.TAGGED_POLL_DELAY_NS * 1e-3, abs=2e-3), by_row
+    # the tagged rows also say what a step costs when its first load finds the state complete (no
+    # reload, a few hundred loader instructions fewer); the other kernels have no such estimate
+    tagged, delayed = by_row["real_gluon_tagged"], by_row["real_gluon_tagged_delayed"]
+    assert 0 < tagged["first_load_complete_us"] < tagged["us_per_step"] - 0.3, tagged
+    assert delayed["first_load_complete_us"] - tagged["first_load_complete_us"] == pytest.approx(0.15, abs=2e-3)
+    assert by_row["real_gluon"]["first_load_complete_us"] == "" and by_row["full"]["first_load_complete_us"] == ""
 
 
 def test_estimate_times_the_wide_batch_blocks_beside_the_narrow_ones_at_b64():
