@@ -52,7 +52,8 @@ batch blocks as well, which the plan does not (the cost model rates them even th
 ``real_gluon_fused_input`` runs the Gluon forward with its input projection fused (input size =
 H_PAD; its launches take the input, not xg), the kernel alone against ``real_gluon``'s kernel alone:
 it pays where its excess stays below the projection GEMM it saves. Never run on a GPU, it is timed
-after every shape's other variants (:data:`DEFERRED`). ``real_gluon_copies_4`` runs the Gluon
+after its shape's other variants (:data:`DEFERRED`, :func:`schedule`: the goal shape's first, the
+others' after every other shape). ``real_gluon_copies_4`` runs the Gluon
 forward with its state copied in copies of 4 tiles instead of the plan's 8
 (:func:`rnnbench.kernels.plan.state_copy_tiles`): the MMAs of a copy start once its smaller box
 has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
@@ -252,8 +253,9 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_bwd_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "bwd"),
               "real_gluon_bwd": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False)}
-#: variants timed after every shape's others, and not launched by :func:`warm`: kernels that have
-#: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs no other row
+#: variants timed after their shape's others (the goal shape's right after its own, every other
+#: shape's after all of them, :func:`schedule`), and not launched by :func:`warm`: kernels that have
+#: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
 DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
@@ -640,15 +642,27 @@ def _row(plan: Plan, cell: str, dtype: torch.dtype, hidden_size: int, batch: int
         | {"extra_polls_per_step": "", "first_load_complete_us": ""}
 
 
+def schedule(shapes, deferred: bool = True) -> list[tuple[bool, tuple[str, int, int]]]:
+    """The order :func:`measure` times ``shapes`` in, as ``(deferred pass, shape)``: the first shape
+    (the goal's) with its :data:`DEFERRED` variants right after its others, since those are what a
+    run is most wanted for and a run cut short by its time limit should keep them; then every
+    other shape, and their deferred variants after all of them (a hang in a never-run kernel costs
+    no other shape's row). ``deferred=False``: no deferred pass."""
+    first, rest = list(shapes[:1]), list(shapes[1:])
+    if not deferred:
+        return [(False, shape) for shape in shapes]
+    return ([(False, shape) for shape in first] + [(True, shape) for shape in first]
+            + [(False, shape) for shape in rest] + [(True, shape) for shape in rest])
+
+
 def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...], deferred: bool = True):
-    """Time every variant of every shape on the current GPU, yielding a row (:data:`COLUMNS`) as
-    each is measured, the :data:`DEFERRED` variants of every shape last (``deferred=False``: not at
-    all); a variant that fails is reported on stderr and skipped."""
+    """Time every variant of every shape on the current GPU in the order of :func:`schedule`,
+    yielding a row (:data:`COLUMNS`) as each is measured (``deferred=False``: the :data:`DEFERRED`
+    variants not at all); a variant that fails is reported on stderr and skipped."""
     device_name = torch.cuda.get_device_name()
     like = torch.empty(0, dtype=dtype, device="cuda")
     timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync, switches) of the kernels timed
-    passes = (False, True) if deferred else (False,)
-    for later, (cell, hidden_size, batch) in [(later, shape) for later in passes for shape in shapes]:
+    for later, (cell, hidden_size, batch) in schedule(shapes, deferred):
         plan = make_plan(cell, hidden_size, batch, like, "cooperative")
         if not later:
             buffers = {tagged: ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=tagged)

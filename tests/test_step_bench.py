@@ -311,6 +311,14 @@ def test_the_fused_input_variant_keeps_its_grid_co_resident():
     assert kernel.plan(planned, torch.bfloat16, 114).input_tiles == 0
 
 
+def test_the_goal_shapes_never_run_variants_come_right_after_its_others_the_rest_after_every_shape():
+    shapes = [("lstm", 768, 16), ("lstm", 256, 64), ("rnn", 768, 16)]
+    assert step_bench.schedule(shapes) == [(False, shapes[0]), (True, shapes[0]), (False, shapes[1]),
+                                           (False, shapes[2]), (True, shapes[1]), (True, shapes[2])]
+    assert step_bench.schedule(shapes, deferred=False) == [(False, shape) for shape in shapes]
+    assert step_bench.schedule(shapes[:1]) == [(False, shapes[0]), (True, shapes[0])]
+
+
 def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_last():
     """``real_gluon_tagged``: the Gluon forward with the tagged exchange within its context (a kernel
     of its own: not the planned one's key), refused with the reason where it cannot run (32-row
