@@ -804,6 +804,12 @@ def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tenso
     return x.contiguous(), w_ih.contiguous(), bias
 
 
+def _tagged(tagged: bool) -> dict:
+    """The kernel's constexprs of the tagged exchange: on or off, and its loader's poll delay as
+    :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange)."""
+    return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0}
+
+
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
                 has_lengths: bool, grid_sync: bool = True, fused_input=None, hidden_blocks: int | None = None,
                 sync: torch.Tensor | None = None) -> None:
@@ -856,8 +862,7 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
             wih_desc, bias, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad,
             TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
             POLL_ORDER=POLL_ORDERS[plan.poll_order], PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles,
-            GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0], TAGGED=tagged,
-            POLL_DELAY_NS=plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
+            GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0], **_tagged(tagged),
             num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
@@ -898,8 +903,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
                   "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync,
-                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], "TAGGED": tagged,
-                  "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0, **absent}
+                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **_tagged(tagged), **absent}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name in ("H", "w_stride")}

@@ -648,11 +648,9 @@ def schedule(shapes, deferred: bool = True) -> list[tuple[bool, tuple[str, int, 
     run is most wanted for and a run cut short by its time limit should keep them; then every
     other shape, and their deferred variants after all of them (a hang in a never-run kernel costs
     no other shape's row). ``deferred=False``: no deferred pass."""
-    first, rest = list(shapes[:1]), list(shapes[1:])
-    if not deferred:
-        return [(False, shape) for shape in shapes]
-    return ([(False, shape) for shape in first] + [(True, shape) for shape in first]
-            + [(False, shape) for shape in rest] + [(True, shape) for shape in rest])
+    passes = (False, True) if deferred else (False,)
+    return [(later, shape) for later in passes for shape in shapes[:1]] + \
+        [(later, shape) for later in passes for shape in shapes[1:]]
 
 
 def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...], deferred: bool = True):
