@@ -94,8 +94,8 @@ from rnnbench.kernels.plan import (
 )
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, POLL_ORDERS, _load_relaxed
 from rnnbench.kernels.tagged_exchange import (
-    COMPACT_SLOTS, GAVE_UP, bitwise_or, compact_key, compact_stale, compact_state, compact_suspects, compact_values,
-    compact_words, give_up_flags, timed_out_stale,
+    COMPACT_SLOTS, COMPACT_TAG_PAIR, GAVE_UP, bitwise_or, compact_key, compact_stale, compact_state,
+    compact_suspects, compact_values, compact_words, give_up_flags, timed_out_stale,
 )
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -244,7 +244,8 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
 
     ``TAGGED``: ``h_smem`` is the tagged exchange's tuple of ``K_TILES`` ``(BLOCK_B, 64)`` tiles, an
     allocation each, which :func:`_tagged_loader` stores one by one (into one allocation, Triton 3.6
-    put a partition barrier between every two of its stores), announced copy by copy on ``bars``."""
+    put a partition barrier between every two of its stores), announced on ``bars`` copy by copy
+    (the kernel makes it one copy of all ``K_TILES``: ``PER_COPY`` is ``K_TILES`` then)."""
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
@@ -304,6 +305,32 @@ def _load_pairs(slot_ptr, offsets, K_TILES: gl.constexpr):
 
 
 @gluon.jit
+def _reload_stale_vectors(ptrs, read, key):
+    """The words as loaded (int32 pairs) behind ``read`` (pairs of compact words read with ``key``,
+    :func:`compact_key`; 4 consecutive ones a thread: the loader's 16-byte vectors), every vector
+    that holds a stale half loaded again whole from ``ptrs``: one predicated
+    ``ld.volatile.global.v4.b32`` a vector (``pack=4``; the first pointer of a vector is 16-byte
+    aligned), where a mask per pair would make four scalar loads of it. A vector's 8 values are one
+    batch row's units of one producer (:data:`_UNITS` a program, the vector aligned to 8), so they
+    turn fresh together and the whole vector is what a producer late to the first load still owes.
+    The test is :func:`compact_stale` of the or of the vector's four pairs read (``tag``:
+    :data:`COMPACT_TAG_PAIR` in every element); the other vectors' words are ``read ^ key``, as
+    loaded. Nothing in the block reads the loaded words: an instruction that did would wait for
+    each load before the next issues (ptxas keeps a predicated one before its predicate register
+    is reused), so the caller reads them (``^ key``) after all are issued."""
+    tag = gl.full(read.shape, COMPACT_TAG_PAIR, gl.int32, read.type.layout)
+    return gl.inline_asm_elementwise(
+        "{ .reg .pred %p; .reg .b32 %s, %w0, %w1, %w2, %w3;\n"
+        "or.b32 %s, $8, $9; or.b32 %s, %s, $10; or.b32 %s, %s, $11; and.b32 %s, %s, $16;\n"
+        "setp.ne.b32 %p, %s, 0;\n"
+        "xor.b32 %w0, $8, $12; xor.b32 %w1, $9, $13; xor.b32 %w2, $10, $14; xor.b32 %w3, $11, $15;\n"
+        "@%p ld.volatile.global.v4.b32 {%w0, %w1, %w2, %w3}, [$4];\n"
+        "mov.b32 $0, %w0; mov.b32 $1, %w1; mov.b32 $2, %w2; mov.b32 $3, %w3; }",
+        "=r,=r,=r,=r,l,l,l,l,r,r,r,r,r,r,r,r,r,r,r,r", [ptrs, read, read * 0 + key, tag], dtype=gl.int32,
+        is_pure=False, pack=4)
+
+
+@gluon.jit
 def _reduce_or(x):
     """The bitwise or of the loader's 2-D tile ``x`` over all its warps: every warp gets the same value."""
     return gl.reduce(gl.reduce(x, 1, bitwise_or), 0, bitwise_or)
@@ -314,23 +341,23 @@ def _stale_pairs(pairs, flags, K_TILES: gl.constexpr):
     """Nonzero unless no half of ``pairs`` (read for their tag) is stale, or'ed with ``flags``
     (:func:`rnnbench.kernels.tagged_exchange.give_up_flags` of each warp): one reduction over the
     loader's warps."""
-    stale = compact_stale(pairs[0])
+    either = pairs[0]
     for k in gl.static_range(1, K_TILES):
-        stale = stale | compact_stale(pairs[k])
-    return _reduce_or(stale | flags)
+        either = either | pairs[k]  # a half's tag bit is set here if it is in any pair
+    return _reduce_or(compact_stale(either) | flags)
 
 
 @gluon.jit
 def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.constexpr):
-    """The state's ``pairs`` (:func:`_load_pairs`) read for ``tag``, their stale halves' words
-    loaded again (masked volatile loads: only those travel) until every half carries ``tag``, or until
-    the launch's wait timed out (which sets the status word and ends every later wait after one
-    poll, as :func:`rnnbench.kernels.tagged_exchange.wait_fresh` with ``STALE_ONLY``), and published
+    """The state's ``pairs`` (:func:`_load_pairs`) read for ``tag``, the 16-byte vectors holding a
+    stale half loaded again (:func:`_reload_stale_vectors`: only those travel) until every half
+    carries ``tag``, or until the launch's wait timed out (which sets the status word and ends every
+    later wait after one poll, as :func:`rnnbench.kernels.tagged_exchange.wait_fresh`), and published
     NaNs restored. The usual step, every word fresh and no NaN, costs a xor, an or, a subtraction and
-    an and per pair and one reduction (:func:`rnnbench.kernels.tagged_exchange.compact_suspects`);
-    the polls after it are counted in the synchronisation buffer's
-    :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` (``status_ptr`` is its status word), so a
-    GPU run says how often a step's first load found the state complete.
+    an and per pair and one reduction (:func:`rnnbench.kernels.tagged_exchange.compact_suspects`).
+    Returns the polls after it too, which :func:`_tagged_loader` adds up and counts in the
+    synchronisation buffer's :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` (``status_ptr``
+    is its status word), so a GPU run says how often a step's first load found the state complete.
 
     Each warp reads the status word and the clock itself (``lane``: 32 elements in every warp), so
     whether to give up goes through the one reduction over all warps (:func:`_stale_pairs`' low
@@ -345,27 +372,25 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
     for k in gl.static_range(1, K_TILES):
         suspects = suspects | compact_suspects(read[k])
     stale = _reduce_or(suspects)
+    polls = 0
     if stale != 0:  # a stale half, or a NaN (which polls once, loading nothing): poll the stale words
         start = gl.max(globaltimer(lane), axis=0)
-        polls = 0
         while (stale != 0) & ((stale & GAVE_UP) == 0):
             polls += 1
             again = ()
             for k in gl.static_range(K_TILES):
-                again = again + (gl.load(slot_ptr + k * (_K_TILE // 2) + offsets, mask=compact_stale(read[k]) != 0,
-                                         other=read[k] ^ key, volatile=True) ^ key,)
+                again = again + (_reload_stale_vectors(slot_ptr + k * (_K_TILE // 2) + offsets, read[k], key) ^ key,)
             read = again
             flags = give_up_flags(gl.max(_load_relaxed(status_ptr + lane * 0), axis=0),
                                   gl.max(globaltimer(lane), axis=0) - start, _TIMEOUT_NS)
             stale = _stale_pairs(read, flags, K_TILES)
             if timed_out_stale(stale):
                 gl.atomic_max(status_ptr, tag, sem="relaxed", scope="gpu")
-        gl.atomic_add(status_ptr + _EXTRA_POLLS, polls, sem="relaxed", scope="gpu")
         restored = ()
         for k in gl.static_range(K_TILES):
             restored = restored + (compact_values(read[k]),)
         read = restored
-    return read
+    return read, polls
 
 
 @gluon.jit
@@ -378,9 +403,10 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     reads ``h0`` from slot 2 as it is), first loaded once the recurrence has published its words of
     the previous step (``h_free``; its MMAs read the state before that, so the shared tiles are
     free, and the other programs' words are due; a poll from the start of the step would reload
-    the state a few times a step), then stored into ``h_smem``'s tiles copy by copy, each copy's
-    tiles fenced for the MMAs' async proxy and announced on its mbarrier ``bars[j]``, where
-    :func:`_recurrent_product` waits as it waits for a TMA copy. No grid barrier: the values are
+    the state a few times a step), then stored into ``h_smem``'s tiles copy by copy (``PER_COPY``
+    tiles each; the kernel passes ``K_TILES``: one copy), each copy's tiles fenced for the MMAs'
+    async proxy and announced on its mbarrier ``bars[j]``, where :func:`_recurrent_product` waits
+    as it waits for a TMA copy. No grid barrier: the values are
     the state and their tag bits its flags. ``POLL_DELAY_NS``: a pause between ``h_free`` and the
     first load of every step but the first (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so
     that programs publishing a little later than this one have landed."""
@@ -397,16 +423,18 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     pairs_ptr = state_ptr.to(gl.pointer_type(gl.int32), bitcast=True)
     slot_pairs = b_pad * (H_PAD // 2)
     status_ptr = flags_ptr + FLAG_SLOTS
+    extra_polls = 0
     for s in range(0, T):
         mbarrier.wait(h_free, (s % 2) ^ 1)  # the recurrence has published step s-1 (step 0 finds it free)
+        polls = 0
         if s == 0:  # h0, unchecked
             pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, K_TILES)
         else:  # step s reads slot (s+1) % 2, tagged s
             if POLL_DELAY_NS > 0:
                 _pause(lane, POLL_DELAY_NS)
             slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
-            pairs = _fresh_pairs(_load_pairs(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr, lane,
-                                 K_TILES)
+            pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr,
+                                        lane, K_TILES)
         for j in gl.static_range(COPIES):
             for t in gl.static_range(PER_COPY):
                 if j * PER_COPY + t < K_TILES:
@@ -414,6 +442,9 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
             fence_async_shared()
             cta_barrier()  # every thread of this warpgroup has stored copy j's tiles
             mbarrier.arrive(bars.index(j))
+        extra_polls += polls
+    if extra_polls != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
+        gl.atomic_add(status_ptr + _EXTRA_POLLS, extra_polls, sem="relaxed", scope="gpu")
 
 
 @gluon.jit
@@ -640,7 +671,11 @@ def lstm_forward_gluon_kernel(
     FUSED: gl.constexpr = INPUT_TILES > 0
     gl.static_assert(not (TAGGED and (FUSED or HAS_LENGTHS)), "the tagged exchange runs without lengths or a fused input")
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
-    COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
+    # the tagged loader hands the state over in one copy: it holds every tile in registers before it
+    # stores any, so more copies would add only their fences and barriers (model, H=768 B=16: 0.07 µs
+    # a step with Triton 3.9, 0.10 with 3.6, against copies of PER_COPY tiles)
+    STATE_PER_COPY: gl.constexpr = K_TILES if TAGGED else PER_COPY
+    COPIES: gl.constexpr = (K_TILES + STATE_PER_COPY - 1) // STATE_PER_COPY
     dtype: gl.constexpr = y_ptr.dtype.element_ty
     scratch_layout: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1])
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -725,9 +760,9 @@ def lstm_forward_gluon_kernel(
                                lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars,
                                h_free, T, B, H, row0, exchange_row, b_pad, direction, acc_layout,
                                tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER,
-                               PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1, True)),
+                               STATE_PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1, True)),
                 (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
-                                  BLOCK_B, H_PAD, PER_COPY, POLL_DELAY_NS)),
+                                  BLOCK_B, H_PAD, STATE_PER_COPY, POLL_DELAY_NS)),
             ], [4], [LOADER_WARP_REGISTERS])
         else:
             _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,

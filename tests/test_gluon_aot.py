@@ -336,3 +336,31 @@ def test_the_tagged_loaders_poll_delay_is_one_nanosleep_of_it():
     before each step's first load: one ``nanosleep`` with the delay as its immediate."""
     (ptx,) = compile_all(90, [150], job=_delayed_tagged_ptx)
     assert ptx.count("nanosleep.u32 150;") == 1
+
+
+def _tagged_state_loads(hidden_size: int, arch: int) -> list:
+    """``(predicate, opcode, address operand)`` of every volatile load (``STRONG.SYS``) in the SASS of
+    the tagged Gluon forward at ``hidden_size``, B=16 (a job for ``compile_all``)."""
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import plan_gluon, tagged_exchange
+    from rnnbench.kernels.sass import disassemble, parse
+
+    with tagged_exchange(True):
+        compiled = compile_forward(plan_gluon("lstm", hidden_size, 16, torch.bfloat16, 132), torch.bfloat16,
+                                   training=False, has_lengths=False, arch=arch)
+    return [(ins.predicate, ins.opcode, ins.operands[-1]) for ins in parse(disassemble(compiled.asm["cubin"]))
+            if ins.base == "LDG" and "SYS" in ins.modifiers]
+
+
+def test_the_tagged_loader_reloads_stale_state_in_whole_vectors_at_the_first_loads_addresses():
+    """The loader's slow path (:func:`rnnbench.kernels.gluon_lstm._reload_stale_vectors`) loads a
+    16-byte vector again whole, one predicated 128-bit load each, from where the step's first load
+    of that vector read (same address register and offset): 12 at H=768 (12 tiles, one vector of
+    each a thread). No scalar volatile load: a mask per pair would split every vector into four, and
+    an inline-asm vector whose elements were packed in another order would load from elsewhere."""
+    (loads,) = compile_all(90, [768], job=_tagged_state_loads)
+    assert all(".128." in opcode + "." for _, opcode, _ in loads), loads
+    reloads = [address for predicate, _, address in loads if predicate]
+    first = {address for predicate, _, address in loads if not predicate}
+    assert len(reloads) == len(set(reloads)) == 12, loads
+    assert set(reloads) <= first, (reloads, first)

@@ -25,7 +25,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+
 from rnnbench.kernels import TritonLSTM, TritonRNN
+from rnnbench.kernels.gluon_lstm import _reload_stale_vectors
 from rnnbench.kernels.launch import check_barriers, make_plan, poisoned_outputs
 from rnnbench.kernels.plan import HALF_BLOCK_B, PathUnavailable, plan_recurrence
 
@@ -425,6 +429,46 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monk
     expected = _layer_output(reference, x.double(), tuple(s.double() for s in states))
     for name, actual, exact in zip(("y", "h_n", "c_n"), tagged, expected):
         assert _relative_error(actual, exact) <= GLUON_TOLERANCE[dtype], (name, _relative_error(actual, exact))
+
+
+@gluon.jit
+def _vector_reload_kernel(memory_ptr, held_ptr, out_ptr, key):
+    """``gluon_lstm._reload_stale_vectors`` of one loader tile (16 rows of 32 int32 pairs, in the
+    loader's layout: 4 pairs a thread), ``held`` the words as a first load found them, ``memory``
+    what the slot holds now; ``out`` the words the helper returns."""
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
+                                            order=[1, 0])
+    rows = gl.arange(0, 16, layout=gl.SliceLayout(1, layout))
+    columns = gl.arange(0, 32, layout=gl.SliceLayout(0, layout))
+    offsets = gl.expand_dims(rows, 1) * 32 + gl.expand_dims(columns, 0)
+    read = gl.load(held_ptr + offsets) ^ key
+    gl.store(out_ptr + offsets, _reload_stale_vectors(memory_ptr + offsets, read, key))
+
+
+@pytest.mark.tagged_exchange
+@pytest.mark.parametrize("key", [0, 0x40004000], ids=["tag_bit_clear", "tag_bit_set"])
+def test_the_tagged_loaders_vector_reload_loads_the_stale_vectors_and_keeps_the_others(key):
+    """The tagged loader's reload (:func:`rnnbench.kernels.gluon_lstm._reload_stale_vectors`,
+    inline PTX packing 4 pairs a thread into one predicated 16-byte load): every vector with a
+    half whose tag bit differs from ``key``'s comes back as memory holds it, every other as it was
+    held. A wrong packing order would load a vector from another address (or a misaligned one)."""
+    _require_gluon()
+    generator = torch.Generator().manual_seed(1 if key else 0)
+    values = torch.randint(-2**31, 2**31 - 1, (16, 32), generator=generator, dtype=torch.int64)
+    held = (values & ~0x40004000) | key  # every half's tag bit as ``key`` wants it: fresh
+    stale = torch.rand(16, 8, generator=generator) < 0.4
+    which = torch.randint(0, 4, (16, 8), generator=generator) + 4 * torch.arange(8)  # a pair of each vector
+    bit = torch.where(torch.rand(16, 8, generator=generator) < 0.5, 0x4000, 0x40000000)  # and a half of it
+    chosen = held.gather(1, which)
+    held = held.scatter(1, which, torch.where(stale, chosen ^ bit, chosen))
+    held = ((held + 2**31) % 2**32 - 2**31).to(torch.int32).cuda()
+    memory = torch.randint(-2**31, 2**31 - 1, (16, 32), generator=generator, dtype=torch.int64).to(torch.int32).cuda()
+    out = torch.empty_like(held)
+    _vector_reload_kernel[(1,)](memory, held, out, key, num_warps=4)
+    reloaded = stale.repeat_interleave(4, dim=1).cuda()
+    assert 0 < int(stale.sum()) < stale.numel()
+    assert torch.equal(out[reloaded], memory[reloaded]), "a vector holding a stale half is loaded again whole"
+    assert torch.equal(out[~reloaded], held[~reloaded]), "a fresh vector is kept as held"
 
 
 @pytest.mark.tagged_exchange
