@@ -48,7 +48,7 @@ their time is estimated by :func:`simulate`:
   (a reload of the state's words) is on the path once, i.e. a step's first load of the state finds
   some words stale and the second finds them all fresh, plus the half poll period of discovery;
   no arrivals (no release fence, every word is its own arrival). In the Gluon forward the wait is
-  a loader warpgroup's (:func:`rnnbench.kernels.sass.loader_path`): its step (first load, one
+  a loader warp's (:func:`rnnbench.kernels.sass.loader_path`): its step (first load, one
   reload, the stores into the MMAs' tiles, its mbarrier arrivals) is added to the recurrence's,
   whose copies' waits then wait for nothing, with half a round trip for the publish to reach L2
   and the half poll period. A masked reload is charged the bytes of every word it could load. The
@@ -566,7 +566,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         terms_us["grid_sync"] += (arrivals + discovery) * to_us
     loader = loader_path(instructions, first_load_complete) if plan.path == GLUON and direction != "bwd" else None
     if loader is not None:
-        # the tagged exchange's loader warpgroup is on the step's chain: it starts once the recurrence
+        # the tagged exchange's loader warps are on the step's chain: it starts once the recurrence
         # has published (whose own path waits for nothing then) and the recurrence's MMAs wait for its
         # copies; its step, one reload of stale words, the publish's way to L2 and half a poll
         # period of discovery are added to the recurrence's

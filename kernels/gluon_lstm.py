@@ -90,7 +90,8 @@ from rnnbench.kernels.gluon_primitives import (
 )
 from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
-    GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies, gluon_tagged_exchange,
+    GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, GLUON_TAGGED_LOADER_WARPS, gluon_state_copies,
+    gluon_tagged_exchange,
 )
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, POLL_ORDERS, _load_relaxed
 from rnnbench.kernels.tagged_exchange import (
@@ -111,9 +112,12 @@ _async_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_g
 
 _UNITS: gl.constexpr = gl.constexpr(UNITS)
 _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
-#: registers per thread of the tagged exchange's loader warpgroup (``setmaxnreg``): a step's compact
+#: registers per thread of the tagged exchange's loader warps (``setmaxnreg``): a step's compact
 #: words, 48 a thread at H=768 with 16-row blocks, and their addresses
 LOADER_WARP_REGISTERS: gl.constexpr = gl.constexpr(168)
+#: the tagged exchange's loader partitions, one warp each: warp w loads tiles w, w + LOADER_WARPS, ...
+#: of the state and polls them on its own (its reductions stay in the warp: no CTA barrier)
+LOADER_WARPS: gl.constexpr = gl.constexpr(GLUON_TAGGED_LOADER_WARPS)
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
 _EXTRA_POLLS: gl.constexpr = gl.constexpr(int(EXTRA_POLLS_SLOT.value) - int(FLAG_SLOTS.value))
 
@@ -294,13 +298,13 @@ def _pause(lane, NANOSECONDS: gl.constexpr):
 
 
 @gluon.jit
-def _load_pairs(slot_ptr, offsets, K_TILES: gl.constexpr):
-    """The ``K_TILES`` tiles of this program's rows of one slot of the compact exchange, as int32
-    pairs (``offsets``: the rows' first tile, ``_K_TILE // 2`` pairs a tile), volatile loads (from L2,
-    never a stale L1 line), all issued before any is used."""
+def _load_pairs(slot_ptr, offsets, TILES: gl.constexpr, STRIDE: gl.constexpr):
+    """``TILES`` tiles of this program's rows of one slot of the compact exchange, as int32 pairs
+    (``offsets``: the rows' first tile; ``STRIDE`` pairs from one tile to the next), volatile loads
+    (from L2, never a stale L1 line), all issued before any is used."""
     pairs = ()
-    for k in gl.static_range(K_TILES):
-        pairs = pairs + (gl.load(slot_ptr + k * (_K_TILE // 2) + offsets, volatile=True),)
+    for k in gl.static_range(TILES):
+        pairs = pairs + (gl.load(slot_ptr + k * STRIDE + offsets, volatile=True),)
     return pairs
 
 
@@ -332,15 +336,14 @@ def _reload_stale_vectors(ptrs, read, key):
 
 @gluon.jit
 def _reduce_or(x):
-    """The bitwise or of the loader's 2-D tile ``x`` over all its warps: every warp gets the same value."""
+    """The bitwise or of the loader's 2-D tile ``x`` (one warp's: no CTA barrier)."""
     return gl.reduce(gl.reduce(x, 1, bitwise_or), 0, bitwise_or)
 
 
 @gluon.jit
 def _stale_pairs(pairs, flags, K_TILES: gl.constexpr):
     """Nonzero unless no half of ``pairs`` (read for their tag) is stale, or'ed with ``flags``
-    (:func:`rnnbench.kernels.tagged_exchange.give_up_flags` of each warp): one reduction over the
-    loader's warps."""
+    (:func:`rnnbench.kernels.tagged_exchange.give_up_flags`): one reduction over the loader warp."""
     either = pairs[0]
     for k in gl.static_range(1, K_TILES):
         either = either | pairs[k]  # a half's tag bit is set here if it is in any pair
@@ -348,7 +351,7 @@ def _stale_pairs(pairs, flags, K_TILES: gl.constexpr):
 
 
 @gluon.jit
-def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.constexpr):
+def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.constexpr, STRIDE: gl.constexpr):
     """The state's ``pairs`` (:func:`_load_pairs`) read for ``tag``, the 16-byte vectors holding a
     stale half loaded again (:func:`_reload_stale_vectors`: only those travel) until every half
     carries ``tag``, or until the launch's wait timed out (which sets the status word and ends every
@@ -359,11 +362,9 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
     synchronisation buffer's :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` (``status_ptr``
     is its status word), so a GPU run says how often a step's first load found the state complete.
 
-    Each warp reads the status word and the clock itself (``lane``: 32 elements in every warp), so
-    whether to give up goes through the one reduction over all warps (:func:`_stale_pairs`' low
-    bits): the warps leave the loop together, as the partition barriers inside each poll need (a
-    warp polling once more than the others would pair later barriers wrongly and hang the launch),
-    and the status word is written whichever warp's clock ran out."""
+    One warp's (a loader partition of its own): its tiles (``K_TILES`` of them, ``STRIDE`` pairs
+    apart), its reductions within the warp, its polls its own; it reads the status word and the
+    clock itself (``lane``: 32 elements), and writes the status word if its clock runs out."""
     key = compact_key(tag)
     read = ()
     for k in gl.static_range(K_TILES):
@@ -379,7 +380,7 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
             polls += 1
             again = ()
             for k in gl.static_range(K_TILES):
-                again = again + (_reload_stale_vectors(slot_ptr + k * (_K_TILE // 2) + offsets, read[k], key) ^ key,)
+                again = again + (_reload_stale_vectors(slot_ptr + k * STRIDE + offsets, read[k], key) ^ key,)
             read = again
             flags = give_up_flags(gl.max(_load_relaxed(status_ptr + lane * 0), axis=0),
                                   gl.max(globaltimer(lane), axis=0) - start, _TIMEOUT_NS)
@@ -395,31 +396,33 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
 
 @gluon.jit
 def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
-                   H_PAD: gl.constexpr, PER_COPY: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0):
-    """The tagged exchange's loader (a warpgroup of its own, beside :func:`_recurrence`): for every
-    step, this program's ``BLOCK_B`` rows of the compact exchange (``state_ptr``: 16-bit ``(3, B_pad,
-    H_PAD)``, :func:`rnnbench.kernels.tagged_exchange.compact_state`) loaded into registers as int32
-    pairs of values and polled until each half carries the step's tag (:func:`_fresh_pairs`; step 0
-    reads ``h0`` from slot 2 as it is), first loaded once the recurrence has published its words of
-    the previous step (``h_free``; its MMAs read the state before that, so the shared tiles are
-    free, and the other programs' words are due; a poll from the start of the step would reload
-    the state a few times a step), then stored into ``h_smem``'s tiles copy by copy (``PER_COPY``
-    tiles each; the kernel passes ``K_TILES``: one copy), each copy's tiles fenced for the MMAs'
-    async proxy and announced on its mbarrier ``bars[j]``, where :func:`_recurrent_product` waits
-    as it waits for a TMA copy. No grid barrier: the values are
-    the state and their tag bits its flags. ``POLL_DELAY_NS``: a pause between ``h_free`` and the
-    first load of every step but the first (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so
-    that programs publishing a little later than this one have landed."""
+                   H_PAD: gl.constexpr, WARP: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0):
+    """One of the tagged exchange's :data:`LOADER_WARPS` loaders (a one-warp partition, beside
+    :func:`_recurrence`): for every step, tiles ``WARP``, ``WARP + LOADER_WARPS``, ... of this
+    program's ``BLOCK_B`` rows of the compact exchange (``state_ptr``: 16-bit ``(3, B_pad, H_PAD)``,
+    :func:`rnnbench.kernels.tagged_exchange.compact_state`) loaded into registers as int32 pairs of
+    values and polled until each half carries the step's tag (:func:`_fresh_pairs`; step 0 reads
+    ``h0`` from slot 2 as it is), first loaded once the recurrence has published its words of the
+    previous step (``h_free``; its MMAs read the state before that, so the shared tiles are free,
+    and the other programs' words are due; a poll from the start of the step would reload the state
+    a few times a step), then stored into its tiles of ``h_smem``, fenced for the MMAs' async proxy
+    and announced on ``bars[0]`` (one arrival a loader: :func:`_recurrent_product` waits for all
+    as for one TMA copy of every tile). No grid barrier: the values are the state and their tag bits
+    its flags; and no CTA barrier: each warp polls on its own. ``POLL_DELAY_NS``: a pause between
+    ``h_free`` and the first load of every step but the first
+    (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so that programs publishing a little later
+    than this one have landed."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
-    COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
+    TILES: gl.constexpr = (K_TILES - WARP + LOADER_WARPS - 1) // LOADER_WARPS
     PAIRS: gl.constexpr = _K_TILE // 2
-    # (BLOCK_B = 16 rows, 32 pairs) a tile: 4 pairs (16 bytes) a thread, one vector load
-    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
+    # (BLOCK_B = 16 rows, 32 pairs) a tile: 4 rows of 4 pairs (16 bytes, one vector load) a thread
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[1, 1],
                                             order=[1, 0])
-    lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
+    lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[1],
                                                     order=[0]))
     rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(1, layout))
-    offsets = gl.expand_dims(rows, 1) * (H_PAD // 2) + gl.expand_dims(gl.arange(0, PAIRS, layout=gl.SliceLayout(0, layout)), 0)
+    columns = WARP * PAIRS + gl.arange(0, PAIRS, layout=gl.SliceLayout(0, layout))
+    offsets = gl.expand_dims(rows, 1) * (H_PAD // 2) + gl.expand_dims(columns, 0)
     pairs_ptr = state_ptr.to(gl.pointer_type(gl.int32), bitcast=True)
     slot_pairs = b_pad * (H_PAD // 2)
     status_ptr = flags_ptr + FLAG_SLOTS
@@ -428,20 +431,18 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
         mbarrier.wait(h_free, (s % 2) ^ 1)  # the recurrence has published step s-1 (step 0 finds it free)
         polls = 0
         if s == 0:  # h0, unchecked
-            pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, K_TILES)
+            pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, TILES, LOADER_WARPS * PAIRS)
         else:  # step s reads slot (s+1) % 2, tagged s
             if POLL_DELAY_NS > 0:
                 _pause(lane, POLL_DELAY_NS)
             slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
-            pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, K_TILES), slot_ptr, offsets, s, status_ptr,
-                                        lane, K_TILES)
-        for j in gl.static_range(COPIES):
-            for t in gl.static_range(PER_COPY):
-                if j * PER_COPY + t < K_TILES:
-                    _as_pairs(h_smem[j * PER_COPY + t], _PAIRS_LAYOUT).store(pairs[j * PER_COPY + t])
-            fence_async_shared()
-            cta_barrier()  # every thread of this warpgroup has stored copy j's tiles
-            mbarrier.arrive(bars.index(j))
+            pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, TILES, LOADER_WARPS * PAIRS), slot_ptr,
+                                        offsets, s, status_ptr, lane, TILES, LOADER_WARPS * PAIRS)
+        for t in gl.static_range(TILES):
+            _as_pairs(h_smem[WARP + t * LOADER_WARPS], _PAIRS_LAYOUT).store(pairs[t])
+        fence_async_shared()
+        cta_barrier()  # every lane of this warp has stored its tiles
+        mbarrier.arrive(bars.index(0))
         extra_polls += polls
     if extra_polls != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
         gl.atomic_add(status_ptr + _EXTRA_POLLS, extra_polls, sem="relaxed", scope="gpu")
@@ -670,6 +671,8 @@ def lstm_forward_gluon_kernel(
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     FUSED: gl.constexpr = INPUT_TILES > 0
     gl.static_assert(not (TAGGED and (FUSED or HAS_LENGTHS)), "the tagged exchange runs without lengths or a fused input")
+    gl.static_assert(not TAGGED or (LOADER_WARPS == 4 and K_TILES >= LOADER_WARPS),
+                     "the tagged exchange's 4 loader partitions (written out below) need a tile each")
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
     # the tagged loader hands the state over in one copy: it holds every tile in registers before it
     # stores any, so more copies would add only their fences and barriers (model, H=768 B=16: 0.07 µs
@@ -714,7 +717,10 @@ def lstm_forward_gluon_kernel(
     # mbarriers: one per state copy, then the weights'
     bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
     for j in gl.static_range(COPIES + 1):
-        mbarrier.init(bars.index(j), count=1)
+        if TAGGED and j < COPIES:  # one copy, announced by every loader warp
+            mbarrier.init(bars.index(j), count=LOADER_WARPS)
+        else:
+            mbarrier.init(bars.index(j), count=1)
     if TAGGED:  # the recurrence has read the state and published its words: the loader may store the next one
         read_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
         mbarrier.init(read_bar.index(0), count=1)
@@ -762,8 +768,14 @@ def lstm_forward_gluon_kernel(
                                tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER,
                                STATE_PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1, True)),
                 (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
-                                  BLOCK_B, H_PAD, STATE_PER_COPY, POLL_DELAY_NS)),
-            ], [4], [LOADER_WARP_REGISTERS])
+                                  BLOCK_B, H_PAD, 0, POLL_DELAY_NS)),
+                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
+                                  BLOCK_B, H_PAD, 1, POLL_DELAY_NS)),
+                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
+                                  BLOCK_B, H_PAD, 2, POLL_DELAY_NS)),
+                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
+                                  BLOCK_B, H_PAD, 3, POLL_DELAY_NS)),
+            ], [1] * LOADER_WARPS, [LOADER_WARP_REGISTERS] * LOADER_WARPS)
         else:
             _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
                         flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T, B, H,

@@ -815,6 +815,9 @@ MAX_TAGGED_POLL_DELAY_NS = 10_000
 #: thread a tile of compact words; set with the 32-bit words of before, 8 a tile, of which Triton 3.6
 #: spilled 72 bytes at 18 tiles, H=1152)
 GLUON_TAGGED_MAX_TILES = 16
+#: the tagged exchange's loader partitions, one warp each (warp w loads tiles w, w + 4, ...): a plan
+#: needs at least as many tiles
+GLUON_TAGGED_LOADER_WARPS = 4
 
 
 @contextlib.contextmanager
@@ -867,13 +870,14 @@ def tagged_poll_delay(nanoseconds: int | None):
 
 def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, compiled: bool = False) -> str | None:
     """Why the Gluon forward of ``plan`` cannot exchange its state as tagged words
-    (:mod:`rnnbench.kernels.gluon_lstm`: a loader warpgroup polls the words, no grid barrier), or
+    (:mod:`rnnbench.kernels.gluon_lstm`: four one-warp loaders poll the words, no grid barrier), or
     None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
-    projection (whose warpgroup the loader's would be), 16-row batch blocks and at most
+    projection (whose warpgroup the loader's would be), 16-row batch blocks, at least
+    :data:`GLUON_TAGGED_LOADER_WARPS` tiles (one a loader warp) and at most
     :data:`GLUON_TAGGED_MAX_TILES` tiles (a step's words, 24 KiB at H=768, are in the loader's
     registers), every column of ``h_pad`` written by some program
     (the loader waits for every word), and with ``multiprocessors`` known one program per SM (the
-    loader's warpgroup and registers come on top of the recurrence's). ``compiled``: only what the
+    loaders' warps and registers come on top of the recurrence's). ``compiled``: only what the
     compiled kernel needs, not its launch (ahead of time a plan's grid is a stand-in,
     :attr:`rnnbench.kernels.aot.KernelConfig.plan`)."""
     reasons = []
@@ -881,6 +885,9 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
         reasons.append("it is the Gluon forward's without a fused input projection")
     if plan.block_b != MIN_BLOCK_B:
         reasons.append(f"it needs {MIN_BLOCK_B}-row batch blocks (got {plan.block_b})")
+    if plan.h_pad < GLUON_TAGGED_LOADER_WARPS * GLUON_K_TILE:
+        reasons.append(f"its {GLUON_TAGGED_LOADER_WARPS} loader warps need a tile each (H from "
+                       f"{GLUON_TAGGED_LOADER_WARPS * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
     if plan.h_pad > GLUON_TAGGED_MAX_TILES * GLUON_K_TILE:
         reasons.append(f"its loader holds at most {GLUON_TAGGED_MAX_TILES} tiles of words a step without spilling "
                        f"(H up to {GLUON_TAGGED_MAX_TILES * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")

@@ -281,8 +281,8 @@ def loader_path(instructions: list[Instruction], first_load_complete: bool = Fal
     """One step of a warp-specialised kernel's loader partition (the tagged exchange's,
     :func:`rnnbench.kernels.gluon_lstm._tagged_loader`): the innermost loop without MMAs that polls
     with strong global loads and arrives on an mbarrier (its poll loop inside arrives on none; the
-    loops around it dispatch the partitions), its poll loop walked once; None in a kernel without
-    one. ``first_load_complete``: the step whose first load finds every word fresh instead, the
+    loops around it dispatch the partitions), its poll loop walked once; of several loader
+    partitions, the longest such loop; None in a kernel without one. ``first_load_complete``: the step whose first load finds every word fresh instead, the
     heaviest path that never reads the clock (the slow path starts its timeout there); ValueError
     where every path does."""
     index = {ins.address: i for i, ins in enumerate(instructions)}
@@ -293,7 +293,11 @@ def loader_path(instructions: list[Instruction], first_load_complete: bool = Fal
                and any(ins.opcode.startswith("SYNCS.ARRIVE") for ins in instructions[start:end + 1])]
     if not loaders:
         return None
-    start, end = min(loaders, key=lambda loop: loop[1] - loop[0])
+    # the innermost such loops (the loops around them dispatch the partitions), one per loader
+    # partition: the longest, whose warp has the most tiles
+    innermost = [loop for loop in loaders
+                 if not any(other != loop and loop[0] <= other[0] and other[1] <= loop[1] for other in loaders)]
+    start, end = max(innermost, key=lambda loop: loop[1] - loop[0])
     if first_load_complete:
         clock = frozenset(i for i in range(start, end + 1) if instructions[i].reads_clock
                           or instructions[i].reports_timeout)
@@ -303,13 +307,22 @@ def loader_path(instructions: list[Instruction], first_load_complete: bool = Fal
 
 def _detour(instructions: list[Instruction], index: dict[int, int], i: int) -> bool:
     """Whether the back edge at ``i`` returns from an out-of-line block: the instruction before its
-    target branches to the start of the straight-line block that holds it (an mbarrier wait that
-    failed in line retries there and jumps back to where it left). Not a loop of the kernel."""
+    target (past ``NOP`` padding) branches to the start of the straight-line block that holds it (an
+    mbarrier wait that failed in line retries there and jumps back to where it left), or only
+    ``BRA.DIV`` before its target enter that block (a divergent warp's collective fallback of the
+    shuffles or the barrier after them, which rejoins the converged code further on). Not a loop of
+    the kernel."""
     start = i
     while start > 0 and not _ends_block(instructions[start - 1]):
         start -= 1
     target = index[instructions[i].target]
-    return target > 0 and instructions[target - 1].target == instructions[start].address
+    before = target - 1
+    while before >= 0 and instructions[before].base == "NOP":
+        before -= 1
+    if before >= 0 and instructions[before].target == instructions[start].address:
+        return True
+    entries = [p for p, ins in enumerate(instructions) if ins.target == instructions[start].address and p != i]
+    return bool(entries) and all("DIV" in instructions[p].modifiers and p < target for p in entries)
 
 
 def _ends_block(ins: Instruction) -> bool:

@@ -58,10 +58,10 @@ forward with its state copied in copies of 4 tiles instead of the plan's 8
 (:func:`rnnbench.kernels.plan.state_copy_tiles`): the MMAs of a copy start once its smaller box
 has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
 ``real_gluon_tagged`` runs the Gluon forward with the tagged exchange
-(:func:`rnnbench.kernels.plan.tagged_exchange`: a loader warpgroup polls the state's compact words,
+(:func:`rnnbench.kernels.plan.tagged_exchange`: four one-warp loaders poll the state's compact words,
 16-bit values whose spare exponent bit is the tag, into shared memory; no release fence, flags or
 TMA copies of the state) where it can run (16-row blocks, one program per SM), timed after
-everything else (:data:`DEFERRED`, never run on a GPU); the model adds its loader warpgroup's step,
+everything else (:data:`DEFERRED`, never run on a GPU); the model adds its loader warps' step,
 one reload of stale words included, to the recurrence's (:func:`rnnbench.kernels.sass.loader_path`).
 Its rows also count the polls beyond each step's first (:func:`extra_polls`, column
 ``extra_polls_per_step``): the reload the model assumes, measured. ``real_gluon_tagged_delayed`` is
@@ -227,7 +227,7 @@ TAGGED_POLL_DELAY_NS = 150
 #: (``real_gluon_fused_input``: a second warpgroup projects x_t; input size = H; where it fits,
 #: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
 #: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8);
-#: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: a loader warpgroup polls
+#: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: four one-warp loaders poll
 #: the state's compact words, no grid barrier; 16-row blocks, one program per SM), and the same with
 #: its loader pausing :data:`TAGGED_POLL_DELAY_NS` before each first load
 #: (``real_gluon_tagged_delayed``), timed last too.

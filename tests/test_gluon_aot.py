@@ -21,7 +21,7 @@ import torch
 import triton
 
 from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, compile_ptx, gluon_configs
-from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, gluon_available, gluon_state_copies
+from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, GLUON_TAGGED_LOADER_WARPS, gluon_available, gluon_state_copies
 
 pytestmark = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API "
                                 "(triton.experimental.gluon.language.nvidia.hopper)")
@@ -239,12 +239,12 @@ def _tagged_ptx(training: bool, arch: int) -> tuple:
     return (*cubin_resources(compiled.asm["cubin"]), compiled.asm["ptx"])
 
 
-def test_the_tagged_exchange_compiles_into_a_loader_warpgroup_without_grid_barrier():
+def test_the_tagged_exchange_compiles_into_one_warp_loaders_without_grid_barrier():
     """With :func:`rnnbench.kernels.plan.tagged_exchange` on, the forward (inference and training)
-    publishes its state as compact words (a relaxed 32-bit store per pair of values) and a second warpgroup
-    (``setmaxnreg``) loads them in int32 pairs with vector volatile loads, polls the stale ones under a
-    timeout and stores them into the MMAs' shared memory behind an async-proxy fence, announcing them
-    on mbarriers:
+    publishes its state as compact words (a relaxed 32-bit store per pair of values) and four one-warp
+    loader partitions (``setmaxnreg``) load them in int32 pairs with vector volatile loads, poll the
+    stale ones under a timeout and store them into the MMAs' shared memory behind an async-proxy
+    fence, announcing them on an mbarrier:
     no TMA copy of the state, no release, no poll of flags; the weights' TMA loads, the MMAs and
     the ``cp.async`` of xg stay. No spill under this Triton (Triton 3.6 spills 16 bytes in the
     training forward at this shape, KERNELS2.md)."""
@@ -332,10 +332,11 @@ def _delayed_tagged_ptx(delay_ns: int, arch: int) -> str:
 
 
 def test_the_tagged_loaders_poll_delay_is_one_nanosleep_of_it():
-    """With :func:`rnnbench.kernels.plan.tagged_poll_delay`, the loader sleeps that many nanoseconds
-    before each step's first load: one ``nanosleep`` with the delay as its immediate."""
+    """With :func:`rnnbench.kernels.plan.tagged_poll_delay`, each loader warp sleeps that many
+    nanoseconds before each step's first load: one ``nanosleep`` with the delay as its immediate in
+    each of the loader partitions."""
     (ptx,) = compile_all(90, [150], job=_delayed_tagged_ptx)
-    assert ptx.count("nanosleep.u32 150;") == 1
+    assert ptx.count("nanosleep.u32 150;") == GLUON_TAGGED_LOADER_WARPS  # one in each loader partition
 
 
 def _tagged_state_loads(hidden_size: int, arch: int) -> list:
@@ -353,14 +354,15 @@ def _tagged_state_loads(hidden_size: int, arch: int) -> list:
 
 
 def test_the_tagged_loader_reloads_stale_state_in_whole_vectors_at_the_first_loads_addresses():
-    """The loader's slow path (:func:`rnnbench.kernels.gluon_lstm._reload_stale_vectors`) loads a
+    """The loaders' slow path (:func:`rnnbench.kernels.gluon_lstm._reload_stale_vectors`) loads a
     16-byte vector again whole, one predicated 128-bit load each, from where the step's first load
-    of that vector read (same address register and offset): 12 at H=768 (12 tiles, one vector of
-    each a thread). No scalar volatile load: a mask per pair would split every vector into four, and
-    an inline-asm vector whose elements were packed in another order would load from elsewhere."""
+    of that vector read (an address register and offset of the first loads): 12 in each loader
+    partition at H=768 (3 tiles of 4 rows a thread: 12 vectors). No scalar volatile load: a mask per
+    pair would split every vector into four, and an inline-asm vector whose elements were packed in
+    another order would load from elsewhere."""
     (loads,) = compile_all(90, [768], job=_tagged_state_loads)
     assert all(".128." in opcode + "." for _, opcode, _ in loads), loads
     reloads = [address for predicate, _, address in loads if predicate]
     first = {address for predicate, _, address in loads if not predicate}
-    assert len(reloads) == len(set(reloads)) == 12, loads
+    assert len(reloads) == 12 * GLUON_TAGGED_LOADER_WARPS, loads
     assert set(reloads) <= first, (reloads, first)

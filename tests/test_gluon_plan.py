@@ -461,8 +461,8 @@ def test_the_gluon_forward_refuses_a_missing_gate_buffer_where_it_would_write_on
 def test_the_tagged_exchange_runs_where_its_loader_fits_and_only_when_switched_on():
     """The Gluon forward exchanges tagged words only within ``tagged_exchange`` and only where
     :func:`tagged_exchange_refusal` finds nothing against it: it names each reason (the backward's
-    plan, a fused input, 32-row blocks, more tiles of words than the loader holds, state columns
-    nobody writes, more programs than SMs)."""
+    plan, a fused input, 32-row blocks, more tiles of words than the loader holds, fewer than its
+    loader warps, state columns nobody writes, more programs than SMs)."""
     from rnnbench.kernels import plan as plan_module
     from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal
 
@@ -480,6 +480,7 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_only_when_switched_o
         ("16-row batch blocks (got 32)", dataclasses.replace(plan, block_b=32)),
         ("every one of the 320 state columns written", plan_gluon("lstm", 272, 16, torch.bfloat16, H100_SMS)),
         ("at most 16 tiles of words", plan_gluon("lstm", 1152, 16, torch.bfloat16, H100_SMS)),
+        ("4 loader warps need a tile each (H from 256; got 3)", dataclasses.replace(plan, h_pad=192)),
     ]
     for reason, refused in refusals:
         message = tagged_exchange_refusal(refused)

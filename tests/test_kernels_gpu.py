@@ -391,7 +391,7 @@ TAGGED_SHAPES = [(768, 16, 1024, 1), (768, 1, 7, 1), (1024, 16, 9, 1), (320, 48,
 @pytest.mark.parametrize("hidden_size, batch, steps, directions", TAGGED_SHAPES)
 def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monkeypatch, dtype, hidden_size, batch,
                                                                             steps, directions):
-    """The Gluon forward exchanging its state as compact words (a loader warpgroup polls the values,
+    """The Gluon forward exchanging its state as compact words (four one-warp loaders poll the values,
     no grid barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
     grid barrier and TMA copies: the MMAs read the same state values in the same order, so every
     output is bit for bit the same (a stale word taken, a word missed or a step run ahead shows as
@@ -433,10 +433,10 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monk
 
 @gluon.jit
 def _vector_reload_kernel(memory_ptr, held_ptr, out_ptr, key):
-    """``gluon_lstm._reload_stale_vectors`` of one loader tile (16 rows of 32 int32 pairs, in the
-    loader's layout: 4 pairs a thread), ``held`` the words as a first load found them, ``memory``
-    what the slot holds now; ``out`` the words the helper returns."""
-    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
+    """``gluon_lstm._reload_stale_vectors`` of one loader tile (16 rows of 32 int32 pairs, in a
+    loader warp's layout: 4 rows of 4 pairs a thread), ``held`` the words as a first load found
+    them, ``memory`` what the slot holds now; ``out`` the words the helper returns. One warp."""
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[1, 1],
                                             order=[1, 0])
     rows = gl.arange(0, 16, layout=gl.SliceLayout(1, layout))
     columns = gl.arange(0, 32, layout=gl.SliceLayout(0, layout))
@@ -464,7 +464,7 @@ def test_the_tagged_loaders_vector_reload_loads_the_stale_vectors_and_keeps_the_
     held = ((held + 2**31) % 2**32 - 2**31).to(torch.int32).cuda()
     memory = torch.randint(-2**31, 2**31 - 1, (16, 32), generator=generator, dtype=torch.int64).to(torch.int32).cuda()
     out = torch.empty_like(held)
-    _vector_reload_kernel[(1,)](memory, held, out, key, num_warps=4)
+    _vector_reload_kernel[(1,)](memory, held, out, key, num_warps=1)
     reloaded = stale.repeat_interleave(4, dim=1).cuda()
     assert 0 < int(stale.sum()) < stale.numel()
     assert torch.equal(out[reloaded], memory[reloaded]), "a vector holding a stale half is loaded again whole"

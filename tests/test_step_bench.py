@@ -128,7 +128,7 @@ def test_estimate_compiles_every_variant_for_sm90():
     assert by_row["real_gluon"]["t_mma"] < by_row["real_gluon_shared_weights"]["t_mma"], by_row
     assert by_name["real_gluon"] < by_name["real_gluon_shared_weights"], by_name
     assert by_name["real"] < by_name["real_relaxed"] and by_name["full"] < by_name["full_relaxed"], by_name
-    # the tagged exchange's loader warpgroup is on the step's chain: its loads (the state's compact
+    # the tagged exchange's loader warps are on the step's chain: its loads (the state's compact
     # words, and the one reload the model assumes) where the barrier kernel has its TMA copies and its poll
     assert by_row["real_gluon_tagged"]["t_l2_load"] > by_row["real_gluon"]["t_l2_load"] > 0, by_row
     assert by_row["real_gluon_tagged"]["t_grid_sync"] < by_row["real_gluon"]["t_grid_sync"], by_row
