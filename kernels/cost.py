@@ -51,10 +51,11 @@ their time is estimated by :func:`simulate`:
   a loader warp's (:func:`rnnbench.kernels.sass.loader_path`): its step (first load, one
   reload, the stores into the MMAs' tiles, its mbarrier arrivals) is added to the recurrence's,
   whose copies' waits then wait for nothing, with half a round trip for the publish to reach L2
-  and the half poll period. A masked reload is charged the bytes of every word it could load. The
-  one reload is the heaviest path's assumption, not a measurement: with compact words (the Gluon
-  loader's) a step whose first load finds the state complete runs ~240 loader instructions at
-  H=768 where the reload path runs ~720. ``first_load_complete`` estimates that step instead (the
+  and the half poll period (a round trip, plus the reduction's CTA barriers where the loader's
+  path has any: the one-warp loaders have none). A masked reload is charged the bytes of every
+  word it could load. The one reload is the heaviest path's assumption, not a measurement: with
+  compact words (the Gluon loaders') a step whose first load finds the state complete runs ~260
+  loader instructions at H=768 where the reload path runs ~680. ``first_load_complete`` estimates that step instead (the
   loader's heaviest path that never reads the clock), and the kernel logs how often it polled
   again (:func:`rnnbench.kernels.step_bench.extra_polls`): a GPU run's rate puts the step between
   the two (:func:`rnnbench.harness.ablation_report.extra_polls`).
@@ -573,8 +574,10 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         _, loader_terms = simulate(loader, context)
         for term, value in loader_terms.items():
             terms_us[term] += value * to_us
-        # and its pause before the first load (the nominal sleep: the hardware's is 0 to twice that)
-        terms_us["grid_sync"] += (0.5 * lat.store + discovery) * to_us + sleep_ns(loader) * 1e-3
+        # and its pause before the first load (the nominal sleep: the hardware's is 0 to twice that);
+        # a poll period without the CTA barriers of a reduction over warps where the loader is one warp
+        loader_discovery = discovery if count(loader).bar else 0.5 * lat.l2
+        terms_us["grid_sync"] += (0.5 * lat.store + loader_discovery) * to_us + sleep_ns(loader) * 1e-3
     if plan.path == "stepwise":
         kernel_us = sum(terms_us.values()) * waves
         terms_us = {term: value * waves for term, value in terms_us.items()}
