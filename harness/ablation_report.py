@@ -63,7 +63,7 @@ QUESTIONS = (
     Question("Gluon forward, input projection fused into it (kernel only, without the GEMM it saves)", "real_gluon",
              "real_gluon_fused_input"),
     Question("Gluon forward, state copies of 4 tiles against the plan's 8", "real_gluon", "real_gluon_copies_4"),
-    Question("Gluon forward, tagged exchange (a loader warpgroup polls the words) instead of its grid barrier",
+    Question("Gluon forward, tagged exchange (one-warp loaders poll the words) instead of its grid barrier",
              "real_gluon", "real_gluon_tagged"),
 )
 

@@ -301,6 +301,6 @@ register(_triton_backend("triton-fused", _fused_input_factory,
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
 register(_triton_backend("triton-tagged", _tagged_exchange_factory,
                          "the planner's Triton LSTM with the Gluon forward's state exchanged as compact tagged words "
-                         "(16-bit values, the tag in a spare exponent bit) by a loader warpgroup, no grid barrier "
+                         "(16-bit values, the tag in a spare exponent bit) by four one-warp loaders, no grid barrier "
                          "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on; never run on a GPU before)",
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))

@@ -315,8 +315,9 @@ def _reload_stale_vectors(ptrs, read, key):
     that holds a stale half loaded again whole from ``ptrs``: one predicated
     ``ld.volatile.global.v4.b32`` a vector (``pack=4``; the first pointer of a vector is 16-byte
     aligned), where a mask per pair would make four scalar loads of it. A vector's 8 values are one
-    batch row's units of one producer (:data:`_UNITS` a program, the vector aligned to 8), so they
-    turn fresh together and the whole vector is what a producer late to the first load still owes.
+    batch row's units of one producer (:data:`_UNITS` a program, the vector aligned to 8), published
+    in the same step by four of its threads: a vector stale at the first load is mostly still owed
+    whole (a reload may bring words that were fresh already; the loop checks every word again).
     The test is :func:`compact_stale` of the or of the vector's four pairs read (``tag``:
     :data:`COMPACT_TAG_PAIR` in every element); the other vectors' words are ``read ^ key``, as
     loaded. Nothing in the block reads the loaded words: an instruction that did would wait for
@@ -358,9 +359,10 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
     later wait after one poll, as :func:`rnnbench.kernels.tagged_exchange.wait_fresh`), and published
     NaNs restored. The usual step, every word fresh and no NaN, costs a xor, an or, a subtraction and
     an and per pair and one reduction (:func:`rnnbench.kernels.tagged_exchange.compact_suspects`).
-    Returns the polls after it too, which :func:`_tagged_loader` adds up and counts in the
-    synchronisation buffer's :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` (``status_ptr``
-    is its status word), so a GPU run says how often a step's first load found the state complete.
+    Returns the polls after it too, which :func:`_tagged_loader` adds up and counts in its warp's
+    slot from the synchronisation buffer's :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` on
+    (``status_ptr`` is its status word), so a GPU run says how often a step's first load found the
+    state complete.
 
     One warp's (a loader partition of its own): its tiles (``K_TILES`` of them, ``STRIDE`` pairs
     apart), its reductions within the warp, its polls its own; it reads the status word and the
@@ -445,7 +447,7 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
         mbarrier.arrive(bars.index(0))
         extra_polls += polls
     if extra_polls != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
-        gl.atomic_add(status_ptr + _EXTRA_POLLS, extra_polls, sem="relaxed", scope="gpu")
+        gl.atomic_add(status_ptr + _EXTRA_POLLS + WARP, extra_polls, sem="relaxed", scope="gpu")
 
 
 @gluon.jit
@@ -664,8 +666,9 @@ def lstm_forward_gluon_kernel(
     ``TAGGED`` (no lengths, no fused input; :func:`rnnbench.kernels.plan.tagged_exchange_refusal`):
     the exchange is the compact one (:func:`rnnbench.kernels.tagged_exchange.compact_state`: 16-bit
     values whose top exponent bit carries a 1-bit tag, three slots a direction, ``h0`` in the third;
-    ``ex_desc`` unused) and a second warpgroup (:func:`_tagged_loader`) brings the state into shared
-    memory, polling the values themselves: no release fence, flag, poll of flags or TMA copy.
+    ``ex_desc`` unused) and four one-warp loader partitions (:func:`_tagged_loader`) bring the state
+    into shared memory, polling the values themselves: no release fence, flag, poll of flags or TMA
+    copy.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES

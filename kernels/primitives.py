@@ -68,9 +68,10 @@ FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
 #: word at ``FLAG_SLOTS`` and padding to a whole 128-byte line, so every block's flags start 16-byte
 #: aligned, as the poll's vector loads need (:func:`slowest_flag`)
 SYNC_ROW: tl.constexpr = tl.constexpr(288)
-#: the slot after the status word: the Gluon tagged exchange's count of polls beyond each step's
-#: first, every program's, summed over a launch (:func:`rnnbench.kernels.gluon_lstm._fresh_pairs`;
-#: zero in every other kernel)
+#: the slot after the status word: the first of the Gluon tagged exchange's counts of polls beyond
+#: each step's first, one slot per loader warp (:data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADER_WARPS`
+#: of them, in the padding), every program's summed over a launch
+#: (:func:`rnnbench.kernels.gluon_lstm._tagged_loader`; zero in every other kernel)
 EXTRA_POLLS_SLOT: tl.constexpr = tl.constexpr(257)
 #: flags one poll load brings at most (``ld.v4.b32``; :data:`rnnbench.kernels.plan.MAX_POLL_VECTOR`)
 FLAG_VECTOR: tl.constexpr = tl.constexpr(MAX_POLL_VECTOR)

@@ -507,14 +507,20 @@ def extra_polls(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, st
     """Polls per program and step beyond the first of the Gluon forward with the tagged exchange
     (``plan``, inside :func:`rnnbench.kernels.plan.tagged_exchange`), from one launch of ``steps``
     steps by :func:`real_launcher`: 0 where every step's first load found the state complete, 1
-    where each step loaded its stale words once more (what the cost model assumes)."""
+    where each step loaded its stale words once more (what the cost model assumes). Of the
+    :data:`~rnnbench.kernels.plan.GLUON_TAGGED_LOADER_WARPS` loader warps, which poll each on its
+    own tiles, the busiest's: a step waits for its slowest loader (the busiest warp's average is a
+    lower bound of the average of each step's slowest)."""
     from rnnbench.kernels.launch import check_barriers, sync_buffer
+    from rnnbench.kernels.plan import GLUON_TAGGED_LOADER_WARPS
 
     sync = sync_buffer(plan, "cuda")
     real_launcher(plan, hidden_size, batch, dtype, steps, sync=sync)(steps)
     check_barriers(wait=True)
+    first = int(EXTRA_POLLS_SLOT.value)
+    per_warp = sync[..., first:first + GLUON_TAGGED_LOADER_WARPS].reshape(-1, GLUON_TAGGED_LOADER_WARPS).sum(0)
     # step 0 reads h0 unchecked: the polls are those of steps 1 ... steps-1
-    return float(sync[..., int(EXTRA_POLLS_SLOT.value)].sum().item()) / (max(steps - 1, 1) * plan.programs)
+    return float(per_warp.max().item()) / (max(steps - 1, 1) * plan.programs)
 
 
 def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int,

@@ -505,12 +505,13 @@ def test_the_tagged_exchange_keeps_any_h0_and_spreads_a_nan_as_the_barrier_does(
 
 @pytest.mark.tagged_exchange
 def test_only_the_tagged_exchange_counts_its_extra_polls():
-    """The synchronisation buffer's :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT` after a
-    launch of the Gluon forward at the anchor: zero with the grid barrier (which never writes it), a
-    count of polls with the tagged exchange (:func:`rnnbench.kernels.step_bench.extra_polls`: at
-    least 0 and, in a launch that did not time out, finite)."""
+    """The synchronisation buffer's poll counts (one slot per loader warp from
+    :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT`) after a launch of the Gluon forward at the
+    anchor: zero with the grid barrier (which never writes them), a count of polls with the tagged
+    exchange (:func:`rnnbench.kernels.step_bench.extra_polls`: at least 0 and, in a launch that did
+    not time out, finite)."""
     from rnnbench.kernels.launch import sync_buffer
-    from rnnbench.kernels.plan import tagged_exchange
+    from rnnbench.kernels.plan import GLUON_TAGGED_LOADER_WARPS, tagged_exchange
     from rnnbench.kernels.primitives import EXTRA_POLLS_SLOT
     from rnnbench.kernels.step_bench import extra_polls, real_launcher
 
@@ -520,7 +521,8 @@ def test_only_the_tagged_exchange_counts_its_extra_polls():
     sync = sync_buffer(plan, "cuda")
     real_launcher(plan, H, B, torch.bfloat16, T, sync=sync)(T)
     check_barriers(wait=True)
-    assert int(sync[..., int(EXTRA_POLLS_SLOT.value)].sum()) == 0
+    first = int(EXTRA_POLLS_SLOT.value)
+    assert int(sync[..., first:first + GLUON_TAGGED_LOADER_WARPS].sum()) == 0
     with tagged_exchange(True):
         polls = extra_polls(plan, H, B, torch.bfloat16, T)
     assert 0 <= polls < float("inf"), polls
