@@ -565,12 +565,14 @@ def _backward_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dt
     return launch
 
 
-def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False) -> list[tuple[str, int]]:
+def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False,
+          left_out: tuple[str, ...] = ()) -> list[tuple[str, int]]:
     """``(variant, programs)`` timed for one shape, the most wanted first (a run cut short by its
     time limit keeps them): every variant on the whole grid, the shipped kernels (LSTM), then the
-    sweep's variants on fewer programs; ``deferred``: the :data:`DEFERRED` ones only."""
+    sweep's variants on fewer programs; ``deferred``: the :data:`DEFERRED` ones only, but those
+    ``left_out``."""
     if deferred:
-        return [(name, plan.grid[0]) for name in DEFERRED] if cell == "lstm" else []
+        return [(name, plan.grid[0]) for name in DEFERRED if name not in left_out] if cell == "lstm" else []
     runs = [(name, plan.grid[0]) for name in VARIANTS]
     if cell == "lstm":
         runs += [(name, plan.grid[0]) for name in REAL_PATHS if name not in DEFERRED]
@@ -659,10 +661,12 @@ def schedule(shapes, deferred: bool = True) -> list[tuple[bool, tuple[str, int, 
         [(later, shape) for later in passes for shape in shapes[1:]]
 
 
-def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...], deferred: bool = True):
+def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[int, ...], deferred: bool = True,
+            left_out: tuple[str, ...] = ()):
     """Time every variant of every shape on the current GPU in the order of :func:`schedule`,
     yielding a row (:data:`COLUMNS`) as each is measured (``deferred=False``: the :data:`DEFERRED`
-    variants not at all); a variant that fails is reported on stderr and skipped."""
+    variants not at all; ``left_out``: those of them not); a variant that fails is reported on
+    stderr and skipped."""
     device_name = torch.cuda.get_device_name()
     like = torch.empty(0, dtype=dtype, device="cuda")
     timed_plans: dict[tuple, list] = {}  # per shape: the (plan, direction, grid_sync, switches) of the kernels timed
@@ -672,7 +676,7 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
             buffers = {tagged: ablation_buffers(plan, hidden_size, batch, dtype, "cuda", tagged=tagged)
                        for tagged in (False, True)}
         real_plans = timed_plans.setdefault((cell, hidden_size, batch), [])
-        for name, programs in _runs(plan, cell, sweep, later):
+        for name, programs in _runs(plan, cell, sweep, later, left_out):
             timed = plan
             polls = None  # the tagged exchange's extra polls a step, where a kernel has it
             try:
@@ -832,6 +836,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default: {','.join(f'{c}:{h}:{b}' for c, h, b in SHAPES)})")
     parser.add_argument("--no-deferred", action="store_true",
                         help=f"leave out the never-run variants timed last ({', '.join(DEFERRED)})")
+    parser.add_argument("--leave-out", default="",
+                        help="comma-separated never-run variants to leave out (whose kernels failed their GPU tests)")
     args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     if args.steps < 1 or args.repeats < 4:
@@ -840,6 +846,10 @@ def main(argv: list[str] | None = None) -> int:
         shapes = SHAPES if args.shapes is None else parse_shapes(args.shapes)
     except ValueError as error:
         parser.error(str(error))
+    left_out = tuple(name.strip() for name in args.leave_out.split(",") if name.strip())
+    if set(left_out) - set(DEFERRED):
+        parser.error(f"--leave-out takes never-run variants ({', '.join(DEFERRED)}), got "
+                     f"{', '.join(sorted(set(left_out) - set(DEFERRED)))}")
     if args.estimate:
         rows = estimate(shapes, dtype, int(args.target.removeprefix("sm_")), args.jobs)
     elif not torch.cuda.is_available():
@@ -851,7 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = args.jobs or min(8, os.cpu_count() or 1)
         if jobs > 1:
             warm(shapes, dtype, jobs)
-        rows = measure(shapes, dtype, args.steps, args.repeats, sweep, deferred=not args.no_deferred)
+        rows = measure(shapes, dtype, args.steps, args.repeats, sweep, deferred=not args.no_deferred,
+                       left_out=left_out)
     written = 0
     with open(args.out, "w", newline="") as handle:  # row by row: a run cut short keeps what it measured
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)

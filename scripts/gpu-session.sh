@@ -14,10 +14,11 @@
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
 #                        test_memory_breakdown.py),
 #                        but the tests marked fused_input or tagged_exchange
-#   gpu-tests-fused.xml/.log  those: the Gluon forward with its input projection fused, and with the
-#                        tagged exchange, never run before (a stage of its own, 150 s, after the others:
-#                        a hang costs no other test; where they fail, the ablation leaves both out,
-#                        the memory stage the fused kernel)
+#   gpu-tests-fused.xml/.log, gpu-tests-tagged.xml/.log  those: the Gluon forward with its input
+#                        projection fused (90 s), and with the tagged exchange (75 s), never run before
+#                        (a stage each, after the others: a hang costs no other test; where one fails,
+#                        the ablation leaves its variants out, the gpu-fused suite withholds its
+#                        backend, the profiles skip it, the memory stage the fused kernel)
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
@@ -36,9 +37,9 @@
 #                        (WEIGHT_GRADS, default: addmm, the cuBLAS one shipped before the Triton GEMM)
 #   memory-breakdown-triton-fused.json/.log  the Triton peaks (H=512/768, B=16/64, fwd and fwd_bwd)
 #                        with the Gluon forward's input projection fused, where its tests passed
-#   gpu-fused/, gpu-fused.log  the gpu-fused suite (40 s to precompile, 60 to run; where those tests
-#                        passed): the whole call with the input projection fused against the
-#                        planner's and torch.nn
+#   gpu-fused/, gpu-fused.log  the gpu-fused suite (40 s to precompile, 60 to run; where the tests
+#                        of either kernel passed): the whole call with the input projection fused
+#                        and with the tagged exchange against the planner's and torch.nn
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  Nsight Compute on one call of each
 #                        PROFILES case (BACKEND:H:B:MODE[:KERNEL_REGEX[:DTYPE]]; by default also
@@ -46,7 +47,8 @@
 #                        persistent kernel exchanges the state), warp states sampled per
 #                        SASS instruction; the CSVs are ncu's source page (SASS) and details page
 #                        (about 15 s a case on an H200; make gpu-report renders them); by default
-#                        also triton-fused:768:16:fwd where the fused input projection's tests passed
+#                        also triton-tagged:768:16:fwd first and triton-fused:768:16:fwd last, each
+#                        where its tests passed
 #   session.log          what ran, with each stage's seconds and exit status
 # and, where $OUT is set (the device tool), reports-DEVICE.tgz of all of it under $OUT.
 # The report and the cost-model calibration need no GPU: render them afterwards on any machine
@@ -88,23 +90,40 @@ if wants tests; then
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
         -m "not fused_input and not tagged_exchange" $TESTS > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
-    # kernels that never ran on a GPU, whose mbarrier waits have no timeout: a stage of their own,
-    # after the others, so a hang costs only this stage's limit; in parallel processes as the main
-    # stage (its 30 tests compile ~50 Gluon kernels, one at a time a few seconds each)
-    stage gpu-tests-fused 150 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-fused.xml" \
-        -m "fused_input or tagged_exchange" tests/test_kernels_gpu.py tests/test_memory_breakdown.py \
-        > "$DIR/gpu-tests-fused.log" 2>&1
+    # kernels that never ran on a GPU, whose mbarrier waits have no timeout: a stage each, after the
+    # others, so a hang costs only that stage's limit and not the other kernel's results; in parallel
+    # processes as the main stage (16 tests each, a Gluon compile a few seconds)
+    stage gpu-tests-fused 90 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-fused.xml" \
+        -m fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py > "$DIR/gpu-tests-fused.log" 2>&1
     FUSED_RC=$?
     tail -n 15 "$DIR/gpu-tests-fused.log"
+    stage gpu-tests-tagged 75 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-tagged.xml" \
+        -m tagged_exchange tests/test_kernels_gpu.py > "$DIR/gpu-tests-tagged.log" 2>&1
+    TAGGED_RC=$?
+    tail -n 15 "$DIR/gpu-tests-tagged.log"
 fi
-# the fused input projection and the tagged exchange are timed and measured below only if their tests
-# passed (or did not run)
+# the fused input projection and the tagged exchange are each timed and measured below only if their
+# tests passed (or did not run): the ablation leaves out, and the gpu-fused suite withholds
+# (harness/registry.py's RNNBENCH_WITHHOLD_BACKENDS), the one whose tests failed
 FUSED_OK=$([ "${FUSED_RC:-0}" -eq 0 ] && echo 1 || echo 0)
-[ "$FUSED_OK" = 1 ] || { note "never-run kernels (fused input projection, tagged exchange) failed their tests (exit $FUSED_RC): not timed or measured"
-                         ABLATION_ARGS="${ABLATION_ARGS:-} --no-deferred"; }
-# their warp states under Nsight Compute too, beside the shipped Gluon forward's (the default cases only)
-# the tagged exchange's profile first (the goal shape's candidate; the profile stage rarely finishes)
-[ "$FUSED_OK" = 1 ] && [ -z "${PROFILES_SET:-}" ] && PROFILES="triton-tagged:768:16:fwd $PROFILES triton-fused:768:16:fwd"
+TAGGED_OK=$([ "${TAGGED_RC:-0}" -eq 0 ] && echo 1 || echo 0)
+LEFT_OUT=
+if [ "$FUSED_OK" = 0 ]; then
+    note "the fused input projection failed its tests (exit $FUSED_RC): not timed or measured"
+    LEFT_OUT=real_gluon_fused_input; export RNNBENCH_WITHHOLD_BACKENDS=triton-fused
+fi
+if [ "$TAGGED_OK" = 0 ]; then
+    note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured"
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed
+    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged
+fi
+[ -n "$LEFT_OUT" ] && ABLATION_ARGS="${ABLATION_ARGS:-} --leave-out $LEFT_OUT"
+# their warp states under Nsight Compute too, beside the shipped Gluon forward's (the default cases
+# only); the tagged exchange's first (the goal shape's candidate; the profile stage rarely finishes)
+if [ -z "${PROFILES_SET:-}" ]; then
+    [ "$TAGGED_OK" = 1 ] && PROFILES="triton-tagged:768:16:fwd $PROFILES"
+    [ "$FUSED_OK" = 1 ] && PROFILES="$PROFILES triton-fused:768:16:fwd"
+fi
 if [ -n "$PRECOMPILE" ]; then
     wait $PRECOMPILE
     tail -n 3 "$DIR/precompile.log"
@@ -121,7 +140,7 @@ if wants ablation; then
     ablation ablation . "$(pwd)/$DIR/step-ablation.csv"
 fi
 
-if wants fused && [ "$FUSED_OK" = 1 ]; then
+if wants fused && { [ "$FUSED_OK" = 1 ] || [ "$TAGGED_OK" = 1 ]; }; then
     # its warp-specialised kernels compile in parallel first (they launch too: after the tests passed)
     stage precompile-fused 40 "$PY" -m rnnbench precompile gpu-fused --device cuda --jobs 8 \
         > "$DIR/precompile-fused.log" 2>&1

@@ -230,6 +230,22 @@ def test_cuda_cases_are_skipped_with_the_reason_on_a_cpu_machine_when_asked(tmp_
     assert read_results(tmp_path / "out").note.str.contains("CUDA is not available").all()
 
 
+def test_a_withheld_backend_is_skipped_with_the_reason_and_the_others_run(tmp_path, monkeypatch):
+    """``RNNBENCH_WITHHOLD_BACKENDS`` (the GPU session's, for a never-run kernel whose GPU tests
+    failed): the named backend's cases are recorded as skipped, saying why, and nothing else changes."""
+    from rnnbench.harness.registry import WITHHELD_BACKENDS
+
+    monkeypatch.setenv(WITHHELD_BACKENDS, "eager, nothing-such")
+    suite = parse_suite("t", {"cases": [{"experiments": ["speed"], "backends": ["torch", "eager"], "families": ["lstm"],
+                                        "seq_len": [3], "batch": [1], "hidden_size": [4], "device": "cpu"}]})
+    run_suite(suite, tmp_path / "out", progress=False)
+    frame = read_results(tmp_path / "out")
+    eager, torch_rows = frame[frame.backend == "eager"], frame[frame.backend == "torch"]
+    assert len(eager) and (eager.status == "skipped").all(), eager
+    assert eager.note.str.contains("withheld on this run").all() and eager.note.str.contains(WITHHELD_BACKENDS).all()
+    assert len(torch_rows) and (torch_rows.status == "ok").all(), torch_rows
+
+
 def test_list_shows_every_backend_and_why_it_cannot_run(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out

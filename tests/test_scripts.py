@@ -134,31 +134,49 @@ def test_session_stages_keep_within_the_budget(tmp_path, budget, limit):
         assert re.search(rf"start barrier \(limit {limit} s\)", log) and re.search(rf"start latency \(limit {limit} s\)", log), log
 
 
-@pytest.mark.parametrize("fused_tests_pass", [True, False])
-def test_session_leaves_the_fused_input_kernel_out_where_its_tests_failed(tmp_path, fused_tests_pass):
-    """The never-run fused input projection has a test stage of its own after the others; where it
-    fails (or hangs), the step ablation runs without its deferred variants, the memory stage
-    without the fused breakdown and the gpu-fused suite not at all; where it passes, all include it."""
+@pytest.mark.parametrize("fused_tests_pass, tagged_tests_pass", [(True, True), (False, True), (True, False),
+                                                                (False, False)])
+def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fused_tests_pass, tagged_tests_pass):
+    """The never-run fused input projection and tagged exchange have a test stage each, after the
+    others; where one fails (or hangs), the step ablation leaves its variants out, the gpu-fused
+    suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run at all where both failed), the
+    profiles skip it and, for the fused kernel, the memory stage its breakdown."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
-    status = 0 if fused_tests_pass else 1
-    fake.write_text('#!/bin/bash\necho "$*" >> ' + str(calls) + '\n'
-                    f'case "$*" in *"-m fused_input"*) exit {status};; esac\nexit 0\n')
+    fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-}" >> ' + str(calls) + '\n'
+                    f'case "$*" in *"-m fused_input"*) exit {0 if fused_tests_pass else 1};; esac\n'
+                    f'case "$*" in *"-m tagged_exchange"*) exit {0 if tagged_tests_pass else 124};; esac\nexit 0\n')
     fake.chmod(0o755)
     for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
                      "harness/gemm_memory.py"):
         (tmp_path / stand_in).parent.mkdir(exist_ok=True)
         (tmp_path / stand_in).write_text("")
-    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests latency ablation memory fused"}
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "300"], cwd=tmp_path,
+    ncu = tmp_path / "ncu"
+    ncu.write_text('#!/bin/bash\necho "ncu $*" >> ' + str(calls) + '\n')
+    ncu.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "NCU": str(ncu),
+           "STAGES": "tests latency ablation memory fused profile"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "500"], cwd=tmp_path,
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
-    assert len(tests) == 2 and '-m not fused_input' in tests[0] and "-m fused_input" in tests[1], tests
+    assert len(tests) == 3 and "-m not fused_input and not tagged_exchange" in tests[0], tests
+    assert "-m fused_input" in tests[1] and "-m tagged_exchange" in tests[2], tests
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
-    assert "-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv" in runs
+    left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
+        ["real_gluon_tagged", "real_gluon_tagged_delayed"] if not tagged_tests_pass else [])
+    assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
+    assert "-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld=" + (
+        ",".join((["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else [])
+                 )) in runs
     fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
     fused_suite = [run for run in runs if "gpu-fused" in run]
-    assert ("--no-deferred" in ablation, len(fused_memory), len(fused_suite)) == (
-        (False, 1, 2) if fused_tests_pass else (True, 0, 0))
+    assert len(fused_memory) == (1 if fused_tests_pass else 0)
+    assert len(fused_suite) == (2 if fused_tests_pass or tagged_tests_pass else 0), fused_suite
+    for run in fused_suite:
+        assert ("triton-fused" in run.split("withheld=")[1]) != fused_tests_pass, run
+        assert ("triton-tagged" in run.split("withheld=")[1]) != tagged_tests_pass, run
+    profiled = [run for run in runs if run.startswith("ncu") and "--profile-from-start off" in run]
+    assert ("--backend triton-tagged" in profiled[0]) == tagged_tests_pass, profiled[:1]
+    assert any("--backend triton-fused" in run for run in profiled) == fused_tests_pass

@@ -278,6 +278,17 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == [
         "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
+    # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
+    kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
+                                                                              "real_gluon_tagged_delayed"))]
+    assert kept == ["real_gluon_fused_input"]
+
+
+def test_main_leaves_out_only_never_run_variants(tmp_path):
+    """``--leave-out`` names deferred variants; anything else is refused before any work."""
+    with pytest.raises(SystemExit):
+        step_bench.main(["--out", str(tmp_path / "x.csv"), "--leave-out", "real_gluon_tagged,real_gluon"])
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that_differs():
