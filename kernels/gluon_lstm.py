@@ -90,8 +90,7 @@ from rnnbench.kernels.gluon_primitives import (
 )
 from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
-    GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, GLUON_TAGGED_LOADER_WARPS, gluon_state_copies,
-    gluon_tagged_exchange,
+    GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies, gluon_tagged_exchange,
 )
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, POLL_ORDERS, _load_relaxed
 from rnnbench.kernels.tagged_exchange import (
@@ -115,9 +114,9 @@ _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
 #: registers per thread of the tagged exchange's loader warps (``setmaxnreg``): a step's compact
 #: words, 48 a thread at H=768 with 16-row blocks, and their addresses
 LOADER_WARP_REGISTERS: gl.constexpr = gl.constexpr(168)
-#: the tagged exchange's loader partitions, one warp each: warp w loads tiles w, w + LOADER_WARPS, ...
-#: of the state and polls them on its own (its reductions stay in the warp: no CTA barrier)
-LOADER_WARPS: gl.constexpr = gl.constexpr(GLUON_TAGGED_LOADER_WARPS)
+#: warps of the tagged exchange's loaders, in :data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADER_WARPS`
+#: partitions (the kernel's ``LOADERS``): 4 of one warp, or 1 of four
+LOADER_WARPS: gl.constexpr = gl.constexpr(4)
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
 _EXTRA_POLLS: gl.constexpr = gl.constexpr(int(EXTRA_POLLS_SLOT.value) - int(FLAG_SLOTS.value))
 
@@ -398,9 +397,10 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
 
 @gluon.jit
 def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
-                   H_PAD: gl.constexpr, WARP: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0):
-    """One of the tagged exchange's :data:`LOADER_WARPS` loaders (a one-warp partition, beside
-    :func:`_recurrence`): for every step, tiles ``WARP``, ``WARP + LOADER_WARPS``, ... of this
+                   H_PAD: gl.constexpr, LOADERS: gl.constexpr, WARP: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0):
+    """Loader ``WARP`` of the tagged exchange's ``LOADERS`` (4: one-warp partitions; 1: one partition
+    of :data:`LOADER_WARPS` warps, whose reductions cross them), beside :func:`_recurrence`: for
+    every step, tiles ``WARP``, ``WARP + LOADERS``, ... of this
     program's ``BLOCK_B`` rows of the compact exchange (``state_ptr``: 16-bit ``(3, B_pad, H_PAD)``,
     :func:`rnnbench.kernels.tagged_exchange.compact_state`) loaded into registers as int32 pairs of
     values and polled until each half carries the step's tag (:func:`_fresh_pairs`; step 0 reads
@@ -410,17 +410,19 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     a few times a step), then stored into its tiles of ``h_smem``, fenced for the MMAs' async proxy
     and announced on ``bars[0]`` (one arrival a loader: :func:`_recurrent_product` waits for all
     as for one TMA copy of every tile). No grid barrier: the values are the state and their tag bits
-    its flags; and no CTA barrier: each warp polls on its own. ``POLL_DELAY_NS``: a pause between
+    its flags; and with one-warp loaders no CTA barrier: each warp polls on its own. ``POLL_DELAY_NS``: a pause between
     ``h_free`` and the first load of every step but the first
     (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so that programs publishing a little later
     than this one have landed."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
-    TILES: gl.constexpr = (K_TILES - WARP + LOADER_WARPS - 1) // LOADER_WARPS
+    TILES: gl.constexpr = (K_TILES - WARP + LOADERS - 1) // LOADERS
     PAIRS: gl.constexpr = _K_TILE // 2
-    # (BLOCK_B = 16 rows, 32 pairs) a tile: 4 rows of 4 pairs (16 bytes, one vector load) a thread
-    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[1, 1],
+    WARPS: gl.constexpr = LOADER_WARPS // LOADERS
+    # (BLOCK_B = 16 rows, 32 pairs) a tile: 4 pairs (16 bytes, one vector load) a thread in each of
+    # 16 / (4 * WARPS) rows
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[WARPS, 1],
                                             order=[1, 0])
-    lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[1],
+    lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[WARPS],
                                                     order=[0]))
     rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(1, layout))
     columns = WARP * PAIRS + gl.arange(0, PAIRS, layout=gl.SliceLayout(0, layout))
@@ -433,17 +435,17 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
         mbarrier.wait(h_free, (s % 2) ^ 1)  # the recurrence has published step s-1 (step 0 finds it free)
         polls = 0
         if s == 0:  # h0, unchecked
-            pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, TILES, LOADER_WARPS * PAIRS)
+            pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, TILES, LOADERS * PAIRS)
         else:  # step s reads slot (s+1) % 2, tagged s
             if POLL_DELAY_NS > 0:
                 _pause(lane, POLL_DELAY_NS)
             slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
-            pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, TILES, LOADER_WARPS * PAIRS), slot_ptr,
-                                        offsets, s, status_ptr, lane, TILES, LOADER_WARPS * PAIRS)
+            pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, TILES, LOADERS * PAIRS), slot_ptr,
+                                        offsets, s, status_ptr, lane, TILES, LOADERS * PAIRS)
         for t in gl.static_range(TILES):
-            _as_pairs(h_smem[WARP + t * LOADER_WARPS], _PAIRS_LAYOUT).store(pairs[t])
+            _as_pairs(h_smem[WARP + t * LOADERS], _PAIRS_LAYOUT).store(pairs[t])
         fence_async_shared()
-        cta_barrier()  # every lane of this warp has stored its tiles
+        cta_barrier()  # every thread of this loader has stored its tiles
         mbarrier.arrive(bars.index(0))
         extra_polls += polls
     if extra_polls != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
@@ -644,6 +646,7 @@ def lstm_forward_gluon_kernel(
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
+    LOADERS: gl.constexpr = 4,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -674,8 +677,8 @@ def lstm_forward_gluon_kernel(
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     FUSED: gl.constexpr = INPUT_TILES > 0
     gl.static_assert(not (TAGGED and (FUSED or HAS_LENGTHS)), "the tagged exchange runs without lengths or a fused input")
-    gl.static_assert(not TAGGED or (LOADER_WARPS == 4 and K_TILES >= LOADER_WARPS),
-                     "the tagged exchange's 4 loader partitions (written out below) need a tile each")
+    gl.static_assert(not TAGGED or ((LOADERS == 1 or LOADERS == 4) and K_TILES >= LOADERS),
+                     "the tagged exchange's loaders (1 or 4 partitions, written out below) need a tile each")
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
     # the tagged loader hands the state over in one copy: it holds every tile in registers before it
     # stores any, so more copies would add only their fences and barriers (model, H=768 B=16: 0.07 µs
@@ -721,7 +724,7 @@ def lstm_forward_gluon_kernel(
     bars = gl.allocate_shared_memory(gl.int64, [COPIES + 1, 1], mbarrier.MBarrierLayout())
     for j in gl.static_range(COPIES + 1):
         if TAGGED and j < COPIES:  # one copy, announced by every loader warp
-            mbarrier.init(bars.index(j), count=LOADER_WARPS)
+            mbarrier.init(bars.index(j), count=LOADERS)
         else:
             mbarrier.init(bars.index(j), count=1)
     if TAGGED:  # the recurrence has read the state and published its words: the loader may store the next one
@@ -763,22 +766,33 @@ def lstm_forward_gluon_kernel(
         xg_smem = ()
         for gate in gl.static_range(4):
             xg_smem = xg_smem + (gl.allocate_shared_memory(dtype, [_UNITS, BLOCK_B], scratch_layout),)
-        if TAGGED:
-            gl.warp_specialize([
-                (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
-                               lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars,
-                               h_free, T, B, H, row0, exchange_row, b_pad, direction, acc_layout,
-                               tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER,
-                               STATE_PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1, True)),
-                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
-                                  BLOCK_B, H_PAD, 0, POLL_DELAY_NS)),
-                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
-                                  BLOCK_B, H_PAD, 1, POLL_DELAY_NS)),
-                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
-                                  BLOCK_B, H_PAD, 2, POLL_DELAY_NS)),
-                (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b,
-                                  BLOCK_B, H_PAD, 3, POLL_DELAY_NS)),
-            ], [1] * LOADER_WARPS, [LOADER_WARP_REGISTERS] * LOADER_WARPS)
+        if TAGGED:  # the recurrence and its loaders (LOADERS partitions; their arguments but the loader's index alike)
+            if LOADERS == 4:
+                gl.warp_specialize([
+                    (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
+                                   lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
+                                   B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
+                                   TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
+                                   GRID_SYNC, False, 1, True)),
+                    (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
+                                      LOADERS, 0, POLL_DELAY_NS)),
+                    (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
+                                      LOADERS, 1, POLL_DELAY_NS)),
+                    (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
+                                      LOADERS, 2, POLL_DELAY_NS)),
+                    (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
+                                      LOADERS, 3, POLL_DELAY_NS)),
+                ], [1] * 4, [LOADER_WARP_REGISTERS] * 4)
+            else:
+                gl.warp_specialize([
+                    (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
+                                   lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
+                                   B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
+                                   TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
+                                   GRID_SYNC, False, 1, True)),
+                    (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
+                                      LOADERS, 0, POLL_DELAY_NS)),
+                ], [LOADER_WARPS], [LOADER_WARP_REGISTERS])
         else:
             _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
                         flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T, B, H,
@@ -855,9 +869,11 @@ def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tenso
 
 
 def _tagged(tagged: bool) -> dict:
-    """The kernel's constexprs of the tagged exchange: on or off, and its loader's poll delay as
-    :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange)."""
-    return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0}
+    """The kernel's constexprs of the tagged exchange: on or off, its loaders' poll delay as
+    :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange) and their
+    partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them."""
+    return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
+            "LOADERS": plan_module.GLUON_TAGGED_LOADER_WARPS if tagged else 4}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,

@@ -105,10 +105,11 @@ from rnnbench.kernels.cost import TERMS
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan, reset_sync,
 )
+from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
     gluon_state_copies, gluon_tagged_exchange, plan_recurrence, row_split, state_copy_tiles, tagged_exchange,
-    tagged_exchange_refusal, tagged_poll_delay,
+    tagged_exchange_refusal, tagged_loaders, tagged_poll_delay,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait,
@@ -175,6 +176,8 @@ class RealKernel:
     tagged: bool = False
     #: its loader's pause before each step's first load (:func:`rnnbench.kernels.plan.tagged_poll_delay`)
     poll_delay_ns: int = 0
+    #: its loader partitions (:func:`rnnbench.kernels.plan.tagged_loaders`; 0: the plan's)
+    loaders: int = 0
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
@@ -183,9 +186,10 @@ class RealKernel:
     @contextlib.contextmanager
     def switches(self):
         """The context this kernel is compiled, launched and estimated in (its tiles per state copy,
-        the tagged exchange and its poll delay)."""
+        the tagged exchange, its poll delay and its loaders)."""
         with state_copy_tiles(self.copy_tiles or None), tagged_exchange(True if self.tagged else None), \
-                tagged_poll_delay(self.poll_delay_ns if self.tagged else None):
+                tagged_poll_delay(self.poll_delay_ns if self.tagged else None), \
+                tagged_loaders(self.loaders if self.tagged and self.loaders else None):
             yield
 
     def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
@@ -230,7 +234,9 @@ TAGGED_POLL_DELAY_NS = 150
 #: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: four one-warp loaders poll
 #: the state's compact words, no grid barrier; 16-row blocks, one program per SM), and the same with
 #: its loader pausing :data:`TAGGED_POLL_DELAY_NS` before each first load
-#: (``real_gluon_tagged_delayed``), timed last too.
+#: (``real_gluon_tagged_delayed``), and with one loader partition of four warps instead of four of
+#: one (``real_gluon_tagged_one_loader``: the loader before them, whose reductions cross its warps),
+#: timed last too.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -247,6 +253,8 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_tagged": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True),
               "real_gluon_tagged_delayed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
                                                       poll_delay_ns=TAGGED_POLL_DELAY_NS),
+              "real_gluon_tagged_one_loader": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
+                                                         loaders=1),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -256,7 +264,7 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
 #: variants timed after their shape's others (the goal shape's right after its own, every other
 #: shape's after all of them, :func:`schedule`), and not launched by :func:`warm`: kernels that have
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
-DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed")
+DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_one_loader")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -579,15 +587,16 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False,
     return runs + [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
 
 
-def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool, int] | None:
-    """``((copies, tiles per copy), tagged exchange, its poll delay)`` of the Gluon forward's state as
-    ``kernel`` runs ``plan`` (None for any other kernel): two variants with the same plan and these
-    are one kernel, timed once."""
+def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool, int, int] | None:
+    """``((copies, tiles per copy), tagged exchange, its poll delay, its loader partitions)`` of the
+    Gluon forward's state as ``kernel`` runs ``plan`` (delay and loaders 0 without the exchange; None
+    for any other kernel): two variants with the same plan and these are one kernel, timed once."""
     if plan.path != GLUON or kernel.direction != "fwd":
         return None
     with kernel.switches():
         tagged = gluon_tagged_exchange(plan)
-        return gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0
+        return (gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0,
+                plan_module.GLUON_TAGGED_LOADER_WARPS if tagged else 0)
 
 
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:

@@ -114,7 +114,7 @@ if [ "$FUSED_OK" = 0 ]; then
 fi
 if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured"
-    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_one_loader
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged
 fi
 [ -n "$LEFT_OUT" ] && ABLATION_ARGS="${ABLATION_ARGS:-} --leave-out $LEFT_OUT"

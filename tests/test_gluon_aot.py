@@ -367,3 +367,28 @@ def test_the_tagged_loader_reloads_stale_state_in_whole_vectors_at_the_first_loa
     first = {address for predicate, _, address in loads if not predicate}
     assert len(reloads) == 12 * GLUON_TAGGED_LOADER_WARPS, loads
     assert set(reloads) <= first, (reloads, first)
+
+
+def _tagged_loader_ptx(loaders: int, arch: int) -> tuple:
+    """``(spill bytes, PTX)`` of the tagged Gluon forward at H=768 B=16 with ``loaders`` loader
+    partitions (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_loaders
+
+    with tagged_exchange(True), tagged_loaders(loaders):
+        compiled = compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=False,
+                                   has_lengths=False, arch=arch)
+    return cubin_resources(compiled.asm["cubin"])[1], compiled.asm["ptx"]
+
+
+def test_the_tagged_loaders_are_four_one_warp_partitions_or_one_of_four_warps():
+    """:func:`rnnbench.kernels.plan.tagged_loaders`: 4 loader partitions each arrive once on the
+    state's mbarrier (initialised for 4 arrivals) after a warp-level barrier, with no CTA-wide one;
+    1 loader partition of four warps arrives once (1 arrival) after a barrier of its 128 threads.
+    No spill either way (inference); the recurrence's arrive on ``h_free`` is the other arrive."""
+    for loaders, (spills, ptx) in zip((4, 1), compile_all(90, [4, 1], job=_tagged_loader_ptx)):
+        inits = [int(count) for count in re.findall(r"mbarrier\.init\.shared::cta\.b64 \[[^\]]+\], (\d+);", ptx)]
+        arrives = len(re.findall(r"mbarrier\.arrive\.shared::cta\.b64", ptx))
+        assert spills == 0 and inits[0] == loaders and arrives == loaders + 1, (loaders, spills, inits, arrives)
+        assert ("bar.warp.sync" in ptx) == (loaders == 4), loaders

@@ -480,7 +480,7 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_only_when_switched_o
         ("16-row batch blocks (got 32)", dataclasses.replace(plan, block_b=32)),
         ("every one of the 320 state columns written", plan_gluon("lstm", 272, 16, torch.bfloat16, H100_SMS)),
         ("at most 16 tiles of words", plan_gluon("lstm", 1152, 16, torch.bfloat16, H100_SMS)),
-        ("4 loader warps need a tile each (H from 256; got 3)", dataclasses.replace(plan, h_pad=192)),
+        ("4 loaders need a tile each (H from 256; got 3)", dataclasses.replace(plan, h_pad=192)),
     ]
     for reason, refused in refusals:
         message = tagged_exchange_refusal(refused)

@@ -391,6 +391,24 @@ TAGGED_SHAPES = [(768, 16, 1024, 1), (768, 1, 7, 1), (1024, 16, 9, 1), (320, 48,
 @pytest.mark.parametrize("hidden_size, batch, steps, directions", TAGGED_SHAPES)
 def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monkeypatch, dtype, hidden_size, batch,
                                                                             steps, directions):
+    """The four one-warp loaders (the default): :func:`_check_tagged_against_the_barrier`."""
+    _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions)
+
+
+@pytest.mark.tagged_exchange
+@pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 16, 9)])
+def test_the_tagged_exchanges_single_four_warp_loader_is_the_barriers_bit_for_bit_too(monkeypatch, hidden_size,
+                                                                                       batch, steps):
+    """The tagged exchange with one loader partition of four warps (:func:`rnnbench.kernels.plan.tagged_loaders`,
+    the step ablation's ``real_gluon_tagged_one_loader``, the fallback should the one-warp loaders
+    fail) at the anchor and where the four loaders would own 2, 1, 1, 1 tiles."""
+    from rnnbench.kernels.plan import tagged_loaders
+
+    with tagged_loaders(1):
+        _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
+
+
+def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions):
     """The Gluon forward exchanging its state as compact words (four one-warp loaders poll the values,
     no grid barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
     grid barrier and TMA copies: the MMAs read the same state values in the same order, so every

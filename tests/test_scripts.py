@@ -165,7 +165,7 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert "-m fused_input" in tests[1] and "-m tagged_exchange" in tests[2], tests
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
-        ["real_gluon_tagged", "real_gluon_tagged_delayed"] if not tagged_tests_pass else [])
+        ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_one_loader"] if not tagged_tests_pass else [])
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
     assert "-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld=" + (
         ",".join((["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else [])

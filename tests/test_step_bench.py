@@ -276,11 +276,12 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     first = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12))]
     later = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), deferred=True)]
     assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == [
-        "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed"]
+        "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_one_loader"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
     # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
     kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
-                                                                              "real_gluon_tagged_delayed"))]
+                                                                              "real_gluon_tagged_delayed",
+                                                                              "real_gluon_tagged_one_loader"))]
     assert kept == ["real_gluon_fused_input"]
 
 
@@ -299,11 +300,11 @@ def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that
 
     kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_4"], step_bench.REAL_PATHS["real_gluon"]
     plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, plan) == ((3, 4), False, 0)
-    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False, 0)
+    assert step_bench._switched(kernel, plan) == ((3, 4), False, 0, 0)
+    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False, 0, 0)
     assert gluon_state_copies(768) == (2, 8)  # restored after the context
     small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == ((1, 4), False, 0)
+    assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == ((1, 4), False, 0, 0)
     assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], plan) is None
     for bad in (3, 16, 0):
         with pytest.raises(ValueError, match=f"a power of two from 1 to 8 .* got {bad}"):
@@ -340,9 +341,12 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90)
     plan = kernel.plan(planned, torch.bfloat16, 132)
     assert plan == planned_kernel.plan(planned, torch.bfloat16, 132)
-    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0) != step_bench._switched(planned_kernel, plan)
+    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0, 4) != step_bench._switched(planned_kernel, plan)
     delayed = step_bench.REAL_PATHS["real_gluon_tagged_delayed"]
-    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS)
+    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 4)
+    one_loader = step_bench.REAL_PATHS["real_gluon_tagged_one_loader"]
+    assert step_bench._switched(one_loader, plan) == ((2, 8), True, 0, 1)
+    assert plan_module.GLUON_TAGGED_LOADER_WARPS == 4  # restored after the context
     assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 0  # restored after the context
     assert plan_module.GLUON_TAGGED_EXCHANGE is False  # restored after the context
     with pytest.raises(PathUnavailable, match="one program per SM \\(48 programs on 32 SMs\\)"):
