@@ -766,7 +766,10 @@ def lstm_forward_gluon_kernel(
         xg_smem = ()
         for gate in gl.static_range(4):
             xg_smem = xg_smem + (gl.allocate_shared_memory(dtype, [_UNITS, BLOCK_B], scratch_layout),)
-        if TAGGED:  # the recurrence and its loaders (LOADERS partitions; their arguments but the loader's index alike)
+        # the recurrence and its loaders (LOADERS partitions; their arguments but the loader's index alike). The
+        # recurrence's arguments are written out in both calls: Gluon takes a partition's arguments as a
+        # literal tuple only (a tuple in a variable, or one built by +, cannot carry the constexpr layouts)
+        if TAGGED:
             if LOADERS == 4:
                 gl.warp_specialize([
                     (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
