@@ -55,8 +55,9 @@ their time is estimated by :func:`simulate`:
   path has any: the one-warp loaders have none). A masked reload is charged the bytes of every
   word it could load. The one reload is the heaviest path's assumption, not a measurement: with
   compact words (the Gluon loaders') a step whose first load finds the state complete runs ~260
-  loader instructions at H=768 where the reload path runs ~680. ``first_load_complete`` estimates that step instead (the
-  loader's heaviest path that never reads the clock), and the kernel logs how often it polled
+  loader instructions at H=768 where the reload path runs ~680. ``first_load_complete`` estimates
+  that step instead (the loader's heaviest path that never reads the clock), and the kernel logs
+  how often it polled
   again (:func:`rnnbench.kernels.step_bench.extra_polls`): a GPU run's rate puts the step between
   the two (:func:`rnnbench.harness.ablation_report.extra_polls`).
 * **Stepwise path.** One launch per step: ``max(host launch, launch gap + waves x kernel)``.

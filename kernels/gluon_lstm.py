@@ -114,7 +114,7 @@ _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
 #: registers per thread of the tagged exchange's loader warps (``setmaxnreg``): a step's compact
 #: words, 48 a thread at H=768 with 16-row blocks, and their addresses
 LOADER_WARP_REGISTERS: gl.constexpr = gl.constexpr(168)
-#: warps of the tagged exchange's loaders, in :data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADER_WARPS`
+#: warps of the tagged exchange's loaders, in :data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADERS`
 #: partitions (the kernel's ``LOADERS``): 4 of one warp, or 1 of four
 LOADER_WARPS: gl.constexpr = gl.constexpr(4)
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
@@ -336,14 +336,15 @@ def _reload_stale_vectors(ptrs, read, key):
 
 @gluon.jit
 def _reduce_or(x):
-    """The bitwise or of the loader's 2-D tile ``x`` (one warp's: no CTA barrier)."""
+    """The bitwise or of a loader's 2-D tile ``x`` over its threads (a one-warp loader's: within the
+    warp, no CTA barrier; a four-warp loader's: across them, every warp getting the same value)."""
     return gl.reduce(gl.reduce(x, 1, bitwise_or), 0, bitwise_or)
 
 
 @gluon.jit
 def _stale_pairs(pairs, flags, K_TILES: gl.constexpr):
     """Nonzero unless no half of ``pairs`` (read for their tag) is stale, or'ed with ``flags``
-    (:func:`rnnbench.kernels.tagged_exchange.give_up_flags`): one reduction over the loader warp."""
+    (:func:`rnnbench.kernels.tagged_exchange.give_up_flags`): one reduction over the loader."""
     either = pairs[0]
     for k in gl.static_range(1, K_TILES):
         either = either | pairs[k]  # a half's tag bit is set here if it is in any pair
@@ -363,9 +364,11 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
     (``status_ptr`` is its status word), so a GPU run says how often a step's first load found the
     state complete.
 
-    One warp's (a loader partition of its own): its tiles (``K_TILES`` of them, ``STRIDE`` pairs
-    apart), its reductions within the warp, its polls its own; it reads the status word and the
-    clock itself (``lane``: 32 elements), and writes the status word if its clock runs out."""
+    One loader's (:func:`_tagged_loader`): its tiles (``K_TILES`` of them, ``STRIDE`` pairs apart),
+    its polls its own. Each warp reads the status word and the clock itself (``lane``: 32 elements
+    in every warp), so whether to give up goes through the loader's one reduction: a four-warp
+    loader's warps leave the loop together, as the CTA barriers inside each of its polls need; a
+    one-warp loader has none. The status word is written whichever warp's clock ran out."""
     key = compact_key(tag)
     read = ()
     for k in gl.static_range(K_TILES):
@@ -410,8 +413,8 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     a few times a step), then stored into its tiles of ``h_smem``, fenced for the MMAs' async proxy
     and announced on ``bars[0]`` (one arrival a loader: :func:`_recurrent_product` waits for all
     as for one TMA copy of every tile). No grid barrier: the values are the state and their tag bits
-    its flags; and with one-warp loaders no CTA barrier: each warp polls on its own. ``POLL_DELAY_NS``: a pause between
-    ``h_free`` and the first load of every step but the first
+    its flags; and with one-warp loaders no CTA barrier: each warp polls on its own.
+    ``POLL_DELAY_NS``: a pause between ``h_free`` and the first load of every step but the first
     (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so that programs publishing a little later
     than this one have landed."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
@@ -876,7 +879,7 @@ def _tagged(tagged: bool) -> dict:
     :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange) and their
     partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them."""
     return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
-            "LOADERS": plan_module.GLUON_TAGGED_LOADER_WARPS if tagged else 4}
+            "LOADERS": plan_module.GLUON_TAGGED_LOADERS if tagged else 4}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,

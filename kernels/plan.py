@@ -819,7 +819,7 @@ GLUON_TAGGED_MAX_TILES = 16
 #: tiles w, w + 4, ... and polls them on its own), or 1 of four warps (every tile, its reductions over
 #: the four warps: the loader before the one-warp partitions, and the fallback should those fail on a
 #: GPU); the four loader warps and their registers either way. A plan needs a tile per loader
-GLUON_TAGGED_LOADER_WARPS = 4
+GLUON_TAGGED_LOADERS = 4
 #: the loader counts :func:`tagged_loaders` takes
 TAGGED_LOADER_COUNTS = (1, 4)
 
@@ -862,12 +862,12 @@ def tagged_exchange(on: bool | None = True):
 
 
 def tagged_loaders(count: int | None):
-    """Within the block, :data:`GLUON_TAGGED_LOADER_WARPS` is ``count`` (one of
+    """Within the block, :data:`GLUON_TAGGED_LOADERS` is ``count`` (one of
     :data:`TAGGED_LOADER_COUNTS`; None: left as it is), restored after: the tagged exchange's loader
     partitions as compiled and launched there (the step ablation's ``real_gluon_tagged_one_loader``)."""
     if count is not None and count not in TAGGED_LOADER_COUNTS:
         raise ValueError(f"the tagged exchange's loaders must be one of {TAGGED_LOADER_COUNTS}, got {count!r}")
-    return _overriding("GLUON_TAGGED_LOADER_WARPS", count)
+    return _overriding("GLUON_TAGGED_LOADERS", count)
 
 
 def tagged_poll_delay(nanoseconds: int | None):
@@ -886,7 +886,7 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
     (:mod:`rnnbench.kernels.gluon_lstm`: four one-warp loaders poll the words, no grid barrier), or
     None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
     projection (whose warpgroup the loader's would be), 16-row batch blocks, at least
-    :data:`GLUON_TAGGED_LOADER_WARPS` tiles (one a loader) and at most
+    :data:`GLUON_TAGGED_LOADERS` tiles (one a loader) and at most
     :data:`GLUON_TAGGED_MAX_TILES` tiles (a step's words, 24 KiB at H=768, are in the loader's
     registers), every column of ``h_pad`` written by some program
     (the loader waits for every word), and with ``multiprocessors`` known one program per SM (the
@@ -898,9 +898,9 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
         reasons.append("it is the Gluon forward's without a fused input projection")
     if plan.block_b != MIN_BLOCK_B:
         reasons.append(f"it needs {MIN_BLOCK_B}-row batch blocks (got {plan.block_b})")
-    if plan.h_pad < GLUON_TAGGED_LOADER_WARPS * GLUON_K_TILE:
-        reasons.append(f"its {GLUON_TAGGED_LOADER_WARPS} loaders need a tile each (H from "
-                       f"{GLUON_TAGGED_LOADER_WARPS * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
+    if plan.h_pad < GLUON_TAGGED_LOADERS * GLUON_K_TILE:
+        reasons.append(f"its {GLUON_TAGGED_LOADERS} loaders need a tile each (H from "
+                       f"{GLUON_TAGGED_LOADERS * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
     if plan.h_pad > GLUON_TAGGED_MAX_TILES * GLUON_K_TILE:
         reasons.append(f"its loader holds at most {GLUON_TAGGED_MAX_TILES} tiles of words a step without spilling "
                        f"(H up to {GLUON_TAGGED_MAX_TILES * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")

@@ -282,9 +282,9 @@ def loader_path(instructions: list[Instruction], first_load_complete: bool = Fal
     :func:`rnnbench.kernels.gluon_lstm._tagged_loader`): the innermost loop without MMAs that polls
     with strong global loads and arrives on an mbarrier (its poll loop inside arrives on none; the
     loops around it dispatch the partitions), its poll loop walked once; of several loader
-    partitions, the longest such loop; None in a kernel without one. ``first_load_complete``: the step whose first load finds every word fresh instead, the
-    heaviest path that never reads the clock (the slow path starts its timeout there); ValueError
-    where every path does."""
+    partitions, the longest such loop; None in a kernel without one. ``first_load_complete``: the
+    step whose first load finds every word fresh instead, the heaviest path that never reads the
+    clock (the slow path starts its timeout there); ValueError where every path does."""
     index = {ins.address: i for i, ins in enumerate(instructions)}
     loops = _loops(instructions, index)
     loaders = [(start, end) for start, end in loops

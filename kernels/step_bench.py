@@ -516,17 +516,17 @@ def extra_polls(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, st
     (``plan``, inside :func:`rnnbench.kernels.plan.tagged_exchange`), from one launch of ``steps``
     steps by :func:`real_launcher`: 0 where every step's first load found the state complete, 1
     where each step loaded its stale words once more (what the cost model assumes). Of the
-    :data:`~rnnbench.kernels.plan.GLUON_TAGGED_LOADER_WARPS` loader warps, which poll each on its
+    :data:`~rnnbench.kernels.plan.GLUON_TAGGED_LOADERS` loader warps, which poll each on its
     own tiles, the busiest's: a step waits for its slowest loader (the busiest warp's average is a
     lower bound of the average of each step's slowest)."""
     from rnnbench.kernels.launch import check_barriers, sync_buffer
-    from rnnbench.kernels.plan import GLUON_TAGGED_LOADER_WARPS
+    from rnnbench.kernels.plan import GLUON_TAGGED_LOADERS
 
     sync = sync_buffer(plan, "cuda")
     real_launcher(plan, hidden_size, batch, dtype, steps, sync=sync)(steps)
     check_barriers(wait=True)
     first = int(EXTRA_POLLS_SLOT.value)
-    per_warp = sync[..., first:first + GLUON_TAGGED_LOADER_WARPS].reshape(-1, GLUON_TAGGED_LOADER_WARPS).sum(0)
+    per_warp = sync[..., first:first + GLUON_TAGGED_LOADERS].reshape(-1, GLUON_TAGGED_LOADERS).sum(0)
     # step 0 reads h0 unchecked: the polls are those of steps 1 ... steps-1
     return float(per_warp.max().item()) / (max(steps - 1, 1) * plan.programs)
 
@@ -596,7 +596,7 @@ def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool, in
     with kernel.switches():
         tagged = gluon_tagged_exchange(plan)
         return (gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0,
-                plan_module.GLUON_TAGGED_LOADER_WARPS if tagged else 0)
+                plan_module.GLUON_TAGGED_LOADERS if tagged else 0)
 
 
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:

@@ -21,7 +21,7 @@ import torch
 import triton
 
 from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, compile_ptx, gluon_configs
-from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, GLUON_TAGGED_LOADER_WARPS, gluon_available, gluon_state_copies
+from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, GLUON_TAGGED_LOADERS, gluon_available, gluon_state_copies
 
 pytestmark = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API "
                                 "(triton.experimental.gluon.language.nvidia.hopper)")
@@ -337,7 +337,7 @@ def test_the_tagged_loaders_poll_delay_is_one_nanosleep_of_it():
     nanoseconds before each step's first load: one ``nanosleep`` with the delay as its immediate in
     each of the loader partitions."""
     (ptx,) = compile_all(90, [150], job=_delayed_tagged_ptx)
-    assert ptx.count("nanosleep.u32 150;") == GLUON_TAGGED_LOADER_WARPS  # one in each loader partition
+    assert ptx.count("nanosleep.u32 150;") == GLUON_TAGGED_LOADERS  # one in each loader partition
 
 
 def _tagged_state_loads(hidden_size: int, arch: int) -> list:
@@ -365,7 +365,7 @@ def test_the_tagged_loader_reloads_stale_state_in_whole_vectors_at_the_first_loa
     assert all(".128." in opcode + "." for _, opcode, _ in loads), loads
     reloads = [address for predicate, _, address in loads if predicate]
     first = {address for predicate, _, address in loads if not predicate}
-    assert len(reloads) == 12 * GLUON_TAGGED_LOADER_WARPS, loads
+    assert len(reloads) == 12 * GLUON_TAGGED_LOADERS, loads
     assert set(reloads) <= first, (reloads, first)
 
 

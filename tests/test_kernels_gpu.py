@@ -529,7 +529,7 @@ def test_only_the_tagged_exchange_counts_its_extra_polls():
     exchange (:func:`rnnbench.kernels.step_bench.extra_polls`: at least 0 and, in a launch that did
     not time out, finite)."""
     from rnnbench.kernels.launch import sync_buffer
-    from rnnbench.kernels.plan import GLUON_TAGGED_LOADER_WARPS, tagged_exchange
+    from rnnbench.kernels.plan import GLUON_TAGGED_LOADERS, tagged_exchange
     from rnnbench.kernels.primitives import EXTRA_POLLS_SLOT
     from rnnbench.kernels.step_bench import extra_polls, real_launcher
 
@@ -540,7 +540,7 @@ def test_only_the_tagged_exchange_counts_its_extra_polls():
     real_launcher(plan, H, B, torch.bfloat16, T, sync=sync)(T)
     check_barriers(wait=True)
     first = int(EXTRA_POLLS_SLOT.value)
-    assert int(sync[..., first:first + GLUON_TAGGED_LOADER_WARPS].sum()) == 0
+    assert int(sync[..., first:first + GLUON_TAGGED_LOADERS].sum()) == 0
     with tagged_exchange(True):
         polls = extra_polls(plan, H, B, torch.bfloat16, T)
     assert 0 <= polls < float("inf"), polls

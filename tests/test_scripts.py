@@ -164,12 +164,12 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert len(tests) == 3 and "-m not fused_input and not tagged_exchange" in tests[0], tests
     assert "-m fused_input" in tests[1] and "-m tagged_exchange" in tests[2], tests
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
+    tagged_variants = ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_one_loader"]
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
-        ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_one_loader"] if not tagged_tests_pass else [])
+        tagged_variants if not tagged_tests_pass else [])
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
-    assert "-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld=" + (
-        ",".join((["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else [])
-                 )) in runs
+    withheld = (["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else [])
+    assert "-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld=" + ",".join(withheld) in runs
     fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
     fused_suite = [run for run in runs if "gpu-fused" in run]
     assert len(fused_memory) == (1 if fused_tests_pass else 0)

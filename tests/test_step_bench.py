@@ -346,7 +346,7 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 4)
     one_loader = step_bench.REAL_PATHS["real_gluon_tagged_one_loader"]
     assert step_bench._switched(one_loader, plan) == ((2, 8), True, 0, 1)
-    assert plan_module.GLUON_TAGGED_LOADER_WARPS == 4  # restored after the context
+    assert plan_module.GLUON_TAGGED_LOADERS == 4  # restored after the context
     assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 0  # restored after the context
     assert plan_module.GLUON_TAGGED_EXCHANGE is False  # restored after the context
     with pytest.raises(PathUnavailable, match="one program per SM \\(48 programs on 32 SMs\\)"):
