@@ -63,12 +63,14 @@ QUESTIONS = (
     Question("Gluon forward, input projection fused into it (kernel only, without the GEMM it saves)", "real_gluon",
              "real_gluon_fused_input"),
     Question("Gluon forward, state copies of 4 tiles against the plan's 8", "real_gluon", "real_gluon_copies_4"),
-    Question("Gluon forward, tagged exchange (one-warp loaders poll the words) instead of its grid barrier",
+    Question("Gluon forward, tagged exchange (a loader polls the words) instead of its grid barrier",
              "real_gluon", "real_gluon_tagged"),
     Question("Gluon forward tagged, its loaders pausing 150 ns before each first load", "real_gluon_tagged",
              "real_gluon_tagged_delayed"),
-    Question("Gluon forward tagged, one four-warp loader instead of four one-warp loaders", "real_gluon_tagged",
-             "real_gluon_tagged_one_loader"),
+    Question("Gluon forward tagged, its loaders pausing 300 ns before each first load", "real_gluon_tagged",
+             "real_gluon_tagged_delayed_300"),
+    Question("Gluon forward tagged, four one-warp loaders instead of one four-warp loader", "real_gluon_tagged",
+             "real_gluon_tagged_four_loaders"),
 )
 
 

@@ -259,6 +259,16 @@ def _fused_input_factory(problem, dtype, device):
     return TorchRecurrentWorkload(problem, dtype, device, partial(TritonLSTM, path="auto", fuse_input=True))
 
 
+def _triton_lstm_factory(**options):
+    """A factory of the planner's ``TritonLSTM(**options)`` workload (the kernels imported on first use)."""
+    def factory(problem, dtype, device):
+        from rnnbench.kernels import TritonLSTM
+
+        return TorchRecurrentWorkload(problem, dtype, device, partial(TritonLSTM, path="auto", **options))
+
+    return factory
+
+
 def _tagged_exchange_factory(problem, dtype, device):
     """The planner's LSTM with its Gluon forward's state exchanged as compact tagged words
     (``TritonLSTM(tagged_exchange=True)``), or :class:`Unsupported` where it would not run tagged
@@ -301,6 +311,12 @@ register(_triton_backend("triton-fused", _fused_input_factory,
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
 register(_triton_backend("triton-tagged", _tagged_exchange_factory,
                          "the planner's Triton LSTM with the Gluon forward's state exchanged as compact tagged words "
-                         "(16-bit values, the tag in a spare exponent bit) by four one-warp loaders, no grid barrier "
-                         "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on; never run on a GPU before)",
+                         "(16-bit values, the tag in a spare exponent bit) by a loader partition, no grid barrier "
+                         "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on, at every H; 'auto', the planner's, takes it "
+                         "in inference up to H=768)",
+                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+register(_triton_backend("triton-barrier", _triton_lstm_factory(tagged_exchange=False),
+                         "the planner's Triton LSTM with the Gluon forward's grid barrier and TMA copies of the state "
+                         "(plan.GLUON_TAGGED_EXCHANGE forced off): what the planner ran before it took the tagged "
+                         "exchange in inference up to H=768",
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))

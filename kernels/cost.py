@@ -567,6 +567,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         arrivals = programs * lat.barrier_arrival if counts.membar else 0.0
         terms_us["grid_sync"] += (arrivals + discovery) * to_us
     loader = loader_path(instructions, first_load_complete) if plan.path == GLUON and direction != "bwd" else None
+    row["tagged_exchange"] = loader is not None
     if loader is not None:
         # the tagged exchange's loader warps are on the step's chain: it starts once the recurrence
         # has published (whose own path waits for nothing then) and the recurrence's MMAs wait for its

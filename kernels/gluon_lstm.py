@@ -923,9 +923,9 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         check_barriers()
     sync = sync_buffer(plan, y.device) if sync is None else reset_sync(sync, plan.grid[0])
     w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
-    # the SM count only where the switch is on (a query on every call otherwise)
-    tagged = plan_module.GLUON_TAGGED_EXCHANGE and not has_lengths and gluon_tagged_exchange(
-        plan, torch.cuda.get_device_properties(y.device).multi_processor_count)
+    # the SM count only where the plan would take the exchange
+    tagged = not has_lengths and gluon_tagged_exchange(plan, training=training) and gluon_tagged_exchange(
+        plan, torch.cuda.get_device_properties(y.device).multi_processor_count, training=training)
     state = compact_state(exchange) if tagged else exchange
     grid = plan.launch_grid if hidden_blocks is None else (hidden_blocks, *plan.launch_grid[1:])
     for first_direction in range(0, plan.directions, plan.launch_directions):
@@ -952,7 +952,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     from triton.experimental.gluon._runtime import GluonASTSource
 
     data = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    tagged = gluon_tagged_exchange(plan, compiled=True) and not has_lengths
+    tagged = gluon_tagged_exchange(plan, compiled=True, training=training) and not has_lengths
     boxes = {"w_desc": [UNITS, K_TILE], "ex_desc": state_box(plan)}
     pointers = {"xg_ptr": data, "w_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
                 "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}

@@ -11,7 +11,8 @@ forces a kernel path (see :mod:`rnnbench.kernels.plan`); ``TritonLSTM`` also tak
 :data:`rnnbench.kernels.plan.GLUON_FUSED_INPUT`, off until a GPU has run the fused kernel) and
 ``tagged_exchange`` (True/False: its Gluon forward exchanges the state as tagged words where it can,
 :func:`rnnbench.kernels.plan.tagged_exchange_refusal`, or never; default None:
-:data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE`, off until a GPU has run it).
+:data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE`, ``"auto"``: in inference where it can up to
+H=768, where the H200 timed it faster than the grid barrier).
 
 Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
 lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``

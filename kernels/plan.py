@@ -62,6 +62,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -799,10 +800,39 @@ GLUON_INPUT_STAGES = 2
 GLUON_FUSED_INPUT = False
 
 
-#: whether the Gluon forward exchanges its state as tagged words where it can
-#: (:func:`gluon_tagged_exchange`). Off: only compiled, never run on a GPU (the step ablation's
-#: ``real_gluon_tagged`` switches it on with :func:`tagged_exchange`)
-GLUON_TAGGED_EXCHANGE = False
+#: whether the Gluon forward exchanges its state as tagged words (:func:`gluon_tagged_exchange`):
+#: ``"auto"`` where :func:`tagged_exchange_refusal` allows it and ``h_pad`` is at most
+#: :data:`GLUON_TAGGED_AUTO_MAX_HIDDEN`, True wherever it allows it, False never (the grid barrier and
+#: TMA copies; :func:`tagged_exchange` switches it). On the H200 (7caf667, one loader, kernel alone,
+#: reports/h200/7caf667/step-ablation.md) it beat the barrier at every shape up to H=768:
+#: H=256 B=16 1.47 against 2.10 µs/step, B=64 1.73 against 2.20, H=512 B=16 1.88 against 2.20,
+#: H=768 B=1 2.41 against 2.47, B=16 2.36 against 2.47 (interquartile ranges apart), and lost at
+#: H=1024 B=16 (3.11 against 2.83); its GPU tests match the barrier kernel bit for bit. The
+#: environment's :data:`TAGGED_EXCHANGE_ENV` sets it at import
+#: (``scripts/gpu-session.sh`` turns it off where the exchange's GPU tests fail)
+GLUON_TAGGED_EXCHANGE = "auto"
+#: what :data:`GLUON_TAGGED_EXCHANGE` takes
+TAGGED_EXCHANGE_SETTINGS = (True, False, "auto")
+#: the environment variable that sets :data:`GLUON_TAGGED_EXCHANGE` at import: ``on``, ``off`` or ``auto``
+TAGGED_EXCHANGE_ENV = "RNNBENCH_TAGGED_EXCHANGE"
+
+
+def _tagged_exchange_from_environment(default):
+    """:data:`GLUON_TAGGED_EXCHANGE` as :data:`TAGGED_EXCHANGE_ENV` says (``default`` where unset)."""
+    value = os.environ.get(TAGGED_EXCHANGE_ENV)
+    if value is None:
+        return default
+    settings = {"on": True, "off": False, "auto": "auto"}
+    if value not in settings:
+        raise ValueError(f"{TAGGED_EXCHANGE_ENV} must be one of {', '.join(settings)}, got {value!r}")
+    return settings[value]
+
+
+GLUON_TAGGED_EXCHANGE = _tagged_exchange_from_environment(GLUON_TAGGED_EXCHANGE)
+#: the largest ``h_pad`` at which ``"auto"`` takes the tagged exchange: the largest measured faster
+#: than the barrier (above, at H=1024 B=16, each step's reloads of its 16 tiles cost more than the
+#: barrier's flags)
+GLUON_TAGGED_AUTO_MAX_HIDDEN = 768
 #: nanoseconds the tagged exchange's loader waits, once its own program has published a step, before
 #: it first loads the next state (:func:`tagged_poll_delay`): 0, at once. A first load that finds a
 #: word still stale costs a second round trip and the slow path's instructions (the cost model: ~1 µs
@@ -815,11 +845,15 @@ MAX_TAGGED_POLL_DELAY_NS = 10_000
 #: thread a tile of compact words; set with the 32-bit words of before, 8 a tile, of which Triton 3.6
 #: spilled 72 bytes at 18 tiles, H=1152)
 GLUON_TAGGED_MAX_TILES = 16
-#: the tagged exchange's loader partitions (:func:`tagged_loaders`): 4 of one warp each (warp w loads
-#: tiles w, w + 4, ... and polls them on its own), or 1 of four warps (every tile, its reductions over
-#: the four warps: the loader before the one-warp partitions, and the fallback should those fail on a
-#: GPU); the four loader warps and their registers either way. A plan needs a tile per loader
-GLUON_TAGGED_LOADERS = 4
+#: the tagged exchange's loader partitions (:func:`tagged_loaders`): 1 of four warps (every tile,
+#: its polls reduced over the four warps), or 4 of one warp each (warp w loads tiles w, w + 4, ... and
+#: polls them on its own); the four loader warps and their registers either way. A plan needs a tile
+#: per loader. One: on the H200 (7caf667) four one-warp loaders were slower at every shape timed,
+#: 3.54 against 2.36 µs/step at H=768 B=16, though the cost model put them 0.2 µs ahead: their
+#: busiest warp polled 1.09 times a step beyond the first against the one loader's 0.58, and the
+#: kernel's four copies of the loader code (5304 instructions against the barrier kernel's 1688)
+#: left 12.7 % of its warp samples waiting for instructions (``no_inst``), which the model has no term for
+GLUON_TAGGED_LOADERS = 1
 #: the loader counts :func:`tagged_loaders` takes
 TAGGED_LOADER_COUNTS = (1, 4)
 
@@ -854,10 +888,13 @@ def fused_input_projection(fuse: bool | None = True):
     return _overriding("GLUON_FUSED_INPUT", fuse)
 
 
-def tagged_exchange(on: bool | None = True):
-    """Within the block, :data:`GLUON_TAGGED_EXCHANGE` is ``on`` (None: left as it is), restored after:
-    the Gluon forward compiled and launched there exchanges its state as tagged words where
-    :func:`tagged_exchange_refusal` allows it."""
+def tagged_exchange(on: bool | str | None = True):
+    """Within the block, :data:`GLUON_TAGGED_EXCHANGE` is ``on`` (one of
+    :data:`TAGGED_EXCHANGE_SETTINGS`; None: left as it is), restored after: the Gluon forward
+    compiled and launched there exchanges its state as tagged words where
+    :func:`tagged_exchange_refusal` allows it (True), never (False), or as ``"auto"`` chooses."""
+    if on is not None and not (on is True or on is False or on == "auto"):
+        raise ValueError(f"the tagged exchange must be one of {TAGGED_EXCHANGE_SETTINGS} or None, got {on!r}")
     return _overriding("GLUON_TAGGED_EXCHANGE", on)
 
 
@@ -883,7 +920,7 @@ def tagged_poll_delay(nanoseconds: int | None):
 
 def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, compiled: bool = False) -> str | None:
     """Why the Gluon forward of ``plan`` cannot exchange its state as tagged words
-    (:mod:`rnnbench.kernels.gluon_lstm`: four one-warp loaders poll the words, no grid barrier), or
+    (:mod:`rnnbench.kernels.gluon_lstm`: its loader warps poll the words, no grid barrier), or
     None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
     projection (whose warpgroup the loader's would be), 16-row batch blocks, at least
     :data:`GLUON_TAGGED_LOADERS` tiles (one a loader) and at most
@@ -912,11 +949,18 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
     return "; ".join(reasons) or None
 
 
-def gluon_tagged_exchange(plan: Plan, multiprocessors: int | None = None, compiled: bool = False) -> bool:
-    """Whether the Gluon forward of ``plan`` exchanges its state as tagged words: where
-    :data:`GLUON_TAGGED_EXCHANGE` is on and :func:`tagged_exchange_refusal` (with
-    ``multiprocessors`` and ``compiled``) finds no reason not to."""
-    return GLUON_TAGGED_EXCHANGE and tagged_exchange_refusal(plan, multiprocessors, compiled) is None
+def gluon_tagged_exchange(plan: Plan, multiprocessors: int | None = None, compiled: bool = False,
+                          training: bool = False) -> bool:
+    """Whether the Gluon forward of ``plan`` (``training``: the one that saves its gates and cell
+    states for the backward) exchanges its state as tagged words: where :data:`GLUON_TAGGED_EXCHANGE`
+    is True, or ``"auto"``, an inference forward and ``plan.h_pad`` at most
+    :data:`GLUON_TAGGED_AUTO_MAX_HIDDEN`, and :func:`tagged_exchange_refusal` (with
+    ``multiprocessors`` and ``compiled``) finds no reason not to. ``"auto"`` leaves the training
+    forward its grid barrier: only the inference forward was timed (H200, 7caf667), and Triton 3.6
+    spills 8 bytes in the tagged training forward at H=768."""
+    wanted = GLUON_TAGGED_EXCHANGE is True or (GLUON_TAGGED_EXCHANGE == "auto" and not training
+                                               and plan.h_pad <= GLUON_TAGGED_AUTO_MAX_HIDDEN)
+    return wanted and tagged_exchange_refusal(plan, multiprocessors, compiled) is None
 
 
 def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, arch: int = DEFAULT_ARCH,

@@ -124,6 +124,24 @@ def weight_grad_formulation(dtype: torch.dtype) -> str:
     return "triton"
 
 
+def bias_grad(flat: torch.Tensor) -> torch.Tensor:
+    """The bias gradient ``(D, W)``: ``flat (D, N, W)`` summed over its N rows (time steps and batch
+    rows), as one matrix-vector product per direction against N ones (cuBLAS's GEMV on CUDA, float32
+    accumulation), written into the output.
+
+    Not ``flat.sum(1)``: for a column sum this long, torch's CUDA reduction allocates a staging buffer
+    of partial sums bigger than ``flat`` itself, 132 MiB at H=768 (B=16 and 64) and 32 MiB at H=64
+    B=16 (bf16, T=1024: the H200 run of 7caf667, ``reports/h200/7caf667/memory-breakdown.md``), which
+    put the Triton LSTM's training peak above torch.nn's at H=64 and 128. The product allocates only
+    the ones (2N bytes in bf16) and the output; cuBLAS's workspace is the handle's, allocated once."""
+    directions, rows, width = flat.shape
+    ones = flat.new_ones(rows)
+    db = flat.new_empty(directions, width)
+    for d in range(directions):
+        torch.mv(flat[d].t(), ones, out=db[d])
+    return db
+
+
 def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bool, lengths=None):
     """Gradients from ``dpre (D, T, B, G*H)``, the gradient of the gate pre-activations (zero past
     each row's end), given ``x (T, B, I)``, ``h0 (D, B, R)``, ``y (T, B, D*R)``, ``w_ih (D, G*H, I)``.
@@ -154,5 +172,5 @@ def parameter_and_input_grads(dpre, x, h0, y, w_ih, need_dx: bool, need_bias: bo
         pre, state = (later, states[:-1]) if d == 0 else (earlier, states[1:])
         formulation = WEIGHT_GRAD_FORMULATIONS[weight_grad_formulation(dpre.dtype)]
         formulation(dw_hh[d], (first, h0[d]), pre.reshape(-1, width), state.reshape(-1, R))
-    db = flat.sum(1) if need_bias else None
+    db = bias_grad(flat) if need_bias else None
     return dx, dw_ih, dw_hh, db

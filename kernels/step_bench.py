@@ -57,8 +57,9 @@ others' after every other shape). ``real_gluon_copies_4`` runs the Gluon
 forward with its state copied in copies of 4 tiles instead of the plan's 8
 (:func:`rnnbench.kernels.plan.state_copy_tiles`): the MMAs of a copy start once its smaller box
 has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
-``real_gluon_tagged`` runs the Gluon forward with the tagged exchange
-(:func:`rnnbench.kernels.plan.tagged_exchange`: four one-warp loaders poll the state's compact words,
+``real_gluon`` is the Gluon forward with its grid barrier, whatever the plan would take;
+``real_gluon_tagged`` runs it with the tagged exchange instead
+(:func:`rnnbench.kernels.plan.tagged_exchange`: one loader of four warps polls the state's compact words,
 16-bit values whose spare exponent bit is the tag, into shared memory; no release fence, flags or
 TMA copies of the state) where it can run (16-row blocks, one program per SM), timed after
 everything else (:data:`DEFERRED`, never run on a GPU); the model adds its loader warps' step,
@@ -67,7 +68,9 @@ Its rows also count the polls beyond each step's first (:func:`extra_polls`, col
 ``extra_polls_per_step``): the reload the model assumes, measured. ``real_gluon_tagged_delayed`` is
 the same kernel with its loader pausing :data:`TAGGED_POLL_DELAY_NS` before each first load
 (:func:`rnnbench.kernels.plan.tagged_poll_delay`): fewer reloads for a fixed delay, if the programs
-publish a little apart.
+publish a little apart. ``real_gluon_tagged_four_loaders`` splits the loader into four one-warp
+partitions (:func:`rnnbench.kernels.plan.tagged_loaders`; slower on the H200 at 7caf667, where it
+was ``real_gluon_tagged`` and the one loader ``real_gluon_tagged_one_loader``).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -187,7 +190,7 @@ class RealKernel:
     def switches(self):
         """The context this kernel is compiled, launched and estimated in (its tiles per state copy,
         the tagged exchange, its poll delay and its loaders)."""
-        with state_copy_tiles(self.copy_tiles or None), tagged_exchange(True if self.tagged else None), \
+        with state_copy_tiles(self.copy_tiles or None), tagged_exchange(self.tagged), \
                 tagged_poll_delay(self.poll_delay_ns if self.tagged else None), \
                 tagged_loaders(self.loaders if self.tagged and self.loaders else None):
             yield
@@ -215,6 +218,11 @@ REGISTER_WEIGHTS = ("planned", "none", "any_block")
 #: the L2 round trip the H200's timings fit (~560 cycles at 1.98 GHz), so a producer that publishes up
 #: to that much later than the loader's own program has landed when the first load arrives
 TAGGED_POLL_DELAY_NS = 150
+#: the longer pause of ``real_gluon_tagged_delayed_300``: a full such round trip. With four one-warp
+#: loaders the 150 ns pause cut the reloads a step from 1.09 to 0.90 at H=768 B=16 and from 0.70 to 0
+#: at H=256 B=16 (H200, 7caf667); the one loader reloaded 0.58 times a step without a pause, so two
+#: pauses say whether, and how long, it should wait
+TAGGED_LONG_POLL_DELAY_NS = 300
 
 #: the shipped LSTM kernels themselves (see :func:`real_launcher`): the plain cooperative forward at
 #: the same layout and the Gluon forward (sm_90, H >= 256) at its own, and the backward at its plan,
@@ -231,12 +239,13 @@ TAGGED_POLL_DELAY_NS = 150
 #: (``real_gluon_fused_input``: a second warpgroup projects x_t; input size = H; where it fits,
 #: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
 #: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8);
-#: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: four one-warp loaders poll
-#: the state's compact words, no grid barrier; 16-row blocks, one program per SM), and the same with
-#: its loader pausing :data:`TAGGED_POLL_DELAY_NS` before each first load
-#: (``real_gluon_tagged_delayed``), and with one loader partition of four warps instead of four of
-#: one (``real_gluon_tagged_one_loader``: the loader before them, whose reductions cross its warps),
-#: timed last too.
+#: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: one loader of four warps
+#: polls the state's compact words, no grid barrier; 16-row blocks, one program per SM), and the same
+#: with its loader pausing :data:`TAGGED_POLL_DELAY_NS` or :data:`TAGGED_LONG_POLL_DELAY_NS` before
+#: each first load (``real_gluon_tagged_delayed``, ``real_gluon_tagged_delayed_300``), and with four
+#: one-warp loader partitions instead of one of four
+#: warps (``real_gluon_tagged_four_loaders``), timed last too. Every other Gluon forward variant runs
+#: the grid barrier, whatever :data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE` would take.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -253,8 +262,10 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_tagged": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True),
               "real_gluon_tagged_delayed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
                                                       poll_delay_ns=TAGGED_POLL_DELAY_NS),
-              "real_gluon_tagged_one_loader": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
-                                                         loaders=1),
+              "real_gluon_tagged_delayed_300": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
+                                                          poll_delay_ns=TAGGED_LONG_POLL_DELAY_NS),
+              "real_gluon_tagged_four_loaders": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
+                                                           loaders=4),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -264,7 +275,8 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
 #: variants timed after their shape's others (the goal shape's right after its own, every other
 #: shape's after all of them, :func:`schedule`), and not launched by :func:`warm`: kernels that have
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
-DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_one_loader")
+DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed",
+            "real_gluon_tagged_delayed_300", "real_gluon_tagged_four_loaders")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN

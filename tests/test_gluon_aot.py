@@ -94,8 +94,10 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_its_mmas():
     """The smallest and the largest layout, the bidirectional training variant with lengths of one,
     and the backward's layouts (all copies in flight; a ring of 2) with lengths; with Triton 3.6 or
     3.9 also to the resources in that version's committed table (a kernel change fails here until
-    the tables are regenerated)."""
-    sample = [_pick(256, 16, "fwd", 1), _pick(768, 32, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16"),
+    the tables are regenerated). Forwards that run the grid barrier: the smallest layout with
+    lengths (one direction without them takes the tagged exchange up to H=768, whose loader's PTX
+    the tagged tests below check)."""
+    sample = [_pick(256, 16, "fwd", 2), _pick(768, 32, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16"),
               _pick(768, 16, "bwd", 1), _pick(1024, 32, "bwd", 2, "float16")]
     results = compile_all(90, sample, job=compile_ptx)
     table = ROOT / "reports" / "aot" / f"gluon-sm_90-triton{'.'.join(triton.__version__.split('.')[:2])}.csv"
@@ -177,9 +179,11 @@ def test_a_grid_of_more_than_64_hidden_blocks_compiles():
     assert all(poll in ptx for poll in POLL_PTX)
 
 
-def test_a_plan_with_the_other_poll_order_compiles_that_order():
+def test_a_plan_with_the_other_poll_order_compiles_that_order(monkeypatch):
     """The poll order is the plan's (a constexpr of the launch): forcing the order the default is not
-    compiles the other poll, and the default's loads are gone."""
+    compiles the other poll, and the default's loads are gone (the grid barrier's poll: the tagged
+    exchange off in the compiling processes, ``RNNBENCH_TAGGED_EXCHANGE``)."""
+    monkeypatch.setenv("RNNBENCH_TAGGED_EXCHANGE", "off")
     other = next(order for order in ORDER_PTX if order != DEFAULT_POLL_ORDER)
     config = dataclasses.replace(_pick(768, 16, "fwd", 1), poll_order=other)
     (resources, ptx), = compile_all(90, [config], job=compile_ptx)
@@ -214,10 +218,12 @@ def _gluon_ptx(variant: tuple[str, bool], arch: int) -> str:
     return compiled.asm["ptx"]
 
 
-def test_the_step_ablations_unsynchronised_gluon_kernels_have_no_grid_barrier():
+def test_the_step_ablations_unsynchronised_gluon_kernels_have_no_grid_barrier(monkeypatch):
     """``real_gluon_no_sync`` and ``real_gluon_bwd_no_sync`` (``GRID_SYNC=False``, the step ablation
     only) keep the step's TMA copies, MMAs and proxy fences and lose the release and the poll; the
-    shipped kernels have both."""
+    barrier kernels (``real_gluon``, ``real_gluon_bwd``: the tagged exchange off in the compiling
+    processes, as the ablation runs them) have both."""
+    monkeypatch.setenv("RNNBENCH_TAGGED_EXCHANGE", "off")
     barrier = (*POLL_PTX, ".release.", "%globaltimer")
     variants = [(direction, grid_sync) for direction in ("fwd", "bwd") for grid_sync in (True, False)]
     for (direction, grid_sync), ptx in zip(variants, compile_all(90, variants, job=_gluon_ptx)):

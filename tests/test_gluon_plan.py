@@ -385,11 +385,14 @@ def test_the_lstm_layer_lets_its_forward_fuse_only_calls_whose_rows_run_every_st
     assert seen == [(False, 8), (True, None)]
 
 
-@pytest.mark.parametrize("option, switch, context", [("fuse_input", "GLUON_FUSED_INPUT", "fused_input_projection"),
-                                                     ("tagged_exchange", "GLUON_TAGGED_EXCHANGE", "tagged_exchange")])
-def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(monkeypatch, option, switch, context):
+@pytest.mark.parametrize("option, switch, context, default",
+                         [("fuse_input", "GLUON_FUSED_INPUT", "fused_input_projection", False),
+                          ("tagged_exchange", "GLUON_TAGGED_EXCHANGE", "tagged_exchange", "auto")])
+def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(monkeypatch, option, switch, context,
+                                                                             default):
     """``TritonLSTM(fuse_input=...)`` and ``TritonLSTM(tagged_exchange=...)`` switch the plan's global
-    (``GLUON_FUSED_INPUT``, ``GLUON_TAGGED_EXCHANGE``) for their own calls only (None leaves it),
+    (``GLUON_FUSED_INPUT``, ``GLUON_TAGGED_EXCHANGE``) for their own calls only (None leaves it at its
+    default: off, and ``"auto"``),
     refuse anything but None/True/False by name (1 is not True), and the context manager restores
     the switch after its block, also when the block raises."""
     from rnnbench.kernels import lstm as lstm_module
@@ -402,14 +405,14 @@ def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(mon
     x = torch.randn(3, 2, 8)
     for value in (True, False, None):
         TritonLSTM(8, 16, **{option: value})(x)
-    assert seen == [True, False, False] and getattr(plan_module, switch) is False
+    assert seen == [True, False, default] and getattr(plan_module, switch) == default
     for bad, shown in (("yes", "'yes'"), (1, "1")):
         with pytest.raises(ValueError, match=f"{option} must be None, True or False, got {shown}"):
             TritonLSTM(8, 16, **{option: bad})
     with pytest.raises(RuntimeError), getattr(plan_module, context)(True):
         assert getattr(plan_module, switch) is True
         raise RuntimeError
-    assert getattr(plan_module, switch) is False
+    assert getattr(plan_module, switch) == default
 
 
 def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_tagged():
@@ -458,21 +461,32 @@ def test_the_gluon_forward_refuses_a_missing_gate_buffer_where_it_would_write_on
 
 
 @needs_gluon
-def test_the_tagged_exchange_runs_where_its_loader_fits_and_only_when_switched_on():
-    """The Gluon forward exchanges tagged words only within ``tagged_exchange`` and only where
-    :func:`tagged_exchange_refusal` finds nothing against it: it names each reason (the backward's
-    plan, a fused input, 32-row blocks, more tiles of words than the loader holds, fewer than its
-    loader warps, state columns nobody writes, more programs than SMs)."""
+def test_the_tagged_exchange_runs_where_its_loader_fits_and_as_switched():
+    """The Gluon forward exchanges tagged words where :func:`tagged_exchange_refusal` finds nothing
+    against it and the switch wants it: ``"auto"`` (the default) in inference forwards up to H=768,
+    True at any H and in training too, False never; the switch takes nothing else. The refusal names each reason (the backward's plan, a fused
+    input, 32-row blocks, more tiles of words than the loader holds, fewer tiles than loaders, state
+    columns nobody writes, more programs than SMs)."""
     from rnnbench.kernels import plan as plan_module
-    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal
+    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal, tagged_loaders
 
     plan = plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS)
-    assert tagged_exchange_refusal(plan, H100_SMS) is None and not gluon_tagged_exchange(plan)
+    wide = plan_gluon("lstm", 1024, 16, torch.bfloat16, H100_SMS)
+    assert tagged_exchange_refusal(plan, H100_SMS) is None and tagged_exchange_refusal(wide, H100_SMS) is None
+    assert plan_module.GLUON_TAGGED_EXCHANGE == "auto" and plan_module.GLUON_TAGGED_AUTO_MAX_HIDDEN == 768
+    assert gluon_tagged_exchange(plan) and not gluon_tagged_exchange(wide)
+    assert not gluon_tagged_exchange(plan, training=True)  # "auto": the inference forward only
     with tagged_exchange(True):
-        assert gluon_tagged_exchange(plan)
+        assert gluon_tagged_exchange(plan) and gluon_tagged_exchange(wide)
+        assert gluon_tagged_exchange(plan, training=True)
         with tagged_exchange(None):  # None leaves the switch as it is
-            assert gluon_tagged_exchange(plan)
-    assert plan_module.GLUON_TAGGED_EXCHANGE is False
+            assert gluon_tagged_exchange(wide)
+    with tagged_exchange(False):
+        assert not gluon_tagged_exchange(plan) and not gluon_tagged_exchange(wide)
+    for bad in (1, 0, "on", "AUTO"):
+        with pytest.raises(ValueError, match=f"must be one of .* or None, got {bad!r}"):
+            tagged_exchange(bad)
+    assert plan_module.GLUON_TAGGED_EXCHANGE == "auto"
     forward_only = "the Gluon forward's without a fused input projection"
     refusals = [
         (forward_only, plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS, backward=True)),
@@ -480,13 +494,16 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_only_when_switched_o
         ("16-row batch blocks (got 32)", dataclasses.replace(plan, block_b=32)),
         ("every one of the 320 state columns written", plan_gluon("lstm", 272, 16, torch.bfloat16, H100_SMS)),
         ("at most 16 tiles of words", plan_gluon("lstm", 1152, 16, torch.bfloat16, H100_SMS)),
-        ("4 loaders need a tile each (H from 256; got 3)", dataclasses.replace(plan, h_pad=192)),
     ]
     for reason, refused in refusals:
         message = tagged_exchange_refusal(refused)
         assert message is not None and reason in message, (reason, message)
         with tagged_exchange(True):
             assert not gluon_tagged_exchange(refused), reason
+    with tagged_loaders(4), tagged_exchange(True):
+        assert "4 loaders need a tile each (H from 256; got 3)" in tagged_exchange_refusal(
+            dataclasses.replace(plan, h_pad=192))
+        assert not gluon_tagged_exchange(dataclasses.replace(plan, h_pad=192))
     assert "one program per SM (48 programs on 32 SMs)" in tagged_exchange_refusal(plan, 32)
 
 
@@ -502,3 +519,22 @@ def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanosecond
     for bad in (-1, MAX_TAGGED_POLL_DELAY_NS + 1, 1.5, True, "100"):
         with pytest.raises(ValueError, match=f"an int of nanoseconds from 0 to {MAX_TAGGED_POLL_DELAY_NS}, got"):
             tagged_poll_delay(bad)
+
+
+@pytest.mark.parametrize("value, expected", [("on", "True"), ("off", "False"), ("auto", "'auto'"), (None, "'auto'")])
+def test_the_environment_sets_the_tagged_exchange_at_import(value, expected):
+    """``RNNBENCH_TAGGED_EXCHANGE`` (what scripts/gpu-session.sh sets to ``off`` where the exchange's GPU
+    tests fail) sets ``plan.GLUON_TAGGED_EXCHANGE`` at import; anything else is refused by name."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: item for key, item in os.environ.items() if key != "RNNBENCH_TAGGED_EXCHANGE"}
+    if value is not None:
+        env["RNNBENCH_TAGGED_EXCHANGE"] = value
+    code = "from rnnbench.kernels import plan; print(repr(plan.GLUON_TAGGED_EXCHANGE))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
+    env["RNNBENCH_TAGGED_EXCHANGE"] = "yes"
+    refused = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "RNNBENCH_TAGGED_EXCHANGE must be one of on, off, auto, got 'yes'" in refused.stderr

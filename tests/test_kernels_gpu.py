@@ -397,20 +397,20 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monk
 
 @pytest.mark.tagged_exchange
 @pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 16, 9)])
-def test_the_tagged_exchanges_single_four_warp_loader_is_the_barriers_bit_for_bit_too(monkeypatch, hidden_size,
-                                                                                       batch, steps):
-    """The tagged exchange with one loader partition of four warps (:func:`rnnbench.kernels.plan.tagged_loaders`,
-    the step ablation's ``real_gluon_tagged_one_loader``, the fallback should the one-warp loaders
-    fail) at the anchor and where the four loaders would own 2, 1, 1, 1 tiles."""
+def test_the_tagged_exchanges_four_one_warp_loaders_are_the_barriers_bit_for_bit_too(monkeypatch, hidden_size,
+                                                                                      batch, steps):
+    """The tagged exchange with four one-warp loader partitions (:func:`rnnbench.kernels.plan.tagged_loaders`,
+    the step ablation's ``real_gluon_tagged_four_loaders``; the planner's until the H200 timed them
+    slower than one loader of four warps) at the anchor and where they own 2, 1, 1, 1 tiles."""
     from rnnbench.kernels.plan import tagged_loaders
 
-    with tagged_loaders(1):
+    with tagged_loaders(4):
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
 
 
 def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions):
-    """The Gluon forward exchanging its state as compact words (four one-warp loaders poll the values,
-    no grid barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
+    """The Gluon forward exchanging its state as compact words (its loader polls the values, no grid
+    barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
     grid barrier and TMA copies: the MMAs read the same state values in the same order, so every
     output is bit for bit the same (a stale word taken, a word missed or a step run ahead shows as
     a difference); no wait timed out; and within :data:`GLUON_TOLERANCE` of float64. The layer's
@@ -438,10 +438,10 @@ def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, st
         check_barriers(wait=True)
     assert encoded, "the layer did not run the tagged exchange"
     encoded.clear()
-    with poisoned_outputs():
+    with tagged_exchange(False), poisoned_outputs():
         flagged = _layer_output(candidate, x, tuple(states))
     check_barriers(wait=True)
-    assert not encoded, "the switch did not go off after its block"
+    assert not encoded, "the switch did not turn the exchange off"
     for name, actual, base in zip(("y", "h_n", "c_n"), tagged, flagged):
         assert torch.equal(actual, base), (name, _relative_error(actual, base.double()))
     expected = _layer_output(reference, x.double(), tuple(s.double() for s in states))

@@ -87,8 +87,10 @@ def test_triton_lstm_keeps_per_step_what_its_docstring_says(mode):
 @pytest.mark.cuda
 @pytest.mark.parametrize("H, B", [(64, 16), (128, 64)])
 def test_on_gpu_the_triton_lstm_trains_in_no_more_memory_than_torch_nn(H, B):
-    """The issue's memory goal where it failed on the H200 (bf16, T=1024; 48 against 34 MiB at H=64
-    B=16 with cuBLAS's ``addmm_`` for ``dW_hh``): one training call's peak, Triton <= torch.nn."""
+    """The issue's memory goal where it failed on the H200 (bf16, T=1024): one training call's peak,
+    Triton <= torch.nn. At 7caf667 still 48 against 34 MiB at H=64 B=16 (273 against 228 MB at
+    H=128 B=64) with the Triton GEMM for ``dW_hh``: the bias gradient's ``flat.sum(1)`` staged 32
+    MiB of partial sums; now :func:`rnnbench.kernels.projections.bias_grad`."""
     peaks = {backend: breakdown(backend, "lstm", H, B, 1024, "fwd_bwd", "bfloat16", "cuda")["peak_bytes"]
              for backend in ("triton", "torch")}
     assert peaks["triton"] <= peaks["torch"], peaks
@@ -192,16 +194,18 @@ def test_the_probes_fresh_thread_returns_its_value_and_raises_its_error():
 
 
 def test_a_fused_input_breakdown_is_labelled_and_the_switch_restored():
-    """``fused_input=True`` switches ``plan.GLUON_FUSED_INPUT`` on for that call only (the CPU plans
-    no Gluon path, so the peak is the unfused one here) and labels the breakdown."""
+    """``fused_input=True`` switches ``plan.GLUON_FUSED_INPUT`` on for that call only (no Gluon path
+    is planned at H=40, so the peak is the unfused one) and labels the breakdown; on the kernels'
+    device (the interpreter's CPU, or CUDA: a CPU tensor there is refused without the interpreter)."""
     from rnnbench.kernels import plan
 
     B, H, T = 3, 40, 6
-    fused = breakdown("triton", "lstm", H, B, T, "fwd", "float32", "cpu", fused_input=True)
+    dtype = "float32" if KERNEL_DEVICE == "cpu" else "bfloat16"
+    fused = breakdown("triton", "lstm", H, B, T, "fwd", dtype, KERNEL_DEVICE, fused_input=True)
     assert plan.GLUON_FUSED_INPUT is False
     assert fused["fused_input"] is True and render(fused).startswith("triton (fused input) lstm")
     assert label({"backend": "triton", "weight_grad": "addmm", "fused_input": True}) == "triton (addmm, fused input)"
-    assert "fused_input" not in breakdown("triton", "lstm", H, B, T, "fwd", "float32", "cpu")
+    assert "fused_input" not in breakdown("triton", "lstm", H, B, T, "fwd", dtype, KERNEL_DEVICE)
 
 
 @pytest.mark.cuda
@@ -209,12 +213,17 @@ def test_a_fused_input_breakdown_is_labelled_and_the_switch_restored():
 @pytest.mark.parametrize("H, B", [(768, 16), (512, 64)])
 def test_on_gpu_the_fused_inference_forward_allocates_no_projection_buffer(H, B):
     """With the Gluon forward's input projection fused (sm_90 only), an inference call (bf16, T=1024)
-    allocates no ``(T, B, 4H)`` projection: its peak is below the unfused one's by at least that
-    buffer (T*B*4H*2 bytes, 96 MiB at H=768 B=16) and no block comes from ``project_inputs``."""
+    allocates no ``(T, B, 4H)`` projection: its peak is below the unfused one's by that buffer
+    (T*B*4H*2 bytes, 96 MiB at H=768 B=16) less the summed float32 bias the fused kernel reads
+    instead (4H*4 bytes, one 512-byte block at least; the unfused projection adds the biases in its
+    GEMM), and no block comes from ``project_inputs``. The H200 run of 7caf667 saved exactly the
+    projection less 4H*4 bytes at both shapes."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon path needs sm_90")
     unfused = breakdown("triton", "lstm", H, B, 1024, "fwd", "bfloat16", "cuda")
     fused = breakdown("triton", "lstm", H, B, 1024, "fwd", "bfloat16", "cuda", fused_input=True)
     assert any("project_inputs" in group["frame"] for group in unfused["blocks"]), unfused["blocks"][:4]
     assert not any("project_inputs" in group["frame"] for group in fused["blocks"]), fused["blocks"][:4]
-    assert unfused["peak_bytes"] - fused["peak_bytes"] >= 1024 * B * 4 * H * 2, (unfused["peak_bytes"], fused["peak_bytes"])
+    projection, fused_bias = 1024 * B * 4 * H * 2, max(4 * H * 4, BLOCK)
+    assert unfused["peak_bytes"] - fused["peak_bytes"] >= projection - fused_bias, (unfused["peak_bytes"],
+                                                                                  fused["peak_bytes"])

@@ -135,6 +135,8 @@ def test_estimate_compiles_every_variant_for_sm90():
     # the delayed loader's pause (its NANOSLEEP) is charged to the synchronisation, nominally
     pause = by_row["real_gluon_tagged_delayed"]["t_grid_sync"] - by_row["real_gluon_tagged"]["t_grid_sync"]
     assert pause == pytest.approx(step_bench.TAGGED_POLL_DELAY_NS * 1e-3, abs=2e-3), by_row
+    longer = by_row["real_gluon_tagged_delayed_300"]["t_grid_sync"] - by_row["real_gluon_tagged"]["t_grid_sync"]
+    assert longer == pytest.approx(step_bench.TAGGED_LONG_POLL_DELAY_NS * 1e-3, abs=2e-3), by_row
     # the tagged rows also say what a step costs when its first load finds the state complete (no
     # reload, a few hundred loader instructions fewer); the other kernels have no such estimate
     tagged, delayed = by_row["real_gluon_tagged"], by_row["real_gluon_tagged_delayed"]
@@ -276,12 +278,14 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     first = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12))]
     later = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), deferred=True)]
     assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == [
-        "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_one_loader"]
+        "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
+        "real_gluon_tagged_four_loaders"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
     # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
     kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
                                                                               "real_gluon_tagged_delayed",
-                                                                              "real_gluon_tagged_one_loader"))]
+                                                                              "real_gluon_tagged_delayed_300",
+                                                                              "real_gluon_tagged_four_loaders"))]
     assert kept == ["real_gluon_fused_input"]
 
 
@@ -341,14 +345,18 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90)
     plan = kernel.plan(planned, torch.bfloat16, 132)
     assert plan == planned_kernel.plan(planned, torch.bfloat16, 132)
-    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0, 4) != step_bench._switched(planned_kernel, plan)
+    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0, 1) != step_bench._switched(planned_kernel, plan)
+    # real_gluon runs the grid barrier though the planner would take the exchange here
+    assert plan_module.gluon_tagged_exchange(plan) and step_bench._switched(planned_kernel, plan) == ((2, 8), False, 0, 0)
     delayed = step_bench.REAL_PATHS["real_gluon_tagged_delayed"]
-    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 4)
-    one_loader = step_bench.REAL_PATHS["real_gluon_tagged_one_loader"]
-    assert step_bench._switched(one_loader, plan) == ((2, 8), True, 0, 1)
-    assert plan_module.GLUON_TAGGED_LOADERS == 4  # restored after the context
+    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 1)
+    longer = step_bench.REAL_PATHS["real_gluon_tagged_delayed_300"]
+    assert step_bench._switched(longer, plan) == ((2, 8), True, step_bench.TAGGED_LONG_POLL_DELAY_NS, 1)
+    four_loaders = step_bench.REAL_PATHS["real_gluon_tagged_four_loaders"]
+    assert step_bench._switched(four_loaders, plan) == ((2, 8), True, 0, 4)
+    assert plan_module.GLUON_TAGGED_LOADERS == 1  # restored after the context
     assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 0  # restored after the context
-    assert plan_module.GLUON_TAGGED_EXCHANGE is False  # restored after the context
+    assert plan_module.GLUON_TAGGED_EXCHANGE == "auto"  # restored after the context
     with pytest.raises(PathUnavailable, match="one program per SM \\(48 programs on 32 SMs\\)"):
         kernel.plan(planned, torch.bfloat16, 32)
     with pytest.raises(PathUnavailable, match="16-row batch blocks \\(got 32\\)"):
