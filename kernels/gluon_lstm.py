@@ -672,9 +672,10 @@ def lstm_forward_gluon_kernel(
     ``TAGGED`` (no lengths, no fused input; :func:`rnnbench.kernels.plan.tagged_exchange_refusal`):
     the exchange is the compact one (:func:`rnnbench.kernels.tagged_exchange.compact_state`: 16-bit
     values whose top exponent bit carries a 1-bit tag, three slots a direction, ``h0`` in the third;
-    ``ex_desc`` unused) and four one-warp loader partitions (:func:`_tagged_loader`) bring the state
-    into shared memory, polling the values themselves: no release fence, flag, poll of flags or TMA
-    copy.
+    ``ex_desc`` unused) and ``LOADERS`` loader partitions (:func:`_tagged_loader`: one of four warps,
+    the planner's, or four of one warp; :data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADERS`) bring the
+    state into shared memory, polling the values themselves: no release fence, flag, poll of flags
+    or TMA copy.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES

@@ -683,3 +683,27 @@ def test_the_acquire_poll_is_one_round_trip(cell, path, hidden, poll_bytes, fuse
     first, last = (path_instructions.index(ins) for ins in (poll_loads[0], poll_loads[-1]))
     loaded = set(sass.writes(poll_loads[0]))
     assert not [ins.opcode for ins in path_instructions[first + 1:last + 1] if loaded & set(sass.reads(ins))]
+
+
+def test_a_tagged_estimate_is_read_at_the_measured_reload_rate():
+    """``at_reload_rate``: every time term, the latency path and the sum move the given share of the
+    way from the complete step to the one-reload step (0: complete, 1: one reload); the counts stay
+    the one-reload step's; a rate outside 0-1 is refused by value. The committed tables read their
+    tagged rows at ``TAGGED_RELOADS_PER_STEP`` (the H200's measured rate), between the two."""
+    one = {"mma": 48, "t_l2_load": 1.0, "t_grid_sync": 0.5, "latency_path_us": 2.0, "raw_us_per_step": 1.5,
+           "tagged_exchange": True}
+    complete = {"mma": 48, "t_l2_load": 0.4, "t_grid_sync": 0.3, "latency_path_us": 1.0, "raw_us_per_step": 0.7,
+                "tagged_exchange": True}
+    half = cost.at_reload_rate(one, complete, 0.5)
+    assert half == {"mma": 48, "t_l2_load": pytest.approx(0.7), "t_grid_sync": pytest.approx(0.4),
+                    "latency_path_us": pytest.approx(1.5), "raw_us_per_step": pytest.approx(1.1),
+                    "tagged_exchange": True, "tagged_reloads_per_step": 0.5}
+    assert cost.at_reload_rate(one, complete, 1)["raw_us_per_step"] == 1.5
+    assert cost.at_reload_rate(one, complete, 0)["raw_us_per_step"] == 0.7
+    with pytest.raises(ValueError, match="between 0 and 1, got 1.5"):
+        cost.at_reload_rate(one, complete, 1.5)
+    assert 0 < cost.TAGGED_RELOADS_PER_STEP < 1
+    for version in ("3.6", "3.9"):
+        table = pd.read_csv(Path(__file__).parent.parent / "reports" / "aot" / f"cost-sm_90-triton{version}.csv")
+        tagged = table[table.tagged_exchange.fillna(False).astype(bool)]
+        assert len(tagged) and (tagged.tagged_reloads_per_step == cost.TAGGED_RELOADS_PER_STEP).all(), version
