@@ -662,7 +662,8 @@ def shape_rows(cells=tuple(GATES), dtypes=("bfloat16",), hidden_sizes=GOAL_HIDDE
                 for batch in batches:
                     for direction in DIRECTIONS[cell]:
                         backward = direction == "bwd"
-                        auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms, arch=arch, backward=backward)
+                        auto = plan_recurrence(cell, hidden, batch, dtype, "auto", device.sms, arch=arch, backward=backward,
+                                               inference=direction == "fwd")
                         for path in FORCED_PATHS:
                             try:
                                 plan = plan_recurrence(cell, hidden, batch, dtype, path, device.sms, arch=arch,

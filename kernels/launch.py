@@ -146,10 +146,11 @@ def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
 
 
 def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path: str, directions: int = 1,
-              backward: bool = False, allow_narrow: bool = True, input_size: int | None = None) -> Plan:
+              backward: bool = False, allow_narrow: bool = True, input_size: int | None = None,
+              inference: bool = False) -> Plan:
     """:func:`~rnnbench.kernels.plan.plan_recurrence` for the device of ``like`` (its SM count and
     architecture; on sm_90 exactly, ``auto`` may take the Gluon forward; ``input_size`` of a forward
-    that may fuse its input projection)."""
+    that may fuse its input projection; ``inference``: a forward without a backward or lengths)."""
     interpreter = interpreter_active()
     multiprocessors, arch, exactly_sm_90 = None, DEFAULT_ARCH, False
     if like.device.type == "cuda" and not interpreter:
@@ -160,7 +161,8 @@ def make_plan(cell: str, hidden_size: int, batch: int, like: torch.Tensor, path:
         if path == GLUON and not exactly_sm_90:
             raise PathUnavailable(f"path='gluon' runs on sm_90 only (Hopper's wgmma), this GPU is sm_{major}{minor}")
     return plan_recurrence(cell, hidden_size, batch, like.dtype, path, multiprocessors, interpreter, directions, arch,
-                           backward, allow_gluon=exactly_sm_90, allow_narrow=allow_narrow, input_size=input_size)
+                           backward, allow_gluon=exactly_sm_90, allow_narrow=allow_narrow, input_size=input_size,
+                           inference=inference)
 
 
 def dot_precision(dtype: torch.dtype) -> str:

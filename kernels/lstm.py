@@ -69,7 +69,8 @@ class LSTMLayerFunction(torch.autograd.Function):
         # the Gluon forward may project the input itself where every row runs every step, no first
         # step has an extra term, and TMA can read x (16-byte aligned)
         fusable = lengths is None and first is None and x.data_ptr() % 16 == 0
-        plan = make_plan("lstm", H, B, x, path, directions, input_size=I if fusable else None)
+        plan = make_plan("lstm", H, B, x, path, directions, input_size=I if fusable else None,
+                         inference=not training and lengths is None)
         h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
         fused_input = None
         if plan.input_tiles:

@@ -210,9 +210,10 @@ def test_float16_wide_batch_in_16_row_blocks_against_numpy_float64(cell, hidden,
     name = "lstm" if cell == "lstm" else "rnn"
     T, B, I = 5, 40, 6
 
-    def gpu_plan(cell_name, hidden_size, batch, like, path, directions=1, backward=False, input_size=None):
+    def gpu_plan(cell_name, hidden_size, batch, like, path, directions=1, backward=False, input_size=None,
+                 inference=False):
         return plan_recurrence(cell_name, hidden_size, batch, like.dtype, path, 132, directions=directions, arch=90,
-                               backward=backward, input_size=input_size)
+                               backward=backward, input_size=input_size, inference=inference)
 
     for backward in (False, True):
         plan = gpu_plan(name, hidden, B, torch.empty(0, dtype=torch.float16), "cooperative", backward=backward)
