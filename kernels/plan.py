@@ -910,7 +910,7 @@ def tagged_exchange(on: bool | str | None = True):
 def tagged_loaders(count: int | None):
     """Within the block, :data:`GLUON_TAGGED_LOADERS` is ``count`` (one of
     :data:`TAGGED_LOADER_COUNTS`; None: left as it is), restored after: the tagged exchange's loader
-    partitions as compiled and launched there (the step ablation's ``real_gluon_tagged_one_loader``)."""
+    partitions as compiled and launched there (the step ablation's ``real_gluon_tagged_four_loaders``)."""
     if count is not None and count not in TAGGED_LOADER_COUNTS:
         raise ValueError(f"the tagged exchange's loaders must be one of {TAGGED_LOADER_COUNTS}, got {count!r}")
     return _overriding("GLUON_TAGGED_LOADERS", count)
