@@ -245,7 +245,6 @@ def _fused_input_factory(problem, dtype, device):
     """The planner's LSTM with its Gluon forward's input projection fused (``TritonLSTM(fuse_input=True)``),
     or :class:`Unsupported` where the plan does not fuse it for this shape here (not sm_90, H=1024,
     32-row batch blocks, an input size that is not a multiple of 64, lengths)."""
-    from rnnbench.kernels import TritonLSTM
     from rnnbench.kernels.launch import make_plan
     from rnnbench.kernels.plan import fused_input_projection
 
@@ -256,7 +255,7 @@ def _fused_input_factory(problem, dtype, device):
     if not plan.input_tiles:
         raise Unsupported(f"the input projection is not fused on the {plan.path} path here (H={problem.hidden_size}, "
                           f"B={problem.batch}, input size {problem.input_size}; see plan.gluon_input_tiles)")
-    return TorchRecurrentWorkload(problem, dtype, device, partial(TritonLSTM, path="auto", fuse_input=True))
+    return _triton_lstm_factory(fuse_input=True)(problem, dtype, device)
 
 
 def _triton_lstm_factory(**options):
@@ -274,7 +273,6 @@ def _tagged_exchange_factory(problem, dtype, device):
     (``TritonLSTM(tagged_exchange=True)``), or :class:`Unsupported` where it would not run tagged
     here (not the Gluon forward, lengths, or :func:`rnnbench.kernels.plan.tagged_exchange_refusal`'s
     reasons on this GPU)."""
-    from rnnbench.kernels import TritonLSTM
     from rnnbench.kernels.launch import make_plan
     from rnnbench.kernels.plan import tagged_exchange_refusal
 
@@ -285,7 +283,7 @@ def _tagged_exchange_factory(problem, dtype, device):
     if refusal:
         raise Unsupported(f"the tagged exchange does not run here (the {plan.path} path, H={problem.hidden_size}, "
                           f"B={problem.batch}): {refusal}")
-    return TorchRecurrentWorkload(problem, dtype, device, partial(TritonLSTM, path="auto", tagged_exchange=True))
+    return _triton_lstm_factory(tagged_exchange=True)(problem, dtype, device)
 
 
 def _triton_backend(name: str, factory, description: str, **fields) -> Backend:

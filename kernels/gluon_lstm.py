@@ -924,8 +924,7 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         check_barriers()
     sync = sync_buffer(plan, y.device) if sync is None else reset_sync(sync, plan.grid[0])
     w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
-    # the SM count only where the plan would take the exchange
-    tagged = not has_lengths and gluon_tagged_exchange(plan, training=training) and gluon_tagged_exchange(
+    tagged = not has_lengths and gluon_tagged_exchange(
         plan, torch.cuda.get_device_properties(y.device).multi_processor_count, training=training)
     state = compact_state(exchange) if tagged else exchange
     grid = plan.launch_grid if hidden_blocks is None else (hidden_blocks, *plan.launch_grid[1:])

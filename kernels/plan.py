@@ -804,13 +804,13 @@ def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2, register_tiles: 
 GLUON_INPUT_STAGES = 2
 
 #: whether the Gluon forward fuses the input projection where it can (:func:`gluon_input_tiles`).
-#: Off until a GPU has checked and timed it (``tests/test_kernels_gpu.py``, the step ablation's
-#: ``real_gluon_fused_input``): it has only been compiled
+#: Off until a GPU has timed it (``tests/test_kernels_gpu.py``' fused tests passed on the H200 at
+#: 7caf667; the step ablation's ``real_gluon_fused_input`` has not run yet)
 GLUON_FUSED_INPUT = False
 
 
 #: whether the Gluon forward exchanges its state as tagged words (:func:`gluon_tagged_exchange`):
-#: ``"auto"`` where :func:`tagged_exchange_refusal` allows it and ``h_pad`` is at most
+#: ``"auto"`` in the inference forward where :func:`tagged_exchange_refusal` allows it and ``h_pad`` is at most
 #: :data:`GLUON_TAGGED_AUTO_MAX_HIDDEN`, True wherever it allows it, False never (the grid barrier and
 #: TMA copies; :func:`tagged_exchange` switches it). On the H200 (7caf667, one loader, kernel alone,
 #: reports/h200/7caf667/step-ablation.md) it beat the barrier at every shape up to H=768:
