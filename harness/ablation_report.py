@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from rnnbench.kernels.calibration import SHAPE_COLUMNS as SHAPE
+from rnnbench.kernels.cost import between_reloads
 from rnnbench.kernels.step_bench import read_rows, whole_grid
 
 
@@ -121,7 +122,7 @@ def extra_polls(measured: pd.DataFrame, estimated: pd.DataFrame | None = None) -
     table = table.merge(model, on=SHAPE + ["variant"], how="left")
     polls = pd.to_numeric(table.extra_polls_per_step)
     complete, reload = pd.to_numeric(table.model_complete_us), pd.to_numeric(table.model_one_reload_us)
-    table["model_at_measured_polls_us"] = (complete + polls * (reload - complete)).round(4)
+    table["model_at_measured_polls_us"] = between_reloads(complete, reload, polls).round(4)
     return table
 
 

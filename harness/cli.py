@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--ablation", nargs=2, metavar=("MEASURED_CSV", "ESTIMATE_CSV"),
                          help="with --calibrate: fit to a step ablation measured in the same session too, with the "
                          "estimate of the same code (rnnbench.kernels.step_bench --estimate)")
+    kernels.add_argument("--ablation-renames", metavar="OLD=NEW,...", default="",
+                         help="with --ablation: the measured variants' names in this version's estimate, where they "
+                         "were renamed since the run (OLD= leaves a variant out; see calibration.rename_variants)")
     kernels.add_argument("--calibration", metavar="FILE", help="with --cost: calibration to apply, or to write with "
                          "--calibrate (default reports/aot/cost-calibration-TARGET.json; 'none': the raw estimate)")
     kernels.add_argument("--latencies", metavar="FILE", help="with --cost: a latency-table JSON to estimate with instead "
@@ -292,11 +295,14 @@ def _cost(args, arch: int) -> int:
             if mismatch:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
         table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied, latency_table=latency_table)
+        if args.ablation_renames and not args.ablation:
+            raise ValueError("--ablation-renames renames a measured ablation's variants: give --ablation too")
         if args.ablation and not args.calibrate:
             raise ValueError("--ablation adds rows to a fit: give --calibrate RESULTS_CSV too")
         if args.calibrate:
             fitted, compared = calibration.fit(table, args.calibrate, args.target,
-                                               tuple(args.ablation) if args.ablation else None, latency_table)
+                                               tuple(args.ablation) if args.ablation else None, latency_table,
+                                               calibration.parse_renames(args.ablation_renames))
     except (ValueError, FileNotFoundError, SassUnavailable) as error:
         raise UsageError(str(error)) from None
     if args.calibrate:

@@ -173,29 +173,80 @@ def comparison(table, measured):
     return joined.merge(paths, on=SHAPE_COLUMNS, how="left")
 
 
-def ablation_comparison(measured_csv: str | Path, estimate_csv: str | Path):
+def parse_renames(text: str) -> dict[str, str]:
+    """``"OLD=NEW,OLD2=,..."`` as a dict (an empty NEW: leave that variant out); see
+    :func:`rename_variants`."""
+    renames = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        old, separator, new = item.partition("=")
+        if not separator or not old.strip():
+            raise ValueError(f"a variant rename is OLD=NEW (or OLD= to leave OLD out), got {item!r}")
+        renames[old.strip()] = new.strip()
+    return renames
+
+
+def rename_variants(frame, renames: dict[str, str]):
+    """A measured step ablation's rows under the variant names of the code it is compared with.
+    Variants were renamed between versions (at 7caf667 ``real_gluon_tagged`` had four loader
+    partitions and ``real_gluon_tagged_one_loader`` one, now ``real_gluon_tagged_four_loaders`` and
+    ``real_gluon_tagged``), so a CSV measured with older code joins the newer estimate only through
+    such a map: every rename applies at once (names may swap), ``OLD -> ""`` drops ``OLD``'s rows
+    (a variant the newer code no longer has), and a name the CSV lacks is refused as a likely typo."""
+    absent = sorted(set(renames) - set(frame.variant))
+    if absent:
+        raise ValueError(f"variants to rename {absent} are not in the measured ablation; it has "
+                         f"{sorted(set(frame.variant))}")
+    renamed = frame.assign(variant=frame.variant.map(lambda name: renames.get(name, name)))
+    return renamed[renamed.variant != ""]
+
+
+def ablation_comparison(measured_csv: str | Path, estimate_csv: str | Path, renames: dict[str, str] | None = None):
     """A measured step ablation joined with its estimate, per shape and variant on its whole grid
     (the program sweep left out): the columns of :func:`comparison`, ``mode`` ``ablation`` and
-    ``path`` the variant."""
+    ``path`` the variant. ``renames``: the measured variants' names in the estimate's code
+    (:func:`rename_variants`).
+
+    A tagged exchange's row is compared at the reloads its loader measured
+    (``extra_polls_per_step``), not at the estimate's one reload a step: every term of the estimate
+    is scaled by :func:`rnnbench.kernels.cost.between_reloads` of that rate over the one-reload
+    total (the estimate CSV keeps the no-reload step's total, ``first_load_complete_us``, not its
+    terms, so each term moves in proportion; the cost table's own rows move term by term,
+    :func:`rnnbench.kernels.cost.at_reload_rate`)."""
+    import pandas as pd
+
+    from rnnbench.kernels.cost import between_reloads
     from rnnbench.kernels.step_bench import read_rows, whole_grid
 
     keys = SHAPE_COLUMNS + ["variant"]
-    measured = whole_grid(read_rows(measured_csv, "measured"))[keys + ["us_per_step", "device_name"]]
+    measured = whole_grid(read_rows(measured_csv, "measured"))
+    if renames:
+        measured = rename_variants(measured, renames)
+    measured = measured.reindex(columns=keys + ["us_per_step", "device_name", "extra_polls_per_step"])
     estimated = whole_grid(read_rows(estimate_csv, "estimate", with_terms=True))
     term_columns = [f"t_{term}" for term in TERMS if f"t_{term}" in estimated.columns]
     joined = measured.rename(columns={"us_per_step": "measured_us_per_step"}).merge(
-        estimated[keys + term_columns + ["us_per_step"]].rename(columns={"us_per_step": "raw_us_per_step"}), on=keys)
+        estimated[keys + term_columns + ["us_per_step", "first_load_complete_us"]].rename(
+            columns={"us_per_step": "raw_us_per_step"}), on=keys)
     for term in TERMS:  # the GEMMs and per-call overhead: no part of a kernel's step
         joined[f"t_{term}"] = joined.get(f"t_{term}", 0.0)
+    polls = pd.to_numeric(joined.pop("extra_polls_per_step"), errors="coerce")
+    complete = pd.to_numeric(joined.pop("first_load_complete_us"), errors="coerce")
+    raw = joined.raw_us_per_step.astype(float)
+    share = (between_reloads(complete, raw, polls) / raw).where(polls.notna() & (complete > 0), 1.0)
+    for column in [f"t_{term}" for term in TERMS] + ["raw_us_per_step"]:
+        joined[column] = joined[column].astype(float) * share
     joined = joined[(joined.measured_us_per_step > 0) & np.isfinite(joined.raw_us_per_step)]
     return joined.assign(mode="ablation", path=joined.variant, est_us_per_step=joined.raw_us_per_step).drop(
         columns="variant")
 
 
 def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path, str | Path] | None = None,
-        latency_table=None) -> tuple[Calibration, object]:
+        latency_table=None, renames: dict[str, str] | None = None) -> tuple[Calibration, object]:
     """Fit per-term factors of ``table`` (a raw cost table) to the measurements in ``results_csv``
-    and, given ``ablation = (measured CSV, estimate CSV)``, to a step ablation's variants too;
+    and, given ``ablation = (measured CSV, estimate CSV)``, to a step ablation's variants too
+    (``renames``: :func:`rename_variants` of its measured rows);
     returns the calibration and the per-row comparison (measured, raw, calibrated, relative errors);
     ``latency_table``: the table ``table`` was computed with, where not the model's."""
     import pandas as pd
@@ -204,7 +255,7 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
     if joined.empty:
         raise ValueError(f"no measured shape of {results_csv} matches a planned shape of the cost table")
     if ablation is not None:
-        variants = ablation_comparison(*ablation)
+        variants = ablation_comparison(*ablation, renames=renames)
         if variants.empty:
             raise ValueError(f"no measured variant of {ablation[0]} matches an estimated one of {ablation[1]}")
         joined = pd.concat([joined, variants], ignore_index=True)
@@ -229,7 +280,8 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
         rows=int(len(y)),
         median_rel_error_raw=round(float(np.median(np.abs(raw / y - 1))), 4),
         median_rel_error_calibrated=round(float(np.median(np.abs(calibrated / y - 1))), 4),
-        source=str(results_csv) + (f" + ablation {ablation[0]}" if ablation is not None else ""),
+        source=str(results_csv) + (f" + ablation {ablation[0]}" if ablation is not None else "")
+        + (f" (variants renamed {','.join(f'{old}={new}' for old, new in renames.items())})" if renames else ""),
         versions={"triton": triton.__version__, "torch": torch.__version__},
         latencies=_measured_entries(int(target.removeprefix("sm_")), latency_table),
     )

@@ -534,6 +534,65 @@ def test_the_ablation_needs_its_estimate_of_this_version(tmp_path):
                         ablation=(measured, old))
 
 
+def _tagged_ablation_csvs(tmp_path) -> tuple[Path, Path]:
+    """A measured ablation of an older version, whose variant names the estimate's code swapped (at
+    7caf667 ``real_gluon_tagged`` had four loaders, ``real_gluon_tagged_one_loader`` one), with each
+    loader's measured reloads a step, and one variant the newer code lacks."""
+    from rnnbench.kernels.step_bench import COLUMNS
+
+    base = dict.fromkeys(COLUMNS, "") | {"cell": "lstm", "dtype": "bfloat16", "hidden_size": 768, "batch": 16,
+                                         "programs": 48, "planned_programs": 48}
+    estimated = [base | {"variant": variant, "t_loader": loader, "t_mma": 1.0, "us_per_step": 1.0 + loader,
+                         "first_load_complete_us": 1.0 + loader / 2, "source": "estimate sm_90"}
+                 for variant, loader in (("real_gluon_tagged", 1.0), ("real_gluon_tagged_four_loaders", 2.0))]
+    measured = [base | {"variant": variant, "us_per_step": us, "extra_polls_per_step": polls, "source": "measured",
+                        "device_name": "NVIDIA H200"}
+                for variant, us, polls in (("real_gluon_tagged", 3.5, 1.0), ("real_gluon_tagged_one_loader", 2.0, 0.5),
+                                           ("real_gluon_tagged_delayed", 9.0, 0.1))]
+    paths = tmp_path / "ablation.csv", tmp_path / "ablation-estimate.csv"
+    for path, rows in zip(paths, (measured, estimated)):
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    return paths
+
+
+def test_an_older_ablation_joins_under_renamed_variants_at_its_measured_reloads(tmp_path):
+    measured, estimated = _tagged_ablation_csvs(tmp_path)
+    renames = calibration.parse_renames("real_gluon_tagged=real_gluon_tagged_four_loaders, "
+                                        "real_gluon_tagged_one_loader=real_gluon_tagged,real_gluon_tagged_delayed=")
+    assert renames["real_gluon_tagged_delayed"] == ""
+    rows = calibration.ablation_comparison(measured, estimated, renames).set_index("path")
+    # the swap applies at once, and the dropped variant is gone (it would otherwise meet an estimate
+    # of another kernel under its old name)
+    assert sorted(rows.index) == ["real_gluon_tagged", "real_gluon_tagged_four_loaders"]
+    assert rows.loc["real_gluon_tagged", "measured_us_per_step"] == 2.0
+    # one loader at 0.5 reloads a step: halfway between the no-reload step (1.5) and one reload (2.0),
+    # every term in proportion; four loaders at 1 reload: the estimate as it is
+    one = rows.loc["real_gluon_tagged"]
+    assert one.raw_us_per_step == pytest.approx(1.75)
+    assert one.t_loader == pytest.approx(1.0 * 1.75 / 2.0) and one.t_mma == pytest.approx(1.75 / 2.0)
+    four = rows.loc["real_gluon_tagged_four_loaders"]
+    assert four.raw_us_per_step == pytest.approx(3.0) and four.t_loader == pytest.approx(2.0)
+    # without the map, the old names meet the wrong estimates: the older four loaders under the newer one's name
+    plain = calibration.ablation_comparison(measured, estimated).set_index("path")
+    assert list(plain.index) == ["real_gluon_tagged"] and plain.measured_us_per_step.iloc[0] == 3.5
+
+
+def test_variant_renames_refuse_what_they_cannot_mean(tmp_path):
+    measured, estimated = _tagged_ablation_csvs(tmp_path)
+    with pytest.raises(ValueError, match="real_gluon_tagged_two_loaders.*not in the measured ablation"):
+        calibration.ablation_comparison(measured, estimated, {"real_gluon_tagged_two_loaders": "real_gluon_tagged"})
+    with pytest.raises(ValueError, match="OLD=NEW.*'real_gluon_tagged'"):
+        calibration.parse_renames("real_gluon_tagged")
+    with pytest.raises(ValueError, match="OLD=NEW.*'=real_gluon_tagged'"):
+        calibration.parse_renames("=real_gluon_tagged")
+    assert calibration.parse_renames("") == {}
+
+
+def test_cost_command_takes_variant_renames_only_with_an_ablation(capsys):
+    assert main(["kernels", "--cost", "--ablation-renames", "a=b"]) == 2
+    assert "give --ablation too" in capsys.readouterr().err
+
+
 def test_a_training_step_of_the_rnn_adds_its_one_forward_kernel_to_its_backward():
     assert calibration.mode_directions("fwd_bwd", "rnn") == ("fwd", "bwd")
     assert calibration.mode_directions("fwd_bwd", "lstm") == ("fwd_train", "bwd")
