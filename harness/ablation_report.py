@@ -72,6 +72,8 @@ QUESTIONS = (
              "real_gluon_tagged_delayed_300"),
     Question("Gluon forward tagged, four one-warp loaders instead of one four-warp loader", "real_gluon_tagged",
              "real_gluon_tagged_four_loaders"),
+    Question("Gluon forward tagged, its MMAs in two accumulator chains instead of one", "real_gluon_tagged",
+             "real_gluon_tagged_two_chains"),
 )
 
 

@@ -235,7 +235,7 @@ def _load_copies(desc, row, smem, bars, PER_COPY: gl.constexpr, COPIES: gl.const
 @gluon.jit
 def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
                        K_TILES: gl.constexpr, PER_COPY: gl.constexpr, SHARED_TILES: gl.constexpr,
-                       TAGGED: gl.constexpr = False):
+                       TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1):
     """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the state
     :func:`_load_copies` is copying into ``h_smem``: the MMAs of a
     copy's tiles wait for its mbarrier only, so they overlap the transfer of the later copies.
@@ -248,7 +248,15 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
     ``TAGGED``: ``h_smem`` is the tagged exchange's tuple of ``K_TILES`` ``(BLOCK_B, 64)`` tiles, an
     allocation each, which :func:`_tagged_loader` stores one by one (into one allocation, Triton 3.6
     put a partition barrier between every two of its stores), announced on ``bars`` copy by copy
-    (the kernel makes it one copy of all ``K_TILES``: ``PER_COPY`` is ``K_TILES`` then)."""
+    (the kernel makes it one copy of all ``K_TILES``: ``PER_COPY`` is ``K_TILES`` then).
+
+    ``CHAINS=2`` (one copy of every tile only, :func:`rnnbench.kernels.plan.mma_chains`): two
+    accumulators, the tiles whose weights are in shared memory into one and those in registers into
+    the other, issued alternately and added at the end (:func:`two_chain_product`)."""
+    if CHAINS == 2:
+        gl.static_assert(PER_COPY >= K_TILES, "two MMA chains read the state as one copy")
+        mbarrier.wait(bars.index(0), phase)
+        return two_chain_product(w_smem, w_regs, h_smem, acc_layout, BLOCK_B, K_TILES, SHARED_TILES, TAGGED)
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
@@ -262,6 +270,74 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
         else:
             acc = warpgroup_mma(w_regs[k - SHARED_TILES], tile.permute((1, 0)), acc, is_async=True)
     return warpgroup_mma_wait(0, deps=(acc,))
+
+
+@gluon.jit
+def _state_tile(h_smem, k: gl.constexpr, PER_COPY: gl.constexpr, TAGGED: gl.constexpr):
+    """Tile ``k`` of the state in shared memory as the MMAs read it (see :func:`_recurrent_product`)."""
+    if TAGGED:
+        tile = h_smem[k]
+    else:
+        tile = _with_layout(h_smem.index(k // PER_COPY), _TILE_LAYOUT).index(k % PER_COPY)
+    return tile
+
+
+@gluon.jit
+def _weight_tile(w_smem, w_regs, k: gl.constexpr, SHARED_TILES: gl.constexpr):
+    """Weight tile ``k`` of the slice: in shared memory below ``SHARED_TILES``, else in registers."""
+    if SHARED_TILES > 0:
+        weights = w_smem.index(k)
+    else:
+        weights = w_regs[k]
+    return weights
+
+
+@gluon.jit
+def two_chain_product(w_smem, w_regs, h_smem, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
+                       K_TILES: gl.constexpr, SHARED_TILES: gl.constexpr, TAGGED: gl.constexpr):
+    """:func:`_recurrent_product` as two independent chains of warpgroup MMAs, the whole state
+    landed: chain 0 takes the tiles whose weights are in shared memory and chain 1 those in registers,
+    issued alternately (one of each in turn, the longer chain's rest after), then added. Where every
+    tile is of one kind the chains take alternate tiles instead.
+
+    Why: a chain of dependent ``64 x 16 x 16`` MMAs advances by a fixed latency per MMA, not by the
+    tensor cores' throughput (the H200's probes, 7caf667: 15.3 cycles a step with A in registers
+    where ``64 x 32 x 16`` takes 18.8 for twice the work; 22.7 with A in shared memory, whose 2.5 KiB
+    an MMA need ~20 cycles of the SM's shared-memory bandwidth). A second accumulator lets one
+    chain's MMAs issue while the other's wait: the register tiles' MMAs can then run in the shadow of
+    the shared ones' bandwidth. Not measured: whether the hardware overlaps them is what the step
+    ablation's ``real_gluon_tagged_two_chains`` and the probe ``hgmma_two_chains_b16`` are for."""
+    REGISTER_TILES: gl.constexpr = K_TILES - SHARED_TILES
+    MIXED: gl.constexpr = SHARED_TILES > 0 and REGISTER_TILES > 0
+    first = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
+    second = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
+    if MIXED:
+        # shared tile j and register tile j in turn while both kinds last, then the longer kind's rest
+        # (loops, not conditions on the tile: a comparison made the index a value, which cannot pick a tile)
+        PAIRS: gl.constexpr = SHARED_TILES if SHARED_TILES < REGISTER_TILES else REGISTER_TILES
+        for j in gl.static_range(PAIRS):
+            first = warpgroup_mma(w_smem.index(j), _state_tile(h_smem, j, K_TILES, TAGGED).permute((1, 0)), first,
+                                  is_async=True)
+            second = warpgroup_mma(w_regs[j], _state_tile(h_smem, SHARED_TILES + j, K_TILES, TAGGED).permute((1, 0)),
+                                   second, is_async=True)
+        for j in gl.static_range(PAIRS, SHARED_TILES):
+            first = warpgroup_mma(w_smem.index(j), _state_tile(h_smem, j, K_TILES, TAGGED).permute((1, 0)), first,
+                                  is_async=True)
+        for j in gl.static_range(PAIRS, REGISTER_TILES):
+            second = warpgroup_mma(w_regs[j], _state_tile(h_smem, SHARED_TILES + j, K_TILES, TAGGED).permute((1, 0)),
+                                   second, is_async=True)
+    else:  # one kind: tiles 2j and 2j + 1 in turn (an odd last one into the first chain)
+        for j in gl.static_range(K_TILES // 2):
+            first = warpgroup_mma(_weight_tile(w_smem, w_regs, 2 * j, SHARED_TILES),
+                                  _state_tile(h_smem, 2 * j, K_TILES, TAGGED).permute((1, 0)), first, is_async=True)
+            second = warpgroup_mma(_weight_tile(w_smem, w_regs, 2 * j + 1, SHARED_TILES),
+                                   _state_tile(h_smem, 2 * j + 1, K_TILES, TAGGED).permute((1, 0)), second,
+                                   is_async=True)
+        for j in gl.static_range(K_TILES - K_TILES % 2, K_TILES):
+            first = warpgroup_mma(_weight_tile(w_smem, w_regs, j, SHARED_TILES),
+                                  _state_tile(h_smem, j, K_TILES, TAGGED).permute((1, 0)), first, is_async=True)
+    first, second = warpgroup_mma_wait(0, deps=(first, second))
+    return first + second
 
 
 # ---- the tagged exchange's loader ------------------------------------------------------------------
@@ -517,7 +593,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                 H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
                 HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
                 REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr,
-                TAGGED: gl.constexpr = False):
+                TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1):
     """The time loop of :func:`lstm_forward_gluon_kernel` (its arguments there; pointers already
     offset to this program's direction; its layouts), run by the kernel's 4 warps, or with a fused input
     projection as the default partition beside :func:`_input_projection`: ``inputs_smem`` is then
@@ -555,7 +631,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         if not TAGGED:
             _load_copies(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
         product = _recurrent_product(w_smem, w_regs, h_smem, bars, s % 2, acc_layout, BLOCK_B, K_TILES, PER_COPY,
-                                     SHARED_TILES, TAGGED)
+                                     SHARED_TILES, TAGGED, CHAINS)
         if FUSED:
             stage = s % STAGES
             mbarrier.wait(xp_bars.index(stage), (s // STAGES) % 2)
@@ -649,7 +725,7 @@ def lstm_forward_gluon_kernel(
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
-    LOADERS: gl.constexpr = 4,
+    LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -681,6 +757,8 @@ def lstm_forward_gluon_kernel(
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     FUSED: gl.constexpr = INPUT_TILES > 0
     gl.static_assert(not (TAGGED and (FUSED or HAS_LENGTHS)), "the tagged exchange runs without lengths or a fused input")
+    gl.static_assert(MMA_CHAINS == 1 or (MMA_CHAINS == 2 and TAGGED and K_TILES >= 2),
+                     "two MMA chains need the tagged exchange's one copy of the state, and two tiles")
     gl.static_assert(not TAGGED or ((LOADERS == 1 or LOADERS == 4) and K_TILES >= LOADERS),
                      "the tagged exchange's loaders (1 or 4 partitions, written out below) need a tile each")
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
@@ -780,7 +858,7 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 0, POLL_DELAY_NS)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
@@ -796,7 +874,7 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 0, POLL_DELAY_NS)),
                 ], [LOADER_WARPS], [LOADER_WARP_REGISTERS])
@@ -878,9 +956,11 @@ def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tenso
 def _tagged(tagged: bool) -> dict:
     """The kernel's constexprs of the tagged exchange: on or off, its loaders' poll delay as
     :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange) and their
-    partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them."""
+    partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them, and the recurrence's MMA
+    chains as :func:`rnnbench.kernels.plan.mma_chains` does (1 without the exchange)."""
     return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
-            "LOADERS": plan_module.GLUON_TAGGED_LOADERS if tagged else 4}
+            "LOADERS": plan_module.GLUON_TAGGED_LOADERS if tagged else 4,
+            "MMA_CHAINS": plan_module.GLUON_MMA_CHAINS if tagged else 1}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,

@@ -36,7 +36,10 @@ probe               what one iteration is (one program on one SM unless stated)
 ``hgmma_A_bN``      24 warpgroup MMAs ``64 x N x 16`` accumulating in one chain, then their wait,
                     with A (the weights) in shared memory or registers (Gluon): at N = 16 is the
                     rate set by the weights' shared-memory bandwidth (~20 cycles an MMA) or by
-                    the tensor pipe (~8-12)?
+                    the tensor pipe (~8-12)? ``hgmma_mixed_b16``: half the tiles' A in shared
+                    memory, half in registers (the Gluon forward's split at H=768), one chain;
+                    ``_two_chains``: the same MMAs into two accumulators issued alternately (the
+                    forward's ``two_chain_product``): does a second chain overlap the first?
 ==================  ============================================================================
 
 **What a number is.** ``ns_per_iteration``: the slope of CUDA-event times between launches of
@@ -80,6 +83,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from triton.language.extra.cuda import globaltimer, smid
 
 from rnnbench.kernels.barrier_bench import slope_us
+from rnnbench.kernels.gluon_lstm import two_chain_product
 from rnnbench.kernels.gluon_primitives import tma_load
 from rnnbench.kernels.latency_table import K_TILE, TMA_ROWS, adopt, render, tma_box, tma_copy_bytes
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_flags, barrier_arrive
@@ -251,37 +255,44 @@ def tma_copy_kernel(desc, out_ptr, N):
 
 
 @gluon.jit(do_not_specialize=["N"])
-def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, REGISTER_A: gl.constexpr):
-    """``N`` chains of ``4 * TILES`` warpgroup MMAs ``64 x BLOCK_B x 16`` (float32 accumulator; B,
-    ``(BLOCK_B, 64)`` tiles, in shared memory; A, ``(64, 64)`` tiles of ``w_ptr``, in registers with
-    ``REGISTER_A`` or in shared memory), each chain waited for and added to a running sum (so no
-    chain is dead code); stores the cycles taken. The operands' values do not matter to the timing
-    (shared memory is not initialised)."""
+def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, SHARED_TILES: gl.constexpr,
+                 CHAINS: gl.constexpr = 1):
+    """``N`` products of ``4 * TILES`` warpgroup MMAs ``64 x BLOCK_B x 16`` (float32 accumulators; B,
+    ``(BLOCK_B, 64)`` tiles, in shared memory; A, ``(64, 64)`` tiles of ``w_ptr``, the first
+    ``SHARED_TILES`` in shared memory and the rest in registers), each waited for and added to a
+    running sum (so no product is dead code); stores the cycles taken. ``CHAINS=1``: one chain, the
+    shared tiles' MMAs first; ``CHAINS=2``: the Gluon forward's two chains
+    (:func:`rnnbench.kernels.gluon_lstm.two_chain_product`, its code). The operands' values do not
+    matter to the timing (shared memory is not initialised)."""
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, BLOCK_B, 16])
     a_layout: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16)
     lane_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
                                                  order=[0])
     lane = gl.arange(0, 32, layout=lane_layout)
-    w_smem = gl.allocate_shared_memory(w_ptr.dtype.element_ty, [TILES, 64, 64], a_layout)
+    w_smem = gl.allocate_shared_memory(w_ptr.dtype.element_ty, [max(SHARED_TILES, 1), 64, 64], a_layout)
     h_smem = gl.allocate_shared_memory(w_ptr.dtype.element_ty, [TILES, BLOCK_B, 64], a_layout)
+    h_tiles = ()
+    for k in gl.static_range(TILES):
+        h_tiles = h_tiles + (h_smem.index(k),)
     w_regs = ()
-    if REGISTER_A:
-        operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=2)
-        rows = gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, operand)), 1)
-        columns = gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(0, operand)), 0)
-        for k in gl.static_range(TILES):
-            w_regs = w_regs + (gl.load(w_ptr + (k * 64 + rows) * 64 + columns),)
+    operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=2)
+    rows = gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, operand)), 1)
+    columns = gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(0, operand)), 0)
+    for k in gl.static_range(SHARED_TILES, TILES):
+        w_regs = w_regs + (gl.load(w_ptr + (k * 64 + rows) * 64 + columns),)
     total = gl.zeros([64, BLOCK_B], gl.float32, acc_layout)
     start = gl.max(_gluon_clock(lane), axis=0)
     for _ in range(N):
-        acc = warpgroup_mma_init(gl.zeros([64, BLOCK_B], gl.float32, acc_layout))
-        for k in gl.static_range(TILES):
-            if REGISTER_A:
-                acc = warpgroup_mma(w_regs[k], h_smem.index(k).permute((1, 0)), acc, is_async=True)
-            else:
-                acc = warpgroup_mma(w_smem.index(k), h_smem.index(k).permute((1, 0)), acc, is_async=True)
-        total += warpgroup_mma_wait(0, deps=(acc,))
+        if CHAINS == 2:
+            total += two_chain_product(w_smem, w_regs, h_tiles, acc_layout, BLOCK_B, TILES, SHARED_TILES, True)
+        else:
+            acc = warpgroup_mma_init(gl.zeros([64, BLOCK_B], gl.float32, acc_layout))
+            for k in gl.static_range(SHARED_TILES):
+                acc = warpgroup_mma(w_smem.index(k), h_tiles[k].permute((1, 0)), acc, is_async=True)
+            for k in gl.static_range(SHARED_TILES, TILES):
+                acc = warpgroup_mma(w_regs[k - SHARED_TILES], h_tiles[k].permute((1, 0)), acc, is_async=True)
+            total += warpgroup_mma_wait(0, deps=(acc,))
     cycles = gl.max(_gluon_clock(lane), axis=0) - start
     gl.store(out_ptr + lane * 0, cycles + lane * 0)
     gl.store(out_ptr + 1 + lane * 0, gl.sum(gl.sum(total, axis=1), axis=0).to(gl.int64) + lane * 0)
@@ -501,9 +512,12 @@ def _tma(tiles: int) -> Probe:
                  "armed, issued, waited for (one warp)", 1, 1, build, compile_for, ("UTMALDG",), gluon=True)
 
 
-def _hgmma(register_a: bool, block_b: int) -> Probe:
-    where = "registers" if register_a else "shared"
-    constexprs = {"BLOCK_B": block_b, "TILES": HGMMA_TILES, "REGISTER_A": register_a}
+#: where the probes' MMAs find A: the number of its tiles in shared memory (the rest in registers)
+HGMMA_SHARED_TILES = {"shared": HGMMA_TILES, "registers": 0, "mixed": HGMMA_TILES // 2}
+
+
+def _hgmma(where: str, block_b: int, chains: int = 1) -> Probe:
+    constexprs = {"BLOCK_B": block_b, "TILES": HGMMA_TILES, "SHARED_TILES": HGMMA_SHARED_TILES[where], "CHAINS": chains}
 
     def build():
         weights = torch.randn(HGMMA_TILES * 64, 64, device="cuda").to(torch.bfloat16)
@@ -515,8 +529,11 @@ def _hgmma(register_a: bool, block_b: int) -> Probe:
 
         return launch, lambda: None
 
-    return Probe(f"hgmma_{where}_b{block_b}", f"{4 * HGMMA_TILES} chained wgmma 64x{block_b}x16, A in {where}, "
-                 "then their wait", 4 * HGMMA_TILES, 4, build,
+    placed = "half in shared, half in registers" if where == "mixed" else where
+    chained = "chained" if chains == 1 else "in two chains,"
+    return Probe(f"hgmma_{where}_b{block_b}" + ("" if chains == 1 else "_two_chains"),
+                 f"{4 * HGMMA_TILES} wgmma 64x{block_b}x16 {chained} A in {placed}, then their wait",
+                 4 * HGMMA_TILES, 4, build,
                  _compiler(hgmma_kernel, {"w_ptr": "*bf16", "out_ptr": "*i64", "N": "i32"}, constexprs, 4),
                  ("HGMMA",), 4 * HGMMA_TILES, gluon=True)
 
@@ -525,7 +542,8 @@ def probes() -> list[Probe]:
     """Every probe, in the order they are run."""
     return ([_chase("relaxed"), _chase("acquire")] + [_release(stores) for stores in (0, 1, 4)]
             + [_ping_pong(), _ping_pong(tagged=True), _cta_barrier()] + [_tma(tiles) for tiles in (1, 2, 4, 8)]
-            + [_hgmma(register_a, block_b) for block_b in (16, 32) for register_a in (False, True)]
+            + [_hgmma(where, block_b) for block_b in (16, 32) for where in ("shared", "registers")]
+            + [_hgmma("mixed", 16), _hgmma("mixed", 16, chains=2), _hgmma("registers", 16, chains=2)]
             + [_cluster_barrier_probe(2), _cluster_barrier_probe(16), _cluster_barrier_probe(16, stores=1)])
 
 

@@ -865,13 +865,20 @@ GLUON_TAGGED_MAX_TILES = 16
 GLUON_TAGGED_LOADERS = 1
 #: the loader counts :func:`tagged_loaders` takes
 TAGGED_LOADER_COUNTS = (1, 4)
+#: independent accumulator chains of the Gluon forward's recurrent product with the tagged exchange
+#: (:func:`mma_chains`; :func:`rnnbench.kernels.gluon_lstm.two_chain_product`): 1, one chain of
+#: dependent MMAs, or 2, the shared-memory tiles' and the register tiles' MMAs into two accumulators,
+#: issued alternately. 1 until a GPU has timed 2 (``real_gluon_tagged_two_chains``): two chains
+#: also sum the product in another order than the barrier kernel, so they are not bit for bit
+GLUON_MMA_CHAINS = 1
+MMA_CHAIN_COUNTS = (1, 2)
 
 
 @contextlib.contextmanager
 def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
-    after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange` and
-    :func:`tagged_poll_delay` switch)."""
+    after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange`,
+    :func:`tagged_poll_delay`, :func:`tagged_loaders` and :func:`mma_chains` switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -914,6 +921,15 @@ def tagged_loaders(count: int | None):
     if count is not None and count not in TAGGED_LOADER_COUNTS:
         raise ValueError(f"the tagged exchange's loaders must be one of {TAGGED_LOADER_COUNTS}, got {count!r}")
     return _overriding("GLUON_TAGGED_LOADERS", count)
+
+
+def mma_chains(count: int | None):
+    """Within the block, :data:`GLUON_MMA_CHAINS` is ``count`` (one of :data:`MMA_CHAIN_COUNTS`; None:
+    left as it is), restored after: the tagged Gluon forward's recurrent product as compiled and
+    launched there (the step ablation's ``real_gluon_tagged_two_chains``)."""
+    if count is not None and count not in MMA_CHAIN_COUNTS:
+        raise ValueError(f"the recurrent product's MMA chains must be one of {MMA_CHAIN_COUNTS}, got {count!r}")
+    return _overriding("GLUON_MMA_CHAINS", count)
 
 
 def tagged_poll_delay(nanoseconds: int | None):

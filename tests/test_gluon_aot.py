@@ -13,6 +13,7 @@ Gluon cannot run in the interpreter; whether the kernels are *right* is checked 
 
 import dataclasses
 import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -398,3 +399,35 @@ def test_the_tagged_loaders_are_four_one_warp_partitions_or_one_of_four_warps():
         arrives = len(re.findall(r"mbarrier\.arrive\.shared::cta\.b64", ptx))
         assert spills == 0 and inits[0] == loaders and arrives == loaders + 1, (loaders, spills, inits, arrives)
         assert ("bar.warp.sync" in ptx) == (loaders == 4), loaders
+
+
+def _two_chain_sass(shape: tuple[int, int], arch: int = 90) -> tuple:
+    """``(spill bytes, registers, SASS)`` of the tagged Gluon forward at ``shape = (H, B)`` with its
+    recurrent product in two MMA chains (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import mma_chains, plan_gluon, tagged_exchange
+    from rnnbench.kernels.sass import disassemble
+
+    hidden_size, batch = shape
+    with tagged_exchange(True), mma_chains(2):
+        compiled = compile_forward(plan_gluon("lstm", hidden_size, batch, torch.bfloat16, 132), torch.bfloat16,
+                                   training=False, has_lengths=False, arch=arch)
+    registers, spills = cubin_resources(compiled.asm["cubin"])
+    return spills, registers, disassemble(compiled.asm["cubin"])
+
+
+def test_two_mma_chains_accumulate_into_two_register_sets_without_spilling():
+    """:func:`rnnbench.kernels.plan.mma_chains` (2): the step's ``4 * H_PAD / 64`` warpgroup MMAs
+    write two accumulators, half of them each where the tiles split evenly (the anchor's 6 shared
+    and 6 register tiles; H=256's 4 register tiles in turn), 14 + 2 tiles at H=1024, and nothing
+    spills; the kernel without the switch keeps one accumulator."""
+    from rnnbench.kernels.sass import parse, step_path
+
+    shapes = [(256, 16), (768, 16), (1024, 16)]
+    for (hidden_size, _), (spills, registers, text) in zip(shapes, compile_all(90, shapes, job=_two_chain_sass)):
+        mmas = [ins for ins in step_path(parse(text)).instructions if ins.base == "HGMMA"]
+        per_accumulator = sorted(Counter(ins.operands[0] for ins in mmas).values())
+        expected = {256: [8, 8], 768: [24, 24], 1024: [8, 56]}[hidden_size]
+        assert spills == 0 and registers <= 255, (hidden_size, spills, registers)
+        assert len(mmas) == 4 * hidden_size // 64 and per_accumulator == expected, (hidden_size, per_accumulator)

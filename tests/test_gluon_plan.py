@@ -507,6 +507,20 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_as_switched():
     assert "one program per SM (48 programs on 32 SMs)" in tagged_exchange_refusal(plan, 32)
 
 
+def test_the_mma_chains_are_switched_for_a_block_and_take_one_or_two():
+    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels.plan import mma_chains
+
+    with mma_chains(2):
+        assert plan_module.GLUON_MMA_CHAINS == 2
+        with mma_chains(None):
+            assert plan_module.GLUON_MMA_CHAINS == 2
+    assert plan_module.GLUON_MMA_CHAINS == 1
+    for bad in (0, 3, "2"):
+        with pytest.raises(ValueError, match=f"MMA chains must be one of \\(1, 2\\), got {bad!r}"):
+            mma_chains(bad)
+
+
 def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanoseconds_in_range():
     from rnnbench.kernels import plan as plan_module
     from rnnbench.kernels.plan import MAX_TAGGED_POLL_DELAY_NS, tagged_poll_delay

@@ -169,7 +169,7 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert later and all(run.endswith("tagged_exchange=off") != tagged_tests_pass for run in later), later
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
     tagged_variants = ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
-                       "real_gluon_tagged_four_loaders"]
+                       "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains"]
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
         tagged_variants if not tagged_tests_pass else [])
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
