@@ -294,19 +294,21 @@ def _weight_tile(w_smem, w_regs, k: gl.constexpr, SHARED_TILES: gl.constexpr):
 
 @gluon.jit
 def two_chain_product(w_smem, w_regs, h_smem, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
-                       K_TILES: gl.constexpr, SHARED_TILES: gl.constexpr, TAGGED: gl.constexpr):
+                      K_TILES: gl.constexpr, SHARED_TILES: gl.constexpr, TAGGED: gl.constexpr):
     """:func:`_recurrent_product` as two independent chains of warpgroup MMAs, the whole state
     landed: chain 0 takes the tiles whose weights are in shared memory and chain 1 those in registers,
     issued alternately (one of each in turn, the longer chain's rest after), then added. Where every
     tile is of one kind the chains take alternate tiles instead.
 
     Why: a chain of dependent ``64 x 16 x 16`` MMAs advances by a fixed latency per MMA, not by the
-    tensor cores' throughput (the H200's probes, 7caf667: 15.3 cycles a step with A in registers
+    tensor cores' throughput (the H200's probes, 7caf667: 15.3 cycles an MMA with A in registers
     where ``64 x 32 x 16`` takes 18.8 for twice the work; 22.7 with A in shared memory, whose 2.5 KiB
     an MMA need ~20 cycles of the SM's shared-memory bandwidth). A second accumulator lets one
     chain's MMAs issue while the other's wait: the register tiles' MMAs can then run in the shadow of
     the shared ones' bandwidth. Not measured: whether the hardware overlaps them is what the step
-    ablation's ``real_gluon_tagged_two_chains`` and the probe ``hgmma_two_chains_b16`` are for."""
+    ablation's ``real_gluon_tagged_two_chains`` and the latency probes ``hgmma_mixed_b16_two_chains``
+    and ``hgmma_registers_b16_two_chains`` (:mod:`rnnbench.kernels.latency_probe`, which runs this
+    function) are for."""
     REGISTER_TILES: gl.constexpr = K_TILES - SHARED_TILES
     MIXED: gl.constexpr = SHARED_TILES > 0 and REGISTER_TILES > 0
     first = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
