@@ -13,11 +13,13 @@
 #                        test_tagged_exchange.py, test_triton_kernels.py,
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
 #                        test_memory_breakdown.py),
-#                        but the tests marked fused_input or tagged_exchange
+#                        but the tests marked fused_input, tagged_exchange or mma_chains
 #   gpu-tests-tagged.xml/.log, gpu-tests-fused.xml/.log  those: the Gluon forward with the tagged
 #                        exchange (75 s, first: the planner takes it in inference up to H=768; where its tests fail
 #                        every later stage runs the grid barrier, RNNBENCH_TAGGED_EXCHANGE=off), and
 #                        with its input projection fused (90 s, after the others)
+#   gpu-tests-chains.xml/.log  the tagged forward's two MMA chains (60 s, last, only where the tagged
+#                        exchange passed; where they fail the ablation leaves out only their variant)
 #                        (a stage each: a hang costs no other test; where one fails,
 #                        the ablation leaves its variants out, the gpu-fused suite withholds its
 #                        backend, the profiles skip it, the memory stage the fused kernel)
@@ -99,7 +101,7 @@ if wants tests; then
     tail -n 15 "$DIR/gpu-tests-tagged.log"
     [ "$TAGGED_RC" -eq 0 ] || export RNNBENCH_TAGGED_EXCHANGE=off
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        -m "not fused_input and not tagged_exchange" $TESTS > "$DIR/gpu-tests.log" 2>&1
+        -m "not fused_input and not tagged_exchange and not mma_chains" $TESTS > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
     # the fused input projection, never run on a GPU but once (7caf667: its kernel tests passed, two
     # memory tests failed), after the others: a hang costs only its stage's limit
@@ -107,6 +109,14 @@ if wants tests; then
         -m fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py > "$DIR/gpu-tests-fused.log" 2>&1
     FUSED_RC=$?
     tail -n 15 "$DIR/gpu-tests-fused.log"
+    # the tagged forward's two MMA chains (off by default, never run): a stage of their own, so that a
+    # failure or hang there leaves the tagged exchange's timings alone
+    if [ "$TAGGED_RC" -eq 0 ]; then
+        stage gpu-tests-chains 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-chains.xml" \
+            -m mma_chains tests/test_kernels_gpu.py > "$DIR/gpu-tests-chains.log" 2>&1
+        CHAINS_RC=$?
+        tail -n 10 "$DIR/gpu-tests-chains.log"
+    fi
 fi
 # the fused input projection and the tagged exchange are each timed and measured below only if their
 # tests passed (or did not run): the ablation leaves out, and the gpu-fused suite withholds
@@ -122,6 +132,9 @@ if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured; the planner runs the grid barrier (RNNBENCH_TAGGED_EXCHANGE=off)"
     LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged
+elif [ "${CHAINS_RC:-0}" -ne 0 ]; then
+    note "the tagged forward's two MMA chains failed their tests (exit $CHAINS_RC): not timed"
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_two_chains
 fi
 [ -n "$LEFT_OUT" ] && ABLATION_ARGS="${ABLATION_ARGS:-} --leave-out $LEFT_OUT"
 # their warp states under Nsight Compute too, beside the shipped Gluon forward's (the default cases

@@ -408,7 +408,7 @@ def test_the_tagged_exchanges_four_one_warp_loaders_are_the_barriers_bit_for_bit
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
 
 
-@pytest.mark.tagged_exchange
+@pytest.mark.mma_chains
 @pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (1024, 16, 9), (256, 16, 9), (320, 48, 7)])
 def test_the_tagged_forwards_two_mma_chains_agree_with_one(monkeypatch, hidden_size, batch, steps):
     """The recurrent product in two accumulator chains (:func:`rnnbench.kernels.plan.mma_chains`,

@@ -134,19 +134,24 @@ def test_session_stages_keep_within_the_budget(tmp_path, budget, limit):
         assert re.search(rf"start barrier \(limit {limit} s\)", log) and re.search(rf"start latency \(limit {limit} s\)", log), log
 
 
-@pytest.mark.parametrize("fused_tests_pass, tagged_tests_pass", [(True, True), (False, True), (True, False),
-                                                                (False, False)])
-def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fused_tests_pass, tagged_tests_pass):
+@pytest.mark.parametrize("fused_tests_pass, tagged_tests_pass, chains_tests_pass",
+                         [(True, True, True), (False, True, True), (True, False, True), (False, False, True),
+                          (True, True, False)])
+def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fused_tests_pass, tagged_tests_pass,
+                                                                  chains_tests_pass):
     """The never-run fused input projection and tagged exchange have a test stage each, after the
     others; where one fails (or hangs), the step ablation leaves its variants out, the gpu-fused
     suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run at all where both failed), the
-    profiles skip it and, for the fused kernel, the memory stage its breakdown."""
+    profiles skip it and, for the fused kernel, the memory stage its breakdown. The tagged forward's
+    two MMA chains are tested last, only where the tagged exchange passed: their failure leaves out
+    their own variant and nothing else."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
                     'tagged_exchange=${RNNBENCH_TAGGED_EXCHANGE:-auto}" >> ' + str(calls) + '\n'
                     f'case "$*" in *"-m fused_input"*) exit {0 if fused_tests_pass else 1};; esac\n'
-                    f'case "$*" in *"-m tagged_exchange"*) exit {0 if tagged_tests_pass else 124};; esac\nexit 0\n')
+                    f'case "$*" in *"-m tagged_exchange"*) exit {0 if tagged_tests_pass else 124};; esac\n'
+                    f'case "$*" in *"-m mma_chains"*) exit {0 if chains_tests_pass else 1};; esac\nexit 0\n')
     fake.chmod(0o755)
     for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
                      "harness/gemm_memory.py"):
@@ -162,8 +167,9 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert done.returncode == 0, done.stderr
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
-    assert len(tests) == 3 and "-m tagged_exchange" in tests[0], tests
-    assert "-m not fused_input and not tagged_exchange" in tests[1] and "-m fused_input" in tests[2], tests
+    assert len(tests) == (4 if tagged_tests_pass else 3) and "-m tagged_exchange" in tests[0], tests
+    assert "-m not fused_input and not tagged_exchange and not mma_chains" in tests[1], tests
+    assert "-m fused_input" in tests[2] and (not tagged_tests_pass or "-m mma_chains" in tests[3]), tests
     # the planner takes the tagged exchange: after its tests failed, everything runs the grid barrier
     later = [run for run in runs[runs.index(tests[0]) + 1:] if "withheld=" in run]  # the Python runs
     assert later and all(run.endswith("tagged_exchange=off") != tagged_tests_pass for run in later), later
@@ -171,7 +177,7 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     tagged_variants = ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
                        "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains"]
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
-        tagged_variants if not tagged_tests_pass else [])
+        tagged_variants if not tagged_tests_pass else [] if chains_tests_pass else ["real_gluon_tagged_two_chains"])
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
     withheld = (["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else [])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
