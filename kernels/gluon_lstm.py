@@ -261,35 +261,26 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
             mbarrier.wait(bars.index(k // PER_COPY), phase)
-        if TAGGED:
-            tile = h_smem[k]
-        else:
-            tile = _with_layout(h_smem.index(k // PER_COPY), _TILE_LAYOUT).index(k % PER_COPY)
-        if k < SHARED_TILES:
-            acc = warpgroup_mma(w_smem.index(k), tile.permute((1, 0)), acc, is_async=True)
-        else:
-            acc = warpgroup_mma(w_regs[k - SHARED_TILES], tile.permute((1, 0)), acc, is_async=True)
+        acc = tile_mma(acc, w_smem, w_regs, h_smem, k, SHARED_TILES, PER_COPY, TAGGED)
     return warpgroup_mma_wait(0, deps=(acc,))
 
 
 @gluon.jit
-def _state_tile(h_smem, k: gl.constexpr, PER_COPY: gl.constexpr, TAGGED: gl.constexpr):
-    """Tile ``k`` of the state in shared memory as the MMAs read it (see :func:`_recurrent_product`)."""
+def tile_mma(acc, w_smem, w_regs, h_smem, k: gl.constexpr, SHARED_TILES: gl.constexpr, PER_COPY: gl.constexpr,
+             TAGGED: gl.constexpr):
+    """``acc`` plus weight tile ``k`` of the slice (in shared memory below ``SHARED_TILES``, else in
+    registers, ``w_regs[k - SHARED_TILES]``) times state tile ``k`` (``h_smem`` as
+    :func:`_recurrent_product` reads it: a tuple of tiles with ``TAGGED``, else copies of
+    ``PER_COPY`` tiles), issued asynchronously: 4 warpgroup MMAs of k16."""
     if TAGGED:
         tile = h_smem[k]
     else:
         tile = _with_layout(h_smem.index(k // PER_COPY), _TILE_LAYOUT).index(k % PER_COPY)
-    return tile
-
-
-@gluon.jit
-def _weight_tile(w_smem, w_regs, k: gl.constexpr, SHARED_TILES: gl.constexpr):
-    """Weight tile ``k`` of the slice: in shared memory below ``SHARED_TILES``, else in registers."""
-    if SHARED_TILES > 0:
-        weights = w_smem.index(k)
+    if k < SHARED_TILES:
+        acc = warpgroup_mma(w_smem.index(k), tile.permute((1, 0)), acc, is_async=True)
     else:
-        weights = w_regs[k]
-    return weights
+        acc = warpgroup_mma(w_regs[k - SHARED_TILES], tile.permute((1, 0)), acc, is_async=True)
+    return acc
 
 
 @gluon.jit
@@ -313,31 +304,21 @@ def two_chain_product(w_smem, w_regs, h_smem, acc_layout: gl.constexpr, BLOCK_B:
     MIXED: gl.constexpr = SHARED_TILES > 0 and REGISTER_TILES > 0
     first = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     second = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
-    if MIXED:
-        # shared tile j and register tile j in turn while both kinds last, then the longer kind's rest
-        # (loops, not conditions on the tile: a comparison made the index a value, which cannot pick a tile)
+    if MIXED:  # shared tile j and register tile j in turn while both kinds last, then the longer kind's rest
         PAIRS: gl.constexpr = SHARED_TILES if SHARED_TILES < REGISTER_TILES else REGISTER_TILES
         for j in gl.static_range(PAIRS):
-            first = warpgroup_mma(w_smem.index(j), _state_tile(h_smem, j, K_TILES, TAGGED).permute((1, 0)), first,
-                                  is_async=True)
-            second = warpgroup_mma(w_regs[j], _state_tile(h_smem, SHARED_TILES + j, K_TILES, TAGGED).permute((1, 0)),
-                                   second, is_async=True)
+            first = tile_mma(first, w_smem, w_regs, h_smem, j, SHARED_TILES, K_TILES, TAGGED)
+            second = tile_mma(second, w_smem, w_regs, h_smem, SHARED_TILES + j, SHARED_TILES, K_TILES, TAGGED)
         for j in gl.static_range(PAIRS, SHARED_TILES):
-            first = warpgroup_mma(w_smem.index(j), _state_tile(h_smem, j, K_TILES, TAGGED).permute((1, 0)), first,
-                                  is_async=True)
-        for j in gl.static_range(PAIRS, REGISTER_TILES):
-            second = warpgroup_mma(w_regs[j], _state_tile(h_smem, SHARED_TILES + j, K_TILES, TAGGED).permute((1, 0)),
-                                   second, is_async=True)
+            first = tile_mma(first, w_smem, w_regs, h_smem, j, SHARED_TILES, K_TILES, TAGGED)
+        for j in gl.static_range(SHARED_TILES + PAIRS, K_TILES):
+            second = tile_mma(second, w_smem, w_regs, h_smem, j, SHARED_TILES, K_TILES, TAGGED)
     else:  # one kind: tiles 2j and 2j + 1 in turn (an odd last one into the first chain)
         for j in gl.static_range(K_TILES // 2):
-            first = warpgroup_mma(_weight_tile(w_smem, w_regs, 2 * j, SHARED_TILES),
-                                  _state_tile(h_smem, 2 * j, K_TILES, TAGGED).permute((1, 0)), first, is_async=True)
-            second = warpgroup_mma(_weight_tile(w_smem, w_regs, 2 * j + 1, SHARED_TILES),
-                                   _state_tile(h_smem, 2 * j + 1, K_TILES, TAGGED).permute((1, 0)), second,
-                                   is_async=True)
+            first = tile_mma(first, w_smem, w_regs, h_smem, 2 * j, SHARED_TILES, K_TILES, TAGGED)
+            second = tile_mma(second, w_smem, w_regs, h_smem, 2 * j + 1, SHARED_TILES, K_TILES, TAGGED)
         for j in gl.static_range(K_TILES - K_TILES % 2, K_TILES):
-            first = warpgroup_mma(_weight_tile(w_smem, w_regs, j, SHARED_TILES),
-                                  _state_tile(h_smem, j, K_TILES, TAGGED).permute((1, 0)), first, is_async=True)
+            first = tile_mma(first, w_smem, w_regs, h_smem, j, SHARED_TILES, K_TILES, TAGGED)
     first, second = warpgroup_mma_wait(0, deps=(first, second))
     return first + second
 

@@ -78,12 +78,12 @@ import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
-    fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
+    fence_async_shared, mbarrier, warpgroup_mma_init, warpgroup_mma_wait,
 )
 from triton.language.extra.cuda import globaltimer, smid
 
 from rnnbench.kernels.barrier_bench import slope_us
-from rnnbench.kernels.gluon_lstm import two_chain_product
+from rnnbench.kernels.gluon_lstm import tile_mma, two_chain_product
 from rnnbench.kernels.gluon_primitives import tma_load
 from rnnbench.kernels.latency_table import K_TILE, TMA_ROWS, adopt, render, tma_box, tma_copy_bytes
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_flags, barrier_arrive
@@ -261,8 +261,8 @@ def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, 
     ``(BLOCK_B, 64)`` tiles, in shared memory; A, ``(64, 64)`` tiles of ``w_ptr``, the first
     ``SHARED_TILES`` in shared memory and the rest in registers), each waited for and added to a
     running sum (so no product is dead code); stores the cycles taken. ``CHAINS=1``: one chain, the
-    shared tiles' MMAs first; ``CHAINS=2``: the Gluon forward's two chains
-    (:func:`rnnbench.kernels.gluon_lstm.two_chain_product`, its code). The operands' values do not
+    shared tiles' MMAs first (:func:`rnnbench.kernels.gluon_lstm.tile_mma` each); ``CHAINS=2``: the
+    Gluon forward's two chains (:func:`rnnbench.kernels.gluon_lstm.two_chain_product`, its code). The operands' values do not
     matter to the timing (shared memory is not initialised)."""
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, BLOCK_B, 16])
@@ -288,10 +288,8 @@ def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, 
             total += two_chain_product(w_smem, w_regs, h_tiles, acc_layout, BLOCK_B, TILES, SHARED_TILES, True)
         else:
             acc = warpgroup_mma_init(gl.zeros([64, BLOCK_B], gl.float32, acc_layout))
-            for k in gl.static_range(SHARED_TILES):
-                acc = warpgroup_mma(w_smem.index(k), h_tiles[k].permute((1, 0)), acc, is_async=True)
-            for k in gl.static_range(SHARED_TILES, TILES):
-                acc = warpgroup_mma(w_regs[k - SHARED_TILES], h_tiles[k].permute((1, 0)), acc, is_async=True)
+            for k in gl.static_range(TILES):
+                acc = tile_mma(acc, w_smem, w_regs, h_tiles, k, SHARED_TILES, TILES, True)
             total += warpgroup_mma_wait(0, deps=(acc,))
     cycles = gl.max(_gluon_clock(lane), axis=0) - start
     gl.store(out_ptr + lane * 0, cycles + lane * 0)
