@@ -84,9 +84,10 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait,
 )
 
+from rnnbench.kernels import trace_events as ev
 from rnnbench.kernels.gluon_primitives import (
-    FLAG_SLOTS, SYNC_ROW, barrier_arrive, barrier_wait, cta_barrier, globaltimer, program_tile, running_rows,
-    time_index, tma_load,
+    FLAG_SLOTS, SYNC_ROW, barrier_arrive, barrier_wait, clock64, clock64_after, cta_barrier, globaltimer,
+    globaltimer_after, program_tile, running_rows, time_index, tma_load,
 )
 from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
@@ -235,7 +236,8 @@ def _load_copies(desc, row, smem, bars, PER_COPY: gl.constexpr, COPIES: gl.const
 @gluon.jit
 def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.constexpr, BLOCK_B: gl.constexpr,
                        K_TILES: gl.constexpr, PER_COPY: gl.constexpr, SHARED_TILES: gl.constexpr,
-                       TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1):
+                       TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1, trace_ptr=None, step=0, lane=None,
+                       TRACE: gl.constexpr = False):
     """``W_slice (64, H_PAD) @ h^T (H_PAD, BLOCK_B)`` in float32 (``acc_layout``), with h the state
     :func:`_load_copies` is copying into ``h_smem``: the MMAs of a
     copy's tiles wait for its mbarrier only, so they overlap the transfer of the later copies.
@@ -252,15 +254,22 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
 
     ``CHAINS=2`` (one copy of every tile only, :func:`rnnbench.kernels.plan.mma_chains`): two
     accumulators, the tiles whose weights are in shared memory into one and those in registers into
-    the other, issued alternately and added at the end (:func:`two_chain_product`)."""
+    the other, issued alternately and added at the end (:func:`two_chain_product`).
+
+    ``TRACE``: records :data:`rnnbench.kernels.trace_events.STATE_READY` of ``step`` once the first
+    copy's mbarrier has been waited for (``lane``: the recurrence's, :func:`rnnbench.kernels.trace_events.record`)."""
     if CHAINS == 2:
         gl.static_assert(PER_COPY >= K_TILES, "two MMA chains read the state as one copy")
         mbarrier.wait(bars.index(0), phase)
+        if TRACE:
+            ev.record(trace_ptr, step, lane, ev.STATE_READY, clock64(lane))
         return two_chain_product(w_smem, w_regs, h_smem, acc_layout, BLOCK_B, K_TILES, SHARED_TILES, TAGGED)
     acc = warpgroup_mma_init(gl.zeros([4 * _UNITS, BLOCK_B], gl.float32, acc_layout))
     for k in gl.static_range(K_TILES):
         if k % PER_COPY == 0:
             mbarrier.wait(bars.index(k // PER_COPY), phase)
+            if TRACE and k == 0:
+                ev.record(trace_ptr, step, lane, ev.STATE_READY, clock64(lane))
         acc = tile_mma(acc, w_smem, w_regs, h_smem, k, SHARED_TILES, PER_COPY, TAGGED)
     return warpgroup_mma_wait(0, deps=(acc,))
 
@@ -411,7 +420,8 @@ def _stale_pairs(pairs, flags, K_TILES: gl.constexpr):
 
 
 @gluon.jit
-def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.constexpr, STRIDE: gl.constexpr):
+def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.constexpr, STRIDE: gl.constexpr,
+                 trace_ptr=None, TRACE: gl.constexpr = False):
     """The state's ``pairs`` (:func:`_load_pairs`) read for ``tag``, the 16-byte vectors holding a
     stale half loaded again (:func:`_reload_stale_vectors`: only those travel) until every half
     carries ``tag``, or until the launch's wait timed out (which sets the status word and ends every
@@ -427,7 +437,10 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
     its polls its own. Each warp reads the status word and the clock itself (``lane``: 32 elements
     in every warp), so whether to give up goes through the loader's one reduction: a four-warp
     loader's warps leave the loop together, as the CTA barriers inside each of its polls need; a
-    one-warp loader has none. The status word is written whichever warp's clock ran out."""
+    one-warp loader has none. The status word is written whichever warp's clock ran out.
+
+    ``TRACE``: records the first load's arrival (:data:`rnnbench.kernels.trace_events.FIRST_LOAD`,
+    once its staleness is known) as step ``tag``'s."""
     key = compact_key(tag)
     read = ()
     for k in gl.static_range(K_TILES):
@@ -436,6 +449,9 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
     for k in gl.static_range(1, K_TILES):
         suspects = suspects | compact_suspects(read[k])
     stale = _reduce_or(suspects)
+    if TRACE:
+        ev.record(trace_ptr, tag, lane, ev.FIRST_LOAD, clock64_after(lane, stale))
+        ev.record(trace_ptr, tag, lane, ev.FIRST_LOAD_NS, globaltimer_after(lane, stale))
     polls = 0
     if stale != 0:  # a stale half, or a NaN (which polls once, loading nothing): poll the stale words
         start = gl.max(globaltimer(lane), axis=0)
@@ -459,7 +475,8 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
 
 @gluon.jit
 def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
-                   H_PAD: gl.constexpr, LOADERS: gl.constexpr, WARP: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0):
+                   H_PAD: gl.constexpr, LOADERS: gl.constexpr, WARP: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0,
+                   trace_ptr=None, TRACE: gl.constexpr = False):
     """Loader ``WARP`` of the tagged exchange's ``LOADERS`` (4: one-warp partitions; 1: one partition
     of :data:`LOADER_WARPS` warps, whose reductions cross them), beside :func:`_recurrence`: for
     every step, tiles ``WARP``, ``WARP + LOADERS``, ... of this
@@ -475,8 +492,10 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     its flags; and with one-warp loaders no CTA barrier: each warp polls on its own.
     ``POLL_DELAY_NS``: a pause between ``h_free`` and the first load of every step but the first
     (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so that programs publishing a little later
-    than this one have landed."""
+    than this one have landed. ``TRACE``: loader ``0`` records its events
+    (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr``."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
+    TRACED: gl.constexpr = TRACE and WARP == 0
     TILES: gl.constexpr = (K_TILES - WARP + LOADERS - 1) // LOADERS
     PAIRS: gl.constexpr = _K_TILE // 2
     WARPS: gl.constexpr = LOADER_WARPS // LOADERS
@@ -495,6 +514,8 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     extra_polls = 0
     for s in range(0, T):
         mbarrier.wait(h_free, (s % 2) ^ 1)  # the recurrence has published step s-1 (step 0 finds it free)
+        if TRACED:
+            ev.record(trace_ptr, s, lane, ev.LOADER_START, clock64(lane))
         polls = 0
         if s == 0:  # h0, unchecked
             pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, TILES, LOADERS * PAIRS)
@@ -503,12 +524,17 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
                 _pause(lane, POLL_DELAY_NS)
             slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
             pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, TILES, LOADERS * PAIRS), slot_ptr,
-                                        offsets, s, status_ptr, lane, TILES, LOADERS * PAIRS)
+                                        offsets, s, status_ptr, lane, TILES, LOADERS * PAIRS, trace_ptr, TRACED)
+        if TRACED:
+            ev.record(trace_ptr, s, lane, ev.LOADER_FRESH, clock64(lane))
         for t in gl.static_range(TILES):
             _as_pairs(h_smem[WARP + t * LOADERS], _PAIRS_LAYOUT).store(pairs[t])
         fence_async_shared()
         cta_barrier()  # every thread of this loader has stored its tiles
         mbarrier.arrive(bars.index(0))
+        if TRACED:
+            ev.record(trace_ptr, s, lane, ev.LOADER_HANDED, clock64(lane))
+            ev.record(trace_ptr, s, lane, ev.POLLS, polls)
         extra_polls += polls
     if extra_polls != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
         gl.atomic_add(status_ptr + _EXTRA_POLLS + WARP, extra_polls, sem="relaxed", scope="gpu")
@@ -576,7 +602,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                 H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
                 HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
                 REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr,
-                TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1):
+                TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1, trace_ptr=None, TRACE: gl.constexpr = False):
     """The time loop of :func:`lstm_forward_gluon_kernel` (its arguments there; pointers already
     offset to this program's direction; its layouts), run by the kernel's 4 warps, or with a fused input
     projection as the default partition beside :func:`_input_projection`: ``inputs_smem`` is then
@@ -585,7 +611,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     prefetches by ``cp.async`` (and ``xp_bars`` unused). ``TAGGED``: the state comes from
     :func:`_tagged_loader` (its copies announced on ``bars``, ``h_free`` arrived on once this step's
     MMAs have read it) and goes out as compact words (``exchange_ptr``: the 3-slot compact exchange,
-    :func:`rnnbench.kernels.tagged_exchange.compact_state`), no grid barrier."""
+    :func:`rnnbench.kernels.tagged_exchange.compact_state`), no grid barrier. ``TRACE``: records the
+    step's events (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr``, this program's rows."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
@@ -608,13 +635,17 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                         gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
     for s in range(0, T):
+        if TRACE:
+            ev.record(trace_ptr, s, lane, ev.STEP_START, clock64(lane))
         t = time_index(s, T, length, direction, DIRECTIONS, HAS_LENGTHS)
         running = running_rows(s, length, state_mask, HAS_LENGTHS)
         slot = (s + 1) % 2  # step s reads slot (s+1) % 2 and writes slot s % 2
         if not TAGGED:
             _load_copies(ex_desc, exchange_row + slot * b_pad, h_smem, bars, PER_COPY, COPIES)
         product = _recurrent_product(w_smem, w_regs, h_smem, bars, s % 2, acc_layout, BLOCK_B, K_TILES, PER_COPY,
-                                     SHARED_TILES, TAGGED, CHAINS)
+                                     SHARED_TILES, TAGGED, CHAINS, trace_ptr, s, lane, TRACE)
+        if TRACE:
+            ev.record(trace_ptr, s, lane, ev.PRODUCT_DONE, clock64(lane))
         if FUSED:
             stage = s % STAGES
             mbarrier.wait(xp_bars.index(stage), (s // STAGES) % 2)
@@ -645,11 +676,17 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         c = c_t
         if TAGGED:
             _publish_compact(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), s + 1)
+            if TRACE:
+                ev.record(trace_ptr, s, lane, ev.STATE_OUT, clock64(lane))
+                ev.record(trace_ptr, s, lane, ev.STATE_OUT_NS, globaltimer(lane))
             # every thread's MMAs have read the state (before the gate split's CTA barrier): the loader may
             # refill its tiles, and polls for the next step's words from here, this program's own on their way
             mbarrier.arrive(h_free)
         else:
             gl.store(exchange_ptr + (s % 2) * b_pad * H_PAD + write, h.to(dtype), mask=unit_col < H)
+            if TRACE:
+                ev.record(trace_ptr, s, lane, ev.STATE_OUT, clock64(lane))
+                ev.record(trace_ptr, s, lane, ev.STATE_OUT_NS, globaltimer(lane))
             barrier_arrive(flags_ptr, pid_h, lane, GRID_SYNC)
         if FUSED:  # every thread has read this stage (the arrival's CTA barrier): the producer may refill it
             mbarrier.arrive(xp_bars.index(STAGES + s % STAGES))
@@ -663,6 +700,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             if s + 1 < T:
                 _arm_copies(bars, ex_desc, COPIES)
             barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
+        if TRACE:
+            ev.record(trace_ptr, s, lane, ev.STEP_END, clock64(lane))
     if not FUSED:
         async_copy.wait_group(0)  # no copy in flight at the exit
     gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
@@ -702,13 +741,13 @@ def _input_projection(x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_b
 @gluon.jit(do_not_specialize=["T", "B", "first_direction"])
 def lstm_forward_gluon_kernel(
     xg_ptr, w_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
-    x_desc, wih_desc, bias_ptr,
+    x_desc, wih_desc, bias_ptr, trace_ptr,
     T, B, H, w_stride, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
-    LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1,
+    LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1, TRACE: gl.constexpr = False,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -735,6 +774,9 @@ def lstm_forward_gluon_kernel(
     the planner's, or four of one warp; :data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADERS`) bring the
     state into shared memory, polling the values themselves: no release fence, flag, poll of flags
     or TMA copy.
+
+    ``TRACE`` (:mod:`rnnbench.kernels.step_trace`): every step's timestamps go to ``trace_ptr``, int64
+    ``(P, T, EVENT_COUNT)`` (:mod:`rnnbench.kernels.trace_events`); otherwise ``trace_ptr`` is None.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
@@ -774,6 +816,9 @@ def lstm_forward_gluon_kernel(
     flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * SYNC_ROW
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
     row0 = direction * 4 * H + pid_h * _UNITS
+    if TRACE:
+        program = (direction * gl.num_programs(1) + pid_b) * gl.num_programs(0) + pid_h
+        trace_ptr += program.to(gl.int64) * T * ev.EVENT_COUNT
 
     w_smem = gl.allocate_shared_memory(dtype, [max(SHARED_TILES, 1), 4 * _UNITS, _K_TILE], w_desc.layout)
     # the state: one (PER_COPY, BLOCK_B, 64) buffer per TMA copy, whose tiles the MMAs read through
@@ -820,7 +865,7 @@ def lstm_forward_gluon_kernel(
                            lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xp_smem, bars, xp_bars,
                            h_free, T, B, H, row0, exchange_row, b_pad, direction, acc_layout,
                            tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY,
-                           REGISTER_TILES, GRID_SYNC, True, INPUT_STAGES)),
+                           REGISTER_TILES, GRID_SYNC, True, INPUT_STAGES, False, 1, trace_ptr, TRACE)),
             (_input_projection, (x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_bars, xp_bars,
                                  wih_bar.index(0), T, B, H, row0, pid_b * BLOCK_B, direction, acc_layout, BLOCK_B,
                                  DIRECTIONS, INPUT_TILES, INPUT_PER_COPY, INPUT_STAGES)),
@@ -841,9 +886,9 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True, MMA_CHAINS)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
-                                      LOADERS, 0, POLL_DELAY_NS)),
+                                      LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 1, POLL_DELAY_NS)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
@@ -857,15 +902,16 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True, MMA_CHAINS)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
-                                      LOADERS, 0, POLL_DELAY_NS)),
+                                      LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE)),
                 ], [LOADER_WARPS], [LOADER_WARP_REGISTERS])
         else:
             _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
                         flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T, B, H,
                         row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING,
-                        DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1)
+                        DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1,
+                        False, 1, trace_ptr, TRACE)
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
     if TAGGED:
@@ -948,7 +994,7 @@ def _tagged(tagged: bool) -> dict:
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
                 has_lengths: bool, grid_sync: bool = True, fused_input=None, hidden_blocks: int | None = None,
-                sync: torch.Tensor | None = None) -> None:
+                sync: torch.Tensor | None = None, trace: torch.Tensor | None = None) -> None:
     """Launch :func:`lstm_forward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` (``w_rows``:
     :func:`rnnbench.kernels.launch.aligned_weight_rows`; ``sizes``: ``(T, B, H)``). Cooperative
@@ -970,7 +1016,9 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     tagged exchange's timeout: the words of the others never come; garbage results). ``sync``: the
     caller's synchronisation buffer (:func:`rnnbench.kernels.launch.sync_buffer` of ``plan``), reset
     here, whose counters the caller may read after the launch (the tagged exchange's extra polls,
-    :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT`); by default a fresh one."""
+    :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT`); by default a fresh one. ``trace``: the
+    traced kernel (``TRACE``) writes every step's timestamps there, int64 ``(P, T, EVENT_COUNT)``
+    (:func:`rnnbench.kernels.step_trace.trace_buffer`)."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, reset_sync, sync_buffer
 
     if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
@@ -983,6 +1031,11 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         raise ValueError("xg may be None only for an inference forward with a fused input projection (the training "
                          f"forward writes its gates there); got training={training}, input_tiles={plan.input_tiles}")
     x, w_ih, bias = fused_input if plan.input_tiles else (None, None, None)
+    if trace is not None:
+        expected = (plan.grid[0] * plan.grid[1] * plan.directions, sizes[0], len(ev.EVENTS))
+        if tuple(trace.shape) != expected or trace.dtype != torch.int64:
+            raise ValueError(f"trace must be int64 {expected} (programs, T, events), got {trace.dtype} "
+                             f"{tuple(trace.shape)}")
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()
     sync = sync_buffer(plan, y.device) if sync is None else reset_sync(sync, plan.grid[0])
@@ -994,23 +1047,23 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_forward_gluon_kernel[grid](
             y if xg is None else xg, w_rows, w_desc, c0, y, c_all, c_n, state, ex_desc, lengths, sync, x_desc,
-            wih_desc, bias, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad,
+            wih_desc, bias, trace, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad,
             TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
             POLL_ORDER=POLL_ORDERS[plan.poll_order], PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles,
             GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0], **_tagged(tagged),
-            num_warps=plan.num_warps,
+            TRACE=trace is not None, num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
     _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {grid}, T={sizes[0]})")
 
 
 def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90,
-                    grid_sync: bool = True):
+                    grid_sync: bool = True, trace: bool = False):
     """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
     as at run time: pointers 16-byte aligned (every buffer the layer passes is) and ``H`` divisible
     by 16 (the only hidden sizes :func:`rnnbench.kernels.plan.plan_gluon` accepts); ``grid_sync``
     as :func:`run_forward`'s; the tagged exchange where :func:`rnnbench.kernels.plan.gluon_tagged_exchange`
-    says (without lengths)."""
+    says (without lengths); ``trace``: the traced kernel (``TRACE``, :mod:`rnnbench.kernels.step_trace`)."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -1020,11 +1073,15 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     pointers = {"xg_ptr": data, "w_ptr": data, "c0_ptr": data, "y_ptr": data, "c_all_ptr": "fp32", "c_n_ptr": "fp32",
                 "exchange_ptr": data, "lengths_ptr": "i32", "sync_ptr": "i32"}
     absent = {}  # arguments passed as None (specialised as constants by Triton)
+    if trace:
+        pointers["trace_ptr"] = "i64"
+    else:
+        absent["trace_ptr"] = None
     if plan.input_tiles:
         boxes.update({"x_desc": input_box(plan), "wih_desc": [UNITS, K_TILE]})
         pointers["bias_ptr"] = "fp32"
     else:
-        absent = dict.fromkeys(("x_desc", "wih_desc", "bias_ptr"))
+        absent.update(dict.fromkeys(("x_desc", "wih_desc", "bias_ptr")))
     fn = lstm_forward_gluon_kernel
     signature = {}
     for name in fn.arg_names:
@@ -1038,7 +1095,8 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
                   "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync,
-                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **_tagged(tagged), **absent}
+                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **_tagged(tagged),
+                  "TRACE": trace, **absent}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name in ("H", "w_stride")}

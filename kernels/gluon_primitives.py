@@ -50,6 +50,29 @@ def globaltimer(like):
 
 
 @gluon.jit
+def clock64(like):
+    """``%clock64`` (this SM's cycle counter), one per element of ``like``."""
+    return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [like], dtype=gl.int64, is_pure=False, pack=1)
+
+
+@gluon.jit
+def clock64_after(like, value):
+    """:func:`clock64` read once ``value`` (a scalar, or a tensor of ``like``'s shape and layout) is
+    available: the read takes it as an operand, so it waits for the instruction that produces it
+    (the load or reduction a timestamp should follow), where a read in program order alone may be
+    issued while that instruction is still in flight."""
+    return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r,r", [like, value], dtype=gl.int64, is_pure=False,
+                                     pack=1)
+
+
+@gluon.jit
+def globaltimer_after(like, value):
+    """:func:`globaltimer` read once ``value`` is available (as :func:`clock64_after`)."""
+    return gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r,r", [like, value], dtype=gl.int64,
+                                     is_pure=False, pack=1)
+
+
+@gluon.jit
 def proxy_fence(like):
     """``fence.proxy.async.global``: orders this thread's generic-proxy global accesses with its
     async-proxy (TMA) ones. Returns a dummy of ``like``'s shape (inline asm needs a result)."""

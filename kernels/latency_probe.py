@@ -84,7 +84,7 @@ from triton.language.extra.cuda import globaltimer, smid
 
 from rnnbench.kernels.barrier_bench import slope_us
 from rnnbench.kernels.gluon_lstm import tile_mma, two_chain_product
-from rnnbench.kernels.gluon_primitives import tma_load
+from rnnbench.kernels.gluon_primitives import clock64 as gluon_clock64, tma_load
 from rnnbench.kernels.latency_table import K_TILE, TMA_ROWS, adopt, render, tma_box, tma_copy_bytes
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_flags, barrier_arrive
 
@@ -192,12 +192,6 @@ def cta_barrier_kernel(out_ptr, N):
 
 
 @gluon.jit
-def _gluon_clock(like):
-    """``%clock64`` (Gluon needs a layout for the result: one per element of ``like``)."""
-    return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [like], dtype=gl.int64, is_pure=False, pack=1)
-
-
-@gluon.jit
 def _cluster_rank(like):
     """``%cluster_ctarank``: this CTA's place in its cluster, one per element of ``like``."""
     return gl.inline_asm_elementwise("mov.u32 $0, %cluster_ctarank;", "=r,r", [like], dtype=gl.int32, is_pure=True,
@@ -223,12 +217,12 @@ def cluster_barrier_kernel(scratch_ptr, out_ptr, N, STORES: gl.constexpr, THREAD
     since Triton 3.6 cannot compare layouts whose CTA bases were written in a kernel."""
     lane = gl.arange(0, THREADS, layout=layout)
     rank = _cluster_rank(lane)
-    start = gl.max(_gluon_clock(lane), axis=0)
+    start = gl.max(gluon_clock64(lane), axis=0)
     for i in range(N):
         for s in gl.static_range(STORES):
             gl.store(scratch_ptr + (rank * STORES + s) * THREADS + lane, lane + i)
         lane = _cluster_barrier(lane)
-    cycles = gl.max(_gluon_clock(lane), axis=0) - start
+    cycles = gl.max(gluon_clock64(lane), axis=0) - start
     gl.store(out_ptr + lane * 0, cycles + lane * 0, mask=(rank == 0) & (lane == 0))
 
 
@@ -244,12 +238,12 @@ def tma_copy_kernel(desc, out_ptr, N):
     bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
     mbarrier.init(bar.index(0), count=1)
     fence_async_shared()
-    start = gl.max(_gluon_clock(lane), axis=0)
+    start = gl.max(gluon_clock64(lane), axis=0)
     for i in range(N):
         mbarrier.expect(bar.index(0), desc.block_type.nbytes)
         tma_load(desc, [0, 0, 0], bar.index(0), smem)
         mbarrier.wait(bar.index(0), i % 2)
-    cycles = gl.max(_gluon_clock(lane), axis=0) - start
+    cycles = gl.max(gluon_clock64(lane), axis=0) - start
     mbarrier.invalidate(bar.index(0))
     gl.store(out_ptr + lane * 0, cycles + lane * 0)
 
@@ -282,7 +276,7 @@ def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, 
     for k in gl.static_range(SHARED_TILES, TILES):
         w_regs = w_regs + (gl.load(w_ptr + (k * 64 + rows) * 64 + columns),)
     total = gl.zeros([64, BLOCK_B], gl.float32, acc_layout)
-    start = gl.max(_gluon_clock(lane), axis=0)
+    start = gl.max(gluon_clock64(lane), axis=0)
     for _ in range(N):
         if CHAINS == 2:
             total += two_chain_product(w_smem, w_regs, h_tiles, acc_layout, BLOCK_B, TILES, SHARED_TILES, True)
@@ -291,7 +285,7 @@ def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, 
             for k in gl.static_range(TILES):
                 acc = tile_mma(acc, w_smem, w_regs, h_tiles, k, SHARED_TILES, TILES, True)
             total += warpgroup_mma_wait(0, deps=(acc,))
-    cycles = gl.max(_gluon_clock(lane), axis=0) - start
+    cycles = gl.max(gluon_clock64(lane), axis=0) - start
     gl.store(out_ptr + lane * 0, cycles + lane * 0)
     gl.store(out_ptr + 1 + lane * 0, gl.sum(gl.sum(total, axis=1), axis=0).to(gl.int64) + lane * 0)
 

@@ -478,19 +478,22 @@ def run_ablation(plan: Plan, variant: Variant, hidden_size: int, steps: int, buf
 
 
 def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int, direction: str = "fwd",
-                  grid_sync: bool = True, sync: torch.Tensor | None = None):
+                  grid_sync: bool = True, sync: torch.Tensor | None = None, trace: torch.Tensor | None = None):
     """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
     kernel (inference) that ``plan`` describes (the plain kernel, or the Gluon one where ``plan.path``
     is ``gluon``) for ``batch`` rows, random gate inputs and initial state, no projection GEMM (the
     kernel's launch and its buffers are what is timed); ``direction="bwd"``: the reverse-time
     backward kernel (:func:`_backward_launcher`); ``grid_sync=False``: a Gluon kernel without its
     grid barrier (garbage results; the plain kernels have no such switch); ``sync``: the Gluon
-    forward's synchronisation buffer, the caller's (:func:`extra_polls` reads its counters)."""
+    forward's synchronisation buffer, the caller's (:func:`extra_polls` reads its counters); ``trace``:
+    the traced Gluon forward writes its timestamps there (:mod:`rnnbench.kernels.step_trace`)."""
     from rnnbench.kernels.launch import exchange_buffer, run_phases
     from rnnbench.kernels.lstm_kernels import lstm_forward_kernel
 
     if not grid_sync and plan.path != GLUON:
         raise ValueError(f"only the Gluon kernels run without their grid barrier, not the {plan.path} ones")
+    if trace is not None and (plan.path != GLUON or direction != "fwd"):
+        raise ValueError(f"only the Gluon forward is traced, not the {plan.path} {direction} kernel")
     if direction == "bwd":
         return _backward_launcher(plan, hidden_size, batch, dtype, steps, grid_sync)
     device = "cuda"
@@ -520,10 +523,10 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
                 run_forward(plan, None, w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
                             training=False, has_lengths=False, grid_sync=grid_sync,
                             fused_input=fused_input_arguments(states[count], w_ih, bias, torch.zeros_like(bias)),
-                            sync=sync)
+                            sync=sync, trace=trace)
             else:
                 run_forward(plan, states[count], w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
-                            training=False, has_lengths=False, grid_sync=grid_sync, sync=sync)
+                            training=False, has_lengths=False, grid_sync=grid_sync, sync=sync, trace=trace)
         else:
             run_phases(lstm_forward_kernel, plan, count, (states[count], w_hh, h0, c0, y, y, c_n, exchange, no_lengths),
                        (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,

@@ -12,7 +12,7 @@
 #                        (default TESTS: tests/test_kernels_gpu.py, test_step_bench.py,
 #                        test_tagged_exchange.py, test_triton_kernels.py,
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
-#                        test_memory_breakdown.py),
+#                        test_memory_breakdown.py, test_step_trace.py),
 #                        but the tests marked fused_input, tagged_exchange or mma_chains
 #   gpu-tests-tagged.xml/.log, gpu-tests-fused.xml/.log  those: the Gluon forward with the tagged
 #                        exchange (75 s, first: the planner takes it in inference up to H=768; where its tests fail
@@ -32,6 +32,10 @@
 #   step-ablation.csv/.log  where a cooperative step's microseconds go (rnnbench.kernels.step_bench,
 #                        where the checkout has it), ABLATION_S seconds (default 120); its never-run
 #                        variants (step_bench.DEFERRED) after every shape's others
+#   trace/, trace.log    the tagged and the barrier Gluon forward traced inside the kernel at H=768
+#                        and 256, B=16 (rnnbench.kernels.step_trace, 60 s): each step's cycles by
+#                        phase (load, reloads, hand-over, MMAs, gates), trace.md, trace-*.csv;
+#                        the tagged one only where its tests passed
 #   memory-breakdown-BACKEND.json/.log  the blocks alive at the peak of one LSTM call (bf16,
 #                        H=64/768, B=16/64, T=1024, fwd and fwd_bwd) by allocating line, Triton
 #                        and torch.nn (rnnbench.harness.memory_breakdown)
@@ -61,19 +65,19 @@
 # kept for packing; a stage with less than 10 s left is skipped, "no time left for NAME" in
 # session.log: run it in a second call), and the suite gets what is left, stopped with SIGINT so it
 # keeps every finished case. The stages run in this order: tests, barrier (only when named in
-# STAGES), ablation, fused, latency, profile, memory, suite. To resume on a fresh machine, the
+# STAGES), ablation, trace, fused, latency, profile, memory, suite. To resume on a fresh machine, the
 # partial results must be in the working tree that travels (unpack the previous tarball first).
 set -u
 DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests ablation fused latency profile memory suite}
+STAGES=${STAGES:-tests ablation trace fused latency profile memory suite}
 ABLATION_S=${ABLATION_S:-120}
 PROFILES_SET=${PROFILES:-}
 PROFILES=${PROFILES:-triton-barrier:768:16:fwd torch:768:16:fwd:^(?!persistRNN_init).*(RNN|LSTM|rnn|lstm):float16 triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
 WEIGHT_GRADS=${WEIGHT_GRADS:-addmm}
-TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py tests/test_step_trace.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -157,6 +161,15 @@ fi
 # the whole call of the never-run kernels against cuDNN (gpu-fused), then what calibrates the model
 if wants ablation; then
     ablation ablation . "$(pwd)/$DIR/step-ablation.csv"
+fi
+
+# then where the step's cycles go, stamped inside the kernel: what to change next in it
+if wants trace && [ -f kernels/step_trace.py ]; then
+    TRACE_VARIANTS=real_gluon
+    [ "$TAGGED_OK" = 1 ] && TRACE_VARIANTS=real_gluon_tagged,real_gluon
+    stage trace 60 "$PY" -m rnnbench.kernels.step_trace --out "$DIR/trace" --variants "$TRACE_VARIANTS" \
+        > "$DIR/trace.log" 2>&1
+    tail -n 5 "$DIR/trace.log"
 fi
 
 if wants fused && { [ "$FUSED_OK" = 1 ] || [ "$TAGGED_OK" = 1 ]; }; then

@@ -431,3 +431,38 @@ def test_two_mma_chains_accumulate_into_two_register_sets_without_spilling():
         expected = {256: [8, 8], 768: [24, 24], 1024: [8, 56]}[hidden_size]
         assert spills == 0 and registers <= 255, (hidden_size, spills, registers)
         assert len(mmas) == 4 * hidden_size // 64 and per_accumulator == expected, (hidden_size, per_accumulator)
+
+
+def _traced_sass(tagged: bool, arch: int = 90) -> tuple:
+    """``(spill bytes, registers, SASS of the traced kernel, instructions of the untraced one)`` of
+    the Gluon forward at H=768 B=16, tagged or with its grid barrier (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import plan_gluon, tagged_exchange
+    from rnnbench.kernels.sass import disassemble, parse
+
+    plan = plan_gluon("lstm", 768, 16, torch.bfloat16, 132)
+    with tagged_exchange(tagged):
+        traced, untraced = (compile_forward(plan, torch.bfloat16, training=False, has_lengths=False, arch=arch,
+                                            trace=trace) for trace in (True, False))
+    registers, spills = cubin_resources(traced.asm["cubin"])
+    return spills, registers, disassemble(traced.asm["cubin"]), len(parse(disassemble(untraced.asm["cubin"])))
+
+
+def test_the_traced_forward_fits_and_stamps_its_product_after_the_mmas_complete():
+    """The step trace's kernel (:mod:`rnnbench.kernels.step_trace`), tagged and with the grid barrier,
+    at the anchor: no spill; one ``%clock64`` read per event of the recurrence (5) and, tagged, of
+    the loader (4); ``product_done``'s read after the wait for the last MMA group; and few
+    instructions more than the untraced kernel (a read, an address and a store per event)."""
+    from rnnbench.kernels.sass import parse
+
+    for tagged, (spills, registers, text, untraced) in zip((True, False), compile_all(90, [True, False],
+                                                                                      job=_traced_sass)):
+        instructions = parse(text)
+        clocks = [i for i, ins in enumerate(instructions) if ins.base == "CS2R" and "SR_CLOCKLO" in ins.operands]
+        last_mma = max(i for i, ins in enumerate(instructions) if ins.base == "HGMMA")
+        after = next(i for i in clocks if i > last_mma)
+        assert spills == 0 and registers <= 255, (tagged, spills, registers)
+        assert len(clocks) == (9 if tagged else 5), (tagged, len(clocks))
+        assert any(ins.opcode.startswith("WARPGROUP.DEPBAR") for ins in instructions[last_mma:after]), tagged
+        assert len(instructions) - untraced < 120, (tagged, len(instructions), untraced)

@@ -144,7 +144,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run at all where both failed), the
     profiles skip it and, for the fused kernel, the memory stage its breakdown. The tagged forward's
     two MMA chains are tested last, only where the tagged exchange passed: their failure leaves out
-    their own variant and nothing else."""
+    their own variant and nothing else. The step trace traces the tagged forward only where its
+    tests passed, the barrier one always."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
@@ -154,14 +155,14 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
                     f'case "$*" in *"-m mma_chains"*) exit {0 if chains_tests_pass else 1};; esac\nexit 0\n')
     fake.chmod(0o755)
     for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
-                     "harness/gemm_memory.py"):
+                     "harness/gemm_memory.py", "kernels/step_trace.py"):
         (tmp_path / stand_in).parent.mkdir(exist_ok=True)
         (tmp_path / stand_in).write_text("")
     ncu = tmp_path / "ncu"
     ncu.write_text('#!/bin/bash\necho "ncu $*" >> ' + str(calls) + '\n')
     ncu.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "NCU": str(ncu),
-           "STAGES": "tests latency ablation memory fused profile"}
+           "STAGES": "tests latency ablation trace memory fused profile"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "500"], cwd=tmp_path,
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -179,6 +180,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
         tagged_variants if not tagged_tests_pass else [] if chains_tests_pass else ["real_gluon_tagged_two_chains"])
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
+    (traced,) = [run for run in runs if "rnnbench.kernels.step_trace" in run]
+    assert f"--variants {'real_gluon_tagged,' if tagged_tests_pass else ''}real_gluon " in traced, traced
     withheld = (["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else [])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
                               + ",".join(withheld) + " ") for run in runs), runs
