@@ -286,6 +286,23 @@ def _tagged_exchange_factory(problem, dtype, device):
     return _triton_lstm_factory(tagged_exchange=True)(problem, dtype, device)
 
 
+def _overlapped_projection_factory(problem, dtype, device):
+    """The planner's LSTM with its Gluon forward's input projection run beside the kernel on a second
+    stream (``TritonLSTM(overlap_projection=True)``), or :class:`Unsupported` where it would run
+    before it (not the Gluon forward, two directions, lengths, a fused projection:
+    :func:`rnnbench.kernels.plan.overlapped_projection_refusal`)."""
+    from rnnbench.kernels.launch import make_plan
+    from rnnbench.kernels.plan import overlapped_projection_refusal
+
+    like = torch.empty(0, dtype=getattr(torch, dtype), device=device)
+    plan = make_plan("lstm", problem.hidden_size, problem.batch, like, "auto", problem.directions)
+    refusal = overlapped_projection_refusal(plan, problem.packed, False)
+    if refusal:
+        raise Unsupported(f"the input projection does not run beside the kernel here (the {plan.path} path, "
+                          f"H={problem.hidden_size}, B={problem.batch}): {refusal}")
+    return _triton_lstm_factory(overlap_projection=True)(problem, dtype, device)
+
+
 def _triton_backend(name: str, factory, description: str, **fields) -> Backend:
     """A backend of the Triton kernels: timed on CUDA, checked against NumPy (CPU) or torch.nn (CUDA) in
     float64, and against torch.nn where a problem has directions or lengths; ``fields`` override
@@ -312,6 +329,11 @@ register(_triton_backend("triton-tagged", _tagged_exchange_factory,
                          "(16-bit values, the tag in a spare exponent bit) by a loader partition, no grid barrier "
                          "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on, at every H; 'auto', the planner's, takes it "
                          "in inference up to H=768)",
+                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+register(_triton_backend("triton-overlapped", _overlapped_projection_factory,
+                         "the planner's Triton LSTM with the Gluon forward's input projection run beside the kernel "
+                         "(GEMMs of a few steps on a second stream, each announced by a flag the kernel polls; "
+                         "plan.GLUON_OVERLAPPED_PROJECTION forced on; never run on a GPU before)",
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
 register(_triton_backend("triton-barrier", _triton_lstm_factory(tagged_exchange=False),
                          "the planner's Triton LSTM with the Gluon forward's grid barrier and TMA copies of the state "

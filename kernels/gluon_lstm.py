@@ -87,7 +87,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from rnnbench.kernels import trace_events as ev
 from rnnbench.kernels.gluon_primitives import (
     FLAG_SLOTS, SYNC_ROW, barrier_arrive, barrier_wait, clock64, clock64_after, cta_barrier, globaltimer,
-    globaltimer_after, program_tile, running_rows, time_index, tma_load,
+    globaltimer_after, input_ready_wait, program_tile, running_rows, time_index, tma_load,
 )
 from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
@@ -602,7 +602,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                 H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
                 HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
                 REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr,
-                TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1, trace_ptr=None, TRACE: gl.constexpr = False):
+                TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1, trace_ptr=None, TRACE: gl.constexpr = False,
+                xg_flags_ptr=None, XG_CHUNK: gl.constexpr = 0):
     """The time loop of :func:`lstm_forward_gluon_kernel` (its arguments there; pointers already
     offset to this program's direction; its layouts), run by the kernel's 4 warps, or with a fused input
     projection as the default partition beside :func:`_input_projection`: ``inputs_smem`` is then
@@ -612,7 +613,10 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     :func:`_tagged_loader` (its copies announced on ``bars``, ``h_free`` arrived on once this step's
     MMAs have read it) and goes out as compact words (``exchange_ptr``: the 3-slot compact exchange,
     :func:`rnnbench.kernels.tagged_exchange.compact_state`), no grid barrier. ``TRACE``: records the
-    step's events (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr``, this program's rows."""
+    step's events (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr``, this program's rows.
+    ``XG_CHUNK > 0`` (one direction, not fused): ``xg`` is projected beside the kernel
+    (:mod:`rnnbench.kernels.overlapped_projection`); before prefetching the first step of each
+    chunk of ``XG_CHUNK`` steps the loop waits for that chunk's flag in ``xg_flags_ptr``."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
@@ -632,6 +636,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     if not TAGGED:
         _arm_copies(bars, ex_desc, COPIES)
     if not FUSED:
+        if XG_CHUNK > 0:
+            input_ready_wait(xg_flags_ptr, flags_ptr + FLAG_SLOTS, 1, lane)
         _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                         gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
     for s in range(0, T):
@@ -694,6 +700,9 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             # the next step's inputs, loaded a whole step ahead (the last step loads its own again,
             # waited for after the loop: under the condition below, Triton 3.6 spilled at H=1024)
             upcoming = gl.minimum(s + 1, T - 1)
+            if XG_CHUNK > 0:
+                if (upcoming % XG_CHUNK == 0) & (upcoming > s):  # the first step of a chunk (not the last again)
+                    input_ready_wait(xg_flags_ptr + upcoming // XG_CHUNK, flags_ptr + FLAG_SLOTS, upcoming + 1, lane)
             _prefetch_gates(inputs_smem, xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS),
                             B, H, gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
         if not TAGGED:
@@ -741,13 +750,13 @@ def _input_projection(x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_b
 @gluon.jit(do_not_specialize=["T", "B", "first_direction"])
 def lstm_forward_gluon_kernel(
     xg_ptr, w_ptr, w_desc, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr, sync_ptr,
-    x_desc, wih_desc, bias_ptr, trace_ptr,
+    x_desc, wih_desc, bias_ptr, trace_ptr, xg_flags_ptr,
     T, B, H, w_stride, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, TRAINING: gl.constexpr, DIRECTIONS: gl.constexpr,
     HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
-    LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1, TRACE: gl.constexpr = False,
+    LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1, TRACE: gl.constexpr = False, XG_CHUNK: gl.constexpr = 0,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -777,11 +786,17 @@ def lstm_forward_gluon_kernel(
 
     ``TRACE`` (:mod:`rnnbench.kernels.step_trace`): every step's timestamps go to ``trace_ptr``, int64
     ``(P, T, EVENT_COUNT)`` (:mod:`rnnbench.kernels.trace_events`); otherwise ``trace_ptr`` is None.
+
+    ``XG_CHUNK > 0`` (one direction, no lengths, not fused): ``xg`` is being projected beside the
+    kernel (:mod:`rnnbench.kernels.overlapped_projection`), chunk ``c`` of ``XG_CHUNK`` steps announced
+    by int32 flag ``xg_flags_ptr[c]``; otherwise ``xg_flags_ptr`` is None.
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     FUSED: gl.constexpr = INPUT_TILES > 0
     gl.static_assert(not (TAGGED and (FUSED or HAS_LENGTHS)), "the tagged exchange runs without lengths or a fused input")
+    gl.static_assert(XG_CHUNK == 0 or (DIRECTIONS == 1 and not HAS_LENGTHS and not FUSED),
+                     "the overlapped projection's flags announce one direction's steps forwards in time")
     gl.static_assert(MMA_CHAINS == 1 or (MMA_CHAINS == 2 and TAGGED and K_TILES >= 2),
                      "two MMA chains need the tagged exchange's one copy of the state, and two tiles")
     gl.static_assert(not TAGGED or ((LOADERS == 1 or LOADERS == 4) and K_TILES >= LOADERS),
@@ -886,7 +901,7 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
@@ -902,7 +917,7 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE)),
                 ], [LOADER_WARPS], [LOADER_WARP_REGISTERS])
@@ -911,7 +926,7 @@ def lstm_forward_gluon_kernel(
                         flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T, B, H,
                         row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING,
                         DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1,
-                        False, 1, trace_ptr, TRACE)
+                        False, 1, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
     if TAGGED:
@@ -994,7 +1009,8 @@ def _tagged(tagged: bool) -> dict:
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
                 has_lengths: bool, grid_sync: bool = True, fused_input=None, hidden_blocks: int | None = None,
-                sync: torch.Tensor | None = None, trace: torch.Tensor | None = None) -> None:
+                sync: torch.Tensor | None = None, trace: torch.Tensor | None = None,
+                input_flags: torch.Tensor | None = None, input_chunk: int = 0) -> None:
     """Launch :func:`lstm_forward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_forward_kernel` (``w_rows``:
     :func:`rnnbench.kernels.launch.aligned_weight_rows`; ``sizes``: ``(T, B, H)``). Cooperative
@@ -1018,7 +1034,10 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     here, whose counters the caller may read after the launch (the tagged exchange's extra polls,
     :data:`~rnnbench.kernels.primitives.EXTRA_POLLS_SLOT`); by default a fresh one. ``trace``: the
     traced kernel (``TRACE``) writes every step's timestamps there, int64 ``(P, T, EVENT_COUNT)``
-    (:func:`rnnbench.kernels.step_trace.trace_buffer`)."""
+    (:func:`rnnbench.kernels.step_trace.trace_buffer`). ``input_flags``, ``input_chunk``: ``xg`` is
+    being projected beside the kernel (:class:`rnnbench.kernels.overlapped_projection.OverlappedProjection`),
+    each chunk of ``input_chunk`` steps announced by its int32 flag (one direction, no lengths, not
+    fused)."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, reset_sync, sync_buffer
 
     if sizes[0] < 1:  # the kernel prefetches step 0 and arms its copies before the loop
@@ -1031,6 +1050,14 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
         raise ValueError("xg may be None only for an inference forward with a fused input projection (the training "
                          f"forward writes its gates there); got training={training}, input_tiles={plan.input_tiles}")
     x, w_ih, bias = fused_input if plan.input_tiles else (None, None, None)
+    if input_flags is not None:
+        chunks = -(-sizes[0] // input_chunk) if input_chunk > 0 else 0
+        if input_chunk < 1 or input_flags.dtype != torch.int32 or input_flags.numel() < chunks:
+            raise ValueError(f"input_flags must be int32 with a flag per chunk of input_chunk >= 1 steps (T={sizes[0]}), "
+                             f"got input_chunk={input_chunk} and {input_flags.dtype} of {input_flags.numel()}")
+        if plan.directions != 1 or has_lengths or plan.input_tiles:
+            raise ValueError("the overlapped projection's flags need one direction, no lengths and no fused input; got "
+                             f"{plan.directions} directions, has_lengths={has_lengths}, input_tiles={plan.input_tiles}")
     if trace is not None:
         expected = (plan.grid[0] * plan.grid[1] * plan.directions, sizes[0], len(ev.EVENTS))
         if tuple(trace.shape) != expected or trace.dtype != torch.int64:
@@ -1047,23 +1074,25 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     for first_direction in range(0, plan.directions, plan.launch_directions):
         lstm_forward_gluon_kernel[grid](
             y if xg is None else xg, w_rows, w_desc, c0, y, c_all, c_n, state, ex_desc, lengths, sync, x_desc,
-            wih_desc, bias, trace, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b, H_PAD=plan.h_pad,
+            wih_desc, bias, trace, input_flags, *sizes, w_rows.stride(-2), first_direction, BLOCK_B=plan.block_b,
+            H_PAD=plan.h_pad,
             TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
             POLL_ORDER=POLL_ORDERS[plan.poll_order], PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles,
             GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0], **_tagged(tagged),
-            TRACE=trace is not None, num_warps=plan.num_warps,
+            TRACE=trace is not None, XG_CHUNK=input_chunk if input_flags is not None else 0, num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
     _watch_barriers(sync, f"{lstm_forward_gluon_kernel.__name__} (grid {grid}, T={sizes[0]})")
 
 
 def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool, arch: int = 90,
-                    grid_sync: bool = True, trace: bool = False):
+                    grid_sync: bool = True, trace: bool = False, input_chunk: int = 0):
     """``triton.compile`` of the kernel ``plan`` launches, for ``sm_<arch>`` without a GPU, specialised
     as at run time: pointers 16-byte aligned (every buffer the layer passes is) and ``H`` divisible
     by 16 (the only hidden sizes :func:`rnnbench.kernels.plan.plan_gluon` accepts); ``grid_sync``
     as :func:`run_forward`'s; the tagged exchange where :func:`rnnbench.kernels.plan.gluon_tagged_exchange`
-    says (without lengths); ``trace``: the traced kernel (``TRACE``, :mod:`rnnbench.kernels.step_trace`)."""
+    says (without lengths); ``trace``: the traced kernel (``TRACE``, :mod:`rnnbench.kernels.step_trace`);
+    ``input_chunk``: polling the overlapped projection's flags every that many steps (``XG_CHUNK``)."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -1077,6 +1106,10 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
         pointers["trace_ptr"] = "i64"
     else:
         absent["trace_ptr"] = None
+    if input_chunk:
+        pointers["xg_flags_ptr"] = "i32"
+    else:
+        absent["xg_flags_ptr"] = None
     if plan.input_tiles:
         boxes.update({"x_desc": input_box(plan), "wih_desc": [UNITS, K_TILE]})
         pointers["bias_ptr"] = "fp32"
@@ -1096,7 +1129,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
                   "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync,
                   "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **_tagged(tagged),
-                  "TRACE": trace, **absent}
+                  "TRACE": trace, "XG_CHUNK": input_chunk, **absent}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()
              if kind.startswith("*") or name in ("H", "w_stride")}

@@ -20,7 +20,7 @@ from triton.experimental.gluon.language.nvidia.hopper import tma
 from rnnbench.kernels.plan import GLUON_BLOCK_H
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, FLAG_VECTOR as _PLAIN_FLAG_VECTOR, RELAXED_POLL_THEN_FENCE,
-    SYNC_ROW as _PLAIN_SYNC_ROW, _load_relaxed, acquire_fence, slowest_flag,
+    SYNC_ROW as _PLAIN_SYNC_ROW, _load_relaxed, _strong_load, acquire_fence, slowest_flag,
 )
 
 cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
@@ -120,6 +120,27 @@ def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl
         cta_barrier()
     proxy_fence(lane)
 
+
+@gluon.jit
+def input_ready_wait(flag_ptr, status_ptr, step, lane):
+    """Wait until the input projection's ready flag at ``flag_ptr`` is set
+    (:mod:`rnnbench.kernels.overlapped_projection`), every thread with an acquire load of it, so the
+    projection the flag announces is visible to the thread's later loads (its ``cp.async`` copies of
+    ``xg``). Gives up as the grid barrier does: on the launch's status word (``status_ptr``), or
+    after the timeout, which sets it to ``step`` (nonzero: the waiting step + 1, as the grid
+    barrier's target; the launch then reports a timeout, its results garbage). One L2 round trip
+    where the flag is already set."""
+    ready = gl.max(_strong_load(flag_ptr + lane * 0, 1, "acquire")[0], axis=0)
+    if ready == 0:
+        start = gl.max(globaltimer(lane), axis=0)
+        status = 0
+        while (ready == 0) & (status == 0):
+            status = gl.max(_load_relaxed(status_ptr + lane * 0), axis=0)
+            ready = gl.max(_strong_load(flag_ptr + lane * 0, 1, "acquire")[0], axis=0)
+            now = gl.max(globaltimer(lane), axis=0)
+            if (ready == 0) & (status == 0) & (now - start > _TIMEOUT_NS):
+                gl.atomic_max(status_ptr, step, sem="relaxed", scope="gpu")
+                status = step
 
 
 # ---- tiles -------------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ Forward: one GEMM per direction for the input projection of all steps
 In training the kernel overwrites the projection buffer with the activated gates and stores the
 float32 cell states; nothing is recomputed in the backward. That costs ``D*T*B*(4H*s + 4H)`` bytes
 besides the output (s = bytes per element) and needs no extra buffer for the gates, since the
-projection buffer is reused. Where the plan fuses the input projection into the Gluon forward
+projection buffer is reused. With :func:`rnnbench.kernels.plan.overlapped_projection` (off by
+default) the Gluon forward's projection runs beside it on a second stream instead, a few steps at a
+time, each announced by a flag the kernel polls (:mod:`rnnbench.kernels.overlapped_projection`).
+Where the plan fuses the input projection into the Gluon forward
 (:func:`rnnbench.kernels.plan.gluon_input_tiles`: off by default, ``GLUON_FUSED_INPUT``), there is
 no GEMM and no projection buffer: inference allocates none of the ``D*T*B*4H`` elements, training
 allocates them for the gates the kernel stores.
@@ -40,7 +43,9 @@ from rnnbench.kernels.launch import (
     aligned_weight_rows, dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
 )
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
-from rnnbench.kernels.plan import GLUON, row_split
+from rnnbench.kernels import plan as plan_module
+from rnnbench.kernels.overlapped_projection import OverlappedProjection, overlap_refusal
+from rnnbench.kernels.plan import GLUON, overlapped_projection_refusal, row_split
 from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
 
 
@@ -72,8 +77,14 @@ class LSTMLayerFunction(torch.autograd.Function):
         plan = make_plan("lstm", H, B, x, path, directions, input_size=I if fusable else None,
                          inference=not training and lengths is None)
         h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
-        fused_input = None
-        if plan.input_tiles:
+        fused_input = overlap = None
+        if plan_module.GLUON_OVERLAPPED_PROJECTION and overlapped_projection_refusal(
+                plan, lengths is not None, first is not None) is None and overlap_refusal(x.device) is None:
+            # projected beside the kernel on a second stream: the first GEMM now, the others after the launch
+            overlap = OverlappedProjection(x, w_ih, b_ih, b_hh, plan_module.OVERLAPPED_CHUNK_STEPS)
+            gates = overlap.xg
+            overlap.start()
+        elif plan.input_tiles:
             from rnnbench.kernels.gluon_lstm import fused_input_arguments  # imports Gluon: only where planned
 
             fused_input = fused_input_arguments(x, w_ih, b_ih, b_hh)
@@ -92,8 +103,13 @@ class LSTMLayerFunction(torch.autograd.Function):
         if plan.path == GLUON:
             from rnnbench.kernels.gluon_lstm import run_forward  # imports Gluon: only where the planner allowed it
 
-            run_forward(plan, gates, rows, c0, y, c_all, c_n, exchange, lengths_arg, (T, B, H), training, has_lengths,
-                        fused_input=fused_input)
+            try:
+                run_forward(plan, gates, rows, c0, y, c_all, c_n, exchange, lengths_arg, (T, B, H), training,
+                            has_lengths, fused_input=fused_input, input_flags=None if overlap is None else overlap.flags,
+                            input_chunk=0 if overlap is None else overlap.chunk_steps)
+            finally:
+                if overlap is not None:
+                    overlap.finish()
         else:
             run_phases(lstm_forward_kernel, plan, T, (gates, rows, h0, c0, y, c_all, c_n, exchange, lengths_arg),
                        (T, B, H, rows.stride(-2)), x.device, TRAINING=training, DOT_PRECISION=dot_precision(x.dtype),

@@ -808,6 +808,16 @@ GLUON_INPUT_STAGES = 2
 #: 7caf667; the step ablation's ``real_gluon_fused_input`` has not run yet)
 GLUON_FUSED_INPUT = False
 
+#: whether the Gluon forward's input projection runs beside it instead of before it
+#: (:mod:`rnnbench.kernels.overlapped_projection`: GEMMs of a few steps at a time on a second stream,
+#: on the SMs the recurrence leaves free, each announced by a flag the kernel polls once per
+#: :data:`OVERLAPPED_CHUNK_STEPS` steps; :func:`overlapped_projection` switches it, where
+#: :func:`overlapped_projection_refusal` allows it). Off: never run on a GPU yet
+GLUON_OVERLAPPED_PROJECTION = False
+#: steps of the input projection one ready flag announces (the kernel's ``XG_CHUNK``): the first
+#: GEMM, which the recurrence waits for, projects this many; the later ones double
+OVERLAPPED_CHUNK_STEPS = 32
+
 
 #: whether the Gluon forward exchanges its state as tagged words (:func:`gluon_tagged_exchange`):
 #: ``"auto"`` in the inference forward where :func:`tagged_exchange_refusal` allows it and ``h_pad`` is at most
@@ -902,6 +912,34 @@ def fused_input_projection(fuse: bool | None = True):
     """Within the block, :data:`GLUON_FUSED_INPUT` is ``fuse`` (None: left as it is), restored after:
     the Gluon forward fuses its input projection where it can (:func:`gluon_input_tiles`), or not."""
     return _overriding("GLUON_FUSED_INPUT", fuse)
+
+
+def overlapped_projection(on: bool | None = True):
+    """Within the block, :data:`GLUON_OVERLAPPED_PROJECTION` is ``on`` (None: left as it is),
+    restored after: the LSTM layer projects its input beside the Gluon forward where
+    :func:`overlapped_projection_refusal` allows it."""
+    if on is not None and not isinstance(on, bool):
+        raise ValueError(f"the overlapped projection must be True, False or None, got {on!r}")
+    return _overriding("GLUON_OVERLAPPED_PROJECTION", on)
+
+
+def overlapped_projection_refusal(plan: Plan, has_lengths: bool, has_first: bool) -> str | None:
+    """Why the LSTM layer cannot project its input beside the forward of ``plan`` (None: it can):
+    only the Gluon forward polls the projection's flags, going forwards in time in one direction
+    (the flags announce steps in order), with every row running every step and no extra term on a
+    first step (which would have to wait for the first GEMM), and with the projection not fused."""
+    reasons = []
+    if plan.path != GLUON:
+        reasons.append(f"the {plan.path} path does not poll the projection's flags (the Gluon forward does)")
+    if plan.directions != 1:
+        reasons.append(f"{plan.directions} directions (the flags announce steps forwards in time)")
+    if plan.input_tiles:
+        reasons.append("the input projection is fused into the kernel")
+    if has_lengths:
+        reasons.append("rows of their own lengths")
+    if has_first:
+        reasons.append("an extra term on the first step")
+    return "; ".join(reasons) or None
 
 
 def tagged_exchange(on: bool | str | None = True):

@@ -169,7 +169,7 @@ def trace_buffer(plan, steps: int, device) -> torch.Tensor:
                        device=device)
 
 
-def _median_launch_us(launch, steps: int, repeats: int) -> list[float]:
+def _launch_us(launch, steps: int, repeats: int) -> list[float]:
     """One launch's µs per step for each of ``repeats`` launches (CUDA events around each)."""
     times = []
     for _ in range(repeats):
@@ -202,8 +202,8 @@ def trace_shape(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, var
         check_barriers(wait=True)
         times = {"traced": [], "untraced": []}
         for _ in range(repeats):
-            times["traced"] += _median_launch_us(traced, steps, 1)
-            times["untraced"] += _median_launch_us(untraced, steps, 1)
+            times["traced"] += _launch_us(traced, steps, 1)
+            times["untraced"] += _launch_us(untraced, steps, 1)
         check_barriers(wait=True)
     timings = {f"{name}_{stat}": float(np.percentile(values, q)) for name, values in times.items()
                for stat, q in (("us_per_step", 50), ("q25_us", 25), ("q75_us", 75))}

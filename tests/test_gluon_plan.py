@@ -387,12 +387,14 @@ def test_the_lstm_layer_lets_its_forward_fuse_only_calls_whose_rows_run_every_st
 
 @pytest.mark.parametrize("option, switch, context, default",
                          [("fuse_input", "GLUON_FUSED_INPUT", "fused_input_projection", False),
-                          ("tagged_exchange", "GLUON_TAGGED_EXCHANGE", "tagged_exchange", "auto")])
+                          ("tagged_exchange", "GLUON_TAGGED_EXCHANGE", "tagged_exchange", "auto"),
+                          ("overlap_projection", "GLUON_OVERLAPPED_PROJECTION", "overlapped_projection", False)])
 def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(monkeypatch, option, switch, context,
                                                                              default):
-    """``TritonLSTM(fuse_input=...)`` and ``TritonLSTM(tagged_exchange=...)`` switch the plan's global
-    (``GLUON_FUSED_INPUT``, ``GLUON_TAGGED_EXCHANGE``) for their own calls only (None leaves it at its
-    default: off, and ``"auto"``),
+    """``TritonLSTM(fuse_input=...)``, ``TritonLSTM(tagged_exchange=...)`` and
+    ``TritonLSTM(overlap_projection=...)`` switch the plan's global (``GLUON_FUSED_INPUT``,
+    ``GLUON_TAGGED_EXCHANGE``, ``GLUON_OVERLAPPED_PROJECTION``) for their own calls only (None leaves
+    it at its default: off, ``"auto"`` and off),
     refuse anything but None/True/False by name (1 is not True), and the context manager restores
     the switch after its block, also when the block raises."""
     from rnnbench.kernels import lstm as lstm_module
@@ -427,6 +429,20 @@ def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_ta
     with pytest.raises(Unsupported, match=r"the tagged exchange does not run here \(the \w+ path, H=64, B=2\): "
                                           r"it is the Gluon forward's"):
         _tagged_exchange_factory(problem, "float32", "cpu")
+
+
+def test_the_overlapped_backend_is_refused_with_the_reason_where_the_projection_runs_before_the_kernel():
+    """The harness's ``triton-overlapped`` backend runs only where the layer would project beside the
+    Gluon forward: in the interpreter (no Gluon path) it is :class:`Unsupported`, naming the path,
+    the shape and the reason."""
+    from rnnbench.harness.backends import _overlapped_projection_factory
+    from rnnbench.harness.errors import Unsupported
+    from rnnbench.harness.problems import Problem
+
+    problem = Problem("lstm", 5, 2, 64, 64, seed=0)
+    with pytest.raises(Unsupported, match=r"does not run beside the kernel here \(the \w+ path, H=64, B=2\): the \w+ "
+                                          r"path does not poll"):
+        _overlapped_projection_factory(problem, "float32", "cpu")
 
 
 def test_the_fused_backend_is_refused_with_the_reason_where_the_plan_does_not_fuse():

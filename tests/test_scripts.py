@@ -134,25 +134,27 @@ def test_session_stages_keep_within_the_budget(tmp_path, budget, limit):
         assert re.search(rf"start barrier \(limit {limit} s\)", log) and re.search(rf"start latency \(limit {limit} s\)", log), log
 
 
-@pytest.mark.parametrize("fused_tests_pass, tagged_tests_pass, chains_tests_pass",
-                         [(True, True, True), (False, True, True), (True, False, True), (False, False, True),
-                          (True, True, False)])
+@pytest.mark.parametrize("fused_tests_pass, tagged_tests_pass, chains_tests_pass, overlapped_tests_pass",
+                         [(True, True, True, True), (False, True, True, True), (True, False, True, True),
+                          (False, False, True, True), (True, True, False, True), (True, True, True, False)])
 def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fused_tests_pass, tagged_tests_pass,
-                                                                  chains_tests_pass):
+                                                                  chains_tests_pass, overlapped_tests_pass):
     """The never-run fused input projection and tagged exchange have a test stage each, after the
     others; where one fails (or hangs), the step ablation leaves its variants out, the gpu-fused
     suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run at all where both failed), the
     profiles skip it and, for the fused kernel, the memory stage its breakdown. The tagged forward's
     two MMA chains are tested last, only where the tagged exchange passed: their failure leaves out
     their own variant and nothing else. The step trace traces the tagged forward only where its
-    tests passed, the barrier one always."""
+    tests passed, the barrier one always. The overlapped input projection's tests have a stage of
+    their own too; where they fail the gpu-fused suite withholds its backend."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
                     'tagged_exchange=${RNNBENCH_TAGGED_EXCHANGE:-auto}" >> ' + str(calls) + '\n'
                     f'case "$*" in *"-m fused_input"*) exit {0 if fused_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m tagged_exchange"*) exit {0 if tagged_tests_pass else 124};; esac\n'
-                    f'case "$*" in *"-m mma_chains"*) exit {0 if chains_tests_pass else 1};; esac\nexit 0\n')
+                    f'case "$*" in *"-m mma_chains"*) exit {0 if chains_tests_pass else 1};; esac\n'
+                    f'case "$*" in *"-m overlapped_projection"*) exit {0 if overlapped_tests_pass else 1};; esac\nexit 0\n')
     fake.chmod(0o755)
     for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
                      "harness/gemm_memory.py", "kernels/step_trace.py"):
@@ -168,9 +170,10 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert done.returncode == 0, done.stderr
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
-    assert len(tests) == (4 if tagged_tests_pass else 3) and "-m tagged_exchange" in tests[0], tests
-    assert "-m not fused_input and not tagged_exchange and not mma_chains" in tests[1], tests
-    assert "-m fused_input" in tests[2] and (not tagged_tests_pass or "-m mma_chains" in tests[3]), tests
+    assert len(tests) == (5 if tagged_tests_pass else 4) and "-m tagged_exchange" in tests[0], tests
+    assert "-m not fused_input and not tagged_exchange and not mma_chains and not overlapped_projection" in tests[1]
+    assert "-m fused_input" in tests[2] and "-m overlapped_projection" in tests[-1], tests
+    assert not tagged_tests_pass or "-m mma_chains" in tests[3], tests
     # the planner takes the tagged exchange: after its tests failed, everything runs the grid barrier
     later = [run for run in runs[runs.index(tests[0]) + 1:] if "withheld=" in run]  # the Python runs
     assert later and all(run.endswith("tagged_exchange=off") != tagged_tests_pass for run in later), later
@@ -182,7 +185,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
     (traced,) = [run for run in runs if "rnnbench.kernels.step_trace" in run]
     assert f"--variants {'real_gluon_tagged,' if tagged_tests_pass else ''}real_gluon " in traced, traced
-    withheld = (["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else [])
+    withheld = (["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else []) \
+        + (["triton-overlapped"] if not overlapped_tests_pass else [])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
                               + ",".join(withheld) + " ") for run in runs), runs
     fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
