@@ -25,7 +25,8 @@ step's, so the phases add up to the step exactly):
 Across programs (``%globaltimer``, one clock for the GPU): ``publish_spread_ns``, how far apart the
 programs' ``state_out`` of one step are, and ``after_last_publish_ns``, how long after the step's
 last producer published a program's first load had arrived (negative: it arrived before the last
-word could have, and a reload followed). :func:`timer_resolution_ns` reports the timer's observed
+word could have, and a reload followed); :func:`last_publishers`, whether one program is the late
+one step after step. :func:`timer_resolution_ns` reports the timer's observed
 granularity, which bounds what those two can resolve.
 
 **What is timed beside it.** The traced kernel is its own compilation (a stamp is a clock read and
@@ -158,6 +159,20 @@ def summary(table: pd.DataFrame, ghz: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def last_publishers(trace: np.ndarray, warmup: int = WARMUP_STEPS) -> pd.DataFrame:
+    """Per program: ``last_share``, the share of steps (from ``warmup`` on) in which it published its
+    h last of all programs (``state_out_ns``; every program 1/P where the lateness is random, one
+    program near 1 where a step waits for the same one), and ``median_lag_ns``, how long after the
+    step's first publish its own came, median over steps; sorted latest first."""
+    _check(trace)
+    first = max(warmup, 2)
+    published = trace[:, first:, _event("state_out_ns")]
+    last = np.bincount(published.argmax(0), minlength=trace.shape[0]) / published.shape[1]
+    lag = np.median(published - published.min(0), axis=1)
+    return (pd.DataFrame({"program": np.arange(trace.shape[0]), "last_share": last, "median_lag_ns": lag})
+            .sort_values(["last_share", "median_lag_ns"], ascending=False, ignore_index=True))
+
+
 def per_step(table: pd.DataFrame) -> pd.DataFrame:
     """The median over programs of every column of :func:`phases`' ``table``, one row per step."""
     return table.drop(columns="program").groupby("step").median().reset_index()
@@ -226,7 +241,11 @@ def render(results: list[dict], device_name: str) -> str:
                   f"{timing['untraced_q75_us']:.3f}), traced {timing['traced_us_per_step']:.3f} "
                   f"({timing['traced_q25_us']:.3f}-{timing['traced_q75_us']:.3f})",
                   f"- SM clock {result['ghz']:.3f} GHz (from the trace); %globaltimer resolution "
-                  f"{result['resolution_ns']} ns", "",
+                  f"{result['resolution_ns']} ns",
+                  "- last to publish: " + ", ".join(
+                      f"program {row.program} in {row.last_share:.0%} of steps (median {row.median_lag_ns:.0f} ns "
+                      "after the first)" for row in result["late"].head(3).itertuples())
+                  + f" (each {1 / timing['programs']:.0%} if it were random)", "",
                   "| phase | unit | median | q25 | q75 | mean | median ns | share | negative |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for row in result["summary"].itertuples():
@@ -293,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             table = phases(trace)
             result = key | {"timings": timings, "ghz": clock_ghz(trace), "resolution_ns": timer_resolution_ns(trace)}
             result["summary"] = summary(table, result["ghz"])
+            result["late"] = last_publishers(trace)
             results.append(result)
             steps_frames.append(per_step(table).assign(**key))
             summaries.append(result["summary"].assign(**key, **timings, ghz=result["ghz"],

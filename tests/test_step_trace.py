@@ -79,6 +79,18 @@ def test_cross_program_columns_say_how_late_the_last_producer_was():
     assert table.loc[(0, 10), "after_last_publish_ns"] == trace[0, 10, arrived] - trace[1, 9, published] < 0
 
 
+def test_the_program_that_publishes_last_is_found_and_its_lag_measured():
+    trace = _synthetic(step_trace.TAGGED_PHASES, TAGGED_CYCLES, programs=3, ghz=1.0)
+    published = EVENTS.index("state_out_ns")
+    trace[..., published] = trace[0, :, published]  # all publish together ...
+    trace[2, 10:, published] += 300  # ... but program 2, late from step 10 on
+    trace[1, 5:10, published] += 100  # and program 1 for steps 5-9
+    late = step_trace.last_publishers(trace, warmup=2)
+    assert late["program"].tolist()[:2] == [2, 1]
+    assert late.loc[0, "last_share"] == pytest.approx(10 / 18) and late.loc[1, "last_share"] == pytest.approx(5 / 18)
+    assert late.loc[0, "median_lag_ns"] == 300 and late.loc[1, "median_lag_ns"] == 0
+
+
 def test_a_stamp_out_of_order_is_counted_as_negative():
     trace = _synthetic(step_trace.TAGGED_PHASES, TAGGED_CYCLES)
     trace[1, 12, EVENTS.index("loader_handed")] = trace[1, 12, EVENTS.index("loader_fresh")] - 1
@@ -106,8 +118,10 @@ def test_the_report_names_every_phase_and_both_timings():
                                   for stat, value in (("us_per_step", 2.4), ("q25_us", 2.3), ("q75_us", 2.5))}
     text = step_trace.render([{"cell": "lstm", "hidden_size": 768, "batch": 16, "dtype": "bfloat16",
                                "variant": "real_gluon_tagged", "steps": 20, "timings": timings, "ghz": 2.0,
-                               "resolution_ns": 32, "summary": summary}], "NVIDIA H100")
-    for name in [*TAGGED_CYCLES, "step_cycles", "after_last_publish_ns", "untraced 2.400", "traced 2.400"]:
+                               "resolution_ns": 32, "summary": summary, "late": step_trace.last_publishers(trace)}],
+                             "NVIDIA H100")
+    for name in [*TAGGED_CYCLES, "step_cycles", "after_last_publish_ns", "untraced 2.400", "traced 2.400",
+                 "last to publish: program "]:
         assert name in text, name
 
 
@@ -183,3 +197,4 @@ def test_on_gpu_a_traced_forward_computes_what_the_untraced_one_does(monkeypatch
     assert (table[phase_names] >= 0).all().all(), table[phase_names].min()
     assert (table["step_cycles"] == table[phase_names].sum(axis=1)).all()
     assert 0.5 < step_trace.clock_ghz(trace, warmup=2) < 3.0
+    assert step_trace.last_publishers(trace, warmup=2)["last_share"].sum() == pytest.approx(1.0)
