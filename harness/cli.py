@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "were renamed since the run (OLD= leaves a variant out; see calibration.rename_variants)")
     kernels.add_argument("--calibration", metavar="FILE", help="with --cost: calibration to apply, or to write with "
                          "--calibrate (default reports/aot/cost-calibration-TARGET.json; 'none': the raw estimate)")
+    kernels.add_argument("--overlapped-projection", action="store_true",
+                         help="with --cost: the LSTM's input projection beside the Gluon forward where it can "
+                         "(plan.overlapped_projection; off by default): only its first chunk's GEMM on the call's path")
     kernels.add_argument("--latencies", metavar="FILE", help="with --cost: a latency-table JSON to estimate with instead "
                          "of the model's (what rnnbench.kernels.latency_probe --adopt writes; 'prior': the papers' "
                          "table; default reports/aot/cost-latencies-TARGET.json where it exists)")
@@ -294,7 +297,11 @@ def _cost(args, arch: int) -> int:
             mismatch = applied.table_mismatch(arch, latency_table)
             if mismatch:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
-        table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied, latency_table=latency_table)
+        from rnnbench.kernels.plan import overlapped_projection
+
+        with overlapped_projection(True if args.overlapped_projection else None):
+            table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied,
+                               latency_table=latency_table)
         if args.ablation_renames and not args.ablation:
             raise ValueError("--ablation-renames renames a measured ablation's variants: give --ablation too")
         if args.ablation and not args.calibrate:

@@ -782,3 +782,19 @@ def test_a_tagged_estimate_is_read_at_the_measured_reload_rate():
         table = pd.read_csv(Path(__file__).parent.parent / "reports" / "aot" / f"cost-sm_90-triton{version}.csv")
         tagged = table[table.tagged_exchange.fillna(False).astype(bool)]
         assert len(tagged) and (tagged.tagged_reloads_per_step == cost.TAGGED_RELOADS_PER_STEP).all(), version
+
+
+def test_the_projection_beside_the_kernel_leaves_only_its_first_chunk_on_the_calls_path():
+    """With :func:`rnnbench.kernels.plan.overlapped_projection` the forward's GEMM term keeps the first
+    chunk's share of the call (32 of 1024 steps); the backward's GEMMs, a plain kernel's projection
+    and the default (off) keep all of it."""
+    from rnnbench.kernels.cost import serial_projection_share
+    from rnnbench.kernels.plan import OVERLAPPED_CHUNK_STEPS, overlapped_projection, plan_gluon
+
+    gluon = plan_gluon("lstm", 768, 16, torch.bfloat16, 132)
+    plain = dataclasses.replace(gluon, path="cooperative")
+    assert serial_projection_share(gluon, "fwd", 1024) == 1.0
+    with overlapped_projection(True):
+        assert serial_projection_share(gluon, "fwd", 1024) == OVERLAPPED_CHUNK_STEPS / 1024
+        assert serial_projection_share(gluon, "fwd_train", 16) == 1.0  # one chunk: all of it
+        assert serial_projection_share(gluon, "bwd", 1024) == serial_projection_share(plain, "fwd", 1024) == 1.0
