@@ -17,9 +17,10 @@ starts as soon as the first C steps are projected: a GPU that runs the two strea
 other (``CUDA_LAUNCH_BLOCKING=1``) would run the recurrence before the later GEMMs and time out
 waiting for them, so :func:`overlap_refusal` refuses it there. The main stream waits for the
 second one after the launch (so what follows the layer, and a CUDA graph, see the whole
-projection done). The GEMMs project more than half the steps of a call of T > 2C in their last
-launch; each needs about a 14th of the time the recurrence takes for the same steps (H=768, B=16,
-84 free SMs against 48), so the kernel rarely waits after the first chunk.
+projection done). Each GEMM is as long as all before it (the last about half the call), and takes
+about a 12th of the time the recurrence needs for the same steps (H=768, B=16: the cost model's
+0.126 µs a step on 132 SMs, ~0.2 on the 84 the recurrence leaves free, against ~2.4), so after the
+first chunk the kernel finds every flag set.
 
 Without CUDA the GEMMs run in order on the tensors' device (what ``tests/test_overlapped_projection.py``
 checks of the chunking on CPU); the layer does not take this path there (:func:`overlap_refusal`).
