@@ -74,6 +74,8 @@ QUESTIONS = (
              "real_gluon_tagged_four_loaders"),
     Question("Gluon forward tagged, its MMAs in two accumulator chains instead of one", "real_gluon_tagged",
              "real_gluon_tagged_two_chains"),
+    Question("Gluon forward tagged, its loader handing the state over in four groups of tiles instead of at once",
+             "real_gluon_tagged", "real_gluon_tagged_groups_4"),
 )
 
 

@@ -242,11 +242,20 @@ def ablation_comparison(measured_csv: str | Path, estimate_csv: str | Path, rena
         columns="variant")
 
 
+#: step-ablation variants left out of the fit: kernels whose time the model has no term for, so
+#: their rows would bend the factors of the terms it has. The four one-warp loaders wait for
+#: instructions (12.7 % ``no_inst`` in the H200's profile of a 5304-instruction loop) and each reloads
+#: on its own; the hand-over in groups overlaps the MMAs with the later groups' loads, which the model
+#: runs one after the other, and charges a reload to every group (its estimate at the anchor, Triton
+#: 3.6: 5.37 µs against the one hand-over's 2.67). Their measured rows stay in the ablation report.
+UNMODELLED_VARIANTS = ("real_gluon_tagged_four_loaders", "real_gluon_tagged_groups_4")
+
+
 def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path, str | Path] | None = None,
         latency_table=None, renames: dict[str, str] | None = None) -> tuple[Calibration, object]:
     """Fit per-term factors of ``table`` (a raw cost table) to the measurements in ``results_csv``
     and, given ``ablation = (measured CSV, estimate CSV)``, to a step ablation's variants too
-    (``renames``: :func:`rename_variants` of its measured rows);
+    (``renames``: :func:`rename_variants` of its measured rows; :data:`UNMODELLED_VARIANTS` left out);
     returns the calibration and the per-row comparison (measured, raw, calibrated, relative errors);
     ``latency_table``: the table ``table`` was computed with, where not the model's."""
     import pandas as pd
@@ -256,6 +265,7 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
         raise ValueError(f"no measured shape of {results_csv} matches a planned shape of the cost table")
     if ablation is not None:
         variants = ablation_comparison(*ablation, renames=renames)
+        variants = variants[~variants.path.isin(UNMODELLED_VARIANTS)]
         if variants.empty:
             raise ValueError(f"no measured variant of {ablation[0]} matches an estimated one of {ablation[1]}")
         joined = pd.concat([joined, variants], ignore_index=True)

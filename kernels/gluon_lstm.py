@@ -476,7 +476,7 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
 @gluon.jit
 def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
                    H_PAD: gl.constexpr, LOADERS: gl.constexpr, WARP: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0,
-                   trace_ptr=None, TRACE: gl.constexpr = False):
+                   trace_ptr=None, TRACE: gl.constexpr = False, GROUP_TILES: gl.constexpr = 0):
     """Loader ``WARP`` of the tagged exchange's ``LOADERS`` (4: one-warp partitions; 1: one partition
     of :data:`LOADER_WARPS` warps, whose reductions cross them), beside :func:`_recurrence`: for
     every step, tiles ``WARP``, ``WARP + LOADERS``, ... of this
@@ -493,10 +493,20 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     ``POLL_DELAY_NS``: a pause between ``h_free`` and the first load of every step but the first
     (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so that programs publishing a little later
     than this one have landed. ``TRACE``: loader ``0`` records its events
-    (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr``."""
+    (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr`` (grouped: the first group's first load,
+    the last group's fresh words and arrival).
+
+    ``GROUP_TILES > 0`` (one loader, :func:`rnnbench.kernels.plan.tagged_groups`): every load of the
+    step is issued first, then the tiles are handed over in groups of ``GROUP_TILES`` consecutive ones
+    (the last maybe smaller), each checked and reloaded until fresh, stored, fenced and announced on
+    ``bars[group]`` on its own, so :func:`_recurrent_product` (which waits copy by copy) starts on the
+    first group's tiles while the later ones are still arriving or being reloaded."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     TRACED: gl.constexpr = TRACE and WARP == 0
     TILES: gl.constexpr = (K_TILES - WARP + LOADERS - 1) // LOADERS
+    gl.static_assert(GROUP_TILES == 0 or LOADERS == 1, "the hand-over in groups is one loader's")
+    PER_GROUP: gl.constexpr = TILES if GROUP_TILES == 0 else GROUP_TILES
+    GROUPS: gl.constexpr = (TILES + PER_GROUP - 1) // PER_GROUP
     PAIRS: gl.constexpr = _K_TILE // 2
     WARPS: gl.constexpr = LOADER_WARPS // LOADERS
     # (BLOCK_B = 16 rows, 32 pairs) a tile: 4 pairs (16 bytes, one vector load) a thread in each of
@@ -517,27 +527,77 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
         if TRACED:
             ev.record(trace_ptr, s, lane, ev.LOADER_START, clock64(lane))
         polls = 0
-        if s == 0:  # h0, unchecked
-            pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, TILES, LOADERS * PAIRS)
-        else:  # step s reads slot (s+1) % 2, tagged s
-            if POLL_DELAY_NS > 0:
-                _pause(lane, POLL_DELAY_NS)
-            slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
-            pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, TILES, LOADERS * PAIRS), slot_ptr,
-                                        offsets, s, status_ptr, lane, TILES, LOADERS * PAIRS, trace_ptr, TRACED)
-        if TRACED:
-            ev.record(trace_ptr, s, lane, ev.LOADER_FRESH, clock64(lane))
-        for t in gl.static_range(TILES):
-            _as_pairs(h_smem[WARP + t * LOADERS], _PAIRS_LAYOUT).store(pairs[t])
-        fence_async_shared()
-        cta_barrier()  # every thread of this loader has stored its tiles
-        mbarrier.arrive(bars.index(0))
+        if GROUPS == 1:
+            if s == 0:  # h0, unchecked
+                pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, TILES, LOADERS * PAIRS)
+            else:  # step s reads slot (s+1) % 2, tagged s
+                if POLL_DELAY_NS > 0:
+                    _pause(lane, POLL_DELAY_NS)
+                slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
+                pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, TILES, LOADERS * PAIRS), slot_ptr,
+                                            offsets, s, status_ptr, lane, TILES, LOADERS * PAIRS, trace_ptr, TRACED)
+            if TRACED:
+                ev.record(trace_ptr, s, lane, ev.LOADER_FRESH, clock64(lane))
+            for t in gl.static_range(TILES):
+                _as_pairs(h_smem[WARP + t * LOADERS], _PAIRS_LAYOUT).store(pairs[t])
+            fence_async_shared()
+            cta_barrier()  # every thread of this loader has stored its tiles
+            mbarrier.arrive(bars.index(0))
+        else:
+            polls = _hand_over_groups(pairs_ptr, slot_pairs, offsets, s, status_ptr, lane, h_smem, bars, TILES,
+                                      PER_GROUP, GROUPS, PAIRS, POLL_DELAY_NS, trace_ptr, TRACED)
         if TRACED:
             ev.record(trace_ptr, s, lane, ev.LOADER_HANDED, clock64(lane))
             ev.record(trace_ptr, s, lane, ev.POLLS, polls)
         extra_polls += polls
     if extra_polls != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
         gl.atomic_add(status_ptr + _EXTRA_POLLS + WARP, extra_polls, sem="relaxed", scope="gpu")
+
+
+@gluon.jit
+def _hand_over_groups(pairs_ptr, slot_pairs, offsets, s, status_ptr, lane, h_smem, bars, TILES: gl.constexpr,
+                      PER_GROUP: gl.constexpr, GROUPS: gl.constexpr, PAIRS: gl.constexpr,
+                      POLL_DELAY_NS: gl.constexpr, trace_ptr, TRACED: gl.constexpr):
+    """One step of :func:`_tagged_loader` (one loader) handing the state over in ``GROUPS`` groups of
+    ``PER_GROUP`` consecutive tiles (the last maybe fewer): all of the step's loads issued first
+    (step 0: ``h0``, unchecked), then :func:`_hand_over_group` for each group in turn. Returns the
+    step's reloads (all groups')."""
+    # step s reads slot (s+1) % 2, tagged s; step 0 reads h0 from slot 2
+    slot_ptr = pairs_ptr + ((s + 1) % 2 + (s == 0).to(gl.int32)) * slot_pairs
+    if s > 0:
+        if POLL_DELAY_NS > 0:
+            _pause(lane, POLL_DELAY_NS)
+    pairs = _load_pairs(slot_ptr, offsets, TILES, PAIRS)
+    polls = 0
+    for g in gl.static_range(GROUPS):
+        polls += _hand_over_group(pairs, slot_ptr, offsets, s, status_ptr, lane, h_smem, bars, g, g * PER_GROUP,
+                                  min(PER_GROUP, TILES - g * PER_GROUP), PAIRS, trace_ptr, TRACED, GROUPS)
+    return polls
+
+
+@gluon.jit
+def _hand_over_group(pairs, slot_ptr, offsets, s, status_ptr, lane, h_smem, bars, GROUP: gl.constexpr,
+                     FIRST: gl.constexpr, COUNT: gl.constexpr, PAIRS: gl.constexpr, trace_ptr, TRACED: gl.constexpr,
+                     GROUPS: gl.constexpr):
+    """Tiles ``FIRST .. FIRST + COUNT - 1`` of the step's loaded ``pairs``: made fresh (from step 1 on;
+    :func:`_fresh_pairs` on these tiles only), stored into their tiles of ``h_smem``, fenced and
+    announced on ``bars[GROUP]``. Returns their reloads. ``TRACED``: the first group's first load and
+    the last group's fresh words are the step's (:mod:`rnnbench.kernels.trace_events`)."""
+    group = ()
+    for k in gl.static_range(COUNT):
+        group = group + (pairs[FIRST + k],)
+    polls = 0
+    if s > 0:
+        group, polls = _fresh_pairs(group, slot_ptr + FIRST * PAIRS, offsets, s, status_ptr, lane, COUNT, PAIRS,
+                                    trace_ptr, TRACED and GROUP == 0)
+    if TRACED and GROUP == GROUPS - 1:
+        ev.record(trace_ptr, s, lane, ev.LOADER_FRESH, clock64(lane))
+    for k in gl.static_range(COUNT):
+        _as_pairs(h_smem[FIRST + k], _PAIRS_LAYOUT).store(group[k])
+    fence_async_shared()
+    cta_barrier()  # every thread of this loader has stored the group's tiles
+    mbarrier.arrive(bars.index(GROUP))
+    return polls
 
 
 @gluon.jit
@@ -757,6 +817,7 @@ def lstm_forward_gluon_kernel(
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
     LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1, TRACE: gl.constexpr = False, XG_CHUNK: gl.constexpr = 0,
+    GROUPS: gl.constexpr = 1,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -804,8 +865,11 @@ def lstm_forward_gluon_kernel(
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
     # the tagged loader hands the state over in one copy: it holds every tile in registers before it
     # stores any, so more copies would add only their fences and barriers (model, H=768 B=16: 0.07 µs
-    # a step with Triton 3.9, 0.10 with 3.6, against copies of PER_COPY tiles)
-    STATE_PER_COPY: gl.constexpr = K_TILES if TAGGED else PER_COPY
+    # a step with Triton 3.9, 0.10 with 3.6, against copies of PER_COPY tiles); or, with GROUPS > 1
+    # (plan.tagged_groups), in that many copies, each handed over as soon as its words are fresh
+    gl.static_assert(GROUPS == 1 or (TAGGED and LOADERS == 1 and MMA_CHAINS == 1),
+                     "the hand-over in groups is the tagged exchange's one loader's, with one MMA chain")
+    STATE_PER_COPY: gl.constexpr = ((K_TILES + GROUPS - 1) // GROUPS) if TAGGED else PER_COPY
     COPIES: gl.constexpr = (K_TILES + STATE_PER_COPY - 1) // STATE_PER_COPY
     dtype: gl.constexpr = y_ptr.dtype.element_ty
     scratch_layout: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0, 1])
@@ -919,7 +983,8 @@ def lstm_forward_gluon_kernel(
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
                                    GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
-                                      LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE)),
+                                      LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE,
+                                      STATE_PER_COPY if GROUPS > 1 else 0)),
                 ], [LOADER_WARPS], [LOADER_WARP_REGISTERS])
         else:
             _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
@@ -1000,11 +1065,13 @@ def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tenso
 def _tagged(tagged: bool) -> dict:
     """The kernel's constexprs of the tagged exchange: on or off, its loaders' poll delay as
     :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange) and their
-    partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them, and the recurrence's MMA
-    chains as :func:`rnnbench.kernels.plan.mma_chains` does (1 without the exchange)."""
+    partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them, the recurrence's MMA
+    chains as :func:`rnnbench.kernels.plan.mma_chains` does and the loader's groups as
+    :func:`rnnbench.kernels.plan.tagged_groups` does (1 each without the exchange)."""
     return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
             "LOADERS": plan_module.GLUON_TAGGED_LOADERS if tagged else 4,
-            "MMA_CHAINS": plan_module.GLUON_MMA_CHAINS if tagged else 1}
+            "MMA_CHAINS": plan_module.GLUON_MMA_CHAINS if tagged else 1,
+            "GROUPS": plan_module.GLUON_TAGGED_GROUPS if tagged else 1}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,

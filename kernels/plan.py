@@ -882,13 +882,22 @@ TAGGED_LOADER_COUNTS = (1, 4)
 #: also sum the product in another order than the barrier kernel, so they are not bit for bit
 GLUON_MMA_CHAINS = 1
 MMA_CHAIN_COUNTS = (1, 2)
+#: groups of tiles the tagged exchange's loader hands over one after another (:func:`tagged_groups`;
+#: :func:`rnnbench.kernels.gluon_lstm._tagged_loader`): 1, the whole state at once once every word of
+#: it is fresh, or G, each of G groups of consecutive tiles (the last maybe smaller) checked, stored
+#: and announced on an mbarrier of its own as soon as its own words are fresh, so the recurrence's
+#: MMAs on the first tiles run while the later ones are still arriving (one loader partition only).
+#: 1 until a GPU has timed 4 (``real_gluon_tagged_groups_4``); the MMAs' order and sums are the same
+GLUON_TAGGED_GROUPS = 1
+TAGGED_GROUP_COUNTS = (1, 2, 4)
 
 
 @contextlib.contextmanager
 def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
     after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange`,
-    :func:`tagged_poll_delay`, :func:`tagged_loaders` and :func:`mma_chains` switch)."""
+    :func:`tagged_poll_delay`, :func:`tagged_loaders`, :func:`mma_chains`, :func:`tagged_groups` and
+    :func:`overlapped_projection` switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -959,6 +968,15 @@ def tagged_loaders(count: int | None):
     if count is not None and count not in TAGGED_LOADER_COUNTS:
         raise ValueError(f"the tagged exchange's loaders must be one of {TAGGED_LOADER_COUNTS}, got {count!r}")
     return _overriding("GLUON_TAGGED_LOADERS", count)
+
+
+def tagged_groups(count: int | None):
+    """Within the block, :data:`GLUON_TAGGED_GROUPS` is ``count`` (one of :data:`TAGGED_GROUP_COUNTS`;
+    None: left as it is), restored after: the tagged exchange's hand-over in groups of tiles as
+    compiled and launched there (the step ablation's ``real_gluon_tagged_groups_4``)."""
+    if count is not None and count not in TAGGED_GROUP_COUNTS:
+        raise ValueError(f"the tagged loader's groups must be one of {TAGGED_GROUP_COUNTS}, got {count!r}")
+    return _overriding("GLUON_TAGGED_GROUPS", count)
 
 
 def mma_chains(count: int | None):

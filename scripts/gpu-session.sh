@@ -13,14 +13,17 @@
 #                        test_tagged_exchange.py, test_triton_kernels.py,
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
 #                        test_memory_breakdown.py, test_step_trace.py, test_overlapped_projection.py),
-#                        but the tests marked fused_input, tagged_exchange, mma_chains or
-#                        overlapped_projection
+#                        but the tests marked fused_input, tagged_exchange, mma_chains,
+#                        tagged_groups or overlapped_projection
 #   gpu-tests-tagged.xml/.log, gpu-tests-fused.xml/.log  those: the Gluon forward with the tagged
 #                        exchange (75 s, first: the planner takes it in inference up to H=768; where its tests fail
 #                        every later stage runs the grid barrier, RNNBENCH_TAGGED_EXCHANGE=off), and
 #                        with its input projection fused (90 s, after the others)
 #   gpu-tests-chains.xml/.log  the tagged forward's two MMA chains (60 s, last, only where the tagged
 #                        exchange passed; where they fail the ablation leaves out only their variant)
+#   gpu-tests-groups.xml/.log  the tagged loader's hand-over in groups of tiles (60 s, after the chains'
+#                        and like them only where the tagged exchange passed; where they fail the
+#                        ablation leaves out only real_gluon_tagged_groups_4)
 #   gpu-tests-overlapped.xml/.log  the input projection beside the Gluon forward (45 s, after the
 #                        fused input's; where they fail the gpu-fused suite withholds triton-overlapped)
 #                        (a stage each: a hang costs no other test; where one fails,
@@ -108,7 +111,8 @@ if wants tests; then
     tail -n 15 "$DIR/gpu-tests-tagged.log"
     [ "$TAGGED_RC" -eq 0 ] || export RNNBENCH_TAGGED_EXCHANGE=off
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        -m "not fused_input and not tagged_exchange and not mma_chains and not overlapped_projection" $TESTS \
+        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not overlapped_projection" \
+        $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
     # the fused input projection, never run on a GPU but once (7caf667: its kernel tests passed, two
@@ -124,6 +128,11 @@ if wants tests; then
             -m mma_chains tests/test_kernels_gpu.py > "$DIR/gpu-tests-chains.log" 2>&1
         CHAINS_RC=$?
         tail -n 10 "$DIR/gpu-tests-chains.log"
+        # and its loader handing the state over in groups of tiles (off by default, never run)
+        stage gpu-tests-groups 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-groups.xml" \
+            -m tagged_groups tests/test_kernels_gpu.py > "$DIR/gpu-tests-groups.log" 2>&1
+        GROUPS_RC=$?
+        tail -n 10 "$DIR/gpu-tests-groups.log"
     fi
     # the input projection beside the Gluon forward (off by default, never run): its own stage too
     stage gpu-tests-overlapped 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
@@ -144,11 +153,17 @@ if [ "$FUSED_OK" = 0 ]; then
 fi
 if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured; the planner runs the grid barrier (RNNBENCH_TAGGED_EXCHANGE=off)"
-    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged
-elif [ "${CHAINS_RC:-0}" -ne 0 ]; then
-    note "the tagged forward's two MMA chains failed their tests (exit $CHAINS_RC): not timed"
-    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_two_chains
+else
+    if [ "${CHAINS_RC:-0}" -ne 0 ]; then
+        note "the tagged forward's two MMA chains failed their tests (exit $CHAINS_RC): not timed"
+        LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_two_chains
+    fi
+    if [ "${GROUPS_RC:-0}" -ne 0 ]; then
+        note "the tagged loader's hand-over in groups failed its tests (exit $GROUPS_RC): not timed"
+        LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_groups_4
+    fi
 fi
 if [ "${OVERLAPPED_RC:-0}" -ne 0 ]; then
     note "the overlapped input projection failed its tests (exit $OVERLAPPED_RC): not measured"

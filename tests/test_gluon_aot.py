@@ -494,3 +494,41 @@ def test_the_forward_beside_an_overlapped_projection_polls_its_flags_with_acquir
     for (tagged, chunk), (spills, registers, ptx) in zip(cases, compile_all(90, cases, job=_overlapped_ptx)):
         assert spills == 0 and registers <= 255, (tagged, chunk, spills, registers)
         assert ptx.count("ld.global.acquire.gpu.b32") == (4 if chunk else 0), (tagged, chunk)
+
+
+def _grouped_sass(groups: int, arch: int = 90) -> tuple:
+    """``(spill bytes, registers, SASS)`` of the tagged Gluon forward at H=768 B=16 with its loader
+    handing the state over in ``groups`` groups (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_groups
+    from rnnbench.kernels.sass import disassemble
+
+    with tagged_exchange(True), tagged_groups(groups):
+        compiled = compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=False,
+                                   has_lengths=False, arch=arch)
+    registers, spills = cubin_resources(compiled.asm["cubin"])
+    return spills, registers, disassemble(compiled.asm["cubin"])
+
+
+def test_the_tagged_loaders_hand_over_in_groups_arrives_once_a_group_after_loading_every_tile():
+    """:func:`rnnbench.kernels.plan.tagged_groups` (4) at the anchor: the loader issues the step's 12
+    volatile vector loads before its first staleness reduction, arrives on an mbarrier per group
+    (4 where one hand-over arrives once; the recurrence's arrival on ``h_free`` and the step-0 path
+    are the same in both), the recurrence waits once per group, and nothing spills."""
+    from rnnbench.kernels.sass import parse
+
+    (spills_1, _, one), (spills, registers, grouped) = compile_all(90, [1, 4], job=_grouped_sass)
+    assert spills == spills_1 == 0 and registers <= 255
+
+    def counts(text):
+        instructions = parse(text)
+        arrivals = sum(ins.opcode.startswith("SYNCS.ARRIVE") for ins in instructions)
+        waits = sum(ins.opcode.startswith("SYNCS.PHASECHK") for ins in instructions)
+        first_shuffle = next(i for i, ins in enumerate(instructions) if ins.base == "SHFL")
+        loads_before = sum(ins.base == "LDG" and "SYS" in ins.modifiers for ins in instructions[:first_shuffle])
+        return arrivals, waits, loads_before
+
+    (arrivals_1, waits_1, _), (arrivals, waits, loads_before) = counts(one), counts(grouped)
+    assert arrivals - arrivals_1 == 3 and waits > waits_1, (arrivals_1, arrivals, waits_1, waits)
+    assert loads_before >= 12, loads_before

@@ -528,6 +528,23 @@ def test_a_step_ablation_separates_terms_the_suite_cannot(tmp_path):
     assert "ablation" in fitted.source
 
 
+def test_variants_the_model_cannot_represent_stay_out_of_the_fit(tmp_path):
+    """:data:`rnnbench.kernels.calibration.UNMODELLED_VARIANTS` (the four one-warp loaders, the
+    hand-over in groups): their rows, however far off, change no factor and are not compared."""
+    table = _synthetic_table()
+    results = _results_csv(tmp_path, table, 2.0, 0.5)
+    measured, estimated = _ablation_csvs(tmp_path, 0.6)
+    clean, _ = calibration.fit(table, results, "sm_90", ablation=(measured, estimated))
+    for path, us in ((measured, 50.0), (estimated, 1.0)):
+        rows = pd.read_csv(path)
+        extra = rows.iloc[:1].assign(variant="real_gluon_tagged_groups_4", us_per_step=us, t_l2_load=us)
+        pd.concat([rows, extra]).to_csv(path, index=False)
+    fitted, compared = calibration.fit(table, results, "sm_90", ablation=(measured, estimated))
+    assert fitted.scales == clean.scales and fitted.rows == clean.rows
+    assert "real_gluon_tagged_groups_4" not in set(compared.path)
+    assert "real_gluon_tagged_groups_4" in set(calibration.ablation_comparison(measured, estimated).path)
+
+
 def test_the_ablation_needs_its_estimate_of_this_version(tmp_path):
     measured, _ = _ablation_csvs(tmp_path, 1.0)
     old = tmp_path / "old-estimate.csv"

@@ -423,6 +423,21 @@ def test_the_tagged_forwards_two_mma_chains_agree_with_one(monkeypatch, hidden_s
                                           bit_for_bit=False)
 
 
+@pytest.mark.tagged_groups
+@pytest.mark.parametrize("groups", [4, 2])
+@pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 48, 7), (256, 16, 9)])
+def test_the_tagged_loaders_hand_over_in_groups_matches_the_barrier_kernel_bit_for_bit(monkeypatch, groups, hidden_size,
+                                                                                        batch, steps):
+    """The tagged loader handing the state over in groups of tiles (:func:`rnnbench.kernels.plan.tagged_groups`,
+    the step ablation's ``real_gluon_tagged_groups_4``): 4 groups of 3 tiles at the anchor, of 2, 2
+    and 1 at H=320 (5 tiles; 3 row blocks), of one tile each at H=256. The MMAs read the same tiles
+    in the same order into one accumulator, so the outputs are the barrier kernel's bit for bit."""
+    from rnnbench.kernels.plan import tagged_groups
+
+    with tagged_groups(groups):
+        _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
+
+
 def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions, bit_for_bit=True):
     """The Gluon forward exchanging its state as compact words (its loader polls the values, no grid
     barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
