@@ -51,7 +51,7 @@
 #                        (WEIGHT_GRADS, default: addmm, the cuBLAS one shipped before the Triton GEMM)
 #   memory-breakdown-triton-fused.json/.log  the Triton peaks (H=512/768, B=16/64, fwd and fwd_bwd)
 #                        with the Gluon forward's input projection fused, where its tests passed
-#   gpu-fused/, gpu-fused.log  the gpu-fused suite (40 s to precompile, 60 to run; where the tests
+#   gpu-fused/, gpu-fused.log  the gpu-fused suite (40 s to precompile, 90 to run; where the tests
 #                        of either kernel passed): the whole call with the input projection fused
 #                        and with the tagged exchange against the planner's and torch.nn
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
@@ -205,7 +205,7 @@ if wants fused && { [ "$FUSED_OK" = 1 ] || [ "$TAGGED_OK" = 1 ]; }; then
     # its warp-specialised kernels compile in parallel first (they launch too: after the tests passed)
     stage precompile-fused 40 "$PY" -m rnnbench precompile gpu-fused --device cuda --jobs 8 \
         > "$DIR/precompile-fused.log" 2>&1
-    stage suite-fused 60 "$PY" -m rnnbench run gpu-fused --device cuda --out "$DIR/gpu-fused" --resume --no-progress \
+    stage suite-fused 90 "$PY" -m rnnbench run gpu-fused --device cuda --out "$DIR/gpu-fused" --resume --no-progress \
         > "$DIR/gpu-fused.log" 2>&1
     tail -n 5 "$DIR/gpu-fused.log"
 fi
