@@ -39,9 +39,10 @@
 #                        where the checkout has it), ABLATION_S seconds (default 120); its never-run
 #                        variants (step_bench.DEFERRED) after every shape's others
 #   trace/, trace.log    the tagged and the barrier Gluon forward traced inside the kernel at H=768
-#                        and 256, B=16 (rnnbench.kernels.step_trace, 60 s): each step's cycles by
+#                        and 256, B=16 (rnnbench.kernels.step_trace, 90 s): each step's cycles by
 #                        phase (load, reloads, hand-over, MMAs, gates), trace.md, trace-*.csv;
-#                        the tagged one only where its tests passed
+#                        the tagged one only where its tests passed, its two MMA chains and its
+#                        hand-over in groups where theirs did
 #   memory-breakdown-BACKEND.json/.log  the blocks alive at the peak of one LSTM call (bf16,
 #                        H=64/768, B=16/64, T=1024, fwd and fwd_bwd) by allocating line, Triton
 #                        and torch.nn (rnnbench.harness.memory_breakdown)
@@ -194,9 +195,15 @@ fi
 
 # then where the step's cycles go, stamped inside the kernel: what to change next in it
 if wants trace && [ -f kernels/step_trace.py ]; then
+    # the tagged forward where its tests passed, and its variants where theirs did (every variant at the
+    # anchor first: a trace cut by its limit keeps those)
     TRACE_VARIANTS=real_gluon
-    [ "$TAGGED_OK" = 1 ] && TRACE_VARIANTS=real_gluon_tagged,real_gluon
-    stage trace 60 "$PY" -m rnnbench.kernels.step_trace --out "$DIR/trace" --variants "$TRACE_VARIANTS" \
+    if [ "$TAGGED_OK" = 1 ]; then
+        TRACE_VARIANTS=real_gluon_tagged,real_gluon
+        [ "${CHAINS_RC:-1}" -eq 0 ] && TRACE_VARIANTS=$TRACE_VARIANTS,real_gluon_tagged_two_chains
+        [ "${GROUPS_RC:-1}" -eq 0 ] && TRACE_VARIANTS=$TRACE_VARIANTS,real_gluon_tagged_groups_4
+    fi
+    stage trace 90 "$PY" -m rnnbench.kernels.step_trace --out "$DIR/trace" --variants "$TRACE_VARIANTS" \
         > "$DIR/trace.log" 2>&1
     tail -n 5 "$DIR/trace.log"
 fi

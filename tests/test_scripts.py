@@ -190,7 +190,9 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
         tagged_variants if not tagged_tests_pass else own)
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
     (traced,) = [run for run in runs if "rnnbench.kernels.step_trace" in run]
-    assert f"--variants {'real_gluon_tagged,' if tagged_tests_pass else ''}real_gluon " in traced, traced
+    variants = ["real_gluon_tagged", "real_gluon"] + (["real_gluon_tagged_two_chains"] if chains_tests_pass else []) \
+        + (["real_gluon_tagged_groups_4"] if groups_tests_pass else []) if tagged_tests_pass else ["real_gluon"]
+    assert f"--variants {','.join(variants)} " in traced, traced
     withheld = (["triton-fused"] if not fused_tests_pass else []) + (["triton-tagged"] if not tagged_tests_pass else []) \
         + (["triton-overlapped"] if not overlapped_tests_pass else [])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
