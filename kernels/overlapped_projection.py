@@ -28,11 +28,14 @@ checks of the chunking on CPU); the layer does not take this path there (:func:`
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
 import triton
 import triton.language as tl
+
+from rnnbench.kernels.projections import project_rows
 
 #: flags one :func:`publish_steps_kernel` program sets
 PUBLISH_BLOCK = 1024
@@ -113,32 +116,27 @@ class OverlappedProjection:
     def _project(self, start: int, end: int) -> None:
         """GEMM of steps ``[start, end)`` into ``xg``, then their chunks' flags, on the current stream."""
         x2d = self.x[start:end].reshape(-1, self.x.shape[-1])
-        out = self.xg[0, start:end].view(x2d.shape[0], -1)
-        if self.bias is None:
-            torch.mm(x2d, self.w_ih.t(), out=out)
-        else:
-            torch.addmm(self.bias, x2d, self.w_ih.t(), out=out)
+        project_rows(x2d, self.w_ih, self.bias, self.xg[0, start:end].view(x2d.shape[0], -1))
         first = start // self.chunk_steps
         publish_steps(self.flags, first, triton.cdiv(end, self.chunk_steps) - first)
 
+    def _on_side(self):
+        """The second stream's context (without CUDA: the current device, in order)."""
+        return contextlib.nullcontext() if self.side is None else torch.cuda.stream(self.side)
+
     def start(self) -> None:
         """The first GEMM (on the second stream, after everything the main stream has queued)."""
-        if self.side is None:
-            self._project(*self.ranges[0])
-            return
-        self.side.wait_stream(torch.cuda.current_stream(self.x.device))
-        with torch.cuda.stream(self.side):
+        if self.side is not None:
+            self.side.wait_stream(torch.cuda.current_stream(self.x.device))
+        with self._on_side():
             self._project(*self.ranges[0])
 
     def finish(self) -> None:
         """The other GEMMs (after the kernel's launch), then the main stream waits for them all."""
-        if self.side is None:
+        with self._on_side():
             for start, end in self.ranges[1:]:
                 self._project(start, end)
-            return
-        with torch.cuda.stream(self.side):
-            for start, end in self.ranges[1:]:
-                self._project(start, end)
-        # the main stream's later work (the allocator's reuse of these tensors' memory included, and a
-        # CUDA graph's end) waits for the second stream
-        torch.cuda.current_stream(self.x.device).wait_stream(self.side)
+        if self.side is not None:
+            # the main stream's later work (the allocator's reuse of these tensors' memory included, and
+            # a CUDA graph's end) waits for the second stream
+            torch.cuda.current_stream(self.x.device).wait_stream(self.side)

@@ -24,11 +24,17 @@ def project_inputs(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor | Non
     x2d = x.reshape(T * B, I)
     out = x.new_empty(directions, T * B, width)
     for d in range(directions):
-        if b_ih is None:
-            torch.mm(x2d, w_ih[d].t(), out=out[d])
-        else:
-            torch.addmm(b_ih[d] + b_hh[d], x2d, w_ih[d].t(), out=out[d])
+        project_rows(x2d, w_ih[d], None if b_ih is None else b_ih[d] + b_hh[d], out[d])
     return out.view(directions, T, B, width)
+
+
+def project_rows(x2d: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    """``out = x2d W_ih^T (+ bias)``: rows ``(N, I)``, one direction's ``w_ih (G*H, I)``, ``bias (G*H,)``
+    or None, into ``out (N, G*H)`` (one GEMM)."""
+    if bias is None:
+        torch.mm(x2d, w_ih.t(), out=out)
+    else:
+        torch.addmm(bias, x2d, w_ih.t(), out=out)
 
 
 def first_steps(buffer: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

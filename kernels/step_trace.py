@@ -184,17 +184,14 @@ def trace_buffer(plan, steps: int, device) -> torch.Tensor:
                        device=device)
 
 
-def _launch_us(launch, steps: int, repeats: int) -> list[float]:
-    """One launch's µs per step for each of ``repeats`` launches (CUDA events around each)."""
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        launch(steps)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000.0 / steps)
-    return times
+def _launch_us(launch, steps: int) -> float:
+    """One launch of ``steps`` steps, µs per step (CUDA events around it)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    launch(steps)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1000.0 / steps
 
 
 def trace_shape(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, variant: str, steps: int,
@@ -216,9 +213,9 @@ def trace_shape(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, var
         traced(steps), untraced(steps)  # compiled and warm
         check_barriers(wait=True)
         times = {"traced": [], "untraced": []}
-        for _ in range(repeats):
-            times["traced"] += _launch_us(traced, steps, 1)
-            times["untraced"] += _launch_us(untraced, steps, 1)
+        for _ in range(repeats):  # alternating, so drifts of the clock touch both alike
+            times["traced"].append(_launch_us(traced, steps))
+            times["untraced"].append(_launch_us(untraced, steps))
         check_barriers(wait=True)
     timings = {f"{name}_{stat}": float(np.percentile(values, q)) for name, values in times.items()
                for stat, q in (("us_per_step", 50), ("q25_us", 25), ("q75_us", 75))}
