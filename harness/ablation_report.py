@@ -76,6 +76,8 @@ QUESTIONS = (
              "real_gluon_tagged_two_chains"),
     Question("Gluon forward tagged, its loader handing the state over in four groups of tiles instead of at once",
              "real_gluon_tagged", "real_gluon_tagged_groups_4"),
+    Question("Gluon forward tagged, its loader's threads polling alone instead of reducing their staleness first",
+             "real_gluon_tagged", "real_gluon_tagged_thread_poll"),
 )
 
 

@@ -286,6 +286,14 @@ def _tagged_exchange_factory(problem, dtype, device):
     return _triton_lstm_factory(tagged_exchange=True)(problem, dtype, device)
 
 
+def _thread_poll_factory(problem, dtype, device):
+    """:func:`_tagged_exchange_factory`'s LSTM with its loader's threads each polling their own words
+    alone (``TritonLSTM(tagged_exchange=True, thread_poll=True)``), :class:`Unsupported` where that
+    one is."""
+    _tagged_exchange_factory(problem, dtype, device)  # raises Unsupported where it would not run tagged
+    return _triton_lstm_factory(tagged_exchange=True, thread_poll=True)(problem, dtype, device)
+
+
 def _overlapped_projection_factory(problem, dtype, device):
     """The planner's LSTM with its Gluon forward's input projection run beside the kernel on a second
     stream (``TritonLSTM(overlap_projection=True)``), or :class:`Unsupported` where it would run
@@ -329,6 +337,10 @@ register(_triton_backend("triton-tagged", _tagged_exchange_factory,
                          "(16-bit values, the tag in a spare exponent bit) by a loader partition, no grid barrier "
                          "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on, at every H; 'auto', the planner's, takes it "
                          "in inference up to H=768)",
+                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+register(_triton_backend("triton-thread-poll", _thread_poll_factory,
+                         "triton-tagged with its loader's threads each polling their own words alone, no reduction "
+                         "over the loader's warps (plan.GLUON_TAGGED_THREAD_POLL forced on; never run on a GPU before)",
                          families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
 register(_triton_backend("triton-overlapped", _overlapped_projection_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection run beside the kernel "

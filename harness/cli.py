@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--overlapped-projection", action="store_true",
                          help="with --cost: the LSTM's input projection beside the Gluon forward where it can "
                          "(plan.overlapped_projection; off by default): only its first chunk's GEMM on the call's path")
+    kernels.add_argument("--tagged-thread-poll", action="store_true",
+                         help="with --cost: the tagged exchange's loader threads each polling their own words alone "
+                         "(plan.tagged_thread_poll; off by default), in the rows that exchange tagged words")
     kernels.add_argument("--latencies", metavar="FILE", help="with --cost: a latency-table JSON to estimate with instead "
                          "of the model's (what rnnbench.kernels.latency_probe --adopt writes; 'prior': the papers' "
                          "table; default reports/aot/cost-latencies-TARGET.json where it exists)")
@@ -297,9 +300,10 @@ def _cost(args, arch: int) -> int:
             mismatch = applied.table_mismatch(arch, latency_table)
             if mismatch:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
-        from rnnbench.kernels.plan import overlapped_projection
+        from rnnbench.kernels.plan import overlapped_projection, tagged_thread_poll
 
-        with overlapped_projection(True if args.overlapped_projection else None):
+        with overlapped_projection(True if args.overlapped_projection else None), \
+                tagged_thread_poll(True if args.tagged_thread_poll else None):
             table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied,
                                latency_table=latency_table)
         if args.ablation_renames and not args.ablation:

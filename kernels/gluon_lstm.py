@@ -74,6 +74,8 @@ stores of other programs and read here by TMA (the async proxy). The writer issu
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 import triton
 from triton.experimental import gluon
@@ -96,7 +98,7 @@ from rnnbench.kernels.plan import (
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, POLL_ORDERS, _load_relaxed
 from rnnbench.kernels.tagged_exchange import (
     COMPACT_SLOTS, COMPACT_TAG_PAIR, GAVE_UP, bitwise_or, compact_key, compact_stale, compact_state,
-    compact_suspects, compact_values, compact_words, give_up_flags, timed_out_stale,
+    compact_suspects, compact_values, compact_words, give_up_flags, thread_poll_asm, timed_out_stale,
 )
 
 GLUON_TYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -473,10 +475,72 @@ def _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES: gl.co
     return read, polls
 
 
+#: a digest of the thread poll's PTX (:func:`rnnbench.kernels.tagged_exchange.thread_poll_asm`), read
+#: by :func:`_thread_fresh_pairs` so that Triton's cache key changes with the text (a builtin's own
+#: source and what it calls are not in the key: an edited generator would reuse old binaries)
+_THREAD_POLL_ASM_DIGEST: gl.constexpr = gl.constexpr(zlib.crc32(thread_poll_asm(2, 128, 1)[0].encode()))
+
+
+@_gluon_builtin
+def _poll_in_thread(ptrs, pairs, key, status_ptrs, tag, STRIDE, _semantic=None):
+    """One thread's wait for its words of ``pairs`` (a tuple of tiles of int32 pairs as loaded, 4
+    consecutive pairs, one 16-byte vector, a thread in each; ``ptrs``: the first tile's pointers, the
+    others ``STRIDE`` pairs on), alone (:func:`rnnbench.kernels.tagged_exchange.thread_poll_asm`):
+    ``(pairs read for the tag, published NaNs restored; polls | TIMED_OUT << 16)``. ``key``,
+    ``status_ptrs`` and ``tag`` are tensors of the tiles' shape and layout."""
+    tiles = list(pairs)
+    stride = getattr(STRIDE, "value", STRIDE)
+    asm, constraints = thread_poll_asm(len(tiles), stride * 4, int(_TIMEOUT_NS.value))
+    results = gl.inline_asm_elementwise(asm, constraints, [ptrs, *tiles, key, status_ptrs, tag],
+                                        dtype=(gl.int32,) * (len(tiles) + 1), is_pure=False, pack=4,
+                                        _semantic=_semantic)
+    return gl.tuple(list(results[:-1])), results[-1]
+
+
+@gluon.jit
+def _thread_fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, K_TILES: gl.constexpr, STRIDE: gl.constexpr):
+    """:func:`_fresh_pairs` with every thread waiting for its own words alone
+    (:func:`rnnbench.kernels.plan.tagged_thread_poll`; :func:`_poll_in_thread`): no reduction over
+    the loader's threads, so no CTA barrier and no shuffle until the hand-over's. Returns the pairs
+    and this thread's polls (a tensor of ``pairs``' layout, every element its thread's count)."""
+    gl.static_assert(_THREAD_POLL_ASM_DIGEST >= 0)  # in the cache key (see its definition)
+    zero = pairs[0] * 0
+    read, info = _poll_in_thread(slot_ptr + offsets, pairs, zero + compact_key(tag), status_ptr + zero, zero + tag,
+                                 STRIDE)
+    return read, info & 0xFFFF
+
+
+@gluon.jit
+def _no_polls(like, THREAD_POLL: gl.constexpr):
+    """The polls counted so far, none: a tensor of ``like``'s layout where each thread counts its own
+    (``THREAD_POLL``), else a scalar."""
+    if THREAD_POLL:
+        return like * 0
+    else:
+        return 0
+
+
+@gluon.jit
+def _fresh(pairs, slot_ptr, offsets, tag, status_ptr, lane, first, K_TILES: gl.constexpr, STRIDE: gl.constexpr,
+           trace_ptr, TRACED: gl.constexpr, THREAD_POLL: gl.constexpr):
+    """The state's ``pairs`` made fresh for ``tag`` with their polls: :func:`_thread_fresh_pairs` where
+    ``THREAD_POLL``, else :func:`_fresh_pairs`. ``TRACED``: the first load's arrival recorded (with
+    ``THREAD_POLL``, the loader's first thread's, ``first`` its element: there is no reduction to follow)."""
+    if THREAD_POLL:
+        if TRACED:
+            last = pairs[K_TILES - 1]
+            ev.record_at(trace_ptr, tag, ev.FIRST_LOAD, clock64_after(last, last), first)
+            ev.record_at(trace_ptr, tag, ev.FIRST_LOAD_NS, globaltimer_after(last, last), first)
+        return _thread_fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, K_TILES, STRIDE)
+    else:
+        return _fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, lane, K_TILES, STRIDE, trace_ptr, TRACED)
+
+
 @gluon.jit
 def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B: gl.constexpr,
                    H_PAD: gl.constexpr, LOADERS: gl.constexpr, WARP: gl.constexpr, POLL_DELAY_NS: gl.constexpr = 0,
-                   trace_ptr=None, TRACE: gl.constexpr = False, GROUP_TILES: gl.constexpr = 0):
+                   trace_ptr=None, TRACE: gl.constexpr = False, GROUP_TILES: gl.constexpr = 0,
+                   THREAD_POLL: gl.constexpr = False):
     """Loader ``WARP`` of the tagged exchange's ``LOADERS`` (4: one-warp partitions; 1: one partition
     of :data:`LOADER_WARPS` warps, whose reductions cross them), beside :func:`_recurrence`: for
     every step, tiles ``WARP``, ``WARP + LOADERS``, ... of this
@@ -500,7 +564,12 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     step is issued first, then the tiles are handed over in groups of ``GROUP_TILES`` consecutive ones
     (the last maybe smaller), each checked and reloaded until fresh, stored, fenced and announced on
     ``bars[group]`` on its own, so :func:`_recurrent_product` (which waits copy by copy) starts on the
-    first group's tiles while the later ones are still arriving or being reloaded."""
+    first group's tiles while the later ones are still arriving or being reloaded.
+
+    ``THREAD_POLL`` (:func:`rnnbench.kernels.plan.tagged_thread_poll`): each thread checks and polls
+    its own words alone (:func:`_thread_fresh_pairs`), so the step's only CTA barrier among the
+    loader's warps is the hand-over's; its polls are counted per thread, and the launch's count is
+    the busiest thread's (a trace's ``polls`` and ``first_load``: the loader's first thread's)."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     TRACED: gl.constexpr = TRACE and WARP == 0
     TILES: gl.constexpr = (K_TILES - WARP + LOADERS - 1) // LOADERS
@@ -518,15 +587,17 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     rows = pid_b * BLOCK_B + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(1, layout))
     columns = WARP * PAIRS + gl.arange(0, PAIRS, layout=gl.SliceLayout(0, layout))
     offsets = gl.expand_dims(rows, 1) * (H_PAD // 2) + gl.expand_dims(columns, 0)
+    # the loader's first thread's element (a thread-polling loader's trace stamps)
+    first = (gl.expand_dims(rows, 1) == pid_b * BLOCK_B) & (gl.expand_dims(columns, 0) == WARP * PAIRS)
     pairs_ptr = state_ptr.to(gl.pointer_type(gl.int32), bitcast=True)
     slot_pairs = b_pad * (H_PAD // 2)
     status_ptr = flags_ptr + FLAG_SLOTS
-    extra_polls = 0
+    extra_polls = _no_polls(offsets, THREAD_POLL)
     for s in range(0, T):
         mbarrier.wait(h_free, (s % 2) ^ 1)  # the recurrence has published step s-1 (step 0 finds it free)
         if TRACED:
             ev.record(trace_ptr, s, lane, ev.LOADER_START, clock64(lane))
-        polls = 0
+        polls = _no_polls(offsets, THREAD_POLL)
         if GROUPS == 1:
             if s == 0:  # h0, unchecked
                 pairs = _load_pairs(pairs_ptr + 2 * slot_pairs, offsets, TILES, LOADERS * PAIRS)
@@ -534,8 +605,8 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
                 if POLL_DELAY_NS > 0:
                     _pause(lane, POLL_DELAY_NS)
                 slot_ptr = pairs_ptr + ((s + 1) % 2) * slot_pairs
-                pairs, polls = _fresh_pairs(_load_pairs(slot_ptr, offsets, TILES, LOADERS * PAIRS), slot_ptr,
-                                            offsets, s, status_ptr, lane, TILES, LOADERS * PAIRS, trace_ptr, TRACED)
+                pairs, polls = _fresh(_load_pairs(slot_ptr, offsets, TILES, LOADERS * PAIRS), slot_ptr, offsets, s,
+                                      status_ptr, lane, first, TILES, LOADERS * PAIRS, trace_ptr, TRACED, THREAD_POLL)
             if TRACED:
                 ev.record(trace_ptr, s, lane, ev.LOADER_FRESH, clock64(lane))
             for t in gl.static_range(TILES):
@@ -544,20 +615,27 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
             cta_barrier()  # every thread of this loader has stored its tiles
             mbarrier.arrive(bars.index(0))
         else:
-            polls = _hand_over_groups(pairs_ptr, slot_pairs, offsets, s, status_ptr, lane, h_smem, bars, TILES,
-                                      PER_GROUP, GROUPS, PAIRS, POLL_DELAY_NS, trace_ptr, TRACED)
+            polls = _hand_over_groups(pairs_ptr, slot_pairs, offsets, s, status_ptr, lane, first, h_smem, bars, TILES,
+                                      PER_GROUP, GROUPS, PAIRS, POLL_DELAY_NS, trace_ptr, TRACED, THREAD_POLL)
         if TRACED:
             ev.record(trace_ptr, s, lane, ev.LOADER_HANDED, clock64(lane))
-            ev.record(trace_ptr, s, lane, ev.POLLS, polls)
+            if THREAD_POLL:
+                ev.record_at(trace_ptr, s, ev.POLLS, polls.to(gl.int64), first)
+            else:
+                ev.record(trace_ptr, s, lane, ev.POLLS, polls)
         extra_polls += polls
-    if extra_polls != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
-        gl.atomic_add(status_ptr + _EXTRA_POLLS + WARP, extra_polls, sem="relaxed", scope="gpu")
+    if THREAD_POLL:  # the busiest thread's
+        busiest = gl.max(gl.max(extra_polls, 1), 0)
+    else:
+        busiest = extra_polls
+    if busiest != 0:  # counted once a launch, not in a step, where a fence would wait for the atomic
+        gl.atomic_add(status_ptr + _EXTRA_POLLS + WARP, busiest, sem="relaxed", scope="gpu")
 
 
 @gluon.jit
-def _hand_over_groups(pairs_ptr, slot_pairs, offsets, s, status_ptr, lane, h_smem, bars, TILES: gl.constexpr,
+def _hand_over_groups(pairs_ptr, slot_pairs, offsets, s, status_ptr, lane, first, h_smem, bars, TILES: gl.constexpr,
                       PER_GROUP: gl.constexpr, GROUPS: gl.constexpr, PAIRS: gl.constexpr,
-                      POLL_DELAY_NS: gl.constexpr, trace_ptr, TRACED: gl.constexpr):
+                      POLL_DELAY_NS: gl.constexpr, trace_ptr, TRACED: gl.constexpr, THREAD_POLL: gl.constexpr):
     """One step of :func:`_tagged_loader` (one loader) handing the state over in ``GROUPS`` groups of
     ``PER_GROUP`` consecutive tiles (the last maybe fewer): all of the step's loads issued first
     (step 0: ``h0``, unchecked), then :func:`_hand_over_group` for each group in turn. Returns the
@@ -568,17 +646,17 @@ def _hand_over_groups(pairs_ptr, slot_pairs, offsets, s, status_ptr, lane, h_sme
         if POLL_DELAY_NS > 0:
             _pause(lane, POLL_DELAY_NS)
     pairs = _load_pairs(slot_ptr, offsets, TILES, PAIRS)
-    polls = 0
+    polls = _no_polls(offsets, THREAD_POLL)
     for g in gl.static_range(GROUPS):
-        polls += _hand_over_group(pairs, slot_ptr, offsets, s, status_ptr, lane, h_smem, bars, g, g * PER_GROUP,
-                                  min(PER_GROUP, TILES - g * PER_GROUP), PAIRS, trace_ptr, TRACED, GROUPS)
+        polls += _hand_over_group(pairs, slot_ptr, offsets, s, status_ptr, lane, first, h_smem, bars, g, g * PER_GROUP,
+                                  min(PER_GROUP, TILES - g * PER_GROUP), PAIRS, trace_ptr, TRACED, GROUPS, THREAD_POLL)
     return polls
 
 
 @gluon.jit
-def _hand_over_group(pairs, slot_ptr, offsets, s, status_ptr, lane, h_smem, bars, GROUP: gl.constexpr,
+def _hand_over_group(pairs, slot_ptr, offsets, s, status_ptr, lane, first, h_smem, bars, GROUP: gl.constexpr,
                      FIRST: gl.constexpr, COUNT: gl.constexpr, PAIRS: gl.constexpr, trace_ptr, TRACED: gl.constexpr,
-                     GROUPS: gl.constexpr):
+                     GROUPS: gl.constexpr, THREAD_POLL: gl.constexpr):
     """Tiles ``FIRST .. FIRST + COUNT - 1`` of the step's loaded ``pairs``: made fresh (from step 1 on;
     :func:`_fresh_pairs` on these tiles only), stored into their tiles of ``h_smem``, fenced and
     announced on ``bars[GROUP]``. Returns their reloads. ``TRACED``: the first group's first load and
@@ -586,10 +664,10 @@ def _hand_over_group(pairs, slot_ptr, offsets, s, status_ptr, lane, h_smem, bars
     group = ()
     for k in gl.static_range(COUNT):
         group = group + (pairs[FIRST + k],)
-    polls = 0
+    polls = _no_polls(offsets, THREAD_POLL)
     if s > 0:
-        group, polls = _fresh_pairs(group, slot_ptr + FIRST * PAIRS, offsets, s, status_ptr, lane, COUNT, PAIRS,
-                                    trace_ptr, TRACED and GROUP == 0)
+        group, polls = _fresh(group, slot_ptr + FIRST * PAIRS, offsets, s, status_ptr, lane, first, COUNT, PAIRS,
+                              trace_ptr, TRACED and GROUP == 0, THREAD_POLL)
     if TRACED and GROUP == GROUPS - 1:
         ev.record(trace_ptr, s, lane, ev.LOADER_FRESH, clock64(lane))
     for k in gl.static_range(COUNT):
@@ -817,7 +895,7 @@ def lstm_forward_gluon_kernel(
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
     LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1, TRACE: gl.constexpr = False, XG_CHUNK: gl.constexpr = 0,
-    GROUPS: gl.constexpr = 1,
+    GROUPS: gl.constexpr = 1, THREAD_POLL: gl.constexpr = False,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -967,13 +1045,13 @@ def lstm_forward_gluon_kernel(
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
                                    GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
-                                      LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE)),
+                                      LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE, 0, THREAD_POLL)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
-                                      LOADERS, 1, POLL_DELAY_NS)),
+                                      LOADERS, 1, POLL_DELAY_NS, None, False, 0, THREAD_POLL)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
-                                      LOADERS, 2, POLL_DELAY_NS)),
+                                      LOADERS, 2, POLL_DELAY_NS, None, False, 0, THREAD_POLL)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
-                                      LOADERS, 3, POLL_DELAY_NS)),
+                                      LOADERS, 3, POLL_DELAY_NS, None, False, 0, THREAD_POLL)),
                 ], [1] * 4, [LOADER_WARP_REGISTERS] * 4)
             else:
                 gl.warp_specialize([
@@ -984,7 +1062,7 @@ def lstm_forward_gluon_kernel(
                                    GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE,
-                                      STATE_PER_COPY if GROUPS > 1 else 0)),
+                                      STATE_PER_COPY if GROUPS > 1 else 0, THREAD_POLL)),
                 ], [LOADER_WARPS], [LOADER_WARP_REGISTERS])
         else:
             _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc, lengths_ptr,
@@ -1066,12 +1144,14 @@ def _tagged(tagged: bool) -> dict:
     """The kernel's constexprs of the tagged exchange: on or off, its loaders' poll delay as
     :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange) and their
     partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them, the recurrence's MMA
-    chains as :func:`rnnbench.kernels.plan.mma_chains` does and the loader's groups as
-    :func:`rnnbench.kernels.plan.tagged_groups` does (1 each without the exchange)."""
+    chains as :func:`rnnbench.kernels.plan.mma_chains` does, the loader's groups as
+    :func:`rnnbench.kernels.plan.tagged_groups` does (1 each without the exchange) and whether its
+    threads poll alone as :func:`rnnbench.kernels.plan.tagged_thread_poll` says."""
     return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
             "LOADERS": plan_module.GLUON_TAGGED_LOADERS if tagged else 4,
             "MMA_CHAINS": plan_module.GLUON_MMA_CHAINS if tagged else 1,
-            "GROUPS": plan_module.GLUON_TAGGED_GROUPS if tagged else 1}
+            "GROUPS": plan_module.GLUON_TAGGED_GROUPS if tagged else 1,
+            "THREAD_POLL": plan_module.GLUON_TAGGED_THREAD_POLL and tagged}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,

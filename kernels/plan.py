@@ -890,14 +890,37 @@ MMA_CHAIN_COUNTS = (1, 2)
 #: 1 until a GPU has timed 4 (``real_gluon_tagged_groups_4``); the MMAs' order and sums are the same
 GLUON_TAGGED_GROUPS = 1
 TAGGED_GROUP_COUNTS = (1, 2, 4)
+#: whether each thread of the tagged exchange's loader checks and polls its own words alone
+#: (:func:`tagged_thread_poll`; :func:`rnnbench.kernels.gluon_lstm._thread_fresh_pairs`) instead of
+#: reducing their staleness over the loader's warps first (two CTA barriers and seven shuffles a
+#: step at the anchor, the cost model's ~350 of the loader's ~2200 cycles when its first load finds
+#: the state complete). False until a GPU has timed it (``real_gluon_tagged_thread_poll``); the
+#: words the MMAs read are the same either way
+GLUON_TAGGED_THREAD_POLL = False
+#: the environment variable that sets :data:`GLUON_TAGGED_THREAD_POLL` at import: ``on`` or ``off``
+#: (:func:`tagged_thread_poll` sets it within its block too, so compiler processes it spawns see it)
+TAGGED_THREAD_POLL_ENV = "RNNBENCH_TAGGED_THREAD_POLL"
+
+
+def _thread_poll_from_environment(default: bool) -> bool:
+    """:data:`GLUON_TAGGED_THREAD_POLL` as :data:`TAGGED_THREAD_POLL_ENV` says (``default`` where unset)."""
+    value = os.environ.get(TAGGED_THREAD_POLL_ENV)
+    if value is None:
+        return default
+    if value not in ("on", "off"):
+        raise ValueError(f"{TAGGED_THREAD_POLL_ENV} must be on or off, got {value!r}")
+    return value == "on"
+
+
+GLUON_TAGGED_THREAD_POLL = _thread_poll_from_environment(GLUON_TAGGED_THREAD_POLL)
 
 
 @contextlib.contextmanager
 def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
     after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange`,
-    :func:`tagged_poll_delay`, :func:`tagged_loaders`, :func:`mma_chains`, :func:`tagged_groups` and
-    :func:`overlapped_projection` switch)."""
+    :func:`tagged_poll_delay`, :func:`tagged_loaders`, :func:`mma_chains`, :func:`tagged_groups`,
+    :func:`tagged_thread_poll` and :func:`overlapped_projection` switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -977,6 +1000,35 @@ def tagged_groups(count: int | None):
     if count is not None and count not in TAGGED_GROUP_COUNTS:
         raise ValueError(f"the tagged loader's groups must be one of {TAGGED_GROUP_COUNTS}, got {count!r}")
     return _overriding("GLUON_TAGGED_GROUPS", count)
+
+
+def tagged_thread_poll(enabled: bool | None):
+    """Within the block, :data:`GLUON_TAGGED_THREAD_POLL` is ``enabled`` (a bool; None: left as it
+    is), restored after: the tagged exchange's loader threads polling alone, as compiled and launched
+    there (the step ablation's ``real_gluon_tagged_thread_poll``), in this process and in the
+    compiler processes it spawns there (:data:`TAGGED_THREAD_POLL_ENV`)."""
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"the tagged loader's thread polls are on or off (a bool), got {enabled!r}")
+    return _switching_children(_overriding("GLUON_TAGGED_THREAD_POLL", enabled), TAGGED_THREAD_POLL_ENV,
+                               None if enabled is None else ("on" if enabled else "off"))
+
+
+@contextlib.contextmanager
+def _switching_children(switch, variable: str, value: str | None):
+    """``switch`` (a context) with the environment variable ``variable`` set to ``value`` too (None:
+    left as it is) and restored after, so processes spawned inside (the AOT compilers) import the
+    same setting."""
+    previous = os.environ.get(variable)
+    with switch:
+        if value is not None:
+            os.environ[variable] = value
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = previous
 
 
 def mma_chains(count: int | None):

@@ -338,6 +338,88 @@ def compact_values(pairs):
     return tl.where(compact_suspects(pairs) != 0, _NAN_PAIR, pairs)
 
 
+#: per half of an int32 pair of read compact words: the 14 bits below the tag bit, and the carry into
+#: the tag bit that adding one to them makes where they are all ones (the NaN pattern's): a half is
+#: stale or a published NaN exactly where ``((pair & LOW) + CARRY) | pair`` has the tag bit set, the
+#: set :func:`compact_suspects` finds (``tests/test_tagged_exchange.py`` checks every half)
+THREAD_POLL_LOW = 0x3FFF3FFF
+THREAD_POLL_CARRY = 0x00010001
+#: the usual step's test instead (one 16x2 max a pair): each half's magnitude (sign cleared by
+#: ``THREAD_POLL_MAGNITUDE``) is :data:`THREAD_POLL_SUSPECT` (the NaN pattern) or more (tag bit set:
+#: stale) exactly where :func:`compact_suspects` finds the half suspect
+THREAD_POLL_MAGNITUDE = 0x7FFF7FFF
+THREAD_POLL_SUSPECT = 0x3FFF
+
+
+def thread_poll_asm(vectors: int, stride_bytes: int, timeout_ns: int) -> tuple[str, str]:
+    """PTX and constraints of one thread's whole wait for its ``vectors`` 16-byte vectors of compact
+    words (4 int32 pairs each, ``stride_bytes`` apart from the first), for
+    :func:`rnnbench.kernels.gluon_lstm._poll_in_thread` (``inline_asm_elementwise``, ``pack=4``).
+
+    Operands: out, each vector's 4 pairs read for the tag (published NaNs restored, as
+    :func:`compact_values`), then 4 copies of ``polls | TIMED_OUT << 16``; in, the first vector's
+    pointer (4 copies), each vector's 4 pairs as loaded, the key (:func:`compact_key`), the launch's
+    status word's pointer and the tag (4 copies each).
+
+    **The usual step** (every half fresh, no NaN): a xor, an and and a 16x2 max a pair
+    (:data:`THREAD_POLL_MAGNITUDE`), one test and a branch, in this thread alone: no reduction over
+    threads, no CTA barrier. **Otherwise** the thread polls on its own: the vectors holding a stale half loaded
+    again (predicated ``ld.volatile.global.v4.b32``, all issued before any is read), until none is;
+    after each poll it reads the status word (nonzero: another wait of the launch timed out, give up)
+    and the global timer: ``timeout_ns`` after its first poll it gives up too, and if a half is still
+    stale, reports the tag in the status word (``red.max``, as
+    :func:`rnnbench.kernels.tagged_exchange.wait_fresh` does) and sets ``TIMED_OUT`` in its result.
+    Then every pair holding a stale half or a NaN pattern becomes two NaNs."""
+    if vectors < 1:
+        raise ValueError(f"a thread polls at least one vector, got {vectors}")
+    n = 4 * vectors
+    info, pointer = n, n + 4
+    raw = pointer + 4
+    key, status, tag = raw + n, raw + n + 4, raw + n + 8
+    tag_pair = int(COMPACT_TAG_PAIR.value)
+
+    def flagged(i: int) -> list[str]:  # %t: pair i's tag bits where a half is stale or the NaN pattern
+        return [f"and.b32 %t, ${i}, {THREAD_POLL_LOW};", f"add.u32 %t, %t, {THREAD_POLL_CARRY};",
+                f"or.b32 %t, %t, ${i};"]
+
+    # %v: the words as loaded (reloads land there); the outputs: read for the tag (xor the key)
+    lines = ["{", f".reg .b32 %v<{n}>;", ".reg .b32 %t, %u, %s, %n;", f".reg .pred %p<{vectors}>;",
+             ".reg .pred %q, %e;", ".reg .b64 %t0, %t1;"]
+    lines += [f"mov.b32 %v{i}, ${raw + i};" for i in range(n)]
+    # the usual step's test: the largest magnitude of any half read (its sign cleared), per half of
+    # the pairs, then of the two halves; a stale half or the NaN pattern is THREAD_POLL_SUSPECT or more
+    lines.append("mov.b32 %s, 0;")
+    for i in range(n):
+        lines += [f"xor.b32 %t, %v{i}, ${key};", f"and.b32 %t, %t, {THREAD_POLL_MAGNITUDE};",
+                  "max.u16x2 %s, %s, %t;"]
+    lines += ["shr.b32 %t, %s, 16;", "and.b32 %s, %s, 65535;", "max.u32 %s, %s, %t;", "mov.b32 %n, 0;",
+              f"setp.lt.u32 %q, %s, {THREAD_POLL_SUSPECT};", "@%q bra DONE;",
+              "setp.ne.b32 %e, %n, %n;", "mov.u64 %t0, %globaltimer;", "POLL:", "mov.b32 %s, 0;"]
+    # the stale vectors of the words as they are now (temporaries only: no instruction between the
+    # loads below reads what they load, so all are in flight together)
+    for k in range(vectors):
+        lines.append(f"xor.b32 %t, %v{4 * k}, ${key};")
+        for j in range(1, 4):
+            lines += [f"xor.b32 %u, %v{4 * k + j}, ${key};", "or.b32 %t, %t, %u;"]
+        lines += [f"and.b32 %t, %t, {tag_pair};", f"setp.ne.b32 %p{k}, %t, 0;", "or.b32 %s, %s, %t;"]
+    lines += ["setp.eq.b32 %q, %s, 0;", "@%q bra FIX;", "@%e bra REPORT;", "add.u32 %n, %n, 1;"]
+    for k in range(vectors):
+        v = ", ".join(f"%v{4 * k + j}" for j in range(4))
+        lines.append(f"@%p{k} ld.volatile.global.v4.b32 {{{v}}}, [${pointer}+{k * stride_bytes}];")
+    lines += [f"ld.relaxed.gpu.global.b32 %t, [${status}];", "setp.ne.b32 %q, %t, 0;", "@%q bra FIX;",
+              "mov.u64 %t1, %globaltimer;", "sub.u64 %t1, %t1, %t0;", f"setp.gt.u64 %e, %t1, {int(timeout_ns)};",
+              "bra POLL;", "REPORT:", f"red.relaxed.gpu.global.max.s32 [${status}], ${tag};",
+              f"or.b32 %n, %n, {int(TIMED_OUT.value) << 16};", "FIX:"]
+    for i in range(n):
+        lines += [f"xor.b32 ${i}, %v{i}, ${key};", *flagged(i), f"and.b32 %t, %t, {tag_pair};",
+                  "setp.ne.b32 %q, %t, 0;", f"selp.b32 ${i}, {int(_NAN_PAIR.value)}, ${i}, %q;"]
+    lines += ["bra END;", "DONE:"] + [f"xor.b32 ${i}, %v{i}, ${key};" for i in range(n)]
+    lines += ["END:"] + [f"mov.b32 ${info + j}, %n;" for j in range(4)]
+    lines.append("}")
+    constraints = ",".join(["=r"] * (n + 4) + ["l"] * 4 + ["r"] * (n + 4) + ["l"] * 4 + ["r"] * 4)
+    return "\n".join(lines), constraints
+
+
 # ---- host side -----------------------------------------------------------------------------------
 
 def _value_bits(dtype: torch.dtype) -> int:

@@ -57,3 +57,10 @@ def record(trace_ptr, step, lane, EVENT: gl.constexpr, value):
     in this program's rows of the trace (``trace_ptr``: already at the program's first step), from
     the thread holding ``lane``'s element 0 only."""
     gl.store(trace_ptr + step * EVENT_COUNT + EVENT + lane * 0, value + lane * 0, mask=lane == 0)
+
+
+@gluon.jit
+def record_at(trace_ptr, step, EVENT: gl.constexpr, value, where):
+    """Store ``value`` (a tensor, int64) as ``EVENT`` of ``step`` from the one element where ``where``
+    (a boolean tensor of its layout) is true: :func:`record` for a value no reduction has gathered."""
+    gl.store(trace_ptr + step * EVENT_COUNT + EVENT + where.to(gl.int32) * 0, value, mask=where)

@@ -532,3 +532,36 @@ def test_the_tagged_loaders_hand_over_in_groups_arrives_once_a_group_after_loadi
     (arrivals_1, waits_1, _), (arrivals, waits, loads_before) = counts(one), counts(grouped)
     assert arrivals - arrivals_1 == 3 and waits > waits_1, (arrivals_1, arrivals, waits_1, waits)
     assert loads_before >= 12, loads_before
+
+
+def _thread_poll_sass(hidden_size: int, arch: int = 90) -> tuple:
+    """``(spill bytes, registers, SASS)`` of the tagged Gluon forward at ``hidden_size``, B=16, with
+    its loader's threads polling alone (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_thread_poll
+    from rnnbench.kernels.sass import disassemble
+
+    with tagged_exchange(True), tagged_thread_poll(True):
+        compiled = compile_forward(plan_gluon("lstm", hidden_size, 16, torch.bfloat16, 132), torch.bfloat16,
+                                   training=False, has_lengths=False, arch=arch)
+    registers, spills = cubin_resources(compiled.asm["cubin"])
+    return spills, registers, disassemble(compiled.asm["cubin"])
+
+
+def test_the_tagged_loaders_threads_polling_alone_need_no_shuffle_and_one_hand_over_barrier():
+    """:func:`rnnbench.kernels.plan.tagged_thread_poll` at the anchor: the loader's step (the cost
+    model's path, first load complete and with a reload) has no shuffle, the 12 volatile vector loads,
+    the hand-over's CTA barriers only (at most 2, one per Triton's fence lowering; the reducing
+    loader has 4 with Triton 3.6, 3 with 3.9), its reload predicated vector loads, and nothing spills."""
+    from rnnbench.kernels.sass import count, loader_path, parse
+
+    (spills, registers, text), = compile_all(90, [768], job=_thread_poll_sass)
+    assert spills == 0 and registers <= 255
+    instructions = parse(text)
+    complete, reload = count(loader_path(instructions, True)), count(loader_path(instructions))
+    assert complete.shfl == reload.shfl == 0, (complete, reload)
+    assert complete.bar <= 2 and reload.bar <= 2, (complete, reload)
+    assert complete.global_loads == 12 and reload.global_loads > 12, (complete, reload)
+    predicated = [ins for ins in instructions if ins.base == "LDG" and "SYS" in ins.modifiers and ins.predicate]
+    assert len(predicated) >= 12, len(predicated)

@@ -388,13 +388,15 @@ def test_the_lstm_layer_lets_its_forward_fuse_only_calls_whose_rows_run_every_st
 @pytest.mark.parametrize("option, switch, context, default",
                          [("fuse_input", "GLUON_FUSED_INPUT", "fused_input_projection", False),
                           ("tagged_exchange", "GLUON_TAGGED_EXCHANGE", "tagged_exchange", "auto"),
-                          ("overlap_projection", "GLUON_OVERLAPPED_PROJECTION", "overlapped_projection", False)])
+                          ("overlap_projection", "GLUON_OVERLAPPED_PROJECTION", "overlapped_projection", False),
+                          ("thread_poll", "GLUON_TAGGED_THREAD_POLL", "tagged_thread_poll", False)])
 def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(monkeypatch, option, switch, context,
                                                                              default):
-    """``TritonLSTM(fuse_input=...)``, ``TritonLSTM(tagged_exchange=...)`` and
-    ``TritonLSTM(overlap_projection=...)`` switch the plan's global (``GLUON_FUSED_INPUT``,
-    ``GLUON_TAGGED_EXCHANGE``, ``GLUON_OVERLAPPED_PROJECTION``) for their own calls only (None leaves
-    it at its default: off, ``"auto"`` and off),
+    """``TritonLSTM(fuse_input=...)``, ``TritonLSTM(tagged_exchange=...)``,
+    ``TritonLSTM(overlap_projection=...)`` and ``TritonLSTM(thread_poll=...)`` switch the plan's global
+    (``GLUON_FUSED_INPUT``, ``GLUON_TAGGED_EXCHANGE``, ``GLUON_OVERLAPPED_PROJECTION``,
+    ``GLUON_TAGGED_THREAD_POLL``) for their own calls only (None leaves it at its default: off,
+    ``"auto"``, off and off),
     refuse anything but None/True/False by name (1 is not True), and the context manager restores
     the switch after its block, also when the block raises."""
     from rnnbench.kernels import lstm as lstm_module
@@ -429,6 +431,19 @@ def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_ta
     with pytest.raises(Unsupported, match=r"the tagged exchange does not run here \(the \w+ path, H=64, B=2\): "
                                           r"it is the Gluon forward's"):
         _tagged_exchange_factory(problem, "float32", "cpu")
+
+
+def test_the_thread_poll_backend_is_refused_where_the_tagged_one_is():
+    """The harness's ``triton-thread-poll`` backend (the tagged exchange, its loader's threads polling
+    alone) is :class:`Unsupported` with the tagged backend's reason where that one is."""
+    from rnnbench.harness.backends import _thread_poll_factory
+    from rnnbench.harness.errors import Unsupported
+    from rnnbench.harness.problems import Problem
+
+    problem = Problem("lstm", 5, 2, 64, 64, seed=0)
+    with pytest.raises(Unsupported, match=r"the tagged exchange does not run here \(the \w+ path, H=64, B=2\): "
+                                          r"it is the Gluon forward's"):
+        _thread_poll_factory(problem, "float32", "cpu")
 
 
 def test_the_overlapped_backend_is_refused_with_the_reason_where_the_projection_runs_before_the_kernel():
@@ -535,6 +550,45 @@ def test_the_mma_chains_are_switched_for_a_block_and_take_one_or_two():
     for bad in (0, 3, "2"):
         with pytest.raises(ValueError, match=f"MMA chains must be one of \\(1, 2\\), got {bad!r}"):
             mma_chains(bad)
+
+
+def test_the_tagged_thread_poll_is_switched_for_a_block_and_takes_only_a_bool():
+    from rnnbench.kernels import gluon_lstm
+    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels.plan import tagged_thread_poll
+
+    assert plan_module.GLUON_TAGGED_THREAD_POLL is False
+    with tagged_thread_poll(True):
+        assert plan_module.GLUON_TAGGED_THREAD_POLL is True
+        assert gluon_lstm._tagged(True)["THREAD_POLL"] and not gluon_lstm._tagged(False)["THREAD_POLL"]
+        with tagged_thread_poll(None):
+            assert plan_module.GLUON_TAGGED_THREAD_POLL is True
+    assert plan_module.GLUON_TAGGED_THREAD_POLL is False and not gluon_lstm._tagged(True)["THREAD_POLL"]
+    for bad in (1, "on", 0):
+        with pytest.raises(ValueError, match=f"thread polls are on or off \\(a bool\\), got {bad!r}"):
+            tagged_thread_poll(bad)
+
+
+def test_the_tagged_thread_poll_reaches_spawned_compilers_through_the_environment(monkeypatch):
+    """:func:`rnnbench.kernels.plan.tagged_thread_poll` sets ``RNNBENCH_TAGGED_THREAD_POLL`` within its
+    block (restored after), and the module reads it at import: what a spawned AOT compiler sees."""
+    import os
+
+    from rnnbench.kernels import plan as plan_module
+
+    monkeypatch.delenv(plan_module.TAGGED_THREAD_POLL_ENV, raising=False)
+    with plan_module.tagged_thread_poll(True):
+        assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "on"
+        with plan_module.tagged_thread_poll(False):
+            assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "off"
+        assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "on"
+    assert plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
+    assert plan_module._thread_poll_from_environment(False) is False
+    monkeypatch.setenv(plan_module.TAGGED_THREAD_POLL_ENV, "on")
+    assert plan_module._thread_poll_from_environment(False) is True
+    monkeypatch.setenv(plan_module.TAGGED_THREAD_POLL_ENV, "yes")
+    with pytest.raises(ValueError, match="RNNBENCH_TAGGED_THREAD_POLL must be on or off, got 'yes'"):
+        plan_module._thread_poll_from_environment(False)
 
 
 def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanoseconds_in_range():

@@ -438,6 +438,24 @@ def test_the_tagged_loaders_hand_over_in_groups_matches_the_barrier_kernel_bit_f
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
 
 
+@pytest.mark.tagged_thread_poll
+@pytest.mark.parametrize("hidden_size, batch, steps, loaders, groups",
+                         [(768, 16, 257, 1, 1), (320, 48, 7, 1, 1), (1024, 16, 9, 1, 1), (256, 16, 33, 4, 1),
+                          (768, 16, 33, 1, 4)])
+def test_the_tagged_loaders_threads_polling_alone_match_the_barrier_kernel_bit_for_bit(monkeypatch, hidden_size,
+                                                                                      batch, steps, loaders, groups):
+    """The tagged loader's threads each checking and polling their own words alone
+    (:func:`rnnbench.kernels.plan.tagged_thread_poll`, the step ablation's
+    ``real_gluon_tagged_thread_poll``; its PTX, :func:`rnnbench.kernels.tagged_exchange.thread_poll_asm`,
+    interpreted on the CPU in ``tests/test_tagged_exchange.py``): at the anchor along 257 steps,
+    three batch blocks, 16 tiles, four one-warp loaders and the hand-over in groups. The words the
+    MMAs read are the same, so the outputs are the barrier kernel's bit for bit."""
+    from rnnbench.kernels.plan import tagged_groups, tagged_loaders, tagged_thread_poll
+
+    with tagged_thread_poll(True), tagged_loaders(loaders), tagged_groups(groups):
+        _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
+
+
 def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions, bit_for_bit=True):
     """The Gluon forward exchanging its state as compact words (its loader polls the values, no grid
     barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
@@ -531,6 +549,22 @@ def test_the_tagged_exchange_keeps_any_h0_and_spreads_a_nan_as_the_barrier_does(
     in ``c0`` of one unit of one batch row, which makes that unit's h NaN from step 0 on and so,
     through the state, the whole row from step 1, must spread exactly as with the grid barrier: the
     same outputs bit for bit, NaN where they are NaN."""
+    _check_h0_and_nan_against_the_barrier(dtype)
+
+
+@pytest.mark.tagged_thread_poll
+def test_the_tagged_loaders_threads_polling_alone_keep_any_h0_and_spread_a_nan_as_the_barrier_does():
+    """:func:`_check_h0_and_nan_against_the_barrier` with the loader's threads polling alone (each
+    restores its own published NaNs: no reduction tells it)."""
+    from rnnbench.kernels.plan import tagged_thread_poll
+
+    with tagged_thread_poll(True):
+        _check_h0_and_nan_against_the_barrier(torch.bfloat16)
+
+
+def _check_h0_and_nan_against_the_barrier(dtype):
+    """The tagged forward with an ``h0`` it cannot encode and a NaN in ``c0`` against the barrier's
+    (see :func:`test_the_tagged_exchange_keeps_any_h0_and_spreads_a_nan_as_the_barrier_does`)."""
     from rnnbench.kernels.plan import tagged_exchange
 
     _require_gluon()
@@ -553,6 +587,22 @@ def test_the_tagged_exchange_keeps_any_h0_and_spreads_a_nan_as_the_barrier_does(
         assert torch.equal(actual.isnan(), base.isnan()), name
         number = ~base.isnan()
         assert torch.equal(actual[number], base[number]), name
+
+
+@pytest.mark.tagged_thread_poll
+def test_the_tagged_loaders_threads_polling_alone_count_the_busiest_threads_polls():
+    """With the loader's threads polling alone the launch's count is the busiest thread's
+    (:func:`rnnbench.kernels.step_bench.extra_polls`): at least 0 and finite at the anchor."""
+    from rnnbench.kernels.plan import tagged_exchange, tagged_thread_poll
+    from rnnbench.kernels.step_bench import extra_polls
+
+    _require_gluon()
+    H, B, T = 768, 16, 200
+    plan = make_plan("lstm", H, B, torch.empty(0, dtype=torch.bfloat16, device="cuda"), "gluon")
+    with tagged_exchange(True), tagged_thread_poll(True):
+        polls = extra_polls(plan, H, B, torch.bfloat16, T)
+    check_barriers(wait=True)
+    assert 0 <= polls < float("inf"), polls
 
 
 @pytest.mark.tagged_exchange
@@ -586,6 +636,23 @@ def test_a_tagged_wait_for_a_program_never_launched_times_out_instead_of_hanging
     the missing program's words never come, so every loader's wait of step 1 (the first that reads
     other programs' words) gives up after the timeout, later waits after one poll, and the launch ends
     with the barrier's error naming step 1 (not a hang: the loader's warps leave their poll together)."""
+    _check_a_tagged_wait_times_out()
+
+
+@pytest.mark.tagged_thread_poll
+def test_a_thread_polling_alone_for_a_program_never_launched_times_out_instead_of_hanging():
+    """:func:`_check_a_tagged_wait_times_out` with the loader's threads polling alone: each thread
+    waiting for the missing program's words times out on its own clock and reports step 1, every
+    other gives up after one poll once the status word is set."""
+    from rnnbench.kernels.plan import tagged_thread_poll
+
+    with tagged_thread_poll(True):
+        _check_a_tagged_wait_times_out()
+
+
+def _check_a_tagged_wait_times_out():
+    """The tagged forward one hidden block short ends with the barrier's error naming step 1 (see
+    :func:`test_a_tagged_wait_for_a_program_never_launched_times_out_instead_of_hanging`)."""
     from rnnbench.kernels.gluon_lstm import run_forward
     from rnnbench.kernels.launch import BarrierTimeout, aligned_weight_rows, exchange_buffer
     from rnnbench.kernels.plan import tagged_exchange

@@ -163,13 +163,16 @@ def test_the_gluon_forward_refuses_a_trace_of_the_wrong_shape():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "barrier"])
-def test_on_gpu_a_traced_forward_computes_what_the_untraced_one_does(monkeypatch, tagged):
+@pytest.mark.parametrize("tagged, thread_poll", [(True, False), (False, False),
+                                                 pytest.param(True, True, marks=pytest.mark.tagged_thread_poll)],
+                         ids=["tagged", "barrier", "tagged_thread_poll"])
+def test_on_gpu_a_traced_forward_computes_what_the_untraced_one_does(monkeypatch, tagged, thread_poll):
     """The traced Gluon forward (H=320, B=16, T=40) writes the untraced one's outputs bit for bit,
     stamps the loader's events exactly when it exchanges tagged words, and its phases never run
-    backwards (every stamp after the one before it on its program's SM) and add up to the step."""
+    backwards (every stamp after the one before it on its program's SM) and add up to the step;
+    also with the loader's threads polling alone (:func:`rnnbench.kernels.plan.tagged_thread_poll`)."""
     from rnnbench.kernels import TritonLSTM, gluon_lstm
-    from rnnbench.kernels.plan import gluon_available, tagged_exchange
+    from rnnbench.kernels.plan import gluon_available, tagged_exchange, tagged_thread_poll
 
     if torch.cuda.get_device_capability() != (9, 0) or not gluon_available():
         pytest.skip("the Gluon forward needs sm_90 and a Triton with Gluon's Hopper API")
@@ -183,7 +186,7 @@ def test_on_gpu_a_traced_forward_computes_what_the_untraced_one_does(monkeypatch
         traces.append(step_trace.trace_buffer(plan, args[8][0], "cuda"))
         return untraced_forward(plan, *args, **kwargs, trace=traces[-1])
 
-    with tagged_exchange(tagged), torch.no_grad():
+    with tagged_exchange(tagged), tagged_thread_poll(thread_poll), torch.no_grad():
         expected = layer(x)
         monkeypatch.setattr(gluon_lstm, "run_forward", traced_forward)
         got = layer(x)

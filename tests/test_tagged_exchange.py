@@ -14,7 +14,8 @@ from conftest import KERNEL_DEVICE
 from rnnbench.kernels.tagged_exchange import (
     COMPACT_SLOTS, GAVE_UP, TIMED_OUT, WORD_DTYPES, _reload_stale, _stale, compact_key, compact_stale, compact_state,
     compact_suspects, compact_values, compact_words, decode_compact, decode_tagged, encode_compact, encode_tagged,
-    host_compact_parity, retag_, tag_words, word_tags, word_values,
+    THREAD_POLL_CARRY, THREAD_POLL_LOW, THREAD_POLL_MAGNITUDE, THREAD_POLL_SUSPECT, host_compact_parity, retag_,
+    tag_words, thread_poll_asm, word_tags, word_values,
 )
 
 #: the dtypes the interpreter runs (it has no bf16 arithmetic; the host encoding is tested for bf16 too)
@@ -391,3 +392,157 @@ def test_a_one_bit_tag_must_be_bit_1_of_the_step():
         except AssertionError:  # a deadlock is as wrong
             wrong += 1
     assert wrong > 0
+
+
+# ---- a loader thread polling its own words alone (the PTX of thread_poll_asm, interpreted) ----------
+
+def _suspect_halves_by_thread_poll(pairs: torch.Tensor) -> torch.Tensor:
+    """Per pair, the tag bits :func:`thread_poll_asm`'s slow path sets (its constants, on the host)."""
+    low, carry = THREAD_POLL_LOW, THREAD_POLL_CARRY
+    return (((pairs & low) + carry) | pairs) & 0x40004000
+
+
+def _suspect_halves_by_magnitude(pairs: torch.Tensor) -> torch.Tensor:
+    """Per pair, the halves :func:`thread_poll_asm`'s usual step finds suspect (magnitude, sign
+    cleared, at least :data:`THREAD_POLL_SUSPECT`), as that half's tag bit."""
+    magnitude = pairs & THREAD_POLL_MAGNITUDE
+    return torch.where((magnitude & 0xFFFF) >= THREAD_POLL_SUSPECT, 0x4000, 0) \
+        | torch.where((magnitude >> 16) >= THREAD_POLL_SUSPECT, 0x40000000, 0)
+
+
+def test_the_thread_polls_test_flags_exactly_the_halves_compact_suspects_does():
+    """Every 16-bit half, in either half of a pair beside a fresh value: both of the thread poll's
+    tests (the usual step's magnitude, the slow path's and, add and or, with no carry between the
+    halves) flag a half exactly where :func:`compact_suspects` does (a stale half or the published
+    NaN pattern), in the same half."""
+    halves = torch.arange(2**16, dtype=torch.int64)
+    fresh_other = 0x3C00  # 1.0 in fp16, a fresh value
+    for pairs, half_bit in (((halves << 16) | fresh_other, 0x40000000), (halves | (fresh_other << 16), 0x4000)):
+        pairs = ((pairs + 2**31) % 2**32 - 2**31).to(torch.int32).to(KERNEL_DEVICE)
+        flagged = torch.empty_like(pairs)
+        for start in range(0, 2**16, 4096):
+            _suspects_kernel[(1,)](pairs[start:start + 4096], flagged[start:start + 4096], N=4096)
+        suspected = (flagged.cpu() != 0)
+        for test in (_suspect_halves_by_thread_poll, _suspect_halves_by_magnitude):
+            ours = test(pairs.cpu().to(torch.int64) % 2**32)
+            assert torch.equal(ours != 0, suspected), (test.__name__, int((ours.ne(0) != suspected).sum()))
+            assert ((ours == 0) | (ours == half_bit)).all(), "flagged in the half that is suspect, never the other"
+        assert 0 < int(suspected.sum()) < 2**16
+
+
+#: the first vector's address, the next vectors' stride and the status word's address in the tests below
+_BASE, _STRIDE, _STATUS = 0x1000, 128, 0x10
+
+
+def _thread_poll(loaded: list[list[int]], later: dict[int, list[list[int]]], key: int, tag: int = 5,
+                 status: int = 0, timeout_ns: int = 10**6, timer_step_ns: int = 1):
+    """Run :func:`thread_poll_asm` for ``len(loaded)`` vectors of 4 raw pairs as first loaded;
+    ``later[k]``: what vector k's successive reloads bring (the last repeats; no entry: no reload
+    expected). Returns ``(pairs read, polls, timed out, memory)``."""
+    from ptx_subset import Memory, run
+
+    vectors = len(loaded)
+    asm, constraints = thread_poll_asm(vectors, _STRIDE, timeout_ns)
+    assert len(constraints.split(",")) == 4 * vectors + 4 + 4 + 4 * vectors + 12
+    words = {_STATUS: [status]}
+    for k, reloads in later.items():
+        for j in range(4):
+            words[_BASE + k * _STRIDE + 4 * j] = [vector[j] for vector in reloads]
+    memory = Memory(words, timer_step_ns=timer_step_ns)
+    n = 4 * vectors
+    operands = {n + 4 + i: _BASE for i in range(4)}
+    operands |= {n + 8 + 4 * k + j: loaded[k][j] % 2**32 for k in range(vectors) for j in range(4)}
+    operands |= {2 * n + 8 + i: key for i in range(4)} | {2 * n + 12 + i: _STATUS for i in range(4)}
+    operands |= {2 * n + 16 + i: tag for i in range(4)}
+    registers = run(asm, operands, memory)
+    read = [[registers[f"${4 * k + j}"] for j in range(4)] for k in range(vectors)]
+    info = {registers[f"${n + i}"] for i in range(4)}
+    assert len(info) == 1, "every element of a thread gets its count"
+    info = info.pop()
+    return read, info & 0xFFFF, bool((info >> 16) & int(TIMED_OUT.value)), memory
+
+
+def _fresh_vector(seed: int, key: int) -> list[int]:
+    """4 pairs of fresh fp16 values below 1 in magnitude, their tag bits as ``key`` wants, raw."""
+    values = _h_values(torch.float16, 8, seed).nan_to_num(0.5).clamp(-0.99, 0.99)
+    pairs = values.view(torch.int32).to(torch.int64) % 2**32
+    return [int(p) ^ key for p in pairs]
+
+
+def _with_a_stale_half(vector: list[int]) -> list[int]:
+    """``vector`` with the tag bit of the high half of its third pair flipped (from two steps before)."""
+    return [p ^ 0x40000000 if j == 2 else p for j, p in enumerate(vector)]
+
+
+@pytest.mark.parametrize("key", [0, 0x40004000], ids=["tag_bit_clear", "tag_bit_set"])
+def test_a_thread_whose_words_are_fresh_reads_them_without_a_load_or_a_poll(key):
+    loaded = [_fresh_vector(seed, key) for seed in range(3)]
+    read, polls, timed_out, memory = _thread_poll(loaded, {}, key)
+    assert read == [[p ^ key for p in vector] for vector in loaded]
+    assert polls == 0 and not timed_out and memory.loads == {}
+
+
+@pytest.mark.parametrize("key", [0, 0x40004000], ids=["tag_bit_clear", "tag_bit_set"])
+def test_a_thread_reloads_only_its_stale_vectors_until_they_are_fresh(key):
+    """Vector 0 fresh at once, vector 1 fresh at its first reload, vector 2 at its second (its first
+    reload still stale): two polls, vector 1 loaded once and vector 2 twice (all four words each),
+    vector 0 never, and the pairs read are the fresh ones."""
+    fresh = [_fresh_vector(seed, key) for seed in range(3)]
+    loaded = [fresh[0], _with_a_stale_half(_fresh_vector(7, key)), _with_a_stale_half(_fresh_vector(8, key))]
+    later = {1: [fresh[1]], 2: [_with_a_stale_half(_fresh_vector(9, key)), fresh[2]]}
+    read, polls, timed_out, memory = _thread_poll(loaded, later, key)
+    assert read == [[p ^ key for p in vector] for vector in fresh]
+    assert polls == 2 and not timed_out
+    assert memory.loads == {_BASE + k * _STRIDE + 4 * j: count for k, count in ((1, 1), (2, 2)) for j in range(4)} \
+        | {_STATUS: 2}, memory.loads
+
+
+def test_a_published_nan_becomes_two_nans_without_a_poll():
+    """The NaN pattern (0x7FFF with the tag bit as the key wants) in one half of a fresh pair: that
+    pair reads as two NaNs (:data:`_NAN_PAIR` as :func:`compact_values` makes it), every other pair
+    as it is, and nothing is loaded again."""
+    key = 0x40004000
+    loaded = [_fresh_vector(seed, key) for seed in range(2)]
+    loaded[1][3] = (loaded[1][3] & 0xFFFF0000) | (0x3FFF ^ 0x4000)
+    read, polls, timed_out, memory = _thread_poll(loaded, {}, key)
+    expected = [[p ^ key for p in vector] for vector in loaded]
+    expected[1][3] = 0x7FFF7FFF
+    assert read == expected and polls == 0 and not timed_out and memory.loads == {}
+
+
+def test_a_thread_gives_up_after_one_poll_once_the_status_word_is_set():
+    """Another wait of the launch timed out (status word nonzero): a thread with a stale word polls
+    once, reads the status word, and leaves without reporting (its stale pair reads as NaNs)."""
+    key = 0
+    stale = _with_a_stale_half(_fresh_vector(1, key))
+    read, polls, timed_out, memory = _thread_poll([stale], {0: [stale]}, key, status=3)
+    assert polls == 1 and not timed_out
+    assert memory.words[_STATUS] == [3], "no report over another wait's"
+    assert read[0][2] == 0x7FFF7FFF and read[0][:2] == [p ^ key for p in stale[:2]]
+
+
+def test_a_thread_whose_words_never_come_reports_its_tag_after_the_timeout():
+    """No producer: the thread polls until its timer has run ``timeout_ns`` past its first poll, then
+    reports the step's tag in the status word (``red.max``) and says it timed out."""
+    key = 0x40004000
+    stale = _with_a_stale_half(_fresh_vector(2, key))
+    read, polls, timed_out, memory = _thread_poll([stale], {0: [stale]}, key, tag=7, timeout_ns=50,
+                                                  timer_step_ns=10)
+    assert timed_out and memory.words[_STATUS] == [7]
+    assert 3 <= polls <= 7, polls
+
+
+def test_a_wait_whose_last_word_comes_with_the_timeout_is_no_timeout():
+    """The timer has run out after the first poll, which brought the last stale word: fresh, not
+    reported (the test after a poll looks at the words before the clock)."""
+    key = 0
+    fresh = _fresh_vector(3, key)
+    stale = _with_a_stale_half(fresh)
+    read, polls, timed_out, memory = _thread_poll([stale], {0: [fresh]}, key, timeout_ns=5, timer_step_ns=10)
+    assert not timed_out and polls == 1 and memory.words[_STATUS] == [0]
+    assert read == [[p ^ key for p in fresh]]
+
+
+def test_the_thread_poll_asm_refuses_no_vectors():
+    with pytest.raises(ValueError, match="at least one vector, got 0"):
+        thread_poll_asm(0, 128, 10)
