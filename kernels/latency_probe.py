@@ -30,6 +30,13 @@ probe               what one iteration is (one program on one SM unless stated)
                     which the release waits for): a synchronisation the hardware does, the
                     alternative to flags for a recurrence whose grid fits one cluster (KERNELS2.md)
 ``cta_barrier``     ``bar.sync`` of 4 warps
+``handover``        the tagged loader's hand-over of the state to the MMAs
+                    (:func:`rnnbench.kernels.gluon_lstm._tagged_loader`, the anchor's 12 tiles): 4
+                    warps store their int32 pairs into 12 ``(16, 32)`` tiles (``STS.128``, the MMAs'
+                    128-byte swizzle), ``fence.proxy.async.shared::cta`` (``MEMBAR.ALL.CTA``,
+                    ``FENCE.VIEW.ASYNC.S``), a CTA barrier, an mbarrier arrival and the wait for its
+                    phase: the model charges the ``MEMBAR.ALL.CTA`` the table's GPU-scope ``membar``
+                    (the release's fence), which a CTA-scope one after shared stores may not cost
 ``tma_N``           a TMA copy of a ``(N, 16, 64)`` 16-bit box (the Gluon forward's state copies:
                     N tiles of ``(16 rows, 64 columns)``, 2 KiB each) into shared memory, armed,
                     issued and waited for on an mbarrier (Gluon)
@@ -83,8 +90,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from triton.language.extra.cuda import globaltimer, smid
 
 from rnnbench.kernels.barrier_bench import slope_us
-from rnnbench.kernels.gluon_lstm import tile_mma, two_chain_product
-from rnnbench.kernels.gluon_primitives import clock64 as gluon_clock64, tma_load
+from rnnbench.kernels.gluon_lstm import _PAIRS_LAYOUT as PAIRS_LAYOUT, tile_mma, two_chain_product
+from rnnbench.kernels.gluon_primitives import clock64 as gluon_clock64, cta_barrier, tma_load
 from rnnbench.kernels.latency_table import K_TILE, TMA_ROWS, adopt, render, tma_box, tma_copy_bytes
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, POLL_ORDERS, _load_flags, barrier_arrive
 
@@ -189,6 +196,33 @@ def cta_barrier_kernel(out_ptr, N):
     for _ in range(N):
         tl.debug_barrier()
     tl.store(out_ptr, clock64() - start)
+
+
+@gluon.jit(do_not_specialize=["N"])
+def handover_kernel(out_ptr, N, TILES: gl.constexpr):
+    """``N`` hand-overs of ``TILES`` state tiles as the tagged loader makes them (see the module
+    docstring's ``handover``); stores the cycles taken."""
+    layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 4], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
+                                            order=[1, 0])
+    lane = gl.arange(0, 32, layout=gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[4],
+                                                    order=[0]))
+    pairs = (gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, layout)), 1) * 32
+             + gl.expand_dims(gl.arange(0, 32, layout=gl.SliceLayout(0, layout)), 0))
+    tiles = gl.allocate_shared_memory(gl.int32, [TILES, 16, 32], PAIRS_LAYOUT)
+    bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(bar.index(0), count=1)
+    fence_async_shared()
+    start = gl.max(gluon_clock64(lane), axis=0)
+    for i in range(N):
+        for t in gl.static_range(TILES):
+            tiles.index(t).store(pairs + i)  # a new value every iteration: the stores stay in the loop
+        fence_async_shared()
+        cta_barrier()
+        mbarrier.arrive(bar.index(0))
+        mbarrier.wait(bar.index(0), i % 2)
+    cycles = gl.max(gluon_clock64(lane), axis=0) - start
+    mbarrier.invalidate(bar.index(0))
+    gl.store(out_ptr + lane * 0, cycles + lane * 0)
 
 
 @gluon.jit
@@ -474,6 +508,26 @@ def _cta_barrier(num_warps: int = 4, per_iteration: int = 64) -> Probe:
                  loop_iterations=per_iteration)
 
 
+#: state tiles of the hand-over probe: the anchor's (H=768, 64 columns a tile)
+HANDOVER_TILES = 12
+
+
+def _handover(tiles: int = HANDOVER_TILES) -> Probe:
+    def build():
+        out = torch.zeros(1, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            handover_kernel[(1,)](out, iterations, TILES=tiles, num_warps=4)
+            return out
+
+        return launch, lambda: None
+
+    return Probe("handover", f"the tagged loader's hand-over: {tiles} tiles stored, fence.proxy.async, CTA barrier, "
+                 "mbarrier arrival and wait (4 warps)", 1, 4, build,
+                 _compiler(handover_kernel, {"out_ptr": "*i64", "N": "i32"}, {"TILES": tiles}, 4), ("FENCE",),
+                 gluon=True)
+
+
 def _tma(tiles: int) -> Probe:
     box = tma_box(tiles)
 
@@ -533,7 +587,8 @@ def _hgmma(where: str, block_b: int, chains: int = 1) -> Probe:
 def probes() -> list[Probe]:
     """Every probe, in the order they are run."""
     return ([_chase("relaxed"), _chase("acquire")] + [_release(stores) for stores in (0, 1, 4)]
-            + [_ping_pong(), _ping_pong(tagged=True), _cta_barrier()] + [_tma(tiles) for tiles in (1, 2, 4, 8)]
+            + [_ping_pong(), _ping_pong(tagged=True), _cta_barrier(), _handover()]
+            + [_tma(tiles) for tiles in (1, 2, 4, 8)]
             + [_hgmma(where, block_b) for block_b in (16, 32) for where in ("shared", "registers")]
             + [_hgmma("mixed", 16), _hgmma("mixed", 16, chains=2), _hgmma("registers", 16, chains=2)]
             + [_cluster_barrier_probe(2), _cluster_barrier_probe(16), _cluster_barrier_probe(16, stores=1)])

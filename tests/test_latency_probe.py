@@ -188,3 +188,19 @@ def test_the_probes_measure_plausible_latencies(tmp_path):
         assert cycles["cluster_barrier_16_s1"] >= 0.9 * cycles["cluster_barrier_16"]
     if "tma_8" in rows:
         assert cycles["tma_8"] >= cycles["tma_1"]
+
+
+def test_the_handover_probe_stores_every_tile_then_fences_for_the_async_proxy_and_arrives(compiled):
+    """The hand-over probe's loop is the tagged loader's: a 16-byte shared store per tile and thread
+    (12, the anchor's), then ``fence.proxy.async.shared::cta`` (a CTA-scope ``MEMBAR`` and the
+    async-proxy fence), a CTA barrier, one mbarrier arrival and its wait; the model charges that
+    ``MEMBAR`` as the table's ``membar``, so the probe's measured/model says what it costs."""
+    loop, _, (registers, spills) = compiled["handover"]
+    stores = [ins for ins in loop if ins.base == "STS"]
+    assert len(stores) == latency_probe.HANDOVER_TILES and all(".128" in ins.opcode for ins in stores)
+    membars = [ins for ins in loop if ins.base == "MEMBAR"]
+    assert len(membars) == 1 and "CTA" in membars[0].opcode, membars
+    assert _count(loop, "FENCE") == 1 and _count(loop, "BAR") >= 1
+    assert any(ins.opcode.startswith("SYNCS.ARRIVE") for ins in loop)
+    assert any(ins.opcode.startswith("SYNCS.PHASECHK") for ins in loop)
+    assert spills == 0
