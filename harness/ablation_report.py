@@ -78,6 +78,8 @@ QUESTIONS = (
              "real_gluon_tagged", "real_gluon_tagged_groups_4"),
     Question("Gluon forward tagged, its loader's threads polling alone instead of reducing their staleness first",
              "real_gluon_tagged", "real_gluon_tagged_thread_poll"),
+    Question("Gluon forward tagged, its loader's threads polling alone, pausing 150 ns before each first load",
+             "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"),
 )
 
 

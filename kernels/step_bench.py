@@ -82,7 +82,9 @@ with each loader thread checking and polling its own words alone
 (:func:`rnnbench.kernels.plan.tagged_thread_poll`): no reduction of the staleness over the loader's
 warps (two CTA barriers and seven shuffles a step), so whether that reduction is on the step's path,
 as the cost model has it (~0.3 µs at the anchor, Triton 3.6); its ``extra_polls_per_step`` is the
-busiest thread's.
+busiest thread's. ``real_gluon_tagged_thread_poll_delayed`` adds the 150 ns pause before each first
+load: with threads polling alone a reload costs only its own round trip, so whether fewer of them
+still pay for the pause.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -268,7 +270,8 @@ TAGGED_LONG_POLL_DELAY_NS = 300
 #: one-warp loader partitions instead of one of four
 #: warps (``real_gluon_tagged_four_loaders``), and with two MMA chains (``real_gluon_tagged_two_chains``),
 #: and with its loader handing the state over in four groups of tiles (``real_gluon_tagged_groups_4``),
-#: and with its loader's threads polling alone (``real_gluon_tagged_thread_poll``), timed last too. Every other Gluon forward variant runs
+#: and with its loader's threads polling alone (``real_gluon_tagged_thread_poll``, and with the pause,
+#: ``real_gluon_tagged_thread_poll_delayed``), timed last too. Every other Gluon forward variant runs
 #: the grid barrier, whatever :data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE` would take.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
@@ -296,6 +299,9 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
                                                        groups=4),
               "real_gluon_tagged_thread_poll": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
                                                           thread_poll=True),
+              "real_gluon_tagged_thread_poll_delayed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd",
+                                                                  tagged=True, thread_poll=True,
+                                                                  poll_delay_ns=TAGGED_POLL_DELAY_NS),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -307,7 +313,7 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
 DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed",
             "real_gluon_tagged_delayed_300", "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains",
-            "real_gluon_tagged_groups_4", "real_gluon_tagged_thread_poll")
+            "real_gluon_tagged_groups_4", "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN

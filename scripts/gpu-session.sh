@@ -23,7 +23,7 @@
 #                        exchange passed; where they fail the ablation leaves out only their variant)
 #   gpu-tests-thread-poll.xml/.log  the tagged loader's threads polling alone (45 s, after the chains'
 #                        and like them only where the tagged exchange passed; where they fail the
-#                        ablation leaves out only real_gluon_tagged_thread_poll, gpu-fused withholds
+#                        ablation leaves out only real_gluon_tagged_thread_poll(_delayed), gpu-fused withholds
 #                        triton-thread-poll)
 #   gpu-tests-groups.xml/.log  the tagged loader's hand-over in groups of tiles (60 s, after the thread
 #                        polls' and like them only where the tagged exchange passed; where they fail the
@@ -165,7 +165,7 @@ if [ "$FUSED_OK" = 0 ]; then
 fi
 if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured; the planner runs the grid barrier (RNNBENCH_TAGGED_EXCHANGE=off)"
-    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll
 else
     if [ "${CHAINS_RC:-0}" -ne 0 ]; then
@@ -174,7 +174,7 @@ else
     fi
     if [ "${THREAD_POLL_RC:-0}" -ne 0 ]; then
         note "the tagged loader's threads polling alone failed their tests (exit $THREAD_POLL_RC): not timed or measured"
-        LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_thread_poll
+        LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed
         export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-thread-poll
     fi
     if [ "${GROUPS_RC:-0}" -ne 0 ]; then

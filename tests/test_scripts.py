@@ -188,9 +188,9 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
     tagged_variants = ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
                        "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
-                       "real_gluon_tagged_thread_poll"]
+                       "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]
     own = ([] if chains_tests_pass else ["real_gluon_tagged_two_chains"]) + \
-        ([] if thread_poll_tests_pass else ["real_gluon_tagged_thread_poll"]) + \
+        ([] if thread_poll_tests_pass else ["real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]) + \
         ([] if groups_tests_pass else ["real_gluon_tagged_groups_4"])
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
         tagged_variants if not tagged_tests_pass else own)

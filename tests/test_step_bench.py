@@ -282,7 +282,7 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == [
         "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
         "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
-        "real_gluon_tagged_thread_poll"]
+        "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
     # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
     kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
@@ -291,7 +291,8 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
                                                                               "real_gluon_tagged_four_loaders",
                                                                               "real_gluon_tagged_two_chains",
                                                                               "real_gluon_tagged_groups_4",
-                                                                              "real_gluon_tagged_thread_poll"))]
+                                                                              "real_gluon_tagged_thread_poll",
+                                                                              "real_gluon_tagged_thread_poll_delayed"))]
     assert kept == ["real_gluon_fused_input"]
 
 
@@ -368,6 +369,9 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     assert step_bench._switched(groups, plan) == ((2, 8), True, 0, 1, 1, 4, False)
     thread_poll = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll"]
     assert step_bench._switched(thread_poll, plan) == ((2, 8), True, 0, 1, 1, 1, True)
+    thread_poll_delayed = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_delayed"]
+    assert step_bench._switched(thread_poll_delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1,
+                                                               True)
     assert plan_module.GLUON_TAGGED_THREAD_POLL is False  # restored after the context
     assert plan_module.GLUON_TAGGED_GROUPS == 1  # restored after the context
     assert plan_module.GLUON_MMA_CHAINS == 1  # restored after the context
