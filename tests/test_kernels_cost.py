@@ -815,3 +815,30 @@ def test_the_projection_beside_the_kernel_leaves_only_its_first_chunk_on_the_cal
         assert serial_projection_share(gluon, "fwd", 1024) == OVERLAPPED_CHUNK_STEPS / 1024
         assert serial_projection_share(gluon, "fwd_train", 16) == 1.0  # one chunk: all of it
         assert serial_projection_share(gluon, "bwd", 1024) == serial_projection_share(plain, "fwd", 1024) == 1.0
+
+
+def test_cost_command_switches_the_thread_poll_and_the_overlapped_projection_for_its_table(monkeypatch):
+    """``--tagged-thread-poll`` and ``--overlapped-projection`` hold for the table's estimate only: the
+    plan's switches (and, for the thread poll, the environment the spawned compilers import it from)
+    are on while ``cost_table`` runs and as they were after."""
+    import os
+
+    from rnnbench.kernels import plan as plan_module
+
+    table = _synthetic_table().assign(target="sm_90", coresident=True, programs=8, programs_per_sm=2, registers=90,
+                                      input_tiles=0, instructions=500, mma=8, mma_chain=2, ldsm=9, bar=20, shfl=40,
+                                      global_load_bytes_per_program=8192)
+    seen = []
+
+    def fake_table(*args, calibration=None, **kwargs):
+        seen.append((plan_module.GLUON_TAGGED_THREAD_POLL, os.environ.get(plan_module.TAGGED_THREAD_POLL_ENV),
+                     plan_module.GLUON_OVERLAPPED_PROJECTION))
+        return table
+
+    monkeypatch.setattr(cost, "cost_table", fake_table)
+    monkeypatch.delenv(plan_module.TAGGED_THREAD_POLL_ENV, raising=False)
+    assert main(["kernels", "--cost", "--calibration", "none"]) == 0
+    assert main(["kernels", "--cost", "--calibration", "none", "--tagged-thread-poll", "--overlapped-projection"]) == 0
+    assert seen == [(False, None, False), (True, "on", True)]
+    assert plan_module.GLUON_TAGGED_THREAD_POLL is False and plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
+    assert plan_module.GLUON_OVERLAPPED_PROJECTION is False
