@@ -271,8 +271,23 @@ def _triton_lstm_factory(**options):
 def _tagged_exchange_factory(problem, dtype, device):
     """The planner's LSTM with its Gluon forward's state exchanged as compact tagged words
     (``TritonLSTM(tagged_exchange=True)``), or :class:`Unsupported` where it would not run tagged
-    here (not the Gluon forward, lengths, or :func:`rnnbench.kernels.plan.tagged_exchange_refusal`'s
-    reasons on this GPU)."""
+    here (:func:`_refuse_untagged`)."""
+    _refuse_untagged(problem, dtype, device)
+    return _triton_lstm_factory(tagged_exchange=True)(problem, dtype, device)
+
+
+def _thread_poll_factory(problem, dtype, device):
+    """:func:`_tagged_exchange_factory`'s LSTM with its loader's threads each polling their own words
+    alone (``TritonLSTM(tagged_exchange=True, thread_poll=True)``), :class:`Unsupported` where that
+    one is."""
+    _refuse_untagged(problem, dtype, device)
+    return _triton_lstm_factory(tagged_exchange=True, thread_poll=True)(problem, dtype, device)
+
+
+def _refuse_untagged(problem, dtype, device) -> None:
+    """:class:`Unsupported` where the planner's LSTM would not exchange tagged words here (not the
+    Gluon forward, lengths, or :func:`rnnbench.kernels.plan.tagged_exchange_refusal`'s reasons on
+    this GPU)."""
     from rnnbench.kernels.launch import make_plan
     from rnnbench.kernels.plan import tagged_exchange_refusal
 
@@ -283,15 +298,6 @@ def _tagged_exchange_factory(problem, dtype, device):
     if refusal:
         raise Unsupported(f"the tagged exchange does not run here (the {plan.path} path, H={problem.hidden_size}, "
                           f"B={problem.batch}): {refusal}")
-    return _triton_lstm_factory(tagged_exchange=True)(problem, dtype, device)
-
-
-def _thread_poll_factory(problem, dtype, device):
-    """:func:`_tagged_exchange_factory`'s LSTM with its loader's threads each polling their own words
-    alone (``TritonLSTM(tagged_exchange=True, thread_poll=True)``), :class:`Unsupported` where that
-    one is."""
-    _tagged_exchange_factory(problem, dtype, device)  # raises Unsupported where it would not run tagged
-    return _triton_lstm_factory(tagged_exchange=True, thread_poll=True)(problem, dtype, device)
 
 
 def _overlapped_projection_factory(problem, dtype, device):
@@ -328,27 +334,30 @@ for _path, _what in (("auto", "the size heuristic's choice"), ("persistent", "fo
                              f"fused Triton kernels ({_what}); on CPU numerics only, in the interpreter",
                              encoder=_trainable_recurrent(partial(_triton_classes, _path))))
 
+#: what a backend of one of the Gluon LSTM forward's variants runs: the LSTM, on CUDA (sm_90), in 16 bits
+GLUON_LSTM_ONLY = dict(families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16"))
+
 register(_triton_backend("triton-fused", _fused_input_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection fused (sm_90; "
                          "plan.GLUON_FUSED_INPUT forced on; never run on a GPU before)",
-                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+                         **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-tagged", _tagged_exchange_factory,
                          "the planner's Triton LSTM with the Gluon forward's state exchanged as compact tagged words "
                          "(16-bit values, the tag in a spare exponent bit) by a loader partition, no grid barrier "
                          "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on, at every H; 'auto', the planner's, takes it "
                          "in inference up to H=768)",
-                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+                         **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-thread-poll", _thread_poll_factory,
                          "triton-tagged with its loader's threads each polling their own words alone, no reduction "
                          "over the loader's warps (plan.GLUON_TAGGED_THREAD_POLL forced on; never run on a GPU before)",
-                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+                         **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-overlapped", _overlapped_projection_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection run beside the kernel "
                          "(GEMMs of a few steps on a second stream, each announced by a flag the kernel polls; "
                          "plan.GLUON_OVERLAPPED_PROJECTION forced on; never run on a GPU before)",
-                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+                         **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-barrier", _triton_lstm_factory(tagged_exchange=False),
                          "the planner's Triton LSTM with the Gluon forward's grid barrier and TMA copies of the state "
                          "(plan.GLUON_TAGGED_EXCHANGE forced off): what the planner ran before it took the tagged "
                          "exchange in inference up to H=768",
-                         families=("lstm",), devices=("cuda",), dtypes=("float16", "bfloat16")))
+                         **GLUON_LSTM_ONLY))

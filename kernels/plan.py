@@ -836,18 +836,19 @@ TAGGED_EXCHANGE_SETTINGS = (True, False, "auto")
 TAGGED_EXCHANGE_ENV = "RNNBENCH_TAGGED_EXCHANGE"
 
 
-def _tagged_exchange_from_environment(default):
-    """:data:`GLUON_TAGGED_EXCHANGE` as :data:`TAGGED_EXCHANGE_ENV` says (``default`` where unset)."""
-    value = os.environ.get(TAGGED_EXCHANGE_ENV)
+def _from_environment(variable: str, settings: dict, default):
+    """The setting the environment variable ``variable`` names (a key of ``settings``, which maps
+    it to the value), ``default`` where it is unset; ValueError naming the variable otherwise."""
+    value = os.environ.get(variable)
     if value is None:
         return default
-    settings = {"on": True, "off": False, "auto": "auto"}
     if value not in settings:
-        raise ValueError(f"{TAGGED_EXCHANGE_ENV} must be one of {', '.join(settings)}, got {value!r}")
+        raise ValueError(f"{variable} must be one of {', '.join(settings)}, got {value!r}")
     return settings[value]
 
 
-GLUON_TAGGED_EXCHANGE = _tagged_exchange_from_environment(GLUON_TAGGED_EXCHANGE)
+GLUON_TAGGED_EXCHANGE = _from_environment(TAGGED_EXCHANGE_ENV, {"on": True, "off": False, "auto": "auto"},
+                                          GLUON_TAGGED_EXCHANGE)
 #: the largest ``h_pad`` at which ``"auto"`` takes the tagged exchange: the largest measured faster
 #: than the barrier (above, at H=1024 B=16, each step's reloads of its 16 tiles cost more than the
 #: barrier's flags)
@@ -902,17 +903,8 @@ GLUON_TAGGED_THREAD_POLL = False
 TAGGED_THREAD_POLL_ENV = "RNNBENCH_TAGGED_THREAD_POLL"
 
 
-def _thread_poll_from_environment(default: bool) -> bool:
-    """:data:`GLUON_TAGGED_THREAD_POLL` as :data:`TAGGED_THREAD_POLL_ENV` says (``default`` where unset)."""
-    value = os.environ.get(TAGGED_THREAD_POLL_ENV)
-    if value is None:
-        return default
-    if value not in ("on", "off"):
-        raise ValueError(f"{TAGGED_THREAD_POLL_ENV} must be on or off, got {value!r}")
-    return value == "on"
-
-
-GLUON_TAGGED_THREAD_POLL = _thread_poll_from_environment(GLUON_TAGGED_THREAD_POLL)
+GLUON_TAGGED_THREAD_POLL = _from_environment(TAGGED_THREAD_POLL_ENV, {"on": True, "off": False},
+                                             GLUON_TAGGED_THREAD_POLL)
 
 
 @contextlib.contextmanager

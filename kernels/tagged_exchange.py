@@ -363,8 +363,8 @@ def thread_poll_asm(vectors: int, stride_bytes: int, timeout_ns: int) -> tuple[s
 
     **The usual step** (every half fresh, no NaN): a xor, an and and a 16x2 max a pair
     (:data:`THREAD_POLL_MAGNITUDE`), one test and a branch, in this thread alone: no reduction over
-    threads, no CTA barrier. **Otherwise** the thread polls on its own: the vectors holding a stale half loaded
-    again (predicated ``ld.volatile.global.v4.b32``, all issued before any is read), until none is;
+    threads, no CTA barrier. **Otherwise** the thread polls on its own: the vectors holding a stale
+    half loaded again (predicated ``ld.volatile.global.v4.b32``, all issued before any is read), until none is;
     after each poll it reads the status word (nonzero: another wait of the launch timed out, give up)
     and the global timer: ``timeout_ns`` after its first poll it gives up too, and if a half is still
     stale, reports the tag in the status word (``red.max``, as

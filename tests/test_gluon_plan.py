@@ -583,12 +583,13 @@ def test_the_tagged_thread_poll_reaches_spawned_compilers_through_the_environmen
             assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "off"
         assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "on"
     assert plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
-    assert plan_module._thread_poll_from_environment(False) is False
+    settings = {"on": True, "off": False}
+    assert plan_module._from_environment(plan_module.TAGGED_THREAD_POLL_ENV, settings, False) is False
     monkeypatch.setenv(plan_module.TAGGED_THREAD_POLL_ENV, "on")
-    assert plan_module._thread_poll_from_environment(False) is True
+    assert plan_module._from_environment(plan_module.TAGGED_THREAD_POLL_ENV, settings, False) is True
     monkeypatch.setenv(plan_module.TAGGED_THREAD_POLL_ENV, "yes")
-    with pytest.raises(ValueError, match="RNNBENCH_TAGGED_THREAD_POLL must be on or off, got 'yes'"):
-        plan_module._thread_poll_from_environment(False)
+    with pytest.raises(ValueError, match="RNNBENCH_TAGGED_THREAD_POLL must be one of on, off, got 'yes'"):
+        plan_module._from_environment(plan_module.TAGGED_THREAD_POLL_ENV, settings, False)
 
 
 def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanoseconds_in_range():
