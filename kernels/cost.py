@@ -48,11 +48,16 @@ their time is estimated by :func:`simulate`:
   (a reload of the state's words) is on the path once, i.e. a step's first load of the state finds
   some words stale and the second finds them all fresh, plus the half poll period of discovery;
   no arrivals (no release fence, every word is its own arrival). In the Gluon forward the wait is
-  a loader warp's (:func:`rnnbench.kernels.sass.loader_path`): its step (first load, one
-  reload, the stores into the MMAs' tiles, its mbarrier arrivals) is added to the recurrence's,
-  whose copies' waits then wait for nothing, with half a round trip for the publish to reach L2
-  and the half poll period (a round trip, plus the reduction's CTA barriers where the loader's
-  path has any: the one-warp loaders have none). A masked reload is charged the bytes of every
+  a loader warp's (:func:`rnnbench.kernels.sass.loader_path`), simulated on its own: from its wait
+  for the recurrence's arrival on ``h_free`` (after the publish) to its arrival on the state's
+  mbarrier (first load, one reload, the stores into the MMAs' tiles), plus half a round trip for
+  the publish to reach L2 and the half poll period (a round trip, plus the reduction's CTA barriers
+  where the loader's path has any: the one-warp loaders have none), is how long after the
+  recurrence's arrival its wait for the state completes (:func:`loader_handoffs`,
+  :class:`Handoff`). So the recurrence's work after its arrival (the next step's ``xg`` copies,
+  the loop's CTA barrier) and the loader's before its wait (its own CTA barrier) overlap the
+  other's; until 2026-11-28 the loader's whole step was added to the recurrence's, which counted
+  them twice (~0.08 µs a step at the anchor with Triton 3.6). A masked reload is charged the bytes of every
   word it could load. The one reload is the heaviest path's assumption, not a measurement: with
   compact words (the Gluon loaders') a step whose first load finds the state complete runs ~260
   loader instructions at H=768 where the reload path runs ~680. ``first_load_complete`` estimates
@@ -70,9 +75,10 @@ their time is estimated by :func:`simulate`:
 Every cycle of the step is attributed to one term (:data:`TERMS`): the issue slot, or the kind of
 instruction (or unit) the warp waited for. The estimate is their sum, optionally multiplied by
 per-term factors fitted to measurements (:mod:`rnnbench.kernels.calibration`). One exception: the
-Gluon tagged exchange's loader step (its own instructions, the publish's way to L2, its discovery
-and pause) is one term, ``loader``, whatever its instructions wait for, so that calibration scales
-the loader warps' chain apart from the recurrence's: fitted with the recurrence's factors, inflated
+recurrence's wait for the Gluon tagged exchange's loader beyond its own poll (the part of the
+loader's chain its own work does not overlap: the loader's instructions, the publish's way to L2,
+its discovery and pause) is one term, ``loader``, whatever the loader's instructions wait for, so
+that calibration scales the loader warps' chain apart from the recurrence's: fitted with the recurrence's factors, inflated
 by the barrier kernels' rows, it put the one-loader kernel at H=768 B=16 at 2.93 µs against the
 2.36 measured (raw: 2.20; H200, 7caf667).
 
@@ -173,8 +179,8 @@ SEQ_LEN = 1024
 #: reloads a step of the tagged exchange's loader at which the cost table reads its rows (between
 #: the step whose first load finds the state complete, 0, and the one-reload step, 1): what the
 #: H200 measured for the one four-warp loader at H=768 B=16 (7caf667, ``extra_polls_per_step``:
-#: 0.58; 0.55-0.81 over the shapes timed), where the model then put the kernel alone at 2.31 µs
-#: against 2.36 measured
+#: 0.58; 0.55-0.81 over the shapes timed), where the model (raw, Triton 3.6) puts the kernel alone at
+#: 2.23 µs against 2.36 measured (2.31 before the loader's step overlapped the recurrence's)
 TAGGED_RELOADS_PER_STEP = 0.58
 
 
@@ -297,6 +303,32 @@ class WarpContext:
     programs_per_sm: int = 1
 
 
+@dataclass(frozen=True)
+class Handoff:
+    """Another partition of the program (the tagged exchange's loader) that arrives on the mbarrier at
+    shared offset ``arrives`` ``cycles`` after the simulated warps arrived on the one at ``after``
+    (from the issue of that arrival to the issue of its own): the simulated warps' wait on
+    ``arrives`` completes no earlier than that (:func:`simulate`)."""
+
+    after: int
+    arrives: int
+    cycles: float
+
+
+def mbarrier_offset(ins: Instruction) -> int | None:
+    """The immediate offset in the shared-memory address of an mbarrier instruction (``SYNCS``:
+    ``[UR8+0x13900]``, ``[R12+URZ+0x13900]``; 0 where the address has none), which names the
+    mbarrier across the kernel's partitions (their base registers differ, their offsets do not);
+    None for another instruction."""
+    if ins.base != "SYNCS":
+        return None
+    address = next((operand for operand in ins.operands if operand.startswith("[")), None)
+    if address is None:
+        return None
+    last = address.strip("[]").split("+")[-1]
+    return int(last, 16) if last.startswith("0x") else 0
+
+
 def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), cached_loads: frozenset[int] = frozenset()) -> str:
     """The kind of ``ins`` for the latency table. A coherent load of a grid-barrier counter (an
     address an atomic on the path also uses) is ``sync_load``, not state traffic; a plain load is an
@@ -337,7 +369,7 @@ def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), 
 TERM_OF = {"nop": "issue", "alu": "alu", "const": "alu", "special": "alu", "branch": "alu", "mma": "mma",
            "mma_wait": "mma", "ldsm": "smem", "lds": "smem", "sts": "smem", "mbarrier": "smem", "shfl": "shfl",
            "bar": "bar", "mufu": "mufu", "l2_load": "l2_load", "tma_load": "l2_load", "tma_wait": "l2_load",
-           "handoff_wait": "smem",
+           "handoff_wait": "smem", "loader_wait": "loader",
            "dram_load": "dram_load", "async_load": "dram_load", "async_wait": "dram_load", "store": "store",
            "sync_load": "grid_sync", "atomic": "grid_sync", "membar": "grid_sync", "fence": "grid_sync"}
 
@@ -358,11 +390,14 @@ def _mma_cycles(ins: Instruction, fma_per_clock: float) -> float:
 
 
 def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] = frozenset(),
-             trace: list | None = None) -> tuple[float, dict[str, float]]:
+             trace: list | None = None, handoffs: tuple[Handoff, ...] = ()) -> tuple[float, dict[str, float]]:
     """Cycles of one step of ``path`` and their attribution to :data:`TERMS` (see the module
     docstring); ``cached_loads`` as in :func:`op_class`. ``trace``, when given, receives the last
     simulated step's ``(instruction, issue cycle, what it waited for)`` (to read where a step's
-    time goes)."""
+    time goes). ``handoffs``: a wait for another partition's arrival (``handoff_wait``) completes
+    no earlier than that partition's arrival, :class:`Handoff`'s cycles after the path's own
+    arrival (the latest one before the wait, a step earlier in a loop) plus a shared-memory poll;
+    time it waits beyond its own poll is charged to ``loader``."""
     lat = context.latencies
     counter_addresses = frozenset(operand for ins in path.instructions if ins.base in GLOBAL_ATOMICS
                                   for operand in ins.operands if "[" in operand)
@@ -383,6 +418,9 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
     tma_waited = 0
     async_done, mma_done = 0.0, 0.0
     accumulating: set[str] = set()
+    # issue cycles of the path's latest arrival on each mbarrier (by shared offset), for ``handoffs``
+    arrived: dict[int, float] = {}
+    partners = {handoff.arrives: handoff for handoff in handoffs}
     iterations = 3 if path.in_loop else 1
     ends = []
     terms: dict[str, float] = {}
@@ -424,6 +462,12 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
                 async_done = max(async_done, done)
             elif ins.base == "HGMMA":
                 mma_done = max(mma_done, done)
+            elif kind == "mbarrier" and ins.opcode.startswith("SYNCS.ARRIVE"):
+                arrived[mbarrier_offset(ins)] = issue
+            elif kind == "handoff_wait" and mbarrier_offset(ins) in partners:
+                handoff = partners[mbarrier_offset(ins)]
+                if handoff.after in arrived and arrived[handoff.after] + handoff.cycles + lat.lds > done:
+                    done, kind = arrived[handoff.after] + handoff.cycles + lat.lds, "loader_wait"
             written = writes(ins)
             for register in written:
                 ready[register] = (done, kind)
@@ -448,6 +492,32 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
         ends.append(end)
     cycles = ends[-1] - ends[-2] if len(ends) > 1 else ends[-1] + interval
     return cycles, terms
+
+
+def loader_handoffs(recurrence: StepPath, loader: StepPath, context: WarpContext,
+                    unseen_cycles: float) -> tuple[Handoff, ...]:
+    """The tagged exchange's loader step as one :class:`Handoff` of the recurrence's waits per arrival: from its
+    wait for the recurrence's arrival (``h_free``: the first wait of its step on an mbarrier the
+    recurrence arrives on) to each of its arrivals (the state's tiles: one, or one a group), as
+    :func:`simulate` times the loader's step in ``context``, plus ``unseen_cycles`` (what its path
+    does not show). What the loader's step does before that wait, and the recurrence's after its
+    arrival, overlap each other. ValueError where the loader waits for none of the recurrence's
+    arrivals, or arrives on nothing after it."""
+    releases = {mbarrier_offset(ins) for ins in recurrence.instructions
+                if ins.opcode.startswith("SYNCS.ARRIVE") and not ins.never_runs}
+    trace: list = []
+    simulate(loader, context, trace=trace)
+    start = next(((ins, issue) for ins, issue, _ in trace
+                  if "TRYWAIT" in ins.modifiers and mbarrier_offset(ins) in releases), None)
+    if start is None:
+        raise ValueError(f"the loader's step waits on none of the mbarriers the recurrence arrives on "
+                         f"(shared offsets {[hex(offset) for offset in sorted(releases)]})")
+    wait, began = start
+    handoffs = tuple(Handoff(mbarrier_offset(wait), mbarrier_offset(ins), issue - began + unseen_cycles)
+                     for ins, issue, _ in trace if ins.opcode.startswith("SYNCS.ARRIVE") and issue > began)
+    if not handoffs:
+        raise ValueError("the loader's step arrives on no mbarrier after its wait for the recurrence")
+    return handoffs
 
 
 def _handoffs(classes: list[str]) -> list[str]:
@@ -587,29 +657,29 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     # the Gluon kernel's arguments (TMA descriptors by value) are not the plain kernels' list, and
     # its weights never leave shared memory: no global load of it stays cached
     cached = frozenset() if plan.path == GLUON else _cached_loads(instructions, plan.cell, direction, arch)
-    cycles, terms = simulate(steps, context, cached)
+    discovery = 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
+    loader = loader_path(instructions, first_load_complete) if plan.path == GLUON and direction != "bwd" else None
+    row["tagged_exchange"] = loader is not None
+    handoffs = ()
+    if loader is not None:
+        # the tagged exchange's loader warps are on the step's chain: from the recurrence's arrival on
+        # ``h_free`` (after its publish) to the loader's arrival on the state's mbarrier, which the
+        # recurrence's MMAs wait for. Beyond its path (its first load, one reload of stale words, the
+        # stores into the MMAs' tiles), the publish's way to L2, half a poll period of discovery (without
+        # the CTA barriers of a reduction over warps where the loader is one warp) and its pause before
+        # the first load (the nominal sleep: the hardware's is 0 to twice that)
+        loader_discovery = discovery if count(loader).bar else 0.5 * lat.l2
+        unseen = 0.5 * lat.store + loader_discovery + sleep_ns(loader) * device.clock_ghz
+        handoffs = loader_handoffs(steps, loader, context, unseen)
+    cycles, terms = simulate(steps, context, cached, handoffs=handoffs)
     alone, _ = simulate(steps, replace(context, warps_per_scheduler=1, warps_per_sm=1), cached)
     to_us = 1e-3 / device.clock_ghz
     terms_us = {term: value * to_us for term, value in terms.items()}
-    discovery = 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
     if counts.poll_loops:
         # arrivals at a barrier's flags follow their release fences (a tagged exchange has neither:
         # each word is its own arrival, checked by the loads that read it)
         arrivals = programs * lat.barrier_arrival if counts.membar else 0.0
         terms_us["grid_sync"] += (arrivals + discovery) * to_us
-    loader = loader_path(instructions, first_load_complete) if plan.path == GLUON and direction != "bwd" else None
-    row["tagged_exchange"] = loader is not None
-    if loader is not None:
-        # the tagged exchange's loader warps are on the step's chain: it starts once the recurrence
-        # has published (whose own path waits for nothing then) and the recurrence's MMAs wait for its
-        # copies; its step, one reload of stale words, the publish's way to L2 and half a poll
-        # period of discovery are added to the recurrence's, as one term (``loader``)
-        _, loader_terms = simulate(loader, context)
-        # and its pause before the first load (the nominal sleep: the hardware's is 0 to twice that);
-        # a poll period without the CTA barriers of a reduction over warps where the loader is one warp
-        loader_discovery = discovery if count(loader).bar else 0.5 * lat.l2
-        terms_us["loader"] += ((sum(loader_terms.values()) + 0.5 * lat.store + loader_discovery) * to_us
-                               + sleep_ns(loader) * 1e-3)
     if plan.path == "stepwise":
         kernel_us = sum(terms_us.values()) * waves
         terms_us = {term: value * waves for term, value in terms_us.items()}

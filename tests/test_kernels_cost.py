@@ -307,6 +307,58 @@ def test_an_mbarrier_wait_waits_for_its_tma_copy_and_warpgroup_mmas_chain_in_the
     assert terms["l2_load"] > 0 and terms["mma"] > 0
 
 
+def test_an_mbarrier_is_named_by_the_offset_in_its_shared_address():
+    wait, arrive, plain, fma = sass.parse(
+        "/*0000*/ SYNCS.PHASECHK.TRANS64.TRYWAIT P2, [UR8+0x13900], R8 ;\n"
+        "/*0010*/ SYNCS.ARRIVE.TRANS64.A1T0 RZ, [R12+URZ+0x13900], RZ ;\n"
+        "/*0020*/ SYNCS.ARRIVE.TRANS64.A1T0 RZ, [UR8], RZ ;\n/*0030*/ FADD R1, R2, 1 ;")
+    assert cost.mbarrier_offset(wait) == cost.mbarrier_offset(arrive) == 0x13900
+    assert cost.mbarrier_offset(plain) == 0 and cost.mbarrier_offset(fma) is None
+
+
+#: a recurrence's step: wait for the loader's tiles (0x100), compute, arrive on ``h_free`` (0x110),
+#: then work of its own that the loader's step overlaps
+HANDOFF_STEP = ["SYNCS.PHASECHK.TRANS64.TRYWAIT P2, [UR8+0x100], R8", "@!P2 BRA 0x1000",
+                "FADD R1, R2, 1", "FADD R2, R1, 1", "SYNCS.ARRIVE.TRANS64.A1T0 RZ, [UR8+0x110], RZ",
+                "FADD R5, R6, 1", "FADD R6, R5, 1", "FADD R5, R6, 1"]
+
+
+def test_a_handoff_wait_waits_for_the_loader_after_the_recurrences_arrival():
+    """The step is the loader's cycles from the recurrence's arrival to its own, plus the
+    recurrence's work from the wait to its arrival: the work after the arrival overlaps the loader
+    and costs nothing, and the wait beyond its own poll is the ``loader`` term."""
+    lat = cost.Latencies()
+    alone, alone_terms = cost.simulate(_path(HANDOFF_STEP), _context())
+    assert alone_terms["loader"] == 0 and alone < 200
+    loader = cost.Handoff(after=0x110, arrives=0x100, cycles=1000.0)
+    trace: list = []
+    cycles, terms = cost.simulate(_path(HANDOFF_STEP), _context(), handoffs=(loader,), trace=trace)
+    issue = [at for _, at, _ in trace]
+    assert cycles == pytest.approx(1000 + lat.lds + (issue[4] - issue[1]))
+    assert cycles < 1000 + alone  # not added to the whole step
+    # the branch on the wait's predicate waits for the loader, less the recurrence's work after its arrival
+    assert trace[1][2] == "loader" and terms["loader"] == issue[1] - issue[0] - 1
+    assert terms["loader"] == pytest.approx(1000 + lat.lds - (cycles - (issue[4] - issue[0])), abs=1)
+    # a handoff on an mbarrier the step does not wait on, or after an arrival it does not make, is inert
+    for other in (cost.Handoff(0x110, 0x120, 1000.0), cost.Handoff(0x120, 0x100, 1000.0)):
+        assert cost.simulate(_path(HANDOFF_STEP), _context(), handoffs=(other,))[0] == alone
+
+
+def test_the_loaders_handoff_runs_from_its_wait_for_the_recurrence_to_its_arrival():
+    lat = cost.Latencies()
+    loader = _path(["BAR.SYNC.DEFER_BLOCKING 0x2, 0x80", "SYNCS.PHASECHK.TRANS64.TRYWAIT P6, [R12+URZ+0x110], R9",
+                    "@!P6 BRA 0x2000", "LDG.E.128.STRONG.SYS R16, desc[UR4][R8.64]", "STS.128 [R3], R16",
+                    "SYNCS.ARRIVE.TRANS64.A1T0 RZ, [R12+URZ+0x100], RZ"])
+    (handoff,) = cost.loader_handoffs(_path(HANDOFF_STEP), loader, _context(), unseen_cycles=50.0)
+    assert (handoff.after, handoff.arrives) == (0x110, 0x100)
+    # the poll of the wait, the load's round trip and the store before the arrival, and the unseen 50;
+    # not the barrier before the wait
+    assert handoff.cycles == pytest.approx(lat.lds + lat.l2 + 50, abs=4 * lat.alu)
+    elsewhere = [line.replace("0x110", "0x120") for line in HANDOFF_STEP]
+    with pytest.raises(ValueError, match=r"waits on none of the mbarriers.*\['0x120'\]"):
+        cost.loader_handoffs(_path(elsewhere), loader, _context(), 0.0)
+
+
 def test_a_cp_async_wait_waits_for_every_copy_before_it():
     copies = ["LDGSTS.E [R6+0x1f000], desc[UR6][R24.64], P5", "LDGDEPBAR"]
     cycles, terms = cost.simulate(_path(copies + ["DEPBAR.LE SB0, 0x0", "FADD R1, R2, 1"], in_loop=False), _context())
@@ -445,6 +497,11 @@ def test_live_compile_of_one_configuration():
                              hidden_size=256, batch=16, direction="fwd")
     assert shape["path"] == "gluon" and row["tagged_exchange"]
     assert row["mma"] > 0 and row["poll_loops"] == 0 and 0 < row["raw_us_per_step"] < 50
+    # the loader's arrival is found and waited for: the recurrence's step waits on what it arrives on
+    steps = sass.step_path(sass.parse(text))
+    (handoff,) = cost.loader_handoffs(steps, sass.loader_path(sass.parse(text)), _context(), 0.0)
+    waits = {cost.mbarrier_offset(ins) for ins in steps.instructions if "TRYWAIT" in ins.modifiers}
+    assert handoff.arrives in waits and 0.1 < row["t_loader"] < row["raw_us_per_step"]
 
 
 # ---- calibration ----------------------------------------------------------------------------
