@@ -80,6 +80,10 @@ QUESTIONS = (
              "real_gluon_tagged", "real_gluon_tagged_thread_poll"),
     Question("Gluon forward tagged, its loader's threads polling alone, pausing 150 ns before each first load",
              "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"),
+    Question("Gluon forward tagged, its gates split inside each warp instead of through shared memory",
+             "real_gluon_tagged", "real_gluon_tagged_local_gates"),
+    Question("Gluon forward tagged, its loader's threads polling alone, its gates split inside each warp too",
+             "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_local_gates"),
 )
 
 

@@ -284,6 +284,14 @@ def _thread_poll_factory(problem, dtype, device):
     return _triton_lstm_factory(tagged_exchange=True, thread_poll=True)(problem, dtype, device)
 
 
+def _local_gates_factory(problem, dtype, device):
+    """:func:`_thread_poll_factory`'s LSTM with its gates split inside each warp too
+    (``TritonLSTM(tagged_exchange=True, thread_poll=True, local_gates=True)``: the cost model's first
+    configuration under the goal's 1.96 µs a step at H=768 B=16), :class:`Unsupported` where that one is."""
+    _refuse_untagged(problem, dtype, device)
+    return _triton_lstm_factory(tagged_exchange=True, thread_poll=True, local_gates=True)(problem, dtype, device)
+
+
 def _refuse_untagged(problem, dtype, device) -> None:
     """:class:`Unsupported` where the planner's LSTM would not exchange tagged words here (not the
     Gluon forward, lengths, or :func:`rnnbench.kernels.plan.tagged_exchange_refusal`'s reasons on
@@ -350,6 +358,11 @@ register(_triton_backend("triton-tagged", _tagged_exchange_factory,
 register(_triton_backend("triton-thread-poll", _thread_poll_factory,
                          "triton-tagged with its loader's threads each polling their own words alone, no reduction "
                          "over the loader's warps (plan.GLUON_TAGGED_THREAD_POLL forced on; never run on a GPU before)",
+                         **GLUON_LSTM_ONLY))
+register(_triton_backend("triton-local-gates", _local_gates_factory,
+                         "triton-thread-poll with the gates split inside each warp too (W_hh's rows reordered so that a "
+                         "warp's accumulator holds its units' four gates; xg loaded into registers; "
+                         "plan.GLUON_LOCAL_GATES forced on; never run on a GPU before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-overlapped", _overlapped_projection_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection run beside the kernel "

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--tagged-thread-poll", action="store_true",
                          help="with --cost: the tagged exchange's loader threads each polling their own words alone "
                          "(plan.tagged_thread_poll; off by default), in the rows that exchange tagged words")
+    kernels.add_argument("--local-gates", action="store_true",
+                         help="with --cost: the tagged Gluon forward's gates split inside each warp "
+                         "(plan.local_gates; off by default), in the rows that exchange tagged words")
     kernels.add_argument("--latencies", metavar="FILE", help="with --cost: a latency-table JSON to estimate with instead "
                          "of the model's (what rnnbench.kernels.latency_probe --adopt writes; 'prior': the papers' "
                          "table; default reports/aot/cost-latencies-TARGET.json where it exists)")
@@ -300,10 +303,11 @@ def _cost(args, arch: int) -> int:
             mismatch = applied.table_mismatch(arch, latency_table)
             if mismatch:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
-        from rnnbench.kernels.plan import overlapped_projection, tagged_thread_poll
+        from rnnbench.kernels.plan import local_gates, overlapped_projection, tagged_thread_poll
 
         with overlapped_projection(True if args.overlapped_projection else None), \
-                tagged_thread_poll(True if args.tagged_thread_poll else None):
+                tagged_thread_poll(True if args.tagged_thread_poll else None), \
+                local_gates(True if args.local_gates else None):
             table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied,
                                latency_table=latency_table)
         if args.ablation_renames and not args.ablation:

@@ -129,6 +129,15 @@ _TILE_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_widt
 #: the same tile seen as ``(BLOCK_B, 32)`` int32 pairs of values (:func:`_as_pairs`): the same bytes
 #: (``tests/test_gluon_aot.py`` checks it from the two layouts)
 _PAIRS_LAYOUT: gl.constexpr = gl.constexpr(gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32))
+#: the warp-local gate split's layout of the ``(64, 16)`` product whose rows are
+#: :func:`local_gate_rows`' (row ``16w + 4G + u``: gate G of unit ``4w + u``; 16-row batch blocks):
+#: warp w keeps its accumulator's 16 rows; a thread's registers hold the unit's low bit and the two
+#: gate bits, its lane the unit's high bit and the batch row. So the four gates of two adjacent
+#: units of one batch row are one thread's, as :func:`_recurrence`'s tile layout with
+#: ``LOCAL_GATES`` holds them, and the conversion from the accumulator's layout stays in each warp
+_LOCAL_GATES_LAYOUT: gl.constexpr = gl.constexpr(gl.DistributedLinearLayout(
+    reg_bases=[[1, 0], [4, 0], [8, 0]], lane_bases=[[2, 0], [0, 1], [0, 2], [0, 4], [0, 8]],
+    warp_bases=[[16, 0], [32, 0]], block_bases=[], shape=[4 * UNITS, 16]))
 
 
 @_gluon_builtin
@@ -181,28 +190,41 @@ def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
 
 
 @gluon.jit
-def _load_weights(w_desc, w_smem, bar, phase, row0, H, SHARED_TILES: gl.constexpr):
+def _load_gates(xg_ptr, t, B, H, offsets, mask):
+    """The four ``(16, BLOCK_B)`` pre-activation tiles (i, f, g, o) of ``xg`` at time index ``t``
+    into registers (storage dtype, in the layout of ``offsets``; zero where ``mask`` is false): the
+    warp-local gate split's input, loaded a step ahead (:func:`_recurrence` with ``LOCAL_GATES``),
+    so no thread reads what another copied and no CTA barrier orders it."""
+    base = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + offsets
+    return (gl.load(base, mask=mask, other=0.0), gl.load(base + H, mask=mask, other=0.0),
+            gl.load(base + 2 * H, mask=mask, other=0.0), gl.load(base + 3 * H, mask=mask, other=0.0))
+
+
+@gluon.jit
+def _load_weights(w_desc, w_smem, bar, phase, row0, gate_stride, SHARED_TILES: gl.constexpr):
     """The program's first ``SHARED_TILES`` weight tiles (64 gate rows x 64 columns each) of the
-    weight rows ``w_desc`` describes into ``w_smem``, 4 TMA boxes of 16 rows per tile (one per gate,
-    rows ``g*H + row0``), completing ``phase`` of ``bar``; columns past the weight matrix are
-    zero-filled by TMA."""
+    weight rows ``w_desc`` describes into ``w_smem``, 4 TMA boxes of 16 rows per tile (tile rows
+    ``16g + [0, 16)`` from rows ``row0 + g*gate_stride``: ``gate_stride`` H where the rows are
+    gate-major, 16 where they are :func:`local_gate_rows`), completing ``phase`` of ``bar``; columns
+    past the weight matrix are zero-filled by TMA."""
     if SHARED_TILES > 0:
         mbarrier.expect(bar, SHARED_TILES * 4 * w_desc.block_type.nbytes)
         for k in gl.static_range(SHARED_TILES):
             for g in gl.static_range(4):
-                tma_load(w_desc, [row0 + g * H, k * _K_TILE], bar, w_smem.index(k).slice(g * _UNITS, _UNITS))
+                tma_load(w_desc, [row0 + g * gate_stride, k * _K_TILE], bar,
+                         w_smem.index(k).slice(g * _UNITS, _UNITS))
         mbarrier.wait(bar, phase)
 
 
 @gluon.jit
-def _register_weights(w_ptr, w_stride, row0, H, layout: gl.constexpr, SHARED_TILES: gl.constexpr,
+def _register_weights(w_ptr, w_stride, row0, H, gate_stride, layout: gl.constexpr, SHARED_TILES: gl.constexpr,
                       K_TILES: gl.constexpr):
     """The program's weight tiles ``[SHARED_TILES, K_TILES)`` as warpgroup-MMA A operands held in
     registers (``layout``: the accumulator's dot-operand layout), a tuple of ``(64, 64)`` tiles
     loaded once from ``W_hh`` rows ``(D*4H, w_stride)``: tile row ``g*16 + j`` is row
-    ``row0 + g*H + j``; columns past H read as zero."""
+    ``row0 + g*gate_stride + j`` (as :func:`_load_weights`); columns past H read as zero."""
     rows = gl.arange(0, 4 * _UNITS, layout=gl.SliceLayout(1, layout))
-    rows = row0 + (rows // _UNITS) * H + rows % _UNITS
+    rows = row0 + (rows // _UNITS) * gate_stride + rows % _UNITS
     row_offsets = gl.expand_dims(rows.to(gl.int64) * w_stride, 1)
     columns = gl.arange(0, _K_TILE, layout=gl.SliceLayout(0, layout))
     tiles = ()
@@ -705,6 +727,26 @@ def _input_product(start, wih_smem, x_smem, x_bars, phase, INPUT_TILES: gl.const
 
 
 @gluon.jit
+def _local_gate_tiles(product, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr):
+    """The four ``(16, BLOCK_B)`` float32 tiles (i, f, g, o) of the recurrent ``product`` whose rows
+    are :func:`local_gate_rows`' (row ``16w + 4G + u``: gate G of unit ``4w + u``), in
+    ``tile_layout``, without a CTA barrier: one conversion inside each warp to
+    :data:`_LOCAL_GATES_LAYOUT` (Triton 3.6 and 3.9 pass it through shared memory behind a warp
+    barrier, 4 stores and 4 loads a thread), then a reshape, a permute and two splits of what each
+    thread already holds."""
+    z = gl.convert_layout(product, _LOCAL_GATES_LAYOUT)
+    # rows 16w + 8 G1 + 4 G0 + u -> (w, G1, G0, u, b) -> (w, u, b, G1, G0) -> (unit, b, G1, G0)
+    z = gl.reshape(z, [4, 2, 2, 4, BLOCK_B])
+    z = gl.permute(z, [0, 3, 4, 1, 2])
+    z = gl.reshape(z, [_UNITS, BLOCK_B, 2, 2])
+    low_gate_even, low_gate_odd = gl.split(z)  # G0 = 0 (i, g) and 1 (f, o), each (unit, b, G1)
+    z_i, z_g = gl.split(low_gate_even)
+    z_f, z_o = gl.split(low_gate_odd)
+    return (gl.convert_layout(z_i, tile_layout), gl.convert_layout(z_f, tile_layout),
+            gl.convert_layout(z_g, tile_layout), gl.convert_layout(z_o, tile_layout))
+
+
+@gluon.jit
 def _pre_activations(product, gates_smem, inputs_smem, tile_layout: gl.constexpr, FUSED: gl.constexpr):
     """The four ``(16, BLOCK_B)`` float32 pre-activation tiles (i, f, g, o) in ``tile_layout``: the
     ``(64, BLOCK_B)`` recurrent ``product`` (rows gate-major, in the MMA's layout) plus the input
@@ -741,7 +783,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                 HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
                 REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr,
                 TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1, trace_ptr=None, TRACE: gl.constexpr = False,
-                xg_flags_ptr=None, XG_CHUNK: gl.constexpr = 0):
+                xg_flags_ptr=None, XG_CHUNK: gl.constexpr = 0, LOCAL_GATES: gl.constexpr = False):
     """The time loop of :func:`lstm_forward_gluon_kernel` (its arguments there; pointers already
     offset to this program's direction; its layouts), run by the kernel's 4 warps, or with a fused input
     projection as the default partition beside :func:`_input_projection`: ``inputs_smem`` is then
@@ -754,7 +796,10 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     step's events (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr``, this program's rows.
     ``XG_CHUNK > 0`` (one direction, not fused): ``xg`` is projected beside the kernel
     (:mod:`rnnbench.kernels.overlapped_projection`); before prefetching the first step of each
-    chunk of ``XG_CHUNK`` steps the loop waits for that chunk's flag in ``xg_flags_ptr``."""
+    chunk of ``XG_CHUNK`` steps the loop waits for that chunk's flag in ``xg_flags_ptr``.
+    ``LOCAL_GATES`` (not fused): ``W_hh``'s rows are :func:`local_gate_rows`', the gates are split
+    inside each warp (:func:`_local_gate_tiles`) and the next step's ``xg`` is loaded into registers
+    (:func:`_load_gates`): no shared memory but the MMAs' and no CTA barrier for the gates."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
@@ -766,7 +811,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     unit_col, row_row, state_mask, state_offsets, gate_offsets, y_offsets, length = program_tile(
         lengths_ptr, T, B, H, tile_layout, BLOCK_B, DIRECTIONS, HAS_LENGTHS)
     write = row_row * H_PAD + unit_col
-    w_regs = _register_weights(w_ptr, w_stride, row0, H,
+    w_regs = _register_weights(w_ptr, w_stride, row0, H, _UNITS if LOCAL_GATES else H,
                                gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=2), SHARED_TILES,
                                K_TILES)
 
@@ -776,8 +821,12 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     if not FUSED:
         if XG_CHUNK > 0:
             input_ready_wait(xg_flags_ptr, flags_ptr + FLAG_SLOTS, 1, lane)
-        _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                        gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
+        if LOCAL_GATES:
+            xg_next = _load_gates(xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                                  gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
+        else:
+            _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                            gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
     for s in range(0, T):
         if TRACE:
             ev.record(trace_ptr, s, lane, ev.STEP_START, clock64(lane))
@@ -794,6 +843,12 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             stage = s % STAGES
             mbarrier.wait(xp_bars.index(stage), (s // STAGES) % 2)
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem.index(stage), tile_layout, True)
+        elif LOCAL_GATES:
+            z_i, z_f, z_g, z_o = _local_gate_tiles(product, tile_layout, BLOCK_B)
+            z_i += xg_next[0].to(gl.float32)
+            z_f += xg_next[1].to(gl.float32)
+            z_g += xg_next[2].to(gl.float32)
+            z_o += xg_next[3].to(gl.float32)
         else:
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem, tile_layout, False)
         i = _sigmoid(z_i)
@@ -841,15 +896,20 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             if XG_CHUNK > 0:
                 if (upcoming % XG_CHUNK == 0) & (upcoming > s):  # the first step of a chunk (not the last again)
                     input_ready_wait(xg_flags_ptr + upcoming // XG_CHUNK, flags_ptr + FLAG_SLOTS, upcoming + 1, lane)
-            _prefetch_gates(inputs_smem, xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS),
-                            B, H, gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
+            if LOCAL_GATES:
+                xg_next = _load_gates(xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS),
+                                      B, H, gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
+            else:
+                _prefetch_gates(inputs_smem, xg_ptr,
+                                time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
+                                gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
         if not TAGGED:
             if s + 1 < T:
                 _arm_copies(bars, ex_desc, COPIES)
             barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
         if TRACE:
             ev.record(trace_ptr, s, lane, ev.STEP_END, clock64(lane))
-    if not FUSED:
+    if not FUSED and not LOCAL_GATES:
         async_copy.wait_group(0)  # no copy in flight at the exit
     gl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
@@ -895,7 +955,7 @@ def lstm_forward_gluon_kernel(
     REGISTER_TILES: gl.constexpr = 0, GRID_SYNC: gl.constexpr = True, INPUT_TILES: gl.constexpr = 0,
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
     LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1, TRACE: gl.constexpr = False, XG_CHUNK: gl.constexpr = 0,
-    GROUPS: gl.constexpr = 1, THREAD_POLL: gl.constexpr = False,
+    GROUPS: gl.constexpr = 1, THREAD_POLL: gl.constexpr = False, LOCAL_GATES: gl.constexpr = False,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -929,6 +989,10 @@ def lstm_forward_gluon_kernel(
     ``XG_CHUNK > 0`` (one direction, no lengths, not fused): ``xg`` is being projected beside the
     kernel (:mod:`rnnbench.kernels.overlapped_projection`), chunk ``c`` of ``XG_CHUNK`` steps announced
     by int32 flag ``xg_flags_ptr[c]``; otherwise ``xg_flags_ptr`` is None.
+
+    ``LOCAL_GATES`` (tagged, 16-row blocks; :func:`rnnbench.kernels.plan.local_gates`): ``w_ptr`` and
+    ``w_desc`` hold :func:`local_gate_rows`' order, program ``pid_h``'s 64 rows from row
+    ``pid_h*64``, and the recurrence splits the gates inside each warp (:func:`_recurrence`).
     """
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
@@ -940,6 +1004,8 @@ def lstm_forward_gluon_kernel(
                      "two MMA chains need the tagged exchange's one copy of the state, and two tiles")
     gl.static_assert(not TAGGED or ((LOADERS == 1 or LOADERS == 4) and K_TILES >= LOADERS),
                      "the tagged exchange's loaders (1 or 4 partitions, written out below) need a tile each")
+    gl.static_assert(not LOCAL_GATES or (TAGGED and BLOCK_B == 16),
+                     "the warp-local gate split is the tagged exchange's, at 16-row blocks")
     INPUT_COPIES: gl.constexpr = (INPUT_TILES + INPUT_PER_COPY - 1) // INPUT_PER_COPY
     # the tagged loader hands the state over in one copy: it holds every tile in registers before it
     # stores any, so more copies would add only their fences and barriers (model, H=768 B=16: 0.07 µs
@@ -954,11 +1020,14 @@ def lstm_forward_gluon_kernel(
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, BLOCK_B, 16])
     # (16 units, BLOCK_B rows): each thread one batch row and 16 * BLOCK_B / 128 consecutive units,
-    # so every buffer is addressed by one pointer per thread plus a constant, and accessed in vectors
-    ROWS_PER_WARP: gl.constexpr = BLOCK_B // 4
-    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[_UNITS // (32 // ROWS_PER_WARP), 1],
+    # so every buffer is addressed by one pointer per thread plus a constant, and accessed in vectors;
+    # the warps split the batch rows, or with LOCAL_GATES the units (warp w: units 4w .. 4w+3, the
+    # gates its accumulator holds)
+    UNIT_WARPS: gl.constexpr = 4 if LOCAL_GATES else 1
+    ROWS_PER_WARP: gl.constexpr = BLOCK_B * UNIT_WARPS // 4
+    tile_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[_UNITS // UNIT_WARPS // (32 // ROWS_PER_WARP), 1],
                                                  threads_per_warp=[32 // ROWS_PER_WARP, ROWS_PER_WARP],
-                                                 warps_per_cta=[1, 4], order=[0, 1])
+                                                 warps_per_cta=[UNIT_WARPS, 4 // UNIT_WARPS], order=[0, 1])
 
     pid_h = gl.program_id(0)
     pid_b = gl.program_id(1)
@@ -972,7 +1041,7 @@ def lstm_forward_gluon_kernel(
     exchange_ptr += direction * (COMPACT_SLOTS if TAGGED else 2) * b_pad * H_PAD
     flags_ptr = sync_ptr + (pid_b + direction * gl.num_programs(1)) * SYNC_ROW
     exchange_row = direction * 2 * b_pad + pid_b * BLOCK_B
-    row0 = direction * 4 * H + pid_h * _UNITS
+    row0 = direction * 4 * H + pid_h * (4 * _UNITS if LOCAL_GATES else _UNITS)
     if TRACE:
         program = (direction * gl.num_programs(1) + pid_b) * gl.num_programs(0) + pid_h
         trace_ptr += program.to(gl.int64) * T * ev.EVENT_COUNT
@@ -1015,7 +1084,7 @@ def lstm_forward_gluon_kernel(
         for j in gl.static_range(2 * INPUT_STAGES):
             mbarrier.init(xp_bars.index(j), count=1)
     fence_async_shared()
-    _load_weights(w_desc, w_smem, bars.index(COPIES), 0, row0, H, SHARED_TILES)
+    _load_weights(w_desc, w_smem, bars.index(COPIES), 0, row0, _UNITS if LOCAL_GATES else H, SHARED_TILES)
     if FUSED:
         gl.warp_specialize([
             (_recurrence, (xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exchange_ptr, ex_desc,
@@ -1043,7 +1112,8 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK,
+                                   LOCAL_GATES)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE, 0, THREAD_POLL)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
@@ -1059,7 +1129,8 @@ def lstm_forward_gluon_kernel(
                                    lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T,
                                    B, H, row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD,
                                    TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STATE_PER_COPY, REGISTER_TILES,
-                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)),
+                                   GRID_SYNC, False, 1, True, MMA_CHAINS, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK,
+                                   LOCAL_GATES)),
                     (_tagged_loader, (exchange_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, BLOCK_B, H_PAD,
                                       LOADERS, 0, POLL_DELAY_NS, trace_ptr, TRACE,
                                       STATE_PER_COPY if GROUPS > 1 else 0, THREAD_POLL)),
@@ -1140,18 +1211,33 @@ def fused_input_arguments(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tenso
     return x.contiguous(), w_ih.contiguous(), bias
 
 
+def local_gate_rows(w_rows: torch.Tensor) -> torch.Tensor:
+    """``W_hh``'s rows ``(D, 4H, w_stride)``, gate-major (row ``G*H + j``: gate G of unit j), reordered
+    for the warp-local gate split (``LOCAL_GATES``): program p's 64 rows from row ``64p``, row
+    ``64p + 16w + 4G + u`` gate G of unit ``16p + 4w + u``, so that warp w's 16 accumulator rows hold
+    the four gates of units ``4w .. 4w+3`` (a copy; H a multiple of 16, as the Gluon path's)."""
+    directions, rows, width = w_rows.shape
+    hidden = rows // 4
+    if rows % 4 or hidden % UNITS:
+        raise ValueError(f"the warp-local gate split needs 4H rows with H a multiple of {UNITS}, got {rows} rows")
+    return (w_rows.view(directions, 4, hidden // UNITS, 4, UNITS // 4, width).permute(0, 2, 3, 1, 4, 5)
+            .reshape(directions, rows, width))
+
+
 def _tagged(tagged: bool) -> dict:
     """The kernel's constexprs of the tagged exchange: on or off, its loaders' poll delay as
     :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange) and their
     partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them, the recurrence's MMA
     chains as :func:`rnnbench.kernels.plan.mma_chains` does, the loader's groups as
-    :func:`rnnbench.kernels.plan.tagged_groups` does (1 each without the exchange) and whether its
-    threads poll alone as :func:`rnnbench.kernels.plan.tagged_thread_poll` says."""
+    :func:`rnnbench.kernels.plan.tagged_groups` does (1 each without the exchange), whether its
+    threads poll alone as :func:`rnnbench.kernels.plan.tagged_thread_poll` says and whether the
+    recurrence splits its gates inside each warp as :func:`rnnbench.kernels.plan.local_gates` says."""
     return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
             "LOADERS": plan_module.GLUON_TAGGED_LOADERS if tagged else 4,
             "MMA_CHAINS": plan_module.GLUON_MMA_CHAINS if tagged else 1,
             "GROUPS": plan_module.GLUON_TAGGED_GROUPS if tagged else 1,
-            "THREAD_POLL": plan_module.GLUON_TAGGED_THREAD_POLL and tagged}
+            "THREAD_POLL": plan_module.GLUON_TAGGED_THREAD_POLL and tagged,
+            "LOCAL_GATES": plan_module.GLUON_LOCAL_GATES and tagged}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
@@ -1213,9 +1299,11 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()
     sync = sync_buffer(plan, y.device) if sync is None else reset_sync(sync, plan.grid[0])
-    w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
     tagged = not has_lengths and gluon_tagged_exchange(
         plan, torch.cuda.get_device_properties(y.device).multi_processor_count, training=training)
+    if _tagged(tagged)["LOCAL_GATES"]:
+        w_rows = local_gate_rows(w_rows)
+    w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
     state = compact_state(exchange) if tagged else exchange
     grid = plan.launch_grid if hidden_blocks is None else (hidden_blocks, *plan.launch_grid[1:])
     for first_direction in range(0, plan.directions, plan.launch_directions):

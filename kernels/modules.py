@@ -18,7 +18,10 @@ its Gluon forward's input projection runs beside the kernel on a second stream w
 :data:`rnnbench.kernels.plan.GLUON_OVERLAPPED_PROJECTION`, off until a GPU has run it) and
 ``thread_poll`` (True/False: where its Gluon forward exchanges tagged words, each loader thread
 polls its own alone, or after a reduction over the loader; default None:
-:data:`rnnbench.kernels.plan.GLUON_TAGGED_THREAD_POLL`, off until a GPU has run it).
+:data:`rnnbench.kernels.plan.GLUON_TAGGED_THREAD_POLL`, off until a GPU has run it) and
+``local_gates`` (True/False: where its Gluon forward exchanges tagged words, it splits the gates
+inside each warp, or through shared memory; default None:
+:data:`rnnbench.kernels.plan.GLUON_LOCAL_GATES`, off until a GPU has run it).
 
 Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
 lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``
@@ -42,7 +45,7 @@ from rnnbench.baselines.eager import eager_layer
 from rnnbench.kernels.launch import check_device_and_dtype
 from rnnbench.kernels.lstm import lstm_layer, projected_lstm_layer
 from rnnbench.kernels.plan import (
-    FORCED_PATHS, fused_input_projection, overlapped_projection, tagged_exchange, tagged_thread_poll,
+    FORCED_PATHS, fused_input_projection, local_gates, overlapped_projection, tagged_exchange, tagged_thread_poll,
 )
 from rnnbench.kernels.rnn import rnn_layer
 
@@ -80,9 +83,11 @@ class TritonLSTM(_KernelPath, LSTMDropIn):
     """Drop-in ``torch.nn.LSTM`` on fused Triton kernels (see the module docstring)."""
 
     def __init__(self, *args, fuse_input: bool | None = None, tagged_exchange: bool | None = None,
-                 overlap_projection: bool | None = None, thread_poll: bool | None = None, **kwargs):
+                 overlap_projection: bool | None = None, thread_poll: bool | None = None,
+                 local_gates: bool | None = None, **kwargs):
         for name, value in (("fuse_input", fuse_input), ("tagged_exchange", tagged_exchange),
-                            ("overlap_projection", overlap_projection), ("thread_poll", thread_poll)):
+                            ("overlap_projection", overlap_projection), ("thread_poll", thread_poll),
+                            ("local_gates", local_gates)):
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{name} must be None, True or False, got {value!r}")
         super().__init__(*args, **kwargs)
@@ -90,13 +95,15 @@ class TritonLSTM(_KernelPath, LSTMDropIn):
         self.tagged_exchange = tagged_exchange
         self.overlap_projection = overlap_projection
         self.thread_poll = thread_poll
+        self.local_gates = local_gates
 
     def _layer(self, layer, x, lengths, h0, c0):
         if not self._runs_kernels(x):
             return eager_layer(self, layer, x, lengths, h0, c0)
         w = self._stacked_weights(layer)
         with fused_input_projection(self.fuse_input), tagged_exchange(self.tagged_exchange), \
-                overlapped_projection(self.overlap_projection), tagged_thread_poll(self.thread_poll):
+                overlapped_projection(self.overlap_projection), tagged_thread_poll(self.thread_poll), \
+                local_gates(self.local_gates):
             if w.weight_hr is None:
                 return lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, lengths, self.path)
             return projected_lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr,

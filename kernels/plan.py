@@ -905,6 +905,19 @@ TAGGED_THREAD_POLL_ENV = "RNNBENCH_TAGGED_THREAD_POLL"
 
 GLUON_TAGGED_THREAD_POLL = _from_environment(TAGGED_THREAD_POLL_ENV, {"on": True, "off": False},
                                              GLUON_TAGGED_THREAD_POLL)
+#: whether the tagged Gluon forward splits its gates inside each warp (:func:`local_gates`;
+#: :func:`rnnbench.kernels.gluon_lstm._local_gate_tiles`): ``W_hh``'s rows reordered on the host so
+#: that warp w's accumulator rows hold the four gates of units ``4w .. 4w+3``
+#: (:func:`rnnbench.kernels.gluon_lstm.local_gate_rows`), split by a conversion inside each warp
+#: instead of a round trip through shared memory, and the next step's ``xg`` loaded into registers
+#: instead of copied into shared memory: two CTA barriers fewer on the step's critical path (the
+#: calibrated model: ~0.1 µs at H=768 B=16). False until a GPU has timed it
+#: (``real_gluon_tagged_local_gates``); the products and activations are the same, so are the outputs
+GLUON_LOCAL_GATES = False
+#: the environment variable that sets :data:`GLUON_LOCAL_GATES` at import: ``on`` or ``off``
+#: (:func:`local_gates` sets it within its block too, so compiler processes it spawns see it)
+LOCAL_GATES_ENV = "RNNBENCH_LOCAL_GATES"
+GLUON_LOCAL_GATES = _from_environment(LOCAL_GATES_ENV, {"on": True, "off": False}, GLUON_LOCAL_GATES)
 
 
 @contextlib.contextmanager
@@ -1002,6 +1015,17 @@ def tagged_thread_poll(enabled: bool | None):
     if enabled is not None and not isinstance(enabled, bool):
         raise ValueError(f"the tagged loader's thread polls are on or off (a bool), got {enabled!r}")
     return _switching_children(_overriding("GLUON_TAGGED_THREAD_POLL", enabled), TAGGED_THREAD_POLL_ENV,
+                               None if enabled is None else ("on" if enabled else "off"))
+
+
+def local_gates(enabled: bool | None):
+    """Within the block, :data:`GLUON_LOCAL_GATES` is ``enabled`` (a bool; None: left as it is),
+    restored after: the tagged Gluon forward's warp-local gate split, as compiled and launched there
+    (the step ablation's ``real_gluon_tagged_local_gates``), in this process and in the compiler
+    processes it spawns there (:data:`LOCAL_GATES_ENV`)."""
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"the warp-local gate split is on or off (a bool), got {enabled!r}")
+    return _switching_children(_overriding("GLUON_LOCAL_GATES", enabled), LOCAL_GATES_ENV,
                                None if enabled is None else ("on" if enabled else "off"))
 
 

@@ -84,7 +84,12 @@ warps (two CTA barriers and seven shuffles a step), so whether that reduction is
 as the cost model has it (~0.3 µs at the anchor, Triton 3.6); its ``extra_polls_per_step`` is the
 busiest thread's. ``real_gluon_tagged_thread_poll_delayed`` adds the 150 ns pause before each first
 load: with threads polling alone a reload costs only its own round trip, so whether fewer of them
-still pay for the pause.
+still pay for the pause. ``real_gluon_tagged_local_gates`` is ``real_gluon_tagged`` with its gates
+split inside each warp (:func:`rnnbench.kernels.plan.local_gates`: ``W_hh``'s rows reordered so that
+a warp's accumulator rows hold the four gates of its units, ``xg`` loaded into registers a step
+ahead): no gate split through shared memory and two CTA barriers fewer on the recurrence's path,
+~0.2 µs at the anchor by the calibrated model; ``real_gluon_tagged_thread_poll_local_gates`` has both
+changes, the model's first configuration under the goal's 1.96 µs (1.95, Triton 3.6, whole call).
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -125,8 +130,8 @@ from rnnbench.kernels.launch import (
 from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
-    gluon_state_copies, gluon_tagged_exchange, plan_recurrence, row_split, state_copy_tiles, tagged_exchange,
-    mma_chains, tagged_exchange_refusal, tagged_groups, tagged_loaders, tagged_poll_delay, tagged_thread_poll,
+    gluon_state_copies, gluon_tagged_exchange, local_gates, mma_chains, plan_recurrence, row_split, state_copy_tiles,
+    tagged_exchange, tagged_exchange_refusal, tagged_groups, tagged_loaders, tagged_poll_delay, tagged_thread_poll,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait,
@@ -201,6 +206,8 @@ class RealKernel:
     groups: int = 0
     #: its loader's threads polling alone (:func:`rnnbench.kernels.plan.tagged_thread_poll`; None: the plan's)
     thread_poll: bool | None = None
+    #: its recurrence's gates split inside each warp (:func:`rnnbench.kernels.plan.local_gates`; None: the plan's)
+    local_gates: bool | None = None
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
@@ -209,14 +216,15 @@ class RealKernel:
     @contextlib.contextmanager
     def switches(self):
         """The context this kernel is compiled, launched and estimated in (its tiles per state copy,
-        the tagged exchange, its poll delay, its loaders, its MMA chains, its loader's groups and
-        whether its loader's threads poll alone)."""
+        the tagged exchange, its poll delay, its loaders, its MMA chains, its loader's groups,
+        whether its loader's threads poll alone and whether its gates are split inside each warp)."""
         with state_copy_tiles(self.copy_tiles or None), tagged_exchange(self.tagged), \
                 tagged_poll_delay(self.poll_delay_ns if self.tagged else None), \
                 tagged_loaders(self.loaders if self.tagged and self.loaders else None), \
                 mma_chains(self.chains if self.tagged and self.chains else None), \
                 tagged_groups(self.groups if self.tagged and self.groups else None), \
-                tagged_thread_poll(self.thread_poll if self.tagged else None):
+                tagged_thread_poll(self.thread_poll if self.tagged else None), \
+                local_gates(self.local_gates if self.tagged else None):
             yield
 
     def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
@@ -271,7 +279,9 @@ TAGGED_LONG_POLL_DELAY_NS = 300
 #: warps (``real_gluon_tagged_four_loaders``), and with two MMA chains (``real_gluon_tagged_two_chains``),
 #: and with its loader handing the state over in four groups of tiles (``real_gluon_tagged_groups_4``),
 #: and with its loader's threads polling alone (``real_gluon_tagged_thread_poll``, and with the pause,
-#: ``real_gluon_tagged_thread_poll_delayed``), timed last too. Every other Gluon forward variant runs
+#: ``real_gluon_tagged_thread_poll_delayed``), and with its gates split inside each warp
+#: (``real_gluon_tagged_local_gates``, and with the threads polling alone too,
+#: ``real_gluon_tagged_thread_poll_local_gates``), timed last too. Every other Gluon forward variant runs
 #: the grid barrier, whatever :data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE` would take.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
@@ -302,6 +312,10 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_tagged_thread_poll_delayed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd",
                                                                   tagged=True, thread_poll=True,
                                                                   poll_delay_ns=TAGGED_POLL_DELAY_NS),
+              "real_gluon_tagged_local_gates": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
+                                                          local_gates=True),
+              "real_gluon_tagged_thread_poll_local_gates": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd",
+                                                                      tagged=True, thread_poll=True, local_gates=True),
               "real_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "fwd"),
               "real_bwd": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
@@ -313,7 +327,8 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
 DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed",
             "real_gluon_tagged_delayed_300", "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains",
-            "real_gluon_tagged_groups_4", "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed")
+            "real_gluon_tagged_groups_4", "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed",
+            "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -639,19 +654,20 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False,
     return runs + [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
 
 
-def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool, int, int, int, int, bool] | None:
+def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool, int, int, int, int, bool, bool] | None:
     """``((copies, tiles per copy), tagged exchange, its poll delay, its loader partitions, its MMA
-    chains, its loader's groups, its threads polling alone)`` of the Gluon forward's state as
-    ``kernel`` runs ``plan`` (delay, loaders, chains and groups 0 and no thread polls without the
-    exchange; None for any other kernel): two variants with the same plan and these are one kernel,
-    timed once."""
+    chains, its loader's groups, its threads polling alone, its gates split inside each warp)`` of
+    the Gluon forward's state as ``kernel`` runs ``plan`` (delay, loaders, chains and groups 0, no
+    thread polls and no local gates without the exchange; None for any other kernel): two variants
+    with the same plan and these are one kernel, timed once."""
     if plan.path != GLUON or kernel.direction != "fwd":
         return None
     with kernel.switches():
         tagged = gluon_tagged_exchange(plan)
         return (gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0,
                 plan_module.GLUON_TAGGED_LOADERS if tagged else 0, plan_module.GLUON_MMA_CHAINS if tagged else 0,
-                plan_module.GLUON_TAGGED_GROUPS if tagged else 0, plan_module.GLUON_TAGGED_THREAD_POLL and tagged)
+                plan_module.GLUON_TAGGED_GROUPS if tagged else 0, plan_module.GLUON_TAGGED_THREAD_POLL and tagged,
+                plan_module.GLUON_LOCAL_GATES and tagged)
 
 
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:

@@ -14,7 +14,7 @@
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
 #                        test_memory_breakdown.py, test_step_trace.py, test_overlapped_projection.py),
 #                        but the tests marked fused_input, tagged_exchange, mma_chains,
-#                        tagged_groups, tagged_thread_poll or overlapped_projection
+#                        tagged_groups, tagged_thread_poll, local_gates or overlapped_projection
 #   gpu-tests-tagged.xml/.log, gpu-tests-fused.xml/.log  those: the Gluon forward with the tagged
 #                        exchange (75 s, first: the planner takes it in inference up to H=768; where its tests fail
 #                        every later stage runs the grid barrier, RNNBENCH_TAGGED_EXCHANGE=off), and
@@ -25,6 +25,11 @@
 #                        and like them only where the tagged exchange passed; where they fail the
 #                        ablation leaves out only real_gluon_tagged_thread_poll(_delayed), gpu-fused withholds
 #                        triton-thread-poll)
+#   gpu-tests-local-gates.xml/.log  the tagged forward's gates split inside each warp (45 s, after the
+#                        thread polls' and like them only where the tagged exchange passed; where they
+#                        fail the ablation leaves out real_gluon_tagged_local_gates, and where they or the
+#                        thread polls' fail real_gluon_tagged_thread_poll_local_gates and gpu-fused's
+#                        triton-local-gates)
 #   gpu-tests-groups.xml/.log  the tagged loader's hand-over in groups of tiles (60 s, after the thread
 #                        polls' and like them only where the tagged exchange passed; where they fail the
 #                        ablation leaves out only real_gluon_tagged_groups_4)
@@ -46,7 +51,7 @@
 #                        and 256, B=16 (rnnbench.kernels.step_trace, 90 s): each step's cycles by
 #                        phase (load, reloads, hand-over, MMAs, gates), trace.md, trace-*.csv;
 #                        the tagged one only where its tests passed, its threads polling alone, its
-#                        two MMA chains and its hand-over in groups where theirs did
+#                        warp-local gates, two MMA chains and its hand-over in groups where theirs did
 #   memory-breakdown-BACKEND.json/.log  the blocks alive at the peak of one LSTM call (bf16,
 #                        H=64/768, B=16/64, T=1024, fwd and fwd_bwd) by allocating line, Triton
 #                        and torch.nn (rnnbench.harness.memory_breakdown)
@@ -116,7 +121,7 @@ if wants tests; then
     tail -n 15 "$DIR/gpu-tests-tagged.log"
     [ "$TAGGED_RC" -eq 0 ] || export RNNBENCH_TAGGED_EXCHANGE=off
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not overlapped_projection" \
+        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not local_gates and not overlapped_projection" \
         $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
@@ -140,6 +145,13 @@ if wants tests; then
             tests/test_step_trace.py > "$DIR/gpu-tests-thread-poll.log" 2>&1
         THREAD_POLL_RC=$?
         tail -n 10 "$DIR/gpu-tests-thread-poll.log"
+        # and its gates split inside each warp (off by default, never run; with the thread poll, the cost
+        # model's first configuration under the goal's 1.96 µs a step)
+        stage gpu-tests-local-gates 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
+            --junitxml="$DIR/gpu-tests-local-gates.xml" -m local_gates tests/test_kernels_gpu.py \
+            > "$DIR/gpu-tests-local-gates.log" 2>&1
+        LOCAL_GATES_RC=$?
+        tail -n 10 "$DIR/gpu-tests-local-gates.log"
         # and its loader handing the state over in groups of tiles (off by default, never run)
         stage gpu-tests-groups 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-groups.xml" \
             -m tagged_groups tests/test_kernels_gpu.py > "$DIR/gpu-tests-groups.log" 2>&1
@@ -165,8 +177,8 @@ if [ "$FUSED_OK" = 0 ]; then
 fi
 if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured; the planner runs the grid barrier (RNNBENCH_TAGGED_EXCHANGE=off)"
-    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed
-    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed,real_gluon_tagged_local_gates,real_gluon_tagged_thread_poll_local_gates
+    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll,triton-local-gates
 else
     if [ "${CHAINS_RC:-0}" -ne 0 ]; then
         note "the tagged forward's two MMA chains failed their tests (exit $CHAINS_RC): not timed"
@@ -176,6 +188,15 @@ else
         note "the tagged loader's threads polling alone failed their tests (exit $THREAD_POLL_RC): not timed or measured"
         LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed
         export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-thread-poll
+    fi
+    if [ "${LOCAL_GATES_RC:-0}" -ne 0 ]; then
+        note "the tagged forward's gates split inside each warp failed their tests (exit $LOCAL_GATES_RC): not timed or measured"
+        LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_local_gates
+    fi
+    # the two together: where either failed
+    if [ "${LOCAL_GATES_RC:-0}" -ne 0 ] || [ "${THREAD_POLL_RC:-0}" -ne 0 ]; then
+        LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_thread_poll_local_gates
+        export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-local-gates
     fi
     if [ "${GROUPS_RC:-0}" -ne 0 ]; then
         note "the tagged loader's hand-over in groups failed its tests (exit $GROUPS_RC): not timed"
@@ -217,6 +238,7 @@ if wants trace && [ -f kernels/step_trace.py ]; then
     if [ "$TAGGED_OK" = 1 ]; then
         TRACE_VARIANTS=real_gluon_tagged,real_gluon
         [ "${THREAD_POLL_RC:-1}" -eq 0 ] && TRACE_VARIANTS=real_gluon_tagged,real_gluon_tagged_thread_poll,real_gluon
+        [ "${LOCAL_GATES_RC:-1}" -eq 0 ] && TRACE_VARIANTS=$TRACE_VARIANTS,real_gluon_tagged_local_gates
         [ "${CHAINS_RC:-1}" -eq 0 ] && TRACE_VARIANTS=$TRACE_VARIANTS,real_gluon_tagged_two_chains
         [ "${GROUPS_RC:-1}" -eq 0 ] && TRACE_VARIANTS=$TRACE_VARIANTS,real_gluon_tagged_groups_4
     fi

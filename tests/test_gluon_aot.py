@@ -565,3 +565,103 @@ def test_the_tagged_loaders_threads_polling_alone_need_no_shuffle_and_one_hand_o
     assert complete.global_loads == 12 and reload.global_loads > 12, (complete, reload)
     predicated = [ins for ins in instructions if ins.base == "LDG" and "SYS" in ins.modifiers and ins.predicate]
     assert len(predicated) >= 12, len(predicated)
+
+
+# ---- the warp-local gate split (plan.local_gates) --------------------------------------------------
+
+def _positions(reg_bases, lane_bases, warp_bases) -> dict[tuple[int, int, int], tuple[int, int]]:
+    """(warp, lane, register) -> (row, column) of a distributed linear layout given by its bases."""
+    where = {}
+    for warp in range(1 << len(warp_bases)):
+        for lane in range(1 << len(lane_bases)):
+            for register in range(1 << len(reg_bases)):
+                row = column = 0
+                for index, bases in ((register, reg_bases), (lane, lane_bases), (warp, warp_bases)):
+                    for bit, (base_row, base_column) in enumerate(bases):
+                        if index >> bit & 1:
+                            row, column = row ^ base_row, column ^ base_column
+                where[(warp, lane, register)] = (row, column)
+    return where
+
+
+def test_the_local_gate_layout_gives_each_thread_the_four_gates_of_two_adjacent_units_of_its_warp():
+    """:data:`rnnbench.kernels.gluon_lstm._LOCAL_GATES_LAYOUT` over the ``(64, 16)`` product whose row
+    ``16w + 4G + u`` is gate G of unit ``4w + u`` (:func:`rnnbench.kernels.gluon_lstm.local_gate_rows`):
+    every element once; warp w holds rows ``16w .. 16w+15``, as the warpgroup MMA's accumulator does
+    (so the conversion stays inside each warp); and each thread's 8 registers are the 4 gates of
+    units ``4w + 2(lane & 1)`` and the next, of batch row ``lane >> 1``: the tile layout's units and
+    row of that thread, so the four gate tiles need no conversion after the split."""
+    from rnnbench.kernels.gluon_lstm import _LOCAL_GATES_LAYOUT
+
+    layout = _LOCAL_GATES_LAYOUT.value
+    assert list(layout.shape) == [64, 16] and not layout.block_bases
+    where = _positions(layout.reg_bases, layout.lane_bases, layout.warp_bases)
+    assert sorted(where.values()) == [(row, column) for row in range(64) for column in range(16)]
+    for warp in range(4):
+        for lane in range(32):
+            held = {where[(warp, lane, register)] for register in range(8)}
+            units = (4 * warp + 2 * (lane & 1), 4 * warp + 2 * (lane & 1) + 1)
+            assert held == {(16 * warp + 4 * gate + unit % 4, lane >> 1) for gate in range(4) for unit in units}, \
+                (warp, lane, sorted(held))
+
+
+def test_the_local_gate_rows_put_each_programs_gates_where_the_split_takes_them():
+    """``W_hh``'s rows reordered for the warp-local split (:func:`rnnbench.kernels.gluon_lstm.local_gate_rows`),
+    then the program's 64-row product taken apart as :func:`rnnbench.kernels.gluon_lstm._local_gate_tiles`
+    takes it (reshape to ``(w, G1, G0, u, b)``, permute to ``(w, u, b, G1, G0)``, split G0 then G1),
+    replayed in torch: each gate tile is that gate's rows of the gate-major weights times h, for
+    every program and both directions; a padded row stride is kept."""
+    from rnnbench.kernels.gluon_lstm import local_gate_rows
+
+    generator = torch.Generator().manual_seed(0)
+    hidden, width, batch = 48, 56, 16
+    w_rows = torch.randn(2, 4 * hidden, width, generator=generator, dtype=torch.float64)
+    h = torch.randn(width, batch, generator=generator, dtype=torch.float64)
+    local = local_gate_rows(w_rows)
+    assert local.shape == w_rows.shape and local.is_contiguous()
+    for direction in range(2):
+        for program in range(hidden // 16):
+            product = local[direction, 64 * program:64 * program + 64] @ h
+            z = product.reshape(4, 2, 2, 4, batch).permute(0, 3, 4, 1, 2).reshape(16, batch, 2, 2)
+            even, odd = z[..., 0], z[..., 1]
+            tiles = (even[..., 0], odd[..., 0], even[..., 1], odd[..., 1])  # i, f, g, o
+            for gate, tile in enumerate(tiles):
+                rows = gate * hidden + 16 * program + torch.arange(16)
+                torch.testing.assert_close(tile, w_rows[direction, rows] @ h, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="H a multiple of 16.*200 rows"):
+        local_gate_rows(torch.zeros(1, 200, 64))
+
+
+def _local_gates_sass(job: tuple[int, bool], arch: int = 90) -> tuple:
+    """``(spill bytes, registers, SASS)`` of the tagged Gluon forward at ``(hidden size, thread poll)``,
+    B=16, with the warp-local gate split (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm import compile_forward
+    from rnnbench.kernels.plan import local_gates, plan_gluon, tagged_exchange, tagged_thread_poll
+    from rnnbench.kernels.sass import disassemble
+
+    hidden_size, thread_poll = job
+    with tagged_exchange(True), tagged_thread_poll(thread_poll), local_gates(True):
+        compiled = compile_forward(plan_gluon("lstm", hidden_size, 16, torch.bfloat16, 132), torch.bfloat16,
+                                   training=False, has_lengths=False, arch=arch)
+    registers, spills = cubin_resources(compiled.asm["cubin"])
+    return spills, registers, disassemble(compiled.asm["cubin"])
+
+
+def test_the_warp_local_gate_split_leaves_the_recurrence_two_cta_barriers_and_no_shared_xg():
+    """:func:`rnnbench.kernels.plan.local_gates` at the anchor, alone and with the thread-polling
+    loader, and at H=1024: nothing spills; the recurrence's step (the cost model's path) has at most
+    2 CTA barriers (5 without it with Triton 3.6, 3 with 3.9: the gate split's two and the ``xg``
+    copies' are gone, so no conversion crossed warps), no ``cp.async`` and no ``ldmatrix`` (``xg``
+    comes in by 4 plain loads a step ahead), no shuffle, and at most 4 shared-memory stores (the
+    conversion inside each warp; 8 with the split through shared memory)."""
+    from rnnbench.kernels.sass import count, parse, step_path
+
+    jobs = [(768, False), (768, True), (1024, True)]
+    for job, (spills, registers, text) in zip(jobs, compile_all(90, jobs, job=_local_gates_sass)):
+        assert spills == 0 and registers <= 255, job
+        step = step_path(parse(text))
+        bases = Counter(ins.base for ins in step.instructions)
+        assert count(step).bar <= 2, (job, count(step))
+        assert bases["LDGSTS"] == bases["LDSM"] == bases["SHFL"] == 0 and bases["LDG"] == 4, (job, bases)
+        assert 0 < bases["STS"] <= 4, (job, bases)

@@ -389,14 +389,16 @@ def test_the_lstm_layer_lets_its_forward_fuse_only_calls_whose_rows_run_every_st
                          [("fuse_input", "GLUON_FUSED_INPUT", "fused_input_projection", False),
                           ("tagged_exchange", "GLUON_TAGGED_EXCHANGE", "tagged_exchange", "auto"),
                           ("overlap_projection", "GLUON_OVERLAPPED_PROJECTION", "overlapped_projection", False),
-                          ("thread_poll", "GLUON_TAGGED_THREAD_POLL", "tagged_thread_poll", False)])
+                          ("thread_poll", "GLUON_TAGGED_THREAD_POLL", "tagged_thread_poll", False),
+                          ("local_gates", "GLUON_LOCAL_GATES", "local_gates", False)])
 def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(monkeypatch, option, switch, context,
                                                                              default):
     """``TritonLSTM(fuse_input=...)``, ``TritonLSTM(tagged_exchange=...)``,
-    ``TritonLSTM(overlap_projection=...)`` and ``TritonLSTM(thread_poll=...)`` switch the plan's global
-    (``GLUON_FUSED_INPUT``, ``GLUON_TAGGED_EXCHANGE``, ``GLUON_OVERLAPPED_PROJECTION``,
-    ``GLUON_TAGGED_THREAD_POLL``) for their own calls only (None leaves it at its default: off,
-    ``"auto"``, off and off),
+    ``TritonLSTM(overlap_projection=...)``, ``TritonLSTM(thread_poll=...)`` and
+    ``TritonLSTM(local_gates=...)`` switch the plan's global (``GLUON_FUSED_INPUT``,
+    ``GLUON_TAGGED_EXCHANGE``, ``GLUON_OVERLAPPED_PROJECTION``, ``GLUON_TAGGED_THREAD_POLL``,
+    ``GLUON_LOCAL_GATES``) for their own calls only (None leaves it at its default: off, ``"auto"``,
+    off, off and off),
     refuse anything but None/True/False by name (1 is not True), and the context manager restores
     the switch after its block, also when the block raises."""
     from rnnbench.kernels import lstm as lstm_module
@@ -433,17 +435,19 @@ def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_ta
         _tagged_exchange_factory(problem, "float32", "cpu")
 
 
-def test_the_thread_poll_backend_is_refused_where_the_tagged_one_is():
+@pytest.mark.parametrize("factory", ["_thread_poll_factory", "_local_gates_factory"])
+def test_the_tagged_variants_backends_are_refused_where_the_tagged_one_is(factory):
     """The harness's ``triton-thread-poll`` backend (the tagged exchange, its loader's threads polling
-    alone) is :class:`Unsupported` with the tagged backend's reason where that one is."""
-    from rnnbench.harness.backends import _thread_poll_factory
+    alone) and ``triton-local-gates`` (the same with its gates split inside each warp) are
+    :class:`Unsupported` with the tagged backend's reason where that one is."""
+    from rnnbench.harness import backends
     from rnnbench.harness.errors import Unsupported
     from rnnbench.harness.problems import Problem
 
     problem = Problem("lstm", 5, 2, 64, 64, seed=0)
     with pytest.raises(Unsupported, match=r"the tagged exchange does not run here \(the \w+ path, H=64, B=2\): "
                                           r"it is the Gluon forward's"):
-        _thread_poll_factory(problem, "float32", "cpu")
+        getattr(backends, factory)(problem, "float32", "cpu")
 
 
 def test_the_overlapped_backend_is_refused_with_the_reason_where_the_projection_runs_before_the_kernel():
@@ -552,44 +556,60 @@ def test_the_mma_chains_are_switched_for_a_block_and_take_one_or_two():
             mma_chains(bad)
 
 
-def test_the_tagged_thread_poll_is_switched_for_a_block_and_takes_only_a_bool():
+#: the tagged forward's boolean switches: (context manager, plan global, kernel constexpr, environment
+#: variable's name in the plan module, the refusal's words)
+BOOLEAN_SWITCHES = [("tagged_thread_poll", "GLUON_TAGGED_THREAD_POLL", "THREAD_POLL", "TAGGED_THREAD_POLL_ENV",
+                     "thread polls are on or off"),
+                    ("local_gates", "GLUON_LOCAL_GATES", "LOCAL_GATES", "LOCAL_GATES_ENV",
+                     "gate split is on or off")]
+
+
+@pytest.mark.parametrize("context, switch, constexpr, _, refusal", BOOLEAN_SWITCHES)
+def test_a_tagged_switch_holds_for_its_block_and_takes_only_a_bool(context, switch, constexpr, _, refusal):
+    """:func:`rnnbench.kernels.plan.tagged_thread_poll` and :func:`rnnbench.kernels.plan.local_gates`:
+    on within the block (and for the kernel's constexpr only where it runs tagged), None leaves it,
+    off again after, anything but a bool refused by name."""
     from rnnbench.kernels import gluon_lstm
     from rnnbench.kernels import plan as plan_module
-    from rnnbench.kernels.plan import tagged_thread_poll
 
-    assert plan_module.GLUON_TAGGED_THREAD_POLL is False
-    with tagged_thread_poll(True):
-        assert plan_module.GLUON_TAGGED_THREAD_POLL is True
-        assert gluon_lstm._tagged(True)["THREAD_POLL"] and not gluon_lstm._tagged(False)["THREAD_POLL"]
-        with tagged_thread_poll(None):
-            assert plan_module.GLUON_TAGGED_THREAD_POLL is True
-    assert plan_module.GLUON_TAGGED_THREAD_POLL is False and not gluon_lstm._tagged(True)["THREAD_POLL"]
+    switched = getattr(plan_module, context)
+    assert getattr(plan_module, switch) is False
+    with switched(True):
+        assert getattr(plan_module, switch) is True
+        assert gluon_lstm._tagged(True)[constexpr] and not gluon_lstm._tagged(False)[constexpr]
+        with switched(None):
+            assert getattr(plan_module, switch) is True
+    assert getattr(plan_module, switch) is False and not gluon_lstm._tagged(True)[constexpr]
     for bad in (1, "on", 0):
-        with pytest.raises(ValueError, match=f"thread polls are on or off \\(a bool\\), got {bad!r}"):
-            tagged_thread_poll(bad)
+        with pytest.raises(ValueError, match=f"{refusal} \\(a bool\\), got {bad!r}"):
+            switched(bad)
 
 
-def test_the_tagged_thread_poll_reaches_spawned_compilers_through_the_environment(monkeypatch):
-    """:func:`rnnbench.kernels.plan.tagged_thread_poll` sets ``RNNBENCH_TAGGED_THREAD_POLL`` within its
-    block (restored after), and the module reads it at import: what a spawned AOT compiler sees."""
+@pytest.mark.parametrize("context, _, __, variable, ___", BOOLEAN_SWITCHES)
+def test_a_tagged_switch_reaches_spawned_compilers_through_the_environment(monkeypatch, context, _, __, variable,
+                                                                           ___):
+    """The switch sets its environment variable (``RNNBENCH_TAGGED_THREAD_POLL``,
+    ``RNNBENCH_LOCAL_GATES``) within its block (restored after), and the module reads it at import:
+    what a spawned AOT compiler sees."""
     import os
 
     from rnnbench.kernels import plan as plan_module
 
-    monkeypatch.delenv(plan_module.TAGGED_THREAD_POLL_ENV, raising=False)
-    with plan_module.tagged_thread_poll(True):
-        assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "on"
-        with plan_module.tagged_thread_poll(False):
-            assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "off"
-        assert os.environ[plan_module.TAGGED_THREAD_POLL_ENV] == "on"
-    assert plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
+    name, switched = getattr(plan_module, variable), getattr(plan_module, context)
+    monkeypatch.delenv(name, raising=False)
+    with switched(True):
+        assert os.environ[name] == "on"
+        with switched(False):
+            assert os.environ[name] == "off"
+        assert os.environ[name] == "on"
+    assert name not in os.environ
     settings = {"on": True, "off": False}
-    assert plan_module._from_environment(plan_module.TAGGED_THREAD_POLL_ENV, settings, False) is False
-    monkeypatch.setenv(plan_module.TAGGED_THREAD_POLL_ENV, "on")
-    assert plan_module._from_environment(plan_module.TAGGED_THREAD_POLL_ENV, settings, False) is True
-    monkeypatch.setenv(plan_module.TAGGED_THREAD_POLL_ENV, "yes")
-    with pytest.raises(ValueError, match="RNNBENCH_TAGGED_THREAD_POLL must be one of on, off, got 'yes'"):
-        plan_module._from_environment(plan_module.TAGGED_THREAD_POLL_ENV, settings, False)
+    assert plan_module._from_environment(name, settings, False) is False
+    monkeypatch.setenv(name, "on")
+    assert plan_module._from_environment(name, settings, False) is True
+    monkeypatch.setenv(name, "yes")
+    with pytest.raises(ValueError, match=f"{name} must be one of on, off, got 'yes'"):
+        plan_module._from_environment(name, settings, False)
 
 
 def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanoseconds_in_range():

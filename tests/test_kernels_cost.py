@@ -874,10 +874,11 @@ def test_the_projection_beside_the_kernel_leaves_only_its_first_chunk_on_the_cal
         assert serial_projection_share(gluon, "bwd", 1024) == serial_projection_share(plain, "fwd", 1024) == 1.0
 
 
-def test_cost_command_switches_the_thread_poll_and_the_overlapped_projection_for_its_table(monkeypatch):
-    """``--tagged-thread-poll`` and ``--overlapped-projection`` hold for the table's estimate only: the
-    plan's switches (and, for the thread poll, the environment the spawned compilers import it from)
-    are on while ``cost_table`` runs and as they were after."""
+def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlapped_projection_for_its_table(
+        monkeypatch):
+    """``--tagged-thread-poll``, ``--local-gates`` and ``--overlapped-projection`` hold for the table's
+    estimate only: the plan's switches (and, for the thread poll and the local gates, the environment
+    the spawned compilers import them from) are on while ``cost_table`` runs and as they were after."""
     import os
 
     from rnnbench.kernels import plan as plan_module
@@ -889,13 +890,17 @@ def test_cost_command_switches_the_thread_poll_and_the_overlapped_projection_for
 
     def fake_table(*args, calibration=None, **kwargs):
         seen.append((plan_module.GLUON_TAGGED_THREAD_POLL, os.environ.get(plan_module.TAGGED_THREAD_POLL_ENV),
+                     plan_module.GLUON_LOCAL_GATES, os.environ.get(plan_module.LOCAL_GATES_ENV),
                      plan_module.GLUON_OVERLAPPED_PROJECTION))
         return table
 
     monkeypatch.setattr(cost, "cost_table", fake_table)
     monkeypatch.delenv(plan_module.TAGGED_THREAD_POLL_ENV, raising=False)
+    monkeypatch.delenv(plan_module.LOCAL_GATES_ENV, raising=False)
     assert main(["kernels", "--cost", "--calibration", "none"]) == 0
     assert main(["kernels", "--cost", "--calibration", "none", "--tagged-thread-poll", "--overlapped-projection"]) == 0
-    assert seen == [(False, None, False), (True, "on", True)]
+    assert main(["kernels", "--cost", "--calibration", "none", "--local-gates"]) == 0
+    assert seen == [(False, None, False, None, False), (True, "on", False, None, True), (False, None, True, "on", False)]
     assert plan_module.GLUON_TAGGED_THREAD_POLL is False and plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
+    assert plan_module.GLUON_LOCAL_GATES is False and plan_module.LOCAL_GATES_ENV not in os.environ
     assert plan_module.GLUON_OVERLAPPED_PROJECTION is False

@@ -456,6 +456,30 @@ def test_the_tagged_loaders_threads_polling_alone_match_the_barrier_kernel_bit_f
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
 
 
+@pytest.mark.local_gates
+@pytest.mark.parametrize("hidden_size, batch, steps, directions, thread_poll",
+                         [(768, 16, 257, 1, False), (768, 16, 257, 1, True), (320, 48, 7, 1, False),
+                          (1024, 16, 9, 1, True), (320, 16, 33, 2, False), (256, 16, 9, 1, False)])
+def test_the_warp_local_gate_split_matches_the_barrier_kernel_bit_for_bit(monkeypatch, hidden_size, batch, steps,
+                                                                         directions, thread_poll):
+    """The tagged forward splitting its gates inside each warp (:func:`rnnbench.kernels.plan.local_gates`,
+    the step ablation's ``real_gluon_tagged_local_gates``: ``W_hh``'s rows reordered on the host,
+    the product converted inside each warp, ``xg`` loaded into registers a step ahead): at the anchor
+    along 257 steps (also with the thread-polling loader), three batch blocks, 16 tiles, both
+    directions (the second direction's rows from ``4H`` on) and 4 tiles. Each gate of each unit is
+    the same dot product in the same order, so the outputs are the barrier kernel's bit for bit; the
+    launch is checked to have reordered the rows (counted)."""
+    from rnnbench.kernels import gluon_lstm
+    from rnnbench.kernels.plan import local_gates, tagged_thread_poll
+
+    reordered = []
+    original = gluon_lstm.local_gate_rows
+    monkeypatch.setattr(gluon_lstm, "local_gate_rows", lambda w_rows: reordered.append(1) or original(w_rows))
+    with local_gates(True), tagged_thread_poll(thread_poll):
+        _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, directions)
+    assert reordered, "the layer did not launch the warp-local gate split"
+
+
 def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions, bit_for_bit=True):
     """The Gluon forward exchanging its state as compact words (its loader polls the values, no grid
     barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its

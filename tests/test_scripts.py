@@ -135,20 +135,23 @@ def test_session_stages_keep_within_the_budget(tmp_path, budget, limit):
 
 
 @pytest.mark.parametrize("fused_tests_pass, tagged_tests_pass, chains_tests_pass, groups_tests_pass, overlapped_tests_pass, "
-                         "thread_poll_tests_pass",
-                         [(True, True, True, True, True, True), (False, True, True, True, True, True),
-                          (True, False, True, True, True, True), (False, False, True, True, True, True),
-                          (True, True, False, True, True, True), (True, True, True, False, True, True),
-                          (True, True, True, True, False, True), (True, True, True, True, True, False)])
+                         "thread_poll_tests_pass, local_gates_tests_pass",
+                         [(True, True, True, True, True, True, True), (False, True, True, True, True, True, True),
+                          (True, False, True, True, True, True, True), (False, False, True, True, True, True, True),
+                          (True, True, False, True, True, True, True), (True, True, True, False, True, True, True),
+                          (True, True, True, True, False, True, True), (True, True, True, True, True, False, True),
+                          (True, True, True, True, True, True, False)])
 def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fused_tests_pass, tagged_tests_pass,
                                                                   chains_tests_pass, groups_tests_pass,
-                                                                  overlapped_tests_pass, thread_poll_tests_pass):
+                                                                  overlapped_tests_pass, thread_poll_tests_pass,
+                                                                  local_gates_tests_pass):
     """The never-run fused input projection and tagged exchange have a test stage each, after the
     others; where one fails (or hangs), the step ablation leaves its variants out, the gpu-fused
     suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run at all where both failed), the
     profiles skip it and, for the fused kernel, the memory stage its breakdown. The tagged forward's
-    two MMA chains, its loader's threads polling alone and its loader's groups are tested last, only
-    where the tagged exchange passed: each one's failure leaves out its own variant and nothing else. The step trace traces the tagged forward only where its
+    two MMA chains, its loader's threads polling alone, its warp-local gates and its loader's groups
+    are tested last, only where the tagged exchange passed: each one's failure leaves out its own
+    variants and nothing else (the thread polls' with the local gates too: both in one variant). The step trace traces the tagged forward only where its
     tests passed, the barrier one always. The overlapped input projection's tests have a stage of
     their own too; where they fail the gpu-fused suite withholds its backend."""
     calls = tmp_path / "calls"
@@ -160,6 +163,7 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
                     f'case "$*" in *"-m mma_chains"*) exit {0 if chains_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m tagged_groups"*) exit {0 if groups_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m tagged_thread_poll"*) exit {0 if thread_poll_tests_pass else 1};; esac\n'
+                    f'case "$*" in *"-m local_gates"*) exit {0 if local_gates_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m overlapped_projection"*) exit {0 if overlapped_tests_pass else 1};; esac\nexit 0\n')
     fake.chmod(0o755)
     for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
@@ -176,33 +180,39 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert done.returncode == 0, done.stderr
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
-    assert len(tests) == (7 if tagged_tests_pass else 4) and "-m tagged_exchange" in tests[0], tests
+    assert len(tests) == (8 if tagged_tests_pass else 4) and "-m tagged_exchange" in tests[0], tests
     assert ("-m not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not "
-            "tagged_thread_poll and not overlapped_projection") in tests[1]
+            "tagged_thread_poll and not local_gates and not overlapped_projection") in tests[1]
     assert "-m fused_input" in tests[2] and "-m overlapped_projection" in tests[-1], tests
     assert not tagged_tests_pass or ("-m mma_chains" in tests[3] and "-m tagged_thread_poll" in tests[4]
-                                     and "-m tagged_groups" in tests[5]), tests
+                                     and "-m local_gates" in tests[5] and "-m tagged_groups" in tests[6]), tests
     # the planner takes the tagged exchange: after its tests failed, everything runs the grid barrier
     later = [run for run in runs[runs.index(tests[0]) + 1:] if "withheld=" in run]  # the Python runs
     assert later and all(run.endswith("tagged_exchange=off") != tagged_tests_pass for run in later), later
     ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
     tagged_variants = ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
                        "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
-                       "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]
+                       "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed",
+                       "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates"]
     own = ([] if chains_tests_pass else ["real_gluon_tagged_two_chains"]) + \
         ([] if thread_poll_tests_pass else ["real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]) + \
+        ([] if local_gates_tests_pass else ["real_gluon_tagged_local_gates"]) + \
+        ([] if thread_poll_tests_pass and local_gates_tests_pass else ["real_gluon_tagged_thread_poll_local_gates"]) + \
         ([] if groups_tests_pass else ["real_gluon_tagged_groups_4"])
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
         tagged_variants if not tagged_tests_pass else own)
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
     (traced,) = [run for run in runs if "rnnbench.kernels.step_trace" in run]
     variants = ["real_gluon_tagged"] + (["real_gluon_tagged_thread_poll"] if thread_poll_tests_pass else []) \
-        + ["real_gluon"] + (["real_gluon_tagged_two_chains"] if chains_tests_pass else []) \
+        + ["real_gluon"] + (["real_gluon_tagged_local_gates"] if local_gates_tests_pass else []) \
+        + (["real_gluon_tagged_two_chains"] if chains_tests_pass else []) \
         + (["real_gluon_tagged_groups_4"] if groups_tests_pass else []) if tagged_tests_pass else ["real_gluon"]
     assert f"--variants {','.join(variants)} " in traced, traced
     withheld = (["triton-fused"] if not fused_tests_pass else []) \
-        + (["triton-tagged", "triton-thread-poll"] if not tagged_tests_pass else []) \
+        + (["triton-tagged", "triton-thread-poll", "triton-local-gates"] if not tagged_tests_pass else []) \
         + (["triton-thread-poll"] if tagged_tests_pass and not thread_poll_tests_pass else []) \
+        + (["triton-local-gates"] if tagged_tests_pass and not (thread_poll_tests_pass and local_gates_tests_pass)
+           else []) \
         + (["triton-overlapped"] if not overlapped_tests_pass else [])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
                               + ",".join(withheld) + " ") for run in runs), runs

@@ -282,7 +282,8 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
     assert "real_gluon_fused_input" not in first and later == list(step_bench.DEFERRED) == [
         "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
         "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
-        "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]
+        "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed", "real_gluon_tagged_local_gates",
+        "real_gluon_tagged_thread_poll_local_gates"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
     # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
     kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
@@ -292,7 +293,9 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
                                                                               "real_gluon_tagged_two_chains",
                                                                               "real_gluon_tagged_groups_4",
                                                                               "real_gluon_tagged_thread_poll",
-                                                                              "real_gluon_tagged_thread_poll_delayed"))]
+                                                                              "real_gluon_tagged_thread_poll_delayed",
+                                                                              "real_gluon_tagged_local_gates",
+                                                                              "real_gluon_tagged_thread_poll_local_gates"))]
     assert kept == ["real_gluon_fused_input"]
 
 
@@ -311,11 +314,12 @@ def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that
 
     kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_4"], step_bench.REAL_PATHS["real_gluon"]
     plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, plan) == ((3, 4), False, 0, 0, 0, 0, False)
-    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False, 0, 0, 0, 0, False)
+    assert step_bench._switched(kernel, plan) == ((3, 4), False, 0, 0, 0, 0, False, False)
+    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False, 0, 0, 0, 0, False, False)
     assert gluon_state_copies(768) == (2, 8)  # restored after the context
     small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == ((1, 4), False, 0, 0, 0, 0, False)
+    assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == (
+        (1, 4), False, 0, 0, 0, 0, False, False)
     assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], plan) is None
     for bad in (3, 16, 0):
         with pytest.raises(ValueError, match=f"a power of two from 1 to 8 .* got {bad}"):
@@ -352,26 +356,32 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90)
     plan = kernel.plan(planned, torch.bfloat16, 132)
     assert plan == planned_kernel.plan(planned, torch.bfloat16, 132)
-    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0, 1, 1, 1, False) != step_bench._switched(planned_kernel,
-                                                                                                      plan)
+    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0, 1, 1, 1, False, False) != \
+        step_bench._switched(planned_kernel, plan)
     # real_gluon runs the grid barrier though the planner would take the exchange here
     assert plan_module.gluon_tagged_exchange(plan) and step_bench._switched(planned_kernel, plan) == (
-        (2, 8), False, 0, 0, 0, 0, False)
+        (2, 8), False, 0, 0, 0, 0, False, False)
     delayed = step_bench.REAL_PATHS["real_gluon_tagged_delayed"]
-    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1, False)
+    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1, False, False)
     longer = step_bench.REAL_PATHS["real_gluon_tagged_delayed_300"]
-    assert step_bench._switched(longer, plan) == ((2, 8), True, step_bench.TAGGED_LONG_POLL_DELAY_NS, 1, 1, 1, False)
+    assert step_bench._switched(longer, plan) == ((2, 8), True, step_bench.TAGGED_LONG_POLL_DELAY_NS, 1, 1, 1, False,
+                                                  False)
     four_loaders = step_bench.REAL_PATHS["real_gluon_tagged_four_loaders"]
-    assert step_bench._switched(four_loaders, plan) == ((2, 8), True, 0, 4, 1, 1, False)
+    assert step_bench._switched(four_loaders, plan) == ((2, 8), True, 0, 4, 1, 1, False, False)
     two_chains = step_bench.REAL_PATHS["real_gluon_tagged_two_chains"]
-    assert step_bench._switched(two_chains, plan) == ((2, 8), True, 0, 1, 2, 1, False)
+    assert step_bench._switched(two_chains, plan) == ((2, 8), True, 0, 1, 2, 1, False, False)
     groups = step_bench.REAL_PATHS["real_gluon_tagged_groups_4"]
-    assert step_bench._switched(groups, plan) == ((2, 8), True, 0, 1, 1, 4, False)
+    assert step_bench._switched(groups, plan) == ((2, 8), True, 0, 1, 1, 4, False, False)
     thread_poll = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll"]
-    assert step_bench._switched(thread_poll, plan) == ((2, 8), True, 0, 1, 1, 1, True)
+    assert step_bench._switched(thread_poll, plan) == ((2, 8), True, 0, 1, 1, 1, True, False)
     thread_poll_delayed = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_delayed"]
     assert step_bench._switched(thread_poll_delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1,
-                                                               True)
+                                                               True, False)
+    local = step_bench.REAL_PATHS["real_gluon_tagged_local_gates"]
+    assert step_bench._switched(local, plan) == ((2, 8), True, 0, 1, 1, 1, False, True)
+    both = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_local_gates"]
+    assert step_bench._switched(both, plan) == ((2, 8), True, 0, 1, 1, 1, True, True)
+    assert plan_module.GLUON_LOCAL_GATES is False  # restored after the context
     assert plan_module.GLUON_TAGGED_THREAD_POLL is False  # restored after the context
     assert plan_module.GLUON_TAGGED_GROUPS == 1  # restored after the context
     assert plan_module.GLUON_MMA_CHAINS == 1  # restored after the context
