@@ -246,8 +246,9 @@ def ablation_comparison(measured_csv: str | Path, estimate_csv: str | Path, rena
 #: their rows would bend the factors of the terms it has. The four one-warp loaders wait for
 #: instructions (12.7 % ``no_inst`` in the H200's profile of a 5304-instruction loop) and each reloads
 #: on its own; the hand-over in groups overlaps the MMAs with the later groups' loads, which the model
-#: runs one after the other, and charges a reload to every group (its estimate at the anchor, Triton
-#: 3.6: 5.37 µs against the one hand-over's 2.67). Their measured rows stay in the ablation report.
+#: follows since 2026-11-28 (each group's arrival a :class:`rnnbench.kernels.cost.Handoff`) but with a
+#: reload charged to every group (its estimate at the anchor, Triton 3.6: 4.91 µs against the one
+#: hand-over's 2.59; 5.37 and 2.67 before). Their measured rows stay in the ablation report.
 UNMODELLED_VARIANTS = ("real_gluon_tagged_four_loaders", "real_gluon_tagged_groups_4")
 
 
