@@ -190,14 +190,28 @@ def _prefetch_gates(xg_smem, xg_ptr, t, B, H, offsets, mask):
 
 
 @gluon.jit
-def _load_gates(xg_ptr, t, B, H, offsets, mask):
+def _load_gates(xg_ptr, t, B, H, pair_offsets, mask):
     """The four ``(16, BLOCK_B)`` pre-activation tiles (i, f, g, o) of ``xg`` at time index ``t``
-    into registers (storage dtype, in the layout of ``offsets``; zero where ``mask`` is false): the
-    warp-local gate split's input, loaded a step ahead (:func:`_recurrence` with ``LOCAL_GATES``),
-    so no thread reads what another copied and no CTA barrier orders it."""
-    base = xg_ptr + gl.cast(t, gl.int64) * B * 4 * H + offsets
-    return (gl.load(base, mask=mask, other=0.0), gl.load(base + H, mask=mask, other=0.0),
-            gl.load(base + 2 * H, mask=mask, other=0.0), gl.load(base + 3 * H, mask=mask, other=0.0))
+    into registers as ``(8, BLOCK_B)`` int32 pairs of adjacent units' 16-bit values
+    (``pair_offsets``: in pairs, into ``xg`` seen as int32; zero where ``mask`` is false), unpacked
+    where they are used (:func:`_unpack_gate`): the warp-local gate split's input, loaded a step
+    ahead (:func:`_recurrence` with ``LOCAL_GATES``), so no thread reads what another copied and no
+    CTA barrier orders it. Packed, a gate tile holds one register a thread across the step, not two
+    (Triton 3.6 spilled at H=768 with the values unpacked at the load)."""
+    pairs_ptr = xg_ptr.to(gl.pointer_type(gl.int32), bitcast=True)
+    base = pairs_ptr + gl.cast(t, gl.int64) * B * 2 * H + pair_offsets
+    return (gl.load(base, mask=mask, other=0), gl.load(base + H // 2, mask=mask, other=0),
+            gl.load(base + H, mask=mask, other=0), gl.load(base + 3 * (H // 2), mask=mask, other=0))
+
+
+@gluon.jit
+def _unpack_gate(pairs, dtype: gl.constexpr, tile_layout: gl.constexpr, BLOCK_B: gl.constexpr):
+    """One gate tile of :func:`_load_gates`' ``(8, BLOCK_B)`` int32 pairs (the lower half the even
+    unit) as ``(16, BLOCK_B)`` float32 in ``tile_layout``, whose threads hold those two units."""
+    low = (pairs & 0xFFFF).to(gl.int16).to(dtype, bitcast=True).to(gl.float32)
+    high = (pairs >> 16).to(gl.int16).to(dtype, bitcast=True).to(gl.float32)
+    units = gl.reshape(gl.permute(gl.join(low, high), [0, 2, 1]), [_UNITS, BLOCK_B])
+    return gl.convert_layout(units, tile_layout)
 
 
 @gluon.jit
@@ -799,7 +813,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     chunk of ``XG_CHUNK`` steps the loop waits for that chunk's flag in ``xg_flags_ptr``.
     ``LOCAL_GATES`` (not fused): ``W_hh``'s rows are :func:`local_gate_rows`', the gates are split
     inside each warp (:func:`_local_gate_tiles`) and the next step's ``xg`` is loaded into registers
-    (:func:`_load_gates`): no shared memory but the MMAs' and no CTA barrier for the gates."""
+    as pairs (:func:`_load_gates`, unpacked by :func:`_unpack_gate` where used): no shared memory
+    but the MMAs' and no CTA barrier for the gates."""
     K_TILES: gl.constexpr = H_PAD // _K_TILE
     SHARED_TILES: gl.constexpr = K_TILES - REGISTER_TILES
     COPIES: gl.constexpr = (K_TILES + PER_COPY - 1) // PER_COPY
@@ -818,12 +833,21 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
     c = gl.load(c0_ptr + state_offsets, mask=state_mask, other=0.0).to(gl.float32)
     if not TAGGED:
         _arm_copies(bars, ex_desc, COPIES)
+    if LOCAL_GATES:  # xg's int32 pairs of adjacent units (_load_gates): pair p of tile_layout's units 2p, 2p+1
+        pair_layout: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 1], threads_per_warp=[2, 16],
+                                                     warps_per_cta=[4, 1], order=[0, 1])
+        pairs = gl.expand_dims(pid_h * (_UNITS // 2)
+                               + gl.arange(0, _UNITS // 2, layout=gl.SliceLayout(1, pair_layout)), 1)
+        pair_rows = gl.expand_dims(gl.program_id(1) * BLOCK_B
+                                   + gl.arange(0, BLOCK_B, layout=gl.SliceLayout(0, pair_layout)), 0)
+        pair_offsets = pair_rows * (2 * H) + pairs
+        pair_mask = (2 * pairs < H) & (pair_rows < B)
     if not FUSED:
         if XG_CHUNK > 0:
             input_ready_wait(xg_flags_ptr, flags_ptr + FLAG_SLOTS, 1, lane)
-        if LOCAL_GATES:
+        if LOCAL_GATES:  # every row runs every step (the tagged exchange has no lengths)
             xg_next = _load_gates(xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
-                                  gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
+                                  pair_offsets, pair_mask)
         else:
             _prefetch_gates(inputs_smem, xg_ptr, time_index(0, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,
                             gate_offsets, running_rows(0, length, state_mask, HAS_LENGTHS))
@@ -845,10 +869,10 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem.index(stage), tile_layout, True)
         elif LOCAL_GATES:
             z_i, z_f, z_g, z_o = _local_gate_tiles(product, tile_layout, BLOCK_B)
-            z_i += xg_next[0].to(gl.float32)
-            z_f += xg_next[1].to(gl.float32)
-            z_g += xg_next[2].to(gl.float32)
-            z_o += xg_next[3].to(gl.float32)
+            z_i += _unpack_gate(xg_next[0], dtype, tile_layout, BLOCK_B)
+            z_f += _unpack_gate(xg_next[1], dtype, tile_layout, BLOCK_B)
+            z_g += _unpack_gate(xg_next[2], dtype, tile_layout, BLOCK_B)
+            z_o += _unpack_gate(xg_next[3], dtype, tile_layout, BLOCK_B)
         else:
             z_i, z_f, z_g, z_o = _pre_activations(product, gates_smem, inputs_smem, tile_layout, False)
         i = _sigmoid(z_i)
@@ -898,7 +922,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                     input_ready_wait(xg_flags_ptr + upcoming // XG_CHUNK, flags_ptr + FLAG_SLOTS, upcoming + 1, lane)
             if LOCAL_GATES:
                 xg_next = _load_gates(xg_ptr, time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS),
-                                      B, H, gate_offsets, running_rows(upcoming, length, state_mask, HAS_LENGTHS))
+                                      B, H, pair_offsets, pair_mask)
             else:
                 _prefetch_gates(inputs_smem, xg_ptr,
                                 time_index(upcoming, T, length, direction, DIRECTIONS, HAS_LENGTHS), B, H,

@@ -632,6 +632,23 @@ def test_the_local_gate_rows_put_each_programs_gates_where_the_split_takes_them(
         local_gate_rows(torch.zeros(1, 200, 64))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_the_local_gates_xg_pairs_unpack_to_their_units_in_order(dtype):
+    """The warp-local split's ``xg`` comes in as int32 pairs of adjacent units
+    (:func:`rnnbench.kernels.gluon_lstm._load_gates`) and is unpacked where it is used
+    (:func:`rnnbench.kernels.gluon_lstm._unpack_gate`: the low half, the even unit; join, permute
+    ``(pair, b, half) -> (pair, half, b)``, reshape to ``(unit, b)``), replayed in torch: every
+    value of a ``(16 units, B)`` tile back in its place, bit for bit."""
+    generator = torch.Generator().manual_seed(0)
+    batch = 16
+    tile = torch.randn(batch, 16, generator=generator).to(dtype)  # xg's layout: a row's units contiguous
+    pairs = tile.contiguous().view(torch.int32).T  # (8 pairs, B), as the kernel loads them
+    low = (pairs & 0xFFFF).to(torch.int16).view(dtype).float()
+    high = (pairs >> 16).to(torch.int16).view(dtype).float()
+    units = torch.stack([low, high], dim=-1).permute(0, 2, 1).reshape(16, batch)
+    assert torch.equal(units, tile.T.float())
+
+
 def _local_gates_sass(job: tuple[int, bool], arch: int = 90) -> tuple:
     """``(spill bytes, registers, SASS)`` of the tagged Gluon forward at ``(hidden size, thread poll)``,
     B=16, with the warp-local gate split (a job for ``compile_all``)."""

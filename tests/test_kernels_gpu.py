@@ -457,16 +457,19 @@ def test_the_tagged_loaders_threads_polling_alone_match_the_barrier_kernel_bit_f
 
 
 @pytest.mark.local_gates
-@pytest.mark.parametrize("hidden_size, batch, steps, directions, thread_poll",
-                         [(768, 16, 257, 1, False), (768, 16, 257, 1, True), (320, 48, 7, 1, False),
-                          (1024, 16, 9, 1, True), (320, 16, 33, 2, False), (256, 16, 9, 1, False)])
+@pytest.mark.parametrize("hidden_size, batch, steps, directions, thread_poll, dtype",
+                         [(768, 16, 257, 1, False, torch.bfloat16), (768, 16, 257, 1, True, torch.bfloat16),
+                          (320, 48, 7, 1, False, torch.bfloat16), (1024, 16, 9, 1, True, torch.bfloat16),
+                          (320, 16, 33, 2, False, torch.bfloat16), (256, 16, 9, 1, False, torch.bfloat16),
+                          (768, 16, 33, 1, False, torch.float16)])
 def test_the_warp_local_gate_split_matches_the_barrier_kernel_bit_for_bit(monkeypatch, hidden_size, batch, steps,
-                                                                         directions, thread_poll):
+                                                                         directions, thread_poll, dtype):
     """The tagged forward splitting its gates inside each warp (:func:`rnnbench.kernels.plan.local_gates`,
     the step ablation's ``real_gluon_tagged_local_gates``: ``W_hh``'s rows reordered on the host,
     the product converted inside each warp, ``xg`` loaded into registers a step ahead): at the anchor
     along 257 steps (also with the thread-polling loader), three batch blocks, 16 tiles, both
-    directions (the second direction's rows from ``4H`` on) and 4 tiles. Each gate of each unit is
+    directions (the second direction's rows from ``4H`` on), 4 tiles, and fp16 (``xg``'s pairs
+    unpacked as fp16). Each gate of each unit is
     the same dot product in the same order, so the outputs are the barrier kernel's bit for bit; the
     launch is checked to have reordered the rows (counted)."""
     from rnnbench.kernels import gluon_lstm
@@ -476,7 +479,7 @@ def test_the_warp_local_gate_split_matches_the_barrier_kernel_bit_for_bit(monkey
     original = gluon_lstm.local_gate_rows
     monkeypatch.setattr(gluon_lstm, "local_gate_rows", lambda w_rows: reordered.append(1) or original(w_rows))
     with local_gates(True), tagged_thread_poll(thread_poll):
-        _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, directions)
+        _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions)
     assert reordered, "the layer did not launch the warp-local gate split"
 
 
