@@ -268,28 +268,23 @@ def _triton_lstm_factory(**options):
     return factory
 
 
-def _tagged_exchange_factory(problem, dtype, device):
-    """The planner's LSTM with its Gluon forward's state exchanged as compact tagged words
-    (``TritonLSTM(tagged_exchange=True)``), or :class:`Unsupported` where it would not run tagged
-    here (:func:`_refuse_untagged`)."""
-    _refuse_untagged(problem, dtype, device)
-    return _triton_lstm_factory(tagged_exchange=True)(problem, dtype, device)
+def _tagged_factory(**options):
+    """A factory of the planner's ``TritonLSTM(tagged_exchange=True, **options)`` workload, its Gluon
+    forward's state exchanged as compact tagged words, or :class:`Unsupported` where it would not
+    run tagged here (:func:`_refuse_untagged`)."""
+    def factory(problem, dtype, device):
+        _refuse_untagged(problem, dtype, device)
+        return _triton_lstm_factory(tagged_exchange=True, **options)(problem, dtype, device)
+
+    return factory
 
 
-def _thread_poll_factory(problem, dtype, device):
-    """:func:`_tagged_exchange_factory`'s LSTM with its loader's threads each polling their own words
-    alone (``TritonLSTM(tagged_exchange=True, thread_poll=True)``), :class:`Unsupported` where that
-    one is."""
-    _refuse_untagged(problem, dtype, device)
-    return _triton_lstm_factory(tagged_exchange=True, thread_poll=True)(problem, dtype, device)
-
-
-def _local_gates_factory(problem, dtype, device):
-    """:func:`_thread_poll_factory`'s LSTM with its gates split inside each warp too
-    (``TritonLSTM(tagged_exchange=True, thread_poll=True, local_gates=True)``: the cost model's first
-    configuration under the goal's 1.96 µs a step at H=768 B=16), :class:`Unsupported` where that one is."""
-    _refuse_untagged(problem, dtype, device)
-    return _triton_lstm_factory(tagged_exchange=True, thread_poll=True, local_gates=True)(problem, dtype, device)
+#: the tagged exchange as the planner runs it; with its loader's threads each polling their own words
+#: alone; and with the gates split inside each warp too (the cost model's first configuration under
+#: the goal's 1.96 µs a step at H=768 B=16)
+_tagged_exchange_factory = _tagged_factory()
+_thread_poll_factory = _tagged_factory(thread_poll=True)
+_local_gates_factory = _tagged_factory(thread_poll=True, local_gates=True)
 
 
 def _refuse_untagged(problem, dtype, device) -> None:

@@ -464,10 +464,11 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
                 mma_done = max(mma_done, done)
             elif kind == "mbarrier" and ins.opcode.startswith("SYNCS.ARRIVE"):
                 arrived[mbarrier_offset(ins)] = issue
-            elif kind == "handoff_wait" and mbarrier_offset(ins) in partners:
-                handoff = partners[mbarrier_offset(ins)]
-                if handoff.after in arrived and arrived[handoff.after] + handoff.cycles + lat.lds > done:
-                    done, kind = arrived[handoff.after] + handoff.cycles + lat.lds, "loader_wait"
+            elif kind == "handoff_wait" and (handoff := partners.get(mbarrier_offset(ins))) \
+                    and handoff.after in arrived:
+                partner_done = arrived[handoff.after] + handoff.cycles + lat.lds
+                if partner_done > done:
+                    done, kind = partner_done, "loader_wait"
             written = writes(ins)
             for register in written:
                 ready[register] = (done, kind)
@@ -496,9 +497,9 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
 
 def loader_handoffs(recurrence: StepPath, loader: StepPath, context: WarpContext,
                     unseen_cycles: float) -> tuple[Handoff, ...]:
-    """The tagged exchange's loader step as one :class:`Handoff` of the recurrence's waits per arrival: from its
-    wait for the recurrence's arrival (``h_free``: the first wait of its step on an mbarrier the
-    recurrence arrives on) to each of its arrivals (the state's tiles: one, or one a group), as
+    """The tagged exchange's loader step as one :class:`Handoff` per loader arrival: from its wait for
+    the recurrence's arrival (``h_free``: the first wait of its step on an mbarrier the recurrence
+    arrives on) to each of its arrivals (the state's tiles: one, or one a group), as
     :func:`simulate` times the loader's step in ``context``, plus ``unseen_cycles`` (what its path
     does not show). What the loader's step does before that wait, and the recurrence's after its
     arrival, overlap each other. ValueError where the loader waits for none of the recurrence's
