@@ -112,6 +112,9 @@ gpu-report: setup
 	if [ -f reports/$(DEVICE)/step-ablation.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.harness.ablation_report \
 		reports/$(DEVICE)/step-ablation.csv --estimate reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv \
 		> reports/$(DEVICE)/step-ablation.md; fi
+	# the model's phases of each traced kernel beside the trace's (its SASS compiled with KBIN's Triton)
+	if [ -f reports/$(DEVICE)/trace/trace-summary.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.trace_model \
+		reports/$(DEVICE)/trace/trace-summary.csv --title $(DEVICE) > reports/$(DEVICE)/trace/trace-model.md; fi
 	if ls reports/$(DEVICE)/memory-breakdown-*.json >/dev/null 2>&1; then PYTHONPATH=. $(KBIN)/python -m \
 		rnnbench.harness.memory_breakdown --render reports/$(DEVICE)/memory-breakdown-*.json \
 		> reports/$(DEVICE)/memory-breakdown.md; fi

@@ -163,8 +163,8 @@ from rnnbench.kernels.plan import (
     gluon_input_tiles, plan_recurrence, programs_per_multiprocessor,
 )
 from rnnbench.kernels.sass import (
-    ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepPath, count, load_sources, parse,
-    hgmma_shared_bytes, loader_path, reads, sleep_ns, step_path, writes,
+    ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepCounts, StepPath, count,
+    hgmma_shared_bytes, load_sources, loader_path, parse, reads, sleep_ns, step_path, writes,
 )
 
 #: the estimate's terms, in the order they appear in tables
@@ -504,21 +504,29 @@ def loader_handoffs(recurrence: StepPath, loader: StepPath, context: WarpContext
     does not show). What the loader's step does before that wait, and the recurrence's after its
     arrival, overlap each other. ValueError where the loader waits for none of the recurrence's
     arrivals, or arrives on nothing after it."""
-    releases = {mbarrier_offset(ins) for ins in recurrence.instructions
-                if ins.opcode.startswith("SYNCS.ARRIVE") and not ins.never_runs}
-    trace: list = []
-    simulate(loader, context, trace=trace)
-    start = next(((ins, issue) for ins, issue, _ in trace
-                  if "TRYWAIT" in ins.modifiers and mbarrier_offset(ins) in releases), None)
-    if start is None:
-        raise ValueError(f"the loader's step waits on none of the mbarriers the recurrence arrives on "
-                         f"(shared offsets {[hex(offset) for offset in sorted(releases)]})")
-    wait, began = start
+    trace, start = loader_timeline(recurrence, loader, context)
+    wait, began, _ = trace[start]
     handoffs = tuple(Handoff(mbarrier_offset(wait), mbarrier_offset(ins), issue - began + unseen_cycles)
                      for ins, issue, _ in trace if ins.opcode.startswith("SYNCS.ARRIVE") and issue > began)
     if not handoffs:
         raise ValueError("the loader's step arrives on no mbarrier after its wait for the recurrence")
     return handoffs
+
+
+def loader_timeline(recurrence: StepPath, loader: StepPath, context: WarpContext) -> tuple[list, int]:
+    """The loader's step as :func:`simulate` traces it in ``context`` (``(instruction, issue cycle,
+    what it waited for)`` each) and the position in it of its wait for the recurrence (``h_free``:
+    its step's first wait on an mbarrier the recurrence arrives on); ValueError where it has none."""
+    releases = {mbarrier_offset(ins) for ins in recurrence.instructions
+                if ins.opcode.startswith("SYNCS.ARRIVE") and not ins.never_runs}
+    trace: list = []
+    simulate(loader, context, trace=trace)
+    start = next((position for position, (ins, _, _) in enumerate(trace)
+                  if "TRYWAIT" in ins.modifiers and mbarrier_offset(ins) in releases), None)
+    if start is None:
+        raise ValueError(f"the loader's step waits on none of the mbarriers the recurrence arrives on "
+                         f"(shared offsets {[hex(offset) for offset in sorted(releases)]})")
+    return trace, start
 
 
 def _handoffs(classes: list[str]) -> list[str]:
@@ -615,6 +623,54 @@ def between_reloads(complete, one_reload, reloads):
     return complete + reloads * (one_reload - complete)
 
 
+def step_context(plan: Plan, dtype: torch.dtype, direction: str, per_sm: int, arch: int = 90,
+                 latency_table: Latencies | None = None) -> WarpContext:
+    """Who shares an SM with the warps that run ``plan``'s step (not the fused input projection's,
+    which the model leaves out), ``per_sm`` of its programs resident on an SM at most."""
+    device = DEVICES[arch]
+    resident = min(per_sm, math.ceil(plan.programs / device.sms))
+    active = min(plan.programs, device.sms)
+    return WarpContext(
+        warps_per_scheduler=math.ceil(resident * plan.num_warps / 4),
+        warps_per_sm=resident * plan.num_warps,
+        l2_bytes_per_clock=min(device.sm_l2_bytes_per_clock, device.l2_bytes_per_clock / active),
+        hbm_bytes_per_clock=device.hbm_bytes_per_clock / active,
+        mma_fma_per_clock=device.mma_fma_per_clock,
+        latencies=latency_table or latencies(arch),
+        # the Gluon kernels' copies of the exchange: several (block_b rows, GLUON_K_TILE columns) tiles
+        tma_box_bytes=gluon_copy_bytes(plan, direction == "bwd", element_size(dtype)) if plan.path == GLUON else 0.0,
+        programs_per_sm=resident,
+    )
+
+
+def discovery_cycles(lat: Latencies) -> float:
+    """Half a poll period of a wait that reduces its poll over the warps of a program: when, on
+    average, a poll sees what arrived during the previous one (cycles)."""
+    return 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
+
+
+def loader_unseen(loader: StepPath, lat: Latencies, device: Device) -> dict[str, float]:
+    """The tagged exchange's loader chain beyond its path (cycles). Its warps are on the step's
+    chain, from the recurrence's arrival on ``h_free`` (after its publish) to the loader's arrival
+    on the state's mbarrier, which the recurrence's MMAs wait for; its path has its first load, one
+    reload of stale words (or none) and the stores into the MMAs' tiles. Beyond it: ``publish``,
+    the producers' stores' way to L2; ``discovery``, half a poll period (without the CTA barriers
+    of a reduction over warps where the loader is one warp); ``pause``, its sleep before the first
+    load (the nominal one: the hardware's is 0 to twice that)."""
+    return {"publish": 0.5 * lat.store,
+            "discovery": discovery_cycles(lat) if count(loader).bar else 0.5 * lat.l2,
+            "pause": sleep_ns(loader) * device.clock_ghz}
+
+
+def grid_sync_unseen(counts: StepCounts, programs: int, lat: Latencies) -> float:
+    """A grid barrier's time beyond its path (cycles): the arrivals at its flags, which follow their
+    release fences, and half a poll period of discovery; 0 without a poll loop (a tagged exchange
+    has neither: each word is its own arrival, checked by the loads that read it)."""
+    if not counts.poll_loops:
+        return 0.0
+    return (programs * lat.barrier_arrival if counts.membar else 0.0) + discovery_cycles(lat)
+
+
 def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int, *, dtype: torch.dtype, hidden_size: int,
                   batch: int, direction: str, arch: int = 90, seq_len: int = SEQ_LEN,
                   latency_table: Latencies | None = None, first_load_complete: bool = False) -> dict[str, object]:
@@ -641,46 +697,20 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     }
     if per_sm == 0 or (plan.path != "stepwise" and waves > 1):  # the driver refuses such a cooperative launch
         return row | {f"t_{term}": math.nan for term in TERMS} | {"latency_path_us": math.nan, "raw_us_per_step": math.nan}
-    resident = min(per_sm, math.ceil(programs / device.sms))
-    active = min(programs, device.sms)
-    # the warps that run the step (not the fused input projection's, which the model leaves out)
-    context = WarpContext(
-        warps_per_scheduler=math.ceil(resident * plan.num_warps / 4),
-        warps_per_sm=resident * plan.num_warps,
-        l2_bytes_per_clock=min(device.sm_l2_bytes_per_clock, device.l2_bytes_per_clock / active),
-        hbm_bytes_per_clock=device.hbm_bytes_per_clock / active,
-        mma_fma_per_clock=device.mma_fma_per_clock,
-        latencies=lat,
-        # the Gluon kernels' copies of the exchange: several (block_b rows, GLUON_K_TILE columns) tiles
-        tma_box_bytes=gluon_copy_bytes(plan, direction == "bwd", element_size(dtype)) if plan.path == GLUON else 0.0,
-        programs_per_sm=resident,
-    )
+    context = step_context(plan, dtype, direction, per_sm, arch, lat)
     # the Gluon kernel's arguments (TMA descriptors by value) are not the plain kernels' list, and
     # its weights never leave shared memory: no global load of it stays cached
     cached = frozenset() if plan.path == GLUON else _cached_loads(instructions, plan.cell, direction, arch)
-    discovery = 0.5 * (lat.l2 + 2 * lat.bar + lat.lds + lat.sts)
     loader = loader_path(instructions, first_load_complete) if plan.path == GLUON and direction != "bwd" else None
     row["tagged_exchange"] = loader is not None
     handoffs = ()
     if loader is not None:
-        # the tagged exchange's loader warps are on the step's chain: from the recurrence's arrival on
-        # ``h_free`` (after its publish) to the loader's arrival on the state's mbarrier, which the
-        # recurrence's MMAs wait for. Beyond its path (its first load, one reload of stale words, the
-        # stores into the MMAs' tiles), the publish's way to L2, half a poll period of discovery (without
-        # the CTA barriers of a reduction over warps where the loader is one warp) and its pause before
-        # the first load (the nominal sleep: the hardware's is 0 to twice that)
-        loader_discovery = discovery if count(loader).bar else 0.5 * lat.l2
-        unseen = 0.5 * lat.store + loader_discovery + sleep_ns(loader) * device.clock_ghz
-        handoffs = loader_handoffs(steps, loader, context, unseen)
+        handoffs = loader_handoffs(steps, loader, context, sum(loader_unseen(loader, lat, device).values()))
     cycles, terms = simulate(steps, context, cached, handoffs=handoffs)
     alone, _ = simulate(steps, replace(context, warps_per_scheduler=1, warps_per_sm=1), cached)
     to_us = 1e-3 / device.clock_ghz
     terms_us = {term: value * to_us for term, value in terms.items()}
-    if counts.poll_loops:
-        # arrivals at a barrier's flags follow their release fences (a tagged exchange has neither:
-        # each word is its own arrival, checked by the loads that read it)
-        arrivals = programs * lat.barrier_arrival if counts.membar else 0.0
-        terms_us["grid_sync"] += (arrivals + discovery) * to_us
+    terms_us["grid_sync"] += grid_sync_unseen(counts, programs, lat) * to_us
     if plan.path == "stepwise":
         kernel_us = sum(terms_us.values()) * waves
         terms_us = {term: value * waves for term, value in terms_us.items()}

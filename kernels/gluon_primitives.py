@@ -55,20 +55,32 @@ def clock64(like):
     return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [like], dtype=gl.int64, is_pure=False, pack=1)
 
 
+def _read_after(register: str) -> str:
+    """PTX reading ``register`` (``%clock64``, ``%globaltimer``) into ``$0`` once ``$2`` is available:
+    the read is predicated on a comparison of ``$2`` (either way the same read), so it waits for the
+    instruction producing it. An operand the text leaves unused would not do: the inline asm's
+    inputs are only bound to registers, and ptxas issues the read right after whatever came before
+    it in program order (a load still in flight)."""
+    return (f"{{ .reg .pred %after; setp.ne.u32 %after, $2, 0x7fc0beef; @%after mov.u64 $0, {register}; "
+            f"@!%after mov.u64 $0, {register}; }}")
+
+
+_CLOCK64_AFTER: gl.constexpr = gl.constexpr(_read_after("%clock64"))
+_GLOBALTIMER_AFTER: gl.constexpr = gl.constexpr(_read_after("%globaltimer"))
+
+
 @gluon.jit
 def clock64_after(like, value):
-    """:func:`clock64` read once ``value`` (a scalar, or a tensor of ``like``'s shape and layout) is
-    available: the read takes it as an operand, so it waits for the instruction that produces it
-    (the load or reduction a timestamp should follow), where a read in program order alone may be
-    issued while that instruction is still in flight."""
-    return gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r,r", [like, value], dtype=gl.int64, is_pure=False,
-                                     pack=1)
+    """:func:`clock64` read once ``value`` (int32: a scalar, or a tensor of ``like``'s shape and layout)
+    is available (the load or reduction a timestamp should follow; :func:`_read_after`)."""
+    return gl.inline_asm_elementwise(_CLOCK64_AFTER, "=l,r,r", [like, value], dtype=gl.int64,
+                                     is_pure=False, pack=1)
 
 
 @gluon.jit
 def globaltimer_after(like, value):
     """:func:`globaltimer` read once ``value`` is available (as :func:`clock64_after`)."""
-    return gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r,r", [like, value], dtype=gl.int64,
+    return gl.inline_asm_elementwise(_GLOBALTIMER_AFTER, "=l,r,r", [like, value], dtype=gl.int64,
                                      is_pure=False, pack=1)
 
 

@@ -299,10 +299,49 @@ def loader_path(instructions: list[Instruction], first_load_complete: bool = Fal
                  if not any(other != loop and loop[0] <= other[0] and other[1] <= loop[1] for other in loaders)]
     start, end = max(innermost, key=lambda loop: loop[1] - loop[0])
     if first_load_complete:
-        clock = frozenset(i for i in range(start, end + 1) if instructions[i].reads_clock
+        # a traced kernel's stamps read the timer on every path (rnnbench.kernels.trace_events)
+        stamps = trace_stamps(instructions[start:end + 1])
+        clock = frozenset(i for i in range(start, end + 1) if (instructions[i].reads_clock and i - start not in stamps)
                           or instructions[i].reports_timeout)
         return _loop_step(instructions, index, loops, _heaviest_path(instructions, index, start, {end}, clock), True)
     return _loop_step(instructions, index, loops, _warm_path(instructions, index, start, {end}), True)
+
+
+def trace_stamps(instructions) -> dict[int, int]:
+    """The trace stamps among ``instructions`` (a traced kernel's, :mod:`rnnbench.kernels.trace_events`):
+    ``{position of the clock or timer read: byte offset of the store that records it}``. A read
+    (``CS2R R, SR_CLOCKLO`` or ``SR_GLOBALTIMERLO``) is a stamp where its value reaches a 64-bit
+    global store within :data:`STAMP_WINDOW` instructions, unchanged or through copies (``SEL``,
+    ``MOV``, ``IMAD.MOV``: a read that waits for a value is two predicated reads, which ptxas turns
+    into two reads and selects, :func:`rnnbench.kernels.gluon_primitives.clock64_after`);
+    ``STG.E.64 [R.64+0x18], R`` records event 3 where the store's base is the step's row. Reads
+    whose value goes elsewhere (a timeout's start) are not stamps."""
+    stamps = {}
+    for i, ins in enumerate(instructions):
+        if ins.base not in ("CS2R", "S2R", "S2UR") or not any(
+                clock in operand for operand in ins.operands for clock in ("SR_CLOCKLO", "SR_GLOBALTIMERLO")):
+            continue
+        holding = set(writes(ins))  # the registers holding the value read
+        for later in instructions[i + 1:i + 1 + STAMP_WINDOW]:
+            if later.base in GLOBAL_STORES and later.access_bytes() == 8 and later.operands[-1] in holding:
+                stamps[i] = address_offset(later.operands[0])
+                break
+            written = set(writes(later))
+            copies = later.base in ("SEL", "MOV") or later.opcode.startswith("IMAD.MOV")
+            holding = holding | written if copies and holding & set(reads(later)) else holding - written
+            if not holding:
+                break
+    return stamps
+
+
+#: instructions after a clock read within which its stamp's store comes
+STAMP_WINDOW = 128
+
+
+def address_offset(operand: str) -> int:
+    """The immediate byte offset of a memory operand (``desc[UR4][R152.64+0x18]`` -> 24; 0 without)."""
+    last = operand[operand.rfind("["):].strip("[]").split("+")[-1]
+    return int(last, 16) if last.startswith("0x") else 0
 
 
 def _detour(instructions: list[Instruction], index: dict[int, int], i: int) -> bool:

@@ -34,6 +34,9 @@ one thread's store, ~70 instructions more in all at H=768), so :func:`trace_shap
 times the untraced kernel in the same run, alternating launches: both as whole launches of ``T``
 steps divided by ``T`` (launch, the compact state's copy and the kernel; CUDA events, median).
 
+**What the model says of the same phases:** :mod:`rnnbench.kernels.trace_model` (no GPU) simulates
+the traced kernel's SASS and reads its stamps' clock reads, so its phases are these phases.
+
 ``python -m rnnbench.kernels.step_trace --out DIR`` (a GPU; ``scripts/gpu-session.sh``'s ``trace``
 stage) writes ``trace-steps.csv`` (per step, the median over programs of every phase),
 ``trace-summary.csv`` and ``trace.md``; ``--raw`` adds each trace as ``.npy``.
