@@ -96,7 +96,8 @@ def model_events(sass_text: str, plan, registers: int, shared_bytes: int, dtype:
         cycles, _ = simulate(steps, context, trace=recurrence)
         events = stamped_events(recurrence)
         unseen = {"grid_sync": grid_sync_unseen(count(steps), plan.programs, lat)}
-        events["step_end"] = events["step_end"] + unseen["grid_sync"]
+        if "step_end" in events:  # the barrier's wait done
+            events["step_end"] += unseen["grid_sync"]
         return events, cycles + unseen["grid_sync"], unseen
     unseen = loader_unseen(loader, lat, device)
     handoffs = loader_handoffs(steps, loader, context, sum(unseen.values()))
@@ -104,14 +105,14 @@ def model_events(sass_text: str, plan, registers: int, shared_bytes: int, dtype:
     events = stamped_events(recurrence)
     # the loader's step starts at the recurrence's arrival on h_free of the step before
     h_free = handoffs[0].after
-    published = max(issue for ins, issue, _ in recurrence
-                    if ins.opcode.startswith("SYNCS.ARRIVE") and mbarrier_offset(ins) == h_free) - cycles
+    freed = max(issue for ins, issue, _ in recurrence
+                if ins.opcode.startswith("SYNCS.ARRIVE") and mbarrier_offset(ins) == h_free) - cycles
     timeline, start = loader_timeline(steps, loader, context)
     began = timeline[start][1]
     for event, issue in stamped_events(timeline).items():
         if event in EVENTS[EVENTS.index("loader_start"):]:
-            events[event] = published + issue - began + sum(cycles for part, cycles in unseen.items()
-                                                            if event in UNSEEN_BEFORE[part])
+            passed = sum(part_cycles for part, part_cycles in unseen.items() if event in UNSEEN_BEFORE[part])
+            events[event] = freed + issue - began + passed
     return events, cycles, unseen
 
 
