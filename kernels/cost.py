@@ -163,8 +163,8 @@ from rnnbench.kernels.plan import (
     gluon_input_tiles, plan_recurrence, programs_per_multiprocessor,
 )
 from rnnbench.kernels.sass import (
-    ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepCounts, StepPath, count,
-    hgmma_shared_bytes, load_sources, loader_path, parse, reads, sleep_ns, step_path, writes,
+    ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepCounts, StepPath,
+    address_offset, count, hgmma_shared_bytes, load_sources, loader_path, parse, reads, sleep_ns, step_path, writes,
 )
 
 #: the estimate's terms, in the order they appear in tables
@@ -323,10 +323,7 @@ def mbarrier_offset(ins: Instruction) -> int | None:
     if ins.base != "SYNCS":
         return None
     address = next((operand for operand in ins.operands if operand.startswith("[")), None)
-    if address is None:
-        return None
-    last = address.strip("[]").split("+")[-1]
-    return int(last, 16) if last.startswith("0x") else 0
+    return None if address is None else address_offset(address)
 
 
 def op_class(ins: Instruction, counter_addresses: frozenset[str] = frozenset(), cached_loads: frozenset[int] = frozenset()) -> str:

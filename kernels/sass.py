@@ -339,7 +339,8 @@ STAMP_WINDOW = 128
 
 
 def address_offset(operand: str) -> int:
-    """The immediate byte offset of a memory operand (``desc[UR4][R152.64+0x18]`` -> 24; 0 without)."""
+    """The immediate byte offset of a memory operand (``desc[UR4][R152.64+0x18]`` -> 24,
+    ``[R12+URZ+0x13900]`` -> 0x13900; 0 without one)."""
     last = operand[operand.rfind("["):].strip("[]").split("+")[-1]
     return int(last, 16) if last.startswith("0x") else 0
 
