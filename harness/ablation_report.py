@@ -55,6 +55,8 @@ QUESTIONS = (
     Question("Gluon backward against the plain one", "real_bwd", "real_gluon_bwd"),
     Question("Gluon forward without its grid barrier", "real_gluon", "real_gluon_no_sync"),
     Question("Gluon backward without its grid barrier", "real_gluon_bwd", "real_gluon_bwd_no_sync"),
+    Question("Gluon backward with its copies streamed (each issued once its own producers arrived)", "real_gluon_bwd",
+             "real_gluon_bwd_streamed"),
     Question("Gluon forward, weight tiles in registers (planned) against all in shared memory",
              "real_gluon_shared_weights", "real_gluon"),
     Question("Gluon forward, weight tiles in registers in 32-row batch blocks too", "real_gluon",

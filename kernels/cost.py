@@ -164,7 +164,8 @@ from rnnbench.kernels.plan import (
 )
 from rnnbench.kernels.sass import (
     ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepCounts, StepPath,
-    address_offset, count, hgmma_shared_bytes, load_sources, loader_path, parse, reads, sleep_ns, step_path, writes,
+    address_offset, copier_path, count, hgmma_shared_bytes, load_sources, loader_path, parse, reads, sleep_ns,
+    step_path, writes,
 )
 
 #: the estimate's terms, in the order they appear in tables
@@ -305,14 +306,20 @@ class WarpContext:
 
 @dataclass(frozen=True)
 class Handoff:
-    """Another partition of the program (the tagged exchange's loader) that arrives on the mbarrier at
-    shared offset ``arrives`` ``cycles`` after the simulated warps arrived on the one at ``after``
-    (from the issue of that arrival to the issue of its own): the simulated warps' wait on
-    ``arrives`` completes no earlier than that (:func:`simulate`)."""
+    """Another partition of the program (the tagged exchange's loader, the streamed backward's
+    copier) that arrives on the mbarrier at shared offset ``arrives`` ``cycles`` after the simulated
+    warps arrived on the one at ``after`` (from the issue of that arrival to the issue of its own;
+    :data:`RELEASE`: after the simulated warps' release, their global atomic): the simulated
+    warps' wait on ``arrives`` completes no earlier than that (:func:`simulate`)."""
 
     after: int
     arrives: int
     cycles: float
+
+
+#: :attr:`Handoff.after` of a handoff that follows the simulated path's release (its global atomic:
+#: a grid barrier's arrival) rather than one of its mbarrier arrivals
+RELEASE = -1
 
 
 def mbarrier_offset(ins: Instruction) -> int | None:
@@ -461,6 +468,8 @@ def simulate(path: StepPath, context: WarpContext, cached_loads: frozenset[int] 
                 mma_done = max(mma_done, done)
             elif kind == "mbarrier" and ins.opcode.startswith("SYNCS.ARRIVE"):
                 arrived[mbarrier_offset(ins)] = issue
+            elif kind == "atomic":
+                arrived[RELEASE] = issue
             elif kind == "handoff_wait" and (handoff := partners.get(mbarrier_offset(ins))) \
                     and handoff.after in arrived:
                 partner_done = arrived[handoff.after] + handoff.cycles + lat.lds
@@ -524,6 +533,31 @@ def loader_timeline(recurrence: StepPath, loader: StepPath, context: WarpContext
         raise ValueError(f"the loader's step waits on none of the mbarriers the recurrence arrives on "
                          f"(shared offsets {[hex(offset) for offset in sorted(releases)]})")
     return trace, start
+
+
+def copier_handoffs(copier: StepPath, context: WarpContext, unseen_cycles: float) -> tuple[Handoff, ...]:
+    """The streamed backward's copies (:func:`rnnbench.kernels.sass.copier_path`) as one
+    :class:`Handoff` per copy, after the recurrence's release (:data:`RELEASE`): every program
+    releases the step at the same time, so each copy lands ``unseen_cycles`` (the release's way to
+    the flags, the copier's discovery: :func:`loader_unseen`) plus, as :func:`simulate` times the
+    copier's poll in ``context``, the issue of the copy after the poll's first load, plus the copy
+    itself (an L2 round trip and its box at this SM's share of L2 bandwidth, behind the copies
+    issued before it) after the release. The mbarrier a copy completes on is the one its arming
+    (``SYNCS.ARRIVE.TRANS64``) before it names. ValueError where the poll issues no copy."""
+    trace: list = []
+    simulate(copier, context, trace=trace)
+    start = next(issue for ins, issue, _ in trace if ins.base in GLOBAL_LOADS and ins.strong)
+    free: dict[str, float] = {}
+    armed, handoffs = None, []
+    for ins, issue, _ in trace:
+        if ins.opcode.startswith("SYNCS.ARRIVE"):
+            armed = mbarrier_offset(ins)
+        elif ins.base in TMA_LOADS and armed is not None:
+            landed = _complete(ins, "tma_load", issue, context, free)
+            handoffs.append(Handoff(RELEASE, armed, landed - start + unseen_cycles))
+    if not handoffs:
+        raise ValueError("the copier's poll issues no TMA copy after arming an mbarrier")
+    return tuple(handoffs)
 
 
 def _handoffs(classes: list[str]) -> list[str]:
@@ -647,7 +681,8 @@ def discovery_cycles(lat: Latencies) -> float:
 
 
 def loader_unseen(loader: StepPath, lat: Latencies, device: Device) -> dict[str, float]:
-    """The tagged exchange's loader chain beyond its path (cycles). Its warps are on the step's
+    """The tagged exchange's loader chain beyond its path (cycles; the streamed backward's copier's
+    likewise: a poll of flags instead of words, no pause). Its warps are on the step's
     chain, from the recurrence's arrival on ``h_free`` (after its publish) to the loader's arrival
     on the state's mbarrier, which the recurrence's MMAs wait for; its path has its first load, one
     reload of stale words (or none) and the stores into the MMAs' tiles. Beyond it: ``publish``,
@@ -699,10 +734,13 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     # its weights never leave shared memory: no global load of it stays cached
     cached = frozenset() if plan.path == GLUON else _cached_loads(instructions, plan.cell, direction, arch)
     loader = loader_path(instructions, first_load_complete) if plan.path == GLUON and direction != "bwd" else None
+    copier = copier_path(instructions) if plan.path == GLUON and direction == "bwd" else None
     row["tagged_exchange"] = loader is not None
     handoffs = ()
     if loader is not None:
         handoffs = loader_handoffs(steps, loader, context, sum(loader_unseen(loader, lat, device).values()))
+    elif copier is not None:
+        handoffs = copier_handoffs(copier, context, sum(loader_unseen(copier, lat, device).values()))
     cycles, terms = simulate(steps, context, cached, handoffs=handoffs)
     alone, _ = simulate(steps, replace(context, warps_per_scheduler=1, warps_per_sm=1), cached)
     to_us = 1e-3 / device.clock_ghz

@@ -104,6 +104,19 @@ def barrier_arrive(flags_ptr, producer, lane, GRID: gl.constexpr):
 
 
 @gluon.jit
+def status_after_poll(flags_ptr, lane, step, start, status, waiting):
+    """The grid barrier's status word after a poll that loaded it as ``status`` (0: no timeout
+    anywhere): where this program is still ``waiting`` (a scalar condition), nobody has timed out
+    and more than the timeout has passed since ``start`` (``%globaltimer``, ns), this program sets
+    it to ``step`` (the waiting step's target, nonzero), ending every program's later waits at once."""
+    now = gl.max(globaltimer(lane), axis=0)
+    if waiting & (status == 0) & (now - start > _TIMEOUT_NS):
+        gl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
+        status = step
+    return status
+
+
+@gluon.jit
 def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr, GRID: gl.constexpr):
     """Wait until every producer's flag reaches ``step`` (``lane``: ``arange(0, min(POLL, 32))`` in
     a layout that gives each warp all of it), or until the timeout, which sets the status word and
@@ -123,14 +136,44 @@ def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl
             # relaxed in either order, as in the plain barrier: in flight with the flags' load
             status = gl.max(_load_relaxed(flags_ptr + FLAG_SLOTS + lane * 0), axis=0)
             slowest = gl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER, _FLAG_VECTOR), axis=0)
-            now = gl.max(globaltimer(lane), axis=0)
-            if (slowest < step) & (status == 0) & (now - start > _TIMEOUT_NS):
-                gl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
-                status = step
+            status = status_after_poll(flags_ptr, lane, step, start, status, slowest < step)
         if ORDER == _RELAXED_POLL:
             acquire_fence(lane)
         cta_barrier()
     proxy_fence(lane)
+
+
+@gluon.jit
+def acquire_for_tma(lane, ORDER: gl.constexpr):
+    """After a poll that saw producers' release adds: the acquire (a fence where the poll's loads
+    were relaxed, ``ORDER``), then the proxy fence, so this thread's TMA copies issued next read
+    what those producers stored."""
+    if ORDER == _RELAXED_POLL:
+        acquire_fence(lane)
+    proxy_fence(lane)
+
+
+@gluon.jit
+def arrived_groups(flags_ptr, lane, step, POLL: gl.constexpr, ORDER: gl.constexpr, GROUP: gl.constexpr,
+                   GROUPS: gl.constexpr):
+    """One poll of a grid barrier's flags (one vector load per lane, one L2 round trip;
+    :func:`rnnbench.kernels.primitives.slowest_flag`, ``lane`` as :func:`barrier_wait`'s): a bitmask
+    of the groups of ``GROUP`` consecutive producers whose flags have all reached ``step``, bit g for
+    producers ``g * GROUP + [0, GROUP)``, g < ``GROUPS`` (at most 31). Lane l holds the
+    ``PER_LANE = POLL / 32`` flags of producers ``l * PER_LANE + [0, PER_LANE)`` (``POLL <= 32 *
+    FLAG_VECTOR``: one chunk; ``PER_LANE`` divides ``GROUP``), so group g is lanes
+    ``g * GROUP / PER_LANE + [0, GROUP / PER_LANE)``. A lane is late where one of its flags is below
+    ``step``; the lanes' late bits are summed into one word (distinct bits: the sum is their or)."""
+    WIDTH: gl.constexpr = POLL if POLL < 32 else 32
+    LANES: gl.constexpr = GROUP // (POLL // WIDTH)
+    gl.static_assert(POLL // WIDTH <= _FLAG_VECTOR, "one vector load of flags per lane")
+    gl.static_assert(GROUPS * LANES <= WIDTH, "every group's flags within the lanes' one load")
+    slowest = slowest_flag(flags_ptr, lane, step, POLL, ORDER, _FLAG_VECTOR)
+    late = gl.sum(gl.where(slowest < step, 1 << lane, 0), axis=0)
+    arrived = late * 0
+    for g in gl.static_range(GROUPS):
+        arrived |= gl.where(((late >> (g * LANES)) & ((1 << LANES) - 1)) == 0, 1 << g, 0)
+    return arrived
 
 
 @gluon.jit

@@ -919,6 +919,20 @@ GLUON_LOCAL_GATES = False
 #: (:func:`local_gates` sets it within its block too, so compiler processes it spawns see it)
 LOCAL_GATES_ENV = "RNNBENCH_LOCAL_GATES"
 GLUON_LOCAL_GATES = _from_environment(LOCAL_GATES_ENV, {"on": True, "off": False}, GLUON_LOCAL_GATES)
+#: whether the Gluon backward streams its copies of gate gradients (:func:`gluon_streamed_copies`;
+#: :func:`rnnbench.kernels.gluon_lstm_backward._streamed_gradient`): each copy of a step's
+#: :data:`GLUON_BACKWARD_SPLIT` producers' tiles issued as soon as those producers' flags say they
+#: have stored them, its MMAs run as soon as it lands, instead of the grid barrier's wait for every
+#: producer and then every copy at once. On the H200 the barrier cost the Gluon backward 1.84 µs of
+#: its 3.82 a step at H=768 B=16 (against 1.01 of the forward's 2.47; reports/h200/acd6756), where
+#: each program pulls 96 KiB of gate gradients after it, all programs at once. False until a GPU has
+#: timed it (``real_gluon_bwd_streamed``); the products are summed in the same order either way
+GLUON_BACKWARD_STREAMED = False
+#: the environment variable that sets :data:`GLUON_BACKWARD_STREAMED` at import: ``on`` or ``off``
+#: (:func:`streamed_copies` sets it within its block too, so compiler processes it spawns see it)
+BACKWARD_STREAMED_ENV = "RNNBENCH_BACKWARD_STREAMED"
+GLUON_BACKWARD_STREAMED = _from_environment(BACKWARD_STREAMED_ENV, {"on": True, "off": False},
+                                            GLUON_BACKWARD_STREAMED)
 
 
 @contextlib.contextmanager
@@ -926,7 +940,8 @@ def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
     after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange`,
     :func:`tagged_poll_delay`, :func:`tagged_loaders`, :func:`mma_chains`, :func:`tagged_groups`,
-    :func:`tagged_thread_poll` and :func:`overlapped_projection` switch)."""
+    :func:`tagged_thread_poll`, :func:`local_gates`, :func:`streamed_copies` and :func:`overlapped_projection`
+    switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -1027,6 +1042,17 @@ def local_gates(enabled: bool | None):
     if enabled is not None and not isinstance(enabled, bool):
         raise ValueError(f"the warp-local gate split is on or off (a bool), got {enabled!r}")
     return _switching_children(_overriding("GLUON_LOCAL_GATES", enabled), LOCAL_GATES_ENV,
+                               None if enabled is None else ("on" if enabled else "off"))
+
+
+def streamed_copies(enabled: bool | None):
+    """Within the block, :data:`GLUON_BACKWARD_STREAMED` is ``enabled`` (a bool; None: left as it is),
+    restored after: the Gluon backward's streamed copies, as compiled and launched there (the step
+    ablation's ``real_gluon_bwd_streamed``), in this process and in the compiler processes it spawns
+    there (:data:`BACKWARD_STREAMED_ENV`)."""
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"the Gluon backward's streamed copies are on or off (a bool), got {enabled!r}")
+    return _switching_children(_overriding("GLUON_BACKWARD_STREAMED", enabled), BACKWARD_STREAMED_ENV,
                                None if enabled is None else ("on" if enabled else "off"))
 
 
@@ -1173,6 +1199,16 @@ def gluon_backward_stages(h_pad: int, block_b: int, size: int = 2, arch: int = G
     copies, copy_bytes, scratch = gluon_backward_layout(h_pad, block_b, size)
     room = LIMITS[arch].shared_per_block - SHARED_FIXED - scratch
     return max(0, min(copies, room // copy_bytes))
+
+
+def gluon_streamed_copies(plan: Plan) -> bool:
+    """Whether the Gluon backward of ``plan`` streams its copies (:data:`GLUON_BACKWARD_STREAMED`):
+    where it is on, every copy of a step has a stage of its own (:func:`gluon_backward_stages`: no
+    ring, so no stage waits for the MMAs of another copy) and one poll load per lane brings every
+    producer's flag (``poll <= 32 * MAX_POLL_VECTOR``)."""
+    copies = gluon_backward_layout(plan.h_pad, plan.block_b)[0]
+    return (GLUON_BACKWARD_STREAMED and gluon_backward_stages(plan.h_pad, plan.block_b) == copies
+            and plan.poll <= 32 * MAX_POLL_VECTOR)
 
 
 def gluon_copy_bytes(plan: Plan, backward: bool, size: int = 2) -> int:

@@ -239,6 +239,13 @@ def _loops(instructions: list[Instruction], index: dict[int, int]) -> list[tuple
             and not _detour(instructions, index, i)]
 
 
+def loops(instructions: list[Instruction]) -> list[tuple[Instruction, ...]]:
+    """The instructions of every loop of the kernel, in program order from its head to its back
+    edge (the out-of-line retries of its waits, which branch back into a loop, are not loops)."""
+    index = {ins.address: i for i, ins in enumerate(instructions)}
+    return [tuple(instructions[start:end + 1]) for start, end in _loops(instructions, index)]
+
+
 def _loop_step(instructions: list[Instruction], index: dict[int, int], loops: list[tuple[int, int]], path: list[int],
                in_loop: bool) -> StepPath:
     """The :class:`StepPath` of ``path`` (positions), with the polling loops nested in it."""
@@ -305,6 +312,23 @@ def loader_path(instructions: list[Instruction], first_load_complete: bool = Fal
                           or instructions[i].reports_timeout)
         return _loop_step(instructions, index, loops, _heaviest_path(instructions, index, start, {end}, clock), True)
     return _loop_step(instructions, index, loops, _warm_path(instructions, index, start, {end}), True)
+
+
+def copier_path(instructions: list[Instruction]) -> StepPath | None:
+    """One poll of a warp-specialised kernel's copier partition (the streamed Gluon backward's,
+    :func:`rnnbench.kernels.gluon_lstm_backward._copier`): the innermost loop without MMAs that
+    polls with strong global loads and issues TMA copies, walked once along its heaviest path
+    around the timeout's report (the poll that finds every producer arrived and issues every
+    copy); None in a kernel without one."""
+    index = {ins.address: i for i, ins in enumerate(instructions)}
+    copiers = [(start, end) for start, end in _loops(instructions, index)
+               if not any(ins.is_mma for ins in instructions[start:end + 1])
+               and any(_polls(ins) for ins in instructions[start:end + 1])
+               and any(ins.base in TMA_LOADS for ins in instructions[start:end + 1])]
+    if not copiers:
+        return None
+    start, end = min(copiers, key=lambda loop: loop[1] - loop[0])
+    return StepPath(tuple(instructions[i] for i in _warm_path(instructions, index, start, {end})), False, 0)
 
 
 def trace_stamps(instructions) -> dict[int, int]:

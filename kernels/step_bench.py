@@ -90,6 +90,12 @@ a warp's accumulator rows hold the four gates of its units, ``xg`` loaded into r
 ahead): no gate split through shared memory and two CTA barriers fewer on the recurrence's path,
 ~0.2 µs at the anchor by the calibrated model; ``real_gluon_tagged_thread_poll_local_gates`` has both
 changes, the model's first configuration under the goal's 1.96 µs (1.95, Triton 3.6, whole call).
+``real_gluon_bwd_streamed`` is ``real_gluon_bwd`` with its copies streamed
+(:func:`rnnbench.kernels.plan.streamed_copies`): a copier warp issues each copy of gate gradients
+as soon as its own eight producers have stored them, and the MMAs start on it at once, instead of
+the grid barrier's wait for every producer, then every copy (the barrier cost the backward 1.84 of
+its 3.82 µs at the anchor on the H200, against 1.01 of the forward's 2.47); ``real_gluon_bwd``
+minus it is what waiting for the slowest producer before the first copy costs.
 
 **What a number is.** µs per step: the slope between launches of ``T`` and ``2T`` steps (launch,
 start-up and the first barrier cancel), the median over repeats of CUDA-event timings after a
@@ -130,8 +136,9 @@ from rnnbench.kernels.launch import (
 from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
-    gluon_state_copies, gluon_tagged_exchange, local_gates, mma_chains, plan_recurrence, row_split, state_copy_tiles,
-    tagged_exchange, tagged_exchange_refusal, tagged_groups, tagged_loaders, tagged_poll_delay, tagged_thread_poll,
+    gluon_state_copies, gluon_streamed_copies, gluon_tagged_exchange, local_gates, mma_chains, plan_recurrence, row_split, state_copy_tiles,
+    streamed_copies, tagged_exchange, tagged_exchange_refusal, tagged_groups, tagged_loaders, tagged_poll_delay,
+    tagged_thread_poll,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait,
@@ -208,6 +215,8 @@ class RealKernel:
     thread_poll: bool | None = None
     #: its recurrence's gates split inside each warp (:func:`rnnbench.kernels.plan.local_gates`; None: the plan's)
     local_gates: bool | None = None
+    #: the Gluon backward's copies streamed (:func:`rnnbench.kernels.plan.streamed_copies`; None: the plan's)
+    streamed: bool | None = None
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
@@ -217,14 +226,16 @@ class RealKernel:
     def switches(self):
         """The context this kernel is compiled, launched and estimated in (its tiles per state copy,
         the tagged exchange, its poll delay, its loaders, its MMA chains, its loader's groups,
-        whether its loader's threads poll alone and whether its gates are split inside each warp)."""
+        whether its loader's threads poll alone, whether its gates are split inside each warp, and
+        whether the backward's copies are streamed)."""
         with state_copy_tiles(self.copy_tiles or None), tagged_exchange(self.tagged), \
                 tagged_poll_delay(self.poll_delay_ns if self.tagged else None), \
                 tagged_loaders(self.loaders if self.tagged and self.loaders else None), \
                 mma_chains(self.chains if self.tagged and self.chains else None), \
                 tagged_groups(self.groups if self.tagged and self.groups else None), \
                 tagged_thread_poll(self.thread_poll if self.tagged else None), \
-                local_gates(self.local_gates if self.tagged else None):
+                local_gates(self.local_gates if self.tagged else None), \
+                streamed_copies(self.streamed if self.direction == "bwd" else None):
             yield
 
     def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
@@ -281,7 +292,8 @@ TAGGED_LONG_POLL_DELAY_NS = 300
 #: and with its loader's threads polling alone (``real_gluon_tagged_thread_poll``, and with the pause,
 #: ``real_gluon_tagged_thread_poll_delayed``), and with its gates split inside each warp
 #: (``real_gluon_tagged_local_gates``, and with the threads polling alone too,
-#: ``real_gluon_tagged_thread_poll_local_gates``), timed last too. Every other Gluon forward variant runs
+#: ``real_gluon_tagged_thread_poll_local_gates``), timed last too; and the Gluon backward with its
+#: copies streamed by a copier warp (``real_gluon_bwd_streamed``), timed last too. Every other Gluon forward variant runs
 #: the grid barrier, whatever :data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE` would take.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
@@ -321,14 +333,15 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_bwd_relaxed": RealKernel("cooperative", "relaxed", True, "bwd"),
               "real_bwd_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "bwd"),
               "real_gluon_bwd": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd"),
-              "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False)}
+              "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False),
+              "real_gluon_bwd_streamed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", streamed=True)}
 #: variants timed after their shape's others (the goal shape's right after its own, every other
 #: shape's after all of them, :func:`schedule`), and not launched by :func:`warm`: kernels that have
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
 DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed",
             "real_gluon_tagged_delayed_300", "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains",
             "real_gluon_tagged_groups_4", "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed",
-            "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates")
+            "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -654,15 +667,18 @@ def _runs(plan: Plan, cell: str, sweep: tuple[int, ...], deferred: bool = False,
     return runs + [(name, count) for name in SWEEP_VARIANTS for count in sweep if count < plan.grid[0]]
 
 
-def _switched(kernel: RealKernel, plan: Plan) -> tuple[tuple[int, int], bool, int, int, int, int, bool, bool] | None:
-    """``((copies, tiles per copy), tagged exchange, its poll delay, its loader partitions, its MMA
-    chains, its loader's groups, its threads polling alone, its gates split inside each warp)`` of
-    the Gluon forward's state as ``kernel`` runs ``plan`` (delay, loaders, chains and groups 0, no
-    thread polls and no local gates without the exchange; None for any other kernel): two variants
-    with the same plan and these are one kernel, timed once."""
-    if plan.path != GLUON or kernel.direction != "fwd":
+def _switched(kernel: RealKernel, plan: Plan) -> tuple | None:
+    """What of a Gluon kernel the switches decide as ``kernel`` runs ``plan``, so that two variants
+    with the same plan and these are one kernel, timed once (None for any other kernel). The
+    forward: ``((copies, tiles per copy), tagged exchange, its poll delay, its loader partitions,
+    its MMA chains, its loader's groups, its threads polling alone, its gates split inside each
+    warp)`` of its state (delay, loaders, chains and groups 0, no thread polls and no local gates
+    without the exchange). The backward: ``(streamed copies,)``."""
+    if plan.path != GLUON or kernel.path != GLUON:
         return None
     with kernel.switches():
+        if kernel.direction == "bwd":
+            return (gluon_streamed_copies(plan),)
         tagged = gluon_tagged_exchange(plan)
         return (gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0,
                 plan_module.GLUON_TAGGED_LOADERS if tagged else 0, plan_module.GLUON_MMA_CHAINS if tagged else 0,
@@ -879,7 +895,7 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
                 resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, direction), arch)
                 stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction)
                 complete = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction,
-                                           True)[0][0] if switched and switched[1] else None
+                                           True)[0][0] if kernel.tagged and switched[1] else None
             row = _row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}", "",
                        terms)
             rows.append(row | ({} if complete is None else {"first_load_complete_us": round(complete, 4)}))

@@ -683,3 +683,70 @@ def test_the_warp_local_gate_split_leaves_the_recurrence_two_cta_barriers_and_no
         assert count(step).bar <= 2, (job, count(step))
         assert bases["LDGSTS"] == bases["LDSM"] == bases["SHFL"] == 0 and bases["LDG"] == 4, (job, bases)
         assert 0 < bases["STS"] <= 4, (job, bases)
+
+
+def _backward_sass(variant: tuple[int, bool], arch: int) -> tuple:
+    """``(registers, spill bytes, shared bytes, SASS)`` of the Gluon backward at ``(hidden,
+    streamed)``, B=16, with its copies streamed or after the grid barrier (a job for ``compile_all``)."""
+    from rnnbench.kernels.aot import cubin_resources
+    from rnnbench.kernels.gluon_lstm_backward import compile_backward
+    from rnnbench.kernels.plan import gluon_streamed_copies, plan_gluon, streamed_copies
+    from rnnbench.kernels.sass import disassemble
+
+    hidden, streamed = variant
+    with streamed_copies(streamed):
+        plan = plan_gluon("lstm", hidden, 16, torch.bfloat16, 132, backward=True)
+        assert gluon_streamed_copies(plan) == streamed, plan
+        compiled = compile_backward(plan, torch.bfloat16, has_lengths=False, arch=arch)
+    return (*cubin_resources(compiled.asm["cubin"]), compiled.metadata.shared, disassemble(compiled.asm["cubin"]))
+
+
+def test_the_streamed_backward_polls_and_copies_in_its_copier_warp_and_multiplies_without_a_grid_barrier():
+    """With streamed copies (:func:`rnnbench.kernels.plan.streamed_copies`) the Gluon backward fits
+    (no spill; 168 registers at launch, the 8 + 4 warps' share, the copier's warpgroup then handing
+    its registers over with ``setmaxnreg``), and its work is split as designed: the loop that polls
+    the producers' flags (strong loads) issues the TMA copies and holds no CTA barrier (one warp
+    polls: a barrier there would hang with the recurrence's warps elsewhere); the loop of the
+    step's MMAs polls no flag and holds at most 4 CTA barriers (the barrier kernel's: 10-12)."""
+    from rnnbench.kernels import sass
+
+    for hidden, (registers, spill, _, text) in zip((768, 1024), compile_all(90, [(768, True), (1024, True)],
+                                                                            job=_backward_sass)):
+        assert spill == 0 and registers == 168, (hidden, registers, spill)
+        assert "USETMAXREG.DEALLOC" in text and "USETMAXREG.TRY_ALLOC" in text, hidden
+        loops = sass.loops(sass.parse(text))
+        # the innermost loops: the copier's poll, and the recurrence's step (every MMA of a step)
+        poll = min((loop for loop in loops if any(ins.opcode.startswith("LDG") and ins.strong for ins in loop)),
+                   key=len)
+        assert sum(ins.opcode.startswith("UTMALDG") for ins in poll) == 4 * hidden // 64 // 8, hidden
+        assert not any(ins.opcode.startswith(("BAR.SYNC", "HMMA")) for ins in poll), hidden
+        step = min((loop for loop in loops if sum(ins.opcode.startswith("HMMA") for ins in loop) == 4 * hidden // 64),
+                   key=len)
+        assert not any(ins.opcode.startswith("LDG") and ins.strong for ins in step), hidden
+        assert sum(ins.opcode.startswith("BAR.SYNC") for ins in step) <= 4, hidden
+
+
+def test_the_cost_model_times_the_streamed_backwards_copies_from_the_release_through_the_copier():
+    """The model of the streamed backward (:func:`rnnbench.kernels.cost.copier_handoffs`): one
+    handoff per copy (6 at H=768), each after the recurrence's release, each copy landing after the
+    one issued before it; the recurrence's wait for them is the ``loader`` term, no poll is left on
+    its path, and with 6 CTA barriers fewer its raw step is below the barrier kernel's."""
+    from rnnbench.kernels import cost, sass
+    from rnnbench.kernels.plan import plan_gluon
+
+    plan = plan_gluon("lstm", 768, 16, torch.bfloat16, 132, backward=True)
+    compiled = compile_all(90, [(768, True), (768, False)], job=_backward_sass)
+    streamed, barrier = (text for *_, text in compiled)
+    copier = sass.copier_path(sass.parse(streamed))
+    assert copier is not None and sass.copier_path(sass.parse(barrier)) is None
+    context = cost.step_context(plan, torch.bfloat16, "bwd", 1)
+    handoffs = cost.copier_handoffs(copier, context, 0.0)
+    assert len(handoffs) == 6 and {handoff.after for handoff in handoffs} == {cost.RELEASE}
+    assert len({handoff.arrives for handoff in handoffs}) == 6
+    assert all(later.cycles > earlier.cycles for earlier, later in zip(handoffs, handoffs[1:]))
+    estimates = [cost.step_estimate(text, plan, registers, shared, dtype=torch.bfloat16, hidden_size=768, batch=16,
+                                    direction="bwd") for registers, _, shared, text in compiled]
+    assert estimates[0]["t_loader"] > 0 == estimates[1]["t_loader"]
+    assert estimates[0]["poll_loops"] == 0 < estimates[1]["poll_loops"]
+    assert estimates[0]["bar"] <= 4 < estimates[1]["bar"]
+    assert estimates[0]["raw_us_per_step"] < estimates[1]["raw_us_per_step"]

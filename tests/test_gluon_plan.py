@@ -4,6 +4,7 @@ was measured faster (:func:`~rnnbench.kernels.plan.prefers_gluon`), refused with
 that one program fits an sm_90 multiprocessor and the grid is co-resident."""
 
 import dataclasses
+import os
 import re
 
 import pytest
@@ -158,9 +159,10 @@ def test_the_backward_keeps_as_many_copies_in_flight_as_shared_memory_holds(hidd
 
 
 def test_the_backwards_host_side_lays_weights_and_gradients_out_as_the_kernel_reads_them():
-    """The transposed weights (checkable without a GPU): tile k of a program's 16 rows is, for
-    column ``c = 64k + x = g*h_pad + j``, ``W_hh[g*H + j, unit]`` (zero for j >= H); the exchange's
-    tiles are its columns; both descriptors' boxes are one copy of 8 tiles."""
+    """The transposed weights (checkable without a GPU), in the exchange's producer-major columns:
+    tile k of a program's 16 rows is producer k's, column ``c = 64k + 16g + j`` holding
+    ``W_hh[g*H + 16k + j, unit]`` (zero for 16k + j >= H); the exchange's tiles are its columns;
+    both descriptors' boxes are one copy of 8 tiles."""
     pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
     from rnnbench.kernels.gluon_lstm_backward import column_tiles, descriptors, tile_box, transposed_weights
 
@@ -169,9 +171,11 @@ def test_the_backwards_host_side_lays_weights_and_gradients_out_as_the_kernel_re
     w_hh = torch.randn(2, 4 * hidden, hidden).to(torch.bfloat16)
     tiles = column_tiles(transposed_weights(w_hh, plan.h_pad), 4 * plan.h_pad)
     assert tiles.shape == (4 * plan.h_pad // 64, 2 * hidden, 64)
-    for direction, unit, column in [(0, 0, 0), (1, 17, 5), (0, 319, 383), (1, 200, 384 + 319), (0, 3, 3 * 384 + 100)]:
-        gate, j = divmod(column, plan.h_pad)
-        expected = w_hh[direction, gate * hidden + j, unit] if j < hidden else 0.0
+    for direction, unit, column in [(0, 0, 0), (1, 17, 5), (0, 319, 383), (1, 200, 384 + 319), (0, 3, 3 * 384 + 100),
+                                    (0, 7, 19 * 64 + 63), (1, 7, 20 * 64 + 17), (0, 300, 23 * 64 + 48)]:
+        producer, (gate, j) = column // 64, divmod(column % 64, 16)
+        row = 16 * producer + j
+        expected = w_hh[direction, gate * hidden + row, unit] if row < hidden else 0.0
         assert tiles[column // 64, direction * hidden + unit, column % 64] == expected, (direction, unit, column)
     b_pad = plan.grid[1] * plan.block_b
     exchange = torch.randn(2, 2, b_pad, 4 * plan.h_pad).to(torch.bfloat16)
@@ -664,3 +668,31 @@ def test_auto_takes_the_tagged_gluon_forward_in_inference_where_it_beat_the_plai
     assert path(272, inference=True) == "cooperative"
     assert path(256, backward=True) == path(256, backward=True, inference=True)
     assert path(768, inference=True) == path(768) == "gluon"
+
+
+def test_the_backwards_copies_stream_only_where_switched_on_and_every_copy_has_its_own_stage(monkeypatch):
+    """:func:`~rnnbench.kernels.plan.gluon_streamed_copies`: off by default (never run on a GPU);
+    switched on (:func:`~rnnbench.kernels.plan.streamed_copies`, which the compiler processes see
+    through ``RNNBENCH_BACKWARD_STREAMED``), it holds where every copy of a step has a stage of its
+    own (H=768 and 1024 in 16-row blocks) and not where copies share a ring (H=1024 in 32-row
+    blocks: 6 of 8 stages); anything but a bool is refused by name."""
+    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels.plan import (
+        BACKWARD_STREAMED_ENV, gluon_backward_layout, gluon_streamed_copies, streamed_copies,
+    )
+
+    monkeypatch.delenv(BACKWARD_STREAMED_ENV, raising=False)
+    narrow = plan_gluon("lstm", 768, 16, torch.bfloat16, 132, backward=True)
+    wide = plan_gluon("lstm", 1024, 64, torch.bfloat16, 132, backward=True)
+    assert not plan_module.GLUON_BACKWARD_STREAMED and not gluon_streamed_copies(narrow)
+    with streamed_copies(True):
+        assert gluon_streamed_copies(narrow) and gluon_streamed_copies(
+            plan_gluon("lstm", 1024, 16, torch.bfloat16, 132, backward=True))
+        assert os.environ[BACKWARD_STREAMED_ENV] == "on"
+        copies = gluon_backward_layout(wide.h_pad, wide.block_b)[0]
+        assert wide.block_b == 32 and gluon_backward_stages(wide.h_pad, wide.block_b) < copies
+        assert not gluon_streamed_copies(wide)
+    assert not gluon_streamed_copies(narrow) and BACKWARD_STREAMED_ENV not in os.environ
+    with pytest.raises(ValueError, match="on or off .* got 'yes'"):
+        with streamed_copies("yes"):
+            pass

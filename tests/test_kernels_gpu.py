@@ -767,6 +767,24 @@ def test_gluon_path_through_the_drop_in_module_forward_and_backward():
     """``TritonLSTM(..., path="gluon")``, bidirectional, on a packed batch of mixed lengths: forward and
     backward by the Gluon kernels, against float64 torch.nn.LSTM (bounds of the bf16 test above:
     outputs 1e-2, gradients 5e-2 relative)."""
+    _check_gluon_drop_in()
+
+
+@pytest.mark.streamed_copies
+def test_gluon_path_through_the_drop_in_module_with_streamed_copies():
+    """:func:`_check_gluon_drop_in` with the backward's copies streamed (both directions in one
+    launch, rows of mixed lengths)."""
+    from rnnbench.kernels.plan import gluon_streamed_copies, streamed_copies
+
+    _require_gluon()
+    with streamed_copies(True):
+        like = torch.empty(0, dtype=torch.bfloat16, device="cuda")
+        assert gluon_streamed_copies(make_plan("lstm", 320, 48, like, "gluon", 2, backward=True))
+        _check_gluon_drop_in()
+
+
+def _check_gluon_drop_in():
+    """The check of :func:`test_gluon_path_through_the_drop_in_module_forward_and_backward`."""
     _require_gluon()
     T, B, I, H = 33, 48, 24, 320
     torch.manual_seed(0)
@@ -914,6 +932,73 @@ def test_gluon_backward_matches_the_plain_cooperative_kernel_and_float64(dtype, 
     backward) against path="cooperative" and against float64 from the same rounded weights and
     inputs (:data:`GLUON_BACKWARD_TOLERANCE`); outputs poisoned with NaN first. A gradient that
     vanished along T in float64 (RMS below 1e-6) must stay below 1e-3 RMS instead."""
+    _check_gluon_backward(dtype, hidden_size, batch, steps)
+
+
+@pytest.mark.streamed_copies
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("hidden_size, batch, steps", GLUON_BACKWARD_SHAPES)
+def test_gluon_backward_with_streamed_copies_matches_the_plain_kernel_float64_and_the_barrier_bit_for_bit(
+        dtype, hidden_size, batch, steps):
+    """:func:`_check_gluon_backward` with the copies streamed by the copier warp
+    (:func:`rnnbench.kernels.plan.streamed_copies`, the step ablation's ``real_gluon_bwd_streamed``),
+    where the plan allows it (every copy in a stage of its own); and its gradients equal those of
+    the barrier's Gluon backward bit for bit: the same copies multiplied in the same order, only
+    issued earlier."""
+    from rnnbench.kernels.plan import gluon_streamed_copies, streamed_copies
+
+    _require_gluon()
+    with streamed_copies(True):
+        candidate, _, _, (x, states, upstream) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
+        plan = make_plan("lstm", hidden_size, batch, x, "gluon", backward=True)
+        if plan.path != "gluon" or not gluon_streamed_copies(plan):
+            pytest.skip(f"no streamed copies in the backward plan {plan} of H={hidden_size} B={batch} on this GPU")
+        _check_gluon_backward(dtype, hidden_size, batch, steps)
+        with poisoned_outputs():
+            _, streamed = _run(candidate, x, states, upstream)
+    with streamed_copies(False), poisoned_outputs():
+        _, barrier = _run(candidate, x, states, upstream)
+    check_barriers(wait=True)
+    for index, (actual, expected) in enumerate(zip(streamed, barrier)):
+        assert torch.equal(actual, expected), (index, float((actual.double() - expected.double()).abs().max()))
+
+
+@pytest.mark.streamed_copies
+def test_a_streamed_backward_waiting_for_a_program_never_launched_times_out_instead_of_hanging():
+    """The streamed Gluon backward launched with one hidden block fewer than its plan: the missing
+    producer's flag never reaches 1, so every copier's first product (reading step T-1's gate
+    gradients, target 1) gives up after the timeout and issues its copies anyway (no mbarrier wait
+    of the recurrence hangs), later products after one poll, and the launch ends with the
+    barrier's error naming step 1."""
+    from rnnbench.kernels.gluon_lstm_backward import run_backward
+    from rnnbench.kernels.launch import BarrierTimeout, exchange_buffer
+    from rnnbench.kernels.plan import gluon_streamed_copies, streamed_copies
+
+    _require_gluon()
+    T, B, H = 5, 16, 768
+    generator = torch.Generator(device="cuda").manual_seed(5)
+    gates = torch.rand(1, T, B, 4 * H, device="cuda", generator=generator).to(torch.bfloat16)
+    w_hh = (0.05 * torch.randn(1, 4 * H, H, device="cuda", generator=generator)).to(torch.bfloat16)
+    c_all = torch.randn(1, T, B, H, device="cuda", generator=generator)
+    c0 = torch.zeros(1, B, H, dtype=torch.bfloat16, device="cuda")
+    dy = torch.randn(T, B, H, device="cuda", generator=generator).to(torch.bfloat16)
+    dh_n = torch.zeros(1, B, H, dtype=torch.bfloat16, device="cuda")
+    dc_n = torch.zeros(1, B, H, dtype=torch.bfloat16, device="cuda")
+    dh0 = torch.empty(1, B, H, dtype=torch.float32, device="cuda")
+    dc0 = torch.empty(1, B, H, dtype=torch.float32, device="cuda")
+    check_barriers(wait=True)
+    with streamed_copies(True):
+        plan = make_plan("lstm", H, B, dy, "gluon", backward=True)
+        assert gluon_streamed_copies(plan), plan
+        run_backward(plan, gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange_buffer(plan, 4, dy),
+                     torch.zeros(1, dtype=torch.int32, device="cuda"), (T, B, H), has_lengths=False,
+                     hidden_blocks=plan.grid[0] - 1)
+    with pytest.raises(BarrierTimeout, match="at step 1"):
+        check_barriers(wait=True)
+
+
+def _check_gluon_backward(dtype, hidden_size, batch, steps):
+    """The check of :func:`test_gluon_backward_matches_the_plain_cooperative_kernel_and_float64`."""
     _require_gluon()
     candidate, plain, reference, (x, states, upstream) = _gluon_plain_and_float64(hidden_size, batch, steps, dtype)
     plan = make_plan("lstm", hidden_size, batch, x, "gluon", backward=True)

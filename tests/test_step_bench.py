@@ -283,7 +283,7 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
         "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
         "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
         "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed", "real_gluon_tagged_local_gates",
-        "real_gluon_tagged_thread_poll_local_gates"]
+        "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
     # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
     kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
@@ -296,7 +296,7 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
                                                                               "real_gluon_tagged_thread_poll_delayed",
                                                                               "real_gluon_tagged_local_gates",
                                                                               "real_gluon_tagged_thread_poll_local_gates"))]
-    assert kept == ["real_gluon_fused_input"]
+    assert kept == ["real_gluon_fused_input", "real_gluon_bwd_streamed"]
 
 
 def test_main_leaves_out_only_never_run_variants(tmp_path):
@@ -320,7 +320,10 @@ def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that
     small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
     assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == (
         (1, 4), False, 0, 0, 0, 0, False, False)
-    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], plan) is None
+    backward = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90, backward=True)
+    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], backward) == (False,)
+    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd_streamed"], backward) == (True,)
+    assert step_bench._switched(step_bench.REAL_PATHS["real_bwd"], backward) is None
     for bad in (3, 16, 0):
         with pytest.raises(ValueError, match=f"a power of two from 1 to 8 .* got {bad}"):
             with state_copy_tiles(bad):
