@@ -57,6 +57,8 @@ QUESTIONS = (
     Question("Gluon backward without its grid barrier", "real_gluon_bwd", "real_gluon_bwd_no_sync"),
     Question("Gluon backward with its copies streamed (each issued once its own producers arrived)", "real_gluon_bwd",
              "real_gluon_bwd_streamed"),
+    Question("Gluon training forward: the tagged exchange against the grid barrier", "real_gluon_train",
+             "real_gluon_tagged_train"),
     Question("Gluon forward, weight tiles in registers (planned) against all in shared memory",
              "real_gluon_shared_weights", "real_gluon"),
     Question("Gluon forward, weight tiles in registers in 32-row batch blocks too", "real_gluon",

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--local-gates", action="store_true",
                          help="with --cost: the tagged Gluon forward's gates split inside each warp "
                          "(plan.local_gates; off by default), in the rows that exchange tagged words")
+    kernels.add_argument("--tagged-training", action="store_true",
+                         help="with --cost: the tagged exchange in the training forward too where it can "
+                         "(plan.tagged_training; off by default)")
     kernels.add_argument("--streamed-copies", action="store_true",
                          help="with --cost: the Gluon backward's copies streamed by a copier warp "
                          "(plan.streamed_copies; off by default), where every copy has a stage of its own")
@@ -306,12 +309,15 @@ def _cost(args, arch: int) -> int:
             mismatch = applied.table_mismatch(arch, latency_table)
             if mismatch:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
-        from rnnbench.kernels.plan import local_gates, overlapped_projection, streamed_copies, tagged_thread_poll
+        from rnnbench.kernels.plan import (
+            local_gates, overlapped_projection, streamed_copies, tagged_thread_poll, tagged_training,
+        )
 
         with overlapped_projection(True if args.overlapped_projection else None), \
                 tagged_thread_poll(True if args.tagged_thread_poll else None), \
                 local_gates(True if args.local_gates else None), \
-                streamed_copies(True if args.streamed_copies else None):
+                streamed_copies(True if args.streamed_copies else None), \
+                tagged_training(True if args.tagged_training else None):
             table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied,
                                latency_table=latency_table)
         if args.ablation_renames and not args.ablation:

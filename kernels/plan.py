@@ -849,6 +849,17 @@ def _from_environment(variable: str, settings: dict, default):
 
 GLUON_TAGGED_EXCHANGE = _from_environment(TAGGED_EXCHANGE_ENV, {"on": True, "off": False, "auto": "auto"},
                                           GLUON_TAGGED_EXCHANGE)
+#: whether ``"auto"`` takes the tagged exchange in the training forward too (the one that saves its
+#: gates and cell states for the backward; :func:`tagged_training`): False until a GPU has timed it
+#: (``real_gluon_tagged_train`` against ``real_gluon_train``) and its training test has passed (its
+#: outputs, saved gates and gradients bit for bit the barrier's). It compiles without a spill on the
+#: step's path with both Tritons up to H=768 (Triton 3.6 spills 8 bytes outside the time loop at
+#: H=768); the model puts the anchor's training forward at ~2.6 µs a step instead of 3.05
+GLUON_TAGGED_TRAINING = False
+#: the environment variable that sets :data:`GLUON_TAGGED_TRAINING` at import: ``on`` or ``off``
+#: (:func:`tagged_training` sets it within its block too, so compiler processes it spawns see it)
+TAGGED_TRAINING_ENV = "RNNBENCH_TAGGED_TRAINING"
+GLUON_TAGGED_TRAINING = _from_environment(TAGGED_TRAINING_ENV, {"on": True, "off": False}, GLUON_TAGGED_TRAINING)
 #: the largest ``h_pad`` at which ``"auto"`` takes the tagged exchange: the largest measured faster
 #: than the barrier (above, at H=1024 B=16, each step's reloads of its 16 tiles cost more than the
 #: barrier's flags)
@@ -940,8 +951,8 @@ def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
     after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange`,
     :func:`tagged_poll_delay`, :func:`tagged_loaders`, :func:`mma_chains`, :func:`tagged_groups`,
-    :func:`tagged_thread_poll`, :func:`local_gates`, :func:`streamed_copies` and :func:`overlapped_projection`
-    switch)."""
+    :func:`tagged_thread_poll`, :func:`local_gates`, :func:`tagged_training`, :func:`streamed_copies` and
+    :func:`overlapped_projection` switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -1045,6 +1056,17 @@ def local_gates(enabled: bool | None):
                                None if enabled is None else ("on" if enabled else "off"))
 
 
+def tagged_training(enabled: bool | None):
+    """Within the block, :data:`GLUON_TAGGED_TRAINING` is ``enabled`` (a bool; None: left as it is),
+    restored after: ``"auto"``'s tagged exchange in the training forward too, as compiled and
+    launched there, in this process and in the compiler processes it spawns there
+    (:data:`TAGGED_TRAINING_ENV`)."""
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"the tagged exchange in training is on or off (a bool), got {enabled!r}")
+    return _switching_children(_overriding("GLUON_TAGGED_TRAINING", enabled), TAGGED_TRAINING_ENV,
+                               None if enabled is None else ("on" if enabled else "off"))
+
+
 def streamed_copies(enabled: bool | None):
     """Within the block, :data:`GLUON_BACKWARD_STREAMED` is ``enabled`` (a bool; None: left as it is),
     restored after: the Gluon backward's streamed copies, as compiled and launched there (the step
@@ -1132,9 +1154,10 @@ def gluon_tagged_exchange(plan: Plan, multiprocessors: int | None = None, compil
     is True, or ``"auto"``, an inference forward and ``plan.h_pad`` at most
     :data:`GLUON_TAGGED_AUTO_MAX_HIDDEN`, and :func:`tagged_exchange_refusal` (with
     ``multiprocessors`` and ``compiled``) finds no reason not to. ``"auto"`` leaves the training
-    forward its grid barrier: only the inference forward was timed (H200, 7caf667), and Triton 3.6
-    spills 8 bytes in the tagged training forward at H=768."""
-    wanted = GLUON_TAGGED_EXCHANGE is True or (GLUON_TAGGED_EXCHANGE == "auto" and not training
+    forward its grid barrier unless :data:`GLUON_TAGGED_TRAINING`: only the inference forward was
+    timed (H200, 7caf667)."""
+    wanted = GLUON_TAGGED_EXCHANGE is True or (GLUON_TAGGED_EXCHANGE == "auto"
+                                               and (not training or GLUON_TAGGED_TRAINING)
                                                and plan.h_pad <= GLUON_TAGGED_AUTO_MAX_HIDDEN)
     return wanted and tagged_exchange_refusal(plan, multiprocessors, compiled) is None
 

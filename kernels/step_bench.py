@@ -188,7 +188,7 @@ class RealKernel:
     poll_order: str
     #: narrow (16-row) batch blocks allowed where the planner takes them
     narrow: bool
-    #: ``fwd`` or ``bwd``
+    #: ``fwd``, ``fwd_train`` (the Gluon training forward) or ``bwd``
     direction: str
     #: with its grid barrier (without: garbage results, the step's own chain timed)
     grid_sync: bool = True
@@ -293,7 +293,9 @@ TAGGED_LONG_POLL_DELAY_NS = 300
 #: ``real_gluon_tagged_thread_poll_delayed``), and with its gates split inside each warp
 #: (``real_gluon_tagged_local_gates``, and with the threads polling alone too,
 #: ``real_gluon_tagged_thread_poll_local_gates``), timed last too; and the Gluon backward with its
-#: copies streamed by a copier warp (``real_gluon_bwd_streamed``), timed last too. Every other Gluon forward variant runs
+#: copies streamed by a copier warp (``real_gluon_bwd_streamed``), timed last too; and the Gluon
+#: training forward with its grid barrier (``real_gluon_train``) and with the tagged exchange
+#: (``real_gluon_tagged_train``, timed last). Every other Gluon forward variant runs
 #: the grid barrier, whatever :data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE` would take.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
@@ -334,14 +336,17 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_bwd_wide_rows": RealKernel("cooperative", DEFAULT_POLL_ORDER, False, "bwd"),
               "real_gluon_bwd": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd"),
               "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False),
-              "real_gluon_bwd_streamed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", streamed=True)}
+              "real_gluon_bwd_streamed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", streamed=True),
+              "real_gluon_train": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd_train"),
+              "real_gluon_tagged_train": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd_train", tagged=True)}
 #: variants timed after their shape's others (the goal shape's right after its own, every other
 #: shape's after all of them, :func:`schedule`), and not launched by :func:`warm`: kernels that have
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
 DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed",
             "real_gluon_tagged_delayed_300", "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains",
             "real_gluon_tagged_groups_4", "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed",
-            "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed")
+            "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed",
+            "real_gluon_tagged_train")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
@@ -538,7 +543,10 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
     """``launch(count)`` for ``count`` in ``(steps, 2*steps)``: one launch of the shipped LSTM forward
     kernel (inference) that ``plan`` describes (the plain kernel, or the Gluon one where ``plan.path``
     is ``gluon``) for ``batch`` rows, random gate inputs and initial state, no projection GEMM (the
-    kernel's launch and its buffers are what is timed); ``direction="bwd"``: the reverse-time
+    kernel's launch and its buffers are what is timed); ``direction="fwd_train"``: the Gluon training
+    forward (it overwrites the gate inputs with the activated gates and stores every step's cell
+    state, as a forward before a backward does; later launches start from those gates, which only
+    the timing sees); ``direction="bwd"``: the reverse-time
     backward kernel (:func:`_backward_launcher`); ``grid_sync=False``: a Gluon kernel without its
     grid barrier (garbage results; the plain kernels have no such switch); ``sync``: the Gluon
     forward's synchronisation buffer, the caller's (:func:`extra_polls` reads its counters); ``trace``:
@@ -552,6 +560,10 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
         raise ValueError(f"only the Gluon forward is traced, not the {plan.path} {direction} kernel")
     if direction == "bwd":
         return _backward_launcher(plan, hidden_size, batch, dtype, steps, grid_sync)
+    if direction not in ("fwd", "fwd_train") or (direction == "fwd_train" and (plan.path != GLUON or plan.input_tiles)):
+        raise ValueError(f"direction must be fwd, bwd or (the Gluon forward without a fused input) fwd_train, got "
+                         f"{direction!r} for the {plan.path} kernel")
+    training = direction == "fwd_train"
     device = "cuda"
     generator = torch.Generator(device=device).manual_seed(1)
     w_hh = ablation_buffers(plan, hidden_size, batch, dtype, device)[0]
@@ -581,8 +593,10 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
                             fused_input=fused_input_arguments(states[count], w_ih, bias, torch.zeros_like(bias)),
                             sync=sync, trace=trace)
             else:
-                run_forward(plan, states[count], w_hh, c0, y, y, c_n, exchange, no_lengths, (count, batch, hidden_size),
-                            training=False, has_lengths=False, grid_sync=grid_sync, sync=sync, trace=trace)
+                c_all = torch.empty(1, count, batch, hidden_size, dtype=torch.float32, device=device) if training else y
+                run_forward(plan, states[count], w_hh, c0, y, c_all, c_n, exchange, no_lengths,
+                            (count, batch, hidden_size), training=training, has_lengths=False, grid_sync=grid_sync,
+                            sync=sync, trace=trace)
         else:
             run_phases(lstm_forward_kernel, plan, count, (states[count], w_hh, h0, c0, y, y, c_n, exchange, no_lengths),
                        (count, batch, hidden_size, w_hh.stride(0)), device, TRAINING=False,
@@ -679,7 +693,7 @@ def _switched(kernel: RealKernel, plan: Plan) -> tuple | None:
     with kernel.switches():
         if kernel.direction == "bwd":
             return (gluon_streamed_copies(plan),)
-        tagged = gluon_tagged_exchange(plan)
+        tagged = gluon_tagged_exchange(plan, training=kernel.direction == "fwd_train")
         return (gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0,
                 plan_module.GLUON_TAGGED_LOADERS if tagged else 0, plan_module.GLUON_MMA_CHAINS if tagged else 0,
                 plan_module.GLUON_TAGGED_GROUPS if tagged else 0, plan_module.GLUON_TAGGED_THREAD_POLL and tagged,
@@ -788,7 +802,8 @@ def measure(shapes, dtype: torch.dtype, steps: int, repeats: int, sweep: tuple[i
                     with kernel.switches():
                         stats = slope_us(real_launcher(timed, hidden_size, batch, dtype, steps, direction, grid_sync),
                                          steps, repeats)
-                        polls = extra_polls(timed, hidden_size, batch, dtype, steps) if kernel.tagged else None
+                        polls = extra_polls(timed, hidden_size, batch, dtype, steps) \
+                            if kernel.tagged and direction == "fwd" else None
                 else:
                     variant = VARIANTS[name]
                     stats = slope_us(lambda count: run_ablation(plan, variant, hidden_size, count, buffers[variant.tagged],

@@ -186,7 +186,7 @@ if [ "$FUSED_OK" = 0 ]; then
 fi
 if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured; the planner runs the grid barrier (RNNBENCH_TAGGED_EXCHANGE=off)"
-    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed,real_gluon_tagged_local_gates,real_gluon_tagged_thread_poll_local_gates
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed,real_gluon_tagged_local_gates,real_gluon_tagged_thread_poll_local_gates,real_gluon_tagged_train
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll,triton-local-gates
 else
     if [ "${CHAINS_RC:-0}" -ne 0 ]; then

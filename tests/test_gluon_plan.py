@@ -696,3 +696,23 @@ def test_the_backwards_copies_stream_only_where_switched_on_and_every_copy_has_i
     with pytest.raises(ValueError, match="on or off .* got 'yes'"):
         with streamed_copies("yes"):
             pass
+
+
+def test_auto_takes_the_tagged_exchange_in_training_only_where_switched_on(monkeypatch):
+    """:func:`~rnnbench.kernels.plan.gluon_tagged_exchange` with ``training=True``: under ``"auto"``
+    the training forward keeps its grid barrier (never timed tagged) unless
+    :func:`~rnnbench.kernels.plan.tagged_training` is on, and then only where the inference forward
+    would be tagged too (not above H=768); anything but a bool is refused by name."""
+    from rnnbench.kernels.plan import TAGGED_TRAINING_ENV, gluon_tagged_exchange, tagged_exchange, tagged_training
+
+    monkeypatch.delenv(TAGGED_TRAINING_ENV, raising=False)
+    anchor, large = (plan_gluon("lstm", hidden, 16, torch.bfloat16, 132) for hidden in (768, 1024))
+    with tagged_exchange("auto"):
+        assert gluon_tagged_exchange(anchor) and not gluon_tagged_exchange(anchor, training=True)
+        with tagged_training(True):
+            assert gluon_tagged_exchange(anchor, training=True) and os.environ[TAGGED_TRAINING_ENV] == "on"
+            assert not gluon_tagged_exchange(large, training=True)
+        assert not gluon_tagged_exchange(anchor, training=True) and TAGGED_TRAINING_ENV not in os.environ
+    with pytest.raises(ValueError, match="on or off .* got 1"):
+        with tagged_training(1):
+            pass

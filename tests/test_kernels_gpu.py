@@ -528,6 +528,39 @@ def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, st
         assert _relative_error(actual, exact) <= GLUON_TOLERANCE[dtype], (name, _relative_error(actual, exact))
 
 
+@pytest.mark.tagged_exchange
+@pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 16, 9)])
+def test_the_tagged_training_forward_saves_and_trains_as_the_barriers_bit_for_bit(monkeypatch, hidden_size, batch,
+                                                                                   steps):
+    """The training forward with the tagged exchange (:func:`rnnbench.kernels.plan.tagged_training`,
+    the step ablation's ``real_gluon_tagged_train``) against the barrier's: the same state values
+    multiplied in the same order, so its outputs are the barrier's bit for bit, and so is every
+    gradient of the backward that reads the gates and cell states it saved; no wait timed out. The
+    layer's launch is checked to have run tagged (it builds the compact exchange)."""
+    from rnnbench.kernels import gluon_lstm
+    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_training
+    from rnnbench.kernels.tagged_exchange import compact_state
+
+    _require_gluon()
+    candidate, _, _, (x, states, upstream) = _gluon_plain_and_float64(hidden_size, batch, steps, torch.bfloat16)
+    plan = make_plan("lstm", hidden_size, batch, x, "gluon")
+    encoded = []
+    monkeypatch.setattr(gluon_lstm, "compact_state", lambda exchange: encoded.append(1) or compact_state(exchange))
+    with tagged_training(True):
+        assert gluon_tagged_exchange(plan, training=True), plan
+        with poisoned_outputs():
+            tagged = _run(candidate, x, states, upstream)
+        check_barriers(wait=True)
+    assert encoded, "the training forward did not run the tagged exchange"
+    encoded.clear()
+    with tagged_training(False), poisoned_outputs():
+        barrier = _run(candidate, x, states, upstream)
+    check_barriers(wait=True)
+    assert not encoded, "the switch did not give the training forward its grid barrier back"
+    for index, (actual, expected) in enumerate(zip([*tagged[0], *tagged[1]], [*barrier[0], *barrier[1]])):
+        assert torch.equal(actual, expected), (index, _relative_error(actual, expected.double()))
+
+
 @gluon.jit
 def _vector_reload_kernel(memory_ptr, held_ptr, out_ptr, key):
     """``gluon_lstm._reload_stale_vectors`` of one loader tile (16 rows of 32 int32 pairs, in a

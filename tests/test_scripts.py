@@ -203,7 +203,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     tagged_variants = ["real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
                        "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
                        "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed",
-                       "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates"]
+                       "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates",
+                       "real_gluon_tagged_train"]
     own = ([] if chains_tests_pass else ["real_gluon_tagged_two_chains"]) + \
         ([] if thread_poll_tests_pass else ["real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]) + \
         ([] if local_gates_tests_pass else ["real_gluon_tagged_local_gates"]) + \

@@ -283,7 +283,7 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
         "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
         "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
         "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed", "real_gluon_tagged_local_gates",
-        "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed"]
+        "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed", "real_gluon_tagged_train"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
     # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
     kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
@@ -295,7 +295,8 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
                                                                               "real_gluon_tagged_thread_poll",
                                                                               "real_gluon_tagged_thread_poll_delayed",
                                                                               "real_gluon_tagged_local_gates",
-                                                                              "real_gluon_tagged_thread_poll_local_gates"))]
+                                                                              "real_gluon_tagged_thread_poll_local_gates",
+                                                                              "real_gluon_tagged_train"))]
     assert kept == ["real_gluon_fused_input", "real_gluon_bwd_streamed"]
 
 
@@ -396,3 +397,16 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     with pytest.raises(PathUnavailable, match="16-row batch blocks \\(got 32\\)"):
         kernel.plan(replace(planned, block_b=32), torch.bfloat16, 132)
     assert "real_gluon_tagged" in step_bench.DEFERRED
+
+
+def test_only_the_gluon_forward_without_a_fused_input_is_timed_in_training():
+    """``real_launcher(direction="fwd_train")`` (``real_gluon_train``, ``real_gluon_tagged_train``)
+    launches the Gluon training forward; any other kernel, or a direction it does not know, is
+    refused by name before anything is allocated."""
+    plain = plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", 132, arch=90)
+    with pytest.raises(ValueError, match="fwd_train.* got 'fwd_train' for the cooperative kernel"):
+        step_bench.real_launcher(plain, 768, 16, torch.bfloat16, 8, direction="fwd_train")
+    with pytest.raises(ValueError, match="got 'sideways'"):
+        step_bench.real_launcher(plain, 768, 16, torch.bfloat16, 8, direction="sideways")
+    assert [step_bench.REAL_PATHS[name].direction for name in ("real_gluon_train", "real_gluon_tagged_train")] == [
+        "fwd_train", "fwd_train"]
