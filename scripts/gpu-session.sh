@@ -14,7 +14,8 @@
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
 #                        test_memory_breakdown.py, test_step_trace.py, test_overlapped_projection.py),
 #                        but the tests marked fused_input, tagged_exchange, mma_chains,
-#                        tagged_groups, tagged_thread_poll, local_gates, streamed_copies or overlapped_projection
+#                        tagged_groups, tagged_thread_poll, local_gates, tagged_training, streamed_copies or
+#                        overlapped_projection
 #   gpu-tests-tagged.xml/.log, gpu-tests-fused.xml/.log  those: the Gluon forward with the tagged
 #                        exchange (75 s, first: the planner takes it in inference up to H=768; where its tests fail
 #                        every later stage runs the grid barrier, RNNBENCH_TAGGED_EXCHANGE=off), and
@@ -33,6 +34,9 @@
 #   gpu-tests-groups.xml/.log  the tagged loader's hand-over in groups of tiles (60 s, after the thread
 #                        polls' and like them only where the tagged exchange passed; where they fail the
 #                        ablation leaves out only real_gluon_tagged_groups_4)
+#   gpu-tests-tagged-training.xml/.log  the training forward with the tagged exchange (45 s, after the
+#                        groups' and like them only where the tagged exchange passed; where they fail
+#                        the ablation leaves out real_gluon_tagged_train)
 #   gpu-tests-streamed.xml/.log  the Gluon backward's copies streamed by a copier warp (60 s, after
 #                        the tagged forward's stages; where they fail the ablation leaves out
 #                        real_gluon_bwd_streamed)
@@ -124,7 +128,7 @@ if wants tests; then
     tail -n 15 "$DIR/gpu-tests-tagged.log"
     [ "$TAGGED_RC" -eq 0 ] || export RNNBENCH_TAGGED_EXCHANGE=off
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not local_gates and not streamed_copies and not overlapped_projection" \
+        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not overlapped_projection" \
         $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
@@ -160,6 +164,13 @@ if wants tests; then
             -m tagged_groups tests/test_kernels_gpu.py > "$DIR/gpu-tests-groups.log" 2>&1
         GROUPS_RC=$?
         tail -n 10 "$DIR/gpu-tests-groups.log"
+        # and the training forward with the tagged exchange (off by default, never run): its own stage, so
+        # that its failure leaves the inference forward's tagged exchange on
+        stage gpu-tests-tagged-training 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
+            --junitxml="$DIR/gpu-tests-tagged-training.xml" -m tagged_training tests/test_kernels_gpu.py \
+            > "$DIR/gpu-tests-tagged-training.log" 2>&1
+        TAGGED_TRAINING_RC=$?
+        tail -n 10 "$DIR/gpu-tests-tagged-training.log"
     fi
     # the Gluon backward's copies streamed by a copier warp (off by default, never run): its own stage
     stage gpu-tests-streamed 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
@@ -210,6 +221,10 @@ else
     if [ "${GROUPS_RC:-0}" -ne 0 ]; then
         note "the tagged loader's hand-over in groups failed its tests (exit $GROUPS_RC): not timed"
         LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_groups_4
+    fi
+    if [ "${TAGGED_TRAINING_RC:-0}" -ne 0 ]; then
+        note "the tagged training forward failed its tests (exit $TAGGED_TRAINING_RC): not timed"
+        LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_train
     fi
 fi
 if [ "${STREAMED_RC:-0}" -ne 0 ]; then

@@ -528,7 +528,7 @@ def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, st
         assert _relative_error(actual, exact) <= GLUON_TOLERANCE[dtype], (name, _relative_error(actual, exact))
 
 
-@pytest.mark.tagged_exchange
+@pytest.mark.tagged_training
 @pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 16, 9)])
 def test_the_tagged_training_forward_saves_and_trains_as_the_barriers_bit_for_bit(monkeypatch, hidden_size, batch,
                                                                                    steps):

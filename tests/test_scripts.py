@@ -135,22 +135,24 @@ def test_session_stages_keep_within_the_budget(tmp_path, budget, limit):
 
 
 @pytest.mark.parametrize("fused_tests_pass, tagged_tests_pass, chains_tests_pass, groups_tests_pass, overlapped_tests_pass, "
-                         "thread_poll_tests_pass, local_gates_tests_pass, streamed_tests_pass",
-                         [(True, True, True, True, True, True, True, True),
-                          (False, True, True, True, True, True, True, True),
-                          (True, False, True, True, True, True, True, True),
-                          (False, False, True, True, True, True, True, True),
-                          (True, True, False, True, True, True, True, True),
-                          (True, True, True, False, True, True, True, True),
-                          (True, True, True, True, False, True, True, True),
-                          (True, True, True, True, True, False, True, True),
-                          (True, True, True, True, True, True, False, True),
-                          (True, True, True, True, True, True, True, False),
-                          (True, False, True, True, True, True, True, False)])
+                         "thread_poll_tests_pass, local_gates_tests_pass, streamed_tests_pass, tagged_training_tests_pass",
+                         [(True, True, True, True, True, True, True, True, True),
+                          (False, True, True, True, True, True, True, True, True),
+                          (True, False, True, True, True, True, True, True, True),
+                          (False, False, True, True, True, True, True, True, True),
+                          (True, True, False, True, True, True, True, True, True),
+                          (True, True, True, False, True, True, True, True, True),
+                          (True, True, True, True, False, True, True, True, True),
+                          (True, True, True, True, True, False, True, True, True),
+                          (True, True, True, True, True, True, False, True, True),
+                          (True, True, True, True, True, True, True, False, True),
+                          (True, False, True, True, True, True, True, False, True),
+                          (True, True, True, True, True, True, True, True, False)])
 def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fused_tests_pass, tagged_tests_pass,
                                                                   chains_tests_pass, groups_tests_pass,
                                                                   overlapped_tests_pass, thread_poll_tests_pass,
-                                                                  local_gates_tests_pass, streamed_tests_pass):
+                                                                  local_gates_tests_pass, streamed_tests_pass,
+                                                                  tagged_training_tests_pass):
     """The never-run fused input projection and tagged exchange have a test stage each, after the
     others; where one fails (or hangs), the step ablation leaves its variants out, the gpu-fused
     suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run at all where both failed), the
@@ -161,7 +163,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     tests passed, the barrier one always. The overlapped input projection's tests have a stage of
     their own too; where they fail the gpu-fused suite withholds its backend. So do the
     Gluon backward's streamed copies, whatever the tagged exchange's tests did: where they fail the
-    ablation leaves out their variant."""
+    ablation leaves out their variant; and the tagged training forward's, where the tagged
+    exchange's passed."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
@@ -173,6 +176,7 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
                     f'case "$*" in *"-m tagged_thread_poll"*) exit {0 if thread_poll_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m local_gates"*) exit {0 if local_gates_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m streamed_copies"*) exit {0 if streamed_tests_pass else 1};; esac\n'
+                    f'case "$*" in *"-m tagged_training"*) exit {0 if tagged_training_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m overlapped_projection"*) exit {0 if overlapped_tests_pass else 1};; esac\nexit 0\n')
     fake.chmod(0o755)
     for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
@@ -189,13 +193,15 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert done.returncode == 0, done.stderr
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
-    assert len(tests) == (9 if tagged_tests_pass else 5) and "-m tagged_exchange" in tests[0], tests
+    assert len(tests) == (10 if tagged_tests_pass else 5) and "-m tagged_exchange" in tests[0], tests
     assert ("-m not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not "
-            "tagged_thread_poll and not local_gates and not streamed_copies and not overlapped_projection") in tests[1]
+            "tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not "
+            "overlapped_projection") in tests[1]
     assert "-m fused_input" in tests[2] and "-m overlapped_projection" in tests[-1], tests
     assert "-m streamed_copies" in tests[-2], tests
     assert not tagged_tests_pass or ("-m mma_chains" in tests[3] and "-m tagged_thread_poll" in tests[4]
-                                     and "-m local_gates" in tests[5] and "-m tagged_groups" in tests[6]), tests
+                                     and "-m local_gates" in tests[5] and "-m tagged_groups" in tests[6]
+                                     and "-m tagged_training" in tests[7]), tests
     # the planner takes the tagged exchange: after its tests failed, everything runs the grid barrier
     later = [run for run in runs[runs.index(tests[0]) + 1:] if "withheld=" in run]  # the Python runs
     assert later and all(run.endswith("tagged_exchange=off") != tagged_tests_pass for run in later), later
@@ -209,7 +215,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
         ([] if thread_poll_tests_pass else ["real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed"]) + \
         ([] if local_gates_tests_pass else ["real_gluon_tagged_local_gates"]) + \
         ([] if thread_poll_tests_pass and local_gates_tests_pass else ["real_gluon_tagged_thread_poll_local_gates"]) + \
-        ([] if groups_tests_pass else ["real_gluon_tagged_groups_4"])
+        ([] if groups_tests_pass else ["real_gluon_tagged_groups_4"]) + \
+        ([] if tagged_training_tests_pass else ["real_gluon_tagged_train"])
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
         tagged_variants if not tagged_tests_pass else own) + ([] if streamed_tests_pass else ["real_gluon_bwd_streamed"])
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
