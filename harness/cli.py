@@ -35,6 +35,20 @@ import sys
 from rnnbench import __version__
 from rnnbench.harness.errors import UsageError
 
+#: the kernels' switches ``rnnbench kernels --cost`` can turn on for its table (each flag ``--NAME``
+#: with dashes; ``rnnbench.kernels.plan.NAME(True)`` holds while the table is estimated, in this
+#: process and in the compilers it spawns), and what each estimates
+COST_SWITCHES = {
+    "overlapped_projection": "the LSTM's input projection beside the Gluon forward where it can: only its first "
+                             "chunk's GEMM on the call's path",
+    "tagged_thread_poll": "the tagged exchange's loader threads each polling their own words alone, in the rows "
+                          "that exchange tagged words",
+    "local_gates": "the tagged Gluon forward's gates split inside each warp, in the rows that exchange tagged words",
+    "tagged_training": "the tagged exchange in the training forward too where it can",
+    "streamed_copies": "the Gluon backward's copies streamed by a copier warp, where every copy has a stage of its "
+                       "own",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnbench", description="Benchmark recurrent kernels: speed, memory and numerical error.")
@@ -89,21 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "were renamed since the run (OLD= leaves a variant out; see calibration.rename_variants)")
     kernels.add_argument("--calibration", metavar="FILE", help="with --cost: calibration to apply, or to write with "
                          "--calibrate (default reports/aot/cost-calibration-TARGET.json; 'none': the raw estimate)")
-    kernels.add_argument("--overlapped-projection", action="store_true",
-                         help="with --cost: the LSTM's input projection beside the Gluon forward where it can "
-                         "(plan.overlapped_projection; off by default): only its first chunk's GEMM on the call's path")
-    kernels.add_argument("--tagged-thread-poll", action="store_true",
-                         help="with --cost: the tagged exchange's loader threads each polling their own words alone "
-                         "(plan.tagged_thread_poll; off by default), in the rows that exchange tagged words")
-    kernels.add_argument("--local-gates", action="store_true",
-                         help="with --cost: the tagged Gluon forward's gates split inside each warp "
-                         "(plan.local_gates; off by default), in the rows that exchange tagged words")
-    kernels.add_argument("--tagged-training", action="store_true",
-                         help="with --cost: the tagged exchange in the training forward too where it can "
-                         "(plan.tagged_training; off by default)")
-    kernels.add_argument("--streamed-copies", action="store_true",
-                         help="with --cost: the Gluon backward's copies streamed by a copier warp "
-                         "(plan.streamed_copies; off by default), where every copy has a stage of its own")
+    for switch, what in COST_SWITCHES.items():
+        kernels.add_argument(f"--{switch.replace('_', '-')}", action="store_true",
+                             help=f"with --cost: {what} (plan.{switch}; off by default)")
     kernels.add_argument("--latencies", metavar="FILE", help="with --cost: a latency-table JSON to estimate with instead "
                          "of the model's (what rnnbench.kernels.latency_probe --adopt writes; 'prior': the papers' "
                          "table; default reports/aot/cost-latencies-TARGET.json where it exists)")
@@ -309,15 +311,13 @@ def _cost(args, arch: int) -> int:
             mismatch = applied.table_mismatch(arch, latency_table)
             if mismatch:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
-        from rnnbench.kernels.plan import (
-            local_gates, overlapped_projection, streamed_copies, tagged_thread_poll, tagged_training,
-        )
+        import contextlib
 
-        with overlapped_projection(True if args.overlapped_projection else None), \
-                tagged_thread_poll(True if args.tagged_thread_poll else None), \
-                local_gates(True if args.local_gates else None), \
-                streamed_copies(True if args.streamed_copies else None), \
-                tagged_training(True if args.tagged_training else None):
+        from rnnbench.kernels import plan as plan_module
+
+        with contextlib.ExitStack() as switches:
+            for switch in COST_SWITCHES:  # on where given, else as the plan has it
+                switches.enter_context(getattr(plan_module, switch)(True if getattr(args, switch) else None))
             table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied,
                                latency_table=latency_table)
         if args.ablation_renames and not args.ablation:

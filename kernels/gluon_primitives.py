@@ -160,8 +160,8 @@ def arrived_groups(flags_ptr, lane, step, POLL: gl.constexpr, ORDER: gl.constexp
     :func:`rnnbench.kernels.primitives.slowest_flag`, ``lane`` as :func:`barrier_wait`'s): a bitmask
     of the groups of ``GROUP`` consecutive producers whose flags have all reached ``step``, bit g for
     producers ``g * GROUP + [0, GROUP)``, g < ``GROUPS`` (at most 31). Lane l holds the
-    ``PER_LANE = POLL / 32`` flags of producers ``l * PER_LANE + [0, PER_LANE)`` (``POLL <= 32 *
-    FLAG_VECTOR``: one chunk; ``PER_LANE`` divides ``GROUP``), so group g is lanes
+    ``PER_LANE = POLL / min(POLL, 32)`` flags of producers ``l * PER_LANE + [0, PER_LANE)`` (``POLL <=
+    32 * FLAG_VECTOR``: one chunk; ``PER_LANE`` divides ``GROUP``), so group g is lanes
     ``g * GROUP / PER_LANE + [0, GROUP / PER_LANE)``. A lane is late where one of its flags is below
     ``step``; the lanes' late bits are summed into one word (distinct bits: the sum is their or)."""
     WIDTH: gl.constexpr = POLL if POLL < 32 else 32

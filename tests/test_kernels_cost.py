@@ -876,9 +876,10 @@ def test_the_projection_beside_the_kernel_leaves_only_its_first_chunk_on_the_cal
 
 def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlapped_projection_for_its_table(
         monkeypatch):
-    """``--tagged-thread-poll``, ``--local-gates`` and ``--overlapped-projection`` hold for the table's
-    estimate only: the plan's switches (and, for the thread poll and the local gates, the environment
-    the spawned compilers import them from) are on while ``cost_table`` runs and as they were after."""
+    """``--tagged-thread-poll``, ``--local-gates``, ``--overlapped-projection``, ``--streamed-copies``
+    and ``--tagged-training`` hold for the table's estimate only: the plan's switches (and, but for
+    the overlapped projection, the environment the spawned compilers import them from) are on while
+    ``cost_table`` runs and as they were after."""
     import os
 
     from rnnbench.kernels import plan as plan_module
@@ -891,16 +892,24 @@ def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlappe
     def fake_table(*args, calibration=None, **kwargs):
         seen.append((plan_module.GLUON_TAGGED_THREAD_POLL, os.environ.get(plan_module.TAGGED_THREAD_POLL_ENV),
                      plan_module.GLUON_LOCAL_GATES, os.environ.get(plan_module.LOCAL_GATES_ENV),
-                     plan_module.GLUON_OVERLAPPED_PROJECTION))
+                     plan_module.GLUON_OVERLAPPED_PROJECTION,
+                     plan_module.GLUON_BACKWARD_STREAMED, os.environ.get(plan_module.BACKWARD_STREAMED_ENV),
+                     plan_module.GLUON_TAGGED_TRAINING, os.environ.get(plan_module.TAGGED_TRAINING_ENV)))
         return table
 
     monkeypatch.setattr(cost, "cost_table", fake_table)
-    monkeypatch.delenv(plan_module.TAGGED_THREAD_POLL_ENV, raising=False)
-    monkeypatch.delenv(plan_module.LOCAL_GATES_ENV, raising=False)
+    for variable in (plan_module.TAGGED_THREAD_POLL_ENV, plan_module.LOCAL_GATES_ENV, plan_module.BACKWARD_STREAMED_ENV,
+                     plan_module.TAGGED_TRAINING_ENV):
+        monkeypatch.delenv(variable, raising=False)
     assert main(["kernels", "--cost", "--calibration", "none"]) == 0
     assert main(["kernels", "--cost", "--calibration", "none", "--tagged-thread-poll", "--overlapped-projection"]) == 0
     assert main(["kernels", "--cost", "--calibration", "none", "--local-gates"]) == 0
-    assert seen == [(False, None, False, None, False), (True, "on", False, None, True), (False, None, True, "on", False)]
+    assert main(["kernels", "--cost", "--calibration", "none", "--streamed-copies", "--tagged-training"]) == 0
+    off = (False, None)
+    assert seen == [(*off, *off, False, *off, *off), (True, "on", *off, True, *off, *off),
+                    (*off, True, "on", False, *off, *off), (*off, *off, False, True, "on", True, "on")]
     assert plan_module.GLUON_TAGGED_THREAD_POLL is False and plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
     assert plan_module.GLUON_LOCAL_GATES is False and plan_module.LOCAL_GATES_ENV not in os.environ
     assert plan_module.GLUON_OVERLAPPED_PROJECTION is False
+    assert plan_module.GLUON_BACKWARD_STREAMED is False and plan_module.BACKWARD_STREAMED_ENV not in os.environ
+    assert plan_module.GLUON_TAGGED_TRAINING is False and plan_module.TAGGED_TRAINING_ENV not in os.environ
