@@ -320,6 +320,27 @@ def _overlapped_projection_factory(problem, dtype, device):
     return _triton_lstm_factory(overlap_projection=True)(problem, dtype, device)
 
 
+def _overlapped_gradients_factory(problem, dtype, device):
+    """The planner's LSTM with its backward's GEMMs run beside the recurrence on a second stream
+    (``TritonLSTM(overlap_gradients=True)``), or :class:`Unsupported` where they would run after it
+    (:func:`rnnbench.kernels.plan.overlapped_gradients_refusal`: not one launch with grid-barrier
+    flags, two directions, lengths, 32-bit, float32 sums too big beside the gate gradients, or too
+    few SMs left free)."""
+    from rnnbench.kernels.launch import make_plan
+    from rnnbench.kernels.plan import overlapped_gradients_refusal
+
+    torch_dtype = getattr(torch, dtype)
+    like = torch.empty(0, dtype=torch_dtype, device=device)
+    plan = make_plan("lstm", problem.hidden_size, problem.batch, like, "auto", problem.directions, backward=True)
+    sizes = (problem.seq_len, problem.batch, problem.hidden_size, problem.input_size)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else None
+    refusal = overlapped_gradients_refusal(plan, torch_dtype, sizes, problem.packed, sms)
+    if refusal:
+        raise Unsupported(f"the backward's GEMMs do not run beside its recurrence here (the {plan.path} path, "
+                          f"H={problem.hidden_size}, B={problem.batch}): {refusal}")
+    return _triton_lstm_factory(overlap_gradients=True)(problem, dtype, device)
+
+
 def _triton_backend(name: str, factory, description: str, **fields) -> Backend:
     """A backend of the Triton kernels: timed on CUDA, checked against NumPy (CPU) or torch.nn (CUDA) in
     float64, and against torch.nn where a problem has directions or lengths; ``fields`` override
@@ -363,6 +384,12 @@ register(_triton_backend("triton-overlapped", _overlapped_projection_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection run beside the kernel "
                          "(GEMMs of a few steps on a second stream, each announced by a flag the kernel polls; "
                          "plan.GLUON_OVERLAPPED_PROJECTION forced on; never run on a GPU before)",
+                         **GLUON_LSTM_ONLY))
+register(_triton_backend("triton-overlapped-grads", _overlapped_gradients_factory,
+                         "the planner's Triton LSTM with its backward's dx, dW_ih and dW_hh GEMMs run beside the "
+                         "recurrence (ranges of finished steps on a second stream, each after a wait for the "
+                         "recurrence's grid-barrier flags; float32 sums of the weight gradients; "
+                         "plan.OVERLAPPED_GRADIENTS forced on; never run on a GPU before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-barrier", _triton_lstm_factory(tagged_exchange=False),
                          "the planner's Triton LSTM with the Gluon forward's grid barrier and TMA copies of the state "

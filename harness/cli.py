@@ -47,6 +47,8 @@ COST_SWITCHES = {
     "tagged_training": "the tagged exchange in the training forward too where it can",
     "streamed_copies": "the Gluon backward's copies streamed by a copier warp, where every copy has a stage of its "
                        "own",
+    "overlapped_gradients": "the LSTM backward's dx, dW_ih and dW_hh GEMMs beside its recurrence where it can: only "
+                            "the last range's GEMMs (its first chunk's steps) on the call's path",
 }
 
 

@@ -751,7 +751,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
         terms_us = {term: value * waves for term, value in terms_us.items()}
         terms_us["launch"] = device.launch_gap_us + max(0.0, device.host_launch_us - device.launch_gap_us - kernel_us)
     terms_us["gemm"] = (_gemm_flops(plan, hidden_size, batch, direction) / (_gemm_tflops(dtype, device) * 1e6)
-                        * serial_projection_share(plan, direction, seq_len))
+                        * serial_gemm_share(plan, direction, seq_len, dtype, batch, hidden_size, device.sms))
     terms_us["per_call"] = device.call_overhead_us / seq_len
     return (row | {f"t_{term}": value for term, value in terms_us.items()}
             | {"latency_path_us": alone * to_us, "raw_us_per_step": sum(terms_us.values())})
@@ -787,19 +787,30 @@ def _gemm_flops(plan: Plan, hidden_size: int, batch: int, direction: str) -> flo
     return 2 * batch * rows * hidden_size * (3 if direction == "bwd" else 1)
 
 
-def serial_projection_share(plan: Plan, direction: str, seq_len: int) -> float:
-    """The share of the GEMMs around the recurrence that the call waits for: all of them, but with
-    the forward's input projection beside the kernel (:func:`rnnbench.kernels.plan.overlapped_projection`,
-    where :func:`~rnnbench.kernels.plan.overlapped_projection_refusal` allows it) only its first
-    chunk's steps of ``seq_len``: the later GEMMs run on the SMs the recurrence leaves free (their
-    memory traffic's effect on the recurrence is not modelled, nor the kernel's flag check, a few
-    instructions a step that the compiled kernel of the table does not have)."""
+def serial_gemm_share(plan: Plan, direction: str, seq_len: int, dtype: torch.dtype, batch: int,
+                      hidden_size: int, multiprocessors: int) -> float:
+    """The share of the GEMMs around the recurrence that the call waits for: all of them, but
+    beside the kernel only the steps of ``seq_len`` that are left when it starts or ends, the first
+    chunk's (:data:`rnnbench.kernels.plan.OVERLAPPED_CHUNK_STEPS`): with the forward's input
+    projection beside it (:func:`rnnbench.kernels.plan.overlapped_projection`, where
+    :func:`~rnnbench.kernels.plan.overlapped_projection_refusal` allows it) the later GEMMs, and with
+    the backward's GEMMs beside it (:func:`rnnbench.kernels.plan.overlapped_gradients`, where
+    :func:`~rnnbench.kernels.plan.overlapped_gradients_refusal` allows it at input size H on
+    ``multiprocessors`` SMs) the earlier ones run on the SMs the recurrence leaves free, as fast as
+    it finishes their steps (the refusal asks for a quarter of the SMs free). Not modelled: their memory traffic's
+    effect on the recurrence, the forward kernel's flag check (a few instructions a step that the
+    compiled kernel of the table does not have), the backward's waits (one SM slot each)."""
     from rnnbench.kernels import plan as plan_module
 
-    if direction == "bwd" or not plan_module.GLUON_OVERLAPPED_PROJECTION or \
-            plan_module.overlapped_projection_refusal(plan, has_lengths=False, has_first=False):
-        return 1.0
-    return min(1.0, plan_module.OVERLAPPED_CHUNK_STEPS / seq_len)
+    chunk = min(1.0, plan_module.OVERLAPPED_CHUNK_STEPS / seq_len)
+    if direction == "bwd":
+        sizes = (seq_len, batch, hidden_size, hidden_size)
+        beside = plan_module.OVERLAPPED_GRADIENTS and not plan_module.overlapped_gradients_refusal(
+            plan, dtype, sizes, has_lengths=False, multiprocessors=multiprocessors)
+    else:
+        beside = plan_module.GLUON_OVERLAPPED_PROJECTION and not plan_module.overlapped_projection_refusal(
+            plan, has_lengths=False, has_first=False)
+    return chunk if beside else 1.0
 
 
 def _gemm_tflops(dtype: torch.dtype, device: Device) -> float:

@@ -466,21 +466,26 @@ def _constexprs(plan, has_lengths: bool, grid_sync: bool) -> dict:
 
 
 def run_backward(plan, xg, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths, sizes: tuple[int, int, int],
-                 has_lengths: bool, grid_sync: bool = True, hidden_blocks: int | None = None) -> None:
+                 has_lengths: bool, grid_sync: bool = True, hidden_blocks: int | None = None,
+                 sync: torch.Tensor | None = None) -> None:
     """Launch :func:`lstm_backward_gluon_kernel` following ``plan`` (a :func:`rnnbench.kernels.plan.plan_gluon`
     backward plan) on the buffers of :func:`rnnbench.kernels.lstm_kernels.lstm_backward_kernel`
     (``w_hh (D, 4H, H)`` contiguous; ``sizes``: ``(T, B, H)``).
     Cooperative launches, checked for barrier timeouts as :func:`rnnbench.kernels.launch.run_phases` does.
     ``grid_sync=False``: without the grid barrier (garbage results; the step ablation's timing of
     the step's own chain, :mod:`rnnbench.kernels.step_bench`). ``hidden_blocks``: launch that many
-    instead of the plan's (tests of the timeout: a program never launched never arrives)."""
+    instead of the plan's (tests of the timeout: a program never launched never arrives). ``sync``:
+    the synchronisation buffer (:func:`rnnbench.kernels.launch.sync_buffer`), where the caller reads
+    its flags while the kernel runs (:mod:`rnnbench.kernels.overlapped_gradients`); by default a
+    fresh one."""
     from rnnbench.kernels.launch import _watch_barriers, check_barriers, sync_buffer
 
     if sizes[0] < 1:
         raise ValueError(f"the Gluon LSTM backward needs at least one time step, got T={sizes[0]}")
     if not torch.cuda.is_current_stream_capturing():
         check_barriers()
-    sync = sync_buffer(plan, dy.device)
+    if sync is None:
+        sync = sync_buffer(plan, dy.device)
     w_desc, g_desc = descriptors(plan, w_hh, exchange)
     grid = plan.launch_grid if hidden_blocks is None else (hidden_blocks, *plan.launch_grid[1:])
     for first_direction in range(0, plan.directions, plan.launch_directions):

@@ -215,16 +215,20 @@ def lengths_argument(lengths: torch.Tensor | None, like: torch.Tensor) -> tuple[
 
 
 def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int, int, int, int], device,
-               **constexprs) -> None:
+               sync: torch.Tensor | None = None, **constexprs) -> None:
     """Launch ``kernel(*tensors, sync, T, B, H, w_stride, phase, ...)`` over ``phases`` phases following
-    ``plan`` (``tensors`` ends with the lengths argument; ``constexprs`` includes ``HAS_LENGTHS``)."""
+    ``plan`` (``tensors`` ends with the lengths argument; ``constexprs`` includes ``HAS_LENGTHS``).
+    ``sync``: the cooperative path's synchronisation buffer (:func:`sync_buffer`), where the caller
+    reads its flags while the kernel runs (:mod:`rnnbench.kernels.overlapped_gradients`); by
+    default a fresh one."""
     interpreter = interpreter_active()
     # the interpreter runs programs one after another: a barrier with more than one participant per
     # batch block would wait forever, so the cooperative path's math runs one launch per step there
     stepwise = plan.path == "stepwise" or (plan.path == "cooperative" and interpreter and plan.grid[0] > 1)
     if not interpreter and not torch.cuda.is_current_stream_capturing():
         check_barriers()
-    sync = sync_buffer(plan, device) if plan.path == "cooperative" else torch.zeros(1, dtype=torch.int32, device=device)
+    if sync is None:
+        sync = sync_buffer(plan, device) if plan.path == "cooperative" else torch.zeros(1, dtype=torch.int32, device=device)
     common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
                   K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, POLL=plan.poll,
                   POLL_ORDER=POLL_ORDERS[plan.poll_order], POLL_VECTOR=plan.poll_vector, num_warps=plan.num_warps,

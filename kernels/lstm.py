@@ -27,7 +27,10 @@ by the callers and passed in. An inference call (no grad mode, or nothing that r
 the inference kernel: no gates, no cell states stored, no ``c_all`` buffer.
 
 Backward: the reverse-time kernel turns the saved gates, in place again, into the gradients of the
-gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. Because the saved
+gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. With
+:func:`rnnbench.kernels.plan.overlapped_gradients` (off by default) the GEMMs of ``dx, dW_ih, dW_hh``
+run beside the kernel on a second stream instead, a range of finished steps at a time
+(:mod:`rnnbench.kernels.overlapped_gradients`). Because the saved
 gates are consumed, a graph through this layer can be backpropagated once (no
 ``retain_graph=True`` second pass): a second pass raises instead of returning wrong gradients.
 
@@ -41,12 +44,17 @@ import torch
 
 from rnnbench.kernels.launch import (
     aligned_weight_rows, dot_precision, exchange_buffer, lengths_argument, make_plan, output_buffer, run_phases,
+    sync_buffer,
 )
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
 from rnnbench.kernels import plan as plan_module
+from rnnbench.kernels.overlapped_gradients import OverlappedGradients
 from rnnbench.kernels.overlapped_projection import OverlappedProjection, overlap_refusal
-from rnnbench.kernels.plan import GLUON, overlapped_projection_refusal, row_split
-from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
+from rnnbench.kernels.plan import GLUON, overlapped_gradients_refusal, overlapped_projection_refusal, row_split
+from rnnbench.kernels.projections import (
+    bias_grad, final_states, first_steps, parameter_and_input_grads, project_inputs,
+)
+from rnnbench.kernels.weight_grad import multiprocessors_of
 
 
 def records_graph(*tensors) -> bool:
@@ -118,6 +126,8 @@ class LSTMLayerFunction(torch.autograd.Function):
             ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, lengths_arg)
             ctx.gates, ctx.c_all, ctx.path = gates, c_all, path
             ctx.has_bias, ctx.has_lengths = b_ih is not None, has_lengths
+            # decided now: the backward runs after the caller's switches (TritonLSTM's) are restored
+            ctx.overlap_gradients = plan_module.OVERLAPPED_GRADIENTS
         return y, final_states(y, lengths, directions), c_n.to(x.dtype)
 
     @staticmethod
@@ -138,22 +148,37 @@ class LSTMLayerFunction(torch.autograd.Function):
         dh0 = output_buffer(h0.shape, torch.float32, x.device)
         dc0 = output_buffer(c0.shape, torch.float32, x.device)
         exchange = exchange_buffer(plan, 4, x)
+        need = ctx.needs_input_grad
+        sync = overlap = None
+        if ctx.overlap_gradients and overlap_refusal(x.device) is None and overlapped_gradients_refusal(
+                plan, x.dtype, (T, B, w_hh.shape[2], x.shape[2]), ctx.has_lengths,
+                multiprocessors_of(x.device)) is None:
+            # dx, dW_ih and dW_hh beside the recurrence on a second stream, each range of steps after
+            # the recurrence's flags in sync have passed it
+            sync = sync_buffer(plan, x.device)
+            overlap = OverlappedGradients(gates, x, h0, y, w_ih, need[0], plan_module.OVERLAPPED_CHUNK_STEPS)
+            overlap.start()
         if plan.path == GLUON:
             from rnnbench.kernels.gluon_lstm_backward import run_backward  # imports Gluon: only where planned
 
             run_backward(plan, gates, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg,
-                         (T, B, w_hh.shape[2]), ctx.has_lengths)
+                         (T, B, w_hh.shape[2]), ctx.has_lengths, sync=sync)
         else:
             rows = aligned_weight_rows(w_hh)
             run_phases(lstm_backward_kernel, plan, T + 1,
                        (gates, rows, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths_arg),
-                       (T, B, w_hh.shape[2], rows.stride(-2)), x.device, DOT_PRECISION=dot_precision(x.dtype),
-                       HAS_LENGTHS=ctx.has_lengths)
+                       (T, B, w_hh.shape[2], rows.stride(-2)), x.device, sync=sync,
+                       DOT_PRECISION=dot_precision(x.dtype), HAS_LENGTHS=ctx.has_lengths)
         dgates = gates
-        need = ctx.needs_input_grad
         lengths = lengths_arg if ctx.has_lengths else None
         dfirst = dgates[first_steps(dgates, lengths)] if need[4] else None
-        dx, dw_ih, dw_hh, db = parameter_and_input_grads(dgates, x, h0, y, w_ih, need[0], ctx.has_bias, lengths)
+        if overlap is None:
+            dx, dw_ih, dw_hh, db = parameter_and_input_grads(dgates, x, h0, y, w_ih, need[0], ctx.has_bias, lengths)
+        else:
+            overlap.finish(sync, plan.grid[0])
+            dx = overlap.dx
+            dw_ih, dw_hh = overlap.weight_grads(x.dtype)
+            db = bias_grad(dgates.reshape(directions, T * B, -1)) if ctx.has_bias else None
         # separate tensors for the two bias gradients: autograd may keep them as .grad
         return (dx, None, dh0.to(x.dtype) if need[2] else None, dc0.to(x.dtype) if need[3] else None, dfirst,
                 dw_ih, dw_hh, db, None if db is None else db.clone(), None, None)

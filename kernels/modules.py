@@ -21,7 +21,11 @@ polls its own alone, or after a reduction over the loader; default None:
 :data:`rnnbench.kernels.plan.GLUON_TAGGED_THREAD_POLL`, off until a GPU has run it) and
 ``local_gates`` (True/False: where its Gluon forward exchanges tagged words, it splits the gates
 inside each warp, or through shared memory; default None:
-:data:`rnnbench.kernels.plan.GLUON_LOCAL_GATES`, off until a GPU has run it).
+:data:`rnnbench.kernels.plan.GLUON_LOCAL_GATES`, off until a GPU has run it) and
+``overlap_gradients`` (True/False: its backward computes ``dx``, ``dW_ih`` and ``dW_hh`` beside the
+recurrence on a second stream where it can, :func:`rnnbench.kernels.plan.overlapped_gradients_refusal`,
+or after it; decided at the forward call; default None:
+:data:`rnnbench.kernels.plan.OVERLAPPED_GRADIENTS`, off until a GPU has run it).
 
 Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
 lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``
@@ -45,7 +49,8 @@ from rnnbench.baselines.eager import eager_layer
 from rnnbench.kernels.launch import check_device_and_dtype
 from rnnbench.kernels.lstm import lstm_layer, projected_lstm_layer
 from rnnbench.kernels.plan import (
-    FORCED_PATHS, fused_input_projection, local_gates, overlapped_projection, tagged_exchange, tagged_thread_poll,
+    FORCED_PATHS, fused_input_projection, local_gates, overlapped_gradients, overlapped_projection, tagged_exchange,
+    tagged_thread_poll,
 )
 from rnnbench.kernels.rnn import rnn_layer
 
@@ -84,10 +89,10 @@ class TritonLSTM(_KernelPath, LSTMDropIn):
 
     def __init__(self, *args, fuse_input: bool | None = None, tagged_exchange: bool | None = None,
                  overlap_projection: bool | None = None, thread_poll: bool | None = None,
-                 local_gates: bool | None = None, **kwargs):
+                 local_gates: bool | None = None, overlap_gradients: bool | None = None, **kwargs):
         for name, value in (("fuse_input", fuse_input), ("tagged_exchange", tagged_exchange),
                             ("overlap_projection", overlap_projection), ("thread_poll", thread_poll),
-                            ("local_gates", local_gates)):
+                            ("local_gates", local_gates), ("overlap_gradients", overlap_gradients)):
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{name} must be None, True or False, got {value!r}")
         super().__init__(*args, **kwargs)
@@ -96,6 +101,7 @@ class TritonLSTM(_KernelPath, LSTMDropIn):
         self.overlap_projection = overlap_projection
         self.thread_poll = thread_poll
         self.local_gates = local_gates
+        self.overlap_gradients = overlap_gradients
 
     def _layer(self, layer, x, lengths, h0, c0):
         if not self._runs_kernels(x):
@@ -103,7 +109,7 @@ class TritonLSTM(_KernelPath, LSTMDropIn):
         w = self._stacked_weights(layer)
         with fused_input_projection(self.fuse_input), tagged_exchange(self.tagged_exchange), \
                 overlapped_projection(self.overlap_projection), tagged_thread_poll(self.thread_poll), \
-                local_gates(self.local_gates):
+                local_gates(self.local_gates), overlapped_gradients(self.overlap_gradients):
             if w.weight_hr is None:
                 return lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, lengths, self.path)
             return projected_lstm_layer(x, h0, c0, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr,

@@ -951,8 +951,8 @@ def _overriding(name: str, value):
     """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
     after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange`,
     :func:`tagged_poll_delay`, :func:`tagged_loaders`, :func:`mma_chains`, :func:`tagged_groups`,
-    :func:`tagged_thread_poll`, :func:`local_gates`, :func:`tagged_training`, :func:`streamed_copies` and
-    :func:`overlapped_projection` switch)."""
+    :func:`tagged_thread_poll`, :func:`local_gates`, :func:`tagged_training`, :func:`streamed_copies`,
+    :func:`overlapped_projection` and :func:`overlapped_gradients` switch)."""
     previous = globals()[name]
     if value is not None:
         globals()[name] = value
@@ -1003,6 +1003,70 @@ def overlapped_projection_refusal(plan: Plan, has_lengths: bool, has_first: bool
         reasons.append("rows of their own lengths")
     if has_first:
         reasons.append("an extra term on the first step")
+    return "; ".join(reasons) or None
+
+
+#: whether the LSTM layer's backward computes ``dx``, ``dW_ih`` and ``dW_hh`` beside its recurrence
+#: instead of after it (:mod:`rnnbench.kernels.overlapped_gradients`: GEMMs of the steps the
+#: recurrence has finished, on a second stream and the SMs it leaves free, each after a one-program
+#: kernel that waits for the recurrence's grid-barrier flags to pass them; the weight gradients summed
+#: over those GEMMs in float32). :func:`overlapped_gradients` switches it, where
+#: :func:`overlapped_gradients_refusal` allows it. Off: never run on a GPU yet
+OVERLAPPED_GRADIENTS = False
+#: the environment variable that sets :data:`OVERLAPPED_GRADIENTS` at import: ``on`` or ``off``
+OVERLAPPED_GRADIENTS_ENV = "RNNBENCH_OVERLAPPED_GRADIENTS"
+OVERLAPPED_GRADIENTS = _from_environment(OVERLAPPED_GRADIENTS_ENV, {"on": True, "off": False}, OVERLAPPED_GRADIENTS)
+#: the float32 sums of the weight gradients (``2 * 4H * H * 4`` bytes with input size H) may be at
+#: most this share of the gate-gradient buffer (``T * B * 4H`` 16-bit elements), i.e. ``T * B >= 16 H``:
+#: where the call is short or its batch narrow, its GEMMs are small beside the recurrence and the
+#: sums would raise its training peak above torch.nn's (H=1024, B=1: 32 MiB of sums beside ~14 MiB)
+OVERLAPPED_GRADIENT_SUMS_SHARE = 0.25
+#: the share of the GPU's SMs the backward's recurrence must leave free (at one program per SM) for
+#: its GEMMs beside it: they must keep up with it (at the anchor they need ~10 % of the GPU's GEMM
+#: rate, ~20 % at H=768 B=64), and the waits need a slot that a cooperative launch filling every SM
+#: would not leave (H=1024 B=64: 128 programs, 4 SMs free, refused)
+OVERLAPPED_GRADIENT_FREE_SMS = 0.25
+
+
+def overlapped_gradients(on: bool | None = True):
+    """Within the block, :data:`OVERLAPPED_GRADIENTS` is ``on`` (None: left as it is), restored after:
+    the LSTM layer's backward computes its GEMMs beside its recurrence where
+    :func:`overlapped_gradients_refusal` allows it."""
+    if on is not None and not isinstance(on, bool):
+        raise ValueError(f"the overlapped gradients must be True, False or None, got {on!r}")
+    return _overriding("OVERLAPPED_GRADIENTS", on)
+
+
+def overlapped_gradients_refusal(plan: Plan, dtype: torch.dtype, sizes: tuple[int, int, int, int],
+                                 has_lengths: bool, multiprocessors: int | None = None) -> str | None:
+    """Why the LSTM layer's backward of ``plan`` cannot compute its GEMMs beside its recurrence (None:
+    it can): the recurrence must run in one launch whose grid-barrier flags count its finished steps
+    (the Gluon or the cooperative backward), in one direction (the waits count steps backwards in
+    time), with every row running every step, in 16 bits (the weight gradients' float32 sums are the
+    Triton GEMM's, which runs float32 on the FMA units), and with those sums at most
+    :data:`OVERLAPPED_GRADIENT_SUMS_SHARE` of the gate gradients' bytes, and where the GPU has
+    ``multiprocessors`` SMs (None: not checked, e.g. the interpreter), with at least
+    :data:`OVERLAPPED_GRADIENT_FREE_SMS` of them left free by the recurrence. ``sizes``: ``(T, B, H, I)``
+    (steps, batch, hidden and input size)."""
+    steps, batch, hidden, input_size = sizes
+    reasons = []
+    if plan.path not in (GLUON, "cooperative"):
+        reasons.append(f"the {plan.path} backward has no grid-barrier flags to wait for")
+    if plan.directions != 1:
+        reasons.append(f"{plan.directions} directions (the waits count steps backwards in time)")
+    if has_lengths:
+        reasons.append("rows of their own lengths")
+    if dtype not in (torch.float16, torch.bfloat16):
+        reasons.append(f"{str(dtype).removeprefix('torch.')} (16-bit operands only)")
+    sums = 4 * 4 * hidden * (hidden + input_size)
+    gate_gradients = steps * batch * 4 * hidden * 2
+    if sums > OVERLAPPED_GRADIENT_SUMS_SHARE * gate_gradients:
+        reasons.append(f"float32 sums of the weight gradients ({sums / 2**20:.1f} MiB) above "
+                       f"{OVERLAPPED_GRADIENT_SUMS_SHARE:.0%} of the gate gradients ({gate_gradients / 2**20:.1f} MiB "
+                       f"at T={steps}, B={batch})")
+    if multiprocessors is not None and multiprocessors - plan.programs < OVERLAPPED_GRADIENT_FREE_SMS * multiprocessors:
+        reasons.append(f"{plan.programs} programs leave {max(0, multiprocessors - plan.programs)} of {multiprocessors} "
+                       f"SMs free, under {OVERLAPPED_GRADIENT_FREE_SMS:.0%}")
     return "; ".join(reasons) or None
 
 

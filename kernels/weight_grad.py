@@ -105,20 +105,25 @@ UNSPECIALISED = ["K", "B", "rows_per_split", "splits"]
 def weight_grad_kernel(out_ptr, partial_ptr, first_a_ptr, first_b_ptr, a_ptr, b_ptr, M, N, K, B, out_row_stride,
                        first_a_row_stride, first_b_row_stride, a_row_stride, b_row_stride, rows_per_split, splits,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       DOT_PRECISION: tl.constexpr):
+                       DOT_PRECISION: tl.constexpr, ACCUMULATE: tl.constexpr = False):
     """One ``(BLOCK_M, BLOCK_N)`` tile of ``out`` (grid axes 0, 1) over one split of the rows (axis 2):
     ``out`` itself when ``splits`` is 1, else slice ``program_id(2)`` of the float32
-    ``partial (splits, M, N)``. ``splits`` is a run-time value, so one compilation serves both."""
+    ``partial (splits, M, N)``. ``splits`` is a run-time value, so one compilation serves both.
+    ``ACCUMULATE`` (``out`` float32, :func:`accumulate_weight_grad`): ``out`` is added to, not
+    overwritten, where ``splits`` is 1."""
     split = tl.program_id(2)
     cols_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    in_tile = (cols_m < M)[:, None] & (cols_n < N)[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if ACCUMULATE:
+        if splits == 1:
+            acc = tl.load(out_ptr + cols_m[:, None] * out_row_stride + cols_n[None, :], mask=in_tile, other=0.0)
     acc = _accumulate(acc, first_a_ptr, first_b_ptr, first_a_row_stride, first_b_row_stride, tl.where(split == 0, B, 0),
                       cols_m, cols_n, M, N, BLOCK_K, DOT_PRECISION)
     row_start = split.to(tl.int64) * rows_per_split
     acc = _accumulate(acc, a_ptr + row_start * a_row_stride, b_ptr + row_start * b_row_stride, a_row_stride, b_row_stride,
                       tl.minimum(rows_per_split, K - row_start).to(tl.int32), cols_m, cols_n, M, N, BLOCK_K, DOT_PRECISION)
-    in_tile = (cols_m < M)[:, None] & (cols_n < N)[None, :]
     if splits > 1:
         offsets = split.to(tl.int64) * M * N + cols_m[:, None] * N + cols_n[None, :]
         tl.store(partial_ptr + offsets, acc, mask=in_tile)
@@ -144,16 +149,41 @@ def weight_grad(out: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor], a: 
     """``out = first[0]^T first[1] + a^T b`` in place (shapes in the module docstring; ``K`` may be 0).
 
     Every operand's rows must be contiguous (unit column stride); ``out`` may have a row stride."""
+    _check_operands(out, first, a, b, a.dtype)
+    _reduce(out, first, a, b, accumulate=False)
+
+
+def accumulate_weight_grad(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                           first: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """``total += first[0]^T first[1] + a^T b`` in place, ``total (M, N)`` float32 and the operands
+    16-bit or float32 (``first``: None for none): a sum over several calls, each a range of rows,
+    rounded only where its owner rounds ``total``
+    (:mod:`rnnbench.kernels.overlapped_gradients`). Deterministic: each tile of ``total`` adds
+    its rows in order (a split reduction adds its partial sums in split order)."""
+    if total.dtype != torch.float32:
+        raise ValueError(f"the sum must be float32, got {total.dtype}")
+    _check_operands(total, (a, b) if first is None else first, a, b, torch.float32)
+    _reduce(total, (a[:0], b[:0]) if first is None else first, a, b, accumulate=True)  # no first rows: a's and b's
+
+
+def _check_operands(out, first, a, b, out_dtype: torch.dtype) -> None:
+    """ValueError naming the operand whose dtype, shape or layout the kernel cannot take."""
     (first_a, first_b), (M, N), K = first, out.shape, a.shape[0]
-    if a.dtype not in SUPPORTED_DTYPES or any(t.dtype != a.dtype for t in (out, first_a, first_b, b)):
-        raise ValueError(f"operands must share one dtype of {[str(d) for d in SUPPORTED_DTYPES]}, got "
-                         f"{[str(t.dtype) for t in (out, first_a, first_b, a, b)]} (out, first[0], first[1], a, b)")
-    for name, tensor, width in (("first[0]", first_a, M), ("first[1]", first_b, N), ("a", a, M), ("b", b, N), ("out", out, N)):
+    if a.dtype not in SUPPORTED_DTYPES or any(t.dtype != a.dtype for t in (first_a, first_b, b)) \
+            or out.dtype != out_dtype:
+        raise ValueError(f"operands must share one dtype of {[str(d) for d in SUPPORTED_DTYPES]} and out be {out_dtype}, "
+                         f"got {[str(t.dtype) for t in (out, first_a, first_b, a, b)]} (out, first[0], first[1], a, b)")
+    for name, tensor, width in (("a", a, M), ("b", b, N), ("first[0]", first_a, M), ("first[1]", first_b, N), ("out", out, N)):
         if tensor.dim() != 2 or tensor.shape[1] != width or (tensor.shape[1] > 1 and tensor.stride(1) != 1):
             raise ValueError(f"{name} must be a 2-D tensor of {width} contiguous columns, got shape {tuple(tensor.shape)} "
                              f"and strides {tensor.stride()}")
     if first_b.shape[0] != first_a.shape[0] or b.shape[0] != K:
         raise ValueError(f"row counts must match: first {first_a.shape[0]} and {first_b.shape[0]}, a {K} and b {b.shape[0]}")
+
+
+def _reduce(out, first, a, b, accumulate: bool) -> None:
+    """The kernel over checked operands: ``out`` overwritten, or added to (``accumulate``)."""
+    (first_a, first_b), (M, N), K = first, out.shape, a.shape[0]
     if K == 0:  # nothing to read past the first step: any valid pointers will do
         a, b = first_a, first_b
     blocks = blocks_for(a.dtype, N)
@@ -161,27 +191,33 @@ def weight_grad(out: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor], a: 
     # a float32 pointer either way (a placeholder of one element when unsplit): one compilation
     partial = out.new_empty((splits, M, N) if splits > 1 else (1,), dtype=torch.float32)
     grid = (triton.cdiv(M, blocks.block_m), triton.cdiv(N, blocks.block_n), splits)
-    _launch(grid, blocks, out, partial, first_a, first_b, a, b, K, rows_per_split)
+    _launch(grid, blocks, out, partial, first_a, first_b, a, b, K, rows_per_split, accumulate)
     if splits > 1:
-        out.copy_(partial.sum(0))
+        if accumulate:
+            out.add_(partial.sum(0))
+        else:
+            out.copy_(partial.sum(0))
 
 
-def _launch(grid, blocks: Blocks, out, partial, first_a, first_b, a, b, rows: int, rows_per_split: int) -> None:
+def _launch(grid, blocks: Blocks, out, partial, first_a, first_b, a, b, rows: int, rows_per_split: int,
+            accumulate: bool = False) -> None:
     """The kernel launch alone (``memory_breakdown --skip-kernels`` replaces it)."""
     M, N = out.shape
     weight_grad_kernel[grid](out, partial, first_a, first_b, a, b, M, N, rows, first_a.shape[0], out.stride(0),
                              first_a.stride(0), first_b.stride(0), a.stride(0), b.stride(0), rows_per_split, grid[2],
                              BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, BLOCK_K=blocks.block_k,
-                             DOT_PRECISION=dot_precision(a.dtype), num_warps=blocks.num_warps, num_stages=blocks.num_stages)
+                             DOT_PRECISION=dot_precision(a.dtype), ACCUMULATE=accumulate, num_warps=blocks.num_warps,
+                             num_stages=blocks.num_stages)
 
 
-def compile_for(dtype: torch.dtype, n: int, arch: int, precision: str | None = None):
+def compile_for(dtype: torch.dtype, n: int, arch: int, precision: str | None = None, accumulate: bool = False):
     """``triton.compile`` of the kernel as :func:`weight_grad` launches it for ``dtype`` and ``n``
     output columns on ``sm_<arch>``, pointers and row strides 16-divisible (an ahead-of-time check of
     its shared memory, registers and spills; needs no GPU, and no ``TRITON_INTERPRET`` in this process).
     ``M`` and ``N`` are compiled as multiples of 16, as every goal shape runs; ``precision``: the
     ``tl.dot`` input precision, by default what runs (float32 takes this GEMM only with TF32,
-    :func:`rnnbench.kernels.projections.weight_grad_formulation`)."""
+    :func:`rnnbench.kernels.projections.weight_grad_formulation`); ``accumulate``: as
+    :func:`accumulate_weight_grad` launches it (a float32 ``out`` added to)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -190,13 +226,13 @@ def compile_for(dtype: torch.dtype, n: int, arch: int, precision: str | None = N
     blocks = blocks_for(dtype, n)
     data = TRITON_TYPES[str(dtype).removeprefix("torch.")]
     fn = weight_grad_kernel
-    pointers = {"out_ptr": data, "partial_ptr": "fp32", "first_a_ptr": data, "first_b_ptr": data, "a_ptr": data, "b_ptr": data}
+    pointers = {"out_ptr": "fp32" if accumulate else data, "partial_ptr": "fp32", "first_a_ptr": data, "first_b_ptr": data, "a_ptr": data, "b_ptr": data}
     signature = {name: "*" + kind for name, kind in pointers.items()}
     integers = ("M", "N", "K", "B", "out_row_stride", "first_a_row_stride", "first_b_row_stride", "a_row_stride",
                 "b_row_stride", "rows_per_split", "splits")
     signature.update({name: "i32" for name in integers})
     constexprs = {"BLOCK_M": blocks.block_m, "BLOCK_N": blocks.block_n, "BLOCK_K": blocks.block_k,
-                  "DOT_PRECISION": precision or ("tf32" if dtype == torch.float32 else "ieee")}
+                  "DOT_PRECISION": precision or ("tf32" if dtype == torch.float32 else "ieee"), "ACCUMULATE": accumulate}
     signature.update({name: "constexpr" for name in constexprs})
     # Triton specialises integers divisible by 16 at run time: H is at every goal shape, and the
     # loads of a tile are only pipelined (cp.async / TMA) when their column masks come in such groups
@@ -207,11 +243,12 @@ def compile_for(dtype: torch.dtype, n: int, arch: int, precision: str | None = N
                           options={"num_warps": blocks.num_warps, "num_stages": blocks.num_stages})
 
 
-def compiled_resources(config: tuple[str, int], arch: int) -> tuple[int, int, int]:
+def compiled_resources(config: tuple, arch: int) -> tuple[int, int, int]:
     """``(registers per thread, spill bytes per thread, shared memory bytes)`` of the kernel
-    for ``config = (dtype name, n)`` on ``sm_<arch>`` (a job for :func:`rnnbench.kernels.aot.compile_all`)."""
+    for ``config = (dtype name, n[, accumulate])`` on ``sm_<arch>`` (a job for
+    :func:`rnnbench.kernels.aot.compile_all`)."""
     from rnnbench.kernels.aot import cubin_resources
 
-    dtype, n = config
-    compiled = compile_for(getattr(torch, dtype), n, arch)
+    dtype, n, *accumulate = config
+    compiled = compile_for(getattr(torch, dtype), n, arch, accumulate=bool(accumulate and accumulate[0]))
     return (*cubin_resources(compiled.asm["cubin"]), int(compiled.metadata.shared))

@@ -12,10 +12,10 @@
 #                        (default TESTS: tests/test_kernels_gpu.py, test_step_bench.py,
 #                        test_tagged_exchange.py, test_triton_kernels.py,
 #                        test_triton_options.py, test_drop_in.py, test_plan.py, test_precompile.py,
-#                        test_memory_breakdown.py, test_step_trace.py, test_overlapped_projection.py),
-#                        but the tests marked fused_input, tagged_exchange, mma_chains,
-#                        tagged_groups, tagged_thread_poll, local_gates, tagged_training, streamed_copies or
-#                        overlapped_projection
+#                        test_memory_breakdown.py, test_step_trace.py, test_overlapped_projection.py,
+#                        test_overlapped_gradients.py), but the tests marked fused_input, tagged_exchange,
+#                        mma_chains, tagged_groups, tagged_thread_poll, local_gates, tagged_training,
+#                        streamed_copies, overlapped_projection or overlapped_gradients
 #   gpu-tests-tagged.xml/.log, gpu-tests-fused.xml/.log  those: the Gluon forward with the tagged
 #                        exchange (75 s, first: the planner takes it in inference up to H=768; where its tests fail
 #                        every later stage runs the grid barrier, RNNBENCH_TAGGED_EXCHANGE=off), and
@@ -42,6 +42,8 @@
 #                        real_gluon_bwd_streamed)
 #   gpu-tests-overlapped.xml/.log  the input projection beside the Gluon forward (45 s, after the
 #                        fused input's; where they fail the gpu-fused suite withholds triton-overlapped)
+#   gpu-tests-overlapped-grads.xml/.log  the backward's GEMMs beside its recurrence (60 s, last; where
+#                        they fail the gpu-fused suite withholds triton-overlapped-grads)
 #                        (a stage each: a hang costs no other test; where one fails,
 #                        the ablation leaves its variants out, the gpu-fused suite withholds its
 #                        backend, the profiles skip it, the memory stage the fused kernel)
@@ -100,7 +102,7 @@ ABLATION_S=${ABLATION_S:-120}
 PROFILES_SET=${PROFILES:-}
 PROFILES=${PROFILES:-triton-barrier:768:16:fwd torch:768:16:fwd:^(?!persistRNN_init).*(RNN|LSTM|rnn|lstm):float16 triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel}
 WEIGHT_GRADS=${WEIGHT_GRADS:-addmm}
-TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py tests/test_step_trace.py tests/test_overlapped_projection.py}
+TESTS=${TESTS:-tests/test_kernels_gpu.py tests/test_step_bench.py tests/test_tagged_exchange.py tests/test_triton_kernels.py tests/test_triton_options.py tests/test_drop_in.py tests/test_plan.py tests/test_precompile.py tests/test_memory_breakdown.py tests/test_step_trace.py tests/test_overlapped_projection.py tests/test_overlapped_gradients.py}
 DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -128,7 +130,7 @@ if wants tests; then
     tail -n 15 "$DIR/gpu-tests-tagged.log"
     [ "$TAGGED_RC" -eq 0 ] || export RNNBENCH_TAGGED_EXCHANGE=off
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not overlapped_projection" \
+        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not overlapped_projection and not overlapped_gradients" \
         $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
@@ -184,6 +186,12 @@ if wants tests; then
         > "$DIR/gpu-tests-overlapped.log" 2>&1
     OVERLAPPED_RC=$?
     tail -n 10 "$DIR/gpu-tests-overlapped.log"
+    # the backward's GEMMs beside its recurrence (off by default, never run): its own stage too
+    stage gpu-tests-overlapped-grads 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
+        --junitxml="$DIR/gpu-tests-overlapped-grads.xml" -m overlapped_gradients tests/test_overlapped_gradients.py \
+        > "$DIR/gpu-tests-overlapped-grads.log" 2>&1
+    OVERLAPPED_GRADS_RC=$?
+    tail -n 10 "$DIR/gpu-tests-overlapped-grads.log"
 fi
 # the fused input projection and the tagged exchange are each timed and measured below only if their
 # tests passed (or did not run): the ablation leaves out, and the gpu-fused suite withholds
@@ -234,6 +242,10 @@ fi
 if [ "${OVERLAPPED_RC:-0}" -ne 0 ]; then
     note "the overlapped input projection failed its tests (exit $OVERLAPPED_RC): not measured"
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-overlapped
+fi
+if [ "${OVERLAPPED_GRADS_RC:-0}" -ne 0 ]; then
+    note "the overlapped backward GEMMs failed their tests (exit $OVERLAPPED_GRADS_RC): not measured"
+    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-overlapped-grads
 fi
 [ -n "$LEFT_OUT" ] && ABLATION_ARGS="${ABLATION_ARGS:-} --leave-out $LEFT_OUT"
 # their warp states under Nsight Compute too, beside the shipped Gluon forward's (the default cases

@@ -50,3 +50,21 @@ def exact_matmul():
     torch.backends.cuda.matmul.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def replayed_in_graph(run):
+    """``run()``'s results replayed from a CUDA graph: warmed up once on a side stream (what
+    compiles and allocates stays out of the graph, as torch's graph docs ask, autograd included),
+    captured, replayed once and synchronised. The caller compares them with eager results."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        run()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    graph.replay()
+    torch.cuda.synchronize()
+    return captured
+

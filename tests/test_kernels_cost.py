@@ -858,27 +858,41 @@ def test_a_tagged_estimate_is_read_at_the_measured_reload_rate():
         assert len(tagged) and (tagged.tagged_reloads_per_step == cost.TAGGED_RELOADS_PER_STEP).all(), version
 
 
-def test_the_projection_beside_the_kernel_leaves_only_its_first_chunk_on_the_calls_path():
+def test_the_gemms_beside_the_kernel_leave_only_a_first_chunk_on_the_calls_path():
     """With :func:`rnnbench.kernels.plan.overlapped_projection` the forward's GEMM term keeps the first
-    chunk's share of the call (32 of 1024 steps); the backward's GEMMs, a plain kernel's projection
-    and the default (off) keep all of it."""
-    from rnnbench.kernels.cost import serial_projection_share
-    from rnnbench.kernels.plan import OVERLAPPED_CHUNK_STEPS, overlapped_projection, plan_gluon
+    chunk's share of the call (32 of 1024 steps), with :func:`~rnnbench.kernels.plan.overlapped_gradients`
+    the backward's (the last range, after the recurrence), where each is allowed; a plain kernel's
+    projection, a backward whose float32 sums would be too big (B=1) or whose recurrence leaves too
+    few SMs free, and the defaults (off) keep all."""
+    from rnnbench.kernels.cost import serial_gemm_share
+    from rnnbench.kernels.plan import OVERLAPPED_CHUNK_STEPS, overlapped_gradients, overlapped_projection, plan_gluon
 
     gluon = plan_gluon("lstm", 768, 16, torch.bfloat16, 132)
+    backward = plan_gluon("lstm", 768, 16, torch.bfloat16, 132, backward=True)
     plain = dataclasses.replace(gluon, path="cooperative")
-    assert serial_projection_share(gluon, "fwd", 1024) == 1.0
+    anchor = dict(dtype=torch.bfloat16, batch=16, hidden_size=768, multiprocessors=132)
+    assert serial_gemm_share(gluon, "fwd", 1024, **anchor) == serial_gemm_share(backward, "bwd", 1024, **anchor) == 1.0
     with overlapped_projection(True):
-        assert serial_projection_share(gluon, "fwd", 1024) == OVERLAPPED_CHUNK_STEPS / 1024
-        assert serial_projection_share(gluon, "fwd_train", 16) == 1.0  # one chunk: all of it
-        assert serial_projection_share(gluon, "bwd", 1024) == serial_projection_share(plain, "fwd", 1024) == 1.0
+        assert serial_gemm_share(gluon, "fwd", 1024, **anchor) == OVERLAPPED_CHUNK_STEPS / 1024
+        assert serial_gemm_share(gluon, "fwd_train", 16, **anchor) == 1.0  # one chunk: all of it
+        assert serial_gemm_share(backward, "bwd", 1024, **anchor) == serial_gemm_share(plain, "fwd", 1024, **anchor) == 1.0
+    with overlapped_gradients(True):
+        assert serial_gemm_share(backward, "bwd", 1024, **anchor) == OVERLAPPED_CHUNK_STEPS / 1024
+        assert serial_gemm_share(dataclasses.replace(backward, path="cooperative"), "bwd", 1024, **anchor) \
+            == OVERLAPPED_CHUNK_STEPS / 1024
+        assert serial_gemm_share(backward, "bwd", 1024, **(anchor | dict(batch=1))) == 1.0
+        # 128 programs of H=1024 B=64 leave 4 of 132 SMs free: not beside
+        wide = plan_gluon("lstm", 1024, 64, torch.bfloat16, 132, backward=True)
+        assert wide.programs == 128
+        assert serial_gemm_share(wide, "bwd", 1024, **(anchor | dict(batch=64, hidden_size=1024))) == 1.0
+        assert serial_gemm_share(gluon, "fwd", 1024, **anchor) == 1.0
 
 
 def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlapped_projection_for_its_table(
         monkeypatch):
-    """``--tagged-thread-poll``, ``--local-gates``, ``--overlapped-projection``, ``--streamed-copies``
-    and ``--tagged-training`` hold for the table's estimate only: the plan's switches (and, but for
-    the overlapped projection, the environment the spawned compilers import them from) are on while
+    """``--tagged-thread-poll``, ``--local-gates``, ``--overlapped-projection``, ``--streamed-copies``,
+    ``--tagged-training`` and ``--overlapped-gradients`` hold for the table's estimate only: the plan's
+    switches (and, but for the two overlaps, the environment the spawned compilers import them from) are on while
     ``cost_table`` runs and as they were after."""
     import os
 
@@ -894,7 +908,8 @@ def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlappe
                      plan_module.GLUON_LOCAL_GATES, os.environ.get(plan_module.LOCAL_GATES_ENV),
                      plan_module.GLUON_OVERLAPPED_PROJECTION,
                      plan_module.GLUON_BACKWARD_STREAMED, os.environ.get(plan_module.BACKWARD_STREAMED_ENV),
-                     plan_module.GLUON_TAGGED_TRAINING, os.environ.get(plan_module.TAGGED_TRAINING_ENV)))
+                     plan_module.GLUON_TAGGED_TRAINING, os.environ.get(plan_module.TAGGED_TRAINING_ENV),
+                     plan_module.OVERLAPPED_GRADIENTS))
         return table
 
     monkeypatch.setattr(cost, "cost_table", fake_table)
@@ -905,11 +920,14 @@ def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlappe
     assert main(["kernels", "--cost", "--calibration", "none", "--tagged-thread-poll", "--overlapped-projection"]) == 0
     assert main(["kernels", "--cost", "--calibration", "none", "--local-gates"]) == 0
     assert main(["kernels", "--cost", "--calibration", "none", "--streamed-copies", "--tagged-training"]) == 0
+    assert main(["kernels", "--cost", "--calibration", "none", "--overlapped-gradients"]) == 0
     off = (False, None)
-    assert seen == [(*off, *off, False, *off, *off), (True, "on", *off, True, *off, *off),
-                    (*off, True, "on", False, *off, *off), (*off, *off, False, True, "on", True, "on")]
+    assert seen == [(*off, *off, False, *off, *off, False), (True, "on", *off, True, *off, *off, False),
+                    (*off, True, "on", False, *off, *off, False), (*off, *off, False, True, "on", True, "on", False),
+                    (*off, *off, False, *off, *off, True)]
     assert plan_module.GLUON_TAGGED_THREAD_POLL is False and plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
     assert plan_module.GLUON_LOCAL_GATES is False and plan_module.LOCAL_GATES_ENV not in os.environ
     assert plan_module.GLUON_OVERLAPPED_PROJECTION is False
     assert plan_module.GLUON_BACKWARD_STREAMED is False and plan_module.BACKWARD_STREAMED_ENV not in os.environ
     assert plan_module.GLUON_TAGGED_TRAINING is False and plan_module.TAGGED_TRAINING_ENV not in os.environ
+    assert plan_module.OVERLAPPED_GRADIENTS is False

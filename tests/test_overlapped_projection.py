@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import KERNEL_DEVICE
+from conftest import KERNEL_DEVICE, replayed_in_graph
 from rnnbench.kernels.overlapped_projection import OverlappedProjection, chunk_ranges, overlap_refusal
 from rnnbench.kernels.plan import (
     GLUON, overlapped_projection, overlapped_projection_refusal, plan_gluon,
@@ -146,11 +146,6 @@ def test_on_gpu_the_overlapped_projection_gives_the_layers_results_eagerly_and_i
         check_barriers(wait=True)
         for a, b in zip((expected[0], *expected[1]), (got[0], *got[1])):
             torch.testing.assert_close(b, a, rtol=2e-2, atol=2e-2)
-        beside(x)  # warm, then captured
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            captured = beside(x)
-        graph.replay()
-        torch.cuda.synchronize()
+        captured = replayed_in_graph(lambda: beside(x))
         for a, b in zip((expected[0], *expected[1]), (captured[0], *captured[1])):
             torch.testing.assert_close(b, a, rtol=2e-2, atol=2e-2)

@@ -161,7 +161,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     are tested last, only where the tagged exchange passed: each one's failure leaves out its own
     variants and nothing else (the thread polls' with the local gates too: both in one variant). The step trace traces the tagged forward only where its
     tests passed, the barrier one always. The overlapped input projection's tests have a stage of
-    their own too; where they fail the gpu-fused suite withholds its backend. So do the
+    their own too; where they fail the gpu-fused suite withholds its backend (and the overlapped
+    backward GEMMs', last, theirs: the stand-in fails both together). So do the
     Gluon backward's streamed copies, whatever the tagged exchange's tests did: where they fail the
     ablation leaves out their variant; and the tagged training forward's, where the tagged
     exchange's passed."""
@@ -177,7 +178,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
                     f'case "$*" in *"-m local_gates"*) exit {0 if local_gates_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m streamed_copies"*) exit {0 if streamed_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m tagged_training"*) exit {0 if tagged_training_tests_pass else 1};; esac\n'
-                    f'case "$*" in *"-m overlapped_projection"*) exit {0 if overlapped_tests_pass else 1};; esac\nexit 0\n')
+                    f'case "$*" in *"-m overlapped_projection"*) exit {0 if overlapped_tests_pass else 1};; esac\n'
+                    f'case "$*" in *"-m overlapped_gradients"*) exit {0 if overlapped_tests_pass else 1};; esac\nexit 0\n')
     fake.chmod(0o755)
     for stand_in in ("kernels/step_bench.py", "kernels/latency_probe.py", "harness/memory_breakdown.py",
                      "harness/gemm_memory.py", "kernels/step_trace.py"):
@@ -193,12 +195,12 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert done.returncode == 0, done.stderr
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
-    assert len(tests) == (10 if tagged_tests_pass else 5) and "-m tagged_exchange" in tests[0], tests
+    assert len(tests) == (11 if tagged_tests_pass else 6) and "-m tagged_exchange" in tests[0], tests
     assert ("-m not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not "
             "tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not "
-            "overlapped_projection") in tests[1]
-    assert "-m fused_input" in tests[2] and "-m overlapped_projection" in tests[-1], tests
-    assert "-m streamed_copies" in tests[-2], tests
+            "overlapped_projection and not overlapped_gradients") in tests[1]
+    assert "-m fused_input" in tests[2] and "-m overlapped_gradients" in tests[-1], tests
+    assert "-m overlapped_projection" in tests[-2] and "-m streamed_copies" in tests[-3], tests
     assert not tagged_tests_pass or ("-m mma_chains" in tests[3] and "-m tagged_thread_poll" in tests[4]
                                      and "-m local_gates" in tests[5] and "-m tagged_groups" in tests[6]
                                      and "-m tagged_training" in tests[7]), tests
@@ -231,7 +233,7 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
         + (["triton-thread-poll"] if tagged_tests_pass and not thread_poll_tests_pass else []) \
         + (["triton-local-gates"] if tagged_tests_pass and not (thread_poll_tests_pass and local_gates_tests_pass)
            else []) \
-        + (["triton-overlapped"] if not overlapped_tests_pass else [])
+        + (["triton-overlapped", "triton-overlapped-grads"] if not overlapped_tests_pass else [])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
                               + ",".join(withheld) + " ") for run in runs), runs
     fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
