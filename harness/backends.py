@@ -341,6 +341,22 @@ def _overlapped_gradients_factory(problem, dtype, device):
     return _triton_lstm_factory(overlap_gradients=True)(problem, dtype, device)
 
 
+#: the switches of the kernels never timed in a whole training call, each off by default and each
+#: with its own backend or step-ablation variant: :func:`_training_switches_factory` turns them all on
+TRAINING_SWITCHES = ("streamed_copies", "tagged_training", "overlapped_gradients", "overlapped_projection")
+
+
+def _training_switches_factory(problem, dtype, device):
+    """The planner's LSTM with every switch of :data:`TRAINING_SWITCHES` on for each of its calls,
+    forward and backward (each taken where its own refusal allows it): the whole training call
+    the training goal would be measured with if every one of them were set on in the plan."""
+    from rnnbench.harness.workloads import SwitchedWorkload
+    from rnnbench.kernels import plan as plan_module
+
+    switches = [partial(getattr(plan_module, name), True) for name in TRAINING_SWITCHES]
+    return SwitchedWorkload(_triton_lstm_factory()(problem, dtype, device), switches)
+
+
 def _triton_backend(name: str, factory, description: str, **fields) -> Backend:
     """A backend of the Triton kernels: timed on CUDA, checked against NumPy (CPU) or torch.nn (CUDA) in
     float64, and against torch.nn where a problem has directions or lengths; ``fields`` override
@@ -390,6 +406,12 @@ register(_triton_backend("triton-overlapped-grads", _overlapped_gradients_factor
                          "recurrence (ranges of finished steps on a second stream, each after a wait for the "
                          "recurrence's grid-barrier flags; float32 sums of the weight gradients; "
                          "plan.OVERLAPPED_GRADIENTS forced on; never run on a GPU before)",
+                         **GLUON_LSTM_ONLY))
+register(_triton_backend("triton-train-switches", _training_switches_factory,
+                         "the planner's Triton LSTM with every never-timed training switch on: the Gluon backward's "
+                         "streamed copies, the tagged exchange in the training forward, the backward's GEMMs and the "
+                         "input projection beside the kernels (plan.streamed_copies, tagged_training, "
+                         "overlapped_gradients, overlapped_projection forced on, each where it can run)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-barrier", _triton_lstm_factory(tagged_exchange=False),
                          "the planner's Triton LSTM with the Gluon forward's grid barrier and TMA copies of the state "

@@ -17,8 +17,8 @@ Calls are asynchronous on CUDA; timing code synchronises (see :mod:`rnnbench.har
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -165,6 +165,38 @@ class TorchRecurrentWorkload:
     def _per_direction(self, name: str, stacked: torch.Tensor) -> dict[str, np.ndarray]:
         suffixes = ("", REVERSE_SUFFIX)[: self.problem.directions]
         return {name + suffix: _to_numpy(stacked[index]) for index, suffix in enumerate(suffixes)}
+
+
+class SwitchedWorkload:
+    """Another workload whose every run happens inside ``switches`` (zero-argument context-manager
+    factories, e.g. the kernels' plan switches), the backward included: a ``fwd_bwd`` call's
+    gradients are computed inside its callable. Its other attributes are the workload's."""
+
+    def __init__(self, workload, switches: Sequence[Callable[[], object]]):
+        self.workload = workload
+        self.switches = tuple(switches)
+
+    def __getattr__(self, name: str):
+        return getattr(self.workload, name)
+
+    def _switched(self) -> ExitStack:
+        stack = ExitStack()
+        for switch in self.switches:
+            stack.enter_context(switch())
+        return stack
+
+    def callable(self, mode: str) -> Callable[[], object]:
+        run = self.workload.callable(mode)
+
+        def switched():
+            with self._switched():
+                return run()
+
+        return switched
+
+    def outputs(self, mode: str) -> dict[str, np.ndarray]:
+        with self._switched():
+            return self.workload.outputs(mode)
 
 
 def _array_name(parameter: str) -> str:

@@ -43,7 +43,8 @@
 #   gpu-tests-overlapped.xml/.log  the input projection beside the Gluon forward (45 s, after the
 #                        fused input's; where they fail the gpu-fused suite withholds triton-overlapped)
 #   gpu-tests-overlapped-grads.xml/.log  the backward's GEMMs beside its recurrence (60 s, last; where
-#                        they fail the gpu-fused suite withholds triton-overlapped-grads)
+#                        they fail the gpu-fused suite withholds triton-overlapped-grads; where any of
+#                        the training switches' stages fails, it withholds triton-train-switches)
 #                        (a stage each: a hang costs no other test; where one fails,
 #                        the ablation leaves its variants out, the gpu-fused suite withholds its
 #                        backend, the profiles skip it, the memory stage the fused kernel)
@@ -246,6 +247,11 @@ fi
 if [ "${OVERLAPPED_GRADS_RC:-0}" -ne 0 ]; then
     note "the overlapped backward GEMMs failed their tests (exit $OVERLAPPED_GRADS_RC): not measured"
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-overlapped-grads
+fi
+# every training switch at once: only where each one's tests passed (or did not run)
+if [ "${OVERLAPPED_GRADS_RC:-0}" -ne 0 ] || [ "${OVERLAPPED_RC:-0}" -ne 0 ] || [ "${STREAMED_RC:-0}" -ne 0 ] \
+        || [ "${TAGGED_TRAINING_RC:-0}" -ne 0 ] || [ "$TAGGED_OK" = 0 ]; then
+    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-train-switches
 fi
 [ -n "$LEFT_OUT" ] && ABLATION_ARGS="${ABLATION_ARGS:-} --leave-out $LEFT_OUT"
 # their warp states under Nsight Compute too, beside the shipped Gluon forward's (the default cases

@@ -392,3 +392,64 @@ def test_inference_forward_runs_the_module_in_eval_mode_without_grad(mode, expec
     workload.callable(mode)()
     assert seen == [expected]
     assert workload.module.training
+
+
+def test_a_switched_workload_runs_every_call_inside_its_switches_and_is_otherwise_the_workload():
+    """``SwitchedWorkload``: the callable and ``outputs`` run with each switch entered (in order) and
+    left after, also when the call raises; the callable is made outside them; other attributes are
+    the wrapped workload's. ``triton-train-switches`` wraps the planner's LSTM in the plan's four
+    training switches."""
+    import contextlib
+
+    from rnnbench.harness.backends import TRAINING_SWITCHES, _training_switches_factory
+    from rnnbench.harness.workloads import SwitchedWorkload
+
+    events = []
+
+    def switch(name):
+        @contextlib.contextmanager
+        def entered():
+            events.append(f"enter {name}")
+            try:
+                yield
+            finally:
+                events.append(f"leave {name}")
+        return entered
+
+    class Inner:
+        problem = "the problem"
+
+        def callable(self, mode):
+            events.append(f"made {mode}")
+            return lambda: events.append("ran") or "result"
+
+        def outputs(self, mode):
+            events.append(f"outputs {mode}")
+            if mode == "bad":
+                raise RuntimeError("bad")
+            return {"y": 1}
+
+    workload = SwitchedWorkload(Inner(), [switch("a"), switch("b")])
+    run = workload.callable("fwd_bwd")
+    assert events == ["made fwd_bwd"]
+    assert run() == "result" and workload.outputs("fwd") == {"y": 1} and workload.problem == "the problem"
+    assert events[1:] == ["enter a", "enter b", "ran", "leave b", "leave a",
+                          "enter a", "enter b", "outputs fwd", "leave b", "leave a"]
+    with pytest.raises(RuntimeError, match="bad"):
+        workload.outputs("bad")
+    assert events[-2:] == ["leave b", "leave a"]
+
+    from rnnbench.harness.problems import Problem
+    from rnnbench.kernels import plan as plan_module
+
+    seen = []
+    train = _training_switches_factory(Problem("lstm", 3, 2, 4, 8, seed=0), "float32", "cpu")
+    assert [switch.args for switch in train.switches] == [(True,)] * 4
+    assert [switch.func.__name__ for switch in train.switches] == list(TRAINING_SWITCHES)
+    with train._switched():
+        seen.append((plan_module.GLUON_BACKWARD_STREAMED, plan_module.GLUON_TAGGED_TRAINING,
+                     plan_module.OVERLAPPED_GRADIENTS, plan_module.GLUON_OVERLAPPED_PROJECTION))
+    assert seen == [(True, True, True, True)]
+    assert not (plan_module.GLUON_BACKWARD_STREAMED or plan_module.GLUON_TAGGED_TRAINING
+                or plan_module.OVERLAPPED_GRADIENTS or plan_module.GLUON_OVERLAPPED_PROJECTION)
+    assert train.callable("fwd_bwd")() is not None  # the interpreter's LSTM runs with the switches (none applies)

@@ -162,7 +162,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     variants and nothing else (the thread polls' with the local gates too: both in one variant). The step trace traces the tagged forward only where its
     tests passed, the barrier one always. The overlapped input projection's tests have a stage of
     their own too; where they fail the gpu-fused suite withholds its backend (and the overlapped
-    backward GEMMs', last, theirs: the stand-in fails both together). So do the
+    backward GEMMs', last, theirs: the stand-in fails both together; where any training switch's
+    stage fails, the suite withholds triton-train-switches too). So do the
     Gluon backward's streamed copies, whatever the tagged exchange's tests did: where they fail the
     ablation leaves out their variant; and the tagged training forward's, where the tagged
     exchange's passed."""
@@ -233,7 +234,9 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
         + (["triton-thread-poll"] if tagged_tests_pass and not thread_poll_tests_pass else []) \
         + (["triton-local-gates"] if tagged_tests_pass and not (thread_poll_tests_pass and local_gates_tests_pass)
            else []) \
-        + (["triton-overlapped", "triton-overlapped-grads"] if not overlapped_tests_pass else [])
+        + (["triton-overlapped", "triton-overlapped-grads"] if not overlapped_tests_pass else []) \
+        + ([] if overlapped_tests_pass and streamed_tests_pass and tagged_tests_pass and tagged_training_tests_pass
+           else ["triton-train-switches"])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
                               + ",".join(withheld) + " ") for run in runs), runs
     fused_memory = [run for run in runs if "memory_breakdown" in run and "--fused-input" in run]
