@@ -29,7 +29,7 @@ the inference kernel: no gates, no cell states stored, no ``c_all`` buffer.
 Backward: the reverse-time kernel turns the saved gates, in place again, into the gradients of the
 gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. With
 :func:`rnnbench.kernels.plan.overlapped_gradients` (off by default) the GEMMs of ``dx, dW_ih, dW_hh``
-run beside the kernel on a second stream instead, a range of finished steps at a time
+(and ``db``) run beside the kernel on a second stream instead, a range of finished steps at a time
 (:mod:`rnnbench.kernels.overlapped_gradients`). Because the saved
 gates are consumed, a graph through this layer can be backpropagated once (no
 ``retain_graph=True`` second pass): a second pass raises instead of returning wrong gradients.
@@ -51,9 +51,7 @@ from rnnbench.kernels import plan as plan_module
 from rnnbench.kernels.overlapped_gradients import OverlappedGradients
 from rnnbench.kernels.overlapped_projection import OverlappedProjection, overlap_refusal
 from rnnbench.kernels.plan import GLUON, overlapped_gradients_refusal, overlapped_projection_refusal, row_split
-from rnnbench.kernels.projections import (
-    bias_grad, final_states, first_steps, parameter_and_input_grads, project_inputs,
-)
+from rnnbench.kernels.projections import final_states, first_steps, parameter_and_input_grads, project_inputs
 from rnnbench.kernels.weight_grad import multiprocessors_of
 
 
@@ -156,7 +154,8 @@ class LSTMLayerFunction(torch.autograd.Function):
             # dx, dW_ih and dW_hh beside the recurrence on a second stream, each range of steps after
             # the recurrence's flags in sync have passed it
             sync = sync_buffer(plan, x.device)
-            overlap = OverlappedGradients(gates, x, h0, y, w_ih, need[0], plan_module.OVERLAPPED_CHUNK_STEPS)
+            overlap = OverlappedGradients(gates, x, h0, y, w_ih, need[0], ctx.has_bias,
+                                          plan_module.OVERLAPPED_CHUNK_STEPS)
             overlap.start()
         if plan.path == GLUON:
             from rnnbench.kernels.gluon_lstm_backward import run_backward  # imports Gluon: only where planned
@@ -178,7 +177,7 @@ class LSTMLayerFunction(torch.autograd.Function):
             overlap.finish(sync, plan.grid[0])
             dx = overlap.dx
             dw_ih, dw_hh = overlap.weight_grads(x.dtype)
-            db = bias_grad(dgates.reshape(directions, T * B, -1)) if ctx.has_bias else None
+            db = overlap.bias_grad(x.dtype)
         # separate tensors for the two bias gradients: autograd may keep them as .grad
         return (dx, None, dh0.to(x.dtype) if need[2] else None, dc0.to(x.dtype) if need[3] else None, dfirst,
                 dw_ih, dw_hh, db, None if db is None else db.clone(), None, None)

@@ -24,15 +24,17 @@ second CUDA stream, for each range ``[s, e)``:
 2. ``dx[s:e] = dpre[s:e] W_ih`` (cuBLAS, into the output);
 3. ``dW_ih += dpre[s:e]^T x[s:e]`` and ``dW_hh += dpre[s:e]^T h[s-1:e-1]`` (``h0`` for step 0) into
    float32 sums (:func:`rnnbench.kernels.weight_grad.accumulate_weight_grad`), rounded once at the
-   end, as the one GEMM rounds them. Only the summation order differs from the GEMMs after the
+   end, as the one GEMM rounds them; and the bias gradient ``db += dpre[s:e]^T 1`` the same way
+   (after the recurrence it is one matrix-vector product, the largest GEMM left on the call's
+   path at the anchor: ~100 MiB read). Only the summation order differs from the GEMMs after the
    recurrence: the gradients agree to float32 rounding before the final 16-bit rounding.
 
 The second stream waits for everything the main stream had queued before the recurrence's launch
 (:meth:`OverlappedGradients.start`, called before it), and the main stream waits for the second
 stream after the last range (:meth:`~OverlappedGradients.finish`): what follows the layer, the
 allocator's reuse of these tensors and a CUDA graph's end see the gradients. The waits occupy one
-SM slot each while they spin; the GEMMs they release run on the SMs the recurrence leaves free. The
-bias gradient (one matrix-vector product) stays after the recurrence. Where the layer cannot take
+SM slot each while they spin; the GEMMs they release run on the SMs the recurrence leaves free.
+Where the layer cannot take
 this path it says why (:func:`rnnbench.kernels.plan.overlapped_gradients_refusal`,
 :func:`rnnbench.kernels.overlapped_projection.overlap_refusal`).
 
@@ -120,10 +122,11 @@ class OverlappedGradients:
     ``h0 (1, B, H)``, ``y (T, B, H)``, ``w_ih (1, 4H, I)`` as
     :func:`rnnbench.kernels.projections.parameter_and_input_grads` takes them. :meth:`start` before
     the recurrence's launch, :meth:`finish` after it (with its synchronisation buffer and programs
-    per row), then :attr:`dx` ``(T, B, I)`` (None unless ``need_dx``) and :meth:`weight_grads`."""
+    per row), then :attr:`dx` ``(T, B, I)`` (None unless ``need_dx``), :meth:`weight_grads` and
+    :meth:`bias_grad` (None unless ``need_bias``)."""
 
     def __init__(self, dpre: torch.Tensor, x: torch.Tensor, h0: torch.Tensor, y: torch.Tensor, w_ih: torch.Tensor,
-                 need_dx: bool, chunk_steps: int):
+                 need_dx: bool, need_bias: bool, chunk_steps: int):
         directions, steps, batch, width = dpre.shape
         if directions != 1:
             raise ValueError(f"the overlapped gradients run one direction, got {directions}")
@@ -134,6 +137,10 @@ class OverlappedGradients:
         self.dx = x.new_empty(steps, batch, inputs) if need_dx else None
         self.dw_ih = torch.zeros(width, inputs, dtype=torch.float32, device=x.device)
         self.dw_hh = torch.zeros(width, hidden, dtype=torch.float32, device=x.device)
+        # the bias gradient as a product with a column of ones (the largest range's rows of it)
+        self.db = torch.zeros(width, 1, dtype=torch.float32, device=x.device) if need_bias else None
+        widest = max(end - start for start, end in self.ranges) * batch
+        self.ones = x.new_ones(widest, 1) if need_bias else None
         self.side = _side_stream(x.device) if x.device.type == "cuda" else None
 
     def _on_side(self):
@@ -153,6 +160,8 @@ class OverlappedGradients:
         if self.dx is not None:
             torch.mm(rows, self.w_ih, out=self.dx[start:end].view(rows.shape[0], -1))
         accumulate_weight_grad(self.dw_ih, rows, self.x[start:end].reshape(rows.shape[0], -1))
+        if self.db is not None:
+            accumulate_weight_grad(self.db, rows, self.ones[:rows.shape[0]])
         # h_{t-1} of step t: y[t-1], and h0 for step 0 (the first range's first rows)
         hidden = self.h0.shape[-1]
         later = max(start, 1)
@@ -180,6 +189,10 @@ class OverlappedGradients:
     def weight_grads(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dW_ih (1, 4H, I), dW_hh (1, 4H, H))`` rounded to ``dtype`` (after :meth:`finish`)."""
         return self.dw_ih.to(dtype).unsqueeze(0), self.dw_hh.to(dtype).unsqueeze(0)
+
+    def bias_grad(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """``db (1, 4H)`` rounded to ``dtype`` (after :meth:`finish`), None unless ``need_bias``."""
+        return None if self.db is None else self.db.to(dtype).view(1, -1)
 
 
 def compile_wait(poll: int, arch: int):

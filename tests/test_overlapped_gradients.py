@@ -91,11 +91,11 @@ def _operands(steps: int, dtype: torch.dtype, batch: int = 3, inputs: int = 20, 
 def test_the_ranges_gemms_give_the_gemms_after_the_recurrence(dtype, steps):
     """On CPU in order (no second stream, no wait), on a GPU on the second stream after waits on
     flags already there: ``dx`` as the one GEMM (each row's product; exactly on CPU), ``dW_ih`` and
-    ``dW_hh`` to float32 rounding (other summation order), rounded once to ``dtype``; the ranges
-    are :func:`chunk_ranges`' last first."""
+    ``dW_hh`` and ``db`` to float32 rounding (other summation order), rounded once to ``dtype``;
+    the ranges are :func:`chunk_ranges`' last first."""
     dpre, x, h0, y, w_ih = _operands(steps, dtype)
-    dx, dw_ih, dw_hh, _ = parameter_and_input_grads(dpre, x, h0, y, w_ih, True, False)
-    overlap = OverlappedGradients(dpre, x, h0, y, w_ih, True, 8)
+    dx, dw_ih, dw_hh, db = parameter_and_input_grads(dpre, x, h0, y, w_ih, True, True)
+    overlap = OverlappedGradients(dpre, x, h0, y, w_ih, True, True, 8)
     assert overlap.ranges == {45: [(32, 45), (16, 32), (8, 16), (0, 8)], 8: [(0, 8)], 1: [(0, 1)]}[steps]
     overlap.start()
     overlap.finish(_finished(steps, 4), 4)
@@ -106,16 +106,17 @@ def test_the_ranges_gemms_give_the_gemms_after_the_recurrence(dtype, steps):
     _close(overlap.dx, dx, dtype)
     _close(got_ih, dw_ih, dtype)
     _close(got_hh, dw_hh, dtype)
+    _close(overlap.bias_grad(dtype), db, dtype)
 
 
-def test_without_dx_none_is_computed_and_one_direction_only():
+def test_without_dx_or_bias_none_is_computed_and_one_direction_only():
     dpre, x, h0, y, w_ih = _operands(10, torch.float32)
-    overlap = OverlappedGradients(dpre, x, h0, y, w_ih, False, 4)
+    overlap = OverlappedGradients(dpre, x, h0, y, w_ih, False, False, 4)
     overlap.start()
     overlap.finish(_finished(10, 1), 1)
-    assert overlap.dx is None
+    assert overlap.dx is None and overlap.bias_grad(torch.float32) is None
     with pytest.raises(ValueError, match="one direction, got 2"):
-        OverlappedGradients(dpre.expand(2, -1, -1, -1), x, h0, y, w_ih, True, 4)
+        OverlappedGradients(dpre.expand(2, -1, -1, -1), x, h0, y, w_ih, True, True, 4)
 
 
 def test_where_the_layer_refuses_to_overlap_its_gradients():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rnnbench.harness.tasks import METRICS, SPLITS, TASKS, describe, generate
-from rnnbench.harness.tasks import charlm, digits, listops, negation, temporal_order, vocabulary
+from rnnbench.harness.tasks import charlm, digits, negation, temporal_order, vocabulary
 
 #: a small configuration of every registered task: (seq_len, params)
 CONFIGS = {
