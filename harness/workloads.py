@@ -177,6 +177,8 @@ class SwitchedWorkload:
         self.switches = tuple(switches)
 
     def __getattr__(self, name: str):
+        if name == "workload":  # not set yet (an unpickled copy): no recursion
+            raise AttributeError(name)
         return getattr(self.workload, name)
 
     def _switched(self) -> ExitStack:

@@ -453,3 +453,15 @@ def test_a_switched_workload_runs_every_call_inside_its_switches_and_is_otherwis
     assert not (plan_module.GLUON_BACKWARD_STREAMED or plan_module.GLUON_TAGGED_TRAINING
                 or plan_module.OVERLAPPED_GRADIENTS or plan_module.GLUON_OVERLAPPED_PROJECTION)
     assert train.callable("fwd_bwd")() is not None  # the interpreter's LSTM runs with the switches (none applies)
+
+
+def test_a_switched_workload_survives_a_pickle_round_trip():
+    """What a process pool or Ray would do to it: no recursion through the delegating attributes."""
+    import pickle
+    from functools import partial
+
+    from rnnbench.harness.workloads import SwitchedWorkload
+    from rnnbench.kernels.plan import overlapped_gradients
+
+    copy = pickle.loads(pickle.dumps(SwitchedWorkload({"a": 1}, [partial(overlapped_gradients, True)])))
+    assert copy.workload == {"a": 1} and copy.keys() == {"a": 1}.keys()
