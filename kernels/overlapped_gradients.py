@@ -32,10 +32,10 @@ second CUDA stream, for each range ``[s, e)``:
 The second stream waits for everything the main stream had queued before the recurrence's launch
 (:meth:`OverlappedGradients.start`, called before it), and the main stream waits for the second
 stream after the last range (:meth:`~OverlappedGradients.finish`): what follows the layer, the
-allocator's reuse of these tensors and a CUDA graph's end see the gradients. The waits occupy one
-SM slot each while they spin; the GEMMs they release run on the SMs the recurrence leaves free.
-Where the layer cannot take
-this path it says why (:func:`rnnbench.kernels.plan.overlapped_gradients_refusal`,
+allocator's reuse of these tensors and a CUDA graph's end see the gradients. The waits run one at
+a time (the second stream is in order), each in one SM slot while it spins; the GEMMs they release
+run on the SMs the recurrence leaves free. Where the layer cannot take this path it says why
+(:func:`rnnbench.kernels.plan.overlapped_gradients_refusal`,
 :func:`rnnbench.kernels.overlapped_projection.overlap_refusal`).
 
 Without CUDA (the interpreter) there is no second stream and no wait: :meth:`finish` runs the
