@@ -102,6 +102,10 @@ gpu-validate: gpu-session  # the earlier name
 gpu-report: setup
 	$(BIN)/rnnbench report reports/$(DEVICE)/$(SUITE)
 	if [ -f reports/$(DEVICE)/gpu-fused/results.csv ]; then $(BIN)/rnnbench report reports/$(DEVICE)/gpu-fused; fi
+	# issue 8's goals, met or not, on the suite's run; and the whole training call with every training switch
+	$(BIN)/rnnbench goals reports/$(DEVICE)/$(SUITE) --out reports/$(DEVICE)/$(SUITE)/goals.md
+	if [ -f reports/$(DEVICE)/gpu-fused/results.csv ]; then $(BIN)/rnnbench goals reports/$(DEVICE)/gpu-fused \
+		--backend triton-train-switches --out reports/$(DEVICE)/gpu-fused/goals-train-switches.md; fi
 	# the latency probes' measured entries into the model's table, then the ablation's estimates with them,
 	# so the calibration below is fitted on top of the measured table
 	if [ -f reports/$(DEVICE)/latency.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.latency_probe \

@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--force", action="store_true", help="compare results from different devices")
     compare.add_argument("--out", help="where to write comparison.md, comparison.html and figures/ (default: NEW)")
 
+    goals = commands.add_parser("goals", help="judge issue 8's goals (the Triton LSTM against torch.nn) on one "
+                                "results directory, as Markdown")
+    goals.add_argument("directory")
+    goals.add_argument("--backend", default="triton", help="the Triton backend judged (default: triton, the planner's)")
+    goals.add_argument("--timing", default="latency_cudagraph", choices=("latency_cudagraph", "latency"),
+                       help="which timing (default: latency_cudagraph, CUDA-graph replay)")
+    goals.add_argument("--out", help="write the Markdown here instead of standard output")
+
     kernels = commands.add_parser("kernels", help="compile every shipped Triton kernel configuration for a GPU target")
     kernels.add_argument("--target", default="sm_90", help="sm_80 or sm_90 (default sm_90)")
     kernels.add_argument("--csv", action="store_true", help="CSV instead of a Markdown table")
@@ -214,6 +222,25 @@ def _warn_dropped(data) -> None:
         print(f"rnnbench: warning: {data.directory}/results.csv: dropped {len(data.dropped)} malformed row(s)", file=sys.stderr)
         for message in data.dropped[:10]:
             print(f"  {message}", file=sys.stderr)
+
+
+def _goals(args) -> int:
+    from pathlib import Path
+
+    from rnnbench.harness.report import load
+    from rnnbench.harness.report.goals import goals_markdown
+
+    data = load(args.directory)
+    _warn_dropped(data)
+    if data.valid.empty:
+        raise UsageError(f"{args.directory}/results.csv has no valid row to judge the goals on")
+    text = goals_markdown(data, args.backend, args.timing)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _compare(args) -> int:
@@ -347,4 +374,5 @@ def _cost(args, arch: int) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "run": _run, "precompile": _precompile, "report": _report, "compare": _compare, "kernels": _kernels}
+COMMANDS = {"list": _list, "run": _run, "precompile": _precompile, "report": _report, "compare": _compare, "goals": _goals,
+            "kernels": _kernels}
