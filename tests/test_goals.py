@@ -61,6 +61,8 @@ def test_every_goal_is_judged_on_every_goal_shape(tmp_path):
         "bf16 forward no slower than torch.nn at every shape": "met",
         "bf16 forward, geometric mean speedup": "met",
         "bf16 forward at H=768, B=16": "met",
+        "bf16 forward against cuDNN's fp16 forward, geometric mean (no goal: the fair kernel comparison)":
+            "not measured",
         "bf16 forward+backward, geometric mean speedup": "met",
         "fp16 forward+backward against cuDNN's fp16, geometric mean": "not measured",
         "bf16 training peak memory no higher than torch.nn's": "met",
@@ -112,3 +114,13 @@ def test_the_goals_command_prints_or_writes_the_markdown_and_refuses_an_empty_ru
     _write(tmp_path / "empty", [])
     assert main(["goals", str(tmp_path / "empty")]) != 0
     assert "no valid row" in capsys.readouterr().err
+
+
+def test_the_fair_forward_comparison_is_reported_against_cudnns_fp16_without_a_goal(tmp_path):
+    """cuDNN's fp16 forward at 2 ms a call where measured (three shapes): the bf16 Triton forward
+    (2 ms at others, 2.0 at the anchor) against it, informational."""
+    rows = _run() + [_row("torch", "float16", hidden, 16, "fwd", "latency_cudagraph", 2.0) for hidden in (64, 128, 768)]
+    table = goal_rows(load(_write(tmp_path / "run", rows))).set_index("goal")
+    fair = table.loc["bf16 forward against cuDNN's fp16 forward, geometric mean (no goal: the fair kernel comparison)"]
+    assert (fair.status, fair.shapes, fair.measured) == ("informational", 3, "1.00x, no slower at 3 of 3 shapes")
+
