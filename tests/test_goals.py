@@ -50,7 +50,8 @@ def _run(forward=3.0, training=1.5, memory=0.9, anchor_ms=2.0, skip=()):
 
 
 def _statuses(directory):
-    return dict(zip(goal_rows(load(directory)).goal, goal_rows(load(directory)).status))
+    rows = goal_rows(load(directory))
+    return dict(zip(rows.goal, rows.status))
 
 
 def test_every_goal_is_judged_on_every_goal_shape(tmp_path):
@@ -96,10 +97,9 @@ def test_rows_that_failed_their_check_or_carry_options_do_not_count(tmp_path):
     rows = [dict(row, status="incorrect") if row["backend"] == "triton" and row["hidden_size"] == 64
             and row["batch"] == 1 and row["mode"] == "fwd" else row for row in rows]
     rows.append(dict(_row("triton", "bfloat16", 64, 1, "fwd", "latency_cudagraph", 0.1), params='{"bidirectional": true}'))
-    data = load(_write(tmp_path / "run", rows))
-    assert dict(zip(goal_rows(data).goal, goal_rows(data).status))["bf16 forward, geometric mean speedup"] == \
-        "incomplete (17 of 18 shapes)"
-    table = shape_rows(data).set_index(["H", "B"])
+    directory = _write(tmp_path / "run", rows)
+    assert _statuses(directory)["bf16 forward, geometric mean speedup"] == "incomplete (17 of 18 shapes)"
+    table = shape_rows(load(directory)).set_index(["H", "B"])
     assert table.loc[(64, 1), "fwd speedup"] == "-" and table.loc[(64, 16), "fwd speedup"] == "3.00"
     assert math.isclose(float(table.loc[(64, 16), "torch fwd µs/step"]), 6.0 * 1000 / 1024, abs_tol=0.01)
 

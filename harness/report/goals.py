@@ -46,7 +46,8 @@ def _medians(data: ReportData, backend: str, metric: str, dtype: str, mode: str)
     frame = data.valid
     rows = frame[(frame.backend == backend) & (frame.metric == metric) & (frame.family == "lstm")
                  & (frame.dtype == dtype) & (frame["mode"] == mode) & (frame.seq_len == GOAL_STEPS)
-                 & frame.params.fillna("").eq("") & frame.hidden_size.isin(GOAL_HIDDEN) & frame.batch.isin(GOAL_BATCHES)]
+                 & frame.params.fillna("").eq("") & frame.hidden_size.isin(GOAL_HIDDEN)
+                 & frame.batch.isin(GOAL_BATCHES)]
     return rows.groupby(["hidden_size", "batch"]).value.median()
 
 
@@ -92,7 +93,8 @@ def goal_rows(data: ReportData, backend: str = "triton", timing: str = "latency_
                  _status(step <= ANCHOR_US_PER_STEP, int(not math.isnan(step)), 1)))
     fair = _ratios(data, backend, timing, "bfloat16", "fwd", baseline_dtype="float16")
     rows.append(("bf16 forward against cuDNN's fp16 forward, geometric mean (no goal: the fair kernel comparison)",
-                 "-", f"{_geomean(fair):.2f}x, no slower at {(fair >= 1).sum()} of {len(fair)} shapes" if len(fair) else "-",
+                 "-", f"{_geomean(fair):.2f}x, no slower at {(fair >= 1).sum()} of {len(fair)} shapes"
+                 if len(fair) else "-",
                  len(fair), "informational" if len(fair) else "not measured"))
     training = _ratios(data, backend, timing, "bfloat16", "fwd_bwd")
     mean = _geomean(training)
