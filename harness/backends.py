@@ -246,7 +246,7 @@ def _fused_input_factory(problem, dtype, device):
     or :class:`Unsupported` where the plan does not fuse it for this shape here (not sm_90, H=1024,
     32-row batch blocks, an input size that is not a multiple of 64, lengths)."""
     from rnnbench.kernels.launch import make_plan
-    from rnnbench.kernels.plan import fused_input_projection
+    from rnnbench.kernels.switches import fused_input_projection
 
     like = torch.empty(0, dtype=getattr(torch, dtype), device=device)
     with fused_input_projection(True):
@@ -351,10 +351,10 @@ def _training_switches_factory(problem, dtype, device):
     forward and backward (each taken where its own refusal allows it): the whole training call
     the training goal would be measured with if every one of them were set on in the plan."""
     from rnnbench.harness.workloads import SwitchedWorkload
-    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels import switches
 
-    switches = [partial(getattr(plan_module, name), True) for name in TRAINING_SWITCHES]
-    return SwitchedWorkload(_triton_lstm_factory()(problem, dtype, device), switches)
+    contexts = [partial(getattr(switches, name), True) for name in TRAINING_SWITCHES]
+    return SwitchedWorkload(_triton_lstm_factory()(problem, dtype, device), contexts)
 
 
 def _triton_backend(name: str, factory, description: str, **fields) -> Backend:
@@ -379,42 +379,43 @@ GLUON_LSTM_ONLY = dict(families=("lstm",), devices=("cuda",), dtypes=("float16",
 
 register(_triton_backend("triton-fused", _fused_input_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection fused (sm_90; "
-                         "plan.GLUON_FUSED_INPUT forced on; never run on a GPU before)",
+                         "switches.GLUON_FUSED_INPUT forced on; never run on a GPU before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-tagged", _tagged_exchange_factory,
                          "the planner's Triton LSTM with the Gluon forward's state exchanged as compact tagged words "
                          "(16-bit values, the tag in a spare exponent bit) by a loader partition, no grid barrier "
-                         "(sm_90; plan.GLUON_TAGGED_EXCHANGE forced on, at every H; 'auto', the planner's, takes it "
-                         "in inference up to H=768)",
+                         "(sm_90; switches.GLUON_TAGGED_EXCHANGE forced on, at every H; 'auto', the planner's, "
+                         "takes it in inference up to H=768)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-thread-poll", _thread_poll_factory,
                          "triton-tagged with its loader's threads each polling their own words alone, no reduction "
-                         "over the loader's warps (plan.GLUON_TAGGED_THREAD_POLL forced on; never run on a GPU before)",
+                         "over the loader's warps (switches.GLUON_TAGGED_THREAD_POLL forced on; never run on a GPU "
+                         "before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-local-gates", _local_gates_factory,
                          "triton-thread-poll with the gates split inside each warp too (W_hh's rows reordered so that a "
                          "warp's accumulator holds its units' four gates; xg loaded into registers; "
-                         "plan.GLUON_LOCAL_GATES forced on; never run on a GPU before)",
+                         "switches.GLUON_LOCAL_GATES forced on; never run on a GPU before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-overlapped", _overlapped_projection_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection run beside the kernel "
                          "(GEMMs of a few steps on a second stream, each announced by a flag the kernel polls; "
-                         "plan.GLUON_OVERLAPPED_PROJECTION forced on; never run on a GPU before)",
+                         "switches.GLUON_OVERLAPPED_PROJECTION forced on; never run on a GPU before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-overlapped-grads", _overlapped_gradients_factory,
                          "the planner's Triton LSTM with its backward's dx, dW_ih and dW_hh GEMMs run beside the "
                          "recurrence (ranges of finished steps on a second stream, each after a wait for the "
                          "recurrence's grid-barrier flags; float32 sums of the weight gradients; "
-                         "plan.OVERLAPPED_GRADIENTS forced on; never run on a GPU before)",
+                         "switches.OVERLAPPED_GRADIENTS forced on; never run on a GPU before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-train-switches", _training_switches_factory,
                          "the planner's Triton LSTM with every never-timed training switch on: the Gluon backward's "
                          "streamed copies, the tagged exchange in the training forward, the backward's GEMMs and the "
-                         "input projection beside the kernels (plan.streamed_copies, tagged_training, "
+                         "input projection beside the kernels (switches.streamed_copies, tagged_training, "
                          "overlapped_gradients, overlapped_projection forced on, each where it can run)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-barrier", _triton_lstm_factory(tagged_exchange=False),
                          "the planner's Triton LSTM with the Gluon forward's grid barrier and TMA copies of the state "
-                         "(plan.GLUON_TAGGED_EXCHANGE forced off): what the planner ran before it took the tagged "
+                         "(switches.GLUON_TAGGED_EXCHANGE forced off): what the planner ran before it took the tagged "
                          "exchange in inference up to H=768",
                          **GLUON_LSTM_ONLY))

@@ -36,7 +36,7 @@ from rnnbench import __version__
 from rnnbench.harness.errors import UsageError
 
 #: the kernels' switches ``rnnbench kernels --cost`` can turn on for its table (each flag ``--NAME``
-#: with dashes; ``rnnbench.kernels.plan.NAME(True)`` holds while the table is estimated, in this
+#: with dashes; ``rnnbench.kernels.switches.NAME(True)`` holds while the table is estimated, in this
 #: process and in the compilers it spawns), and what each estimates
 COST_SWITCHES = {
     "overlapped_projection": "the LSTM's input projection beside the Gluon forward where it can: only its first "
@@ -326,6 +326,11 @@ def _cost(args, arch: int) -> int:
 
     dtypes = tuple(name.strip() for name in args.dtypes.split(",") if name.strip())
     try:
+        # the arguments first: the table takes minutes to estimate
+        if args.ablation_renames and not args.ablation:
+            raise ValueError("--ablation-renames renames a measured ablation's variants: give --ablation too")
+        if args.ablation and not args.calibrate:
+            raise ValueError("--ablation adds rows to a fit: give --calibrate RESULTS_CSV too")
         for name in dtypes:
             torch_dtype(name)
         latency_table = None
@@ -342,17 +347,13 @@ def _cost(args, arch: int) -> int:
                 print(f"warning: {file}: {mismatch}", file=sys.stderr)
         import contextlib
 
-        from rnnbench.kernels import plan as plan_module
+        from rnnbench.kernels import switches
 
-        with contextlib.ExitStack() as switches:
+        with contextlib.ExitStack() as stack:
             for switch in COST_SWITCHES:  # on where given, else as the plan has it
-                switches.enter_context(getattr(plan_module, switch)(True if getattr(args, switch) else None))
+                stack.enter_context(getattr(switches, switch)(True if getattr(args, switch) else None))
             table = cost_table(arch, dtypes=dtypes, workers=args.jobs, calibration=applied,
                                latency_table=latency_table)
-        if args.ablation_renames and not args.ablation:
-            raise ValueError("--ablation-renames renames a measured ablation's variants: give --ablation too")
-        if args.ablation and not args.calibrate:
-            raise ValueError("--ablation adds rows to a fit: give --calibrate RESULTS_CSV too")
         if args.calibrate:
             fitted, compared = calibration.fit(table, args.calibrate, args.target,
                                                tuple(args.ablation) if args.ablation else None, latency_table,

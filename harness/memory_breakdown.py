@@ -168,8 +168,8 @@ def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: 
     ``weight_grad``: the Triton layers' ``dW_hh`` formulation for this call
     (:data:`rnnbench.kernels.projections.WEIGHT_GRAD_FORMULATIONS`; default: the shipped one);
     ``fused_input``: the Gluon forward fuses its input projection where it can
-    (:data:`rnnbench.kernels.plan.GLUON_FUSED_INPUT` switched on for this call)."""
-    from rnnbench.kernels import plan
+    (:data:`rnnbench.kernels.switches.GLUON_FUSED_INPUT` switched on for this call)."""
+    from rnnbench.kernels import switches
 
     if weight_grad is not None and weight_grad not in projections.WEIGHT_GRAD_FORMULATIONS:
         raise ValueError(f"weight_grad must be one of {sorted(projections.WEIGHT_GRAD_FORMULATIONS)}, got {weight_grad!r}")
@@ -178,7 +178,7 @@ def breakdown(backend: str, family: str, hidden_size: int, batch: int, seq_len: 
     shipped = projections.WEIGHT_GRAD
     projections.WEIGHT_GRAD = weight_grad or shipped
     try:
-        with plan.fused_input_projection(True if fused_input else None):
+        with switches.fused_input_projection(True if fused_input else None):
             result = peak_breakdown(cuda_events(fn) if device == "cuda" else cpu_events(fn))
     finally:
         projections.WEIGHT_GRAD = shipped
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Triton layers' dW_hh formulation for these calls (default: the shipped one, "
                         f"{projections.WEIGHT_GRAD})")
     parser.add_argument("--fused-input", action="store_true",
-                        help="the Gluon forward fuses its input projection where it can (plan.GLUON_FUSED_INPUT)")
+                        help="the Gluon forward fuses its input projection where it can (switches.GLUON_FUSED_INPUT)")
     parser.add_argument("--json", type=Path, help="write every breakdown to this file (a JSON list)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                         help="measure nothing: print the Markdown summary of these --json files")

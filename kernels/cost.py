@@ -162,6 +162,7 @@ from rnnbench.kernels.plan import (
     FORCED_PATHS, GATES, GLUON, HIDDEN_SPECIALISATION, LIMITS, Plan, Resources, element_size, gluon_copy_bytes,
     gluon_input_tiles, plan_recurrence, programs_per_multiprocessor,
 )
+from rnnbench.kernels import switches
 from rnnbench.kernels.sass import (
     ASYNC_COPIES, GLOBAL_ATOMICS, GLOBAL_LOADS, GLOBAL_STORES, TMA_LOADS, Instruction, StepCounts, StepPath,
     address_offset, copier_path, count, hgmma_shared_bytes, load_sources, loader_path, parse, reads, sleep_ns,
@@ -792,9 +793,9 @@ def serial_gemm_share(plan: Plan, direction: str, seq_len: int, dtype: torch.dty
     """The share of the GEMMs around the recurrence that the call waits for: all of them, but
     beside the kernel only the steps of ``seq_len`` that are left when it starts or ends, the first
     chunk's (:data:`rnnbench.kernels.plan.OVERLAPPED_CHUNK_STEPS`): with the forward's input
-    projection beside it (:func:`rnnbench.kernels.plan.overlapped_projection`, where
+    projection beside it (:func:`rnnbench.kernels.switches.overlapped_projection`, where
     :func:`~rnnbench.kernels.plan.overlapped_projection_refusal` allows it) the later GEMMs, and with
-    the backward's GEMMs beside it (:func:`rnnbench.kernels.plan.overlapped_gradients`, where
+    the backward's GEMMs beside it (:func:`rnnbench.kernels.switches.overlapped_gradients`, where
     :func:`~rnnbench.kernels.plan.overlapped_gradients_refusal` allows it at input size H on
     ``multiprocessors`` SMs) the earlier ones run on the SMs the recurrence leaves free, as fast as
     it finishes their steps (the refusal asks for a quarter of the SMs free). Not modelled: their memory traffic's
@@ -805,10 +806,10 @@ def serial_gemm_share(plan: Plan, direction: str, seq_len: int, dtype: torch.dty
     chunk = min(1.0, plan_module.OVERLAPPED_CHUNK_STEPS / seq_len)
     if direction == "bwd":
         sizes = (seq_len, batch, hidden_size, hidden_size)
-        beside = plan_module.OVERLAPPED_GRADIENTS and not plan_module.overlapped_gradients_refusal(
+        beside = switches.OVERLAPPED_GRADIENTS and not plan_module.overlapped_gradients_refusal(
             plan, dtype, sizes, has_lengths=False, multiprocessors=multiprocessors)
     else:
-        beside = plan_module.GLUON_OVERLAPPED_PROJECTION and not plan_module.overlapped_projection_refusal(
+        beside = switches.GLUON_OVERLAPPED_PROJECTION and not plan_module.overlapped_projection_refusal(
             plan, has_lengths=False, has_first=False)
     return chunk if beside else 1.0
 

@@ -91,7 +91,7 @@ from rnnbench.kernels.gluon_primitives import (
     FLAG_SLOTS, SYNC_ROW, barrier_arrive, barrier_wait, clock64, clock64_after, cta_barrier, globaltimer,
     globaltimer_after, input_ready_wait, program_tile, running_rows, time_index, tma_load,
 )
-from rnnbench.kernels import plan as plan_module
+from rnnbench.kernels import switches
 from rnnbench.kernels.plan import (
     GLUON_BLOCK_H, GLUON_INPUT_STAGES, GLUON_K_TILE, GLUON_NUM_WARPS, gluon_state_copies, gluon_tagged_exchange,
 )
@@ -117,7 +117,7 @@ _K_TILE: gl.constexpr = gl.constexpr(K_TILE)
 #: registers per thread of the tagged exchange's loader warps (``setmaxnreg``): a step's compact
 #: words, 48 a thread at H=768 with 16-row blocks, and their addresses
 LOADER_WARP_REGISTERS: gl.constexpr = gl.constexpr(168)
-#: warps of the tagged exchange's loaders, in :data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADERS`
+#: warps of the tagged exchange's loaders, in :data:`rnnbench.kernels.switches.GLUON_TAGGED_LOADERS`
 #: partitions (the kernel's ``LOADERS``): 4 of one warp, or 1 of four
 LOADER_WARPS: gl.constexpr = gl.constexpr(4)
 _TIMEOUT_NS: gl.constexpr = gl.constexpr(int(BARRIER_TIMEOUT_NS.value))
@@ -290,7 +290,7 @@ def _recurrent_product(w_smem, w_regs, h_smem, bars, phase, acc_layout: gl.const
     put a partition barrier between every two of its stores), announced on ``bars`` copy by copy
     (the kernel makes it one copy of all ``K_TILES``: ``PER_COPY`` is ``K_TILES`` then).
 
-    ``CHAINS=2`` (one copy of every tile only, :func:`rnnbench.kernels.plan.mma_chains`): two
+    ``CHAINS=2`` (one copy of every tile only, :func:`rnnbench.kernels.switches.mma_chains`): two
     accumulators, the tiles whose weights are in shared memory into one and those in registers into
     the other, issued alternately and added at the end (:func:`two_chain_product`).
 
@@ -536,7 +536,7 @@ def _poll_in_thread(ptrs, pairs, key, status_ptrs, tag, STRIDE, _semantic=None):
 @gluon.jit
 def _thread_fresh_pairs(pairs, slot_ptr, offsets, tag, status_ptr, K_TILES: gl.constexpr, STRIDE: gl.constexpr):
     """:func:`_fresh_pairs` with every thread waiting for its own words alone
-    (:func:`rnnbench.kernels.plan.tagged_thread_poll`; :func:`_poll_in_thread`): no reduction over
+    (:func:`rnnbench.kernels.switches.tagged_thread_poll`; :func:`_poll_in_thread`): no reduction over
     the loader's threads, so no CTA barrier and no shuffle until the hand-over's. Returns the pairs
     and this thread's polls (a tensor of ``pairs``' layout, every element its thread's count)."""
     gl.static_assert(_THREAD_POLL_ASM_DIGEST >= 0)  # in the cache key (see its definition)
@@ -591,18 +591,18 @@ def _tagged_loader(state_ptr, flags_ptr, h_smem, bars, h_free, T, b_pad, pid_b, 
     as for one TMA copy of every tile). No grid barrier: the values are the state and their tag bits
     its flags; and with one-warp loaders no CTA barrier: each warp polls on its own.
     ``POLL_DELAY_NS``: a pause between ``h_free`` and the first load of every step but the first
-    (:func:`rnnbench.kernels.plan.tagged_poll_delay`), so that programs publishing a little later
+    (:func:`rnnbench.kernels.switches.tagged_poll_delay`), so that programs publishing a little later
     than this one have landed. ``TRACE``: loader ``0`` records its events
     (:mod:`rnnbench.kernels.trace_events`) in ``trace_ptr`` (grouped: the first group's first load,
     the last group's fresh words and arrival).
 
-    ``GROUP_TILES > 0`` (one loader, :func:`rnnbench.kernels.plan.tagged_groups`): every load of the
+    ``GROUP_TILES > 0`` (one loader, :func:`rnnbench.kernels.switches.tagged_groups`): every load of the
     step is issued first, then the tiles are handed over in groups of ``GROUP_TILES`` consecutive ones
     (the last maybe smaller), each checked and reloaded until fresh, stored, fenced and announced on
     ``bars[group]`` on its own, so :func:`_recurrent_product` (which waits copy by copy) starts on the
     first group's tiles while the later ones are still arriving or being reloaded.
 
-    ``THREAD_POLL`` (:func:`rnnbench.kernels.plan.tagged_thread_poll`): each thread checks and polls
+    ``THREAD_POLL`` (:func:`rnnbench.kernels.switches.tagged_thread_poll`): each thread checks and polls
     its own words alone (:func:`_thread_fresh_pairs`), so the step's only CTA barrier among the
     loader's warps is the hand-over's; its polls are counted per thread, and the launch's count is
     the busiest thread's (a trace's ``polls`` and ``first_load``: the loader's first thread's)."""
@@ -1003,7 +1003,7 @@ def lstm_forward_gluon_kernel(
     the exchange is the compact one (:func:`rnnbench.kernels.tagged_exchange.compact_state`: 16-bit
     values whose top exponent bit carries a 1-bit tag, three slots a direction, ``h0`` in the third;
     ``ex_desc`` unused) and ``LOADERS`` loader partitions (:func:`_tagged_loader`: one of four warps,
-    the planner's, or four of one warp; :data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADERS`) bring the
+    the planner's, or four of one warp; :data:`rnnbench.kernels.switches.GLUON_TAGGED_LOADERS`) bring the
     state into shared memory, polling the values themselves: no release fence, flag, poll of flags
     or TMA copy.
 
@@ -1014,7 +1014,7 @@ def lstm_forward_gluon_kernel(
     kernel (:mod:`rnnbench.kernels.overlapped_projection`), chunk ``c`` of ``XG_CHUNK`` steps announced
     by int32 flag ``xg_flags_ptr[c]``; otherwise ``xg_flags_ptr`` is None.
 
-    ``LOCAL_GATES`` (tagged, 16-row blocks; :func:`rnnbench.kernels.plan.local_gates`): ``w_ptr`` and
+    ``LOCAL_GATES`` (tagged, 16-row blocks; :func:`rnnbench.kernels.switches.local_gates`): ``w_ptr`` and
     ``w_desc`` hold :func:`local_gate_rows`' order, program ``pid_h``'s 64 rows from row
     ``pid_h*64``, and the recurrence splits the gates inside each warp (:func:`_recurrence`).
     """
@@ -1034,7 +1034,7 @@ def lstm_forward_gluon_kernel(
     # the tagged loader hands the state over in one copy: it holds every tile in registers before it
     # stores any, so more copies would add only their fences and barriers (model, H=768 B=16: 0.07 µs
     # a step with Triton 3.9, 0.10 with 3.6, against copies of PER_COPY tiles); or, with GROUPS > 1
-    # (plan.tagged_groups), in that many copies, each handed over as soon as its words are fresh
+    # (switches.tagged_groups), in that many copies, each handed over as soon as its words are fresh
     gl.static_assert(GROUPS == 1 or (TAGGED and LOADERS == 1 and MMA_CHAINS == 1),
                      "the hand-over in groups is the tagged exchange's one loader's, with one MMA chain")
     STATE_PER_COPY: gl.constexpr = ((K_TILES + GROUPS - 1) // GROUPS) if TAGGED else PER_COPY
@@ -1250,18 +1250,18 @@ def local_gate_rows(w_rows: torch.Tensor) -> torch.Tensor:
 
 def _tagged(tagged: bool) -> dict:
     """The kernel's constexprs of the tagged exchange: on or off, its loaders' poll delay as
-    :func:`rnnbench.kernels.plan.tagged_poll_delay` sets it (0 without the exchange) and their
-    partitions as :func:`rnnbench.kernels.plan.tagged_loaders` sets them, the recurrence's MMA
-    chains as :func:`rnnbench.kernels.plan.mma_chains` does, the loader's groups as
-    :func:`rnnbench.kernels.plan.tagged_groups` does (1 each without the exchange), whether its
-    threads poll alone as :func:`rnnbench.kernels.plan.tagged_thread_poll` says and whether the
-    recurrence splits its gates inside each warp as :func:`rnnbench.kernels.plan.local_gates` says."""
-    return {"TAGGED": tagged, "POLL_DELAY_NS": plan_module.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
-            "LOADERS": plan_module.GLUON_TAGGED_LOADERS if tagged else 4,
-            "MMA_CHAINS": plan_module.GLUON_MMA_CHAINS if tagged else 1,
-            "GROUPS": plan_module.GLUON_TAGGED_GROUPS if tagged else 1,
-            "THREAD_POLL": plan_module.GLUON_TAGGED_THREAD_POLL and tagged,
-            "LOCAL_GATES": plan_module.GLUON_LOCAL_GATES and tagged}
+    :func:`rnnbench.kernels.switches.tagged_poll_delay` sets it (0 without the exchange) and their
+    partitions as :func:`rnnbench.kernels.switches.tagged_loaders` sets them, the recurrence's MMA
+    chains as :func:`rnnbench.kernels.switches.mma_chains` does, the loader's groups as
+    :func:`rnnbench.kernels.switches.tagged_groups` does (1 each without the exchange), whether its
+    threads poll alone as :func:`rnnbench.kernels.switches.tagged_thread_poll` says and whether the
+    recurrence splits its gates inside each warp as :func:`rnnbench.kernels.switches.local_gates` says."""
+    return {"TAGGED": tagged, "POLL_DELAY_NS": switches.GLUON_TAGGED_POLL_DELAY_NS if tagged else 0,
+            "LOADERS": switches.GLUON_TAGGED_LOADERS if tagged else 4,
+            "MMA_CHAINS": switches.GLUON_MMA_CHAINS if tagged else 1,
+            "GROUPS": switches.GLUON_TAGGED_GROUPS if tagged else 1,
+            "THREAD_POLL": switches.GLUON_TAGGED_THREAD_POLL and tagged,
+            "LOCAL_GATES": switches.GLUON_LOCAL_GATES and tagged}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
@@ -1279,7 +1279,7 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     :func:`fused_input_arguments`' ``(x, W_ih, bias)``, ``xg`` the training forward's gate output
     ``(D, T, B, 4H)`` (an inference forward passes None), and ``has_lengths`` must be false.
 
-    Within :func:`rnnbench.kernels.plan.tagged_exchange` the kernel exchanges its state as compact
+    Within :func:`rnnbench.kernels.switches.tagged_exchange` the kernel exchanges its state as compact
     words where the plan allows it on this GPU (:func:`rnnbench.kernels.plan.tagged_exchange_refusal`)
     and every row runs every step: ``exchange`` is then copied into the compact exchange
     (:func:`rnnbench.kernels.tagged_exchange.compact_state`: ``h0`` in its third slot, the two others

@@ -5,7 +5,7 @@ Forward: one GEMM per direction for the input projection of all steps
 In training the kernel overwrites the projection buffer with the activated gates and stores the
 float32 cell states; nothing is recomputed in the backward. That costs ``D*T*B*(4H*s + 4H)`` bytes
 besides the output (s = bytes per element) and needs no extra buffer for the gates, since the
-projection buffer is reused. With :func:`rnnbench.kernels.plan.overlapped_projection` (off by
+projection buffer is reused. With :func:`rnnbench.kernels.switches.overlapped_projection` (off by
 default) the Gluon forward's projection runs beside it on a second stream instead, a few steps at a
 time, each announced by a flag the kernel polls (:mod:`rnnbench.kernels.overlapped_projection`).
 Where the plan fuses the input projection into the Gluon forward
@@ -28,7 +28,7 @@ the inference kernel: no gates, no cell states stored, no ``c_all`` buffer.
 
 Backward: the reverse-time kernel turns the saved gates, in place again, into the gradients of the
 gate pre-activations, then GEMMs over all steps give ``dx, dW_ih, dW_hh, db``. With
-:func:`rnnbench.kernels.plan.overlapped_gradients` (off by default) the GEMMs of ``dx, dW_ih, dW_hh``
+:func:`rnnbench.kernels.switches.overlapped_gradients` (off by default) the GEMMs of ``dx, dW_ih, dW_hh``
 (and ``db``) run beside the kernel on a second stream instead, a range of finished steps at a time
 (:mod:`rnnbench.kernels.overlapped_gradients`). Because the saved
 gates are consumed, a graph through this layer can be backpropagated once (no
@@ -48,6 +48,7 @@ from rnnbench.kernels.launch import (
 )
 from rnnbench.kernels.lstm_kernels import lstm_backward_kernel, lstm_forward_kernel
 from rnnbench.kernels import plan as plan_module
+from rnnbench.kernels import switches
 from rnnbench.kernels.overlapped_gradients import OverlappedGradients
 from rnnbench.kernels.overlapped_projection import OverlappedProjection, overlap_refusal
 from rnnbench.kernels.plan import GLUON, overlapped_gradients_refusal, overlapped_projection_refusal, row_split
@@ -84,7 +85,7 @@ class LSTMLayerFunction(torch.autograd.Function):
                          inference=not training and lengths is None)
         h0, c0, w_hh = h0.contiguous(), c0.contiguous(), w_hh.contiguous()
         fused_input = overlap = None
-        if plan_module.GLUON_OVERLAPPED_PROJECTION and overlapped_projection_refusal(
+        if switches.GLUON_OVERLAPPED_PROJECTION and overlapped_projection_refusal(
                 plan, lengths is not None, first is not None) is None and overlap_refusal(x.device) is None:
             # projected beside the kernel on a second stream: the first GEMM now, the others after the launch
             overlap = OverlappedProjection(x, w_ih, b_ih, b_hh, plan_module.OVERLAPPED_CHUNK_STEPS)
@@ -125,7 +126,7 @@ class LSTMLayerFunction(torch.autograd.Function):
             ctx.gates, ctx.c_all, ctx.path = gates, c_all, path
             ctx.has_bias, ctx.has_lengths = b_ih is not None, has_lengths
             # decided now: the backward runs after the caller's switches (TritonLSTM's) are restored
-            ctx.overlap_gradients = plan_module.OVERLAPPED_GRADIENTS
+            ctx.overlap_gradients = switches.OVERLAPPED_GRADIENTS
         return y, final_states(y, lengths, directions), c_n.to(x.dtype)
 
     @staticmethod

@@ -8,24 +8,24 @@ return values; see :mod:`rnnbench.baselines.drop_in`. One extra keyword, ``path`
 ``"persistent"``, ``"cooperative"``, ``"stepwise"``, and for the LSTM forward on sm_90 ``"gluon"``),
 forces a kernel path (see :mod:`rnnbench.kernels.plan`); ``TritonLSTM`` also takes ``fuse_input``
 (True/False: its Gluon forward fuses the input projection where it can, or never; default None:
-:data:`rnnbench.kernels.plan.GLUON_FUSED_INPUT`, off until a GPU has run the fused kernel) and
+:data:`rnnbench.kernels.switches.GLUON_FUSED_INPUT`, off until a GPU has run the fused kernel) and
 ``tagged_exchange`` (True/False: its Gluon forward exchanges the state as tagged words where it can,
 :func:`rnnbench.kernels.plan.tagged_exchange_refusal`, or never; default None:
-:data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE`, ``"auto"``: in inference where it can up to
+:data:`rnnbench.kernels.switches.GLUON_TAGGED_EXCHANGE`, ``"auto"``: in inference where it can up to
 H=768, where the H200 timed it faster than the grid barrier) and ``overlap_projection`` (True/False:
 its Gluon forward's input projection runs beside the kernel on a second stream where it can,
 :func:`rnnbench.kernels.plan.overlapped_projection_refusal`, or before it; default None:
-:data:`rnnbench.kernels.plan.GLUON_OVERLAPPED_PROJECTION`, off until a GPU has run it) and
+:data:`rnnbench.kernels.switches.GLUON_OVERLAPPED_PROJECTION`, off until a GPU has run it) and
 ``thread_poll`` (True/False: where its Gluon forward exchanges tagged words, each loader thread
 polls its own alone, or after a reduction over the loader; default None:
-:data:`rnnbench.kernels.plan.GLUON_TAGGED_THREAD_POLL`, off until a GPU has run it) and
+:data:`rnnbench.kernels.switches.GLUON_TAGGED_THREAD_POLL`, off until a GPU has run it) and
 ``local_gates`` (True/False: where its Gluon forward exchanges tagged words, it splits the gates
 inside each warp, or through shared memory; default None:
-:data:`rnnbench.kernels.plan.GLUON_LOCAL_GATES`, off until a GPU has run it) and
+:data:`rnnbench.kernels.switches.GLUON_LOCAL_GATES`, off until a GPU has run it) and
 ``overlap_gradients`` (True/False: its backward computes ``dx``, ``dW_ih`` and ``dW_hh`` beside the
 recurrence on a second stream where it can, :func:`rnnbench.kernels.plan.overlapped_gradients_refusal`,
 or after it; decided at the forward call; default None:
-:data:`rnnbench.kernels.plan.OVERLAPPED_GRADIENTS`, off until a GPU has run it).
+:data:`rnnbench.kernels.switches.OVERLAPPED_GRADIENTS`, off until a GPU has run it).
 
 Both directions of a bidirectional layer run in one kernel launch, and a packed batch of mixed
 lengths runs as one launch in which each row stops at its own length. An LSTM with ``proj_size``
@@ -48,8 +48,9 @@ from rnnbench.baselines.drop_in import LayerWeights, LSTMDropIn, RNNDropIn
 from rnnbench.baselines.eager import eager_layer
 from rnnbench.kernels.launch import check_device_and_dtype
 from rnnbench.kernels.lstm import lstm_layer, projected_lstm_layer
-from rnnbench.kernels.plan import (
-    FORCED_PATHS, fused_input_projection, local_gates, overlapped_gradients, overlapped_projection, tagged_exchange,
+from rnnbench.kernels.plan import FORCED_PATHS
+from rnnbench.kernels.switches import (
+    fused_input_projection, local_gates, overlapped_gradients, overlapped_projection, tagged_exchange,
     tagged_thread_poll,
 )
 from rnnbench.kernels.rnn import rnn_layer

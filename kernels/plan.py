@@ -55,17 +55,22 @@ A ``path=`` override forces a path (the harness times each one); ``persistent`` 
 ``W_hh`` does not fit one program, ``cooperative`` when the grid cannot be co-resident on the GPU
 (both with :class:`PathUnavailable`, which the harness records as a skipped case). On the
 interpreter a cooperative grid of several hidden blocks runs its math step by step.
+
+**Switches.** The variants of the Gluon kernels that are timed against the shipped ones (the tagged
+exchange, the fused or overlapped input projection, the streamed backward copies, ...) are settings
+of :mod:`rnnbench.kernels.switches`; where each of them applies is decided here (the ``*_refusal``
+functions, :func:`gluon_tagged_exchange`, :func:`gluon_input_tiles`, :func:`gluon_streamed_copies`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
 import torch
+
+from rnnbench.kernels import switches
 
 PATHS = ("persistent", "cooperative", "stepwise")
 #: the Gluon LSTM kernels for sm_90 (:func:`plan_gluon`); ``auto`` chooses the forward where :func:`prefers_gluon`
@@ -730,20 +735,16 @@ GLUON_HIDDEN_MULTIPLE = 16
 GLUON_BLOCK_H = 16
 GLUON_K_TILE = 64
 GLUON_NUM_WARPS = 4
-#: 64-column tiles of the state one TMA copy brings (a 3-D box): each copy costs the issuing thread
-#: ~25 dependent instructions and its wait an mbarrier poll, so fewer copies shorten the step, while
-#: the MMAs of a copy's tiles wait for the whole copy (see :mod:`rnnbench.kernels.gluon_lstm`)
-GLUON_TILES_PER_COPY = 8
 
 
 def gluon_state_copies(h_pad: int) -> tuple[int, int]:
     """``(copies, tiles per copy)`` of one step's state: a power of two (a TMA box dimension must
-    be), at most :data:`GLUON_TILES_PER_COPY` and at most the tiles of :data:`GLUON_K_TILE` columns
+    be), at most :data:`switches.GLUON_TILES_PER_COPY` and at most the tiles of :data:`GLUON_K_TILE` columns
     there are; the last copy's tiles past ``h_pad`` are zero-filled by TMA and not multiplied.
     The cost model's step at LSTM bf16 H=768, B=16 (Triton 3.9 / 3.6, µs): 12 copies of 1 tile
     2.32 / 2.62, 6 of 2 2.02 / 2.23, 3 of 4 1.94 / 2.07, 2 of 8 1.91 / 2.01."""
     tiles = h_pad // GLUON_K_TILE
-    per_copy = min(GLUON_TILES_PER_COPY, 1 << (tiles.bit_length() - 1))
+    per_copy = min(switches.GLUON_TILES_PER_COPY, 1 << (tiles.bit_length() - 1))
     return -(-tiles // per_copy), per_copy
 
 
@@ -803,188 +804,19 @@ def gluon_shared_bytes(h_pad: int, block_b: int, size: int = 2, register_tiles: 
 #: float32 products; :func:`rnnbench.kernels.gluon_lstm._input_projection`)
 GLUON_INPUT_STAGES = 2
 
-#: whether the Gluon forward fuses the input projection where it can (:func:`gluon_input_tiles`).
-#: Off until a GPU has timed it (``tests/test_kernels_gpu.py``' fused tests passed on the H200 at
-#: 7caf667; the step ablation's ``real_gluon_fused_input`` has not run yet)
-GLUON_FUSED_INPUT = False
-
-#: whether the Gluon forward's input projection runs beside it instead of before it
-#: (:mod:`rnnbench.kernels.overlapped_projection`: GEMMs of a few steps at a time on a second stream,
-#: on the SMs the recurrence leaves free, each announced by a flag the kernel polls once per
-#: :data:`OVERLAPPED_CHUNK_STEPS` steps; :func:`overlapped_projection` switches it, where
-#: :func:`overlapped_projection_refusal` allows it). Off: never run on a GPU yet
-GLUON_OVERLAPPED_PROJECTION = False
 #: steps of the input projection one ready flag announces (the kernel's ``XG_CHUNK``): the first
 #: GEMM, which the recurrence waits for, projects this many; the later ones double
 OVERLAPPED_CHUNK_STEPS = 32
 
 
-#: whether the Gluon forward exchanges its state as tagged words (:func:`gluon_tagged_exchange`):
-#: ``"auto"`` in the inference forward where :func:`tagged_exchange_refusal` allows it and ``h_pad`` is at most
-#: :data:`GLUON_TAGGED_AUTO_MAX_HIDDEN`, True wherever it allows it, False never (the grid barrier and
-#: TMA copies; :func:`tagged_exchange` switches it). On the H200 (7caf667, one loader, kernel alone,
-#: reports/h200/7caf667/step-ablation.md) it beat the barrier at every shape up to H=768:
-#: H=256 B=16 1.47 against 2.10 µs/step, B=64 1.73 against 2.20, H=512 B=16 1.88 against 2.20,
-#: H=768 B=1 2.41 against 2.47, B=16 2.36 against 2.47 (interquartile ranges apart), and lost at
-#: H=1024 B=16 (3.11 against 2.83); its GPU tests match the barrier kernel bit for bit. The
-#: environment's :data:`TAGGED_EXCHANGE_ENV` sets it at import
-#: (``scripts/gpu-session.sh`` turns it off where the exchange's GPU tests fail)
-GLUON_TAGGED_EXCHANGE = "auto"
-#: what :data:`GLUON_TAGGED_EXCHANGE` takes
-TAGGED_EXCHANGE_SETTINGS = (True, False, "auto")
-#: the environment variable that sets :data:`GLUON_TAGGED_EXCHANGE` at import: ``on``, ``off`` or ``auto``
-TAGGED_EXCHANGE_ENV = "RNNBENCH_TAGGED_EXCHANGE"
-
-
-def _from_environment(variable: str, settings: dict, default):
-    """The setting the environment variable ``variable`` names (a key of ``settings``, which maps
-    it to the value), ``default`` where it is unset; ValueError naming the variable otherwise."""
-    value = os.environ.get(variable)
-    if value is None:
-        return default
-    if value not in settings:
-        raise ValueError(f"{variable} must be one of {', '.join(settings)}, got {value!r}")
-    return settings[value]
-
-
-GLUON_TAGGED_EXCHANGE = _from_environment(TAGGED_EXCHANGE_ENV, {"on": True, "off": False, "auto": "auto"},
-                                          GLUON_TAGGED_EXCHANGE)
-#: whether ``"auto"`` takes the tagged exchange in the training forward too (the one that saves its
-#: gates and cell states for the backward; :func:`tagged_training`): False until a GPU has timed it
-#: (``real_gluon_tagged_train`` against ``real_gluon_train``) and its training test has passed (its
-#: outputs, saved gates and gradients bit for bit the barrier's). It compiles without a spill on the
-#: step's path with both Tritons up to H=768 (Triton 3.6 spills 8 bytes outside the time loop at
-#: H=768); the model puts the anchor's training forward at ~2.6 µs a step instead of 3.05
-GLUON_TAGGED_TRAINING = False
-#: the environment variable that sets :data:`GLUON_TAGGED_TRAINING` at import: ``on`` or ``off``
-#: (:func:`tagged_training` sets it within its block too, so compiler processes it spawns see it)
-TAGGED_TRAINING_ENV = "RNNBENCH_TAGGED_TRAINING"
-GLUON_TAGGED_TRAINING = _from_environment(TAGGED_TRAINING_ENV, {"on": True, "off": False}, GLUON_TAGGED_TRAINING)
 #: the largest ``h_pad`` at which ``"auto"`` takes the tagged exchange: the largest measured faster
 #: than the barrier (above, at H=1024 B=16, each step's reloads of its 16 tiles cost more than the
 #: barrier's flags)
 GLUON_TAGGED_AUTO_MAX_HIDDEN = 768
-#: nanoseconds the tagged exchange's loader waits, once its own program has published a step, before
-#: it first loads the next state (:func:`tagged_poll_delay`): 0, at once. A first load that finds a
-#: word still stale costs a second round trip and the slow path's instructions (the cost model: ~1 µs
-#: a step at H=768 under the doubled round trips), so a delay shorter than that may pay where the
-#: programs publish a little apart; what the step ablation's ``real_gluon_tagged_delayed`` measures
-GLUON_TAGGED_POLL_DELAY_NS = 0
-#: the longest :data:`GLUON_TAGGED_POLL_DELAY_NS` accepted (a step takes ~2 µs)
-MAX_TAGGED_POLL_DELAY_NS = 10_000
 #: tiles of 64 columns of words the tagged exchange's loader holds a step (16-row blocks: 4 registers a
 #: thread a tile of compact words; set with the 32-bit words of before, 8 a tile, of which Triton 3.6
 #: spilled 72 bytes at 18 tiles, H=1152)
 GLUON_TAGGED_MAX_TILES = 16
-#: the tagged exchange's loader partitions (:func:`tagged_loaders`): 1 of four warps (every tile,
-#: its polls reduced over the four warps), or 4 of one warp each (warp w loads tiles w, w + 4, ... and
-#: polls them on its own); the four loader warps and their registers either way. A plan needs a tile
-#: per loader. One: on the H200 (7caf667) four one-warp loaders were slower at every shape timed,
-#: 3.54 against 2.36 µs/step at H=768 B=16, though the cost model put them 0.2 µs ahead: their
-#: busiest warp polled 1.09 times a step beyond the first against the one loader's 0.58, and the
-#: kernel's four copies of the loader code (5304 instructions against the barrier kernel's 1688)
-#: left 12.7 % of its warp samples waiting for instructions (``no_inst``), which the model has no term for
-GLUON_TAGGED_LOADERS = 1
-#: the loader counts :func:`tagged_loaders` takes
-TAGGED_LOADER_COUNTS = (1, 4)
-#: independent accumulator chains of the Gluon forward's recurrent product with the tagged exchange
-#: (:func:`mma_chains`; :func:`rnnbench.kernels.gluon_lstm.two_chain_product`): 1, one chain of
-#: dependent MMAs, or 2, the shared-memory tiles' and the register tiles' MMAs into two accumulators,
-#: issued alternately. 1 until a GPU has timed 2 (``real_gluon_tagged_two_chains``): two chains
-#: also sum the product in another order than the barrier kernel, so they are not bit for bit
-GLUON_MMA_CHAINS = 1
-MMA_CHAIN_COUNTS = (1, 2)
-#: groups of tiles the tagged exchange's loader hands over one after another (:func:`tagged_groups`;
-#: :func:`rnnbench.kernels.gluon_lstm._tagged_loader`): 1, the whole state at once once every word of
-#: it is fresh, or G, each of G groups of consecutive tiles (the last maybe smaller) checked, stored
-#: and announced on an mbarrier of its own as soon as its own words are fresh, so the recurrence's
-#: MMAs on the first tiles run while the later ones are still arriving (one loader partition only).
-#: 1 until a GPU has timed 4 (``real_gluon_tagged_groups_4``); the MMAs' order and sums are the same
-GLUON_TAGGED_GROUPS = 1
-TAGGED_GROUP_COUNTS = (1, 2, 4)
-#: whether each thread of the tagged exchange's loader checks and polls its own words alone
-#: (:func:`tagged_thread_poll`; :func:`rnnbench.kernels.gluon_lstm._thread_fresh_pairs`) instead of
-#: reducing their staleness over the loader's warps first (two CTA barriers and seven shuffles a
-#: step at the anchor, the cost model's ~350 of the loader's ~2200 cycles when its first load finds
-#: the state complete). False until a GPU has timed it (``real_gluon_tagged_thread_poll``); the
-#: words the MMAs read are the same either way
-GLUON_TAGGED_THREAD_POLL = False
-#: the environment variable that sets :data:`GLUON_TAGGED_THREAD_POLL` at import: ``on`` or ``off``
-#: (:func:`tagged_thread_poll` sets it within its block too, so compiler processes it spawns see it)
-TAGGED_THREAD_POLL_ENV = "RNNBENCH_TAGGED_THREAD_POLL"
-
-
-GLUON_TAGGED_THREAD_POLL = _from_environment(TAGGED_THREAD_POLL_ENV, {"on": True, "off": False},
-                                             GLUON_TAGGED_THREAD_POLL)
-#: whether the tagged Gluon forward splits its gates inside each warp (:func:`local_gates`;
-#: :func:`rnnbench.kernels.gluon_lstm._local_gate_tiles`): ``W_hh``'s rows reordered on the host so
-#: that warp w's accumulator rows hold the four gates of units ``4w .. 4w+3``
-#: (:func:`rnnbench.kernels.gluon_lstm.local_gate_rows`), split by a conversion inside each warp
-#: instead of a round trip through shared memory, and the next step's ``xg`` loaded into registers
-#: instead of copied into shared memory: two CTA barriers fewer on the step's critical path (the
-#: calibrated model, whole call at H=768 B=16, Triton 3.6: 2.56 -> 2.36 µs, and 2.14 -> 1.95 with
-#: :data:`GLUON_TAGGED_THREAD_POLL`). False until a GPU has timed it
-#: (``real_gluon_tagged_local_gates``); the products and activations are the same, so are the outputs
-GLUON_LOCAL_GATES = False
-#: the environment variable that sets :data:`GLUON_LOCAL_GATES` at import: ``on`` or ``off``
-#: (:func:`local_gates` sets it within its block too, so compiler processes it spawns see it)
-LOCAL_GATES_ENV = "RNNBENCH_LOCAL_GATES"
-GLUON_LOCAL_GATES = _from_environment(LOCAL_GATES_ENV, {"on": True, "off": False}, GLUON_LOCAL_GATES)
-#: whether the Gluon backward streams its copies of gate gradients (:func:`gluon_streamed_copies`;
-#: :func:`rnnbench.kernels.gluon_lstm_backward._streamed_gradient`): each copy of a step's
-#: :data:`GLUON_BACKWARD_SPLIT` producers' tiles issued as soon as those producers' flags say they
-#: have stored them, its MMAs run as soon as it lands, instead of the grid barrier's wait for every
-#: producer and then every copy at once. On the H200 the barrier cost the Gluon backward 1.84 µs of
-#: its 3.82 a step at H=768 B=16 (against 1.01 of the forward's 2.47; reports/h200/acd6756), where
-#: each program pulls 96 KiB of gate gradients after it, all programs at once. False until a GPU has
-#: timed it (``real_gluon_bwd_streamed``); the products are summed in the same order either way
-GLUON_BACKWARD_STREAMED = False
-#: the environment variable that sets :data:`GLUON_BACKWARD_STREAMED` at import: ``on`` or ``off``
-#: (:func:`streamed_copies` sets it within its block too, so compiler processes it spawns see it)
-BACKWARD_STREAMED_ENV = "RNNBENCH_BACKWARD_STREAMED"
-GLUON_BACKWARD_STREAMED = _from_environment(BACKWARD_STREAMED_ENV, {"on": True, "off": False},
-                                            GLUON_BACKWARD_STREAMED)
-
-
-@contextlib.contextmanager
-def _overriding(name: str, value):
-    """Within the block, this module's global ``name`` is ``value`` (None: left as it is), restored
-    after (what :func:`state_copy_tiles`, :func:`fused_input_projection`, :func:`tagged_exchange`,
-    :func:`tagged_poll_delay`, :func:`tagged_loaders`, :func:`mma_chains`, :func:`tagged_groups`,
-    :func:`tagged_thread_poll`, :func:`local_gates`, :func:`tagged_training`, :func:`streamed_copies`,
-    :func:`overlapped_projection` and :func:`overlapped_gradients` switch)."""
-    previous = globals()[name]
-    if value is not None:
-        globals()[name] = value
-    try:
-        yield
-    finally:
-        globals()[name] = previous
-
-
-def state_copy_tiles(tiles: int | None):
-    """Within the block, :data:`GLUON_TILES_PER_COPY` is ``tiles`` (a power of two up to 8; None: left
-    as it is), restored after: the Gluon forward's state copies (:func:`gluon_state_copies`) as
-    compiled and launched there (the step ablation's ``real_gluon_copies_4``). Shared memory only
-    shrinks with fewer tiles per copy, so a plan made outside the block stays co-resident inside."""
-    if tiles is not None and (tiles < 1 or tiles > 8 or tiles & (tiles - 1)):
-        raise ValueError(f"tiles per state copy must be a power of two from 1 to 8 (a TMA box dimension), got {tiles}")
-    return _overriding("GLUON_TILES_PER_COPY", tiles)
-
-
-def fused_input_projection(fuse: bool | None = True):
-    """Within the block, :data:`GLUON_FUSED_INPUT` is ``fuse`` (None: left as it is), restored after:
-    the Gluon forward fuses its input projection where it can (:func:`gluon_input_tiles`), or not."""
-    return _overriding("GLUON_FUSED_INPUT", fuse)
-
-
-def overlapped_projection(on: bool | None = True):
-    """Within the block, :data:`GLUON_OVERLAPPED_PROJECTION` is ``on`` (None: left as it is),
-    restored after: the LSTM layer projects its input beside the Gluon forward where
-    :func:`overlapped_projection_refusal` allows it."""
-    if on is not None and not isinstance(on, bool):
-        raise ValueError(f"the overlapped projection must be True, False or None, got {on!r}")
-    return _overriding("GLUON_OVERLAPPED_PROJECTION", on)
 
 
 def overlapped_projection_refusal(plan: Plan, has_lengths: bool, has_first: bool) -> str | None:
@@ -1006,16 +838,6 @@ def overlapped_projection_refusal(plan: Plan, has_lengths: bool, has_first: bool
     return "; ".join(reasons) or None
 
 
-#: whether the LSTM layer's backward computes ``dx``, ``dW_ih`` and ``dW_hh`` beside its recurrence
-#: instead of after it (:mod:`rnnbench.kernels.overlapped_gradients`: GEMMs of the steps the
-#: recurrence has finished, on a second stream and the SMs it leaves free, each after a one-program
-#: kernel that waits for the recurrence's grid-barrier flags to pass them; the weight gradients summed
-#: over those GEMMs in float32). :func:`overlapped_gradients` switches it, where
-#: :func:`overlapped_gradients_refusal` allows it. Off: never run on a GPU yet
-OVERLAPPED_GRADIENTS = False
-#: the environment variable that sets :data:`OVERLAPPED_GRADIENTS` at import: ``on`` or ``off``
-OVERLAPPED_GRADIENTS_ENV = "RNNBENCH_OVERLAPPED_GRADIENTS"
-OVERLAPPED_GRADIENTS = _from_environment(OVERLAPPED_GRADIENTS_ENV, {"on": True, "off": False}, OVERLAPPED_GRADIENTS)
 #: the float32 sums of the weight gradients (``2 * 4H * H * 4`` bytes with input size H) may be at
 #: most this share of the gate-gradient buffer (``T * B * 4H`` 16-bit elements), i.e. ``T * B >= 16 H``:
 #: where the call is short or its batch narrow, its GEMMs are small beside the recurrence and the
@@ -1027,14 +849,6 @@ OVERLAPPED_GRADIENT_SUMS_SHARE = 0.25
 #: would not leave (H=1024 B=64: 128 programs, 4 SMs free, refused)
 OVERLAPPED_GRADIENT_FREE_SMS = 0.25
 
-
-def overlapped_gradients(on: bool | None = True):
-    """Within the block, :data:`OVERLAPPED_GRADIENTS` is ``on`` (None: left as it is), restored after:
-    the LSTM layer's backward computes its GEMMs beside its recurrence where
-    :func:`overlapped_gradients_refusal` allows it."""
-    if on is not None and not isinstance(on, bool):
-        raise ValueError(f"the overlapped gradients must be True, False or None, got {on!r}")
-    return _overriding("OVERLAPPED_GRADIENTS", on)
 
 
 def overlapped_gradients_refusal(plan: Plan, dtype: torch.dtype, sizes: tuple[int, int, int, int],
@@ -1070,122 +884,13 @@ def overlapped_gradients_refusal(plan: Plan, dtype: torch.dtype, sizes: tuple[in
     return "; ".join(reasons) or None
 
 
-def tagged_exchange(on: bool | str | None = True):
-    """Within the block, :data:`GLUON_TAGGED_EXCHANGE` is ``on`` (one of
-    :data:`TAGGED_EXCHANGE_SETTINGS`; None: left as it is), restored after: the Gluon forward
-    compiled and launched there exchanges its state as tagged words where
-    :func:`tagged_exchange_refusal` allows it (True), never (False), or as ``"auto"`` chooses."""
-    if on is not None and not (on is True or on is False or on == "auto"):
-        raise ValueError(f"the tagged exchange must be one of {TAGGED_EXCHANGE_SETTINGS} or None, got {on!r}")
-    return _overriding("GLUON_TAGGED_EXCHANGE", on)
-
-
-def tagged_loaders(count: int | None):
-    """Within the block, :data:`GLUON_TAGGED_LOADERS` is ``count`` (one of
-    :data:`TAGGED_LOADER_COUNTS`; None: left as it is), restored after: the tagged exchange's loader
-    partitions as compiled and launched there (the step ablation's ``real_gluon_tagged_four_loaders``)."""
-    if count is not None and count not in TAGGED_LOADER_COUNTS:
-        raise ValueError(f"the tagged exchange's loaders must be one of {TAGGED_LOADER_COUNTS}, got {count!r}")
-    return _overriding("GLUON_TAGGED_LOADERS", count)
-
-
-def tagged_groups(count: int | None):
-    """Within the block, :data:`GLUON_TAGGED_GROUPS` is ``count`` (one of :data:`TAGGED_GROUP_COUNTS`;
-    None: left as it is), restored after: the tagged exchange's hand-over in groups of tiles as
-    compiled and launched there (the step ablation's ``real_gluon_tagged_groups_4``)."""
-    if count is not None and count not in TAGGED_GROUP_COUNTS:
-        raise ValueError(f"the tagged loader's groups must be one of {TAGGED_GROUP_COUNTS}, got {count!r}")
-    return _overriding("GLUON_TAGGED_GROUPS", count)
-
-
-def tagged_thread_poll(enabled: bool | None):
-    """Within the block, :data:`GLUON_TAGGED_THREAD_POLL` is ``enabled`` (a bool; None: left as it
-    is), restored after: the tagged exchange's loader threads polling alone, as compiled and launched
-    there (the step ablation's ``real_gluon_tagged_thread_poll``), in this process and in the
-    compiler processes it spawns there (:data:`TAGGED_THREAD_POLL_ENV`)."""
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ValueError(f"the tagged loader's thread polls are on or off (a bool), got {enabled!r}")
-    return _switching_children(_overriding("GLUON_TAGGED_THREAD_POLL", enabled), TAGGED_THREAD_POLL_ENV,
-                               None if enabled is None else ("on" if enabled else "off"))
-
-
-def local_gates(enabled: bool | None):
-    """Within the block, :data:`GLUON_LOCAL_GATES` is ``enabled`` (a bool; None: left as it is),
-    restored after: the tagged Gluon forward's warp-local gate split, as compiled and launched there
-    (the step ablation's ``real_gluon_tagged_local_gates``), in this process and in the compiler
-    processes it spawns there (:data:`LOCAL_GATES_ENV`)."""
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ValueError(f"the warp-local gate split is on or off (a bool), got {enabled!r}")
-    return _switching_children(_overriding("GLUON_LOCAL_GATES", enabled), LOCAL_GATES_ENV,
-                               None if enabled is None else ("on" if enabled else "off"))
-
-
-def tagged_training(enabled: bool | None):
-    """Within the block, :data:`GLUON_TAGGED_TRAINING` is ``enabled`` (a bool; None: left as it is),
-    restored after: ``"auto"``'s tagged exchange in the training forward too, as compiled and
-    launched there, in this process and in the compiler processes it spawns there
-    (:data:`TAGGED_TRAINING_ENV`)."""
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ValueError(f"the tagged exchange in training is on or off (a bool), got {enabled!r}")
-    return _switching_children(_overriding("GLUON_TAGGED_TRAINING", enabled), TAGGED_TRAINING_ENV,
-                               None if enabled is None else ("on" if enabled else "off"))
-
-
-def streamed_copies(enabled: bool | None):
-    """Within the block, :data:`GLUON_BACKWARD_STREAMED` is ``enabled`` (a bool; None: left as it is),
-    restored after: the Gluon backward's streamed copies, as compiled and launched there (the step
-    ablation's ``real_gluon_bwd_streamed``), in this process and in the compiler processes it spawns
-    there (:data:`BACKWARD_STREAMED_ENV`)."""
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ValueError(f"the Gluon backward's streamed copies are on or off (a bool), got {enabled!r}")
-    return _switching_children(_overriding("GLUON_BACKWARD_STREAMED", enabled), BACKWARD_STREAMED_ENV,
-                               None if enabled is None else ("on" if enabled else "off"))
-
-
-@contextlib.contextmanager
-def _switching_children(switch, variable: str, value: str | None):
-    """``switch`` (a context) with the environment variable ``variable`` set to ``value`` too (None:
-    left as it is) and restored after, so processes spawned inside (the AOT compilers) import the
-    same setting."""
-    previous = os.environ.get(variable)
-    with switch:
-        if value is not None:
-            os.environ[variable] = value
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop(variable, None)
-            else:
-                os.environ[variable] = previous
-
-
-def mma_chains(count: int | None):
-    """Within the block, :data:`GLUON_MMA_CHAINS` is ``count`` (one of :data:`MMA_CHAIN_COUNTS`; None:
-    left as it is), restored after: the tagged Gluon forward's recurrent product as compiled and
-    launched there (the step ablation's ``real_gluon_tagged_two_chains``)."""
-    if count is not None and count not in MMA_CHAIN_COUNTS:
-        raise ValueError(f"the recurrent product's MMA chains must be one of {MMA_CHAIN_COUNTS}, got {count!r}")
-    return _overriding("GLUON_MMA_CHAINS", count)
-
-
-def tagged_poll_delay(nanoseconds: int | None):
-    """Within the block, :data:`GLUON_TAGGED_POLL_DELAY_NS` is ``nanoseconds`` (an int from 0 to
-    :data:`MAX_TAGGED_POLL_DELAY_NS`; None: left as it is), restored after: how long the tagged
-    exchange's loader waits before its first load of each step's state, as compiled and launched there."""
-    if nanoseconds is not None and (isinstance(nanoseconds, bool) or not isinstance(nanoseconds, int)
-                                    or not 0 <= nanoseconds <= MAX_TAGGED_POLL_DELAY_NS):
-        raise ValueError(f"the tagged exchange's poll delay must be an int of nanoseconds from 0 to "
-                         f"{MAX_TAGGED_POLL_DELAY_NS}, got {nanoseconds!r}")
-    return _overriding("GLUON_TAGGED_POLL_DELAY_NS", nanoseconds)
-
 
 def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, compiled: bool = False) -> str | None:
     """Why the Gluon forward of ``plan`` cannot exchange its state as tagged words
     (:mod:`rnnbench.kernels.gluon_lstm`: its loader warps poll the words, no grid barrier), or
     None where it can: a forward plan (:data:`GLUON_NUM_WARPS` warps) without a fused input
     projection (whose warpgroup the loader's would be), 16-row batch blocks, at least
-    :data:`GLUON_TAGGED_LOADERS` tiles (one a loader) and at most
+    :data:`switches.GLUON_TAGGED_LOADERS` tiles (one a loader) and at most
     :data:`GLUON_TAGGED_MAX_TILES` tiles (a step's words, 24 KiB at H=768, are in the loader's
     registers), every column of ``h_pad`` written by some program
     (the loader waits for every word), and with ``multiprocessors`` known one program per SM (the
@@ -1197,9 +902,9 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
         reasons.append("it is the Gluon forward's without a fused input projection")
     if plan.block_b != MIN_BLOCK_B:
         reasons.append(f"it needs {MIN_BLOCK_B}-row batch blocks (got {plan.block_b})")
-    if plan.h_pad < GLUON_TAGGED_LOADERS * GLUON_K_TILE:
-        reasons.append(f"its {GLUON_TAGGED_LOADERS} loaders need a tile each (H from "
-                       f"{GLUON_TAGGED_LOADERS * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
+    if plan.h_pad < switches.GLUON_TAGGED_LOADERS * GLUON_K_TILE:
+        reasons.append(f"its {switches.GLUON_TAGGED_LOADERS} loaders need a tile each (H from "
+                       f"{switches.GLUON_TAGGED_LOADERS * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
     if plan.h_pad > GLUON_TAGGED_MAX_TILES * GLUON_K_TILE:
         reasons.append(f"its loader holds at most {GLUON_TAGGED_MAX_TILES} tiles of words a step without spilling "
                        f"(H up to {GLUON_TAGGED_MAX_TILES * GLUON_K_TILE}; got {plan.h_pad // GLUON_K_TILE})")
@@ -1214,15 +919,15 @@ def tagged_exchange_refusal(plan: Plan, multiprocessors: int | None = None, comp
 def gluon_tagged_exchange(plan: Plan, multiprocessors: int | None = None, compiled: bool = False,
                           training: bool = False) -> bool:
     """Whether the Gluon forward of ``plan`` (``training``: the one that saves its gates and cell
-    states for the backward) exchanges its state as tagged words: where :data:`GLUON_TAGGED_EXCHANGE`
+    states for the backward) exchanges its state as tagged words: where :data:`switches.GLUON_TAGGED_EXCHANGE`
     is True, or ``"auto"``, an inference forward and ``plan.h_pad`` at most
     :data:`GLUON_TAGGED_AUTO_MAX_HIDDEN`, and :func:`tagged_exchange_refusal` (with
     ``multiprocessors`` and ``compiled``) finds no reason not to. ``"auto"`` leaves the training
-    forward its grid barrier unless :data:`GLUON_TAGGED_TRAINING`: only the inference forward was
+    forward its grid barrier unless :data:`switches.GLUON_TAGGED_TRAINING`: only the inference forward was
     timed (H200, 7caf667)."""
-    wanted = GLUON_TAGGED_EXCHANGE is True or (GLUON_TAGGED_EXCHANGE == "auto"
-                                               and (not training or GLUON_TAGGED_TRAINING)
-                                               and plan.h_pad <= GLUON_TAGGED_AUTO_MAX_HIDDEN)
+    wanted = switches.GLUON_TAGGED_EXCHANGE is True or (switches.GLUON_TAGGED_EXCHANGE == "auto"
+                                                        and (not training or switches.GLUON_TAGGED_TRAINING)
+                                                        and plan.h_pad <= GLUON_TAGGED_AUTO_MAX_HIDDEN)
     return wanted and tagged_exchange_refusal(plan, multiprocessors, compiled) is None
 
 
@@ -1234,12 +939,12 @@ def gluon_input_tiles(plan: Plan, input_size: int | None, dtype: torch.dtype, ar
     or 0: the projection stays a GEMM over all steps before the kernel, into a ``(D, T, B, 4H)``
     buffer that inference then does not allocate.
 
-    Only where ``fuse`` (default :data:`GLUON_FUSED_INPUT`), the input size is known and a multiple
+    Only where ``fuse`` (default :data:`switches.GLUON_FUSED_INPUT`), the input size is known and a multiple
     of 64 (whole TMA tiles of the input viewed as column tiles), the batch block has 16 rows, the
     program fits the per-block shared memory (at H=768, I=768: 88 -> 206 KiB; at H=1024 or with
     32-row blocks it does not) and, on ``multiprocessors`` SMs, the launch stays co-resident. The
     caller also needs every row to run every step (no lengths) and no per-row first-step term."""
-    fuse = GLUON_FUSED_INPUT if fuse is None else fuse
+    fuse = switches.GLUON_FUSED_INPUT if fuse is None else fuse
     if (not fuse or plan.path != GLUON or input_size is None or input_size % GLUON_K_TILE
             or plan.block_b != MIN_BLOCK_B):
         return 0
@@ -1289,12 +994,12 @@ def gluon_backward_stages(h_pad: int, block_b: int, size: int = 2, arch: int = G
 
 
 def gluon_streamed_copies(plan: Plan) -> bool:
-    """Whether the Gluon backward of ``plan`` streams its copies (:data:`GLUON_BACKWARD_STREAMED`):
+    """Whether the Gluon backward of ``plan`` streams its copies (:data:`switches.GLUON_BACKWARD_STREAMED`):
     where it is on, every copy of a step has a stage of its own (:func:`gluon_backward_stages`: no
     ring, so no stage waits for the MMAs of another copy) and one poll load per lane brings every
     producer's flag (``poll <= 32 * MAX_POLL_VECTOR``)."""
     copies = gluon_backward_layout(plan.h_pad, plan.block_b)[0]
-    return (GLUON_BACKWARD_STREAMED and gluon_backward_stages(plan.h_pad, plan.block_b) == copies
+    return (switches.GLUON_BACKWARD_STREAMED and gluon_backward_stages(plan.h_pad, plan.block_b) == copies
             and plan.poll <= 32 * MAX_POLL_VECTOR)
 
 

@@ -69,7 +69,7 @@ FLAG_SLOTS: tl.constexpr = tl.constexpr(256)
 #: aligned, as the poll's vector loads need (:func:`slowest_flag`)
 SYNC_ROW: tl.constexpr = tl.constexpr(288)
 #: the slot after the status word: the first of the Gluon tagged exchange's counts of polls beyond
-#: each step's first, one slot per loader warp (:data:`rnnbench.kernels.plan.GLUON_TAGGED_LOADERS`
+#: each step's first, one slot per loader warp (:data:`rnnbench.kernels.switches.GLUON_TAGGED_LOADERS`
 #: of them, in the padding), every program's summed over a launch
 #: (:func:`rnnbench.kernels.gluon_lstm._tagged_loader`; zero in every other kernel)
 EXTRA_POLLS_SLOT: tl.constexpr = tl.constexpr(257)

@@ -481,7 +481,7 @@ def count(path: StepPath) -> StepCounts:
 
 def sleep_ns(path: StepPath) -> int:
     """Nanoseconds the path sleeps (``NANOSLEEP`` with an immediate: the tagged exchange's poll
-    delay, :func:`rnnbench.kernels.plan.tagged_poll_delay`; the hardware sleeps 0 to twice that)."""
+    delay, :func:`rnnbench.kernels.switches.tagged_poll_delay`; the hardware sleeps 0 to twice that)."""
     return sum(int(ins.operands[0], 0) for ins in path.instructions
                if ins.base == "NANOSLEEP" and ins.operands and not ins.never_runs)
 

@@ -55,11 +55,11 @@ it pays where its excess stays below the projection GEMM it saves. Never run on 
 after its shape's other variants (:data:`DEFERRED`, :func:`schedule`: the goal shape's first, the
 others' after every other shape). ``real_gluon_copies_4`` runs the Gluon
 forward with its state copied in copies of 4 tiles instead of the plan's 8
-(:func:`rnnbench.kernels.plan.state_copy_tiles`): the MMAs of a copy start once its smaller box
+(:func:`rnnbench.kernels.switches.state_copy_tiles`): the MMAs of a copy start once its smaller box
 has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
 ``real_gluon`` is the Gluon forward with its grid barrier, whatever the plan would take;
 ``real_gluon_tagged`` runs it with the tagged exchange instead
-(:func:`rnnbench.kernels.plan.tagged_exchange`: one loader of four warps polls the state's compact words,
+(:func:`rnnbench.kernels.switches.tagged_exchange`: one loader of four warps polls the state's compact words,
 16-bit values whose spare exponent bit is the tag, into shared memory; no release fence, flags or
 TMA copies of the state) where it can run (16-row blocks, one program per SM), timed after
 everything else (:data:`DEFERRED`, never run on a GPU); the model adds its loader warps' step,
@@ -67,31 +67,31 @@ one reload of stale words included, to the recurrence's (:func:`rnnbench.kernels
 Its rows also count the polls beyond each step's first (:func:`extra_polls`, column
 ``extra_polls_per_step``): the reload the model assumes, measured. ``real_gluon_tagged_delayed`` is
 the same kernel with its loader pausing :data:`TAGGED_POLL_DELAY_NS` before each first load
-(:func:`rnnbench.kernels.plan.tagged_poll_delay`): fewer reloads for a fixed delay, if the programs
+(:func:`rnnbench.kernels.switches.tagged_poll_delay`): fewer reloads for a fixed delay, if the programs
 publish a little apart. ``real_gluon_tagged_four_loaders`` splits the loader into four one-warp
-partitions (:func:`rnnbench.kernels.plan.tagged_loaders`; slower on the H200 at 7caf667, where it
+partitions (:func:`rnnbench.kernels.switches.tagged_loaders`; slower on the H200 at 7caf667, where it
 was ``real_gluon_tagged`` and the one loader ``real_gluon_tagged_one_loader``).
 ``real_gluon_tagged_two_chains`` is ``real_gluon_tagged`` with its recurrent product in two
-accumulator chains (:func:`rnnbench.kernels.plan.mma_chains`): whether a second chain of MMAs overlaps
+accumulator chains (:func:`rnnbench.kernels.switches.mma_chains`): whether a second chain of MMAs overlaps
 the first, which the cost model assumes away (it runs one chain at the tensor pipe's rate already).
 ``real_gluon_tagged_groups_4`` is ``real_gluon_tagged`` with its loader handing the state over in four
-groups of tiles, each as soon as its own words are fresh (:func:`rnnbench.kernels.plan.tagged_groups`):
+groups of tiles, each as soon as its own words are fresh (:func:`rnnbench.kernels.switches.tagged_groups`):
 whether the MMAs on the first tiles overlapping the later tiles' arrival pay for three more
 reductions, fences and arrivals a step. ``real_gluon_tagged_thread_poll`` is ``real_gluon_tagged``
 with each loader thread checking and polling its own words alone
-(:func:`rnnbench.kernels.plan.tagged_thread_poll`): no reduction of the staleness over the loader's
+(:func:`rnnbench.kernels.switches.tagged_thread_poll`): no reduction of the staleness over the loader's
 warps (two CTA barriers and seven shuffles a step), so whether that reduction is on the step's path,
 as the cost model has it (~0.3 µs at the anchor, Triton 3.6); its ``extra_polls_per_step`` is the
 busiest thread's. ``real_gluon_tagged_thread_poll_delayed`` adds the 150 ns pause before each first
 load: with threads polling alone a reload costs only its own round trip, so whether fewer of them
 still pay for the pause. ``real_gluon_tagged_local_gates`` is ``real_gluon_tagged`` with its gates
-split inside each warp (:func:`rnnbench.kernels.plan.local_gates`: ``W_hh``'s rows reordered so that
+split inside each warp (:func:`rnnbench.kernels.switches.local_gates`: ``W_hh``'s rows reordered so that
 a warp's accumulator rows hold the four gates of its units, ``xg`` loaded into registers a step
 ahead): no gate split through shared memory and two CTA barriers fewer on the recurrence's path,
 ~0.2 µs at the anchor by the calibrated model; ``real_gluon_tagged_thread_poll_local_gates`` has both
 changes, the model's first configuration under the goal's 1.96 µs (1.95, Triton 3.6, whole call).
 ``real_gluon_bwd_streamed`` is ``real_gluon_bwd`` with its copies streamed
-(:func:`rnnbench.kernels.plan.streamed_copies`): a copier warp issues each copy of gate gradients
+(:func:`rnnbench.kernels.switches.streamed_copies`): a copier warp issues each copy of gate gradients
 as soon as its own eight producers have stored them, and the MMAs start on it at once, instead of
 the grid barrier's wait for every producer, then every copy (the barrier cost the backward 1.84 of
 its 3.82 µs at the anchor on the H200, against 1.01 of the forward's 2.47); ``real_gluon_bwd``
@@ -133,12 +133,15 @@ from rnnbench.kernels.cost import TERMS
 from rnnbench.kernels.launch import (
     NUM_STAGES, BarrierTimeout, barrier_status_message, dot_precision, interpreter_active, make_plan, reset_sync,
 )
-from rnnbench.kernels import plan as plan_module
+from rnnbench.kernels import switches
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, MIN_BLOCK_B, PathUnavailable, Plan, gluon_input_tiles, gluon_register_tiles,
-    gluon_state_copies, gluon_streamed_copies, gluon_tagged_exchange, local_gates, mma_chains, plan_recurrence, row_split, state_copy_tiles,
-    streamed_copies, tagged_exchange, tagged_exchange_refusal, tagged_groups, tagged_loaders, tagged_poll_delay,
-    tagged_thread_poll,
+    gluon_state_copies, gluon_streamed_copies, gluon_tagged_exchange, plan_recurrence, row_split,
+    tagged_exchange_refusal,
+)
+from rnnbench.kernels.switches import (
+    local_gates, mma_chains, state_copy_tiles, streamed_copies, tagged_exchange, tagged_groups, tagged_loaders,
+    tagged_poll_delay, tagged_thread_poll,
 )
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, EXTRA_POLLS_SLOT, FLAG_SLOTS, POLL_ORDERS, SYNC_ROW, barrier_arrive, barrier_wait,
@@ -200,22 +203,22 @@ class RealKernel:
     #: the Gluon forward's tiles per state copy (0: :func:`rnnbench.kernels.plan.gluon_state_copies`'
     #: rule), compiled, launched and estimated within :meth:`switches`
     copy_tiles: int = 0
-    #: the Gluon forward with the tagged exchange (:func:`rnnbench.kernels.plan.tagged_exchange`,
+    #: the Gluon forward with the tagged exchange (:func:`rnnbench.kernels.switches.tagged_exchange`,
     #: within :meth:`switches`) instead of its grid barrier and TMA copies of the state
     tagged: bool = False
-    #: its loader's pause before each step's first load (:func:`rnnbench.kernels.plan.tagged_poll_delay`)
+    #: its loader's pause before each step's first load (:func:`rnnbench.kernels.switches.tagged_poll_delay`)
     poll_delay_ns: int = 0
-    #: its loader partitions (:func:`rnnbench.kernels.plan.tagged_loaders`; 0: the plan's)
+    #: its loader partitions (:func:`rnnbench.kernels.switches.tagged_loaders`; 0: the plan's)
     loaders: int = 0
-    #: its recurrent product's MMA chains (:func:`rnnbench.kernels.plan.mma_chains`; 0: the plan's)
+    #: its recurrent product's MMA chains (:func:`rnnbench.kernels.switches.mma_chains`; 0: the plan's)
     chains: int = 0
-    #: its loader's hand-over groups (:func:`rnnbench.kernels.plan.tagged_groups`; 0: the plan's)
+    #: its loader's hand-over groups (:func:`rnnbench.kernels.switches.tagged_groups`; 0: the plan's)
     groups: int = 0
-    #: its loader's threads polling alone (:func:`rnnbench.kernels.plan.tagged_thread_poll`; None: the plan's)
+    #: its loader's threads polling alone (:func:`rnnbench.kernels.switches.tagged_thread_poll`; None: the plan's)
     thread_poll: bool | None = None
-    #: its recurrence's gates split inside each warp (:func:`rnnbench.kernels.plan.local_gates`; None: the plan's)
+    #: its recurrence's gates split inside each warp (:func:`rnnbench.kernels.switches.local_gates`; None: the plan's)
     local_gates: bool | None = None
-    #: the Gluon backward's copies streamed (:func:`rnnbench.kernels.plan.streamed_copies`; None: the plan's)
+    #: the Gluon backward's copies streamed (:func:`rnnbench.kernels.switches.streamed_copies`; None: the plan's)
     streamed: bool | None = None
 
     def __post_init__(self):
@@ -296,7 +299,7 @@ TAGGED_LONG_POLL_DELAY_NS = 300
 #: copies streamed by a copier warp (``real_gluon_bwd_streamed``), timed last too; and the Gluon
 #: training forward with its grid barrier (``real_gluon_train``) and with the tagged exchange
 #: (``real_gluon_tagged_train``, timed last). Every other Gluon forward variant runs
-#: the grid barrier, whatever :data:`rnnbench.kernels.plan.GLUON_TAGGED_EXCHANGE` would take.
+#: the grid barrier, whatever :data:`rnnbench.kernels.switches.GLUON_TAGGED_EXCHANGE` would take.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
 REAL = "real"
@@ -607,14 +610,14 @@ def real_launcher(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, 
 
 def extra_polls(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, steps: int) -> float:
     """Polls per program and step beyond the first of the Gluon forward with the tagged exchange
-    (``plan``, inside :func:`rnnbench.kernels.plan.tagged_exchange`), from one launch of ``steps``
+    (``plan``, inside :func:`rnnbench.kernels.switches.tagged_exchange`), from one launch of ``steps``
     steps by :func:`real_launcher`: 0 where every step's first load found the state complete, 1
     where each step loaded its stale words once more (what the cost model assumes). Of the
-    :data:`~rnnbench.kernels.plan.GLUON_TAGGED_LOADERS` loader warps, which poll each on its
+    :data:`~rnnbench.kernels.switches.GLUON_TAGGED_LOADERS` loader warps, which poll each on its
     own tiles, the busiest's: a step waits for its slowest loader (the busiest warp's average is a
     lower bound of the average of each step's slowest)."""
     from rnnbench.kernels.launch import check_barriers, sync_buffer
-    from rnnbench.kernels.plan import GLUON_TAGGED_LOADERS
+    from rnnbench.kernels.switches import GLUON_TAGGED_LOADERS
 
     sync = sync_buffer(plan, "cuda")
     real_launcher(plan, hidden_size, batch, dtype, steps, sync=sync)(steps)
@@ -695,9 +698,9 @@ def _switched(kernel: RealKernel, plan: Plan) -> tuple | None:
             return (gluon_streamed_copies(plan),)
         tagged = gluon_tagged_exchange(plan, training=kernel.direction == "fwd_train")
         return (gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0,
-                plan_module.GLUON_TAGGED_LOADERS if tagged else 0, plan_module.GLUON_MMA_CHAINS if tagged else 0,
-                plan_module.GLUON_TAGGED_GROUPS if tagged else 0, plan_module.GLUON_TAGGED_THREAD_POLL and tagged,
-                plan_module.GLUON_LOCAL_GATES and tagged)
+                switches.GLUON_TAGGED_LOADERS if tagged else 0, switches.GLUON_MMA_CHAINS if tagged else 0,
+                switches.GLUON_TAGGED_GROUPS if tagged else 0, switches.GLUON_TAGGED_THREAD_POLL and tagged,
+                switches.GLUON_LOCAL_GATES and tagged)
 
 
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:

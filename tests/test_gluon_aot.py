@@ -22,7 +22,8 @@ import torch
 import triton
 
 from rnnbench.kernels.aot import SHARED_MEMORY_LIMIT, KernelConfig, compile_all, compile_ptx, gluon_configs
-from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, GLUON_TAGGED_LOADERS, gluon_available, gluon_state_copies
+from rnnbench.kernels.plan import DEFAULT_POLL_ORDER, gluon_available, gluon_state_copies
+from rnnbench.kernels.switches import GLUON_TAGGED_LOADERS
 
 pytestmark = pytest.mark.skipif(not gluon_available(), reason="this Triton has no Gluon Hopper API "
                                 "(triton.experimental.gluon.language.nvidia.hopper)")
@@ -238,7 +239,8 @@ def _tagged_ptx(training: bool, arch: int) -> tuple:
     switched on (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange
 
     with tagged_exchange(True):
         compiled = compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=training,
@@ -247,7 +249,7 @@ def _tagged_ptx(training: bool, arch: int) -> tuple:
 
 
 def test_the_tagged_exchange_compiles_into_one_warp_loaders_without_grid_barrier():
-    """With :func:`rnnbench.kernels.plan.tagged_exchange` on, the forward (inference and training)
+    """With :func:`rnnbench.kernels.switches.tagged_exchange` on, the forward (inference and training)
     publishes its state as compact words (a relaxed 32-bit store per pair of values) and four one-warp
     loader partitions (``setmaxnreg``) load them in int32 pairs with vector volatile loads, poll the
     stale ones under a timeout and store them into the MMAs' shared memory behind an async-proxy
@@ -332,7 +334,8 @@ def _delayed_tagged_ptx(delay_ns: int, arch: int) -> str:
     """PTX of the tagged Gluon forward at H=768 B=16 whose loader pauses ``delay_ns`` (a job for
     ``compile_all``)."""
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_poll_delay
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange, tagged_poll_delay
 
     with tagged_exchange(True), tagged_poll_delay(delay_ns):
         return compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=False,
@@ -340,7 +343,7 @@ def _delayed_tagged_ptx(delay_ns: int, arch: int) -> str:
 
 
 def test_the_tagged_loaders_poll_delay_is_one_nanosleep_of_it():
-    """With :func:`rnnbench.kernels.plan.tagged_poll_delay`, each loader warp sleeps that many
+    """With :func:`rnnbench.kernels.switches.tagged_poll_delay`, each loader warp sleeps that many
     nanoseconds before each step's first load: one ``nanosleep`` with the delay as its immediate in
     each of the loader partitions."""
     (ptx,) = compile_all(90, [150], job=_delayed_tagged_ptx)
@@ -351,7 +354,8 @@ def _tagged_state_loads(hidden_size: int, arch: int) -> list:
     """``(predicate, opcode, address operand)`` of every volatile load (``STRONG.SYS``) in the SASS of
     the tagged Gluon forward at ``hidden_size``, B=16 (a job for ``compile_all``)."""
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange
     from rnnbench.kernels.sass import disassemble, parse
 
     with tagged_exchange(True):
@@ -381,7 +385,8 @@ def _tagged_loader_ptx(loaders: int, arch: int) -> tuple:
     partitions (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_loaders
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange, tagged_loaders
 
     with tagged_exchange(True), tagged_loaders(loaders):
         compiled = compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=False,
@@ -390,7 +395,7 @@ def _tagged_loader_ptx(loaders: int, arch: int) -> tuple:
 
 
 def test_the_tagged_loaders_are_four_one_warp_partitions_or_one_of_four_warps():
-    """:func:`rnnbench.kernels.plan.tagged_loaders`: 4 loader partitions each arrive once on the
+    """:func:`rnnbench.kernels.switches.tagged_loaders`: 4 loader partitions each arrive once on the
     state's mbarrier (initialised for 4 arrivals) after a warp-level barrier, with no CTA-wide one;
     1 loader partition of four warps arrives once (1 arrival) after a barrier of its 128 threads.
     No spill either way (inference); the recurrence's arrive on ``h_free`` is the other arrive."""
@@ -406,7 +411,8 @@ def _two_chain_sass(shape: tuple[int, int], arch: int = 90) -> tuple:
     recurrent product in two MMA chains (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import mma_chains, plan_gluon, tagged_exchange
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import mma_chains, tagged_exchange
     from rnnbench.kernels.sass import disassemble
 
     hidden_size, batch = shape
@@ -418,7 +424,7 @@ def _two_chain_sass(shape: tuple[int, int], arch: int = 90) -> tuple:
 
 
 def test_two_mma_chains_accumulate_into_two_register_sets_without_spilling():
-    """:func:`rnnbench.kernels.plan.mma_chains` (2): the step's ``4 * H_PAD / 64`` warpgroup MMAs
+    """:func:`rnnbench.kernels.switches.mma_chains` (2): the step's ``4 * H_PAD / 64`` warpgroup MMAs
     write two accumulators, half of them each where the tiles split evenly (the anchor's 6 shared
     and 6 register tiles; H=256's 4 register tiles in turn), 14 + 2 tiles at H=1024, and nothing
     spills; the kernel without the switch keeps one accumulator."""
@@ -438,7 +444,8 @@ def _traced_sass(tagged: bool, arch: int = 90) -> tuple:
     the Gluon forward at H=768 B=16, tagged or with its grid barrier (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange
     from rnnbench.kernels.sass import disassemble, parse
 
     plan = plan_gluon("lstm", 768, 16, torch.bfloat16, 132)
@@ -476,7 +483,8 @@ def _overlapped_ptx(case: tuple[bool, int], arch: int = 90) -> tuple:
     tagged or with its grid barrier (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange
 
     tagged, chunk = case
     with tagged_exchange(tagged):
@@ -502,7 +510,8 @@ def _grouped_sass(groups: int, arch: int = 90) -> tuple:
     handing the state over in ``groups`` groups (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_groups
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange, tagged_groups
     from rnnbench.kernels.sass import disassemble
 
     with tagged_exchange(True), tagged_groups(groups):
@@ -513,7 +522,7 @@ def _grouped_sass(groups: int, arch: int = 90) -> tuple:
 
 
 def test_the_tagged_loaders_hand_over_in_groups_arrives_once_a_group_after_loading_every_tile():
-    """:func:`rnnbench.kernels.plan.tagged_groups` (4) at the anchor: the loader issues the step's 12
+    """:func:`rnnbench.kernels.switches.tagged_groups` (4) at the anchor: the loader issues the step's 12
     volatile vector loads before its first staleness reduction, arrives on an mbarrier per group
     (4 where one hand-over arrives once; the recurrence's arrival on ``h_free`` and the step-0 path
     are the same in both), the recurrence waits once per group, and nothing spills."""
@@ -540,7 +549,8 @@ def _thread_poll_sass(hidden_size: int, arch: int = 90) -> tuple:
     its loader's threads polling alone (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import plan_gluon, tagged_exchange, tagged_thread_poll
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import tagged_exchange, tagged_thread_poll
     from rnnbench.kernels.sass import disassemble
 
     with tagged_exchange(True), tagged_thread_poll(True):
@@ -551,7 +561,7 @@ def _thread_poll_sass(hidden_size: int, arch: int = 90) -> tuple:
 
 
 def test_the_tagged_loaders_threads_polling_alone_need_no_shuffle_and_one_hand_over_barrier():
-    """:func:`rnnbench.kernels.plan.tagged_thread_poll` at the anchor: the loader's step (the cost
+    """:func:`rnnbench.kernels.switches.tagged_thread_poll` at the anchor: the loader's step (the cost
     model's path, first load complete and with a reload) has no shuffle, the 12 volatile vector loads,
     the hand-over's CTA barriers only (at most 2, one per Triton's fence lowering; the reducing
     loader has 4 with Triton 3.6, 3 with 3.9), its reload predicated vector loads, and nothing spills."""
@@ -568,7 +578,7 @@ def test_the_tagged_loaders_threads_polling_alone_need_no_shuffle_and_one_hand_o
     assert len(predicated) >= 12, len(predicated)
 
 
-# ---- the warp-local gate split (plan.local_gates) --------------------------------------------------
+# ---- the warp-local gate split (switches.local_gates) --------------------------------------------------
 
 def _positions(reg_bases, lane_bases, warp_bases) -> dict[tuple[int, int, int], tuple[int, int]]:
     """(warp, lane, register) -> (row, column) of a distributed linear layout given by its bases."""
@@ -655,7 +665,8 @@ def _local_gates_sass(job: tuple[int, bool], arch: int = 90) -> tuple:
     B=16, with the warp-local gate split (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
-    from rnnbench.kernels.plan import local_gates, plan_gluon, tagged_exchange, tagged_thread_poll
+    from rnnbench.kernels.plan import plan_gluon
+    from rnnbench.kernels.switches import local_gates, tagged_exchange, tagged_thread_poll
     from rnnbench.kernels.sass import disassemble
 
     hidden_size, thread_poll = job
@@ -667,7 +678,7 @@ def _local_gates_sass(job: tuple[int, bool], arch: int = 90) -> tuple:
 
 
 def test_the_warp_local_gate_split_leaves_the_recurrence_two_cta_barriers_and_no_shared_xg():
-    """:func:`rnnbench.kernels.plan.local_gates` at the anchor, alone and with the thread-polling
+    """:func:`rnnbench.kernels.switches.local_gates` at the anchor, alone and with the thread-polling
     loader, and at H=1024: nothing spills; the recurrence's step (the cost model's path) has at most
     2 CTA barriers (5 without it with Triton 3.6, 3 with 3.9: the gate split's two and the ``xg``
     copies' are gone, so no conversion crossed warps), no ``cp.async`` and no ``ldmatrix`` (``xg``
@@ -690,7 +701,8 @@ def _backward_sass(variant: tuple[int, bool], arch: int) -> tuple:
     streamed)``, B=16, with its copies streamed or after the grid barrier (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm_backward import compile_backward
-    from rnnbench.kernels.plan import gluon_streamed_copies, plan_gluon, streamed_copies
+    from rnnbench.kernels.plan import gluon_streamed_copies, plan_gluon
+    from rnnbench.kernels.switches import streamed_copies
     from rnnbench.kernels.sass import disassemble
 
     hidden, streamed = variant
@@ -702,7 +714,7 @@ def _backward_sass(variant: tuple[int, bool], arch: int) -> tuple:
 
 
 def test_the_streamed_backward_polls_and_copies_in_its_copier_warp_and_multiplies_without_a_grid_barrier():
-    """With streamed copies (:func:`rnnbench.kernels.plan.streamed_copies`) the Gluon backward fits
+    """With streamed copies (:func:`rnnbench.kernels.switches.streamed_copies`) the Gluon backward fits
     (no spill; 168 registers at launch, the 8 + 4 warps' share, the copier's warpgroup then handing
     its registers over with ``setmaxnreg``), and its work is split as designed: the loop that polls
     the producers' flags (strong loads) issues the TMA copies and holds no CTA barrier (one warp

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rnnbench.kernels import TritonLSTM
+from rnnbench.kernels import switches
 from rnnbench.kernels.plan import (
     GLUON, GLUON_AUTO_MIN_HIDDEN_NARROW, GLUON_MIN_HIDDEN, LIMITS, PATHS, SHARED_FIXED, PathUnavailable,
     gluon_available, gluon_backward_shared_bytes, gluon_backward_stages, kernel_resources, plan_gluon,
@@ -217,7 +218,8 @@ def test_state_copies_are_whole_64_column_tiles_of_the_exchange(hidden, batch):
     view is columns 64k .. 64k+63 of every exchange row, and the copies cover every tile."""
     pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
     from rnnbench.kernels.gluon_lstm import descriptors, state_box, state_tiles
-    from rnnbench.kernels.plan import GLUON_TILES_PER_COPY, gluon_state_copies
+    from rnnbench.kernels.plan import gluon_state_copies
+    from rnnbench.kernels.switches import GLUON_TILES_PER_COPY
 
     plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS)
     b_pad = plan.grid[1] * plan.block_b
@@ -246,7 +248,8 @@ def test_the_fused_inputs_copies_are_whole_64_column_tiles_of_each_steps_rows(hi
     every tile in powers of two."""
     pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
     from rnnbench.kernels.gluon_lstm import descriptors, fused_input_arguments, input_box, input_tiles
-    from rnnbench.kernels.plan import GLUON_TILES_PER_COPY, gluon_input_tiles
+    from rnnbench.kernels.plan import gluon_input_tiles
+    from rnnbench.kernels.switches import GLUON_TILES_PER_COPY
 
     planned = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS)
     plan = dataclasses.replace(planned, input_tiles=gluon_input_tiles(planned, input_size, torch.bfloat16, fuse=True))
@@ -332,11 +335,10 @@ def test_the_input_projection_is_fused_only_where_switched_on_and_it_fits(monkey
     tiles where W_ih's slice and one step's input fit beside the rest and the grid (now a second
     warpgroup per program) stays co-resident; never the backward, 32-row blocks, H=1024, or an
     input size that is not a multiple of 64."""
-    from rnnbench.kernels import plan as plan_module
     from rnnbench.kernels.plan import gluon_input_tiles
 
     assert plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS, input_size=768).input_tiles == 0
-    monkeypatch.setattr(plan_module, "GLUON_FUSED_INPUT", True)
+    monkeypatch.setattr(switches, "GLUON_FUSED_INPUT", True)
     fused = plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS, input_size=768)
     assert (fused.input_tiles, fused.resident_warps, fused.max_registers) == (12, 8, 255)
     assert fused.block_b == 16 and fused == dataclasses.replace(
@@ -406,23 +408,22 @@ def test_a_module_option_switches_the_plan_for_its_own_calls_and_is_restored(mon
     refuse anything but None/True/False by name (1 is not True), and the context manager restores
     the switch after its block, also when the block raises."""
     from rnnbench.kernels import lstm as lstm_module
-    from rnnbench.kernels import plan as plan_module
 
     seen = []
     real = lstm_module.make_plan
     monkeypatch.setattr(lstm_module, "make_plan",
-                        lambda *args, **kwargs: seen.append(getattr(plan_module, switch)) or real(*args, **kwargs))
+                        lambda *args, **kwargs: seen.append(getattr(switches, switch)) or real(*args, **kwargs))
     x = torch.randn(3, 2, 8)
     for value in (True, False, None):
         TritonLSTM(8, 16, **{option: value})(x)
-    assert seen == [True, False, default] and getattr(plan_module, switch) == default
+    assert seen == [True, False, default] and getattr(switches, switch) == default
     for bad, shown in (("yes", "'yes'"), (1, "1")):
         with pytest.raises(ValueError, match=f"{option} must be None, True or False, got {shown}"):
             TritonLSTM(8, 16, **{option: bad})
-    with pytest.raises(RuntimeError), getattr(plan_module, context)(True):
-        assert getattr(plan_module, switch) is True
+    with pytest.raises(RuntimeError), getattr(switches, context)(True):
+        assert getattr(switches, switch) is True
         raise RuntimeError
-    assert getattr(plan_module, switch) == default
+    assert getattr(switches, switch) == default
 
 
 def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_tagged():
@@ -507,12 +508,13 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_as_switched():
     input, 32-row blocks, more tiles of words than the loader holds, fewer tiles than loaders, state
     columns nobody writes, more programs than SMs)."""
     from rnnbench.kernels import plan as plan_module
-    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal, tagged_loaders
+    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange_refusal
+    from rnnbench.kernels.switches import tagged_exchange, tagged_loaders
 
     plan = plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS)
     wide = plan_gluon("lstm", 1024, 16, torch.bfloat16, H100_SMS)
     assert tagged_exchange_refusal(plan, H100_SMS) is None and tagged_exchange_refusal(wide, H100_SMS) is None
-    assert plan_module.GLUON_TAGGED_EXCHANGE == "auto" and plan_module.GLUON_TAGGED_AUTO_MAX_HIDDEN == 768
+    assert switches.GLUON_TAGGED_EXCHANGE == "auto" and plan_module.GLUON_TAGGED_AUTO_MAX_HIDDEN == 768
     assert gluon_tagged_exchange(plan) and not gluon_tagged_exchange(wide)
     assert not gluon_tagged_exchange(plan, training=True)  # "auto": the inference forward only
     with tagged_exchange(True):
@@ -525,7 +527,7 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_as_switched():
     for bad in (1, 0, "on", "AUTO"):
         with pytest.raises(ValueError, match=f"must be one of .* or None, got {bad!r}"):
             tagged_exchange(bad)
-    assert plan_module.GLUON_TAGGED_EXCHANGE == "auto"
+    assert switches.GLUON_TAGGED_EXCHANGE == "auto"
     forward_only = "the Gluon forward's without a fused input projection"
     refusals = [
         (forward_only, plan_gluon("lstm", 768, 16, torch.bfloat16, H100_SMS, backward=True)),
@@ -547,14 +549,13 @@ def test_the_tagged_exchange_runs_where_its_loader_fits_and_as_switched():
 
 
 def test_the_mma_chains_are_switched_for_a_block_and_take_one_or_two():
-    from rnnbench.kernels import plan as plan_module
-    from rnnbench.kernels.plan import mma_chains
+    from rnnbench.kernels.switches import mma_chains
 
     with mma_chains(2):
-        assert plan_module.GLUON_MMA_CHAINS == 2
+        assert switches.GLUON_MMA_CHAINS == 2
         with mma_chains(None):
-            assert plan_module.GLUON_MMA_CHAINS == 2
-    assert plan_module.GLUON_MMA_CHAINS == 1
+            assert switches.GLUON_MMA_CHAINS == 2
+    assert switches.GLUON_MMA_CHAINS == 1
     for bad in (0, 3, "2"):
         with pytest.raises(ValueError, match=f"MMA chains must be one of \\(1, 2\\), got {bad!r}"):
             mma_chains(bad)
@@ -570,20 +571,19 @@ BOOLEAN_SWITCHES = [("tagged_thread_poll", "GLUON_TAGGED_THREAD_POLL", "THREAD_P
 
 @pytest.mark.parametrize("context, switch, constexpr, _, refusal", BOOLEAN_SWITCHES)
 def test_a_tagged_switch_holds_for_its_block_and_takes_only_a_bool(context, switch, constexpr, _, refusal):
-    """:func:`rnnbench.kernels.plan.tagged_thread_poll` and :func:`rnnbench.kernels.plan.local_gates`:
+    """:func:`rnnbench.kernels.switches.tagged_thread_poll` and :func:`rnnbench.kernels.switches.local_gates`:
     on within the block (and for the kernel's constexpr only where it runs tagged), None leaves it,
     off again after, anything but a bool refused by name."""
     from rnnbench.kernels import gluon_lstm
-    from rnnbench.kernels import plan as plan_module
 
-    switched = getattr(plan_module, context)
-    assert getattr(plan_module, switch) is False
+    switched = getattr(switches, context)
+    assert getattr(switches, switch) is False
     with switched(True):
-        assert getattr(plan_module, switch) is True
+        assert getattr(switches, switch) is True
         assert gluon_lstm._tagged(True)[constexpr] and not gluon_lstm._tagged(False)[constexpr]
         with switched(None):
-            assert getattr(plan_module, switch) is True
-    assert getattr(plan_module, switch) is False and not gluon_lstm._tagged(True)[constexpr]
+            assert getattr(switches, switch) is True
+    assert getattr(switches, switch) is False and not gluon_lstm._tagged(True)[constexpr]
     for bad in (1, "on", 0):
         with pytest.raises(ValueError, match=f"{refusal} \\(a bool\\), got {bad!r}"):
             switched(bad)
@@ -597,9 +597,8 @@ def test_a_tagged_switch_reaches_spawned_compilers_through_the_environment(monke
     what a spawned AOT compiler sees."""
     import os
 
-    from rnnbench.kernels import plan as plan_module
 
-    name, switched = getattr(plan_module, variable), getattr(plan_module, context)
+    name, switched = getattr(switches, variable), getattr(switches, context)
     monkeypatch.delenv(name, raising=False)
     with switched(True):
         assert os.environ[name] == "on"
@@ -608,23 +607,22 @@ def test_a_tagged_switch_reaches_spawned_compilers_through_the_environment(monke
         assert os.environ[name] == "on"
     assert name not in os.environ
     settings = {"on": True, "off": False}
-    assert plan_module._from_environment(name, settings, False) is False
+    assert switches._from_environment(name, settings, False) is False
     monkeypatch.setenv(name, "on")
-    assert plan_module._from_environment(name, settings, False) is True
+    assert switches._from_environment(name, settings, False) is True
     monkeypatch.setenv(name, "yes")
     with pytest.raises(ValueError, match=f"{name} must be one of on, off, got 'yes'"):
-        plan_module._from_environment(name, settings, False)
+        switches._from_environment(name, settings, False)
 
 
 def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanoseconds_in_range():
-    from rnnbench.kernels import plan as plan_module
-    from rnnbench.kernels.plan import MAX_TAGGED_POLL_DELAY_NS, tagged_poll_delay
+    from rnnbench.kernels.switches import MAX_TAGGED_POLL_DELAY_NS, tagged_poll_delay
 
     with tagged_poll_delay(150):
-        assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 150
+        assert switches.GLUON_TAGGED_POLL_DELAY_NS == 150
         with tagged_poll_delay(None):
-            assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 150
-    assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 0
+            assert switches.GLUON_TAGGED_POLL_DELAY_NS == 150
+    assert switches.GLUON_TAGGED_POLL_DELAY_NS == 0
     for bad in (-1, MAX_TAGGED_POLL_DELAY_NS + 1, 1.5, True, "100"):
         with pytest.raises(ValueError, match=f"an int of nanoseconds from 0 to {MAX_TAGGED_POLL_DELAY_NS}, got"):
             tagged_poll_delay(bad)
@@ -633,7 +631,7 @@ def test_the_tagged_poll_delay_is_switched_for_a_block_and_takes_only_nanosecond
 @pytest.mark.parametrize("value, expected", [("on", "True"), ("off", "False"), ("auto", "'auto'"), (None, "'auto'")])
 def test_the_environment_sets_the_tagged_exchange_at_import(value, expected):
     """``RNNBENCH_TAGGED_EXCHANGE`` (what scripts/gpu-session.sh sets to ``off`` where the exchange's GPU
-    tests fail) sets ``plan.GLUON_TAGGED_EXCHANGE`` at import; anything else is refused by name."""
+    tests fail) sets ``switches.GLUON_TAGGED_EXCHANGE`` at import; anything else is refused by name."""
     import os
     import subprocess
     import sys
@@ -641,7 +639,7 @@ def test_the_environment_sets_the_tagged_exchange_at_import(value, expected):
     env = {key: item for key, item in os.environ.items() if key != "RNNBENCH_TAGGED_EXCHANGE"}
     if value is not None:
         env["RNNBENCH_TAGGED_EXCHANGE"] = value
-    code = "from rnnbench.kernels import plan; print(repr(plan.GLUON_TAGGED_EXCHANGE))"
+    code = "from rnnbench.kernels import switches; print(repr(switches.GLUON_TAGGED_EXCHANGE))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
     env["RNNBENCH_TAGGED_EXCHANGE"] = "yes"
@@ -656,7 +654,8 @@ def test_auto_takes_the_tagged_gluon_forward_in_inference_where_it_beat_the_plai
     one where it exchanges tagged words (H200: 1.47 against the plain 1.82 µs a step); not with the
     exchange off, not where the exchange is refused (H=272: state columns nobody writes), not the
     training forward, and the backward's plan is unchanged."""
-    from rnnbench.kernels.plan import plan_recurrence, tagged_exchange
+    from rnnbench.kernels.plan import plan_recurrence
+    from rnnbench.kernels.switches import tagged_exchange
 
     def path(hidden, batch=16, **options):
         return plan_recurrence("lstm", hidden, batch, torch.bfloat16, "auto", H100_SMS, arch=90, **options).path
@@ -672,19 +671,17 @@ def test_auto_takes_the_tagged_gluon_forward_in_inference_where_it_beat_the_plai
 
 def test_the_backwards_copies_stream_only_where_switched_on_and_every_copy_has_its_own_stage(monkeypatch):
     """:func:`~rnnbench.kernels.plan.gluon_streamed_copies`: off by default (never run on a GPU);
-    switched on (:func:`~rnnbench.kernels.plan.streamed_copies`, which the compiler processes see
+    switched on (:func:`~rnnbench.kernels.switches.streamed_copies`, which the compiler processes see
     through ``RNNBENCH_BACKWARD_STREAMED``), it holds where every copy of a step has a stage of its
     own (H=768 and 1024 in 16-row blocks) and not where copies share a ring (H=1024 in 32-row
     blocks: 6 of 8 stages); anything but a bool is refused by name."""
-    from rnnbench.kernels import plan as plan_module
-    from rnnbench.kernels.plan import (
-        BACKWARD_STREAMED_ENV, gluon_backward_layout, gluon_streamed_copies, streamed_copies,
-    )
+    from rnnbench.kernels.plan import gluon_backward_layout, gluon_streamed_copies
+    from rnnbench.kernels.switches import BACKWARD_STREAMED_ENV, streamed_copies
 
     monkeypatch.delenv(BACKWARD_STREAMED_ENV, raising=False)
     narrow = plan_gluon("lstm", 768, 16, torch.bfloat16, 132, backward=True)
     wide = plan_gluon("lstm", 1024, 64, torch.bfloat16, 132, backward=True)
-    assert not plan_module.GLUON_BACKWARD_STREAMED and not gluon_streamed_copies(narrow)
+    assert not switches.GLUON_BACKWARD_STREAMED and not gluon_streamed_copies(narrow)
     with streamed_copies(True):
         assert gluon_streamed_copies(narrow) and gluon_streamed_copies(
             plan_gluon("lstm", 1024, 16, torch.bfloat16, 132, backward=True))
@@ -701,9 +698,10 @@ def test_the_backwards_copies_stream_only_where_switched_on_and_every_copy_has_i
 def test_auto_takes_the_tagged_exchange_in_training_only_where_switched_on(monkeypatch):
     """:func:`~rnnbench.kernels.plan.gluon_tagged_exchange` with ``training=True``: under ``"auto"``
     the training forward keeps its grid barrier (never timed tagged) unless
-    :func:`~rnnbench.kernels.plan.tagged_training` is on, and then only where the inference forward
+    :func:`~rnnbench.kernels.switches.tagged_training` is on, and then only where the inference forward
     would be tagged too (not above H=768); anything but a bool is refused by name."""
-    from rnnbench.kernels.plan import TAGGED_TRAINING_ENV, gluon_tagged_exchange, tagged_exchange, tagged_training
+    from rnnbench.kernels.plan import gluon_tagged_exchange
+    from rnnbench.kernels.switches import TAGGED_TRAINING_ENV, tagged_exchange, tagged_training
 
     monkeypatch.delenv(TAGGED_TRAINING_ENV, raising=False)
     anchor, large = (plan_gluon("lstm", hidden, 16, torch.bfloat16, 132) for hidden in (768, 1024))

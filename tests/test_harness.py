@@ -440,18 +440,18 @@ def test_a_switched_workload_runs_every_call_inside_its_switches_and_is_otherwis
     assert events[-2:] == ["leave b", "leave a"]
 
     from rnnbench.harness.problems import Problem
-    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels import switches
 
     seen = []
     train = _training_switches_factory(Problem("lstm", 3, 2, 4, 8, seed=0), "float32", "cpu")
     assert [switch.args for switch in train.switches] == [(True,)] * 4
     assert [switch.func.__name__ for switch in train.switches] == list(TRAINING_SWITCHES)
     with train._switched():
-        seen.append((plan_module.GLUON_BACKWARD_STREAMED, plan_module.GLUON_TAGGED_TRAINING,
-                     plan_module.OVERLAPPED_GRADIENTS, plan_module.GLUON_OVERLAPPED_PROJECTION))
+        seen.append((switches.GLUON_BACKWARD_STREAMED, switches.GLUON_TAGGED_TRAINING,
+                     switches.OVERLAPPED_GRADIENTS, switches.GLUON_OVERLAPPED_PROJECTION))
     assert seen == [(True, True, True, True)]
-    assert not (plan_module.GLUON_BACKWARD_STREAMED or plan_module.GLUON_TAGGED_TRAINING
-                or plan_module.OVERLAPPED_GRADIENTS or plan_module.GLUON_OVERLAPPED_PROJECTION)
+    assert not (switches.GLUON_BACKWARD_STREAMED or switches.GLUON_TAGGED_TRAINING
+                or switches.OVERLAPPED_GRADIENTS or switches.GLUON_OVERLAPPED_PROJECTION)
     assert train.callable("fwd_bwd")() is not None  # the interpreter's LSTM runs with the switches (none applies)
 
 
@@ -461,7 +461,7 @@ def test_a_switched_workload_survives_a_pickle_round_trip():
     from functools import partial
 
     from rnnbench.harness.workloads import SwitchedWorkload
-    from rnnbench.kernels.plan import overlapped_gradients
+    from rnnbench.kernels.switches import overlapped_gradients
 
     copy = pickle.loads(pickle.dumps(SwitchedWorkload({"a": 1}, [partial(overlapped_gradients, True)])))
     assert copy.workload == {"a": 1} and copy.keys() == {"a": 1}.keys()

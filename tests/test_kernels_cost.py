@@ -665,9 +665,15 @@ def test_variant_renames_refuse_what_they_cannot_mean(tmp_path):
     assert calibration.parse_renames("") == {}
 
 
-def test_cost_command_takes_variant_renames_only_with_an_ablation(capsys):
+def test_cost_command_takes_variant_renames_only_with_an_ablation_and_says_so_before_estimating(monkeypatch, capsys):
+    def estimating(*args, **kwargs):
+        raise AssertionError("the table was estimated before the arguments were checked")
+
+    monkeypatch.setattr(cost, "cost_table", estimating)
     assert main(["kernels", "--cost", "--ablation-renames", "a=b"]) == 2
     assert "give --ablation too" in capsys.readouterr().err
+    assert main(["kernels", "--cost", "--ablation", "ablation.csv", "estimate.csv"]) == 2
+    assert "give --calibrate RESULTS_CSV too" in capsys.readouterr().err
 
 
 def test_a_training_step_of_the_rnn_adds_its_one_forward_kernel_to_its_backward():
@@ -859,13 +865,14 @@ def test_a_tagged_estimate_is_read_at_the_measured_reload_rate():
 
 
 def test_the_gemms_beside_the_kernel_leave_only_a_first_chunk_on_the_calls_path():
-    """With :func:`rnnbench.kernels.plan.overlapped_projection` the forward's GEMM term keeps the first
-    chunk's share of the call (32 of 1024 steps), with :func:`~rnnbench.kernels.plan.overlapped_gradients`
+    """With :func:`rnnbench.kernels.switches.overlapped_projection` the forward's GEMM term keeps the first
+    chunk's share of the call (32 of 1024 steps), with :func:`~rnnbench.kernels.switches.overlapped_gradients`
     the backward's (the last range, after the recurrence), where each is allowed; a plain kernel's
     projection, a backward whose float32 sums would be too big (B=1) or whose recurrence leaves too
     few SMs free, and the defaults (off) keep all."""
     from rnnbench.kernels.cost import serial_gemm_share
-    from rnnbench.kernels.plan import OVERLAPPED_CHUNK_STEPS, overlapped_gradients, overlapped_projection, plan_gluon
+    from rnnbench.kernels.plan import OVERLAPPED_CHUNK_STEPS, plan_gluon
+    from rnnbench.kernels.switches import overlapped_gradients, overlapped_projection
 
     gluon = plan_gluon("lstm", 768, 16, torch.bfloat16, 132)
     backward = plan_gluon("lstm", 768, 16, torch.bfloat16, 132, backward=True)
@@ -896,7 +903,7 @@ def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlappe
     ``cost_table`` runs and as they were after."""
     import os
 
-    from rnnbench.kernels import plan as plan_module
+    from rnnbench.kernels import switches
 
     table = _synthetic_table().assign(target="sm_90", coresident=True, programs=8, programs_per_sm=2, registers=90,
                                       input_tiles=0, instructions=500, mma=8, mma_chain=2, ldsm=9, bar=20, shfl=40,
@@ -904,17 +911,17 @@ def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlappe
     seen = []
 
     def fake_table(*args, calibration=None, **kwargs):
-        seen.append((plan_module.GLUON_TAGGED_THREAD_POLL, os.environ.get(plan_module.TAGGED_THREAD_POLL_ENV),
-                     plan_module.GLUON_LOCAL_GATES, os.environ.get(plan_module.LOCAL_GATES_ENV),
-                     plan_module.GLUON_OVERLAPPED_PROJECTION,
-                     plan_module.GLUON_BACKWARD_STREAMED, os.environ.get(plan_module.BACKWARD_STREAMED_ENV),
-                     plan_module.GLUON_TAGGED_TRAINING, os.environ.get(plan_module.TAGGED_TRAINING_ENV),
-                     plan_module.OVERLAPPED_GRADIENTS))
+        seen.append((switches.GLUON_TAGGED_THREAD_POLL, os.environ.get(switches.TAGGED_THREAD_POLL_ENV),
+                     switches.GLUON_LOCAL_GATES, os.environ.get(switches.LOCAL_GATES_ENV),
+                     switches.GLUON_OVERLAPPED_PROJECTION,
+                     switches.GLUON_BACKWARD_STREAMED, os.environ.get(switches.BACKWARD_STREAMED_ENV),
+                     switches.GLUON_TAGGED_TRAINING, os.environ.get(switches.TAGGED_TRAINING_ENV),
+                     switches.OVERLAPPED_GRADIENTS))
         return table
 
     monkeypatch.setattr(cost, "cost_table", fake_table)
-    for variable in (plan_module.TAGGED_THREAD_POLL_ENV, plan_module.LOCAL_GATES_ENV, plan_module.BACKWARD_STREAMED_ENV,
-                     plan_module.TAGGED_TRAINING_ENV):
+    for variable in (switches.TAGGED_THREAD_POLL_ENV, switches.LOCAL_GATES_ENV, switches.BACKWARD_STREAMED_ENV,
+                     switches.TAGGED_TRAINING_ENV):
         monkeypatch.delenv(variable, raising=False)
     assert main(["kernels", "--cost", "--calibration", "none"]) == 0
     assert main(["kernels", "--cost", "--calibration", "none", "--tagged-thread-poll", "--overlapped-projection"]) == 0
@@ -925,9 +932,9 @@ def test_cost_command_switches_the_thread_poll_the_local_gates_and_the_overlappe
     assert seen == [(*off, *off, False, *off, *off, False), (True, "on", *off, True, *off, *off, False),
                     (*off, True, "on", False, *off, *off, False), (*off, *off, False, True, "on", True, "on", False),
                     (*off, *off, False, *off, *off, True)]
-    assert plan_module.GLUON_TAGGED_THREAD_POLL is False and plan_module.TAGGED_THREAD_POLL_ENV not in os.environ
-    assert plan_module.GLUON_LOCAL_GATES is False and plan_module.LOCAL_GATES_ENV not in os.environ
-    assert plan_module.GLUON_OVERLAPPED_PROJECTION is False
-    assert plan_module.GLUON_BACKWARD_STREAMED is False and plan_module.BACKWARD_STREAMED_ENV not in os.environ
-    assert plan_module.GLUON_TAGGED_TRAINING is False and plan_module.TAGGED_TRAINING_ENV not in os.environ
-    assert plan_module.OVERLAPPED_GRADIENTS is False
+    assert switches.GLUON_TAGGED_THREAD_POLL is False and switches.TAGGED_THREAD_POLL_ENV not in os.environ
+    assert switches.GLUON_LOCAL_GATES is False and switches.LOCAL_GATES_ENV not in os.environ
+    assert switches.GLUON_OVERLAPPED_PROJECTION is False
+    assert switches.GLUON_BACKWARD_STREAMED is False and switches.BACKWARD_STREAMED_ENV not in os.environ
+    assert switches.GLUON_TAGGED_TRAINING is False and switches.TAGGED_TRAINING_ENV not in os.environ
+    assert switches.OVERLAPPED_GRADIENTS is False

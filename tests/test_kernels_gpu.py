@@ -29,6 +29,7 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
 from rnnbench.kernels import TritonLSTM, TritonRNN
+from rnnbench.kernels import switches
 from rnnbench.kernels.gluon_lstm import _reload_stale_vectors
 from rnnbench.kernels.launch import check_barriers, make_plan, poisoned_outputs
 from rnnbench.kernels.plan import HALF_BLOCK_B, PathUnavailable, plan_recurrence
@@ -399,10 +400,10 @@ def test_gluon_forward_with_the_tagged_exchange_is_the_barriers_bit_for_bit(monk
 @pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 16, 9)])
 def test_the_tagged_exchanges_four_one_warp_loaders_are_the_barriers_bit_for_bit_too(monkeypatch, hidden_size,
                                                                                       batch, steps):
-    """The tagged exchange with four one-warp loader partitions (:func:`rnnbench.kernels.plan.tagged_loaders`,
+    """The tagged exchange with four one-warp loader partitions (:func:`rnnbench.kernels.switches.tagged_loaders`,
     the step ablation's ``real_gluon_tagged_four_loaders``; the planner's until the H200 timed them
     slower than one loader of four warps) at the anchor and where they own 2, 1, 1, 1 tiles."""
-    from rnnbench.kernels.plan import tagged_loaders
+    from rnnbench.kernels.switches import tagged_loaders
 
     with tagged_loaders(4):
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
@@ -411,12 +412,12 @@ def test_the_tagged_exchanges_four_one_warp_loaders_are_the_barriers_bit_for_bit
 @pytest.mark.mma_chains
 @pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (1024, 16, 9), (256, 16, 9), (320, 48, 7)])
 def test_the_tagged_forwards_two_mma_chains_agree_with_one(monkeypatch, hidden_size, batch, steps):
-    """The recurrent product in two accumulator chains (:func:`rnnbench.kernels.plan.mma_chains`,
+    """The recurrent product in two accumulator chains (:func:`rnnbench.kernels.switches.mma_chains`,
     the step ablation's ``real_gluon_tagged_two_chains``): 6 shared and 6 register tiles at the
     anchor, 14 and 2 at H=1024, registers only at H=256 and 320 (alternate tiles, an odd one at 320).
     It sums in another order than the barrier kernel, so it is compared within
     :data:`GLUON_TOLERANCE`, not bit for bit."""
-    from rnnbench.kernels.plan import mma_chains
+    from rnnbench.kernels.switches import mma_chains
 
     with mma_chains(2):
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1,
@@ -428,11 +429,11 @@ def test_the_tagged_forwards_two_mma_chains_agree_with_one(monkeypatch, hidden_s
 @pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 48, 7), (256, 16, 9)])
 def test_the_tagged_loaders_hand_over_in_groups_matches_the_barrier_kernel_bit_for_bit(monkeypatch, groups, hidden_size,
                                                                                         batch, steps):
-    """The tagged loader handing the state over in groups of tiles (:func:`rnnbench.kernels.plan.tagged_groups`,
+    """The tagged loader handing the state over in groups of tiles (:func:`rnnbench.kernels.switches.tagged_groups`,
     the step ablation's ``real_gluon_tagged_groups_4``): 4 groups of 3 tiles at the anchor, of 2, 2
     and 1 at H=320 (5 tiles; 3 row blocks), of one tile each at H=256. The MMAs read the same tiles
     in the same order into one accumulator, so the outputs are the barrier kernel's bit for bit."""
-    from rnnbench.kernels.plan import tagged_groups
+    from rnnbench.kernels.switches import tagged_groups
 
     with tagged_groups(groups):
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
@@ -445,12 +446,12 @@ def test_the_tagged_loaders_hand_over_in_groups_matches_the_barrier_kernel_bit_f
 def test_the_tagged_loaders_threads_polling_alone_match_the_barrier_kernel_bit_for_bit(monkeypatch, hidden_size,
                                                                                       batch, steps, loaders, groups):
     """The tagged loader's threads each checking and polling their own words alone
-    (:func:`rnnbench.kernels.plan.tagged_thread_poll`, the step ablation's
+    (:func:`rnnbench.kernels.switches.tagged_thread_poll`, the step ablation's
     ``real_gluon_tagged_thread_poll``; its PTX, :func:`rnnbench.kernels.tagged_exchange.thread_poll_asm`,
     interpreted on the CPU in ``tests/test_tagged_exchange.py``): at the anchor along 257 steps,
     three batch blocks, 16 tiles, four one-warp loaders and the hand-over in groups. The words the
     MMAs read are the same, so the outputs are the barrier kernel's bit for bit."""
-    from rnnbench.kernels.plan import tagged_groups, tagged_loaders, tagged_thread_poll
+    from rnnbench.kernels.switches import tagged_groups, tagged_loaders, tagged_thread_poll
 
     with tagged_thread_poll(True), tagged_loaders(loaders), tagged_groups(groups):
         _check_tagged_against_the_barrier(monkeypatch, torch.bfloat16, hidden_size, batch, steps, 1)
@@ -464,7 +465,7 @@ def test_the_tagged_loaders_threads_polling_alone_match_the_barrier_kernel_bit_f
                           (768, 16, 33, 1, False, torch.float16)])
 def test_the_warp_local_gate_split_matches_the_barrier_kernel_bit_for_bit(monkeypatch, hidden_size, batch, steps,
                                                                          directions, thread_poll, dtype):
-    """The tagged forward splitting its gates inside each warp (:func:`rnnbench.kernels.plan.local_gates`,
+    """The tagged forward splitting its gates inside each warp (:func:`rnnbench.kernels.switches.local_gates`,
     the step ablation's ``real_gluon_tagged_local_gates``: ``W_hh``'s rows reordered on the host,
     the product converted inside each warp, ``xg`` loaded into registers a step ahead): at the anchor
     along 257 steps (also with the thread-polling loader), three batch blocks, 16 tiles, both
@@ -473,7 +474,7 @@ def test_the_warp_local_gate_split_matches_the_barrier_kernel_bit_for_bit(monkey
     the same dot product in the same order, so the outputs are the barrier kernel's bit for bit; the
     launch is checked to have reordered the rows (counted)."""
     from rnnbench.kernels import gluon_lstm
-    from rnnbench.kernels.plan import local_gates, tagged_thread_poll
+    from rnnbench.kernels.switches import local_gates, tagged_thread_poll
 
     reordered = []
     original = gluon_lstm.local_gate_rows
@@ -485,14 +486,15 @@ def test_the_warp_local_gate_split_matches_the_barrier_kernel_bit_for_bit(monkey
 
 def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, steps, directions, bit_for_bit=True):
     """The Gluon forward exchanging its state as compact words (its loader polls the values, no grid
-    barrier; :func:`rnnbench.kernels.plan.tagged_exchange`) against the same kernel with its
+    barrier; :func:`rnnbench.kernels.switches.tagged_exchange`) against the same kernel with its
     grid barrier and TMA copies: the MMAs read the same state values in the same order, so every
     output is bit for bit the same (a stale word taken, a word missed or a step run ahead shows as
     a difference); no wait timed out; and within :data:`GLUON_TOLERANCE` of float64. The layer's
     launch is checked to have run tagged (it builds the compact exchange: counted). ``bit_for_bit=False``
     (a tagged kernel that sums in another order): within :data:`GLUON_TOLERANCE` of the barrier's."""
     from rnnbench.kernels import gluon_lstm
-    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange, tagged_exchange_refusal
+    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_exchange_refusal
+    from rnnbench.kernels.switches import tagged_exchange
     from rnnbench.kernels.tagged_exchange import compact_state
 
     _require_gluon()
@@ -532,13 +534,14 @@ def _check_tagged_against_the_barrier(monkeypatch, dtype, hidden_size, batch, st
 @pytest.mark.parametrize("hidden_size, batch, steps", [(768, 16, 257), (320, 16, 9)])
 def test_the_tagged_training_forward_saves_and_trains_as_the_barriers_bit_for_bit(monkeypatch, hidden_size, batch,
                                                                                    steps):
-    """The training forward with the tagged exchange (:func:`rnnbench.kernels.plan.tagged_training`,
+    """The training forward with the tagged exchange (:func:`rnnbench.kernels.switches.tagged_training`,
     the step ablation's ``real_gluon_tagged_train``) against the barrier's: the same state values
     multiplied in the same order, so its outputs are the barrier's bit for bit, and so is every
     gradient of the backward that reads the gates and cell states it saved; no wait timed out. The
     layer's launch is checked to have run tagged (it builds the compact exchange)."""
     from rnnbench.kernels import gluon_lstm
-    from rnnbench.kernels.plan import gluon_tagged_exchange, tagged_training
+    from rnnbench.kernels.plan import gluon_tagged_exchange
+    from rnnbench.kernels.switches import tagged_training
     from rnnbench.kernels.tagged_exchange import compact_state
 
     _require_gluon()
@@ -616,7 +619,7 @@ def test_the_tagged_exchange_keeps_any_h0_and_spreads_a_nan_as_the_barrier_does(
 def test_the_tagged_loaders_threads_polling_alone_keep_any_h0_and_spread_a_nan_as_the_barrier_does():
     """:func:`_check_h0_and_nan_against_the_barrier` with the loader's threads polling alone (each
     restores its own published NaNs: no reduction tells it)."""
-    from rnnbench.kernels.plan import tagged_thread_poll
+    from rnnbench.kernels.switches import tagged_thread_poll
 
     with tagged_thread_poll(True):
         _check_h0_and_nan_against_the_barrier(torch.bfloat16)
@@ -625,7 +628,7 @@ def test_the_tagged_loaders_threads_polling_alone_keep_any_h0_and_spread_a_nan_a
 def _check_h0_and_nan_against_the_barrier(dtype):
     """The tagged forward with an ``h0`` it cannot encode and a NaN in ``c0`` against the barrier's
     (see :func:`test_the_tagged_exchange_keeps_any_h0_and_spreads_a_nan_as_the_barrier_does`)."""
-    from rnnbench.kernels.plan import tagged_exchange
+    from rnnbench.kernels.switches import tagged_exchange
 
     _require_gluon()
     hidden_size, batch, steps = 768, 16, 6
@@ -653,7 +656,7 @@ def _check_h0_and_nan_against_the_barrier(dtype):
 def test_the_tagged_loaders_threads_polling_alone_count_the_busiest_threads_polls():
     """With the loader's threads polling alone the launch's count is the busiest thread's
     (:func:`rnnbench.kernels.step_bench.extra_polls`): at least 0 and finite at the anchor."""
-    from rnnbench.kernels.plan import tagged_exchange, tagged_thread_poll
+    from rnnbench.kernels.switches import tagged_exchange, tagged_thread_poll
     from rnnbench.kernels.step_bench import extra_polls
 
     _require_gluon()
@@ -673,7 +676,7 @@ def test_only_the_tagged_exchange_counts_its_extra_polls():
     exchange (:func:`rnnbench.kernels.step_bench.extra_polls`: at least 0 and, in a launch that did
     not time out, finite)."""
     from rnnbench.kernels.launch import sync_buffer
-    from rnnbench.kernels.plan import GLUON_TAGGED_LOADERS, tagged_exchange
+    from rnnbench.kernels.switches import GLUON_TAGGED_LOADERS, tagged_exchange
     from rnnbench.kernels.primitives import EXTRA_POLLS_SLOT
     from rnnbench.kernels.step_bench import extra_polls, real_launcher
 
@@ -704,7 +707,7 @@ def test_a_thread_polling_alone_for_a_program_never_launched_times_out_instead_o
     """:func:`_check_a_tagged_wait_times_out` with the loader's threads polling alone: each thread
     waiting for the missing program's words times out on its own clock and reports step 1, every
     other gives up after one poll once the status word is set."""
-    from rnnbench.kernels.plan import tagged_thread_poll
+    from rnnbench.kernels.switches import tagged_thread_poll
 
     with tagged_thread_poll(True):
         _check_a_tagged_wait_times_out()
@@ -715,7 +718,7 @@ def _check_a_tagged_wait_times_out():
     :func:`test_a_tagged_wait_for_a_program_never_launched_times_out_instead_of_hanging`)."""
     from rnnbench.kernels.gluon_lstm import run_forward
     from rnnbench.kernels.launch import BarrierTimeout, aligned_weight_rows, exchange_buffer
-    from rnnbench.kernels.plan import tagged_exchange
+    from rnnbench.kernels.switches import tagged_exchange
 
     _require_gluon()
     T, B, H = 5, 16, 768
@@ -807,7 +810,8 @@ def test_gluon_path_through_the_drop_in_module_forward_and_backward():
 def test_gluon_path_through_the_drop_in_module_with_streamed_copies():
     """:func:`_check_gluon_drop_in` with the backward's copies streamed (both directions in one
     launch, rows of mixed lengths)."""
-    from rnnbench.kernels.plan import gluon_streamed_copies, streamed_copies
+    from rnnbench.kernels.plan import gluon_streamed_copies
+    from rnnbench.kernels.switches import streamed_copies
 
     _require_gluon()
     with streamed_copies(True):
@@ -859,7 +863,6 @@ def _fused_and_unfused(monkeypatch, hidden_size: int, batch: int, steps: int, in
     """``(module, float64 reference, x, states, run)``: a Gluon LSTM, its float64 torch.nn twin, inputs,
     and ``run(fused)``, the module's inference forward ``[y, h_n, c_n]`` with the input projection
     fused into the Gluon forward (checked planned) or not, outputs poisoned with NaN first."""
-    import rnnbench.kernels.plan as plan_module
 
     _require_gluon()
     torch.manual_seed(0)
@@ -872,7 +875,7 @@ def _fused_and_unfused(monkeypatch, hidden_size: int, batch: int, steps: int, in
                    for _ in range(2))
 
     def run(fused: bool):
-        monkeypatch.setattr(plan_module, "GLUON_FUSED_INPUT", fused)
+        monkeypatch.setattr(switches, "GLUON_FUSED_INPUT", fused)
         plan = make_plan("lstm", hidden_size, batch, x, "gluon", directions, input_size=input_size)
         assert (plan.input_tiles > 0) == fused, plan
         with poisoned_outputs():
@@ -907,7 +910,6 @@ def test_gluon_training_forward_with_its_input_projection_fused_trains(monkeypat
     the bounds of the bf16 tests above (5e-2)."""
     from rnnbench.kernels.lstm import lstm_layer
 
-    import rnnbench.kernels.plan as plan_module
 
     _require_gluon()
     T, B, I, H = 17, 16, 128, 320
@@ -920,7 +922,7 @@ def test_gluon_training_forward_with_its_input_projection_fused_trains(monkeypat
     parameters = [w_ih, w_hh, b_ih, b_hh]
     saved, grads = {}, {}
     for fused in (True, False):
-        monkeypatch.setattr(plan_module, "GLUON_FUSED_INPUT", fused)
+        monkeypatch.setattr(switches, "GLUON_FUSED_INPUT", fused)
         assert (make_plan("lstm", H, B, x, "gluon", input_size=I).input_tiles > 0) == fused
         inputs = [t.detach().clone().requires_grad_() for t in (x, h0, c0, *parameters)]
         with poisoned_outputs():
@@ -974,11 +976,12 @@ def test_gluon_backward_matches_the_plain_cooperative_kernel_and_float64(dtype, 
 def test_gluon_backward_with_streamed_copies_matches_the_plain_kernel_float64_and_the_barrier_bit_for_bit(
         dtype, hidden_size, batch, steps):
     """:func:`_check_gluon_backward` with the copies streamed by the copier warp
-    (:func:`rnnbench.kernels.plan.streamed_copies`, the step ablation's ``real_gluon_bwd_streamed``),
+    (:func:`rnnbench.kernels.switches.streamed_copies`, the step ablation's ``real_gluon_bwd_streamed``),
     where the plan allows it (every copy in a stage of its own); and its gradients equal those of
     the barrier's Gluon backward bit for bit: the same copies multiplied in the same order, only
     issued earlier."""
-    from rnnbench.kernels.plan import gluon_streamed_copies, streamed_copies
+    from rnnbench.kernels.plan import gluon_streamed_copies
+    from rnnbench.kernels.switches import streamed_copies
 
     _require_gluon()
     with streamed_copies(True):
@@ -1005,7 +1008,8 @@ def test_a_streamed_backward_waiting_for_a_program_never_launched_times_out_inst
     barrier's error naming step 1."""
     from rnnbench.kernels.gluon_lstm_backward import run_backward
     from rnnbench.kernels.launch import BarrierTimeout, exchange_buffer
-    from rnnbench.kernels.plan import gluon_streamed_copies, streamed_copies
+    from rnnbench.kernels.plan import gluon_streamed_copies
+    from rnnbench.kernels.switches import streamed_copies
 
     _require_gluon()
     T, B, H = 5, 16, 768

@@ -194,15 +194,15 @@ def test_the_probes_fresh_thread_returns_its_value_and_raises_its_error():
 
 
 def test_a_fused_input_breakdown_is_labelled_and_the_switch_restored():
-    """``fused_input=True`` switches ``plan.GLUON_FUSED_INPUT`` on for that call only (no Gluon path
+    """``fused_input=True`` switches ``switches.GLUON_FUSED_INPUT`` on for that call only (no Gluon path
     is planned at H=40, so the peak is the unfused one) and labels the breakdown; on the kernels'
     device (the interpreter's CPU, or CUDA: a CPU tensor there is refused without the interpreter)."""
-    from rnnbench.kernels import plan
+    from rnnbench.kernels import switches
 
     B, H, T = 3, 40, 6
     dtype = "float32" if KERNEL_DEVICE == "cpu" else "bfloat16"
     fused = breakdown("triton", "lstm", H, B, T, "fwd", dtype, KERNEL_DEVICE, fused_input=True)
-    assert plan.GLUON_FUSED_INPUT is False
+    assert switches.GLUON_FUSED_INPUT is False
     assert fused["fused_input"] is True and render(fused).startswith("triton (fused input) lstm")
     assert label({"backend": "triton", "weight_grad": "addmm", "fused_input": True}) == "triton (addmm, fused input)"
     assert "fused_input" not in breakdown("triton", "lstm", H, B, T, "fwd", dtype, KERNEL_DEVICE)

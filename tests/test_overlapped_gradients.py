@@ -18,9 +18,8 @@ import torch
 from conftest import KERNEL_DEVICE, replayed_in_graph
 from rnnbench.kernels import lstm as lstm_module
 from rnnbench.kernels.overlapped_gradients import OverlappedGradients
-from rnnbench.kernels.plan import (
-    GLUON, OVERLAPPED_GRADIENT_SUMS_SHARE, overlapped_gradients, overlapped_gradients_refusal, plan_gluon,
-)
+from rnnbench.kernels.plan import GLUON, OVERLAPPED_GRADIENT_SUMS_SHARE, overlapped_gradients_refusal, plan_gluon
+from rnnbench.kernels.switches import overlapped_gradients
 from rnnbench.kernels.projections import parameter_and_input_grads
 from rnnbench.kernels.weight_grad import accumulate_weight_grad
 
@@ -155,7 +154,7 @@ def test_the_switch_refuses_anything_but_a_boolean_or_none():
 
 
 def test_the_environment_sets_the_switch_and_names_a_bad_value():
-    code = "from rnnbench.kernels import plan; print(plan.OVERLAPPED_GRADIENTS)"
+    code = "from rnnbench.kernels import switches; print(switches.OVERLAPPED_GRADIENTS)"
     for value, printed in (("on", "True"),):  # "off" is the default's value: one child fewer
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env={**__import__("os").environ, "RNNBENCH_OVERLAPPED_GRADIENTS": value})

@@ -10,9 +10,8 @@ import torch
 
 from conftest import KERNEL_DEVICE, replayed_in_graph
 from rnnbench.kernels.overlapped_projection import OverlappedProjection, chunk_ranges, overlap_refusal
-from rnnbench.kernels.plan import (
-    GLUON, overlapped_projection, overlapped_projection_refusal, plan_gluon,
-)
+from rnnbench.kernels.plan import GLUON, overlapped_projection_refusal, plan_gluon
+from rnnbench.kernels.switches import overlapped_projection
 from rnnbench.kernels.projections import project_inputs
 
 
@@ -131,7 +130,8 @@ def test_on_gpu_the_overlapped_projection_gives_the_layers_results_eagerly_and_i
     steps (:data:`rnnbench.kernels.plan.OVERLAPPED_CHUNK_STEPS` 32); 20: one."""
     from rnnbench.kernels import TritonLSTM
     from rnnbench.kernels.launch import check_barriers
-    from rnnbench.kernels.plan import gluon_available, tagged_exchange
+    from rnnbench.kernels.plan import gluon_available
+    from rnnbench.kernels.switches import tagged_exchange
 
     if torch.cuda.get_device_capability() != (9, 0) or not gluon_available():
         pytest.skip("the Gluon forward needs sm_90 and a Triton with Gluon's Hopper API")

@@ -12,6 +12,7 @@ import torch
 
 from conftest import KERNEL_DEVICE
 from rnnbench.kernels import step_bench
+from rnnbench.kernels import switches
 from rnnbench.kernels.plan import GATES, PathUnavailable, plan_recurrence
 from rnnbench.kernels.primitives import FLAG_SLOTS
 from rnnbench.kernels.tagged_exchange import decode_tagged, word_tags
@@ -311,7 +312,8 @@ def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that
     """``real_gluon_copies_4``: the Gluon forward's state in copies of 4 tiles within its context (the
     plan's rule, 8, outside it again); where the plan's copies have 4 tiles already (H=256) it is
     the planned kernel, not timed twice; a box that is no power of two up to 8 is refused."""
-    from rnnbench.kernels.plan import gluon_state_copies, state_copy_tiles
+    from rnnbench.kernels.plan import gluon_state_copies
+    from rnnbench.kernels.switches import state_copy_tiles
 
     kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_4"], step_bench.REAL_PATHS["real_gluon"]
     plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
@@ -385,13 +387,13 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     assert step_bench._switched(local, plan) == ((2, 8), True, 0, 1, 1, 1, False, True)
     both = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_local_gates"]
     assert step_bench._switched(both, plan) == ((2, 8), True, 0, 1, 1, 1, True, True)
-    assert plan_module.GLUON_LOCAL_GATES is False  # restored after the context
-    assert plan_module.GLUON_TAGGED_THREAD_POLL is False  # restored after the context
-    assert plan_module.GLUON_TAGGED_GROUPS == 1  # restored after the context
-    assert plan_module.GLUON_MMA_CHAINS == 1  # restored after the context
-    assert plan_module.GLUON_TAGGED_LOADERS == 1  # restored after the context
-    assert plan_module.GLUON_TAGGED_POLL_DELAY_NS == 0  # restored after the context
-    assert plan_module.GLUON_TAGGED_EXCHANGE == "auto"  # restored after the context
+    assert switches.GLUON_LOCAL_GATES is False  # restored after the context
+    assert switches.GLUON_TAGGED_THREAD_POLL is False  # restored after the context
+    assert switches.GLUON_TAGGED_GROUPS == 1  # restored after the context
+    assert switches.GLUON_MMA_CHAINS == 1  # restored after the context
+    assert switches.GLUON_TAGGED_LOADERS == 1  # restored after the context
+    assert switches.GLUON_TAGGED_POLL_DELAY_NS == 0  # restored after the context
+    assert switches.GLUON_TAGGED_EXCHANGE == "auto"  # restored after the context
     with pytest.raises(PathUnavailable, match="one program per SM \\(48 programs on 32 SMs\\)"):
         kernel.plan(planned, torch.bfloat16, 32)
     with pytest.raises(PathUnavailable, match="16-row batch blocks \\(got 32\\)"):

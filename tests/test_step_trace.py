@@ -170,9 +170,10 @@ def test_on_gpu_a_traced_forward_computes_what_the_untraced_one_does(monkeypatch
     """The traced Gluon forward (H=320, B=16, T=40) writes the untraced one's outputs bit for bit,
     stamps the loader's events exactly when it exchanges tagged words, and its phases never run
     backwards (every stamp after the one before it on its program's SM) and add up to the step;
-    also with the loader's threads polling alone (:func:`rnnbench.kernels.plan.tagged_thread_poll`)."""
+    also with the loader's threads polling alone (:func:`rnnbench.kernels.switches.tagged_thread_poll`)."""
     from rnnbench.kernels import TritonLSTM, gluon_lstm
-    from rnnbench.kernels.plan import gluon_available, tagged_exchange, tagged_thread_poll
+    from rnnbench.kernels.plan import gluon_available
+    from rnnbench.kernels.switches import tagged_exchange, tagged_thread_poll
 
     if torch.cuda.get_device_capability() != (9, 0) or not gluon_available():
         pytest.skip("the Gluon forward needs sm_90 and a Triton with Gluon's Hopper API")
