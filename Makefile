@@ -106,6 +106,9 @@ gpu-report: setup
 	$(BIN)/rnnbench goals reports/$(DEVICE)/$(SUITE) --out reports/$(DEVICE)/$(SUITE)/goals.md
 	if [ -f reports/$(DEVICE)/gpu-fused/results.csv ]; then $(BIN)/rnnbench goals reports/$(DEVICE)/gpu-fused \
 		--backend triton-train-switches --out reports/$(DEVICE)/gpu-fused/goals-train-switches.md; fi
+	# which of the kernels' switches the session's tests and timings say to set (the step ablation's variants
+	# under today's names: for an older session's folder run rnnbench switches with --renames instead)
+	$(BIN)/rnnbench switches reports/$(DEVICE) --out reports/$(DEVICE)/switches.md
 	# the latency probes' measured entries into the model's table, then the ablation's estimates with them,
 	# so the calibration below is fitted on top of the measured table
 	if [ -f reports/$(DEVICE)/latency.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.latency_probe \

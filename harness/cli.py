@@ -97,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which timing (default: latency_cudagraph, CUDA-graph replay)")
     goals.add_argument("--out", help="write the Markdown here instead of standard output")
 
+    switches = commands.add_parser("switches", help="which of the kernels' switches a GPU session's tests and "
+                                   "timings say to set, as Markdown")
+    switches.add_argument("directory", help="the session's folder (reports/DEVICE: gpu-tests-*.xml, "
+                          "step-ablation.csv, gpu-fused/)")
+    switches.add_argument("--renames", default="",
+                          help="OLD=NEW,... the step ablation's variants under today's names (OLD= leaves one out), "
+                               "for a session of older code")
+    switches.add_argument("--out", help="write the Markdown here instead of standard output")
+
     kernels = commands.add_parser("kernels", help="compile every shipped Triton kernel configuration for a GPU target")
     kernels.add_argument("--target", default="sm_90", help="sm_80 or sm_90 (default sm_90)")
     kernels.add_argument("--csv", action="store_true", help="CSV instead of a Markdown table")
@@ -222,6 +231,24 @@ def _warn_dropped(data) -> None:
         print(f"rnnbench: warning: {data.directory}/results.csv: dropped {len(data.dropped)} malformed row(s)", file=sys.stderr)
         for message in data.dropped[:10]:
             print(f"  {message}", file=sys.stderr)
+
+
+def _switches(args) -> int:
+    from pathlib import Path
+
+    from rnnbench.harness.report.switch_trials import trials_markdown
+    from rnnbench.kernels.calibration import parse_renames
+
+    try:
+        text = trials_markdown(args.directory, parse_renames(args.renames))
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _goals(args) -> int:
@@ -376,4 +403,5 @@ def _cost(args, arch: int) -> int:
 
 
 COMMANDS = {"list": _list, "run": _run, "precompile": _precompile, "report": _report, "compare": _compare, "goals": _goals,
+            "switches": _switches,
             "kernels": _kernels}

@@ -1,0 +1,243 @@
+"""Which of the kernels' switches one GPU session says to set, from its tests and its timings.
+
+Every switch of :mod:`rnnbench.kernels.switches` that is off (or at its measured best) waits for a
+GPU to pass its variant's tests and time it against what ships. A session
+(``scripts/gpu-session.sh``) leaves both in its folder: each test stage's JUnit XML
+(``gpu-tests-<stage>.xml``, ``gpu-tests.xml`` for the main stage), the step ablation's kernels alone
+(``step-ablation.csv``, :mod:`rnnbench.kernels.step_bench`) and the whole calls of the ``gpu-fused``
+suite (``gpu-fused/results.csv``). :data:`TRIALS` says, for each switch, which stages must have passed
+and which pair of rows decides it; :func:`judge` reads them and gives one verdict a switch:
+
+* ``set NAME = VALUE``: every stage passed, and the candidate is faster than the baseline, the two
+  interquartile ranges apart, at one shape at least and slower (likewise apart) at none;
+* ``keep``: slower at a shape at least and faster at none;
+* ``tests failed``: a stage failed (whatever the timings: they are of a kernel that is wrong somewhere);
+* ``mixed``: faster at some shapes, slower at others (a rule by shape is a human's call);
+* ``tie``: no shape where the ranges are apart;
+* ``not measured``, or ``faster, but its tests did not run``: what is missing.
+
+Each timing pair comes from one run, so the ratio is a same-machine, same-session comparison; a
+verdict is only as good as that run (read its spread). Nothing here needs a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+#: the main test stage's name (its file is ``gpu-tests.xml``)
+MAIN_STAGE = "main"
+ABLATION = "ablation"
+FUSED_SUITE = "gpu-fused"
+#: the timing of the gpu-fused suite's rows compared (CUDA-graph replay)
+SUITE_TIMING = "latency_cudagraph"
+
+
+@dataclass(frozen=True)
+class SwitchTrial:
+    """What decides one switch: set ``switch`` (a global of :mod:`rnnbench.kernels.switches`) to
+    ``value`` if the test ``stages`` passed and ``candidate`` beats ``baseline`` in ``source``
+    (:data:`ABLATION`: step-ablation variants, the kernels alone; :data:`FUSED_SUITE`: gpu-fused
+    backends in ``mode``, the whole call)."""
+
+    switch: str
+    value: object
+    stages: tuple[str, ...]
+    source: str
+    baseline: str
+    candidate: str
+    mode: str = "fwd"
+
+
+#: every switch a session can decide, in the order the README lists them
+TRIALS = (
+    SwitchTrial("GLUON_TILES_PER_COPY", 4, (MAIN_STAGE,), ABLATION, "real_gluon", "real_gluon_copies_4"),
+    SwitchTrial("GLUON_FUSED_INPUT", True, ("fused",), FUSED_SUITE, "triton", "triton-fused"),
+    SwitchTrial("GLUON_TAGGED_POLL_DELAY_NS", 150, ("tagged",), ABLATION, "real_gluon_tagged",
+                "real_gluon_tagged_delayed"),
+    SwitchTrial("GLUON_MMA_CHAINS", 2, ("tagged", "chains"), ABLATION, "real_gluon_tagged",
+                "real_gluon_tagged_two_chains"),
+    SwitchTrial("GLUON_TAGGED_GROUPS", 4, ("tagged", "groups"), ABLATION, "real_gluon_tagged",
+                "real_gluon_tagged_groups_4"),
+    SwitchTrial("GLUON_TAGGED_THREAD_POLL", True, ("tagged", "thread-poll"), ABLATION, "real_gluon_tagged",
+                "real_gluon_tagged_thread_poll"),
+    # the gates split inside each warp are judged with the thread poll on, as they would ship
+    SwitchTrial("GLUON_LOCAL_GATES", True, ("tagged", "thread-poll", "local-gates"), ABLATION,
+                "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_local_gates"),
+    SwitchTrial("GLUON_BACKWARD_STREAMED", True, ("streamed",), ABLATION, "real_gluon_bwd", "real_gluon_bwd_streamed"),
+    SwitchTrial("GLUON_TAGGED_TRAINING", True, ("tagged", "tagged-training"), ABLATION, "real_gluon_train",
+                "real_gluon_tagged_train"),
+    SwitchTrial("GLUON_OVERLAPPED_PROJECTION", True, ("overlapped",), FUSED_SUITE, "triton", "triton-overlapped"),
+    SwitchTrial("OVERLAPPED_GRADIENTS", True, ("overlapped-grads",), FUSED_SUITE, "triton", "triton-overlapped-grads",
+                mode="fwd_bwd"),
+)
+
+
+def stage_file(directory: Path, stage: str) -> Path:
+    """The JUnit XML a session writes for ``stage``."""
+    return directory / ("gpu-tests.xml" if stage == MAIN_STAGE else f"gpu-tests-{stage}.xml")
+
+
+#: failing tests a stage's summary names (the rest are in its XML and log)
+SHOWN_FAILURES = 3
+#: a test stage's states (:func:`stage_result`)
+PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
+
+
+def stage_result(directory: Path, stage: str) -> tuple[str, str]:
+    """``(what the stage's XML says, PASSED | FAILED | NOT_RUN)``: passed only where it ran a test and
+    none failed or errored; a stage whose every test was skipped did not exercise the variant, and an
+    unreadable XML says nothing (both :data:`NOT_RUN`)."""
+    path = stage_file(directory, stage)
+    if not path.is_file():
+        return f"{stage}: not run", NOT_RUN
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as error:
+        return f"{stage}: unreadable {path.name} ({error})", NOT_RUN
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    counts = {key: sum(int(suite.get(key, 0)) for suite in suites) for key in ("tests", "failures", "errors", "skipped")}
+    broken = counts["failures"] + counts["errors"]
+    ran = counts["tests"] - counts["skipped"]
+    if broken:
+        failing = [case.get("name", "?") for case in root.iter("testcase")
+                   if case.find("failure") is not None or case.find("error") is not None]
+        shown = ", ".join(failing[:SHOWN_FAILURES]) + (", ..." if len(failing) > SHOWN_FAILURES else "")
+        return f"{stage}: {broken} of {counts['tests']} failed ({shown})", FAILED
+    if ran <= 0:
+        return f"{stage}: every test skipped", NOT_RUN
+    return f"{stage}: {ran} passed", PASSED
+
+
+#: the columns of :func:`ablation_pairs` and :func:`suite_pairs`
+PAIR_COLUMNS = ["shape", "baseline_us", "candidate_us", "ratio", "apart"]
+
+
+def _pairs(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (``shape, baseline_us, baseline_q25, baseline_q75`` and the candidate's likewise) as
+    :data:`PAIR_COLUMNS`."""
+    if rows.empty:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    apart = (rows.candidate_q75 < rows.baseline_q25) | (rows.baseline_q75 < rows.candidate_q25)
+    return pd.DataFrame({"shape": rows["shape"], "baseline_us": rows.baseline_us, "candidate_us": rows.candidate_us,
+                         "ratio": rows.candidate_us / rows.baseline_us, "apart": apart}).reset_index(drop=True)
+
+
+def ablation_pairs(measured: pd.DataFrame, trial: SwitchTrial) -> pd.DataFrame:
+    """The trial's two variants at every shape of a step-ablation run (``measured``, as
+    :func:`rnnbench.kernels.step_bench.read_rows` reads it) where both were timed, µs per step."""
+    from rnnbench.kernels.calibration import SHAPE_COLUMNS
+    from rnnbench.kernels.step_bench import whole_grid
+
+    rows = whole_grid(measured)
+    sides = []
+    for side, variant in (("baseline", trial.baseline), ("candidate", trial.candidate)):
+        picked = rows[rows.variant == variant].set_index(SHAPE_COLUMNS)
+        sides.append(picked[["us_per_step", "q25_us", "q75_us"]].set_axis(
+            [f"{side}_us", f"{side}_q25", f"{side}_q75"], axis=1))
+    joined = sides[0].join(sides[1], how="inner").reset_index()
+    joined["shape"] = [f"{row.cell} {row.dtype} H={row.hidden_size} B={row.batch}" for row in joined.itertuples()]
+    return _pairs(joined)
+
+
+def suite_pairs(data, trial: SwitchTrial) -> pd.DataFrame:
+    """The trial's two backends at every shape of a suite run (``data``, a
+    :class:`rnnbench.harness.report.load.ReportData`) where both have a valid
+    :data:`SUITE_TIMING` row in the trial's mode (the plain LSTM, no options), µs per step."""
+    frame = data.valid
+    rows = frame[(frame.metric == SUITE_TIMING) & (frame["mode"] == trial.mode) & (frame.family == "lstm")
+                 & frame.params.fillna("").eq("")]
+    shape = ["dtype", "hidden_size", "batch", "seq_len"]
+    sides = []
+    for side, backend in (("baseline", trial.baseline), ("candidate", trial.candidate)):
+        picked = rows[rows.backend == backend].drop_duplicates(shape, keep="last").set_index(shape)
+        per_step = 1000 / picked.index.get_level_values("seq_len").to_numpy()  # ms a call -> µs a step
+        sides.append(pd.DataFrame({f"{side}_us": picked.value * per_step, f"{side}_q25": picked.q25 * per_step,
+                                   f"{side}_q75": picked.q75 * per_step}))
+    joined = sides[0].join(sides[1], how="inner").reset_index()
+    joined["shape"] = [f"lstm {row.dtype} H={row.hidden_size} B={row.batch} T={row.seq_len} {trial.mode}"
+                       for row in joined.itertuples()]
+    return _pairs(joined)
+
+
+def verdict(trial: SwitchTrial, stages: list[str], pairs: pd.DataFrame) -> str:
+    """The trial's verdict (see the module docstring) from its test stages' states
+    (:func:`stage_result`) and its timing pairs."""
+    if FAILED in stages:
+        return "tests failed"
+    if pairs.empty:
+        return "not measured"
+    faster = int((pairs.apart & (pairs.ratio < 1)).sum())
+    slower = int((pairs.apart & (pairs.ratio > 1)).sum())
+    if faster and slower:
+        return f"mixed: faster at {faster}, slower at {slower} of {len(pairs)} shapes"
+    if slower:
+        return "keep"
+    if not faster:
+        return "tie"
+    if NOT_RUN in stages:
+        return "faster, but its tests did not run"
+    return f"set {trial.switch} = {trial.value!r}"
+
+
+def judge(directory: str | Path, renames: dict[str, str] | None = None,
+          trials=TRIALS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(one row per trial, one row per trial and shape)`` for the session folder ``directory``:
+    the verdicts and the timings behind them. A missing step ablation or gpu-fused run leaves the
+    trials it decides ``not measured``. ``renames``: the step ablation's variants under today's
+    names, for a session of older code (:func:`rnnbench.kernels.calibration.rename_variants`: at
+    7caf667 ``real_gluon_tagged`` had four loaders)."""
+    from rnnbench.harness.report import load
+    from rnnbench.kernels.calibration import rename_variants
+    from rnnbench.kernels.step_bench import read_rows
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such session folder")
+    ablation_csv = directory / "step-ablation.csv"
+    measured = read_rows(ablation_csv, "measured") if ablation_csv.is_file() else None
+    if measured is not None and renames:
+        measured = rename_variants(measured, renames)
+    fused = load(directory / FUSED_SUITE) if (directory / FUSED_SUITE / "results.csv").is_file() else None
+    summary, details = [], []
+    for trial in trials:
+        results = [stage_result(directory, stage) for stage in trial.stages]
+        if trial.source == ABLATION:
+            pairs = ablation_pairs(measured, trial) if measured is not None else pd.DataFrame(columns=PAIR_COLUMNS)
+        else:
+            pairs = suite_pairs(fused, trial) if fused is not None else pd.DataFrame(columns=PAIR_COLUMNS)
+        best = pairs.ratio.min() if len(pairs) else math.nan
+        summary.append({"switch": trial.switch, "candidate": trial.candidate, "baseline": trial.baseline,
+                        "tests": "; ".join(text for text, _ in results), "shapes": len(pairs),
+                        "best ratio": round(best, 3) if not math.isnan(best) else "-",
+                        "verdict": verdict(trial, [state for _, state in results], pairs)})
+        details.extend({"switch": trial.switch, **row} for row in pairs.to_dict("records"))
+    detail = pd.DataFrame(details, columns=["switch"] + PAIR_COLUMNS)
+    return pd.DataFrame(summary), detail
+
+
+def trials_markdown(directory: str | Path, renames: dict[str, str] | None = None) -> str:
+    """:func:`judge` as Markdown: the verdicts, then every timing pair behind them."""
+    from rnnbench.harness.report.markdown import markdown_table
+
+    summary, detail = judge(directory, renames)
+    pairs = [f"{old} -> {new or '(left out)'}" for old, new in (renames or {}).items()]
+    renamed = f" The step ablation's variants renamed: {', '.join(pairs)}." if pairs else ""
+    detail = detail.assign(baseline_us=detail.baseline_us.astype(float).round(3),
+                           candidate_us=detail.candidate_us.astype(float).round(3),
+                           ratio=detail.ratio.astype(float).round(3))
+    return "\n\n".join([
+        f"# The kernels' switches, judged on {directory}",
+        "One session's GPU tests (each stage's JUnit XML) and timings (`step-ablation.csv`: the kernels "
+        f"alone; `gpu-fused`: the whole call, `{SUITE_TIMING}`), µs per step; ratio = candidate / baseline "
+        "(below 1: the candidate is faster), apart = the interquartile ranges do not overlap. A switch is "
+        "set only where its tests passed and it is faster, apart, at one shape at least and slower at none "
+        f"(rnnbench.harness.report.switch_trials).{renamed}",
+        markdown_table(summary),
+        "## Per shape",
+        markdown_table(detail) if len(detail) else "No trial has both of its rows in this session.",
+    ]) + "\n"
