@@ -67,7 +67,8 @@ QUESTIONS = (
     # saves (not timed here; gpu-core's fwd rows of the whole call have it)
     Question("Gluon forward, input projection fused into it (kernel only, without the GEMM it saves)", "real_gluon",
              "real_gluon_fused_input"),
-    Question("Gluon forward, state copies of 4 tiles against the plan's 8", "real_gluon", "real_gluon_copies_4"),
+    Question("Gluon forward, state copies of 8 tiles (the plan's until 7caf667's run) against the plan's 4",
+             "real_gluon", "real_gluon_copies_8"),
     Question("Gluon forward, tagged exchange (a loader polls the words) instead of its grid barrier",
              "real_gluon", "real_gluon_tagged"),
     Question("Gluon forward tagged, its loaders pausing 150 ns before each first load", "real_gluon_tagged",

@@ -741,8 +741,9 @@ def gluon_state_copies(h_pad: int) -> tuple[int, int]:
     """``(copies, tiles per copy)`` of one step's state: a power of two (a TMA box dimension must
     be), at most :data:`switches.GLUON_TILES_PER_COPY` and at most the tiles of :data:`GLUON_K_TILE` columns
     there are; the last copy's tiles past ``h_pad`` are zero-filled by TMA and not multiplied.
-    The cost model's step at LSTM bf16 H=768, B=16 (Triton 3.9 / 3.6, µs): 12 copies of 1 tile
-    2.32 / 2.62, 6 of 2 2.02 / 2.23, 3 of 4 1.94 / 2.07, 2 of 8 1.91 / 2.01."""
+    The cost model's step at LSTM bf16 H=768, B=16 (Triton 3.9 / 3.6, µs, when the rule was chosen
+    as 8): 12 copies of 1 tile 2.32 / 2.62, 6 of 2 2.02 / 2.23, 3 of 4 1.94 / 2.07, 2 of 8 1.91 /
+    2.01; the H200 measured 3 of 4 faster (see :data:`switches.GLUON_TILES_PER_COPY`)."""
     tiles = h_pad // GLUON_K_TILE
     per_copy = min(switches.GLUON_TILES_PER_COPY, 1 << (tiles.bit_length() - 1))
     return -(-tiles // per_copy), per_copy

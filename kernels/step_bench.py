@@ -53,10 +53,11 @@ batch blocks as well, which the plan does not (the cost model rates them even th
 H_PAD; its launches take the input, not xg), the kernel alone against ``real_gluon``'s kernel alone:
 it pays where its excess stays below the projection GEMM it saves. Never run on a GPU, it is timed
 after its shape's other variants (:data:`DEFERRED`, :func:`schedule`: the goal shape's first, the
-others' after every other shape). ``real_gluon_copies_4`` runs the Gluon
-forward with its state copied in copies of 4 tiles instead of the plan's 8
-(:func:`rnnbench.kernels.switches.state_copy_tiles`): the MMAs of a copy start once its smaller box
-has landed (the cost model: H=768 B=16 1.77 -> 1.74 µs, H=768 B=64 2.61 -> 2.42, Triton 3.6).
+others' after every other shape). ``real_gluon_copies_8`` runs the Gluon
+forward with its state copied in copies of 8 tiles instead of the plan's 4
+(:func:`rnnbench.kernels.switches.state_copy_tiles`), the plan's rule until the H200 timed copies
+of 4 faster (7caf667, then ``real_gluon_copies_4``: 2.47 -> 2.41 µs at H=768 B=16): the check, in
+every later run, that the change still holds.
 ``real_gluon`` is the Gluon forward with its grid barrier, whatever the plan would take;
 ``real_gluon_tagged`` runs it with the tagged exchange instead
 (:func:`rnnbench.kernels.switches.tagged_exchange`: one loader of four warps polls the state's compact words,
@@ -284,7 +285,7 @@ TAGGED_LONG_POLL_DELAY_NS = 300
 #: the plan holds none: B=64 at H >= 768); and the Gluon forward with its input projection fused
 #: (``real_gluon_fused_input``: a second warpgroup projects x_t; input size = H; where it fits,
 #: :func:`rnnbench.kernels.plan.gluon_input_tiles`), timed after everything else (:data:`DEFERRED`);
-#: and the Gluon forward's state in copies of 4 tiles (``real_gluon_copies_4``; the plan's are 8);
+#: and the Gluon forward's state in copies of 8 tiles (``real_gluon_copies_8``; the plan's are 4);
 #: and the Gluon forward with the tagged exchange (``real_gluon_tagged``: one loader of four warps
 #: polls the state's compact words, no grid barrier; 16-row blocks, one program per SM), and the same
 #: with its loader pausing :data:`TAGGED_POLL_DELAY_NS` or :data:`TAGGED_LONG_POLL_DELAY_NS` before
@@ -312,7 +313,7 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_wide_register_weights": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd",
                                                              register_weights="any_block"),
               "real_gluon_fused_input": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", fused_input=True),
-              "real_gluon_copies_4": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", copy_tiles=4),
+              "real_gluon_copies_8": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", copy_tiles=8),
               "real_gluon_tagged": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True),
               "real_gluon_tagged_delayed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", tagged=True,
                                                       poll_delay_ns=TAGGED_POLL_DELAY_NS),

@@ -91,16 +91,25 @@ def _boolean_switch(name: str, enabled: bool | None, refusal: str, variable: str
 #: 64-column tiles of the state one TMA copy brings (a 3-D box): each copy costs the issuing thread
 #: ~25 dependent instructions and its wait an mbarrier poll, so fewer copies shorten the step, while
 #: the MMAs of a copy's tiles wait for the whole copy (see :mod:`rnnbench.kernels.gluon_lstm` and
-#: :func:`rnnbench.kernels.plan.gluon_state_copies`)
-GLUON_TILES_PER_COPY = 8
+#: :func:`rnnbench.kernels.plan.gluon_state_copies`). 4 since 2026-11-28 (8 before): on the H200
+#: (7caf667, step ablation, the Gluon forward with its grid barrier alone, ``real_gluon_copies_4``
+#: against ``real_gluon``) copies of 4 were faster, interquartile ranges apart, at 4 of the 6 shapes
+#: where they differ (H=768 B=1 2.47 -> 2.38 µs a step, B=16 2.47 -> 2.41, H=1024 B=16 2.83 -> 2.76,
+#: B=64 3.50 -> 3.32) and within the spread at the other two (H=512 B=16, H=768 B=64); copies of 4
+#: tiles were already what H=256 to 400 ran, and passed their GPU tests there. It serves the
+#: forwards that exchange their state by the grid barrier: training, and inference from H=1024. The
+#: step ablation's ``real_gluon_copies_8`` times the boxes of 8 against it
+GLUON_TILES_PER_COPY = 4
 
 
 def state_copy_tiles(tiles: int | None):
     """Within the block, :data:`GLUON_TILES_PER_COPY` is ``tiles`` (a power of two up to 8; None: left
     as it is), restored after: the Gluon forward's state copies
     (:func:`rnnbench.kernels.plan.gluon_state_copies`) as compiled and launched there (the step
-    ablation's ``real_gluon_copies_4``). Shared memory only shrinks with fewer tiles per copy, so a
-    plan made outside the block stays co-resident inside."""
+    ablation's ``real_gluon_copies_8``). More tiles per copy take a little more shared memory (a last
+    box's tiles past ``h_pad``: 79,904 -> 88,088 bytes at H=768 B=16), far from a program's limit;
+    a plan made outside the block with at most one program per SM, as the step ablation's are,
+    stays co-resident inside."""
     if tiles is not None and (tiles < 1 or tiles > 8 or tiles & (tiles - 1)):
         raise ValueError(f"tiles per state copy must be a power of two from 1 to 8 (a TMA box dimension), got {tiles}")
     return _overriding("GLUON_TILES_PER_COPY", tiles)

@@ -67,11 +67,14 @@ def test_gluon_configurations_cover_the_goal_shapes():
     assert set(configs.h_pad) == {256, 512, 768, 1024} and set(configs.dtype) == {"bfloat16", "float16"}
     assert set(zip(configs.directions, configs.lengths)) == {(1, False), (2, True)}
     # the smallest batch block whose grid is co-resident on 132 SMs (plan_gluon): 16 rows up to
-    # H=512 (B=64: 64 and 128 programs), 32 from H=768 (B=64: 96 and 128 programs); the backward
-    # (one program per SM) takes 32-row blocks for both directions of H=512, B=64 together
+    # H=512 (B=64: 64 and 128 programs), 32 from H=768 (B=64: 96 and 128 programs), and 64 for both
+    # directions of H=768, B=64 in one launch (since the state's copies hold 4 tiles, one program of
+    # 64 rows fits an SM); the backward (one program per SM) takes 32-row blocks for both directions
+    # of H=512, B=64 together
     forward, backward = configs[configs.direction != "bwd"], configs[configs.direction == "bwd"]
     assert set(forward[forward.h_pad <= 512].block_b) == {16}
-    assert set(forward[forward.h_pad >= 768].block_b) == {16, 32}
+    assert set(forward[forward.h_pad >= 768].block_b) == {16, 32, 64}
+    assert set(forward[forward.block_b == 64].h_pad) == {768} and forward[forward.block_b == 64].directions.eq(2).all()
     assert set(backward.block_b) == {16, 32} and set(backward.num_warps) == {8}
     # the fused input projection (input size = H): every forward of 16-row blocks without lengths
     # up to H=768, whose W_ih slice and input tiles fit beside the rest; at H=1024 they do not
@@ -99,7 +102,7 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_its_mmas():
     the tables are regenerated). Forwards that run the grid barrier: the smallest layout with
     lengths (one direction without them takes the tagged exchange up to H=768, whose loader's PTX
     the tagged tests below check)."""
-    sample = [_pick(256, 16, "fwd", 2), _pick(768, 32, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16"),
+    sample = [_pick(256, 16, "fwd", 2), _pick(768, 64, "fwd_train", 2), _pick(1024, 32, "fwd", 1, "float16"),
               _pick(768, 16, "bwd", 1), _pick(1024, 32, "bwd", 2, "float16")]
     results = compile_all(90, sample, job=compile_ptx)
     table = ROOT / "reports" / "aot" / f"gluon-sm_90-triton{'.'.join(triton.__version__.split('.')[:2])}.csv"
@@ -124,7 +127,7 @@ def test_sample_compiles_without_spills_and_uses_tma_mbarriers_and_its_mmas():
             assert ptx.count("cp.async.bulk.tensor.3d") == 2 * copies and "wgmma" not in ptx, config
             continue
         # the weight tiles in shared memory are loaded once, before the time loop: 4 boxes per 64
-        # columns; the state inside it in 3-D copies of up to 8 tiles of 64 columns; the tiles held
+        # columns; the state inside it in 3-D copies of up to 4 tiles of 64 columns; the tiles held
         # in registers are the MMAs' A operand as registers (4 per thread: {%r, %r, %r, %r})
         assert ptx.count("cp.async.bulk.tensor.2d") == 4 * (config.k_chunks - config.register_tiles), config
         assert ptx.count("cp.async.bulk.tensor.3d") == gluon_state_copies(config.h_pad)[0], config

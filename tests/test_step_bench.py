@@ -308,18 +308,18 @@ def test_main_leaves_out_only_never_run_variants(tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_the_copies_variant_copies_the_state_in_4_tile_boxes_and_only_where_that_differs():
-    """``real_gluon_copies_4``: the Gluon forward's state in copies of 4 tiles within its context (the
-    plan's rule, 8, outside it again); where the plan's copies have 4 tiles already (H=256) it is
-    the planned kernel, not timed twice; a box that is no power of two up to 8 is refused."""
+def test_the_copies_variant_copies_the_state_in_8_tile_boxes_and_only_where_that_differs():
+    """``real_gluon_copies_8``: the Gluon forward's state in copies of 8 tiles within its context (the
+    plan's rule, 4, outside it again); where the state has 4 tiles only (H=256) it is the planned
+    kernel, not timed twice; a box that is no power of two up to 8 is refused."""
     from rnnbench.kernels.plan import gluon_state_copies
     from rnnbench.kernels.switches import state_copy_tiles
 
-    kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_4"], step_bench.REAL_PATHS["real_gluon"]
+    kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_8"], step_bench.REAL_PATHS["real_gluon"]
     plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, plan) == ((3, 4), False, 0, 0, 0, 0, False, False)
-    assert step_bench._switched(planned_kernel, plan) == ((2, 8), False, 0, 0, 0, 0, False, False)
-    assert gluon_state_copies(768) == (2, 8)  # restored after the context
+    assert step_bench._switched(kernel, plan) == ((2, 8), False, 0, 0, 0, 0, False, False)
+    assert step_bench._switched(planned_kernel, plan) == ((3, 4), False, 0, 0, 0, 0, False, False)
+    assert gluon_state_copies(768) == (3, 4)  # restored after the context
     small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
     assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == (
         (1, 4), False, 0, 0, 0, 0, False, False)
@@ -362,31 +362,31 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90)
     plan = kernel.plan(planned, torch.bfloat16, 132)
     assert plan == planned_kernel.plan(planned, torch.bfloat16, 132)
-    assert step_bench._switched(kernel, plan) == ((2, 8), True, 0, 1, 1, 1, False, False) != \
+    assert step_bench._switched(kernel, plan) == ((3, 4), True, 0, 1, 1, 1, False, False) != \
         step_bench._switched(planned_kernel, plan)
     # real_gluon runs the grid barrier though the planner would take the exchange here
     assert plan_module.gluon_tagged_exchange(plan) and step_bench._switched(planned_kernel, plan) == (
-        (2, 8), False, 0, 0, 0, 0, False, False)
+        (3, 4), False, 0, 0, 0, 0, False, False)
     delayed = step_bench.REAL_PATHS["real_gluon_tagged_delayed"]
-    assert step_bench._switched(delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1, False, False)
+    assert step_bench._switched(delayed, plan) == ((3, 4), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1, False, False)
     longer = step_bench.REAL_PATHS["real_gluon_tagged_delayed_300"]
-    assert step_bench._switched(longer, plan) == ((2, 8), True, step_bench.TAGGED_LONG_POLL_DELAY_NS, 1, 1, 1, False,
+    assert step_bench._switched(longer, plan) == ((3, 4), True, step_bench.TAGGED_LONG_POLL_DELAY_NS, 1, 1, 1, False,
                                                   False)
     four_loaders = step_bench.REAL_PATHS["real_gluon_tagged_four_loaders"]
-    assert step_bench._switched(four_loaders, plan) == ((2, 8), True, 0, 4, 1, 1, False, False)
+    assert step_bench._switched(four_loaders, plan) == ((3, 4), True, 0, 4, 1, 1, False, False)
     two_chains = step_bench.REAL_PATHS["real_gluon_tagged_two_chains"]
-    assert step_bench._switched(two_chains, plan) == ((2, 8), True, 0, 1, 2, 1, False, False)
+    assert step_bench._switched(two_chains, plan) == ((3, 4), True, 0, 1, 2, 1, False, False)
     groups = step_bench.REAL_PATHS["real_gluon_tagged_groups_4"]
-    assert step_bench._switched(groups, plan) == ((2, 8), True, 0, 1, 1, 4, False, False)
+    assert step_bench._switched(groups, plan) == ((3, 4), True, 0, 1, 1, 4, False, False)
     thread_poll = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll"]
-    assert step_bench._switched(thread_poll, plan) == ((2, 8), True, 0, 1, 1, 1, True, False)
+    assert step_bench._switched(thread_poll, plan) == ((3, 4), True, 0, 1, 1, 1, True, False)
     thread_poll_delayed = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_delayed"]
-    assert step_bench._switched(thread_poll_delayed, plan) == ((2, 8), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1,
+    assert step_bench._switched(thread_poll_delayed, plan) == ((3, 4), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1,
                                                                True, False)
     local = step_bench.REAL_PATHS["real_gluon_tagged_local_gates"]
-    assert step_bench._switched(local, plan) == ((2, 8), True, 0, 1, 1, 1, False, True)
+    assert step_bench._switched(local, plan) == ((3, 4), True, 0, 1, 1, 1, False, True)
     both = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_local_gates"]
-    assert step_bench._switched(both, plan) == ((2, 8), True, 0, 1, 1, 1, True, True)
+    assert step_bench._switched(both, plan) == ((3, 4), True, 0, 1, 1, 1, True, True)
     assert switches.GLUON_LOCAL_GATES is False  # restored after the context
     assert switches.GLUON_TAGGED_THREAD_POLL is False  # restored after the context
     assert switches.GLUON_TAGGED_GROUPS == 1  # restored after the context

@@ -70,7 +70,7 @@ def _session(tmp_path):
         ("real_gluon_tagged_two_chains", 768, 16, 2.2, 2.18, 2.22),
         ("real_gluon_tagged_two_chains", 256, 16, 1.7, 1.68, 1.72),
         ("real_gluon_tagged_groups_4", 768, 16, 2.6, 2.58, 2.62),
-        ("real_gluon", 768, 16, 2.5, 2.4, 2.6), ("real_gluon_copies_4", 768, 16, 2.45, 2.35, 2.55),
+        ("real_gluon", 768, 16, 2.5, 2.4, 2.6), ("real_gluon_copies_8", 768, 16, 2.45, 2.35, 2.55),
         ("real_gluon_bwd", 768, 16, 3.8, 3.7, 3.9), ("real_gluon_bwd_streamed", 768, 16, 2.9, 2.85, 2.95),
         ("real_gluon_tagged_thread_poll_local_gates", 768, 16, 1.8, 1.78, 1.82),
     ])

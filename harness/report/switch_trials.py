@@ -55,7 +55,8 @@ class SwitchTrial:
 
 #: every switch a session can decide, in the order the README lists them
 TRIALS = (
-    SwitchTrial("GLUON_TILES_PER_COPY", 4, (MAIN_STAGE,), ABLATION, "real_gluon", "real_gluon_copies_4"),
+    # copies of 4 won on the H200 (7caf667) and ship: the trial checks that copies of 8 do not win back
+    SwitchTrial("GLUON_TILES_PER_COPY", 8, (MAIN_STAGE,), ABLATION, "real_gluon", "real_gluon_copies_8"),
     SwitchTrial("GLUON_FUSED_INPUT", True, ("fused",), FUSED_SUITE, "triton", "triton-fused"),
     SwitchTrial("GLUON_TAGGED_POLL_DELAY_NS", 150, ("tagged",), ABLATION, "real_gluon_tagged",
                 "real_gluon_tagged_delayed"),
