@@ -233,9 +233,19 @@ def _warn_dropped(data) -> None:
             print(f"  {message}", file=sys.stderr)
 
 
-def _switches(args) -> int:
+def _write_or_print(text: str, out: str | None) -> int:
+    """``text`` into the file ``out`` (saying so), or on standard output without one."""
     from pathlib import Path
 
+    if out:
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _switches(args) -> int:
     from rnnbench.harness.report.switch_trials import trials_markdown
     from rnnbench.kernels.calibration import parse_renames
 
@@ -243,17 +253,10 @@ def _switches(args) -> int:
         text = trials_markdown(args.directory, parse_renames(args.renames))
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
-    if args.out:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
-    return 0
+    return _write_or_print(text, args.out)
 
 
 def _goals(args) -> int:
-    from pathlib import Path
-
     from rnnbench.harness.report import load
     from rnnbench.harness.report.goals import goals_markdown
 
@@ -261,13 +264,7 @@ def _goals(args) -> int:
     _warn_dropped(data)
     if data.valid.empty:
         raise UsageError(f"{args.directory}/results.csv has no valid row to judge the goals on")
-    text = goals_markdown(data, args.backend, args.timing)
-    if args.out:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
-    return 0
+    return _write_or_print(goals_markdown(data, args.backend, args.timing), args.out)
 
 
 def _compare(args) -> int:
