@@ -765,6 +765,48 @@ def test_gluon_forward_with_weights_in_registers_matches_all_in_shared_memory(mo
         assert error <= GLUON_TOLERANCE[dtype] / 10, (name, error)
 
 
+@pytest.mark.parametrize("hidden_size, batch, steps, bidirectional", [(768, 16, 40, False), (1024, 64, 20, False),
+                                                                       (768, 64, 20, True), (640, 64, 12, False)])
+def test_gluon_forward_in_state_copies_of_4_tiles_is_the_8_tile_boxes_forward(hidden_size, batch, steps,
+                                                                               bidirectional):
+    """The Gluon forward with its grid barrier copies the state in TMA boxes of 4 tiles
+    (:data:`rnnbench.kernels.switches.GLUON_TILES_PER_COPY`, 8 until the H200 timed 4 faster): the MMAs
+    read the same state values in the same order, so the inference and the training forward are
+    the boxes of 8's bit for bit where the plan is the same, and a rounding apart where the smaller
+    program changed the plan (H=640 B=64: 16-row blocks, 32 before, two programs on some SMs;
+    H=768 B=64 both directions: one launch of 64-row blocks, two of 32 before). Outputs poisoned
+    with NaN first."""
+    _require_gluon()
+    torch.manual_seed(0)
+    module = TritonLSTM(40, hidden_size, path="gluon", bidirectional=bidirectional,
+                        tagged_exchange=False).to("cuda", torch.bfloat16)
+    directions = 2 if bidirectional else 1
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(steps, batch, 40, device="cuda", generator=generator).to(torch.bfloat16)
+    states = tuple((0.5 * torch.randn(directions, batch, hidden_size, device="cuda", generator=generator)
+                    ).to(torch.bfloat16) for _ in range(2))
+
+    def forwards():
+        plan = make_plan("lstm", hidden_size, batch, x, "gluon", directions)
+        with poisoned_outputs():
+            inference = _layer_output(module, x, states)
+            training_x = x.clone().requires_grad_(True)
+            output, (h_n, c_n) = module(training_x, states)
+        return plan, inference + [output.detach(), h_n.detach(), c_n.detach()]
+
+    four_plan, fours = forwards()
+    with switches.state_copy_tiles(8):
+        eight_plan, eights = forwards()
+    check_barriers(wait=True)
+    same_plan = (four_plan.block_b, four_plan.grid) == (eight_plan.block_b, eight_plan.grid)
+    for name, four, eight in zip(("y", "h_n", "c_n", "train y", "train h_n", "train c_n"), fours, eights):
+        assert torch.isfinite(four).all(), name
+        if same_plan:
+            assert torch.equal(four, eight), name
+        else:
+            assert _relative_error(four, eight.double()) <= GLUON_TOLERANCE[torch.bfloat16] / 10, name
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("directions, lengths", [(1, False), (2, True)], ids=["plain", "bidirectional-lengths"])
 def test_gluon_training_forward_saves_the_plain_kernels_gates_and_cell_states(dtype, directions, lengths):
