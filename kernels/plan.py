@@ -1073,11 +1073,16 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
     is H rounded up to whole 64-column tiles (``k_chunks`` of them). The batch block (the MMA's N)
     is a power of two within [16, 64] (at most the batch rounded up) whose program fits the
     per-block shared memory (:func:`kernel_resources`). With ``multiprocessors`` known it is the
-    *smallest* one whose grid is co-resident with both directions in one launch, else with one
-    direction per launch: a program's step costs about its batch rows (MMA time, instructions;
-    the cost model at LSTM bf16 H=768, B=64: 2.90 µs per step with 32-row blocks on 96 SMs against
-    3.81 with 64-row blocks on 48, Triton 3.9), while the state every program reads per step is
-    the same in total. Without ``multiprocessors`` (ahead of time) the largest that fits.
+    *smallest* one whose grid is co-resident with both directions in one launch at one program per
+    SM, else the smallest co-resident with programs sharing SMs, else with one direction per launch:
+    a program's step costs about its batch rows (MMA time, instructions; the cost model at LSTM bf16
+    H=768, B=64: 2.90 µs per step with 32-row blocks on 96 SMs against 3.81 with 64-row blocks on 48,
+    Triton 3.9), while the state every program reads per step is the same in total; but two programs
+    on one SM share its tensor pipe and shared memory, and the barrier waits for the slower SMs (the
+    raw model, training forward, Triton 3.6: H=640 B=64 3.32 µs with 16-row blocks on 160 programs
+    against 2.81 with 32-row blocks on 80; H=512 B=256 4.94 against 4.51 with 64-row blocks;
+    bidirectional H=512 B=64 3.15 against 2.78; none measured). Without ``multiprocessors`` (ahead
+    of time) the largest that fits.
 
     The forward's plan then holds its last weight tiles in registers where the batch block has 16
     rows (:func:`gluon_register_tiles`); the batch block is chosen as if every tile were in shared
@@ -1139,12 +1144,14 @@ def plan_gluon(cell: str, hidden_size: int, batch: int, dtype: torch.dtype, mult
     if multiprocessors is None:
         return holding_registers(fitting[-1])
 
-    def capacity(plan: Plan) -> int:
-        return programs_per_multiprocessor(resources(plan), plan.resident_warps, limits)[0] * multiprocessors
+    def capacity(plan: Plan, sharing: bool = True) -> int:
+        per_sm = programs_per_multiprocessor(resources(plan), plan.resident_warps, limits)[0]
+        return (per_sm if sharing else min(per_sm, 1)) * multiprocessors
 
-    for plan in fitting:
-        if plan.programs <= capacity(plan):
-            return holding_registers(plan)
+    for sharing in (False, True):  # one program per SM first: two on an SM share its tensor pipe
+        for plan in fitting:
+            if plan.programs <= capacity(plan, sharing):
+                return holding_registers(plan)
     for plan in fitting:
         if plan.grid[0] * plan.grid[1] <= capacity(plan):
             return holding_registers(dataclasses.replace(plan, launch_directions=1))  # one direction after the other

@@ -66,13 +66,16 @@ def test_gluon_configurations_cover_the_goal_shapes():
         "lstm_forward_gluon_kernel", "fwd_train"), ("lstm_backward_gluon_kernel", "bwd")}
     assert set(configs.h_pad) == {256, 512, 768, 1024} and set(configs.dtype) == {"bfloat16", "float16"}
     assert set(zip(configs.directions, configs.lengths)) == {(1, False), (2, True)}
-    # the smallest batch block whose grid is co-resident on 132 SMs (plan_gluon): 16 rows up to
-    # H=512 (B=64: 64 and 128 programs), 32 from H=768 (B=64: 96 and 128 programs), and 64 for both
-    # directions of H=768, B=64 in one launch (since the state's copies hold 4 tiles, one program of
-    # 64 rows fits an SM); the backward (one program per SM) takes 32-row blocks for both directions
-    # of H=512, B=64 together
+    # the smallest batch block whose grid is co-resident on 132 SMs at one program per SM
+    # (plan_gluon): 16 rows up to H=512 (B=64: 64 programs; both directions of H=256: 128), 32 for
+    # both directions of H=512, B=64 (128 programs; 16-row blocks would put 256 two by two) and from
+    # H=768 (B=64: 96 and 128 programs), and 64 for both directions of H=768, B=64 in one launch
+    # (since the state's copies hold 4 tiles, one program of 64 rows fits an SM); the backward takes
+    # 32-row blocks for both directions of H=512, B=64 together
     forward, backward = configs[configs.direction != "bwd"], configs[configs.direction == "bwd"]
-    assert set(forward[forward.h_pad <= 512].block_b) == {16}
+    narrow = forward[forward.h_pad <= 512]
+    assert set(narrow.block_b) == {16, 32}
+    assert set(zip(narrow[narrow.block_b == 32].h_pad, narrow[narrow.block_b == 32].directions)) == {(512, 2)}
     assert set(forward[forward.h_pad >= 768].block_b) == {16, 32, 64}
     assert set(forward[forward.block_b == 64].h_pad) == {768} and forward[forward.block_b == 64].directions.eq(2).all()
     assert set(backward.block_b) == {16, 32} and set(backward.num_warps) == {8}

@@ -83,7 +83,8 @@ def test_the_gluon_rule_matches_plan_gluons_hidden_sizes():
     (768, 16, 16, (48, 1), 768),
     (768, 64, 32, (48, 2), 768),      # 96 programs of 32 rows, not 48 of 64
     (1024, 64, 32, (64, 2), 1024),    # a 64-row block would need 256 KiB of shared memory
-    (512, 150, 32, (32, 5), 512),     # five batch blocks, the last partly filled, two programs per SM
+    (512, 150, 64, (32, 3), 512),     # three batch blocks, the last partly filled, one program per SM
+                                      # (five of 32 rows would put two programs on some SMs)
 ])
 def test_forced_gluon_layout(hidden, batch, block_b, grid, h_pad):
     plan = plan_recurrence("lstm", hidden, batch, torch.bfloat16, GLUON, H100_SMS)
@@ -363,9 +364,9 @@ def test_the_input_projection_is_fused_only_where_switched_on_and_it_fits(monkey
         plan = plan_gluon("lstm", hidden, batch, torch.bfloat16, H100_SMS, input_size=input_size, **call)
         assert plan.input_tiles == 0, (hidden, batch, input_size, call)
     assert plan_recurrence("lstm", 768, 16, torch.bfloat16, "cooperative", H100_SMS, input_size=768).input_tiles == 0
-    # co-residency on fewer SMs: 64 programs of H=256 B=64 fit 40 SMs two by two with 4 warps each,
-    # not with the second warpgroup's registers
-    plain = plan_gluon("lstm", 256, 64, torch.bfloat16, 40)
+    # co-residency on fewer SMs: the 64 programs of H=256 B=64 (16-row blocks, as planned on an H100)
+    # would fit 40 SMs two by two with 4 warps each, not with the second warpgroup's registers
+    plain = plan_gluon("lstm", 256, 64, torch.bfloat16, H100_SMS)
     assert plain.programs == 64 and gluon_input_tiles(plain, 256, torch.bfloat16, multiprocessors=40) == 0
     assert gluon_input_tiles(plain, 256, torch.bfloat16, multiprocessors=H100_SMS) == 4
 
