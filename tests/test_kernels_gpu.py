@@ -50,12 +50,13 @@ def _modules(cell: str, input_size: int, hidden_size: int, dtype: torch.dtype, p
     return candidate, reference
 
 
-def _inputs(cell: str, T: int, B: int, I: int, H: int, dtype: torch.dtype, seed: int = 1):
+def _inputs(cell: str, T: int, B: int, I: int, H: int, dtype: torch.dtype, seed: int = 1, directions: int = 1):
     generator = torch.Generator(device="cuda").manual_seed(seed)
     x = torch.randn(T, B, I, device="cuda", generator=generator).to(dtype)
-    states = [(0.5 * torch.randn(1, B, H, device="cuda", generator=generator)).to(dtype) for _ in range(2 if cell == "lstm" else 1)]
-    upstream = [torch.randn(T, B, H, device="cuda", generator=generator).to(dtype)]
-    upstream += [torch.randn(1, B, H, device="cuda", generator=generator).to(dtype) for _ in states]
+    states = [(0.5 * torch.randn(directions, B, H, device="cuda", generator=generator)).to(dtype)
+              for _ in range(2 if cell == "lstm" else 1)]
+    upstream = [torch.randn(T, B, directions * H, device="cuda", generator=generator).to(dtype)]
+    upstream += [torch.randn(directions, B, H, device="cuda", generator=generator).to(dtype) for _ in states]
     return x, states, upstream
 
 
@@ -781,10 +782,8 @@ def test_gluon_forward_in_state_copies_of_4_tiles_is_the_8_tile_boxes_forward(hi
     module = TritonLSTM(40, hidden_size, path="gluon", bidirectional=bidirectional,
                         tagged_exchange=False).to("cuda", torch.bfloat16)
     directions = 2 if bidirectional else 1
-    generator = torch.Generator(device="cuda").manual_seed(1)
-    x = torch.randn(steps, batch, 40, device="cuda", generator=generator).to(torch.bfloat16)
-    states = tuple((0.5 * torch.randn(directions, batch, hidden_size, device="cuda", generator=generator)
-                    ).to(torch.bfloat16) for _ in range(2))
+    x, states, _ = _inputs("lstm", steps, batch, 40, hidden_size, torch.bfloat16, directions=directions)
+    states = tuple(states)
 
     def forwards():
         plan = make_plan("lstm", hidden_size, batch, x, "gluon", directions)

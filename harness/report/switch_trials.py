@@ -118,31 +118,19 @@ def stage_result(directory: Path, stage: str) -> tuple[str, str]:
 PAIR_COLUMNS = ["shape", "baseline_us", "candidate_us", "ratio", "apart"]
 
 
-def _pairs(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` (``shape, baseline_us, baseline_q25, baseline_q75`` and the candidate's likewise) as
-    :data:`PAIR_COLUMNS`."""
-    if rows.empty:
-        return pd.DataFrame(columns=PAIR_COLUMNS)
-    apart = (rows.candidate_q75 < rows.baseline_q25) | (rows.baseline_q75 < rows.candidate_q25)
-    return pd.DataFrame({"shape": rows["shape"], "baseline_us": rows.baseline_us, "candidate_us": rows.candidate_us,
-                         "ratio": rows.candidate_us / rows.baseline_us, "apart": apart}).reset_index(drop=True)
-
-
 def ablation_pairs(measured: pd.DataFrame, trial: SwitchTrial) -> pd.DataFrame:
     """The trial's two variants at every shape of a step-ablation run (``measured``, as
-    :func:`rnnbench.kernels.step_bench.read_rows` reads it) where both were timed, µs per step."""
-    from rnnbench.kernels.calibration import SHAPE_COLUMNS
-    from rnnbench.kernels.step_bench import whole_grid
+    :func:`rnnbench.kernels.step_bench.read_rows` reads it) where both were timed, µs per step: the
+    step ablation's own decision table (:func:`rnnbench.harness.ablation_report.compare`)."""
+    from rnnbench.harness.ablation_report import Question, compare
 
-    rows = whole_grid(measured)
-    sides = []
-    for side, variant in (("baseline", trial.baseline), ("candidate", trial.candidate)):
-        picked = rows[rows.variant == variant].set_index(SHAPE_COLUMNS)
-        sides.append(picked[["us_per_step", "q25_us", "q75_us"]].set_axis(
-            [f"{side}_us", f"{side}_q25", f"{side}_q75"], axis=1))
-    joined = sides[0].join(sides[1], how="inner").reset_index()
-    joined["shape"] = [f"{row.cell} {row.dtype} H={row.hidden_size} B={row.batch}" for row in joined.itertuples()]
-    return _pairs(joined)
+    table = compare(measured, [Question(trial.switch, trial.baseline, trial.candidate)])
+    if table.empty:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    return pd.DataFrame({
+        "shape": [f"{row.cell} {row.dtype} H={row.hidden_size} B={row.batch}" for row in table.itertuples()],
+        "baseline_us": table.baseline_us, "candidate_us": table.alternative_us,
+        "ratio": table.alternative_us / table.baseline_us, "apart": table.clear})
 
 
 def suite_pairs(data, trial: SwitchTrial) -> pd.DataFrame:
@@ -160,9 +148,13 @@ def suite_pairs(data, trial: SwitchTrial) -> pd.DataFrame:
         sides.append(pd.DataFrame({f"{side}_us": picked.value * per_step, f"{side}_q25": picked.q25 * per_step,
                                    f"{side}_q75": picked.q75 * per_step}))
     joined = sides[0].join(sides[1], how="inner").reset_index()
-    joined["shape"] = [f"lstm {row.dtype} H={row.hidden_size} B={row.batch} T={row.seq_len} {trial.mode}"
-                       for row in joined.itertuples()]
-    return _pairs(joined)
+    if joined.empty:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    apart = (joined.candidate_q75 < joined.baseline_q25) | (joined.baseline_q75 < joined.candidate_q25)
+    return pd.DataFrame({"shape": [f"lstm {row.dtype} H={row.hidden_size} B={row.batch} T={row.seq_len} {trial.mode}"
+                                   for row in joined.itertuples()],
+                         "baseline_us": joined.baseline_us, "candidate_us": joined.candidate_us,
+                         "ratio": joined.candidate_us / joined.baseline_us, "apart": apart})
 
 
 def verdict(trial: SwitchTrial, stages: list[str], pairs: pd.DataFrame) -> str:
