@@ -340,6 +340,14 @@ def _kernels(args) -> int:
     return 1 if misfits else 0
 
 
+def _pair_agreement_line(agreement: dict[str, float]) -> str:
+    """How often the estimate orders measured-apart step-ablation variants as measured, in words."""
+    if not agreement.get("pairs"):
+        return "no step-ablation pairs to order"
+    return (f"{int(agreement['pairs'])} step-ablation pairs ordered as measured: {agreement['raw']:.0%} raw, "
+            f"{agreement['calibrated']:.0%} calibrated, {agreement['held_out']:.0%} held out")
+
+
 def _cost(args, arch: int) -> int:
     from pathlib import Path
 
@@ -391,7 +399,9 @@ def _cost(args, arch: int) -> int:
         print(markdown_table(compared[["cell", "dtype", "hidden_size", "batch", "mode", "path", "measured_us_per_step",
                                        "raw_us_per_step", "calibrated_us_per_step"]].round(3)))
         print(f"calibration of {fitted.rows} rows written to {file}; median |error| {fitted.median_rel_error_raw:.0%} "
-              f"raw -> {fitted.median_rel_error_calibrated:.0%} calibrated; comparison in {out}", file=sys.stderr)
+              f"raw -> {fitted.median_rel_error_calibrated:.0%} calibrated, {fitted.median_rel_error_held_out:.0%} "
+              f"on kernels held out of the fit; {_pair_agreement_line(fitted.pair_agreement)}; comparison in {out}",
+              file=sys.stderr)
         return 0
     print(table.round(4).to_csv(index=False) if args.csv else markdown_table(table[SUMMARY_COLUMNS].round(3)), end="" if args.csv else "\n")
     state = f"calibrated by {file}" if applied else "uncalibrated"

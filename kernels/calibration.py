@@ -26,9 +26,24 @@ one factor per term, ``est = sum_k s_k * t_k``, minimising
     sum_i ((m_i - sum_k s_k t_ik) / m_i)^2  +  RIDGE * sum_k (s_k - 1)^2
 
 (relative errors, so every shape counts alike; the ridge keeps a term the measurements cannot
-separate from the others at its prior factor 1), factors clipped to :data:`FACTOR_RANGE`. The single
-overall factor (median of measured / raw) and the median relative error before and after are
-recorded too, so a reader sees how much the per-term fit adds.
+separate from the others at its prior factor 1), every factor inside :data:`FACTOR_RANGE`: the
+minimum within those bounds (:func:`bounded_least_squares`), not the unbounded minimum clipped to
+them, which the fits before 2026-11-28 took (on 7caf667's 247 rows the clipping moved four factors
+from below 0 to 0.1 and left the others fitted as if it had not: a root-mean-square relative error
+of 28 % where the bounded minimum has 21 %). The single overall factor (median of measured / raw)
+and the median relative error before and after are recorded too, so a reader sees how much the
+per-term fit adds.
+
+**How far to trust it.** A fit's error on its own rows flatters it, and the model's use is to judge
+kernels it was not fitted on. So the calibration also records
+
+* ``median_rel_error_held_out``: every kernel (a step-ablation variant, or the planned path in one
+  suite mode) estimated by the factors fitted on the *other* kernels' rows
+  (:func:`held_out_estimates`), the median of those errors;
+* ``pair_agreement``: of the pairs of step-ablation variants measured at the same shape at least
+  :data:`PAIR_MIN_DIFFERENCE` apart, the share the estimate puts in the measured order
+  (:func:`pair_agreement`), raw, calibrated and held out. That is the question a switch asks the
+  model: which of two kernels is faster.
 
 **File.** The calibration is JSON (:meth:`Calibration.save`), committed as
 ``reports/aot/cost-calibration-<target>.json`` (:func:`default_path`); ``rnnbench kernels --cost``
@@ -51,6 +66,9 @@ from rnnbench.kernels.cost import TERMS
 
 RIDGE = 0.01
 FACTOR_RANGE = (0.1, 10.0)
+#: pairs of variants measured closer than this (relative) are left out of :func:`pair_agreement`:
+#: that close, one run's order of the two is noise
+PAIR_MIN_DIFFERENCE = 0.03
 #: measured mode -> the estimated directions whose sum it is (see :func:`mode_directions`)
 MODE_DIRECTIONS = {"fwd": ("fwd",), "fwd_bwd": ("fwd_train", "bwd")}
 #: the forward kernel each cell trains with: the Elman RNN has no training variant (its ``fwd``
@@ -75,6 +93,18 @@ class Calibration:
     #: the latency-table entries the raw estimates were computed with where they were measured
     #: (:func:`rnnbench.kernels.cost.latencies`; empty: the prior table)
     latencies: dict[str, float] = field(default_factory=dict)
+    #: the fit's ridge (:data:`RIDGE` when it was fitted; None: a calibration older than the field)
+    ridge: float | None = None
+    #: median relative error of each kernel's rows estimated by the factors fitted on the other
+    #: kernels' rows (:func:`held_out_estimates`); None: not computed (fitted before 2026-11-28)
+    median_rel_error_held_out: float | None = None
+    #: the shares of measured-apart pairs of step-ablation variants that the estimate orders as
+    #: measured (:func:`pair_agreement`): ``raw``, ``calibrated``, ``held_out`` (none without pairs);
+    #: ``pairs``: how many
+    pair_agreement: dict[str, float] = field(default_factory=dict)
+    #: the kernels' switch variables set in the fit's environment (``RNNBENCH_GLUON_TILES_PER_COPY``:
+    #: ``8`` to estimate the boxes of 8 that 7caf667 ran): the code the estimates are of
+    environment: dict[str, str] = field(default_factory=dict)
 
     def table_mismatch(self, arch: int, table=None) -> str | None:
         """Why this calibration does not fit ``table`` (default: the latency table the model now uses
@@ -272,14 +302,15 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
         joined = pd.concat([joined, variants], ignore_index=True)
     x = joined[[f"t_{term}" for term in TERMS]].to_numpy(dtype=float)
     y = joined["measured_us_per_step"].to_numpy(dtype=float)
-    weighted = x / y[:, None]
-    design = np.vstack([weighted, math.sqrt(RIDGE) * np.eye(len(TERMS))])
-    target_values = np.concatenate([np.ones(len(y)), math.sqrt(RIDGE) * np.ones(len(TERMS))])
-    scales, *_ = np.linalg.lstsq(design, target_values, rcond=None)
-    scales = np.clip(scales, *FACTOR_RANGE)
+    scales = fit_factors(x, y)
     raw = joined["raw_us_per_step"].to_numpy(dtype=float)
     calibrated = x @ scales
-    joined = joined.assign(calibrated_us_per_step=calibrated, rel_error_raw=raw / y - 1, rel_error_calibrated=calibrated / y - 1)
+    held_out = held_out_estimates(x, y, kernel_groups(joined))
+    joined = joined.assign(calibrated_us_per_step=calibrated, held_out_us_per_step=held_out,
+                           rel_error_raw=raw / y - 1, rel_error_calibrated=calibrated / y - 1)
+    pairs = pair_agreement(joined, raw)[1]
+    agreement = {"pairs": pairs} | ({name: round(pair_agreement(joined, estimate)[0], 4) for name, estimate in
+                                    (("raw", raw), ("calibrated", calibrated), ("held_out", held_out))} if pairs else {})
     import triton
     import torch
 
@@ -295,5 +326,95 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
         + (f" (variants renamed {','.join(f'{old}={new}' for old, new in renames.items())})" if renames else ""),
         versions={"triton": triton.__version__, "torch": torch.__version__},
         latencies=_measured_entries(int(target.removeprefix("sm_")), latency_table),
+        ridge=RIDGE,
+        median_rel_error_held_out=round(float(np.median(np.abs(held_out / y - 1))), 4),
+        pair_agreement=agreement,
+        environment=switch_environment(),
     )
     return calibration, joined
+
+
+def switch_environment() -> dict[str, str]:
+    """The environment variables of :mod:`rnnbench.kernels.switches` (its ``*_ENV`` names) that are
+    set: they change the kernels a cost table estimates."""
+    import os
+
+    from rnnbench.kernels import switches
+
+    names = sorted(getattr(switches, name) for name in dir(switches) if name.endswith("_ENV"))
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def bounded_least_squares(design, target, low: float, high: float, tolerance: float = 1e-12,
+                          max_iterations: int = 200_000):
+    """``argmin_s |design @ s - target|^2`` with every ``low <= s_k <= high``: accelerated projected
+    gradient (FISTA, its momentum restarted where it goes uphill), stopped where one more projected
+    gradient step moves no factor by more than ``tolerance`` (the bounded problem's optimality
+    condition). The fit's problem is strongly convex (its ridge rows), so it converges. NumPy only:
+    the GPU machine's Triton 3.6 environment has no SciPy (the tests compare with its ``lsq_linear``)."""
+    design, target = np.asarray(design, dtype=float), np.asarray(target, dtype=float)
+    gram, moment = design.T @ design, design.T @ target
+    step = 1.0 / np.linalg.eigvalsh(gram)[-1]
+    current = np.clip(np.linalg.lstsq(design, target, rcond=None)[0], low, high)
+    point, momentum = current.copy(), 1.0
+    for _ in range(max_iterations):
+        following = np.clip(point - step * (gram @ point - moment), low, high)
+        if np.max(np.abs(np.clip(following - step * (gram @ following - moment), low, high) - following)) <= tolerance:
+            return following
+        next_momentum = (1 + math.sqrt(1 + 4 * momentum ** 2)) / 2
+        if (following - current) @ (gram @ following - moment) > 0:  # uphill: restart the momentum
+            point, momentum = following.copy(), 1.0
+        else:
+            point, momentum = following + (momentum - 1) / next_momentum * (following - current), next_momentum
+        current = following
+    raise RuntimeError(f"bounded least squares did not converge in {max_iterations} iterations")
+
+
+def fit_factors(terms, measured, ridge: float = RIDGE):
+    """Per-term factors (one per column of ``terms``) minimising the relative error of
+    ``terms @ factors`` against ``measured`` (µs per step, one row per measurement) plus ``ridge``
+    times the squared distance of the factors from 1, within :data:`FACTOR_RANGE`."""
+    terms, measured = np.asarray(terms, dtype=float), np.asarray(measured, dtype=float)
+    count = terms.shape[1]
+    design = np.vstack([terms / measured[:, None], math.sqrt(ridge) * np.eye(count)])
+    target_values = np.concatenate([np.ones(len(measured)), math.sqrt(ridge) * np.ones(count)])
+    return bounded_least_squares(design, target_values, *FACTOR_RANGE)
+
+
+def kernel_groups(joined):
+    """One label per row of a comparison: the kernel it measured (a step-ablation variant, or the
+    planned path in one suite mode), the unit :func:`held_out_estimates` leaves out."""
+    return (joined["mode"].astype(str) + ":" + joined["path"].astype(str)).to_numpy()
+
+
+def held_out_estimates(terms, measured, groups):
+    """Each row's estimate by the factors fitted on every row of the *other* groups
+    (:func:`fit_factors`): how the calibrated model does on a kernel it was not fitted on. With one
+    group only (nothing else to fit on) the rows keep their raw estimate."""
+    terms, measured, groups = np.asarray(terms, dtype=float), np.asarray(measured, dtype=float), np.asarray(groups)
+    estimates = terms.sum(axis=1)
+    for group in np.unique(groups):
+        inside = groups == group
+        if (~inside).any():
+            estimates[inside] = terms[inside] @ fit_factors(terms[~inside], measured[~inside])
+    return estimates
+
+
+def pair_agreement(joined, estimate) -> tuple[float, int]:
+    """Of the pairs of step-ablation rows (``mode`` ``ablation``) at the same shape whose measured
+    µs per step differ by at least :data:`PAIR_MIN_DIFFERENCE`, the share that ``estimate`` (one
+    value per row of ``joined``) puts in the measured order, and how many pairs there were (the
+    share is NaN without any)."""
+    estimate = np.asarray(estimate, dtype=float)
+    measured = joined["measured_us_per_step"].to_numpy(dtype=float)
+    rows = np.flatnonzero((joined["mode"] == "ablation").to_numpy())
+    shapes = joined[SHAPE_COLUMNS].astype(str).agg("|".join, axis=1).to_numpy()
+    agree = pairs = 0
+    for shape in np.unique(shapes[rows]):
+        members = rows[shapes[rows] == shape]
+        first, second = (members[index] for index in np.triu_indices(len(members), k=1))
+        apart = np.abs(measured[first] / measured[second] - 1) >= PAIR_MIN_DIFFERENCE
+        first, second = first[apart], second[apart]
+        agree += int(np.sum(np.sign(estimate[first] - estimate[second]) == np.sign(measured[first] - measured[second])))
+        pairs += len(first)
+    return (agree / pairs if pairs else float("nan")), pairs

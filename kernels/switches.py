@@ -98,8 +98,14 @@ def _boolean_switch(name: str, enabled: bool | None, refusal: str, variable: str
 #: B=64 3.50 -> 3.32) and within the spread at the other two (H=512 B=16, H=768 B=64); copies of 4
 #: tiles were already what H=256 to 400 ran, and passed their GPU tests there. It serves the
 #: forwards that exchange their state by the grid barrier: training, and inference from H=1024. The
-#: step ablation's ``real_gluon_copies_8`` times the boxes of 8 against it
+#: step ablation's ``real_gluon_copies_8`` times the boxes of 8 against it. The environment's
+#: :data:`TILES_PER_COPY_ENV` sets it at import, in every process (the cost table's compiler
+#: processes too): how the kernels measured before the change (boxes of 8, up to 7caf667) are
+#: estimated as they ran, to calibrate the model on them
 GLUON_TILES_PER_COPY = 4
+TILES_PER_COPY_ENV = "RNNBENCH_GLUON_TILES_PER_COPY"
+GLUON_TILES_PER_COPY = _from_environment(TILES_PER_COPY_ENV, {str(tiles): tiles for tiles in (1, 2, 4, 8)},
+                                         GLUON_TILES_PER_COPY)
 
 
 def state_copy_tiles(tiles: int | None):

@@ -244,6 +244,26 @@ def test_state_copies_are_whole_64_column_tiles_of_the_exchange(hidden, batch):
     assert inputs is None and input_weights is None  # no fused input projection planned
 
 
+def test_the_tiles_per_state_copy_come_from_the_environment_at_import_in_every_process():
+    """``RNNBENCH_GLUON_TILES_PER_COPY=8`` estimates the boxes of 8 that ran on the GPUs up to
+    7caf667 (to calibrate the model on them); anything but a TMA box's power of two is refused by
+    name, in a fresh interpreter as the cost table's compiler processes are."""
+    import os
+    import subprocess
+    import sys
+
+    def imported(value: str) -> subprocess.CompletedProcess:
+        environment = {**os.environ, switches.TILES_PER_COPY_ENV: value}
+        return subprocess.run([sys.executable, "-c", "from rnnbench.kernels import plan, switches; "
+                               "print(switches.GLUON_TILES_PER_COPY, plan.gluon_state_copies(1024))"],
+                              env=environment, capture_output=True, text=True)
+
+    assert imported("8").stdout.split() == ["8", "(2,", "8)"]  # the default (4): 4 copies of 4 tiles
+    refused = imported("3")
+    assert refused.returncode != 0
+    assert "RNNBENCH_GLUON_TILES_PER_COPY must be one of 1, 2, 4, 8, got '3'" in refused.stderr
+
+
 @pytest.mark.parametrize("hidden, batch, input_size", [(768, 16, 768), (320, 1, 192), (448, 16, 1024)])
 def test_the_fused_inputs_copies_are_whole_64_column_tiles_of_each_steps_rows(hidden, batch, input_size):
     """The host side of the fused input projection's copies: tile k of the input's view is columns

@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -533,18 +534,92 @@ def _results_csv(tmp_path, table, mma_factor, sync_factor) -> Path:
     return path
 
 
-def test_calibration_recovers_per_term_factors_and_round_trips(tmp_path):
+def test_calibration_recovers_per_term_factors_and_round_trips(tmp_path, monkeypatch):
+    from rnnbench.kernels import switches
+
+    monkeypatch.setenv(switches.TILES_PER_COPY_ENV, "8")  # the fit records what the estimates were of
+    monkeypatch.delenv(switches.LOCAL_GATES_ENV, raising=False)
     table = _synthetic_table()
     fitted, compared = calibration.fit(table, _results_csv(tmp_path, table, 2.0, 0.5), "sm_90")
     assert fitted.scales["mma"] == pytest.approx(2.0, rel=0.05) and fitted.scales["grid_sync"] == pytest.approx(0.5, rel=0.05)
     assert fitted.scales["issue"] == 1.0  # no data: the prior stays
     assert fitted.median_rel_error_calibrated < 0.05 < fitted.median_rel_error_raw
     assert fitted.rows == len(compared) == 8 and fitted.device_name == "NVIDIA H100 80GB HBM3"
+    # every shape has both terms, so a kernel left out is estimated right by the others' factors
+    assert fitted.ridge == calibration.RIDGE and fitted.median_rel_error_held_out < 0.05
+    assert compared.held_out_us_per_step.to_numpy() == pytest.approx(compared.measured_us_per_step.to_numpy(), rel=0.05)
+    assert fitted.pair_agreement == {"pairs": 0}  # no step ablation: no pairs of variants to order
+    assert fitted.environment[switches.TILES_PER_COPY_ENV] == "8" and switches.LOCAL_GATES_ENV not in fitted.environment
     fitted.save(tmp_path / "calibration.json")
     again = calibration.Calibration.load(tmp_path / "calibration.json")
     assert again == fitted
     applied = again.apply(table)
     assert applied.est_us_per_step.iloc[0] == pytest.approx(2.0 * table.t_mma.iloc[0] + 0.5 * table.t_grid_sync.iloc[0], rel=0.05)
+
+
+def test_the_factors_are_the_minimum_within_their_bounds_not_the_unbounded_minimum_clipped():
+    """Two rows, ``s1 + s2 = 1`` and ``s2 = 2``, factors in [0, 10]: the unbounded minimum is
+    (-1, 2), clipped (0, 2) (squared error 1); within the bounds the best is s1 = 0 and s2 halfway
+    between the rows' wishes, (0, 1.5) (squared error 0.5)."""
+    design, target = [[1.0, 1.0], [0.0, 1.0]], [1.0, 2.0]
+    assert calibration.bounded_least_squares(design, target, 0.0, 10.0) == pytest.approx([0.0, 1.5], abs=1e-9)
+    # inside the bounds it is the ordinary least-squares solution
+    assert calibration.bounded_least_squares(design, target, -5.0, 10.0) == pytest.approx([-1.0, 2.0], abs=1e-9)
+
+
+def test_bounded_least_squares_matches_scipy_on_random_problems():
+    optimize = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        columns = int(rng.integers(2, 9))
+        design = rng.normal(size=(int(rng.integers(columns, 40)), columns)) * rng.uniform(0.01, 10.0, size=columns)
+        target = 5 * rng.normal(size=len(design))
+        low, high = -float(rng.uniform(0, 1)), float(rng.uniform(0, 1))
+        ours = calibration.bounded_least_squares(design, target, low, high)
+        theirs = optimize.lsq_linear(design, target, bounds=(low, high), tol=1e-14).x
+        squared_error = lambda factors: float(np.sum((design @ factors - target) ** 2))  # noqa: E731
+        assert low <= ours.min() and ours.max() <= high
+        assert squared_error(ours) <= squared_error(theirs) * (1 + 1e-9) + 1e-12
+
+
+def _pair_rows(measured, estimate, shape=(768, 16)):
+    return pd.DataFrame({"cell": "lstm", "dtype": "bfloat16", "hidden_size": shape[0], "batch": shape[1],
+                         "mode": "ablation", "path": [f"v{i}" for i in range(len(measured))],
+                         "measured_us_per_step": measured, "estimate": estimate})
+
+
+def test_pair_agreement_counts_the_measured_apart_pairs_of_one_shape_put_in_the_measured_order():
+    # v0 < v1 < v2 measured; v1 and v2 are 1 % apart (noise): the pairs (v0, v1) and (v0, v2) count
+    rows = _pair_rows([1.0, 2.0, 2.02], [1.0, 3.0, 2.0])
+    assert calibration.pair_agreement(rows, rows.estimate) == (1.0, 2)
+    assert calibration.pair_agreement(rows, [3.0, 2.0, 1.0]) == (0.0, 2)
+    # a pair of two shapes is no pair; the suite's rows are no ablation's
+    other = _pair_rows([5.0], [0.1], shape=(512, 16))
+    suite = _pair_rows([0.5], [9.0]).assign(mode="fwd")
+    rows = pd.concat([rows, other, suite], ignore_index=True)
+    assert calibration.pair_agreement(rows, rows.estimate) == (1.0, 2)
+    share, pairs = calibration.pair_agreement(suite, suite.estimate)
+    assert pairs == 0 and np.isnan(share)
+
+
+def test_a_kernel_held_out_of_the_fit_is_estimated_by_the_others_factors():
+    """Three kernels, the time of each 2x its ``mma`` term plus 0.5x its barrier term: every kernel's
+    held-out estimate is right where the others pin both factors (they have both terms), and the
+    lone kernel of a term nobody else has keeps that term's prior factor 1."""
+    terms = np.zeros((6, len(cost.TERMS)))
+    mma, bar, smem = (cost.TERMS.index(name) for name in ("mma", "bar", "smem"))
+    terms[:, mma] = [1.0, 2.0, 1.5, 0.5, 1.0, 1.0]
+    terms[:, bar] = [1.0, 0.5, 2.0, 1.0, 3.0, 0.0]
+    terms[5, smem] = 1.0
+    measured = 2.0 * terms[:, mma] + 0.5 * terms[:, bar] + 3.0 * terms[:, smem]
+    groups = np.array(["a", "a", "b", "b", "c", "d"])
+    held_out = calibration.held_out_estimates(terms, measured, groups)
+    # within 5 %: the ridge pulls five rows' factors a little towards 1
+    assert held_out[:5] == pytest.approx(measured[:5], rel=0.05)
+    assert held_out[5] == pytest.approx(2.0 * 1.0 + 1.0 * 1.0, rel=0.05)  # smem at its prior 1, not 3
+    assert calibration.fit_factors(terms, measured)[smem] > 2.5  # one row of it: the ridge pulls harder
+    # one kernel alone has nothing to be held out of: its raw estimate
+    assert calibration.held_out_estimates(terms, measured, np.array(["a"] * 6)) == pytest.approx(terms.sum(axis=1))
 
 
 def _ablation_csvs(tmp_path, l2_factor: float) -> tuple[Path, Path]:
@@ -582,6 +657,11 @@ def test_a_step_ablation_separates_terms_the_suite_cannot(tmp_path):
     assert fitted.scales["grid_sync"] == pytest.approx(0.5, rel=0.05) and fitted.scales["mma"] == pytest.approx(2.0, rel=0.05)
     ablation = compared[compared["mode"] == "ablation"]
     assert sorted(ablation.path.unique()) == ["load", "sync"] and len(ablation) == 4 and fitted.rows == 8 + 4
+    # H=256: load 0.3 µs measured against sync 0.75, raw 0.5 against 1.5 (the right order); H=768:
+    # the load (1.5 * 0.6 = 0.9) is slower than the sync (0.75), raw 1.5 against 1.5 puts them in
+    # no order; calibrated, both pairs are in order
+    assert fitted.pair_agreement == {"raw": 0.5, "calibrated": 1.0, "held_out": fitted.pair_agreement["held_out"],
+                                     "pairs": 2}
     assert "ablation" in fitted.source
 
 
