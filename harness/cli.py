@@ -396,12 +396,14 @@ def _cost(args, arch: int) -> int:
         fitted.save(file)
         out = Path(args.calibrate).with_name("cost-vs-measured.csv")
         compared.to_csv(out, index=False)
+        pairs_out = out.with_name("cost-vs-measured-pairs.csv")
+        calibration.pair_table(compared).round(4).to_csv(pairs_out, index=False)
         print(markdown_table(compared[["cell", "dtype", "hidden_size", "batch", "mode", "path", "measured_us_per_step",
                                        "raw_us_per_step", "calibrated_us_per_step"]].round(3)))
         print(f"calibration of {fitted.rows} rows written to {file}; median |error| {fitted.median_rel_error_raw:.0%} "
               f"raw -> {fitted.median_rel_error_calibrated:.0%} calibrated, {fitted.median_rel_error_held_out:.0%} "
-              f"on kernels held out of the fit; {_pair_agreement_line(fitted.pair_agreement)}; comparison in {out}",
-              file=sys.stderr)
+              f"on kernels held out of the fit; {_pair_agreement_line(fitted.pair_agreement)}; comparison in {out}, "
+              f"pairs (the held-out estimate's wrong orders first) in {pairs_out}", file=sys.stderr)
         return 0
     print(table.round(4).to_csv(index=False) if args.csv else markdown_table(table[SUMMARY_COLUMNS].round(3)), end="" if args.csv else "\n")
     state = f"calibrated by {file}" if applied else "uncalibrated"

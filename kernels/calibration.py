@@ -400,21 +400,57 @@ def held_out_estimates(terms, measured, groups):
     return estimates
 
 
-def pair_agreement(joined, estimate) -> tuple[float, int]:
-    """Of the pairs of step-ablation rows (``mode`` ``ablation``) at the same shape whose measured
-    µs per step differ by at least :data:`PAIR_MIN_DIFFERENCE`, the share that ``estimate`` (one
-    value per row of ``joined``) puts in the measured order, and how many pairs there were (the
-    share is NaN without any)."""
-    estimate = np.asarray(estimate, dtype=float)
+def ablation_pairs(joined):
+    """The pairs of step-ablation rows (``mode`` ``ablation``) at the same shape whose measured µs
+    per step differ by at least :data:`PAIR_MIN_DIFFERENCE`: two arrays of positions in ``joined``
+    (first, second; first before second in ``joined``)."""
     measured = joined["measured_us_per_step"].to_numpy(dtype=float)
     rows = np.flatnonzero((joined["mode"] == "ablation").to_numpy())
     shapes = joined[SHAPE_COLUMNS].astype(str).agg("|".join, axis=1).to_numpy()
-    agree = pairs = 0
+    firsts, seconds = [], []
     for shape in np.unique(shapes[rows]):
         members = rows[shapes[rows] == shape]
         first, second = (members[index] for index in np.triu_indices(len(members), k=1))
         apart = np.abs(measured[first] / measured[second] - 1) >= PAIR_MIN_DIFFERENCE
-        first, second = first[apart], second[apart]
-        agree += int(np.sum(np.sign(estimate[first] - estimate[second]) == np.sign(measured[first] - measured[second])))
-        pairs += len(first)
-    return (agree / pairs if pairs else float("nan")), pairs
+        firsts.append(first[apart])
+        seconds.append(second[apart])
+    if not firsts:
+        return np.array([], dtype=int), np.array([], dtype=int)
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def pair_agreement(joined, estimate) -> tuple[float, int]:
+    """Of the :func:`ablation_pairs` of ``joined``, the share that ``estimate`` (one value per row
+    of ``joined``) puts in the measured order, and how many pairs there were (the share is NaN
+    without any)."""
+    estimate = np.asarray(estimate, dtype=float)
+    measured = joined["measured_us_per_step"].to_numpy(dtype=float)
+    first, second = ablation_pairs(joined)
+    if not len(first):
+        return float("nan"), 0
+    agree = np.sign(estimate[first] - estimate[second]) == np.sign(measured[first] - measured[second])
+    return float(agree.mean()), len(first)
+
+
+#: the estimates a fit's comparison carries, as :func:`pair_table` names their ratios
+ESTIMATE_COLUMNS = {"raw": "raw_us_per_step", "calibrated": "calibrated_us_per_step", "held_out": "held_out_us_per_step"}
+
+
+def pair_table(joined):
+    """One row per :func:`ablation_pairs` pair of a fit's comparison (:func:`fit`'s second value):
+    the shape, the two variants, the measured ratio of the first's µs per step to the second's and
+    each estimate's (``raw``, ``calibrated``, ``held_out``), and whether that estimate puts the
+    pair in the measured order; the pairs the held-out estimate orders wrong first, the widest
+    measured gaps first: where the model is wrong about which kernel is faster."""
+    first, second = ablation_pairs(joined)
+    rows = joined.iloc[first].reset_index(drop=True)
+    others = joined.iloc[second].reset_index(drop=True)
+    table = rows[SHAPE_COLUMNS].assign(variant=rows.path, other=others.path,
+                                       measured_ratio=rows.measured_us_per_step / others.measured_us_per_step)
+    for name, column in ESTIMATE_COLUMNS.items():
+        ratio = rows[column] / others[column]
+        table[f"{name}_ratio"] = ratio
+        table[f"{name}_in_order"] = np.sign(ratio - 1) == np.sign(table.measured_ratio - 1)
+    gap = (np.log(table.measured_ratio)).abs()
+    return table.assign(_gap=gap).sort_values(["held_out_in_order", "_gap"], ascending=[True, False]).drop(
+        columns="_gap").reset_index(drop=True)

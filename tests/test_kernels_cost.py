@@ -602,6 +602,20 @@ def test_pair_agreement_counts_the_measured_apart_pairs_of_one_shape_put_in_the_
     assert pairs == 0 and np.isnan(share)
 
 
+def test_the_pair_table_puts_the_held_out_estimates_wrong_orders_first_widest_gap_first():
+    rows = _pair_rows([1.0, 2.0, 4.0], None).assign(
+        raw_us_per_step=[1.0, 2.0, 3.0], calibrated_us_per_step=[2.0, 1.0, 3.0], held_out_us_per_step=[3.0, 2.0, 1.0])
+    table = calibration.pair_table(rows)
+    # held out, every pair is in the wrong order: v0-v2 (4x apart) before v0-v1 and v1-v2 (2x)
+    assert list(zip(table.variant, table.other)) == [("v0", "v2"), ("v0", "v1"), ("v1", "v2")]
+    assert table.measured_ratio.tolist() == pytest.approx([0.25, 0.5, 0.5])
+    assert not table.held_out_in_order.any() and table.raw_in_order.all()
+    assert table.calibrated_in_order.tolist() == [True, False, True]
+    assert table.calibrated_ratio.tolist() == pytest.approx([2 / 3, 2.0, 1 / 3])
+    share, pairs = calibration.pair_agreement(rows, rows.calibrated_us_per_step)
+    assert (share, pairs) == (pytest.approx(2 / 3), 3)
+
+
 def test_a_kernel_held_out_of_the_fit_is_estimated_by_the_others_factors():
     """Three kernels, the time of each 2x its ``mma`` term plus 0.5x its barrier term: every kernel's
     held-out estimate is right where the others pin both factors (they have both terms), and the
@@ -808,6 +822,9 @@ def test_cost_command_prints_the_table_and_writes_a_calibration(tmp_path, monkey
     assert "give --calibrate RESULTS_CSV too" in capsys.readouterr().err
     assert main(["kernels", "--cost", "--calibrate", str(results), "--ablation", *ablation, "--calibration", str(out)]) == 0
     assert calibration.Calibration.load(out).scales["l2_load"] == pytest.approx(0.6, rel=0.05)
+    assert "2 step-ablation pairs ordered as measured: 50% raw, 100% calibrated" in capsys.readouterr().err
+    pairs = pd.read_csv(tmp_path / "cost-vs-measured-pairs.csv")
+    assert len(pairs) == 2 and set(pairs.variant) | set(pairs.other) == {"load", "sync"}
 
 
 def test_cost_command_refuses_an_unknown_dtype(capsys):
