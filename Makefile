@@ -107,8 +107,11 @@ gpu-report: setup
 	if [ -f reports/$(DEVICE)/gpu-fused/results.csv ]; then $(BIN)/rnnbench goals reports/$(DEVICE)/gpu-fused \
 		--backend triton-train-switches --out reports/$(DEVICE)/gpu-fused/goals-train-switches.md; fi
 	# which of the kernels' switches the session's tests and timings say to set (the step ablation's variants
-	# under today's names: for an older session's folder run rnnbench switches with --renames instead)
-	$(BIN)/rnnbench switches reports/$(DEVICE) --out reports/$(DEVICE)/switches.md
+	# under today's names: for an older session's folder run rnnbench switches with --renames instead), beside
+	# what the cost model predicted, with the calibration as it was before this session's refit below
+	$(BIN)/rnnbench switches reports/$(DEVICE) --out reports/$(DEVICE)/switches.md \
+		--estimate reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv \
+		--calibration reports/aot/cost-calibration-sm_90.json
 	# the latency probes' measured entries into the model's table, then the ablation's estimates with them,
 	# so the calibration below is fitted on top of the measured table
 	if [ -f reports/$(DEVICE)/latency.csv ]; then PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.latency_probe \

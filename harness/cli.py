@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     switches.add_argument("--renames", default="",
                           help="OLD=NEW,... the step ablation's variants under today's names (OLD= leaves one out), "
                                "for a session of older code")
+    switches.add_argument("--estimate", metavar="ESTIMATE_CSV",
+                          help="the step ablation's estimate of the code the session ran (make ablation-estimate): the "
+                               "cost model's ratio beside each measured one")
+    switches.add_argument("--calibration", metavar="FILE",
+                          help="with --estimate: the calibration to scale the estimate's terms by (the one before "
+                               "this session's refit, e.g. reports/aot/cost-calibration-sm_90.json)")
     switches.add_argument("--out", help="write the Markdown here instead of standard output")
 
     kernels = commands.add_parser("kernels", help="compile every shipped Triton kernel configuration for a GPU target")
@@ -250,7 +256,9 @@ def _switches(args) -> int:
     from rnnbench.kernels.calibration import parse_renames
 
     try:
-        text = trials_markdown(args.directory, parse_renames(args.renames))
+        if args.calibration and not args.estimate:
+            raise ValueError("--calibration scales the model's estimate: give --estimate ESTIMATE_CSV too")
+        text = trials_markdown(args.directory, parse_renames(args.renames), args.estimate, args.calibration)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     return _write_or_print(text, args.out)

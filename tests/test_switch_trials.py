@@ -174,3 +174,54 @@ def test_the_command_writes_the_verdicts_and_refuses_a_missing_folder(tmp_path, 
     assert "no such session folder" in capsys.readouterr().err
     assert main(["switches", str(directory), "--renames", "nonsense"]) == 2
     assert "a variant rename is OLD=NEW" in capsys.readouterr().err
+
+
+def _estimate(path, rows):
+    """A step-ablation estimate: ``rows`` of ``(variant, hidden, batch, {term: µs})``."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=ABLATION_COLUMNS)
+        writer.writeheader()
+        for variant, hidden, batch, terms in rows:
+            writer.writerow({column: "" for column in ABLATION_COLUMNS} | dict(
+                cell="lstm", dtype="bfloat16", hidden_size=hidden, batch=batch, variant=variant, programs=48,
+                planned_programs=48, us_per_step=sum(terms.values()), source="estimate sm_90")
+                | {f"t_{term}": value for term, value in terms.items()})
+    return path
+
+
+def test_the_models_ratios_stand_beside_the_measured_ones_and_count_where_they_agree(tmp_path, capsys):
+    """The thread poll (measured 0.83x at H=768, 0.87x at H=256, both apart): raw, the estimate has it
+    slower at H=768 (more bar, less loader) and faster at H=256; calibrated with the barrier at 0.5x,
+    faster at both. Copies of 8 (measured within the spread): no apart shape, nothing to count."""
+    from rnnbench.kernels.calibration import Calibration
+
+    directory = _session(tmp_path)
+    estimate = _estimate(tmp_path / "estimate.csv", [
+        ("real_gluon_tagged", 768, 16, {"loader": 1.0, "bar": 1.0}),
+        ("real_gluon_tagged_thread_poll", 768, 16, {"loader": 0.8, "bar": 1.4}),
+        ("real_gluon_tagged", 256, 16, {"loader": 1.0, "bar": 0.5}),
+        ("real_gluon_tagged_thread_poll", 256, 16, {"loader": 0.8, "bar": 0.5}),
+        ("real_gluon", 768, 16, {"mma": 1.0}), ("real_gluon_copies_8", 768, 16, {"mma": 1.1}),
+    ])
+    summary, detail = judge(directory, estimate_csv=estimate, scales={"bar": 0.5})
+    poll = detail[detail.switch == "GLUON_TAGGED_THREAD_POLL"].set_index("shape")
+    assert poll.raw_ratio["lstm bfloat16 H=768 B=16"] == pytest.approx(2.2 / 2.0)
+    assert poll.calibrated_ratio["lstm bfloat16 H=768 B=16"] == pytest.approx(1.5 / 1.5)
+    assert poll.raw_ratio["lstm bfloat16 H=256 B=16"] == pytest.approx(1.3 / 1.5)
+    verdicts = summary.set_index("switch")["model on the measured side"]
+    assert verdicts["GLUON_TAGGED_THREAD_POLL"] == "raw 1/2, calibrated 1/2"  # a ratio of 1 is not faster
+    assert verdicts["GLUON_TILES_PER_COPY"] == "-" and verdicts["GLUON_MMA_CHAINS"] == "-"
+    without, plain = judge(directory)
+    assert "model on the measured side" not in without and "raw_ratio" not in plain
+    # the command: --calibration only with --estimate; the Markdown names both files
+    calibration = tmp_path / "calibration.json"
+    Calibration("sm_90", "GPU X", {"bar": 0.25}, 1.0, 1, 0.1, 0.1).save(calibration)
+    out = tmp_path / "switches.md"
+    assert main(["switches", str(directory), "--calibration", str(calibration)]) == 2
+    assert "give --estimate ESTIMATE_CSV too" in capsys.readouterr().err
+    assert main(["switches", str(directory), "--estimate", str(estimate), "--calibration", str(calibration),
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"calibrated by {calibration}" in text and "raw_ratio | calibrated_ratio" in text
+    # bar at 0.25: the thread poll at H=768 is 0.8 + 0.35 against 1.25, faster, as measured
+    assert "| GLUON_TAGGED_THREAD_POLL | lstm bfloat16 H=768 B=16 | 2.4 | 2.0 | 0.833 | True | 1.1 | 0.92 |" in text

@@ -18,6 +18,14 @@ and which pair of rows decides it; :func:`judge` reads them and gives one verdic
 
 Each timing pair comes from one run, so the ratio is a same-machine, same-session comparison; a
 verdict is only as good as that run (read its spread). Nothing here needs a GPU.
+
+**What the model said beforehand.** Given the step ablation's estimate of the same code
+(``step-ablation-estimate-sm_90-triton<minor>.csv``) and the cost model's calibration as it was
+before the session's timings were fitted (:func:`model_ratios`), each ablation pair also carries
+the model's candidate / baseline ratio, raw and calibrated, and each trial says at how many of its
+apart shapes each put the candidate on the measured side of 1: a record, decision by decision, of
+whether the model can be trusted with the next switch. (Tagged variants are estimated at one
+reload a step, both sides of a pair alike.)
 """
 
 from __future__ import annotations
@@ -116,6 +124,46 @@ def stage_result(directory: Path, stage: str) -> tuple[str, str]:
 
 #: the columns of :func:`ablation_pairs` and :func:`suite_pairs`
 PAIR_COLUMNS = ["shape", "baseline_us", "candidate_us", "ratio", "apart"]
+#: the model's columns of an ablation pair (:func:`model_ratios`)
+MODEL_COLUMNS = ["raw_ratio", "calibrated_ratio"]
+
+
+def _shape_label(row) -> str:
+    return f"{row.cell} {row.dtype} H={row.hidden_size} B={row.batch}"
+
+
+def model_ratios(estimate: pd.DataFrame, scales: dict[str, float], trial: SwitchTrial) -> pd.DataFrame:
+    """The cost model's candidate / baseline ratio of an ablation trial at every shape ``estimate``
+    (a step-ablation estimate with its terms, as :func:`rnnbench.kernels.step_bench.read_rows` reads
+    it) has both variants: ``raw_ratio`` (the estimates' ``us_per_step``) and ``calibrated_ratio``
+    (their terms times ``scales``, a calibration's factors), indexed by the shape's label."""
+    from rnnbench.kernels.cost import TERMS
+    from rnnbench.kernels.step_bench import whole_grid
+
+    rows = whole_grid(estimate)
+    terms = [term for term in TERMS if f"t_{term}" in rows.columns]
+    calibrated = rows[[f"t_{term}" for term in terms]].fillna(0.0).astype(float).to_numpy() @ [
+        scales.get(term, 1.0) for term in terms]
+    rows = rows.assign(shape=[_shape_label(row) for row in rows.itertuples()], calibrated_us=calibrated)
+    baseline, candidate = (rows[rows.variant == variant].drop_duplicates("shape").set_index("shape")[
+        ["us_per_step", "calibrated_us"]].add_suffix(suffix) for variant, suffix in
+        ((trial.baseline, "_baseline"), (trial.candidate, "_candidate")))
+    joined = baseline.join(candidate, how="inner")
+    return pd.DataFrame({"raw_ratio": joined.us_per_step_candidate / joined.us_per_step_baseline,
+                         "calibrated_ratio": joined.calibrated_us_candidate / joined.calibrated_us_baseline},
+                        index=joined.index)
+
+
+def model_agreement(pairs: pd.DataFrame) -> str:
+    """At how many of the pairs' apart shapes the model's raw and calibrated ratios put the
+    candidate on the measured side of 1 (``-`` where no apart shape has an estimate)."""
+    apart = pairs[pairs.apart.astype(bool)].dropna(subset=MODEL_COLUMNS) if set(MODEL_COLUMNS) <= set(pairs) else []
+    if not len(apart):
+        return "-"
+    measured = apart.ratio.astype(float) < 1
+    raw = int(((apart.raw_ratio < 1) == measured).sum())
+    calibrated = int(((apart.calibrated_ratio < 1) == measured).sum())
+    return f"raw {raw}/{len(apart)}, calibrated {calibrated}/{len(apart)}"
 
 
 def ablation_pairs(measured: pd.DataFrame, trial: SwitchTrial) -> pd.DataFrame:
@@ -128,7 +176,7 @@ def ablation_pairs(measured: pd.DataFrame, trial: SwitchTrial) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     return pd.DataFrame({
-        "shape": [f"{row.cell} {row.dtype} H={row.hidden_size} B={row.batch}" for row in table.itertuples()],
+        "shape": [_shape_label(row) for row in table.itertuples()],
         "baseline_us": table.baseline_us, "candidate_us": table.alternative_us,
         "ratio": table.alternative_us / table.baseline_us, "apart": table.clear})
 
@@ -177,13 +225,16 @@ def verdict(trial: SwitchTrial, stages: list[str], pairs: pd.DataFrame) -> str:
     return f"set {trial.switch} = {trial.value!r}"
 
 
-def judge(directory: str | Path, renames: dict[str, str] | None = None,
-          trials=TRIALS) -> tuple[pd.DataFrame, pd.DataFrame]:
+def judge(directory: str | Path, renames: dict[str, str] | None = None, trials=TRIALS,
+          estimate_csv: str | Path | None = None, scales: dict[str, float] | None = None,
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(one row per trial, one row per trial and shape)`` for the session folder ``directory``:
     the verdicts and the timings behind them. A missing step ablation or gpu-fused run leaves the
     trials it decides ``not measured``. ``renames``: the step ablation's variants under today's
     names, for a session of older code (:func:`rnnbench.kernels.calibration.rename_variants`: at
-    7caf667 ``real_gluon_tagged`` had four loaders)."""
+    7caf667 ``real_gluon_tagged`` had four loaders). ``estimate_csv`` (a step-ablation estimate of
+    the code the session ran) and ``scales`` (a calibration's factors, default 1): the model's
+    ratios beside the ablation pairs (:func:`model_ratios`, :func:`model_agreement`)."""
     from rnnbench.harness.report import load
     from rnnbench.kernels.calibration import rename_variants
     from rnnbench.kernels.step_bench import read_rows
@@ -196,40 +247,53 @@ def judge(directory: str | Path, renames: dict[str, str] | None = None,
     if measured is not None and renames:
         measured = rename_variants(measured, renames)
     fused = load(directory / FUSED_SUITE) if (directory / FUSED_SUITE / "results.csv").is_file() else None
+    estimate = read_rows(estimate_csv, "estimate", with_terms=True) if estimate_csv is not None else None
     summary, details = [], []
     for trial in trials:
         results = [stage_result(directory, stage) for stage in trial.stages]
         if trial.source == ABLATION:
             pairs = ablation_pairs(measured, trial) if measured is not None else pd.DataFrame(columns=PAIR_COLUMNS)
+            if estimate is not None:
+                pairs = pairs.join(model_ratios(estimate, scales or {}, trial), on="shape")
         else:
             pairs = suite_pairs(fused, trial) if fused is not None else pd.DataFrame(columns=PAIR_COLUMNS)
         best = pairs.ratio.min() if len(pairs) else math.nan
         summary.append({"switch": trial.switch, "candidate": trial.candidate, "baseline": trial.baseline,
                         "tests": "; ".join(text for text, _ in results), "shapes": len(pairs),
                         "best ratio": round(best, 3) if not math.isnan(best) else "-",
-                        "verdict": verdict(trial, [state for _, state in results], pairs)})
+                        "verdict": verdict(trial, [state for _, state in results], pairs)}
+                       | ({"model on the measured side": model_agreement(pairs)} if estimate is not None else {}))
         details.extend({"switch": trial.switch, **row} for row in pairs.to_dict("records"))
-    detail = pd.DataFrame(details, columns=["switch"] + PAIR_COLUMNS)
+    detail = pd.DataFrame(details, columns=["switch"] + PAIR_COLUMNS + (MODEL_COLUMNS if estimate is not None else []))
     return pd.DataFrame(summary), detail
 
 
-def trials_markdown(directory: str | Path, renames: dict[str, str] | None = None) -> str:
-    """:func:`judge` as Markdown: the verdicts, then every timing pair behind them."""
+def trials_markdown(directory: str | Path, renames: dict[str, str] | None = None,
+                    estimate_csv: str | Path | None = None, calibration_file: str | Path | None = None) -> str:
+    """:func:`judge` as Markdown: the verdicts, then every timing pair behind them; with
+    ``estimate_csv``, the model's ratios too, calibrated by ``calibration_file`` (a
+    :class:`rnnbench.kernels.calibration.Calibration` JSON; none: raw only)."""
     from rnnbench.harness.report.markdown import markdown_table
+    from rnnbench.kernels.calibration import Calibration
 
-    summary, detail = judge(directory, renames)
+    scales = Calibration.load(calibration_file).scales if calibration_file is not None else None
+    summary, detail = judge(directory, renames, estimate_csv=estimate_csv, scales=scales)
     pairs = [f"{old} -> {new or '(left out)'}" for old, new in (renames or {}).items()]
     renamed = f" The step ablation's variants renamed: {', '.join(pairs)}." if pairs else ""
-    detail = detail.assign(baseline_us=detail.baseline_us.astype(float).round(3),
-                           candidate_us=detail.candidate_us.astype(float).round(3),
-                           ratio=detail.ratio.astype(float).round(3))
+    model = (f" raw_ratio / calibrated_ratio: the cost model's candidate / baseline from {estimate_csv}"
+             + (f", calibrated by {calibration_file}" if calibration_file is not None else " (no calibration: "
+                "the calibrated ratio is the raw one)") + "; the summary's model column counts the apart shapes "
+             "where each puts the candidate on the measured side of 1." if estimate_csv is not None else "")
+    detail = detail.assign(**{column: detail[column].astype(float).round(3)
+                              for column in ["baseline_us", "candidate_us", "ratio"] + MODEL_COLUMNS
+                              if column in detail})
     return "\n\n".join([
         f"# The kernels' switches, judged on {directory}",
         "One session's GPU tests (each stage's JUnit XML) and timings (`step-ablation.csv`: the kernels "
         f"alone; `gpu-fused`: the whole call, `{SUITE_TIMING}`), µs per step; ratio = candidate / baseline "
         "(below 1: the candidate is faster), apart = the interquartile ranges do not overlap. A switch is "
         "set only where its tests passed and it is faster, apart, at one shape at least and slower at none "
-        f"(rnnbench.harness.report.switch_trials).{renamed}",
+        f"(rnnbench.harness.report.switch_trials).{renamed}{model}",
         markdown_table(summary),
         "## Per shape",
         markdown_table(detail) if len(detail) else "No trial has both of its rows in this session.",
