@@ -16,38 +16,32 @@
 #                        test_overlapped_gradients.py), but the tests marked fused_input, tagged_exchange,
 #                        mma_chains, tagged_groups, tagged_thread_poll, local_gates, tagged_training,
 #                        streamed_copies, overlapped_projection or overlapped_gradients
-#   gpu-tests-tagged.xml/.log, gpu-tests-fused.xml/.log  those: the Gluon forward with the tagged
-#                        exchange (75 s, first: the planner takes it in inference up to H=768; where its tests fail
-#                        every later stage runs the grid barrier, RNNBENCH_TAGGED_EXCHANGE=off), and
-#                        with its input projection fused (90 s, after the others)
-#   gpu-tests-chains.xml/.log  the tagged forward's two MMA chains (60 s, last, only where the tagged
-#                        exchange passed; where they fail the ablation leaves out only their variant)
-#   gpu-tests-thread-poll.xml/.log  the tagged loader's threads polling alone (45 s, after the chains'
-#                        and like them only where the tagged exchange passed; where they fail the
-#                        ablation leaves out only real_gluon_tagged_thread_poll(_delayed), gpu-fused withholds
-#                        triton-thread-poll)
-#   gpu-tests-local-gates.xml/.log  the tagged forward's gates split inside each warp (45 s, after the
-#                        thread polls' and like them only where the tagged exchange passed; where they
-#                        fail the ablation leaves out real_gluon_tagged_local_gates, and where they or the
-#                        thread polls' fail real_gluon_tagged_thread_poll_local_gates and gpu-fused's
-#                        triton-local-gates)
-#   gpu-tests-groups.xml/.log  the tagged loader's hand-over in groups of tiles (60 s, after the thread
-#                        polls' and like them only where the tagged exchange passed; where they fail the
-#                        ablation leaves out only real_gluon_tagged_groups_4)
-#   gpu-tests-tagged-training.xml/.log  the training forward with the tagged exchange (45 s, after the
-#                        groups' and like them only where the tagged exchange passed; where they fail
-#                        the ablation leaves out real_gluon_tagged_train)
-#   gpu-tests-streamed.xml/.log  the Gluon backward's copies streamed by a copier warp (60 s, after
-#                        the tagged forward's stages; where they fail the ablation leaves out
-#                        real_gluon_bwd_streamed)
-#   gpu-tests-overlapped.xml/.log  the input projection beside the Gluon forward (45 s, after the
-#                        fused input's; where they fail the gpu-fused suite withholds triton-overlapped)
-#   gpu-tests-overlapped-grads.xml/.log  the backward's GEMMs beside its recurrence (60 s, last; where
-#                        they fail the gpu-fused suite withholds triton-overlapped-grads; where any of
-#                        the training switches' stages fails, it withholds triton-train-switches)
-#                        (a stage each: a hang costs no other test; where one fails,
-#                        the ablation leaves its variants out, the gpu-fused suite withholds its
-#                        backend, the profiles skip it, the memory stage the fused kernel)
+#   gpu-tests-STAGE.xml/.log  those, a stage each (a hang costs no other test; where one fails, the
+#                        ablation leaves its variants out, the gpu-fused suite withholds its backend, the
+#                        profiles skip it, the memory stage the fused kernel), in this order, the cost
+#                        model's biggest expected gains first:
+#                        tagged (75 s, first: the planner takes the tagged exchange in inference up to
+#                          H=768; where its tests fail every later stage runs the grid barrier,
+#                          RNNBENCH_TAGGED_EXCHANGE=off, and the tagged forward's own stages below do not run);
+#                        (the main stage, 200 s);
+#                        thread-poll (45 s: the tagged loader's threads polling alone; where they fail
+#                          the ablation leaves out real_gluon_tagged_thread_poll(_delayed), gpu-fused
+#                          withholds triton-thread-poll), local-gates (45 s: the gates split inside each
+#                          warp; where they fail the ablation leaves out real_gluon_tagged_local_gates, and
+#                          where they or the thread polls' fail real_gluon_tagged_thread_poll_local_gates
+#                          and gpu-fused's triton-local-gates), tagged-training (45 s: the training forward
+#                          with the tagged exchange; real_gluon_tagged_train), each only where the tagged
+#                          exchange passed;
+#                        streamed (60 s: the Gluon backward's copies streamed by a copier warp;
+#                          real_gluon_bwd_streamed), overlapped (45 s: the input projection beside the
+#                          Gluon forward; gpu-fused's triton-overlapped), overlapped-grads (60 s: the
+#                          backward's GEMMs beside its recurrence; triton-overlapped-grads; where any of
+#                          the training switches' stages fails, gpu-fused withholds triton-train-switches);
+#                        chains (60 s: the tagged forward's two MMA chains; real_gluon_tagged_two_chains)
+#                          and groups (60 s: the tagged loader's hand-over in groups of tiles;
+#                          real_gluon_tagged_groups_4), only where the tagged exchange passed, and fused
+#                          (90 s: the input projection fused into the Gluon forward; real_gluon_fused_input,
+#                          triton-fused), last: the model expects nothing of them
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
@@ -135,40 +129,22 @@ if wants tests; then
         $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
-    # the fused input projection, never run on a GPU but once (7caf667: its kernel tests passed, two
-    # memory tests failed), after the others: a hang costs only its stage's limit
-    stage gpu-tests-fused 90 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-fused.xml" \
-        -m fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py > "$DIR/gpu-tests-fused.log" 2>&1
-    FUSED_RC=$?
-    tail -n 15 "$DIR/gpu-tests-fused.log"
-    # the tagged forward's two MMA chains (off by default, never run): a stage of their own, so that a
-    # failure or hang there leaves the tagged exchange's timings alone
+    # the tagged forward's switches that the cost model expects most of first (off by default, never run;
+    # a stage each, only where the tagged exchange passed, so that a failure or hang there leaves the
+    # tagged exchange's timings alone): its loader's threads polling alone (the model's largest cut of
+    # the anchor's step), its gates split inside each warp (with the thread poll, the model's first
+    # configuration under the goal's 1.96 µs a step), the training forward with the exchange
     if [ "$TAGGED_RC" -eq 0 ]; then
-        stage gpu-tests-chains 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-chains.xml" \
-            -m mma_chains tests/test_kernels_gpu.py > "$DIR/gpu-tests-chains.log" 2>&1
-        CHAINS_RC=$?
-        tail -n 10 "$DIR/gpu-tests-chains.log"
-        # and its loader's threads polling alone (off by default, never run; the cost model's largest cut of the
-        # anchor's step, so before the groups)
         stage gpu-tests-thread-poll 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
             --junitxml="$DIR/gpu-tests-thread-poll.xml" -m tagged_thread_poll tests/test_kernels_gpu.py \
             tests/test_step_trace.py > "$DIR/gpu-tests-thread-poll.log" 2>&1
         THREAD_POLL_RC=$?
         tail -n 10 "$DIR/gpu-tests-thread-poll.log"
-        # and its gates split inside each warp (off by default, never run; with the thread poll, the cost
-        # model's first configuration under the goal's 1.96 µs a step)
         stage gpu-tests-local-gates 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
             --junitxml="$DIR/gpu-tests-local-gates.xml" -m local_gates tests/test_kernels_gpu.py \
             > "$DIR/gpu-tests-local-gates.log" 2>&1
         LOCAL_GATES_RC=$?
         tail -n 10 "$DIR/gpu-tests-local-gates.log"
-        # and its loader handing the state over in groups of tiles (off by default, never run)
-        stage gpu-tests-groups 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-groups.xml" \
-            -m tagged_groups tests/test_kernels_gpu.py > "$DIR/gpu-tests-groups.log" 2>&1
-        GROUPS_RC=$?
-        tail -n 10 "$DIR/gpu-tests-groups.log"
-        # and the training forward with the tagged exchange (off by default, never run): its own stage, so
-        # that its failure leaves the inference forward's tagged exchange on
         stage gpu-tests-tagged-training 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
             --junitxml="$DIR/gpu-tests-tagged-training.xml" -m tagged_training tests/test_kernels_gpu.py \
             > "$DIR/gpu-tests-tagged-training.log" 2>&1
@@ -193,6 +169,24 @@ if wants tests; then
         > "$DIR/gpu-tests-overlapped-grads.log" 2>&1
     OVERLAPPED_GRADS_RC=$?
     tail -n 10 "$DIR/gpu-tests-overlapped-grads.log"
+    # then what the model expects least of: the tagged forward's two MMA chains (no change) and its loader
+    # handing the state over in groups of tiles (slower), only where the tagged exchange passed; and the
+    # input projection fused into the Gluon forward (no change; on a GPU once, 7caf667: its kernel tests
+    # passed, two memory tests failed), last: a hang costs only its stage's limit
+    if [ "$TAGGED_RC" -eq 0 ]; then
+        stage gpu-tests-chains 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-chains.xml" \
+            -m mma_chains tests/test_kernels_gpu.py > "$DIR/gpu-tests-chains.log" 2>&1
+        CHAINS_RC=$?
+        tail -n 10 "$DIR/gpu-tests-chains.log"
+        stage gpu-tests-groups 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-groups.xml" \
+            -m tagged_groups tests/test_kernels_gpu.py > "$DIR/gpu-tests-groups.log" 2>&1
+        GROUPS_RC=$?
+        tail -n 10 "$DIR/gpu-tests-groups.log"
+    fi
+    stage gpu-tests-fused 90 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-fused.xml" \
+        -m fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py > "$DIR/gpu-tests-fused.log" 2>&1
+    FUSED_RC=$?
+    tail -n 15 "$DIR/gpu-tests-fused.log"
 fi
 # the fused input projection and the tagged exchange are each timed and measured below only if their
 # tests passed (or did not run): the ablation leaves out, and the gpu-fused suite withholds
