@@ -401,6 +401,10 @@ def _cost(args, arch: int) -> int:
     except (ValueError, FileNotFoundError, SassUnavailable) as error:
         raise UsageError(str(error)) from None
     if args.calibrate:
+        try:
+            replaced = calibration.Calibration.load(file) if file.is_file() else None
+        except (ValueError, TypeError):  # not a calibration this version reads: nothing to compare with
+            replaced = None
         fitted.save(file)
         out = Path(args.calibrate).with_name("cost-vs-measured.csv")
         compared.to_csv(out, index=False)
@@ -412,6 +416,9 @@ def _cost(args, arch: int) -> int:
               f"raw -> {fitted.median_rel_error_calibrated:.0%} calibrated, {fitted.median_rel_error_held_out:.0%} "
               f"on kernels held out of the fit; {_pair_agreement_line(fitted.pair_agreement)}; comparison in {out}, "
               f"pairs (the held-out estimate's wrong orders first) in {pairs_out}", file=sys.stderr)
+        against = calibration.against_previous(replaced, fitted)
+        if against:
+            print(against, file=sys.stderr)
         return 0
     print(table.round(4).to_csv(index=False) if args.csv else markdown_table(table[SUMMARY_COLUMNS].round(3)), end="" if args.csv else "\n")
     state = f"calibrated by {file}" if applied else "uncalibrated"

@@ -334,6 +334,23 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
     return calibration, joined
 
 
+def against_previous(previous: "Calibration | None", fitted: Calibration) -> str | None:
+    """How ``fitted`` does against the calibration it replaces, in words, where both were fitted
+    on the same measurements (the same ``source``) and ``previous`` has the held-out numbers: the
+    check a change to the model itself must pass (KERNELS2.md, 2026-11-28: a model change ships
+    where the held-out pair agreement does not drop). None otherwise (new measurements are another
+    question)."""
+    if previous is None or previous.source != fitted.source or previous.median_rel_error_held_out is None:
+        return None
+    line = (f"against the calibration it replaces (same measurements): held-out median error "
+            f"{previous.median_rel_error_held_out:.1%} -> {fitted.median_rel_error_held_out:.1%}")
+    before, after = previous.pair_agreement.get("held_out"), fitted.pair_agreement.get("held_out")
+    if before is not None and after is not None:
+        verdict = "dropped: the model change does not pass" if after < before else "did not drop"
+        line += f", held-out pairs in order {before:.1%} -> {after:.1%} ({verdict})"
+    return line
+
+
 def switch_environment() -> dict[str, str]:
     """The environment variables of :mod:`rnnbench.kernels.switches` (its ``*_ENV`` names) that are
     set: they change the kernels a cost table estimates."""

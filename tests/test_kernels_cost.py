@@ -616,6 +616,20 @@ def test_the_pair_table_puts_the_held_out_estimates_wrong_orders_first_widest_ga
     assert (share, pairs) == (pytest.approx(2 / 3), 3)
 
 
+def test_a_refit_on_the_same_measurements_says_whether_the_held_out_pair_agreement_dropped():
+    fitted = calibration.Calibration("sm_90", "H200", {}, 1.0, 10, 0.2, 0.1, source="run A",
+                                     median_rel_error_held_out=0.14, pair_agreement={"pairs": 10, "held_out": 0.9})
+    worse = dataclasses.replace(fitted, median_rel_error_held_out=0.12, pair_agreement={"pairs": 10, "held_out": 0.8})
+    assert calibration.against_previous(fitted, worse) == (
+        "against the calibration it replaces (same measurements): held-out median error 14.0% -> 12.0%, "
+        "held-out pairs in order 90.0% -> 80.0% (dropped: the model change does not pass)")
+    assert calibration.against_previous(worse, fitted).endswith("80.0% -> 90.0% (did not drop)")
+    # other measurements, or a calibration older than the held-out numbers: nothing to compare
+    assert calibration.against_previous(dataclasses.replace(fitted, source="run B"), worse) is None
+    assert calibration.against_previous(dataclasses.replace(fitted, median_rel_error_held_out=None), worse) is None
+    assert calibration.against_previous(None, worse) is None
+
+
 def test_a_kernel_held_out_of_the_fit_is_estimated_by_the_others_factors():
     """Three kernels, the time of each 2x its ``mma`` term plus 0.5x its barrier term: every kernel's
     held-out estimate is right where the others pin both factors (they have both terms), and the
@@ -822,7 +836,12 @@ def test_cost_command_prints_the_table_and_writes_a_calibration(tmp_path, monkey
     assert "give --calibrate RESULTS_CSV too" in capsys.readouterr().err
     assert main(["kernels", "--cost", "--calibrate", str(results), "--ablation", *ablation, "--calibration", str(out)]) == 0
     assert calibration.Calibration.load(out).scales["l2_load"] == pytest.approx(0.6, rel=0.05)
-    assert "2 step-ablation pairs ordered as measured: 50% raw, 100% calibrated" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 step-ablation pairs ordered as measured: 50% raw, 100% calibrated" in err
+    assert "against the calibration it replaces" not in err  # it replaced a fit without the ablation's rows
+    assert main(["kernels", "--cost", "--calibrate", str(results), "--ablation", *ablation, "--calibration", str(out)]) == 0
+    # the same fit again (held out, the load variant is the only one with an L2 term: its factor stays 1)
+    assert "held-out pairs in order 50.0% -> 50.0% (did not drop)" in capsys.readouterr().err
     pairs = pd.read_csv(tmp_path / "cost-vs-measured-pairs.csv")
     assert len(pairs) == 2 and set(pairs.variant) | set(pairs.other) == {"load", "sync"}
 
