@@ -308,9 +308,9 @@ def fit(table, results_csv: str | Path, target: str, ablation: tuple[str | Path,
     held_out = held_out_estimates(x, y, kernel_groups(joined))
     joined = joined.assign(calibrated_us_per_step=calibrated, held_out_us_per_step=held_out,
                            rel_error_raw=raw / y - 1, rel_error_calibrated=calibrated / y - 1)
-    pairs = pair_agreement(joined, raw)[1]
-    agreement = {"pairs": pairs} | ({name: round(pair_agreement(joined, estimate)[0], 4) for name, estimate in
-                                    (("raw", raw), ("calibrated", calibrated), ("held_out", held_out))} if pairs else {})
+    pairs = pair_table(joined)
+    agreement = {"pairs": len(pairs)} | {name: round(float(pairs[f"{name}_in_order"].mean()), 4)
+                                         for name in ESTIMATE_COLUMNS if len(pairs)}
     import triton
     import torch
 

@@ -203,7 +203,8 @@ def test_the_models_ratios_stand_beside_the_measured_ones_and_count_where_they_a
         ("real_gluon_tagged_thread_poll", 256, 16, {"loader": 0.8, "bar": 0.5}),
         ("real_gluon", 768, 16, {"mma": 1.0}), ("real_gluon_copies_8", 768, 16, {"mma": 1.1}),
     ])
-    summary, detail = judge(directory, estimate_csv=estimate, scales={"bar": 0.5})
+    summary, detail = judge(directory, estimate_csv=estimate,
+                            calibration=Calibration("sm_90", "GPU X", {"bar": 0.5}, 1.0, 1, 0.1, 0.1))
     poll = detail[detail.switch == "GLUON_TAGGED_THREAD_POLL"].set_index("shape")
     assert poll.raw_ratio["lstm bfloat16 H=768 B=16"] == pytest.approx(2.2 / 2.0)
     assert poll.calibrated_ratio["lstm bfloat16 H=768 B=16"] == pytest.approx(1.5 / 1.5)

@@ -132,20 +132,27 @@ def _shape_label(row) -> str:
     return f"{row.cell} {row.dtype} H={row.hidden_size} B={row.batch}"
 
 
-def model_ratios(estimate: pd.DataFrame, scales: dict[str, float], trial: SwitchTrial) -> pd.DataFrame:
-    """The cost model's candidate / baseline ratio of an ablation trial at every shape ``estimate``
-    (a step-ablation estimate with its terms, as :func:`rnnbench.kernels.step_bench.read_rows` reads
-    it) has both variants: ``raw_ratio`` (the estimates' ``us_per_step``) and ``calibrated_ratio``
-    (their terms times ``scales``, a calibration's factors), indexed by the shape's label."""
+def estimated_steps(estimate: pd.DataFrame, calibration=None) -> pd.DataFrame:
+    """A step-ablation estimate with its terms (as :func:`rnnbench.kernels.step_bench.read_rows`
+    reads it), its whole-grid rows only, labelled by ``shape`` (as :func:`ablation_pairs` labels
+    the measured ones) and with ``calibrated_us``: the terms as ``calibration`` (a
+    :class:`rnnbench.kernels.calibration.Calibration`) scales them, or the raw estimate without one."""
     from rnnbench.kernels.cost import TERMS
     from rnnbench.kernels.step_bench import whole_grid
 
     rows = whole_grid(estimate)
-    terms = [term for term in TERMS if f"t_{term}" in rows.columns]
-    calibrated = rows[[f"t_{term}" for term in terms]].fillna(0.0).astype(float).to_numpy() @ [
-        scales.get(term, 1.0) for term in terms]
-    rows = rows.assign(shape=[_shape_label(row) for row in rows.itertuples()], calibrated_us=calibrated)
-    baseline, candidate = (rows[rows.variant == variant].drop_duplicates("shape").set_index("shape")[
+    # the GEMMs and per-call overhead are no part of a kernel's step: the estimate has no column for them
+    rows = rows.assign(**{f"t_{term}": rows.get(f"t_{term}", 0.0) for term in TERMS}).fillna(
+        {f"t_{term}": 0.0 for term in TERMS})
+    calibrated = calibration.apply(rows).est_us_per_step if calibration is not None else rows.us_per_step
+    return rows.assign(shape=[_shape_label(row) for row in rows.itertuples()], calibrated_us=calibrated)
+
+
+def model_ratios(estimated: pd.DataFrame, trial: SwitchTrial) -> pd.DataFrame:
+    """The cost model's candidate / baseline ratio of an ablation trial at every shape where
+    ``estimated`` (:func:`estimated_steps`) has both variants: ``raw_ratio`` (the estimates'
+    ``us_per_step``) and ``calibrated_ratio`` (their ``calibrated_us``), indexed by the shape's label."""
+    baseline, candidate = (estimated[estimated.variant == variant].drop_duplicates("shape").set_index("shape")[
         ["us_per_step", "calibrated_us"]].add_suffix(suffix) for variant, suffix in
         ((trial.baseline, "_baseline"), (trial.candidate, "_candidate")))
     joined = baseline.join(candidate, how="inner")
@@ -226,15 +233,15 @@ def verdict(trial: SwitchTrial, stages: list[str], pairs: pd.DataFrame) -> str:
 
 
 def judge(directory: str | Path, renames: dict[str, str] | None = None, trials=TRIALS,
-          estimate_csv: str | Path | None = None, scales: dict[str, float] | None = None,
-          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+          estimate_csv: str | Path | None = None, calibration=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(one row per trial, one row per trial and shape)`` for the session folder ``directory``:
     the verdicts and the timings behind them. A missing step ablation or gpu-fused run leaves the
     trials it decides ``not measured``. ``renames``: the step ablation's variants under today's
     names, for a session of older code (:func:`rnnbench.kernels.calibration.rename_variants`: at
     7caf667 ``real_gluon_tagged`` had four loaders). ``estimate_csv`` (a step-ablation estimate of
-    the code the session ran) and ``scales`` (a calibration's factors, default 1): the model's
-    ratios beside the ablation pairs (:func:`model_ratios`, :func:`model_agreement`)."""
+    the code the session ran) and ``calibration`` (a :class:`rnnbench.kernels.calibration.Calibration`;
+    None: raw only): the model's ratios beside the ablation pairs (:func:`model_ratios`,
+    :func:`model_agreement`)."""
     from rnnbench.harness.report import load
     from rnnbench.kernels.calibration import rename_variants
     from rnnbench.kernels.step_bench import read_rows
@@ -247,14 +254,15 @@ def judge(directory: str | Path, renames: dict[str, str] | None = None, trials=T
     if measured is not None and renames:
         measured = rename_variants(measured, renames)
     fused = load(directory / FUSED_SUITE) if (directory / FUSED_SUITE / "results.csv").is_file() else None
-    estimate = read_rows(estimate_csv, "estimate", with_terms=True) if estimate_csv is not None else None
+    estimate = (estimated_steps(read_rows(estimate_csv, "estimate", with_terms=True), calibration)
+                if estimate_csv is not None else None)
     summary, details = [], []
     for trial in trials:
         results = [stage_result(directory, stage) for stage in trial.stages]
         if trial.source == ABLATION:
             pairs = ablation_pairs(measured, trial) if measured is not None else pd.DataFrame(columns=PAIR_COLUMNS)
             if estimate is not None:
-                pairs = pairs.join(model_ratios(estimate, scales or {}, trial), on="shape")
+                pairs = pairs.join(model_ratios(estimate, trial), on="shape")
         else:
             pairs = suite_pairs(fused, trial) if fused is not None else pd.DataFrame(columns=PAIR_COLUMNS)
         best = pairs.ratio.min() if len(pairs) else math.nan
@@ -276,8 +284,8 @@ def trials_markdown(directory: str | Path, renames: dict[str, str] | None = None
     from rnnbench.harness.report.markdown import markdown_table
     from rnnbench.kernels.calibration import Calibration
 
-    scales = Calibration.load(calibration_file).scales if calibration_file is not None else None
-    summary, detail = judge(directory, renames, estimate_csv=estimate_csv, scales=scales)
+    calibration = Calibration.load(calibration_file) if calibration_file is not None else None
+    summary, detail = judge(directory, renames, estimate_csv=estimate_csv, calibration=calibration)
     pairs = [f"{old} -> {new or '(left out)'}" for old, new in (renames or {}).items()]
     renamed = f" The step ablation's variants renamed: {', '.join(pairs)}." if pairs else ""
     model = (f" raw_ratio / calibrated_ratio: the cost model's candidate / baseline from {estimate_csv}"
