@@ -89,6 +89,14 @@ QUESTIONS = (
              "real_gluon_tagged", "real_gluon_tagged_local_gates"),
     Question("Gluon forward tagged, its loader's threads polling alone, its gates split inside each warp too",
              "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_local_gates"),
+    Question("barrier alone, polled by each program's first warp alone instead of every warp", "sync", "sync_first_warp"),
+    Question("step without streams, barrier polled by the first warp alone", "full", "full_first_warp"),
+    Question("shipped plain forward, barrier polled by the first warp alone", "real", "real_first_warp"),
+    Question("shipped plain backward, barrier polled by the first warp alone", "real_bwd", "real_bwd_first_warp"),
+    Question("Gluon forward, barrier polled by the first warp alone", "real_gluon", "real_gluon_first_warp"),
+    Question("Gluon backward, barrier polled by the first warp alone", "real_gluon_bwd", "real_gluon_bwd_first_warp"),
+    Question("Gluon training forward, barrier polled by the first warp alone", "real_gluon_train",
+             "real_gluon_train_first_warp"),
 )
 
 

@@ -49,6 +49,8 @@ COST_SWITCHES = {
                        "own",
     "overlapped_gradients": "the LSTM backward's dx, dW_ih and dW_hh GEMMs beside its recurrence where it can: only "
                             "the last range's GEMMs (its first chunk's steps) on the call's path",
+    "first_warp_polls": "the grid barrier polled by each program's first warp alone, in every row with a grid "
+                        "barrier",
 }
 
 

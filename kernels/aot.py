@@ -37,6 +37,7 @@ from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, HIDDEN_SPECIALISATION, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources,
     gluon_input_tiles, plan_gluon, plan_recurrence, row_split,
 )
+from rnnbench.kernels import switches
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES, POLL_ORDERS
 from rnnbench.kernels.sass import nvidia_tool, step_local_accesses
@@ -273,7 +274,8 @@ def compile_kernel(config: KernelConfig, arch: int):
     constexprs = {"BLOCK_B": config.block_b, "BLOCK_H": config.block_h, "H_PAD": config.h_pad,
                   "K_SPLIT": config.k_split, "K_CHUNKS": config.k_chunks, "MODE": MODE_NAMES[config.path],
                   "DOT_PRECISION": config.precision, "DIRECTIONS": config.directions, "HAS_LENGTHS": config.lengths,
-                  "POLL": config.poll, "POLL_ORDER": POLL_ORDERS[config.poll_order], "POLL_VECTOR": config.poll_vector}
+                  "POLL": config.poll, "POLL_ORDER": POLL_ORDERS[config.poll_order], "POLL_VECTOR": config.poll_vector,
+                  "POLL_FIRST_WARP": switches.GRID_POLL_FIRST_WARP}
     if config.cell == "lstm" and direction == "fwd":
         constexprs["TRAINING"] = config.direction == "fwd_train"
         constexprs["M_SPLIT"] = config.m_split

@@ -797,7 +797,8 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
                 HAS_LENGTHS: gl.constexpr, POLL: gl.constexpr, POLL_ORDER: gl.constexpr, PER_COPY: gl.constexpr,
                 REGISTER_TILES: gl.constexpr, GRID_SYNC: gl.constexpr, FUSED: gl.constexpr, STAGES: gl.constexpr,
                 TAGGED: gl.constexpr = False, CHAINS: gl.constexpr = 1, trace_ptr=None, TRACE: gl.constexpr = False,
-                xg_flags_ptr=None, XG_CHUNK: gl.constexpr = 0, LOCAL_GATES: gl.constexpr = False):
+                xg_flags_ptr=None, XG_CHUNK: gl.constexpr = 0, LOCAL_GATES: gl.constexpr = False,
+                POLL_FIRST_WARP: gl.constexpr = False):
     """The time loop of :func:`lstm_forward_gluon_kernel` (its arguments there; pointers already
     offset to this program's direction; its layouts), run by the kernel's 4 warps, or with a fused input
     projection as the default partition beside :func:`_input_projection`: ``inputs_smem`` is then
@@ -930,7 +931,7 @@ def _recurrence(xg_ptr, w_ptr, w_stride, c0_ptr, y_ptr, c_all_ptr, c_n_ptr, exch
         if not TAGGED:
             if s + 1 < T:
                 _arm_copies(bars, ex_desc, COPIES)
-            barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
+            barrier_wait(flags_ptr, gl.num_programs(0), s + 1, lane, POLL, POLL_ORDER, GRID_SYNC, POLL_FIRST_WARP)
         if TRACE:
             ev.record(trace_ptr, s, lane, ev.STEP_END, clock64(lane))
     if not FUSED and not LOCAL_GATES:
@@ -980,6 +981,7 @@ def lstm_forward_gluon_kernel(
     INPUT_PER_COPY: gl.constexpr = 1, TAGGED: gl.constexpr = False, POLL_DELAY_NS: gl.constexpr = 0,
     LOADERS: gl.constexpr = 4, MMA_CHAINS: gl.constexpr = 1, TRACE: gl.constexpr = False, XG_CHUNK: gl.constexpr = 0,
     GROUPS: gl.constexpr = 1, THREAD_POLL: gl.constexpr = False, LOCAL_GATES: gl.constexpr = False,
+    POLL_FIRST_WARP: gl.constexpr = False,
 ):
     """Cooperative LSTM forward over all T steps; program ``(pid_h, pid_b, direction)`` owns units
     ``pid_h*16 + [0, 16)`` of batch rows ``pid_b*BLOCK_B + [0, BLOCK_B)``.
@@ -1115,7 +1117,8 @@ def lstm_forward_gluon_kernel(
                            lengths_ptr, flags_ptr, w_smem, h_smem, gates_smem, xp_smem, bars, xp_bars,
                            h_free, T, B, H, row0, exchange_row, b_pad, direction, acc_layout,
                            tile_layout, BLOCK_B, H_PAD, TRAINING, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY,
-                           REGISTER_TILES, GRID_SYNC, True, INPUT_STAGES, False, 1, trace_ptr, TRACE)),
+                           REGISTER_TILES, GRID_SYNC, True, INPUT_STAGES, False, 1, trace_ptr, TRACE, None, 0, False,
+                           POLL_FIRST_WARP)),
             (_input_projection, (x_desc, wih_desc, bias_ptr, wih_smem, x_smem, xp_smem, x_bars, xp_bars,
                                  wih_bar.index(0), T, B, H, row0, pid_b * BLOCK_B, direction, acc_layout, BLOCK_B,
                                  DIRECTIONS, INPUT_TILES, INPUT_PER_COPY, INPUT_STAGES)),
@@ -1164,7 +1167,7 @@ def lstm_forward_gluon_kernel(
                         flags_ptr, w_smem, h_smem, gates_smem, xg_smem, bars, bars, h_free, T, B, H,
                         row0, exchange_row, b_pad, direction, acc_layout, tile_layout, BLOCK_B, H_PAD, TRAINING,
                         DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, PER_COPY, REGISTER_TILES, GRID_SYNC, False, 1,
-                        False, 1, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK)
+                        False, 1, trace_ptr, TRACE, xg_flags_ptr, XG_CHUNK, False, POLL_FIRST_WARP)
     for j in gl.static_range(COPIES + 1):
         mbarrier.invalidate(bars.index(j))
     if TAGGED:
@@ -1248,8 +1251,10 @@ def local_gate_rows(w_rows: torch.Tensor) -> torch.Tensor:
             .reshape(directions, rows, width))
 
 
-def _tagged(tagged: bool) -> dict:
-    """The kernel's constexprs of the tagged exchange: on or off, its loaders' poll delay as
+def _switch_constexprs(tagged: bool) -> dict:
+    """The kernel's constexprs the switches decide. Whether the grid barrier is polled by each
+    program's first warp alone (:func:`rnnbench.kernels.switches.first_warp_polls`; never with the
+    exchange, which has no grid barrier). The tagged exchange's: on or off, its loaders' poll delay as
     :func:`rnnbench.kernels.switches.tagged_poll_delay` sets it (0 without the exchange) and their
     partitions as :func:`rnnbench.kernels.switches.tagged_loaders` sets them, the recurrence's MMA
     chains as :func:`rnnbench.kernels.switches.mma_chains` does, the loader's groups as
@@ -1261,7 +1266,8 @@ def _tagged(tagged: bool) -> dict:
             "MMA_CHAINS": switches.GLUON_MMA_CHAINS if tagged else 1,
             "GROUPS": switches.GLUON_TAGGED_GROUPS if tagged else 1,
             "THREAD_POLL": switches.GLUON_TAGGED_THREAD_POLL and tagged,
-            "LOCAL_GATES": switches.GLUON_LOCAL_GATES and tagged}
+            "LOCAL_GATES": switches.GLUON_LOCAL_GATES and tagged,
+            "POLL_FIRST_WARP": switches.GRID_POLL_FIRST_WARP and not tagged}
 
 
 def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: tuple[int, int, int], training: bool,
@@ -1325,7 +1331,7 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
     sync = sync_buffer(plan, y.device) if sync is None else reset_sync(sync, plan.grid[0])
     tagged = not has_lengths and gluon_tagged_exchange(
         plan, torch.cuda.get_device_properties(y.device).multi_processor_count, training=training)
-    if _tagged(tagged)["LOCAL_GATES"]:
+    if _switch_constexprs(tagged)["LOCAL_GATES"]:
         w_rows = local_gate_rows(w_rows)
     w_desc, ex_desc, x_desc, wih_desc = descriptors(plan, w_rows, exchange, x, w_ih)
     state = compact_state(exchange) if tagged else exchange
@@ -1337,7 +1343,8 @@ def run_forward(plan, xg, w_rows, c0, y, c_all, c_n, exchange, lengths, sizes: t
             H_PAD=plan.h_pad,
             TRAINING=training, DIRECTIONS=plan.directions, HAS_LENGTHS=has_lengths, POLL=plan.poll,
             POLL_ORDER=POLL_ORDERS[plan.poll_order], PER_COPY=state_box(plan)[0], REGISTER_TILES=plan.register_tiles,
-            GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0], **_tagged(tagged),
+            GRID_SYNC=grid_sync, INPUT_TILES=plan.input_tiles, INPUT_PER_COPY=input_box(plan)[0],
+            **_switch_constexprs(tagged),
             TRACE=trace is not None, XG_CHUNK=input_chunk if input_flags is not None else 0, num_warps=plan.num_warps,
             maxnreg=plan.max_registers,
             launch_cooperative_grid=True)
@@ -1387,7 +1394,7 @@ def compile_forward(plan, dtype: torch.dtype, training: bool, has_lengths: bool,
     constexprs = {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "TRAINING": training, "DIRECTIONS": plan.directions,
                   "HAS_LENGTHS": has_lengths, "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
                   "PER_COPY": state_box(plan)[0], "REGISTER_TILES": plan.register_tiles, "GRID_SYNC": grid_sync,
-                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **_tagged(tagged),
+                  "INPUT_TILES": plan.input_tiles, "INPUT_PER_COPY": input_box(plan)[0], **_switch_constexprs(tagged),
                   "TRACE": trace, "XG_CHUNK": input_chunk, **absent}
     signature.update({name: "constexpr" for name in constexprs})
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, kind in signature.items()

@@ -77,6 +77,7 @@ from rnnbench.kernels.gluon_primitives import (
     program_tile, running_rows, status_after_poll, time_index, tma_load,
 )
 from rnnbench.kernels.lstm_kernels import _backward_inputs, gate_gradients
+from rnnbench.kernels import switches
 from rnnbench.kernels.plan import (
     GLUON_BACKWARD_SPLIT, GLUON_BLOCK_H, GLUON_K_TILE, REGISTER_FILE, gluon_backward_stages, gluon_streamed_copies,
 )
@@ -247,7 +248,7 @@ def _reverse_steps(xg_ptr, w_desc, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr
                    lengths_ptr, flags_ptr, g_smem, scratch, bars, weight_bars, g_free, T, B, H, direction, b_pad,
                    BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr,
                    POLL: gl.constexpr, POLL_ORDER: gl.constexpr, STAGES: gl.constexpr, GRID_SYNC: gl.constexpr,
-                   STREAMED: gl.constexpr, g_desc=None, exchange_row=None):
+                   STREAMED: gl.constexpr, g_desc=None, exchange_row=None, POLL_FIRST_WARP: gl.constexpr = False):
     """The reverse-time recurrence of :func:`lstm_backward_gluon_kernel` in its ``SPLIT`` warps:
     the weights into registers, then every step's product, gate gradients, stores and arrival.
     ``STREAMED``: the default partition beside :func:`_copier`, which issues the copies (then
@@ -335,7 +336,7 @@ def _reverse_steps(xg_ptr, w_desc, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr
         if not STREAMED:
             if p < T:  # the next step multiplies
                 _arm_copies(g_desc, bars, STAGES)
-            barrier_wait(flags_ptr, gl.num_programs(0), p + 1, lane, POLL, POLL_ORDER, GRID_SYNC)
+            barrier_wait(flags_ptr, gl.num_programs(0), p + 1, lane, POLL, POLL_ORDER, GRID_SYNC, POLL_FIRST_WARP)
         inputs = following
 
 
@@ -345,7 +346,7 @@ def lstm_backward_gluon_kernel(
     lengths_ptr, sync_ptr, T, B, H, first_direction,
     BLOCK_B: gl.constexpr, H_PAD: gl.constexpr, DIRECTIONS: gl.constexpr, HAS_LENGTHS: gl.constexpr,
     POLL: gl.constexpr, POLL_ORDER: gl.constexpr, STAGES: gl.constexpr, GRID_SYNC: gl.constexpr = True,
-    STREAMED: gl.constexpr = False,
+    STREAMED: gl.constexpr = False, POLL_FIRST_WARP: gl.constexpr = False,
 ):
     """Reverse-time recurrence over steps ``s = T-1, ..., 0, -1`` (-1 writes ``dh0`` and ``dc0``,
     float32); program ``(pid_h, pid_b, direction)`` owns units ``pid_h*16 + [0, 16)`` of batch rows
@@ -390,7 +391,7 @@ def lstm_backward_gluon_kernel(
             (_reverse_steps, (xg_ptr, w_desc, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr,
                               exchange_ptr, lengths_ptr, flags_ptr, g_smem, scratch, bars, weight_bars, g_free, T, B,
                               H, direction, b_pad, BLOCK_B, H_PAD, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STAGES,
-                              GRID_SYNC, STREAMED)),
+                              GRID_SYNC, STREAMED, None, None, POLL_FIRST_WARP)),
             (_copier, (g_desc, flags_ptr, g_smem, bars, g_free, T, exchange_row, b_pad, POLL, POLL_ORDER, COPIES)),
         ], [1], [COPIER_REGISTERS])
         mbarrier.invalidate(g_free)
@@ -399,7 +400,7 @@ def lstm_backward_gluon_kernel(
         _reverse_steps(xg_ptr, w_desc, c_all_ptr, c0_ptr, dy_ptr, dh_n_ptr, dc_n_ptr, dh0_ptr, dc0_ptr, exchange_ptr,
                        lengths_ptr, flags_ptr, g_smem, scratch, bars, weight_bars, None, T, B, H, direction, b_pad,
                        BLOCK_B, H_PAD, DIRECTIONS, HAS_LENGTHS, POLL, POLL_ORDER, STAGES, GRID_SYNC, STREAMED,
-                       g_desc, exchange_row)
+                       g_desc, exchange_row, POLL_FIRST_WARP)
     for j in gl.static_range(STAGES):
         mbarrier.invalidate(bars[j])
         mbarrier.invalidate(weight_bars[j])
@@ -462,7 +463,7 @@ def _constexprs(plan, has_lengths: bool, grid_sync: bool) -> dict:
     return {"BLOCK_B": plan.block_b, "H_PAD": plan.h_pad, "DIRECTIONS": plan.directions, "HAS_LENGTHS": has_lengths,
             "POLL": plan.poll, "POLL_ORDER": POLL_ORDERS[plan.poll_order],
             "STAGES": gluon_backward_stages(plan.h_pad, plan.block_b), "GRID_SYNC": grid_sync,
-            "STREAMED": grid_sync and gluon_streamed_copies(plan)}
+            "STREAMED": grid_sync and gluon_streamed_copies(plan), "POLL_FIRST_WARP": switches.GRID_POLL_FIRST_WARP}
 
 
 def run_backward(plan, xg, w_hh, c_all, c0, dy, dh_n, dc_n, dh0, dc0, exchange, lengths, sizes: tuple[int, int, int],

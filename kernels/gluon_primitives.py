@@ -20,7 +20,7 @@ from triton.experimental.gluon.language.nvidia.hopper import tma
 from rnnbench.kernels.plan import GLUON_BLOCK_H
 from rnnbench.kernels.primitives import (
     BARRIER_TIMEOUT_NS, FLAG_SLOTS as _PLAIN_FLAG_SLOTS, FLAG_VECTOR as _PLAIN_FLAG_VECTOR, RELAXED_POLL_THEN_FENCE,
-    SYNC_ROW as _PLAIN_SYNC_ROW, _load_relaxed, _strong_load, acquire_fence, slowest_flag,
+    SYNC_ROW as _PLAIN_SYNC_ROW, _load_relaxed, _poll_load, _strong_load, acquire_fence, slowest_flag,
 )
 
 cta_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
@@ -117,7 +117,8 @@ def status_after_poll(flags_ptr, lane, step, start, status, waiting):
 
 
 @gluon.jit
-def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr, GRID: gl.constexpr):
+def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl.constexpr, GRID: gl.constexpr,
+                 FIRST_WARP: gl.constexpr):
     """Wait until every producer's flag reaches ``step`` (``lane``: ``arange(0, min(POLL, 32))`` in
     a layout that gives each warp all of it), or until the timeout, which sets the status word and
     ends every later wait at once (see :func:`rnnbench.kernels.primitives.grid_barrier`; the poll's
@@ -125,7 +126,10 @@ def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl
 
     Each thread loads its ``POLL / 32`` flags as one vector (:func:`rnnbench.kernels.primitives.slowest_flag`),
     so an acquire poll of up to 128 flags is one L2 round trip (``flags_ptr`` 16-byte aligned).
-    ``GRID`` false: no poll, the CTA barrier and the proxy fence only (see :func:`barrier_arrive`)."""
+    ``GRID`` false: no poll, the CTA barrier and the proxy fence only (see :func:`barrier_arrive`).
+    ``FIRST_WARP``: the program's first warp polls alone, the others wait at the CTA barrier after
+    the poll (:func:`rnnbench.kernels.primitives.barrier_wait`'s; the caller runs in the whole
+    program or in a warp-specialised kernel's default partition, which holds warp 0)."""
     if not GRID:
         cta_barrier()
     elif producers > 1:
@@ -134,8 +138,8 @@ def barrier_wait(flags_ptr, producers, step, lane, POLL: gl.constexpr, ORDER: gl
         status = 0
         while (slowest < step) & (status == 0):
             # relaxed in either order, as in the plain barrier: in flight with the flags' load
-            status = gl.max(_load_relaxed(flags_ptr + FLAG_SLOTS + lane * 0), axis=0)
-            slowest = gl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER, _FLAG_VECTOR), axis=0)
+            status = gl.max(_poll_load(flags_ptr + FLAG_SLOTS + lane * 0, lane * 0, 1, "relaxed", FIRST_WARP)[0], axis=0)
+            slowest = gl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER, _FLAG_VECTOR, FIRST_WARP), axis=0)
             status = status_after_poll(flags_ptr, lane, step, start, status, slowest < step)
         if ORDER == _RELAXED_POLL:
             acquire_fence(lane)
@@ -168,7 +172,7 @@ def arrived_groups(flags_ptr, lane, step, POLL: gl.constexpr, ORDER: gl.constexp
     LANES: gl.constexpr = GROUP // (POLL // WIDTH)
     gl.static_assert(POLL // WIDTH <= _FLAG_VECTOR, "one vector load of flags per lane")
     gl.static_assert(GROUPS * LANES <= WIDTH, "every group's flags within the lanes' one load")
-    slowest = slowest_flag(flags_ptr, lane, step, POLL, ORDER, _FLAG_VECTOR)
+    slowest = slowest_flag(flags_ptr, lane, step, POLL, ORDER, _FLAG_VECTOR, False)
     late = gl.sum(gl.where(slowest < step, 1 << lane, 0), axis=0)
     arrived = late * 0
     for g in gl.static_range(GROUPS):

@@ -122,7 +122,7 @@ def chase_kernel(chain_ptr, out_ptr, N, ORDER: tl.constexpr):
     index = tl.zeros([1], dtype=tl.int32)
     start = clock64()
     for _ in range(N):
-        index = _load_flags(chain_ptr + index, 1, ORDER)[0]
+        index = _load_flags(chain_ptr + index, 0, 1, ORDER, False)[0]
     tl.store(out_ptr, clock64() - start)
     tl.store(out_ptr + 1 + tl.arange(0, 1), index.to(tl.int64))
 
@@ -157,7 +157,7 @@ def _seen(flag_ptr, ORDER: tl.constexpr, TAGGED: tl.constexpr):
     if TAGGED:
         return tl.max(tl.load(flag_ptr, volatile=True), 0)
     else:
-        return tl.max(_load_flags(flag_ptr, 1, ORDER)[0], 0)
+        return tl.max(_load_flags(flag_ptr, 0, 1, ORDER, False)[0], 0)
 
 
 @triton.jit(do_not_specialize=["N", "timeout_ns"])

@@ -23,6 +23,7 @@ import contextlib
 import torch
 import triton
 
+from rnnbench.kernels import switches
 from rnnbench.kernels.plan import DEFAULT_ARCH, GLUON, LIMITS, PathUnavailable, Plan, plan_recurrence
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES, POLL_ORDERS, SYNC_ROW, UNUSED_FLAG
 
@@ -231,7 +232,8 @@ def run_phases(kernel, plan: Plan, phases: int, tensors: tuple, sizes: tuple[int
         sync = sync_buffer(plan, device) if plan.path == "cooperative" else torch.zeros(1, dtype=torch.int32, device=device)
     common = dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad, K_SPLIT=plan.k_split,
                   K_CHUNKS=plan.k_chunks, DIRECTIONS=plan.directions, POLL=plan.poll,
-                  POLL_ORDER=POLL_ORDERS[plan.poll_order], POLL_VECTOR=plan.poll_vector, num_warps=plan.num_warps,
+                  POLL_ORDER=POLL_ORDERS[plan.poll_order], POLL_VECTOR=plan.poll_vector,
+                  POLL_FIRST_WARP=switches.GRID_POLL_FIRST_WARP, num_warps=plan.num_warps,
                   num_stages=NUM_STAGES, maxnreg=plan.max_registers, **constexprs)
     if stepwise:
         grid = (*plan.grid, plan.directions)

@@ -91,6 +91,7 @@ def lstm_forward_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, TRAINING: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr, POLL_ORDER: tl.constexpr, POLL_VECTOR: tl.constexpr,
+    POLL_FIRST_WARP: tl.constexpr,
     M_SPLIT: tl.constexpr = 1,
 ):
     """Forward recurrence (see the module docstring for layouts); computes
@@ -165,7 +166,7 @@ def lstm_forward_kernel(
                                  BLOCK_H, BLOCK_B, TRAINING, DIRECTIONS, HAS_LENGTHS)
             h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE, BLOCK_B,
                                  K_SPLIT, BK, H_PAD, HAS_LENGTHS)
-            step_wait(flags_ptr, s + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR)
+            step_wait(flags_ptr, s + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR, POLL_FIRST_WARP)
             inputs = following
     tl.store(c_n_ptr + state_offsets, c, mask=state_mask)
 
@@ -265,6 +266,7 @@ def lstm_backward_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
     POLL: tl.constexpr, POLL_ORDER: tl.constexpr, POLL_VECTOR: tl.constexpr,
+    POLL_FIRST_WARP: tl.constexpr,
 ):
     """Reverse-time recurrence: turns the saved gates in ``xg`` into ``dgates`` in place; computes
     the recurrent part of :func:`rnnbench.baselines.numpy_rnn.lstm_backward`.
@@ -324,5 +326,5 @@ def lstm_backward_kernel(
                                        state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT, BK, K_CHUNKS, MODE,
                                        DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
             step_arrive(flags_ptr, MODE)
-            step_wait(flags_ptr, p + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR)
+            step_wait(flags_ptr, p + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR, POLL_FIRST_WARP)
             inputs = following

@@ -127,18 +127,66 @@ def _strong_load(pointers, V: tl.constexpr, SEM: tl.constexpr):
 
 
 @triton.jit
-def _load_flags(pointers, V: tl.constexpr, ORDER: tl.constexpr):
-    """A poll's load of ``V`` consecutive flags from each pointer (:func:`_strong_load`), acquire
-    or relaxed as ``ORDER`` says (see :data:`POLL_ORDERS`). One acquire costs one L2 round trip
-    however many flags it brings."""
-    if ORDER == RELAXED_POLL_THEN_FENCE:
-        return _strong_load(pointers, V, "relaxed")
-    else:
-        return _strong_load(pointers, V, "acquire")
+def _in_first_warp(like):
+    """1 in the threads of the program's first warp (``%tid.x < 32``), 0 elsewhere, shaped as
+    ``like`` (an int32 tensor or scalar, not read). Pure, so the compiler hoists it out of a poll
+    loop (read inside the loads' asm, ``%tid.x`` was read again before every poll)."""
+    return tl.inline_asm_elementwise("{\n.reg .u32 %tid_x;\n.reg .pred %p_first;\nmov.u32 %tid_x, %tid.x;\n"
+                                     "setp.lt.u32 %p_first, %tid_x, 32;\nselp.u32 $0, 1, 0, %p_first;\n}",
+                                     "=r,r", [like], dtype=tl.int32, is_pure=True, pack=1)
 
 
 @triton.jit
-def slowest_flag(flags_ptr, lane, step, POLL: tl.constexpr, ORDER: tl.constexpr, VECTOR: tl.constexpr):
+def _first_warp_load(pointers, default, V: tl.constexpr, SEM: tl.constexpr):
+    """:func:`_strong_load` in the threads of the program's first warp (:func:`_in_first_warp`)
+    only; every other thread issues no load and gets ``default`` (an int32 tensor like
+    ``pointers``) in each of its ``V`` results. Only for code the whole program (or a
+    warp-specialised kernel's default partition, warps 0 ..) runs: in a partition without warp 0
+    nothing would be loaded."""
+    polling = _in_first_warp(default)
+    if V == 4:
+        return tl.inline_asm_elementwise("{\n.reg .pred %p_poll;\nsetp.ne.u32 %p_poll, $6, 0;\n"
+                                         "mov.b32 $0, $5;\nmov.b32 $1, $5;\nmov.b32 $2, $5;\nmov.b32 $3, $5;\n"
+                                         "@%p_poll ld.global." + SEM + ".gpu.v4.b32 {$0, $1, $2, $3}, [$4];\n}",
+                                         "=r,=r,=r,=r,l,r,r", [pointers, default, polling],
+                                         dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=False, pack=1)
+    elif V == 2:
+        return tl.inline_asm_elementwise("{\n.reg .pred %p_poll;\nsetp.ne.u32 %p_poll, $4, 0;\n"
+                                         "mov.b32 $0, $3;\nmov.b32 $1, $3;\n"
+                                         "@%p_poll ld.global." + SEM + ".gpu.v2.b32 {$0, $1}, [$2];\n}",
+                                         "=r,=r,l,r,r", [pointers, default, polling], dtype=(tl.int32, tl.int32),
+                                         is_pure=False, pack=1)
+    else:
+        return tl.inline_asm_elementwise("{\n.reg .pred %p_poll;\nsetp.ne.u32 %p_poll, $3, 0;\n"
+                                         "mov.b32 $0, $2;\n@%p_poll ld.global." + SEM + ".gpu.b32 $0, [$1];\n}",
+                                         "=r,l,r,r", [pointers, default, polling], dtype=(tl.int32,), is_pure=False,
+                                         pack=1)
+
+
+@triton.jit
+def _poll_load(pointers, default, V: tl.constexpr, SEM: tl.constexpr, FIRST_WARP: tl.constexpr):
+    """A poll's strong load of ``V`` int32 from each pointer (:func:`_strong_load`), in the first
+    warp only where ``FIRST_WARP`` (:func:`_first_warp_load`: the other warps get ``default``)."""
+    if FIRST_WARP:
+        return _first_warp_load(pointers, default, V, SEM)
+    else:
+        return _strong_load(pointers, V, SEM)
+
+
+@triton.jit
+def _load_flags(pointers, default, V: tl.constexpr, ORDER: tl.constexpr, FIRST_WARP: tl.constexpr):
+    """A poll's load of ``V`` consecutive flags from each pointer (:func:`_poll_load`), acquire
+    or relaxed as ``ORDER`` says (see :data:`POLL_ORDERS`). One acquire costs one L2 round trip
+    however many flags it brings."""
+    if ORDER == RELAXED_POLL_THEN_FENCE:
+        return _poll_load(pointers, default, V, "relaxed", FIRST_WARP)
+    else:
+        return _poll_load(pointers, default, V, "acquire", FIRST_WARP)
+
+
+@triton.jit
+def slowest_flag(flags_ptr, lane, step, POLL: tl.constexpr, ORDER: tl.constexpr, VECTOR: tl.constexpr,
+                 FIRST_WARP: tl.constexpr):
     """One poll of a grid barrier's flags in vector loads (the Gluon kernels'
     :func:`rnnbench.kernels.gluon_primitives.barrier_wait`, and the plain kernels' :func:`barrier_wait`
     where their plan's ``poll_vector`` is above 1): per lane, the least of ``step`` and the flags it
@@ -152,13 +200,14 @@ def slowest_flag(flags_ptr, lane, step, POLL: tl.constexpr, ORDER: tl.constexpr,
     reports/h200/f1c2560; one vector took the Gluon forward from 2.78 to 2.51 µs per step,
     reports/h200/acd6756). The slots of no producer up to ``POLL`` (``<= FLAG_SLOTS``) hold
     :data:`UNUSED_FLAG` (the host's :func:`rnnbench.kernels.launch.reset_sync`), so no mask is
-    needed."""
+    needed. ``FIRST_WARP``: only the program's first warp loads (:func:`_first_warp_load`); the
+    others' lanes hold ``step``, as if every flag had reached it."""
     WIDTH: tl.constexpr = min(POLL, 32)
     PER_LANE: tl.constexpr = POLL // WIDTH
     V: tl.constexpr = min(PER_LANE, VECTOR)
     slowest = step + lane * 0
     for chunk in tl.static_range(PER_LANE // V):
-        flags = _load_flags(flags_ptr + chunk * WIDTH * V + lane * V, V, ORDER)
+        flags = _load_flags(flags_ptr + chunk * WIDTH * V + lane * V, slowest, V, ORDER, FIRST_WARP)
         for k in tl.static_range(V):
             slowest = tl.minimum(slowest, flags[k])
     return slowest
@@ -184,7 +233,7 @@ def barrier_arrive(flags_ptr, producer):
 
 @triton.jit
 def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr,
-                 VECTOR: tl.constexpr):
+                 VECTOR: tl.constexpr, FIRST_WARP: tl.constexpr):
     """Wait at a grid barrier (see :func:`grid_barrier`) until every producer's flag reaches ``step``,
     its poll loads ordered as ``ORDER`` says (:data:`POLL_ORDERS`; the kernels' ``POLL_ORDER``
     constexpr, from their plan's :attr:`~rnnbench.kernels.plan.Plan.poll_order`), each thread's
@@ -195,11 +244,19 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
     default order changed in the source would be served the kernels compiled with the old one from
     the cache.
 
-    Every warp polls on its own; the status word is written by the program's first thread only (the
-    compiled atomic is predicated on thread 0), so a warp that times out before warp 0 leaves its
-    loop alone and the status is set when warp 0 times out too. The CTA barrier after the loop holds
-    the program until every warp has left it, and a warp that left because the flags were complete
-    acquired them, so the program goes on with valid data or with the status set."""
+    Every warp polls on its own, or with ``FIRST_WARP`` (the kernels' ``POLL_FIRST_WARP``,
+    :data:`rnnbench.kernels.switches.GRID_POLL_FIRST_WARP`) the first warp alone: the others' loads
+    are not issued and see every flag complete and the status 0 (:func:`_first_warp_load`), so
+    they leave the loop at once and wait at the CTA barrier after it. Every warp of every program
+    polls the same few lines of flags, so the requests those lines take per poll grow as programs x
+    polling warps (H200: a barrier at 96 programs of 4 warps cost 1.84 µs a step, at 48 of 4 warps
+    1.01 and at 48 of 8 warps 1.84; reports/h200/7caf667). The status word is written by the
+    program's first thread only (the compiled atomic is predicated on thread 0), so a warp that
+    times out before warp 0 leaves its loop alone and the status is set when warp 0 times out too.
+    The CTA barrier after the loop holds the program until every warp has left it, and a warp that
+    left because the flags were complete acquired them (with ``FIRST_WARP``, the first warp did,
+    and the CTA barrier orders its acquire before every warp's later loads), so the program goes on
+    with valid data or with the status set."""
     if producers > 1:
         # 32 flags at a time: a 32-element tensor is replicated in every warp, so each warp polls
         # all flags and reduces them with warp shuffles, and the poll loop has no CTA barrier
@@ -216,15 +273,15 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
             # thread, a vector of VECTOR chunks one vector load; vector loads made the plain
             # backward's 16-warp layouts spill at their 128-register cap with Triton 3.9, so their
             # plans keep VECTOR 1)
-            status = _load_relaxed(flags_ptr + FLAG_SLOTS)
+            status = _poll_load(flags_ptr + FLAG_SLOTS, step * 0, 1, "relaxed", FIRST_WARP)[0]
             if VECTOR > 1:
-                slowest = tl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER, VECTOR))
+                slowest = tl.min(slowest_flag(flags_ptr, lane, step, POLL, ORDER, VECTOR, FIRST_WARP))
             else:
                 slowest = step
                 for chunk in tl.static_range(POLL // WIDTH):
                     index = chunk * WIDTH + lane
                     polled = index < producers
-                    flags = _load_flags(flags_ptr + tl.where(polled, index, 0), 1, ORDER)[0]
+                    flags = _load_flags(flags_ptr + tl.where(polled, index, 0), step + lane * 0, 1, ORDER, FIRST_WARP)[0]
                     slowest = tl.minimum(slowest, tl.min(tl.where(polled, flags, step)))
             if (slowest < step) & (status == 0) & (globaltimer() - start > timeout_ns):
                 tl.atomic_max(flags_ptr + FLAG_SLOTS, step, sem="relaxed", scope="gpu")
@@ -236,7 +293,7 @@ def barrier_wait(flags_ptr, producers, step, timeout_ns, POLL: tl.constexpr, ORD
 
 @triton.jit
 def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.constexpr, ORDER: tl.constexpr,
-                 VECTOR: tl.constexpr):
+                 VECTOR: tl.constexpr, FIRST_WARP: tl.constexpr):
     """Wait until all ``producers`` programs sharing ``flags_ptr`` have finished ``step`` steps.
 
     ``flags_ptr`` (16-byte aligned) holds one int32 release flag per producer (the steps it has
@@ -257,7 +314,7 @@ def grid_barrier(flags_ptr, producer, producers, step, timeout_ns, POLL: tl.cons
     block, which the interpreter runs too) has nothing to wait for.
     """
     barrier_arrive(flags_ptr, producer)
-    barrier_wait(flags_ptr, producers, step, timeout_ns, POLL, ORDER, VECTOR)
+    barrier_wait(flags_ptr, producers, step, timeout_ns, POLL, ORDER, VECTOR, FIRST_WARP)
 
 
 @triton.jit
@@ -268,12 +325,13 @@ def step_arrive(flags_ptr, MODE: tl.constexpr):
 
 
 @triton.jit
-def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr, ORDER: tl.constexpr, VECTOR: tl.constexpr):
+def step_wait(flags_ptr, step, MODE: tl.constexpr, POLL: tl.constexpr, ORDER: tl.constexpr, VECTOR: tl.constexpr,
+              FIRST_WARP: tl.constexpr):
     """Wait at the barrier after ``step`` in-kernel time steps: the grid barrier's wait for
-    ``COOPERATIVE`` (its poll in ``ORDER``, in vectors of up to ``VECTOR`` flags), a CTA barrier for
-    ``PERSISTENT`` (nothing for ``STEPWISE``)."""
+    ``COOPERATIVE`` (its poll in ``ORDER``, in vectors of up to ``VECTOR`` flags, by the first warp
+    alone where ``FIRST_WARP``), a CTA barrier for ``PERSISTENT`` (nothing for ``STEPWISE``)."""
     if MODE == COOPERATIVE:
-        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL, ORDER, VECTOR)
+        barrier_wait(flags_ptr, tl.num_programs(0), step, BARRIER_TIMEOUT_NS, POLL, ORDER, VECTOR, FIRST_WARP)
     elif MODE == PERSISTENT:
         tl.debug_barrier()
 

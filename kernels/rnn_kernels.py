@@ -61,6 +61,7 @@ def rnn_forward_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, RELU: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr, POLL_ORDER: tl.constexpr, POLL_VECTOR: tl.constexpr,
+    POLL_FIRST_WARP: tl.constexpr,
 ):
     """Forward recurrence, :func:`rnnbench.baselines.numpy_rnn.rnn_forward` without the input
     projection; ``phase`` is the processing step of a ``STEPWISE`` launch. Each row's final state
@@ -112,7 +113,7 @@ def rnn_forward_kernel(
                               HAS_LENGTHS)
             h_prev = carry_state(h.to(dtype), h_prev, s, length, exchange_ptr, write, running, flags_ptr, MODE, BLOCK_B,
                                  K_SPLIT, BK, H_PAD, HAS_LENGTHS)
-            step_wait(flags_ptr, s + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR)
+            step_wait(flags_ptr, s + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR, POLL_FIRST_WARP)
             x_in = following
 
 
@@ -173,6 +174,7 @@ def rnn_backward_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     MODE: tl.constexpr, RELU: tl.constexpr, DOT_PRECISION: tl.constexpr, DIRECTIONS: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, POLL: tl.constexpr, POLL_ORDER: tl.constexpr, POLL_VECTOR: tl.constexpr,
+    POLL_FIRST_WARP: tl.constexpr,
 ):
     """Reverse-time recurrence writing ``dz`` and ``dh0`` (float32), the recurrent part of
     :func:`rnnbench.baselines.numpy_rnn.rnn_backward`; processing steps s = T-1, ..., 0, -1.
@@ -215,5 +217,5 @@ def rnn_backward_kernel(
                             direction, inputs, units, read, write, state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD,
                             K_SPLIT, BK, K_CHUNKS, MODE, RELU, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
             step_arrive(flags_ptr, MODE)
-            step_wait(flags_ptr, p + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR)
+            step_wait(flags_ptr, p + 1, MODE, POLL, POLL_ORDER, POLL_VECTOR, POLL_FIRST_WARP)
             inputs = following

@@ -141,7 +141,7 @@ from rnnbench.kernels.plan import (
     tagged_exchange_refusal,
 )
 from rnnbench.kernels.switches import (
-    local_gates, mma_chains, state_copy_tiles, streamed_copies, tagged_exchange, tagged_groups, tagged_loaders,
+    first_warp_polls, local_gates, mma_chains, state_copy_tiles, streamed_copies, tagged_exchange, tagged_groups, tagged_loaders,
     tagged_poll_delay, tagged_thread_poll,
 )
 from rnnbench.kernels.primitives import (
@@ -167,6 +167,9 @@ class Variant:
     tagged: bool = False
     #: with ``tagged``: a wait loads again only the words still stale, not the whole state
     stale_only: bool = False
+    #: with ``sync``: the first warp of each program polls the barrier alone
+    #: (:data:`rnnbench.kernels.switches.GRID_POLL_FIRST_WARP`), not every warp
+    first_warp: bool = False
 
 
 VARIANTS = {v.name: v for v in (
@@ -179,6 +182,8 @@ VARIANTS = {v.name: v for v in (
     Variant("sync", load=False, mma=False, sync=True),
     Variant("full_relaxed", load=True, mma=True, sync=True, poll="relaxed"),
     Variant("sync_relaxed", load=False, mma=False, sync=True, poll="relaxed"),
+    Variant("full_first_warp", load=True, mma=True, sync=True, first_warp=True),
+    Variant("sync_first_warp", load=False, mma=False, sync=True, first_warp=True),
     Variant("tagged", load=True, mma=True, sync=False, tagged=True),
     Variant("tagged_stale", load=True, mma=True, sync=False, tagged=True, stale_only=True),
 )}
@@ -221,6 +226,9 @@ class RealKernel:
     local_gates: bool | None = None
     #: the Gluon backward's copies streamed (:func:`rnnbench.kernels.switches.streamed_copies`; None: the plan's)
     streamed: bool | None = None
+    #: the grid barrier polled by each program's first warp alone
+    #: (:func:`rnnbench.kernels.switches.first_warp_polls`; None: as the switch is)
+    first_warp: bool | None = None
 
     def __post_init__(self):
         if self.register_weights not in REGISTER_WEIGHTS:
@@ -230,8 +238,9 @@ class RealKernel:
     def switches(self):
         """The context this kernel is compiled, launched and estimated in (its tiles per state copy,
         the tagged exchange, its poll delay, its loaders, its MMA chains, its loader's groups,
-        whether its loader's threads poll alone, whether its gates are split inside each warp, and
-        whether the backward's copies are streamed)."""
+        whether its loader's threads poll alone, whether its gates are split inside each warp,
+        whether the backward's copies are streamed, and whether the first warp polls the grid
+        barrier alone)."""
         with state_copy_tiles(self.copy_tiles or None), tagged_exchange(self.tagged), \
                 tagged_poll_delay(self.poll_delay_ns if self.tagged else None), \
                 tagged_loaders(self.loaders if self.tagged and self.loaders else None), \
@@ -239,7 +248,8 @@ class RealKernel:
                 tagged_groups(self.groups if self.tagged and self.groups else None), \
                 tagged_thread_poll(self.thread_poll if self.tagged else None), \
                 local_gates(self.local_gates if self.tagged else None), \
-                streamed_copies(self.streamed if self.direction == "bwd" else None):
+                streamed_copies(self.streamed if self.direction == "bwd" else None), \
+                first_warp_polls(self.first_warp):
             yield
 
     def plan(self, planned: Plan, dtype: torch.dtype = torch.bfloat16, multiprocessors: int | None = None) -> Plan:
@@ -299,7 +309,11 @@ TAGGED_LONG_POLL_DELAY_NS = 300
 #: ``real_gluon_tagged_thread_poll_local_gates``), timed last too; and the Gluon backward with its
 #: copies streamed by a copier warp (``real_gluon_bwd_streamed``), timed last too; and the Gluon
 #: training forward with its grid barrier (``real_gluon_train``) and with the tagged exchange
-#: (``real_gluon_tagged_train``, timed last). Every other Gluon forward variant runs
+#: (``real_gluon_tagged_train``, timed last); and the plain forward and backward, the Gluon forward,
+#: backward and training forward with their grid barriers polled by each program's first warp alone
+#: (``real_first_warp``, ``real_bwd_first_warp``, ``real_gluon_first_warp``, ``real_gluon_bwd_first_warp``,
+#: ``real_gluon_train_first_warp``; :func:`rnnbench.kernels.switches.first_warp_polls`), timed last too.
+#: Every other Gluon forward variant runs
 #: the grid barrier, whatever :data:`rnnbench.kernels.switches.GLUON_TAGGED_EXCHANGE` would take.
 #: A variant whose plan is an earlier one's (``*_wide_rows`` wherever the rule does not apply, the
 #: weight and fused-input variants where they change nothing) is not timed again.
@@ -342,7 +356,13 @@ REAL_PATHS = {REAL: RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd"),
               "real_gluon_bwd_no_sync": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", grid_sync=False),
               "real_gluon_bwd_streamed": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", streamed=True),
               "real_gluon_train": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd_train"),
-              "real_gluon_tagged_train": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd_train", tagged=True)}
+              "real_gluon_tagged_train": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd_train", tagged=True),
+              "real_first_warp": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "fwd", first_warp=True),
+              "real_bwd_first_warp": RealKernel("cooperative", DEFAULT_POLL_ORDER, True, "bwd", first_warp=True),
+              "real_gluon_first_warp": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd", first_warp=True),
+              "real_gluon_bwd_first_warp": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "bwd", first_warp=True),
+              "real_gluon_train_first_warp": RealKernel("gluon", DEFAULT_POLL_ORDER, True, "fwd_train",
+                                                        first_warp=True)}
 #: variants timed after their shape's others (the goal shape's right after its own, every other
 #: shape's after all of them, :func:`schedule`), and not launched by :func:`warm`: kernels that have
 #: never run on a GPU, whose mbarrier waits have no timeout, so a hang in one costs few other rows
@@ -350,14 +370,15 @@ DEFERRED = ("real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_de
             "real_gluon_tagged_delayed_300", "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains",
             "real_gluon_tagged_groups_4", "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed",
             "real_gluon_tagged_local_gates", "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed",
-            "real_gluon_tagged_train")
+            "real_gluon_tagged_train", "real_first_warp", "real_bwd_first_warp", "real_gluon_first_warp",
+            "real_gluon_bwd_first_warp", "real_gluon_train_first_warp")
 #: (cell, hidden size, batch) timed by default, in this order (the most wanted first, so a run cut
 #: short keeps them): the goal shape, the B=64 shapes the rewrite moved off the stepwise path, B=1
 #: against B=16 (the same layout: what the rows cost), smaller H (fewer programs), the Elman RNN
 SHAPES = (("lstm", 768, 16), ("lstm", 1024, 64), ("lstm", 768, 64), ("lstm", 256, 64), ("lstm", 768, 1), ("lstm", 256, 16),
           ("lstm", 512, 16), ("lstm", 1024, 16), ("rnn", 768, 16))
 #: variants repeated with fewer programs by ``--sweep-programs``
-SWEEP_VARIANTS = ("full", "load_sync", "sync", "sync_relaxed")
+SWEEP_VARIANTS = ("full", "load_sync", "sync", "sync_relaxed", "sync_first_warp")
 #: the cost model's terms of a kernel's step (:data:`rnnbench.kernels.cost.TERMS` without what is
 #: around the recurrence: its GEMMs and the per-call overhead)
 KERNEL_TERMS = tuple(term for term in TERMS if term not in ("gemm", "per_call"))
@@ -428,7 +449,7 @@ def step_ablation_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr, K_SPLIT: tl.constexpr, K_CHUNKS: tl.constexpr,
     GATES: tl.constexpr, LOAD: tl.constexpr, MMA: tl.constexpr, SYNC: tl.constexpr, POLL: tl.constexpr,
     DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr, ORDER: tl.constexpr, TAGGED: tl.constexpr,
-    WRITTEN: tl.constexpr, POLL_VECTOR: tl.constexpr, STALE_ONLY: tl.constexpr,
+    WRITTEN: tl.constexpr, POLL_VECTOR: tl.constexpr, STALE_ONLY: tl.constexpr, FIRST_WARP: tl.constexpr,
 ):
     """``T`` steps of the parts of a cooperative forward step that ``LOAD``, ``MMA`` and ``SYNC``
     select, one batch block of ``BLOCK_B`` rows, program p owning units ``[p*BLOCK_H, (p+1)*BLOCK_H)``.
@@ -441,6 +462,7 @@ def step_ablation_kernel(
     words of ``w``'s dtype (:mod:`rnnbench.kernels.tagged_exchange`, the initial state tag 0; the
     programs write ``WRITTEN`` columns, all of their tiles) and ``sync``'s status word reports a
     wait that timed out; with ``STALE_ONLY`` a wait loads again only the words still stale.
+    ``FIRST_WARP``: the barrier polled by each program's first warp alone.
     """
     BK: tl.constexpr = H_PAD // (K_SPLIT * K_CHUNKS)
     M: tl.constexpr = GATES * BLOCK_H
@@ -480,7 +502,7 @@ def step_ablation_kernel(
                      mask=(units < H)[:, None])
         if SYNC:
             barrier_arrive(sync_ptr, tl.program_id(0))
-            barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL, ORDER, POLL_VECTOR)
+            barrier_wait(sync_ptr, tl.num_programs(0), s + 1, BARRIER_TIMEOUT_NS, POLL, ORDER, POLL_VECTOR, FIRST_WARP)
 
 
 def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype, programs: int | None = None) -> dict:
@@ -492,7 +514,7 @@ def _constexprs(plan: Plan, variant: Variant, dtype: torch.dtype, programs: int 
                 POLL=plan.poll, POLL_VECTOR=plan.poll_vector, DOT_PRECISION=dot_precision(dtype),
                 M_SPLIT=row_split(plan.cell, False, plan.k_split, plan.num_warps), ORDER=POLL_ORDERS[variant.poll],
                 TAGGED=variant.tagged, WRITTEN=min(plan.h_pad, programs * plan.block_h) if variant.tagged else 0,
-                STALE_ONLY=variant.stale_only)
+                STALE_ONLY=variant.stale_only, FIRST_WARP=variant.first_warp)
 
 
 def ablation_buffers(plan: Plan, hidden_size: int, batch: int, dtype: torch.dtype, device, seed: int = 0,
@@ -691,17 +713,19 @@ def _switched(kernel: RealKernel, plan: Plan) -> tuple | None:
     forward: ``((copies, tiles per copy), tagged exchange, its poll delay, its loader partitions,
     its MMA chains, its loader's groups, its threads polling alone, its gates split inside each
     warp)`` of its state (delay, loaders, chains and groups 0, no thread polls and no local gates
-    without the exchange). The backward: ``(streamed copies,)``."""
-    if plan.path != GLUON or kernel.path != GLUON:
-        return None
+    without the exchange). The backward: ``(streamed copies,)``. Each ends with whether the first
+    warp polls the grid barrier alone (a plain cooperative kernel's tuple holds that alone)."""
     with kernel.switches():
+        first_warp = switches.GRID_POLL_FIRST_WARP
+        if plan.path != GLUON or kernel.path != GLUON:
+            return (first_warp,) if plan.path == "cooperative" else None
         if kernel.direction == "bwd":
-            return (gluon_streamed_copies(plan),)
+            return (gluon_streamed_copies(plan), first_warp)
         tagged = gluon_tagged_exchange(plan, training=kernel.direction == "fwd_train")
         return (gluon_state_copies(plan.h_pad), tagged, kernel.poll_delay_ns if tagged else 0,
                 switches.GLUON_TAGGED_LOADERS if tagged else 0, switches.GLUON_MMA_CHAINS if tagged else 0,
                 switches.GLUON_TAGGED_GROUPS if tagged else 0, switches.GLUON_TAGGED_THREAD_POLL and tagged,
-                switches.GLUON_LOCAL_GATES and tagged)
+                switches.GLUON_LOCAL_GATES and tagged, first_warp and not tagged)
 
 
 def _real_plan(name: str, cell: str, hidden_size: int, batch: int, dtype: torch.dtype) -> Plan:
@@ -890,8 +914,9 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     for variant in VARIANTS.values():
         compiled = compile_variant(plan, variant, dtype, arch)
         registers, _ = cubin_resources(compiled.asm["cubin"])
-        stats, terms = kernel_estimate(disassemble(compiled.asm["cubin"]), registers, int(compiled.metadata.shared),
-                                       plan)
+        with first_warp_polls(variant.first_warp):  # what the model reads of who polls
+            stats, terms = kernel_estimate(disassemble(compiled.asm["cubin"]), registers,
+                                           int(compiled.metadata.shared), plan)
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
                          f"estimate sm_{arch}", "", terms))
     if cell == "lstm":

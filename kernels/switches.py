@@ -86,6 +86,38 @@ def _boolean_switch(name: str, enabled: bool | None, refusal: str, variable: str
 
 
 # ---------------------------------------------------------------------------------------------------
+# The grid barrier's poll (every cooperative kernel: the plain ones and the Gluon ones)
+
+#: whether only the first warp of each program polls the grid barrier's flags
+#: (:func:`rnnbench.kernels.primitives.barrier_wait`'s ``FIRST_WARP``, the kernels' ``POLL_FIRST_WARP``
+#: constexpr) while the program's other warps wait at the CTA barrier after the poll, instead of
+#: every warp polling every flag. Every program polls the same few 128-byte lines of flags, so the
+#: requests those lines take per poll grow as programs x polling warps, and on the H200 the barrier's
+#: cost followed that product, not the programs (reports/h200/7caf667, kernel with its barrier minus
+#: without, µs a step): 0.98-1.17 up to 256 requests (the Gluon forward at 16-64 programs of 4 warps,
+#: the plain forward at 32 of 4, the Gluon backward at 32 of 8), then 1.67-1.99 at 384 (the plain
+#: forward at 96 of 4 and 48 of 8, the Gluon backward at 48 of 8: H=768 B=16, 1.84 of its 3.82) and
+#: 2.34-2.89 at 512 (64 of 8, 128 of 4); the barrier micro-benchmark at 8 warps against 4 likewise
+#: (reports/h200/acd6756/barrier.csv: 3.12 against 1.96 µs at 96 programs). One warp brings the
+#: requests down to the programs (at most 128). False until a GPU has timed it (the step ablation's
+#: ``*_first_warp`` variants); the flags a program acts on, and so its results, are the same either way
+GRID_POLL_FIRST_WARP = False
+#: the environment variable that sets :data:`GRID_POLL_FIRST_WARP` at import: ``on`` or ``off``
+#: (:func:`first_warp_polls` sets it within its block too, so compiler processes it spawns see it)
+POLL_FIRST_WARP_ENV = "RNNBENCH_POLL_FIRST_WARP"
+GRID_POLL_FIRST_WARP = _from_environment(POLL_FIRST_WARP_ENV, ON_OFF, GRID_POLL_FIRST_WARP)
+
+
+def first_warp_polls(enabled: bool | None):
+    """Within the block, :data:`GRID_POLL_FIRST_WARP` is ``enabled`` (a bool; None: left as it is),
+    restored after: the grid barrier polled by each program's first warp alone, as compiled and
+    launched there (the step ablation's ``*_first_warp`` variants), in this process and in the
+    compiler processes it spawns there (:data:`POLL_FIRST_WARP_ENV`)."""
+    return _boolean_switch("GRID_POLL_FIRST_WARP", enabled, "the first warp polls alone or every warp does (a bool)",
+                           POLL_FIRST_WARP_ENV)
+
+
+# ---------------------------------------------------------------------------------------------------
 # The Gluon forward's state copies (the grid barrier's exchange)
 
 #: 64-column tiles of the state one TMA copy brings (a 3-D box): each copy costs the issuing thread

@@ -125,10 +125,18 @@ if wants tests; then
     tail -n 15 "$DIR/gpu-tests-tagged.log"
     [ "$TAGGED_RC" -eq 0 ] || export RNNBENCH_TAGGED_EXCHANGE=off
     stage gpu-tests 200 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests.xml" \
-        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not overlapped_projection and not overlapped_gradients" \
+        -m "not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not overlapped_projection and not overlapped_gradients and not first_warp_poll" \
         $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
+    # the grid barrier polled by each program's first warp alone (off by default, never run; every
+    # cooperative kernel): the model's largest cut of the training step (the Gluon backward's barrier,
+    # 48 producers of 8 warps at H=768 B=16) and of the plain forward's; its own stage
+    stage gpu-tests-first-warp 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
+        --junitxml="$DIR/gpu-tests-first-warp.xml" -m first_warp_poll tests/test_kernels_gpu.py \
+        > "$DIR/gpu-tests-first-warp.log" 2>&1
+    FIRST_WARP_RC=$?
+    tail -n 10 "$DIR/gpu-tests-first-warp.log"
     # the tagged forward's switches that the cost model expects most of first (off by default, never run;
     # a stage each, only where the tagged exchange passed, so that a failure or hang there leaves the
     # tagged exchange's timings alone): its loader's threads polling alone (the model's largest cut of
@@ -229,6 +237,10 @@ else
         note "the tagged training forward failed its tests (exit $TAGGED_TRAINING_RC): not timed"
         LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_train
     fi
+fi
+if [ "${FIRST_WARP_RC:-0}" -ne 0 ]; then
+    note "the grid barrier polled by the first warp alone failed its tests (exit $FIRST_WARP_RC): not timed"
+    LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_first_warp,real_bwd_first_warp,real_gluon_first_warp,real_gluon_bwd_first_warp,real_gluon_train_first_warp
 fi
 if [ "${STREAMED_RC:-0}" -ne 0 ]; then
     note "the Gluon backward's streamed copies failed their tests (exit $STREAMED_RC): not timed"

@@ -606,10 +606,10 @@ def test_a_tagged_switch_holds_for_its_block_and_takes_only_a_bool(context, swit
     assert getattr(switches, switch) is False
     with switched(True):
         assert getattr(switches, switch) is True
-        assert gluon_lstm._tagged(True)[constexpr] and not gluon_lstm._tagged(False)[constexpr]
+        assert gluon_lstm._switch_constexprs(True)[constexpr] and not gluon_lstm._switch_constexprs(False)[constexpr]
         with switched(None):
             assert getattr(switches, switch) is True
-    assert getattr(switches, switch) is False and not gluon_lstm._tagged(True)[constexpr]
+    assert getattr(switches, switch) is False and not gluon_lstm._switch_constexprs(True)[constexpr]
     for bad in (1, "on", 0):
         with pytest.raises(ValueError, match=f"{refusal} \\(a bool\\), got {bad!r}"):
             switched(bad)

@@ -239,33 +239,73 @@ def test_cooperative_launch_under_cuda_graph_capture(mode):
 
 # ---- the grid barrier ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, path", [("lstm", "cooperative"), ("rnn_tanh", "cooperative"), ("lstm", "gluon")])
-def test_both_poll_orders_give_the_same_results_bit_for_bit(cell, path, monkeypatch):
-    """The barrier's poll order (``Plan.poll_order``) changes when a program sees its producers'
-    flags, never what it then reads: outputs and every gradient are identical in the two orders
-    (bf16, H=768, B=40: two 32-row batch blocks of 48 hidden blocks on the plain path; forward and
-    backward)."""
-    import dataclasses
-
-    import rnnbench.kernels.lstm
-    import rnnbench.kernels.rnn
-    from rnnbench.kernels.plan import POLL_ORDER_NAMES
-
+def _identical_runs(cell, path, settings: dict) -> None:
+    """Run one layer (bf16, H=768, B=40: two 32-row batch blocks of 48 hidden blocks on the plain
+    path; T=33, forward and backward) within each of ``settings``' contexts (label -> a function
+    returning a context manager) and assert that its outputs and every gradient are the same bit
+    for bit under all of them."""
     if path == "gluon":
         _require_gluon()
     T, B, I, H = 33, 40, 24, 768
     candidate, _ = _modules(cell, I, H, torch.bfloat16, path)
     x, states, upstream = _inputs(cell, T, B, I, H, torch.bfloat16)
     runs = {}
-    for order in POLL_ORDER_NAMES:
-        for module in (rnnbench.kernels.lstm, rnnbench.kernels.rnn):
-            monkeypatch.setattr(module, "make_plan", lambda *args, _order=order, **kw: dataclasses.replace(
-                make_plan(*args, **kw), poll_order=_order))
-        runs[order] = _run(candidate, x, states, upstream)
-        check_barriers(wait=True)
-    for name, acquire, relaxed in zip(("outputs", "gradients"), runs["acquire"], runs["relaxed"]):
-        for index, (a, r) in enumerate(zip(acquire, relaxed)):
-            assert torch.equal(a, r), f"{name}[{index}] differs between the poll orders"
+    for label, context in settings.items():
+        with context():
+            runs[label] = _run(candidate, x, states, upstream)
+            check_barriers(wait=True)
+    (first_label, first), *others = runs.items()
+    for label, run in others:
+        for name, expected, got in zip(("outputs", "gradients"), first, run):
+            for index, (e, g) in enumerate(zip(expected, got)):
+                assert torch.equal(e, g), f"{name}[{index}] differs between {first_label} and {label}"
+
+
+@pytest.mark.parametrize("cell, path", [("lstm", "cooperative"), ("rnn_tanh", "cooperative"), ("lstm", "gluon")])
+def test_both_poll_orders_give_the_same_results_bit_for_bit(cell, path, monkeypatch):
+    """The barrier's poll order (``Plan.poll_order``) changes when a program sees its producers'
+    flags, never what it then reads: outputs and every gradient are identical in the two orders."""
+    import contextlib
+    import dataclasses
+
+    import rnnbench.kernels.lstm
+    import rnnbench.kernels.rnn
+    from rnnbench.kernels.plan import POLL_ORDER_NAMES
+
+    @contextlib.contextmanager
+    def polling(order):
+        with monkeypatch.context() as patch:
+            for module in (rnnbench.kernels.lstm, rnnbench.kernels.rnn):
+                patch.setattr(module, "make_plan", lambda *args, **kw: dataclasses.replace(
+                    make_plan(*args, **kw), poll_order=order))
+            yield
+
+    _identical_runs(cell, path, {order: lambda order=order: polling(order) for order in POLL_ORDER_NAMES})
+
+
+@pytest.mark.first_warp_poll
+@pytest.mark.parametrize("cell, path", [("lstm", "cooperative"), ("rnn_tanh", "cooperative"), ("lstm", "gluon")])
+def test_the_first_warp_polling_alone_gives_the_same_results_bit_for_bit(cell, path):
+    """Who polls the grid barrier (``switches.GRID_POLL_FIRST_WARP``: every warp, or each program's
+    first warp alone while the others wait at the CTA barrier) changes when a program goes on, never
+    what it then reads: outputs and every gradient are identical either way (the Gluon layer's
+    training forward and backward run their grid barriers)."""
+    _identical_runs(cell, path, {"every warp": lambda: switches.first_warp_polls(False),
+                                 "the first warp": lambda: switches.first_warp_polls(True)})
+
+
+@pytest.mark.first_warp_poll
+@pytest.mark.parametrize("num_warps", [4, 8])
+@pytest.mark.parametrize("programs", [7, 96, 132])
+def test_with_the_first_warp_polling_alone_no_program_leaves_a_barrier_early(programs, num_warps):
+    """The barrier micro-benchmark with one polling warp a program: every arrival counted, and after
+    every barrier every program finds every flag at the barrier's count (``run_barriers`` raises
+    otherwise); the timing is sane."""
+    from rnnbench.kernels.barrier_bench import run_barriers, time_barrier
+
+    assert run_barriers(programs, 500, num_warps, pollers="first") == programs * 500
+    median, q25, q75 = time_barrier(programs, barriers=2000, num_warps=num_warps, repeats=5, pollers="first")
+    assert 0 < q25 <= median <= q75 < 100  # microseconds per barrier
 
 
 @pytest.mark.parametrize("order", ["acquire", "relaxed"])

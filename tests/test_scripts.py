@@ -168,7 +168,9 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     stage fails, the suite withholds triton-train-switches too). So do the
     Gluon backward's streamed copies, whatever the tagged exchange's tests did: where they fail the
     ablation leaves out their variant; and the tagged training forward's, where the tagged
-    exchange's passed."""
+    exchange's passed. The grid barrier polled by the first warp alone has its stage right after the
+    main one, whatever the tagged exchange's tests did (the stand-in fails it with the streamed
+    copies'): where it fails the ablation leaves out its five kernels."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
@@ -180,6 +182,7 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
                     f'case "$*" in *"-m tagged_thread_poll"*) exit {0 if thread_poll_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m local_gates"*) exit {0 if local_gates_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m streamed_copies"*) exit {0 if streamed_tests_pass else 1};; esac\n'
+                    f'case "$*" in *"-m first_warp_poll"*) exit {0 if streamed_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m tagged_training"*) exit {0 if tagged_training_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m overlapped_projection"*) exit {0 if overlapped_tests_pass else 1};; esac\n'
                     f'case "$*" in *"-m overlapped_gradients"*) exit {0 if overlapped_tests_pass else 1};; esac\nexit 0\n')
@@ -198,14 +201,14 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     assert done.returncode == 0, done.stderr
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
-    assert len(tests) == (11 if tagged_tests_pass else 6) and "-m tagged_exchange" in tests[0], tests
+    assert len(tests) == (12 if tagged_tests_pass else 7) and "-m tagged_exchange" in tests[0], tests
     assert ("-m not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not "
             "tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not "
-            "overlapped_projection and not overlapped_gradients") in tests[1]
+            "overlapped_projection and not overlapped_gradients and not first_warp_poll") in tests[1]
     # the model's biggest expected gains first, what it expects nothing of last
     markers = [run.split(" -m ")[1].split(" ")[0] for run in tests[2:]]
     tagged_first, tagged_last = ["tagged_thread_poll", "local_gates", "tagged_training"], ["mma_chains", "tagged_groups"]
-    assert markers == ((tagged_first if tagged_tests_pass else []) + ["streamed_copies", "overlapped_projection",
+    assert markers == (["first_warp_poll"] + (tagged_first if tagged_tests_pass else []) + ["streamed_copies", "overlapped_projection",
                        "overlapped_gradients"] + (tagged_last if tagged_tests_pass else []) + ["fused_input"]), tests
     # the planner takes the tagged exchange: after its tests failed, everything runs the grid barrier
     later = [run for run in runs[runs.index(tests[0]) + 1:] if "withheld=" in run]  # the Python runs
@@ -223,7 +226,9 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
         ([] if groups_tests_pass else ["real_gluon_tagged_groups_4"]) + \
         ([] if tagged_training_tests_pass else ["real_gluon_tagged_train"])
     left_out = (["real_gluon_fused_input"] if not fused_tests_pass else []) + (
-        tagged_variants if not tagged_tests_pass else own) + ([] if streamed_tests_pass else ["real_gluon_bwd_streamed"])
+        tagged_variants if not tagged_tests_pass else own) + ([] if streamed_tests_pass else [
+            "real_first_warp", "real_bwd_first_warp", "real_gluon_first_warp", "real_gluon_bwd_first_warp",
+            "real_gluon_train_first_warp", "real_gluon_bwd_streamed"])
     assert (f"--leave-out {','.join(left_out)}" in ablation) if left_out else "--leave-out" not in ablation, ablation
     (traced,) = [run for run in runs if "rnnbench.kernels.step_trace" in run]
     variants = ["real_gluon_tagged"] + (["real_gluon_tagged_thread_poll"] if thread_poll_tests_pass else []) \

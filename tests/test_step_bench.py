@@ -284,7 +284,9 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
         "real_gluon_fused_input", "real_gluon_tagged", "real_gluon_tagged_delayed", "real_gluon_tagged_delayed_300",
         "real_gluon_tagged_four_loaders", "real_gluon_tagged_two_chains", "real_gluon_tagged_groups_4",
         "real_gluon_tagged_thread_poll", "real_gluon_tagged_thread_poll_delayed", "real_gluon_tagged_local_gates",
-        "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed", "real_gluon_tagged_train"]
+        "real_gluon_tagged_thread_poll_local_gates", "real_gluon_bwd_streamed", "real_gluon_tagged_train",
+        "real_first_warp", "real_bwd_first_warp", "real_gluon_first_warp", "real_gluon_bwd_first_warp",
+        "real_gluon_train_first_warp"]
     assert step_bench._runs(plan, "rnn", (1, 12), deferred=True) == []
     # a never-run kernel whose GPU tests failed is left out of the deferred pass, the others stay
     kept = [name for name, _ in step_bench._runs(plan, "lstm", (1, 12), True, ("real_gluon_tagged",
@@ -298,7 +300,8 @@ def test_the_fused_input_variant_fuses_where_it_fits_and_is_timed_last():
                                                                               "real_gluon_tagged_local_gates",
                                                                               "real_gluon_tagged_thread_poll_local_gates",
                                                                               "real_gluon_tagged_train"))]
-    assert kept == ["real_gluon_fused_input", "real_gluon_bwd_streamed"]
+    assert kept == ["real_gluon_fused_input", "real_gluon_bwd_streamed", "real_first_warp", "real_bwd_first_warp",
+                    "real_gluon_first_warp", "real_gluon_bwd_first_warp", "real_gluon_train_first_warp"]
 
 
 def test_main_leaves_out_only_never_run_variants(tmp_path):
@@ -317,15 +320,15 @@ def test_the_copies_variant_copies_the_state_in_8_tile_boxes_and_only_where_that
 
     kernel, planned_kernel = step_bench.REAL_PATHS["real_gluon_copies_8"], step_bench.REAL_PATHS["real_gluon"]
     plan = kernel.plan(plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90))
-    assert step_bench._switched(kernel, plan) == ((2, 8), False, 0, 0, 0, 0, False, False)
-    assert step_bench._switched(planned_kernel, plan) == ((3, 4), False, 0, 0, 0, 0, False, False)
+    assert step_bench._switched(kernel, plan) == ((2, 8), False, 0, 0, 0, 0, False, False, False)
+    assert step_bench._switched(planned_kernel, plan) == ((3, 4), False, 0, 0, 0, 0, False, False, False)
     assert gluon_state_copies(768) == (3, 4)  # restored after the context
     small = kernel.plan(plan_recurrence("lstm", 256, 16, torch.bfloat16, "gluon", 132, arch=90))
     assert step_bench._switched(kernel, small) == step_bench._switched(planned_kernel, small) == (
-        (1, 4), False, 0, 0, 0, 0, False, False)
+        (1, 4), False, 0, 0, 0, 0, False, False, False)
     backward = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90, backward=True)
-    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], backward) == (False,)
-    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd_streamed"], backward) == (True,)
+    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd"], backward) == (False, False)
+    assert step_bench._switched(step_bench.REAL_PATHS["real_gluon_bwd_streamed"], backward) == (True, False)
     assert step_bench._switched(step_bench.REAL_PATHS["real_bwd"], backward) is None
     for bad in (3, 16, 0):
         with pytest.raises(ValueError, match=f"a power of two from 1 to 8 .* got {bad}"):
@@ -362,31 +365,31 @@ def test_the_tagged_variant_runs_the_tagged_exchange_where_it_can_and_is_timed_l
     planned = plan_recurrence("lstm", 768, 16, torch.bfloat16, "gluon", 132, arch=90)
     plan = kernel.plan(planned, torch.bfloat16, 132)
     assert plan == planned_kernel.plan(planned, torch.bfloat16, 132)
-    assert step_bench._switched(kernel, plan) == ((3, 4), True, 0, 1, 1, 1, False, False) != \
+    assert step_bench._switched(kernel, plan) == ((3, 4), True, 0, 1, 1, 1, False, False, False) != \
         step_bench._switched(planned_kernel, plan)
     # real_gluon runs the grid barrier though the planner would take the exchange here
     assert plan_module.gluon_tagged_exchange(plan) and step_bench._switched(planned_kernel, plan) == (
-        (3, 4), False, 0, 0, 0, 0, False, False)
+        (3, 4), False, 0, 0, 0, 0, False, False, False)
     delayed = step_bench.REAL_PATHS["real_gluon_tagged_delayed"]
-    assert step_bench._switched(delayed, plan) == ((3, 4), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1, False, False)
+    assert step_bench._switched(delayed, plan) == ((3, 4), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1, False, False, False)
     longer = step_bench.REAL_PATHS["real_gluon_tagged_delayed_300"]
     assert step_bench._switched(longer, plan) == ((3, 4), True, step_bench.TAGGED_LONG_POLL_DELAY_NS, 1, 1, 1, False,
-                                                  False)
+                                                  False, False)
     four_loaders = step_bench.REAL_PATHS["real_gluon_tagged_four_loaders"]
-    assert step_bench._switched(four_loaders, plan) == ((3, 4), True, 0, 4, 1, 1, False, False)
+    assert step_bench._switched(four_loaders, plan) == ((3, 4), True, 0, 4, 1, 1, False, False, False)
     two_chains = step_bench.REAL_PATHS["real_gluon_tagged_two_chains"]
-    assert step_bench._switched(two_chains, plan) == ((3, 4), True, 0, 1, 2, 1, False, False)
+    assert step_bench._switched(two_chains, plan) == ((3, 4), True, 0, 1, 2, 1, False, False, False)
     groups = step_bench.REAL_PATHS["real_gluon_tagged_groups_4"]
-    assert step_bench._switched(groups, plan) == ((3, 4), True, 0, 1, 1, 4, False, False)
+    assert step_bench._switched(groups, plan) == ((3, 4), True, 0, 1, 1, 4, False, False, False)
     thread_poll = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll"]
-    assert step_bench._switched(thread_poll, plan) == ((3, 4), True, 0, 1, 1, 1, True, False)
+    assert step_bench._switched(thread_poll, plan) == ((3, 4), True, 0, 1, 1, 1, True, False, False)
     thread_poll_delayed = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_delayed"]
     assert step_bench._switched(thread_poll_delayed, plan) == ((3, 4), True, step_bench.TAGGED_POLL_DELAY_NS, 1, 1, 1,
-                                                               True, False)
+                                                               True, False, False)
     local = step_bench.REAL_PATHS["real_gluon_tagged_local_gates"]
-    assert step_bench._switched(local, plan) == ((3, 4), True, 0, 1, 1, 1, False, True)
+    assert step_bench._switched(local, plan) == ((3, 4), True, 0, 1, 1, 1, False, True, False)
     both = step_bench.REAL_PATHS["real_gluon_tagged_thread_poll_local_gates"]
-    assert step_bench._switched(both, plan) == ((3, 4), True, 0, 1, 1, 1, True, True)
+    assert step_bench._switched(both, plan) == ((3, 4), True, 0, 1, 1, 1, True, True, False)
     assert switches.GLUON_LOCAL_GATES is False  # restored after the context
     assert switches.GLUON_TAGGED_THREAD_POLL is False  # restored after the context
     assert switches.GLUON_TAGGED_GROUPS == 1  # restored after the context

@@ -92,6 +92,7 @@ def test_every_verdict_on_one_session(tmp_path):
         "GLUON_LOCAL_GATES": "faster, but its tests did not run",
         "GLUON_BACKWARD_STREAMED": "tests failed",
         "GLUON_TAGGED_TRAINING": "not measured",
+        "GRID_POLL_FIRST_WARP": "not measured",
         "GLUON_OVERLAPPED_PROJECTION": "not measured",
         "OVERLAPPED_GRADIENTS": "set OVERLAPPED_GRADIENTS = True",
     }
@@ -154,7 +155,8 @@ def test_every_trial_names_a_switch_its_variant_sets_and_the_value_it_would_take
     fields = {"GLUON_TILES_PER_COPY": "copy_tiles", "GLUON_TAGGED_POLL_DELAY_NS": "poll_delay_ns",
               "GLUON_MMA_CHAINS": "chains", "GLUON_TAGGED_GROUPS": "groups",
               "GLUON_TAGGED_THREAD_POLL": "thread_poll", "GLUON_LOCAL_GATES": "local_gates",
-              "GLUON_BACKWARD_STREAMED": "streamed", "GLUON_TAGGED_TRAINING": "tagged"}
+              "GLUON_BACKWARD_STREAMED": "streamed", "GLUON_TAGGED_TRAINING": "tagged",
+              "GRID_POLL_FIRST_WARP": "first_warp"}
     for trial in TRIALS:
         assert hasattr(switches, trial.switch), trial.switch
         if trial.source == ABLATION:

@@ -80,6 +80,10 @@ TRIALS = (
     SwitchTrial("GLUON_BACKWARD_STREAMED", True, ("streamed",), ABLATION, "real_gluon_bwd", "real_gluon_bwd_streamed"),
     SwitchTrial("GLUON_TAGGED_TRAINING", True, ("tagged", "tagged-training"), ABLATION, "real_gluon_train",
                 "real_gluon_tagged_train"),
+    # the grid barrier's poll serves every cooperative kernel; judged where the model expects most of it
+    # in training at the anchor, the Gluon backward's (48 producers of 8 warps; the step ablation's
+    # other *_first_warp pairs are in its report)
+    SwitchTrial("GRID_POLL_FIRST_WARP", True, ("first-warp",), ABLATION, "real_gluon_bwd", "real_gluon_bwd_first_warp"),
     SwitchTrial("GLUON_OVERLAPPED_PROJECTION", True, ("overlapped",), FUSED_SUITE, "triton", "triton-overlapped"),
     SwitchTrial("OVERLAPPED_GRADIENTS", True, ("overlapped-grads",), FUSED_SUITE, "triton", "triton-overlapped-grads",
                 mode="fwd_bwd"),
