@@ -733,16 +733,17 @@ def poll_line_queue(producers: int, polling_warps: int, lat: Latencies) -> float
             + max(0.0, requests - max(lat.poll_line_steep, lat.poll_line_knee)) * lat.poll_line_excess_beyond)
 
 
-def grid_sync_unseen(counts: StepCounts, programs: int, lat: Latencies, producers: int = 1,
-                     polling_warps: int = 1) -> float:
-    """A grid barrier's time beyond its path (cycles): the arrivals at its flags, which follow their
-    release fences, the queue at its flags' lines when ``polling_warps`` of each of its
-    ``producers`` poll them (:func:`poll_line_queue`), and half a poll period of discovery; 0
-    without a poll loop (a tagged exchange has neither: each word is its own arrival, checked by
-    the loads that read it)."""
+def grid_sync_unseen(counts: StepCounts, plan: Plan, lat: Latencies, copier: bool = False) -> float:
+    """A grid barrier's time beyond its path (cycles) in ``plan``'s launch: the arrivals of its
+    programs at their flags, which follow their release fences, the queue at the flags' lines of
+    one barrier's producers (the hidden blocks of a batch block, ``plan.grid[0]``), each polling
+    with :func:`polling_warps` (``copier``: the streamed backward's copier polls; see
+    :func:`poll_line_queue`), and half a poll period of discovery; 0 without a poll loop (a tagged
+    exchange has neither: each word is its own arrival, checked by the loads that read it)."""
     if not counts.poll_loops:
         return 0.0
-    flags = programs * lat.barrier_arrival + poll_line_queue(producers, polling_warps, lat) if counts.membar else 0.0
+    flags = (plan.programs * lat.barrier_arrival + poll_line_queue(plan.grid[0], polling_warps(plan, copier), lat)
+             if counts.membar else 0.0)
     return flags + discovery_cycles(lat)
 
 
@@ -796,8 +797,7 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     alone, _ = simulate(steps, replace(context, warps_per_scheduler=1, warps_per_sm=1), cached)
     to_us = 1e-3 / device.clock_ghz
     terms_us = {term: value * to_us for term, value in terms.items()}
-    terms_us["grid_sync"] += grid_sync_unseen(counts, programs, lat, plan.grid[0],
-                                              polling_warps(plan, copier is not None)) * to_us
+    terms_us["grid_sync"] += grid_sync_unseen(counts, plan, lat, copier is not None) * to_us
     if plan.path == "stepwise":
         kernel_us = sum(terms_us.values()) * waves
         terms_us = {term: value * waves for term, value in terms_us.items()}

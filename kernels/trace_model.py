@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 
 from rnnbench.kernels.cost import (
-    DEVICES, between_reloads, grid_sync_unseen, latencies, loader_handoffs, loader_timeline, loader_unseen, polling_warps,
+    DEVICES, between_reloads, grid_sync_unseen, latencies, loader_handoffs, loader_timeline, loader_unseen,
     mbarrier_offset, simulate, step_context,
 )
 from rnnbench.kernels.plan import LIMITS, Resources, programs_per_multiprocessor
@@ -95,7 +95,7 @@ def model_events(sass_text: str, plan, registers: int, shared_bytes: int, dtype:
     if loader is None:
         cycles, _ = simulate(steps, context, trace=recurrence)
         events = stamped_events(recurrence)
-        unseen = {"grid_sync": grid_sync_unseen(count(steps), plan.programs, lat, plan.grid[0], polling_warps(plan))}
+        unseen = {"grid_sync": grid_sync_unseen(count(steps), plan, lat)}
         if "step_end" in events:  # the barrier's wait done
             events["step_end"] += unseen["grid_sync"]
         return events, cycles + unseen["grid_sync"], unseen

@@ -85,11 +85,15 @@ def test_the_model_counts_the_warps_that_poll(monkeypatch):
         assert cost.polling_warps(plan) == 1
     counts = sass.StepCounts(poll_loops=1, membar=1)
     lat = cost.Latencies(**cost.POLL_LINE_FIT)
-    queued = cost.grid_sync_unseen(counts, plan.programs, lat, plan.grid[0], 8) - \
-        cost.grid_sync_unseen(counts, plan.programs, lat, plan.grid[0], 1)
-    assert queued == pytest.approx(cost.poll_line_queue(plan.grid[0], 8, lat))
-    assert cost.grid_sync_unseen(sass.StepCounts(poll_loops=1), plan.programs, lat, plan.grid[0], 8) == \
-        pytest.approx(cost.discovery_cycles(lat))  # no release fence: a tagged exchange's poll, no flags
+    with switches.first_warp_polls(False):
+        every = cost.grid_sync_unseen(counts, plan, lat)
+        assert every - cost.grid_sync_unseen(counts, plan, lat, copier=True) == \
+            pytest.approx(cost.poll_line_queue(plan.grid[0], plan.num_warps, lat))
+        # no release fence: a tagged exchange's poll, no flags
+        assert cost.grid_sync_unseen(sass.StepCounts(poll_loops=1), plan, lat) == pytest.approx(cost.discovery_cycles(lat))
+    with switches.first_warp_polls(True):
+        assert every - cost.grid_sync_unseen(counts, plan, lat) == \
+            pytest.approx(cost.poll_line_queue(plan.grid[0], plan.num_warps, lat))
 
 
 def test_the_ablation_times_the_first_warp_variants_as_kernels_of_their_own():
