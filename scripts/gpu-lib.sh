@@ -94,5 +94,5 @@ pack() {
     [ -n "${OUT:-}" ] && tar czf "$OUT/$1.tgz" "$DIR" && note "packed $DIR into \$OUT/$1.tgz"
 }
 
-# xdist_flag: "-n 8" where pytest-xdist is installed
-xdist_flag() { "$PY" -c 'import xdist' 2>/dev/null && echo "-n 8"; }
+# xdist_flag [WORKERS]: "-n WORKERS" (default 8) where pytest-xdist is installed
+xdist_flag() { "$PY" -c 'import xdist' 2>/dev/null && echo "-n ${1:-8}"; }

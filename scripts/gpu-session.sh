@@ -15,33 +15,35 @@
 #                        test_memory_breakdown.py, test_step_trace.py, test_overlapped_projection.py,
 #                        test_overlapped_gradients.py), but the tests marked fused_input, tagged_exchange,
 #                        mma_chains, tagged_groups, tagged_thread_poll, local_gates, tagged_training,
-#                        streamed_copies, overlapped_projection or overlapped_gradients
+#                        streamed_copies, overlapped_projection, overlapped_gradients or first_warp_poll
 #   gpu-tests-STAGE.xml/.log  those, a stage each (a hang costs no other test; where one fails, the
 #                        ablation leaves its variants out, the gpu-fused suite withholds its backend, the
-#                        profiles skip it, the memory stage the fused kernel), in this order, the cost
-#                        model's biggest expected gains first:
+#                        profiles skip it, the memory stage the fused kernel):
 #                        tagged (75 s, first: the planner takes the tagged exchange in inference up to
 #                          H=768; where its tests fail every later stage runs the grid barrier,
 #                          RNNBENCH_TAGGED_EXCHANGE=off, and the tagged forward's own stages below do not run);
 #                        (the main stage, 200 s);
-#                        thread-poll (45 s: the tagged loader's threads polling alone; where they fail
-#                          the ablation leaves out real_gluon_tagged_thread_poll(_delayed), gpu-fused
-#                          withholds triton-thread-poll), local-gates (45 s: the gates split inside each
-#                          warp; where they fail the ablation leaves out real_gluon_tagged_local_gates, and
-#                          where they or the thread polls' fail real_gluon_tagged_thread_poll_local_gates
-#                          and gpu-fused's triton-local-gates), tagged-training (45 s: the training forward
-#                          with the tagged exchange; real_gluon_tagged_train), each only where the tagged
-#                          exchange passed;
-#                        streamed (60 s: the Gluon backward's copies streamed by a copier warp;
-#                          real_gluon_bwd_streamed), overlapped (45 s: the input projection beside the
-#                          Gluon forward; gpu-fused's triton-overlapped), overlapped-grads (60 s: the
+#                        thread-poll (45 s: the tagged loader's threads polling alone, where the tagged
+#                          exchange passed; alone, as its tests include the step trace's %clock64
+#                          phases; where they fail the ablation leaves out
+#                          real_gluon_tagged_thread_poll(_delayed), gpu-fused withholds triton-thread-poll);
+#                        then all at once, 2 workers and 150 s each (one after the other they took
+#                        longer than the main stage): first-warp (the grid barrier polled by the first
+#                          warp alone; real_*first_warp), local-gates (the gates split inside each
+#                          warp; where they fail the ablation leaves out real_gluon_tagged_local_gates,
+#                          and where they or the thread polls' fail
+#                          real_gluon_tagged_thread_poll_local_gates and gpu-fused's triton-local-gates),
+#                          tagged-training (the training forward with the tagged exchange;
+#                          real_gluon_tagged_train), chains (the tagged forward's two MMA chains;
+#                          real_gluon_tagged_two_chains), groups (the tagged loader's hand-over in groups
+#                          of tiles; real_gluon_tagged_groups_4), the last four only where the tagged
+#                          exchange passed; streamed (the Gluon backward's copies streamed by a copier
+#                          warp; real_gluon_bwd_streamed), overlapped (the input projection beside the
+#                          Gluon forward; gpu-fused's triton-overlapped), overlapped-grads (the
 #                          backward's GEMMs beside its recurrence; triton-overlapped-grads; where any of
-#                          the training switches' stages fails, gpu-fused withholds triton-train-switches);
-#                        chains (60 s: the tagged forward's two MMA chains; real_gluon_tagged_two_chains)
-#                          and groups (60 s: the tagged loader's hand-over in groups of tiles;
-#                          real_gluon_tagged_groups_4), only where the tagged exchange passed, and fused
-#                          (90 s: the input projection fused into the Gluon forward; real_gluon_fused_input,
-#                          triton-fused), last: the model expects nothing of them
+#                          the training switches' stages fails, gpu-fused withholds
+#                          triton-train-switches) and fused (the input projection fused into the Gluon
+#                          forward; real_gluon_fused_input, triton-fused)
 #   precompile.log       the suite's Triton kernels compiled in parallel (rnnbench precompile),
 #                        concurrently with the tests, so the suite does not compile serially
 #   barrier.csv/.log     the grid-barrier micro-benchmark
@@ -110,6 +112,33 @@ trap 'pack "reports-$DEVICE"' EXIT
 describe_machine "$DIR/machine.txt"
 
 XDIST=$(xdist_flag)
+# the switches' test stages run at once, with 2 workers each (2-16 tests each), every one under its own
+# limit
+SWITCH_XDIST=$(xdist_flag 2)
+SWITCH_TESTS_S=${SWITCH_TESTS_S:-150}
+TEST_JOBS=()
+
+# switch_tests RC_VAR NAME MARKER FILE...: the GPU tests of one never-run switch, those of FILE... marked
+# MARKER, as stage gpu-tests-NAME (JUnit XML and log: gpu-tests-NAME.xml/.log), started in the
+# background; wait_for_test_stages sets RC_VAR to its exit status
+switch_tests() {
+    local var=$1 name=gpu-tests-$2 marker=$3; shift 3
+    stage "$name" "$SWITCH_TESTS_S" "$PY" -m pytest -q -p no:cacheprovider $SWITCH_XDIST \
+        --junitxml="$DIR/$name.xml" -m "$marker" "$@" > "$DIR/$name.log" 2>&1 &
+    TEST_JOBS+=("$var $name $!")
+}
+
+# wait_for_test_stages: wait for every switch's test stage, set each one's RC_VAR, show each log's end
+wait_for_test_stages() {
+    local job var name pid
+    for job in "${TEST_JOBS[@]}"; do
+        read -r var name pid <<< "$job"
+        wait "$pid"
+        printf -v "$var" '%s' "$?"
+        tail -n 10 "$DIR/$name.log"
+    done
+    TEST_JOBS=()
+}
 PRECOMPILE=
 if wants suite; then
     stage precompile 200 "$PY" -m rnnbench precompile "$SUITE" --device cuda --jobs 8 > "$DIR/precompile.log" 2>&1 &
@@ -129,72 +158,42 @@ if wants tests; then
         $TESTS \
         > "$DIR/gpu-tests.log" 2>&1
     tail -n 25 "$DIR/gpu-tests.log"
-    # the grid barrier polled by each program's first warp alone (off by default, never run; every
-    # cooperative kernel): the model's largest cut of the training step (the Gluon backward's barrier,
-    # 48 producers of 8 warps at H=768 B=16) and of the plain forward's; its own stage
-    stage gpu-tests-first-warp 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
-        --junitxml="$DIR/gpu-tests-first-warp.xml" -m first_warp_poll tests/test_kernels_gpu.py \
-        > "$DIR/gpu-tests-first-warp.log" 2>&1
-    FIRST_WARP_RC=$?
-    tail -n 10 "$DIR/gpu-tests-first-warp.log"
-    # the tagged forward's switches that the cost model expects most of first (off by default, never run;
-    # a stage each, only where the tagged exchange passed, so that a failure or hang there leaves the
-    # tagged exchange's timings alone): its loader's threads polling alone (the model's largest cut of
-    # the anchor's step), its gates split inside each warp (with the thread poll, the model's first
-    # configuration under the goal's 1.96 µs a step), the training forward with the exchange
+    # the tagged loader's threads polling alone (the model's largest cut of the anchor's step), alone too,
+    # where the tagged exchange passed: its tests include the step trace's, whose %clock64 phases another
+    # process's time slice on the GPU could upset
     if [ "$TAGGED_RC" -eq 0 ]; then
         stage gpu-tests-thread-poll 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
             --junitxml="$DIR/gpu-tests-thread-poll.xml" -m tagged_thread_poll tests/test_kernels_gpu.py \
             tests/test_step_trace.py > "$DIR/gpu-tests-thread-poll.log" 2>&1
         THREAD_POLL_RC=$?
         tail -n 10 "$DIR/gpu-tests-thread-poll.log"
-        stage gpu-tests-local-gates 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
-            --junitxml="$DIR/gpu-tests-local-gates.xml" -m local_gates tests/test_kernels_gpu.py \
-            > "$DIR/gpu-tests-local-gates.log" 2>&1
-        LOCAL_GATES_RC=$?
-        tail -n 10 "$DIR/gpu-tests-local-gates.log"
-        stage gpu-tests-tagged-training 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
-            --junitxml="$DIR/gpu-tests-tagged-training.xml" -m tagged_training tests/test_kernels_gpu.py \
-            > "$DIR/gpu-tests-tagged-training.log" 2>&1
-        TAGGED_TRAINING_RC=$?
-        tail -n 10 "$DIR/gpu-tests-tagged-training.log"
     fi
-    # the Gluon backward's copies streamed by a copier warp (off by default, never run): its own stage
-    stage gpu-tests-streamed 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
-        --junitxml="$DIR/gpu-tests-streamed.xml" -m streamed_copies tests/test_kernels_gpu.py \
-        > "$DIR/gpu-tests-streamed.log" 2>&1
-    STREAMED_RC=$?
-    tail -n 10 "$DIR/gpu-tests-streamed.log"
-    # the input projection beside the Gluon forward (off by default, never run): its own stage too
-    stage gpu-tests-overlapped 45 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
-        --junitxml="$DIR/gpu-tests-overlapped.xml" -m overlapped_projection tests/test_overlapped_projection.py \
-        > "$DIR/gpu-tests-overlapped.log" 2>&1
-    OVERLAPPED_RC=$?
-    tail -n 10 "$DIR/gpu-tests-overlapped.log"
-    # the backward's GEMMs beside its recurrence (off by default, never run): its own stage too
-    stage gpu-tests-overlapped-grads 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST \
-        --junitxml="$DIR/gpu-tests-overlapped-grads.xml" -m overlapped_gradients tests/test_overlapped_gradients.py \
-        > "$DIR/gpu-tests-overlapped-grads.log" 2>&1
-    OVERLAPPED_GRADS_RC=$?
-    tail -n 10 "$DIR/gpu-tests-overlapped-grads.log"
-    # then what the model expects least of: the tagged forward's two MMA chains (no change) and its loader
-    # handing the state over in groups of tiles (slower), only where the tagged exchange passed; and the
-    # input projection fused into the Gluon forward (no change; on a GPU once, 7caf667: its kernel tests
-    # passed, two memory tests failed), last: a hang costs only its stage's limit
+    # then a stage for each other never-run switch, all at once (2 workers each), so that a failure or
+    # hang in one costs no other: one after the other, with a pytest start-up each, nine of them took
+    # longer than the main stage (~20 s each); the main stage runs alone, as on every GPU so far, so its
+    # timed checks (the barrier benchmark's) see no more contention than they did there.
+    #
+    # The grid barrier polled by each program's first warp alone (every cooperative kernel): the model's
+    # largest cut of the training step (the Gluon backward's barrier, 48 producers of 8 warps at H=768
+    # B=16) and of the plain forward's
+    switch_tests FIRST_WARP_RC first-warp first_warp_poll tests/test_kernels_gpu.py
+    # the tagged forward's other switches, only where the tagged exchange passed (so that a failure there
+    # leaves its timings alone): its gates split inside each warp, the training forward with the
+    # exchange, its two MMA chains, its loader's hand-over in groups of tiles
     if [ "$TAGGED_RC" -eq 0 ]; then
-        stage gpu-tests-chains 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-chains.xml" \
-            -m mma_chains tests/test_kernels_gpu.py > "$DIR/gpu-tests-chains.log" 2>&1
-        CHAINS_RC=$?
-        tail -n 10 "$DIR/gpu-tests-chains.log"
-        stage gpu-tests-groups 60 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-groups.xml" \
-            -m tagged_groups tests/test_kernels_gpu.py > "$DIR/gpu-tests-groups.log" 2>&1
-        GROUPS_RC=$?
-        tail -n 10 "$DIR/gpu-tests-groups.log"
+        switch_tests LOCAL_GATES_RC local-gates local_gates tests/test_kernels_gpu.py
+        switch_tests TAGGED_TRAINING_RC tagged-training tagged_training tests/test_kernels_gpu.py
+        switch_tests CHAINS_RC chains mma_chains tests/test_kernels_gpu.py
+        switch_tests GROUPS_RC groups tagged_groups tests/test_kernels_gpu.py
     fi
-    stage gpu-tests-fused 90 "$PY" -m pytest -q -p no:cacheprovider $XDIST --junitxml="$DIR/gpu-tests-fused.xml" \
-        -m fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py > "$DIR/gpu-tests-fused.log" 2>&1
-    FUSED_RC=$?
-    tail -n 15 "$DIR/gpu-tests-fused.log"
+    # the Gluon backward's copies streamed by a copier warp, the input projection beside the Gluon forward,
+    # the backward's GEMMs beside its recurrence, and the input projection fused into the Gluon forward (on
+    # a GPU once, 7caf667: its kernel tests passed, two memory tests failed)
+    switch_tests STREAMED_RC streamed streamed_copies tests/test_kernels_gpu.py
+    switch_tests OVERLAPPED_RC overlapped overlapped_projection tests/test_overlapped_projection.py
+    switch_tests OVERLAPPED_GRADS_RC overlapped-grads overlapped_gradients tests/test_overlapped_gradients.py
+    switch_tests FUSED_RC fused fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py
+    wait_for_test_stages
 fi
 # the fused input projection and the tagged exchange are each timed and measured below only if their
 # tests passed (or did not run): the ablation leaves out, and the gpu-fused suite withholds

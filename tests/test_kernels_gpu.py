@@ -300,12 +300,14 @@ def test_the_first_warp_polling_alone_gives_the_same_results_bit_for_bit(cell, p
 def test_with_the_first_warp_polling_alone_no_program_leaves_a_barrier_early(programs, num_warps):
     """The barrier micro-benchmark with one polling warp a program: every arrival counted, and after
     every barrier every program finds every flag at the barrier's count (``run_barriers`` raises
-    otherwise); the timing is sane."""
+    otherwise); the timing is sane. The session runs this stage beside the other switches' (other
+    processes' kernels share the GPU in time slices), so the check is on the median of 7 slopes,
+    which one slope pair straddling another process's time slice cannot make negative."""
     from rnnbench.kernels.barrier_bench import run_barriers, time_barrier
 
     assert run_barriers(programs, 500, num_warps, pollers="first") == programs * 500
-    median, q25, q75 = time_barrier(programs, barriers=2000, num_warps=num_warps, repeats=5, pollers="first")
-    assert 0 < q25 <= median <= q75 < 100  # microseconds per barrier
+    median, q25, q75 = time_barrier(programs, barriers=2000, num_warps=num_warps, repeats=7, pollers="first")
+    assert q25 <= median <= q75 and 0 < median < 100  # microseconds per barrier
 
 
 @pytest.mark.parametrize("order", ["acquire", "relaxed"])

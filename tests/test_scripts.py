@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -154,23 +155,22 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
                                                                   local_gates_tests_pass, streamed_tests_pass,
                                                                   tagged_training_tests_pass):
     """The never-run fused input projection and tagged exchange have a test stage each (the tagged
-    exchange's first, the fused input's last); where one fails (or hangs), the step ablation leaves its variants out, the gpu-fused
-    suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run at all where both failed), the
-    profiles skip it and, for the fused kernel, the memory stage its breakdown. The tagged forward's
-    two MMA chains, its loader's threads polling alone, its warp-local gates, its loader's groups and
-    the tagged training forward are tested only where the tagged exchange passed (the thread polls,
-    the local gates and the training forward right after the main stage, the chains and groups near
-    the end, as the cost model expects most of the first): each one's failure leaves out its own
-    variants and nothing else (the thread polls' with the local gates too: both in one variant). The step trace traces the tagged forward only where its
-    tests passed, the barrier one always. The overlapped input projection's tests have a stage of
-    their own too; where they fail the gpu-fused suite withholds its backend (and the overlapped
-    backward GEMMs', last, theirs: the stand-in fails both together; where any training switch's
-    stage fails, the suite withholds triton-train-switches too). So do the
-    Gluon backward's streamed copies, whatever the tagged exchange's tests did: where they fail the
-    ablation leaves out their variant; and the tagged training forward's, where the tagged
-    exchange's passed. The grid barrier polled by the first warp alone has its stage right after the
-    main one, whatever the tagged exchange's tests did (the stand-in fails it with the streamed
-    copies'): where it fails the ablation leaves out its five kernels."""
+    exchange's first, the main one and the thread poll's, then the other switches' at once); where one fails (or hangs), the step ablation leaves
+    its variants out, the gpu-fused suite withholds its backend (RNNBENCH_WITHHOLD_BACKENDS; not run
+    at all where both failed), the profiles skip it and, for the fused kernel, the memory stage its
+    breakdown. The tagged forward's two MMA chains, its loader's threads polling alone, its
+    warp-local gates, its loader's groups and the tagged training forward are tested only where the
+    tagged exchange passed: each one's failure leaves out its own variants and nothing else (the
+    thread polls' with the local gates too: both in one variant). The step trace traces the tagged
+    forward only where its tests passed, the barrier one always. The overlapped input projection's
+    tests have a stage of their own too; where they fail the gpu-fused suite withholds its backend
+    (and the overlapped backward GEMMs' theirs: the stand-in fails both together; where any training
+    switch's stage fails, the suite withholds triton-train-switches too). So do the Gluon backward's
+    streamed copies, whatever the tagged exchange's tests did: where they fail the ablation leaves
+    out their variant; and the tagged training forward's, where the tagged exchange's passed. The
+    grid barrier polled by the first warp alone has a stage whatever the tagged exchange's tests did
+    (the stand-in fails it with the streamed copies'): where it fails the ablation leaves out its
+    five kernels."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
@@ -202,14 +202,16 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     runs = calls.read_text().splitlines()
     tests = [run for run in runs if run.startswith("-m pytest")]
     assert len(tests) == (12 if tagged_tests_pass else 7) and "-m tagged_exchange" in tests[0], tests
+    # then the main stage, the thread poll's, then each other switch's at once
+    # (test_session_runs_the_switches_test_stages_at_once)
+    main = tests[1]
     assert ("-m not fused_input and not tagged_exchange and not mma_chains and not tagged_groups and not "
             "tagged_thread_poll and not local_gates and not tagged_training and not streamed_copies and not "
-            "overlapped_projection and not overlapped_gradients and not first_warp_poll") in tests[1]
-    # the model's biggest expected gains first, what it expects nothing of last
-    markers = [run.split(" -m ")[1].split(" ")[0] for run in tests[2:]]
-    tagged_first, tagged_last = ["tagged_thread_poll", "local_gates", "tagged_training"], ["mma_chains", "tagged_groups"]
-    assert markers == (["first_warp_poll"] + (tagged_first if tagged_tests_pass else []) + ["streamed_copies", "overlapped_projection",
-                       "overlapped_gradients"] + (tagged_last if tagged_tests_pass else []) + ["fused_input"]), tests
+            "overlapped_projection and not overlapped_gradients and not first_warp_poll") in main
+    markers = sorted(run.split(" -m ")[1].split(" ")[0] for run in tests[1:] if run != main)
+    tagged_switches = ["tagged_thread_poll", "local_gates", "tagged_training", "mma_chains", "tagged_groups"]
+    assert markers == sorted(["first_warp_poll", "streamed_copies", "overlapped_projection", "overlapped_gradients",
+                              "fused_input"] + (tagged_switches if tagged_tests_pass else [])), tests
     # the planner takes the tagged exchange: after its tests failed, everything runs the grid barrier
     later = [run for run in runs[runs.index(tests[0]) + 1:] if "withheld=" in run]  # the Python runs
     assert later and all(run.endswith("tagged_exchange=off") != tagged_tests_pass for run in later), later
@@ -256,3 +258,40 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     profiled = [run for run in runs if run.startswith("ncu") and "--profile-from-start off" in run]
     assert ("--backend triton-tagged" in profiled[0]) == tagged_tests_pass, profiled[:1]
     assert any("--backend triton-fused" in run for run in profiled) == fused_tests_pass
+
+
+def test_session_runs_the_switches_test_stages_at_once(tmp_path):
+    """The tagged exchange's test stage runs alone first (its result decides how the others run), then
+    the main one alone (its timed checks see the contention of every GPU run so far) and the tagged
+    loader's thread poll's (its step traces' clock stamps too), then every other switch's stage at
+    once, and the session waits for all of them: each pytest here takes a second, so one after the
+    other they would take twelve. Each concurrent stage keeps its own limit (150 s), its own log and
+    its own exit status (one failing leaves out its own variants only)."""
+    fake = tmp_path / "fakepy"
+    fake.write_text('#!/bin/bash\ncase "$*" in *"-m pytest"*) sleep 1;; esac\n'
+                    'case "$*" in *"-m local_gates"*) exit 1;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "step_bench.py").write_text("")
+    env = {"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests ablation"}
+    started = time.monotonic()
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "500"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "reports" / "h100"
+    log = (out / "session.log").read_text().splitlines()
+    starts = [index for index, line in enumerate(log) if re.search(r"\] start gpu-tests[ -]", line)]
+    ends = [index for index, line in enumerate(log) if re.search(r"\] end gpu-tests[:-]", line)]
+    assert len(starts) == len(ends) == 12, log
+    alone = ("gpu-tests-tagged (limit 75 s)", "gpu-tests (limit 200 s)", "gpu-tests-thread-poll (limit 45 s)")
+    for position, stage in enumerate(alone):
+        assert f"start {stage}" in log[starts[position]] and ends[position] < starts[position + 1], log
+    assert max(starts[3:]) < min(ends[3:]), log  # the nine other switches' at once
+    assert all("(limit 150 s)" in log[index] for index in starts[3:]), log
+    assert took < 9, took
+    for name in ("tagged", "first-warp", "thread-poll", "local-gates", "tagged-training", "chains", "groups",
+                 "streamed", "overlapped", "overlapped-grads", "fused"):
+        assert (out / f"gpu-tests-{name}.log").exists(), name
+    (ablation,) = [line for line in log if "start ablation" in line]
+    assert "--leave-out real_gluon_tagged_local_gates,real_gluon_tagged_thread_poll_local_gates" in ablation, ablation
