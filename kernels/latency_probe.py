@@ -47,6 +47,12 @@ probe               what one iteration is (one program on one SM unless stated)
                     memory, half in registers (the Gluon forward's split at H=768), one chain;
                     ``_two_chains``: the same MMAs into two accumulators issued alternately (the
                     forward's ``two_chain_product``): does a second chain overlap the first?
+``hmma_wW_cC``      ``C`` independent accumulators of the plain kernels' ``mma.sync`` (``HMMA.16816``,
+                    bf16 into float32), each taking 12 in turn (``hmma_chain``: one taking 24), in
+                    every warp of a program of ``W`` warps, the operands in registers: its dependent
+                    latency (``hmma_chain``), the tensor pipe's rate with one warp a scheduler
+                    (``w4``) and with two (``w8``, the plain forward's layout at B=64, whose ``mma``
+                    ablation variant took 3.84 µs at H=768 on the H200, 3.4x the model's 1.14)
 ==================  ============================================================================
 
 **What a number is.** ``ns_per_iteration``: the slope of CUDA-event times between launches of
@@ -324,6 +330,52 @@ def hgmma_kernel(w_ptr, out_ptr, N, BLOCK_B: gl.constexpr, TILES: gl.constexpr, 
     gl.store(out_ptr + 1 + lane * 0, gl.sum(gl.sum(total, axis=1), axis=0).to(gl.int64) + lane * 0)
 
 
+#: one warp's ``mma.sync`` of a 16 x 8 x 16 tile, bf16 into float32, as the plain kernels' ``tl.dot``
+#: compiles (``HMMA.16816.F32.BF16``): outputs ``$0-$3`` the accumulator, inputs A ``$4-$7``, B
+#: ``$8-$9`` and the accumulator tied to the outputs
+MMA_SYNC: tl.constexpr = tl.constexpr(
+    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, "
+    "{$10, $11, $12, $13};")
+
+
+@triton.jit
+def _mma_sync(a0, a1, a2, a3, b0, b1, acc):
+    """``acc`` (a tuple of four float32 registers a thread) plus one warp's 16 x 8 x 16 product of the
+    bf16 pairs ``a0-a3`` (A) and ``b0, b1`` (B), each thread holding its fragment of them."""
+    return tl.inline_asm_elementwise(MMA_SYNC, "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3",
+                                     [a0, a1, a2, a3, b0, b1, acc[0], acc[1], acc[2], acc[3]],
+                                     dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+
+
+@triton.jit(do_not_specialize=["N"])
+def hmma_kernel(out_ptr, N, CHAINS: tl.constexpr, DEPTH: tl.constexpr, THREADS: tl.constexpr):
+    """``N`` iterations of ``CHAINS`` independent accumulators each taking ``DEPTH`` warp ``mma.sync``
+    (:func:`_mma_sync`) in turn, issued round robin (chain 0, 1, ..., 0, 1, ...), in every warp of
+    ``THREADS / 32``; A and B the same registers throughout (their values, from the thread's index,
+    do not matter to the timing). Stores the cycles taken into ``out[0]`` and each thread's sum of
+    its accumulators into ``out[1:]`` (so no product is dead code)."""
+    lane = tl.arange(0, THREADS)
+    a0, a1, a2, a3 = lane * 3 + 1, lane * 5 + 2, lane * 7 + 3, lane * 11 + 4
+    b0, b1 = lane * 13 + 5, lane * 17 + 6
+    accs = ()
+    for j in tl.static_range(CHAINS):  # distinct starts: no two chains are the same computation
+        first = (lane + j).to(tl.float32)
+        accs = accs + ((first, first, first, first),)
+    start = clock64()
+    for _ in range(N):
+        for _d in tl.static_range(DEPTH):
+            issued = ()
+            for j in tl.static_range(CHAINS):
+                issued = issued + (_mma_sync(a0, a1, a2, a3, b0, b1, accs[j]),)
+            accs = issued
+    cycles = clock64() - start
+    total = tl.zeros([THREADS], tl.float32)
+    for j in tl.static_range(CHAINS):
+        total += accs[j][0] + accs[j][1] + accs[j][2] + accs[j][3]
+    tl.store(out_ptr + lane * 0, cycles + lane * 0)
+    tl.store(out_ptr + 1 + lane, total.to(tl.int64))
+
+
 # ---- probes ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -584,6 +636,38 @@ def _hgmma(where: str, block_b: int, chains: int = 1) -> Probe:
                  ("HGMMA",), 4 * HGMMA_TILES, gluon=True)
 
 
+#: the HMMA probes' ``(warps, chains, depth)``: one chain (the latency), the plain forward's B=16
+#: product (4 warps, 4 chains) and B=64 product (8 warps, 8 chains of 12), and 8 chains with one warp
+#: a scheduler (the pipe's rate at the B=16 layout's occupancy)
+HMMA_SHAPES = ((4, 1, 24), (4, 4, 12), (4, 8, 12), (8, 8, 12))
+
+
+def hmma_probe_name(warps: int, chains: int) -> str:
+    """The name of the HMMA probe of ``chains`` chains in ``warps`` warps (``hmma_chain`` for one)."""
+    return "hmma_chain" if chains == 1 else f"hmma_w{warps}_c{chains}"
+
+
+def _hmma(warps: int, chains: int, depth: int) -> Probe:
+    threads = 32 * warps
+    constexprs = {"CHAINS": chains, "DEPTH": depth, "THREADS": threads}
+
+    def build():
+        out = torch.zeros(1 + threads, dtype=torch.int64, device="cuda")
+
+        def launch(iterations: int) -> torch.Tensor:
+            hmma_kernel[(1,)](out, iterations, **constexprs, num_warps=warps, num_stages=1)
+            return out
+
+        return launch, lambda: None
+
+    chained = "chained" if chains == 1 else f"in {chains} chains of {depth}"
+    return Probe(hmma_probe_name(warps, chains),
+                 f"{chains * depth} mma.sync m16n8k16 bf16 {chained} in each of {warps} warps, operands in registers",
+                 chains * depth, warps, build,
+                 _compiler(hmma_kernel, {"out_ptr": "*i64", "N": "i32"}, constexprs, warps), ("HMMA",),
+                 chains * depth)
+
+
 def probes() -> list[Probe]:
     """Every probe, in the order they are run."""
     return ([_chase("relaxed"), _chase("acquire")] + [_release(stores) for stores in (0, 1, 4)]
@@ -591,6 +675,7 @@ def probes() -> list[Probe]:
             + [_tma(tiles) for tiles in (1, 2, 4, 8)]
             + [_hgmma(where, block_b) for block_b in (16, 32) for where in ("shared", "registers")]
             + [_hgmma("mixed", 16), _hgmma("mixed", 16, chains=2), _hgmma("registers", 16, chains=2)]
+            + [_hmma(*shape) for shape in HMMA_SHAPES]
             + [_cluster_barrier_probe(2), _cluster_barrier_probe(16), _cluster_barrier_probe(16, stores=1)])
 
 

@@ -107,6 +107,19 @@ def table_entries(rows: list[dict], arch: int = 90) -> list[dict]:
             ops = float(row["ops_per_iteration"])
             add(f"cycles per wgmma, {name[len('hgmma_'):]}", float(row["model_cycles"]) / ops,
                 float(row["cycles_per_iteration"]) / ops, name)
+    # the plain kernels' mma.sync (HMMA.16816): its dependent latency, and the tensor pipe's cycles an
+    # HMMA a scheduler with one warp and with two on it (no field: the B=64 question, KERNELS2.md's
+    # twenty-second session)
+    if "hmma_chain" in by_name:
+        add("mma (HMMA.16816 dependent latency)", lat.mma,
+            float(by_name["hmma_chain"]["cycles_per_iteration"]) / float(by_name["hmma_chain"]["ops_per_iteration"]),
+            "hmma_chain")
+    for name, warps in (("hmma_w4_c8", 4), ("hmma_w8_c8", 8)):
+        if name in by_name:
+            row = by_name[name]
+            add(f"tensor-pipe cycles an HMMA.16816 a scheduler, {warps // 4} warp(s) on it",
+                16 * 8 * 16 / device.mma_fma_per_clock,
+                float(row["cycles_per_iteration"]) / (float(row["ops_per_iteration"]) * warps / 4), name)
     if "ping_pong" in by_name:
         add("one-way signal between SMs (no entry: release + poll)", lat.store + lat.membar + lat.l2,
             float(by_name["ping_pong"]["cycles_per_iteration"]) / 2, "ping_pong / 2")

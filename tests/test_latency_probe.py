@@ -132,6 +132,28 @@ def test_the_gluon_probes_copy_by_tma_and_multiply_with_a_in_the_named_place(com
             assert a_operands == {where == "registers"}, (where, block_b)
 
 
+def test_the_hmma_probes_issue_their_chains_of_mma_sync_from_registers(compiled):
+    """Each HMMA probe's loop is its chains' ``HMMA.16816.F32.BF16``, nothing else of substance: one
+    accumulator a chain (a chain's MMAs write the register they read), A and B the same registers
+    throughout, no shared-memory loads, no spills. The model reads one chain as the table's dependent
+    latency and 8 chains as the tensor pipe's rate a scheduler, twice the cycles with two warps on each."""
+    lat = LATENCIES[90]
+    for warps, chains, depth in latency_probe.HMMA_SHAPES:
+        name = latency_probe.hmma_probe_name(warps, chains)
+        loop, text, (registers, spills) = compiled[name]
+        mmas = [ins for ins in loop if ins.base == "HMMA"]
+        assert len(mmas) == chains * depth and all(ins.opcode.startswith("HMMA.16816.F32.BF16") for ins in mmas)
+        destinations = {ins.operands[0] for ins in mmas}
+        assert len(destinations) == chains and all(ins.operands[0] == ins.operands[3] for ins in mmas), name
+        assert len({(ins.operands[1].split(".")[0], ins.operands[2].split(".")[0]) for ins in mmas}) == 1, name
+        assert _count(loop, "LDS", "LDSM", "LDG", "STS", "BAR") == 0 and spills == 0, name
+        assert PROBES[name].num_warps == warps and PROBES[name].ops == chains * depth
+    model = {name: latency_probe.model_cycles(PROBES[name], compiled[name][1]) / PROBES[name].ops
+             for name in ("hmma_chain", "hmma_w4_c8", "hmma_w8_c8")}
+    assert model["hmma_chain"] == pytest.approx(lat.mma, rel=0.05)
+    assert model["hmma_w4_c8"] < lat.mma / 4 and model["hmma_w8_c8"] == pytest.approx(2 * model["hmma_w4_c8"], rel=0.05)
+
+
 def test_the_model_reads_each_probe_by_its_latency_table(compiled):
     """What the model estimates for the probes follows the table it is meant to check: a relaxed
     load is one L2 round trip, an acquire a little more; a larger TMA box takes longer; at N=16 an

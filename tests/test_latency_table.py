@@ -61,6 +61,21 @@ def test_the_table_entries_are_solved_from_their_probes():
     assert latency_table.table_entries([_row("load_relaxed", 612.0, None)]) == []  # no estimate, nothing solved
 
 
+def test_the_hmma_probes_say_the_mma_latency_and_the_pipes_rate_a_scheduler_but_adopt_nothing(tmp_path):
+    """One chain's cycles an MMA are the dependent latency; 8 chains' are the tensor pipe's cycles an
+    HMMA a scheduler, per warp on it (two with 8 warps: the plain forward's B=64 layout); none is an
+    entry the model takes (the B=64 question first), so adopting them alone writes nothing."""
+    rows = [_row("hmma_chain", 24 * 35.0, 792.0, 24), _row("hmma_w4_c8", 96 * 7.0, 577.0, 96),
+            _row("hmma_w8_c8", 96 * 30.0, 1152.0, 96)]
+    entries = {entry["source"]: entry for entry in latency_table.table_entries(rows)}
+    assert entries["hmma_chain"]["measured"] == 35.0 and entries["hmma_chain"]["table"] == LATENCIES[90].mma
+    assert entries["hmma_w4_c8"]["measured"] == 7.0 and entries["hmma_w8_c8"]["measured"] == 15.0
+    assert entries["hmma_w4_c8"]["table"] == entries["hmma_w8_c8"]["table"] == 6.0
+    assert all(entry["field"] == "" for entry in entries.values())
+    with pytest.raises(ValueError, match="no probe measured an entry the model takes"):
+        latency_table.adopt(rows, tmp_path / "table.json")
+
+
 def _probe_rows(l2: float = 612.0) -> list[dict]:
     rows = [_row("load_relaxed", l2, 290.0), _row("load_acquire", l2 + 60.0, 312.0), _row("cta_barrier", 30.0, 22.0),
             _row("release_s0", 900.0, 420.0)]
