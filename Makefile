@@ -62,6 +62,12 @@ gluon-sm90: setup
 cost-sm90: setup
 	$(KERNELS) --cost --target sm_90 --csv > reports/aot/cost-sm_90-triton$(TRITON_MINOR).csv
 
+# the plain kernels' shared-memory bank conflicts of their matrix loads, from their TTGIR (bf16, the
+# goal shapes; a few minutes): tests/test_bank_conflicts.py recompiles a sample against it
+bank-conflicts: setup
+	PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.bank_conflicts --target sm_90 --csv \
+		> reports/aot/bank-conflicts-sm_90-triton$(TRITON_MINOR).csv
+
 # the step ablation's estimates (every variant and shipped kernel of its shapes, with their terms;
 # about a minute): make gpu-report joins them with a measured ablation of the same code
 ablation-estimate: setup
@@ -92,7 +98,7 @@ clean-venv:
 DEVICE ?= gpu
 SUITE ?= gpu-core
 BUDGET ?= 540
-STAGES ?= tests latency ablation profile memory fused suite
+STAGES ?= tests ablation trace fused latency profile memory suite
 GPU_PY ?= python3
 gpu-session:
 	GPU_PY=$(GPU_PY) STAGES="$(STAGES)" scripts/gpu-session.sh $(DEVICE) $(BUDGET) $(SUITE)

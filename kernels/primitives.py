@@ -390,7 +390,7 @@ def split_gates(pre, BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr):
 
 @triton.jit
 def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS: tl.constexpr,
-                 K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+                 K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1, ROWS_FIRST: tl.constexpr = False):
     """Reduction block ``q`` of a weight slice: the ``(K_SPLIT, M, BK)`` tile
     ``w[s, m, kk] = w_ptr[(q // K_CHUNKS) * gate_stride + m_offsets[m] + k * k_stride]`` with
     ``k = (q % K_CHUNKS) * K_SPLIT * BK + s * BK + kk``, zero where ``m_mask`` is false or
@@ -403,6 +403,16 @@ def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_
     A mask along the contiguous dimension (forward ``k_limit``, backward ``m_mask``) should be a
     bound divisible by 16, the row stride (the columns past H are zero there), or the loads cannot
     be vectorised.
+
+    ``ROWS_FIRST`` (with ``M_SPLIT > 1``): loaded as ``(M / M_SPLIT, K_SPLIT * M_SPLIT, BK)``, then
+    permuted. Triton 3.6 orders the load's dimensions by contiguity, and of the two that tie (rows and
+    slices) it puts dimension 0 first; the shared buffer the dot operand passes through keeps that
+    order. Loaded slices-first, the buffer had the rows outermost, unswizzled, and every ``ldmatrix``
+    of it took 8 wavefronts (:mod:`rnnbench.kernels.bank_conflicts`: 2.7 µs a step of the 32-row
+    forward at H=768 B=64 on the H200); loaded rows-first, the rows are swizzled and it takes one.
+    The held weights (:func:`held_weights`) are loaded so. The streamed ones are not yet: with it,
+    Triton 3.6 stops unrolling :func:`streamed_product`'s chunk loop, whose effect on the stepwise
+    step wants a GPU first.
     """
     s = tl.arange(0, K_SPLIT)
     kk = tl.arange(0, BK)
@@ -412,6 +422,18 @@ def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_
         return tl.load(pointers, mask=m_mask[None, :, None] & (k < k_limit), other=0.0)
     else:
         PART: tl.constexpr = m_offsets.shape[0] // M_SPLIT
+        if ROWS_FIRST:
+            SLICES: tl.constexpr = K_SPLIT * M_SPLIT
+            slices = tl.arange(0, SLICES)
+            k = (q % K_CHUNKS) * (K_SPLIT * BK) + (slices // M_SPLIT)[None, :, None] * BK + kk[None, None, :]
+            # slice s * M_SPLIT + r holds part r's rows
+            rows = tl.reshape(tl.broadcast_to(tl.reshape(m_offsets, (M_SPLIT, PART))[None, :, :],
+                                              (K_SPLIT, M_SPLIT, PART)), (SLICES, PART))
+            valid = tl.reshape(tl.broadcast_to(tl.reshape(m_mask, (M_SPLIT, PART))[None, :, :],
+                                               (K_SPLIT, M_SPLIT, PART)), (SLICES, PART))
+            w = tl.load(w_ptr + (q // K_CHUNKS) * gate_stride + tl.trans(rows)[:, :, None] + k * k_stride,
+                        mask=tl.trans(valid)[:, :, None] & (k < k_limit), other=0.0)
+            return tl.permute(w, (1, 0, 2))
         k = (q % K_CHUNKS) * (K_SPLIT * BK) + s[:, None, None, None] * BK + kk[None, None, None, :]
         rows = tl.reshape(m_offsets, (M_SPLIT, PART))[None, :, :, None]
         valid = tl.reshape(m_mask, (M_SPLIT, PART))[None, :, :, None]
@@ -422,11 +444,12 @@ def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_
 @triton.jit
 def held_weights(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, BLOCKS: tl.constexpr,
                  K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1):
-    """The tuple of all ``BLOCKS`` weight blocks (:func:`weight_block`), loaded once per launch."""
+    """The tuple of all ``BLOCKS`` weight blocks (:func:`weight_block`, rows outside the slices), loaded
+    once per launch."""
     blocks = ()
     for q in tl.static_range(BLOCKS):
         blocks = blocks + (weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS,
-                                        K_SPLIT, BK, M_SPLIT),)
+                                        K_SPLIT, BK, M_SPLIT, True),)
     return blocks
 
 
