@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from rnnbench.kernels.shared_layouts import extra_wavefronts
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, HIDDEN_SPECIALISATION, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources,
     gluon_input_tiles, plan_gluon, plan_recurrence, row_split,
@@ -149,6 +150,10 @@ class KernelResources:
     model_registers: int = 0
     #: local-memory loads and stores on the per-step path (0 without spills)
     step_spill_accesses: int = 0
+    #: shared-memory wavefronts its ``ldmatrix`` loads take a step beyond one a matrix, all warps
+    #: (:func:`rnnbench.kernels.shared_layouts.extra_wavefronts`; 0: no bank conflicts); the cost
+    #: model's, not a column of the resource tables
+    ldsm_extra_wavefronts: float = 0.0
 
     def as_row(self) -> dict:
         """The configuration's fields followed by the resources, as one flat table row."""
@@ -305,7 +310,7 @@ def _resources(config: KernelConfig, arch: int, compiled) -> KernelResources:
     fits = (shared <= SHARED_MEMORY_LIMIT[arch] and step_spills == 0 and registers * 32 * config.num_warps <= REGISTER_FILE
             and model.shared_bytes >= shared and model.registers >= registers)
     return KernelResources(config, f"sm_{arch}", shared, registers, spill, fits, model.shared_bytes, model.registers,
-                           step_spills)
+                           step_spills, extra_wavefronts(compiled.asm["ttgir"]))
 
 
 def compile_all(arch: int, configs: list[KernelConfig] | None = None, workers: int | None = None,

@@ -11,17 +11,8 @@ wavefronts a step where 768 would do, 2.7 µs at 1.98 GHz, which is the measured
 (2.70 µs); 32 a warp at H=1024 (3.6 µs against 3.57). The cost model reads SASS, whose addresses do
 not say which lanes share a bank; the layout says it.
 
-**What.** For each ``ttg.local_load`` of a dot operand (``#ttg.dot_op<{opIdx = ...}>``) from a
-``#ttg.swizzled_shared`` buffer: the wavefronts one 8x8 ``ldmatrix`` matrix takes, worst and mean
-over every matrix of the buffer. An element's offset is Triton's (``swizzledSharedToLinearLayout``):
-the two most minor dimensions of ``order`` are the swizzled columns and rows (the 16-byte vector
-index of a column XOR ``(row / perPhase) % maxPhase``), the others are stacked outside them. A matrix
-reads 16-byte vectors along the buffer's contiguous dimension, one per row of the operand's other
-matrix dimension (A ``(.., M, K)``, B ``(.., K, N)``); rows in distinct 16-byte bank groups of a
-128-byte line take one wavefront, each row more in the same group one more. 1 is conflict-free; 8
-is every row alone. A buffer whose contiguous dimension is a batch dimension is not an ``ldmatrix``
-pattern (None).
-
+**What.** A table of every plain kernel's dot-operand buffers and the wavefronts an ``ldmatrix``
+matrix of each takes (:mod:`rnnbench.kernels.shared_layouts` reads them from the TTGIR).
 ``python -m rnnbench.kernels.bank_conflicts --target sm_90 --csv`` compiles the plain kernels of the
 goal shapes (bf16, one direction, no lengths, as the planner lays them out with the running Triton)
 and prints a row per operand buffer (``reports/aot/bank-conflicts-sm_90-triton<version>.csv``,
@@ -32,102 +23,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
-import re
 import sys
-from dataclasses import dataclass
 
-#: bytes a shared-memory wavefront serves: 32 banks of 4 bytes, 8 groups of 16 (one ``ldmatrix`` row)
-LINE_BYTES = 128
-ROW_BYTES = 16
-ELEMENT_BYTES = {"bf16": 2, "f16": 2, "f32": 4, "i32": 4, "i16": 2, "i8": 1}
-_SHARED = re.compile(r"^(#shared\w*) = #ttg\.swizzled_shared<\{vec = (\d+), perPhase = (\d+), maxPhase = (\d+), "
-                     r"order = \[([\d, ]+)\]")
-_LOAD = re.compile(r"ttg\.local_load %\S+ : !ttg\.memdesc<([\dx]+)x(\w+), (#shared\w*), [^>]*> -> "
-                   r"tensor<[^,]+, #ttg\.dot_op<\{opIdx = (\d)")
-
-
-@dataclass(frozen=True)
-class SwizzledShared:
-    """A ``#ttg.swizzled_shared`` layout: ``vec`` elements a swizzled vector, the phase changing every
-    ``per_phase`` rows, ``max_phase`` phases; ``order`` the dimensions from the most minor."""
-
-    vec: int
-    per_phase: int
-    max_phase: int
-    order: tuple[int, ...]
-
-    def offset(self, index: tuple[int, ...], shape: tuple[int, ...]) -> int:
-        """The element offset of ``index`` in a buffer of ``shape``."""
-        columns, rows = self.order[0], self.order[1]
-        phase = (index[rows] // self.per_phase) % self.max_phase
-        width = shape[columns]
-        column = (index[columns] ^ (self.vec * phase % width)) if width > 1 else 0
-        offset, stride = index[rows] * width + column, shape[rows] * width
-        for dim in self.order[2:]:
-            offset += index[dim] * stride
-            stride *= shape[dim]
-        return offset
-
-
-@dataclass(frozen=True)
-class OperandLoad:
-    """The loads of one dot operand's shared buffer in a kernel: ``operand`` 0 (A, ``(.., M, K)``)
-    or 1 (B, ``(.., K, N)``), ``count`` ``local_load`` ops of it."""
-
-    shape: tuple[int, ...]
-    dtype: str
-    layout: SwizzledShared
-    operand: int
-    count: int
-
-    def wavefronts(self) -> tuple[int, float] | None:
-        """``(worst, mean)`` wavefronts of an 8x8 ``ldmatrix`` matrix over the buffer (see the module
-        docstring); None where its contiguous dimension is not one of the operand's matrix
-        dimensions."""
-        rank, element = len(self.shape), ELEMENT_BYTES[self.dtype]
-        k = rank - 1 if self.operand == 0 else rank - 2
-        other = rank - 2 if self.operand == 0 else rank - 1
-        contiguous = self.layout.order[0]
-        if contiguous not in (k, other):
-            return None
-        rows = other if contiguous == k else k
-        per_row = max(1, ROW_BYTES // element)
-        fixed_dims = [d for d in range(rank) if d not in (rows, contiguous)]
-        worst, total, matrices = 0, 0, 0
-        for fixed in itertools.product(*(range(self.shape[d]) for d in fixed_dims)):
-            for first in range(0, self.shape[rows], 8):
-                for column in range(0, self.shape[contiguous], per_row):
-                    groups: dict[int, set[int]] = {}
-                    for row in range(first, min(first + 8, self.shape[rows])):
-                        index = [0] * rank
-                        for dim, value in zip(fixed_dims, fixed):
-                            index[dim] = value
-                        index[rows], index[contiguous] = row, column
-                        unit = self.layout.offset(tuple(index), self.shape) * element // ROW_BYTES
-                        groups.setdefault(unit % (LINE_BYTES // ROW_BYTES), set()).add(unit)
-                    count = max(len(units) for units in groups.values())
-                    worst, total, matrices = max(worst, count), total + count, matrices + 1
-        return worst, total / matrices
-
-
-def operand_loads(ttgir: str) -> list[OperandLoad]:
-    """Every dot operand's shared buffer a kernel's TTGIR loads from (``ttg.local_load`` into a
-    ``dot_op``), one entry per distinct (shape, dtype, layout, operand) with its count of loads."""
-    layouts = {}
-    for line in ttgir.splitlines():
-        if match := _SHARED.match(line):
-            layouts[match.group(1)] = SwizzledShared(int(match.group(2)), int(match.group(3)), int(match.group(4)),
-                                                     tuple(int(d) for d in match.group(5).split(",")))
-    counts: dict[tuple, int] = {}
-    for match in _LOAD.finditer(ttgir):
-        if match.group(3) not in layouts:  # another shared layout (NVMMA: the hardware's swizzle)
-            continue
-        key = (tuple(int(d) for d in match.group(1).split("x")), match.group(2), layouts[match.group(3)],
-               int(match.group(4)))
-        counts[key] = counts.get(key, 0) + 1
-    return [OperandLoad(shape, dtype, layout, operand, count) for (shape, dtype, layout, operand), count in counts.items()]
-
+from rnnbench.kernels.shared_layouts import operand_loads
 
 #: the table's columns (:func:`table_rows`)
 COLUMNS = ["triton", "target", "cell", "direction", "path", "h_pad", "block_b", "block_h", "num_warps", "k_split",

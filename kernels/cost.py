@@ -18,7 +18,13 @@ their time is estimated by :func:`simulate`:
 * **Shared units.** Tensor cores and special-function units per scheduler, the shuffle unit, shared
   memory (128 B/clock) and the SM's share of L2 bandwidth per SM, are *channels*: a warp's
   instruction is served after the same instruction of every warp that shares the unit (the warps
-  are symmetric), so e.g. 24 ``LDSM.x4`` of 8 warps occupy shared memory for 24 x 8 x 4 cycles.
+  are symmetric), so e.g. 24 ``LDSM.x4`` of 8 warps occupy shared memory for 24 x 8 x 4 cycles
+  without bank conflicts. With them each matrix takes more wavefronts, which the SASS does not show
+  and the kernel's TTGIR does (:func:`rnnbench.kernels.shared_layouts.extra_wavefronts`, spread
+  evenly over the step's ``LDSM``): the held weights of the plain LSTM forward in 32-row blocks
+  took 8 a matrix under Triton 3.6 before they were loaded rows-first, and the model then puts
+  the ``mma`` ablation variant at H=768 B=64 at 3.98 µs a step against 3.84 measured on the H200
+  (1.14 without the conflicts).
   Global loads return in order within their latency class: L2 hits and HBM misses are two channels
   sharing the SM's bandwidth, so an L2 hit issued after an HBM miss is not held behind the miss's
   latency (the L2 serves hits while misses are outstanding).
@@ -322,6 +328,9 @@ class WarpContext:
     #: whose copies share this SM's bandwidth
     tma_box_bytes: float = 0.0
     programs_per_sm: int = 1
+    #: shared-memory wavefronts an ``ldmatrix`` matrix of the step takes on average (1: no bank
+    #: conflicts; :func:`step_estimate`'s ``ldsm_extra_wavefronts`` spread over the step's ``LDSM``)
+    ldsm_wavefronts: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -620,6 +629,8 @@ def _complete(ins: Instruction, kind: str, issue: float, context: WarpContext, f
         return _through(free, "shfl", issue, 0.0, lat.shfl_issue, per_sm, lat.shfl - lat.shfl_issue)
     if kind in ("lds", "ldsm", "sts"):
         own = max(1.0, 4 * 32 * _registers_moved(ins) / lat.smem_bytes_per_clock)
+        if kind == "ldsm":  # a matrix whose rows share a bank group takes a wavefront per row there
+            own *= context.ldsm_wavefronts
         latency = {"lds": lat.lds, "ldsm": lat.ldsm, "sts": lat.sts}[kind]
         return _through(free, "smem", issue, 0.0, own, per_sm, max(0.0, latency - own))
     if kind == "mbarrier":  # arming or arriving at an mbarrier: a shared-memory operation
@@ -757,7 +768,8 @@ def polling_warps(plan: Plan, copier: bool = False) -> int:
 
 def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int, *, dtype: torch.dtype, hidden_size: int,
                   batch: int, direction: str, arch: int = 90, seq_len: int = SEQ_LEN,
-                  latency_table: Latencies | None = None, first_load_complete: bool = False) -> dict[str, object]:
+                  latency_table: Latencies | None = None, first_load_complete: bool = False,
+                  ldsm_extra_wavefronts: float = 0.0) -> dict[str, object]:
     """Counts, co-residency and the per-term estimate (µs per step, ``t_*``, summed in
     ``raw_us_per_step``) of one shape on ``plan``'s path, from the SASS of the kernel that runs it
     and its compiled ``registers`` (per thread) and ``shared_bytes``. ``latency_path_us`` is the
@@ -765,23 +777,29 @@ def step_estimate(sass_text: str, plan: Plan, registers: int, shared_bytes: int,
     latencies a stage-by-stage reading of the SASS adds up. ``latency_table``: another table than
     the model's (:func:`latencies`), for what-if estimates. ``first_load_complete``: a tagged
     exchange's loader finds the state complete at its first load every step (no reload; by default
-    one reload a step, :func:`rnnbench.kernels.sass.loader_path`)."""
+    one reload a step, :func:`rnnbench.kernels.sass.loader_path`). ``ldsm_extra_wavefronts``: the
+    shared-memory wavefronts the step's ``ldmatrix`` loads take beyond one a matrix, all warps
+    (bank conflicts, which the SASS does not show; from the kernel's TTGIR:
+    :attr:`rnnbench.kernels.aot.KernelResources.ldsm_extra_wavefronts`), spread evenly over the
+    step's ``LDSM`` (column ``ldsm_wavefronts``: the mean wavefronts of a matrix)."""
     device, lat = DEVICES[arch], latency_table or latencies(arch)
     instructions = parse(sass_text)
     steps = step_path(instructions)
     counts = count(steps)
+    matrices = plan.num_warps * sum(_registers_moved(ins) for ins in steps.instructions if ins.base == "LDSM")
+    wavefronts = 1.0 + ldsm_extra_wavefronts / matrices if matrices else 1.0
     programs = plan.programs
     per_sm, limit = programs_per_multiprocessor(Resources(shared_bytes, registers), plan.resident_warps, LIMITS[arch])
     waves = math.ceil(programs / (device.sms * per_sm)) if per_sm else math.inf
     row: dict[str, object] = {
         "programs": programs, "programs_per_sm": per_sm, "occupancy_limit": limit, "coresident": waves == 1,
-        **counts.as_row(),
+        **counts.as_row(), "ldsm_wavefronts": round(wavefronts, 3),
         "global_load_bytes_per_program": counts.global_load_bytes * 32 * plan.num_warps,
         "global_load_l2_bytes_per_program": counts.global_load_l2_bytes * 32 * plan.num_warps,
     }
     if per_sm == 0 or (plan.path != "stepwise" and waves > 1):  # the driver refuses such a cooperative launch
         return row | {f"t_{term}": math.nan for term in TERMS} | {"latency_path_us": math.nan, "raw_us_per_step": math.nan}
-    context = step_context(plan, dtype, direction, per_sm, arch, lat)
+    context = replace(step_context(plan, dtype, direction, per_sm, arch, lat), ldsm_wavefronts=wavefronts)
     # the Gluon kernel's arguments (TMA descriptors by value) are not the plain kernels' list, and
     # its weights never leave shared memory: no global load of it stays cached
     cached = frozenset() if plan.path == GLUON else _cached_loads(instructions, plan.cell, direction, arch)
@@ -941,7 +959,8 @@ def cost_table(arch: int = 90, dtypes=("bfloat16",), cells=tuple(GATES), hidden_
         resources, text = compiled[shape["config"]]
         plan = shape["plan"]
         arguments = dict(dtype=torch_dtype(shape["dtype"]), latency_table=latency_table, hidden_size=shape["hidden_size"],
-                         batch=shape["batch"], direction=shape["direction"], arch=arch)
+                         batch=shape["batch"], direction=shape["direction"], arch=arch,
+                         ldsm_extra_wavefronts=resources.ldsm_extra_wavefronts)
         estimate = step_estimate(text, plan, resources.registers, resources.shared_bytes, **arguments)
         if estimate.get("tagged_exchange"):
             complete = step_estimate(text, plan, resources.registers, resources.shared_bytes, first_load_complete=True,

@@ -893,6 +893,7 @@ def variant_sass(task: tuple[str, int, int, str, str], arch: int, multiprocessor
 def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors: int = 132) -> list[dict]:
     """:func:`estimate` of one ``(cell, hidden size, batch, dtype name)`` (a worker process's job)."""
     from rnnbench.kernels.aot import KernelConfig, compile_sass, cubin_resources
+    from rnnbench.kernels.shared_layouts import extra_wavefronts
     from rnnbench.kernels.cost import step_estimate
     from rnnbench.kernels.sass import disassemble
 
@@ -902,11 +903,13 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
     plan = plan_recurrence(cell, hidden_size, batch, dtype, "cooperative", multiprocessors, arch=arch)
 
     def kernel_estimate(sass: str, registers: int, shared_bytes: int, plan: Plan, direction: str = "fwd",
-                        first_load_complete: bool = False) -> tuple[tuple, dict]:
+                        first_load_complete: bool = False, conflicts: float = 0.0) -> tuple[tuple, dict]:
         """``((value, value, value), terms)``: the kernel's estimated µs per step as the three
-        statistics of a row, and its terms."""
+        statistics of a row, and its terms (``conflicts``: its bank conflicts' extra wavefronts, see
+        :func:`~rnnbench.kernels.cost.step_estimate`)."""
         terms = step_estimate(sass, plan, registers, shared_bytes, dtype=dtype, hidden_size=hidden_size, batch=batch,
-                              direction=direction, arch=arch, first_load_complete=first_load_complete)
+                              direction=direction, arch=arch, first_load_complete=first_load_complete,
+                              ldsm_extra_wavefronts=conflicts)
         value = sum(terms[f"t_{term}"] for term in KERNEL_TERMS)
         return (value, value, value), terms
 
@@ -916,7 +919,8 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
         registers, _ = cubin_resources(compiled.asm["cubin"])
         with first_warp_polls(variant.first_warp):  # what the model reads of who polls
             stats, terms = kernel_estimate(disassemble(compiled.asm["cubin"]), registers,
-                                           int(compiled.metadata.shared), plan)
+                                           int(compiled.metadata.shared), plan,
+                                           conflicts=extra_wavefronts(compiled.asm["ttgir"]))
         rows.append(_row(plan, cell, dtype, hidden_size, batch, variant.name, plan.grid[0], 0, stats,
                          f"estimate sm_{arch}", "", terms))
     if cell == "lstm":
@@ -937,9 +941,10 @@ def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors
             real_plans.append((real, direction, switched))
             with kernel.switches():
                 resources, sass = compile_sass(KernelConfig.from_plan(real, dtype_name, direction), arch)
-                stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction)
-                complete = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction,
-                                           True)[0][0] if kernel.tagged and switched[1] else None
+                stats, terms = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction,
+                                               conflicts=resources.ldsm_extra_wavefronts)
+                complete = kernel_estimate(sass, resources.registers, resources.shared_bytes, real, direction, True,
+                                           resources.ldsm_extra_wavefronts)[0][0] if kernel.tagged and switched[1] else None
             row = _row(real, cell, dtype, hidden_size, batch, name, real.programs, 0, stats, f"estimate sm_{arch}", "",
                        terms)
             rows.append(row | ({} if complete is None else {"first_load_complete_us": round(complete, 4)}))

@@ -14,7 +14,7 @@ import triton
 
 from rnnbench.kernels import bank_conflicts
 from rnnbench.kernels.aot import compile_all
-from rnnbench.kernels.bank_conflicts import OperandLoad, SwizzledShared, operand_loads
+from rnnbench.kernels.shared_layouts import OperandLoad, SwizzledShared, extra_wavefronts, operand_loads
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE_TRITONS = ("3.9", "3.6")
@@ -46,7 +46,16 @@ def test_a_buffer_contiguous_along_its_batch_is_not_an_ldmatrix_pattern():
     assert OperandLoad((8, 32, 16), "bf16", SwizzledShared(8, 8, 1, (0, 1, 2)), 0, 1).wavefronts() is None
 
 
-TTGIR = """#shared = #ttg.swizzled_shared<{vec = 8, perPhase = 4, maxPhase = 2, order = [2, 0, 1]}>
+def test_a_32_bit_operand_contiguous_along_m_is_read_with_lds_not_ldmatrix():
+    """float32 (TF32) A contiguous along M, as the backward's under Triton 3.6 (136 ``LDS`` a step, its
+    ``LDSM`` are B's): not an ``ldmatrix`` pattern; contiguous along K it is (16-byte rows of 4)."""
+    along_m = OperandLoad((8, 16, 16), "f32", SwizzledShared(8, 2, 2, (1, 2, 0)), 0, 16)
+    assert along_m.wavefronts() is None
+    assert OperandLoad((8, 16, 16), "f32", SwizzledShared(4, 2, 4, (1, 2, 0)), 1, 16).wavefronts() == (1, 1.0)
+
+
+TTGIR = """#mma = #ttg.nvidia_mma<{versionMajor = 2, versionMinor = 0, warpsPerCTA = [8, 1, 1], instrShape = [1, 16, 8]}>
+#shared = #ttg.swizzled_shared<{vec = 8, perPhase = 4, maxPhase = 2, order = [2, 0, 1]}>
 #shared1 = #ttg.nvmma_shared<{swizzlingByteWidth = 128, transposed = false, elementBitWidth = 16}>
     %a = ttg.local_load %x : !ttg.memdesc<8x32x16xbf16, #shared, #smem> -> tensor<8x32x16xbf16, #ttg.dot_op<{opIdx = 0, parent = #mma, kWidth = 2}>> loc(#loc1)
     %b = ttg.local_load %y : !ttg.memdesc<8x32x16xbf16, #shared, #smem> -> tensor<8x32x16xbf16, #ttg.dot_op<{opIdx = 0, parent = #mma, kWidth = 2}>> loc(#loc1)
@@ -61,6 +70,16 @@ def test_the_ttgir_s_operand_buffers_are_found_and_counted():
     (load,) = operand_loads(TTGIR)
     assert (load.shape, load.dtype, load.operand, load.count) == ((8, 32, 16), "bf16", 0, 2)
     assert load.layout == SwizzledShared(8, 4, 2, (2, 0, 1)) and load.wavefronts() == (8, 8.0)
+
+
+def test_the_extra_wavefronts_count_every_matrix_of_every_load_and_warp_that_reads_it():
+    """Two loads of an (8, 32, 16) bf16 buffer, 8-way: 64 matrices each, 7 wavefronts too many each;
+    a 2-D dot's A is read by each of the warps along N (here 2), its B by each along M."""
+    assert extra_wavefronts(TTGIR) == 2 * 64 * 7
+    assert extra_wavefronts(TTGIR.replace("warpsPerCTA = [8, 1, 1]", "warpsPerCTA = [4, 1, 2]")) == 2 * 2 * 64 * 7
+    assert extra_wavefronts(TTGIR.replace("order = [2, 0, 1]", "order = [2, 1, 0]")) == 0
+    b_operand = OperandLoad((64, 16), "bf16", SwizzledShared(8, 1, 8, (0, 1)), 1, 3, replication=4)
+    assert b_operand.matrices() == 64 * 16 // 64 * 3 * 4
 
 
 def committed(version: str) -> pd.DataFrame:

@@ -440,6 +440,23 @@ def test_a_what_if_table_moves_the_terms_it_touches():
     assert longer["t_issue"] == pytest.approx(base["t_issue"], rel=0.05)
 
 
+def test_bank_conflicts_spread_their_extra_wavefronts_over_the_step_s_ldmatrix_loads():
+    """``ldsm_extra_wavefronts`` (from the TTGIR, which the SASS does not show): 24 ``LDSM.x4`` a warp,
+    8 warps, 768 matrices; 7 extra wavefronts each (8-way conflicts) make every matrix take 8, which
+    shared memory serves one a cycle: the shared-memory time of the step grows by about 5376 cycles
+    where those loads are on its critical path, and nothing else moves."""
+    registers, shared = map(int, re.search(r"registers=(\d+) shared_bytes=(\d+)", REVIEW_SHAPE).groups())
+    clean, conflicted = (cost.step_estimate(REVIEW_SHAPE, REVIEW_PLAN, registers, shared, dtype=torch.bfloat16,
+                                            hidden_size=768, batch=16, direction="fwd", ldsm_extra_wavefronts=extra)
+                         for extra in (0.0, 7 * 768))
+    assert clean == _review_estimate() and clean["ldsm_wavefronts"] == 1.0
+    assert conflicted["ldsm_wavefronts"] == pytest.approx(8.0)
+    added_us = conflicted["raw_us_per_step"] - clean["raw_us_per_step"]
+    assert 0.5 * 7 * 768 / (1e3 * cost.DEVICES[90].clock_ghz) < added_us <= 7 * 768 / (1e3 * cost.DEVICES[90].clock_ghz)
+    assert conflicted["t_smem"] - clean["t_smem"] > 0.5 * added_us
+    assert conflicted["t_l2_load"] == pytest.approx(clean["t_l2_load"], rel=0.1)
+
+
 def test_a_cooperative_grid_that_cannot_be_co_resident_has_no_estimate():
     plan = dataclasses.replace(REVIEW_PLAN, grid=(96, 4))  # 96 x 4 programs, 2 per SM fit
     registers, shared = map(int, re.search(r"registers=(\d+) shared_bytes=(\d+)", REVIEW_SHAPE).groups())
