@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from rnnbench.kernels.shared_layouts import extra_wavefronts
 from rnnbench.kernels.plan import (
     DEFAULT_POLL_ORDER, GATES, GLUON, HIDDEN_SPECIALISATION, PATHS, REGISTER_FILE, PathUnavailable, Plan, kernel_resources,
     gluon_input_tiles, plan_gluon, plan_recurrence, row_split,
@@ -42,6 +41,7 @@ from rnnbench.kernels import switches
 from rnnbench.kernels.launch import NUM_STAGES
 from rnnbench.kernels.primitives import MODE_NAMES, POLL_ORDERS
 from rnnbench.kernels.sass import nvidia_tool, step_local_accesses
+from rnnbench.kernels.shared_layouts import extra_wavefronts
 
 #: per-block shared memory limit (bytes, opt-in maximum) of each supported target
 SHARED_MEMORY_LIMIT = {80: 166912, 90: 232448}

@@ -893,9 +893,9 @@ def variant_sass(task: tuple[str, int, int, str, str], arch: int, multiprocessor
 def _estimate_shape(shape: tuple[str, int, int, str], arch: int, multiprocessors: int = 132) -> list[dict]:
     """:func:`estimate` of one ``(cell, hidden size, batch, dtype name)`` (a worker process's job)."""
     from rnnbench.kernels.aot import KernelConfig, compile_sass, cubin_resources
-    from rnnbench.kernels.shared_layouts import extra_wavefronts
     from rnnbench.kernels.cost import step_estimate
     from rnnbench.kernels.sass import disassemble
+    from rnnbench.kernels.shared_layouts import extra_wavefronts
 
     cell, hidden_size, batch, dtype_name = shape
     dtype = getattr(torch, dtype_name)
