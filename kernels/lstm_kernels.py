@@ -230,7 +230,7 @@ def _backward_phase(
         later = exchange_slot(exchange_ptr, s + 1, 4 * H_PAD, BLOCK_B)
         if MODE == STEPWISE:
             dh = streamed_product(w_hh_ptr, units, units < w_stride, H * w_stride, H, w_stride, later, read, BLOCK_H, BLOCK_B, 4 * K_CHUNKS,
-                                  K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
+                                  K_CHUNKS, K_SPLIT, BK, DOT_PRECISION, ROWS_CONTIGUOUS=True)
         else:
             dh = held_product(blocks, later, read, BLOCK_H, BLOCK_B, 4 * K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
         if HAS_LENGTHS:
@@ -310,7 +310,8 @@ def lstm_backward_kernel(
         if s >= 0:
             tl.store(dc0_ptr + state_offsets, dc_carry, mask=state_mask)
     else:
-        blocks = held_weights(w_hh_ptr, units, units < w_stride, H * w_stride, H, w_stride, 4 * K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+        blocks = held_weights(w_hh_ptr, units, units < w_stride, H * w_stride, H, w_stride, 4 * K_CHUNKS, K_CHUNKS, K_SPLIT, BK,
+                              ROWS_CONTIGUOUS=True)
         dc_carry = tl.load(dc_n_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32)
         inputs = _backward_inputs(xg_ptr, c_all_ptr, c0_ptr, dy_ptr, T - 1, T, B, H, length, direction, gate_offsets,
                                   state_offsets, y_offsets, state_mask, DIRECTIONS, HAS_LENGTHS)

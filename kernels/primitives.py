@@ -47,12 +47,16 @@ to split (``K_SPLIT = 1``, every persistent program) is a 2-D dot whose warps sp
 (on sm_90 a warpgroup MMA). The in-kernel
 loops hold the weight blocks as a tuple loaded before the loop (:func:`held_weights`; Triton keeps
 them in shared memory); a ``STEPWISE`` launch streams them block by block, so every hidden size runs.
+Every load of a dot operand (weight block or state block) takes its pointers from
+:func:`operand_pointers`, whose hint keeps the operand's shared buffer free of bank conflicts under
+the Tritons that order it by the load's registers (3.9; :mod:`rnnbench.kernels.operand_layout`).
 """
 
 import triton
 import triton.language as tl
 from triton.language.extra.cuda import globaltimer
 
+from rnnbench.kernels.operand_layout import operand_contiguity
 from rnnbench.kernels.plan import MAX_POLL_VECTOR, POLL_ORDER_NAMES
 
 PERSISTENT: tl.constexpr = tl.constexpr(0)
@@ -388,9 +392,38 @@ def split_gates(pre, BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr):
     return i, f, g, o
 
 
+def launch_warps(_semantic=None):
+    """The ``num_warps`` of the launch being compiled, as a constexpr (a builtin: the compiler passes
+    ``_semantic``); 0 in the interpreter, which calls it as plain Python and has no layouts."""
+    return tl.constexpr(_semantic.builder.options.num_warps if _semantic is not None else 0)
+
+
+setattr(launch_warps, tl.core.TRITON_BUILTIN, True)
+
+
+@triton.jit
+def operand_pointers(base, offsets, CONTIGUOUS: tl.constexpr):
+    """``base + offsets`` for the load of a split-K dot-operand tile (the sum slices first,
+    contiguous along dimension ``CONTIGUOUS`` in memory; either may broadcast), with a contiguity
+    hint that narrows the load's vector where the running Triton would otherwise lay the tile's
+    shared buffer out with 8-way bank conflicts (:mod:`rnnbench.kernels.operand_layout`); no hint
+    where it would not (every tile under Triton 3.6). The sum is made here because a hint attaches
+    to the operation that defines a value, and an argument's is in the caller."""
+    pointers = base + offsets
+    VECTOR: tl.constexpr = operand_contiguity(pointers.shape, CONTIGUOUS, launch_warps(),
+                                              base.dtype.element_ty.primitive_bitwidth)
+    if VECTOR > 0:
+        if CONTIGUOUS == 1:
+            pointers = tl.max_contiguous(pointers, [1, VECTOR, 1])
+        else:
+            pointers = tl.max_contiguous(pointers, [1, 1, VECTOR])
+    return pointers
+
+
 @triton.jit
 def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS: tl.constexpr,
-                 K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1, ROWS_FIRST: tl.constexpr = False):
+                 K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1, ROWS_FIRST: tl.constexpr = False,
+                 ROWS_CONTIGUOUS: tl.constexpr = False):
     """Reduction block ``q`` of a weight slice: the ``(K_SPLIT, M, BK)`` tile
     ``w[s, m, kk] = w_ptr[(q // K_CHUNKS) * gate_stride + m_offsets[m] + k * k_stride]`` with
     ``k = (q % K_CHUNKS) * K_SPLIT * BK + s * BK + kk``, zero where ``m_mask`` is false or
@@ -399,10 +432,11 @@ def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_
     ``s * M_SPLIT + r`` holding rows ``[r * M / M_SPLIT, (r + 1) * M / M_SPLIT)`` (see :func:`split_dot`).
 
     Forward: M = gate rows (``m_offsets`` from :func:`gate_rows`), k = column of ``W_hh``, one gate
-    stride. Backward: M = units (``m_offsets`` = the units), k = row within gate ``q // K_CHUNKS``.
-    A mask along the contiguous dimension (forward ``k_limit``, backward ``m_mask``) should be a
-    bound divisible by 16, the row stride (the columns past H are zero there), or the loads cannot
-    be vectorised.
+    stride. Backward: M = units (``m_offsets`` = the units), k = row within gate ``q // K_CHUNKS``,
+    the rows contiguous in memory (``ROWS_CONTIGUOUS``; the load's hint of :func:`operand_pointers`
+    needs to know). A mask along the contiguous dimension (forward ``k_limit``, backward
+    ``m_mask``) should be a bound divisible by 16, the row stride (the columns past H are zero
+    there), or the loads cannot be vectorised.
 
     ``ROWS_FIRST`` (with ``M_SPLIT > 1``): loaded as ``(M / M_SPLIT, K_SPLIT * M_SPLIT, BK)``, then
     permuted. Triton 3.6 orders the load's dimensions by contiguity, and of the two that tie (rows and
@@ -418,7 +452,10 @@ def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_
     kk = tl.arange(0, BK)
     if M_SPLIT == 1:
         k = (q % K_CHUNKS) * (K_SPLIT * BK) + s[:, None, None] * BK + kk[None, None, :]
-        pointers = w_ptr + (q // K_CHUNKS) * gate_stride + m_offsets[None, :, None] + k * k_stride
+        # summed in the order the kernels always had (pointer, rows, then columns): Triton 3.6, which
+        # gets no hint, compiles the code it did
+        pointers = operand_pointers(w_ptr + (q // K_CHUNKS) * gate_stride + m_offsets[None, :, None], k * k_stride,
+                                    1 if ROWS_CONTIGUOUS else 2)
         return tl.load(pointers, mask=m_mask[None, :, None] & (k < k_limit), other=0.0)
     else:
         PART: tl.constexpr = m_offsets.shape[0] // M_SPLIT
@@ -443,13 +480,14 @@ def weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_
 
 @triton.jit
 def held_weights(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, BLOCKS: tl.constexpr,
-                 K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+                 K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr, BK: tl.constexpr, M_SPLIT: tl.constexpr = 1,
+                 ROWS_CONTIGUOUS: tl.constexpr = False):
     """The tuple of all ``BLOCKS`` weight blocks (:func:`weight_block`, rows outside the slices), loaded
     once per launch."""
     blocks = ()
     for q in tl.static_range(BLOCKS):
         blocks = blocks + (weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS,
-                                        K_SPLIT, BK, M_SPLIT, True),)
+                                        K_SPLIT, BK, M_SPLIT, True, ROWS_CONTIGUOUS),)
     return blocks
 
 
@@ -542,11 +580,11 @@ def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BL
     LOOKAHEAD: tl.constexpr = max(1, LOOKAHEAD_BYTES // (K_SPLIT * BK * BLOCK_B * a_ptr.dtype.element_ty.primitive_bitwidth // 8))
     states = ()
     for q in tl.static_range(min(LOOKAHEAD, BLOCKS)):
-        states = states + (tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg"),)
+        states = states + (tl.load(operand_pointers(a_ptr + q * (K_SPLIT * BK), read, 1), cache_modifier=".cg"),)
     acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
     for q in tl.static_range(BLOCKS):
         if q + LOOKAHEAD < BLOCKS:
-            states = states + (tl.load(a_ptr + (q + LOOKAHEAD) * (K_SPLIT * BK) + read, cache_modifier=".cg"),)
+            states = states + (tl.load(operand_pointers(a_ptr + (q + LOOKAHEAD) * (K_SPLIT * BK), read, 1), cache_modifier=".cg"),)
         acc = split_dot(blocks[q], states[q], acc, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
     return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
 
@@ -554,13 +592,15 @@ def held_product(blocks, a_ptr, read, M: tl.constexpr, BLOCK_B: tl.constexpr, BL
 @triton.jit
 def streamed_product(w_ptr, m_offsets, m_mask, gate_stride, k_limit, k_stride, a_ptr, read, M: tl.constexpr,
                      BLOCK_B: tl.constexpr, BLOCKS: tl.constexpr, K_CHUNKS: tl.constexpr, K_SPLIT: tl.constexpr,
-                     BK: tl.constexpr, DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr = 1):
+                     BK: tl.constexpr, DOT_PRECISION: tl.constexpr, M_SPLIT: tl.constexpr = 1,
+                     ROWS_CONTIGUOUS: tl.constexpr = False):
     """:func:`held_product` loading each weight block when it is used (``STEPWISE``: one launch per
     step, so nothing is reused and registers hold one block whatever H is)."""
     acc = split_accumulator(M, BLOCK_B, K_SPLIT, M_SPLIT)
     for q in range(BLOCKS):
-        w = weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS, K_SPLIT, BK, M_SPLIT)
-        a = tl.load(a_ptr + q * (K_SPLIT * BK) + read, cache_modifier=".cg")
+        w = weight_block(w_ptr, m_offsets, m_mask, q, gate_stride, k_limit, k_stride, K_CHUNKS, K_SPLIT, BK, M_SPLIT,
+                         ROWS_CONTIGUOUS=ROWS_CONTIGUOUS)
+        a = tl.load(operand_pointers(a_ptr + q * (K_SPLIT * BK), read, 1), cache_modifier=".cg")
         acc = split_dot(w, a, acc, M, BLOCK_B, K_SPLIT, BK, DOT_PRECISION, M_SPLIT)
     return sum_slices(acc, M, BLOCK_B, K_SPLIT, M_SPLIT)
 

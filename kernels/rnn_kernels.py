@@ -146,7 +146,7 @@ def _backward_phase(
         later = exchange_slot(exchange_ptr, s + 1, H_PAD, BLOCK_B)
         if MODE == STEPWISE:
             dh = streamed_product(w_hh_ptr, units, units < w_stride, 0, H, w_stride, later, read, BLOCK_H, BLOCK_B, K_CHUNKS, K_CHUNKS,
-                                  K_SPLIT, BK, DOT_PRECISION)
+                                  K_SPLIT, BK, DOT_PRECISION, ROWS_CONTIGUOUS=True)
         else:
             dh = held_product(blocks, later, read, BLOCK_H, BLOCK_B, K_CHUNKS, K_SPLIT, BK, DOT_PRECISION)
         if HAS_LENGTHS:
@@ -204,7 +204,8 @@ def rnn_backward_kernel(
                         direction, inputs, units, read, write, state_offsets, state_mask, BLOCK_B, BLOCK_H, H_PAD, K_SPLIT,
                         BK, K_CHUNKS, MODE, RELU, DOT_PRECISION, DIRECTIONS, HAS_LENGTHS)
     else:
-        blocks = held_weights(w_hh_ptr, units, units < w_stride, 0, H, w_stride, K_CHUNKS, K_CHUNKS, K_SPLIT, BK)
+        blocks = held_weights(w_hh_ptr, units, units < w_stride, 0, H, w_stride, K_CHUNKS, K_CHUNKS, K_SPLIT, BK,
+                              ROWS_CONTIGUOUS=True)
         inputs = _backward_inputs(y_ptr, dy_ptr, T - 1, T, B, H, length, direction, y_offsets, state_mask, DIRECTIONS,
                                   HAS_LENGTHS)
         for p in range(0, T + 1):

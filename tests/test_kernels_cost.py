@@ -871,10 +871,15 @@ def test_cost_command_refuses_an_unknown_dtype(capsys):
 @pytest.mark.parametrize("version", ["3.9", "3.6"])
 def test_committed_cost_tables_run_every_16_bit_goal_shape_co_resident_and_without_spills(version):
     """The cost tables compile every shape as it runs (H divisible by 16), so they are where a spill
-    of what really executes shows; and issue 8's plan: every 16-bit goal shape with B <= 64 runs a
-    co-resident path, never one launch per step."""
+    of what really executes shows (a row the planner does not allow never runs: under Triton 3.9 the
+    float32 LSTM backward at H=1024, 8 warps at 252 registers and never co-resident, spills 24 bytes
+    once its state loads narrow, rnnbench.kernels.operand_layout); and issue 8's plan: every 16-bit
+    goal shape with B <= 64 runs a co-resident path, never one launch per step."""
     table = pd.read_csv(Path(__file__).parent.parent / "reports" / "aot" / f"cost-sm_90-triton{version}.csv")
-    assert (table.spill_bytes == 0).all(), table[table.spill_bytes > 0].iloc[:, :12].to_string()
+    runs = table[table.plan_allows]
+    assert len(runs) > len(table) / 2
+    assert (runs.spill_bytes == 0).all(), runs[runs.spill_bytes > 0].iloc[:, :12].to_string()
+    assert not table[table.spill_bytes > 0].coresident.any()
     planned = table[table.planned & (table.batch <= 64) & (table.dtype != "float32")]
     assert len(planned) == 2 * len(cost.GOAL_HIDDEN) * 3 * (3 + 2)
     assert (planned.path != "stepwise").all() and planned.coresident.all()
@@ -962,10 +967,12 @@ def test_the_acquire_poll_is_one_round_trip(cell, path, hidden, poll_bytes, fuse
         ((_, text),) = compile_all(90, [shape["config"]], 1, job=compile_sass)
     except sass.SassUnavailable as error:
         pytest.skip(str(error))
-    path_instructions = sass.step_path(sass.parse(text)).instructions
-    # the poll's loads are the narrow strong ones (the plain kernel's state loads are 16-byte vectors)
-    poll_loads = [ins for ins in path_instructions
-                  if ins.base in sass.GLOBAL_LOADS and ins.strong and ins.access_bytes() < 16]
+    instructions = sass.parse(text)
+    path_instructions = sass.step_path(instructions).instructions
+    # the poll's loads are the strong ones of the innermost loop that invalidates (the plain kernel's
+    # state loads are strong too, and narrower than 16 bytes where operand_layout narrows them)
+    poll_loop = min((loop for loop in sass.loops(instructions) if any(ins.base == "CCTL" for ins in loop)), key=len)
+    poll_loads = [ins for ins in poll_loop if ins.base in sass.GLOBAL_LOADS and ins.strong]
     invalidations = [ins for ins in path_instructions if ins.base == "CCTL"]
     assert sorted(ins.access_bytes() for ins in poll_loads) == poll_bytes and len(invalidations) == 1
     first, last = (path_instructions.index(ins) for ins in (poll_loads[0], poll_loads[-1]))
