@@ -29,15 +29,12 @@ import math
 
 import triton
 
+from rnnbench.kernels.plan import TRITON_VERSION
+
 #: lanes of a warp
 LANES = 32
 #: bytes of the widest global load of one thread (``LDG.128``)
 MAX_LOAD_BYTES = 16
-
-
-def _version() -> tuple[int, int]:
-    major, minor = triton.__version__.split(".")[:2]
-    return int(major), int(minor)
 
 
 #: programs of more warps than this never narrow a load to one element: a thread has 128 registers
@@ -47,7 +44,7 @@ SCALAR_LOAD_MAX_WARPS = 8
 
 #: whether the running Triton orders a dot operand's shared buffer by its load's register layout
 #: (3.9 does, 3.6 does not; the versions between are assumed to be as 3.9)
-ORDERS_BY_REGISTERS = _version() >= (3, 7)
+ORDERS_BY_REGISTERS = TRITON_VERSION >= (3, 7)
 
 
 @triton.constexpr_function

@@ -14,6 +14,7 @@ import triton.language as tl
 
 from rnnbench.kernels import operand_layout
 from rnnbench.kernels.operand_layout import blocked_layout, load_order, memory_order, natural_vector, operand_vector
+from rnnbench.kernels.plan import TRITON_VERSION
 from rnnbench.kernels.primitives import operand_pointers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def test_the_vector_is_the_widest_that_puts_the_rows_second():
 def test_triton_3_6_and_a_single_slice_keep_the_natural_width():
     assert operand_vector((4, 64, 16), 1, 4, 16, orders_by_registers=False) == 8
     assert operand_vector((1, 64, 16), 1, 4, 16, orders_by_registers=True) == 8
-    assert operand_layout.ORDERS_BY_REGISTERS == (tuple(map(int, triton.__version__.split(".")[:2])) >= (3, 7))
+    assert operand_layout.ORDERS_BY_REGISTERS == (TRITON_VERSION >= (3, 7))
 
 
 def test_the_kernels_hint_is_zero_where_the_natural_width_stands_and_in_the_interpreter():
