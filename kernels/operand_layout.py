@@ -39,7 +39,8 @@ MAX_LOAD_BYTES = 16
 
 #: programs of more warps than this never narrow a load to one element: a thread has 128 registers
 #: there (65536 / 32 / 16), and the LSTM backward's (8, 32, 32) state tile in 16 warps, loaded one
-#: element a thread at a time, spilled 40-72 bytes (Triton 3.9); its buffer stays conflicted
+#: element a thread at a time, spilled 40-72 bytes (Triton 3.9; that backward runs 8 warps since,
+#: conflict-free: :func:`rnnbench.kernels.plan.backward_half_rows`)
 SCALAR_LOAD_MAX_WARPS = 8
 
 #: whether the running Triton orders a dot operand's shared buffer by its load's register layout

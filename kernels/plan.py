@@ -89,7 +89,7 @@ DEFAULT_POLL_ORDER = "acquire"
 MAX_POLL_VECTOR = 4
 #: plain layouts of this many warps and more poll in scalar loads (:attr:`Plan.poll_vector`): with
 #: vector loads the plain backward's 16-warp layouts (B=64, H=768/1024, at their 128-register cap)
-#: spilled under Triton 3.9
+#: spilled under Triton 3.9 (that backward runs 8 warps since; the 16-warp wide forward remains)
 SCALAR_POLL_WARPS = 16
 #: gate rows (the MMA's M) of one cooperative program forward: LSTM 4 gates x 8 units, Elman 16 units
 GATE_ROWS = {"lstm": 32, "rnn": 16}
@@ -184,11 +184,12 @@ BACKWARD_WIDE_H_PAD = 512
 #: rows every step, so half the L2 traffic per SM (H=768, B=64: 96 programs of 64 rows, 384 KiB per
 #: program and step, became 96 programs of 32 rows, 192 KiB). Cost model, LSTM bf16 B=64, µs per
 #: step, before -> after: Triton 3.9 H=256 3.26 -> 2.63, H=512 5.20 -> 4.15, H=768 8.99 -> 6.51;
-#: Triton 3.6 H=768 9.13 -> 6.24. Layouts that compiled without spilling in the four variants
-#: (both H specialisations, sm_90): Triton 3.9 8 warps (4 slices) up to
-#: :data:`BACKWARD_HALF_ROWS_WIDE_H_PAD` columns and 16 warps with 8 slices up to
-#: :data:`BACKWARD_HALF_ROWS_MAX_H_PAD` (8 warps spilled 8-24 bytes there); Triton 3.6 8 warps, a
-#: slice each; at 1024 columns (since :func:`kernel_resources` counts one chunk of the LSTM
+#: Triton 3.6 H=768 9.13 -> 6.24. The layout: 8 warps, with Triton 3.6 a slice each, with 3.9 4
+#: slices (the version's default). Until the state loads narrowed (:mod:`rnnbench.kernels.
+#: operand_layout`), 3.9's 8 warps spilled 8-24 bytes above 512 columns, which ran 16 warps with 8
+#: slices instead; those could not be loaded conflict-free (one element a thread spilled), so their
+#: state buffer was read 4.5 wavefronts an ``ldmatrix``: H=768 B=64 17.33 µs a step against 6.88
+#: with 8 warps (H=1024 23.30 -> 9.96, cost model, Triton 3.9). At 1024 columns (since :func:`kernel_resources` counts one chunk of the LSTM
 #: backward's state: 209 KiB bounded, 160 KiB compiled) the same, also on sm_80, H=1024 B=64 going
 #: 14.46 -> 9.67 (3.9) and 15.07 -> 9.52 (3.6). Where the bound says the 16 units do not fit one SM
 #: (sm_80 at 1024 columns), and above 1024 columns, 64-row blocks of 8 units stay
@@ -204,7 +205,6 @@ HALF_BLOCK_UNITS = {"lstm": 16, "rnn": 32}
 #: step path) 3.9 1.77 -> 1.72, 2.43 -> 2.15, 3.18 -> 2.77, 3.89 -> 3.32, 3.6 1.95 -> 1.75,
 #: 2.52 -> 2.23, 3.29 -> 2.77, 3.93 -> 3.33. No spill in any variant.
 ELMAN_HALF_ROWS = {False: (NUM_WARPS, None), True: (WIDE_NUM_WARPS, WIDE_NUM_WARPS)}
-BACKWARD_HALF_ROWS_WIDE_H_PAD = 512
 BACKWARD_HALF_ROWS_MAX_H_PAD = 1024
 #: the grid barrier polls one flag per hidden block of a batch block (primitives.FLAG_SLOTS)
 MAX_HIDDEN_BLOCKS = 256
@@ -481,9 +481,7 @@ def backward_half_rows(h_pad: int) -> tuple[int, int | None] | None:
     without spilling registers in every variant)."""
     if h_pad > BACKWARD_HALF_ROWS_MAX_H_PAD:
         return None
-    if not BATCHED_DOT_SPREADS_WARPS or h_pad <= BACKWARD_HALF_ROWS_WIDE_H_PAD:  # 3.6: a slice per warp
-        return WIDE_NUM_WARPS, None
-    return HUGE_NUM_WARPS, WIDE_NUM_WARPS
+    return WIDE_NUM_WARPS, None
 
 
 def _layout(cell: str, path: str, hidden_size: int, batch: int, directions: int = 1, backward: bool = False,
