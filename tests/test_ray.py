@@ -125,8 +125,26 @@ def _keys_and_statuses(out) -> set[tuple]:
     return set(map(tuple, frame[[*KEY_COLUMNS, "status"]].astype(str).values))
 
 
+def _parent(pid: int) -> int:
+    """The parent pid of ``pid`` (0 once it is gone): field 4 of ``/proc/PID/stat``, after the name."""
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descends_from_this_process(pid: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == os.getpid():
+            return True
+    return False
+
+
 def _measuring_workers() -> list[int]:
-    """Pids of Ray workers measuring a case now (Ray names the process after the running task)."""
+    """Pids of this module's Ray workers measuring a case now (Ray names the process after the
+    running task): descendants of this process (its local cluster's raylet starts them), so a
+    cluster another test process runs at the same time is left alone."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
@@ -134,7 +152,7 @@ def _measuring_workers() -> list[int]:
                 pids.append(int(entry.name))
         except OSError:
             continue
-    return pids
+    return [pid for pid in pids if _descends_from_this_process(pid)]
 
 
 def _wait_for(predicate, timeout_s=60.0) -> bool:
