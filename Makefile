@@ -23,9 +23,9 @@ smoke: setup
 cpu: setup
 	$(BIN)/rnnbench run cpu --out results/cpu-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-# the tests in one pytest-xdist worker per core, at most TEST_WORKERS, a test file to a worker (its
-# module-scoped fixtures run once: one wheel build, one Ray cluster; loadgroup's marks do nothing
-# under pytest 9.2, whose node ids xdist 3.8 cannot suffix). 2 cores: 8.7 min, 12.2 serial
+# the tests in one pytest-xdist worker per core, at most TEST_WORKERS, a test file to a worker (so
+# module-scoped fixtures run once, the wheel build among them; loadgroup's marks do nothing under
+# pytest 9.2, whose node ids xdist 3.8 cannot suffix). 2 cores: pytest 425-519 s, 733 s serial
 TEST_WORKERS ?= 4
 test: setup
 	$(BIN)/pytest -q -n auto --maxprocesses=$(TEST_WORKERS) --dist loadfile

@@ -189,8 +189,9 @@ BACKWARD_WIDE_H_PAD = 512
 #: operand_layout`), 3.9's 8 warps spilled 8-24 bytes above 512 columns, which ran 16 warps with 8
 #: slices instead; those could not be loaded conflict-free (one element a thread spilled), so their
 #: state buffer was read 4.5 wavefronts an ``ldmatrix``: H=768 B=64 17.33 µs a step against 6.88
-#: with 8 warps (H=1024 23.30 -> 9.96, cost model, Triton 3.9). At 1024 columns (since :func:`kernel_resources` counts one chunk of the LSTM
-#: backward's state: 209 KiB bounded, 160 KiB compiled) the same, also on sm_80, H=1024 B=64 going
+#: with 8 warps (H=1024 23.30 -> 9.96, cost model, Triton 3.9). At 1024 columns (since
+#: :func:`kernel_resources` counts one chunk of the LSTM backward's state: 209 KiB bounded, 160 KiB
+#: compiled) the same, also on sm_80, H=1024 B=64 going
 #: 14.46 -> 9.67 (3.9) and 15.07 -> 9.52 (3.6). Where the bound says the 16 units do not fit one SM
 #: (sm_80 at 1024 columns), and above 1024 columns, 64-row blocks of 8 units stay
 HALF_BLOCK_B = 32
