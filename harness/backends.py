@@ -303,10 +303,9 @@ def _refuse_untagged(problem, dtype, device) -> None:
                           f"B={problem.batch}): {refusal}")
 
 
-def _overlapped_projection_factory(problem, dtype, device):
-    """The planner's LSTM with its Gluon forward's input projection run beside the kernel on a second
-    stream (``TritonLSTM(overlap_projection=True)``), or :class:`Unsupported` where it would run
-    before it (not the Gluon forward, two directions, lengths, a fused projection:
+def _refuse_projection_before(problem, dtype, device) -> None:
+    """:class:`Unsupported` where the planner's LSTM would project its input before its forward, not
+    beside it (not the Gluon forward, two directions, lengths, a fused projection:
     :func:`rnnbench.kernels.plan.overlapped_projection_refusal`)."""
     from rnnbench.kernels.launch import make_plan
     from rnnbench.kernels.plan import overlapped_projection_refusal
@@ -317,7 +316,32 @@ def _overlapped_projection_factory(problem, dtype, device):
     if refusal:
         raise Unsupported(f"the input projection does not run beside the kernel here (the {plan.path} path, "
                           f"H={problem.hidden_size}, B={problem.batch}): {refusal}")
+
+
+def _overlapped_projection_factory(problem, dtype, device):
+    """The planner's LSTM with its Gluon forward's input projection run beside the kernel on a second
+    stream (``TritonLSTM(overlap_projection=True)``), or :class:`Unsupported` where it would run
+    before it (:func:`_refuse_projection_before`)."""
+    _refuse_projection_before(problem, dtype, device)
     return _triton_lstm_factory(overlap_projection=True)(problem, dtype, device)
+
+
+#: the inference forward's switches never timed in a whole call, as ``TritonLSTM`` options: with the
+#: tagged exchange, they are the cost model's lowest estimate at the anchor (H=768 B=16 bf16, whole
+#: call, calibrated: 1.70 µs a step with Triton 3.9, 1.72 with 3.6, against the planner's 2.16 and
+#: 2.42 and the goal's 1.96); :func:`_inference_switches_factory` turns them all on
+INFERENCE_SWITCHES = {"thread_poll": True, "local_gates": True, "overlap_projection": True}
+
+
+def _inference_switches_factory(problem, dtype, device):
+    """The planner's LSTM with the tagged exchange and every switch of :data:`INFERENCE_SWITCHES` on:
+    the whole inference call the forward's goal would be measured with if all of them were set on
+    in the plan. :class:`Unsupported` where the tagged exchange would not run
+    (:func:`_refuse_untagged`) or the projection would not run beside the kernel
+    (:func:`_refuse_projection_before`): not a mixture of some of the switches."""
+    _refuse_untagged(problem, dtype, device)
+    _refuse_projection_before(problem, dtype, device)
+    return _triton_lstm_factory(tagged_exchange=True, **INFERENCE_SWITCHES)(problem, dtype, device)
 
 
 def _overlapped_gradients_factory(problem, dtype, device):
@@ -401,6 +425,13 @@ register(_triton_backend("triton-overlapped", _overlapped_projection_factory,
                          "the planner's Triton LSTM with the Gluon forward's input projection run beside the kernel "
                          "(GEMMs of a few steps on a second stream, each announced by a flag the kernel polls; "
                          "switches.GLUON_OVERLAPPED_PROJECTION forced on; never run on a GPU before)",
+                         **GLUON_LSTM_ONLY))
+register(_triton_backend("triton-inference-switches", _inference_switches_factory,
+                         "the planner's Triton LSTM with the tagged exchange and every never-timed inference switch on: "
+                         "its loader's threads polling alone, the gates split inside each warp, the input projection "
+                         "beside the kernel (the cost model's lowest estimate at H=768 B=16; switches.tagged_exchange, "
+                         "tagged_thread_poll, local_gates and overlapped_projection forced on; never run on a GPU "
+                         "before)",
                          **GLUON_LSTM_ONLY))
 register(_triton_backend("triton-overlapped-grads", _overlapped_gradients_factory,
                          "the planner's Triton LSTM with its backward's dx, dW_ih and dW_hh GEMMs run beside the "

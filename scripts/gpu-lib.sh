@@ -31,6 +31,17 @@ stage() {
     return $rc
 }
 
+# earlier_status NAME: the exit status of stage NAME in the session log ($LOG) as an earlier call left
+# it (its last "end NAME: exit N"; 124 where its last word is "no time left for NAME"), or nothing
+# where no call started it
+earlier_status() {
+    [ -f "$LOG" ] || return 0
+    awk -v name="$1" '
+        index($0, "] end " name ": exit ") { split(substr($0, index($0, ": exit ") + 7), word, " "); status = word[1] }
+        index($0, "] no time left for " name " (") { status = 124 }
+        END { if (status != "") print status }' "$LOG"
+}
+
 # ablation NAME TREE CSV: the step-ablation benchmark (rnnbench.kernels.step_bench) of the checkout
 # at TREE, where it has one, as stage NAME with ABLATION_S seconds; rows in CSV (an absolute path),
 # its output beside it (.log)

@@ -68,7 +68,10 @@
 #   memory-breakdown-triton-fused.json/.log  the Triton peaks (H=512/768, B=16/64, fwd and fwd_bwd)
 #                        with the Gluon forward's input projection fused, where its tests passed
 #   gpu-fused/, gpu-fused.log  the gpu-fused suite (40 s to precompile, 90 to run; where the tests
-#                        of either kernel passed): the whole call with the input projection fused
+#                        of either kernel passed; before the step ablation): the whole call with
+#                        every never-run inference switch at once first (triton-inference-switches,
+#                        withheld where the tagged exchange's, thread poll's, local gates' or
+#                        overlapped projection's tests failed), with the input projection fused
 #                        and with the tagged exchange against the planner's and torch.nn
 #   SUITE/, SUITE.log    the suite's results.csv and env.json (--resume: a rerun continues it)
 #   profile-NAME.ncu-rep, -sass.csv, -details.csv, .log  Nsight Compute on one call of each
@@ -87,14 +90,14 @@
 # kept for packing; a stage with less than 10 s left is skipped, "no time left for NAME" in
 # session.log: run it in a second call), and the suite gets what is left, stopped with SIGINT so it
 # keeps every finished case. The stages run in this order: tests, barrier (only when named in
-# STAGES), ablation, trace, fused, latency, profile, memory, suite. To resume on a fresh machine, the
+# STAGES), fused, ablation, trace, latency, profile, memory, suite. To resume on a fresh machine, the
 # partial results must be in the working tree that travels (unpack the previous tarball first).
 set -u
 DEVICE=${1:?usage: scripts/gpu-session.sh DEVICE [BUDGET_S] [SUITE]}
 BUDGET=${2:-540}
 SUITE=${3:-gpu-core}
 PY=${GPU_PY:-python3}
-STAGES=${STAGES:-tests ablation trace fused latency profile memory suite}
+STAGES=${STAGES:-tests fused ablation trace latency profile memory suite}
 ABLATION_S=${ABLATION_S:-120}
 PROFILES_SET=${PROFILES:-}
 PROFILES=${PROFILES:-triton-barrier:768:16:fwd torch:768:16:fwd:^(?!persistRNN_init).*(RNN|LSTM|rnn|lstm):float16 triton-cooperative:768:16:fwd triton-gluon:1024:64:fwd triton:768:16:fwd_bwd:lstm_backward.*kernel triton-cooperative:768:64:fwd}
@@ -104,10 +107,12 @@ DIR=reports/$DEVICE
 START=$(date +%s)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$DIR"
-LOG=$DIR/session.log
-: > "$LOG"
-
 source "$(dirname "$0")/gpu-lib.sh"
+LOG=$DIR/session.log
+# a call that runs the tests starts the session's log; a later one (STAGES without tests, the first
+# call's reports unpacked into the tree) adds to it and reads its test stages' results from it
+if wants tests || [ ! -f "$LOG" ]; then : > "$LOG"; else echo "--- another call: STAGES=$STAGES" >> "$LOG"; fi
+
 trap 'pack "reports-$DEVICE"' EXIT
 describe_machine "$DIR/machine.txt"
 
@@ -195,6 +200,17 @@ if wants tests; then
     switch_tests FUSED_RC fused fused_input tests/test_kernels_gpu.py tests/test_memory_breakdown.py
     wait_for_test_stages
 fi
+if ! wants tests; then
+    # a later call: each test stage's status as the earlier call logged it, so that what failed, hung or
+    # had no time there is left out here too (a stage no call started counts as passed, as before)
+    for pair in TAGGED_RC:tagged THREAD_POLL_RC:thread-poll FIRST_WARP_RC:first-warp LOCAL_GATES_RC:local-gates \
+            TAGGED_TRAINING_RC:tagged-training CHAINS_RC:chains GROUPS_RC:groups STREAMED_RC:streamed \
+            OVERLAPPED_RC:overlapped OVERLAPPED_GRADS_RC:overlapped-grads FUSED_RC:fused; do
+        status=$(earlier_status "gpu-tests-${pair#*:}")
+        [ -n "$status" ] && printf -v "${pair%%:*}" '%s' "$status"
+    done
+    [ "${TAGGED_RC:-0}" -eq 0 ] || export RNNBENCH_TAGGED_EXCHANGE=off
+fi
 # the fused input projection and the tagged exchange are each timed and measured below only if their
 # tests passed (or did not run): the ablation leaves out, and the gpu-fused suite withholds
 # (harness/registry.py's RNNBENCH_WITHHOLD_BACKENDS), the one whose tests failed
@@ -208,7 +224,7 @@ fi
 if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured; the planner runs the grid barrier (RNNBENCH_TAGGED_EXCHANGE=off)"
     LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed,real_gluon_tagged_local_gates,real_gluon_tagged_thread_poll_local_gates,real_gluon_tagged_train
-    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll,triton-local-gates
+    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll,triton-local-gates,triton-inference-switches
 else
     if [ "${CHAINS_RC:-0}" -ne 0 ]; then
         note "the tagged forward's two MMA chains failed their tests (exit $CHAINS_RC): not timed"
@@ -223,10 +239,10 @@ else
         note "the tagged forward's gates split inside each warp failed their tests (exit $LOCAL_GATES_RC): not timed or measured"
         LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_local_gates
     fi
-    # the two together: where either failed
+    # the two together (and every inference switch at once): where either failed
     if [ "${LOCAL_GATES_RC:-0}" -ne 0 ] || [ "${THREAD_POLL_RC:-0}" -ne 0 ]; then
         LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_thread_poll_local_gates
-        export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-local-gates
+        export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-local-gates,triton-inference-switches
     fi
     if [ "${GROUPS_RC:-0}" -ne 0 ]; then
         note "the tagged loader's hand-over in groups failed its tests (exit $GROUPS_RC): not timed"
@@ -248,6 +264,9 @@ fi
 if [ "${OVERLAPPED_RC:-0}" -ne 0 ]; then
     note "the overlapped input projection failed its tests (exit $OVERLAPPED_RC): not measured"
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-overlapped
+    # every inference switch at once, unless the tagged ones withheld it already
+    case ",$RNNBENCH_WITHHOLD_BACKENDS," in *,triton-inference-switches,*) ;; *)
+        export RNNBENCH_WITHHOLD_BACKENDS=$RNNBENCH_WITHHOLD_BACKENDS,triton-inference-switches;; esac
 fi
 if [ "${OVERLAPPED_GRADS_RC:-0}" -ne 0 ]; then
     note "the overlapped backward GEMMs failed their tests (exit $OVERLAPPED_GRADS_RC): not measured"
@@ -275,8 +294,18 @@ if wants barrier; then
     tail -n 3 "$DIR/barrier.log"
 fi
 
-# what issue 8 is about first: the kernels alone (step ablation, the never-run ones included), then
-# the whole call of the never-run kernels against cuDNN (gpu-fused), then what calibrates the model
+# what issue 8 is about first: the whole call of the goal's candidates against cuDNN (gpu-fused: every
+# never-run inference switch at once first, the cost model's lowest estimate at the anchor), then the kernels
+# alone (step ablation, the never-run ones included), then what calibrates the model
+if wants fused && { [ "$FUSED_OK" = 1 ] || [ "$TAGGED_OK" = 1 ]; }; then
+    # its warp-specialised kernels compile in parallel first (they launch too: after the tests passed)
+    stage precompile-fused 40 "$PY" -m rnnbench precompile gpu-fused --device cuda --jobs 8 \
+        > "$DIR/precompile-fused.log" 2>&1
+    stage suite-fused 90 "$PY" -m rnnbench run gpu-fused --device cuda --out "$DIR/gpu-fused" --resume --no-progress \
+        > "$DIR/gpu-fused.log" 2>&1
+    tail -n 5 "$DIR/gpu-fused.log"
+fi
+
 if wants ablation; then
     ablation ablation . "$(pwd)/$DIR/step-ablation.csv"
 fi
@@ -296,15 +325,6 @@ if wants trace && [ -f kernels/step_trace.py ]; then
     stage trace 90 "$PY" -m rnnbench.kernels.step_trace --out "$DIR/trace" --variants "$TRACE_VARIANTS" \
         > "$DIR/trace.log" 2>&1
     tail -n 5 "$DIR/trace.log"
-fi
-
-if wants fused && { [ "$FUSED_OK" = 1 ] || [ "$TAGGED_OK" = 1 ]; }; then
-    # its warp-specialised kernels compile in parallel first (they launch too: after the tests passed)
-    stage precompile-fused 40 "$PY" -m rnnbench precompile gpu-fused --device cuda --jobs 8 \
-        > "$DIR/precompile-fused.log" 2>&1
-    stage suite-fused 90 "$PY" -m rnnbench run gpu-fused --device cuda --out "$DIR/gpu-fused" --resume --no-progress \
-        > "$DIR/gpu-fused.log" 2>&1
-    tail -n 5 "$DIR/gpu-fused.log"
 fi
 
 if wants latency && [ -f kernels/latency_probe.py ]; then

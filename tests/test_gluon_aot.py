@@ -483,17 +483,19 @@ def test_the_traced_forward_fits_and_stamps_its_product_after_the_mmas_complete(
 
 
 
-def _overlapped_ptx(case: tuple[bool, int], arch: int = 90) -> tuple:
+def _overlapped_ptx(case: tuple[bool, int, bool], arch: int = 90) -> tuple:
     """``(spill bytes, registers, PTX)`` of the Gluon forward at H=768 B=16, ``case = (tagged, input
-    chunk)``: polling the overlapped projection's flags every ``input chunk`` steps (0: not at all),
-    tagged or with its grid barrier (a job for ``compile_all``)."""
+    chunk, inference switches)``: polling the overlapped projection's flags every ``input chunk``
+    steps (0: not at all), tagged or with its grid barrier, and with the tagged loader's threads
+    polling alone and the gates split inside each warp too (the harness's
+    ``triton-inference-switches``) or not (a job for ``compile_all``)."""
     from rnnbench.kernels.aot import cubin_resources
     from rnnbench.kernels.gluon_lstm import compile_forward
     from rnnbench.kernels.plan import plan_gluon
-    from rnnbench.kernels.switches import tagged_exchange
+    from rnnbench.kernels.switches import local_gates, tagged_exchange, tagged_thread_poll
 
-    tagged, chunk = case
-    with tagged_exchange(tagged):
+    tagged, chunk, switches = case
+    with tagged_exchange(tagged), tagged_thread_poll(switches), local_gates(switches):
         compiled = compile_forward(plan_gluon("lstm", 768, 16, torch.bfloat16, 132), torch.bfloat16, training=False,
                                    has_lengths=False, arch=arch, input_chunk=chunk)
     registers, spills = cubin_resources(compiled.asm["cubin"])
@@ -503,12 +505,13 @@ def _overlapped_ptx(case: tuple[bool, int], arch: int = 90) -> tuple:
 def test_the_forward_beside_an_overlapped_projection_polls_its_flags_with_acquire_loads():
     """``XG_CHUNK`` (:mod:`rnnbench.kernels.overlapped_projection`): the flag of the first chunk before
     the loop and of each later one in it, each an acquire load (once, and again in the wait's
-    loop: 4 in all), tagged and with the grid barrier, without spilling; the shipped (tagged)
-    kernel has none."""
-    cases = [(True, 32), (False, 32), (True, 0)]
-    for (tagged, chunk), (spills, registers, ptx) in zip(cases, compile_all(90, cases, job=_overlapped_ptx)):
-        assert spills == 0 and registers <= 255, (tagged, chunk, spills, registers)
-        assert ptx.count("ld.global.acquire.gpu.b32") == (4 if chunk else 0), (tagged, chunk)
+    loop: 4 in all), tagged and with the grid barrier, and tagged with every other inference switch
+    on (the thread poll, the warp-local gates: the cost model's lowest estimate at the anchor),
+    without spilling; the shipped (tagged) kernel has none."""
+    cases = [(True, 32, False), (False, 32, False), (True, 0, False), (True, 32, True)]
+    for case, (spills, registers, ptx) in zip(cases, compile_all(90, cases, job=_overlapped_ptx)):
+        assert spills == 0 and registers <= 255, (case, spills, registers)
+        assert ptx.count("ld.global.acquire.gpu.b32") == (4 if case[1] else 0), case
 
 
 def _grouped_sass(groups: int, arch: int = 90) -> tuple:

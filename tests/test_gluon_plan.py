@@ -466,10 +466,11 @@ def test_the_tagged_backend_is_refused_with_the_reason_where_it_would_not_run_ta
         _tagged_exchange_factory(problem, "float32", "cpu")
 
 
-@pytest.mark.parametrize("factory", ["_thread_poll_factory", "_local_gates_factory"])
+@pytest.mark.parametrize("factory", ["_thread_poll_factory", "_local_gates_factory", "_inference_switches_factory"])
 def test_the_tagged_variants_backends_are_refused_where_the_tagged_one_is(factory):
     """The harness's ``triton-thread-poll`` backend (the tagged exchange, its loader's threads polling
-    alone) and ``triton-local-gates`` (the same with its gates split inside each warp) are
+    alone), ``triton-local-gates`` (the same with its gates split inside each warp) and
+    ``triton-inference-switches`` (those and the input projection beside the kernel) are
     :class:`Unsupported` with the tagged backend's reason where that one is."""
     from rnnbench.harness import backends
     from rnnbench.harness.errors import Unsupported

@@ -255,9 +255,16 @@ def test_list_shows_every_backend_and_why_it_cannot_run(capsys):
 
 
 def test_shipped_suites_parse():
-    for name in ("smoke", "cpu", "gpu", "gpu-core", "gpu-ab", "gpu-extras"):
+    for name in ("smoke", "cpu", "gpu", "gpu-core", "gpu-ab", "gpu-extras", "gpu-fused"):
         suite = load_suite(name, device_override="cpu")
         assert suite.cases, name
+    # gpu-fused measures the cost model's lowest estimate at the anchor first (a run cut short keeps it),
+    # and cuDNN's same shape in the same run
+    fused = load_suite("gpu-fused").cases
+    assert (fused[0].backend, fused[0].hidden_size, fused[0].batch, fused[0].mode) == \
+        ("triton-inference-switches", 768, 16, "fwd")
+    assert any((case.backend, case.hidden_size, case.batch, case.dtype, case.mode) ==
+               ("torch", 768, 16, "bfloat16", "fwd") for case in fused)
     # the A/B suite is gpu-core's Triton speed cases plus the goal shape's cuDNN anchor
     core = {case.label for case in load_suite("gpu-core").cases if case.backend == "triton" and case.experiment == "speed"}
     ab = load_suite("gpu-ab").cases

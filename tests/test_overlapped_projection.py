@@ -119,28 +119,38 @@ def test_the_gluon_forward_checks_the_projections_flags():
 
 @pytest.mark.cuda
 @pytest.mark.overlapped_projection
-@pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "barrier"])
+@pytest.mark.parametrize("exchange", ["tagged", "barrier", "inference-switches"])
 @pytest.mark.parametrize("steps", [300, 20])
-def test_on_gpu_the_overlapped_projection_gives_the_layers_results_eagerly_and_in_a_graph(tagged, steps):
+def test_on_gpu_the_overlapped_projection_gives_the_layers_results_eagerly_and_in_a_graph(monkeypatch, exchange,
+                                                                                          steps):
     """The LSTM (H=320, B=16, input 40, bf16) with its projection beside the Gluon forward against the
     same layer projecting before it: the kernel reads the same xg once every flag it polls is set,
     so the outputs agree to the GEMMs' rounding (the chunks' GEMMs may sum in another order than
     the whole one's); no wait timed out (a launch that did raises at the next check); and replayed
     from a CUDA graph, the same outputs again. ``steps`` 300: GEMMs of 32, 32, 64, 128 and 44
-    steps (:data:`rnnbench.kernels.plan.OVERLAPPED_CHUNK_STEPS` 32); 20: one."""
-    from rnnbench.kernels import TritonLSTM
+    steps (:data:`rnnbench.kernels.plan.OVERLAPPED_CHUNK_STEPS` 32); 20: one. ``exchange``: the
+    state exchanged as tagged words or through the grid barrier, or ``inference-switches``: tagged,
+    with every other never-run switch of the inference forward on as well (the harness's
+    ``triton-inference-switches``: the loader's threads polling alone, the gates split inside each
+    warp, whose reordered rows the launch is checked to have used), against the plain tagged layer."""
+    from rnnbench.harness.backends import INFERENCE_SWITCHES
+    from rnnbench.kernels import TritonLSTM, gluon_lstm
     from rnnbench.kernels.launch import check_barriers
     from rnnbench.kernels.plan import gluon_available
     from rnnbench.kernels.switches import tagged_exchange
 
     if torch.cuda.get_device_capability() != (9, 0) or not gluon_available():
         pytest.skip("the Gluon forward needs sm_90 and a Triton with Gluon's Hopper API")
+    reordered = []
+    original = gluon_lstm.local_gate_rows
+    monkeypatch.setattr(gluon_lstm, "local_gate_rows", lambda w_rows: reordered.append(1) or original(w_rows))
+    options = INFERENCE_SWITCHES if exchange == "inference-switches" else {"overlap_projection": True}
     torch.manual_seed(0)
     before = TritonLSTM(40, 320, path="gluon").to("cuda", torch.bfloat16)
-    beside = TritonLSTM(40, 320, path="gluon", overlap_projection=True).to("cuda", torch.bfloat16)
+    beside = TritonLSTM(40, 320, path="gluon", **options).to("cuda", torch.bfloat16)
     beside.load_state_dict(before.state_dict())
     x = torch.randn(steps, 16, 40, device="cuda", dtype=torch.bfloat16)
-    with tagged_exchange(tagged), torch.no_grad():
+    with tagged_exchange(exchange != "barrier"), torch.no_grad():
         expected = before(x)
         got = beside(x)
         check_barriers(wait=True)
@@ -149,3 +159,4 @@ def test_on_gpu_the_overlapped_projection_gives_the_layers_results_eagerly_and_i
         captured = replayed_in_graph(lambda: beside(x))
         for a, b in zip((expected[0], *expected[1]), (captured[0], *captured[1])):
             torch.testing.assert_close(b, a, rtol=2e-2, atol=2e-2)
+    assert bool(reordered) == (exchange == "inference-switches"), reordered

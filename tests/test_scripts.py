@@ -148,7 +148,8 @@ def test_session_stages_keep_within_the_budget(tmp_path, budget, limit):
                           (True, True, True, True, True, True, False, True, True),
                           (True, True, True, True, True, True, True, False, True),
                           (True, False, True, True, True, True, True, False, True),
-                          (True, True, True, True, True, True, True, True, False)])
+                          (True, True, True, True, True, True, True, True, False),
+                          (True, True, True, True, False, False, True, True, True)])
 def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fused_tests_pass, tagged_tests_pass,
                                                                   chains_tests_pass, groups_tests_pass,
                                                                   overlapped_tests_pass, thread_poll_tests_pass,
@@ -170,7 +171,9 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     out their variant; and the tagged training forward's, where the tagged exchange's passed. The
     grid barrier polled by the first warp alone has a stage whatever the tagged exchange's tests did
     (the stand-in fails it with the streamed copies'): where it fails the ablation leaves out its
-    five kernels."""
+    five kernels. The suite withholds triton-inference-switches (every never-run inference switch at
+    once) where any of the tagged exchange's, the thread polls', the local gates' or the overlapped
+    projection's stages failed, and runs before the step ablation."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
@@ -238,12 +241,16 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
         + (["real_gluon_tagged_two_chains"] if chains_tests_pass else []) \
         + (["real_gluon_tagged_groups_4"] if groups_tests_pass else []) if tagged_tests_pass else ["real_gluon"]
     assert f"--variants {','.join(variants)} " in traced, traced
+    tagged_switches_pass = not tagged_tests_pass or (thread_poll_tests_pass and local_gates_tests_pass)
     withheld = (["triton-fused"] if not fused_tests_pass else []) \
-        + (["triton-tagged", "triton-thread-poll", "triton-local-gates"] if not tagged_tests_pass else []) \
+        + (["triton-tagged", "triton-thread-poll", "triton-local-gates", "triton-inference-switches"]
+           if not tagged_tests_pass else []) \
         + (["triton-thread-poll"] if tagged_tests_pass and not thread_poll_tests_pass else []) \
-        + (["triton-local-gates"] if tagged_tests_pass and not (thread_poll_tests_pass and local_gates_tests_pass)
+        + ([] if tagged_switches_pass else ["triton-local-gates", "triton-inference-switches"]) \
+        + (["triton-overlapped"] if not overlapped_tests_pass else []) \
+        + (["triton-inference-switches"] if not overlapped_tests_pass and tagged_tests_pass and tagged_switches_pass
            else []) \
-        + (["triton-overlapped", "triton-overlapped-grads"] if not overlapped_tests_pass else []) \
+        + (["triton-overlapped-grads"] if not overlapped_tests_pass else []) \
         + ([] if overlapped_tests_pass and streamed_tests_pass and tagged_tests_pass and tagged_training_tests_pass
            else ["triton-train-switches"])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
@@ -252,6 +259,8 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
     fused_suite = [run for run in runs if "gpu-fused" in run]
     assert len(fused_memory) == (1 if fused_tests_pass else 0)
     assert len(fused_suite) == (2 if fused_tests_pass or tagged_tests_pass else 0), fused_suite
+    # the whole call against cuDNN (the goal's measurement) before the kernels alone
+    assert all(runs.index(run) < runs.index(ablation) for run in fused_suite), runs
     for run in fused_suite:
         assert ("triton-fused" in run.split("withheld=")[1]) != fused_tests_pass, run
         assert ("triton-tagged" in run.split("withheld=")[1]) != tagged_tests_pass, run
@@ -295,3 +304,49 @@ def test_session_runs_the_switches_test_stages_at_once(tmp_path):
         assert (out / f"gpu-tests-{name}.log").exists(), name
     (ablation,) = [line for line in log if "start ablation" in line]
     assert "--leave-out real_gluon_tagged_local_gates,real_gluon_tagged_thread_poll_local_gates" in ablation, ablation
+
+
+@pytest.mark.parametrize("tagged_status", [1, "no time"])
+def test_a_later_call_leaves_out_what_the_first_calls_tests_failed(tmp_path, tagged_status):
+    """A session in two calls (the device tool's 10 minutes a call): the first runs the tests, the
+    second (STAGES without ``tests``, the first's reports in the tree) adds to the same session.log
+    and takes each test stage's status from it. Where the tagged exchange's tests failed (or had no
+    time left, status 124) and the local gates' failed, the second call's ablation leaves their
+    variants out, its gpu-fused suite withholds their backends and everything runs the grid
+    barrier; the stages that passed are not left out."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "fakepy"
+    fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
+                    'tagged_exchange=${RNNBENCH_TAGGED_EXCHANGE:-auto}" >> ' + str(calls) + '\n'
+                    'case "$*" in *"-m tagged_exchange"*) exit 1;; *"-m local_gates"*) exit 1;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "step_bench.py").write_text("")
+    log = tmp_path / "reports" / "h100" / "session.log"
+    if tagged_status == 1:
+        first = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "500"], cwd=tmp_path,
+                               capture_output=True, text=True,
+                               env={"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "tests"})
+        assert first.returncode == 0, first.stderr
+    else:  # a first call whose budget ran out before the tagged exchange's stage
+        log.parent.mkdir(parents=True)
+        log.write_text("[3 s] no time left for gpu-tests-tagged (4 s of the budget)\n"
+                       "[5 s] start gpu-tests-local-gates (limit 150 s): ...\n"
+                       "[9 s] end gpu-tests-local-gates: exit 1 after 4 s\n")
+    first_log = log.read_text()
+    calls.write_text("")
+    second = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "500"], cwd=tmp_path,
+                            capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "ablation fused"})
+    assert second.returncode == 0, second.stderr
+    runs = calls.read_text().splitlines()
+    assert not [run for run in runs if run.startswith("-m pytest")], runs
+    ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
+    left_out = ablation.split("--leave-out ")[1].split(" ")[0].split(",")
+    assert {"real_gluon_tagged", "real_gluon_tagged_thread_poll", "real_gluon_tagged_local_gates"} <= set(left_out)
+    assert "real_gluon_bwd_streamed" not in left_out and "real_gluon_fused_input" not in left_out, left_out
+    assert all(run.endswith("tagged_exchange=off") for run in runs if not run.startswith("-c ")), runs
+    withheld = ablation.split("withheld=")[1].split(" ")[0].split(",")
+    assert {"triton-tagged", "triton-inference-switches"} <= set(withheld) and "triton-fused" not in withheld
+    both = log.read_text()
+    assert both.startswith(first_log) and "--- another call: STAGES=ablation fused" in both, both
