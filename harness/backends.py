@@ -328,7 +328,7 @@ def _overlapped_projection_factory(problem, dtype, device):
 
 #: the inference forward's switches never timed in a whole call, as ``TritonLSTM`` options: with the
 #: tagged exchange, they are the cost model's lowest estimate at the anchor (H=768 B=16 bf16, whole
-#: call, calibrated: 1.70 µs a step with Triton 3.9, 1.72 with 3.6, against the planner's 2.16 and
+#: call, calibrated: 1.61 µs a step with Triton 3.9, 1.62 with 3.6, against the planner's 2.16 and
 #: 2.42 and the goal's 1.96); :func:`_inference_switches_factory` turns them all on
 INFERENCE_SWITCHES = {"thread_poll": True, "local_gates": True, "overlap_projection": True}
 

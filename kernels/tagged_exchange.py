@@ -364,12 +364,14 @@ def thread_poll_asm(vectors: int, stride_bytes: int, timeout_ns: int) -> tuple[s
     **The usual step** (every half fresh, no NaN): a xor, an and and a 16x2 max a pair
     (:data:`THREAD_POLL_MAGNITUDE`), one test and a branch, in this thread alone: no reduction over
     threads, no CTA barrier. **Otherwise** the thread polls on its own: the vectors holding a stale
-    half loaded again (predicated ``ld.volatile.global.v4.b32``, all issued before any is read), until none is;
+    half loaded again (predicated ``ld.volatile.global.v4.b32``, all issued before any is read);
     after each poll it reads the status word (nonzero: another wait of the launch timed out, give up)
-    and the global timer: ``timeout_ns`` after its first poll it gives up too, and if a half is still
+    and the global timer, then runs the usual step's test again: passed, the words are read as in
+    the usual step. ``timeout_ns`` after its first poll it gives up, and if a half is still
     stale, reports the tag in the status word (``red.max``, as
     :func:`rnnbench.kernels.tagged_exchange.wait_fresh` does) and sets ``TIMED_OUT`` in its result.
-    Then every pair holding a stale half or a NaN pattern becomes two NaNs."""
+    Where it gives up, or where the test's suspect is no stale half (a published NaN), every pair
+    holding a stale half or a NaN pattern becomes two NaNs (7 instructions a pair: only there)."""
     if vectors < 1:
         raise ValueError(f"a thread polls at least one vector, got {vectors}")
     n = 4 * vectors
@@ -386,17 +388,20 @@ def thread_poll_asm(vectors: int, stride_bytes: int, timeout_ns: int) -> tuple[s
     lines = ["{", f".reg .b32 %v<{n}>;", ".reg .b32 %t, %u, %s, %n;", f".reg .pred %p<{vectors}>;",
              ".reg .pred %q, %e;", ".reg .b64 %t0, %t1;"]
     lines += [f"mov.b32 %v{i}, ${raw + i};" for i in range(n)]
-    # the usual step's test: the largest magnitude of any half read (its sign cleared), per half of
-    # the pairs, then of the two halves; a stale half or the NaN pattern is THREAD_POLL_SUSPECT or more
-    lines.append("mov.b32 %s, 0;")
+    lines += ["mov.b32 %n, 0;", "setp.ne.b32 %e, %n, %n;"]
+    # the usual step's test, and again after every poll: the largest magnitude of any half read (its sign
+    # cleared), per half of the pairs, then of the two halves; a stale half or the NaN pattern is
+    # THREAD_POLL_SUSPECT or more
+    lines += ["CHECK:", "mov.b32 %s, 0;"]
     for i in range(n):
         lines += [f"xor.b32 %t, %v{i}, ${key};", f"and.b32 %t, %t, {THREAD_POLL_MAGNITUDE};",
                   "max.u16x2 %s, %s, %t;"]
-    lines += ["shr.b32 %t, %s, 16;", "and.b32 %s, %s, 65535;", "max.u32 %s, %s, %t;", "mov.b32 %n, 0;",
+    lines += ["shr.b32 %t, %s, 16;", "and.b32 %s, %s, 65535;", "max.u32 %s, %s, %t;",
               f"setp.lt.u32 %q, %s, {THREAD_POLL_SUSPECT};", "@%q bra DONE;",
-              "setp.ne.b32 %e, %n, %n;", "mov.u64 %t0, %globaltimer;", "POLL:", "mov.b32 %s, 0;"]
+              # the first poll's time (the timeout counts from it)
+              "setp.eq.b32 %q, %n, 0;", "@%q mov.u64 %t0, %globaltimer;", "mov.b32 %s, 0;"]
     # the stale vectors of the words as they are now (temporaries only: no instruction between the
-    # loads below reads what they load, so all are in flight together)
+    # loads below reads what they load, so all are in flight together); none: the suspect is a NaN
     for k in range(vectors):
         lines.append(f"xor.b32 %t, %v{4 * k}, ${key};")
         for j in range(1, 4):
@@ -406,9 +411,10 @@ def thread_poll_asm(vectors: int, stride_bytes: int, timeout_ns: int) -> tuple[s
     for k in range(vectors):
         v = ", ".join(f"%v{4 * k + j}" for j in range(4))
         lines.append(f"@%p{k} ld.volatile.global.v4.b32 {{{v}}}, [${pointer}+{k * stride_bytes}];")
+    # after a poll the words are tested first, so one that brought the last stale word is no timeout
     lines += [f"ld.relaxed.gpu.global.b32 %t, [${status}];", "setp.ne.b32 %q, %t, 0;", "@%q bra FIX;",
               "mov.u64 %t1, %globaltimer;", "sub.u64 %t1, %t1, %t0;", f"setp.gt.u64 %e, %t1, {int(timeout_ns)};",
-              "bra POLL;", "REPORT:", f"red.relaxed.gpu.global.max.s32 [${status}], ${tag};",
+              "bra CHECK;", "REPORT:", f"red.relaxed.gpu.global.max.s32 [${status}], ${tag};",
               f"or.b32 %n, %n, {int(TIMED_OUT.value) << 16};", "FIX:"]
     for i in range(n):
         lines += [f"xor.b32 ${i}, %v{i}, ${key};", *flagged(i), f"and.b32 %t, %t, {tag_pair};",

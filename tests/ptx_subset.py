@@ -52,9 +52,12 @@ class Memory:
 _INSTRUCTION = re.compile(r"^(?:@(!?)(%\w+)\s+)?([\w.]+)\s*(.*?);$")
 
 
-def run(asm: str, operands: dict[int, int], memory: Memory, max_steps: int = 100_000) -> dict[str, int]:
+def run(asm: str, operands: dict[int, int], memory: Memory, max_steps: int = 100_000,
+        executed: list[str] | None = None) -> dict[str, int]:
     """Execute ``asm`` (``inline_asm_elementwise`` text, one invocation) with ``$n`` bound to
-    ``operands[n]``; returns every register by name (``$n`` included) after the run."""
+    ``operands[n]``; returns every register by name (``$n`` included) after the run. ``executed``,
+    when given, receives the opcode of every instruction run (a guarded one only where its guard
+    held)."""
     lines = [line.strip() for line in asm.replace("\\n", "\n").splitlines()]
     program, labels = [], {}
     for line in lines:
@@ -93,6 +96,8 @@ def run(asm: str, operands: dict[int, int], memory: Memory, max_steps: int = 100
         pc += 1
         if guard is not None and bool(registers[guard]) == bool(negate):
             continue
+        if executed is not None:
+            executed.append(opcode)
         parts = opcode.split(".")
         op = parts[0]
         if op == "bra":

@@ -435,10 +435,11 @@ _BASE, _STRIDE, _STATUS = 0x1000, 128, 0x10
 
 
 def _thread_poll(loaded: list[list[int]], later: dict[int, list[list[int]]], key: int, tag: int = 5,
-                 status: int = 0, timeout_ns: int = 10**6, timer_step_ns: int = 1):
+                 status: int = 0, timeout_ns: int = 10**6, timer_step_ns: int = 1, executed: list | None = None):
     """Run :func:`thread_poll_asm` for ``len(loaded)`` vectors of 4 raw pairs as first loaded;
     ``later[k]``: what vector k's successive reloads bring (the last repeats; no entry: no reload
-    expected). Returns ``(pairs read, polls, timed out, memory)``."""
+    expected). Returns ``(pairs read, polls, timed out, memory)``; ``executed`` receives the
+    opcodes run (:func:`ptx_subset.run`)."""
     from ptx_subset import Memory, run
 
     vectors = len(loaded)
@@ -454,7 +455,7 @@ def _thread_poll(loaded: list[list[int]], later: dict[int, list[list[int]]], key
     operands |= {n + 8 + 4 * k + j: loaded[k][j] % 2**32 for k in range(vectors) for j in range(4)}
     operands |= {2 * n + 8 + i: key for i in range(4)} | {2 * n + 12 + i: _STATUS for i in range(4)}
     operands |= {2 * n + 16 + i: tag for i in range(4)}
-    registers = run(asm, operands, memory)
+    registers = run(asm, operands, memory, executed=executed)
     read = [[registers[f"${4 * k + j}"] for j in range(4)] for k in range(vectors)]
     info = {registers[f"${n + i}"] for i in range(4)}
     assert len(info) == 1, "every element of a thread gets its count"
@@ -490,9 +491,13 @@ def test_a_thread_reloads_only_its_stale_vectors_until_they_are_fresh(key):
     fresh = [_fresh_vector(seed, key) for seed in range(3)]
     loaded = [fresh[0], _with_a_stale_half(_fresh_vector(7, key)), _with_a_stale_half(_fresh_vector(8, key))]
     later = {1: [fresh[1]], 2: [_with_a_stale_half(_fresh_vector(9, key)), fresh[2]]}
-    read, polls, timed_out, memory = _thread_poll(loaded, later, key)
+    executed = []
+    read, polls, timed_out, memory = _thread_poll(loaded, later, key, executed=executed)
     assert read == [[p ^ key for p in vector] for vector in fresh]
     assert polls == 2 and not timed_out
+    # once the last poll brought every word fresh, they are read as in the usual step: the NaN fix-up
+    # (7 instructions a pair, a selp each) never runs
+    assert "selp.b32" not in executed, executed.count("selp.b32")
     assert memory.loads == {_BASE + k * _STRIDE + 4 * j: count for k, count in ((1, 1), (2, 2)) for j in range(4)} \
         | {_STATUS: 2}, memory.loads
 
@@ -507,7 +512,10 @@ def test_a_published_nan_becomes_two_nans_without_a_poll():
     read, polls, timed_out, memory = _thread_poll(loaded, {}, key)
     expected = [[p ^ key for p in vector] for vector in loaded]
     expected[1][3] = 0x7FFF7FFF
+    executed = []
+    assert _thread_poll(loaded, {}, key, executed=executed)[0] == expected
     assert read == expected and polls == 0 and not timed_out and memory.loads == {}
+    assert executed.count("selp.b32") == 4 * len(loaded), "the fix-up, once a pair"
 
 
 def test_a_thread_gives_up_after_one_poll_once_the_status_word_is_set():
