@@ -350,3 +350,33 @@ def test_a_later_call_leaves_out_what_the_first_calls_tests_failed(tmp_path, tag
     assert {"triton-tagged", "triton-inference-switches"} <= set(withheld) and "triton-fused" not in withheld
     both = log.read_text()
     assert both.startswith(first_log) and "--- another call: STAGES=ablation fused" in both, both
+
+
+def test_a_call_without_tests_or_an_earlier_log_leaves_every_never_run_kernel_out(tmp_path):
+    """A call whose STAGES lack ``tests`` on a tree without an earlier call's session.log (its
+    reports not unpacked) has no test results: the never-run switches' ablation variants are left
+    out and their gpu-fused backends withheld, as if their tests had failed, while the shipped tagged
+    exchange runs as the planner has it."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "fakepy"
+    fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
+                    'tagged_exchange=${RNNBENCH_TAGGED_EXCHANGE:-auto}" >> ' + str(calls) + '\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "step_bench.py").write_text("")
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "500"], cwd=tmp_path,
+                          capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "ablation fused"})
+    assert done.returncode == 0, done.stderr
+    runs = calls.read_text().splitlines()
+    ablation = next(run for run in runs if "rnnbench.kernels.step_bench" in run)
+    left_out = set(ablation.split("--leave-out ")[1].split(" ")[0].split(","))
+    assert {"real_gluon_fused_input", "real_gluon_tagged_thread_poll", "real_gluon_tagged_local_gates",
+            "real_gluon_bwd_streamed", "real_gluon_first_warp", "real_gluon_tagged_train"} <= left_out, left_out
+    assert "real_gluon_tagged" not in left_out
+    withheld = set(ablation.split("withheld=")[1].split(" ")[0].split(","))
+    assert {"triton-fused", "triton-thread-poll", "triton-local-gates", "triton-inference-switches",
+            "triton-overlapped", "triton-train-switches"} <= withheld and "triton-tagged" not in withheld, withheld
+    assert all(run.endswith("tagged_exchange=auto") for run in runs if not run.startswith("-c ")), runs
+    log = (tmp_path / "reports" / "h100" / "session.log").read_text()
+    assert "no earlier call's test results" in log, log
