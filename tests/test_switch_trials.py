@@ -57,7 +57,9 @@ def _session(tmp_path):
     two MMA chains are faster at one shape and slower at the other (mixed); the groups are slower
     (keep); copies of 4 are within the spread (tie); the streamed copies are faster but failed a
     test; the local gates are faster with their own stage missing; the overlapped gradients are
-    faster in gpu-fused's fwd_bwd with their tests passed; nothing else was timed."""
+    faster in gpu-fused's fwd_bwd with their tests passed; every inference switch at once is faster in
+    gpu-fused's fwd with the local gates' and the overlapped projection's stages missing; nothing else
+    was timed."""
     directory = tmp_path / "h200"
     directory.mkdir()
     for stage in (MAIN_STAGE, "tagged", "thread-poll", "chains", "groups", "overlapped-grads"):
@@ -75,7 +77,7 @@ def _session(tmp_path):
         ("real_gluon_tagged_thread_poll_local_gates", 768, 16, 1.8, 1.78, 1.82),
     ])
     _suite(directory, [("triton", "fwd_bwd", 768, 16, 7.0), ("triton-overlapped-grads", "fwd_bwd", 768, 16, 6.0),
-                       ("triton", "fwd", 768, 16, 2.6)])
+                       ("triton", "fwd", 768, 16, 2.6), ("triton-inference-switches", "fwd", 768, 16, 1.9)])
     return directory
 
 
@@ -95,6 +97,7 @@ def test_every_verdict_on_one_session(tmp_path):
         "GRID_POLL_FIRST_WARP": "not measured",
         "GLUON_OVERLAPPED_PROJECTION": "not measured",
         "OVERLAPPED_GRADIENTS": "set OVERLAPPED_GRADIENTS = True",
+        "GLUON_TAGGED_THREAD_POLL+GLUON_LOCAL_GATES+GLUON_OVERLAPPED_PROJECTION": "faster, but its tests did not run",
     }
     tests = dict(zip(summary.switch, summary.tests))
     assert tests["GLUON_BACKWARD_STREAMED"] == "streamed: 1 of 4 failed (test_streamed_is_bit_for_bit)"
@@ -158,11 +161,11 @@ def test_every_trial_names_a_switch_its_variant_sets_and_the_value_it_would_take
               "GLUON_BACKWARD_STREAMED": "streamed", "GLUON_TAGGED_TRAINING": "tagged",
               "GRID_POLL_FIRST_WARP": "first_warp"}
     for trial in TRIALS:
-        assert hasattr(switches, trial.switch), trial.switch
+        assert all(hasattr(switches, name) for name in trial.names), trial.switch
         if trial.source == ABLATION:
             assert trial.baseline in REAL_PATHS and trial.candidate in REAL_PATHS
             assert getattr(REAL_PATHS[trial.candidate], fields[trial.switch]) == trial.value
-        if getattr(switches, trial.switch) == trial.value:
+        if all(getattr(switches, name) == trial.value for name in trial.names):
             pytest.fail(f"{trial.switch} is already {trial.value!r}: its trial decides nothing")
 
 
@@ -228,3 +231,19 @@ def test_the_models_ratios_stand_beside_the_measured_ones_and_count_where_they_a
     assert f"calibrated by {calibration}" in text and "raw_ratio | calibrated_ratio" in text
     # bar at 0.25: the thread poll at H=768 is 0.8 + 0.35 against 1.25, faster, as measured
     assert "| GLUON_TAGGED_THREAD_POLL | lstm bfloat16 H=768 B=16 | 2.4 | 2.0 | 0.833 | True | 1.1 | 0.92 |" in text
+
+
+def test_every_inference_switch_at_once_is_set_together_where_all_its_stages_passed(tmp_path):
+    """The goal's candidate (gpu-fused's ``triton-inference-switches``, the whole call at the anchor)
+    against the plan: faster with the tagged, thread-poll, local-gates and overlapped stages passed,
+    the verdict sets its three switches together."""
+    directory = _session(tmp_path)
+    for stage in ("local-gates", "overlapped"):
+        _junit(directory, stage)
+    summary, detail = judge(directory)
+    combined = "GLUON_TAGGED_THREAD_POLL+GLUON_LOCAL_GATES+GLUON_OVERLAPPED_PROJECTION"
+    verdicts = dict(zip(summary.switch, summary.verdict))
+    assert verdicts[combined] == ("set GLUON_TAGGED_THREAD_POLL and GLUON_LOCAL_GATES and GLUON_OVERLAPPED_PROJECTION "
+                                  "= True")
+    pair = detail[detail.switch == combined]
+    assert pair.ratio.tolist() == pytest.approx([1.9 / 2.6])

@@ -47,10 +47,10 @@ SUITE_TIMING = "latency_cudagraph"
 
 @dataclass(frozen=True)
 class SwitchTrial:
-    """What decides one switch: set ``switch`` (a global of :mod:`rnnbench.kernels.switches`) to
-    ``value`` if the test ``stages`` passed and ``candidate`` beats ``baseline`` in ``source``
-    (:data:`ABLATION`: step-ablation variants, the kernels alone; :data:`FUSED_SUITE`: gpu-fused
-    backends in ``mode``, the whole call)."""
+    """What decides one switch: set ``switch`` (a global of :mod:`rnnbench.kernels.switches`, or
+    several joined by ``+``, set together) to ``value`` if the test ``stages`` passed and
+    ``candidate`` beats ``baseline`` in ``source`` (:data:`ABLATION`: step-ablation variants, the
+    kernels alone; :data:`FUSED_SUITE`: gpu-fused backends in ``mode``, the whole call)."""
 
     switch: str
     value: object
@@ -59,6 +59,11 @@ class SwitchTrial:
     baseline: str
     candidate: str
     mode: str = "fwd"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The globals the trial sets (one, or those of a combination)."""
+        return tuple(self.switch.split("+"))
 
 
 #: every switch a session can decide, in the order the README lists them
@@ -85,6 +90,10 @@ TRIALS = (
     # other *_first_warp pairs are in its report)
     SwitchTrial("GRID_POLL_FIRST_WARP", True, ("first-warp",), ABLATION, "real_gluon_bwd", "real_gluon_bwd_first_warp"),
     SwitchTrial("GLUON_OVERLAPPED_PROJECTION", True, ("overlapped",), FUSED_SUITE, "triton", "triton-overlapped"),
+    # the goal's candidate: every inference switch at once against the plan, the whole call at the anchor
+    SwitchTrial("GLUON_TAGGED_THREAD_POLL+GLUON_LOCAL_GATES+GLUON_OVERLAPPED_PROJECTION", True,
+                ("tagged", "thread-poll", "local-gates", "overlapped"), FUSED_SUITE, "triton",
+                "triton-inference-switches"),
     SwitchTrial("OVERLAPPED_GRADIENTS", True, ("overlapped-grads",), FUSED_SUITE, "triton", "triton-overlapped-grads",
                 mode="fwd_bwd"),
 )
@@ -233,7 +242,7 @@ def verdict(trial: SwitchTrial, stages: list[str], pairs: pd.DataFrame) -> str:
         return "tie"
     if NOT_RUN in stages:
         return "faster, but its tests did not run"
-    return f"set {trial.switch} = {trial.value!r}"
+    return f"set {' and '.join(trial.names)} = {trial.value!r}"
 
 
 def judge(directory: str | Path, renames: dict[str, str] | None = None, trials=TRIALS,
