@@ -110,9 +110,15 @@ mkdir -p "$DIR"
 source "$(dirname "$0")/gpu-lib.sh"
 LOG=$DIR/session.log
 # a call that runs the tests starts the session's log; a later one (STAGES without tests, the first
-# call's reports unpacked into the tree) adds to it and reads its test stages' results from it
+# call's reports unpacked into the tree) adds to it and reads its test stages' results from it (EARLIER:
+# the log has some)
 EARLIER=0
-if wants tests || [ ! -f "$LOG" ]; then : > "$LOG"; else echo "--- another call: STAGES=$STAGES" >> "$LOG"; EARLIER=1; fi
+if wants tests || [ ! -f "$LOG" ]; then
+    : > "$LOG"
+else
+    grep -qE '\] (start|no time left for) gpu-tests' "$LOG" && EARLIER=1
+    echo "--- another call: STAGES=$STAGES" >> "$LOG"
+fi
 
 trap 'pack "reports-$DEVICE"' EXIT
 describe_machine "$DIR/machine.txt"
@@ -202,9 +208,9 @@ if wants tests; then
     wait_for_test_stages
 fi
 if ! wants tests && [ "$EARLIER" = 0 ]; then
-    # no test stage ran on this machine's session: the never-run switches' kernels are left out and their
-    # backends withheld (the shipped tagged exchange runs as planned); run the tests, or unpack the
-    # earlier call's reports into the tree first
+    # no test stage ran in this session (no earlier log, or one without tests): the never-run switches'
+    # kernels are left out and their backends withheld (the shipped tagged exchange runs as planned); run
+    # the tests, or unpack the earlier call's reports into the tree first
     note "no earlier call's test results in $LOG: the never-run switches' kernels are left out (exit 125 below: not tested)"
     for var in THREAD_POLL_RC FIRST_WARP_RC LOCAL_GATES_RC TAGGED_TRAINING_RC CHAINS_RC GROUPS_RC STREAMED_RC \
             OVERLAPPED_RC OVERLAPPED_GRADS_RC FUSED_RC; do

@@ -352,11 +352,13 @@ def test_a_later_call_leaves_out_what_the_first_calls_tests_failed(tmp_path, tag
     assert both.startswith(first_log) and "--- another call: STAGES=ablation fused" in both, both
 
 
-def test_a_call_without_tests_or_an_earlier_log_leaves_every_never_run_kernel_out(tmp_path):
+@pytest.mark.parametrize("earlier_log", [None, "[3 s] start suite (limit 500 s): ...\n[9 s] done\n"],
+                         ids=["no_log", "log_without_tests"])
+def test_a_call_without_tests_or_an_earlier_log_leaves_every_never_run_kernel_out(tmp_path, earlier_log):
     """A call whose STAGES lack ``tests`` on a tree without an earlier call's session.log (its
-    reports not unpacked) has no test results: the never-run switches' ablation variants are left
-    out and their gpu-fused backends withheld, as if their tests had failed, while the shipped tagged
-    exchange runs as the planner has it."""
+    reports not unpacked), or with one of a call that ran no test stage, has no test results: the
+    never-run switches' ablation variants are left out and their gpu-fused backends withheld, as if
+    their tests had failed, while the shipped tagged exchange runs as the planner has it."""
     calls = tmp_path / "calls"
     fake = tmp_path / "fakepy"
     fake.write_text('#!/bin/bash\necho "$* withheld=${RNNBENCH_WITHHOLD_BACKENDS:-} '
@@ -364,6 +366,9 @@ def test_a_call_without_tests_or_an_earlier_log_leaves_every_never_run_kernel_ou
     fake.chmod(0o755)
     (tmp_path / "kernels").mkdir()
     (tmp_path / "kernels" / "step_bench.py").write_text("")
+    if earlier_log is not None:
+        (tmp_path / "reports" / "h100").mkdir(parents=True)
+        (tmp_path / "reports" / "h100" / "session.log").write_text(earlier_log)
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-session.sh"), "h100", "500"], cwd=tmp_path,
                           capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "GPU_PY": str(fake), "STAGES": "ablation fused"})
