@@ -240,7 +240,7 @@ fi
 if [ "$TAGGED_OK" = 0 ]; then
     note "the tagged exchange failed its tests (exit $TAGGED_RC): not timed or measured; the planner runs the grid barrier (RNNBENCH_TAGGED_EXCHANGE=off)"
     LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged,real_gluon_tagged_delayed,real_gluon_tagged_delayed_300,real_gluon_tagged_four_loaders,real_gluon_tagged_two_chains,real_gluon_tagged_groups_4,real_gluon_tagged_thread_poll,real_gluon_tagged_thread_poll_delayed,real_gluon_tagged_local_gates,real_gluon_tagged_thread_poll_local_gates,real_gluon_tagged_train
-    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll,triton-local-gates,triton-inference-switches
+    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-tagged,triton-thread-poll,triton-local-gates
 else
     if [ "${CHAINS_RC:-0}" -ne 0 ]; then
         note "the tagged forward's two MMA chains failed their tests (exit $CHAINS_RC): not timed"
@@ -255,10 +255,10 @@ else
         note "the tagged forward's gates split inside each warp failed their tests (exit $LOCAL_GATES_RC): not timed or measured"
         LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_local_gates
     fi
-    # the two together (and every inference switch at once): where either failed
+    # the two together: where either failed
     if [ "${LOCAL_GATES_RC:-0}" -ne 0 ] || [ "${THREAD_POLL_RC:-0}" -ne 0 ]; then
         LEFT_OUT=${LEFT_OUT:+$LEFT_OUT,}real_gluon_tagged_thread_poll_local_gates
-        export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-local-gates,triton-inference-switches
+        export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-local-gates
     fi
     if [ "${GROUPS_RC:-0}" -ne 0 ]; then
         note "the tagged loader's hand-over in groups failed its tests (exit $GROUPS_RC): not timed"
@@ -280,15 +280,17 @@ fi
 if [ "${OVERLAPPED_RC:-0}" -ne 0 ]; then
     note "the overlapped input projection failed its tests (exit $OVERLAPPED_RC): not measured"
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-overlapped
-    # every inference switch at once, unless the tagged ones withheld it already
-    case ",$RNNBENCH_WITHHOLD_BACKENDS," in *,triton-inference-switches,*) ;; *)
-        export RNNBENCH_WITHHOLD_BACKENDS=$RNNBENCH_WITHHOLD_BACKENDS,triton-inference-switches;; esac
 fi
 if [ "${OVERLAPPED_GRADS_RC:-0}" -ne 0 ]; then
     note "the overlapped backward GEMMs failed their tests (exit $OVERLAPPED_GRADS_RC): not measured"
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-overlapped-grads
 fi
-# every training switch at once: only where each one's tests passed (or did not run)
+# every inference switch at once, and every training switch at once: each only where all of its stages passed
+# (or did not run)
+if [ "$TAGGED_OK" = 0 ] || [ "${THREAD_POLL_RC:-0}" -ne 0 ] || [ "${LOCAL_GATES_RC:-0}" -ne 0 ] \
+        || [ "${OVERLAPPED_RC:-0}" -ne 0 ]; then
+    export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-inference-switches
+fi
 if [ "${OVERLAPPED_GRADS_RC:-0}" -ne 0 ] || [ "${OVERLAPPED_RC:-0}" -ne 0 ] || [ "${STREAMED_RC:-0}" -ne 0 ] \
         || [ "${TAGGED_TRAINING_RC:-0}" -ne 0 ] || [ "$TAGGED_OK" = 0 ]; then
     export RNNBENCH_WITHHOLD_BACKENDS=${RNNBENCH_WITHHOLD_BACKENDS:+$RNNBENCH_WITHHOLD_BACKENDS,}triton-train-switches

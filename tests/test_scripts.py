@@ -241,16 +241,14 @@ def test_session_leaves_out_a_never_run_kernel_whose_tests_failed(tmp_path, fuse
         + (["real_gluon_tagged_two_chains"] if chains_tests_pass else []) \
         + (["real_gluon_tagged_groups_4"] if groups_tests_pass else []) if tagged_tests_pass else ["real_gluon"]
     assert f"--variants {','.join(variants)} " in traced, traced
-    tagged_switches_pass = not tagged_tests_pass or (thread_poll_tests_pass and local_gates_tests_pass)
     withheld = (["triton-fused"] if not fused_tests_pass else []) \
-        + (["triton-tagged", "triton-thread-poll", "triton-local-gates", "triton-inference-switches"]
-           if not tagged_tests_pass else []) \
+        + (["triton-tagged", "triton-thread-poll", "triton-local-gates"] if not tagged_tests_pass else []) \
         + (["triton-thread-poll"] if tagged_tests_pass and not thread_poll_tests_pass else []) \
-        + ([] if tagged_switches_pass else ["triton-local-gates", "triton-inference-switches"]) \
-        + (["triton-overlapped"] if not overlapped_tests_pass else []) \
-        + (["triton-inference-switches"] if not overlapped_tests_pass and tagged_tests_pass and tagged_switches_pass
+        + (["triton-local-gates"] if tagged_tests_pass and not (thread_poll_tests_pass and local_gates_tests_pass)
            else []) \
-        + (["triton-overlapped-grads"] if not overlapped_tests_pass else []) \
+        + (["triton-overlapped", "triton-overlapped-grads"] if not overlapped_tests_pass else []) \
+        + ([] if tagged_tests_pass and thread_poll_tests_pass and local_gates_tests_pass and overlapped_tests_pass
+           else ["triton-inference-switches"]) \
         + ([] if overlapped_tests_pass and streamed_tests_pass and tagged_tests_pass and tagged_training_tests_pass
            else ["triton-train-switches"])
     assert any(run.startswith("-m rnnbench.kernels.latency_probe --out reports/h100/latency.csv withheld="
