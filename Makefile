@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results/smoke-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup setup36 smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 gluon-sm90 cost-sm90 ablation-estimate clean-venv gpu-session gpu-validate gpu-report
+.PHONY: setup setup36 test36 smoke cpu test perf-gate asv reports kernels-sm90 kernels-sm80 gluon-sm90 cost-sm90 ablation-estimate clean-venv gpu-session gpu-validate gpu-report
 
 setup: $(STAMP)
 
@@ -78,17 +78,28 @@ ablation-estimate: setup
 	PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.step_bench --estimate --target sm_90 \
 		--out reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv
 
-# Triton 3.6 (the lent GPU machine's version) beside the main venv, for its AOT and cost tables and
-# its interpreter (PYTHONPATH=. .venv36/bin/python -m pytest ...; its interpreter needs numpy < 2.3)
+# The lent GPU machine's torch 2.11.0 and Triton 3.6.0 beside the main venv: for Triton 3.6's AOT and
+# cost tables (KBIN=.venv36/bin) and for the whole test suite under those versions (make test36, on
+# the CPU: what breaks on the GPU machine's versions shows here before a GPU session is spent on it).
+# torch 2.11.0 from PyPI is its CUDA build (about 4.7 GB in the venv, its CUDA libraries included; it
+# runs on the CPU). Triton 3.6's interpreter needs NumPy < 2.4 (launch.interpreter_refusal), so the
+# venv has NumPy 2.2.6 below the project's own bound, and the one test that checks installed versions
+# against that bound is left out there.
 VENV36 := .venv36
 setup36: $(VENV36)/.installed
 
-$(VENV36)/.installed:
+$(VENV36)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV36)
 	$(VENV36)/bin/pip install --quiet --upgrade pip
-	$(VENV36)/bin/pip install --quiet torch==2.13.0
-	$(VENV36)/bin/pip install --quiet triton==3.6.0 numpy==2.2.6 pandas pytest tqdm
+	$(VENV36)/bin/pip install --quiet torch==2.11.0 triton==3.6.0
+	grep -v -e '^triton' -e '^numpy' constraints.txt > $(VENV36)/constraints.txt
+	$(VENV36)/bin/pip install --quiet --constraint $(VENV36)/constraints.txt -e '.[dev]'
+	$(VENV36)/bin/pip install --quiet numpy==2.2.6 'setuptools>=77,<82'
 	touch $@
+
+test36: setup36
+	$(VENV36)/bin/pytest -q -n auto --maxprocesses=$(TEST_WORKERS) --dist loadfile \
+		--deselect tests/test_packaging.py::test_wheel_works_beside_another_module_named_kernels
 
 clean-venv:
 	rm -rf $(VENV)

@@ -198,13 +198,16 @@ register(Backend(
 
 
 def _triton_requirement(device: str, dtype: str) -> str | None:
-    """The kernels run on CUDA, or on CPU only inside the Triton interpreter (which has no bf16 dot)."""
+    """The kernels run on CUDA, or on CPU only inside the Triton interpreter (which has no bf16 dot, and
+    in Triton 3.6 does not run with NumPy >= 2.4: :func:`rnnbench.kernels.launch.interpreter_refusal`)."""
     try:
-        from rnnbench.kernels.launch import interpreter_active
+        from rnnbench.kernels.launch import interpreter_active, interpreter_refusal
     except ImportError as error:
         return f"Triton is not importable: {error}"
     if device == "cpu" and not interpreter_active():
         return "Triton kernels need CUDA; on CPU they run only in the interpreter (TRITON_INTERPRET=1 before import)"
+    if device == "cpu" and (refusal := interpreter_refusal()) is not None:
+        return refusal
     if device == "cuda" and interpreter_active():
         return "TRITON_INTERPRET=1 is set: the kernels would run in the interpreter, not on the GPU"
     if device == "cpu" and dtype == "bfloat16":

@@ -19,7 +19,9 @@ set: it runs before each launch (without waiting) and can be called to wait for 
 from __future__ import annotations
 
 import contextlib
+from itertools import takewhile
 
+import numpy as np
 import torch
 import triton
 
@@ -127,6 +129,37 @@ def interpreter_active() -> bool:
     return not isinstance(lstm_forward_kernel, triton.runtime.JITFunction)
 
 
+#: the first Triton whose interpreter reads a one-element index array with ``.squeeze()`` first
+#: (Triton 3.6's ``tensor.__index__`` calls ``int()`` on the array itself)
+INTERPRETER_INDEX_FIXED = (3, 7)
+#: the first NumPy whose ``int()`` refuses an array of more than zero dimensions (a TypeError, after
+#: a DeprecationWarning since 1.25; 2.3.5 still converts)
+NUMPY_REFUSES_ARRAY_SCALARS = (2, 4)
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``"3.6.0"`` or ``"2.4.0rc1"``."""
+    major, minor = version.split(".")[:2]
+    return int(major), int("".join(takewhile(str.isdigit, minor)) or 0)
+
+
+def interpreter_refusal(triton_version: str | None = None, numpy_version: str | None = None) -> str | None:
+    """Why the Triton interpreter cannot run the kernels with these versions (default: the installed
+    ones), or None: Triton 3.6's interpreter turns a one-element index array into a Python int with
+    ``int(array)``, which NumPy 2.4 refuses ("only 0-dimensional arrays can be converted to Python
+    scalars"), so every kernel whose loop bounds or offsets are runtime scalars fails there. On a GPU
+    the interpreter is not used and these versions are fine."""
+    triton_version = triton_version or triton.__version__
+    numpy_version = numpy_version or np.__version__
+    if (_major_minor(triton_version) < INTERPRETER_INDEX_FIXED
+            and _major_minor(numpy_version) >= NUMPY_REFUSES_ARRAY_SCALARS):
+        fixed, refusing = (".".join(map(str, v)) for v in (INTERPRETER_INDEX_FIXED, NUMPY_REFUSES_ARRAY_SCALARS))
+        return (f"the interpreter of Triton {triton_version} cannot run with NumPy {numpy_version} (its tensors' "
+                f"__index__ calls int() on a one-element array, which NumPy >= {refusing} refuses): on CPU the "
+                f"kernels need Triton >= {fixed} or NumPy < {refusing}")
+    return None
+
+
 def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
     """Refuse what the kernels cannot run, naming the value and the way out."""
     interpreter = interpreter_active()
@@ -139,6 +172,9 @@ def check_device_and_dtype(name: str, tensor: torch.Tensor) -> None:
         )
     if tensor.device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name} runs on CUDA (or the interpreter on CPU), got a tensor on {tensor.device}")
+    refusal = interpreter_refusal() if interpreter and tensor.device.type == "cpu" else None
+    if refusal is not None:
+        raise RuntimeError(f"{name}: {refusal}")
     if interpreter and tensor.dtype == torch.bfloat16:
         raise TypeError(
             f"{name}: the Triton interpreter cannot multiply bfloat16 (tl.dot on bf16 is unsupported there); "

@@ -299,6 +299,35 @@ def test_cpu_tensor_without_interpreter_tells_how(monkeypatch):
         module(torch.randn(3, 2, 4))
 
 
+@pytest.mark.parametrize("triton_version, numpy_version, refused", [
+    ("3.6.0", "2.4.0", True), ("3.6.0", "2.5.2", True), ("3.6.1", "2.4.6rc1", True),
+    ("3.6.0", "2.3.5", False), ("3.7.0", "2.4.6", False), ("3.9.0", "2.4.6", False), ("4.0.0", "3.0.0", False),
+])
+def test_interpreter_refusal_names_the_versions_that_cannot_run(triton_version, numpy_version, refused):
+    """Triton 3.6's interpreter with NumPy >= 2.4 fails every kernel with "only 0-dimensional arrays
+    can be converted to Python scalars" (seen with the GPU machine's torch 2.11 and Triton 3.6 on this
+    CPU); both versions and the way out are named instead."""
+    from rnnbench.kernels.launch import interpreter_refusal
+
+    reason = interpreter_refusal(triton_version, numpy_version)
+    assert (reason is not None) == refused, reason
+    if refused:
+        assert f"Triton {triton_version}" in reason and f"NumPy {numpy_version}" in reason
+        assert "Triton >= 3.7 or NumPy < 2.4" in reason
+
+
+def test_refused_interpreter_is_a_clear_error_and_a_skipped_backend(monkeypatch):
+    import rnnbench.kernels.launch
+    from rnnbench.harness.backends import _triton_requirement
+
+    monkeypatch.setattr(rnnbench.kernels.launch.triton, "__version__", "3.6.0")
+    monkeypatch.setattr(rnnbench.kernels.launch.np, "__version__", "2.4.6")
+    with pytest.raises(RuntimeError, match="TritonRNN: the interpreter of Triton 3.6.0 cannot run with NumPy 2.4.6"):
+        TritonRNN(4, 8)(torch.randn(3, 2, 4))
+    assert "NumPy 2.4.6" in _triton_requirement("cpu", "float32")
+    assert _triton_requirement("cuda", "float32") != _triton_requirement("cpu", "float32")
+
+
 def test_unknown_path():
     with pytest.raises(ValueError, match="path must be 'auto' or one of"):
         TritonLSTM(4, 8, path="fastest")
