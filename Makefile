@@ -78,18 +78,20 @@ ablation-estimate: setup
 	PYTHONPATH=. $(KBIN)/python -m rnnbench.kernels.step_bench --estimate --target sm_90 \
 		--out reports/aot/step-ablation-estimate-sm_90-triton$(TRITON_MINOR).csv
 
-# The lent GPU machine's torch 2.11.0 and Triton 3.6.0 beside the main venv: for Triton 3.6's AOT and
-# cost tables (KBIN=.venv36/bin) and for the whole test suite under those versions (make test36, on
-# the CPU: what breaks on the GPU machine's versions shows here before a GPU session is spent on it).
+# The lent GPU machine's Python 3.12, torch 2.11.0 and Triton 3.6.0 beside the main venv: for Triton
+# 3.6's AOT and cost tables (KBIN=.venv36/bin) and for the whole test suite under those versions (make
+# test36, on the CPU: what breaks there shows here before a GPU session is spent on it).
 # torch 2.11.0 from PyPI is its CUDA build (about 4.7 GB in the venv, its CUDA libraries included; it
 # runs on the CPU). Triton 3.6's interpreter needs NumPy < 2.4 (launch.interpreter_refusal), so the
 # venv has NumPy 2.2.6 below the project's own bound, and the one test that checks installed versions
 # against that bound is left out there.
 VENV36 := .venv36
+# pyenv's 3.12 where there is one (its python3.12 shim runs only where 3.12 is selected), else PATH's
+PYTHON36 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 setup36: $(VENV36)/.installed
 
 $(VENV36)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV36)
+	$(PYTHON36) -m venv $(VENV36)
 	$(VENV36)/bin/pip install --quiet --upgrade pip
 	$(VENV36)/bin/pip install --quiet torch==2.11.0 triton==3.6.0
 	grep -v -e '^triton' -e '^numpy' constraints.txt > $(VENV36)/constraints.txt
