@@ -19,14 +19,13 @@ set: it runs before each launch (without waiting) and can be called to wait for 
 from __future__ import annotations
 
 import contextlib
-from itertools import takewhile
 
 import numpy as np
 import torch
 import triton
 
 from rnnbench.kernels import switches
-from rnnbench.kernels.plan import DEFAULT_ARCH, GLUON, LIMITS, PathUnavailable, Plan, plan_recurrence
+from rnnbench.kernels.plan import DEFAULT_ARCH, GLUON, LIMITS, PathUnavailable, Plan, major_minor, plan_recurrence
 from rnnbench.kernels.primitives import BARRIER_TIMEOUT_NS, FLAG_SLOTS, MODE_NAMES, POLL_ORDERS, SYNC_ROW, UNUSED_FLAG
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -137,12 +136,6 @@ INTERPRETER_INDEX_FIXED = (3, 7)
 NUMPY_REFUSES_ARRAY_SCALARS = (2, 4)
 
 
-def _major_minor(version: str) -> tuple[int, int]:
-    """``(major, minor)`` of a version string such as ``"3.6.0"`` or ``"2.4.0rc1"``."""
-    major, minor = version.split(".")[:2]
-    return int(major), int("".join(takewhile(str.isdigit, minor)) or 0)
-
-
 def interpreter_refusal(triton_version: str | None = None, numpy_version: str | None = None) -> str | None:
     """Why the Triton interpreter cannot run the kernels with these versions (default: the installed
     ones), or None: Triton 3.6's interpreter turns a one-element index array into a Python int with
@@ -151,8 +144,8 @@ def interpreter_refusal(triton_version: str | None = None, numpy_version: str | 
     the interpreter is not used and these versions are fine."""
     triton_version = triton_version or triton.__version__
     numpy_version = numpy_version or np.__version__
-    if (_major_minor(triton_version) < INTERPRETER_INDEX_FIXED
-            and _major_minor(numpy_version) >= NUMPY_REFUSES_ARRAY_SCALARS):
+    if (major_minor(triton_version) < INTERPRETER_INDEX_FIXED
+            and major_minor(numpy_version) >= NUMPY_REFUSES_ARRAY_SCALARS):
         fixed, refusing = (".".join(map(str, v)) for v in (INTERPRETER_INDEX_FIXED, NUMPY_REFUSES_ARRAY_SCALARS))
         return (f"the interpreter of Triton {triton_version} cannot run with NumPy {numpy_version} (its tensors' "
                 f"__index__ calls int() on a one-element array, which NumPy >= {refusing} refuses): on CPU the "

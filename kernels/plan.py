@@ -217,13 +217,18 @@ MAX_STEP_ELEMENTS = 2**31 - 1
 REGISTER_FILE = 65536
 
 
+def major_minor(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a package's version string, such as ``"3.6.0"`` or ``"2.4.0rc1"``."""
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
 def _triton_version() -> tuple[int, int]:
     try:
         import triton
     except ImportError:  # planning needs no compiler (the harness's CPU-only backends)
         return (3, 9)
-    major, minor = triton.__version__.split(".")[:2]
-    return int(major), int(minor)
+    return major_minor(triton.__version__)
 
 
 #: ``(major, minor)`` of the installed Triton, which compiles the kernels the planner lays out
